@@ -1,0 +1,7 @@
+"""``python -m gitmail``."""
+
+import sys
+
+from gitmail.cli.main import main
+
+sys.exit(main())

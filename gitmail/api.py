@@ -1,0 +1,791 @@
+"""The library API: every front-end (CLI, MCP server, hooks) calls these functions.
+
+Each function takes a repository (a path, or an open :class:`Repo`) and the
+acting identity (``as_``; default from ``$GITMAIL_USER`` / ``gitmail.user``),
+returns plain data, and raises only :class:`gitmail.errors.GitmailError`
+subclasses. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from gitmail.core import cache, refs
+from gitmail.core.repo import Repo, open_repo
+from gitmail.errors import (
+    AmbiguousIdError,
+    MessageNotFoundError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from gitmail.core.directory import Directory
+    from gitmail.core.model import Member, Message
+    from gitmail.core.signing import Signer
+
+RepoLike = Union[str, Path, Repo, None]
+SHORT_ID = 8
+_ID_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+# -- session -------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """A repository plus the acting member, with the expensive parts loaded lazily."""
+
+    repo: Repo
+    me: str
+    _db: Optional[sqlite3.Connection] = None
+    _directory: Optional["Directory"] = None
+    _signer: Optional["Signer"] = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = cache.connect(self.repo, self.me)
+        return self._db
+
+    @property
+    def directory(self) -> "Directory":
+        if self._directory is None:
+            from gitmail.core import directory
+
+            self._directory = directory.load(self.repo)
+        return self._directory
+
+    @property
+    def member(self) -> "Member":
+        from gitmail.errors import NotInitializedError
+
+        m = self.directory.members.get(self.me)
+        if m is None:
+            raise NotInitializedError(f"{self.me!r} is not a member of this org: run 'gitmail init --name NAME'")
+        return m
+
+    @property
+    def signer(self) -> "Signer":
+        if self._signer is None:
+            from gitmail.core.signing import load_key
+            from gitmail.errors import KeyError_
+
+            s = load_key(self.repo.key_path(self.me))
+            if s.public_key not in self.member.all_keys():
+                raise KeyError_(f"key {s.source} is not {self.me}'s key in the directory")
+            if s.public_key != self.member.signing_key:
+                raise KeyError_(f"key {s.source} is a retired key of {self.me}")
+            self._signer = s
+        return self._signer
+
+    def refresh(self) -> None:
+        """Bring the cache up to date with the refs (fast when nothing moved)."""
+        if not cache.fresh(self.repo, self.me, self.db):
+            self.problems += cache.ingest(self.repo, self.me, self.db, self.directory)
+
+
+def session(repo: RepoLike = None, as_: Optional[str] = None) -> Session:
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    return Session(r, r.identity(as_))
+
+
+# -- init -----------------------------------------------------------------------
+
+
+@dataclass
+class InitResult:
+    member: "Member"
+    repo: Path
+    remote: Optional[str]
+    key_path: Path
+    created_org: bool
+    created_key: bool
+    registered: bool
+
+
+def _is_local_path(url: str) -> bool:
+    return "://" not in url and not re.match(r"^[^/]+:", url)
+
+
+def init(
+    repo: RepoLike,
+    name: str,
+    *,
+    org: Optional[str] = None,
+    email: Optional[str] = None,
+    key: Optional[str] = None,
+    display_name: Optional[str] = None,
+    kind: str = "human",
+) -> InitResult:
+    """Make the repo at ``repo`` a mailbox for member ``name`` (docs/protocol.md, "Joining").
+
+    With ``org`` a local path where nothing exists yet, creates the org repo
+    there (bare). Creates or loads the member's key, registers the member in
+    the directory (the first member becomes admin), adds the fetch refspec,
+    sets ``gitmail.user`` (if unset), ``gitmail.NAME.key`` and
+    ``gpg.ssh.allowedSignersFile``. Idempotent for a member already registered
+    with the same key; raises :class:`DirectoryError` for a name taken by
+    another key.
+    """
+    from gitmail import git
+    from gitmail.core import directory as dirmod
+    from gitmail.core import sync
+    from gitmail.core.address import normalize, to_ref
+    from gitmail.core.model import Member
+    from gitmail.core.signing import generate_key, load_key
+    from gitmail.errors import DirectoryError, NotARepoError
+
+    name = normalize(name)
+    if '"' in name or "," in name:
+        from gitmail.errors import AddressError
+
+        raise AddressError(f"member name {name!r} cannot contain '\"' or ',' (allowed-signers syntax)")
+    base = Path(repo.path if isinstance(repo, Repo) else (repo or os.environ.get("GITMAIL_REPO") or "."))
+    created_org = False
+    if org and _is_local_path(org):
+        orgp = Path(org).expanduser()
+        if not orgp.exists():
+            git.run(["init", "--quiet", "--bare", str(orgp)])
+            created_org = True
+        org = str(orgp.resolve())
+    try:
+        r = repo if isinstance(repo, Repo) else open_repo(base)
+    except NotARepoError:
+        if not org:
+            raise
+        base.mkdir(parents=True, exist_ok=True)
+        git.run(["init", "--quiet", str(base)])
+        r = open_repo(base)
+    if org:
+        remotes = {k.split(".")[1]: v for k, v in r.config.items() if k.startswith("remote.") and k.endswith(".url")}
+        chosen = next((n for n, u in remotes.items() if u == org), None)
+        if chosen is None:
+            chosen = "origin" if "origin" not in remotes else "gitmail"
+            git.run(["remote", "add", chosen, org], r.path)
+        git.config_set(r.path, "gitmail.remote", chosen)
+    elif not r.remote:
+        remotes = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
+        if "origin" in remotes:
+            git.config_set(r.path, "gitmail.remote", "origin")
+    r.reload_config()
+    if r.remote:
+        fetchspecs = git.config_get_all(r.path, f"remote.{r.remote}.fetch")
+        covering = (f"+refs/heads/*:refs/remotes/{r.remote}/*", refs.FETCH_REFSPEC.format(remote=r.remote))
+        if not any(s in covering for s in fetchspecs):
+            git.config_add(r.path, f"remote.{r.remote}.fetch", refs.FETCH_REFSPEC.format(remote=r.remote))
+        sync.fetch(r)
+    created_key = False
+    if key:
+        kp = Path(key).expanduser().resolve()
+        signer = load_key(kp)
+        git.config_set(r.path, f"gitmail.{name}.key", str(kp))
+    else:
+        kp = r.key_path(name)
+        if kp.exists():
+            signer = load_key(kp)
+        else:
+            signer = generate_key(kp, comment=f"gitmail {name}")
+            created_key = True
+        git.config_set(r.path, f"gitmail.{name}.key", str(kp))
+    d = dirmod.load(r)
+    existing = d.members.get(name)
+    registered = False
+    if existing is not None:
+        if signer.public_key not in existing.all_keys():
+            raise DirectoryError(f"member {name!r} is already registered with another key")
+        member = existing
+    else:
+        if d.member_by_key(signer.public_key) is not None:
+            other = d.member_by_key(signer.public_key)
+            assert other is not None
+            raise DirectoryError(f"that key is already registered to member {other.name!r}")
+        member = Member(
+            name=name,
+            display_name=display_name or name,
+            email=email or f"{to_ref(name)}@gitmail.invalid",
+            signing_key=signer.public_key,
+            role="admin" if not d.members else "member",
+            kind=kind,  # type: ignore[arg-type]
+        )
+
+        def add(cur: "Directory") -> "Directory":
+            if name in cur.members:
+                raise DirectoryError(f"member {name!r} is already registered")
+            cur.members[name] = member
+            return cur
+
+        dirmod.change(r, signer, member, add, f"Register {name}")
+        registered = True
+    if not r.config.get("gitmail.user"):
+        git.config_set(r.path, "gitmail.user", name)
+    git.config_set(r.path, "gpg.ssh.allowedSignersFile", str(r.data_dir / "allowed_signers"))
+    dirmod.load(r)
+    return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered)
+
+
+# -- send -----------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    message: "Message"
+    recipients: list[str]
+    delivered: bool
+    queued: bool
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+REQUEST_TYPES = ("shutdown_request", "plan_approval_request", "question")
+
+
+def _subject_from(body: str) -> str:
+    first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
+    first = first.lstrip("# ").strip()
+    return first if len(first) <= 72 else first[:71] + "…"
+
+
+def _summary_from(body: str) -> str:
+    flat = " ".join(body.split())
+    return flat if len(flat) <= 100 else flat[:99] + "…"
+
+
+def send(
+    repo: RepoLike,
+    to: list[str],
+    body: str,
+    *,
+    subject: Optional[str] = None,
+    summary: Optional[str] = None,
+    priority: str = "normal",
+    type: str = "text",
+    payload: Optional[dict[str, Any]] = None,
+    reply_to: Optional[str] = None,
+    request_id: Optional[str] = None,
+    require_ack: bool = False,
+    as_: Optional[str] = None,
+) -> SendResult:
+    """Send a message; returns the :class:`Message` and where it went.
+
+    ``to``: member names, ``*`` (every member but the sender) or ``team:NAME``.
+    The message is committed to the outbox and pushed when a remote is
+    reachable (``queued`` otherwise). Raises :class:`UsageError` (empty or
+    over-long body, bad priority/type/payload, broadcast of a protocol
+    message, unknown request_id), :class:`UnknownRecipientError`,
+    :class:`KeyError_`.
+    """
+    import uuid
+
+    from gitmail.core import sync
+    from gitmail.core.address import BROADCAST, GROUP_PREFIX
+    from gitmail.core.model import PRIORITIES, RESPONSE_OF, Message, format_date, utcnow, validate_payload
+    from gitmail.core.store import write_message_commit
+
+    s = session(repo, as_)
+    d = s.directory
+    member = s.member
+    if not to:
+        raise UsageError("no recipient given")
+    recipients = _resolve_recipients(s, to)
+    d = s.directory
+    if priority not in PRIORITIES:
+        raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+    payload = validate_payload(type, payload)
+    if type != "text" and any(r == BROADCAST or r.startswith(GROUP_PREFIX) for r in recipients):
+        raise UsageError(f"a {type} message cannot be broadcast: name one recipient")
+    if not body.strip() and type == "text":
+        raise UsageError("empty message")
+    limit = d.policy.body_limit
+    if len(body.encode("utf-8")) > limit:
+        raise UsageError(f"message body is {len(body.encode('utf-8'))} bytes; the limit is {limit}")
+    in_reply_to = thread = None
+    parent = None
+    if reply_to:
+        s.refresh()
+        parent = _resolve(s, reply_to)
+        in_reply_to = parent.id
+        thread = parent.thread or parent.id
+        if subject is None and parent.subject:
+            subject = parent.subject if parent.subject.lower().startswith("re:") else f"Re: {parent.subject}"
+    if type in RESPONSE_OF:
+        if request_id is None and parent is not None and parent.type == RESPONSE_OF[type]:
+            request_id = parent.request_id
+        if not request_id:
+            raise UsageError(f"a {type} needs the request_id of the {RESPONSE_OF[type]} it answers")
+        s.refresh()
+        row = s.db.execute(
+            "SELECT 1 FROM msg WHERE inbox=1 AND type=? AND request_id=? LIMIT 1", (RESPONSE_OF[type], request_id)
+        ).fetchone()
+        if row is None:
+            raise UsageError(f"unknown request_id {request_id!r}: no {RESPONSE_OF[type]} with it in your inbox")
+    elif type in REQUEST_TYPES and not request_id:
+        request_id = uuid.uuid4().hex[:12]
+    text_for_meta = body if body.strip() else f"{type} " + " ".join(f"{k}={v}" for k, v in (payload or {}).items())
+    msg = Message(
+        **{"from": s.me},
+        to=recipients,
+        date=format_date(utcnow()),
+        subject=(subject if subject is not None else _subject_from(text_for_meta))[:200],
+        summary=(summary or _summary_from(text_for_meta))[:120],
+        body=body,
+        priority=priority,  # type: ignore[arg-type]
+        type=type,
+        payload=payload,
+        request_id=request_id,
+        in_reply_to=in_reply_to,
+        thread=thread,
+        require_ack=require_ack,
+    )
+    msg.id = msg.compute_id()
+    signer = s.signer
+    repo_ = s.repo
+    with repo_.lock():
+        for r in recipients:
+            path = refs.mail_path(r, s.me)
+            if repo_.remote:
+                ob = refs.outbox(path)
+                old = repo_.ref_target(ob)
+                parent_oid = old or repo_.ref_target(refs.tracking(path, repo_.remote))
+                oid = write_message_commit(repo_.pg, msg, member, signer, parent_oid)
+                repo_.set_ref(ob, oid, old, f"gitmail: queue {msg.id[:SHORT_ID]}")
+            else:
+                head = refs.head(path)
+                old = repo_.ref_target(head)
+                oid = write_message_commit(repo_.pg, msg, member, signer, old)
+                repo_.set_ref(head, oid, old, f"gitmail: message {msg.id[:SHORT_ID]}")
+    if not repo_.remote:
+        return SendResult(msg, recipients, delivered=True, queued=False)
+    res = sync.deliver(repo_, signer, s.me)
+    return SendResult(msg, recipients, delivered=not res.queued and not res.refused, queued=bool(res.queued), refused=res.refused)
+
+
+def _resolve_recipients(s: Session, to: list[str]) -> list[str]:
+    """Normalised, de-duplicated recipients; refetches the directory once for a newcomer."""
+    from gitmail.core import sync
+    from gitmail.errors import RemoteUnreachableError, UnknownRecipientError
+
+    for attempt in (0, 1):
+        try:
+            out: list[str] = []
+            for t in to:
+                r = s.directory.resolve(t)
+                if r not in out:
+                    out.append(r)
+            return out
+        except UnknownRecipientError:
+            if attempt or not s.repo.remote:
+                raise
+            try:
+                sync.fetch(s.repo, [refs.DIRECTORY])
+            except RemoteUnreachableError:
+                raise
+            s._directory = None
+    raise AssertionError("unreachable")
+
+
+# -- listing and reading ----------------------------------------------------------
+
+
+@dataclass
+class Listing:
+    unread: int
+    total: int
+    messages: list[cache.Row]
+
+
+def _resolve(s: Session, prefix: str) -> cache.Row:
+    """The message whose Message-ID starts with ``prefix`` in ``s.me``'s view."""
+    p = prefix.strip().lower()
+    if not _ID_PREFIX.match(p):
+        raise UsageError(f"malformed message id {prefix!r}: expected 4 to 64 hex digits")
+    hi = p + "g"  # just above every hex continuation
+    rows = s.db.execute(
+        "SELECT * FROM msg WHERE id >= ? AND id < ? AND (inbox=1 OR sent=1) ORDER BY inbox DESC, dup", (p, hi)
+    ).fetchall()
+    ids = {r["id"] for r in rows}
+    if not ids:
+        raise MessageNotFoundError(f"no message {prefix!r} in {s.me}'s mailbox")
+    if len(ids) > 1:
+        raise AmbiguousIdError(f"message id {prefix!r} is ambiguous ({len(ids)} messages); give more digits")
+    return cache.Row.of(rows[0])
+
+
+def mailbox(
+    repo: RepoLike = None,
+    *,
+    as_: Optional[str] = None,
+    unread_only: bool = False,
+    archived: bool = False,
+    all_: bool = False,
+    from_: Optional[str] = None,
+    limit: int = 30,
+    sent: bool = False,
+) -> Listing:
+    """The inbox newest first, with unread and total counts (of the non-archived inbox).
+
+    ``archived``: only archived messages; ``all_``: archived ones too;
+    ``sent``: messages the member sent instead of the inbox.
+    """
+    s = session(repo, as_)
+    s.refresh()
+    return _listing(s, unread_only, archived, all_, from_, limit, sent)
+
+
+def _listing(
+    s: Session, unread_only: bool, archived: bool, all_: bool, from_: Optional[str], limit: int, sent: bool = False
+) -> Listing:
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    db = s.db
+    unread, total = db.execute(
+        "SELECT SUM(read=0), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0"
+    ).fetchone()
+    if sent:
+        rows = db.execute("SELECT * FROM msg WHERE sent=1 GROUP BY id ORDER BY date DESC LIMIT ?", (limit,)).fetchall()
+        return Listing(unread or 0, total or 0, [cache.Row.of(r) for r in rows])
+    where, args = ["inbox=1", "dup=0"], []
+    if archived:
+        where.append("archived=1")
+    elif not all_:
+        where.append("archived=0")
+    if unread_only:
+        where.append("read=0")
+    if from_:
+        from gitmail.core.address import normalize
+
+        where.append("sender=?")
+        args.append(normalize(from_))
+    rows = db.execute(
+        f"SELECT * FROM msg WHERE {' AND '.join(where)} ORDER BY date DESC LIMIT ?", (*args, limit)
+    ).fetchall()
+    return Listing(unread or 0, total or 0, [cache.Row.of(r) for r in rows])
+
+
+@dataclass
+class Item:
+    """A message with its cache row (status, flags) and full content."""
+
+    row: cache.Row
+    message: Optional["Message"]
+
+
+def _load(s: Session, row: cache.Row) -> Item:
+    from gitmail.core.store import read_message
+    from gitmail.errors import CorruptMessageError
+
+    try:
+        return Item(row, read_message(s.repo.pg, s.repo.pg[row.oid]))
+    except CorruptMessageError:
+        return Item(row, None)
+
+
+def read(
+    repo: RepoLike = None, ids: Optional[list[str]] = None, *, as_: Optional[str] = None, mark: bool = True
+) -> list[Item]:
+    """The messages ``ids`` (unique prefixes), or with none every unread inbox message,
+    most urgent first and oldest first within a priority. Marks them read unless ``mark`` is false.
+    """
+    s = session(repo, as_)
+    s.refresh()
+    if ids:
+        rows = [_resolve(s, i) for i in ids]
+    else:
+        rows = [
+            cache.Row.of(r)
+            for r in s.db.execute(
+                "SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0 ORDER BY prank, date"
+            )
+        ]
+    items = [_load(s, r) for r in rows]
+    if mark and rows:
+        _set_flag(s, [r.id for r in rows if r.inbox], "read", True)
+    return items
+
+
+def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
+    """Set ``flag`` on every inbox copy of ``ids``; returns how many messages changed."""
+    from gitmail.core import state
+
+    if not ids:
+        return 0
+    changes: dict[str, list[int]] = {}
+    changed = set()
+    for mid in ids:
+        for r in s.db.execute(f"SELECT path, ordinal, {flag} AS f FROM msg WHERE id=? AND inbox=1", (mid,)):
+            changes.setdefault(r["path"], []).append(r["ordinal"])
+            if bool(r["f"]) != value:
+                changed.add(mid)
+    if not changes:
+        return 0
+    with s.repo.lock():
+        old, st = state.load(s.repo, s.me)
+        state.update(st, changes, flag, value)
+        state.save(s.repo, s.me, old, st)
+    for path, ords in changes.items():
+        s.db.executemany(
+            f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in ords]
+        )
+    # The state ref moved: record it so the next command's fast path stays fast.
+    key = cache.json.dumps(sorted(cache.watched_refs(s.repo, s.me).items()))
+    s.db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
+    return len(changed)
+
+
+def mark(repo: RepoLike, ids: list[str], *, read: bool, as_: Optional[str] = None) -> list[str]:
+    """Mark messages read or unread; returns their full Message-IDs."""
+    s = session(repo, as_)
+    s.refresh()
+    rows = [_resolve(s, i) for i in ids]
+    _set_flag(s, [r.id for r in rows], "read", read)
+    return [r.id for r in rows]
+
+
+def archive(repo: RepoLike, ids: list[str], *, undo: bool = False, as_: Optional[str] = None) -> list[str]:
+    """Archive messages (a soft delete: hidden from the inbox, never removed), or undo it."""
+    s = session(repo, as_)
+    s.refresh()
+    rows = [_resolve(s, i) for i in ids]
+    _set_flag(s, [r.id for r in rows], "archived", not undo)
+    return [r.id for r in rows]
+
+
+def reply(
+    repo: RepoLike, id: str, body: str, *, as_: Optional[str] = None, all_: bool = False, **kw: Any
+) -> SendResult:
+    """Reply to message ``id``: to its sender (``all_``: and its other recipients), same thread."""
+    s = session(repo, as_)
+    s.refresh()
+    parent = _resolve(s, id)
+    to = [parent.sender] if parent.sender != s.me else list(parent.recipients)
+    if all_:
+        to += [r for r in parent.recipients if r != s.me and r not in to]
+    return send(s.repo, to, body, reply_to=parent.id, as_=s.me, **kw)
+
+
+def thread(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> list[cache.Row]:
+    """Every message of ``id``'s thread in the member's view (inbox and sent), oldest first."""
+    s = session(repo, as_)
+    s.refresh()
+    row = _resolve(s, id)
+    root = row.thread or row.id
+    rows = s.db.execute(
+        "SELECT * FROM msg WHERE (id=? OR thread=?) AND (inbox=1 OR sent=1) GROUP BY id ORDER BY date", (root, root)
+    ).fetchall()
+    return [cache.Row.of(r) for r in rows]
+
+
+def unread_count(repo: RepoLike = None, *, as_: Optional[str] = None) -> tuple[int, int]:
+    """``(unread, urgent unread)`` in the inbox (fast path: no pygit2 unless mail moved)."""
+    s = session(repo, as_)
+    s.refresh()
+    u, urg = s.db.execute(
+        "SELECT COUNT(*), SUM(prank=0) FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0"
+    ).fetchone()
+    return u or 0, urg or 0
+
+
+# -- directory views ----------------------------------------------------------------
+
+
+def members(repo: RepoLike = None) -> list["Member"]:
+    """Every member of the org's verified directory, by name."""
+    from gitmail.core import directory
+
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    d = directory.load(r)
+    return [d.members[n] for n in sorted(d.members)]
+
+
+@dataclass
+class WhoAmI:
+    name: str
+    member: Optional["Member"]
+    repo: Path
+    git_dir: Path
+    remote: Optional[str]
+    remote_url: Optional[str]
+    key_path: Path
+    cache: Path
+    allowed_signers: Path
+    outbox: int
+
+
+def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
+    """The acting identity and where its data lives (key, cache, allowed signers, remote)."""
+    from gitmail.core import sync
+    from gitmail.core.address import to_ref
+
+    s = session(repo, as_)
+    r = s.repo
+    return WhoAmI(
+        name=s.me,
+        member=s.directory.members.get(s.me),
+        repo=r.path.resolve(),
+        git_dir=r.git_dir,
+        remote=r.remote,
+        remote_url=r.config.get(f"remote.{r.remote}.url") if r.remote else None,
+        key_path=r.key_path(s.me),
+        cache=r.data_dir / "cache" / f"{to_ref(s.me)}.sqlite3",
+        allowed_signers=r.data_dir / "allowed_signers",
+        outbox=len(sync.outbox_paths(r, s.me)),
+    )
+
+
+# -- sync, verify, log -----------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    fetched: bool
+    new: list[cache.Row]
+    delivered: list[str]
+    queued: list[str]
+    refused: dict[str, str]
+    problems: list[str]
+
+
+def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
+    """Fetch, verify, deliver the outbox; returns the inbox messages that arrived.
+
+    Raises :class:`RemoteUnreachableError` when the remote cannot be reached
+    (nothing is lost: the outbox stays queued).
+    """
+    from gitmail.core import sync as syncmod
+
+    s = session(repo, as_)
+    if s.repo.remote is None:
+        before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+        s.refresh()
+        new = _new_rows(s, before)
+        return SyncResult(False, new, [], [], {}, s.problems)
+    syncmod.fetch(s.repo)
+    signer = s.signer if s.me in s.directory.members else None
+    res = syncmod.deliver(s.repo, signer, s.me)
+    before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+    s.refresh()
+    return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, s.problems)
+
+
+def _new_rows(s: Session, before: int) -> list[cache.Row]:
+    rows = s.db.execute(
+        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (before,)
+    ).fetchall()
+    return [cache.Row.of(r) for r in rows]
+
+
+@dataclass
+class Finding:
+    path: str
+    oid: str
+    id: str
+    sender: str
+    status: str
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    messages: int
+    good: int
+    findings: list[Finding]
+    problems: list[str]
+    mailboxes: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.problems
+
+
+def _mail_refs(s: Session, all_: bool) -> dict[str, str]:
+    """Mailbox path -> tracking tip, for the member's view or (``all_``) the whole org."""
+    from gitmail import git
+    from gitmail.core.address import to_ref
+
+    t = refs.tracking("", s.repo.remote)
+    if all_:
+        pats = [f"{t}{refs.MAIL}*/*"]
+    else:
+        me = to_ref(s.me)
+        pats = [f"{t}{refs.MAIL}{me}/*", f"{t}{refs.MAIL}*/{me}", f"{t}{refs.MAIL}%2A/*"]
+        pats += [f"{t}{refs.MAIL}{to_ref(g)}/*" for g in s.directory.groups_of(s.me)]
+    return {k[len(t):]: v for k, v in git.for_each_ref(s.repo.path, pats).items()}
+
+
+def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False) -> VerifyReport:
+    """Check every message's signature and every mailbox's history.
+
+    Covers the member's mailboxes (inbox, sent, broadcast, their groups) or,
+    with ``all_``, every mailbox in the org; plus the directory's history.
+    In-process: no ssh-keygen per commit.
+    """
+    from gitmail.core import directory as dirmod
+    from gitmail.core.store import check_message
+
+    s = session(repo, as_)
+    d = s.directory
+    problems = [p for ps in dirmod.problems(s.repo).values() for p in ps]
+    findings: list[Finding] = []
+    n = good = 0
+    pg = s.repo.pg
+    mail = _mail_refs(s, all_)
+    for path, tip in sorted(mail.items()):
+        rcpt, sender = refs.split_mail_path(path)
+        vtip = s.repo.ref_target(refs.verified(path))
+        if vtip and not pg.descendant_of(tip, vtip) and tip != vtip:
+            problems.append(f"{path}: history was rewritten on the org repo (not a fast-forward)")
+        walk_from = vtip if (vtip and tip != vtip and not pg.descendant_of(tip, vtip)) else tip
+        c = pg[walk_from]
+        while True:
+            n += 1
+            msg, check = check_message(pg, c, rcpt, sender, d)
+            if check.good:
+                good += 1
+            else:
+                findings.append(Finding(path, str(c.id), msg.id if msg else "", sender, check.status, check.detail))
+            if len(c.parent_ids) != 1:
+                if len(c.parent_ids) > 1:
+                    problems.append(f"{path}: history contains a merge at {str(c.id)[:10]}")
+                break
+            c = pg[c.parent_ids[0]]
+    return VerifyReport(n, good, findings, problems, len(mail))
+
+
+@dataclass
+class LogEntry:
+    path: str
+    oid: str
+    id: str
+    sender: str
+    recipient: str
+    date: str
+    subject: str
+    type: str
+    status: str
+
+
+def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) -> list[LogEntry]:
+    """An audit view across every mailbox in the org, newest first, with each message's status."""
+    from gitmail.core.store import check_message
+
+    s = session(repo, as_)
+    d = s.directory
+    pg = s.repo.pg
+    out: list[LogEntry] = []
+    for path, tip in _mail_refs(s, True).items():
+        rcpt, sender = refs.split_mail_path(path)
+        c = pg[tip]
+        while True:
+            msg, check = check_message(pg, c, rcpt, sender, d)
+            out.append(LogEntry(path, str(c.id), msg.id if msg else "", sender, rcpt,
+                                msg.date if msg else "", msg.subject if msg else "(unreadable)",
+                                msg.type if msg else "", check.status))
+            if len(c.parent_ids) != 1:
+                break
+            c = pg[c.parent_ids[0]]
+    out.sort(key=lambda e: e.date, reverse=True)
+    return out[:limit]

@@ -1,0 +1,35 @@
+"""``gitmail list``: the inbox, newest first."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json, row_json, row_line
+
+
+@click.command("list")
+@click.option("--unread", is_flag=True, help="Only unread messages.")
+@click.option("--archived", is_flag=True, help="Only archived messages.")
+@click.option("--all", "all_", is_flag=True, help="Archived messages too.")
+@click.option("--sent", is_flag=True, help="Messages you sent, instead of the inbox.")
+@click.option("--from", "from_", metavar="NAME", help="Only messages from NAME.")
+@click.option("--limit", "-n", default=30, envvar="GITMAIL_LIMIT", show_default=True, type=int)
+@common
+def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optional[str], limit: int,
+            repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """List the inbox with unread (*) markers and a header of counts."""
+    from gitmail import api
+
+    res = api.mailbox(repo, as_=as_, unread_only=unread, archived=archived, all_=all_, from_=from_,
+                      limit=limit, sent=sent)
+    if as_json:
+        emit_json({"unread": res.unread, "total": res.total, "messages": [row_json(r) for r in res.messages]})
+        return
+    if quiet:
+        return
+    click.echo(f"{res.unread} unread, {res.total} in inbox")
+    for r in res.messages:
+        click.echo(row_line(r))

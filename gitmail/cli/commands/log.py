@@ -1,0 +1,27 @@
+"""``gitmail log``: an audit view across every mailbox."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+
+
+@click.command("log")
+@click.option("--limit", "-n", default=50, show_default=True, type=int)
+@common
+def command(limit: int, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Every message in the org, newest first, with its verification status."""
+    from gitmail import api
+
+    entries = api.log(repo, as_=as_, limit=limit)
+    if as_json:
+        emit_json({"messages": [e.__dict__ for e in entries]})
+    elif not quiet:
+        for e in entries:
+            flag = "ok " if e.status == "good" else "BAD"
+            click.echo(f"{flag} {e.id[:8]} {e.date[:16].replace('T', ' ')} {e.sender} -> {e.recipient}: {e.subject}"
+                       + ("" if e.status == "good" else f"  [{e.status}]"))

@@ -1,0 +1,26 @@
+"""``gitmail members``: the org directory."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+
+
+@click.command("members")
+@common
+def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """List the org's members (from the verified directory)."""
+    from gitmail import api
+
+    ms = api.members(repo)
+    if as_json:
+        emit_json({"members": [{"name": m.name, "display_name": m.display_name, "email": m.email,
+                                "role": m.role, "kind": m.kind, "signing_key": m.signing_key,
+                                "encryption_key": m.encryption_key} for m in ms]})
+    elif not quiet:
+        for m in ms:
+            click.echo(f"{m.name:<20} {m.role:<6} {m.kind:<5} {m.email}")

@@ -1,0 +1,68 @@
+"""``gitmail read``: show messages and mark them read."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json, row_json, sender_label
+
+
+@click.command("read")
+@click.argument("ids", nargs=-1)
+@click.option("--no-mark", is_flag=True, help="Do not mark them read.")
+@common
+def command(ids: tuple[str, ...], no_mark: bool, repo: Optional[str], as_: Optional[str], as_json: bool,
+            quiet: bool) -> None:
+    """Show messages IDS (unique prefixes), or every unread message, most urgent first."""
+    from gitmail import api
+
+    items = api.read(repo, list(ids) or None, as_=as_, mark=not no_mark)
+    if as_json:
+        out = []
+        for it in items:
+            d = row_json(it.row)
+            m = it.message
+            d["body"] = m.body if m else None
+            d["payload"] = m.payload if m else None
+            d["attachments"] = [a.model_dump(mode="json") for a in m.attachments] if m else []
+            d["verification"] = it.row.detail
+            out.append(d)
+        emit_json({"messages": out})
+        return
+    if quiet:
+        return
+    if not items:
+        click.echo("No unread messages.")
+    for i, it in enumerate(items):
+        if i:
+            click.echo("\n" + "-" * 60)
+        r, m = it.row, it.message
+        click.echo(f"Message: {r.id[:8]}  ({r.id})")
+        click.echo(f"From: {sender_label(r)}")
+        if r.status != "good":
+            click.echo(f"Warning: this message failed verification ({r.status}: {r.detail}); "
+                       "it is NOT shown as genuine mail from that member.")
+        click.echo(f"To: {', '.join(r.recipients)}")
+        click.echo(f"Date: {r.date[:19].replace('T', ' ')} UTC")
+        click.echo(f"Subject: {r.subject}")
+        if r.priority != "normal":
+            click.echo(f"Priority: {r.priority}")
+        if r.type != "text":
+            click.echo(f"Type: {r.type}" + (f"  (request_id {r.request_id})" if r.request_id else ""))
+        if r.in_reply_to:
+            click.echo(f"In-Reply-To: {r.in_reply_to[:8]}")
+        click.echo("")
+        if m is None:
+            click.echo("(the message blob is corrupt and cannot be shown)")
+            continue
+        if m.body:
+            click.echo(m.body.rstrip("\n"))
+        if m.payload is not None:
+            import json
+
+            click.echo(json.dumps(m.payload, indent=2, ensure_ascii=False))
+        for a in m.attachments:
+            click.echo(f"Attachment: {a.name} ({a.size} bytes, {a.media_type})")

@@ -1,0 +1,33 @@
+"""``gitmail reply``: reply to a message in its thread."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import SHORT, emit_json
+
+
+@click.command("reply")
+@click.argument("id")
+@click.argument("message")
+@click.option("--all", "all_", is_flag=True, help="Reply to every recipient too.")
+@click.option("--priority", "-p", default="normal", type=click.Choice(["low", "normal", "high", "urgent"]))
+@common
+def command(id: str, message: str, all_: bool, priority: str, repo: Optional[str], as_: Optional[str],
+            as_json: bool, quiet: bool) -> None:
+    """Reply to message ID with MESSAGE ('-' reads stdin)."""
+    from gitmail import api
+
+    body = sys.stdin.read() if message == "-" else message
+    res = api.reply(repo, id, body, as_=as_, all_=all_, priority=priority)
+    m = res.message
+    if as_json:
+        emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "in_reply_to": m.in_reply_to,
+                   "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued})
+    elif not quiet:
+        state = "Queued for" if res.queued else "Replied to"
+        click.echo(f"{state} {', '.join(res.recipients)} [{m.id[:SHORT]}]")

@@ -1,0 +1,60 @@
+"""``gitmail send``: send a message."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common, notice
+from gitmail.cli.render import SHORT, emit_json
+from gitmail.errors import UsageError
+
+
+@click.command("send")
+@click.argument("to", nargs=-1, required=True)
+@click.argument("message")
+@click.option("--subject", "-s", help="Subject [default: the message's first line].")
+@click.option("--summary", help="A short preview (5-10 words).")
+@click.option("--priority", "-p", default="normal", envvar="GITMAIL_PRIORITY", show_default=True,
+              type=click.Choice(["low", "normal", "high", "urgent"]))
+@click.option("--type", "type_", default="text", show_default=True, help="text, or a protocol type (docs/protocol.md).")
+@click.option("--payload", help="JSON payload of a protocol message.")
+@click.option("--request-id", help="The request_id a response echoes [default: from --reply-to].")
+@click.option("--reply-to", metavar="ID", help="Reply to this message (same thread).")
+@click.option("--require-ack", is_flag=True, help="Ask the recipient for a signed receipt.")
+@common
+def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: Optional[str], priority: str,
+            type_: str, payload: Optional[str], request_id: Optional[str], reply_to: Optional[str],
+            require_ack: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin."""
+    from gitmail import api
+
+    body = sys.stdin.read() if message == "-" else message
+    data = None
+    if payload is not None:
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--payload is not valid JSON: {e.msg} at column {e.colno}") from None
+        if not isinstance(data, dict):
+            raise UsageError("--payload must be a JSON object")
+    res = api.send(repo, list(to), body, subject=subject, summary=summary, priority=priority, type=type_,
+                   payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_)
+    m = res.message
+    if as_json:
+        emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
+                   "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
+                   "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued,
+                   "refused": res.refused})
+        return
+    if res.refused:
+        for path, why in res.refused.items():
+            click.echo(f"gitmail: the org repo refused {path}: {why}", err=True)
+        sys.exit(10)
+    if not quiet:
+        state = "Queued (org remote unreachable; 'gitmail sync' delivers it) for" if res.queued else "Sent to"
+        click.echo(f"{state} {', '.join(res.recipients)} [{m.id[:SHORT]}]")
+    notice(repo, as_, as_json, quiet)

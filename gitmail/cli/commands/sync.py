@@ -1,0 +1,36 @@
+"""``gitmail sync``: fetch, verify, deliver the outbox, print what arrived."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json, row_json, row_line
+
+
+@click.command("sync")
+@common
+def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Fetch new mail, verify it, and push queued messages."""
+    from gitmail import api
+
+    res = api.sync(repo, as_=as_)
+    if as_json:
+        emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered, "queued": res.queued,
+                   "refused": res.refused, "problems": res.problems})
+        return
+    for p in res.problems:
+        click.echo(f"gitmail: warning: {p}", err=True)
+    for path, why in res.refused.items():
+        click.echo(f"gitmail: the org repo refused {path}: {why}", err=True)
+    if quiet:
+        return
+    if res.delivered:
+        click.echo(f"Delivered queued mail to {len(res.delivered)} mailbox(es)")
+    if res.queued:
+        click.echo(f"Still queued: {len(res.queued)} mailbox(es)")
+    click.echo(f"{len(res.new)} new message(s)")
+    for r in res.new:
+        click.echo(row_line(r))

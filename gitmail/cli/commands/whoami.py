@@ -1,0 +1,28 @@
+"""``gitmail whoami``: the acting identity and where its data lives."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+
+
+@click.command("whoami")
+@common
+def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Print who you are here, and the paths of your key, cache and allowed-signers file."""
+    from gitmail import api
+
+    w = api.whoami(repo, as_=as_)
+    d = {"name": w.name, "registered": w.member is not None, "role": w.member.role if w.member else None,
+         "email": w.member.email if w.member else None, "repo": str(w.repo), "git_dir": str(w.git_dir),
+         "remote": w.remote, "remote_url": w.remote_url, "key": str(w.key_path), "cache": str(w.cache),
+         "allowed_signers": str(w.allowed_signers), "outbox": w.outbox}
+    if as_json:
+        emit_json(d)
+    elif not quiet:
+        for k, v in d.items():
+            click.echo(f"{k + ':':<17}{v}")

@@ -1,0 +1,86 @@
+"""Addresses and their ref-safe form (docs/protocol.md, "Addresses").
+
+An address is a member name (any Unicode text, spaces included), the
+broadcast address ``*``, or a group address ``team:NAME``. Names are
+NFC-normalised. The ref-safe form percent-encodes every UTF-8 byte outside
+``[a-z0-9_-]`` as ``%XX`` (upper-case hex), so it is injective (collision-free),
+stable, holds no character git forbids in a ref, and never differs from another
+address only by letter case (safe on case-insensitive file systems).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from gitmail.errors import AddressError
+
+BROADCAST = "*"
+GROUP_PREFIX = "team:"
+MAX_NAME_BYTES = 100
+
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def normalize(name: str) -> str:
+    """NFC-normalise ``name`` and check it can be a member name.
+
+    Raises :class:`AddressError` for empty or over-long names, control or
+    format characters, leading/trailing white space, path separators and the
+    reserved forms ``*``, ``.``, ``..`` and ``team:...``.
+    """
+    n = unicodedata.normalize("NFC", name)
+    if not n:
+        raise AddressError("a member name cannot be empty")
+    if len(n.encode("utf-8")) > MAX_NAME_BYTES:
+        raise AddressError(f"member name too long (over {MAX_NAME_BYTES} bytes): {n[:20]!r}...")
+    for ch in n:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            raise AddressError(f"member name {n!r} contains a control character (U+{ord(ch):04X})")
+    if n != n.strip():
+        raise AddressError(f"member name {n!r} has leading or trailing white space")
+    if "/" in n or "\\" in n:
+        raise AddressError(f"member name {n!r} contains a path separator")
+    if n in (".", "..", BROADCAST) or n.startswith(GROUP_PREFIX):
+        raise AddressError(f"member name {n!r} is reserved")
+    if n.startswith("-"):
+        raise AddressError(f"member name {n!r} cannot start with '-'")
+    return n
+
+
+def normalize_group(name: str) -> str:
+    """Normalise a group address ``team:NAME`` (the prefix is added if missing)."""
+    bare = name[len(GROUP_PREFIX):] if name.startswith(GROUP_PREFIX) else name
+    return GROUP_PREFIX + normalize(bare)
+
+
+def to_ref(address: str) -> str:
+    """The ref-safe form of an already-normalised address (one ref component)."""
+    raw = address.encode("utf-8")
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in raw)
+
+
+def from_ref(component: str) -> str:
+    """Inverse of :func:`to_ref`. Raises :class:`AddressError` on a malformed component."""
+    out = bytearray()
+    i = 0
+    data = component.encode("ascii", "strict") if component.isascii() else b""
+    if not data and component:
+        raise AddressError(f"not a ref-safe address: {component!r}")
+    while i < len(data):
+        c = data[i]
+        if c == 0x25:  # '%'
+            try:
+                out.append(int(data[i + 1 : i + 3], 16))
+            except ValueError:
+                raise AddressError(f"not a ref-safe address: {component!r}") from None
+            i += 3
+        elif c in _SAFE:
+            out.append(c)
+            i += 1
+        else:
+            raise AddressError(f"not a ref-safe address: {component!r}")
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AddressError(f"not a ref-safe address: {component!r}") from None

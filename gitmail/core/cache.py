@@ -1,0 +1,272 @@
+"""A per-member SQLite cache of the verified mailboxes, for fast listing.
+
+The cache is derived data: ``.git/gitmail/cache/<member>.sqlite3`` can be
+deleted at any time and is rebuilt from the refs (the verified mailbox refs
+and the state ref). The fast path (:func:`fresh`) costs one ``git
+for-each-ref`` and one SQLite query and imports neither pygit2 nor pydantic;
+only when a tip moved does :func:`ingest` verify and index the new commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from gitmail import git
+from gitmail.core import refs
+from gitmail.core.address import BROADCAST, GROUP_PREFIX, to_ref
+
+if TYPE_CHECKING:
+    from gitmail.core.directory import Directory
+    from gitmail.core.repo import Repo
+
+SCHEMA = 1
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS refs(path TEXT PRIMARY KEY, seen TEXT, tip TEXT, count INTEGER, included INTEGER);
+CREATE TABLE IF NOT EXISTS msg(
+  path TEXT, ordinal INTEGER, oid TEXT, id TEXT, sender TEXT, recipients TEXT, date TEXT,
+  subject TEXT, summary TEXT, priority TEXT, prank INTEGER, type TEXT, request_id TEXT,
+  in_reply_to TEXT, thread TEXT, require_ack INTEGER, n_attach INTEGER, attach_size INTEGER,
+  status TEXT, detail TEXT, inbox INTEGER, sent INTEGER, dup INTEGER DEFAULT 0,
+  read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0,
+  PRIMARY KEY(path, ordinal));
+CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
+CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
+CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read);
+"""
+
+
+def connect(repo: "Repo", member: str) -> sqlite3.Connection:
+    d = repo.data_dir / "cache"
+    d.mkdir(exist_ok=True)
+    db = sqlite3.connect(d / f"{to_ref(member)}.sqlite3", timeout=30, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    ver = db.execute("PRAGMA user_version").fetchone()[0]
+    if ver != SCHEMA:
+        db.executescript("DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS refs; DROP TABLE IF EXISTS msg;")
+        db.executescript(_DDL)
+        db.execute(f"PRAGMA user_version={SCHEMA}")
+    return db
+
+
+def watched_refs(repo: "Repo", member: str) -> dict[str, str]:
+    """Current tips of every ref the member's view depends on (one ``for-each-ref``)."""
+    t = refs.tracking("", repo.remote)
+    me = to_ref(member)
+    pats = [
+        f"{t}{refs.MAIL}{me}/*",
+        f"{t}{refs.MAIL}{to_ref(BROADCAST)}/*",
+        f"{t}{refs.MAIL}{to_ref(GROUP_PREFIX)}*/*",
+        f"{t}{refs.MAIL}*/{me}",
+        f"{t}{refs.DIRECTORY}",
+        refs.state(member),
+    ]
+    return git.for_each_ref(repo.path, pats)
+
+
+def fresh(repo: "Repo", member: str, db: sqlite3.Connection) -> bool:
+    """True when nothing the cache depends on has moved since the last ingest."""
+    current = watched_refs(repo, member)
+    key = json.dumps(sorted(current.items()))
+    row = db.execute("SELECT value FROM meta WHERE key='watched'").fetchone()
+    return row is not None and row[0] == key
+
+
+@dataclass
+class Row:
+    """One message as the cache knows it (no body: read the blob for that)."""
+
+    path: str
+    ordinal: int
+    oid: str
+    id: str
+    sender: str
+    recipients: list[str]
+    date: str
+    subject: str
+    summary: str
+    priority: str
+    type: str
+    request_id: Optional[str]
+    in_reply_to: Optional[str]
+    thread: Optional[str]
+    require_ack: bool
+    n_attach: int
+    attach_size: int
+    status: str
+    detail: str
+    inbox: bool
+    sent: bool
+    read: bool
+    archived: bool
+
+    @classmethod
+    def of(cls, r: sqlite3.Row) -> "Row":
+        d: dict[str, Any] = {k: r[k] for k in r.keys() if k in cls.__dataclass_fields__}
+        d["recipients"] = json.loads(d["recipients"])
+        for b in ("require_ack", "inbox", "sent", "read", "archived"):
+            d[b] = bool(d[b])
+        return cls(**d)
+
+
+def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
+    """Verify and index whatever moved; return problems found (rewritten refs, merges).
+
+    For each watched mailbox ref: the remote-tracking tip must descend from the
+    verified tip (``refs/gitmail/verified/...``), else the update is rejected
+    and reported and the verified tip is kept (so local mail is never lost).
+    New commits are checked one by one (:func:`gitmail.core.store.check_message`)
+    and indexed with their status; a bad message is kept but never shown as
+    genuine.
+    """
+    from gitmail.core import state as state_mod
+    problems: list[str] = []
+    current = watched_refs(repo, member)
+    t = refs.tracking("", repo.remote)
+    my_groups = set(directory.groups_of(member))
+    known = {r["path"]: r for r in db.execute("SELECT * FROM refs")}
+    for full, tip in sorted(current.items()):
+        if not full.startswith(t + refs.MAIL):
+            continue
+        path = full[len(t) :]
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+        except Exception:
+            problems.append(f"{path}: not a valid mailbox ref name")
+            continue
+        inbox = (rcpt == member) or (rcpt == BROADCAST and sender != member) or (
+            rcpt in my_groups and sender != member
+        )
+        sent = sender == member
+        included = inbox or sent
+        prev = known.get(path)
+        if prev is not None and prev["seen"] == tip and bool(prev["included"]) == included:
+            continue
+        if prev is not None and bool(prev["included"]) != included:
+            db.execute("DELETE FROM msg WHERE path=?", (path,))
+            db.execute("DELETE FROM refs WHERE path=?", (path,))
+            prev = None
+        vtip, probs = _advance_verified(repo, path, tip)
+        problems += probs
+        if included and vtip:
+            _index_path(repo, db, directory, path, rcpt, sender, vtip, prev, inbox, sent)
+        count = db.execute("SELECT COUNT(*) FROM msg WHERE path=?", (path,)).fetchone()[0]
+        db.execute(
+            "INSERT OR REPLACE INTO refs(path, seen, tip, count, included) VALUES (?,?,?,?,?)",
+            (path, tip, vtip, count, int(included)),
+        )
+    st_oid, st = state_mod.load(repo, member)
+    apply_state(db, st)
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (st_oid or "",))
+    key = json.dumps(sorted(current.items()))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
+    return problems
+
+
+def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str], list[str]]:
+    """Move the verified ref of ``path`` to ``tip`` if that is a fast-forward."""
+    vref = refs.verified(path)
+    old = repo.ref_target(vref)
+    if old == tip:
+        return old, []
+    pg = repo.pg
+    if old is not None:
+        c = pg[tip]
+        ok = False
+        while True:
+            if str(c.id) == old:
+                ok = True
+                break
+            if len(c.parent_ids) != 1:
+                break
+            c = pg[c.parent_ids[0]]
+        if not ok:
+            return old, [f"{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"]
+    else:
+        c = pg[tip]
+        while len(c.parent_ids) == 1:
+            c = pg[c.parent_ids[0]]
+        if c.parent_ids:
+            return None, [f"{path}: history contains a merge; mailbox refs must be linear"]
+    with repo.lock():
+        repo.set_ref(vref, tip, repo.ref_target(vref), "gitmail: verified")
+    return tip, []
+
+
+def _index_path(
+    repo: "Repo",
+    db: sqlite3.Connection,
+    directory: "Directory",
+    path: str,
+    rcpt: str,
+    sender: str,
+    vtip: str,
+    prev: Optional[sqlite3.Row],
+    inbox: bool,
+    sent: bool,
+) -> None:
+    from gitmail.core.model import PRIORITY_RANK
+    from gitmail.core.store import check_message
+
+    pg = repo.pg
+    stop = prev["tip"] if prev is not None else None
+    count = prev["count"] if prev is not None else 0
+    chain = []
+    c = pg[vtip]
+    while str(c.id) != stop:
+        chain.append(c)
+        if not c.parent_ids:
+            if stop is not None:  # cache out of step with the verified ref: rebuild
+                db.execute("DELETE FROM msg WHERE path=?", (path,))
+                count = 0
+            break
+        c = pg[c.parent_ids[0]]
+    rows = []
+    for i, commit in enumerate(reversed(chain), start=count + 1):
+        msg, check = check_message(pg, commit, rcpt, sender, directory)
+        dup = 0
+        if msg is not None and inbox:
+            dup = int(
+                db.execute("SELECT 1 FROM msg WHERE id=? AND inbox=1 LIMIT 1", (msg.id,)).fetchone() is not None
+            )
+        rows.append(
+            (
+                path, i, str(commit.id),
+                msg.id if msg else str(commit.id),
+                msg.from_ if msg else sender,
+                json.dumps(msg.to if msg else [rcpt], ensure_ascii=False),
+                msg.date if msg else "",
+                msg.subject if msg else "(unreadable message)",
+                msg.summary if msg else "",
+                msg.priority if msg else "normal",
+                PRIORITY_RANK.get(msg.priority if msg else "normal", 2),
+                msg.type if msg else "text",
+                msg.request_id if msg else None,
+                msg.in_reply_to if msg else None,
+                msg.thread if msg else None,
+                int(msg.require_ack) if msg else 0,
+                len(msg.attachments) if msg else 0,
+                sum(a.size for a in msg.attachments) if msg else 0,
+                check.status, check.detail, int(inbox), int(sent), dup,
+            )
+        )
+    db.executemany(
+        "INSERT OR REPLACE INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary,"
+        " priority, prank, type, request_id, in_reply_to, thread, require_ack, n_attach, attach_size,"
+        " status, detail, inbox, sent, dup) VALUES (" + ",".join("?" * 23) + ")",
+        rows,
+    )
+
+
+def apply_state(db: sqlite3.Connection, st: Any) -> None:
+    """Set the read/archived columns from a :class:`~gitmail.core.model.State`."""
+    db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1)")
+    for path, mb in st.mailboxes.items():
+        for flag in ("read", "archived"):
+            for a, b in getattr(mb, flag):
+                db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ?", (path, a, b))

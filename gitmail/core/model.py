@@ -1,0 +1,308 @@
+"""The one definition of every gitmail format (docs/protocol.md, "The message").
+
+Each format is a pydantic model. Unknown fields are preserved (``extra="allow"``)
+so that a newer writer's fields survive a round trip through an older reader,
+and they are covered by the Message-ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gitmail.errors import CorruptMessageError, UsageError
+
+SCHEMA_VERSION = 1
+BODY_LIMIT = 1024 * 1024  # bytes of UTF-8; docs/protocol.md "Limits"
+SUBJECT_LIMIT = 200  # characters
+SUMMARY_LIMIT = 120  # characters
+MAX_RECIPIENTS = 1000
+
+Priority = Literal["low", "normal", "high", "urgent"]
+PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
+PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+PROTOCOL_TYPES: tuple[str, ...] = (
+    "task_assign",
+    "task_update",
+    "handoff",
+    "question",
+    "answer",
+    "shutdown_request",
+    "shutdown_response",
+    "plan_approval_request",
+    "plan_approval_response",
+    "ack",
+)
+MESSAGE_TYPES: tuple[str, ...] = ("text", *PROTOCOL_TYPES)
+# Response types and the request type whose request_id they must echo.
+RESPONSE_OF = {
+    "shutdown_response": "shutdown_request",
+    "plan_approval_response": "plan_approval_request",
+    "answer": "question",
+}
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def utcnow() -> datetime:
+    """Current time, UTC, microsecond precision."""
+    return datetime.now(timezone.utc)
+
+
+def format_date(d: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a ``Z`` suffix (the canonical form)."""
+    return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Attachment(BaseModel):
+    """One attached file. ``oid`` is the sha256 of the content (hex), as in an LFS pointer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    size: int = Field(ge=0)
+    media_type: str = "application/octet-stream"
+    oid: str
+    storage: Literal["lfs", "blob"] = "blob"
+    path: str = ""  # path of the pointer or blob in the message commit's tree
+
+
+class Message(BaseModel):
+    """A gitmail message, schema version 1. Stored as ``message.json`` (canonical JSON).
+
+    ``id`` is the Message-ID: the sha256 (hex) of the canonical JSON of every
+    other field, so it survives re-parenting of the commit that carries it.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    schema_version: int = SCHEMA_VERSION
+    id: str = ""
+    from_: str = Field(alias="from")
+    to: list[str]
+    date: str  # RFC 3339 UTC, see format_date
+    subject: str = ""
+    summary: str = ""
+    body: str = ""
+    priority: Priority = "normal"
+    type: str = "text"
+    payload: Optional[dict[str, Any]] = None
+    request_id: Optional[str] = None
+    in_reply_to: Optional[str] = None
+    thread: Optional[str] = None
+    require_ack: bool = False
+    attachments: list[Attachment] = Field(default_factory=list)
+    # Room for end-to-end encryption: when set, subject/body/payload are empty and
+    # this holds the ciphertext envelope (a later schema defines its shape).
+    encrypted: Optional[dict[str, Any]] = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        if v not in MESSAGE_TYPES:
+            raise ValueError(f"unknown message type {v!r}")
+        return v
+
+    def content_dict(self) -> dict[str, Any]:
+        """Every field but ``id``, by alias, as stored (the Message-ID input)."""
+        d = self.model_dump(by_alias=True, exclude={"id"}, mode="json")
+        return d
+
+    def compute_id(self) -> str:
+        """The Message-ID: sha256 hex of the canonical JSON of :meth:`content_dict`."""
+        return hashlib.sha256(canonical_json(self.content_dict())).hexdigest()
+
+    def to_blob(self) -> bytes:
+        """Canonical JSON bytes with ``id`` first-class (what goes in the tree)."""
+        d = self.content_dict()
+        d["id"] = self.id
+        return canonical_json(d)
+
+    @property
+    def thread_id(self) -> str:
+        """The thread this message belongs to: its root's Message-ID."""
+        return self.thread or self.id
+
+    @classmethod
+    def from_blob(cls, data: bytes) -> "Message":
+        """Parse a ``message.json`` blob. Raises :class:`CorruptMessageError`."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            return cls.model_validate(raw)
+        except (ValueError, ValidationError, UnicodeDecodeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CorruptMessageError(f"corrupt message blob: {first}") from None
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no insignificant white space, UTF-8 (not ASCII-escaped)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def is_message_id(s: str) -> bool:
+    """True for a full 64-hex Message-ID."""
+    return bool(_HEX64.match(s))
+
+
+# -- structured protocol payloads (docs/protocol.md, "Protocol messages") -----
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TaskAssign(_Payload):
+    task_id: str
+    title: str
+    details: str = ""
+    acceptance_criteria: list[str] = Field(default_factory=list)
+
+
+class TaskUpdate(_Payload):
+    task_id: str
+    status: Literal["pending", "in_progress", "blocked", "completed", "failed", "cancelled"]
+    note: str = ""
+
+
+class Handoff(_Payload):
+    task_id: Optional[str] = None
+    summary: str
+    next_steps: list[str] = Field(default_factory=list)
+
+
+class Question(_Payload):
+    question: str
+    context: str = ""
+
+
+class Answer(_Payload):
+    answer: str
+
+
+class ShutdownRequest(_Payload):
+    reason: str = ""
+
+
+class ShutdownResponse(_Payload):
+    approve: bool
+    reason: str = ""
+
+
+class PlanApprovalRequest(_Payload):
+    plan: str
+
+
+class PlanApprovalResponse(_Payload):
+    approve: bool
+    feedback: str = ""
+
+
+class Ack(_Payload):
+    pass
+
+
+PAYLOAD_MODELS: dict[str, type[_Payload]] = {
+    "task_assign": TaskAssign,
+    "task_update": TaskUpdate,
+    "handoff": Handoff,
+    "question": Question,
+    "answer": Answer,
+    "shutdown_request": ShutdownRequest,
+    "shutdown_response": ShutdownResponse,
+    "plan_approval_request": PlanApprovalRequest,
+    "plan_approval_response": PlanApprovalResponse,
+    "ack": Ack,
+}
+
+
+def validate_payload(type_: str, payload: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """Validate ``payload`` against the model of ``type_``; return it normalised.
+
+    Raises :class:`UsageError` with the first validation problem in one line.
+    """
+    if type_ == "text":
+        if payload is not None:
+            raise UsageError("a text message takes no --payload (use --type for a protocol message)")
+        return None
+    model = PAYLOAD_MODELS.get(type_)
+    if model is None:
+        raise UsageError(f"unknown message type {type_!r}; known: {', '.join(MESSAGE_TYPES)}")
+    try:
+        return model.model_validate(payload or {}).model_dump(mode="json")
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "payload"
+        raise UsageError(f"payload for {type_}: {loc}: {err['msg']}") from None
+
+
+# -- directory ----------------------------------------------------------------
+
+
+class Member(BaseModel):
+    """A member entry, stored at ``members/<ref-safe name>.json`` on the directory ref."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    display_name: str = ""
+    email: str
+    signing_key: str  # "ssh-ed25519 AAAA..." (OpenSSH public key, no comment)
+    previous_keys: list[str] = Field(default_factory=list)
+    encryption_key: Optional[str] = None
+    role: Literal["admin", "member"] = "member"
+    kind: Literal["human", "agent"] = "human"
+
+    def all_keys(self) -> list[str]:
+        return [self.signing_key, *self.previous_keys]
+
+
+class Group(BaseModel):
+    """A group, stored at ``groups/<ref-safe name>.json``; addressed as ``team:NAME``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    members: list[str]
+
+
+class OrgPolicy(BaseModel):
+    """Org-wide settings, stored at ``org.json`` on the directory ref."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    body_limit: int = BODY_LIMIT
+    attachment_limit: int = 10 * 1024 * 1024
+    attachment_storage: Literal["lfs", "blob"] = "blob"
+    encryption: Literal["required", "default", "off"] = "off"
+
+
+# -- read / archive state -----------------------------------------------------
+
+
+class MailboxState(BaseModel):
+    """Flags of one mailbox ref as sorted, merged ranges of ordinals (1-based)."""
+
+    read: list[tuple[int, int]] = Field(default_factory=list)
+    archived: list[tuple[int, int]] = Field(default_factory=list)
+
+
+class State(BaseModel):
+    """A member's local read/archive state: the blob at ``refs/gitmail/state/<member>``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    mailboxes: dict[str, MailboxState] = Field(default_factory=dict)

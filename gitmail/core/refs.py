@@ -1,0 +1,63 @@
+"""The refs layout (docs/protocol.md, "Refs").
+
+In the org repo (shared, pushed):
+
+* ``refs/heads/gitmail/directory``: the directory branch.
+* ``refs/heads/gitmail/mail/<recipient>/<sender>``: one writer per ref; the
+  messages ``sender`` wrote to ``recipient`` (a member, ``*`` or ``team:NAME``),
+  each component in ref-safe form (:mod:`gitmail.core.address`).
+
+In a clone (local, never pushed by any refspec):
+
+* ``refs/remotes/<remote>/gitmail/...``: remote-tracking copies (plain ``git fetch``).
+* ``refs/gitmail/outbox/<recipient>/<sender>``: queued messages not yet pushed.
+* ``refs/gitmail/verified/<path>``: the last verified tip of each shared ref.
+* ``refs/gitmail/state/<member>``: a blob with the member's read/archive flags.
+"""
+
+from __future__ import annotations
+
+from gitmail.core.address import from_ref, to_ref
+
+HEADS = "refs/heads/"
+SHARED = "gitmail/"  # below refs/heads/ in the org repo
+DIRECTORY = "gitmail/directory"
+MAIL = "gitmail/mail/"
+OUTBOX = "refs/gitmail/outbox/"
+VERIFIED = "refs/gitmail/verified/"
+STATE = "refs/gitmail/state/"
+FETCH_REFSPEC = "+refs/heads/gitmail/*:refs/remotes/{remote}/gitmail/*"
+
+
+def mail_path(recipient: str, sender: str) -> str:
+    """``gitmail/mail/<r>/<s>`` for normalised addresses (shared path below refs/heads/)."""
+    return f"{MAIL}{to_ref(recipient)}/{to_ref(sender)}"
+
+
+def split_mail_path(path: str) -> tuple[str, str]:
+    """Inverse of :func:`mail_path`: ``(recipient, sender)`` addresses."""
+    rest = path[len(MAIL) :]
+    r, _, s = rest.partition("/")
+    return from_ref(r), from_ref(s)
+
+
+def head(path: str) -> str:
+    """The org repo's ref for a shared path."""
+    return HEADS + path
+
+
+def tracking(path: str, remote: str | None) -> str:
+    """Where a clone sees the org's copy of ``path``: remote-tracking, or the ref itself."""
+    return f"refs/remotes/{remote}/{path}" if remote else HEADS + path
+
+
+def outbox(path: str) -> str:
+    return OUTBOX + path[len(MAIL) :]
+
+
+def verified(path: str) -> str:
+    return VERIFIED + path[len(SHARED) :]
+
+
+def state(member: str) -> str:
+    return STATE + to_ref(member)

@@ -1,0 +1,144 @@
+"""Opening a clone of the org repo and resolving settings (docs/protocol.md, "Settings").
+
+Settings come from git config (a ``gitmail.*`` section) with an environment
+variable for every default:
+
+=====================  ===========================  =====================================
+setting                git config                   environment
+=====================  ===========================  =====================================
+repository             (cwd)                        ``GITMAIL_REPO``
+identity               ``gitmail.user``             ``GITMAIL_USER``
+remote                 ``gitmail.remote``           ``GITMAIL_REMOTE``
+key of member NAME     ``gitmail.NAME.key``         (``$GITMAIL_HOME/keys/<ref-safe NAME>``)
+data home (keys)       --                           ``GITMAIL_HOME`` (``$XDG_DATA_HOME/gitmail``)
+key passphrase         --                           ``GITMAIL_PASSPHRASE``
+=====================  ===========================  =====================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+from gitmail import git
+from gitmail.core.address import normalize, to_ref
+from gitmail.errors import NotInitializedError
+
+if TYPE_CHECKING:
+    import pygit2
+
+
+def data_home() -> Path:
+    """Where gitmail keeps keys it generates: ``$GITMAIL_HOME`` or ``$XDG_DATA_HOME/gitmail``."""
+    if os.environ.get("GITMAIL_HOME"):
+        return Path(os.environ["GITMAIL_HOME"])
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "gitmail"
+
+
+@dataclass
+class Repo:
+    """A clone of the org repo (or the org repo itself) as gitmail sees it."""
+
+    path: Path
+    git_dir: Path
+    config: dict[str, str] = field(default_factory=dict)
+    _pg: Any = None
+
+    @property
+    def remote(self) -> Optional[str]:
+        """The org remote's name, or None when this repo is the org repo itself."""
+        r = os.environ.get("GITMAIL_REMOTE") or self.config.get("gitmail.remote")
+        return r or None
+
+    @property
+    def data_dir(self) -> Path:
+        """``.git/gitmail``: caches, lock, allowed-signers file (local, never pushed)."""
+        d = self.git_dir / "gitmail"
+        d.mkdir(exist_ok=True)
+        return d
+
+    @property
+    def pg(self) -> "pygit2.Repository":
+        """The pygit2 repository (imported lazily: it costs ~70 ms)."""
+        if self._pg is None:
+            import pygit2
+
+            self._pg = pygit2.Repository(str(self.git_dir))
+        return self._pg
+
+    def reload_config(self) -> None:
+        self.config = git.config_all(self.path)
+
+    def identity(self, as_: Optional[str] = None) -> str:
+        """The acting member: ``--as``, else ``$GITMAIL_USER``, else ``gitmail.user``.
+
+        Raises :class:`NotInitializedError` when none is set.
+        """
+        name = as_ or os.environ.get("GITMAIL_USER") or self.config.get("gitmail.user")
+        if not name:
+            raise NotInitializedError(
+                "no gitmail identity here: run 'gitmail init --name NAME' (or pass --as NAME)"
+            )
+        return normalize(name)
+
+    def key_path(self, name: str) -> Path:
+        """The key file of member ``name`` in this clone (config, else the default location)."""
+        configured = self.config.get(f"gitmail.{name}.key")
+        if configured:
+            return Path(configured).expanduser()
+        return data_home() / "keys" / to_ref(name)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise local ref updates between gitmail processes on this clone."""
+        fd = os.open(self.data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- refs through pygit2 --------------------------------------------------
+
+    def ref_target(self, name: str) -> Optional[str]:
+        """Hex oid a ref points at, or None."""
+        try:
+            return str(self.pg.references[name].target)
+        except KeyError:
+            return None
+
+    def set_ref(self, name: str, oid: str, old: Optional[str], message: str = "gitmail") -> None:
+        """Update ``name`` to ``oid`` if it still points at ``old`` (None: must not exist).
+
+        Callers hold :meth:`lock`; the check guards against a process that did not.
+        """
+        current = self.ref_target(name)
+        if current != old:
+            from gitmail.errors import GitmailError
+
+            raise GitmailError(f"ref {name} moved while updating it; try again")
+        import pygit2
+
+        self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+
+    def delete_ref(self, name: str) -> None:
+        try:
+            self.pg.references.delete(name)
+        except KeyError:
+            pass
+
+
+def open_repo(path: Optional[str | Path] = None) -> Repo:
+    """Open the repository at ``path``, ``$GITMAIL_REPO`` or the current directory.
+
+    Raises :class:`NotARepoError` when it is not a git repository.
+    """
+    p = Path(path or os.environ.get("GITMAIL_REPO") or ".").expanduser()
+    gd = git.git_dir(p)
+    return Repo(path=p, git_dir=gd, config=git.config_all(p))

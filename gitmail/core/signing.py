@@ -1,0 +1,247 @@
+"""SSH signatures in git's own format (OpenSSH PROTOCOL.sshsig), made and checked in-process.
+
+A commit signature is an armored SSHSIG blob (namespace ``git``, hash ``sha512``)
+in the commit's ``gpgsig`` header, exactly what ``git commit -S`` writes with
+``gpg.format=ssh``; stock ``git verify-commit`` accepts it. Only ed25519 keys
+are supported (docs/protocol.md, "Signatures").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from gitmail.errors import KeyError_, VerificationError
+
+NAMESPACE = b"git"
+MAGIC = b"SSHSIG"
+ARMOR_BEGIN = "-----BEGIN SSH SIGNATURE-----"
+ARMOR_END = "-----END SSH SIGNATURE-----"
+KEY_TYPE = b"ssh-ed25519"
+
+
+def _string(b: bytes) -> bytes:
+    return struct.pack(">I", len(b)) + b
+
+
+def _read_string(buf: bytes, pos: int) -> tuple[bytes, int]:
+    if pos + 4 > len(buf):
+        raise ValueError("truncated")
+    (n,) = struct.unpack_from(">I", buf, pos)
+    end = pos + 4 + n
+    if end > len(buf):
+        raise ValueError("truncated")
+    return buf[pos + 4 : end], end
+
+
+def _signed_data(message: bytes, namespace: bytes, hash_alg: bytes) -> bytes:
+    h = hashlib.sha512(message) if hash_alg == b"sha512" else hashlib.sha256(message)
+    return MAGIC + _string(namespace) + _string(b"") + _string(hash_alg) + _string(h.digest())
+
+
+def public_key_line(raw: bytes) -> str:
+    """OpenSSH one-line form (``ssh-ed25519 AAAA...``) of a raw 32-byte ed25519 key."""
+    blob = _string(KEY_TYPE) + _string(raw)
+    return "ssh-ed25519 " + base64.b64encode(blob).decode()
+
+
+def parse_public_key(line: str) -> bytes:
+    """Raw 32-byte key from ``ssh-ed25519 AAAA... [comment]``. Raises :class:`KeyError_`."""
+    parts = line.strip().split()
+    if len(parts) < 2 or parts[0] != "ssh-ed25519":
+        raise KeyError_("not an ssh-ed25519 public key (gitmail signs with ed25519 keys only)")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        kt, pos = _read_string(blob, 0)
+        raw, _ = _read_string(blob, pos)
+    except ValueError:
+        raise KeyError_("malformed ssh-ed25519 public key") from None
+    if kt != KEY_TYPE or len(raw) != 32:
+        raise KeyError_("malformed ssh-ed25519 public key")
+    return raw
+
+
+def normalize_public_key(line: str) -> str:
+    """``ssh-ed25519 <base64>`` without a comment, the form stored in the directory."""
+    return public_key_line(parse_public_key(line))
+
+
+@dataclass
+class Signer:
+    """Something that can make ed25519 signatures for one public key.
+
+    ``sign_raw(data) -> 64-byte signature``; the key may live in memory (from a
+    key file) or in ssh-agent.
+    """
+
+    public_key: str
+    sign_raw: Callable[[bytes], bytes]
+    source: str = ""
+
+    def sign(self, message: bytes, namespace: bytes = NAMESPACE) -> str:
+        """Armored SSHSIG over ``message`` (no trailing newline), as git stores it."""
+        raw_pub = parse_public_key(self.public_key)
+        sig = self.sign_raw(_signed_data(message, namespace, b"sha512"))
+        blob = (
+            MAGIC
+            + struct.pack(">I", 1)
+            + _string(_string(KEY_TYPE) + _string(raw_pub))
+            + _string(namespace)
+            + _string(b"")
+            + _string(b"sha512")
+            + _string(_string(KEY_TYPE) + _string(sig))
+        )
+        b64 = base64.b64encode(blob).decode()
+        lines = [b64[i : i + 70] for i in range(0, len(b64), 70)]
+        return "\n".join([ARMOR_BEGIN, *lines, ARMOR_END])
+
+
+def verify(armored: bytes | str, message: bytes, namespace: bytes = NAMESPACE) -> str:
+    """Check an armored SSHSIG over ``message``; return the signer's public key line.
+
+    The caller decides whether that key belongs to whom it should: this only
+    proves the signature was made by the embedded key over these bytes.
+    Raises :class:`VerificationError` for a malformed, wrong-namespace,
+    non-ed25519 or invalid signature.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    text = armored.decode("ascii", "replace") if isinstance(armored, bytes) else armored
+    text = text.strip()
+    if not (text.startswith(ARMOR_BEGIN) and text.endswith(ARMOR_END)):
+        raise VerificationError("not an SSH signature")
+    body = "".join(text[len(ARMOR_BEGIN) : -len(ARMOR_END)].split())
+    try:
+        blob = base64.b64decode(body, validate=True)
+        if blob[:6] != MAGIC or struct.unpack_from(">I", blob, 6)[0] != 1:
+            raise ValueError("bad magic or version")
+        pub, pos = _read_string(blob, 10)
+        ns, pos = _read_string(blob, pos)
+        _reserved, pos = _read_string(blob, pos)
+        hash_alg, pos = _read_string(blob, pos)
+        sigblob, pos = _read_string(blob, pos)
+        kt, p2 = _read_string(pub, 0)
+        raw_pub, _ = _read_string(pub, p2)
+        st, p3 = _read_string(sigblob, 0)
+        raw_sig, _ = _read_string(sigblob, p3)
+    except (ValueError, struct.error):
+        raise VerificationError("malformed SSH signature") from None
+    if ns != namespace:
+        raise VerificationError(f"signature namespace is {ns.decode(errors='replace')!r}, not 'git'")
+    if kt != KEY_TYPE or st != KEY_TYPE or len(raw_pub) != 32:
+        raise VerificationError("signature is not ed25519")
+    if hash_alg not in (b"sha512", b"sha256"):
+        raise VerificationError("unsupported signature hash")
+    try:
+        Ed25519PublicKey.from_public_bytes(raw_pub).verify(
+            raw_sig, _signed_data(message, namespace, hash_alg)
+        )
+    except InvalidSignature:
+        raise VerificationError("bad signature") from None
+    return public_key_line(raw_pub)
+
+
+# -- keys ---------------------------------------------------------------------
+
+
+def generate_key(path: Path, comment: str = "") -> Signer:
+    """Create a new ed25519 key at ``path`` (OpenSSH format, mode 0600) and ``path.pub``.
+
+    Raises :class:`KeyError_` if ``path`` exists.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if path.exists():
+        raise KeyError_(f"key file already exists: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    line = public_key_line(raw)
+    path.with_name(path.name + ".pub").write_text(f"{line} {comment}".rstrip() + "\n")
+    return Signer(line, key.sign, str(path))
+
+
+def load_key(path: Path, passphrase: Optional[bytes] = None) -> Signer:
+    """Load a signer from a key file.
+
+    ``path`` may be an OpenSSH ed25519 private key (passphrase-protected keys are
+    unlocked in memory with ``passphrase``, default ``$GITMAIL_PASSPHRASE``) or a
+    public key (``.pub``) whose private half is held by ssh-agent. An encrypted
+    private key with no passphrase also falls back to ssh-agent.
+    Raises :class:`KeyError_` for a missing, unreadable, malformed, non-ed25519
+    or locked key.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyError_(f"key file not found: {path}") from None
+    except OSError as e:
+        raise KeyError_(f"cannot read key file {path}: {e.strerror}") from None
+    if data.lstrip().startswith(b"ssh-"):
+        return agent_signer(data.decode("ascii", "replace"), str(path))
+    if passphrase is None and os.environ.get("GITMAIL_PASSPHRASE"):
+        passphrase = os.environ["GITMAIL_PASSPHRASE"].encode()
+    try:
+        key = serialization.load_ssh_private_key(data, password=passphrase)
+    except TypeError:
+        # Encrypted and no passphrase given: the key may be loaded in ssh-agent.
+        pub = path.with_name(path.name + ".pub")
+        if pub.exists() and os.environ.get("SSH_AUTH_SOCK"):
+            return agent_signer(pub.read_text(), str(path))
+        raise KeyError_(
+            f"key {path} is passphrase-protected: set GITMAIL_PASSPHRASE or add it to ssh-agent"
+        ) from None
+    except ValueError as e:
+        msg = "wrong passphrase" if passphrase else f"not an OpenSSH private key ({e})"
+        raise KeyError_(f"cannot load key {path}: {msg}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyError_(f"key {path} is not ed25519 (gitmail signs with ed25519 keys only)")
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return Signer(public_key_line(raw), key.sign, str(path))
+
+
+def agent_signer(public_line: str, source: str = "ssh-agent") -> Signer:
+    """A signer for ``public_line`` whose private key is held by ssh-agent ($SSH_AUTH_SOCK).
+
+    Uses paramiko's agent client. Raises :class:`KeyError_` when no agent is
+    running or it does not hold the key.
+    """
+    raw = parse_public_key(public_line)
+    want = _string(KEY_TYPE) + _string(raw)
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        raise KeyError_(f"no private key for {source} and no ssh-agent running (SSH_AUTH_SOCK unset)")
+    try:
+        from paramiko.agent import Agent
+    except ImportError:  # pragma: no cover - paramiko is a dependency
+        raise KeyError_("ssh-agent signing needs the paramiko package") from None
+    agent = Agent()
+    for k in agent.get_keys():
+        if k.asbytes() == want:
+            akey = k
+
+            def sign_raw(data: bytes) -> bytes:
+                sigblob = bytes(akey.sign_ssh_data(data))
+                kt, pos = _read_string(sigblob, 0)
+                sig, _ = _read_string(sigblob, pos)
+                return sig
+
+            return Signer(public_key_line(raw), sign_raw, f"ssh-agent:{source}")
+    raise KeyError_(f"ssh-agent does not hold the key {source}")
