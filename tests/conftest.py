@@ -1,0 +1,104 @@
+"""Fixtures: an isolated environment, a local org repo and member clones.
+
+Everything is real: ``git`` repositories on disk, the real CLI entry point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from gitmail.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private HOME and GITMAIL_HOME; no user or repo defaults leak in."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GITMAIL_HOME", str(home / "gitmail"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GITMAIL_NOTICE", "never")
+    for var in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE", "GITMAIL_PASSPHRASE", "XDG_DATA_HOME",
+                "GITMAIL_DEBUG", "SSH_AUTH_SOCK"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run(*args: str, stdin: str = "") -> Result:
+    """Run the CLI in-process (the same ``main`` the console script calls)."""
+    out, err = io.StringIO(), io.StringIO()
+    import sys
+
+    old_in = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.stdin = old_in
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def git(*args: str, cwd: Path | str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check)
+
+
+class Org:
+    """A local bare org repo and one clone per member, as real people would have."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = str(root / "org.git")
+        self.clones: dict[str, Path] = {}
+
+    def join(self, name: str, *extra: str) -> Path:
+        clone = self.root / f"clone-{len(self.clones)}"
+        r = run("init", "--name", name, "--org", self.url, "--repo", str(clone), *extra)
+        assert r.code == 0, r.err
+        self.clones[name] = clone
+        return clone
+
+    def as_(self, name: str, *args: str, stdin: str = "") -> Result:
+        """Run a command in ``name``'s clone."""
+        return run(*args, "--repo", str(self.clones[name]), stdin=stdin)
+
+    def ok(self, name: str, *args: str, stdin: str = "") -> Result:
+        r = self.as_(name, *args, stdin=stdin)
+        assert r.code == 0, f"{args}: exit {r.code}: {r.err}"
+        return r
+
+
+@pytest.fixture
+def org(tmp_path: Path) -> Org:
+    """An org with members max (admin) and alex, each in their own clone."""
+    o = Org(tmp_path)
+    o.join("max")
+    o.join("alex")
+    o.ok("max", "sync")
+    return o
+
+
+@contextlib.contextmanager
+def chdir(p: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(p)
+    try:
+        yield
+    finally:
+        os.chdir(old)
