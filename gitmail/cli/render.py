@@ -74,6 +74,8 @@ def row_json(row: Row) -> dict[str, Any]:
 
 def row_line(row: Row) -> str:
     mark = "*" if (row.inbox and not row.read) else " "
+    if row.archived:
+        mark = "A"
     pri = {"urgent": "!!", "high": "! ", "low": "- "}.get(row.priority, "  ")
     date = row.date[:16].replace("T", " ")
     who = sender_label(row)
