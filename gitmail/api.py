@@ -668,7 +668,10 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     res = syncmod.deliver(s.repo, signer, s.me)
     before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
     s.refresh()
-    return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, s.problems)
+    from gitmail.core import directory as dirmod
+
+    problems = [p for ps in dirmod.problems(s.repo).values() for p in ps] + s.problems
+    return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, problems)
 
 
 def _new_rows(s: Session, before: int) -> list[cache.Row]:

@@ -93,6 +93,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except SystemExit as e:  # a command chose its own exit status
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except click.ClickException as e:
         e.show()
         return e.exit_code

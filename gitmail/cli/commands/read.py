@@ -32,7 +32,9 @@ def command(ids: tuple[str, ...], no_mark: bool, repo: Optional[str], as_: Optio
             out.append(d)
         emit_json({"messages": out})
         return
+    bad = [it.row for it in items if it.message is None]
     if quiet:
+        _fail_on_corrupt(bad)
         return
     if not items:
         click.echo("No unread messages.")
@@ -66,3 +68,12 @@ def command(ids: tuple[str, ...], no_mark: bool, repo: Optional[str], as_: Optio
             click.echo(json.dumps(m.payload, indent=2, ensure_ascii=False))
         for a in m.attachments:
             click.echo(f"Attachment: {a.name} ({a.size} bytes, {a.media_type})")
+    _fail_on_corrupt(bad)
+
+
+def _fail_on_corrupt(bad: list) -> None:
+    if bad:
+        from gitmail.errors import CorruptMessageError
+
+        ids = ", ".join(r.id[:8] for r in bad)
+        raise CorruptMessageError(f"message {ids} is corrupt and cannot be read ({bad[0].detail})")
