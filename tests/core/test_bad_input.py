@@ -1,0 +1,184 @@
+"""Bad input: one clear line on stderr, a non-zero exit code, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gitmail.core.model import Message
+from tests.conftest import Org, git, run
+from tests.core.forge import key_of, push_commit, tip, write_signed
+
+
+def snapshot(clone: Path) -> str:
+    refs = git("for-each-ref", cwd=clone).stdout
+    objs = git("count-objects", "-v", cwd=clone).stdout
+    return refs + objs
+
+
+def assert_clean_error(r: object, code: int, *words: str) -> None:
+    assert r.code == code, (r.code, r.err)  # type: ignore[attr-defined]
+    err = r.err  # type: ignore[attr-defined]
+    assert err.startswith("gitmail: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["send", "nobody", "hi"], 4, ["unknown member 'nobody'"]),
+        (["send", "team:ghosts", "hi"], 4, ["unknown group"]),
+        (["send", "alex", "   "], 2, ["empty message"]),
+        (["send", "alex", "x", "--type", "shutdown_request", "--payload", "{bad"], 2, ["not valid JSON"]),
+        (["send", "alex", "", "--type", "task_assign", "--payload", "{}"], 2, ["task_id"]),
+        (["send", "*", "", "--type", "shutdown_request", "--payload", "{}"], 2, ["cannot be broadcast"]),
+        (["send", "alex", "", "--type", "shutdown_response", "--payload", '{"approve": true}',
+          "--request-id", "nope"], 2, ["unknown request_id"]),
+        (["send", "alex", "x", "--type", "bogus"], 2, ["unknown message type"]),
+        (["send", "bad\x01name", "x"], 2, ["control character"]),
+        (["send", "../../etc", "x"], 2, ["path separator"]),
+        (["read", "zzzz"], 2, ["malformed message id"]),
+        (["read", "12"], 2, ["malformed message id"]),
+        (["read", "abcdef12"], 4, ["no message"]),
+        (["mark", "abcdef12", "--read"], 4, ["no message"]),
+        (["archive", "0000"], 4, ["no message"]),
+        (["reply", "abcd", "x"], 4, ["no message"]),
+        (["list", "--limit", "0"], 2, ["--limit"]),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(org: Org, args: list[str], code: int, words: list[str]) -> None:
+    before = snapshot(org.clones["max"])
+    r = org.as_("max", *args)
+    assert_clean_error(r, code, *words)
+    assert snapshot(org.clones["max"]) == before
+
+
+def test_body_over_the_limit(org: Org) -> None:
+    before = snapshot(org.clones["max"])
+    big = "x" * (1024 * 1024 + 1)
+    r = org.as_("max", "send", "alex", "-", stdin=big)
+    assert_clean_error(r, 2, "1048577 bytes", "limit is 1048576")
+    assert snapshot(org.clones["max"]) == before
+    ok = org.as_("max", "send", "alex", "-", stdin="y" * (1024 * 1024))
+    assert ok.code == 0, ok.err
+
+
+def test_not_a_git_repo(tmp_path: Path) -> None:
+    d = tmp_path / "plain"
+    d.mkdir()
+    assert_clean_error(run("list", "--repo", str(d)), 3, "not a git repository")
+    assert_clean_error(run("list", "--repo", str(tmp_path / "missing")), 3, "no such directory")
+
+
+def test_not_initialised(tmp_path: Path) -> None:
+    git("init", "-q", str(tmp_path / "r"))
+    assert_clean_error(run("list", "--repo", str(tmp_path / "r")), 3, "gitmail init")
+
+
+def test_bad_member_names_at_init(tmp_path: Path) -> None:
+    for name, word in [("", "empty"), ("a\tb", "control"), (" lead", "white space"), ("*", "reserved"),
+                       ("team:x", "reserved"), ("..", "reserved"), ("a/b", "separator"), ('a"b', "cannot contain"),
+                       ("x" * 101, "too long")]:
+        r = run("init", "--name", name, "--org", str(tmp_path / "org.git"), "--repo", str(tmp_path / "c"))
+        assert_clean_error(r, 2, word)
+    assert not (tmp_path / "org.git").exists() or not git("for-each-ref", cwd=tmp_path / "org.git").stdout
+
+
+def test_missing_and_unreadable_key(org: Org, tmp_path: Path) -> None:
+    clone = org.clones["max"]
+    keyfile = Path(git("config", "gitmail.max.key", cwd=clone).stdout.strip())
+    before = snapshot(clone)
+    moved = keyfile.with_name("moved")
+    keyfile.rename(moved)
+    try:
+        assert_clean_error(org.as_("max", "send", "alex", "hi"), 5, "key file not found")
+    finally:
+        moved.rename(keyfile)
+    keyfile.write_text("garbage\n")
+    assert_clean_error(org.as_("max", "send", "alex", "hi"), 5, "not an OpenSSH private key")
+    assert snapshot(clone) == before
+    r = run("init", "--name", "zed", "--key", str(tmp_path / "nope"), "--repo", str(clone))
+    assert_clean_error(r, 5, "key file not found")
+
+
+def test_passphrase_protected_key(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    kp = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(kp)], check=True)
+    clone = org.clones["max"]
+    r = run("init", "--name", "lock", "--key", str(kp), "--repo", str(clone))
+    assert_clean_error(r, 5, "passphrase-protected")
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "wrong")
+    assert_clean_error(run("init", "--name", "lock", "--key", str(kp), "--repo", str(clone)), 5, "wrong passphrase")
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "s3cret")
+    r = run("init", "--name", "lock", "--key", str(kp), "--repo", str(clone))
+    assert r.code == 0, r.err
+    r = run("send", "alex", "from a locked key", "--as", "lock", "--repo", str(clone))
+    assert r.code == 0, r.err
+
+
+def test_name_taken_by_another_key(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "other"
+    monkeypatch.setenv("GITMAIL_HOME", str(tmp_path / "someone-else"))  # a different person: a new key
+    r = run("init", "--name", "alex", "--org", org.url, "--repo", str(other))
+    assert_clean_error(r, 6, "already registered with another key")
+
+
+def test_rsa_key_refused(org: Org, tmp_path: Path) -> None:
+    import subprocess
+
+    kp = tmp_path / "rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(kp)], check=True)
+    r = run("init", "--name", "rsa", "--key", str(kp), "--repo", str(org.clones["max"]))
+    assert_clean_error(r, 5, "not ed25519")
+
+
+def test_ambiguous_prefix(org: Org) -> None:
+    """Two real, signed messages whose Message-IDs share 4 hex digits."""
+    seen: dict[str, Message] = {}
+    pair = None
+    base = Message(**{"from": "max"}, to=["alex"], date="2026-01-01T00:00:00.000000Z", subject="s", body="b")
+    for i in range(100000):
+        m = base.model_copy(update={"body": f"body {i}"})
+        m.id = m.compute_id()
+        if m.id[:4] in seen:
+            pair = (seen[m.id[:4]], m)
+            break
+        seen[m.id[:4]] = m
+    assert pair is not None
+    clone = org.clones["max"]
+    parent = tip(clone, "alex", "max")
+    for m in pair:
+        parent = write_signed(clone, m, "max", key_of(org, "max"), parent)
+    push_commit(clone, "alex", "max", parent)
+    org.ok("alex", "sync")
+    prefix = pair[0].id[:4]
+    assert_clean_error(org.as_("alex", "read", prefix), 4, "ambiguous")
+    longer = pair[0].id[:12]
+    got = json.loads(org.ok("alex", "read", longer, "--json").out)["messages"]
+    assert got[0]["id"] == pair[0].id
+
+
+def test_cli_usage_errors_are_clean(org: Org) -> None:
+    r = org.as_("max", "send")
+    assert r.code == 2 and "Traceback" not in r.err
+    r = org.as_("max", "mark", "abcd")
+    assert r.code == 2 and "--read" in r.err
+    r = run("frobnicate")
+    assert r.code == 2 and "No such command" in r.err
+
+
+def test_env_defaults(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITMAIL_REPO", str(org.clones["alex"]))
+    monkeypatch.setenv("GITMAIL_USER", "alex")
+    org.ok("max", "send", "alex", "env test")
+    assert run("sync").code == 0
+    got = json.loads(run("list", "--json").out)
+    assert got["unread"] == 1
+    assert os.environ["GITMAIL_USER"] == "alex"
