@@ -1,0 +1,23 @@
+"""Batches: one pack, the same signed commits as single sends."""
+
+from __future__ import annotations
+
+import json
+
+from gitmail import api
+from tests.conftest import Org, git
+
+
+def test_batch_is_delivered_verified_and_in_order(org: Org) -> None:
+    drafts = [api.Draft(to=["alex"], body=f"batch message {i}") for i in range(50)]
+    msgs = api.send_batch(org.clones["max"], drafts)
+    assert len({m.id for m in msgs}) == 50
+    org.ok("alex", "sync")
+    listing = json.loads(org.ok("alex", "list", "--json", "--limit", "100").out)
+    assert listing["total"] == 50 and listing["unread"] == 50
+    assert all(m["verified"] for m in listing["messages"])
+    v = git("verify-commit", "origin/gitmail/mail/alex/max", cwd=org.clones["alex"])
+    assert 'Good "git" signature for max' in v.stderr
+    log = git("log", "--format=%s", "origin/gitmail/mail/alex/max", cwd=org.clones["alex"]).stdout.split("\n")
+    assert log[0] == "batch message 49" and log[49] == "batch message 0"
+    assert git("fsck", "--strict", cwd=org.clones["max"]).returncode == 0
