@@ -32,6 +32,13 @@ COMMANDS = {
     "verify": "verify",
     "log": "log",
     "sync": "sync",
+    "mcp": "mcp",
+    "hook": "hook",
+    "group": "group",
+    "respond": "respond",
+    "ack": "ack",
+    "guard": "guard",
+    "hooks": "hooks",
 }
 
 

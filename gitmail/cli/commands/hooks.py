@@ -1,0 +1,55 @@
+"""``gitmail hooks install|uninstall``: the client hooks (new-mail notice after pull/checkout)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.render import emit_json
+
+_SAID = {
+    "installed": "installed",
+    "updated": "updated",
+    "chained": "installed (your previous hook runs first, kept as {name}.gitmail-chained)",
+    "removed": "removed",
+    "restored": "removed (your previous hook is back)",
+    "not-ours": "left alone (not gitmail's)",
+    "absent": "not installed",
+}
+
+
+def _report(actions: list, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        emit_json({"hooks": [{"hook": a.hook, "path": str(a.path), "action": a.what} for a in actions]})
+        return
+    if not quiet:
+        for a in actions:
+            click.echo(f"{a.hook}: {_SAID[a.what].format(name=a.hook)} ({a.path})")
+
+
+@click.group("hooks")
+def command() -> None:
+    """Install or remove the client hooks that announce new mail after git pull / checkout."""
+
+
+@command.command("install")
+@click.option("--repo", metavar="PATH", envvar="GITMAIL_REPO", help="The clone [default: current directory].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def install(repo: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Install post-merge and post-checkout hooks (honours core.hooksPath; chains to existing hooks)."""
+    from gitmail import hooks
+
+    _report(hooks.install(repo or "."), as_json, quiet)
+
+
+@command.command("uninstall")
+@click.option("--repo", metavar="PATH", envvar="GITMAIL_REPO", help="The clone [default: current directory].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def uninstall(repo: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Remove gitmail's client hooks and restore the hooks they chained to."""
+    from gitmail import hooks
+
+    _report(hooks.uninstall(repo or "."), as_json, quiet)

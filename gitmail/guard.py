@@ -1,0 +1,270 @@
+"""The server-side guard: what ``hooks/pre-receive`` checks (docs/sync.md, "The guard").
+
+Installed into a bare org repo with ``gitmail guard install PATH``. For every
+ref a push updates under ``refs/heads/gitmail/`` it rejects:
+
+* a ref name that is neither the directory nor a valid mailbox
+  (``gitmail/mail/<recipient>/<sender>``, canonical ref-safe components,
+  a recipient the directory knows);
+* deleting a mailbox or the directory, or a non-fast-forward update (history
+  only grows; merges are refused: mailboxes and the directory are linear);
+* a directory commit the rules refuse (:func:`gitmail.core.directory.verify_range`:
+  unsigned, bad signature, another member's entry changed, ...);
+* a message commit that is not good (:func:`gitmail.core.store.check_message`:
+  unsigned, a signature that does not match the sender's key in the directory,
+  a sender who is not the signer, a malformed or misfiled message);
+* an attachment (an LFS pointer or a blob under ``attachments/``, or a size
+  declared in ``message.json``) over the org's ``attachment_limit``.
+
+Other refs pass untouched. A push is all or nothing (pre-receive). The hook
+opens the repository with ``RepositoryOpenFlag.FROM_ENV`` so that the pushed
+objects, still in git's quarantine directory, are visible.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Optional, TextIO
+
+from gitmail.core import refs
+
+if TYPE_CHECKING:
+    import pygit2
+
+    from gitmail.core.directory import Directory
+
+ZERO = "0" * 40
+ATTACHMENTS = "attachments"
+LFS_HEADER = b"version https://git-lfs.github.com/spec/v1"
+LFS_POINTER_MAX = 1024  # git-lfs pointers are ~130 bytes; anything bigger is content
+CHAINED_SUFFIX = ".gitmail-chained"  # a pre-existing hook we run after our checks
+MAX_NEW_COMMITS = 100_000
+
+
+@dataclass
+class Update:
+    """One line of pre-receive input; ``old``/``new`` are None for a missing ref."""
+
+    old: Optional[str]
+    new: Optional[str]
+    ref: str
+
+
+def parse_updates(text: str) -> list[Update]:
+    """Parse ``<old> <new> <ref>`` lines (pre-receive stdin)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) != 3:
+            continue
+        old, new, ref = parts
+        out.append(Update(None if set(old) == {"0"} else old, None if set(new) == {"0"} else new, ref))
+    return out
+
+
+def check_push(pg: "pygit2.Repository", updates: list[Update]) -> list[str]:
+    """Every reason to refuse this push (empty: accept). One line per reason."""
+    shared = [u for u in updates if u.ref.startswith(refs.HEADS + refs.SHARED)]
+    if not shared:
+        return []
+    dir_ref = refs.head(refs.DIRECTORY)
+    errors: list[str] = []
+    directory, derr = _directory_after(pg, next((u for u in shared if u.ref == dir_ref), None))
+    errors += derr
+    for u in shared:
+        if u.ref == dir_ref:
+            continue
+        if not u.ref.startswith(refs.HEADS + refs.MAIL):
+            errors.append(f"{u.ref}: not a gitmail ref (only {dir_ref} and {refs.head(refs.MAIL)}<recipient>/<sender>)")
+            continue
+        errors += check_mailbox(pg, u, directory)
+    return errors
+
+
+def _directory_after(pg: "pygit2.Repository", u: Optional[Update]) -> tuple["Directory", list[str]]:
+    """The directory the messages of this push are checked against, and directory errors."""
+    from gitmail.core.directory import Directory, from_tree, verify_range
+    from gitmail.errors import VerificationError
+
+    ref = refs.head(refs.DIRECTORY)
+    current = _ref(pg, ref)
+    try:
+        base = from_tree(pg, pg[current]) if current else Directory()
+    except VerificationError:
+        base = Directory()
+    if u is None:
+        return base, []
+    if u.new is None:
+        return base, [f"{ref}: deleting the directory is not allowed"]
+    old = u.old or current
+    err = _linear(pg, u.ref, old, u.new)
+    if err:
+        return base, [err]
+    d, problems = verify_range(pg, old, u.new)
+    return (d, [f"{ref}: {p}" for p in problems]) if problems else (d, [])
+
+
+def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") -> list[str]:
+    """Reasons to refuse the update ``u`` of a mailbox ref (empty: fine)."""
+    from gitmail.core.store import check_message
+
+    path = u.ref[len(refs.HEADS) :]
+    names = _mailbox_names(path, directory)
+    if isinstance(names, str):
+        return [f"{u.ref}: {names}"]
+    rcpt, sender = names
+    if u.new is None:
+        return [f"{u.ref}: deleting a mailbox is not allowed (messages are never removed)"]
+    err = _linear(pg, u.ref, u.old, u.new)
+    if err:
+        return [err]
+    errors = []
+    limit = directory.policy.attachment_limit
+    for c in _new_commits(pg, u.old, u.new):
+        short = str(c.id)[:10]
+        msg, check = check_message(pg, c, rcpt, sender, directory)
+        if not check.good:
+            errors.append(f"{u.ref}: commit {short} refused: {check.status}: {check.detail}")
+            continue
+        for name, size in _attachment_sizes(pg, c, msg):
+            if size > limit:
+                errors.append(f"{u.ref}: commit {short} refused: attachment {name} is {size} bytes; the limit is {limit}")
+    return errors
+
+
+def _mailbox_names(path: str, directory: "Directory") -> tuple[str, str] | str:
+    """``(recipient, sender)`` of a mailbox path, or why the name is not valid."""
+    from gitmail.core.address import BROADCAST, GROUP_PREFIX, to_ref
+    from gitmail.errors import GitmailError
+
+    parts = path[len(refs.MAIL) :].split("/")
+    if len(parts) != 2:
+        return "not a valid mailbox name (gitmail/mail/<recipient>/<sender>)"
+    try:
+        rcpt, sender = refs.split_mail_path(path)
+    except GitmailError as e:
+        return f"not a valid mailbox name: {e}"
+    if to_ref(rcpt) != parts[0] or to_ref(sender) != parts[1]:
+        return "not a valid mailbox name (components must be in canonical ref-safe form)"
+    if sender not in directory.members:
+        return f"sender {sender!r} is not a member of the directory"
+    known = rcpt == BROADCAST or rcpt in directory.members or (
+        rcpt.startswith(GROUP_PREFIX) and rcpt[len(GROUP_PREFIX) :] in directory.groups
+    )
+    if not known:
+        return f"recipient {rcpt!r} is not in the directory"
+    return rcpt, sender
+
+
+def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> Optional[str]:
+    """Why ``old -> new`` is not a linear fast-forward, or None when it is."""
+    n = 0
+    for c in _walk(pg, new):
+        n += 1
+        if str(c.id) == old:
+            return None
+        if len(c.parent_ids) > 1:
+            return f"{ref}: commit {str(c.id)[:10]} is a merge; gitmail history must be linear"
+        if n > MAX_NEW_COMMITS:
+            return f"{ref}: more than {MAX_NEW_COMMITS} new commits in one push"
+    if old is None:
+        return None
+    return f"{ref}: non-fast-forward update refused (gitmail history is never rewritten)"
+
+
+def _walk(pg: "pygit2.Repository", tip: str) -> Iterator["pygit2.Commit"]:
+    c = pg[tip]
+    while True:
+        yield c
+        if len(c.parent_ids) != 1:
+            return
+        c = pg[c.parent_ids[0]]
+
+
+def _new_commits(pg: "pygit2.Repository", old: Optional[str], new: str) -> list["pygit2.Commit"]:
+    """Commits after ``old`` up to ``new``, oldest first (the range is known to be linear)."""
+    out = []
+    for c in _walk(pg, new):
+        if str(c.id) == old:
+            break
+        out.append(c)
+    out.reverse()
+    return out
+
+
+def _attachment_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: object) -> list[tuple[str, int]]:
+    """``(name, size)`` of every attachment: declared ones, LFS pointers and blobs under ``attachments/``."""
+    out = [(a.name, int(a.size)) for a in getattr(msg, "attachments", [])]
+    try:
+        entry = commit.tree[ATTACHMENTS]
+    except KeyError:
+        return out
+    stack = [(ATTACHMENTS, pg[entry.id])]
+    while stack:
+        prefix, obj = stack.pop()
+        if obj.type_str == "blob":
+            out.append((prefix, _blob_size(obj)))
+            continue
+        if obj.type_str != "tree":
+            continue
+        for e in obj:
+            stack.append((f"{prefix}/{e.name}", pg[e.id]))
+    return out
+
+
+def _blob_size(blob: "pygit2.Blob") -> int:
+    """The size an attachment blob stands for: the pointer's ``size`` for an LFS pointer."""
+    if blob.size <= LFS_POINTER_MAX:
+        data = blob.data
+        if data.startswith(LFS_HEADER):
+            for line in data.decode("utf-8", "replace").splitlines():
+                if line.startswith("size "):
+                    try:
+                        return int(line[5:].strip())
+                    except ValueError:
+                        return sys.maxsize
+            return sys.maxsize  # a pointer without a size: refuse
+    return int(blob.size)
+
+
+def _ref(pg: "pygit2.Repository", name: str) -> Optional[str]:
+    try:
+        return str(pg.references[name].resolve().target)
+    except (KeyError, ValueError):
+        return None
+
+
+def open_quarantined(path: Optional[str] = None) -> "pygit2.Repository":
+    """The repository as the hook sees it, pushed objects in quarantine included."""
+    import pygit2
+
+    return pygit2.Repository(path or os.environ.get("GIT_DIR", "."), pygit2.enums.RepositoryOpenFlag.FROM_ENV)
+
+
+def main(stdin: Optional[TextIO] = None, stderr: Optional[TextIO] = None, hook_path: Optional[str] = None) -> int:
+    """Run as ``pre-receive``: 0 to accept, 1 to refuse (reasons on stderr, shown as ``remote:``)."""
+    err = stderr or sys.stderr
+    data = (stdin or sys.stdin).read()
+    try:
+        errors = check_push(open_quarantined(), parse_updates(data))
+    except Exception as e:  # refuse rather than let an unchecked push through
+        errors = [f"internal error while checking the push: {type(e).__name__}: {e}"]
+    if errors:
+        print("gitmail guard: push refused:", file=err)
+        for line in errors:
+            print(f"gitmail guard: {line}", file=err)
+        err.flush()
+        return 1
+    return _run_chained(hook_path or sys.argv[0], data)
+
+
+def _run_chained(hook_path: str, data: str) -> int:
+    """Run the pre-receive hook that was there before the guard, with the same input."""
+    chained = Path(hook_path).with_name(Path(hook_path).name + CHAINED_SUFFIX)
+    if not (chained.is_file() and os.access(chained, os.X_OK)):
+        return 0
+    return subprocess.run([str(chained)], input=data.encode("utf-8", "surrogateescape"), check=False).returncode

@@ -1,0 +1,195 @@
+"""Git hooks: installing gitmail's hook scripts, and the new-mail notice they print.
+
+Client side (``gitmail hooks install``): ``post-merge`` (after ``git pull``)
+and ``post-checkout`` (after a checkout or clone) print a one-line notice of
+new mail. Server side (``gitmail guard install BARE_REPO``): ``pre-receive``
+runs :mod:`gitmail.guard`.
+
+The scripts live in the top-level ``hooks/`` folder; installing writes a copy
+whose ``@PYTHON@`` placeholder is the absolute path of this interpreter (so
+the hook finds gitmail whatever ``PATH`` git runs it with). The hooks folder
+is git's own choice (``git rev-parse --git-path hooks``), so ``core.hooksPath``
+is respected. A hook already there is kept as ``<name>.gitmail-chained``, run
+by ours, and put back on uninstall.
+
+Run as ``python -m gitmail.hooks notify HOOK [ARGS...]`` the module prints the
+notice on stdout and always exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from gitmail import git
+from gitmail.errors import GitmailError, UsageError
+
+CLIENT_HOOKS = ("post-merge", "post-checkout")
+SERVER_HOOKS = ("pre-receive",)
+MARKER = "gitmail-hook"  # every script we install carries this word
+CHAINED = ".gitmail-chained"
+TEMPLATES = Path(__file__).resolve().parent.parent / "hooks"
+
+
+@dataclass
+class Action:
+    """What (un)installing did to one hook: ``path`` and a short ``what``."""
+
+    hook: str
+    path: Path
+    what: str  # installed | updated | chained | removed | restored | not-ours | absent
+
+
+def hooks_dir(repo: str | Path) -> Path:
+    """The hooks folder git uses for ``repo`` (honours ``core.hooksPath``; bare repos too).
+
+    Raises :class:`NotARepoError` when ``repo`` is not a git repository.
+    """
+    gd = git.git_dir(repo)
+    out = git.output(["rev-parse", "--git-path", "hooks"], gd)
+    p = Path(out)
+    return p if p.is_absolute() else (gd / p).resolve()
+
+
+def template(name: str) -> str:
+    """The script ``hooks/<name>`` with ``@PYTHON@`` (and a python3 shebang) set to this interpreter."""
+    path = TEMPLATES / name
+    if not path.is_file():
+        raise GitmailError(f"hook template {path} is missing (is gitmail installed from its source tree?)")
+    text = path.read_text().replace("@PYTHON@", sys.executable)
+    if text.startswith("#!/usr/bin/env python3\n"):
+        text = f"#!{sys.executable}\n" + text.split("\n", 1)[1]
+    return text
+
+
+def is_ours(path: Path) -> bool:
+    try:
+        return MARKER in path.read_text(errors="replace")[:2000]
+    except OSError:
+        return False
+
+
+def install(repo: str | Path, names: Sequence[str] = CLIENT_HOOKS) -> list[Action]:
+    """Install gitmail's ``names`` hooks into ``repo``'s hooks folder; see the module docstring.
+
+    Idempotent. Raises :class:`UsageError` if a chained hook is already parked
+    next to a foreign hook (refusing to overwrite either).
+    """
+    d = hooks_dir(repo)
+    d.mkdir(parents=True, exist_ok=True)
+    return [_install_one(d, n) for n in names]
+
+
+def _install_one(d: Path, name: str) -> Action:
+    target, chained = d / name, d / (name + CHAINED)
+    what = "installed"
+    if target.exists() or target.is_symlink():
+        if is_ours(target):
+            what = "updated"
+        elif chained.exists():
+            raise UsageError(f"{target} is not gitmail's and {chained.name} exists already; move one of them away")
+        else:
+            target.rename(chained)
+            what = "chained"
+    tmp = d / f".{name}.gitmail-tmp"
+    tmp.write_text(template(name))
+    tmp.chmod(0o755)
+    tmp.replace(target)
+    return Action(name, target, what)
+
+
+def uninstall(repo: str | Path, names: Sequence[str] = CLIENT_HOOKS) -> list[Action]:
+    """Remove gitmail's hooks and put back the hooks they chained to."""
+    d = hooks_dir(repo)
+    out = []
+    for name in names:
+        target, chained = d / name, d / (name + CHAINED)
+        if not target.exists():
+            out.append(Action(name, target, "absent"))
+            continue
+        if not is_ours(target):
+            out.append(Action(name, target, "not-ours"))
+            continue
+        target.unlink()
+        if chained.exists():
+            chained.rename(target)
+            out.append(Action(name, target, "restored"))
+        else:
+            out.append(Action(name, target, "removed"))
+    return out
+
+
+# -- the notice ---------------------------------------------------------------------
+
+
+def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
+    """The new-mail notice for the member of ``repo``, or None when nothing new arrived.
+
+    Ingests (verifies) whatever moved since the cache was last brought up to
+    date and describes the unread inbox messages that ingest added; cheap when
+    nothing moved (no pygit2). Messages that fail verification are counted as
+    a warning, never shown as mail. Raises :class:`GitmailError` subclasses.
+    """
+    from gitmail import api
+
+    s = api.session(repo, as_)
+    before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+    s.refresh()
+    rows = s.db.execute(
+        "SELECT sender, date, subject, id, status FROM msg WHERE rowid > ? AND inbox=1 AND dup=0"
+        " AND read=0 AND archived=0 ORDER BY date DESC",
+        (before,),
+    ).fetchall()
+    good = [r for r in rows if r["status"] == "good"]
+    bad = len(rows) - len(good)
+    lines = [_describe(good)] if good else []
+    if bad:
+        lines.append(f"⚠️  {bad} new message(s) failed verification. Run: gitmail verify")
+    return "\n".join(lines) or None
+
+
+def _describe(rows: list) -> str:  # rows: sqlite3.Row(sender, date, subject, id), newest first
+    from gitmail.cli.render import SHORT, ago
+
+    newest = rows[0]
+    subject = newest["subject"] if len(newest["subject"]) <= 40 else newest["subject"][:37] + "..."
+    if len(rows) == 1:
+        return (f'📬 1 new message from {newest["sender"]} ({ago(newest["date"])}): "{subject}"'
+                f'  Run: gitmail read {newest["id"][:SHORT]}')
+    senders = list(dict.fromkeys(r["sender"] for r in rows))
+    who = ", ".join(senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
+    return (f'📬 {len(rows)} new messages from {who}; newest ({ago(newest["date"])}): "{subject}"'
+            "  Run: gitmail read")
+
+
+def run_notice(argv: Sequence[str]) -> int:
+    """Entry point of the client hooks: print the notice on stdout; always 0."""
+    hook = argv[0] if argv else ""
+    if hook == "post-checkout" and len(argv) >= 4 and argv[3] == "0":
+        return 0  # a file checkout, not a branch switch
+    if os.environ.get("GITMAIL_HOOKS") == "off":
+        return 0
+    try:
+        text = notice(".")
+    except Exception:  # a hook never fails the git command; keep quiet
+        if os.environ.get("GITMAIL_DEBUG"):
+            raise
+        return 0
+    if text:
+        print(text, flush=True)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["notify"]:
+        return run_notice(args[1:])
+    print("usage: python -m gitmail.hooks notify HOOK [ARGS...]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

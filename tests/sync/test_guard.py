@@ -1,0 +1,166 @@
+"""The server-side guard (hooks/pre-receive) on a real git daemon: what it refuses, what it lets through."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from gitmail.core import directory as dirmod
+from gitmail.core.repo import open_repo
+from tests.conftest import git, run
+from tests.sync import forge
+from tests.sync.conftest import NetOrg
+
+MAILBOX = "refs/heads/gitmail/mail/alex/max"
+
+
+def refused(code: int, out: str, *words: str) -> None:
+    assert code != 0, out
+    assert "remote: gitmail guard: push refused" in out, out
+    for w in words:
+        assert w in out, out
+
+
+def test_good_push_with_several_commits_passes(net: NetOrg) -> None:
+    net.daemon.stop()
+    for i in range(3):
+        assert json.loads(net.ok("max", "send", "alex", f"queued {i}", "--json").out)["queued"] is True
+    net.daemon.start()
+    assert "Delivered" in net.ok("max", "sync").out
+    net.ok("alex", "sync")
+    assert json.loads(net.ok("alex", "list", "--json").out)["total"] == 3
+
+
+def test_unsigned_commit_refused(net: NetOrg) -> None:
+    oid = forge.unsigned(net.clones["max"], "alex", "max")
+    refused(*forge.push(net.clones["max"], oid, MAILBOX), "unsigned")
+
+
+def test_key_not_in_directory_refused(net: NetOrg, tmp_path: Path) -> None:
+    oid = forge.signed(net.clones["max"], "alex", "max", forge.stranger_key(tmp_path))
+    refused(*forge.push(net.clones["max"], oid, MAILBOX), "unknown-sender")
+
+
+def test_sender_not_signer_refused(net: NetOrg) -> None:
+    # alex writes into max's outgoing mailbox, claiming to be max, signed with alex's own key.
+    oid = forge.signed(net.clones["alex"], "alex", "max", forge.key_of("alex"), claim="max")
+    refused(*forge.push(net.clones["alex"], oid, MAILBOX), "wrong-signer")
+    # ... or honestly from alex, but on max's ref.
+    oid = forge.signed(net.clones["alex"], "alex", "max", forge.key_of("alex"), claim="alex")
+    refused(*forge.push(net.clones["alex"], oid, MAILBOX), "wrong-signer")
+
+
+def test_malformed_message_refused(net: NetOrg) -> None:
+    oid = forge.malformed(net.clones["max"], "alex", "max", forge.key_of("max"))
+    refused(*forge.push(net.clones["max"], oid, MAILBOX), "malformed")
+
+
+def test_delete_and_rewrite_refused(net: NetOrg) -> None:
+    for i in range(2):
+        net.ok("max", "send", "alex", f"m{i}")
+    clone = net.clones["max"]
+    refused(*forge.push(clone, "", MAILBOX), "deleting a mailbox")
+    refused(*forge.push(clone, "origin/gitmail/mail/alex/max~1", MAILBOX, "--force"), "non-fast-forward")
+    refused(*forge.push(clone, "", "refs/heads/gitmail/directory"), "deleting the directory")
+    # A rewritten tip with the same depth (a sibling of the real tip) is refused too.
+    older = git("rev-parse", "origin/gitmail/mail/alex/max~1", cwd=clone).stdout.strip()
+    sibling = forge.signed(clone, "alex", "max", forge.key_of("max"), parent=older)
+    refused(*forge.push(clone, sibling, MAILBOX, "--force"), "non-fast-forward")
+    net.ok("alex", "sync")
+    assert json.loads(net.ok("alex", "verify", "--json").out)["ok"] is True
+
+
+def test_changing_another_members_directory_entry_refused(net: NetOrg) -> None:
+    clone = net.clones["alex"]
+    r = open_repo(clone)
+    d = dirmod.load(r)
+    members = dict(d.members)
+    members["max"] = members["max"].model_copy(update={"display_name": "Mallory"})
+    new = dirmod.Directory(None, members, dict(d.groups), d.policy)
+    oid = dirmod.write_commit(r.pg, new, forge.key_of("alex"), d.members["alex"], d.tip, "evil")
+    refused(*forge.push(clone, oid, "refs/heads/gitmail/directory"), "may not change other members")
+
+
+def test_bad_ref_names_refused_other_refs_pass(net: NetOrg) -> None:
+    clone = net.clones["max"]
+    good = forge.signed(clone, "alex", "max", forge.key_of("max"))
+    refused(*forge.push(clone, good, "refs/heads/gitmail/whatever"), "not a gitmail ref")
+    refused(*forge.push(clone, good, "refs/heads/gitmail/mail/alex"), "not a valid mailbox name")
+    refused(*forge.push(clone, good, "refs/heads/gitmail/mail/alex/max/x"), "not a valid mailbox name")
+    refused(*forge.push(clone, good, "refs/heads/gitmail/mail/nobody/max"), "not in the directory")
+    refused(*forge.push(clone, good, "refs/heads/gitmail/mail/ALEX/max"), "not a valid mailbox name")
+    code, out = forge.push(clone, good, "refs/heads/not-mail")
+    assert code == 0, out
+    code, out = forge.push(clone, good, MAILBOX)
+    assert code == 0, out
+
+
+def test_attachment_pointer_over_limit_refused(net: NetOrg) -> None:
+    clone = net.clones["max"]
+    limit = dirmod.load(open_repo(clone)).policy.attachment_limit
+    mode = pygit2.enums.FileMode.BLOB
+    big = {"attachments/abc/big.bin": (forge.lfs_pointer(clone, limit + 1), mode)}
+    oid = forge.signed(clone, "alex", "max", forge.key_of("max"), extra=big)
+    refused(*forge.push(clone, oid, MAILBOX), "attachment attachments/abc/big.bin", f"limit is {limit}")
+    small = {"attachments/abc/small.bin": (forge.lfs_pointer(clone, 1000), mode)}
+    oid = forge.signed(clone, "alex", "max", forge.key_of("max"), extra=small)
+    code, out = forge.push(clone, oid, MAILBOX)
+    assert code == 0, out
+
+
+def test_directory_change_and_mail_in_one_push(net: NetOrg, tmp_path: Path) -> None:
+    """A newcomer registers and sends in the same push: mail is checked against the new directory."""
+    clone = net.clones["max"]
+    r = open_repo(clone)
+    d = dirmod.load(r)
+    carol_key = forge.stranger_key(tmp_path)
+    from gitmail.core.model import Member
+
+    carol = Member(name="carol", display_name="carol", email="carol@gitmail.invalid", signing_key=carol_key.public_key,
+                   role="member", kind="human")
+    new = dirmod.Directory(None, {**d.members, "carol": carol}, dict(d.groups), d.policy)
+    dir_oid = dirmod.write_commit(r.pg, new, carol_key, carol, d.tip, "Register carol")
+    from gitmail.core.store import write_message_commit
+
+    mail_oid = write_message_commit(r.pg, forge.message("carol", ["max"], "hi, new here"), carol, carol_key, None)
+    p = git("push", "origin", f"{dir_oid}:refs/heads/gitmail/directory", f"{mail_oid}:refs/heads/gitmail/mail/max/carol",
+            cwd=clone, check=False)
+    assert p.returncode == 0, p.stderr
+    net.ok("max", "sync")
+    got = json.loads(net.ok("max", "list", "--json").out)["messages"]
+    assert [(m["from"], m["verified"]) for m in got] == [("carol", True)]
+
+
+def test_guard_install_chains_and_uninstall_restores(tmp_path: Path) -> None:
+    bare = tmp_path / "org.git"
+    git("init", "--quiet", "--bare", str(bare))
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho site hook ran >&2\nexit 0\n")
+    hook.chmod(0o755)
+    r = run("guard", "install", str(bare))
+    assert r.code == 0 and "previous hook" in r.out, r.err
+    text = hook.read_text()
+    import sys
+
+    assert text.startswith(f"#!{sys.executable}\n") and "gitmail.guard" in text
+    assert (bare / "hooks" / "pre-receive.gitmail-chained").exists()
+    assert run("guard", "install", str(bare)).code == 0  # idempotent: updates, keeps the chained hook
+    assert "site hook ran" in (bare / "hooks" / "pre-receive.gitmail-chained").read_text()
+    # The chained hook runs on a push that passes the guard.
+    src = tmp_path / "src"
+    git("init", "--quiet", str(src))
+    git("-c", "user.name=a", "-c", "user.email=a@b", "commit", "--allow-empty", "-m", "x", cwd=src)
+    p = git("push", str(bare), "HEAD:refs/heads/main", cwd=src, check=False)
+    assert p.returncode == 0 and "site hook ran" in p.stderr, p.stderr
+    r = run("guard", "uninstall", str(bare))
+    assert r.code == 0 and "previous hook is back" in r.out
+    assert "site hook ran" in hook.read_text() and not (bare / "hooks" / "pre-receive.gitmail-chained").exists()
+
+
+def test_guard_install_not_a_repo(tmp_path: Path) -> None:
+    r = run("guard", "install", str(tmp_path / "nope"))
+    assert r.code == 3 and r.err.startswith("gitmail: not a git repository") and "\n" == r.err[-1]
+    assert r.err.count("\n") == 1
