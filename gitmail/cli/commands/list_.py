@@ -16,13 +16,17 @@ from gitmail.cli.render import emit_json, row_json, row_line
 @click.option("--all", "all_", is_flag=True, help="Archived messages too.")
 @click.option("--sent", is_flag=True, help="Messages you sent, instead of the inbox.")
 @click.option("--from", "from_", metavar="NAME", help="Only messages from NAME.")
+@click.option("--awaiting-ack", is_flag=True, help="Your sent messages still waiting for a receipt.")
 @click.option("--limit", "-n", default=30, envvar="GITMAIL_LIMIT", show_default=True, type=int)
 @common
-def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optional[str], limit: int,
-            repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optional[str], awaiting_ack: bool,
+            limit: int, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """List the inbox with unread (*) markers and a header of counts."""
     from gitmail import api
 
+    if awaiting_ack:
+        _awaiting(repo, as_, as_json, quiet, limit)
+        return
     res = api.mailbox(repo, as_=as_, unread_only=unread, archived=archived, all_=all_, from_=from_,
                       limit=limit, sent=sent)
     if as_json:
@@ -33,3 +37,20 @@ def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optiona
     click.echo(f"{res.unread} unread, {res.total} in inbox")
     for r in res.messages:
         click.echo(row_line(r))
+
+
+def _awaiting(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool, limit: int) -> None:
+    """``--awaiting-ack``: sent messages with --require-ack and no receipt yet, oldest first."""
+    from gitmail import agents
+    from gitmail.cli.render import SHORT, ago
+
+    items = agents.awaiting_ack(repo, as_=as_)[:limit]
+    if as_json:
+        emit_json({"messages": [agents.awaiting_json(a) for a in items]})
+        return
+    if quiet:
+        return
+    click.echo(f"{len(items)} sent message(s) awaiting acknowledgement")
+    for a in items:
+        waited = ago(a.row.date).replace(" ago", "")
+        click.echo(f"  {a.row.id[:SHORT]} waiting {waited:<9} on {', '.join(a.pending)}: {a.row.subject}")

@@ -1,0 +1,341 @@
+"""Library functions for agent fleets: groups, protocol responses, acknowledgements.
+
+Like :mod:`gitmail.api`, every function takes a repository (path or
+:class:`~gitmail.core.repo.Repo`) and the acting identity ``as_``, returns
+plain data and raises only :class:`~gitmail.errors.GitmailError` subclasses.
+Nothing here prints. The CLI (``gitmail group/respond/ack/list
+--awaiting-ack``) and the MCP server are thin layers over these.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from gitmail import api
+from gitmail.core import cache
+from gitmail.errors import DirectoryError, UnknownRecipientError, UsageError
+
+if TYPE_CHECKING:
+    from gitmail.core.directory import Directory
+    from gitmail.core.model import Group
+
+# request type -> the response type that answers it
+RESPONSE_FOR = {
+    "shutdown_request": "shutdown_response",
+    "plan_approval_request": "plan_approval_response",
+    "question": "answer",
+}
+
+
+# -- groups ------------------------------------------------------------------------
+
+
+def _bare_group(name: str) -> str:
+    """``backend`` for ``backend`` or ``team:backend`` (normalised). Raises :class:`AddressError`."""
+    from gitmail.core.address import GROUP_PREFIX, normalize_group
+
+    return normalize_group(name)[len(GROUP_PREFIX):]
+
+
+def _admin_change(repo: api.RepoLike, as_: Optional[str], subject: str,
+                  mutate: Callable[["Directory"], "Directory"]) -> "Directory":
+    """Apply ``mutate`` as a signed directory change by the acting member, who must be an admin.
+
+    Raises :class:`DirectoryError` (not an admin, refused by the rules),
+    :class:`KeyError_`, :class:`NotInitializedError`.
+    """
+    from gitmail.core import directory as dirmod
+
+    s = api.session(repo, as_)
+    if s.repo.remote:
+        from gitmail.core import refs, sync
+
+        sync.fetch(s.repo, [refs.DIRECTORY])
+        s._directory = None
+    member = s.member
+    if member.role != "admin":
+        raise DirectoryError(f"only an admin may change groups; {s.me} is a {member.role}")
+    return dirmod.change(s.repo, s.signer, member, mutate, subject)
+
+
+def _check_members(d: "Directory", names: list[str]) -> list[str]:
+    """Normalised, de-duplicated member names. Raises :class:`UnknownRecipientError`."""
+    from gitmail.core.address import normalize
+
+    out: list[str] = []
+    for n in names:
+        m = d.member(normalize(n)).name
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def group_create(repo: api.RepoLike, name: str, members: list[str], *, as_: Optional[str] = None) -> "Group":
+    """Create group ``name`` (addressed as ``team:NAME``) with ``members``; admin only.
+
+    Raises :class:`UsageError` (no members, group exists), :class:`UnknownRecipientError`,
+    :class:`DirectoryError` (not an admin).
+    """
+    from gitmail.core.model import Group
+
+    bare = _bare_group(name)
+    if not members:
+        raise UsageError("a group needs at least one member")
+
+    def mutate(d: "Directory") -> "Directory":
+        if bare in d.groups:
+            raise UsageError(f"group 'team:{bare}' already exists (use 'gitmail group add')")
+        d.groups[bare] = Group(name=bare, members=sorted(_check_members(d, members)))
+        return d
+
+    return _admin_change(repo, as_, f"Create group team:{bare}", mutate).groups[bare]
+
+
+def group_update(repo: api.RepoLike, name: str, add: list[str], remove: list[str], *,
+                 as_: Optional[str] = None) -> "Group":
+    """Add and/or remove members of an existing group; admin only. Returns the new group.
+
+    Removing someone who is not in the group is an error, as is an unknown group.
+    """
+    from gitmail.core.address import normalize
+    from gitmail.core.model import Group
+
+    bare = _bare_group(name)
+    if not add and not remove:
+        raise UsageError("name at least one member")
+
+    def mutate(d: "Directory") -> "Directory":
+        g = d.groups.get(bare)
+        if g is None:
+            raise UnknownRecipientError(f"unknown group 'team:{bare}' (see 'gitmail group list')")
+        now = list(g.members)
+        for m in _check_members(d, add):
+            if m not in now:
+                now.append(m)
+        for n in remove:
+            m = normalize(n)
+            if m not in now:
+                raise UsageError(f"{m!r} is not a member of team:{bare}")
+            now.remove(m)
+        d.groups[bare] = Group(name=bare, members=sorted(now))
+        return d
+
+    return _admin_change(repo, as_, f"Update group team:{bare}", mutate).groups[bare]
+
+
+def group_delete(repo: api.RepoLike, name: str, *, as_: Optional[str] = None) -> str:
+    """Delete a group (its past messages stay in history); admin only. Returns ``team:NAME``."""
+    bare = _bare_group(name)
+
+    def mutate(d: "Directory") -> "Directory":
+        if bare not in d.groups:
+            raise UnknownRecipientError(f"unknown group 'team:{bare}'")
+        del d.groups[bare]
+        return d
+
+    _admin_change(repo, as_, f"Delete group team:{bare}", mutate)
+    return f"team:{bare}"
+
+
+def group_list(repo: api.RepoLike = None) -> list["Group"]:
+    """Every group of the verified directory, by name."""
+    from gitmail.core import directory
+    from gitmail.core.repo import Repo, open_repo
+
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    d = directory.load(r)
+    return [d.groups[n] for n in sorted(d.groups)]
+
+
+# -- protocol responses ------------------------------------------------------------
+
+
+def response_payload(request_type: str, approve: Optional[bool], reason: Optional[str],
+                     feedback: Optional[str], answer: Optional[str]) -> dict[str, Any]:
+    """The payload answering a request of ``request_type``. Raises :class:`UsageError`."""
+    if request_type == "question":
+        if not answer:
+            raise UsageError("answering a question needs --answer TEXT")
+        if approve is not None:
+            raise UsageError("a question takes --answer, not --approve/--reject")
+        return {"answer": answer}
+    if approve is None:
+        raise UsageError(f"a {request_type} needs --approve or --reject")
+    if answer:
+        raise UsageError(f"--answer is for questions; this is a {request_type}")
+    text = reason if reason is not None else feedback
+    if request_type == "shutdown_request":
+        return {"approve": approve, "reason": text or ""}
+    return {"approve": approve, "feedback": text or ""}
+
+
+def respond(repo: api.RepoLike, id: str, *, approve: Optional[bool] = None, reason: Optional[str] = None,
+            feedback: Optional[str] = None, answer: Optional[str] = None, body: str = "",
+            as_: Optional[str] = None) -> api.SendResult:
+    """Answer the request message ``id`` with the matching response type, echoing its request_id.
+
+    shutdown_request -> shutdown_response {approve, reason}; plan_approval_request ->
+    plan_approval_response {approve, feedback}; question -> answer {answer}.
+    Raises :class:`UsageError` (not a request, not in your inbox, missing flags),
+    :class:`MessageNotFoundError`.
+    """
+    s = api.session(repo, as_)
+    s.refresh()
+    row = api._resolve(s, id)
+    if not row.inbox:
+        raise UsageError(f"message {row.id[:8]} is not in your inbox: you can only respond to requests you received")
+    rtype = RESPONSE_FOR.get(row.type)
+    if rtype is None:
+        raise UsageError(f"message {row.id[:8]} is a {row.type} message, not a request "
+                         f"({', '.join(RESPONSE_FOR)}); use 'gitmail reply'")
+    if row.status != "good":
+        raise UsageError(f"message {row.id[:8]} failed verification ({row.status}); not responding to it")
+    payload = response_payload(row.type, approve, reason, feedback, answer)
+    return api.send(s.repo, [row.sender], body, type=rtype, payload=payload, reply_to=row.id,
+                    request_id=row.request_id, as_=s.me)
+
+
+# -- acknowledgements --------------------------------------------------------------
+
+
+@dataclass
+class AckResult:
+    """``acked``: the message acknowledged; ``sent``: False when an ack already existed."""
+
+    acked: str
+    to: str
+    sent: bool
+    ack_id: Optional[str]
+    delivered: bool = False
+    queued: bool = False
+
+
+def _existing_ack(s: api.Session, msg_id: str) -> Optional[str]:
+    """The id of an ack this member already sent (or queued) for ``msg_id``, if any."""
+    row = s.db.execute("SELECT id FROM msg WHERE sent=1 AND type='ack' AND in_reply_to=? LIMIT 1",
+                       (msg_id,)).fetchone()
+    if row is not None:
+        return str(row[0])
+    return _queued_ack(s, msg_id)
+
+
+def _queued_ack(s: api.Session, msg_id: str) -> Optional[str]:
+    """An ack for ``msg_id`` still in the outbox (remote unreachable when it was sent)."""
+    from gitmail.core import refs, sync
+    from gitmail.core.store import read_message
+
+    pg = None
+    for path in sync.outbox_paths(s.repo, s.me):
+        pg = pg or s.repo.pg
+        tip = s.repo.ref_target(refs.outbox(path))
+        track = s.repo.ref_target(refs.tracking(path, s.repo.remote))
+        c = pg[tip] if tip else None
+        while c is not None and str(c.id) != track:
+            try:
+                m = read_message(pg, c)
+            except Exception:
+                m = None
+            if m is not None and m.type == "ack" and m.in_reply_to == msg_id:
+                return m.id
+            c = pg[c.parent_ids[0]] if c.parent_ids else None
+    return None
+
+
+def ack(repo: api.RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
+    """Send a signed receipt (type ``ack``, in_reply_to = the message) to the sender of ``id``.
+
+    A second ack of the same message sends nothing (``sent`` False). Raises
+    :class:`UsageError` (your own message, an ack, a message that failed
+    verification), :class:`MessageNotFoundError`.
+    """
+    s = api.session(repo, as_)
+    s.refresh()
+    row = api._resolve(s, id)
+    if not row.inbox:
+        raise UsageError(f"message {row.id[:8]} is not in your inbox: only a recipient can acknowledge it")
+    if row.type == "ack":
+        raise UsageError(f"message {row.id[:8]} is itself an ack")
+    if row.status != "good":
+        raise UsageError(f"message {row.id[:8]} failed verification ({row.status}); not acknowledging it")
+    prior = _existing_ack(s, row.id)
+    if prior is not None:
+        return AckResult(row.id, row.sender, False, prior)
+    res = api.send(s.repo, [row.sender], "", type="ack", payload={}, reply_to=row.id,
+                   summary=f"ack of {row.id[:8]}", as_=s.me)
+    return AckResult(row.id, row.sender, True, res.message.id, res.delivered, res.queued)
+
+
+@dataclass
+class Awaiting:
+    """A sent message with require_ack that not every recipient has acknowledged."""
+
+    row: cache.Row
+    pending: list[str]
+    acked_by: list[str] = field(default_factory=list)
+    waited_seconds: int = 0
+
+
+def _expected(d: "Directory", me: str, recipients: list[str]) -> list[str]:
+    """The members who should acknowledge: ``*`` and groups expanded, the sender left out."""
+    from gitmail.core.address import BROADCAST, GROUP_PREFIX
+
+    out: list[str] = []
+    for r in recipients:
+        if r == BROADCAST:
+            names = list(d.members)
+        elif r.startswith(GROUP_PREFIX):
+            g = d.groups.get(r[len(GROUP_PREFIX):])
+            names = list(g.members) if g else []
+        else:
+            names = [r]
+        out += [n for n in names if n != me and n not in out]
+    return sorted(out)
+
+
+def _seconds_since(date: str, now: datetime) -> int:
+    if not date:
+        return 0
+    return max(0, int((now - datetime.fromisoformat(date.replace("Z", "+00:00"))).total_seconds()))
+
+
+def awaiting_ack(repo: api.RepoLike = None, *, as_: Optional[str] = None,
+                 now: Optional[datetime] = None) -> list[Awaiting]:
+    """Sent messages that asked for a receipt and still lack one from some recipient, oldest first.
+
+    Only verified acks count; an ack from someone who was not a recipient is ignored.
+    """
+    s = api.session(repo, as_)
+    s.refresh()
+    rows = [cache.Row.of(r) for r in s.db.execute(
+        "SELECT * FROM msg WHERE sent=1 AND require_ack=1 GROUP BY id ORDER BY date")]
+    if not rows:
+        return []
+    acks: dict[str, set[str]] = {}
+    for a in s.db.execute("SELECT in_reply_to, sender FROM msg WHERE inbox=1 AND type='ack' AND status='good'"):
+        acks.setdefault(a[0], set()).add(a[1])
+    now = now or datetime.now(timezone.utc)
+    out: list[Awaiting] = []
+    for r in rows:
+        expected = _expected(s.directory, s.me, r.recipients)
+        got = acks.get(r.id, set())
+        pending = [n for n in expected if n not in got]
+        if pending:
+            out.append(Awaiting(r, pending, sorted(got & set(expected)), _seconds_since(r.date, now)))
+    return out
+
+
+def awaiting_json(a: Awaiting) -> dict[str, Any]:
+    """The ``--json`` shape of one awaiting-ack entry (docs/json.md)."""
+    from gitmail.cli.render import row_json
+
+    d = row_json(a.row)
+    d.update({"pending": a.pending, "acked_by": a.acked_by, "waited_seconds": a.waited_seconds})
+    return d
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON for tool results and hook output (UTF-8, not ASCII-escaped)."""
+    return json.dumps(obj, ensure_ascii=False)

@@ -1,0 +1,92 @@
+"""``gitmail group``: groups addressed as ``team:NAME`` (admin only to change)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+
+
+def _group_json(g: Any) -> dict[str, Any]:
+    return {"name": g.name, "address": f"team:{g.name}", "members": list(g.members)}
+
+
+def _show(g: Any, verb: str, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        emit_json(_group_json(g))
+    elif not quiet:
+        click.echo(f"{verb} team:{g.name}: {', '.join(g.members) or '(no members)'}")
+
+
+@click.group("group")
+def command() -> None:
+    """Manage groups (send to a group with: gitmail send team:NAME ...)."""
+
+
+@command.command("create")
+@click.argument("name")
+@click.argument("members", nargs=-1, required=True)
+@common
+def create(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
+           quiet: bool) -> None:
+    """Create group NAME with MEMBERS (admins only)."""
+    from gitmail import agents
+
+    _show(agents.group_create(repo, name, list(members), as_=as_), "Created", as_json, quiet)
+
+
+@command.command("add")
+@click.argument("name")
+@click.argument("members", nargs=-1, required=True)
+@common
+def add(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
+        quiet: bool) -> None:
+    """Add MEMBERS to group NAME (admins only)."""
+    from gitmail import agents
+
+    _show(agents.group_update(repo, name, list(members), [], as_=as_), "Updated", as_json, quiet)
+
+
+@command.command("remove")
+@click.argument("name")
+@click.argument("members", nargs=-1, required=True)
+@common
+def remove(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
+           quiet: bool) -> None:
+    """Remove MEMBERS from group NAME (admins only)."""
+    from gitmail import agents
+
+    _show(agents.group_update(repo, name, [], list(members), as_=as_), "Updated", as_json, quiet)
+
+
+@command.command("delete")
+@click.argument("name")
+@common
+def delete(name: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Delete group NAME (admins only; its messages stay in history)."""
+    from gitmail import agents
+
+    addr = agents.group_delete(repo, name, as_=as_)
+    if as_json:
+        emit_json({"deleted": addr})
+    elif not quiet:
+        click.echo(f"Deleted {addr}")
+
+
+@command.command("list")
+@common
+def list_(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """List the org's groups and their members."""
+    from gitmail import agents
+
+    gs = agents.group_list(repo)
+    if as_json:
+        emit_json({"groups": [_group_json(g) for g in gs]})
+    elif not quiet:
+        if not gs:
+            click.echo("No groups.")
+        for g in gs:
+            click.echo(f"team:{g.name:<18} {', '.join(g.members)}")

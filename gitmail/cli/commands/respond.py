@@ -1,0 +1,43 @@
+"""``gitmail respond``: answer a protocol request (shutdown, plan approval, question)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import SHORT, emit_json
+
+
+@click.command("respond")
+@click.argument("id")
+@click.option("--approve/--reject", "approve", default=None,
+              help="Approve or reject a shutdown_request / plan_approval_request.")
+@click.option("--reason", help="Why (shutdown_response.reason).")
+@click.option("--feedback", help="Feedback on the plan (plan_approval_response.feedback).")
+@click.option("--answer", help="The answer to a question.")
+@click.option("--message", "-m", "body", default="", help="Optional text to send along.")
+@common
+def command(id: str, approve: Optional[bool], reason: Optional[str], feedback: Optional[str],
+            answer: Optional[str], body: str, repo: Optional[str], as_: Optional[str], as_json: bool,
+            quiet: bool) -> None:
+    """Respond to request ID: the response type and request_id come from the request."""
+    from gitmail import agents
+
+    res = agents.respond(repo, id, approve=approve, reason=reason, feedback=feedback, answer=answer,
+                         body=body, as_=as_)
+    m = res.message
+    if as_json:
+        emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "type": m.type,
+                   "request_id": m.request_id, "in_reply_to": m.in_reply_to, "payload": m.payload,
+                   "delivered": res.delivered, "queued": res.queued, "refused": res.refused})
+        return
+    if res.refused:
+        for path, why in res.refused.items():
+            click.echo(f"gitmail: the org repo refused {path}: {why}", err=True)
+        sys.exit(10)
+    if not quiet:
+        state = "Queued" if res.queued else "Sent"
+        click.echo(f"{state} {m.type} (request_id {m.request_id}) to {', '.join(res.recipients)} [{m.id[:SHORT]}]")
