@@ -17,12 +17,17 @@ from typing import TYPE_CHECKING, Optional
 from gitmail import git
 from gitmail.core import refs
 from gitmail.core.signing import Signer
-from gitmail.errors import PushRejectedError, RemoteUnreachableError
+from gitmail.errors import GitError, PushRejectedError, RemoteUnreachableError
 
 if TYPE_CHECKING:
     from gitmail.core.repo import Repo
 
 MAX_RETRIES = 30
+# Push summaries that mean "the remote moved under us": fetch, re-parent, retry.
+# "failed to update ref" / "cannot lock ref" come from a race lost on the server
+# after its pre-receive hook ran (both pushes passed the guard, one won the ref).
+_BEHIND = ("non-fast-forward", "fetch first", "stale info", "failed to update ref", "failed to lock",
+           "cannot lock ref", "incorrect old value")
 
 
 def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
@@ -36,7 +41,24 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
         specs = [f"+{refs.head(p)}:{refs.tracking(p, remote)}" for p in paths]
     else:
         specs = [refs.FETCH_REFSPEC.format(remote=remote)]
-    git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs], repo.path, remote=True)
+    try:
+        git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs], repo.path, remote=True)
+    except RemoteUnreachableError as e:
+        e.message = unreachable_message(repo, e)
+        raise
+
+
+def unreachable_message(repo: "Repo", e: "GitError") -> str:
+    """One line: which remote could not be reached, git's reason, and that nothing is lost."""
+    url = repo.config.get(f"remote.{repo.remote}.url", "")
+    lines = [ln.strip() for ln in e.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    reason = next((ln for ln in lines if _git_unreachable(ln)), lines[-1] if lines else "no answer")
+    reason = reason.removeprefix("fatal: ").removeprefix("error: ")
+    return f"cannot reach the org remote {repo.remote!r} ({url}): {reason}; queued mail stays in the outbox"
+
+
+def _git_unreachable(line: str) -> bool:
+    return bool(git._UNREACHABLE.search(line.encode("utf-8", "replace")))
 
 
 @dataclass
@@ -71,17 +93,17 @@ def push(repo: "Repo", specs: list[tuple[str, str]]) -> PushResult:
         dst = spec.rsplit(":", 1)[-1]
         if flag in " *=+":
             res.ok.add(dst)
-        elif "non-fast-forward" in summary or "fetch first" in summary or "stale info" in summary:
+        elif any(b in summary for b in _BEHIND):
             res.behind.add(dst)
         else:
             reason = "; ".join(remote_lines) or summary
             res.refused[dst] = reason
     if not seen and proc.returncode != 0:
-        from gitmail.errors import GitError
-
         cmd = ["git", *args]
         if git._UNREACHABLE.search(proc.stderr):
-            raise RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
+            err = RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
+            err.message = unreachable_message(repo, err)
+            raise err
         raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
     return res
 
@@ -132,6 +154,7 @@ def deliver(repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None
     for _attempt in range(MAX_RETRIES):
         specs = [(refs.outbox(p), refs.head(p)) for p in pending]
         try:
+            __import__("gitmail.core.attachments").core.attachments.before_push(repo, pending)  # attachments (docs/attachments.md): upload LFS content before the commits that point at it; an unreachable LFS store raises RemoteUnreachableError and leaves the outbox queued
             res = push(repo, specs)
         except RemoteUnreachableError:
             out.queued = sorted(pending)
