@@ -24,8 +24,10 @@ from gitmail.errors import (
 )
 
 if TYPE_CHECKING:
+    from gitmail.core.attachments import Saved, Source
     from gitmail.core.directory import Directory
-    from gitmail.core.model import Member, Message
+    from gitmail.core.lfs import Progress
+    from gitmail.core.model import Attachment, Member, Message
     from gitmail.core.signing import Signer
 
 RepoLike = Union[str, Path, Repo, None]
@@ -269,6 +271,8 @@ def send(
     request_id: Optional[str] = None,
     require_ack: bool = False,
     as_: Optional[str] = None,
+    attach: Optional[list[Union[str, Path]]] = None,
+    progress: Optional["Progress"] = None,
 ) -> SendResult:
     """Send a message; returns the :class:`Message` and where it went.
 
@@ -278,6 +282,13 @@ def send(
     over-long body, bad priority/type/payload, broadcast of a protocol
     message, unknown request_id), :class:`UnknownRecipientError`,
     :class:`KeyError_`.
+
+    ``attach``: files to attach (docs/attachments.md). Each is checked before
+    anything is written (:class:`AttachmentError`: missing, a directory,
+    unreadable, over ``OrgPolicy.attachment_limit``), stored once whatever
+    the number of recipients (``OrgPolicy.attachment_storage``: LFS or git
+    blobs) and listed in ``Message.attachments``; LFS content is uploaded
+    before the commits are pushed (``progress(label, done, total)`` in bytes).
     """
     import uuid
 
@@ -298,7 +309,7 @@ def send(
     payload = validate_payload(type, payload)
     if type != "text" and any(r == BROADCAST or r.startswith(GROUP_PREFIX) for r in recipients):
         raise UsageError(f"a {type} message cannot be broadcast: name one recipient")
-    if not body.strip() and type == "text":
+    if not body.strip() and type == "text" and not attach:
         raise UsageError("empty message")
     limit = d.policy.body_limit
     if len(body.encode("utf-8")) > limit:
@@ -325,7 +336,11 @@ def send(
             raise UsageError(f"unknown request_id {request_id!r}: no {RESPONSE_OF[type]} with it in your inbox")
     elif type in REQUEST_TYPES and not request_id:
         request_id = uuid.uuid4().hex[:12]
+    sources = _attach_prepare(s, attach)
     text_for_meta = body if body.strip() else f"{type} " + " ".join(f"{k}={v}" for k, v in (payload or {}).items())
+    if not body.strip() and type == "text" and sources:
+        text_for_meta = "Attached: " + ", ".join(src.name for src in sources)
+    attachments, extra_tree = _attach_store(s, sources)
     msg = Message(
         **{"from": s.me},
         to=recipients,
@@ -340,10 +355,12 @@ def send(
         in_reply_to=in_reply_to,
         thread=thread,
         require_ack=require_ack,
+        attachments=attachments,
     )
     msg.id = msg.compute_id()
     signer = s.signer
     repo_ = s.repo
+    _attach_upload(s, attachments, progress)
     with repo_.lock():
         for r in recipients:
             path = refs.mail_path(r, s.me)
@@ -351,17 +368,48 @@ def send(
                 ob = refs.outbox(path)
                 old = repo_.ref_target(ob)
                 parent_oid = old or repo_.ref_target(refs.tracking(path, repo_.remote))
-                oid = write_message_commit(repo_.pg, msg, member, signer, parent_oid)
+                oid = write_message_commit(repo_.pg, msg, member, signer, parent_oid, extra_tree)
                 repo_.set_ref(ob, oid, old, f"gitmail: queue {msg.id[:SHORT_ID]}")
             else:
                 head = refs.head(path)
                 old = repo_.ref_target(head)
-                oid = write_message_commit(repo_.pg, msg, member, signer, old)
+                oid = write_message_commit(repo_.pg, msg, member, signer, old, extra_tree)
                 repo_.set_ref(head, oid, old, f"gitmail: message {msg.id[:SHORT_ID]}")
     if not repo_.remote:
         return SendResult(msg, recipients, delivered=True, queued=False)
     res = sync.deliver(repo_, signer, s.me)
     return SendResult(msg, recipients, delivered=not res.queued and not res.refused, queued=bool(res.queued), refused=res.refused)
+
+
+def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> list["Source"]:
+    """Check and hash the files to attach (nothing written); see :func:`gitmail.core.attachments.prepare`."""
+    if not attach:
+        return []
+    from gitmail.core import attachments
+
+    return attachments.prepare(attach, s.directory.policy.attachment_limit)
+
+
+def _attach_store(s: Session, sources: list["Source"]) -> tuple[list["Attachment"], dict[str, tuple[str, int]]]:
+    """Store the content once in this clone; the message's entries and extra tree entries."""
+    if not sources:
+        return [], {}
+    from gitmail.core import attachments
+
+    return attachments.store(s.repo, sources, s.directory.policy.attachment_storage)
+
+
+def _attach_upload(s: Session, atts: list["Attachment"], progress: Optional["Progress"]) -> None:
+    """Upload LFS content now (with progress); an unreachable store leaves it for delivery."""
+    if not any(a.storage == "lfs" for a in atts):
+        return
+    from gitmail.core import attachments
+    from gitmail.errors import LFSUnreachableError
+
+    try:
+        attachments.upload(s.repo, atts, progress or attachments._no_progress)
+    except LFSUnreachableError:
+        pass  # the delivery hook retries (and the message stays queued until it lands)
 
 
 def _resolve_recipients(s: Session, to: list[str]) -> list[str]:
@@ -472,6 +520,7 @@ class Item:
 
     row: cache.Row
     message: Optional["Message"]
+    saved: list["Saved"] = field(default_factory=list)  # attachments saved (read(save=True))
 
 
 def _load(s: Session, row: cache.Row) -> Item:
@@ -485,10 +534,22 @@ def _load(s: Session, row: cache.Row) -> Item:
 
 
 def read(
-    repo: RepoLike = None, ids: Optional[list[str]] = None, *, as_: Optional[str] = None, mark: bool = True
+    repo: RepoLike = None,
+    ids: Optional[list[str]] = None,
+    *,
+    as_: Optional[str] = None,
+    mark: bool = True,
+    save: bool = False,
+    save_dir: Optional[Union[str, Path]] = None,
+    progress: Optional["Progress"] = None,
 ) -> list[Item]:
     """The messages ``ids`` (unique prefixes), or with none every unread inbox message,
     most urgent first and oldest first within a priority. Marks them read unless ``mark`` is false.
+
+    ``save``: fetch, verify and save the attachments of verified messages into
+    ``save_dir`` (default: the member's inbox folder,
+    :func:`gitmail.core.attachments.inbox_dir`); each item's ``saved`` says
+    where each went, or why it was not saved.
     """
     s = session(repo, as_)
     s.refresh()
@@ -502,9 +563,55 @@ def read(
             )
         ]
     items = [_load(s, r) for r in rows]
+    if save:
+        for it in items:
+            it.saved = _save_attachments(s, it, save_dir, progress)
     if mark and rows:
         _set_flag(s, [r.id for r in rows if r.inbox], "read", True)
     return items
+
+
+def _save_attachments(
+    s: Session, it: Item, save_dir: Optional[Union[str, Path]], progress: Optional["Progress"]
+) -> list["Saved"]:
+    """Save ``it``'s attachments (only for a verified message); never raises for one bad file."""
+    from gitmail.core import attachments
+
+    m = it.message
+    if m is None or not m.attachments:
+        return []
+    if it.row.status != "good":
+        why = f"not saved: the message failed verification ({it.row.status})"
+        return [attachments.Saved(a, attachments.safe_name(a.name), error=why) for a in m.attachments]
+    dest = Path(save_dir).expanduser() if save_dir else attachments.inbox_dir(s.repo, s.me)
+    limit = s.directory.policy.attachment_limit
+    return attachments.save_all(s.repo, m, s.repo.pg[it.row.oid], dest, limit, progress or attachments._no_progress)
+
+
+def fetch_attachments(
+    repo: RepoLike,
+    id: str,
+    *,
+    save_dir: Optional[Union[str, Path]] = None,
+    as_: Optional[str] = None,
+    progress: Optional["Progress"] = None,
+) -> Item:
+    """Fetch, verify and save the attachments of message ``id`` again (``gitmail attachments``).
+
+    Does not change read flags. Raises :class:`VerificationError` for a
+    message that failed verification; per-file problems are in ``saved``.
+    """
+    from gitmail.errors import VerificationError
+
+    s = session(repo, as_)
+    s.refresh()
+    it = _load(s, _resolve(s, id))
+    if it.message is None:
+        raise VerificationError(f"message {id} is corrupt: it has no readable attachments")
+    if it.row.status != "good":
+        raise VerificationError(f"message {id} failed verification ({it.row.status}); its attachments are not saved")
+    it.saved = _save_attachments(s, it, save_dir, progress)
+    return it
 
 
 def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
@@ -820,7 +927,7 @@ def send_batch(repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None
 
     s = session(repo, as_)
     d, signer, member = s.directory, s.signer, s.member
-    by_path: dict[str, list[Message]] = {}
+    by_path: dict[str, list[tuple[Message, bytes]]] = {}
     out: list[Message] = []
     for dr in drafts:
         recipients = _resolve_recipients(s, dr.to)
@@ -834,10 +941,10 @@ def send_batch(repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None
                       subject=(dr.subject if dr.subject is not None else _subject_from(dr.body))[:200],
                       summary=(dr.summary or _summary_from(dr.body))[:120], body=dr.body,
                       priority=dr.priority)  # type: ignore[arg-type]
-        msg.id = msg.compute_id()
+        blob = msg.seal()
         out.append(msg)
         for r in recipients:
-            by_path.setdefault(refs.mail_path(r, s.me), []).append(msg)
+            by_path.setdefault(refs.mail_path(r, s.me), []).append((msg, blob))
     r_ = s.repo
     with r_.lock():
         for path, msgs in by_path.items():

@@ -109,3 +109,22 @@ class PushRejectedError(GitmailError):
     """The remote refused an update (guard hook, or a race lost too many times)."""
 
     exit_code = 10
+
+
+class AttachmentError(GitmailError):
+    """A file that cannot be attached (missing, a directory, unreadable, over the
+    limit) or an attachment that cannot be fetched, verified or saved
+    (docs/attachments.md)."""
+
+    exit_code = 11
+
+
+class LFSUnreachableError(RemoteUnreachableError):
+    """The org's LFS store could not be reached: the message stays queued."""
+
+    def __init__(self, message: str) -> None:
+        GitmailError.__init__(self, message)
+        self.cmd = ["git-lfs"]
+        self.returncode = 1
+        self.stdout = b""
+        self.stderr = message.encode("utf-8", "replace")

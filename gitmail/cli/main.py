@@ -32,6 +32,7 @@ COMMANDS = {
     "verify": "verify",
     "log": "log",
     "sync": "sync",
+    "attachments": "attachments",
     "mcp": "mcp",
     "hook": "hook",
     "group": "group",

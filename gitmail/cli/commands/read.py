@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_json, sender_label
 
+if TYPE_CHECKING:
+    from gitmail.core.model import Message
+
 
 @click.command("read")
 @click.argument("ids", nargs=-1)
 @click.option("--no-mark", is_flag=True, help="Do not mark them read.")
+@click.option("--save-dir", metavar="DIR", help="Save attachments here [default: $GITMAIL_INBOX, git config "
+                                                  "gitmail.inbox, ~/gitmail/inbox/<member>/].")
+@click.option("--no-save", is_flag=True, help="List attachments without fetching or saving them.")
 @common
-def command(ids: tuple[str, ...], no_mark: bool, repo: Optional[str], as_: Optional[str], as_json: bool,
-            quiet: bool) -> None:
-    """Show messages IDS (unique prefixes), or every unread message, most urgent first."""
-    from gitmail import api
+def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_save: bool, repo: Optional[str],
+            as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Show messages IDS (unique prefixes), or every unread message, most urgent first.
 
-    items = api.read(repo, list(ids) or None, as_=as_, mark=not no_mark)
+    Attachments of verified messages are fetched, checked (sha256) and saved
+    (docs/attachments.md); an existing file is never overwritten.
+    """
+    from gitmail import api
+    from gitmail.cli.commands.attachments import fail_if_unsaved, progress_for, saved_json, saved_line
+
+    items = api.read(repo, list(ids) or None, as_=as_, mark=not no_mark, save=not no_save, save_dir=save_dir,
+                     progress=progress_for(as_json, quiet))
+    saved = [s for it in items for s in it.saved]
     if as_json:
         out = []
         for it in items:
@@ -27,14 +40,18 @@ def command(ids: tuple[str, ...], no_mark: bool, repo: Optional[str], as_: Optio
             m = it.message
             d["body"] = m.body if m else None
             d["payload"] = m.payload if m else None
-            d["attachments"] = [a.model_dump(mode="json") for a in m.attachments] if m else []
+            d["attachments"] = ([saved_json(s) for s in it.saved] if it.saved else
+                                [dict(a.model_dump(mode="json"), saved_to=None, error=None) for a in m.attachments]
+                                if m else [])
             d["verification"] = it.row.detail
             out.append(d)
         emit_json({"messages": out})
+        fail_if_unsaved(saved)
         return
     bad = [it.row for it in items if it.message is None]
     if quiet:
         _fail_on_corrupt(bad)
+        fail_if_unsaved(saved)
         return
     if not items:
         click.echo("No unread messages.")
@@ -66,9 +83,22 @@ def command(ids: tuple[str, ...], no_mark: bool, repo: Optional[str], as_: Optio
             import json
 
             click.echo(json.dumps(m.payload, indent=2, ensure_ascii=False))
-        for a in m.attachments:
-            click.echo(f"Attachment: {a.name} ({a.size} bytes, {a.media_type})")
+        if it.saved:
+            for sv in it.saved:
+                click.echo(saved_line(sv))
+        else:
+            _list_attachments(m)
     _fail_on_corrupt(bad)
+    fail_if_unsaved(saved)
+
+
+def _list_attachments(m: "Message") -> None:
+    """Attachment lines without saving (``--no-save``)."""
+    from gitmail.cli.commands.attachments import printable
+    from gitmail.core.attachments import human_size, safe_name
+
+    for a in m.attachments:
+        click.echo(f"Attachment: {safe_name(a.name)} ({human_size(a.size)}, {printable(a.media_type)})")
 
 
 def _fail_on_corrupt(bad: list) -> None:

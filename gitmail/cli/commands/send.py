@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 
 from gitmail.cli.main import common, notice
 from gitmail.cli.render import SHORT, emit_json
 from gitmail.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitmail.core.lfs import Progress
+    from gitmail.core.model import Message
 
 
 @click.command("send")
@@ -25,10 +29,13 @@ from gitmail.errors import UsageError
 @click.option("--request-id", help="The request_id a response echoes [default: from --reply-to].")
 @click.option("--reply-to", metavar="ID", help="Reply to this message (same thread).")
 @click.option("--require-ack", is_flag=True, help="Ask the recipient for a signed receipt.")
+@click.option("--attach", "attach", multiple=True, metavar="FILE",
+              help="Attach FILE (repeatable; docs/attachments.md).")
 @common
 def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: Optional[str], priority: str,
             type_: str, payload: Optional[str], request_id: Optional[str], reply_to: Optional[str],
-            require_ack: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+            require_ack: bool, attach: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
+            quiet: bool) -> None:
     """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin."""
     from gitmail import api
 
@@ -42,13 +49,15 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
         if not isinstance(data, dict):
             raise UsageError("--payload must be a JSON object")
     res = api.send(repo, list(to), body, subject=subject, summary=summary, priority=priority, type=type_,
-                   payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_)
+                   payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_,
+                   attach=list(attach), progress=_progress(attach, as_json, quiet))
     m = res.message
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
                    "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
                    "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued,
-                   "refused": res.refused})
+                   "refused": res.refused,
+                   "attachments": [a.model_dump(mode="json") for a in m.attachments]})
         return
     if res.refused:
         for path, why in res.refused.items():
@@ -56,5 +65,24 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
         sys.exit(10)
     if not quiet:
         state = "Queued (org remote unreachable; 'gitmail sync' delivers it) for" if res.queued else "Sent to"
-        click.echo(f"{state} {', '.join(res.recipients)} [{m.id[:SHORT]}]")
+        click.echo(f"{state} {', '.join(res.recipients)}{_attached(m)} [{m.id[:SHORT]}]")
     notice(repo, as_, as_json, quiet)
+
+
+def _progress(attach: tuple[str, ...], as_json: bool, quiet: bool) -> Optional["Progress"]:
+    if not attach:
+        return None
+    from gitmail.cli.commands.attachments import progress_for
+
+    return progress_for(as_json, quiet)
+
+
+def _attached(m: "Message") -> str:
+    """`` (2 attachments, 4.2 KB)``, or nothing without attachments."""
+    if not m.attachments:
+        return ""
+    from gitmail.core.attachments import human_size
+
+    n = len(m.attachments)
+    total = sum(a.size for a in m.attachments)
+    return f" ({n} attachment{'s' if n != 1 else ''}, {human_size(total)})"

@@ -1,0 +1,435 @@
+"""Attachments: checking files, storing them once, fetching, verifying and saving
+them safely (docs/attachments.md).
+
+Sending: :func:`prepare` checks every file first (nothing is written when one
+is bad), :func:`store` puts the content in the sender's clone (LFS: the local
+cache ``.git/lfs/objects``; blob: the object database) and returns the
+:class:`Attachment` entries and the tree entries of the message commit;
+:func:`upload` and the delivery hook :func:`before_push` move LFS content to
+the org's store before the commits that point at it are pushed.
+
+Receiving: :func:`save_all` fetches each attachment (local cache first),
+verifies size and sha256, and writes it into a directory under a sanitised
+name that never replaces an existing file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import stat
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence, Union
+
+from gitmail.core import lfs
+from gitmail.core.lfs import Progress
+from gitmail.errors import AttachmentError
+
+if TYPE_CHECKING:
+    import pygit2
+
+    from gitmail.core.model import Attachment, Message
+    from gitmail.core.repo import Repo
+
+TREE_DIR = "attachments"
+GITATTRIBUTES = b"attachments/** filter=lfs diff=lfs merge=lfs -text\n"
+NAME_MAX_BYTES = 200  # UTF-8 bytes of a sanitised name (room for " (99)" and temp names in 255)
+EXT_MAX_BYTES = 16  # an extension longer than this is not kept when a name is shortened
+FALLBACK_NAME = "attachment"
+INBOX_ENV = "GITMAIL_INBOX"
+BLOB_MODE = 0o100644
+
+_FORBIDDEN = set('<>:"/\\|?*')
+_BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"} | {
+    f"{d}{n}" for d in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]
+}
+# Objects known to be in the org's store during this process: (endpoint url, oid).
+_UPLOADED: set[tuple[str, str]] = set()
+
+
+def _no_progress(label: str, done: int, total: int) -> None:
+    return None
+
+
+# -- names -----------------------------------------------------------------------------
+
+
+def safe_name(name: str) -> str:
+    """A file name that is safe to create in any directory, on any common OS.
+
+    Rules (docs/attachments.md, "File names"): NFC; only the last component
+    of a ``/`` or ``\\`` path (``.`` and ``..`` dropped); control, format,
+    unassigned, private-use and line/paragraph separator characters and
+    ``< > : " / \\ | ? *`` become ``_``; other white space becomes a space;
+    leading dots, dashes and spaces and trailing dots and spaces go; a
+    Windows device name (CON, NUL, COM1, ...; any extension) gets a ``_``
+    prefix; over :data:`NAME_MAX_BYTES` UTF-8 bytes the stem is shortened and
+    a short extension kept; an empty result is ``attachment``. Idempotent.
+    """
+    s = unicodedata.normalize("NFC", str(name))
+    parts = [p for p in re.split(r"[/\\]", s) if p not in ("", ".", "..")]
+    s = parts[-1] if parts else ""
+    s = "".join(_safe_char(c) for c in s)
+    s = re.sub(r" {2,}", " ", s).lstrip(".- ").rstrip(". ")
+    if len(s.encode("utf-8")) > NAME_MAX_BYTES:
+        s = _shorten(s)
+    if s.split(".")[0].rstrip(" ").upper() in _RESERVED:
+        s = "_" + s
+    return s or FALLBACK_NAME
+
+
+def _safe_char(c: str) -> str:
+    if c in _FORBIDDEN or unicodedata.category(c) in _BAD_CATEGORIES:
+        return "_"
+    return " " if c.isspace() else c
+
+
+def _shorten(s: str) -> str:
+    stem, ext = _split_ext(s)
+    if len(ext.encode("utf-8")) > EXT_MAX_BYTES:
+        stem, ext = s, ""
+    room = NAME_MAX_BYTES - len(ext.encode("utf-8"))
+    stem = stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip(". ")
+    return (stem + ext) if stem else ext.lstrip(".")
+
+
+def _split_ext(name: str) -> tuple[str, str]:
+    """``("report", ".csv")``; a name with no dot past its first character has no extension."""
+    i = name.rfind(".")
+    return (name[:i], name[i:]) if i > 0 else (name, "")
+
+
+def human_size(n: int) -> str:
+    """``512 B``, ``4.2 KB``, ``10.0 MB`` (units of 1024 bytes)."""
+    if n < 1024:
+        return f"{n} B"
+    v = float(n)
+    for unit in ("KB", "MB", "GB", "TB"):
+        v /= 1024
+        if v < 1024 or unit == "TB":
+            return f"{v:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+# -- sending ------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """A file about to be attached: where it is, its safe name, size (bytes), sha256 and type."""
+
+    path: Path
+    name: str
+    size: int
+    oid: str
+    media_type: str
+
+
+def prepare(paths: Sequence[Union[str, Path]], limit: int) -> list[Source]:
+    """Check and hash every file in ``paths``; nothing is written anywhere.
+
+    ``limit``: bytes per attachment (OrgPolicy.attachment_limit). Raises
+    :class:`AttachmentError` (one line) for a missing file, a directory, an
+    unreadable file or one over the limit.
+    """
+    return [_prepare_one(Path(p), limit) for p in paths]
+
+
+def _prepare_one(path: Path, limit: int) -> Source:
+    shown = str(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AttachmentError(f"cannot attach {shown}: no such file") from None
+    except OSError as e:
+        raise AttachmentError(f"cannot attach {shown}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AttachmentError(f"cannot attach {shown}: it is a directory (attach files, or an archive of it)")
+    if not stat.S_ISREG(st.st_mode):
+        raise AttachmentError(f"cannot attach {shown}: not a regular file")
+    if st.st_size > limit:
+        raise AttachmentError(
+            f"cannot attach {shown}: {human_size(st.st_size)} is over the org's limit of {human_size(limit)} per attachment"
+        )
+    oid, size = _hash_file(path, shown, limit)
+    name = safe_name(path.name)
+    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Source(path, name, size, oid, media)
+
+
+def _hash_file(path: Path, shown: str, limit: int) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(lfs.CHUNK):
+                n += len(chunk)
+                if n > limit:
+                    raise AttachmentError(f"cannot attach {shown}: it grew over the org's limit of {human_size(limit)}")
+                h.update(chunk)
+    except PermissionError:
+        raise AttachmentError(f"cannot attach {shown}: permission denied (not readable)") from None
+    except OSError as e:
+        raise AttachmentError(f"cannot attach {shown}: {e.strerror}") from None
+    return h.hexdigest(), n
+
+
+def store(
+    repo: "Repo", sources: list[Source], storage: str
+) -> tuple[list["Attachment"], dict[str, tuple[str, int]]]:
+    """Store the content of ``sources`` in this clone, once per distinct content.
+
+    ``storage``: ``"lfs"`` (content into ``.git/lfs/objects``, a pointer blob
+    in the tree, plus a ``.gitattributes`` marking ``attachments/**`` as LFS)
+    or ``"blob"`` (the content itself is the tree's blob). Returns the
+    message's attachment entries and ``extra_tree`` (path -> (blob hex,
+    mode)) for :func:`gitmail.core.store.write_message_commit`. Tree paths
+    are ``attachments/<n>-<safe name>``, n from 1.
+    """
+    from gitmail.core.model import Attachment
+
+    pg = repo.pg
+    blobs: dict[str, str] = {}  # sha256 -> blob hex (pointer or content)
+    atts: list[Attachment] = []
+    tree: dict[str, tuple[str, int]] = {}
+    for i, src in enumerate(sources, 1):
+        if src.oid not in blobs:
+            blobs[src.oid] = _store_one(repo, pg, src, storage)
+        path = f"{TREE_DIR}/{i}-{src.name}"
+        tree[path] = (blobs[src.oid], BLOB_MODE)
+        atts.append(Attachment(name=src.name, size=src.size, media_type=src.media_type, oid=src.oid,
+                               storage=storage, path=path))  # type: ignore[arg-type]
+    if storage == "lfs" and sources:
+        tree[".gitattributes"] = (str(pg.create_blob(GITATTRIBUTES)), BLOB_MODE)
+    return atts, tree
+
+
+def _store_one(repo: "Repo", pg: "pygit2.Repository", src: Source, storage: str) -> str:
+    if storage == "lfs":
+        lfs.write_local(lfs.cache_root(repo), src.oid, src.size, src.path)
+        return str(pg.create_blob(lfs.format_pointer(src.oid, src.size)))
+    try:
+        data = src.path.read_bytes()
+    except OSError as e:
+        raise AttachmentError(f"cannot attach {src.path}: {e.strerror}") from None
+    if len(data) != src.size or hashlib.sha256(data).hexdigest() != src.oid:
+        raise AttachmentError(f"{src.path} changed while it was being attached; try again")
+    return str(pg.create_blob(data))
+
+
+def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = _no_progress) -> None:
+    """Upload the LFS attachments ``atts`` from this clone's cache to the org's store.
+
+    Objects the store already has are skipped (batch API: no actions). Raises
+    :class:`LFSUnreachableError` (nothing lost: the content stays in the
+    cache and the message stays queued) or :class:`AttachmentError`.
+    """
+    todo = {(a.oid, a.size): a.name for a in atts if a.storage == "lfs"}
+    if not todo:
+        return
+    endpoint = lfs.discover(repo)
+    cache = lfs.cache_root(repo)
+    if endpoint.local is not None and endpoint.local.resolve() == cache.resolve():
+        return
+    st = lfs.open_store(endpoint)
+    for (oid, size), name in todo.items():
+        if (endpoint.url, oid) in _UPLOADED:
+            continue
+        if lfs.has_local(cache, oid, size):
+            st.put(oid, size, lfs.object_path(cache, oid), progress, f"Uploading {name}")
+        elif not st.has(oid, size):
+            raise AttachmentError(
+                f"attachment {name!r} ({oid[:12]}) is neither in this clone's .git/lfs nor in the org's LFS store; "
+                "the message cannot be delivered"
+            )
+        _UPLOADED.add((endpoint.url, oid))
+
+
+def before_push(repo: "Repo", pending: dict[str, str]) -> None:
+    """Delivery hook (gitmail.core.sync.deliver): upload the LFS content of queued commits.
+
+    ``pending``: mailbox path -> outbox tip. Walks each outbox from its tip
+    back to the remote-tracking tip and uploads every LFS attachment of those
+    messages. Raises :class:`LFSUnreachableError` (a :class:`RemoteUnreachableError`:
+    deliver then leaves the outbox queued) or :class:`AttachmentError`.
+    """
+    from gitmail.core import refs
+    from gitmail.core.store import read_message
+    from gitmail.errors import CorruptMessageError
+
+    pg = repo.pg
+    atts: list["Attachment"] = []
+    for path, tip in pending.items():
+        stop = repo.ref_target(refs.tracking(path, repo.remote)) if repo.remote else None
+        c = pg[tip]
+        for _ in range(10000):
+            if str(c.id) == stop:
+                break
+            if TREE_DIR in c.tree:
+                try:
+                    atts += [a for a in read_message(pg, c).attachments if a.storage == "lfs"]
+                except CorruptMessageError:
+                    pass
+            if not c.parent_ids:
+                break
+            c = pg[c.parent_ids[0]]
+    upload(repo, atts)
+
+
+# -- receiving ------------------------------------------------------------------------------
+
+
+def inbox_dir(repo: "Repo", member: str) -> Path:
+    """Where a member's attachments are saved: ``$GITMAIL_INBOX``, else git config
+    ``gitmail.inbox``, else ``~/gitmail/inbox/<ref-safe member>/``."""
+    from gitmail.core.address import to_ref
+
+    configured = os.environ.get(INBOX_ENV) or repo.config.get("gitmail.inbox")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / "gitmail" / "inbox" / to_ref(member)
+
+
+@dataclass
+class Saved:
+    """The outcome for one attachment: ``path`` where it was saved, or ``error`` (one line)."""
+
+    attachment: "Attachment"
+    name: str  # the sanitised name it was saved under (before any " (n)" suffix)
+    path: Optional[Path] = None
+    error: Optional[str] = None
+
+
+def save_all(
+    repo: "Repo", msg: "Message", commit: "pygit2.Commit", dest: Path, limit: int, progress: Progress = _no_progress
+) -> list[Saved]:
+    """Fetch, verify and save every attachment of ``msg`` (carried by ``commit``) into ``dest``.
+
+    ``limit``: the org's per-attachment limit in bytes (bigger ones are not
+    fetched). Never raises for one bad attachment: its :class:`Saved` has
+    the error; the others are still saved.
+    """
+    out = []
+    for a in msg.attachments:
+        name = safe_name(a.name)
+        try:
+            data = fetch(repo, a, commit, limit, progress)
+            out.append(Saved(a, name, write_new(dest, name, data, a.oid)))
+        except AttachmentError as e:
+            out.append(Saved(a, name, error=f"{name}: {e.message}"))
+    return out
+
+
+def fetch(
+    repo: "Repo", a: "Attachment", commit: "pygit2.Commit", limit: int, progress: Progress = _no_progress
+) -> bytes:
+    """The verified content of attachment ``a`` of ``commit``.
+
+    LFS: the tree's pointer must match ``a`` (oid, size); the content comes
+    from this clone's cache, else the org's store, and is cached (verified)
+    in ``.git/lfs/objects``. Blob: the tree's blob. Either way size and
+    sha256 are checked. Raises :class:`AttachmentError` /
+    :class:`LFSUnreachableError`.
+    """
+    lfs.check_oid(a.oid)
+    if a.size > limit:
+        raise AttachmentError(f"{human_size(a.size)} is over the org's limit of {human_size(limit)}; not fetched")
+    data = _tree_blob(repo, commit, a.path)
+    if a.storage == "blob":
+        _verify(data, a.oid, a.size)
+        return data
+    ptr = lfs.parse_pointer(data)
+    if ptr is None or ptr != (a.oid, a.size):
+        raise AttachmentError(f"the LFS pointer at {a.path!r} does not match the message (oid/size)")
+    cache = lfs.cache_root(repo)
+    if lfs.has_local(cache, a.oid, a.size):
+        try:
+            return lfs.read_local(cache, a.oid, a.size)
+        except AttachmentError:
+            pass  # a damaged cache copy: fetch it again
+    content = lfs.open_store(lfs.discover(repo)).get(a.oid, a.size, progress, f"Downloading {safe_name(a.name)}")
+    lfs.write_local(cache, a.oid, a.size, content)
+    return content
+
+
+def _tree_blob(repo: "Repo", commit: "pygit2.Commit", path: str) -> bytes:
+    try:
+        entry = commit.tree[path]
+        obj = repo.pg[entry.id]
+    except (KeyError, ValueError, TypeError):
+        raise AttachmentError(f"the message commit has no entry {str(path)[:80]!r}") from None
+    if entry.type_str != "blob":
+        raise AttachmentError(f"the message commit's entry {str(path)[:80]!r} is not a file")
+    return bytes(obj.data)
+
+
+def _verify(data: bytes, oid: str, size: int) -> None:
+    if len(data) != size:
+        raise AttachmentError(f"content has {len(data)} bytes; the message says {size}")
+    if hashlib.sha256(data).hexdigest() != oid:
+        raise AttachmentError("content does not match its sha256 (altered or corrupt); not saved")
+
+
+def write_new(dest: Path, name: str, data: bytes, oid: str) -> Path:
+    """Write ``data`` as ``dest/name`` without ever replacing a file; return the path.
+
+    ``name`` must already be safe (:func:`safe_name`). Writes a hidden temp
+    file in ``dest`` then hard-links it to the first free name among
+    ``name``, ``name (1).ext``, ... (atomic: never clobbers, even in a race).
+    A regular file already there with the same content is reused.
+    """
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=".gitmail-", suffix=".part")
+    except OSError as e:
+        raise AttachmentError(f"cannot write to {dest}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        return _place(Path(tmp), dest, name, data, oid)
+    except OSError as e:
+        raise AttachmentError(f"cannot write to {dest}: {e.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _place(tmp: Path, dest: Path, name: str, data: bytes, oid: str) -> Path:
+    stem, ext = _split_ext(name)
+    for i in range(1000):
+        cand = dest / (name if i == 0 else f"{stem} ({i}){ext}")
+        if _same_file(cand, data, oid):
+            return cand
+        try:
+            os.link(tmp, cand)
+            return cand
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here: the rename fallback has a tiny window
+            if os.path.lexists(cand):
+                continue
+            os.rename(tmp, cand)
+            return cand
+    raise AttachmentError(f"too many files called {name!r} in {dest}")
+
+
+def _same_file(p: Path, data: bytes, oid: str) -> bool:
+    try:
+        st = os.lstat(p)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            return False
+        return hashlib.sha256(p.read_bytes()).hexdigest() == oid
+    except OSError:
+        return False
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
