@@ -3,10 +3,9 @@
 :func:`gitmail.core.store.write_message_commit` writes three loose objects per
 message through pygit2, which costs a file (and an fsync-free zlib stream)
 each. For a batch, this module builds the same objects in memory (byte for
-byte what pygit2 would write: the commits verify identically), streams them
-as one undeltified pack (pack format v2, gitformat-pack(5)) into ``git
-index-pack --stdin``, which writes the pack and its index. Pack entry headers
-come from dulwich.
+byte what pygit2 would write: the commits verify identically), writes them
+as one undeltified pack (pack format v2, gitformat-pack(5)) with its index
+(dulwich's ``write_pack_index_v2``); ``git gc`` later deltifies as usual.
 """
 
 from __future__ import annotations
@@ -18,7 +17,9 @@ import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from gitmail import git
+from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+from dulwich.pack import pack_object_header
+
 from gitmail.core.model import Member, Message
 from gitmail.core.signing import Signer
 from gitmail.core.store import MESSAGE_FILE, _clean, commit_message
@@ -31,32 +32,63 @@ _TYPE_NAME = {_BLOB: b"blob", _TREE: b"tree", _COMMIT: b"commit"}
 
 
 class PackWriter:
-    """Collects whole objects; :meth:`finish` hands the pack to ``git index-pack``."""
+    """Collects whole objects; :meth:`finish` writes them as one pack and its index."""
 
     def __init__(self) -> None:
         self._entries: list[bytes] = []
+        self._index: list[tuple[bytes, int, int]] = []  # (oid, offset, crc32)
+        self._offset = 12  # after the pack header
         self._seen: set[bytes] = set()
 
     def add(self, type_num: int, raw: bytes) -> bytes:
         """Add an object (once); return its binary sha1 oid."""
-        from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-        from dulwich.pack import pack_object_header
-
         oid = hashlib.sha1(b"%s %d\0%s" % (_TYPE_NAME[type_num], len(raw), raw)).digest()
         if oid not in self._seen:
             self._seen.add(oid)
-            head = bytes(pack_object_header(type_num, None, len(raw), DEFAULT_OBJECT_FORMAT))
-            self._entries.append(head + zlib.compress(raw, 1))
+            entry = _header(type_num, len(raw)) + _deflate(raw)
+            self._entries.append(entry)
+            self._index.append((oid, self._offset, zlib.crc32(entry)))
+            self._offset += len(entry)
         return oid
 
     def finish(self, repo: "Repo") -> None:
-        """Write the pack into ``repo`` (no-op when empty)."""
+        """Write ``pack-<sha>.pack`` then its ``.idx`` (v2) into the object store (no-op when empty).
+
+        The index is written last, atomically: git ignores a pack without one,
+        so a crash half-way leaves only an unused file for ``git gc``.
+        """
         if not self._entries:
             return
+        from dulwich.pack import write_pack_index_v2
+
         body = b"PACK" + struct.pack(">II", 2, len(self._entries)) + b"".join(self._entries)
-        data = body + hashlib.sha1(body).digest()
-        git.run(["index-pack", "--stdin"], repo.git_dir, input=data)
+        checksum = hashlib.sha1(body).digest()
+        packdir = repo.git_dir / "objects" / "pack"
+        packdir.mkdir(parents=True, exist_ok=True)
+        stem = packdir / f"pack-{checksum.hex()}"
+        tmp = stem.with_suffix(".pack.tmp")
+        tmp.write_bytes(body + checksum)
+        tmp.replace(stem.with_suffix(".pack"))
+        itmp = stem.with_suffix(".idx.tmp")
+        with open(itmp, "wb") as f:
+            write_pack_index_v2(f, sorted(self._index), checksum)
+        itmp.replace(stem.with_suffix(".idx"))
         self._entries.clear()
+        self._index.clear()
+
+
+def _deflate(raw: bytes) -> bytes:
+    """zlib-compress one object. A small window for small objects: setting up
+    zlib's default 32 KiB window costs ten times more than compressing a message."""
+    if len(raw) > 16384:
+        return zlib.compress(raw, 1)
+    c = zlib.compressobj(1, zlib.DEFLATED, 12, 2)
+    return c.compress(raw) + c.flush()
+
+
+def _header(type_num: int, size: int) -> bytes:
+    """A pack entry header: type and size as a varint (gitformat-pack(5))."""
+    return bytes(pack_object_header(type_num, None, size, DEFAULT_OBJECT_FORMAT))
 
 
 def _ident(author: Member, when: int) -> bytes:
@@ -65,7 +97,13 @@ def _ident(author: Member, when: int) -> bytes:
 
 
 def message_commit(
-    pack: PackWriter, msg: Message, author: Member, signer: Signer, parent: Optional[bytes], now: int
+    pack: PackWriter,
+    msg: Message,
+    author: Member,
+    signer: Signer,
+    parent: Optional[bytes],
+    now: int,
+    sealed: Optional[bytes] = None,
 ) -> bytes:
     """Add blob, tree and signed commit of ``msg`` to ``pack``; return the commit's binary oid.
 
@@ -73,7 +111,7 @@ def message_commit(
     committer, gpgsig, blank line, message), the same as
     :func:`gitmail.core.store.write_message_commit` produces.
     """
-    blob = pack.add(_BLOB, msg.to_blob())
+    blob = pack.add(_BLOB, sealed if sealed is not None else msg.to_blob())
     tree = pack.add(_TREE, b"100644 " + MESSAGE_FILE.encode() + b"\0" + blob)
     when = int(datetime.fromisoformat(msg.date.replace("Z", "+00:00")).timestamp())
     head = b"tree " + tree.hex().encode() + b"\n"
@@ -87,16 +125,20 @@ def message_commit(
 
 
 def write_chain(
-    repo: "Repo", messages: Iterable[Message], author: Member, signer: Signer, parent: Optional[str]
+    repo: "Repo",
+    messages: Iterable[tuple[Message, bytes]],
+    author: Member,
+    signer: Signer,
+    parent: Optional[str],
 ) -> Optional[str]:
-    """Write ``messages`` as a chain of commits on top of ``parent``; return the new tip (hex).
+    """Write ``(message, sealed blob)`` pairs as a chain of commits on ``parent``; return the tip (hex).
 
     No ref moves; the caller updates the ref (under :meth:`Repo.lock`).
     """
     pack = PackWriter()
     now = int(time.time())
     tip = bytes.fromhex(parent) if parent else None
-    for msg in messages:
-        tip = message_commit(pack, msg, author, signer, tip, now)
+    for msg, blob in messages:
+        tip = message_commit(pack, msg, author, signer, tip, now, blob)
     pack.finish(repo)
     return tip.hex() if tip is not None else parent

@@ -118,6 +118,13 @@ class Message(BaseModel):
         """The Message-ID: sha256 hex of the canonical JSON of :meth:`content_dict`."""
         return hashlib.sha256(canonical_json(self.content_dict())).hexdigest()
 
+    def seal(self) -> bytes:
+        """Set ``id`` from the content and return the canonical blob (one serialisation)."""
+        d = self.content_dict()
+        self.id = hashlib.sha256(canonical_json(d)).hexdigest()
+        d["id"] = self.id
+        return canonical_json(d)
+
     def to_blob(self) -> bytes:
         """Canonical JSON bytes with ``id`` first-class (what goes in the tree)."""
         d = self.content_dict()

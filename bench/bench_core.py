@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Core benchmarks (issue 2). Run: .venv/bin/python bench/bench_core.py [--quick]
+
+Prints figures and ratios against baselines measured in the same run:
+1. bulk send through the library (signed, committed locally, no push) vs
+   `git fast-import` of the same messages unsigned;
+2. `gitmail list --unread` and `gitmail list` whole-process wall time with
+   1k / 10k / 100k messages (10 unread) vs `python -c pass` from the same venv;
+3. `gitmail verify` over 1,000 messages vs `git log --show-signature`;
+4. packed bytes per message after `git gc`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+GITMAIL = [PY, "-m", "gitmail"]
+
+
+def sh(*args: str, cwd: Path | None = None, env: dict | None = None, input: bytes | None = None) -> str:
+    p = subprocess.run(args, cwd=cwd, env=env, input=input, capture_output=True, check=True)
+    return p.stdout.decode()
+
+
+def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None, runs: int = 15) -> float:
+    """Median wall time of a whole process, in seconds (after one warm-up run)."""
+    subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=True)
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=True)
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def make_org(base: Path, env: dict) -> tuple[Path, Path, Path]:
+    org = base / "org.git"
+    for name in ("max", "alex"):
+        sh(*GITMAIL, "init", "--name", name, "--org", str(org), "--repo", str(base / name), env=env)
+    sh(*GITMAIL, "sync", "--repo", str(base / "max"), env=env)
+    return org, base / "max", base / "alex"
+
+
+def bench_bulk(base: Path, env: dict, n: int) -> None:
+    from gitmail import api
+
+    os.environ.update(env)
+    _, maxc, _ = make_org(base / "bulk", env)
+    bodies = [f"Message number {i}: the domain research is done, pick your top 3." for i in range(n)]
+    t = time.perf_counter()
+    api.send_batch(maxc, [api.Draft(to=["alex"], body=b) for b in bodies], deliver=False)
+    ours = time.perf_counter() - t
+    fi = base / "fi.git"
+    sh("git", "init", "-q", "--bare", str(fi))
+    chunks = []
+    for i, b in enumerate(bodies):
+        blob = ('{"body":"%s","from":"max","to":["alex"]}' % b).encode()
+        msg = f"{b[:40]}\n\n{b}\n\nMessage-Id: <{i}@gitmail>\nTo: alex\n".encode()
+        chunks.append(b"blob\nmark :%d\ndata %d\n%s\n" % (2 * i + 1, len(blob), blob))
+        chunks.append(b"commit refs/heads/gitmail/mail/alex/max\nmark :%d\nauthor max <max@x> %d +0000\n"
+                      b"committer max <max@x> %d +0000\ndata %d\n%s\nM 100644 :%d message.json\n\n"
+                      % (2 * i + 2, 1700000000 + i, 1700000000 + i, len(msg), msg, 2 * i + 1))
+    data = b"".join(chunks)
+    t = time.perf_counter()
+    sh("git", "fast-import", "--quiet", cwd=fi, input=data)
+    base_t = time.perf_counter() - t
+    print(f"bulk send, {n} messages: gitmail {n / ours:,.0f} msg/s (signed) vs git fast-import "
+          f"{n / base_t:,.0f} msg/s (unsigned): ratio {base_t / ours:.2f}x of fast-import's rate (target >= 1x)")
+
+
+def build_mailbox(base: Path, env: dict, n: int, unread: int = 10) -> Path:
+    """alex's clone with n verified messages from max, all but `unread` marked read."""
+    from gitmail import api
+    from gitmail.core import state
+    from gitmail.core.model import MailboxState, State
+    from gitmail.core.repo import open_repo
+
+    os.environ.update(env)
+    _, maxc, alexc = make_org(base / f"mb{n}", env)
+    step = 5000
+    for i in range(0, n, step):
+        api.send_batch(maxc, [api.Draft(to=["alex"], body=f"message {j}") for j in range(i, min(n, i + step))])
+    sh(*GITMAIL, "sync", "--repo", str(alexc), env=env)
+    repo = open_repo(alexc)
+    st = State(mailboxes={"gitmail/mail/alex/max": MailboxState(read=[(1, n - unread)])})
+    with repo.lock():
+        state.save(repo, "alex", repo.ref_target("refs/gitmail/state/alex"), st)
+    out = sh(*GITMAIL, "list", "--unread", "--json", "--repo", str(alexc), env=env)
+    import json
+
+    got = json.loads(out)
+    assert got["unread"] == unread and got["total"] == n, (got["unread"], got["total"])
+    return alexc
+
+
+def bench_list(base: Path, env: dict, sizes: list[int]) -> None:
+    py = timed([PY, "-c", "pass"])
+    print(f"python -c pass: {py * 1000:.1f} ms")
+    first = {}
+    for n in sizes:
+        t = time.perf_counter()
+        clone = build_mailbox(base, env, n)
+        build = time.perf_counter() - t
+        for args in (["list", "--unread"], ["list"]):
+            w = timed([*GITMAIL, *args, "--repo", str(clone)], env=env)
+            key = " ".join(args)
+            first.setdefault(key, w)
+            print(f"gitmail {key:<14} {n:>7,} messages: {w * 1000:6.1f} ms = {w / py:4.1f}x python -c pass "
+                  f"(target <= 8x), {w / first[key]:.2f}x of the smallest (target <= 1.2x)  [mailbox built in {build:.0f} s]")
+
+
+def bench_verify(base: Path, env: dict, n: int) -> None:
+    from gitmail import api
+
+    os.environ.update(env)
+    _, maxc, alexc = make_org(base / "verify", env)
+    api.send_batch(maxc, [api.Draft(to=["alex"], body=f"verify me {i}") for i in range(n)])
+    sh(*GITMAIL, "sync", "--repo", str(alexc), env=env)
+    t = time.perf_counter()
+    sh(*GITMAIL, "verify", "--repo", str(alexc), env=env)
+    ours = time.perf_counter() - t
+    t = time.perf_counter()
+    out = sh("git", "log", "--show-signature", "origin/gitmail/mail/alex/max", cwd=alexc, env=env)
+    theirs = time.perf_counter() - t
+    good = out.count('Good "git" signature')
+    assert good == n, good
+    print(f"verify {n} messages: gitmail verify {ours:.2f} s ({n / ours:,.0f}/s) vs git log --show-signature "
+          f"{theirs:.2f} s ({n / theirs:,.0f}/s): {theirs / ours:.0f}x faster (target 50x)")
+    org = base / "verify" / "org.git"
+    sh("git", "gc", "-q", "--aggressive", cwd=org)
+    size = sum(p.stat().st_size for p in (org / "objects" / "pack").glob("*.pack"))
+    print(f"packed bytes per message (org repo after git gc --aggressive, {n} messages + directory): {size / n:,.0f} B")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (1k/10k lists, 2k bulk)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    a = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="gitmail-bench-"))
+    env = dict(os.environ, GITMAIL_HOME=str(base / "keys"), GITMAIL_NOTICE="never")
+    env.pop("GITMAIL_USER", None)
+    env.pop("GITMAIL_REPO", None)
+    try:
+        bench_bulk(base, env, 2000 if a.quick else 10000)
+        bench_verify(base, env, 1000)
+        bench_list(base, env, [1000, 10000] if a.quick else [1000, 10000, 100000])
+    finally:
+        if a.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
