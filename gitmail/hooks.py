@@ -155,7 +155,7 @@ def _describe(rows: list) -> str:  # rows: sqlite3.Row(sender, date, subject, id
     from gitmail.cli.render import SHORT, ago
 
     newest = rows[0]
-    subject = newest["subject"] if len(newest["subject"]) <= 40 else newest["subject"][:37] + "..."
+    subject = newest["subject"] if len(newest["subject"]) <= 50 else newest["subject"][:47] + "..."
     if len(rows) == 1:
         return (f'📬 1 new message from {newest["sender"]} ({ago(newest["date"])}): "{subject}"'
                 f'  Run: gitmail read {newest["id"][:SHORT]}')
