@@ -78,11 +78,14 @@ class PackWriter:
 
 
 def _deflate(raw: bytes) -> bytes:
-    """zlib-compress one object. A small window for small objects: setting up
-    zlib's default 32 KiB window costs ten times more than compressing a message."""
-    if len(raw) > 16384:
-        return zlib.compress(raw, 1)
-    c = zlib.compressobj(1, zlib.DEFLATED, 12, 2)
+    """zlib-wrap one object with stored (level 0) blocks and a small window.
+
+    A message's objects are small and mostly incompressible (hashes, base64
+    signatures): deflating them costs more than the rest of the commit, and
+    ``git gc`` recompresses and deltifies packs anyway. Setting up zlib's
+    default 32 KiB window also costs ten times more than a message.
+    """
+    c = zlib.compressobj(0, zlib.DEFLATED, 12, 2)
     return c.compress(raw) + c.flush()
 
 
@@ -92,8 +95,19 @@ def _header(type_num: int, size: int) -> bytes:
 
 
 def _ident(author: Member, when: int) -> bytes:
-    name = _clean(author.display_name or author.name)
-    return f"{name} <{_clean(author.email)}> {when} +0000".encode("utf-8")
+    return b"%s %d +0000" % (_who(author), when)
+
+
+def _who(author: Member) -> bytes:
+    """``Name <email>`` for commit headers, cleaned once per author."""
+    key = (author.display_name or author.name, author.email)
+    who = _WHO.get(key)
+    if who is None:
+        who = _WHO[key] = f"{_clean(key[0])} <{_clean(key[1])}>".encode("utf-8")
+    return who
+
+
+_WHO: dict[tuple[str, str], bytes] = {}
 
 
 def message_commit(

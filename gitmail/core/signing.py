@@ -85,20 +85,31 @@ class Signer:
 
     def sign(self, message: bytes, namespace: bytes = NAMESPACE) -> str:
         """Armored SSHSIG over ``message`` (no trailing newline), as git stores it."""
-        raw_pub = parse_public_key(self.public_key)
         sig = self.sign_raw(_signed_data(message, namespace, b"sha512"))
         blob = (
-            MAGIC
-            + struct.pack(">I", 1)
-            + _string(_string(KEY_TYPE) + _string(raw_pub))
-            + _string(namespace)
-            + _string(b"")
+            self._prefix(namespace)
             + _string(b"sha512")
             + _string(_string(KEY_TYPE) + _string(sig))
         )
         b64 = base64.b64encode(blob).decode()
         lines = [b64[i : i + 70] for i in range(0, len(b64), 70)]
         return "\n".join([ARMOR_BEGIN, *lines, ARMOR_END])
+
+    def _prefix(self, namespace: bytes) -> bytes:
+        """Magic, version, public key, namespace and reserved: the same for every signature."""
+        cached = self.__dict__.get("_prefix_cache")
+        if cached is None or cached[0] != namespace:
+            raw_pub = parse_public_key(self.public_key)
+            head = (
+                MAGIC
+                + struct.pack(">I", 1)
+                + _string(_string(KEY_TYPE) + _string(raw_pub))
+                + _string(namespace)
+                + _string(b"")
+            )
+            cached = (namespace, head)
+            self.__dict__["_prefix_cache"] = cached
+        return cached[1]
 
 
 def verify(armored: bytes | str, message: bytes, namespace: bytes = NAMESPACE) -> str:

@@ -98,3 +98,14 @@ def test_state_ranges() -> None:
     assert state.remove([(1, 10)], [1, 5, 10]) == [(2, 4), (6, 9)]
     assert state.expand([(2, 4)]) == {2, 3, 4}
     assert state.normalize_ranges(range(1, 100001)) == [(1, 100000)]
+
+
+def test_canonical_json_matches_the_standard_library() -> None:
+    import json
+
+    from gitmail.core.model import canonical_json
+
+    for obj in [{"b": 1, "a": [1.5, None, True, "é小\u2028\x01\"\\"], "c": {"z": {}, "y": []}},
+                {"big": 2**70}, {"neg": -(2**63)}, {"f": 1e-7}]:
+        want = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        assert canonical_json(obj) == want
