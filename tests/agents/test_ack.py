@@ -1,0 +1,56 @@
+"""Acknowledgements: --require-ack, `gitmail ack` (idempotent), `gitmail list --awaiting-ack`."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import Org
+
+
+def _awaiting(org: Org, who: str) -> list[dict]:
+    org.ok(who, "sync")
+    return json.loads(org.ok(who, "list", "--awaiting-ack", "--json").out)["messages"]
+
+
+def test_ack_round_trip_and_duplicate(org: Org) -> None:
+    m = json.loads(org.ok("max", "send", "alex", "please confirm", "--require-ack", "--json").out)
+    org.ok("max", "send", "alex", "no receipt needed")
+    waiting = _awaiting(org, "max")
+    assert [w["id"] for w in waiting] == [m["id"]]
+    assert waiting[0]["pending"] == ["alex"] and waiting[0]["acked_by"] == []
+    assert waiting[0]["require_ack"] is True and waiting[0]["waited_seconds"] >= 0
+    assert "waiting" in org.ok("max", "list", "--awaiting-ack").out
+
+    org.ok("alex", "sync")
+    assert json.loads(org.ok("alex", "list", "--json").out)["messages"][1]["require_ack"] is True
+    first = json.loads(org.ok("alex", "ack", m["short_id"], "--json").out)["acks"][0]
+    assert first["sent"] is True and first["to"] == "max" and first["acked"] == m["id"]
+    again = org.ok("alex", "ack", m["short_id"])
+    assert "Already acknowledged" in again.out
+    assert json.loads(org.ok("alex", "ack", m["id"], "--json").out)["acks"][0] == {**first, "sent": False,
+                                                                                   "delivered": False}
+
+    assert _awaiting(org, "max") == []
+    acks = [x for x in json.loads(org.ok("max", "list", "--json").out)["messages"] if x["type"] == "ack"]
+    assert len(acks) == 1 and acks[0]["in_reply_to"] == m["id"] and acks[0]["verified"] is True
+    assert acks[0]["from"] == "alex"
+
+
+def test_broadcast_require_ack_pending_per_member(org: Org) -> None:
+    org.join("bob")
+    m = json.loads(org.ok("max", "send", "*", "all hands at 3", "--require-ack", "--json").out)
+    assert _awaiting(org, "max")[0]["pending"] == ["alex", "bob"]
+    org.ok("bob", "sync")
+    org.ok("bob", "ack", m["short_id"])
+    w = _awaiting(org, "max")[0]
+    assert w["pending"] == ["alex"] and w["acked_by"] == ["bob"]
+
+
+def test_ack_bad_input(org: Org) -> None:
+    mine = json.loads(org.ok("max", "send", "alex", "x", "--json").out)
+    r = org.as_("max", "ack", mine["short_id"])
+    assert r.code == 2 and "only a recipient can acknowledge" in r.err
+    r = org.as_("alex", "ack", "0000")
+    assert r.code == 4 and "no message '0000'" in r.err
+    r = org.as_("alex", "ack", "xyz")
+    assert r.code == 2 and "malformed message id" in r.err

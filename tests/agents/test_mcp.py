@@ -1,0 +1,149 @@
+"""The MCP server end to end: the SDK's own stdio client launching `python -m gitmail mcp` as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from mcp import Client, StdioServerParameters
+
+from tests.conftest import Org, run
+
+TOOLS = {"send_message", "check_mailbox", "read_message", "mark_message", "archive_message", "reply_message",
+         "list_members", "ack_message", "respond_to_request", "awaiting_acks"}
+
+
+def _params(org: Org, who: str) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable,
+                                 args=["-m", "gitmail", "mcp", "--as", who, "--repo", str(org.clones[who])],
+                                 env=dict(os.environ), cwd=str(org.root))
+
+
+async def _session(org: Org) -> dict[str, Any]:
+    """Drive one server session as alex; return what the assertions need."""
+    out: dict[str, Any] = {}
+    async with Client(_params(org, "alex")) as c:
+        tools = (await c.list_tools()).tools
+        out["tools"] = {t.name: t for t in tools}
+
+        async def call(name: str, args: dict[str, Any]) -> Any:
+            return await c.call_tool(name, args)
+
+        out["check1"] = await call("check_mailbox", {"unread_only": True})
+        first = [m for m in out["check1"].structured_content["messages"] if m["subject"] == "research"][0]
+        out["first"] = first
+        out["read"] = await call("read_message", {"id": first["short_id"]})
+        out["check2"] = await call("check_mailbox", {"sync": False})
+        out["mark"] = await call("mark_message", {"id": first["short_id"], "status": "unread"})
+        out["check3"] = await call("check_mailbox", {"unread_only": True, "sync": False})
+        out["reply"] = await call("reply_message", {"id": first["short_id"], "body": "On it."})
+        out["send"] = await call("send_message", {"to": "max", "subject": "status", "body": "Halfway there",
+                                                  "priority": "high", "summary": "halfway", "require_ack": True})
+        out["send_list"] = await call("send_message", {"to": ["max"], "body": "task", "type": "task_update",
+                                                       "payload": {"task_id": "t1", "status": "in_progress"}})
+        out["archive"] = await call("archive_message", {"id": first["id"]})
+        out["check4"] = await call("check_mailbox", {"sync": False})
+        out["check5"] = await call("check_mailbox", {"include_archived": True, "sync": False})
+        out["members"] = await call("list_members", {})
+        out["ack"] = await call("ack_message", {"id": first["short_id"]})
+        out["ack2"] = await call("ack_message", {"id": first["short_id"]})
+        req = [m for m in out["check5"].structured_content["messages"] if m["type"] == "shutdown_request"][0]
+        out["respond"] = await call("respond_to_request", {"id": req["short_id"], "approve": False,
+                                                           "reason": "still on task 3"})
+        # Bad calls: each a tool error with a clear message; the server keeps going.
+        bad = {
+            "missing": ("send_message", {"body": "no recipient"}),
+            "wrong_type": ("check_mailbox", {"limit": "lots"}),
+            "wrong_type2": ("mark_message", {"id": first["short_id"], "status": "maybe"}),
+            "unknown_rcpt": ("send_message", {"to": "nobody", "body": "hi"}),
+            "unknown_id": ("read_message", {"id": "0000"}),
+            "bad_payload": ("send_message", {"to": "max", "type": "task_update", "payload": {"task_id": "t"}}),
+            "broadcast_protocol": ("send_message", {"to": "*", "type": "shutdown_request"}),
+            "bad_request_id": ("send_message", {"to": "max", "type": "answer", "payload": {"answer": "x"},
+                                                "request_id": "nope"}),
+            "not_request": ("respond_to_request", {"id": first["short_id"], "approve": True}),
+        }
+        for key, (name, args) in bad.items():
+            out[key] = await call(name, args)
+        out["alive"] = await call("check_mailbox", {"sync": False})
+    return out
+
+
+def _text(r: Any) -> str:
+    return "\n".join(c.text for c in r.content)
+
+
+def test_mcp_server_end_to_end(org: Org) -> None:
+    org.ok("max", "send", "alex", "Domain research is done. Pick your top 3?", "--subject", "research",
+           "--priority", "urgent", "--require-ack")
+    org.ok("max", "send", "alex", "wrap up", "--type", "shutdown_request", "--payload", '{"reason": "done"}')
+    out = asyncio.run(asyncio.wait_for(_session(org), 60))
+
+    assert TOOLS <= set(out["tools"])
+    send_schema = out["tools"]["send_message"].input_schema
+    assert send_schema["required"] == ["to"]
+    assert "team:NAME" in send_schema["properties"]["to"]["description"]
+    assert "shutdown_request" in send_schema["properties"]["type"]["description"]
+    assert out["tools"]["mark_message"].input_schema["properties"]["status"]["enum"] == ["read", "unread"]
+
+    c1 = out["check1"].structured_content
+    assert not out["check1"].is_error and c1["unread"] == 2 and c1["total"] == 2
+    assert [m["subject"] for m in c1["messages"]] == ["wrap up", "research"]  # newest first
+    first = out["first"]
+    r = out["read"].structured_content
+    assert r["body"] == "Domain research is done. Pick your top 3?" and r["from"] == "max" and r["verified"]
+    assert "written by max" in r["note"]
+    assert out["check2"].structured_content["unread"] == 1
+    assert out["mark"].structured_content == {"ids": [first["id"]], "read": False}
+    c3 = out["check3"].structured_content
+    assert c3["unread"] == 2 and first["id"] in [m["id"] for m in c3["messages"]]
+    rep = out["reply"].structured_content
+    assert rep["to"] == ["max"] and rep["in_reply_to"] == first["id"] and rep["delivered"] is True
+    s = out["send"].structured_content
+    assert s["to"] == ["max"] and s["subject"] == "status" and s["from"] == "alex"
+    assert out["send_list"].structured_content["type"] == "task_update"
+    assert out["archive"].structured_content == {"ids": [first["id"]], "archived": True}
+    assert first["id"] not in [m["id"] for m in out["check4"].structured_content["messages"]]
+    assert first["id"] in [m["id"] for m in out["check5"].structured_content["messages"]]
+    mem = out["members"].structured_content
+    assert mem["me"] == "alex" and [m["name"] for m in mem["members"]] == ["alex", "max"]
+    assert out["ack"].structured_content["sent"] is True and out["ack2"].structured_content["sent"] is False
+    resp = out["respond"].structured_content
+    assert resp["type"] == "shutdown_response" and resp["request_id"]
+
+    expect = {
+        "missing": "to\n  Field required",
+        "wrong_type": "limit\n  Input should be a valid integer",
+        "wrong_type2": "status\n  Input should be 'read' or 'unread'",
+        "unknown_rcpt": "unknown member 'nobody'",
+        "unknown_id": "no message '0000' in alex's mailbox",
+        "bad_payload": "payload for task_update: status: Field required",
+        "broadcast_protocol": "a shutdown_request message cannot be broadcast",
+        "bad_request_id": "unknown request_id 'nope'",
+        "not_request": "not a request",
+    }
+    for key, why in expect.items():
+        res = out[key]
+        assert res.is_error, key
+        assert why in _text(res), (key, _text(res))
+        assert "Traceback" not in _text(res)
+    assert not out["alive"].is_error
+
+    # What the server sent really landed, signed, in max's mailbox.
+    org.ok("max", "sync")
+    got = json.loads(org.ok("max", "list", "--json").out)["messages"]
+    types = sorted(m["type"] for m in got)
+    assert types == ["ack", "shutdown_response", "task_update", "text", "text"]
+    assert all(m["verified"] for m in got)
+
+
+def test_mcp_refuses_to_start_for_a_stranger_or_outside_a_repo(org: Org, tmp_path: Any) -> None:
+    r = run("mcp", "--as", "stranger", "--repo", str(org.clones["alex"]))
+    assert r.code == 3 and "'stranger' is not a member" in r.err and r.err.count("\n") == 1
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    r = run("mcp", "--as", "alex", "--repo", str(plain))
+    assert r.code == 3 and "not a git repository" in r.err
