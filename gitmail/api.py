@@ -834,34 +834,38 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     In-process: no ssh-keygen per commit.
     """
     from gitmail.core import directory as dirmod
-    from gitmail.core.store import check_message
+    from gitmail.core.store import check_message, signers
 
     s = session(repo, as_)
     d = s.directory
     problems = [p for ps in dirmod.problems(s.repo).values() for p in ps]
-    findings: list[Finding] = []
-    n = good = 0
     pg = s.repo.pg
     mail = _mail_refs(s, all_)
+    todo: list[tuple[str, str, str, Any]] = []  # (path, recipient, sender, commit)
     for path, tip in sorted(mail.items()):
         rcpt, sender = refs.split_mail_path(path)
         vtip = s.repo.ref_target(refs.verified(path))
-        if vtip and not pg.descendant_of(tip, vtip) and tip != vtip:
+        rewritten = bool(vtip) and tip != vtip and not pg.descendant_of(tip, vtip)
+        if rewritten:
             problems.append(f"{path}: history was rewritten on the org repo (not a fast-forward)")
-        walk_from = vtip if (vtip and tip != vtip and not pg.descendant_of(tip, vtip)) else tip
-        c = pg[walk_from]
+        c = pg[vtip if rewritten else tip]
         while True:
-            n += 1
-            msg, check = check_message(pg, c, rcpt, sender, d)
-            if check.good:
-                good += 1
-            else:
-                findings.append(Finding(path, str(c.id), msg.id if msg else "", sender, check.status, check.detail))
+            todo.append((path, rcpt, sender, c))
             if len(c.parent_ids) != 1:
                 if len(c.parent_ids) > 1:
                     problems.append(f"{path}: history contains a merge at {str(c.id)[:10]}")
                 break
             c = pg[c.parent_ids[0]]
+    keys = signers([t[3] for t in todo])
+    findings: list[Finding] = []
+    good = 0
+    for (path, rcpt, sender, c), key in zip(todo, keys):
+        msg, check = check_message(pg, c, rcpt, sender, d, key)
+        if check.good:
+            good += 1
+        else:
+            findings.append(Finding(path, str(c.id), msg.id if msg else "", sender, check.status, check.detail))
+    n = len(todo)
     return VerifyReport(n, good, findings, problems, len(mail))
 
 

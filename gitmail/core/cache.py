@@ -211,7 +211,7 @@ def _index_path(
     sent: bool,
 ) -> None:
     from gitmail.core.model import PRIORITY_RANK
-    from gitmail.core.store import check_message
+    from gitmail.core.store import check_message, signers
 
     pg = repo.pg
     stop = prev["tip"] if prev is not None else None
@@ -227,8 +227,10 @@ def _index_path(
             break
         c = pg[c.parent_ids[0]]
     rows = []
-    for i, commit in enumerate(reversed(chain), start=count + 1):
-        msg, check = check_message(pg, commit, rcpt, sender, directory)
+    chain.reverse()
+    keys = signers(chain)
+    for i, (commit, key) in enumerate(zip(chain, keys), start=count + 1):
+        msg, check = check_message(pg, commit, rcpt, sender, directory, key)
         dup = 0
         if msg is not None and inbox:
             dup = int(

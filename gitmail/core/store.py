@@ -161,19 +161,56 @@ def signer_of(commit: "pygit2.Commit") -> str:
     return verify(sig, payload)
 
 
+def signer_or_error(commit: "pygit2.Commit") -> "str | VerificationError":
+    """:func:`signer_of`, with the error returned instead of raised (for thread pools)."""
+    try:
+        return signer_of(commit)
+    except VerificationError as e:
+        return e
+
+
+def signers(commits: list["pygit2.Commit"]) -> list["str | VerificationError"]:
+    """:func:`signer_or_error` for many commits; the signature checks run on every core.
+
+    pygit2 reads stay on the calling thread; only the ed25519 checks (which
+    release the GIL in part) go to a thread pool.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    signed = [c.gpg_signature for c in commits]
+
+    def one(item: tuple[Optional[bytes], bytes]) -> "str | VerificationError":
+        sig, payload = item
+        if sig is None:
+            return VerificationError("unsigned")
+        try:
+            return verify(sig, payload)
+        except VerificationError as e:
+            return e
+
+    workers = os.cpu_count() or 1
+    if workers < 2 or len(signed) < 64:
+        return [one(x) for x in signed]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, signed, chunksize=64))
+
+
 def check_message(
     pg: "pygit2.Repository",
     commit: "pygit2.Commit",
     recipient: str,
     sender: str,
     directory: "Directory",
+    signer_key: "Optional[str | VerificationError]" = None,
 ) -> tuple[Optional[Message], Check]:
     """Check a commit found on ``gitmail/mail/<recipient>/<sender>``.
 
     Good means: signed by a key of the member named in the message's ``from``,
     that member is the ref's sender, the recipient folder is one of ``to``, and
     the Message-ID matches the content. Never raises for a bad commit; the
-    returned :class:`Check` says what is wrong.
+    returned :class:`Check` says what is wrong. ``signer_key`` is the result of
+    :func:`signer_of` when the caller already computed it (e.g. in parallel).
     """
     try:
         msg = read_message(pg, commit)
@@ -182,7 +219,9 @@ def check_message(
     if msg.compute_id() != msg.id:
         return msg, Check(MALFORMED, "Message-ID does not match the content")
     try:
-        key = signer_of(commit)
+        if isinstance(signer_key, VerificationError):
+            raise signer_key
+        key = signer_key or signer_of(commit)
     except VerificationError as e:
         status = UNSIGNED if str(e) == "unsigned" else BAD_SIGNATURE
         return msg, Check(status, str(e))
