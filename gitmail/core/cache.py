@@ -125,6 +125,17 @@ def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direct
     genuine.
     """
     from gitmail.core import state as state_mod
+    db.execute("BEGIN IMMEDIATE")  # one transaction; concurrent ingests queue here
+    try:
+        problems = _ingest(repo, member, db, directory)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return problems
+
+
+def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
     problems: list[str] = []
     current = watched_refs(repo, member)
     t = refs.tracking("", repo.remote)
