@@ -136,6 +136,8 @@ def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direct
 
 
 def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
+    from gitmail.core import state as state_mod
+
     problems: list[str] = []
     current = watched_refs(repo, member)
     t = refs.tracking("", repo.remote)
