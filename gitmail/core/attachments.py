@@ -272,13 +272,21 @@ def before_push(repo: "Repo", pending: dict[str, str]) -> None:
                 break
             if TREE_DIR in c.tree:
                 try:
-                    atts += [a for a in read_message(pg, c).attachments if a.storage == "lfs"]
+                    atts += [a for a in read_message(pg, c).attachments if a.storage == "lfs" and _is_oid(a.oid)]
                 except CorruptMessageError:
-                    pass
+                    pass  # not ours to judge here: the org's guard and the recipients refuse it
             if not c.parent_ids:
                 break
             c = pg[c.parent_ids[0]]
     upload(repo, atts)
+
+
+def _is_oid(oid: str) -> bool:
+    try:
+        lfs.check_oid(oid)
+        return True
+    except AttachmentError:
+        return False
 
 
 # -- receiving ------------------------------------------------------------------------------
