@@ -66,9 +66,13 @@ def parse_updates(text: str) -> list[Update]:
     return out
 
 
+def _shared(u: Update) -> bool:
+    return u.ref.startswith(refs.HEADS + refs.SHARED)
+
+
 def check_push(pg: "pygit2.Repository", updates: list[Update]) -> list[str]:
     """Every reason to refuse this push (empty: accept). One line per reason."""
-    shared = [u for u in updates if u.ref.startswith(refs.HEADS + refs.SHARED)]
+    shared = [u for u in updates if _shared(u)]
     if not shared:
         return []
     dir_ref = refs.head(refs.DIRECTORY)
@@ -249,8 +253,10 @@ def main(stdin: Optional[TextIO] = None, stderr: Optional[TextIO] = None, hook_p
     """Run as ``pre-receive``: 0 to accept, 1 to refuse (reasons on stderr, shown as ``remote:``)."""
     err = stderr or sys.stderr
     data = (stdin or sys.stdin).read()
+    updates = parse_updates(data)
     try:
-        errors = check_push(open_quarantined(), parse_updates(data))
+        # Pushes that touch no gitmail ref never pay for pygit2.
+        errors = check_push(open_quarantined(), updates) if any(_shared(u) for u in updates) else []
     except Exception as e:  # refuse rather than let an unchecked push through
         errors = [f"internal error while checking the push: {type(e).__name__}: {e}"]
     if errors:
