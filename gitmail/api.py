@@ -172,8 +172,8 @@ def init(
             git.run(["remote", "add", chosen, org], r.path)
         git.config_set(r.path, "gitmail.remote", chosen)
     elif not r.remote:
-        remotes = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
-        if "origin" in remotes:
+        names = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
+        if "origin" in names:
             git.config_set(r.path, "gitmail.remote", "origin")
     r.reload_config()
     if r.remote:
@@ -213,7 +213,7 @@ def init(
             email=email or f"{to_ref(name)}@gitmail.invalid",
             signing_key=signer.public_key,
             role="admin" if not d.members else "member",
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
         )
 
         def add(cur: "Directory") -> "Directory":
@@ -524,11 +524,12 @@ class Item:
 
 
 def _load(s: Session, row: cache.Row) -> Item:
+    from gitmail.core.objects import commit
     from gitmail.core.store import read_message
     from gitmail.errors import CorruptMessageError
 
     try:
-        return Item(row, read_message(s.repo.pg, s.repo.pg[row.oid]))
+        return Item(row, read_message(s.repo.pg, commit(s.repo.pg, row.oid)))
     except CorruptMessageError:
         return Item(row, None)
 
@@ -834,6 +835,7 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     In-process: no ssh-keygen per commit.
     """
     from gitmail.core import directory as dirmod
+    from gitmail.core.objects import commit
     from gitmail.core.store import check_message, signers
 
     s = session(repo, as_)
@@ -845,17 +847,17 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     for path, tip in sorted(mail.items()):
         rcpt, sender = refs.split_mail_path(path)
         vtip = s.repo.ref_target(refs.verified(path))
-        rewritten = bool(vtip) and tip != vtip and not pg.descendant_of(tip, vtip)
+        rewritten = vtip is not None and tip != vtip and not pg.descendant_of(tip, vtip)
         if rewritten:
             problems.append(f"{path}: history was rewritten on the org repo (not a fast-forward)")
-        c = pg[vtip if rewritten else tip]
+        c = commit(pg, vtip if rewritten and vtip else tip)
         while True:
             todo.append((path, rcpt, sender, c))
             if len(c.parent_ids) != 1:
                 if len(c.parent_ids) > 1:
                     problems.append(f"{path}: history contains a merge at {str(c.id)[:10]}")
                 break
-            c = pg[c.parent_ids[0]]
+            c = commit(pg, c.parent_ids[0])
     keys = signers([t[3] for t in todo])
     findings: list[Finding] = []
     good = 0
@@ -884,6 +886,7 @@ class LogEntry:
 
 def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) -> list[LogEntry]:
     """An audit view across every mailbox in the org, newest first, with each message's status."""
+    from gitmail.core.objects import commit
     from gitmail.core.store import check_message
 
     s = session(repo, as_)
@@ -892,7 +895,7 @@ def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) ->
     out: list[LogEntry] = []
     for path, tip in _mail_refs(s, True).items():
         rcpt, sender = refs.split_mail_path(path)
-        c = pg[tip]
+        c = commit(pg, tip)
         while True:
             msg, check = check_message(pg, c, rcpt, sender, d)
             out.append(LogEntry(path, str(c.id), msg.id if msg else "", sender, rcpt,
@@ -900,7 +903,7 @@ def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) ->
                                 msg.type if msg else "", check.status))
             if len(c.parent_ids) != 1:
                 break
-            c = pg[c.parent_ids[0]]
+            c = commit(pg, c.parent_ids[0])
     out.sort(key=lambda e: e.date, reverse=True)
     return out[:limit]
 
@@ -941,10 +944,10 @@ def send_batch(repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None
             raise UsageError(f"message body over the limit of {d.policy.body_limit} bytes")
         if dr.priority not in PRIORITIES:
             raise UsageError(f"unknown priority {dr.priority!r}")
-        msg = Message(**{"from": s.me}, to=recipients, date=format_date(utcnow()),
+        msg = Message(from_=s.me, to=recipients, date=format_date(utcnow()),
                       subject=(dr.subject if dr.subject is not None else _subject_from(dr.body))[:200],
                       summary=(dr.summary or _summary_from(dr.body))[:120], body=dr.body,
-                      priority=dr.priority)  # type: ignore[arg-type]
+                      priority=dr.priority)
         blob = msg.seal()
         out.append(msg)
         for r in recipients:

@@ -53,7 +53,8 @@ class LazyGroup(click.Group):
         mod = COMMANDS.get(name)
         if mod is None:
             return None
-        return importlib.import_module(f"gitmail.cli.commands.{mod}").command  # type: ignore[no-any-return]
+        command: click.Command = importlib.import_module(f"gitmail.cli.commands.{mod}").command
+        return command
 
 
 def common(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -187,9 +187,11 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
     old = repo.ref_target(vref)
     if old == tip:
         return old, []
+    from gitmail.core.objects import commit
+
     pg = repo.pg
     if old is not None:
-        c = pg[tip]
+        c = commit(pg, tip)
         ok = False
         while True:
             if str(c.id) == old:
@@ -197,13 +199,13 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
                 break
             if len(c.parent_ids) != 1:
                 break
-            c = pg[c.parent_ids[0]]
+            c = commit(pg, c.parent_ids[0])
         if not ok:
             return old, [f"{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"]
     else:
-        c = pg[tip]
+        c = commit(pg, tip)
         while len(c.parent_ids) == 1:
-            c = pg[c.parent_ids[0]]
+            c = commit(pg, c.parent_ids[0])
         if c.parent_ids:
             return None, [f"{path}: history contains a merge; mailbox refs must be linear"]
     with repo.lock():
@@ -224,13 +226,14 @@ def _index_path(
     sent: bool,
 ) -> None:
     from gitmail.core.model import PRIORITY_RANK
+    from gitmail.core.objects import commit
     from gitmail.core.store import check_message, signers
 
     pg = repo.pg
     stop = prev["tip"] if prev is not None else None
     count = prev["count"] if prev is not None else 0
     chain = []
-    c = pg[vtip]
+    c = commit(pg, vtip)
     while str(c.id) != stop:
         chain.append(c)
         if not c.parent_ids:
@@ -238,12 +241,12 @@ def _index_path(
                 db.execute("DELETE FROM msg WHERE path=?", (path,))
                 count = 0
             break
-        c = pg[c.parent_ids[0]]
+        c = commit(pg, c.parent_ids[0])
     rows = []
     chain.reverse()
     keys = signers(chain)
-    for i, (commit, key) in enumerate(zip(chain, keys), start=count + 1):
-        msg, check = check_message(pg, commit, rcpt, sender, directory, key)
+    for i, (c, key) in enumerate(zip(chain, keys), start=count + 1):
+        msg, check = check_message(pg, c, rcpt, sender, directory, key)
         dup = 0
         if msg is not None and inbox:
             dup = int(
@@ -251,8 +254,8 @@ def _index_path(
             )
         rows.append(
             (
-                path, i, str(commit.id),
-                msg.id if msg else str(commit.id),
+                path, i, str(c.id),
+                msg.id if msg else str(c.id),
                 msg.from_ if msg else sender,
                 json.dumps(msg.to if msg else [rcpt], ensure_ascii=False),
                 msg.date if msg else "",

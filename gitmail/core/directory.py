@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 from gitmail.core import refs
 from gitmail.core.address import BROADCAST, GROUP_PREFIX, normalize, to_ref
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
+from gitmail.core.objects import blob_data, commit, signed_commit
+from gitmail.core.objects import tree as objtree
 from gitmail.core.signing import Signer
 from gitmail.errors import DirectoryError, UnknownRecipientError, VerificationError
 
@@ -88,23 +90,23 @@ def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
     """Parse the directory at ``commit``. Raises :class:`VerificationError` if malformed."""
     tree = commit.tree
     try:
-        policy = OrgPolicy.model_validate_json(pg[tree["org.json"].id].data) if "org.json" in tree else OrgPolicy()
+        policy = OrgPolicy.model_validate_json(blob_data(pg, tree["org.json"].id)) if "org.json" in tree else OrgPolicy()
         members: dict[str, Member] = {}
         if "members" in tree:
-            for e in pg[tree["members"].id]:
-                m = Member.model_validate_json(pg[e.id].data)
+            for e in objtree(pg, tree["members"].id):
+                m = Member.model_validate_json(blob_data(pg, e.id))
                 if e.name != to_ref(m.name) + ".json":
                     raise ValueError(f"member file {e.name} does not match its name")
                 members[m.name] = m
         groups: dict[str, Group] = {}
         if "groups" in tree:
-            for e in pg[tree["groups"].id]:
-                g = Group.model_validate_json(pg[e.id].data)
+            for e in objtree(pg, tree["groups"].id):
+                g = Group.model_validate_json(blob_data(pg, e.id))
                 groups[g.name] = g
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise VerificationError(f"malformed directory at {str(commit.id)[:10]}: {str(e).splitlines()[0]}") from None
     d = Directory(str(commit.id), members, groups, policy)
-    if "allowed_signers" not in tree or pg[tree["allowed_signers"].id].data != d.allowed_signers().encode():
+    if "allowed_signers" not in tree or blob_data(pg, tree["allowed_signers"].id) != d.allowed_signers().encode():
         raise VerificationError(f"directory at {str(commit.id)[:10]}: allowed_signers does not match the members")
     return d
 
@@ -163,7 +165,7 @@ def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str) 
     from gitmail.core.store import signer_of
 
     chain = []
-    c = pg[new_tip]
+    c = commit(pg, new_tip)
     while str(c.id) != old_tip:
         chain.append(c)
         if len(c.parent_ids) > 1:
@@ -172,7 +174,7 @@ def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str) 
             if old_tip is not None:
                 return _at(pg, old_tip), ["directory history was rewritten (not a fast-forward)"]
             break
-        c = pg[c.parent_ids[0]]
+        c = commit(pg, c.parent_ids[0])
     current = _at(pg, old_tip)
     for c in reversed(chain):
         try:
@@ -185,7 +187,7 @@ def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str) 
 
 
 def _at(pg: "pygit2.Repository", tip: Optional[str]) -> Directory:
-    return from_tree(pg, pg[tip]) if tip else Directory()
+    return from_tree(pg, commit(pg, tip)) if tip else Directory()
 
 
 def write_commit(
@@ -209,9 +211,7 @@ def write_commit(
         root.insert(name, tb.write(), pygit2.enums.FileMode.TREE)
     name = " ".join((author.display_name or author.name).replace("<", "").replace(">", "").split())
     sig = pygit2.Signature(name, author.email, int(time.time()), 0)
-    parents = [pygit2.Oid(hex=parent)] if parent else []
-    text = pg.create_commit_string(sig, sig, subject + "\n", root.write(), parents)
-    return str(pg.create_commit_with_signature(text, signer.sign(text.encode("utf-8")), "gpgsig"))
+    return signed_commit(pg, sig, sig, subject + "\n", root.write(), [parent] if parent else [], signer.sign)
 
 
 # -- loading with verification -------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from gitmail.core import refs
 from gitmail.core.model import MailboxState, State, canonical_json
+from gitmail.core.objects import blob_data
 
 if TYPE_CHECKING:
     from gitmail.core.repo import Repo
@@ -78,8 +79,8 @@ def load(repo: "Repo", member: str) -> tuple[Optional[str], State]:
     if oid is None:
         return None, State()
     try:
-        return oid, State.model_validate_json(repo.pg[oid].data)
-    except (ValueError, AttributeError):
+        return oid, State.model_validate_json(blob_data(repo.pg, oid))
+    except (ValueError, TypeError):
         return oid, State()
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 
 from gitmail.core.model import Member, Message
+from gitmail.core.objects import blob_data, signed_commit
 from gitmail.core.signing import Signer, verify
 from gitmail.errors import CorruptMessageError, VerificationError
 
@@ -93,10 +94,7 @@ def write_message_commit(
     import time
 
     c = pygit2.Signature(name, _clean(author.email), int(time.time()), 0)
-    parents = [pygit2.Oid(hex=parent)] if parent else []
-    text = pg.create_commit_string(a, c, commit_message(msg), tree, parents)
-    armored = signer.sign(text.encode("utf-8"))
-    return str(pg.create_commit_with_signature(text, armored, "gpgsig"))
+    return signed_commit(pg, a, c, commit_message(msg), tree, [parent] if parent else [], signer.sign)
 
 
 def _insert_paths(pg: "pygit2.Repository", tb: "pygit2.TreeBuilder", paths: dict[str, tuple[str, int]]) -> None:
@@ -122,13 +120,9 @@ def resign(
 
     Tree, author, date and message stay the same, so the Message-ID does too.
     """
-    import pygit2
-
-    parents = [pygit2.Oid(hex=parent)] if parent else []
-    text = pg.create_commit_string(
-        commit.author, commit.committer, commit.message, commit.tree_id, parents
+    return signed_commit(
+        pg, commit.author, commit.committer, commit.message, commit.tree_id, [parent] if parent else [], signer.sign
     )
-    return str(pg.create_commit_with_signature(text, signer.sign(text.encode("utf-8")), "gpgsig"))
 
 
 def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
@@ -137,7 +131,7 @@ def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
         entry = commit.tree[MESSAGE_FILE]
     except KeyError:
         raise CorruptMessageError(f"commit {str(commit.id)[:10]} has no {MESSAGE_FILE}") from None
-    return Message.from_blob(pg[entry.id].data)
+    return Message.from_blob(blob_data(pg, entry.id))
 
 
 @dataclass

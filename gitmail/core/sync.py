@@ -202,6 +202,9 @@ def _rebase_outbox(repo: "Repo", path: str, signer: Optional[Signer]) -> Optiona
     Returns the new outbox tip, or None when everything queued had already
     landed (the outbox ref is then deleted). Caller holds the lock.
     """
+    import pygit2
+
+    from gitmail.core.objects import commit, first_parent
     from gitmail.core.store import read_message, resign
 
     pg = repo.pg
@@ -212,20 +215,15 @@ def _rebase_outbox(repo: "Repo", path: str, signer: Optional[Signer]) -> Optiona
         return None
     base = str(pg.merge_base(ob_tip, tip)) if tip else None
     chain = []
-    c = pg[ob_tip]
-    while str(c.id) != base:
+    c: Optional[pygit2.Commit] = commit(pg, ob_tip)
+    while c is not None and str(c.id) != base:
         chain.append(c)
-        if not c.parent_ids:
-            break
-        c = pg[c.parent_ids[0]]
+        c = first_parent(pg, c)
     landed = set()
-    if tip:
-        t = pg[tip]
-        while str(t.id) != base:
-            landed.add(read_message(pg, t).id)
-            if not t.parent_ids:
-                break
-            t = pg[t.parent_ids[0]]
+    t = commit(pg, tip) if tip else None
+    while t is not None and str(t.id) != base:
+        landed.add(read_message(pg, t).id)
+        t = first_parent(pg, t)
     todo = [c for c in reversed(chain) if read_message(pg, c).id not in landed]
     if not todo:
         repo.delete_ref(obref)
