@@ -159,7 +159,7 @@ def bench_broadcast(root: Path, members: int) -> float:
             "notice. Details in the incident doc; reply here if you are mid-migration.\n")
     for n in names:  # give every mailbox its own history, as in real use
         api.send(clone, [n], f"welcome, {n}", as_="max")
-    sizes = {}
+    sizes: dict[str, int] = {}
     for label, to in (("direct (1 recipient)", [names[0]]), ("broadcast '*'", ["*"]),
                       (f"by name ({len(names)} mailboxes)", names)):
         before = _objects_bytes(org)
@@ -167,8 +167,8 @@ def bench_broadcast(root: Path, members: int) -> float:
         assert res.delivered, res
         sizes[label] = _objects_bytes(org) - before
     direct = sizes["direct (1 recipient)"]
-    for label, n in sizes.items():
-        _say(f"  {label:<28} {n:>9,} bytes  ({n / direct:.2f}x direct)")
+    for label, grew in sizes.items():
+        _say(f"  {label:<28} {grew:>9,} bytes  ({grew / direct:.2f}x direct)")
     ratio = sizes["broadcast '*'"] / direct
     _say(f"  broadcast ratio {ratio:.2f}x  (target < {BROADCAST_TARGET:.0f}x): "
          f"{'OK' if ratio < BROADCAST_TARGET else 'OVER TARGET'}")

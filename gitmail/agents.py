@@ -9,16 +9,17 @@ Nothing here prints. The CLI (``gitmail group/respond/ack/list
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 from gitmail import api
 from gitmail.core import cache
 from gitmail.errors import DirectoryError, UnknownRecipientError, UsageError
 
 if TYPE_CHECKING:
+    import pygit2
+
     from gitmail.core.directory import Directory
     from gitmail.core.model import Group
 
@@ -226,21 +227,21 @@ def _queued_ack(s: api.Session, msg_id: str) -> Optional[str]:
     """An ack for ``msg_id`` still in the outbox (remote unreachable when it was sent)."""
     from gitmail.core import refs, sync
     from gitmail.core.store import read_message
+    from gitmail.errors import CorruptMessageError
 
-    pg = None
     for path in sync.outbox_paths(s.repo, s.me):
-        pg = pg or s.repo.pg
+        pg = s.repo.pg
         tip = s.repo.ref_target(refs.outbox(path))
         track = s.repo.ref_target(refs.tracking(path, s.repo.remote))
-        c = pg[tip] if tip else None
+        c: Optional["pygit2.Commit"] = cast("pygit2.Commit", pg[tip]) if tip else None
         while c is not None and str(c.id) != track:
             try:
                 m = read_message(pg, c)
-            except Exception:
-                m = None
-            if m is not None and m.type == "ack" and m.in_reply_to == msg_id:
-                return m.id
-            c = pg[c.parent_ids[0]] if c.parent_ids else None
+                if m.type == "ack" and m.in_reply_to == msg_id:
+                    return m.id
+            except CorruptMessageError:
+                pass
+            c = cast("pygit2.Commit", pg[c.parent_ids[0]]) if c.parent_ids else None
     return None
 
 
@@ -334,8 +335,3 @@ def awaiting_json(a: Awaiting) -> dict[str, Any]:
     d = row_json(a.row)
     d.update({"pending": a.pending, "acked_by": a.acked_by, "waited_seconds": a.waited_seconds})
     return d
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON for tool results and hook output (UTF-8, not ASCII-escaped)."""
-    return json.dumps(obj, ensure_ascii=False)

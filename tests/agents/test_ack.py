@@ -54,3 +54,22 @@ def test_ack_bad_input(org: Org) -> None:
     assert r.code == 4 and "no message '0000'" in r.err
     r = org.as_("alex", "ack", "xyz")
     assert r.code == 2 and "malformed message id" in r.err
+
+
+def test_duplicate_ack_while_offline_is_not_queued_twice(org: Org) -> None:
+    import os
+
+    m = json.loads(org.ok("max", "send", "alex", "confirm", "--require-ack", "--json").out)
+    org.ok("alex", "sync")
+    os.rename(org.url, org.url + ".away")
+    try:
+        first = json.loads(org.ok("alex", "ack", m["short_id"], "--json").out)["acks"][0]
+        assert first["sent"] is True and first["queued"] is True
+        second = json.loads(org.ok("alex", "ack", m["short_id"], "--json").out)["acks"][0]
+        assert second["sent"] is False and second["ack_id"] == first["ack_id"]
+    finally:
+        os.rename(org.url + ".away", org.url)
+    org.ok("alex", "sync")
+    assert _awaiting(org, "max") == []
+    acks = [x for x in json.loads(org.ok("max", "list", "--json").out)["messages"] if x["type"] == "ack"]
+    assert len(acks) == 1

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Org, chdir, run
 
@@ -119,7 +120,7 @@ def test_install_merges_without_clobbering_and_is_idempotent(org: Org) -> None:
     clone = org.clones["alex"]
     settings = clone / ".claude" / "settings.json"
     settings.parent.mkdir()
-    existing = {
+    existing: dict[str, Any] = {
         "permissions": {"allow": ["Bash(ls:*)"]},
         "hooks": {"SessionStart": [{"matcher": "startup", "hooks": [{"type": "command", "command": "echo hi"}]}],
                   "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "check.sh"}]}]},
