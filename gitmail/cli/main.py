@@ -8,6 +8,7 @@ commands (``list``, the hooks) start fast.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -57,8 +58,24 @@ class LazyGroup(click.Group):
         return command
 
 
+# Commands that show the mailbox themselves, or whose output must stay clean.
+NO_NOTICE = {"list", "read", "init", "sync", "mcp", "hook", "hooks", "guard", "whoami"}
+
+
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every command takes: --repo, --as, --json, --quiet."""
+    """Options every command takes: --repo, --as, --json, --quiet; then the unread notice."""
+
+    inner = f
+
+    @functools.wraps(inner)
+    def wrapper(**kw: Any) -> Any:
+        result = inner(**kw)
+        name = click.get_current_context().command.name
+        if name not in NO_NOTICE:
+            notice(kw.get("repo"), kw.get("as_"), bool(kw.get("as_json")), bool(kw.get("quiet")))
+        return result
+
+    f = wrapper
     f = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")(f)
     f = click.option("--as", "as_", metavar="NAME", envvar="GITMAIL_USER", help="Act as this member [env GITMAIL_USER; git config gitmail.user].")(f)

@@ -143,3 +143,18 @@ def test_multiple_identities_in_one_clone(org: Org) -> None:
     assert got["unread"] == 1
     mine = json.loads(org.ok("max", "list", "--json").out)
     assert mine["total"] == 0
+
+
+def test_unread_notice_on_stderr(org: Org, monkeypatch) -> None:
+    org.ok("max", "send", "alex", "ping", "--priority", "urgent")
+    org.ok("alex", "sync")
+    monkeypatch.setenv("GITMAIL_NOTICE", "always")
+    r = org.ok("alex", "members")
+    assert "📬 1 unread message (1 urgent). Run: gitmail read" in r.err
+    assert "📬" not in org.ok("alex", "members", "--json").err
+    assert "📬" not in org.ok("alex", "members", "--quiet").err
+    monkeypatch.setenv("GITMAIL_NOTICE", "auto")  # stderr is not a terminal here
+    assert "📬" not in org.ok("alex", "members").err
+    monkeypatch.setenv("GITMAIL_NOTICE", "always")
+    org.ok("alex", "read")
+    assert "📬" not in org.ok("alex", "members").err

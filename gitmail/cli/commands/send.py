@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import click
 
-from gitmail.cli.main import common, notice
+from gitmail.cli.main import common
 from gitmail.cli.render import SHORT, emit_json
 from gitmail.errors import UsageError
 
@@ -66,7 +66,6 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
     if not quiet:
         state = "Queued (org remote unreachable; 'gitmail sync' delivers it) for" if res.queued else "Sent to"
         click.echo(f"{state} {', '.join(res.recipients)}{_attached(m)} [{m.id[:SHORT]}]")
-    notice(repo, as_, as_json, quiet)
 
 
 def _progress(attach: tuple[str, ...], as_json: bool, quiet: bool) -> Optional["Progress"]:
