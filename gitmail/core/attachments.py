@@ -16,7 +16,6 @@ name that never replaces an existing file.
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import os
 import re
 import stat
@@ -49,7 +48,7 @@ _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"} | {
     f"{d}{n}" for d in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]
 }
-# Objects known to be in the org's store during this process: (endpoint url, oid).
+# Objects known to be in the org's store during this process: (git dir, oid).
 _UPLOADED: set[tuple[str, str]] = set()
 
 
@@ -159,6 +158,8 @@ def _prepare_one(path: Path, limit: int) -> Source:
         )
     oid, size = _hash_file(path, shown, limit)
     name = safe_name(path.name)
+    import mimetypes
+
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Source(path, name, size, oid, media)
 
@@ -229,7 +230,7 @@ def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = _no_
     :class:`LFSUnreachableError` (nothing lost: the content stays in the
     cache and the message stays queued) or :class:`AttachmentError`.
     """
-    todo = {(a.oid, a.size): a.name for a in atts if a.storage == "lfs"}
+    todo = {(a.oid, a.size): a.name for a in atts if a.storage == "lfs" and (str(repo.git_dir), a.oid) not in _UPLOADED}
     if not todo:
         return
     endpoint = lfs.discover(repo)
@@ -238,8 +239,6 @@ def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = _no_
         return
     st = lfs.open_store(endpoint)
     for (oid, size), name in todo.items():
-        if (endpoint.url, oid) in _UPLOADED:
-            continue
         if lfs.has_local(cache, oid, size):
             st.put(oid, size, lfs.object_path(cache, oid), progress, f"Uploading {name}")
         elif not st.has(oid, size):
@@ -247,7 +246,7 @@ def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = _no_
                 f"attachment {name!r} ({oid[:12]}) is neither in this clone's .git/lfs nor in the org's LFS store; "
                 "the message cannot be delivered"
             )
-        _UPLOADED.add((endpoint.url, oid))
+        _UPLOADED.add((str(repo.git_dir), oid))
 
 
 def before_push(repo: "Repo", pending: dict[str, str]) -> None:
@@ -361,7 +360,7 @@ def fetch(
         except AttachmentError:
             pass  # a damaged cache copy: fetch it again
     content = lfs.open_store(lfs.discover(repo)).get(a.oid, a.size, progress, f"Downloading {safe_name(a.name)}")
-    lfs.write_local(cache, a.oid, a.size, content)
+    lfs.write_local(cache, a.oid, a.size, content, verified=True)
     return content
 
 

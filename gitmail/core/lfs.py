@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Optional, Protocol
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from gitmail import git
 from gitmail.errors import AttachmentError, LFSUnreachableError
@@ -143,13 +142,14 @@ def _read_verified(f: IO[bytes], oid: str, size: int, progress: Progress, label:
     return b"".join(parts)
 
 
-def write_local(root: Path, oid: str, size: int, src: Path | bytes) -> Path:
+def write_local(root: Path, oid: str, size: int, src: Path | bytes, verified: bool = False) -> Path:
     """Store ``src`` (a file, or bytes) as ``oid`` under ``root``; return the object's path.
 
     Hashes while copying into ``root/tmp`` and renames only when size and
-    sha256 match (so a file that changed since it was hashed is refused).
-    A hard link is tried first for a file already in another store. Raises
-    :class:`AttachmentError`.
+    sha256 match (so a file that changed since it was hashed is refused);
+    ``verified``: ``src`` is bytes already checked against ``oid`` (no second
+    hash). A hard link is tried first for a file already in another store.
+    Raises :class:`AttachmentError`.
     """
     dst = object_path(root, oid)
     if has_local(root, oid, size):
@@ -164,7 +164,10 @@ def write_local(root: Path, oid: str, size: int, src: Path | bytes) -> Path:
     fd, tmp = tempfile.mkstemp(dir=root / "tmp", prefix=oid[:12] + "-")
     try:
         with os.fdopen(fd, "wb") as out:
-            _copy_verified(src, out, oid, size)
+            if verified and isinstance(src, bytes):
+                out.write(src)
+            else:
+                _copy_verified(src, out, oid, size)
         os.chmod(tmp, OBJECT_MODE)
         os.replace(tmp, dst)
     except OSError as e:
@@ -232,20 +235,33 @@ def discover(repo: "Repo") -> Endpoint:
     """
     remote = repo.remote
     keys = ["lfs.url"] + ([f"remote.{remote}.lfsurl"] if remote else [])
-    for source, args in (("git config", []), (".lfsconfig", _lfsconfig_args(repo))):
-        if args is None:
-            continue
-        for key in keys:
-            proc = git.run(["config", *args, "--get", key], repo.path, check=False)
-            value = proc.stdout.decode("utf-8", "replace").strip()
-            if proc.returncode == 0 and value:
-                return _endpoint(value, repo.path, f"{source} {key}")
+    found = _config_values(repo, [], keys)
+    source = "git config"
+    if not found:
+        args = _lfsconfig_args(repo)
+        found = _config_values(repo, args, keys) if args is not None else {}
+        source = ".lfsconfig"
+    for key in keys:
+        if found.get(key.lower()):
+            return _endpoint(found[key.lower()], repo.path, f"{source} {key}")
     if not remote:
         return Endpoint(cache_root(repo).as_uri(), cache_root(repo), "this repository")
     url = repo.config.get(f"remote.{remote}.url", "")
     if not url:
         raise AttachmentError(f"remote {remote!r} has no URL: cannot find the org's LFS store")
     return _endpoint(_derive(url), repo.path, f"remote.{remote}.url")
+
+
+def _config_values(repo: "Repo", args: list[str], keys: list[str]) -> dict[str, str]:
+    """Lower-cased key -> last value of ``keys`` in one ``git config --get-regexp`` call."""
+    pattern = "^(" + "|".join(re.escape(k) for k in keys) + ")$"
+    proc = git.run(["config", *args, "-z", "--get-regexp", pattern], repo.path, check=False)
+    out: dict[str, str] = {}
+    for item in proc.stdout.split(b"\0"):
+        key, _, value = item.partition(b"\n")
+        if key and value.strip():
+            out[key.decode("utf-8", "replace").lower()] = value.decode("utf-8", "replace").strip()
+    return out
 
 
 def _lfsconfig_args(repo: "Repo") -> Optional[list[str]]:
@@ -280,6 +296,8 @@ def _endpoint(value: str, base: Path, source: str) -> Endpoint:
     if p.scheme in ("http", "https"):
         return Endpoint(value.rstrip("/"), None, source)
     if p.scheme == "file":
+        from urllib.request import url2pathname
+
         path = Path(url2pathname(p.path))
     elif not p.scheme or (len(p.scheme) == 1 and value[1:2] == ":"):
         path = Path(value).expanduser()
@@ -385,7 +403,8 @@ class HTTPStore:
         if "upload" not in obj.actions:
             raise AttachmentError(f"the LFS server gave no upload action for object {oid[:12]}")
         with open(src, "rb") as f:
-            body = _ProgressReader(f, size, progress, label)
+            # Without a progress callback, one buffer goes out in one send.
+            body: Any = f.read() if progress is _no_progress else _ProgressReader(f, size, progress, label)
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
             resp = self._call("PUT", obj.actions["upload"], headers, body)
         if resp.status >= 400:
