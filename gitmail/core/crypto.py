@@ -1,0 +1,114 @@
+"""End-to-end encryption in the age format (age-encryption.org/v1), through pyrage.
+
+A member's one ed25519 SSH key signs their commits and decrypts their mail:
+their directory entry's ``encryption_key`` is an ``ssh-ed25519`` line used as
+an age recipient (age's ``ssh-ed25519`` recipient type). Passphrase-protected
+keys are unlocked in memory with ``cryptography`` and handed to pyrage as
+bytes; nothing is written out. Stock ``age -d -i ~/.ssh/id_ed25519`` opens
+what this module seals (docs/protocol.md, "Encryption").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from gitmail.errors import GitmailError, KeyError_
+
+if TYPE_CHECKING:
+    import pyrage
+
+AGE_FORMAT = "age-encryption.org/v1"
+MIN_BUCKET = 1024
+
+
+class NotARecipientError(GitmailError):
+    """The acting member holds no key that opens this message."""
+
+    exit_code = 11
+
+
+class DecryptionError(GitmailError):
+    """Ciphertext that is truncated, altered or otherwise fails to open."""
+
+    exit_code = 7
+
+
+def bucket(n: int) -> int:
+    """``n`` rounded up to the next power of two, at least 1 KiB (sizes shown in clear)."""
+    b = MIN_BUCKET
+    while b < n:
+        b *= 2
+    return b
+
+
+def recipient(line: str) -> "pyrage.ssh.Recipient":
+    """An age recipient from an ``ssh-ed25519 AAAA...`` line. Raises :class:`KeyError_`."""
+    import pyrage
+
+    try:
+        return pyrage.ssh.Recipient.from_str(line.strip())
+    except Exception:
+        raise KeyError_(f"not an ssh-ed25519 encryption key: {line[:30]}...") from None
+
+
+def seal(plain: bytes, recipient_lines: Sequence[str]) -> bytes:
+    """Encrypt ``plain`` to every recipient (binary age file)."""
+    import pyrage
+
+    return pyrage.encrypt(plain, [recipient(r) for r in recipient_lines])
+
+
+def identity(key_path: Path, passphrase: Optional[bytes] = None) -> "pyrage.ssh.Identity":
+    """The age identity of an OpenSSH ed25519 private key file, unlocked in memory.
+
+    ``passphrase`` defaults to ``$GITMAIL_PASSPHRASE``. Raises :class:`KeyError_`
+    for a missing, unreadable, locked or wrongly unlocked key.
+    """
+    import pyrage
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        data = key_path.read_bytes()
+    except OSError as e:
+        raise KeyError_(f"cannot read key {key_path}: {e.strerror}") from None
+    try:
+        return pyrage.ssh.Identity.from_buffer(data)
+    except pyrage.IdentityError:
+        pass  # encrypted (or not an SSH key): unlock with cryptography below
+    if passphrase is None and os.environ.get("GITMAIL_PASSPHRASE"):
+        passphrase = os.environ["GITMAIL_PASSPHRASE"].encode()
+    if passphrase is None:
+        raise KeyError_(f"key {key_path} is passphrase-protected: set GITMAIL_PASSPHRASE to read encrypted mail")
+    try:
+        key = serialization.load_ssh_private_key(data, password=passphrase)
+    except (ValueError, TypeError):
+        raise KeyError_(f"cannot unlock key {key_path}: wrong passphrase") from None
+    clear = key.private_bytes(  # in memory only
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    try:
+        return pyrage.ssh.Identity.from_buffer(clear)
+    except pyrage.IdentityError as e:
+        raise KeyError_(f"key {key_path} cannot decrypt age files: {e}") from None
+
+
+def open_(cipher: bytes, identities: Sequence["pyrage.ssh.Identity"], recipients: Sequence[str]) -> bytes:
+    """Decrypt with any of ``identities``.
+
+    Raises :class:`NotARecipientError` (``encrypted for alex, bob; you are not a
+    recipient``) when none matches, :class:`DecryptionError` when the ciphertext
+    is damaged.
+    """
+    import pyrage
+
+    try:
+        return pyrage.decrypt(cipher, list(identities))
+    except pyrage.DecryptError as e:
+        text = str(e).lower()
+        if "no matching keys" in text or "no identity matched" in text:
+            raise NotARecipientError(
+                f"encrypted for {', '.join(recipients)}; you are not a recipient"
+            ) from None
+        raise DecryptionError(f"cannot decrypt: the ciphertext is damaged ({e})") from None
