@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from gitmail.core import lfs
 from gitmail.core.lfs import Progress
-from gitmail.errors import AttachmentError
+from gitmail.errors import AttachmentError, LFSUnreachableError
 
 if TYPE_CHECKING:
     import pygit2
@@ -327,7 +327,7 @@ def save_all(
         try:
             data = fetch(repo, a, commit, limit, progress)
             out.append(Saved(a, name, write_new(dest, name, data, a.oid)))
-        except AttachmentError as e:
+        except (AttachmentError, LFSUnreachableError) as e:
             out.append(Saved(a, name, error=f"{name}: {e.message}"))
     return out
 

@@ -239,3 +239,18 @@ def test_declared_size_over_the_limit_is_not_fetched(org: Org, tmp_path: Path) -
     org.ok("alex", "sync")
     line = _one_line_error(org.as_("alex", "attachments", mid[:10], "--save-dir", str(tmp_path / "in")))
     assert "over the org's limit" in line and not (tmp_path / "in").exists()
+
+
+def test_lfs_server_down_while_reading(lfs_org: Org, lfs_server: LFSServer, tmp_path: Path) -> None:
+    from tests.attachments.conftest import closed_port_url
+
+    short, _ = _send_lfs(lfs_org, tmp_path)
+    git("config", "lfs.url", closed_port_url(), cwd=lfs_org.clones["alex"])
+    inbox = tmp_path / "inbox"
+    r = lfs_org.as_("alex", "read", short, "--save-dir", str(inbox))
+    assert "cannot be reached" in _one_line_error(r)
+    assert "Subject: data" in r.out and "NOT saved" in r.out  # the message itself is still shown
+    assert files_under(inbox) == []
+    git("config", "lfs.url", lfs_server.url, cwd=lfs_org.clones["alex"])
+    lfs_org.ok("alex", "attachments", short, "--save-dir", str(inbox))
+    assert files_under(inbox) == ["data.bin"]

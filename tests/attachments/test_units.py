@@ -154,3 +154,14 @@ def test_no_progress_bar_in_a_pipe() -> None:
     bar("x", 5, 10)  # under a second: nothing drawn
     assert bar.bar is None
     assert attachments.FALLBACK_NAME == "attachment"
+
+
+def test_progress_bar_appears_only_after_the_delay(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gitmail.cli.commands import attachments as cmd
+
+    monkeypatch.setattr(cmd, "BAR_DELAY", 0.0)
+    bar = cmd.LazyBar()
+    for done in (0, 400, 800, 1000):
+        bar("Uploading data.csv", done, 1000)
+    assert bar.bar is None  # closed at the end
+    assert "Uploading data.csv" in capsys.readouterr().err
