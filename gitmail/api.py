@@ -24,6 +24,8 @@ from gitmail.errors import (
 )
 
 if TYPE_CHECKING:
+    import pygit2
+
     from gitmail.core.attachments import Saved, Source
     from gitmail.core.directory import Directory
     from gitmail.core.lfs import Progress
@@ -576,6 +578,8 @@ def _save_attachments(
     s: Session, it: Item, save_dir: Optional[Union[str, Path]], progress: Optional["Progress"]
 ) -> list["Saved"]:
     """Save ``it``'s attachments (only for a verified message); never raises for one bad file."""
+    from typing import cast
+
     from gitmail.core import attachments
 
     m = it.message
@@ -586,7 +590,8 @@ def _save_attachments(
         return [attachments.Saved(a, attachments.safe_name(a.name), error=why) for a in m.attachments]
     dest = Path(save_dir).expanduser() if save_dir else attachments.inbox_dir(s.repo, s.me)
     limit = s.directory.policy.attachment_limit
-    return attachments.save_all(s.repo, m, s.repo.pg[it.row.oid], dest, limit, progress or attachments._no_progress)
+    commit = cast("pygit2.Commit", s.repo.pg[it.row.oid])
+    return attachments.save_all(s.repo, m, commit, dest, limit, progress or attachments._no_progress)
 
 
 def fetch_attachments(

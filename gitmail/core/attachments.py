@@ -23,7 +23,7 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union, cast
 
 from gitmail.core import lfs
 from gitmail.core.lfs import Progress
@@ -204,7 +204,7 @@ def store(
         path = f"{TREE_DIR}/{i}-{src.name}"
         tree[path] = (blobs[src.oid], BLOB_MODE)
         atts.append(Attachment(name=src.name, size=src.size, media_type=src.media_type, oid=src.oid,
-                               storage=storage, path=path))  # type: ignore[arg-type]
+                               storage=storage, path=path))
     if storage == "lfs" and sources:
         tree[".gitattributes"] = (str(pg.create_blob(GITATTRIBUTES)), BLOB_MODE)
     return atts, tree
@@ -265,7 +265,7 @@ def before_push(repo: "Repo", pending: dict[str, str]) -> None:
     atts: list["Attachment"] = []
     for path, tip in pending.items():
         stop = repo.ref_target(refs.tracking(path, repo.remote)) if repo.remote else None
-        c = pg[tip]
+        c = cast("pygit2.Commit", pg[tip])
         for _ in range(10000):
             if str(c.id) == stop:
                 break
@@ -276,7 +276,7 @@ def before_push(repo: "Repo", pending: dict[str, str]) -> None:
                     pass  # not ours to judge here: the org's guard and the recipients refuse it
             if not c.parent_ids:
                 break
-            c = pg[c.parent_ids[0]]
+            c = cast("pygit2.Commit", pg[c.parent_ids[0]])
     upload(repo, atts)
 
 
@@ -367,7 +367,7 @@ def fetch(
 def _tree_blob(repo: "Repo", commit: "pygit2.Commit", path: str) -> bytes:
     try:
         entry = commit.tree[path]
-        obj = repo.pg[entry.id]
+        obj = cast("pygit2.Blob", repo.pg[entry.id])
     except (KeyError, ValueError, TypeError):
         raise AttachmentError(f"the message commit has no entry {str(path)[:80]!r}") from None
     if entry.type_str != "blob":
