@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from gitmail.core.attachments import Saved, Source
     from gitmail.core.directory import Directory
     from gitmail.core.lfs import Progress
-    from gitmail.core.model import Attachment, Member, Message
+    from gitmail.core.model import Attachment, Member, Message, SealedAttachment
     from gitmail.core.signing import Signer
 
 RepoLike = Union[str, Path, Repo, None]
@@ -126,6 +126,7 @@ def init(
     key: Optional[str] = None,
     display_name: Optional[str] = None,
     kind: str = "human",
+    encryption_key: bool = True,
 ) -> InitResult:
     """Make the repo at ``repo`` a mailbox for member ``name`` (docs/protocol.md, "Joining").
 
@@ -135,7 +136,8 @@ def init(
     sets ``gitmail.user`` (if unset), ``gitmail.NAME.key`` and
     ``gpg.ssh.allowedSignersFile``. Idempotent for a member already registered
     with the same key; raises :class:`DirectoryError` for a name taken by
-    another key.
+    another key. ``encryption_key``: publish the key for end-to-end encryption
+    too (docs/protocol.md, "Encryption").
     """
     from gitmail import git
     from gitmail.core import directory as dirmod
@@ -209,11 +211,15 @@ def init(
             other = d.member_by_key(signer.public_key)
             assert other is not None
             raise DirectoryError(f"that key is already registered to member {other.name!r}")
+        # The one ed25519 key also decrypts (age ssh-ed25519 recipient); a key that
+        # lives only in ssh-agent cannot decrypt, so it publishes no encryption key.
+        publish = encryption_key and not signer.source.startswith("ssh-agent")
         member = Member(
             name=name,
             display_name=display_name or name,
             email=email or f"{to_ref(name)}@gitmail.invalid",
             signing_key=signer.public_key,
+            encryption_key=signer.public_key if publish else None,
             role="admin" if not d.members else "member",
             kind=kind,
         )
@@ -243,6 +249,11 @@ class SendResult:
     delivered: bool
     queued: bool
     refused: dict[str, str] = field(default_factory=dict)
+    plain: Optional["Message"] = None  # what the sender wrote (== message unless encrypted)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.message.encrypted is not None
 
 
 REQUEST_TYPES = ("shutdown_request", "plan_approval_request", "question")
@@ -275,14 +286,15 @@ def send(
     as_: Optional[str] = None,
     attach: Optional[list[Union[str, Path]]] = None,
     progress: Optional["Progress"] = None,
+    encrypt: Optional[bool] = None,
 ) -> SendResult:
-    """Send a message; returns the :class:`Message` and where it went.
+    """Send a message; returns the :class:`Message` (as stored) and where it went.
 
     ``to``: member names, ``*`` (every member but the sender) or ``team:NAME``.
     The message is committed to the outbox and pushed when a remote is
     reachable (``queued`` otherwise). Raises :class:`UsageError` (empty or
     over-long body, bad priority/type/payload, broadcast of a protocol
-    message, unknown request_id), :class:`UnknownRecipientError`,
+    message, unknown request_id, encryption refused), :class:`UnknownRecipientError`,
     :class:`KeyError_`.
 
     ``attach``: files to attach (docs/attachments.md). Each is checked before
@@ -291,21 +303,33 @@ def send(
     the number of recipients (``OrgPolicy.attachment_storage``: LFS or git
     blobs) and listed in ``Message.attachments``; LFS content is uploaded
     before the commits are pushed (``progress(label, done, total)`` in bytes).
+
+    ``encrypt``: True (``--encrypt``), False (``--plain``) or None (the org
+    policy decides; docs/protocol.md "Encryption").
     """
+    s = session(repo, as_)
+    msg, sources = _compose(s, to, body, subject=subject, summary=summary, priority=priority, type=type,
+                            payload=payload, reply_to=reply_to, request_id=request_id,
+                            require_ack=require_ack, attach=attach)
+    return _commit_and_deliver(s, msg, sources, encrypt, progress)
+
+
+def _compose(
+    s: Session, to: list[str], body: str, *, subject: Optional[str], summary: Optional[str], priority: str,
+    type: str, payload: Optional[dict[str, Any]], reply_to: Optional[str], request_id: Optional[str],
+    require_ack: bool, attach: Optional[list[Union[str, Path]]],
+) -> tuple["Message", list["Source"]]:
+    """Validate the input and build the plaintext message (no Message-ID yet) and its files."""
     import uuid
 
-    from gitmail.core import sync
     from gitmail.core.address import BROADCAST, GROUP_PREFIX
     from gitmail.core.model import PRIORITIES, RESPONSE_OF, Message, format_date, utcnow, validate_payload
-    from gitmail.core.store import write_message_commit
 
-    s = session(repo, as_)
-    d = s.directory
-    member = s.member
     if not to:
         raise UsageError("no recipient given")
     recipients = _resolve_recipients(s, to)
     d = s.directory
+    s.signer  # noqa: B018 - a member with a usable key, before anything is written
     if priority not in PRIORITIES:
         raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
     payload = validate_payload(type, payload)
@@ -342,9 +366,8 @@ def send(
     text_for_meta = body if body.strip() else f"{type} " + " ".join(f"{k}={v}" for k, v in (payload or {}).items())
     if not body.strip() and type == "text" and sources:
         text_for_meta = "Attached: " + ", ".join(src.name for src in sources)
-    attachments, extra_tree = _attach_store(s, sources)
     msg = Message(
-        **{"from": s.me},
+        from_=s.me,
         to=recipients,
         date=format_date(utcnow()),
         subject=(subject if subject is not None else _subject_from(text_for_meta))[:200],
@@ -357,30 +380,51 @@ def send(
         in_reply_to=in_reply_to,
         thread=thread,
         require_ack=require_ack,
-        attachments=attachments,
     )
-    msg.id = msg.compute_id()
-    signer = s.signer
-    repo_ = s.repo
-    _attach_upload(s, attachments, progress)
+    return msg, sources
+
+
+def _commit_and_deliver(
+    s: Session, msg: "Message", sources: list["Source"], encrypt: Optional[bool], progress: Optional["Progress"]
+) -> SendResult:
+    """Store the attachments, encrypt if the policy says so, commit to every recipient ref, deliver."""
+    from gitmail.core import private, sync
+    from gitmail.core.store import write_message_commit
+
+    from gitmail.core.model import Attachment
+
+    d = s.directory
+    plain = msg.model_copy(update={"attachments": [
+        Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid) for x in sources]})
+    if private.decide(d, s.me, msg.to, encrypt):
+        keys = [d.members[n].encryption_key or "" for n in private.readers(d, s.me, msg.to)]
+        csources, sealed = private.encrypt_sources(s.repo, sources, keys)
+        try:
+            msg.attachments, extra_tree = _attach_store(s, csources)
+        finally:
+            for src in csources:
+                src.path.unlink(missing_ok=True)
+        msg, cipher = private.seal_message(msg, d, sealed)
+        extra_tree[private.CIPHER_FILE] = (str(s.repo.pg.create_blob(cipher)), 0o100644)
+    else:
+        msg.attachments, extra_tree = _attach_store(s, sources)
+        msg.id = msg.compute_id()
+    plain.id = msg.id
+    signer, member, repo_ = s.signer, s.member, s.repo
+    _attach_upload(s, msg.attachments, progress)
     with repo_.lock():
-        for r in recipients:
+        for r in msg.to:
             path = refs.mail_path(r, s.me)
-            if repo_.remote:
-                ob = refs.outbox(path)
-                old = repo_.ref_target(ob)
-                parent_oid = old or repo_.ref_target(refs.tracking(path, repo_.remote))
-                oid = write_message_commit(repo_.pg, msg, member, signer, parent_oid, extra_tree)
-                repo_.set_ref(ob, oid, old, f"gitmail: queue {msg.id[:SHORT_ID]}")
-            else:
-                head = refs.head(path)
-                old = repo_.ref_target(head)
-                oid = write_message_commit(repo_.pg, msg, member, signer, old, extra_tree)
-                repo_.set_ref(head, oid, old, f"gitmail: message {msg.id[:SHORT_ID]}")
+            ref = refs.outbox(path) if repo_.remote else refs.head(path)
+            old = repo_.ref_target(ref)
+            base = old or (repo_.ref_target(refs.tracking(path, repo_.remote)) if repo_.remote else None)
+            oid = write_message_commit(repo_.pg, msg, member, signer, base, extra_tree)
+            repo_.set_ref(ref, oid, old, f"gitmail: message {msg.id[:SHORT_ID]}")
     if not repo_.remote:
-        return SendResult(msg, recipients, delivered=True, queued=False)
+        return SendResult(msg, msg.to, delivered=True, queued=False, plain=plain)
     res = sync.deliver(repo_, signer, s.me)
-    return SendResult(msg, recipients, delivered=not res.queued and not res.refused, queued=bool(res.queued), refused=res.refused)
+    return SendResult(msg, msg.to, delivered=not res.queued and not res.refused, queued=bool(res.queued),
+                      refused=res.refused, plain=plain)
 
 
 def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> list["Source"]:
@@ -523,17 +567,45 @@ class Item:
     row: cache.Row
     message: Optional["Message"]
     saved: list["Saved"] = field(default_factory=list)  # attachments saved (read(save=True))
+    sealed: list["SealedAttachment"] = field(default_factory=list)  # names/types of encrypted attachments
+    encrypted: bool = False
+    error: Optional[str] = None  # why an encrypted message could not be opened (one line)
+    cipher: list["Attachment"] = field(default_factory=list)  # the clear (ciphertext) entries
 
 
 def _load(s: Session, row: cache.Row) -> Item:
+    """Read a message's blob; decrypt it if it is encrypted and verified."""
     from gitmail.core.objects import commit
     from gitmail.core.store import read_message
     from gitmail.errors import CorruptMessageError
 
+    c = commit(s.repo.pg, row.oid)
     try:
-        return Item(row, read_message(s.repo.pg, commit(s.repo.pg, row.oid)))
+        msg = read_message(s.repo.pg, c)
     except CorruptMessageError:
         return Item(row, None)
+    if msg.encrypted is None:
+        return Item(row, msg)
+    return _open(s, row, c, msg)
+
+
+def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Item:
+    """Decrypt a verified encrypted message; an unverified one is never decrypted."""
+    from gitmail.core import crypto, private
+    from gitmail.errors import GitmailError
+
+    if row.status != "good":
+        return Item(row, msg, encrypted=True, error="not decrypted: the message failed verification")
+    from gitmail.core.model import Attachment
+
+    try:
+        opened, sealed = private.open_message(s.repo.pg, c, msg, private.identities(s.repo, s.me))
+    except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
+        return Item(row, msg, encrypted=True, error=e.message)
+    shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,
+                        path=a.path) for se, a in zip(sealed, msg.attachments)]
+    opened.attachments = shown
+    return Item(row, opened, sealed=sealed, encrypted=True, cipher=list(msg.attachments))
 
 
 def read(
@@ -588,10 +660,42 @@ def _save_attachments(
     if it.row.status != "good":
         why = f"not saved: the message failed verification ({it.row.status})"
         return [attachments.Saved(a, attachments.safe_name(a.name), error=why) for a in m.attachments]
+    if it.error:
+        return [attachments.Saved(a, attachments.safe_name(a.name), error=it.error) for a in m.attachments]
     dest = Path(save_dir).expanduser() if save_dir else attachments.inbox_dir(s.repo, s.me)
     limit = s.directory.policy.attachment_limit
     commit = cast("pygit2.Commit", s.repo.pg[it.row.oid])
+    if it.encrypted:
+        return _save_sealed(s, it, commit, dest, limit, progress or attachments._no_progress)
     return attachments.save_all(s.repo, m, commit, dest, limit, progress or attachments._no_progress)
+
+
+def _save_sealed(
+    s: Session, it: Item, commit: "pygit2.Commit", dest: Path, limit: int, progress: "Progress"
+) -> list["Saved"]:
+    """Fetch each attachment's ciphertext (verified against its pointer), decrypt it, check the
+    plaintext against the sealed sha256, and save it under its sealed name."""
+    import hashlib
+
+    from gitmail.core import attachments, crypto, private
+    from gitmail.errors import GitmailError
+
+    assert it.message is not None
+    ids = private.identities(s.repo, s.me)
+    env = private.envelope(it.message)
+    out = []
+    for shown, se, clear in zip(it.message.attachments, it.sealed, it.cipher):
+        name = attachments.safe_name(se.name)
+        try:
+            if se.size > limit:
+                raise crypto.DecryptionError(f"{se.size} bytes is over the org's limit; not fetched")
+            plain = crypto.open_(attachments.fetch(s.repo, clear, commit, limit + 65536, progress), ids, env.recipients)
+            if len(plain) != se.size or hashlib.sha256(plain).hexdigest() != se.sha256:
+                raise crypto.DecryptionError("decrypted content does not match its sealed sha256; not saved")
+            out.append(attachments.Saved(shown, name, attachments.write_new(dest, name, plain, se.sha256)))
+        except GitmailError as e:
+            out.append(attachments.Saved(shown, name, error=f"{name}: {e.message}"))
+    return out
 
 
 def fetch_attachments(
@@ -969,3 +1073,142 @@ def send_batch(repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None
     if deliver and r_.remote:
         syncmod.deliver(r_, signer, s.me)
     return out
+
+
+# -- org policy, keys, auditing ----------------------------------------------------------
+
+
+def set_policy(repo: RepoLike, changes: dict[str, Any], *, as_: Optional[str] = None) -> dict[str, Any]:
+    """Change org policy fields (admins only; a signed directory commit). Returns the new policy.
+
+    Raises :class:`UsageError` for an unknown field or a bad value,
+    :class:`DirectoryError` when the acting member is not an admin.
+    """
+    from pydantic import ValidationError
+
+    from gitmail.core import directory as dirmod
+    from gitmail.core.model import OrgPolicy
+
+    s = session(repo, as_)
+    known = set(OrgPolicy.model_fields) - {"schema_version"}
+    for k in changes:
+        if k not in known:
+            raise UsageError(f"unknown policy setting {k!r}; known: {', '.join(sorted(known))}")
+    try:
+        new_policy = OrgPolicy.model_validate({**s.directory.policy.model_dump(), **changes})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UsageError(f"policy {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+
+    def mutate(d: "Directory") -> "Directory":
+        d.policy = new_policy
+        return d
+
+    d = dirmod.change(s.repo, s.signer, s.member, mutate, "Org policy: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+    return d.policy.model_dump(mode="json")
+
+
+def org_policy(repo: RepoLike = None) -> dict[str, Any]:
+    """The org policy of the verified directory, as a dict."""
+    from gitmail.core import directory
+
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    return directory.load(r).policy.model_dump(mode="json")
+
+
+@dataclass
+class Rotation:
+    member: "Member"
+    old_key: str
+    new_key: str
+    key_path: Path
+
+
+def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] = None) -> Rotation:
+    """Publish a new key for the acting member, signed with the current one.
+
+    The old key moves to ``previous_keys`` (old signatures stay good) and is
+    kept by this clone (``gitmail.NAME.oldkey``) so mail already received
+    stays readable; new mail is encrypted to the new key. ``key``: an
+    existing ed25519 key file, else a new one is generated.
+    """
+    import time
+
+    from gitmail import git
+    from gitmail.core import directory as dirmod
+    from gitmail.core.address import to_ref
+    from gitmail.core.repo import data_home
+    from gitmail.core.signing import generate_key, load_key
+    from gitmail.errors import DirectoryError
+
+    s = session(repo, as_)
+    old, member, old_path = s.signer, s.member, s.repo.key_path(s.me)
+    if key:
+        new_path = Path(key).expanduser().resolve()
+        new = load_key(new_path)
+    else:
+        new_path = data_home() / "keys" / f"{to_ref(s.me)}-{int(time.time())}"
+        new = generate_key(new_path, comment=f"gitmail {s.me}")
+    if new.public_key in member.all_keys():
+        raise DirectoryError("that key is already one of yours; rotate to a new key")
+
+    def mutate(d: "Directory") -> "Directory":
+        m = d.members[s.me]
+        d.members[s.me] = m.model_copy(update={
+            "signing_key": new.public_key,
+            "previous_keys": [m.signing_key, *m.previous_keys],
+            "encryption_key": new.public_key if m.encryption_key else None,
+        })
+        return d
+
+    d = dirmod.change(s.repo, old, member, mutate, f"Rotate the key of {s.me}")
+    git.config_add(s.repo.path, f"gitmail.{s.me}.oldkey", str(old_path))
+    git.config_set(s.repo.path, f"gitmail.{s.me}.key", str(new_path))
+    return Rotation(d.members[s.me], old.public_key, new.public_key, new_path)
+
+
+@dataclass
+class Shown:
+    """One message commit as an auditor sees it: verification status, and the content if readable."""
+
+    commit: str
+    message: Optional["Message"]
+    status: str
+    detail: str
+    encrypted: bool
+    error: Optional[str]
+
+
+def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:
+    """Show any message commit of the org (a commit id, or a ref like
+    ``origin/gitmail/mail/alex/max~2``), verified; decrypted when the acting
+    member is a recipient. ``error`` says why the content is not shown
+    (``encrypted for alex, max; you are not a recipient``).
+    Raises :class:`MessageNotFoundError` for a revision that is not a message commit.
+    """
+    import pygit2
+
+    from gitmail.core import crypto, private
+    from gitmail.core.store import check_message, read_message
+    from gitmail.errors import CorruptMessageError, GitmailError
+
+    s = session(repo, as_)
+    try:
+        obj = s.repo.pg.revparse_single(rev)
+        c = obj.peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):
+        raise MessageNotFoundError(f"no commit {rev!r} in this clone") from None
+    try:
+        msg = read_message(s.repo.pg, c)
+    except CorruptMessageError as e:
+        return Shown(str(c.id), None, "malformed", str(e), False, None)
+    _, check = check_message(s.repo.pg, c, msg.to[0] if msg.to else "", msg.from_, s.directory)
+    if msg.encrypted is None:
+        return Shown(str(c.id), msg, check.status, check.detail, False, None)
+    if not check.good:
+        return Shown(str(c.id), msg, check.status, check.detail, True, "not decrypted: the message failed verification")
+    try:
+        opened, _ = private.open_message(s.repo.pg, c, msg, private.identities(s.repo, s.me))
+    except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
+        return Shown(str(c.id), msg, check.status, check.detail, True, e.message)
+    return Shown(str(c.id), opened, check.status, check.detail, True, None)

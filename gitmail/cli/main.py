@@ -41,6 +41,9 @@ COMMANDS = {
     "ack": "ack",
     "guard": "guard",
     "hooks": "hooks",
+    "show": "show",
+    "org": "org",
+    "key": "key",
 }
 
 

@@ -167,7 +167,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
         vtip, probs = _advance_verified(repo, path, tip)
         problems += probs
         if included and vtip:
-            _index_path(repo, db, directory, path, rcpt, sender, vtip, prev, inbox, sent)
+            _index_path(repo, member, db, directory, path, rcpt, sender, vtip, prev, inbox, sent)
         count = db.execute("SELECT COUNT(*) FROM msg WHERE path=?", (path,)).fetchone()[0]
         db.execute(
             "INSERT OR REPLACE INTO refs(path, seen, tip, count, included) VALUES (?,?,?,?,?)",
@@ -215,6 +215,7 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
 
 def _index_path(
     repo: "Repo",
+    member: str,
     db: sqlite3.Connection,
     directory: "Directory",
     path: str,
@@ -242,11 +243,16 @@ def _index_path(
                 count = 0
             break
         c = commit(pg, c.parent_ids[0])
+    from gitmail.core.private import Opener
+
+    opener = Opener(repo, member)
     rows = []
     chain.reverse()
     keys = signers(chain)
     for i, (c, key) in enumerate(zip(chain, keys), start=count + 1):
         msg, check = check_message(pg, c, rcpt, sender, directory, key)
+        if msg is not None and msg.encrypted is not None and check.good:
+            msg = opener.open(pg, c, msg) or msg.model_copy(update={"subject": "(encrypted message)"})
         dup = 0
         if msg is not None and inbox:
             dup = int(

@@ -26,7 +26,7 @@ MIN_BUCKET = 1024
 class NotARecipientError(GitmailError):
     """The acting member holds no key that opens this message."""
 
-    exit_code = 11
+    exit_code = 12
 
 
 class DecryptionError(GitmailError):

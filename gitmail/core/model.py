@@ -99,8 +99,9 @@ class Message(BaseModel):
     thread: Optional[str] = None
     require_ack: bool = False
     attachments: list[Attachment] = Field(default_factory=list)
-    # Room for end-to-end encryption: when set, subject/body/payload are empty and
-    # this holds the ciphertext envelope (a later schema defines its shape).
+    # End-to-end encryption (docs/protocol.md, "Encryption"): when set, subject,
+    # summary, body and payload are empty, attachments carry ciphertext, and the
+    # content is in the tree's ``message.age``; see :class:`Envelope`.
     encrypted: Optional[dict[str, Any]] = None
 
     @field_validator("type")
@@ -148,6 +149,45 @@ class Message(BaseModel):
         except (ValueError, ValidationError, UnicodeDecodeError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise CorruptMessageError(f"corrupt message blob: {first}") from None
+
+
+class Envelope(BaseModel):
+    """The ``encrypted`` field of an encrypted message (in clear, signed)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["age-encryption.org/v1"] = "age-encryption.org/v1"
+    path: str = "message.age"
+    sha256: str  # of the ciphertext blob at ``path``
+    recipients: list[str]  # member names whose keys can open it (the sender included)
+    size: int  # plaintext size rounded up to a bucket (bytes)
+
+
+class SealedAttachment(BaseModel):
+    """What the ciphertext says about one attachment (the clear entry has no name)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    media_type: str
+    size: int
+    sha256: str  # of the plaintext
+    cipher_oid: str  # the clear entry's oid: binds this content to this message
+
+
+class Sealed(BaseModel):
+    """The plaintext inside ``message.age``: canonical JSON, padded with spaces to a bucket."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    schema_version: int = SCHEMA_VERSION
+    from_: str = Field(alias="from")
+    to: list[str]
+    subject: str = ""
+    summary: str = ""
+    body: str = ""
+    payload: Optional[dict[str, Any]] = None
+    attachments: list[SealedAttachment] = Field(default_factory=list)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -313,7 +353,7 @@ class OrgPolicy(BaseModel):
     body_limit: int = BODY_LIMIT
     attachment_limit: int = 10 * 1024 * 1024
     attachment_storage: Literal["lfs", "blob"] = "blob"
-    encryption: Literal["required", "default", "off"] = "off"
+    encryption: Literal["required", "default", "off"] = "default"
 
 
 # -- read / archive state -----------------------------------------------------

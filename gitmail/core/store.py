@@ -219,6 +219,13 @@ def check_message(
     except VerificationError as e:
         status = UNSIGNED if str(e) == "unsigned" else BAD_SIGNATURE
         return msg, Check(status, str(e))
+    if msg.encrypted is not None:
+        from gitmail.core.private import check_ciphertext
+
+        try:
+            check_ciphertext(pg, commit, msg)
+        except VerificationError as e:
+            return msg, Check(MALFORMED, str(e))
     who = directory.member_by_key(key)
     if who is None:
         return msg, Check(UNKNOWN_SENDER, "signed by a key no member holds")

@@ -73,7 +73,7 @@ def test_multiple_recipients_and_stdin(org: Org) -> None:
 
 
 def test_plain_git_log_verifies(org: Org) -> None:
-    org.ok("max", "send", "alex", "signed hello", "--subject", "hello alex")
+    org.ok("max", "send", "alex", "signed hello", "--subject", "hello alex", "--plain")
     clone = org.clones["alex"]
     org.ok("alex", "sync")
     p = git("log", "--show-signature", "-1", "origin/gitmail/mail/alex/max", cwd=clone)

@@ -44,13 +44,19 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
                                 [dict(a.model_dump(mode="json"), saved_to=None, error=None) for a in m.attachments]
                                 if m else [])
             d["verification"] = it.row.detail
+            d["encrypted"] = it.encrypted
+            d["error"] = it.error
+            if m is not None and it.encrypted and not it.error:
+                d["subject"], d["summary"] = m.subject, m.summary
             out.append(d)
         emit_json({"messages": out})
+        _fail_on_locked(items)
         fail_if_unsaved(saved)
         return
     bad = [it.row for it in items if it.message is None]
     if quiet:
         _fail_on_corrupt(bad)
+        _fail_on_locked(items)
         fail_if_unsaved(saved)
         return
     if not items:
@@ -66,7 +72,9 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
                        "it is NOT shown as genuine mail from that member.")
         click.echo(f"To: {', '.join(r.recipients)}")
         click.echo(f"Date: {r.date[:19].replace('T', ' ')} UTC")
-        click.echo(f"Subject: {r.subject}")
+        click.echo(f"Subject: {m.subject if (m and it.encrypted and not it.error) else r.subject}")
+        if it.encrypted:
+            click.echo("Encrypted: yes (end to end)")
         if r.priority != "normal":
             click.echo(f"Priority: {r.priority}")
         if r.type != "text":
@@ -76,6 +84,9 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
         click.echo("")
         if m is None:
             click.echo("(the message blob is corrupt and cannot be shown)")
+            continue
+        if it.error:
+            click.echo(f"(not shown: {it.error})")
             continue
         if m.body:
             click.echo(m.body.rstrip("\n"))
@@ -89,7 +100,17 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
         else:
             _list_attachments(m)
     _fail_on_corrupt(bad)
+    _fail_on_locked(items)
     fail_if_unsaved(saved)
+
+
+def _fail_on_locked(items: list) -> None:
+    """Exit non-zero (one line) when an encrypted message could not be opened."""
+    locked = [it for it in items if it.error]
+    if locked:
+        from gitmail.core.crypto import NotARecipientError
+
+        raise NotARecipientError(f"message {locked[0].row.id[:8]}: {locked[0].error}")
 
 
 def _list_attachments(m: "Message") -> None:

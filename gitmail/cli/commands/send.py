@@ -31,10 +31,12 @@ if TYPE_CHECKING:
 @click.option("--require-ack", is_flag=True, help="Ask the recipient for a signed receipt.")
 @click.option("--attach", "attach", multiple=True, metavar="FILE",
               help="Attach FILE (repeatable; docs/attachments.md).")
+@click.option("--encrypt/--plain", "encrypt", default=None,
+              help="Encrypt end to end, or send in clear [default: the org policy decides].")
 @common
 def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: Optional[str], priority: str,
             type_: str, payload: Optional[str], request_id: Optional[str], reply_to: Optional[str],
-            require_ack: bool, attach: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
+            require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
             quiet: bool) -> None:
     """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin."""
     from gitmail import api
@@ -50,13 +52,13 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
             raise UsageError("--payload must be a JSON object")
     res = api.send(repo, list(to), body, subject=subject, summary=summary, priority=priority, type=type_,
                    payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_,
-                   attach=list(attach), progress=_progress(attach, as_json, quiet))
-    m = res.message
+                   attach=list(attach), progress=_progress(attach, as_json, quiet), encrypt=encrypt)
+    m = res.plain or res.message
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
                    "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
                    "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued,
-                   "refused": res.refused,
+                   "refused": res.refused, "encrypted": res.encrypted,
                    "attachments": [a.model_dump(mode="json") for a in m.attachments]})
         return
     if res.refused:
@@ -65,7 +67,8 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
         sys.exit(10)
     if not quiet:
         state = "Queued (org remote unreachable; 'gitmail sync' delivers it) for" if res.queued else "Sent to"
-        click.echo(f"{state} {', '.join(res.recipients)}{_attached(m)} [{m.id[:SHORT]}]")
+        lock = " (encrypted)" if res.encrypted else ""
+        click.echo(f"{state} {', '.join(res.recipients)}{_attached(m)}{lock} [{m.id[:SHORT]}]")
 
 
 def _progress(attach: tuple[str, ...], as_json: bool, quiet: bool) -> Optional["Progress"]:

@@ -1,0 +1,29 @@
+"""``gitmail key rotate``: publish a new key, signed with the current one."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+
+
+@click.group("key")
+def command() -> None:
+    """Manage your signing and encryption key."""
+
+
+@command.command("rotate")
+@click.option("--key", metavar="PATH", help="Use this ed25519 key [default: generate one].")
+@common
+def rotate(key: Optional[str], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Publish a new key; old mail stays readable with the old one, which this clone keeps."""
+    from gitmail import api
+
+    r = api.rotate_key(repo, as_=as_, key=key)
+    if as_json:
+        emit_json({"member": r.member.name, "old_key": r.old_key, "new_key": r.new_key, "key_path": str(r.key_path)})
+    elif not quiet:
+        click.echo(f"New key for {r.member.name}: {r.key_path}\n  {r.new_key}\nThe old key stays in use for old mail.")

@@ -1,0 +1,36 @@
+"""``gitmail org``: show or change the org policy (admins change it)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+
+
+@click.command("org")
+@click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
+@common
+def command(settings: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Show the org policy, or set KEY=VALUE fields (admins only): body_limit,
+    attachment_limit, attachment_storage (lfs|blob), encryption (required|default|off)."""
+    from gitmail import api
+    from gitmail.errors import UsageError
+
+    if settings:
+        changes = {}
+        for item in settings:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"expected KEY=VALUE, got {item!r}")
+            changes[key.strip()] = value.strip()
+        policy = api.set_policy(repo, changes, as_=as_)
+    else:
+        policy = api.org_policy(repo)
+    if as_json:
+        emit_json(policy)
+    elif not quiet:
+        for k, v in policy.items():
+            click.echo(f"{k:<20} {v}")

@@ -1,0 +1,48 @@
+"""``gitmail show``: any message commit of the org, verified, decrypted if you may."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+
+
+@click.command("show")
+@click.argument("rev")
+@common
+def command(rev: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Show the message commit REV (a commit id or e.g. origin/gitmail/mail/alex/max~1)."""
+    from gitmail import api
+    from gitmail.core.crypto import NotARecipientError
+
+    sh = api.show(repo, rev, as_=as_)
+    m = sh.message
+    if as_json:
+        emit_json({"commit": sh.commit, "status": sh.status, "detail": sh.detail, "verified": sh.status == "good",
+                   "encrypted": sh.encrypted, "error": sh.error,
+                   "message": m.model_dump(by_alias=True, mode="json") if m and not sh.error else
+                   ({k: v for k, v in m.model_dump(by_alias=True, mode="json").items()
+                     if k in ("id", "from", "to", "date", "priority", "type", "thread", "in_reply_to", "encrypted")}
+                    if m else None)})
+    elif not quiet:
+        click.echo(f"Commit: {sh.commit}")
+        click.echo(f"Verification: {sh.status}" + (f" ({sh.detail})" if sh.detail else ""))
+        if m is not None:
+            who = m.from_ if sh.status == "good" else f"UNVERIFIED? claims {m.from_}"
+            click.echo(f"From: {who}\nTo: {', '.join(m.to)}\nDate: {m.date}\nPriority: {m.priority}\nType: {m.type}")
+            if sh.encrypted:
+                click.echo("Encrypted: yes (end to end)")
+            if not sh.error:
+                click.echo(f"Subject: {m.subject}\n")
+                if m.body:
+                    click.echo(m.body.rstrip("\n"))
+                if m.payload is not None:
+                    click.echo(json.dumps(m.payload, indent=2, ensure_ascii=False))
+                for a in m.attachments:
+                    click.echo(f"Attachment: {a.name} ({a.size} bytes)")
+    if sh.error:
+        raise NotARecipientError(sh.error)

@@ -1,0 +1,215 @@
+"""Encrypted messages (docs/protocol.md, "Encryption").
+
+An encrypted message keeps in clear what auditing and routing need (sender,
+recipients, date, priority, type, request_id, Message-ID, thread ids, a
+bucketed size) and moves subject, summary, body, payload and attachment names
+and types into ``message.age``: the canonical JSON of :class:`Sealed`, padded
+with spaces to a size bucket, encrypted with age to every recipient and the
+sender. Attachments are encrypted one by one before they are stored (LFS or
+blob), so the pointer's oid is the ciphertext's. The commit's signature covers
+the tree, hence the ciphertext: tampering fails verification before anything
+is decrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from gitmail.core import crypto
+from gitmail.core.address import BROADCAST, GROUP_PREFIX
+from gitmail.core.model import Envelope, Message, Sealed, SealedAttachment, canonical_json
+from gitmail.errors import UsageError, VerificationError
+
+if TYPE_CHECKING:
+    import pygit2
+
+    from gitmail.core.attachments import Source
+    from gitmail.core.directory import Directory
+    from gitmail.core.repo import Repo
+
+CIPHER_FILE = "message.age"
+
+
+def readers(d: "Directory", sender: str, recipients: Sequence[str]) -> list[str]:
+    """Every member who must be able to read: the recipients (groups and ``*``
+    expanded) and the sender, sorted."""
+    names = {sender}
+    for r in recipients:
+        if r == BROADCAST:
+            names |= set(d.members)
+        elif r.startswith(GROUP_PREFIX):
+            names |= set(d.groups[r[len(GROUP_PREFIX):]].members)
+        else:
+            names.add(r)
+    return sorted(names)
+
+
+def decide(d: "Directory", sender: str, recipients: Sequence[str], want: Optional[bool]) -> bool:
+    """Whether to encrypt, from the org policy and ``--encrypt`` (True) / ``--plain`` (False).
+
+    ``required``: always (``--plain`` is an error); ``default``: when every
+    reader has published a key, except broadcasts, unless ``--plain``;
+    ``off``: only with ``--encrypt``. ``--encrypt`` with a reader who has no
+    key is an error. Raises :class:`UsageError`.
+    """
+    policy = d.policy.encryption
+    names = readers(d, sender, recipients)
+    missing = [n for n in names if not (d.members.get(n) and d.members[n].encryption_key)]
+    if want is False:
+        if policy == "required":
+            raise UsageError("the org requires encryption: --plain is not allowed")
+        return False
+    if want or policy == "required":
+        if missing:
+            raise UsageError(f"cannot encrypt: no encryption key published by {', '.join(missing)}")
+        return True
+    if policy == "off" or BROADCAST in recipients:
+        return False
+    return not missing
+
+
+def _pad(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (crypto.bucket(len(data)) - len(data))
+
+
+def encrypt_sources(repo: "Repo", sources: list["Source"], keys: list[str]) -> tuple[list["Source"], list[SealedAttachment]]:
+    """Encrypt each file to ``keys``; the ciphertext sources to store and what the envelope says.
+
+    Ciphertext goes to ``.git/gitmail/tmp/`` (removed once stored). The
+    plaintext's sha256 is checked again while reading (a file changed since
+    it was hashed is an error).
+    """
+    from gitmail.core.attachments import Source
+    from gitmail.errors import AttachmentError
+
+    tmp = repo.data_dir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    out: list[Source] = []
+    sealed: list[SealedAttachment] = []
+    for i, src in enumerate(sources, 1):
+        data = src.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != src.oid:
+            raise AttachmentError(f"{src.path} changed while it was being attached; try again")
+        cipher = crypto.seal(data, keys)
+        oid = hashlib.sha256(cipher).hexdigest()
+        path = tmp / oid
+        path.write_bytes(cipher)
+        out.append(Source(path, f"{i}.age", len(cipher), oid, "application/octet-stream"))
+        sealed.append(SealedAttachment(name=src.name, media_type=src.media_type, size=src.size,
+                                       sha256=src.oid, cipher_oid=oid))
+    return out, sealed
+
+
+def seal_message(msg: Message, d: "Directory", sealed_atts: list[SealedAttachment]) -> tuple[Message, bytes]:
+    """The clear message (secret fields emptied, envelope set) and the ``message.age`` bytes.
+
+    ``msg.attachments`` must already describe the stored ciphertext. The
+    returned message has its Message-ID set.
+    """
+    names = readers(d, msg.from_, msg.to)
+    keys = [d.members[n].encryption_key or "" for n in names]
+    inner = Sealed(from_=msg.from_, to=msg.to, subject=msg.subject, summary=msg.summary, body=msg.body,
+                   payload=msg.payload, attachments=sealed_atts)
+    plain = canonical_json(inner.model_dump(by_alias=True, mode="json"))
+    cipher = crypto.seal(_pad(plain, b" "), keys)
+    env = Envelope(sha256=hashlib.sha256(cipher).hexdigest(), recipients=names, size=crypto.bucket(len(plain)))
+    clear = msg.model_copy(update={
+        "subject": "", "summary": "", "body": "", "payload": None,
+        "encrypted": env.model_dump(mode="json"),
+    })
+    clear.id = clear.compute_id()
+    return clear, cipher
+
+
+def envelope(msg: Message) -> Envelope:
+    """The envelope of an encrypted message. Raises :class:`VerificationError` if malformed."""
+    try:
+        return Envelope.model_validate(msg.encrypted)
+    except ValueError:
+        raise VerificationError("malformed encryption envelope") from None
+
+
+def check_ciphertext(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message) -> bytes:
+    """The ciphertext blob of an encrypted message commit, checked against the envelope."""
+    from gitmail.core.objects import blob_data
+
+    env = envelope(msg)
+    try:
+        data = blob_data(pg, commit.tree[env.path].id)
+    except (KeyError, TypeError):
+        raise VerificationError(f"encrypted message without its {env.path}") from None
+    if hashlib.sha256(data).hexdigest() != env.sha256:
+        raise VerificationError("the ciphertext does not match the signed envelope")
+    return data
+
+
+def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
+                 identities: Sequence[object]) -> tuple[Message, list[SealedAttachment]]:
+    """Decrypt ``msg``: a copy with subject, summary, body and payload restored, and the
+    sealed attachment entries (names, types, plaintext hashes).
+
+    Raises :class:`crypto.NotARecipientError`, :class:`crypto.DecryptionError`,
+    or :class:`VerificationError` when the sealed content contradicts the
+    clear message (recipients or sender altered, attachments swapped).
+    """
+    env = envelope(msg)
+    plain = crypto.open_(check_ciphertext(pg, commit, msg), identities, env.recipients)  # type: ignore[arg-type]
+    try:
+        inner = Sealed.model_validate_json(plain)
+    except ValueError:
+        raise crypto.DecryptionError("the decrypted content is not a gitmail message") from None
+    if inner.to != msg.to or inner.from_ != msg.from_:
+        raise VerificationError("the encrypted recipients or sender differ from the clear ones (altered)")
+    if [a.cipher_oid for a in inner.attachments] != [a.oid for a in msg.attachments]:
+        raise VerificationError("an attachment does not belong to this message (swapped)")
+    opened = msg.model_copy(update={"subject": inner.subject, "summary": inner.summary, "body": inner.body,
+                                    "payload": inner.payload})
+    return opened, inner.attachments
+
+
+class Opener:
+    """Decrypts messages for one member, loading their keys once; never raises."""
+
+    def __init__(self, repo: "Repo", member: str) -> None:
+        self.repo, self.member = repo, member
+        self._ids: Optional[list[object]] = None
+        self.key_error: Optional[str] = None
+
+    def ids(self) -> list[object]:
+        if self._ids is None:
+            try:
+                self._ids = identities(self.repo, self.member)
+            except Exception as e:  # a missing or locked key: listings show "(encrypted)"
+                self.key_error = str(e)
+                self._ids = []
+        return self._ids
+
+    def open(self, pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message) -> Optional[Message]:
+        """The decrypted message, or None when it cannot be opened here."""
+        if msg.encrypted is None or self.member not in envelope(msg).recipients or not self.ids():
+            return None
+        try:
+            return open_message(pg, commit, msg, self.ids())[0]
+        except (crypto.NotARecipientError, crypto.DecryptionError, VerificationError):
+            return None
+
+
+def identities(repo: "Repo", member: str) -> list[object]:
+    """The member's age identities: the current key and every retired key this clone keeps.
+
+    Raises :class:`KeyError_` when the current key cannot be loaded.
+    """
+    from gitmail import git
+
+    paths = [repo.key_path(member)]
+    paths += [Path(p) for p in git.config_get_all(repo.path, f"gitmail.{member}.oldkey")]
+    out: list[object] = []
+    for i, p in enumerate(paths):
+        try:
+            out.append(crypto.identity(p))
+        except Exception:
+            if i == 0:
+                raise
+    return out
