@@ -249,11 +249,11 @@ class SendResult:
     delivered: bool
     queued: bool
     refused: dict[str, str] = field(default_factory=dict)
-    plain: Optional["Message"] = None  # what the sender wrote (== message unless encrypted)
+    stored: Optional["Message"] = None  # message.json as committed (secret fields emptied when encrypted)
 
     @property
     def encrypted(self) -> bool:
-        return self.message.encrypted is not None
+        return self.stored is not None and self.stored.encrypted is not None
 
 
 REQUEST_TYPES = ("shutdown_request", "plan_approval_request", "question")
@@ -288,7 +288,7 @@ def send(
     progress: Optional["Progress"] = None,
     encrypt: Optional[bool] = None,
 ) -> SendResult:
-    """Send a message; returns the :class:`Message` (as stored) and where it went.
+    """Send a message; returns the :class:`Message` as written (plaintext) and where it went.
 
     ``to``: member names, ``*`` (every member but the sender) or ``team:NAME``.
     The message is committed to the outbox and pushed when a remote is
@@ -394,8 +394,7 @@ def _commit_and_deliver(
     from gitmail.core.model import Attachment
 
     d = s.directory
-    plain = msg.model_copy(update={"attachments": [
-        Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid) for x in sources]})
+    plain = msg
     if private.decide(d, s.me, msg.to, encrypt):
         keys = [d.members[n].encryption_key or "" for n in private.readers(d, s.me, msg.to)]
         csources, sealed = private.encrypt_sources(s.repo, sources, keys)
@@ -404,12 +403,15 @@ def _commit_and_deliver(
         finally:
             for src in csources:
                 src.path.unlink(missing_ok=True)
+        plain = msg.model_copy(update={"attachments": [
+            Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid, storage=a.storage, path=a.path)
+            for x, a in zip(sources, msg.attachments)]})
         msg, cipher = private.seal_message(msg, d, sealed)
         extra_tree[private.CIPHER_FILE] = (str(s.repo.pg.create_blob(cipher)), 0o100644)
+        plain.id = msg.id
     else:
         msg.attachments, extra_tree = _attach_store(s, sources)
         msg.id = msg.compute_id()
-    plain.id = msg.id
     signer, member, repo_ = s.signer, s.member, s.repo
     _attach_upload(s, msg.attachments, progress)
     with repo_.lock():
@@ -421,10 +423,10 @@ def _commit_and_deliver(
             oid = write_message_commit(repo_.pg, msg, member, signer, base, extra_tree)
             repo_.set_ref(ref, oid, old, f"gitmail: message {msg.id[:SHORT_ID]}")
     if not repo_.remote:
-        return SendResult(msg, msg.to, delivered=True, queued=False, plain=plain)
+        return SendResult(plain, msg.to, delivered=True, queued=False, stored=msg)
     res = sync.deliver(repo_, signer, s.me)
-    return SendResult(msg, msg.to, delivered=not res.queued and not res.refused, queued=bool(res.queued),
-                      refused=res.refused, plain=plain)
+    return SendResult(plain, msg.to, delivered=not res.queued and not res.refused, queued=bool(res.queued),
+                      refused=res.refused, stored=msg)
 
 
 def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> list["Source"]:

@@ -123,3 +123,12 @@ def git_lfs() -> Optional[str]:
 needs_git_lfs = pytest.mark.skipif(
     git_lfs() is None, reason="the stock git-lfs client is not installed (apt-get install git-lfs; scripts/test does it)"
 )
+
+
+@pytest.fixture(autouse=True)
+def plaintext_policy(request: pytest.FixtureRequest) -> None:
+    """These tests check the plaintext storage format (tree paths and names, LFS
+    pointers and layout, stock git-lfs reading the content), so the org sends in
+    clear. Encrypted attachments (ciphertext in LFS) are tested in tests/private."""
+    if "org" in request.fixturenames:
+        set_policy(request.getfixturevalue("org"), encryption="off")

@@ -53,7 +53,7 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
     res = api.send(repo, list(to), body, subject=subject, summary=summary, priority=priority, type=type_,
                    payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_,
                    attach=list(attach), progress=_progress(attach, as_json, quiet), encrypt=encrypt)
-    m = res.plain or res.message
+    m = res.message
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
                    "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
