@@ -644,7 +644,9 @@ def read(
         for it in items:
             it.saved = _save_attachments(s, it, save_dir, progress)
     if mark and rows:
-        _set_flag(s, [r.id for r in rows if r.inbox], "read", True)
+        # Only what could be shown counts as read (not a message whose key was locked).
+        _set_flag(s, [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error],
+                  "read", True)
     return items
 
 

@@ -211,22 +211,34 @@ def load_key(path: Path, passphrase: Optional[bytes] = None) -> Signer:
     if passphrase is None and os.environ.get("GITMAIL_PASSPHRASE"):
         passphrase = os.environ["GITMAIL_PASSPHRASE"].encode()
     try:
-        key = serialization.load_ssh_private_key(data, password=passphrase)
-    except TypeError:
-        # Encrypted and no passphrase given: the key may be loaded in ssh-agent.
+        key = serialization.load_ssh_private_key(data, password=None)
+    except TypeError:  # encrypted: unlock in memory with the passphrase, or use ssh-agent
+        key = _unlock(path, data, passphrase)
+    except ValueError as e:
+        raise KeyError_(f"cannot load key {path}: not an OpenSSH private key ({e})") from None
+    if isinstance(key, Signer):
+        return key
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyError_(f"key {path} is not ed25519 (gitmail signs with ed25519 keys only)")
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return Signer(public_key_line(raw), key.sign, str(path))
+
+
+def _unlock(path: Path, data: bytes, passphrase: Optional[bytes]) -> object:
+    """Decrypt a passphrase-protected private key in memory (or fall back to ssh-agent)."""
+    from cryptography.hazmat.primitives import serialization
+
+    if passphrase is None:
         pub = path.with_name(path.name + ".pub")
         if pub.exists() and os.environ.get("SSH_AUTH_SOCK"):
             return agent_signer(pub.read_text(), str(path))
         raise KeyError_(
             f"key {path} is passphrase-protected: set GITMAIL_PASSPHRASE or add it to ssh-agent"
-        ) from None
-    except ValueError as e:
-        msg = "wrong passphrase" if passphrase else f"not an OpenSSH private key ({e})"
-        raise KeyError_(f"cannot load key {path}: {msg}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"key {path} is not ed25519 (gitmail signs with ed25519 keys only)")
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return Signer(public_key_line(raw), key.sign, str(path))
+        )
+    try:
+        return serialization.load_ssh_private_key(data, password=passphrase)
+    except (ValueError, TypeError):
+        raise KeyError_(f"cannot load key {path}: wrong passphrase") from None
 
 
 def agent_signer(public_line: str, source: str = "ssh-agent") -> Signer:

@@ -17,14 +17,15 @@ from gitmail.cli.render import emit_json
 @click.option("--key", metavar="PATH", help="An existing ed25519 SSH key (private, or .pub held by ssh-agent).")
 @click.option("--display-name", help="Display name for commit authors [default: NAME].")
 @click.option("--agent", "is_agent", is_flag=True, help="Register as an agent rather than a human.")
+@click.option("--no-encryption-key", is_flag=True, help="Do not publish the key for end-to-end encryption.")
 @common
 def command(name: str, org: Optional[str], email: Optional[str], key: Optional[str], display_name: Optional[str],
-            is_agent: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+            is_agent: bool, no_encryption_key: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Make this clone a mailbox for member NAME (create the org with --org PATH)."""
     from gitmail import api
 
     res = api.init(repo, name, org=org, email=email, key=key, display_name=display_name,
-                   kind="agent" if is_agent else "human")
+                   kind="agent" if is_agent else "human", encryption_key=not no_encryption_key)
     if as_json:
         emit_json({"member": res.member.name, "role": res.member.role, "repo": str(res.repo),
                    "remote": res.remote, "key": str(res.key_path), "created_org": res.created_org,

@@ -1,0 +1,276 @@
+"""End-to-end encryption: only the sender and the recipients can read, and tampering is caught."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from gitmail.core.model import Message
+from gitmail.core.objects import blob_data, commit
+from tests.conftest import Org, git
+from tests.core.forge import key_of, push_commit, tip
+
+MAIL = "origin/gitmail/mail/alex/max"
+
+
+def _key_path(org: Org, name: str) -> Path:
+    return Path(git("config", f"gitmail.{name}.key", cwd=org.clones[name]).stdout.strip())
+
+
+def _resign(org: Org, clone: Path, ref: str, edit) -> str:  # type: ignore[no-untyped-def]
+    """Rewrite the tip message commit of ``ref`` with ``edit(msg_dict, tree_files) -> None``, signed by max."""
+    pg = pygit2.Repository(str(clone))
+    c = commit(pg, pg.revparse_single(ref).id)
+    files = {e.name: blob_data(pg, e.id) for e in c.tree if e.type_str == "blob"}
+    d = json.loads(files["message.json"])
+    edit(d, files)
+    d.pop("id")
+    m = Message.model_validate(d)
+    files["message.json"] = m.seal()
+    tb = pg.TreeBuilder()
+    for name, data in files.items():
+        tb.insert(name, pg.create_blob(data), pygit2.enums.FileMode.BLOB)
+    for e in c.tree:
+        if e.type_str == "tree":
+            tb.insert(e.name, e.id, pygit2.enums.FileMode.TREE)
+    signer = key_of(org, "max")
+    text = pg.create_commit_string(c.author, c.committer, c.message, tb.write(), list(c.parent_ids))
+    return str(pg.create_commit_with_signature(text, signer.sign(text.encode()), "gpgsig"))
+
+
+def test_direct_message_is_encrypted_by_default(org: Org) -> None:
+    sent = json.loads(org.ok("max", "send", "alex", "the launch code is 7391", "--subject", "secret plan",
+                             "--json").out)
+    assert sent["encrypted"] is True and sent["subject"] == "secret plan"
+    org.ok("alex", "sync")
+    alex = org.clones["alex"]
+    log = git("log", "--show-signature", "-1", MAIL, cwd=alex)
+    assert 'Good "git" signature for max' in log.stdout + log.stderr
+    assert "(encrypted message)" in log.stdout and "7391" not in log.stdout and "secret plan" not in log.stdout
+    clear = json.loads(git("show", f"{MAIL}:message.json", cwd=alex).stdout)
+    assert clear["body"] == "" and clear["subject"] == "" and clear["from"] == "max" and clear["to"] == ["alex"]
+    assert clear["encrypted"]["recipients"] == ["alex", "max"] and clear["encrypted"]["size"] == 1024
+    listing = json.loads(org.ok("alex", "list", "--json").out)["messages"]
+    assert listing[0]["subject"] == "secret plan" and listing[0]["verified"]
+    got = json.loads(org.ok("alex", "read", "--json").out)["messages"][0]
+    assert got["body"] == "the launch code is 7391" and got["encrypted"] is True and got["error"] is None
+    # The sender reads their own sent message.
+    own = org.ok("max", "show", MAIL.replace("origin", "origin"))
+    assert "the launch code is 7391" in own.out and "Encrypted: yes" in own.out
+
+
+def test_third_member_cannot_read(org: Org) -> None:
+    org.join("bob")
+    org.ok("max", "send", "alex", "for alex only: 42")
+    org.ok("bob", "sync")
+    r = org.as_("bob", "show", MAIL)
+    assert r.code == 12 and r.err == "gitmail: encrypted for alex, max; you are not a recipient\n"
+    assert "42" not in r.out and "Verification: good" in r.out
+    j = json.loads(org.as_("bob", "show", MAIL, "--json").out)
+    assert j["encrypted"] and j["error"] and "body" not in j["message"]
+
+
+def test_stock_age_decrypts_with_the_ssh_key(org: Org, tmp_path: Path) -> None:
+    org.ok("max", "send", "alex", "readable with plain age", "--attach", str(_file(tmp_path, "notes.txt", b"hi\n")))
+    org.ok("alex", "sync")
+    alex = org.clones["alex"]
+    cipher = tmp_path / "m.age"
+    cipher.write_bytes(subprocess.run(["git", "show", f"{MAIL}:message.age"], cwd=alex, capture_output=True,
+                                      check=True).stdout)
+    out = subprocess.run(["age", "-d", "-i", str(_key_path(org, "alex")), str(cipher)], capture_output=True,
+                         check=True).stdout
+    sealed = json.loads(out)
+    assert sealed["body"] == "readable with plain age" and sealed["attachments"][0]["name"] == "notes.txt"
+    tree = git("ls-tree", "-r", "--name-only", MAIL, cwd=alex).stdout
+    assert "notes" not in tree
+    att = tmp_path / "a.age"
+    att.write_bytes(subprocess.run(["git", "show", f"{MAIL}:attachments/1-1.age"], cwd=alex, capture_output=True,
+                                   check=True).stdout)
+    plain = subprocess.run(["age", "-d", "-i", str(_key_path(org, "alex")), str(att)], capture_output=True,
+                           check=True).stdout
+    assert plain == b"hi\n"
+
+
+def _file(tmp: Path, name: str, data: bytes) -> Path:
+    p = tmp / name
+    p.write_bytes(data)
+    return p
+
+
+def test_encrypted_attachment_saved_under_its_real_name(org: Org, tmp_path: Path) -> None:
+    src = _file(tmp_path, "domain-research.csv", b"name,score\n" * 400)
+    r = org.ok("max", "send", "alex", "CSV attached", "--attach", str(src))
+    assert "(1 attachment, 4.3 KB) (encrypted)" in r.out
+    org.ok("alex", "sync")
+    inbox = tmp_path / "inbox"
+    got = json.loads(org.ok("alex", "read", "--json", "--save-dir", str(inbox)).out)["messages"][0]
+    assert got["attachments"][0]["name"] == "domain-research.csv"
+    assert (inbox / "domain-research.csv").read_bytes() == src.read_bytes()
+
+
+def test_altered_ciphertext_fails_the_signature_first(org: Org) -> None:
+    org.ok("max", "send", "alex", "original")
+    clone = org.clones["max"]
+    pg = pygit2.Repository(str(clone))
+    c = commit(pg, tip(clone, "alex", "max") or "")
+    sig, payload = c.gpg_signature
+    bad = bytearray(blob_data(pg, c.tree["message.age"].id))
+    bad[-3] ^= 1
+    tb = pg.TreeBuilder(c.tree)
+    tb.insert("message.age", pg.create_blob(bytes(bad)), pygit2.enums.FileMode.BLOB)
+    text = payload.decode().replace(str(c.tree_id), str(tb.write()))
+    forged = pg.create_commit_with_signature(text, sig.decode(), "gpgsig")
+    push_commit(clone, "alex", "max", str(forged), force=True)
+    org.ok("alex", "sync")
+    m = json.loads(org.ok("alex", "list", "--json").out)["messages"][0]
+    assert m["status"] == "bad-signature" and m["verified"] is False
+    r = org.as_("alex", "read", m["short_id"])
+    assert r.code == 12 and "failed verification" in r.err and "original" not in r.out
+
+
+def test_recipient_list_altered_in_clear_is_detected(org: Org) -> None:
+    org.join("bob")
+    org.ok("max", "send", "alex", "just us")
+    clone = org.clones["max"]
+    org.ok("max", "sync")
+
+    def add_bob(d: dict, files: dict) -> None:
+        d["to"] = ["alex", "bob"]
+
+    oid = _resign(org, clone, f"refs/remotes/{MAIL}", add_bob)
+    push_commit(clone, "alex", "max", oid, force=True)
+    org.ok("alex", "sync")
+    m = json.loads(org.ok("alex", "list", "--json").out)["messages"][0]
+    assert m["verified"] is True  # signed by max: the signature alone cannot tell
+    r = org.as_("alex", "read", m["short_id"])
+    assert r.code == 12 and "recipients or sender differ" in r.err and "just us" not in r.out
+
+
+def test_truncated_ciphertext(org: Org) -> None:
+    org.ok("max", "send", "alex", "long enough " * 50)
+    clone = org.clones["max"]
+    org.ok("max", "sync")
+
+    def truncate(d: dict, files: dict) -> None:
+        import hashlib
+
+        files["message.age"] = files["message.age"][:-40]
+        d["encrypted"]["sha256"] = hashlib.sha256(files["message.age"]).hexdigest()
+
+    push_commit(clone, "alex", "max", _resign(org, clone, f"refs/remotes/{MAIL}", truncate), force=True)
+    org.ok("alex", "sync")
+    r = org.as_("alex", "read")
+    assert r.code == 12 and "damaged" in r.err and r.err.count("\n") == 1
+
+
+def test_attachment_swapped_for_another_messages(org: Org, tmp_path: Path) -> None:
+    org.ok("max", "send", "alex", "A", "--attach", str(_file(tmp_path, "a.txt", b"AAAA")))
+    org.ok("max", "send", "alex", "B", "--attach", str(_file(tmp_path, "b.txt", b"BBBB")))
+    clone = org.clones["max"]
+    org.ok("max", "sync")
+    pg = pygit2.Repository(str(clone))
+    b = commit(pg, pg.revparse_single(f"refs/remotes/{MAIL}").id)
+    b_att = json.loads(blob_data(pg, b.tree["message.json"].id))["attachments"][0]
+    b_blob = blob_data(pg, b.tree[b_att["path"]].id)
+
+    def swap(d: dict, files: dict) -> None:
+        d["attachments"][0]["oid"], d["attachments"][0]["size"] = b_att["oid"], b_att["size"]
+
+    def edit(d: dict, files: dict) -> None:
+        swap(d, files)
+
+    oid = _resign(org, clone, f"refs/remotes/{MAIL}~1", edit)
+    c = commit(pg, oid)
+    tb = pg.TreeBuilder(c.tree)
+    sub = pg.TreeBuilder(c.tree["attachments"])  # type: ignore[arg-type]
+    sub.insert("1-1.age", pg.create_blob(b_blob), pygit2.enums.FileMode.BLOB)
+    tb.insert("attachments", sub.write(), pygit2.enums.FileMode.TREE)
+    text = pg.create_commit_string(c.author, c.committer, c.message, tb.write(), [b.id])
+    swapped = pg.create_commit_with_signature(text, key_of(org, "max").sign(text.encode()), "gpgsig")
+    push_commit(clone, "alex", "max", str(swapped))
+    org.ok("alex", "sync")
+    listed = json.loads(org.ok("alex", "list", "--json").out)["messages"]
+    target = next(m for m in listed if m["commit"] == str(swapped))
+    r = org.as_("alex", "read", target["short_id"], "--save-dir", str(tmp_path / "in"))
+    assert r.code == 12 and "swapped" in r.err
+    assert not (tmp_path / "in").exists() or not any((tmp_path / "in").iterdir())
+
+
+def test_wrong_passphrase(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kp = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw0rd", "-f", str(kp)], check=True)
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "pw0rd")
+    org.join("lock", "--key", str(kp))
+    org.ok("max", "send", "lock", "for the locked key", "--subject", "hello lock")
+    org.ok("lock", "sync")
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "nope")
+    r = org.as_("lock", "read")
+    assert r.code == 12 and "wrong passphrase" in r.err and "for the locked key" not in r.out
+    assert r.err.count("\n") == 1 and "Traceback" not in r.err
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "pw0rd")
+    got = json.loads(org.ok("lock", "read", "--json").out)["messages"]
+    assert got[0]["body"] == "for the locked key"
+
+
+def test_key_rotation_keeps_old_mail_readable(org: Org, tmp_path: Path) -> None:
+    org.ok("max", "send", "alex", "before rotation")
+    old_key = _key_path(org, "alex")
+    rot = json.loads(org.ok("alex", "key", "rotate", "--json").out)
+    assert rot["old_key"] != rot["new_key"]
+    org.ok("max", "sync")
+    org.ok("max", "send", "alex", "after rotation")
+    org.ok("alex", "sync")
+    bodies = sorted(m["body"] for m in json.loads(org.ok("alex", "read", "--json").out)["messages"])
+    assert bodies == ["after rotation", "before rotation"]
+    cipher = tmp_path / "new.age"
+    cipher.write_bytes(subprocess.run(["git", "show", f"{MAIL}:message.age"], cwd=org.clones["alex"],
+                                      capture_output=True, check=True).stdout)
+    assert subprocess.run(["age", "-d", "-i", str(old_key), str(cipher)], capture_output=True).returncode != 0
+    assert subprocess.run(["age", "-d", "-i", rot["key_path"], str(cipher)], capture_output=True).returncode == 0
+    # New mail from alex is signed with the new key; old and new signatures verify.
+    org.ok("alex", "send", "max", "signed with the new key")
+    org.ok("max", "sync")
+    assert json.loads(org.ok("max", "verify", "--json").out)["ok"] is True
+    assert json.loads(org.ok("alex", "verify", "--json").out)["ok"] is True
+
+
+def test_policy_and_flags(org: Org) -> None:
+    r = org.as_("alex", "org", "encryption=required")
+    assert r.code == 6 and "admin" in r.err
+    assert org.as_("max", "org", "encryption=sometimes").code == 2
+    org.ok("max", "org", "encryption=required")
+    org.ok("alex", "sync")
+    r = org.as_("alex", "send", "max", "in clear please", "--plain")
+    assert r.code == 2 and "requires encryption" in r.err
+    org.ok("max", "org", "encryption=default")
+    org.join("nokey", "--no-encryption-key")
+    org.ok("max", "sync")
+    plain = json.loads(org.ok("max", "send", "nokey", "hello", "--json").out)
+    assert plain["encrypted"] is False
+    r = org.as_("max", "send", "nokey", "hello", "--encrypt")
+    assert r.code == 2 and "no encryption key published by nokey" in r.err
+    bcast = json.loads(org.ok("max", "send", "*", "hello all", "--json").out)
+    assert bcast["encrypted"] is False
+    private_b = json.loads(org.ok("max", "send", "alex", "clear on request", "--plain", "--json").out)
+    assert private_b["encrypted"] is False
+    org.ok("max", "org", "encryption=off")
+    org.ok("max", "sync")
+    assert json.loads(org.ok("max", "send", "alex", "off", "--json").out)["encrypted"] is False
+    assert json.loads(org.ok("max", "send", "alex", "on", "--encrypt", "--json").out)["encrypted"] is True
+
+
+def test_group_message_encrypted_to_every_member(org: Org) -> None:
+    org.join("bob")
+    org.ok("max", "group", "create", "core", "alex", "bob")
+    org.ok("max", "sync")
+    sent = json.loads(org.ok("max", "send", "team:core", "group secret", "--json").out)
+    assert sent["encrypted"] is True
+    for who in ("alex", "bob"):
+        org.ok(who, "sync")
+        got = json.loads(org.ok(who, "read", "--json").out)["messages"]
+        assert [m["body"] for m in got] == ["group secret"]
+
