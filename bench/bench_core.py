@@ -59,7 +59,7 @@ def bench_bulk(base: Path, env: dict, n: int) -> None:
     _, maxc, _ = make_org(base / "bulk", env)
     bodies = [f"Message number {i}: the domain research is done, pick your top 3." for i in range(n)]
     t = time.perf_counter()
-    api.send_batch(maxc, [api.Draft(to=["alex"], body=b) for b in bodies], deliver=False)
+    api.send_batch(maxc, [api.Draft(to=["alex"], body=b) for b in bodies], deliver=False, encrypt=False)
     ours = time.perf_counter() - t
     fi = base / "fi.git"
     sh("git", "init", "-q", "--bare", str(fi))
@@ -90,7 +90,7 @@ def build_mailbox(base: Path, env: dict, n: int, unread: int = 10) -> Path:
     _, maxc, alexc = make_org(base / f"mb{n}", env)
     step = 5000
     for i in range(0, n, step):
-        api.send_batch(maxc, [api.Draft(to=["alex"], body=f"message {j}") for j in range(i, min(n, i + step))])
+        api.send_batch(maxc, [api.Draft(to=["alex"], body=f"message {j}") for j in range(i, min(n, i + step))], encrypt=False)
     sh(*GITMAIL, "sync", "--repo", str(alexc), env=env)
     repo = open_repo(alexc)
     st = State(mailboxes={"gitmail/mail/alex/max": MailboxState(read=[(1, n - unread)])})
@@ -125,7 +125,7 @@ def bench_verify(base: Path, env: dict, n: int) -> None:
 
     os.environ.update(env)
     _, maxc, alexc = make_org(base / "verify", env)
-    api.send_batch(maxc, [api.Draft(to=["alex"], body=f"verify me {i}") for i in range(n)])
+    api.send_batch(maxc, [api.Draft(to=["alex"], body=f"verify me {i}") for i in range(n)], encrypt=False)
     sh(*GITMAIL, "sync", "--repo", str(alexc), env=env)
     t = time.perf_counter()
     sh(*GITMAIL, "verify", "--repo", str(alexc), env=env)

@@ -49,6 +49,7 @@ class Session:
     _db: Optional[sqlite3.Connection] = None
     _directory: Optional["Directory"] = None
     _signer: Optional["Signer"] = None
+    _identities: Optional[list[object]] = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +88,15 @@ class Session:
                 raise KeyError_(f"key {s.source} is a retired key of {self.me}")
             self._signer = s
         return self._signer
+
+    @property
+    def identities(self) -> list[object]:
+        """The member's age identities (current and retired keys), loaded once."""
+        if self._identities is None:
+            from gitmail.core import private
+
+            self._identities = private.identities(self.repo, self.me)
+        return self._identities
 
     def refresh(self) -> None:
         """Bring the cache up to date with the refs (fast when nothing moved)."""
@@ -601,7 +611,7 @@ def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Ite
     from gitmail.core.model import Attachment
 
     try:
-        opened, sealed = private.open_message(s.repo.pg, c, msg, private.identities(s.repo, s.me))
+        opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities)
     except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
         return Item(row, msg, encrypted=True, error=e.message)
     shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,
@@ -685,7 +695,7 @@ def _save_sealed(
     from gitmail.errors import GitmailError
 
     assert it.message is not None
-    ids = private.identities(s.repo, s.me)
+    ids = s.identities
     env = private.envelope(it.message)
     out = []
     for shown, se, clear in zip(it.message.attachments, it.sealed, it.cipher):
@@ -1035,19 +1045,23 @@ class Draft:
     summary: Optional[str] = None
 
 
-def send_batch(repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None, deliver: bool = True) -> list["Message"]:
+def send_batch(
+    repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None, deliver: bool = True,
+    encrypt: Optional[bool] = None,
+) -> list["Message"]:
     """Send many text messages at once: one pack, one ref update per mailbox, one push.
 
-    Same validation and the same commits as :func:`send` (each message signed);
-    meant for imports, fan-out and benchmarks. Returns the messages in order.
+    Same validation, encryption policy (``encrypt`` as in :func:`send`) and
+    the same commits as :func:`send` (each message signed); meant for
+    imports, fan-out and benchmarks. Returns the messages as stored, in order.
     """
-    from gitmail.core import bulk
+    from gitmail.core import bulk, private
     from gitmail.core import sync as syncmod
     from gitmail.core.model import PRIORITIES, Message, format_date, utcnow
 
     s = session(repo, as_)
     d, signer, member = s.directory, s.signer, s.member
-    by_path: dict[str, list[tuple[Message, bytes]]] = {}
+    by_path: dict[str, list[tuple[Message, bytes, Optional[dict[str, bytes]]]]] = {}
     out: list[Message] = []
     for dr in drafts:
         recipients = _resolve_recipients(s, dr.to)
@@ -1061,10 +1075,14 @@ def send_batch(repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None
                       subject=(dr.subject if dr.subject is not None else _subject_from(dr.body))[:200],
                       summary=(dr.summary or _summary_from(dr.body))[:120], body=dr.body,
                       priority=dr.priority)
+        extra = None
+        if private.decide(d, s.me, recipients, encrypt):
+            msg, cipher = private.seal_message(msg, d, [])
+            extra = {private.CIPHER_FILE: cipher}
         blob = msg.seal()
         out.append(msg)
         for r in recipients:
-            by_path.setdefault(refs.mail_path(r, s.me), []).append((msg, blob))
+            by_path.setdefault(refs.mail_path(r, s.me), []).append((msg, blob, extra))
     r_ = s.repo
     with r_.lock():
         for path, msgs in by_path.items():
@@ -1212,7 +1230,7 @@ def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:
     if not check.good:
         return Shown(str(c.id), msg, check.status, check.detail, True, "not decrypted: the message failed verification")
     try:
-        opened, _ = private.open_message(s.repo.pg, c, msg, private.identities(s.repo, s.me))
+        opened, _ = private.open_message(s.repo.pg, c, msg, s.identities)
     except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
         return Shown(str(c.id), msg, check.status, check.detail, True, e.message)
     return Shown(str(c.id), opened, check.status, check.detail, True, None)

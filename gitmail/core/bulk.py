@@ -118,15 +118,19 @@ def message_commit(
     parent: Optional[bytes],
     now: int,
     sealed: Optional[bytes] = None,
+    extra: Optional[dict[str, bytes]] = None,
 ) -> bytes:
     """Add blob, tree and signed commit of ``msg`` to ``pack``; return the commit's binary oid.
 
     The commit bytes follow git's canonical layout (tree, parent, author,
     committer, gpgsig, blank line, message), the same as
-    :func:`gitmail.core.store.write_message_commit` produces.
+    :func:`gitmail.core.store.write_message_commit` produces. ``extra``: more
+    files at the tree's top level (e.g. ``message.age``), name -> content.
     """
-    blob = pack.add(_BLOB, sealed if sealed is not None else msg.to_blob())
-    tree = pack.add(_TREE, b"100644 " + MESSAGE_FILE.encode() + b"\0" + blob)
+    files = {MESSAGE_FILE: sealed if sealed is not None else msg.to_blob(), **(extra or {})}
+    entries = b"".join(b"100644 " + name.encode() + b"\0" + pack.add(_BLOB, data)
+                       for name, data in sorted(files.items()))  # git sorts tree entries by name
+    tree = pack.add(_TREE, entries)
     when = int(datetime.fromisoformat(msg.date.replace("Z", "+00:00")).timestamp())
     head = b"tree " + tree.hex().encode() + b"\n"
     if parent is not None:
@@ -140,19 +144,20 @@ def message_commit(
 
 def write_chain(
     repo: "Repo",
-    messages: Iterable[tuple[Message, bytes]],
+    messages: Iterable[tuple[Message, bytes, Optional[dict[str, bytes]]]],
     author: Member,
     signer: Signer,
     parent: Optional[str],
 ) -> Optional[str]:
-    """Write ``(message, sealed blob)`` pairs as a chain of commits on ``parent``; return the tip (hex).
+    """Write ``(message, message.json bytes, extra files)`` as a chain of commits on ``parent``;
+    return the tip (hex).
 
     No ref moves; the caller updates the ref (under :meth:`Repo.lock`).
     """
     pack = PackWriter()
     now = int(time.time())
     tip = bytes.fromhex(parent) if parent else None
-    for msg, blob in messages:
-        tip = message_commit(pack, msg, author, signer, tip, now, blob)
+    for msg, blob, extra in messages:
+        tip = message_commit(pack, msg, author, signer, tip, now, blob, extra)
     pack.finish(repo)
     return tip.hex() if tip is not None else parent
