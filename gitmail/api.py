@@ -425,13 +425,14 @@ def _commit_and_deliver(
     signer, member, repo_ = s.signer, s.member, s.repo
     _attach_upload(s, msg.attachments, progress)
     with repo_.lock():
+        updates = []
         for r in msg.to:
             path = refs.mail_path(r, s.me)
             ref = refs.outbox(path) if repo_.remote else refs.head(path)
             old = repo_.ref_target(ref)
             base = old or (repo_.ref_target(refs.tracking(path, repo_.remote)) if repo_.remote else None)
-            oid = write_message_commit(repo_.pg, msg, member, signer, base, extra_tree)
-            repo_.set_ref(ref, oid, old, f"gitmail: message {msg.id[:SHORT_ID]}")
+            updates.append((ref, write_message_commit(repo_.pg, msg, member, signer, base, extra_tree), old))
+        repo_.update_refs(updates, f"gitmail: message {msg.id[:SHORT_ID]}")
     if not repo_.remote:
         return SendResult(plain, msg.to, delivered=True, queued=False, stored=msg)
     res = sync.deliver(repo_, signer, s.me)
@@ -1085,13 +1086,15 @@ def send_batch(
             by_path.setdefault(refs.mail_path(r, s.me), []).append((msg, blob, extra))
     r_ = s.repo
     with r_.lock():
+        updates = []
         for path, msgs in by_path.items():
             ref = refs.outbox(path) if r_.remote else refs.head(path)
             old = r_.ref_target(ref)
             base = old or (r_.ref_target(refs.tracking(path, r_.remote)) if r_.remote else None)
             tip = bulk.write_chain(r_, msgs, member, signer, base)
             assert tip
-            r_.set_ref(ref, tip, old, f"gitmail: {len(msgs)} messages")
+            updates.append((ref, tip, old))
+        r_.update_refs(updates, f"gitmail: {len(drafts)} messages")
     if deliver and r_.remote:
         syncmod.deliver(r_, signer, s.me)
     return out

@@ -127,6 +127,17 @@ class Repo:
 
         self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
 
+    def update_refs(self, updates: list[tuple[str, str, Optional[str]]], message: str = "gitmail") -> None:
+        """Move several refs at once, all or none: ``(name, new oid, expected old oid or None)``.
+
+        One ``git update-ref --stdin`` transaction, so a crash never leaves a
+        message queued for some recipients only. Raises :class:`GitError` when
+        a ref moved meanwhile (nothing is changed then).
+        """
+        zero = "0" * 40
+        lines = ["start"] + [f"update {n} {new} {old or zero}" for n, new, old in updates] + ["prepare", "commit", ""]
+        git.run(["update-ref", "--stdin", "-m", message], self.path, input="\n".join(lines).encode())
+
     def delete_ref(self, name: str) -> None:
         try:
             self.pg.references.delete(name)

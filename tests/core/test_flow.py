@@ -158,3 +158,21 @@ def test_unread_notice_on_stderr(org: Org, monkeypatch) -> None:
     monkeypatch.setenv("GITMAIL_NOTICE", "always")
     org.ok("alex", "read")
     assert "📬" not in org.ok("alex", "members").err
+
+
+def test_multi_recipient_refs_move_together(org: Org) -> None:
+    """One transaction for every recipient ref: a conflict on one leaves all untouched."""
+    from gitmail.core.repo import open_repo
+    from gitmail.errors import GitError
+
+    org.join("bob")
+    repo = open_repo(org.clones["max"])
+    a = git("rev-parse", "refs/remotes/origin/gitmail/directory", cwd=org.clones["max"]).stdout.strip()
+    try:
+        repo.update_refs([("refs/gitmail/test/one", a, None), ("refs/gitmail/test/two", a, "f" * 40)])
+        raise AssertionError("expected a conflict")
+    except GitError:
+        pass
+    assert git("for-each-ref", "refs/gitmail/test/", cwd=org.clones["max"]).stdout == ""
+    repo.update_refs([("refs/gitmail/test/one", a, None), ("refs/gitmail/test/two", a, None)])
+    assert len(git("for-each-ref", "refs/gitmail/test/", cwd=org.clones["max"]).stdout.splitlines()) == 2
