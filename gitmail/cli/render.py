@@ -81,3 +81,13 @@ def row_line(row: Row) -> str:
     who = sender_label(row)
     typ = "" if row.type == "text" else f"[{row.type}] "
     return f"{mark} {row.id[:SHORT]} {pri} {date}  {who:<16} {typ}{row.subject}"
+
+
+def fail_if_refused(refused: dict[str, str]) -> None:
+    """Raise (exit 10, one line) when the org repo refused some mailbox's update."""
+    if refused:
+        from gitmail.errors import PushRejectedError
+
+        path, why = next(iter(refused.items()))
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise PushRejectedError(f"the org repo refused {path}{more}: {why}")

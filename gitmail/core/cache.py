@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
 
-SCHEMA = 1
+SCHEMA = 2
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS refs(path TEXT PRIMARY KEY, seen TEXT, tip TEXT, count INTEGER, included INTEGER);
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS msg(
   PRIMARY KEY(path, ordinal));
 CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
 CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
-CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read);
+CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 """
 
 

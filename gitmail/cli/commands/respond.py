@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import SHORT, emit_json
+from gitmail.cli.render import fail_if_refused, SHORT, emit_json
 
 
 @click.command("respond")
@@ -34,10 +33,7 @@ def command(id: str, approve: Optional[bool], reason: Optional[str], feedback: O
                    "request_id": m.request_id, "in_reply_to": m.in_reply_to, "payload": m.payload,
                    "delivered": res.delivered, "queued": res.queued, "refused": res.refused})
         return
-    if res.refused:
-        for path, why in res.refused.items():
-            click.echo(f"gitmail: the org repo refused {path}: {why}", err=True)
-        sys.exit(10)
+    fail_if_refused(res.refused)
     if not quiet:
         state = "Queued" if res.queued else "Sent"
         click.echo(f"{state} {m.type} (request_id {m.request_id}) to {', '.join(res.recipients)} [{m.id[:SHORT]}]")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import SHORT, emit_json
+from gitmail.cli.render import fail_if_refused, SHORT, emit_json
 from gitmail.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,10 +61,7 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
                    "refused": res.refused, "encrypted": res.encrypted,
                    "attachments": [a.model_dump(mode="json") for a in m.attachments]})
         return
-    if res.refused:
-        for path, why in res.refused.items():
-            click.echo(f"gitmail: the org repo refused {path}: {why}", err=True)
-        sys.exit(10)
+    fail_if_refused(res.refused)
     if not quiet:
         state = "Queued (org remote unreachable; 'gitmail sync' delivers it) for" if res.queued else "Sent to"
         lock = " (encrypted)" if res.encrypted else ""
