@@ -64,7 +64,7 @@ def format_date(d: datetime) -> str:
 class Attachment(BaseModel):
     """One attached file. ``oid`` is the sha256 of the content (hex), as in an LFS pointer."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     name: str
     size: int = Field(ge=0)
@@ -81,7 +81,7 @@ class Message(BaseModel):
     other field, so it survives re-parenting of the commit that carries it.
     """
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     id: str = ""
@@ -154,7 +154,7 @@ class Message(BaseModel):
 class Envelope(BaseModel):
     """The ``encrypted`` field of an encrypted message (in clear, signed)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     format: Literal["age-encryption.org/v1"] = "age-encryption.org/v1"
     path: str = "message.age"
@@ -166,7 +166,7 @@ class Envelope(BaseModel):
 class SealedAttachment(BaseModel):
     """What the ciphertext says about one attachment (the clear entry has no name)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     name: str
     media_type: str
@@ -178,7 +178,7 @@ class SealedAttachment(BaseModel):
 class Sealed(BaseModel):
     """The plaintext inside ``message.age``: canonical JSON, padded with spaces to a bucket."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     from_: str = Field(alias="from")
@@ -225,7 +225,7 @@ def is_message_id(s: str) -> bool:
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class TaskAssign(_Payload):
@@ -318,7 +318,7 @@ def validate_payload(type_: str, payload: Optional[dict[str, Any]]) -> Optional[
 class Member(BaseModel):
     """A member entry, stored at ``members/<ref-safe name>.json`` on the directory ref."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     name: str
@@ -337,7 +337,7 @@ class Member(BaseModel):
 class Group(BaseModel):
     """A group, stored at ``groups/<ref-safe name>.json``; addressed as ``team:NAME``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     name: str
@@ -347,7 +347,7 @@ class Group(BaseModel):
 class OrgPolicy(BaseModel):
     """Org-wide settings, stored at ``org.json`` on the directory ref."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     body_limit: int = BODY_LIMIT
@@ -369,7 +369,7 @@ class MailboxState(BaseModel):
 class State(BaseModel):
     """A member's local read/archive state: the blob at ``refs/gitmail/state/<member>``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     mailboxes: dict[str, MailboxState] = Field(default_factory=dict)

@@ -134,6 +134,9 @@ class Repo:
         message queued for some recipients only. Raises :class:`GitError` when
         a ref moved meanwhile (nothing is changed then).
         """
+        if len(updates) == 1:  # one ref: no transaction needed (callers hold the lock)
+            self.set_ref(updates[0][0], updates[0][1], updates[0][2], message)
+            return
         zero = "0" * 40
         lines = ["start"] + [f"update {n} {new} {old or zero}" for n, new, old in updates] + ["prepare", "commit", ""]
         git.run(["update-ref", "--stdin", "-m", message], self.path, input="\n".join(lines).encode())
@@ -151,5 +154,32 @@ def open_repo(path: Optional[str | Path] = None) -> Repo:
     Raises :class:`NotARepoError` when it is not a git repository.
     """
     p = Path(path or os.environ.get("GITMAIL_REPO") or ".").expanduser()
+    key = str(p.absolute())
+    hit = _OPENED.get(key)
+    if hit is not None and hit[1] == _config_stamp(hit[0]):
+        return Repo(path=p, git_dir=hit[0], config=dict(hit[2]))
     gd = git.git_dir(p)
-    return Repo(path=p, git_dir=gd, config=git.config_all(p))
+    config = git.config_all(p)
+    _OPENED[key] = (gd, _config_stamp(gd), config)
+    return Repo(path=p, git_dir=gd, config=dict(config))
+
+
+# Long-lived processes (the MCP server, library users) open the same clone
+# again and again: remember what two git subprocesses said until a config
+# file changes.
+_OPENED: dict[str, tuple[Path, tuple[int, ...], dict[str, str]]] = {}
+
+
+def _config_stamp(git_dir: Path) -> tuple[int, ...]:
+    """Modification times of the config files gitmail reads (0 when absent)."""
+    files = [git_dir / "config", Path.home() / ".gitconfig", Path(os.environ.get("XDG_CONFIG_HOME") or
+             Path.home() / ".config") / "git" / "config"]
+    out = []
+    for f in files:
+        try:
+            out.append(f.stat().st_mtime_ns)
+        except OSError:
+            out.append(0)
+    if not (git_dir / "HEAD").exists():
+        out.append(-1)  # the repository is gone: never a hit
+    return tuple(out)
