@@ -31,7 +31,16 @@ CLIENT_HOOKS = ("post-merge", "post-checkout")
 SERVER_HOOKS = ("pre-receive",)
 MARKER = "gitmail-hook"  # every script we install carries this word
 CHAINED = ".gitmail-chained"
-TEMPLATES = Path(__file__).resolve().parent.parent / "hooks"
+def _templates() -> Path:
+    """The hook scripts: the source tree's hooks/ (editable installs), else the copy a
+    wheel installs under ``<prefix>/share/gitmail/hooks``."""
+    import sys
+
+    here = Path(__file__).resolve().parent.parent / "hooks"
+    return here if here.is_dir() else Path(sys.prefix) / "share" / "gitmail" / "hooks"
+
+
+TEMPLATES = _templates()
 
 
 @dataclass
