@@ -383,7 +383,7 @@ def _compose(
         subject=(subject if subject is not None else _subject_from(text_for_meta))[:200],
         summary=(summary or _summary_from(text_for_meta))[:120],
         body=body,
-        priority=priority,  # type: ignore[arg-type]
+        priority=priority,
         type=type,
         payload=payload,
         request_id=request_id,

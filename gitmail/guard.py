@@ -94,10 +94,12 @@ def _directory_after(pg: "pygit2.Repository", u: Optional[Update]) -> tuple["Dir
     from gitmail.core.directory import Directory, from_tree, verify_range
     from gitmail.errors import VerificationError
 
+    from gitmail.core.objects import commit as commit_at
+
     ref = refs.head(refs.DIRECTORY)
     current = _ref(pg, ref)
     try:
-        base = from_tree(pg, pg[current]) if current else Directory()
+        base = from_tree(pg, commit_at(pg, current)) if current else Directory()
     except VerificationError:
         base = Directory()
     if u is None:
@@ -181,12 +183,14 @@ def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> 
 
 
 def _walk(pg: "pygit2.Repository", tip: str) -> Iterator["pygit2.Commit"]:
-    c = pg[tip]
+    from gitmail.core.objects import commit as commit_at
+
+    c = commit_at(pg, tip)
     while True:
         yield c
         if len(c.parent_ids) != 1:
             return
-        c = pg[c.parent_ids[0]]
+        c = commit_at(pg, c.parent_ids[0])
 
 
 def _new_commits(pg: "pygit2.Repository", old: Optional[str], new: str) -> list["pygit2.Commit"]:
@@ -207,16 +211,15 @@ def _attachment_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: obj
         entry = commit.tree[ATTACHMENTS]
     except KeyError:
         return out
-    stack = [(ATTACHMENTS, pg[entry.id])]
+    import pygit2
+
+    stack: list[tuple[str, object]] = [(ATTACHMENTS, pg[entry.id])]
     while stack:
         prefix, obj = stack.pop()
-        if obj.type_str == "blob":
+        if isinstance(obj, pygit2.Blob):
             out.append((prefix, _blob_size(obj)))
-            continue
-        if obj.type_str != "tree":
-            continue
-        for e in obj:
-            stack.append((f"{prefix}/{e.name}", pg[e.id]))
+        elif isinstance(obj, pygit2.Tree):
+            stack.extend((f"{prefix}/{e.name}", pg[e.id]) for e in obj)
     return out
 
 

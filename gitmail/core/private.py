@@ -155,7 +155,7 @@ def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
     clear message (recipients or sender altered, attachments swapped).
     """
     env = envelope(msg)
-    plain = crypto.open_(check_ciphertext(pg, commit, msg), identities, env.recipients)  # type: ignore[arg-type]
+    plain = crypto.open_(check_ciphertext(pg, commit, msg), identities, env.recipients)
     try:
         inner = Sealed.model_validate_json(plain)
     except ValueError:

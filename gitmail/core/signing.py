@@ -14,7 +14,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from gitmail.errors import KeyError_, VerificationError
 
@@ -224,7 +224,7 @@ def load_key(path: Path, passphrase: Optional[bytes] = None) -> Signer:
     return Signer(public_key_line(raw), key.sign, str(path))
 
 
-def _unlock(path: Path, data: bytes, passphrase: Optional[bytes]) -> object:
+def _unlock(path: Path, data: bytes, passphrase: Optional[bytes]) -> Any:
     """Decrypt a passphrase-protected private key in memory (or fall back to ssh-agent)."""
     from cryptography.hazmat.primitives import serialization
 
