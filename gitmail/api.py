@@ -748,7 +748,7 @@ def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
     changes: dict[str, list[int]] = {}
     changed = set()
     for mid in ids:
-        for r in s.db.execute(f"SELECT path, ordinal, {flag} AS f FROM msg WHERE id=? AND inbox=1", (mid,)):
+        for r in s.db.execute(f"SELECT path, ordinal, {flag} AS f FROM msg WHERE id=? AND +inbox=1", (mid,)):
             changes.setdefault(r["path"], []).append(r["ordinal"])
             if bool(r["f"]) != value:
                 changed.add(mid)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
 
-SCHEMA = 2
+SCHEMA = 3
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS refs(path TEXT PRIMARY KEY, seen TEXT, tip TEXT, count INTEGER, included INTEGER);
@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS msg(
   read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0,
   PRIMARY KEY(path, ordinal));
 CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
+CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread);
+CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to);
 CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
 CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 """
@@ -107,11 +109,14 @@ class Row:
 
     @classmethod
     def of(cls, r: sqlite3.Row) -> "Row":
-        d: dict[str, Any] = {k: r[k] for k in r.keys() if k in cls.__dataclass_fields__}
+        d: dict[str, Any] = {k: r[k] for k in _ROW_FIELDS}
         d["recipients"] = json.loads(d["recipients"])
         for b in ("require_ack", "inbox", "sent", "read", "archived"):
             d[b] = bool(d[b])
         return cls(**d)
+
+
+_ROW_FIELDS = tuple(Row.__dataclass_fields__)
 
 
 def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
@@ -256,7 +261,7 @@ def _index_path(
         dup = 0
         if msg is not None and inbox:
             dup = int(
-                db.execute("SELECT 1 FROM msg WHERE id=? AND inbox=1 LIMIT 1", (msg.id,)).fetchone() is not None
+                db.execute("SELECT 1 FROM msg WHERE id=? AND +inbox=1 LIMIT 1", (msg.id,)).fetchone() is not None
             )
         rows.append(
             (

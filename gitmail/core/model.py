@@ -118,20 +118,27 @@ class Message(BaseModel):
 
     def compute_id(self) -> str:
         """The Message-ID: sha256 hex of the canonical JSON of :meth:`content_dict`."""
-        return hashlib.sha256(canonical_json(self.content_dict())).hexdigest()
+        return hashlib.sha256(canonical_json(self.content_dict(), self._may_float())).hexdigest()
+
+    def _may_float(self) -> bool:
+        """Only free-form parts (payload, envelope, unknown fields) can hold floats,
+        which change the JSON form; the typed fields never do."""
+        return (_has_float(self.payload) or _has_float(self.encrypted) or _has_float(self.model_extra)
+                or any(_has_float(a.model_extra) for a in self.attachments))
 
     def seal(self) -> bytes:
         """Set ``id`` from the content and return the canonical blob (one serialisation)."""
         d = self.content_dict()
-        self.id = hashlib.sha256(canonical_json(d)).hexdigest()
+        floats = self._may_float()
+        self.id = hashlib.sha256(canonical_json(d, floats)).hexdigest()
         d["id"] = self.id
-        return canonical_json(d)
+        return canonical_json(d, floats)
 
     def to_blob(self) -> bytes:
         """Canonical JSON bytes with ``id`` first-class (what goes in the tree)."""
         d = self.content_dict()
         d["id"] = self.id
-        return canonical_json(d)
+        return canonical_json(d, self._may_float())
 
     @property
     def thread_id(self) -> str:
@@ -190,7 +197,7 @@ class Sealed(BaseModel):
     attachments: list[SealedAttachment] = Field(default_factory=list)
 
 
-def canonical_json(obj: Any) -> bytes:
+def canonical_json(obj: Any, may_float: bool = True) -> bytes:
     """Sorted keys, no insignificant white space, UTF-8 (not ASCII-escaped).
 
     orjson produces exactly the bytes of ``json.dumps(obj, sort_keys=True,
@@ -198,7 +205,7 @@ def canonical_json(obj: Any) -> bytes:
     faster. The standard library takes what orjson writes differently (floats:
     Python writes ``1e-07``, orjson ``1e-7``) or refuses (integers beyond 64 bits).
     """
-    if not _has_float(obj):
+    if not (may_float and _has_float(obj)):
         try:
             return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
         except (TypeError, orjson.JSONEncodeError):

@@ -109,3 +109,16 @@ def test_canonical_json_matches_the_standard_library() -> None:
                 {"big": 2**70}, {"neg": -(2**63)}, {"f": 1e-7}]:
         want = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         assert canonical_json(obj) == want
+
+
+def test_message_id_with_floats_in_free_form_fields() -> None:
+    import hashlib
+    import json
+
+    m = Message.model_validate({"from": "a", "to": ["b"], "date": "2026-01-01T00:00:00.000000Z", "type": "task_update",
+                                "payload": {"task_id": "t", "status": "blocked", "progress": 1e-07},
+                                "attachments": [{"name": "x", "size": 1, "oid": "0" * 64, "ratio": 0.5}],
+                                "x_score": 2.5})
+    want = json.dumps(m.content_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert m.compute_id() == hashlib.sha256(want).hexdigest()
+    assert b"1e-07" in m.seal()
