@@ -112,6 +112,9 @@ class Scenario:
         self.cmd("alex", "whoami", "whoami")
         self.cmd("alex", "verify", "verify")
         self.cmd("alex", "log", "log", "--limit", "2")
+        self.cmd("alex", "show", "show", "refs/remotes/origin/gitmail/mail/alex/max")
+        self.cmd("alex", "org", "org")
+        self.cmd("alex", "key rotate", "key", "rotate")
         self.cmd("max", "sync (after replies)", "sync")
         self.cmd("max", "hook claude session-start", "hook", "claude", "session-start", json_flag=False,
                  note="The JSON Claude Code's SessionStart hook takes; nothing at all when nothing is unread.")
