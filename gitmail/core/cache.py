@@ -43,7 +43,9 @@ CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 
 def connect(repo: "Repo", member: str) -> sqlite3.Connection:
     d = repo.data_dir / "cache"
-    d.mkdir(exist_ok=True)
+    if not d.is_dir():
+        # Private: it holds decrypted subjects of encrypted mail.
+        d.mkdir(mode=0o700, exist_ok=True)
     db = sqlite3.connect(d / f"{to_ref(member)}.sqlite3", timeout=30, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")

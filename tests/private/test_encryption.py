@@ -274,3 +274,12 @@ def test_group_message_encrypted_to_every_member(org: Org) -> None:
         got = json.loads(org.ok(who, "read", "--json").out)["messages"]
         assert [m["body"] for m in got] == ["group secret"]
 
+
+
+def test_cache_of_decrypted_subjects_is_private(org: Org) -> None:
+    import stat
+
+    org.ok("max", "send", "alex", "x", "--subject", "private subject")
+    org.ok("alex", "sync")
+    d = org.clones["alex"] / ".git" / "gitmail" / "cache"
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
