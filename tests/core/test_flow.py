@@ -176,3 +176,18 @@ def test_multi_recipient_refs_move_together(org: Org) -> None:
     assert git("for-each-ref", "refs/gitmail/test/", cwd=org.clones["max"]).stdout == ""
     repo.update_refs([("refs/gitmail/test/one", a, None), ("refs/gitmail/test/two", a, None)])
     assert len(git("for-each-ref", "refs/gitmail/test/", cwd=org.clones["max"]).stdout.splitlines()) == 2
+
+
+def test_working_in_the_org_repo_itself(tmp_path) -> None:
+    """A repository with no org remote is the org: mail is read and written in place."""
+    from tests.conftest import run
+
+    repo = tmp_path / "solo"
+    git("init", "-q", str(repo))
+    for who in ("a", "b"):
+        assert run("init", "--name", who, "--repo", str(repo)).code == 0
+    r = run("send", "b", "hello b", "--as", "a", "--repo", str(repo), "--json")
+    assert r.code == 0 and json.loads(r.out)["delivered"] is True
+    got = json.loads(run("read", "--as", "b", "--repo", str(repo), "--json").out)["messages"]
+    assert [m["body"] for m in got] == ["hello b"] and got[0]["verified"]
+    assert "refs/heads/gitmail/mail/b/a" in git("for-each-ref", cwd=repo).stdout
