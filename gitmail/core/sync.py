@@ -151,10 +151,13 @@ def deliver(repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None
     pending = outbox_paths(repo, sender)
     if not pending or repo.remote is None:
         return out
+    from gitmail.core import attachments
     for _attempt in range(MAX_RETRIES):
         specs = [(refs.outbox(p), refs.head(p)) for p in pending]
         try:
-            __import__("gitmail.core.attachments").core.attachments.before_push(repo, pending)  # attachments (docs/attachments.md): upload LFS content before the commits that point at it; an unreachable LFS store raises RemoteUnreachableError and leaves the outbox queued
+            # LFS content goes up before the commits that point at it; an unreachable
+            # LFS store raises RemoteUnreachableError and leaves the outbox queued.
+            attachments.before_push(repo, pending)
             res = push(repo, specs)
         except RemoteUnreachableError:
             out.queued = sorted(pending)
