@@ -609,12 +609,16 @@ def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Ite
 
     if row.status != "good":
         return Item(row, msg, encrypted=True, error="not decrypted: the message failed verification")
-    from gitmail.core.model import Attachment
+    from gitmail.core.model import Attachment, Sealed
 
-    try:
-        opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities)
-    except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
-        return Item(row, msg, encrypted=True, error=e.message)
+    if row.plaintext:  # decrypted (and checked) when it was indexed
+        inner = Sealed.model_validate_json(row.plaintext)
+        opened, sealed = private.opened_from(msg, inner), inner.attachments
+    else:
+        try:
+            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities)
+        except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
+            return Item(row, msg, encrypted=True, error=e.message)
     shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,
                         path=a.path) for se, a in zip(sealed, msg.attachments)]
     opened.attachments = shown

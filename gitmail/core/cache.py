@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
 
-SCHEMA = 3
+SCHEMA = 4
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS refs(path TEXT PRIMARY KEY, seen TEXT, tip TEXT, count INTEGER, included INTEGER);
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS msg(
   subject TEXT, summary TEXT, priority TEXT, prank INTEGER, type TEXT, request_id TEXT,
   in_reply_to TEXT, thread TEXT, require_ack INTEGER, n_attach INTEGER, attach_size INTEGER,
   status TEXT, detail TEXT, inbox INTEGER, sent INTEGER, dup INTEGER DEFAULT 0,
-  read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0,
+  read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0, plaintext TEXT,
   PRIMARY KEY(path, ordinal));
 CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
 CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread);
@@ -108,6 +108,7 @@ class Row:
     sent: bool
     read: bool
     archived: bool
+    plaintext: Optional[str] = None  # decrypted content of an encrypted message, when kept (docs/protocol.md §9)
 
     @classmethod
     def of(cls, r: sqlite3.Row) -> "Row":
@@ -250,7 +251,7 @@ def _index_path(
                 count = 0
             break
         c = commit(pg, c.parent_ids[0])
-    from gitmail.core.private import Opener
+    from gitmail.core.private import Opener, plaintext_json
 
     opener = Opener(repo, member)
     rows = []
@@ -258,8 +259,15 @@ def _index_path(
     keys = signers(chain)
     for i, (c, key) in enumerate(zip(chain, keys), start=count + 1):
         msg, check = check_message(pg, c, rcpt, sender, directory, key)
+        plaintext = None
         if msg is not None and msg.encrypted is not None and check.good:
-            msg = opener.open(pg, c, msg) or msg.model_copy(update={"subject": "(encrypted message)"})
+            opened = opener.open(pg, c, msg)
+            if opened is None:
+                msg = msg.model_copy(update={"subject": "(encrypted message)"})
+            else:
+                msg = opened[0]
+                if opener.keeps_plaintext:
+                    plaintext = plaintext_json(*opened)
         dup = 0
         if msg is not None and inbox:
             dup = int(
@@ -283,13 +291,13 @@ def _index_path(
                 int(msg.require_ack) if msg else 0,
                 len(msg.attachments) if msg else 0,
                 sum(a.size for a in msg.attachments) if msg else 0,
-                check.status, check.detail, int(inbox), int(sent), dup,
+                check.status, check.detail, int(inbox), int(sent), dup, plaintext,
             )
         )
     db.executemany(
         "INSERT OR REPLACE INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary,"
         " priority, prank, type, request_id, in_reply_to, thread, require_ack, n_attach, attach_size,"
-        " status, detail, inbox, sent, dup) VALUES (" + ",".join("?" * 23) + ")",
+        " status, detail, inbox, sent, dup, plaintext) VALUES (" + ",".join("?" * 24) + ")",
         rows,
     )
 

@@ -60,6 +60,17 @@ def seal(plain: bytes, recipient_lines: Sequence[str]) -> bytes:
     return pyrage.encrypt(plain, [recipient(r) for r in recipient_lines])
 
 
+def is_protected(key_path: Path) -> bool:
+    """True when the private key file needs a passphrase (or cannot be read as a plain key)."""
+    import pyrage
+
+    try:
+        pyrage.ssh.Identity.from_buffer(key_path.read_bytes())
+        return False
+    except (OSError, pyrage.IdentityError):
+        return True
+
+
 def identity(key_path: Path, passphrase: Optional[bytes] = None) -> "pyrage.ssh.Identity":
     """The age identity of an OpenSSH ed25519 private key file, unlocked in memory.
 

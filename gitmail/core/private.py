@@ -164,9 +164,20 @@ def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
         raise VerificationError("the encrypted recipients or sender differ from the clear ones (altered)")
     if [a.cipher_oid for a in inner.attachments] != [a.oid for a in msg.attachments]:
         raise VerificationError("an attachment does not belong to this message (swapped)")
-    opened = msg.model_copy(update={"subject": inner.subject, "summary": inner.summary, "body": inner.body,
-                                    "payload": inner.payload})
-    return opened, inner.attachments
+    return opened_from(msg, inner), inner.attachments
+
+
+def opened_from(msg: Message, inner: Sealed) -> Message:
+    """``msg`` with the secret fields of its (already checked) sealed content restored."""
+    return msg.model_copy(update={"subject": inner.subject, "summary": inner.summary, "body": inner.body,
+                                  "payload": inner.payload})
+
+
+def plaintext_json(opened: Message, sealed: list[SealedAttachment]) -> str:
+    """The decrypted content as the cache keeps it (see :class:`Opener`)."""
+    inner = Sealed(from_=opened.from_, to=opened.to, subject=opened.subject, summary=opened.summary,
+                   body=opened.body, payload=opened.payload, attachments=sealed)
+    return canonical_json(inner.model_dump(by_alias=True, mode="json")).decode("utf-8")
 
 
 class Opener:
@@ -175,6 +186,7 @@ class Opener:
     def __init__(self, repo: "Repo", member: str) -> None:
         self.repo, self.member = repo, member
         self._ids: Optional[list[object]] = None
+        self._plain: Optional[bool] = None
         self.key_error: Optional[str] = None
 
     def ids(self) -> list[object]:
@@ -186,14 +198,22 @@ class Opener:
                 self._ids = []
         return self._ids
 
-    def open(self, pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message) -> Optional[Message]:
-        """The decrypted message, or None when it cannot be opened here."""
+    def open(self, pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message) -> Optional[tuple[Message, list[SealedAttachment]]]:
+        """The decrypted message and its sealed attachment entries, or None when it cannot be opened here."""
         if msg.encrypted is None or self.member not in envelope(msg).recipients or not self.ids():
             return None
         try:
-            return open_message(pg, commit, msg, self.ids())[0]
+            return open_message(pg, commit, msg, self.ids())
         except (crypto.NotARecipientError, crypto.DecryptionError, VerificationError):
             return None
+
+    @property
+    def keeps_plaintext(self) -> bool:
+        """Whether the cache may keep decrypted bodies: only when the member's key has no
+        passphrase, so that whoever can read the cache could read the key and decrypt anyway."""
+        if self._plain is None:
+            self._plain = bool(self.ids()) and not crypto.is_protected(self.repo.key_path(self.member))
+        return self._plain
 
 
 def identities(repo: "Repo", member: str) -> list[object]:

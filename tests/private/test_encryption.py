@@ -283,3 +283,35 @@ def test_cache_of_decrypted_subjects_is_private(org: Org) -> None:
     org.ok("alex", "sync")
     d = org.clones["alex"] / ".git" / "gitmail" / "cache"
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+def _cached_plaintext(org: Org, who: str) -> list:
+    import sqlite3
+
+    from gitmail.core.address import to_ref
+
+    db = sqlite3.connect(org.clones[who] / ".git" / "gitmail" / "cache" / f"{to_ref(who)}.sqlite3")
+    return [r[0] for r in db.execute("SELECT plaintext FROM msg WHERE inbox=1")]
+
+
+def test_plaintext_kept_only_for_keys_without_passphrase(org: Org, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    org.ok("max", "send", "alex", "decrypted once")
+    org.ok("alex", "sync")
+    (kept,) = _cached_plaintext(org, "alex")
+    assert kept is not None and "decrypted once" in kept
+    key = _key_path(org, "alex")
+    moved = key.with_name("away")
+    key.rename(moved)  # reading no longer needs the key: it was decrypted when indexed
+    try:
+        got = json.loads(org.ok("alex", "read", "--json").out)["messages"]
+        assert got[0]["body"] == "decrypted once"
+    finally:
+        moved.rename(key)
+    kp = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw", "-f", str(kp)], check=True)
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "pw")
+    org.join("locked", "--key", str(kp))
+    org.ok("max", "send", "locked", "never on disk in clear")
+    org.ok("locked", "sync")
+    assert _cached_plaintext(org, "locked") == [None]
