@@ -67,6 +67,7 @@ def row_json(row: Row) -> dict[str, Any]:
         "verified": row.status == "good",
         "status": row.status,
         "attachments": row.n_attach,
+        "encrypted": row.encrypted,
         "mailbox": row.path,
         "commit": row.oid,
     }

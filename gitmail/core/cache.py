@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
 
-SCHEMA = 4
+SCHEMA = 5
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS refs(path TEXT PRIMARY KEY, seen TEXT, tip TEXT, count INTEGER, included INTEGER);
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS msg(
   subject TEXT, summary TEXT, priority TEXT, prank INTEGER, type TEXT, request_id TEXT,
   in_reply_to TEXT, thread TEXT, require_ack INTEGER, n_attach INTEGER, attach_size INTEGER,
   status TEXT, detail TEXT, inbox INTEGER, sent INTEGER, dup INTEGER DEFAULT 0,
-  read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0, plaintext TEXT,
+  read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0, plaintext TEXT, encrypted INTEGER DEFAULT 0,
   PRIMARY KEY(path, ordinal));
 CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
 CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread);
@@ -109,12 +109,13 @@ class Row:
     read: bool
     archived: bool
     plaintext: Optional[str] = None  # decrypted content of an encrypted message, when kept (docs/protocol.md §9)
+    encrypted: bool = False
 
     @classmethod
     def of(cls, r: sqlite3.Row) -> "Row":
         d: dict[str, Any] = {k: r[k] for k in _ROW_FIELDS}
         d["recipients"] = json.loads(d["recipients"])
-        for b in ("require_ack", "inbox", "sent", "read", "archived"):
+        for b in ("require_ack", "inbox", "sent", "read", "archived", "encrypted"):
             d[b] = bool(d[b])
         return cls(**d)
 
@@ -292,12 +293,13 @@ def _index_path(
                 len(msg.attachments) if msg else 0,
                 sum(a.size for a in msg.attachments) if msg else 0,
                 check.status, check.detail, int(inbox), int(sent), dup, plaintext,
+                int(msg is not None and msg.encrypted is not None),
             )
         )
     db.executemany(
         "INSERT OR REPLACE INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary,"
         " priority, prank, type, request_id, in_reply_to, thread, require_ack, n_attach, attach_size,"
-        " status, detail, inbox, sent, dup, plaintext) VALUES (" + ",".join("?" * 24) + ")",
+        " status, detail, inbox, sent, dup, plaintext, encrypted) VALUES (" + ",".join("?" * 25) + ")",
         rows,
     )
 
