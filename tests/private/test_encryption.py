@@ -55,7 +55,7 @@ def test_direct_message_is_encrypted_by_default(org: Org) -> None:
     assert clear["body"] == "" and clear["subject"] == "" and clear["from"] == "max" and clear["to"] == ["alex"]
     assert clear["encrypted"]["recipients"] == ["alex", "max"] and clear["encrypted"]["size"] == 1024
     listing = json.loads(org.ok("alex", "list", "--json").out)["messages"]
-    assert listing[0]["subject"] == "secret plan" and listing[0]["verified"]
+    assert listing[0]["subject"] == "secret plan" and listing[0]["verified"] and listing[0]["encrypted"] is True
     got = json.loads(org.ok("alex", "read", "--json").out)["messages"][0]
     assert got["body"] == "the launch code is 7391" and got["encrypted"] is True and got["error"] is None
     # The sender reads their own sent message.
@@ -251,6 +251,8 @@ def test_policy_and_flags(org: Org) -> None:
     org.ok("max", "sync")
     plain = json.loads(org.ok("max", "send", "nokey", "hello", "--json").out)
     assert plain["encrypted"] is False
+    org.ok("nokey", "sync")
+    assert json.loads(org.ok("nokey", "list", "--json").out)["messages"][0]["encrypted"] is False
     r = org.as_("max", "send", "nokey", "hello", "--encrypt")
     assert r.code == 2 and "no encryption key published by nokey" in r.err
     bcast = json.loads(org.ok("max", "send", "*", "hello all", "--json").out)
