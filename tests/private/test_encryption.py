@@ -65,11 +65,11 @@ def test_direct_message_is_encrypted_by_default(org: Org) -> None:
 
 def test_third_member_cannot_read(org: Org) -> None:
     org.join("bob")
-    org.ok("max", "send", "alex", "for alex only: 42")
+    org.ok("max", "send", "alex", "for alex only: zebra-quartz")
     org.ok("bob", "sync")
     r = org.as_("bob", "show", MAIL)
     assert r.code == 12 and r.err == "gitmail: encrypted for alex, max; you are not a recipient\n"
-    assert "42" not in r.out and "Verification: good" in r.out
+    assert "zebra-quartz" not in r.out and "Verification: good" in r.out
     j = json.loads(org.as_("bob", "show", MAIL, "--json").out)
     assert j["encrypted"] and j["error"] and "body" not in j["message"]
 
