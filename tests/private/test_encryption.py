@@ -43,24 +43,24 @@ def _resign(org: Org, clone: Path, ref: str, edit) -> str:  # type: ignore[no-un
 
 
 def test_direct_message_is_encrypted_by_default(org: Org) -> None:
-    sent = json.loads(org.ok("max", "send", "alex", "the launch code is 7391", "--subject", "secret plan",
+    sent = json.loads(org.ok("max", "send", "alex", "the launch code is zebra quartz", "--subject", "secret plan",
                              "--json").out)
     assert sent["encrypted"] is True and sent["subject"] == "secret plan"
     org.ok("alex", "sync")
     alex = org.clones["alex"]
     log = git("log", "--show-signature", "-1", MAIL, cwd=alex)
     assert 'Good "git" signature for max' in log.stdout + log.stderr
-    assert "(encrypted message)" in log.stdout and "7391" not in log.stdout and "secret plan" not in log.stdout
+    assert "(encrypted message)" in log.stdout and "zebra quartz" not in log.stdout and "secret plan" not in log.stdout
     clear = json.loads(git("show", f"{MAIL}:message.json", cwd=alex).stdout)
     assert clear["body"] == "" and clear["subject"] == "" and clear["from"] == "max" and clear["to"] == ["alex"]
     assert clear["encrypted"]["recipients"] == ["alex", "max"] and clear["encrypted"]["size"] == 1024
     listing = json.loads(org.ok("alex", "list", "--json").out)["messages"]
     assert listing[0]["subject"] == "secret plan" and listing[0]["verified"] and listing[0]["encrypted"] is True
     got = json.loads(org.ok("alex", "read", "--json").out)["messages"][0]
-    assert got["body"] == "the launch code is 7391" and got["encrypted"] is True and got["error"] is None
+    assert got["body"] == "the launch code is zebra quartz" and got["encrypted"] is True and got["error"] is None
     # The sender reads their own sent message.
     own = org.ok("max", "show", MAIL.replace("origin", "origin"))
-    assert "the launch code is 7391" in own.out and "Encrypted: yes" in own.out
+    assert "the launch code is zebra quartz" in own.out and "Encrypted: yes" in own.out
 
 
 def test_third_member_cannot_read(org: Org) -> None:
