@@ -107,7 +107,7 @@ def build_mailbox(base: Path, env: dict, n: int, unread: int = 10) -> Path:
 def bench_list(base: Path, env: dict, sizes: list[int]) -> None:
     py = timed([PY, "-c", "pass"])
     print(f"python -c pass: {py * 1000:.1f} ms")
-    first = {}
+    first: dict[str, float] = {}
     for n in sizes:
         t = time.perf_counter()
         clone = build_mailbox(base, env, n)

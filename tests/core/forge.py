@@ -13,6 +13,7 @@ import pygit2
 
 from gitmail.core import refs
 from gitmail.core.model import Member, Message, format_date, utcnow
+from gitmail.core.objects import signed_commit
 from gitmail.core.signing import Signer, generate_key, load_key
 from gitmail.core.store import write_message_commit
 from tests.conftest import Org, git
@@ -57,8 +58,7 @@ def write_signed(clone: Path, msg: Message, author_name: str, signer: Signer, pa
     tb = pg.TreeBuilder()
     tb.insert("message.json", b, pygit2.enums.FileMode.BLOB)
     sig = pygit2.Signature(author_name, f"{author_name}@x", 1700000000, 0)
-    text = pg.create_commit_string(sig, sig, "x\n", tb.write(), [pygit2.Oid(hex=parent)] if parent else [])
-    return str(pg.create_commit_with_signature(text, signer.sign(text.encode()), "gpgsig"))
+    return signed_commit(pg, sig, sig, "x\n", tb.write(), [parent] if parent else [], signer.sign)
 
 
 def write_unsigned(clone: Path, msg: Message, parent: Optional[str]) -> str:

@@ -156,6 +156,7 @@ def test_ambiguous_prefix(org: Org) -> None:
     parent = tip(clone, "alex", "max")
     for m in pair:
         parent = write_signed(clone, m, "max", key_of(org, "max"), parent)
+    assert parent
     push_commit(clone, "alex", "max", parent)
     org.ok("alex", "sync")
     prefix = pair[0].id[:4]

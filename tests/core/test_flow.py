@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import Org, git
 
@@ -145,7 +148,7 @@ def test_multiple_identities_in_one_clone(org: Org) -> None:
     assert mine["total"] == 0
 
 
-def test_unread_notice_on_stderr(org: Org, monkeypatch) -> None:
+def test_unread_notice_on_stderr(org: Org, monkeypatch: "pytest.MonkeyPatch") -> None:
     org.ok("max", "send", "alex", "ping", "--priority", "urgent")
     org.ok("alex", "sync")
     monkeypatch.setenv("GITMAIL_NOTICE", "always")
@@ -178,7 +181,7 @@ def test_multi_recipient_refs_move_together(org: Org) -> None:
     assert len(git("for-each-ref", "refs/gitmail/test/", cwd=org.clones["max"]).stdout.splitlines()) == 2
 
 
-def test_working_in_the_org_repo_itself(tmp_path) -> None:
+def test_working_in_the_org_repo_itself(tmp_path: "Path") -> None:
     """A repository with no org remote is the org: mail is read and written in place."""
     from tests.conftest import run
 

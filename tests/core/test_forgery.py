@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pygit2
 
+from gitmail.core.objects import blob_data, commit
+
 from tests.conftest import Org, git
 from tests.core.forge import (
     key_of, make_message, push_commit, stranger_key, tip, write_signed, write_unsigned,
@@ -54,10 +56,11 @@ def test_altered_message_fails_signature(org: Org) -> None:
     org.ok("max", "send", "alex", "the price is 100")
     clone = org.clones["max"]
     good = tip(clone, "alex", "max")
+    assert good
     pg = pygit2.Repository(str(clone))
-    c = pg[good]
+    c = commit(pg, good)
     sig, payload = c.gpg_signature
-    blob = pg[c.tree["message.json"].id].data.replace(b"100", b"900")
+    blob = blob_data(pg, c.tree["message.json"].id).replace(b"100", b"900")
     tb = pg.TreeBuilder()
     tb.insert("message.json", pg.create_blob(blob), pygit2.enums.FileMode.BLOB)
     text = payload.decode().replace(str(c.tree_id), str(tb.write()))

@@ -65,14 +65,18 @@ def test_signature_matches_git_and_ssh_keygen(tmp_path: Path) -> None:
 
     pg = pygit2.Repository(str(repo))
     sig = pygit2.Signature("T", "t@x", 1700000000, 0)
-    text = pg.create_commit_string(sig, sig, "hi\n", pygit2.Oid(hex=tree), [])
+    from typing import cast
+
+    text = cast(str, pg.create_commit_string(sig, sig, "hi\n", pygit2.Oid(hex=tree), []))
     ours_oid = pg.create_commit_with_signature(text, signer.sign(text.encode()), "gpgsig")
     assert str(ours_oid) == p.stdout.strip()  # ed25519 is deterministic: same bytes, same oid
     assert pg[ours_oid].read_raw() == theirs
     (tmp_path / "signers").write_text(f'"T" namespaces="git" {signer.public_key}\n')
     v = git("-c", f"gpg.ssh.allowedSignersFile={tmp_path / 'signers'}", "verify-commit", str(ours_oid), cwd=repo)
     assert 'Good "git" signature for T' in v.stderr
-    signature, payload = pg[ours_oid].gpg_signature
+    from gitmail.core.objects import commit
+
+    signature, payload = commit(pg, ours_oid).gpg_signature
     assert signing.verify(signature, payload) == signer.public_key
     with pytest.raises(VerificationError):
         signing.verify(signature, payload + b"x")

@@ -10,7 +10,7 @@ import pygit2
 import pytest
 
 from gitmail.core.model import Message
-from gitmail.core.objects import blob_data, commit
+from gitmail.core.objects import blob_data, commit, signed_commit
 from tests.conftest import Org, git
 from tests.core.forge import key_of, push_commit, tip
 
@@ -25,7 +25,7 @@ def _resign(org: Org, clone: Path, ref: str, edit) -> str:  # type: ignore[no-un
     """Rewrite the tip message commit of ``ref`` with ``edit(msg_dict, tree_files) -> None``, signed by max."""
     pg = pygit2.Repository(str(clone))
     c = commit(pg, pg.revparse_single(ref).id)
-    files = {e.name: blob_data(pg, e.id) for e in c.tree if e.type_str == "blob"}
+    files = {e.name or "": blob_data(pg, e.id) for e in c.tree if e.type_str == "blob"}
     d = json.loads(files["message.json"])
     edit(d, files)
     d.pop("id")
@@ -35,11 +35,11 @@ def _resign(org: Org, clone: Path, ref: str, edit) -> str:  # type: ignore[no-un
     for name, data in files.items():
         tb.insert(name, pg.create_blob(data), pygit2.enums.FileMode.BLOB)
     for e in c.tree:
-        if e.type_str == "tree":
+        if e.type_str == "tree" and e.name:
             tb.insert(e.name, e.id, pygit2.enums.FileMode.TREE)
     signer = key_of(org, "max")
-    text = pg.create_commit_string(c.author, c.committer, c.message, tb.write(), list(c.parent_ids))
-    return str(pg.create_commit_with_signature(text, signer.sign(text.encode()), "gpgsig"))
+    return signed_commit(pg, c.author, c.committer, c.message, tb.write(), [str(p) for p in c.parent_ids],
+                         signer.sign)
 
 
 def test_direct_message_is_encrypted_by_default(org: Org) -> None:
@@ -189,8 +189,7 @@ def test_attachment_swapped_for_another_messages(org: Org, tmp_path: Path) -> No
     sub = pg.TreeBuilder(c.tree["attachments"])  # type: ignore[arg-type]
     sub.insert("1-1.age", pg.create_blob(b_blob), pygit2.enums.FileMode.BLOB)
     tb.insert("attachments", sub.write(), pygit2.enums.FileMode.TREE)
-    text = pg.create_commit_string(c.author, c.committer, c.message, tb.write(), [b.id])
-    swapped = pg.create_commit_with_signature(text, key_of(org, "max").sign(text.encode()), "gpgsig")
+    swapped = signed_commit(pg, c.author, c.committer, c.message, tb.write(), [str(b.id)], key_of(org, "max").sign)
     push_commit(clone, "alex", "max", str(swapped))
     org.ok("alex", "sync")
     listed = json.loads(org.ok("alex", "list", "--json").out)["messages"]

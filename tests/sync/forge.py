@@ -8,6 +8,8 @@ from typing import Optional
 
 import pygit2
 
+from gitmail.core.objects import signed_commit
+
 from gitmail.core import directory as dirmod
 from gitmail.core import refs
 from gitmail.core.model import Message, format_date, utcnow
@@ -68,8 +70,7 @@ def malformed(clone: Path, rcpt: str, sender: str, signer: Signer) -> str:
     tb.insert(MESSAGE_FILE, pg.create_blob(b'{"not": "a message"'), pygit2.enums.FileMode.BLOB)
     sig = pygit2.Signature(sender, f"{sender}@gitmail.invalid")
     p = tip(clone, refs.mail_path(rcpt, sender))
-    text = pg.create_commit_string(sig, sig, "junk\n", tb.write(), [pygit2.Oid(hex=p)] if p else [])
-    return str(pg.create_commit_with_signature(text, signer.sign(text.encode()), "gpgsig"))
+    return signed_commit(pg, sig, sig, "junk\n", tb.write(), [p] if p else [], signer.sign)
 
 
 def lfs_pointer(clone: Path, size: int) -> str:

@@ -101,7 +101,7 @@ def test_bad_ref_names_refused_other_refs_pass(net: NetOrg) -> None:
 def test_attachment_pointer_over_limit_refused(net: NetOrg) -> None:
     clone = net.clones["max"]
     limit = dirmod.load(open_repo(clone)).policy.attachment_limit
-    mode = pygit2.enums.FileMode.BLOB
+    mode = int(pygit2.enums.FileMode.BLOB)
     big = {"attachments/abc/big.bin": (forge.lfs_pointer(clone, limit + 1), mode)}
     oid = forge.signed(clone, "alex", "max", forge.key_of("max"), extra=big)
     refused(*forge.push(clone, oid, MAILBOX), "attachment attachments/abc/big.bin", f"limit is {limit}")
