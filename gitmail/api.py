@@ -474,25 +474,19 @@ def _attach_upload(s: Session, atts: list["Attachment"], progress: Optional["Pro
 def _resolve_recipients(s: Session, to: list[str]) -> list[str]:
     """Normalised, de-duplicated recipients; refetches the directory once for a newcomer."""
     from gitmail.core import sync
-    from gitmail.errors import RemoteUnreachableError, UnknownRecipientError
+    from gitmail.errors import UnknownRecipientError
 
-    for attempt in (0, 1):
-        try:
-            out: list[str] = []
-            for t in to:
-                r = s.directory.resolve(t)
-                if r not in out:
-                    out.append(r)
-            return out
-        except UnknownRecipientError:
-            if attempt or not s.repo.remote:
-                raise
-            try:
-                sync.fetch(s.repo, [refs.DIRECTORY])
-            except RemoteUnreachableError:
-                raise
-            s._directory = None
-    raise AssertionError("unreachable")
+    def resolve() -> list[str]:
+        return list(dict.fromkeys(s.directory.resolve(t) for t in to))
+
+    try:
+        return resolve()
+    except UnknownRecipientError:
+        if not s.repo.remote:
+            raise
+    sync.fetch(s.repo, [refs.DIRECTORY])
+    s._directory = None
+    return resolve()
 
 
 # -- listing and reading ----------------------------------------------------------
@@ -761,7 +755,7 @@ def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
     with s.repo.lock():
         old, st = state.load(s.repo, s.me)
         state.update(st, changes, flag, value)
-        state.save(s.repo, s.me, old, st)
+        blob = state.save(s.repo, s.me, old, st)
     for path, ords in changes.items():
         s.db.executemany(
             f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in ords]
@@ -769,6 +763,7 @@ def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
     # The state ref moved: record it so the next command's fast path stays fast.
     key = cache.json.dumps(sorted(cache.watched_refs(s.repo, s.me).items()))
     s.db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
+    s.db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (blob,))
     return len(changed)
 
 

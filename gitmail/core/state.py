@@ -25,13 +25,7 @@ Ranges = list[tuple[int, int]]
 
 def normalize_ranges(ordinals: Iterable[int]) -> Ranges:
     """Sorted, merged, inclusive ranges covering ``ordinals``."""
-    out: Ranges = []
-    for o in sorted(set(ordinals)):
-        if out and o == out[-1][1] + 1:
-            out[-1] = (out[-1][0], o)
-        else:
-            out.append((o, o))
-    return out
+    return add([], ordinals)
 
 
 def expand(ranges: Ranges) -> set[int]:
