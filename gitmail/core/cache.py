@@ -147,6 +147,7 @@ def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direct
 def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
     from gitmail.core import state as state_mod
 
+    before = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
     problems: list[str] = []
     current = watched_refs(repo, member)
     t = refs.tracking("", repo.remote)
@@ -183,7 +184,9 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
             (path, tip, vtip, count, int(included)),
         )
     st_oid, st = state_mod.load(repo, member)
-    apply_state(db, st)
+    known_state = db.execute("SELECT value FROM meta WHERE key='state'").fetchone()
+    # The flags of rows already indexed only change when the state blob does.
+    apply_state(db, st, since=before if known_state is not None and known_state[0] == (st_oid or "") else 0)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (st_oid or "",))
     key = json.dumps(sorted(current.items()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
@@ -304,10 +307,12 @@ def _index_path(
     )
 
 
-def apply_state(db: sqlite3.Connection, st: Any) -> None:
-    """Set the read/archived columns from a :class:`~gitmail.core.model.State`."""
-    db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1)")
+def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
+    """Set the read/archived columns from a :class:`~gitmail.core.model.State`,
+    for the rows written after rowid ``since`` (0: every row)."""
+    db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1) AND rowid > ?", (since,))
     for path, mb in st.mailboxes.items():
         for flag in ("read", "archived"):
             for a, b in getattr(mb, flag):
-                db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ?", (path, a, b))
+                db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ? AND rowid > ?",
+                           (path, a, b, since))

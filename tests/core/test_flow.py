@@ -194,3 +194,16 @@ def test_working_in_the_org_repo_itself(tmp_path: "Path") -> None:
     got = json.loads(run("read", "--as", "b", "--repo", str(repo), "--json").out)["messages"]
     assert [m["body"] for m in got] == ["hello b"] and got[0]["verified"]
     assert "refs/heads/gitmail/mail/b/a" in git("for-each-ref", cwd=repo).stdout
+
+
+def test_flags_survive_new_mail_and_follow_the_state_ref(org: Org) -> None:
+    org.ok("max", "send", "alex", "one")
+    org.ok("alex", "sync")
+    org.ok("alex", "read")
+    org.ok("max", "send", "alex", "two")
+    org.ok("alex", "sync")
+    got = {m["subject"]: m["read"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]}
+    assert got == {"one": True, "two": False}
+    git("update-ref", "-d", "refs/gitmail/state/alex", cwd=org.clones["alex"])  # by hand, outside gitmail
+    got = {m["subject"]: m["read"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]}
+    assert got == {"one": False, "two": False}
