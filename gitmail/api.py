@@ -102,6 +102,9 @@ class Session:
         """Bring the cache up to date with the refs (fast when nothing moved)."""
         if not cache.fresh(self.repo, self.me, self.db):
             self.problems += cache.ingest(self.repo, self.me, self.db, self.directory)
+            from gitmail.hooks import write_inbox_refs
+
+            write_inbox_refs(self.repo, self.me, self.directory)
 
 
 def session(repo: RepoLike = None, as_: Optional[str] = None) -> Session:

@@ -22,15 +22,22 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from gitmail import git
 from gitmail.errors import GitmailError, UsageError
+
+if TYPE_CHECKING:
+    from gitmail.api import Session
+    from gitmail.core.directory import Directory
+    from gitmail.core.repo import Repo
 
 CLIENT_HOOKS = ("post-merge", "post-checkout")
 SERVER_HOOKS = ("pre-receive",)
 MARKER = "gitmail-hook"  # every script we install carries this word
 CHAINED = ".gitmail-chained"
+NOTICE_SH = "notice.sh"  # not a hook: the shell notice that post-merge and post-checkout include
+INBOX_REFS = "inbox-refs"  # in .git/gitmail: what the shell notice watches
 def _templates() -> Path:
     """The hook scripts: the source tree's hooks/ (editable installs), else the copy a
     wheel installs under ``<prefix>/share/gitmail/hooks``."""
@@ -69,6 +76,8 @@ def template(name: str) -> str:
     if not path.is_file():
         raise GitmailError(f"hook template {path} is missing (is gitmail installed from its source tree?)")
     text = path.read_text().replace("@PYTHON@", sys.executable)
+    if "@NOTICE@" in text:  # the shell notice (hooks/notice.sh) goes inline: a hook is one file
+        text = text.replace("@NOTICE@", (TEMPLATES / NOTICE_SH).read_text().rstrip("\n"))
     if text.startswith("#!/usr/bin/env python3\n"):
         text = f"#!{sys.executable}\n" + text.split("\n", 1)[1]
     return text
@@ -85,9 +94,14 @@ def install(repo: str | Path, names: Sequence[str] = CLIENT_HOOKS) -> list[Actio
     """Install gitmail's ``names`` hooks into ``repo``'s hooks folder; see the module docstring.
 
     Idempotent. Raises :class:`UsageError` if a chained hook is already parked
-    next to a foreign hook (refusing to overwrite either).
+    next to a foreign hook (refusing to overwrite either), or if
+    ``gitmail.noticeSubjects`` has a bad value.
     """
     d = hooks_dir(repo)
+    if any(n in CLIENT_HOOKS for n in names):
+        from gitmail.core.repo import open_repo
+
+        notice_subjects(open_repo(repo))  # a bad setting is an error now, not a silent hook later
     d.mkdir(parents=True, exist_ok=True)
     return [_install_one(d, n) for n in names]
 
@@ -148,30 +162,100 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
     before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
     s.refresh()
     rows = s.db.execute(
-        "SELECT sender, date, subject, id, status FROM msg WHERE rowid > ? AND inbox=1 AND dup=0"
-        " AND read=0 AND archived=0 ORDER BY date DESC",
+        "SELECT path, ordinal, sender, date, subject, id, status, encrypted FROM msg WHERE rowid > ? AND inbox=1"
+        " AND dup=0 AND read=0 AND archived=0 ORDER BY date DESC",
         (before,),
     ).fetchall()
+    rows = _not_yet_noticed(s, rows)
     good = [r for r in rows if r["status"] == "good"]
     bad = len(rows) - len(good)
-    lines = [_describe(good)] if good else []
+    lines = [_describe(good, notice_subjects(s.repo) == "decrypt")] if good else []
     if bad:
         lines.append(f"⚠️  {bad} new message(s) failed verification. Run: gitmail verify")
     return "\n".join(lines) or None
 
 
-def _describe(rows: list) -> str:  # rows: sqlite3.Row(sender, date, subject, id), newest first
+def _not_yet_noticed(s: "Session", rows: list) -> list:
+    """Drop the rows the shell notice announced already (up to the tips in ``hook-seen``)."""
+    from gitmail.core import refs
+
+    try:
+        lines = (s.repo.data_dir / "hook-seen").read_text().splitlines()
+    except OSError:
+        return rows
+    seen = {ref: oid for oid, _, ref in (ln.partition(" ") for ln in lines)}
+    t = refs.tracking("", s.repo.remote)
+    upto: dict[str, int] = {}
+    for path in {r["path"] for r in rows}:
+        hit = s.db.execute("SELECT ordinal FROM msg WHERE path=? AND oid=?", (path, seen.get(t + path, ""))).fetchone()
+        upto[path] = hit[0] if hit else -1
+    return [r for r in rows if r["ordinal"] > upto[r["path"]]]
+
+
+def _describe(rows: list, decrypt: bool) -> str:
+    """The notice line; the same text as hooks/notice.sh prints (rows: sqlite3.Row, newest first)."""
     from gitmail.cli.render import SHORT, ago
 
     newest = rows[0]
-    subject = newest["subject"] if len(newest["subject"]) <= 50 else newest["subject"][:47] + "..."
+    subject = "".join(ch for ch in " ".join(newest["subject"].split()) if ch.isprintable())
+    subject = subject if len(subject) <= 50 else subject[:48] + ".."  # git's %<(50,trunc)
+    enc = bool(newest["encrypted"]) and not decrypt
+    age = ago(newest["date"])
     if len(rows) == 1:
-        return (f'📬 1 new message from {newest["sender"]} ({ago(newest["date"])}): "{subject}"'
-                f'  Run: gitmail read {newest["id"][:SHORT]}')
+        short = newest["id"][:SHORT]
+        if enc:
+            return f"📬 1 new encrypted message from {newest['sender']} ({age})  Run: gitmail read {short}"
+        return f'📬 1 new message from {newest["sender"]} ({age}): "{subject}"  Run: gitmail read {short}'
     senders = list(dict.fromkeys(r["sender"] for r in rows))
     who = ", ".join(senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
-    return (f'📬 {len(rows)} new messages from {who}; newest ({ago(newest["date"])}): "{subject}"'
-            "  Run: gitmail read")
+    what = f"newest ({age}) encrypted" if enc else f'newest ({age}): "{subject}"'
+    return f"📬 {len(rows)} new messages from {who}; {what}  Run: gitmail read"
+
+
+def notice_subjects(repo: "Repo") -> str:
+    """``clear`` (default: the notice names an encrypted message's sender, not its subject)
+    or ``decrypt`` (decrypt subjects for the notice: gitmail's Python runs, slower).
+
+    From ``$GITMAIL_NOTICE_SUBJECTS``, else git config ``gitmail.noticeSubjects``.
+    Raises :class:`UsageError` for any other value.
+    """
+    value = os.environ.get("GITMAIL_NOTICE_SUBJECTS") or repo.config.get("gitmail.noticesubjects") or "clear"
+    if value not in ("clear", "decrypt"):
+        raise UsageError(f"gitmail.noticeSubjects must be 'clear' or 'decrypt', not {value!r}")
+    return value
+
+
+def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
+    """Write ``.git/gitmail/inbox-refs``: which refs the shell notice watches (docs/sync.md).
+
+    Lines ``<key> <value>``: ``member`` (the name), ``self`` (its ref-safe form),
+    ``directory`` (the remote-tracking directory ref), ``inbox`` (a ref prefix
+    whose mail is for the member, its own included) and ``shared`` (broadcast
+    and the member's groups: mail from the member itself is not inbox there).
+    Written only for the clone's default identity (the one the hooks notify).
+    Best effort: an unwritable file only disables the shell notice.
+    """
+    from gitmail.core import refs
+    from gitmail.core.address import BROADCAST, to_ref
+
+    try:
+        if repo.identity(None) != member:
+            return
+    except GitmailError:
+        return
+    t = refs.tracking("", repo.remote)
+    lines = [f"member {member}", f"self {to_ref(member)}", f"directory {t}{refs.DIRECTORY}",
+             f"inbox {t}{refs.MAIL}{to_ref(member)}/", f"shared {t}{refs.MAIL}{to_ref(BROADCAST)}/"]
+    lines += [f"shared {t}{refs.MAIL}{to_ref(g)}/" for g in directory.groups_of(member)]
+    text = "\n".join(lines) + "\n"
+    path = repo.data_dir / INBOX_REFS
+    try:
+        if not path.is_file() or path.read_text() != text:
+            tmp = path.with_name(INBOX_REFS + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+    except OSError:
+        pass
 
 
 def run_notice(argv: Sequence[str]) -> int:

@@ -12,6 +12,7 @@ remote                 ``gitmail.remote``           ``GITMAIL_REMOTE``
 key of member NAME     ``gitmail.NAME.key``         (``$GITMAIL_HOME/keys/<ref-safe NAME>``)
 data home (keys)       --                           ``GITMAIL_HOME`` (``$XDG_DATA_HOME/gitmail``)
 key passphrase         --                           ``GITMAIL_PASSPHRASE``
+hook notice subjects   ``gitmail.noticeSubjects``   ``GITMAIL_NOTICE_SUBJECTS`` (docs/sync.md)
 =====================  ===========================  =====================================
 """
 

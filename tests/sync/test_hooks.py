@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
+
+from gitmail import hooks as hooks_mod
+from tests.sync import forge
 
 from tests.conftest import git, run
 from tests.sync.conftest import NetOrg
@@ -34,6 +38,7 @@ def pull(clone: Path) -> "tuple[int, str]":
 
 
 def test_git_pull_prints_a_notice_of_new_mail(net: NetOrg) -> None:
+    net.ok("max", "org", "encryption=off")  # subjects in clear (encrypted mail: see below)
     code_commit(net, "max", "v1")
     clone = tracking_main(net, "alex")
     r = run("hooks", "install", "--repo", str(clone))
@@ -50,7 +55,9 @@ def test_git_pull_prints_a_notice_of_new_mail(net: NetOrg) -> None:
     code_commit(net, "max", "v3")
     code, out = pull(clone)
     assert code == 0 and "📬" not in out
-    # More mail: the hook's shell fast path notices that gitmail refs moved.
+    # More mail: this time gitmail's Python has indexed alex's inbox before (the first
+    # notice did), so git checks the signature in the shell notice (hooks/notice.sh).
+    assert (clone / ".git" / "gitmail" / "inbox-refs").is_file()
     net.ok("max", "send", "alex", "second one")
     code_commit(net, "max", "v4")
     code, out = pull(clone)
@@ -94,7 +101,7 @@ def test_install_respects_hookspath_chains_and_uninstall_restores(net: NetOrg, t
     code_commit(net, "max", "v2")
     code, out = pull(clone)
     assert code == 0  # post-merge cannot change git pull's status
-    assert "my own post-merge ran" in out and "📬 1 new message from max" in out
+    assert "my own post-merge ran" in out and "📬 1 new encrypted message from max" in out
     r = run("hooks", "uninstall", "--repo", str(clone))
     assert r.code == 0 and "post-merge: removed (your previous hook is back)" in r.out
     assert "post-checkout: removed" in r.out
@@ -127,3 +134,79 @@ def test_hooks_never_fail_git(net: NetOrg, tmp_path: Path) -> None:
 def test_hooks_install_outside_a_repo(tmp_path: Path) -> None:
     r = run("hooks", "install", "--repo", str(tmp_path))
     assert r.code == 3 and r.err.startswith("gitmail: not a git repository") and r.err.count("\n") == 1
+
+
+def without_python(clone: Path) -> None:
+    """Point the installed hooks at a Python that does not exist: only the shell notice can speak."""
+    for name in ("post-merge", "post-checkout"):
+        hook = clone / ".git" / "hooks" / name
+        hook.write_text(hook.read_text().replace(sys.executable, "/nonexistent/python3"))
+
+
+def test_shell_notice_verifies_with_git_and_defers_the_rest(unguarded: NetOrg, tmp_path: Path) -> None:
+    o = unguarded
+    code_commit(o, "max", "v1")
+    clone = tracking_main(o, "alex")
+    o.ok("alex", "hooks", "install")
+    o.ok("alex", "list")  # indexes the inbox: writes .git/gitmail/inbox-refs
+    without_python(clone)
+    # Encrypted by default: the notice names the verified sender, never the subject.
+    sent = o.ok("max", "send", "alex", "the quarterly numbers", "--json").out
+    code_commit(o, "max", "v2")
+    code, out = pull(clone)
+    line = next(ln for ln in out.splitlines() if ln.startswith("📬"))
+    assert line.startswith("📬 1 new encrypted message from max (just now)  Run: gitmail read "), line
+    m = ID.search(line)
+    assert m and m.group(1) in sent and "quarterly" not in out
+    # Two more, one in clear: counted from where the last notice stopped.
+    o.ok("max", "send", "alex", "plain words", "--plain")
+    o.ok("max", "send", "alex", "still secret")
+    code_commit(o, "max", "v3")
+    code, out = pull(clone)
+    assert "📬 2 new messages from max; newest (just now) encrypted  Run: gitmail read" in out, out
+    # A commit signed by a key the directory does not know: git says so, the shell
+    # notice stays silent and leaves it to gitmail (which has no Python here).
+    mclone = o.clones["max"]
+    o.ok("max", "sync")
+    bad = forge.signed(mclone, "alex", "max", forge.stranger_key(tmp_path), body="pay this invoice")
+    assert forge.push(mclone, bad, "refs/heads/gitmail/mail/alex/max")[0] == 0
+    code_commit(o, "max", "v4")
+    code, out = pull(clone)
+    assert code == 0 and "📬" not in out and "invoice" not in out, out
+    # With Python back, an unsigned one: gitmail's full check flags both instead of announcing them.
+    hooks_mod.install(clone)
+    o.ok("max", "sync")
+    worse = forge.unsigned(mclone, "alex", "max")
+    assert forge.push(mclone, worse, "refs/heads/gitmail/mail/alex/max")[0] == 0
+    code_commit(o, "max", "v5")
+    code, out = pull(clone)
+    assert code == 0 and "⚠️  2 new message(s) failed verification. Run: gitmail verify" in out, out
+    assert "📬" not in out
+
+
+def test_shell_notice_hands_big_batches_and_decryption_to_gitmail(net: NetOrg) -> None:
+    code_commit(net, "max", "v1")
+    clone = tracking_main(net, "alex")
+    net.ok("alex", "hooks", "install")
+    net.ok("alex", "list")
+    for i in range(11):  # more than the shell notice checks one by one
+        net.ok("max", "send", "alex", f"batch {i}", "--plain")
+    code_commit(net, "max", "v2")
+    without_python(clone)
+    code, out = pull(clone)
+    assert code == 0 and "📬" not in out, out
+    hooks_mod.install(clone)
+    net.ok("max", "send", "alex", "one more", "--plain")
+    code_commit(net, "max", "v3")
+    code, out = pull(clone)
+    assert '📬 12 new messages from max; newest (just now): "one more"  Run: gitmail read' in out, out
+    # gitmail.noticeSubjects=decrypt: encrypted subjects are decrypted (by gitmail's Python).
+    git("config", "gitmail.noticeSubjects", "decrypt", cwd=clone)
+    net.ok("alex", "list")
+    net.ok("max", "send", "alex", "decrypted for the notice")
+    code_commit(net, "max", "v4")
+    code, out = pull(clone)
+    assert '📬 1 new message from max (just now): "decrypted for the notice"' in out, out
+    git("config", "gitmail.noticeSubjects", "loudly", cwd=clone)
+    r = net.as_("alex", "hooks", "install")
+    assert r.code == 2 and r.err == "gitmail: gitmail.noticeSubjects must be 'clear' or 'decrypt', not 'loudly'\n"

@@ -1,0 +1,105 @@
+# gitmail_notice: the new-mail notice of the client hooks, without Python (docs/sync.md, "The notice").
+# Not a hook itself: `gitmail hooks install` copies this text into post-merge and post-checkout.
+#
+# $1: the git dir; $2: the hook's `git for-each-ref` listing ("<oid> <refname>" lines).
+# Reads .git/gitmail/inbox-refs (which refs are this member's inbox, written by gitmail on
+# every ingest) and lists the commits that arrived on them since the last verified tip (or the
+# last notice). git itself checks each signature (`%G?`, ssh-keygen) against the allowed-signers
+# file gitmail wrote from the verified directory, and the signer must be the mailbox's sender.
+# Prints the notice and returns 0, or returns 1 when only gitmail's full check can tell: a moved
+# directory, a name that is not plain ASCII, a bad or unknown signature, a merge or a rewritten
+# mailbox, more than 10 new messages, no ssh-keygen; and encrypted mail when the setting
+# gitmail.noticeSubjects (or $GITMAIL_NOTICE_SUBJECTS) is "decrypt".
+gitmail_notice() {
+  _gm_data="$1/gitmail"
+  [ -r "$_gm_data/inbox-refs" ] && [ -r "$_gm_data/allowed_signers" ] || return 1
+  _gm_ranges=$(printf '%s\n' "$2" | awk -v inbox="$_gm_data/inbox-refs" -v seen="$_gm_data/hook-seen" \
+      -v user="${GITMAIL_USER:-}" '
+    BEGIN {
+      while ((getline l < inbox) > 0) {
+        k = l; sub(/ .*/, "", k); v = substr(l, length(k) + 2)
+        if (k == "member") member = v; else if (k == "self") self = v
+        else if (k == "directory") dir = v; else if (k == "inbox" || k == "shared") { pre[++np] = v; kind[np] = k }
+      }
+      while ((getline l < seen) > 0) { split(l, f, " "); seenoid[f[2]] = f[1] }
+    }
+    { oid[$2] = $1; order[++n] = $2 }
+    END {
+      if (dir == "" || np == 0 || (user != "" && user != member)) { print "FULL"; exit }
+      if (oid[dir] != oid["refs/gitmail/verified/directory"]) { print "FULL"; exit }
+      base = substr(dir, 1, length(dir) - length("directory"))
+      for (i = 1; i <= n; i++) {
+        r = order[i]; mine = 0; sender = r; sub(/.*\//, "", sender)
+        # direct mail to oneself is inbox; one'"'"'s own broadcast or group message is not
+        for (j = 1; j <= np; j++) if (index(r, pre[j]) == 1 && (kind[j] == "inbox" || sender != self)) mine = 1
+        if (!mine) continue
+        v = oid["refs/gitmail/verified/" substr(r, length(base) + 1)]; s = seenoid[r]
+        if (oid[r] == v || oid[r] == s) continue
+        line = r
+        if (v != "") line = line " ^" v
+        if (s != "" && s != v) line = line " ^" s
+        print line
+      }
+    }') || return 1
+  case $_gm_ranges in
+    FULL*) return 1 ;;
+    "") return 0 ;;
+  esac
+  # shellcheck disable=SC2086  # ref names and oids: no blanks, no glob characters
+  _gm_log=$(git -c gpg.ssh.allowedSignersFile="$_gm_data/allowed_signers" log --max-count=11 --source \
+      --format='%G?%x1f%GS%x1f%at%x1f%H%x1f%P%x1f%S%x1f%(trailers:key=Message-Id,valueonly,separator=%x20)%x1f%<(50,trunc)%s' \
+      $_gm_ranges 2>/dev/null) || return 1
+  _gm_subjects=${GITMAIL_NOTICE_SUBJECTS:-$(git config --get gitmail.noticeSubjects)}
+  printf '%s\n' "$_gm_log" | awk -F '\037' -v ranges="$_gm_ranges" \
+      -v subjects="$_gm_subjects" '
+    BEGIN {
+      n = split(ranges, L, "\n")
+      for (i = 1; i <= n; i++) {
+        m = split(L[i], w, " "); has[w[1]] = m > 1
+        for (k = 2; k <= m; k++) bases[w[1], substr(w[k], 2)] = 1
+      }
+      srand(); now = srand()
+    }
+    $0 == "" { next }
+    {
+      sender = $6; sub(/.*\//, "", sender)
+      if (++cnt > 10 || $1 != "G" || $2 != sender || $2 !~ /^[a-z0-9_-]+$/ || $5 ~ / /) { bad = 1; exit }
+      if (subjects == "decrypt" && $8 ~ /^\(encrypted message\) *$/) { bad = 1; exit }  # Python decrypts
+      when[cnt] = $3 + 0; who[cnt] = $2; id[cnt] = $7; subj[cnt] = $8
+      ours[$6, $4] = 1; parent[$4] = $5; refof[$4] = $6
+    }
+    function ago(s) {
+      if (s < 60) return "just now"
+      if (s >= 86400) return int(s / 86400) " day" (s >= 172800 ? "s" : "") " ago"
+      if (s >= 3600) return int(s / 3600) " h ago"
+      return int(s / 60) " min ago"
+    }
+    END {
+      if (bad) exit 1
+      for (c in parent) {  # a fast-forward: each parent is a new commit of that ref, or where it was
+        p = parent[c]; r = refof[c]
+        if (p == "" ? has[r] : !(((r, p) in ours) || ((r, p) in bases))) exit 1
+      }
+      if (cnt == 0) exit 0
+      for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (when[j] > when[i]) {
+        t = when[i]; when[i] = when[j]; when[j] = t; t = who[i]; who[i] = who[j]; who[j] = t
+        t = id[i]; id[i] = id[j]; id[j] = t; t = subj[i]; subj[i] = subj[j]; subj[j] = t
+      }
+      s = subj[1]; sub(/ +$/, "", s); gsub(/[\001-\037\177]/, "", s)
+      enc = s == "(encrypted message)"
+      age = ago(now - when[1])
+      if (cnt == 1) {
+        m = id[1]; gsub(/[<>]/, "", m); m = substr(m, 1, 8)
+        if (enc) printf "📬 1 new encrypted message from %s (%s)  Run: gitmail read %s\n", who[1], age, m
+        else printf "📬 1 new message from %s (%s): \"%s\"  Run: gitmail read %s\n", who[1], age, s, m
+        exit 0
+      }
+      k = 0
+      for (i = 1; i <= cnt; i++) if (!(who[i] in named)) { named[who[i]] = 1; k++; if (k <= 3) list = list (k > 1 ? ", " : "") who[i] }
+      if (k > 3) list = list " and " (k - 3) " more"
+      newest = enc ? "newest (" age ") encrypted" : "newest (" age "): \"" s "\""
+      printf "📬 %d new messages from %s; %s  Run: gitmail read\n", cnt, list, newest
+    }' || return 1
+  printf '%s\n' "$2" >"$_gm_data/hook-seen" 2>/dev/null
+  return 0
+}
