@@ -410,12 +410,8 @@ def _commit_and_deliver(
     plain = msg
     if private.decide(d, s.me, msg.to, encrypt):
         keys = [d.members[n].encryption_key or "" for n in private.readers(d, s.me, msg.to)]
-        csources, sealed = private.encrypt_sources(s.repo, sources, keys)
-        try:
-            msg.attachments, extra_tree = _attach_store(s, csources)
-        finally:
-            for src in csources:
-                src.path.unlink(missing_ok=True)
+        csources, sealed = private.encrypt_sources(sources, keys)
+        msg.attachments, extra_tree = _attach_store(s, csources)
         plain = msg.model_copy(update={"attachments": [
             Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid, storage=a.storage, path=a.path)
             for x, a in zip(sources, msg.attachments)]})

@@ -121,13 +121,16 @@ def human_size(n: int) -> str:
 
 @dataclass
 class Source:
-    """A file about to be attached: where it is, its safe name, size (bytes), sha256 and type."""
+    """A file about to be attached: where it is, its safe name, size (bytes), sha256, type,
+    and its content as read and hashed (``data``: attachments are at most the org's limit,
+    10 MB by default, so holding them spares a second read and hash)."""
 
     path: Path
     name: str
     size: int
     oid: str
     media_type: str
+    data: bytes = b""
 
 
 def prepare(paths: Sequence[Union[str, Path]], limit: int) -> list[Source]:
@@ -156,28 +159,26 @@ def _prepare_one(path: Path, limit: int) -> Source:
         raise AttachmentError(
             f"cannot attach {shown}: {human_size(st.st_size)} is over the org's limit of {human_size(limit)} per attachment"
         )
-    oid, size = _hash_file(path, shown, limit)
+    data = _read_file(path, shown, limit)
     name = safe_name(path.name)
     import mimetypes
 
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return Source(path, name, size, oid, media)
+    return Source(path, name, len(data), hashlib.sha256(data).hexdigest(), media, data)
 
 
-def _hash_file(path: Path, shown: str, limit: int) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
+def _read_file(path: Path, shown: str, limit: int) -> bytes:
+    """The file's content, read once; refused as soon as it is over ``limit`` (it may grow)."""
     try:
         with open(path, "rb") as f:
-            while chunk := f.read(lfs.CHUNK):
-                n += len(chunk)
-                if n > limit:
-                    raise AttachmentError(f"cannot attach {shown}: it grew over the org's limit of {human_size(limit)}")
-                h.update(chunk)
+            data = f.read(limit + 1)
     except PermissionError:
         raise AttachmentError(f"cannot attach {shown}: permission denied (not readable)") from None
     except OSError as e:
         raise AttachmentError(f"cannot attach {shown}: {e.strerror}") from None
-    return h.hexdigest(), n
+    if len(data) > limit:
+        raise AttachmentError(f"cannot attach {shown}: it grew over the org's limit of {human_size(limit)}")
+    return data
 
 
 def store(
@@ -211,16 +212,11 @@ def store(
 
 
 def _store_one(repo: "Repo", pg: "pygit2.Repository", src: Source, storage: str) -> str:
+    # src.data is what was hashed (prepare/encrypt_sources): what is stored is what the oid names.
     if storage == "lfs":
-        lfs.write_local(lfs.cache_root(repo), src.oid, src.size, src.path)
+        lfs.write_local(lfs.cache_root(repo), src.oid, src.size, src.data, verified=True)
         return str(pg.create_blob(lfs.format_pointer(src.oid, src.size)))
-    try:
-        data = src.path.read_bytes()
-    except OSError as e:
-        raise AttachmentError(f"cannot attach {src.path}: {e.strerror}") from None
-    if len(data) != src.size or hashlib.sha256(data).hexdigest() != src.oid:
-        raise AttachmentError(f"{src.path} changed while it was being attached; try again")
-    return str(pg.create_blob(data))
+    return str(pg.create_blob(src.data))
 
 
 def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = _no_progress) -> None:

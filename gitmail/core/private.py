@@ -74,29 +74,20 @@ def _pad(data: bytes, fill: bytes) -> bytes:
     return data + fill * (crypto.bucket(len(data)) - len(data))
 
 
-def encrypt_sources(repo: "Repo", sources: list["Source"], keys: list[str]) -> tuple[list["Source"], list[SealedAttachment]]:
+def encrypt_sources(sources: list["Source"], keys: list[str]) -> tuple[list["Source"], list[SealedAttachment]]:
     """Encrypt each file to ``keys``; the ciphertext sources to store and what the envelope says.
 
-    Ciphertext goes to ``.git/gitmail/tmp/`` (removed once stored). The
-    plaintext's sha256 is checked again while reading (a file changed since
-    it was hashed is an error).
+    Works on the content :func:`gitmail.core.attachments.prepare` read and
+    hashed (``Source.data``); the ciphertext stays in memory (``<n>.age``).
     """
     from gitmail.core.attachments import Source
-    from gitmail.errors import AttachmentError
 
-    tmp = repo.data_dir / "tmp"
-    tmp.mkdir(exist_ok=True)
     out: list[Source] = []
     sealed: list[SealedAttachment] = []
     for i, src in enumerate(sources, 1):
-        data = src.path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != src.oid:
-            raise AttachmentError(f"{src.path} changed while it was being attached; try again")
-        cipher = crypto.seal(data, keys)
+        cipher = crypto.seal(src.data, keys)
         oid = hashlib.sha256(cipher).hexdigest()
-        path = tmp / oid
-        path.write_bytes(cipher)
-        out.append(Source(path, f"{i}.age", len(cipher), oid, "application/octet-stream"))
+        out.append(Source(src.path, f"{i}.age", len(cipher), oid, "application/octet-stream", cipher))
         sealed.append(SealedAttachment(name=src.name, media_type=src.media_type, size=src.size,
                                        sha256=src.oid, cipher_oid=oid))
     return out, sealed
