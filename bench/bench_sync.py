@@ -9,6 +9,9 @@ Run:  .venv/bin/python bench/bench_sync.py [--quick] [--only a,b,c] [--no-guard]
     commit-tree`` + ``git push`` (the floor of one push per message).
 (b) Fetching K new messages for one member: ``gitmail sync`` wall time against
     a plain ``git fetch`` of the same refs (two identical clones, same run).
+    Also the floor: the ed25519 signature checks of those K commits alone
+    (in-process, on every core), and (fetch + checks) / fetch, the best ratio
+    any client that verifies every message before accepting it can reach.
 (c) ``git pull`` bringing one code commit and one message: with the
     post-merge hook installed against without it (same clone, same run,
     alternating, median of R rounds). Also a pull that brings no mail.
@@ -183,12 +186,29 @@ def bench_b(work: Path, n: int, guard: bool) -> dict:
         t_list = timed(lambda: sh(GITMAIL, "list", "-q", "--repo", str(synced)))
         t_fetch_noop = timed(lambda: git("fetch", "-q", "origin", cwd=plain))
         t_sync_noop = timed(lambda: sh(GITMAIL, "sync", "-q", "--repo", str(synced)))
+        t_sigs = signature_floor(synced, tip)
     return {
         "messages": n, "all_listed": listing["total"] == n, "generate_s": t_gen, "push_s": t_push,
         "git_fetch_s": t_fetch, "gitmail_sync_s": t_sync, "ratio": t_sync / t_fetch,
         "list_after_s": t_list, "git_fetch_noop_s": t_fetch_noop, "gitmail_sync_noop_s": t_sync_noop,
+        "signature_checks_s": t_sigs, "floor_ratio": (t_fetch + t_sigs) / t_fetch,
         "guard_on_push": guard,
     }
+
+
+def signature_floor(clone: Path, tip: str) -> float:
+    """Seconds to check the signatures of the commits up to ``tip`` and nothing else (every core;
+    commits already read): what any client that verifies before it accepts pays on top of the fetch."""
+    import pygit2
+
+    from gitmail.core.store import signers
+
+    pg = pygit2.Repository(str(clone))
+    commits = list(pg.walk(pg[tip].id))
+    results: list[object] = []
+    t = timed(lambda: results.extend(signers(commits)))
+    assert all(isinstance(r, str) for r in results), "a generated message failed its signature check"
+    return t
 
 
 # -- (c) ------------------------------------------------------------------------------------
