@@ -10,7 +10,11 @@ Run:  .venv/bin/python bench/bench_attach.py [--rounds N] [--size MB] [--recipie
     server: ``git lfs push`` of a commit holding a 10 MB LFS file, then
     ``git lfs pull`` in a clone that has the commit but not the content.
     Every round uses fresh random content, so nothing is ever already on the
-    server. Target: gitmail / baseline <= 1.5.
+    server. Target: gitmail / baseline <= 1.5. Measured three ways: the whole
+    round trip through three CLI processes; what the attachment adds to the
+    same message without one; and the whole round trip through the library
+    API in one warm process (``api.send`` + ``api.sync`` + ``api.read``, as
+    the MCP server runs them).
 (b) One 10 MB attachment sent to K recipients (default 20) stores its
     content once: the growth in bytes of the LFS server's store and of the
     org repo, for LFS storage; and the org repo's growth with blob storage.
@@ -121,6 +125,12 @@ def bench_transfer(b: Bench, rounds: int, size: int) -> None:
         sh(["git", *args], w)
     pull = b.root / "stock-pull"
     g_send, g_recv, s_push, s_pull, p_send, p_recv = [], [], [], [], [], []
+    l_send, l_recv = [], []
+    from gitmail import api
+
+    api.send(b.clones["max"], ["alex"], "warm-up: imports of the library path", attach=[random_file(b.root / "w", 1024)])
+    api.sync(b.clones["alex"])
+    api.read(b.clones["alex"], save=True, save_dir=b.root / "warm")
     for i in range(rounds):
         # The same mail without an attachment: what a message costs anyway.
         p_send.append(timed(lambda: b.gitmail("max", "send", "alex", f"plain {i}")))
@@ -130,6 +140,13 @@ def bench_transfer(b: Bench, rounds: int, size: int) -> None:
         g_send.append(timed(lambda: b.gitmail("max", "send", "alex", f"round {i}", "--attach", str(f))))
         g_recv.append(timed(lambda: (b.gitmail("alex", "sync"), b.gitmail("alex", "read", "--save-dir", str(inbox)))))
         assert (inbox / f.name).read_bytes() == f.read_bytes()
+        # The same through the library API in one process (how the MCP server and agents send).
+        f2 = random_file(b.root / f"lib-{i}.bin", size)
+        linbox = b.root / f"lib-inbox-{i}"
+        l_send.append(timed(lambda: api.send(b.clones["max"], ["alex"], f"lib {i}", attach=[f2])))
+        l_recv.append(timed(lambda: (api.sync(b.clones["alex"]),
+                                     api.read(b.clones["alex"], save=True, save_dir=linbox))))
+        assert (linbox / f2.name).read_bytes() == f2.read_bytes()
         g = random_file(w / f"stock-{i}.bin", size)
         sh(["git", "add", "-A"], w)
         sh(["git", "commit", "-q", "-m", f"round {i}"], w)
@@ -157,6 +174,9 @@ def bench_transfer(b: Bench, rounds: int, size: int) -> None:
           f"ratio {gm / st:.2f}x (includes signing, git push, fetch, verify: {plain:.3f} s without a file)")
     print(f"    what the attachment adds {extra:.3f} s vs git lfs push+pull {st:.3f} s: "
           f"ratio {extra / st:.2f}x (target <= 1.5x)")
+    lib = med([a + c for a, c in zip(l_send, l_recv)])
+    print(f"    library API, one process: send {med(l_send):.3f} s + sync and read {med(l_recv):.3f} s = {lib:.3f} s "
+          f"vs git lfs push+pull {st:.3f} s: ratio {lib / st:.2f}x (target <= 1.5x)")
 
 
 def bench_fanout(b: Bench, size: int, k: int) -> None:
