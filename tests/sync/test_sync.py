@@ -187,3 +187,15 @@ def test_force_pushed_mailbox_is_detected_and_local_mail_kept(unguarded: NetOrg)
     assert git("rev-list", "--count", "refs/gitmail/verified/mail/alex/max", cwd=o.clones["alex"]).stdout.strip() == "3"
     r = o.as_("alex", "verify")
     assert r.code == 7 and "history was rewritten" in r.out
+
+
+def test_a_big_arrival_is_summed_up(net: NetOrg) -> None:
+    from gitmail import api
+
+    api.send_batch(net.clones["max"], [api.Draft(to=["alex"], body=f"bulk {i}") for i in range(55)])
+    out = net.ok("alex", "sync").out.splitlines()
+    assert out[0] == "55 new message(s)" and len(out) == 52, out[:3]
+    assert out[-1] == "... and 5 more: gitmail list --unread"
+    net.ok("max", "send", "alex", "one more")
+    r = net.ok("alex", "sync", "--json")
+    assert len(json.loads(r.out)["new"]) == 1

@@ -10,6 +10,9 @@ from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_json, row_line
 
 
+SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every message)
+
+
 @click.command("sync")
 @common
 def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
@@ -32,5 +35,7 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
     if res.queued:
         click.echo(f"Still queued: {len(res.queued)} mailbox(es)")
     click.echo(f"{len(res.new)} new message(s)")
-    for r in res.new:
+    for r in res.new[:SHOWN]:
         click.echo(row_line(r))
+    if len(res.new) > SHOWN:
+        click.echo(f"... and {len(res.new) - SHOWN} more: gitmail list --unread")
