@@ -894,13 +894,16 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
         new = _new_rows(s, before)
         return SyncResult(False, new, [], [], {}, s.problems)
     syncmod.fetch(s.repo)
-    signer = s.signer if s.me in s.directory.members else None
+    # The signer (directory, key) only when something is queued: a sync with nothing
+    # to deliver and nothing new loads neither pydantic nor pygit2.
+    queued = syncmod.outbox_paths(s.repo, s.me)
+    signer = s.signer if queued and s.me in s.directory.members else None
     res = syncmod.deliver(s.repo, signer, s.me)
     before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
     s.refresh()
-    from gitmail.core import directory as dirmod
+    from gitmail.core import problems as probmod
 
-    problems = [p for ps in dirmod.problems(s.repo).values() for p in ps] + s.problems
+    problems = [p for ps in probmod.load(s.repo).values() for p in ps] + s.problems
     return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, problems)
 
 
@@ -956,13 +959,13 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     with ``all_``, every mailbox in the org; plus the directory's history.
     In-process: no ssh-keygen per commit.
     """
-    from gitmail.core import directory as dirmod
+    from gitmail.core import problems as probmod
     from gitmail.core.objects import commit
     from gitmail.core.store import check_message, signers
 
     s = session(repo, as_)
     d = s.directory
-    problems = [p for ps in dirmod.problems(s.repo).values() for p in ps]
+    problems = [p for ps in probmod.load(s.repo).values() for p in ps]
     pg = s.repo.pg
     mail = _mail_refs(s, all_)
     todo: list[tuple[str, str, str, Any]] = []  # (path, recipient, sender, commit)

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
-from gitmail.core import refs
+from gitmail.core import problems, refs
 from gitmail.core.address import BROADCAST, GROUP_PREFIX, normalize, to_ref
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
 from gitmail.core.objects import blob_data, commit, signed_commit
@@ -236,7 +236,7 @@ def load(repo: "Repo") -> Directory:
     if d.tip != old and d.tip:
         with repo.lock():
             repo.set_ref(vref, d.tip, repo.ref_target(vref), "gitmail: verified directory")
-    _record_problems(repo, "directory", probs)
+    problems.record(repo, "directory", probs)
     _write_signers(repo, d)
     return d
 
@@ -248,22 +248,6 @@ def _write_signers(repo: "Repo", d: Directory) -> None:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-
-
-def _record_problems(repo: "Repo", key: str, probs: list[str]) -> None:
-    path = repo.data_dir / "problems.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    if probs:
-        data[key] = probs
-    else:
-        data.pop(key, None)
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
-
-
-def problems(repo: "Repo") -> dict[str, list[str]]:
-    """History problems found so far (rewritten refs, rejected directory commits)."""
-    path = repo.data_dir / "problems.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def change(
