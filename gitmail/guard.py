@@ -28,7 +28,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, TextIO
 
 from gitmail.core import refs
 
@@ -252,23 +252,41 @@ def open_quarantined(path: Optional[str] = None) -> "pygit2.Repository":
     return pygit2.Repository(path or os.environ.get("GIT_DIR", "."), pygit2.enums.RepositoryOpenFlag.FROM_ENV)
 
 
-def main(stdin: Optional[TextIO] = None, stderr: Optional[TextIO] = None, hook_path: Optional[str] = None) -> int:
-    """Run as ``pre-receive``: 0 to accept, 1 to refuse (reasons on stderr, shown as ``remote:``)."""
-    err = stderr or sys.stderr
-    data = (stdin or sys.stdin).read()
-    updates = parse_updates(data)
+def verdict(updates: list[Update], open_repo: "Callable[[], pygit2.Repository]") -> tuple[int, str]:
+    """Check a push: ``(0, "")`` to accept, or ``(1, text)`` with the ``gitmail guard:`` lines.
+
+    ``open_repo`` opens the repository with the pushed objects visible (only
+    called when a gitmail ref is updated: other pushes never pay for pygit2).
+    An exception refuses the push rather than let an unchecked one through.
+    """
     try:
-        # Pushes that touch no gitmail ref never pay for pygit2.
-        errors = check_push(open_quarantined(), updates) if any(_shared(u) for u in updates) else []
+        errors = check_push(open_repo(), updates) if any(_shared(u) for u in updates) else []
     except Exception as e:  # refuse rather than let an unchecked push through
         errors = [f"internal error while checking the push: {type(e).__name__}: {e}"]
-    if errors:
-        print("gitmail guard: push refused:", file=err)
-        for line in errors:
-            print(f"gitmail guard: {line}", file=err)
+    if not errors:
+        return 0, ""
+    return 1, "".join(f"gitmail guard: {line}\n" for line in ["push refused:", *errors])
+
+
+def main(stdin: Optional[TextIO] = None, stderr: Optional[TextIO] = None, hook_path: Optional[str] = None) -> int:
+    """Run as ``pre-receive``: 0 to accept, 1 to refuse (reasons on stderr, shown as ``remote:``).
+
+    The whole check in this process (hooks written with ``--no-daemon``, and
+    hooks installed by gitmail before the warm guard existed).
+    """
+    data = (stdin or sys.stdin).read()
+    code = check(data, stderr)
+    return code or _run_chained(hook_path or sys.argv[0], data)
+
+
+def check(data: str, stderr: Optional[TextIO] = None) -> int:
+    """Check the push ``data`` (pre-receive input) in this process; print the refusal on ``stderr``."""
+    err = stderr or sys.stderr
+    code, text = verdict(parse_updates(data), open_quarantined)
+    if text:
+        err.write(text)
         err.flush()
-        return 1
-    return _run_chained(hook_path or sys.argv[0], data)
+    return code
 
 
 def _run_chained(hook_path: str, data: str) -> int:
@@ -277,3 +295,27 @@ def _run_chained(hook_path: str, data: str) -> int:
     if not (chained.is_file() and os.access(chained, os.X_OK)):
         return 0
     return subprocess.run([str(chained)], input=data.encode("utf-8", "surrogateescape"), check=False).returncode
+
+
+USAGE = """usage: python -m gitmail.guard check        (check the push on stdin here; no chained hook)
+       python -m gitmail.guard hook HOOK    (the whole pre-receive hook here, chained hook included)
+       python -m gitmail.guard serve --git-dir DIR --key KEY   (the warm guard daemon of one repo)"""
+
+
+def cli(argv: Optional[list[str]] = None) -> int:
+    """What the pre-receive hook runs: see :data:`USAGE` and :mod:`gitmail.guard_daemon`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["check"]:
+        return check(sys.stdin.read())
+    if len(args) == 2 and args[0] == "hook":
+        return main(hook_path=args[1])
+    if len(args) == 5 and args[0] == "serve" and args[1] == "--git-dir" and args[3] == "--key":
+        from gitmail import guard_daemon
+
+        return guard_daemon.serve(args[2], args[4])
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

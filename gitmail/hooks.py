@@ -90,12 +90,13 @@ def is_ours(path: Path) -> bool:
         return False
 
 
-def install(repo: str | Path, names: Sequence[str] = CLIENT_HOOKS) -> list[Action]:
+def install(repo: str | Path, names: Sequence[str] = CLIENT_HOOKS, daemon: bool = True) -> list[Action]:
     """Install gitmail's ``names`` hooks into ``repo``'s hooks folder; see the module docstring.
 
-    Idempotent. Raises :class:`UsageError` if a chained hook is already parked
-    next to a foreign hook (refusing to overwrite either), or if
-    ``gitmail.noticeSubjects`` has a bad value.
+    ``daemon`` false writes a ``pre-receive`` that never uses the warm guard
+    daemon (:mod:`gitmail.guard_daemon`). Idempotent. Raises :class:`UsageError`
+    if a chained hook is already parked next to a foreign hook (refusing to
+    overwrite either), or if ``gitmail.noticeSubjects`` has a bad value.
     """
     d = hooks_dir(repo)
     if any(n in CLIENT_HOOKS for n in names):
@@ -103,10 +104,10 @@ def install(repo: str | Path, names: Sequence[str] = CLIENT_HOOKS) -> list[Actio
 
         notice_subjects(open_repo(repo))  # a bad setting is an error now, not a silent hook later
     d.mkdir(parents=True, exist_ok=True)
-    return [_install_one(d, n) for n in names]
+    return [_install_one(d, n, daemon) for n in names]
 
 
-def _install_one(d: Path, name: str) -> Action:
+def _install_one(d: Path, name: str, daemon: bool = True) -> Action:
     target, chained = d / name, d / (name + CHAINED)
     what = "installed"
     if target.exists() or target.is_symlink():
@@ -118,7 +119,12 @@ def _install_one(d: Path, name: str) -> Action:
             target.rename(chained)
             what = "chained"
     tmp = d / f".{name}.gitmail-tmp"
-    tmp.write_text(template(name))
+    text = template(name)
+    if "@GUARD_KEY@" in text:
+        from gitmail.guard_daemon import fill_hook
+
+        text = fill_hook(text, daemon)
+    tmp.write_text(text)
     tmp.chmod(0o755)
     tmp.replace(target)
     return Action(name, target, what)

@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from gitmail import guard_daemon
+
 from tests.conftest import Org
 from tests.sync.daemon import GitDaemon
+
+
+GUARD_IDLE = "60"  # seconds; the fixtures stop the daemons, this is the safety net
+
+
+@pytest.fixture(autouse=True)
+def guard_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private, short ``XDG_RUNTIME_DIR`` for the warm guard's sockets; every daemon in it is stopped after the test.
+
+    Short because unix socket paths are limited to ~107 bytes (tmp_path is too long).
+    """
+    d = tempfile.mkdtemp(prefix="gmg-", dir="/tmp")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", d)
+    monkeypatch.setenv("GITMAIL_GUARD_IDLE", GUARD_IDLE)
+    monkeypatch.delenv("GITMAIL_GUARD_DAEMON", raising=False)
+    try:
+        yield Path(d)
+    finally:
+        for sock in glob.glob(os.path.join(d, "gitmail-guard-*", "*.sock")):
+            guard_daemon.stop_socket(sock)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class NetOrg(Org):
@@ -35,6 +62,7 @@ def _net_org(tmp_path: Path, guard: bool) -> Iterator[NetOrg]:
         yield o
     finally:
         d.stop()
+        guard_daemon.stop(bare)
 
 
 @pytest.fixture

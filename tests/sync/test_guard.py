@@ -145,7 +145,7 @@ def test_guard_install_chains_and_uninstall_restores(tmp_path: Path) -> None:
     text = hook.read_text()
     import sys
 
-    assert text.startswith(f"#!{sys.executable}\n") and "gitmail.guard" in text
+    assert text.startswith(f"#!{sys.executable} -IS\n") and "gitmail.guard" in text
     assert (bare / "hooks" / "pre-receive.gitmail-chained").exists()
     assert run("guard", "install", str(bare)).code == 0  # idempotent: updates, keeps the chained hook
     assert "site hook ran" in (bare / "hooks" / "pre-receive.gitmail-chained").read_text()

@@ -1,10 +1,11 @@
-"""``gitmail guard install|uninstall BARE_REPO``: the server-side pre-receive guard."""
+"""``gitmail guard install|uninstall|stop BARE_REPO``: the server-side pre-receive guard."""
 
 from __future__ import annotations
 
 import click
 
 from gitmail.cli.commands.hooks import _report
+from gitmail.cli.render import emit_json
 
 
 @click.group("guard")
@@ -14,13 +15,19 @@ def command() -> None:
 
 @command.command("install")
 @click.argument("bare_repo", type=click.Path(file_okay=False))
+@click.option("--no-daemon", is_flag=True,
+              help="Check every push in a process of its own (no warm guard daemon; slower).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def install(bare_repo: str, as_json: bool, quiet: bool) -> None:
-    """Install the guard as BARE_REPO's pre-receive hook (an existing one is chained after it)."""
-    from gitmail import hooks
+def install(bare_repo: str, no_daemon: bool, as_json: bool, quiet: bool) -> None:
+    """Install the guard as BARE_REPO's pre-receive hook (an existing one is chained after it).
 
-    _report(hooks.install(bare_repo, hooks.SERVER_HOOKS), as_json, quiet)
+    Re-installing stops the daemon the previous hook started: the new hook starts its own.
+    """
+    from gitmail import guard_daemon, hooks
+
+    guard_daemon.stop(bare_repo)
+    _report(hooks.install(bare_repo, hooks.SERVER_HOOKS, daemon=not no_daemon), as_json, quiet)
 
 
 @command.command("uninstall")
@@ -28,7 +35,23 @@ def install(bare_repo: str, as_json: bool, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def uninstall(bare_repo: str, as_json: bool, quiet: bool) -> None:
-    """Remove the guard from BARE_REPO (restoring a pre-receive hook it chained to)."""
-    from gitmail import hooks
+    """Remove the guard from BARE_REPO (restoring a pre-receive hook it chained to) and stop its daemon."""
+    from gitmail import guard_daemon, hooks
 
+    guard_daemon.stop(bare_repo)
     _report(hooks.uninstall(bare_repo, hooks.SERVER_HOOKS), as_json, quiet)
+
+
+@command.command("stop")
+@click.argument("bare_repo", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def stop(bare_repo: str, as_json: bool, quiet: bool) -> None:
+    """Stop the warm guard daemon of BARE_REPO (the next push starts a new one)."""
+    from gitmail import guard_daemon
+
+    pid = guard_daemon.stop(bare_repo)
+    if as_json:
+        emit_json({"stopped": pid is not None, "pid": pid})
+    elif not quiet:
+        click.echo(f"guard daemon stopped (pid {pid})" if pid is not None else "no guard daemon was running")
