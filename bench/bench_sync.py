@@ -68,6 +68,13 @@ def server_ids(bare: Path, ref: str) -> list[str]:
     return [ln.strip() for ln in out.splitlines() if ln.strip()]
 
 
+def stop_guard(bare: Path) -> None:
+    """Stop the warm guard daemon the pushes started (it would idle out after 300 s anyway)."""
+    from gitmail import guard_daemon
+
+    guard_daemon.stop(bare)
+
+
 # -- (a) ------------------------------------------------------------------------------------
 
 SENDER = """
@@ -122,6 +129,7 @@ def bench_a(work: Path, senders: int, per: int, guard: bool) -> dict:
         ids = [i for n in names for i in server_ids(bare, f"refs/heads/gitmail/mail/boss/{n}")]
         t_sync = timed(lambda: sh(GITMAIL, "sync", "-q", "--repo", str(boss)))
         listing = json.loads(sh(GITMAIL, "list", "--json", "--limit", "100000", "--repo", str(boss)))
+    stop_guard(bare)
     total = senders * per
     exact = len(ids) == total and len(set(ids)) == total and listing["total"] == total
     good = all(m["verified"] for m in listing["messages"])
@@ -162,7 +170,7 @@ def bench_b(work: Path, n: int, guard: bool) -> dict:
     srv = work / "srv-b"
     srv.mkdir()
     d = GitDaemon(srv)
-    d.create("org.git", guard=guard)
+    bare = d.create("org.git", guard=guard)
     with d:
         url = d.url()
         sender = join(url, work / "b", "sender")
@@ -187,6 +195,7 @@ def bench_b(work: Path, n: int, guard: bool) -> dict:
         t_fetch_noop = timed(lambda: git("fetch", "-q", "origin", cwd=plain))
         t_sync_noop = timed(lambda: sh(GITMAIL, "sync", "-q", "--repo", str(synced)))
         t_sigs = signature_floor(synced, tip)
+    stop_guard(bare)
     return {
         "messages": n, "all_listed": listing["total"] == n, "generate_s": t_gen, "push_s": t_push,
         "git_fetch_s": t_fetch, "gitmail_sync_s": t_sync, "ratio": t_sync / t_fetch,
@@ -220,7 +229,7 @@ def bench_c(work: Path, rounds: int) -> dict:
     srv = work / "srv-c"
     srv.mkdir()
     d = GitDaemon(srv)
-    d.create("org.git", guard=True)
+    bare = d.create("org.git", guard=True)
     with d:
         url = d.url()
         writer = join(url, work / "c", "writer")
@@ -256,6 +265,7 @@ def bench_c(work: Path, rounds: int) -> dict:
                     if not hooked:
                         sh(GITMAIL, "list", "-q", "--repo", str(reader))  # a gitmail command ingests it later
         hooks.uninstall(reader)
+    stop_guard(bare)
     med = {k: statistics.median(v) for k, v in res.items()}
     return {
         "rounds": rounds, "notices_printed": notices, **{f"{k}_s": v for k, v in med.items()},

@@ -70,14 +70,19 @@ def _shared(u: Update) -> bool:
     return u.ref.startswith(refs.HEADS + refs.SHARED)
 
 
-def check_push(pg: "pygit2.Repository", updates: list[Update]) -> list[str]:
-    """Every reason to refuse this push (empty: accept). One line per reason."""
+def check_push(pg: "pygit2.Repository", updates: list[Update], cache: Optional[dict[str, "Directory"]] = None) -> list[str]:
+    """Every reason to refuse this push (empty: accept). One line per reason.
+
+    ``cache`` (the warm guard's) keeps the directory parsed at its current tip
+    between pushes; a directory commit's tree never changes, so neither does
+    what it parses to.
+    """
     shared = [u for u in updates if _shared(u)]
     if not shared:
         return []
     dir_ref = refs.head(refs.DIRECTORY)
     errors: list[str] = []
-    directory, derr = _directory_after(pg, next((u for u in shared if u.ref == dir_ref), None))
+    directory, derr = _directory_after(pg, next((u for u in shared if u.ref == dir_ref), None), cache)
     errors += derr
     for u in shared:
         if u.ref == dir_ref:
@@ -89,7 +94,8 @@ def check_push(pg: "pygit2.Repository", updates: list[Update]) -> list[str]:
     return errors
 
 
-def _directory_after(pg: "pygit2.Repository", u: Optional[Update]) -> tuple["Directory", list[str]]:
+def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
+                     cache: Optional[dict[str, "Directory"]] = None) -> tuple["Directory", list[str]]:
     """The directory the messages of this push are checked against, and directory errors."""
     from gitmail.core.directory import Directory, from_tree, verify_range
     from gitmail.errors import VerificationError
@@ -99,7 +105,14 @@ def _directory_after(pg: "pygit2.Repository", u: Optional[Update]) -> tuple["Dir
     ref = refs.head(refs.DIRECTORY)
     current = _ref(pg, ref)
     try:
-        base = from_tree(pg, commit_at(pg, current)) if current else Directory()
+        cached = cache.get(current) if current and cache is not None else None
+        if cached is not None:
+            base = cached
+        else:
+            base = from_tree(pg, commit_at(pg, current)) if current else Directory()
+            if current and cache is not None:
+                cache.clear()  # one entry: the current tip (threads share it; a lost entry is only re-parsed)
+                cache[current] = base
     except VerificationError:
         base = Directory()
     if u is None:
@@ -252,7 +265,8 @@ def open_quarantined(path: Optional[str] = None) -> "pygit2.Repository":
     return pygit2.Repository(path or os.environ.get("GIT_DIR", "."), pygit2.enums.RepositoryOpenFlag.FROM_ENV)
 
 
-def verdict(updates: list[Update], open_repo: "Callable[[], pygit2.Repository]") -> tuple[int, str]:
+def verdict(updates: list[Update], open_repo: "Callable[[], pygit2.Repository]",
+            cache: Optional[dict[str, "Directory"]] = None) -> tuple[int, str]:
     """Check a push: ``(0, "")`` to accept, or ``(1, text)`` with the ``gitmail guard:`` lines.
 
     ``open_repo`` opens the repository with the pushed objects visible (only
@@ -260,7 +274,7 @@ def verdict(updates: list[Update], open_repo: "Callable[[], pygit2.Repository]")
     An exception refuses the push rather than let an unchecked one through.
     """
     try:
-        errors = check_push(open_repo(), updates) if any(_shared(u) for u in updates) else []
+        errors = check_push(open_repo(), updates, cache) if any(_shared(u) for u in updates) else []
     except Exception as e:  # refuse rather than let an unchecked push through
         errors = [f"internal error while checking the push: {type(e).__name__}: {e}"]
     if not errors:

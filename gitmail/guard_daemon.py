@@ -43,7 +43,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from gitmail.core.directory import Directory
 
 MAGIC = b"gitmail-guard-1\n"
 ACCEPT, REFUSE, DECLINE = 0, 1, 2
@@ -265,6 +268,7 @@ class Guard:
         self.git_dir = os.path.realpath(git_dir)
         self.objects = os.path.realpath(os.path.join(self.git_dir, "objects"))
         self.checks = 0
+        self.directories: dict[str, Directory] = {}  # the directory parsed at its current tip
         self.busy = 0
         self.last = time.monotonic()
         self.lock = threading.Lock()
@@ -312,7 +316,7 @@ class Guard:
             return pg
 
         try:
-            code, text = verdict(parse_updates(data), open_repo)
+            code, text = verdict(parse_updates(data), open_repo, self.directories)
         except Exception as e:
             return DECLINE, f"{type(e).__name__}: {e}"
         if failed or (code and "internal error while checking the push" in text):
