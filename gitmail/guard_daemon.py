@@ -187,17 +187,17 @@ def _sockets(gd: str, key: str) -> list[str]:
 
 
 def status(bare: str | Path, key: Optional[str] = None) -> Optional[dict[str, int]]:
-    """``{"pid": ..., "checks": ...}`` of the running daemon of ``bare`` (its current hook's KEY), or None."""
+    """``{"pid": ..., "checks": ..., "declined": ...}`` of the running daemon of ``bare`` (its current hook's KEY), or None."""
     gd, key = _target(bare, key)
     if not key:
         return None
     for sock in _sockets(gd, key):
         try:
             code, text = request(sock, [b"ping", os.fsencode(gd), b"", b"", b"", b""], timeout=5)
-            pid, checks = (int(x) for x in text.split())
+            pid, checks, declined = (int(x) for x in text.split())
         except (OSError, ValueError):
             continue
-        return {"pid": pid, "checks": checks}
+        return {"pid": pid, "checks": checks, "declined": declined}
     return None
 
 
@@ -268,6 +268,7 @@ class Guard:
         self.git_dir = os.path.realpath(git_dir)
         self.objects = os.path.realpath(os.path.join(self.git_dir, "objects"))
         self.checks = 0
+        self.declined = 0
         self.directories: dict[str, Directory] = {}  # the directory parsed at its current tip
         self.busy = 0
         self.last = time.monotonic()
@@ -293,6 +294,15 @@ class Guard:
 
     def check(self, fields: list[bytes]) -> tuple[int, str]:
         """``(status, text)`` for a ``check`` request; DECLINE on any doubt."""
+        code, text = self._check(fields)
+        with self.lock:
+            if code == DECLINE:
+                self.declined += 1
+            else:
+                self.checks += 1
+        return code, text
+
+    def _check(self, fields: list[bytes]) -> tuple[int, str]:
         import pygit2
 
         from gitmail.guard import parse_updates, verdict
@@ -321,8 +331,6 @@ class Guard:
             return DECLINE, f"{type(e).__name__}: {e}"
         if failed or (code and "internal error while checking the push" in text):
             return DECLINE, text  # not the push's fault as far as we can tell: let the hook check itself
-        with self.lock:
-            self.checks += 1
         return code, text
 
 
@@ -370,7 +378,7 @@ def serve(git_dir: str, key: str) -> int:
                 if op == b"check":
                     code, text = guard.check(fields[1:])
                 elif op == b"ping":
-                    code, text = ACCEPT, f"{os.getpid()} {guard.checks}"
+                    code, text = ACCEPT, f"{os.getpid()} {guard.checks} {guard.declined}"
                 elif op == b"stop":
                     code, text = ACCEPT, f"{os.getpid()}"
                     threading.Thread(target=server.shutdown, daemon=True).start()
