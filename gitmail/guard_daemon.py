@@ -369,6 +369,7 @@ def serve(git_dir: str, key: str) -> int:
             conn.settimeout(READ_TIMEOUT)
             with guard.lock:
                 guard.busy += 1
+                guard.last = time.monotonic()
             try:
                 try:
                     fields = decode(self.rfile, 6)
@@ -401,16 +402,21 @@ def serve(git_dir: str, key: str) -> int:
     ino = os.stat(sock_path).st_ino
 
     def watch() -> None:
-        """Shut down when idle, when the socket is gone or replaced, or when the repo is gone."""
+        """Shut down when idle, when the socket is gone or replaced, or when the repo is gone.
+
+        A stuck request that nobody waits for any more does not keep the daemon alive either.
+        """
         while True:
             time.sleep(min(1.0, idle / 4))
             with guard.lock:
-                idle_for = time.monotonic() - guard.last if guard.busy == 0 else 0.0
+                quiet = time.monotonic() - guard.last
+                # A request still running after its client gave up (REPLY_TIMEOUT) does not keep us alive.
+                limit = idle if guard.busy == 0 else max(idle, 2 * REPLY_TIMEOUT)
             try:
                 moved = os.stat(sock_path).st_ino != ino
             except OSError:
                 moved = True
-            if idle_for > idle or moved or not os.path.isdir(guard.objects):
+            if quiet > limit or moved or not os.path.isdir(guard.objects):
                 server.shutdown()
                 return
 

@@ -274,3 +274,52 @@ def test_hook_client_agrees_with_the_guard(tmp_path: Path) -> None:
     assert 'MAGIC = b"' + guard_daemon.MAGIC.decode().replace("\n", "\\n") + '"' in text
     assert f"REPLY_TIMEOUT = {guard_daemon.REPLY_TIMEOUT!r}" in text and f"SOCK_MAX = {guard_daemon.SOCK_MAX}" in text
     assert hooks.MARKER in text and text.startswith(f"#!{hooks.sys.executable} -IS\n")
+
+
+@pytest.mark.parametrize("reply", ["nothing", "garbage", "truncated", "declined", "bad-status"])
+def test_misbehaving_daemon_push_still_checked(net: NetOrg, reply: str) -> None:
+    """Whatever answers on the socket, short of a well-formed verdict, the hook checks the push itself."""
+    import fcntl
+    import socket
+    import threading
+
+    warm(net)
+    sock, lock = files(net.bare)
+    assert run("guard", "stop", str(net.bare)).code == 0
+    answers = {
+        "nothing": b"",
+        "garbage": b"HTTP/1.0 200 OK\r\n\r\n",
+        "truncated": guard_daemon.encode([b"0", b"accepted"])[:-3],
+        "declined": guard_daemon.encode([b"2", b"not mine"]),
+        "bad-status": guard_daemon.encode([b"00", b""]),
+    }
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # no real daemon can start while the impostor listens
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(sock)
+    srv.listen(8)
+    asked: list[int] = []
+
+    def impostor() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                while conn.recv(65536):
+                    pass
+                asked.append(1)
+                conn.sendall(answers[reply])
+
+    t = threading.Thread(target=impostor, daemon=True)
+    t.start()
+    try:
+        oid = forge.unsigned(net.clones["max"], "alex", "max")
+        refused(*forge.push(net.clones["max"], oid, MAILBOX), "unsigned")
+        send(net, f"despite a daemon answering {reply}")
+        assert len(asked) == 2
+    finally:
+        srv.close()
+        os.unlink(sock)
+        os.close(fd)
