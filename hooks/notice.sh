@@ -13,9 +13,13 @@
 gitmail_notice() {
   _gm_data="$1/gitmail"
   [ -r "$_gm_data/inbox-refs" ] && [ -r "$_gm_data/allowed_signers" ] || return 1
-  _gm_ranges=$(printf '%s\n' "$2" | awk -v inbox="$_gm_data/inbox-refs" -v seen="$_gm_data/hook-seen" \
-      -v user="${GITMAIL_USER:-}" '
+  # One git config for both settings; the identity must be the one inbox-refs was written for.
+  _GM_CONF=$(git config --get-regexp '^gitmail\.(user|noticesubjects)$')
+  export _GM_CONF
+  _gm_ranges=$(printf '%s\n' "$2" | awk -v inbox="$_gm_data/inbox-refs" -v seen="$_gm_data/hook-seen" '
     BEGIN {
+      user = ENVIRON["GITMAIL_USER"]; nc = split(ENVIRON["_GM_CONF"], C, "\n")
+      for (i = 1; i <= nc; i++) if (user == "" && index(C[i], "gitmail.user ") == 1) user = substr(C[i], 14)
       while ((getline l < inbox) > 0) {
         k = l; sub(/ .*/, "", k); v = substr(l, length(k) + 2)
         if (k == "member") member = v; else if (k == "self") self = v
@@ -25,7 +29,7 @@ gitmail_notice() {
     }
     { oid[$2] = $1; order[++n] = $2 }
     END {
-      if (dir == "" || np == 0 || (user != "" && user != member)) { print "FULL"; exit }
+      if (dir == "" || np == 0 || user != member) { print "FULL"; exit }
       if (oid[dir] != oid["refs/gitmail/verified/directory"]) { print "FULL"; exit }
       base = substr(dir, 1, length(dir) - length("directory"))
       for (i = 1; i <= n; i++) {
@@ -49,10 +53,10 @@ gitmail_notice() {
   _gm_log=$(git -c gpg.ssh.allowedSignersFile="$_gm_data/allowed_signers" log --max-count=11 --source \
       --format='%G?%x1f%GS%x1f%at%x1f%H%x1f%P%x1f%S%x1f%(trailers:key=Message-Id,valueonly,separator=%x20)%x1f%<(50,trunc)%s' \
       $_gm_ranges 2>/dev/null) || return 1
-  _gm_subjects=${GITMAIL_NOTICE_SUBJECTS:-$(git config --get gitmail.noticeSubjects)}
-  printf '%s\n' "$_gm_log" | awk -F '\037' -v ranges="$_gm_ranges" \
-      -v subjects="$_gm_subjects" '
+  printf '%s\n' "$_gm_log" | awk -F '\037' -v ranges="$_gm_ranges" '
     BEGIN {
+      subjects = ENVIRON["GITMAIL_NOTICE_SUBJECTS"]; nc = split(ENVIRON["_GM_CONF"], C, "\n")
+      for (i = 1; i <= nc; i++) if (subjects == "" && index(C[i], "gitmail.noticesubjects ") == 1) subjects = substr(C[i], 24)
       n = split(ranges, L, "\n")
       for (i = 1; i <= n; i++) {
         m = split(L[i], w, " "); has[w[1]] = m > 1

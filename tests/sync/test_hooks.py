@@ -210,3 +210,21 @@ def test_shell_notice_hands_big_batches_and_decryption_to_gitmail(net: NetOrg) -
     git("config", "gitmail.noticeSubjects", "loudly", cwd=clone)
     r = net.as_("alex", "hooks", "install")
     assert r.code == 2 and r.err == "gitmail: gitmail.noticeSubjects must be 'clear' or 'decrypt', not 'loudly'\n"
+
+
+def test_shell_notice_speaks_only_for_the_identity_it_was_written_for(net: NetOrg) -> None:
+    code_commit(net, "max", "v1")
+    clone = tracking_main(net, "alex")
+    net.ok("alex", "hooks", "install")
+    net.ok("alex", "list")  # inbox-refs for alex
+    without_python(clone)
+    git("config", "gitmail.user", "max", cwd=clone)  # the clone now acts as max
+    net.ok("max", "send", "alex", "for alex only", "--plain")
+    code_commit(net, "max", "v2")
+    code, out = pull(clone)
+    assert code == 0 and "📬" not in out, out
+    git("config", "gitmail.user", "alex", cwd=clone)
+    net.ok("max", "send", "alex", "now alex again", "--plain")
+    code_commit(net, "max", "v3")
+    code, out = pull(clone)
+    assert '📬 2 new messages from max; newest (just now): "now alex again"' in out, out
