@@ -217,7 +217,9 @@ def start_background_sync(s: api.Session) -> bool:
         pass
     stamp.touch()
     subprocess.Popen(
-        [sys.executable, "-m", "gitmail", "sync", "--quiet", "--repo", str(s.repo.path), "--as", s.me],
+        # -c with sys.path[0] (the cwd: a work tree anyone can push files to) removed, not -m.
+        [sys.executable, "-c", "import sys; del sys.path[0]; from gitmail.cli.main import main; sys.exit(main())",
+         "sync", "--quiet", "--repo", str(s.repo.path), "--as", s.me],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, env={**os.environ, "GITMAIL_NOTICE": "never"},
     )

@@ -12,7 +12,8 @@ is git's own choice (``git rev-parse --git-path hooks``), so ``core.hooksPath``
 is respected. A hook already there is kept as ``<name>.gitmail-chained``, run
 by ours, and put back on uninstall.
 
-Run as ``python -m gitmail.hooks notify HOOK [ARGS...]`` the module prints the
+Run as ``python -c '...main()' notify HOOK [ARGS...]`` (never ``-m``, which
+would put the work tree first on ``sys.path``) the module prints the
 notice on stdout and always exits 0.
 """
 

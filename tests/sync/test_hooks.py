@@ -228,3 +228,22 @@ def test_shell_notice_speaks_only_for_the_identity_it_was_written_for(net: NetOr
     code_commit(net, "max", "v3")
     code, out = pull(clone)
     assert '📬 2 new messages from max; newest (just now): "now alex again"' in out, out
+
+
+def test_python_fallback_never_imports_code_from_the_work_tree(net: NetOrg, tmp_path: Path) -> None:
+    """A member who pushes a gitmail/ package on a code branch gets nothing run on other clones."""
+    code_commit(net, "max", "v1")
+    clone = tracking_main(net, "alex")
+    net.ok("alex", "hooks", "install")  # no inbox-refs yet: the notice goes to Python
+    mine = net.clones["max"]
+    marker = tmp_path / "pwned"
+    (mine / "gitmail").mkdir()
+    for mod in ("__init__.py", "hooks.py", "__main__.py"):
+        (mine / "gitmail" / mod).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    git("add", "gitmail", cwd=mine)
+    net.ok("max", "send", "alex", "hello", "--plain")
+    code_commit(net, "max", "v2")  # commits README and the gitmail/ folder
+    code, out = pull(clone)
+    assert code == 0 and (clone / "gitmail" / "hooks.py").is_file()
+    assert not marker.exists(), "the hook ran code from the work tree"
+    assert '📬 1 new message from max (just now): "hello"' in out, out
