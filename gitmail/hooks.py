@@ -196,7 +196,8 @@ def _not_yet_noticed(s: "Session", rows: list) -> list:
     for path in {r["path"] for r in rows}:
         hit = s.db.execute("SELECT ordinal FROM msg WHERE path=? AND oid=?", (path, seen.get(t + path, ""))).fetchone()
         upto[path] = hit[0] if hit else -1
-    return [r for r in rows if r["ordinal"] > upto[r["path"]]]
+    # A message that failed verification is always reported, even if the shell announced it.
+    return [r for r in rows if r["ordinal"] > upto[r["path"]] or r["status"] != "good"]
 
 
 def _describe(rows: list, decrypt: bool) -> str:
@@ -236,9 +237,12 @@ def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
     """Write ``.git/gitmail/inbox-refs``: which refs the shell notice watches (docs/sync.md).
 
     Lines ``<key> <value>``: ``member`` (the name), ``self`` (its ref-safe form),
-    ``directory`` (the remote-tracking directory ref), ``inbox`` (a ref prefix
-    whose mail is for the member, its own included) and ``shared`` (broadcast
-    and the member's groups: mail from the member itself is not inbox there).
+    ``directory`` (the remote-tracking directory ref), ``verified`` (the
+    verified directory tip this was written for: the notice defers to gitmail
+    when it differs), ``inbox <prefix> <address>`` (a ref prefix whose mail is
+    for the member, its own included, and the address its ``To`` must name) and
+    ``shared <prefix> <address>`` (broadcast and the member's groups: mail from
+    the member itself is not inbox there).
     Written only for the clone's default identity (the one the hooks notify).
     Best effort: an unwritable file only disables the shell notice.
     """
@@ -252,8 +256,9 @@ def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
         return
     t = refs.tracking("", repo.remote)
     lines = [f"member {member}", f"self {to_ref(member)}", f"directory {t}{refs.DIRECTORY}",
-             f"inbox {t}{refs.MAIL}{to_ref(member)}/", f"shared {t}{refs.MAIL}{to_ref(BROADCAST)}/"]
-    lines += [f"shared {t}{refs.MAIL}{to_ref(g)}/" for g in directory.groups_of(member)]
+             f"verified {directory.tip or ''}", f"inbox {t}{refs.MAIL}{to_ref(member)}/ {member}",
+             f"shared {t}{refs.MAIL}{to_ref(BROADCAST)}/ {BROADCAST}"]
+    lines += [f"shared {t}{refs.MAIL}{to_ref(g)}/ {g}" for g in directory.groups_of(member)]
     text = "\n".join(lines) + "\n"
     path = repo.data_dir / INBOX_REFS
     try:

@@ -23,19 +23,23 @@ gitmail_notice() {
       while ((getline l < inbox) > 0) {
         k = l; sub(/ .*/, "", k); v = substr(l, length(k) + 2)
         if (k == "member") member = v; else if (k == "self") self = v
-        else if (k == "directory") dir = v; else if (k == "inbox" || k == "shared") { pre[++np] = v; kind[np] = k }
+        else if (k == "directory") dir = v; else if (k == "verified") vdir = v
+        else if (k == "inbox" || k == "shared") { p = v; sub(/ .*/, "", p); pre[++np] = p; kind[np] = k }
       }
       while ((getline l < seen) > 0) { split(l, f, " "); seenoid[f[2]] = f[1] }
     }
     { oid[$2] = $1; order[++n] = $2 }
     END {
       if (dir == "" || np == 0 || user != member) { print "FULL"; exit }
-      if (oid[dir] != oid["refs/gitmail/verified/directory"]) { print "FULL"; exit }
+      # the directory fetched is the one verified, and inbox-refs was written for it (groups)
+      if (oid[dir] != oid["refs/gitmail/verified/directory"] || vdir != oid[dir]) { print "FULL"; exit }
       base = substr(dir, 1, length(dir) - length("directory"))
       for (i = 1; i <= n; i++) {
         r = order[i]; mine = 0; sender = r; sub(/.*\//, "", sender)
         # direct mail to oneself is inbox; one'"'"'s own broadcast or group message is not
-        for (j = 1; j <= np; j++) if (index(r, pre[j]) == 1 && (kind[j] == "inbox" || sender != self)) mine = 1
+        # and the ref is exactly <prefix><sender>: mail/<recipient>/<sender>, nothing deeper
+        for (j = 1; j <= np; j++) if (index(r, pre[j]) == 1 && substr(r, length(pre[j]) + 1) == sender \
+            && (kind[j] == "inbox" || sender != self)) mine = 1
         if (!mine) continue
         v = oid["refs/gitmail/verified/" substr(r, length(base) + 1)]; s = seenoid[r]
         if (oid[r] == v || oid[r] == s) continue
@@ -51,9 +55,9 @@ gitmail_notice() {
   esac
   # shellcheck disable=SC2086  # ref names and oids: no blanks, no glob characters
   _gm_log=$(git -c gpg.ssh.allowedSignersFile="$_gm_data/allowed_signers" log --max-count=11 --source \
-      --format='%G?%x1f%GS%x1f%at%x1f%H%x1f%P%x1f%S%x1f%(trailers:key=Message-Id,valueonly,separator=%x20)%x1f%<(50,trunc)%s' \
+      --format='%G?%x1f%GS%x1f%at%x1f%H%x1f%P%x1f%S%x1f%(trailers:key=Message-Id,valueonly,separator=%x20)%x1f%(trailers:key=To,valueonly,separator=%x1e)%x1f%<(50,trunc)%s' \
       $_gm_ranges 2>/dev/null) || return 1
-  printf '%s\n' "$_gm_log" | awk -F '\037' -v ranges="$_gm_ranges" '
+  printf '%s\n' "$_gm_log" | awk -F '\037' -v ranges="$_gm_ranges" -v inbox="$_gm_data/inbox-refs" '
     BEGIN {
       subjects = ENVIRON["GITMAIL_NOTICE_SUBJECTS"]; nc = split(ENVIRON["_GM_CONF"], C, "\n")
       for (i = 1; i <= nc; i++) if (subjects == "" && index(C[i], "gitmail.noticesubjects ") == 1) subjects = substr(C[i], 24)
@@ -62,15 +66,25 @@ gitmail_notice() {
         m = split(L[i], w, " "); has[w[1]] = m > 1
         for (k = 2; k <= m; k++) bases[w[1], substr(w[k], 2)] = 1
       }
+      while ((getline l < inbox) > 0) {  # the address each inbox prefix is for
+        k = l; sub(/ .*/, "", k)
+        if (k == "inbox" || k == "shared") { l = substr(l, length(k) + 2); p = l; sub(/ .*/, "", p); addr[p] = substr(l, length(p) + 2) }
+      }
       srand(); now = srand()
     }
     $0 == "" { next }
     {
       sender = $6; sub(/.*\//, "", sender)
-      if (++cnt > 10 || $1 != "G" || $2 != sender || $2 !~ /^[a-z0-9_-]+$/ || $5 ~ / /) { bad = 1; exit }
-      if (subjects == "decrypt" && $8 ~ /^\(encrypted message\) *$/) { bad = 1; exit }  # Python decrypts
-      when[cnt] = $3 + 0; who[cnt] = $2; id[cnt] = $7; subj[cnt] = $8
+      if (++seen > 10 || NF != 9 || $1 != "G" || $2 != sender || $2 !~ /^[a-z0-9_-]+$/ || $5 ~ / /) { bad = 1; exit }
+      if ($7 !~ /^<[0-9a-f]+@gitmail>$/ || length($7) != 74) { bad = 1; exit }  # <sha256 hex@gitmail>
+      to = 0; box = substr($6, 1, length($6) - length(sender)); nt = split($8, T, "\036")
+      for (i = 1; i <= nt; i++) if (T[i] == addr[box]) to = 1
+      if (!to) { bad = 1; exit }  # addressed elsewhere (a signed commit replayed onto this mailbox)
+      if (subjects == "decrypt" && $9 ~ /^\(encrypted message\) *$/) { bad = 1; exit }  # Python decrypts
       ours[$6, $4] = 1; parent[$4] = $5; refof[$4] = $6
+      if ($7 in ids) next  # one message on two of the inbox refs counts once
+      ids[$7] = 1; cnt++
+      when[cnt] = $3 + 0; who[cnt] = $2; id[cnt] = $7; subj[cnt] = $9
     }
     function ago(s) {
       if (s < 60) return "just now"
@@ -89,7 +103,7 @@ gitmail_notice() {
         t = when[i]; when[i] = when[j]; when[j] = t; t = who[i]; who[i] = who[j]; who[j] = t
         t = id[i]; id[i] = id[j]; id[j] = t; t = subj[i]; subj[i] = subj[j]; subj[j] = t
       }
-      s = subj[1]; sub(/ +$/, "", s); gsub(/[\001-\037\177]/, "", s)
+      s = subj[1]; sub(/ +$/, "", s); gsub(/[\001-\037\177]/, "", s); gsub(/\302[\200-\237]/, "", s)  # C0, DEL, C1
       enc = s == "(encrypted message)"
       age = ago(now - when[1])
       if (cnt == 1) {

@@ -7,7 +7,11 @@ import re
 import sys
 from pathlib import Path
 
+import pygit2
+
 from gitmail import hooks as hooks_mod
+from gitmail.core.objects import signed_commit
+from gitmail.core.repo import open_repo
 from tests.sync import forge
 
 from tests.conftest import git, run
@@ -247,3 +251,86 @@ def test_python_fallback_never_imports_code_from_the_work_tree(net: NetOrg, tmp_
     assert code == 0 and (clone / "gitmail" / "hooks.py").is_file()
     assert not marker.exists(), "the hook ran code from the work tree"
     assert '📬 1 new message from max (just now): "hello"' in out, out
+
+
+# -- found in review: what the shell notice must not announce, and how it counts ----------
+
+
+def test_shell_notice_refuses_a_signed_commit_replayed_onto_another_mailbox(unguarded: NetOrg) -> None:
+    o = unguarded
+    code_commit(o, "max", "v1")
+    clone = tracking_main(o, "alex")
+    o.ok("alex", "hooks", "install")
+    o.ok("alex", "list")
+    without_python(clone)
+    o.ok("max", "send", "max", "SECRET note: layoffs friday", "--plain")  # max's note to himself
+    mclone = o.clones["max"]
+    o.ok("max", "sync")
+    note = forge.tip(mclone, "gitmail/mail/max/max")
+    assert note and forge.push(mclone, note, "refs/heads/gitmail/mail/alex/max")[0] == 0  # replayed
+    assert forge.push(mclone, note, "refs/heads/gitmail/mail/alex/x/max")[0] == 0  # and nested deeper
+    code_commit(o, "max", "v2")
+    code, out = pull(clone)
+    assert code == 0 and "📬" not in out and "layoffs" not in out, out
+    assert "MISFILED? claims max" in o.ok("alex", "list").out
+
+
+def test_shell_notice_needs_a_real_message_id_and_strips_control_characters(unguarded: NetOrg) -> None:
+    o = unguarded
+    code_commit(o, "max", "v1")
+    clone = tracking_main(o, "alex")
+    o.ok("alex", "hooks", "install")
+    o.ok("alex", "list")
+    without_python(clone)
+    mclone = o.clones["max"]
+    r = open_repo(mclone)
+    pg = r.pg
+    sig = pygit2.Signature("max", "max@x")
+
+    def push_commit(text: str) -> None:
+        o.ok("max", "sync")
+        tb = pg.TreeBuilder()
+        tb.insert("message.json", pg.create_blob(forge.message("max", ["alex"], "hello").to_blob()),
+                  pygit2.enums.FileMode.BLOB)
+        p = forge.tip(mclone, "gitmail/mail/alex/max")
+        c = signed_commit(pg, sig, sig, text, tb.write(), [p] if p else [], forge.key_of("max").sign)
+        assert forge.push(mclone, c, "refs/heads/gitmail/mail/alex/max")[0] == 0
+        code_commit(o, "max", text[:8])
+
+    push_commit(f"hi \u009b2J\x1b[H there\n\nMessage-Id: <{'ab' * 32}@gitmail>\nTo: alex\n")
+    code, out = pull(clone)
+    line = next(ln for ln in out.splitlines() if ln.startswith("📬"))
+    assert "\x1b" not in line and "\u009b" not in line and '"hi 2J[H there"' in line, repr(line)
+    push_commit("hi\n\nMessage-Id: <\x1b[2J\x1b[H@gitmail>\nTo: alex\n")  # an id that is no id
+    code, out = pull(clone)
+    assert code == 0 and "📬" not in out and "\x1b" not in out, repr(out)
+
+
+def test_shell_notice_defers_when_the_directory_changed_since_inbox_refs(net: NetOrg) -> None:
+    code_commit(net, "max", "v1")
+    clone = tracking_main(net, "alex")
+    net.ok("alex", "hooks", "install")
+    net.ok("alex", "list")  # inbox-refs: no group yet
+    net.ok("max", "group", "create", "ops", "max", "alex")
+    git("fetch", "-q", "origin", cwd=clone)
+    net.ok("alex", "members")  # verifies the new directory without indexing mail
+    net.ok("max", "send", "team:ops", "deploy at 5", "--plain")
+    code_commit(net, "max", "v2")
+    code, out = pull(clone)  # the shell defers: gitmail's Python knows alex is in ops now
+    assert '📬 1 new message from max (just now): "deploy at 5"' in out, out
+
+
+def test_shell_notice_counts_one_message_on_two_inbox_refs_once(net: NetOrg) -> None:
+    code_commit(net, "max", "v1")
+    clone = tracking_main(net, "alex")
+    net.ok("max", "group", "create", "ops", "max", "alex")
+    net.ok("max", "send", "alex", "first a", "--plain")
+    net.ok("max", "send", "team:ops", "first b", "--plain")
+    net.ok("alex", "sync")
+    net.ok("alex", "hooks", "install")
+    net.ok("alex", "list")
+    without_python(clone)
+    net.ok("max", "send", "alex", "team:ops", "one message", "--plain")
+    code_commit(net, "max", "v2")
+    code, out = pull(clone)
+    assert '📬 1 new message from max (just now): "one message"' in out, out
