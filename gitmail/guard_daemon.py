@@ -18,7 +18,9 @@ install: an upgraded gitmail's hooks start a new daemon, the old one idles
 out). The daemon holds an ``flock`` on the lock file for its lifetime (a
 second one exits at once), writes its pid there, and exits after
 ``GITMAIL_GUARD_IDLE`` seconds without a request (default 300), when its
-socket is removed, or when the repo disappears.
+socket is removed, when the repo disappears, or when gitmail's code changed
+(an upgrade: it declines the request it is given, so the hook checks that
+push itself and the next one starts a daemon with the new code).
 
 Wire format (both ways): ``MAGIC`` then length-prefixed fields
 (``!I`` + bytes). Request: op (``check``/``ping``/``stop``), git dir,
@@ -334,6 +336,20 @@ class Guard:
         return code, text
 
 
+def code_stamp() -> tuple[tuple[str, int], ...]:
+    """The modification times of gitmail's own code: an upgrade (``pip install -U``) changes
+    them, and a daemon still running the old code then declines and exits."""
+    pkg = Path(__file__).resolve().parent
+    out = []
+    for d in (pkg, pkg / "core"):
+        for f in sorted(d.glob("*.py")):
+            try:
+                out.append((str(f), f.stat().st_mtime_ns))
+            except OSError:
+                out.append((str(f), -1))
+    return tuple(out)
+
+
 def serve(git_dir: str, key: str) -> int:
     """Run the daemon of ``git_dir`` until idle; 0 at once when another one holds the lock."""
     import signal
@@ -359,6 +375,7 @@ def serve(git_dir: str, key: str) -> int:
     os.umask(0o077)
     idle = idle_timeout()
     uid = os.getuid()
+    stamp = code_stamp()
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
@@ -376,7 +393,10 @@ def serve(git_dir: str, key: str) -> int:
                 except (OSError, ValueError):
                     return
                 op = fields[0]
-                if op == b"check":
+                if op == b"check" and code_stamp() != stamp:  # gitmail was upgraded under us
+                    code, text = DECLINE, "gitmail changed since this daemon started"
+                    threading.Thread(target=server.shutdown, daemon=True).start()
+                elif op == b"check":
                     code, text = guard.check(fields[1:])
                 elif op == b"ping":
                     code, text = ACCEPT, f"{os.getpid()} {guard.checks} {guard.declined}"
@@ -416,7 +436,7 @@ def serve(git_dir: str, key: str) -> int:
                 moved = os.stat(sock_path).st_ino != ino
             except OSError:
                 moved = True
-            if quiet > limit or moved or not os.path.isdir(guard.objects):
+            if quiet > limit or moved or not os.path.isdir(guard.objects) or code_stamp() != stamp:
                 server.shutdown()
                 return
 

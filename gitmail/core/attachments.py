@@ -159,7 +159,7 @@ def _prepare_one(path: Path, limit: int) -> Source:
         raise AttachmentError(
             f"cannot attach {shown}: {human_size(st.st_size)} is over the org's limit of {human_size(limit)} per attachment"
         )
-    data = _read_file(path, shown, limit)
+    data = _read_file(path, shown, limit, st.st_size)
     name = safe_name(path.name)
     import mimetypes
 
@@ -167,18 +167,25 @@ def _prepare_one(path: Path, limit: int) -> Source:
     return Source(path, name, len(data), hashlib.sha256(data).hexdigest(), media, data)
 
 
-def _read_file(path: Path, shown: str, limit: int) -> bytes:
-    """The file's content, read once; refused as soon as it is over ``limit`` (it may grow)."""
+def _read_file(path: Path, shown: str, limit: int, size: int) -> bytes:
+    """The file's content, read once; refused as soon as it is over ``limit`` (it may have grown
+    since ``stat`` said ``size``; nothing bigger than what is read is ever allocated)."""
+    parts: list[bytes] = []
+    total = 0
     try:
         with open(path, "rb") as f:
-            data = f.read(limit + 1)
+            want = min(size, limit) + 1  # the whole file and one byte more in one read, usually
+            while chunk := f.read(want):
+                parts.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    raise AttachmentError(f"cannot attach {shown}: it grew over the org's limit of {human_size(limit)}")
+                want = min(lfs.CHUNK, limit + 1 - total)
     except PermissionError:
         raise AttachmentError(f"cannot attach {shown}: permission denied (not readable)") from None
     except OSError as e:
         raise AttachmentError(f"cannot attach {shown}: {e.strerror}") from None
-    if len(data) > limit:
-        raise AttachmentError(f"cannot attach {shown}: it grew over the org's limit of {human_size(limit)}")
-    return data
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def store(
@@ -213,6 +220,8 @@ def store(
 
 def _store_one(repo: "Repo", pg: "pygit2.Repository", src: Source, storage: str) -> str:
     # src.data is what was hashed (prepare/encrypt_sources): what is stored is what the oid names.
+    if len(src.data) != src.size:
+        raise AttachmentError(f"internal error: attachment {src.name!r} has no content to store")
     if storage == "lfs":
         lfs.write_local(lfs.cache_root(repo), src.oid, src.size, src.data, verified=True)
         return str(pg.create_blob(lfs.format_pointer(src.oid, src.size)))

@@ -165,3 +165,17 @@ def test_progress_bar_appears_only_after_the_delay(monkeypatch: pytest.MonkeyPat
         bar("Uploading data.csv", done, 1000)
     assert bar.bar is None  # closed at the end
     assert "Uploading data.csv" in capsys.readouterr().err
+
+
+def test_prepare_reads_only_what_the_file_has_even_with_a_huge_limit(tmp_path: Path) -> None:
+    """A 64 GiB limit (plausible with LFS) must not make Python allocate 64 GiB per file."""
+    from gitmail.core.attachments import prepare
+
+    f = tmp_path / "small.txt"
+    f.write_bytes(b"abc")
+    (src,) = prepare([f], 64 * 2**30)
+    assert src.data == b"abc" and src.size == 3
+    g = tmp_path / "big.bin"
+    g.write_bytes(b"x" * 5000)
+    with pytest.raises(AttachmentError, match="over the org's limit"):
+        prepare([g], 4096)

@@ -323,3 +323,22 @@ def test_misbehaving_daemon_push_still_checked(net: NetOrg, reply: str) -> None:
         srv.close()
         os.unlink(sock)
         os.close(fd)
+
+
+def test_upgraded_gitmail_retires_the_old_daemon(net: NetOrg) -> None:
+    """After gitmail's code changes (an upgrade), the old daemon checks nothing more and exits."""
+    import gitmail.core.refs as code
+
+    pid = warm(net)["pid"]
+    src = Path(code.__file__)
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # as a reinstall would
+    try:
+        send(net, "checked although the daemon is stale")  # declined by the daemon, checked by the hook
+        wait_for(lambda: (guard_daemon.status(net.bare) or {"pid": -1})["pid"] != pid)
+        oid = forge.unsigned(net.clones["max"], "alex", "max")
+        refused(*forge.push(net.clones["max"], oid, MAILBOX), "unsigned")
+        new = wait_for(lambda: guard_daemon.status(net.bare))
+        assert new["pid"] != pid
+    finally:
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
