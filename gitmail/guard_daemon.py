@@ -336,17 +336,21 @@ class Guard:
         return code, text
 
 
-def code_stamp() -> tuple[tuple[str, int], ...]:
-    """The modification times of gitmail's own code: an upgrade (``pip install -U``) changes
-    them, and a daemon still running the old code then declines and exits."""
+def code_files() -> list[str]:
+    """gitmail's own modules (the package and its core)."""
     pkg = Path(__file__).resolve().parent
+    return [str(f) for d in (pkg, pkg / "core") for f in sorted(d.glob("*.py"))]
+
+
+def code_stamp(files: list[str]) -> tuple[int, ...]:
+    """The modification times of ``files``: an upgrade (``pip install -U``) changes them,
+    and a daemon still running the old code then declines and exits."""
     out = []
-    for d in (pkg, pkg / "core"):
-        for f in sorted(d.glob("*.py")):
-            try:
-                out.append((str(f), f.stat().st_mtime_ns))
-            except OSError:
-                out.append((str(f), -1))
+    for f in files:
+        try:
+            out.append(os.stat(f).st_mtime_ns)
+        except OSError:
+            out.append(-1)
     return tuple(out)
 
 
@@ -375,7 +379,8 @@ def serve(git_dir: str, key: str) -> int:
     os.umask(0o077)
     idle = idle_timeout()
     uid = os.getuid()
-    stamp = code_stamp()
+    own_code = code_files()
+    stamp = code_stamp(own_code)
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
@@ -393,7 +398,7 @@ def serve(git_dir: str, key: str) -> int:
                 except (OSError, ValueError):
                     return
                 op = fields[0]
-                if op == b"check" and code_stamp() != stamp:  # gitmail was upgraded under us
+                if op == b"check" and code_stamp(own_code) != stamp:  # gitmail was upgraded under us
                     code, text = DECLINE, "gitmail changed since this daemon started"
                     threading.Thread(target=server.shutdown, daemon=True).start()
                 elif op == b"check":
@@ -436,7 +441,7 @@ def serve(git_dir: str, key: str) -> int:
                 moved = os.stat(sock_path).st_ino != ino
             except OSError:
                 moved = True
-            if quiet > limit or moved or not os.path.isdir(guard.objects) or code_stamp() != stamp:
+            if quiet > limit or moved or not os.path.isdir(guard.objects) or code_stamp(own_code) != stamp:
                 server.shutdown()
                 return
 
