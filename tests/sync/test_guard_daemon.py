@@ -18,6 +18,7 @@ from gitmail import guard_daemon
 from tests.conftest import git, run
 from tests.sync import forge
 from tests.sync.conftest import NetOrg
+from tests.sync.test_guard import refused
 
 MAILBOX = "refs/heads/gitmail/mail/alex/max"
 T = TypeVar("T")
@@ -64,13 +65,6 @@ def local_push(clone: Path, bare: Path, src: str, dst: str, **env: str) -> tuple
     p = subprocess.run(["git", "push", "--porcelain", str(bare), f"{src}:{dst}"], cwd=clone, capture_output=True,
                        text=True, env={**os.environ, **env})
     return p.returncode, p.stdout + p.stderr
-
-
-def refused(code: int, out: str, *words: str) -> None:
-    assert code != 0, out
-    assert "remote: gitmail guard: push refused" in out, out
-    for w in words:
-        assert w in out, out
 
 
 def test_second_push_is_checked_by_the_daemon_with_the_same_verdict(net: NetOrg) -> None:

@@ -256,13 +256,19 @@ def test_python_fallback_never_imports_code_from_the_work_tree(net: NetOrg, tmp_
 # -- found in review: what the shell notice must not announce, and how it counts ----------
 
 
-def test_shell_notice_refuses_a_signed_commit_replayed_onto_another_mailbox(unguarded: NetOrg) -> None:
-    o = unguarded
+def shell_only(o: NetOrg) -> Path:
+    """alex's clone tracking main, hooks installed, inbox indexed, Python out of the hooks' reach."""
     code_commit(o, "max", "v1")
     clone = tracking_main(o, "alex")
     o.ok("alex", "hooks", "install")
-    o.ok("alex", "list")
+    o.ok("alex", "list")  # writes .git/gitmail/inbox-refs
     without_python(clone)
+    return clone
+
+
+def test_shell_notice_refuses_a_signed_commit_replayed_onto_another_mailbox(unguarded: NetOrg) -> None:
+    o = unguarded
+    clone = shell_only(o)
     o.ok("max", "send", "max", "SECRET note: layoffs friday", "--plain")  # max's note to himself
     mclone = o.clones["max"]
     o.ok("max", "sync")
@@ -277,11 +283,7 @@ def test_shell_notice_refuses_a_signed_commit_replayed_onto_another_mailbox(ungu
 
 def test_shell_notice_needs_a_real_message_id_and_strips_control_characters(unguarded: NetOrg) -> None:
     o = unguarded
-    code_commit(o, "max", "v1")
-    clone = tracking_main(o, "alex")
-    o.ok("alex", "hooks", "install")
-    o.ok("alex", "list")
-    without_python(clone)
+    clone = shell_only(o)
     mclone = o.clones["max"]
     r = open_repo(mclone)
     pg = r.pg
