@@ -898,7 +898,7 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     # to deliver and nothing new loads neither pydantic nor pygit2.
     queued = syncmod.outbox_paths(s.repo, s.me)
     signer = s.signer if queued and s.me in s.directory.members else None
-    res = syncmod.deliver(s.repo, signer, s.me)
+    res = syncmod.deliver(s.repo, signer, s.me, queued)
     before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
     s.refresh()
     from gitmail.core import problems as probmod

@@ -141,14 +141,17 @@ def outbox_paths(repo: "Repo", sender: Optional[str] = None) -> dict[str, str]:
     return {refs.MAIL + name[len(refs.OUTBOX) :]: oid for name, oid in found.items()}
 
 
-def deliver(repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None) -> Delivery:
+def deliver(
+    repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None, pending: Optional[dict[str, str]] = None
+) -> Delivery:
     """Push every queued outbox ref (of ``sender``, or all); see the module docstring.
 
     ``signer`` re-signs commits that must be re-parented after a lost race; with
-    no signer such refs stay queued. Never raises for an unreachable remote.
+    no signer such refs stay queued. ``pending``: :func:`outbox_paths` when the
+    caller has just listed it (it is consumed). Never raises for an unreachable remote.
     """
     out = Delivery()
-    pending = outbox_paths(repo, sender)
+    pending = outbox_paths(repo, sender) if pending is None else pending
     if not pending or repo.remote is None:
         return out
     from gitmail.core import attachments
