@@ -75,6 +75,13 @@ def stop_guard(bare: Path) -> None:
     guard_daemon.stop(bare)
 
 
+def serve(srv: Path, guard: bool) -> tuple[GitDaemon, Path]:
+    """A (not yet started) ``git daemon`` for ``srv`` and its new bare ``org.git``."""
+    srv.mkdir()
+    d = GitDaemon(srv)
+    return d, d.create("org.git", guard=guard)
+
+
 # -- (a) ------------------------------------------------------------------------------------
 
 SENDER = """
@@ -102,10 +109,7 @@ done
 
 
 def bench_a(work: Path, senders: int, per: int, guard: bool) -> dict:
-    srv = work / "srv-a"
-    srv.mkdir()
-    d = GitDaemon(srv)
-    bare = d.create("org.git", guard=guard)
+    d, bare = serve(work / "srv-a", guard)
     with d:
         url = d.url()
         boss = join(url, work, "boss")
@@ -167,10 +171,7 @@ def make_messages(clone: Path, rcpt: str, sender: str, n: int) -> str:
 
 
 def bench_b(work: Path, n: int, guard: bool) -> dict:
-    srv = work / "srv-b"
-    srv.mkdir()
-    d = GitDaemon(srv)
-    bare = d.create("org.git", guard=guard)
+    d, bare = serve(work / "srv-b", guard)
     with d:
         url = d.url()
         sender = join(url, work / "b", "sender")
@@ -226,10 +227,7 @@ def signature_floor(clone: Path, tip: str) -> float:
 def bench_c(work: Path, rounds: int) -> dict:
     from gitmail import api, hooks
 
-    srv = work / "srv-c"
-    srv.mkdir()
-    d = GitDaemon(srv)
-    bare = d.create("org.git", guard=True)
+    d, bare = serve(work / "srv-c", True)
     with d:
         url = d.url()
         writer = join(url, work / "c", "writer")
