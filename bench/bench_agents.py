@@ -130,6 +130,7 @@ def _objects_bytes(repo: Path) -> int:
 def make_org(root: Path, members: int) -> tuple[Path, list[str]]:
     """An org whose admin (max) registers ``members - 1`` more members in one directory commit."""
     from gitmail import api
+    from gitmail.core import admin
     from gitmail.core import directory as dirmod
     from gitmail.core.model import Member
     from gitmail.core.signing import generate_key
@@ -145,7 +146,7 @@ def make_org(root: Path, members: int) -> tuple[Path, list[str]]:
             d.members[n] = Member(name=n, email=f"{n}@gitmail.invalid", signing_key=keys[n], kind="agent")
         return d
 
-    dirmod.change(s.repo, s.signer, s.member, add, f"Register {len(names)} agents")
+    admin.change(s.repo, s.signer, s.member, add, f"Register {len(names)} agents")
     return org, names
 
 

@@ -90,6 +90,7 @@ class Bench:
 
     def policy(self, **changes: object) -> None:
         from gitmail import api
+        from gitmail.core import admin
         from gitmail.core import directory as dirmod
 
         s = api.session(self.clones["max"])
@@ -98,7 +99,7 @@ class Bench:
             d.policy = d.policy.model_copy(update=changes)
             return d
 
-        dirmod.change(s.repo, s.signer, s.member, mutate, "bench policy")
+        admin.change(s.repo, s.signer, s.member, mutate, "bench policy")
 
     def gitmail(self, who: str, *args: str) -> str:
         return sh([GITMAIL, *args, "--repo", str(self.clones[who])])

@@ -211,7 +211,7 @@ def signature_floor(clone: Path, tip: str) -> float:
     commits already read): what any client that verifies before it accepts pays on top of the fetch."""
     import pygit2
 
-    from gitmail.core.store import signers
+    from gitmail.core.signing import signers
 
     pg = pygit2.Repository(str(clone))
     commits = list(pg.walk(pg[tip].id))

@@ -48,7 +48,7 @@ def _admin_change(repo: api.RepoLike, as_: Optional[str], subject: str,
     Raises :class:`DirectoryError` (not an admin, refused by the rules),
     :class:`KeyError_`, :class:`NotInitializedError`.
     """
-    from gitmail.core import directory as dirmod
+    from gitmail.core import admin
 
     s = api.session(repo, as_)
     if s.repo.remote:
@@ -59,7 +59,7 @@ def _admin_change(repo: api.RepoLike, as_: Optional[str], subject: str,
     member = s.member
     if member.role != "admin":
         raise DirectoryError(f"only an admin may change groups; {s.me} is a {member.role}")
-    return dirmod.change(s.repo, s.signer, member, mutate, subject)
+    return admin.change(s.repo, s.signer, member, mutate, subject)
 
 
 def _check_members(d: "Directory", names: list[str]) -> list[str]:

@@ -153,6 +153,7 @@ def init(
     too (docs/protocol.md, "Encryption").
     """
     from gitmail import git
+    from gitmail.core import admin
     from gitmail.core import directory as dirmod
     from gitmail.core import sync
     from gitmail.core.address import normalize, to_ref
@@ -243,7 +244,7 @@ def init(
             cur.members[name] = member
             return cur
 
-        dirmod.change(r, signer, member, add, f"Register {name}")
+        admin.change(r, signer, member, add, f"Register {name}")
         registered = True
     if not r.config.get("gitmail.user"):
         git.config_set(r.path, "gitmail.user", name)
@@ -401,7 +402,7 @@ def _commit_and_deliver(
     s: Session, msg: "Message", sources: list["Source"], encrypt: Optional[bool], progress: Optional["Progress"]
 ) -> SendResult:
     """Store the attachments, encrypt if the policy says so, commit to every recipient ref, deliver."""
-    from gitmail.core import private, sync
+    from gitmail.core import attachments, private, sync
     from gitmail.core.store import write_message_commit
 
     from gitmail.core.model import Attachment
@@ -410,7 +411,7 @@ def _commit_and_deliver(
     plain = msg
     if private.decide(d, s.me, msg.to, encrypt):
         keys = [d.members[n].encryption_key or "" for n in private.readers(d, s.me, msg.to)]
-        csources, sealed = private.encrypt_sources(sources, keys)
+        csources, sealed = attachments.encrypt_sources(sources, keys)
         msg.attachments, extra_tree = _attach_store(s, csources)
         plain = msg.model_copy(update={"attachments": [
             Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid, storage=a.storage, path=a.path)
@@ -961,7 +962,8 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     """
     from gitmail.core import problems as probmod
     from gitmail.core.objects import commit
-    from gitmail.core.store import check_message, signers
+    from gitmail.core.signing import signers
+    from gitmail.core.store import check_message
 
     s = session(repo, as_)
     d = s.directory
@@ -1112,7 +1114,8 @@ def set_policy(repo: RepoLike, changes: dict[str, Any], *, as_: Optional[str] = 
     """
     from pydantic import ValidationError
 
-    from gitmail.core import directory as dirmod
+    from gitmail.core import admin
+
     from gitmail.core.model import OrgPolicy
 
     s = session(repo, as_)
@@ -1130,7 +1133,7 @@ def set_policy(repo: RepoLike, changes: dict[str, Any], *, as_: Optional[str] = 
         d.policy = new_policy
         return d
 
-    d = dirmod.change(s.repo, s.signer, s.member, mutate, "Org policy: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+    d = admin.change(s.repo, s.signer, s.member, mutate, "Org policy: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
     return d.policy.model_dump(mode="json")
 
 
@@ -1161,7 +1164,7 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     import time
 
     from gitmail import git
-    from gitmail.core import directory as dirmod
+    from gitmail.core import admin
     from gitmail.core.address import to_ref
     from gitmail.core.repo import data_home
     from gitmail.core.signing import generate_key, load_key
@@ -1187,7 +1190,7 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
         })
         return d
 
-    d = dirmod.change(s.repo, old, member, mutate, f"Rotate the key of {s.me}")
+    d = admin.change(s.repo, old, member, mutate, f"Rotate the key of {s.me}")
     git.config_add(s.repo.path, f"gitmail.{s.me}.oldkey", str(old_path))
     git.config_set(s.repo.path, f"gitmail.{s.me}.key", str(new_path))
     return Rotation(d.members[s.me], old.public_key, new.public_key, new_path)

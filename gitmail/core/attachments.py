@@ -32,7 +32,7 @@ from gitmail.errors import AttachmentError, LFSUnreachableError
 if TYPE_CHECKING:
     import pygit2
 
-    from gitmail.core.model import Attachment, Message
+    from gitmail.core.model import Attachment, Message, SealedAttachment
     from gitmail.core.repo import Repo
 
 TREE_DIR = "attachments"
@@ -445,3 +445,22 @@ def _umask() -> int:
     old = os.umask(0o022)
     os.umask(old)
     return old
+
+
+def encrypt_sources(sources: list["Source"], keys: list[str]) -> tuple[list["Source"], list["SealedAttachment"]]:
+    """Encrypt each file to ``keys``; the ciphertext sources to store and what the envelope says.
+
+    Works on the content :func:`gitmail.core.attachments.prepare` read and
+    hashed (``Source.data``); the ciphertext stays in memory (``<n>.age``).
+    """
+    from gitmail.core import crypto
+    from gitmail.core.model import SealedAttachment
+    out: list[Source] = []
+    sealed: list[SealedAttachment] = []
+    for i, src in enumerate(sources, 1):
+        cipher = crypto.seal(src.data, keys)
+        oid = hashlib.sha256(cipher).hexdigest()
+        out.append(Source(src.path, f"{i}.age", len(cipher), oid, "application/octet-stream", cipher))
+        sealed.append(SealedAttachment(name=src.name, media_type=src.media_type, size=src.size,
+                                       sha256=src.oid, cipher_oid=oid))
+    return out, sealed

@@ -133,7 +133,6 @@ def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direct
     and indexed with their status; a bad message is kept but never shown as
     genuine.
     """
-    from gitmail.core import state as state_mod
     db.execute("BEGIN IMMEDIATE")  # one transaction; concurrent ingests queue here
     try:
         problems = _ingest(repo, member, db, directory)
@@ -240,7 +239,8 @@ def _index_path(
 ) -> None:
     from gitmail.core.model import PRIORITY_RANK
     from gitmail.core.objects import commit
-    from gitmail.core.store import check_message, signers
+    from gitmail.core.signing import signers
+    from gitmail.core.store import check_message
 
     pg = repo.pg
     stop = prev["tip"] if prev is not None else None

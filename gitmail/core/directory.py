@@ -8,16 +8,15 @@ rules in :func:`check_change` decide which changes a signer may make.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from gitmail.core import problems, refs
 from gitmail.core.address import BROADCAST, GROUP_PREFIX, normalize, to_ref
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
 from gitmail.core.objects import blob_data, commit, signed_commit
 from gitmail.core.objects import tree as objtree
-from gitmail.core.signing import Signer
+from gitmail.core.signing import Signer, signer_of
 from gitmail.errors import DirectoryError, UnknownRecipientError, VerificationError
 
 if TYPE_CHECKING:
@@ -162,8 +161,6 @@ def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str) 
     bad commit stops the walk; nothing after it is accepted). A ``new_tip``
     that does not descend from ``old_tip`` is a rewrite: nothing is accepted.
     """
-    from gitmail.core.store import signer_of
-
     chain = []
     c = commit(pg, new_tip)
     while str(c.id) != old_tip:
@@ -248,34 +245,3 @@ def _write_signers(repo: "Repo", d: Directory) -> None:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-
-
-def change(
-    repo: "Repo",
-    signer: Signer,
-    actor: Member,
-    mutate: Callable[[Directory], Directory],
-    subject: str,
-) -> Directory:
-    """Apply ``mutate`` to the current directory as a signed commit and publish it.
-
-    With a remote, pushes ``refs/heads/gitmail/directory``; a lost race is
-    retried on the new tip (fetch, verify, re-apply). Raises
-    :class:`DirectoryError` when the rules refuse the change.
-    """
-    from gitmail.core import sync
-
-    for _attempt in range(10):
-        current = load(repo)
-        new = mutate(Directory(current.tip, dict(current.members), dict(current.groups), current.policy))
-        new = Directory(None, new.members, new.groups, new.policy)
-        check_change(current if current.tip else None, new, signer.public_key)
-        oid = write_commit(repo.pg, new, signer, actor, current.tip, subject)
-        if repo.remote is None:
-            with repo.lock():
-                repo.set_ref(refs.head(refs.DIRECTORY), oid, current.tip, subject)
-            return load(repo)
-        if sync.push_oid(repo, oid, refs.head(refs.DIRECTORY), current.tip):
-            return load(repo)
-        sync.fetch(repo)
-    raise DirectoryError("could not update the directory: too many concurrent changes")

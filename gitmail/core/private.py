@@ -25,7 +25,6 @@ from gitmail.errors import UsageError, VerificationError
 if TYPE_CHECKING:
     import pygit2
 
-    from gitmail.core.attachments import Source
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
 
@@ -72,25 +71,6 @@ def decide(d: "Directory", sender: str, recipients: Sequence[str], want: Optiona
 
 def _pad(data: bytes, fill: bytes) -> bytes:
     return data + fill * (crypto.bucket(len(data)) - len(data))
-
-
-def encrypt_sources(sources: list["Source"], keys: list[str]) -> tuple[list["Source"], list[SealedAttachment]]:
-    """Encrypt each file to ``keys``; the ciphertext sources to store and what the envelope says.
-
-    Works on the content :func:`gitmail.core.attachments.prepare` read and
-    hashed (``Source.data``); the ciphertext stays in memory (``<n>.age``).
-    """
-    from gitmail.core.attachments import Source
-
-    out: list[Source] = []
-    sealed: list[SealedAttachment] = []
-    for i, src in enumerate(sources, 1):
-        cipher = crypto.seal(src.data, keys)
-        oid = hashlib.sha256(cipher).hexdigest()
-        out.append(Source(src.path, f"{i}.age", len(cipher), oid, "application/octet-stream", cipher))
-        sealed.append(SealedAttachment(name=src.name, media_type=src.media_type, size=src.size,
-                                       sha256=src.oid, cipher_oid=oid))
-    return out, sealed
 
 
 def seal_message(msg: Message, d: "Directory", sealed_atts: list[SealedAttachment]) -> tuple[Message, bytes]:

@@ -14,9 +14,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from gitmail.errors import KeyError_, VerificationError
+
+if TYPE_CHECKING:
+    import pygit2
 
 NAMESPACE = b"git"
 MAGIC = b"SSHSIG"
@@ -268,3 +271,41 @@ def agent_signer(public_line: str, source: str = "ssh-agent") -> Signer:
 
             return Signer(public_key_line(raw), sign_raw, f"ssh-agent:{source}")
     raise KeyError_(f"ssh-agent does not hold the key {source}")
+
+
+def signer_of(commit: "pygit2.Commit") -> str:
+    """The public key line that signed ``commit``. Raises :class:`VerificationError`."""
+    sig, payload = commit.gpg_signature
+    if sig is None:
+        raise VerificationError("unsigned")
+    return verify(sig, payload)
+
+
+def signers(commits: list["pygit2.Commit"]) -> list["str | VerificationError"]:
+    """:func:`signer_of` for many commits, each a key line or the error; the signature checks run on every core.
+
+    pygit2 reads stay on the calling thread; only the ed25519 checks (which
+    release the GIL in part) go to a thread pool.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    signed = [c.gpg_signature for c in commits]
+
+    def one(item: tuple[Optional[bytes], bytes]) -> "str | VerificationError":
+        sig, payload = item
+        if sig is None:
+            return VerificationError("unsigned")
+        try:
+            return verify(sig, payload)
+        except VerificationError as e:
+            return e
+
+    workers = os.cpu_count() or 1
+    if workers < 2 or len(signed) < 64:
+        return [one(x) for x in signed]
+    # One slice per core: a future per signature would cost more than the check.
+    step = -(-len(signed) // workers)
+    slices = [signed[i : i + step] for i in range(0, len(signed), step)]
+    with ThreadPoolExecutor(workers) as pool:
+        return [r for part in pool.map(lambda sl: [one(x) for x in sl], slices) for r in part]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Optional
 
 from gitmail.core.model import Member, Message
 from gitmail.core.objects import blob_data, signed_commit
-from gitmail.core.signing import Signer, verify
+from gitmail.core.signing import Signer, signer_of
 from gitmail.errors import CorruptMessageError, VerificationError
 
 if TYPE_CHECKING:
@@ -145,52 +145,6 @@ class Check:
     @property
     def good(self) -> bool:
         return self.status == GOOD
-
-
-def signer_of(commit: "pygit2.Commit") -> str:
-    """The public key line that signed ``commit``. Raises :class:`VerificationError`."""
-    sig, payload = commit.gpg_signature
-    if sig is None:
-        raise VerificationError("unsigned")
-    return verify(sig, payload)
-
-
-def signer_or_error(commit: "pygit2.Commit") -> "str | VerificationError":
-    """:func:`signer_of`, with the error returned instead of raised (for thread pools)."""
-    try:
-        return signer_of(commit)
-    except VerificationError as e:
-        return e
-
-
-def signers(commits: list["pygit2.Commit"]) -> list["str | VerificationError"]:
-    """:func:`signer_or_error` for many commits; the signature checks run on every core.
-
-    pygit2 reads stay on the calling thread; only the ed25519 checks (which
-    release the GIL in part) go to a thread pool.
-    """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    signed = [c.gpg_signature for c in commits]
-
-    def one(item: tuple[Optional[bytes], bytes]) -> "str | VerificationError":
-        sig, payload = item
-        if sig is None:
-            return VerificationError("unsigned")
-        try:
-            return verify(sig, payload)
-        except VerificationError as e:
-            return e
-
-    workers = os.cpu_count() or 1
-    if workers < 2 or len(signed) < 64:
-        return [one(x) for x in signed]
-    # One slice per core: a future per signature would cost more than the check.
-    step = -(-len(signed) // workers)
-    slices = [signed[i : i + step] for i in range(0, len(signed), step)]
-    with ThreadPoolExecutor(workers) as pool:
-        return [r for part in pool.map(lambda sl: [one(x) for x in sl], slices) for r in part]
 
 
 def check_message(

@@ -57,6 +57,7 @@ def closed_port_url() -> str:
 def set_policy(org: Org, **changes: Any) -> None:
     """Change the org policy as max (the admin) and let every member see it."""
     from gitmail import api
+    from gitmail.core import admin
     from gitmail.core import directory as dirmod
 
     s = api.session(org.clones["max"])
@@ -65,7 +66,7 @@ def set_policy(org: Org, **changes: Any) -> None:
         d.policy = d.policy.model_copy(update=changes)
         return d
 
-    dirmod.change(s.repo, s.signer, s.member, mutate, "Policy for attachments")
+    admin.change(s.repo, s.signer, s.member, mutate, "Policy for attachments")
     for who in org.clones:
         org.ok(who, "sync")
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pygit2
-import pytest
 
 from gitmail.core import directory as dirmod
 from gitmail.core.repo import open_repo

@@ -1,0 +1,48 @@
+"""Publishing a change to the org's directory (docs/protocol.md, "Directory").
+
+A change is a signed commit on ``refs/heads/gitmail/directory``, checked
+against the directory rules before it is written, pushed as a fast-forward,
+and retried on the new tip when another member's change won the race.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from gitmail.core import directory, refs, sync
+from gitmail.core.directory import Directory
+from gitmail.core.model import Member
+from gitmail.core.signing import Signer
+from gitmail.errors import DirectoryError
+
+if TYPE_CHECKING:
+    from gitmail.core.repo import Repo
+
+
+def change(
+    repo: "Repo",
+    signer: Signer,
+    actor: Member,
+    mutate: Callable[[Directory], Directory],
+    subject: str,
+) -> Directory:
+    """Apply ``mutate`` to the current directory as a signed commit and publish it.
+
+    With a remote, pushes ``refs/heads/gitmail/directory``; a lost race is
+    retried on the new tip (fetch, verify, re-apply). Raises
+    :class:`DirectoryError` when the rules refuse the change.
+    """
+    for _attempt in range(10):
+        current = directory.load(repo)
+        new = mutate(Directory(current.tip, dict(current.members), dict(current.groups), current.policy))
+        new = Directory(None, new.members, new.groups, new.policy)
+        directory.check_change(current if current.tip else None, new, signer.public_key)
+        oid = directory.write_commit(repo.pg, new, signer, actor, current.tip, subject)
+        if repo.remote is None:
+            with repo.lock():
+                repo.set_ref(refs.head(refs.DIRECTORY), oid, current.tip, subject)
+            return directory.load(repo)
+        if sync.push_oid(repo, oid, refs.head(refs.DIRECTORY), current.tip):
+            return directory.load(repo)
+        sync.fetch(repo)
+    raise DirectoryError("could not update the directory: too many concurrent changes")
