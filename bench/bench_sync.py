@@ -70,7 +70,7 @@ def server_ids(bare: Path, ref: str) -> list[str]:
 
 def stop_guard(bare: Path) -> None:
     """Stop the warm guard daemon the pushes started (it would idle out after 300 s anyway)."""
-    from gitmail import guard_daemon
+    from gitmail.guard import daemon as guard_daemon
 
     guard_daemon.stop(bare)
 

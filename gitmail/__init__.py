@@ -1,8 +1,29 @@
 """gitmail: a mailbox that lives in git.
 
-The library API is :mod:`gitmail.api` (``send``, ``mailbox``, ``read``, ...);
-the formats are defined in :mod:`gitmail.core.model` and specified in
+The public API is :mod:`gitmail.api` and exactly the names in its ``__all__``
+(``send``, ``mailbox``, ``read``, ...), also reachable here as ``gitmail.send``
+and so on (loaded on first use, so ``import gitmail`` stays cheap). The
+formats are defined in :mod:`gitmail.core.model` and specified in
 docs/protocol.md.
+
+Layers, each importing only those below it (tests/test_layout.py checks this):
+``errors``, ``git`` -> ``core`` (the protocol) -> ``hookscripts`` and ``api``
+(the library) -> the front-ends ``hooks`` (git hooks), ``claude`` (Claude
+Code hooks), ``mcp`` (MCP server), ``guard`` (server guard) -> ``cli``, which
+dispatches to all of them.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name.startswith("_") or name == "api":
+        raise AttributeError(name)  # let the import system load submodules
+    api = importlib.import_module("gitmail.api")
+    if name in api.__all__:
+        return getattr(api, name)
+    raise AttributeError(f"module 'gitmail' has no attribute {name!r}")

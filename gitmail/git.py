@@ -19,7 +19,7 @@ from gitmail.errors import GitError, NotARepoError, RemoteUnreachableError
 
 # Messages git prints when the remote could not be reached at all (as opposed
 # to a remote that answered and refused).
-_UNREACHABLE = re.compile(
+UNREACHABLE = re.compile(
     rb"(Could not read from remote|unable to connect|Connection refused|"
     rb"does not appear to be a git repository|Could not resolve host|"
     rb"unable to access|Connection timed out|No route to host|"
@@ -58,7 +58,7 @@ def run(
         cmd, cwd=cwd, input=input, capture_output=True, env=_env(env), check=False
     )
     if check and proc.returncode != 0:
-        if remote and _UNREACHABLE.search(proc.stderr):
+        if remote and UNREACHABLE.search(proc.stderr):
             raise RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
         raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
     return proc

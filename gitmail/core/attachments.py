@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, Union, cast
 
 from gitmail.core import lfs
-from gitmail.core.lfs import Progress
+from gitmail.core.lfs import Progress, no_progress
 from gitmail.errors import AttachmentError, LFSUnreachableError
 
 if TYPE_CHECKING:
@@ -50,10 +50,6 @@ _RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"} | {
 }
 # Objects known to be in the org's store during this process: (git dir, oid).
 _UPLOADED: set[tuple[str, str]] = set()
-
-
-def _no_progress(label: str, done: int, total: int) -> None:
-    return None
 
 
 # -- names -----------------------------------------------------------------------------
@@ -228,7 +224,7 @@ def _store_one(repo: "Repo", pg: "pygit2.Repository", src: Source, storage: str)
     return str(pg.create_blob(src.data))
 
 
-def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = _no_progress) -> None:
+def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = no_progress) -> None:
     """Upload the LFS attachments ``atts`` from this clone's cache to the org's store.
 
     Objects the store already has are skipped (batch API: no actions). Raises
@@ -318,7 +314,7 @@ class Saved:
 
 
 def save_all(
-    repo: "Repo", msg: "Message", commit: "pygit2.Commit", dest: Path, limit: int, progress: Progress = _no_progress
+    repo: "Repo", msg: "Message", commit: "pygit2.Commit", dest: Path, limit: int, progress: Progress = no_progress
 ) -> list[Saved]:
     """Fetch, verify and save every attachment of ``msg`` (carried by ``commit``) into ``dest``.
 
@@ -338,7 +334,7 @@ def save_all(
 
 
 def fetch(
-    repo: "Repo", a: "Attachment", commit: "pygit2.Commit", limit: int, progress: Progress = _no_progress
+    repo: "Repo", a: "Attachment", commit: "pygit2.Commit", limit: int, progress: Progress = no_progress
 ) -> bytes:
     """The verified content of attachment ``a`` of ``commit``.
 

@@ -22,7 +22,7 @@ from dulwich.pack import pack_object_header
 
 from gitmail.core.model import Member, Message
 from gitmail.core.signing import Signer
-from gitmail.core.store import MESSAGE_FILE, _clean, commit_message
+from gitmail.core.store import MESSAGE_FILE, author_name, commit_message
 
 if TYPE_CHECKING:
     from gitmail.core.repo import Repo
@@ -103,7 +103,7 @@ def _who(author: Member) -> bytes:
     key = (author.display_name or author.name, author.email)
     who = _WHO.get(key)
     if who is None:
-        who = _WHO[key] = f"{_clean(key[0])} <{_clean(key[1])}>".encode("utf-8")
+        who = _WHO[key] = f"{author_name(key[0])} <{author_name(key[1])}>".encode("utf-8")
     return who
 
 

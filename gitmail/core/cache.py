@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from gitmail import git
-from gitmail.core import refs
-from gitmail.core.address import BROADCAST, GROUP_PREFIX, to_ref
+from gitmail.core import refs, view
+from gitmail.core.address import to_ref
 
 if TYPE_CHECKING:
     from gitmail.core.directory import Directory
@@ -61,16 +61,7 @@ def connect(repo: "Repo", member: str) -> sqlite3.Connection:
 def watched_refs(repo: "Repo", member: str) -> dict[str, str]:
     """Current tips of every ref the member's view depends on (one ``for-each-ref``)."""
     t = refs.tracking("", repo.remote)
-    me = to_ref(member)
-    pats = [
-        f"{t}{refs.MAIL}{me}/*",
-        f"{t}{refs.MAIL}{to_ref(BROADCAST)}/*",
-        f"{t}{refs.MAIL}{to_ref(GROUP_PREFIX)}*/*",
-        f"{t}{refs.MAIL}*/{me}",
-        f"{t}{refs.DIRECTORY}",
-        refs.state(member),
-    ]
-    return git.for_each_ref(repo.path, pats)
+    return git.for_each_ref(repo.path, [*view.mail_patterns(t, member), f"{t}{refs.DIRECTORY}", refs.state(member)])
 
 
 def fresh(repo: "Repo", member: str, db: sqlite3.Connection) -> bool:
@@ -161,10 +152,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
         except Exception:
             problems.append(f"{path}: not a valid mailbox ref name")
             continue
-        inbox = (rcpt == member) or (rcpt == BROADCAST and sender != member) or (
-            rcpt in my_groups and sender != member
-        )
-        sent = sender == member
+        inbox, sent = view.role(member, my_groups, rcpt, sender)
         included = inbox or sent
         prev = known.get(path)
         if prev is not None and prev["seen"] == tip and bool(prev["included"]) == included:

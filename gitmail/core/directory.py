@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 from gitmail.core import problems, refs
 from gitmail.core.address import BROADCAST, GROUP_PREFIX, normalize, to_ref
+from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
 from gitmail.core.objects import blob_data, commit, signed_commit
 from gitmail.core.objects import tree as objtree
@@ -240,8 +241,4 @@ def load(repo: "Repo") -> Directory:
 
 def _write_signers(repo: "Repo", d: Directory) -> None:
     path = repo.data_dir / "allowed_signers"
-    text = d.allowed_signers()
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    write_atomic(path, d.allowed_signers(), only_if_changed=True)

@@ -48,7 +48,7 @@ _OID = re.compile(r"^[0-9a-f]{64}$")
 Progress = Callable[[str, int, int], None]
 
 
-def _no_progress(label: str, done: int, total: int) -> None:
+def no_progress(label: str, done: int, total: int) -> None:
     return None
 
 
@@ -106,7 +106,7 @@ def has_local(root: Path, oid: str, size: int) -> bool:
         return False
 
 
-def read_local(root: Path, oid: str, size: int, progress: Progress = _no_progress, label: str = "") -> bytes:
+def read_local(root: Path, oid: str, size: int, progress: Progress = no_progress, label: str = "") -> bytes:
     """The content of ``oid`` from the store at ``root``, verified (size and sha256).
 
     Raises :class:`AttachmentError` when it is missing or does not match.
@@ -320,9 +320,9 @@ class Store(Protocol):
 
     def has(self, oid: str, size: int) -> bool: ...
 
-    def put(self, oid: str, size: int, src: Path, progress: Progress = _no_progress, label: str = "") -> None: ...
+    def put(self, oid: str, size: int, src: Path, progress: Progress = no_progress, label: str = "") -> None: ...
 
-    def get(self, oid: str, size: int, progress: Progress = _no_progress, label: str = "") -> bytes: ...
+    def get(self, oid: str, size: int, progress: Progress = no_progress, label: str = "") -> bytes: ...
 
 
 def open_store(endpoint: Endpoint) -> Store:
@@ -349,13 +349,13 @@ class LocalStore:
         self._reachable()
         return has_local(self.root, oid, size)
 
-    def put(self, oid: str, size: int, src: Path, progress: Progress = _no_progress, label: str = "") -> None:
+    def put(self, oid: str, size: int, src: Path, progress: Progress = no_progress, label: str = "") -> None:
         """Store the file ``src`` (hard-linked when possible, else copied and verified)."""
         self._reachable()
         write_local(self.root, oid, size, src)
         progress(label, size, size)
 
-    def get(self, oid: str, size: int, progress: Progress = _no_progress, label: str = "") -> bytes:
+    def get(self, oid: str, size: int, progress: Progress = no_progress, label: str = "") -> bytes:
         """The verified content; :class:`AttachmentError` when missing or altered."""
         self._reachable()
         try:
@@ -394,7 +394,7 @@ class HTTPStore:
         """True when an upload batch asks for no action (the server has it)."""
         return not self._batch("upload", oid, size).actions
 
-    def put(self, oid: str, size: int, src: Path, progress: Progress = _no_progress, label: str = "") -> None:
+    def put(self, oid: str, size: int, src: Path, progress: Progress = no_progress, label: str = "") -> None:
         """Upload ``src`` unless the server has it: batch, PUT (streamed), verify."""
         obj = self._batch("upload", oid, size)
         if not obj.actions:
@@ -404,7 +404,7 @@ class HTTPStore:
             raise AttachmentError(f"the LFS server gave no upload action for object {oid[:12]}")
         with open(src, "rb") as f:
             # Without a progress callback, one buffer goes out in one send.
-            body: Any = f.read() if progress is _no_progress else _ProgressReader(f, size, progress, label)
+            body: Any = f.read() if progress is no_progress else _ProgressReader(f, size, progress, label)
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
             resp = self._call("PUT", obj.actions["upload"], headers, body)
         if resp.status >= 400:
@@ -417,7 +417,7 @@ class HTTPStore:
             if resp.status >= 400:
                 raise AttachmentError(f"the LFS server could not verify object {oid[:12]}: HTTP {resp.status}")
 
-    def get(self, oid: str, size: int, progress: Progress = _no_progress, label: str = "") -> bytes:
+    def get(self, oid: str, size: int, progress: Progress = no_progress, label: str = "") -> bytes:
         """Download, streaming, stopping past ``size``; verified (size and sha256)."""
         obj = self._batch("download", oid, size)
         if not obj.actions or "download" not in obj.actions:

@@ -47,6 +47,9 @@ RESPONSE_OF = {
     "plan_approval_response": "plan_approval_request",
     "answer": "question",
 }
+# Request types and the response type that answers each (the same pairs, the other way).
+RESPONSE_FOR = {req: resp for resp, req in RESPONSE_OF.items()}
+REQUEST_TYPES: tuple[str, ...] = tuple(RESPONSE_FOR)
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

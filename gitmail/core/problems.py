@@ -31,4 +31,6 @@ def record(repo: "Repo", key: str, probs: list[str]) -> None:
         data[key] = probs
     else:
         data.pop(key, None)
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    from gitmail.core.files import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))

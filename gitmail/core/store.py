@@ -39,7 +39,7 @@ MALFORMED = "malformed"
 MISFILED = "misfiled"
 
 
-def _clean(s: str) -> str:
+def author_name(s: str) -> str:
     """A string git accepts in an author name: no angle brackets or line breaks."""
     return " ".join(s.replace("<", "").replace(">", "").split()) or "unknown"
 
@@ -89,11 +89,11 @@ def write_message_commit(
         _insert_paths(pg, tb, extra_tree)
     tree = tb.write()
     when = int(datetime.fromisoformat(msg.date.replace("Z", "+00:00")).timestamp())
-    name = _clean(author.display_name or author.name)
-    a = pygit2.Signature(name, _clean(author.email), when, 0)
+    name = author_name(author.display_name or author.name)
+    a = pygit2.Signature(name, author_name(author.email), when, 0)
     import time
 
-    c = pygit2.Signature(name, _clean(author.email), int(time.time()), 0)
+    c = pygit2.Signature(name, author_name(author.email), int(time.time()), 0)
     return signed_commit(pg, a, c, commit_message(msg), tree, [parent] if parent else [], signer.sign)
 
 

@@ -58,7 +58,7 @@ def unreachable_message(repo: "Repo", e: "GitError") -> str:
 
 
 def _git_unreachable(line: str) -> bool:
-    return bool(git._UNREACHABLE.search(line.encode("utf-8", "replace")))
+    return bool(git.UNREACHABLE.search(line.encode("utf-8", "replace")))
 
 
 @dataclass
@@ -100,7 +100,7 @@ def push(repo: "Repo", specs: list[tuple[str, str]]) -> PushResult:
             res.refused[dst] = reason
     if not seen and proc.returncode != 0:
         cmd = ["git", *args]
-        if git._UNREACHABLE.search(proc.stderr):
+        if git.UNREACHABLE.search(proc.stderr):
             err = RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
             err.message = unreachable_message(repo, err)
             raise err

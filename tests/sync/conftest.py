@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from gitmail import guard_daemon
+from gitmail.guard import daemon as guard_daemon
 
 from tests.conftest import Org
 from tests.sync.daemon import GitDaemon

@@ -37,9 +37,9 @@ class GitDaemon:
         path = self.base / name
         subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
         if guard:
-            from gitmail import hooks
+            from gitmail import guard as guard_mod
 
-            hooks.install(path, hooks.SERVER_HOOKS)
+            guard_mod.install(path)
         return path
 
     def start(self, timeout: float = 10.0) -> None:

@@ -1,4 +1,4 @@
-"""The warm guard (gitmail.guard_daemon) on a real git daemon: the pre-receive hook as a client of a
+"""The warm guard (gitmail.guard.daemon) on a real git daemon: the pre-receive hook as a client of a
 per-repo guard daemon, and every way it falls back to checking the push itself."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import sys
 import signal
 import subprocess
 import time
@@ -14,7 +15,7 @@ from typing import Callable, Optional, TypeVar
 
 import pytest
 
-from gitmail import guard_daemon
+from gitmail.guard import daemon as guard_daemon
 from tests.conftest import git, run
 from tests.sync import forge
 from tests.sync.conftest import NetOrg
@@ -260,14 +261,14 @@ def test_daemon_declines_what_is_not_its_repo(net: NetOrg, tmp_path: Path) -> No
 
 def test_hook_client_agrees_with_the_guard(tmp_path: Path) -> None:
     """The stdlib-only hook copies a few facts of gitmail; they must not drift."""
-    from gitmail import hooks
+    from gitmail import hookscripts
     from gitmail.core import refs
 
-    text = hooks.template("pre-receive")
+    text = hookscripts.template("pre-receive")
     assert f'SHARED = b"{refs.HEADS + refs.SHARED}"' in text
     assert 'MAGIC = b"' + guard_daemon.MAGIC.decode().replace("\n", "\\n") + '"' in text
     assert f"REPLY_TIMEOUT = {guard_daemon.REPLY_TIMEOUT!r}" in text and f"SOCK_MAX = {guard_daemon.SOCK_MAX}" in text
-    assert hooks.MARKER in text and text.startswith(f"#!{hooks.sys.executable} -IS\n")
+    assert hookscripts.MARKER in text and text.startswith(f"#!{sys.executable} -IS\n")
 
 
 @pytest.mark.parametrize("reply", ["nothing", "garbage", "truncated", "declined", "bad-status"])

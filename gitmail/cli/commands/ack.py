@@ -7,7 +7,8 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import SHORT, emit_json
+from gitmail.cli.render import emit_json
+from gitmail.api.views import SHORT
 
 
 @click.command("ack")
@@ -15,9 +16,9 @@ from gitmail.cli.render import SHORT, emit_json
 @common
 def command(ids: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Acknowledge messages IDS to their senders (a second ack of the same message sends nothing)."""
-    from gitmail import agents
+    from gitmail import api
 
-    results = [agents.ack(repo, i, as_=as_) for i in ids]
+    results = [api.ack(repo, i, as_=as_) for i in ids]
     if as_json:
         emit_json({"acks": [{"acked": r.acked, "to": r.to, "sent": r.sent, "ack_id": r.ack_id,
                              "delivered": r.delivered, "queued": r.queued} for r in results]})

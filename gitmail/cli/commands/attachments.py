@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import SHORT, emit_json
+from gitmail.cli.render import emit_json
+from gitmail.api.views import SHORT
 from gitmail.errors import AttachmentError
 
 if TYPE_CHECKING:

@@ -33,9 +33,9 @@ def command() -> None:
 def create(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
            quiet: bool) -> None:
     """Create group NAME with MEMBERS (admins only)."""
-    from gitmail import agents
+    from gitmail import api
 
-    _show(agents.group_create(repo, name, list(members), as_=as_), "Created", as_json, quiet)
+    _show(api.group_create(repo, name, list(members), as_=as_), "Created", as_json, quiet)
 
 
 @command.command("add")
@@ -45,9 +45,9 @@ def create(name: str, members: tuple[str, ...], repo: Optional[str], as_: Option
 def add(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
         quiet: bool) -> None:
     """Add MEMBERS to group NAME (admins only)."""
-    from gitmail import agents
+    from gitmail import api
 
-    _show(agents.group_update(repo, name, list(members), [], as_=as_), "Updated", as_json, quiet)
+    _show(api.group_update(repo, name, list(members), [], as_=as_), "Updated", as_json, quiet)
 
 
 @command.command("remove")
@@ -57,9 +57,9 @@ def add(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[
 def remove(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
            quiet: bool) -> None:
     """Remove MEMBERS from group NAME (admins only)."""
-    from gitmail import agents
+    from gitmail import api
 
-    _show(agents.group_update(repo, name, [], list(members), as_=as_), "Updated", as_json, quiet)
+    _show(api.group_update(repo, name, [], list(members), as_=as_), "Updated", as_json, quiet)
 
 
 @command.command("delete")
@@ -67,9 +67,9 @@ def remove(name: str, members: tuple[str, ...], repo: Optional[str], as_: Option
 @common
 def delete(name: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Delete group NAME (admins only; its messages stay in history)."""
-    from gitmail import agents
+    from gitmail import api
 
-    addr = agents.group_delete(repo, name, as_=as_)
+    addr = api.group_delete(repo, name, as_=as_)
     if as_json:
         emit_json({"deleted": addr})
     elif not quiet:
@@ -80,9 +80,9 @@ def delete(name: str, repo: Optional[str], as_: Optional[str], as_json: bool, qu
 @common
 def list_(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """List the org's groups and their members."""
-    from gitmail import agents
+    from gitmail import api
 
-    gs = agents.group_list(repo)
+    gs = api.group_list(repo)
     if as_json:
         emit_json({"groups": [_group_json(g) for g in gs]})
     elif not quiet:

@@ -24,10 +24,9 @@ def install(bare_repo: str, no_daemon: bool, as_json: bool, quiet: bool) -> None
 
     Re-installing stops the daemon the previous hook started: the new hook starts its own.
     """
-    from gitmail import guard_daemon, hooks
+    from gitmail import guard
 
-    guard_daemon.stop(bare_repo)
-    _report(hooks.install(bare_repo, hooks.SERVER_HOOKS, daemon=not no_daemon), as_json, quiet)
+    _report(guard.install(bare_repo, daemon=not no_daemon), as_json, quiet)
 
 
 @command.command("uninstall")
@@ -36,10 +35,9 @@ def install(bare_repo: str, no_daemon: bool, as_json: bool, quiet: bool) -> None
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def uninstall(bare_repo: str, as_json: bool, quiet: bool) -> None:
     """Remove the guard from BARE_REPO (restoring a pre-receive hook it chained to) and stop its daemon."""
-    from gitmail import guard_daemon, hooks
+    from gitmail import guard
 
-    guard_daemon.stop(bare_repo)
-    _report(hooks.uninstall(bare_repo, hooks.SERVER_HOOKS), as_json, quiet)
+    _report(guard.uninstall(bare_repo), as_json, quiet)
 
 
 @command.command("stop")
@@ -48,9 +46,9 @@ def uninstall(bare_repo: str, as_json: bool, quiet: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def stop(bare_repo: str, as_json: bool, quiet: bool) -> None:
     """Stop the warm guard daemon of BARE_REPO (the next push starts a new one)."""
-    from gitmail import guard_daemon
+    from gitmail.guard import daemon
 
-    pid = guard_daemon.stop(bare_repo)
+    pid = daemon.stop(bare_repo)
     if as_json:
         emit_json({"stopped": pid is not None, "pid": pid})
     elif not quiet:

@@ -49,7 +49,7 @@ def session_start(repo: Optional[str], as_: Optional[str], sync_: bool, backgrou
     """SessionStart hook: every unread message, as JSON context (nothing if there is none)."""
 
     def produce() -> Optional[str]:
-        from gitmail import claude as hooks
+        from gitmail.claude import hooks
 
         return hooks.session_start(repo, as_=as_, sync=sync_, background_sync=background_sync)
 
@@ -64,7 +64,7 @@ def prompt(repo: Optional[str], as_: Optional[str], background_sync: bool) -> No
     """UserPromptSubmit hook: only messages not reported before (nothing if none)."""
 
     def produce() -> Optional[str]:
-        from gitmail import claude as hooks
+        from gitmail.claude import hooks
 
         return hooks.prompt(repo, as_=as_, background_sync=background_sync)
 
@@ -77,7 +77,7 @@ def prompt(repo: Optional[str], as_: Optional[str], background_sync: bool) -> No
 @common
 def install(scope: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Add the SessionStart and UserPromptSubmit hooks to Claude Code's settings (keeps what is there)."""
-    from gitmail import claude as hooks
+    from gitmail.claude import hooks
 
     res = hooks.install(repo, scope=scope, as_=as_)
     if as_json:

@@ -7,7 +7,8 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json, row_json, row_line
+from gitmail.cli.render import emit_json, row_line
+from gitmail.api.views import row_json
 
 
 @click.command("list")
@@ -41,12 +42,12 @@ def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optiona
 
 def _awaiting(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool, limit: int) -> None:
     """``--awaiting-ack``: sent messages with --require-ack and no receipt yet, oldest first."""
-    from gitmail import agents
-    from gitmail.cli.render import SHORT, ago
+    from gitmail import api
+    from gitmail.api.views import SHORT, ago
 
-    items = agents.awaiting_ack(repo, as_=as_)[:limit]
+    items = api.awaiting_ack(repo, as_=as_)[:limit]
     if as_json:
-        emit_json({"messages": [agents.awaiting_json(a) for a in items]})
+        emit_json({"messages": [api.awaiting_json(a) for a in items]})
         return
     if quiet:
         return

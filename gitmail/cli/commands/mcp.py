@@ -12,6 +12,6 @@ import click
 @click.option("--as", "as_", metavar="NAME", envvar="GITMAIL_USER", help="The member the server acts as.")
 def command(repo: Optional[str], as_: Optional[str]) -> None:
     """Run an MCP server on stdin/stdout acting as one member (for 'claude mcp add')."""
-    from gitmail.mcp_server import serve
+    from gitmail.mcp.server import serve
 
     serve(repo, as_)

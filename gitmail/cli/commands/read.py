@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json, row_json, sender_label
+from gitmail.cli.render import emit_json
+from gitmail.api.views import row_json, sender_label
 
 if TYPE_CHECKING:
     from gitmail.core.model import Message

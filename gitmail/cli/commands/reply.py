@@ -8,7 +8,8 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import SHORT, emit_json
+from gitmail.cli.render import emit_json
+from gitmail.api.views import SHORT
 
 
 @click.command("reply")

@@ -7,7 +7,8 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import fail_if_refused, SHORT, emit_json
+from gitmail.cli.render import emit_json, fail_if_refused
+from gitmail.api.views import SHORT
 
 
 @click.command("respond")
@@ -23,9 +24,9 @@ def command(id: str, approve: Optional[bool], reason: Optional[str], feedback: O
             answer: Optional[str], body: str, repo: Optional[str], as_: Optional[str], as_json: bool,
             quiet: bool) -> None:
     """Respond to request ID: the response type and request_id come from the request."""
-    from gitmail import agents
+    from gitmail import api
 
-    res = agents.respond(repo, id, approve=approve, reason=reason, feedback=feedback, answer=answer,
+    res = api.respond(repo, id, approve=approve, reason=reason, feedback=feedback, answer=answer,
                          body=body, as_=as_)
     m = res.message
     if as_json:

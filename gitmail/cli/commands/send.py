@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import fail_if_refused, SHORT, emit_json
+from gitmail.cli.render import emit_json, fail_if_refused
+from gitmail.api.views import SHORT
 from gitmail.errors import UsageError
 
 if TYPE_CHECKING:

@@ -7,7 +7,8 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json, row_json, row_line
+from gitmail.cli.render import emit_json, row_line
+from gitmail.api.views import row_json
 
 
 @click.command("thread")

@@ -173,7 +173,7 @@ def request(sock_path: str, fields: list[bytes], timeout: float = REPLY_TIMEOUT)
 def _target(bare: str | Path, key: Optional[str]) -> tuple[str, Optional[str]]:
     """The real git dir of ``bare`` and the KEY of its installed hook (None without one)."""
     from gitmail import git
-    from gitmail.hooks import hooks_dir
+    from gitmail.hookscripts import hooks_dir
 
     gd = os.path.realpath(git.git_dir(bare))
     return gd, key or hook_key(hooks_dir(gd) / "pre-receive")
@@ -307,7 +307,7 @@ class Guard:
     def _check(self, fields: list[bytes]) -> tuple[int, str]:
         import pygit2
 
-        from gitmail.guard import parse_updates, verdict
+        from gitmail.guard.check import parse_updates, verdict
 
         git_dir, quarantine, objdir, alternates, data = (f.decode("utf-8", "surrogateescape") for f in fields)
         if os.path.realpath(git_dir) != self.git_dir:
@@ -337,9 +337,9 @@ class Guard:
 
 
 def code_files() -> list[str]:
-    """gitmail's own modules (the package and its core)."""
-    pkg = Path(__file__).resolve().parent
-    return [str(f) for d in (pkg, pkg / "core") for f in sorted(d.glob("*.py"))]
+    """gitmail's own modules that the guard runs (the package's base, its core and the guard)."""
+    pkg = Path(__file__).resolve().parent.parent
+    return [str(f) for d in (pkg, pkg / "core", pkg / "guard") for f in sorted(d.glob("*.py"))]
 
 
 def code_stamp(files: list[str]) -> tuple[int, ...]:

@@ -27,6 +27,8 @@ from typing import Any, Optional
 
 from gitmail import api
 from gitmail.core import cache
+from gitmail.core.files import write_atomic
+from gitmail.core.repo import Repo
 
 CAP = 10_000  # Claude Code's limit on additionalContext and on plain stdout (characters)
 BUDGET = CAP - 600  # room for the JSON wrapper and the closing lines
@@ -69,9 +71,7 @@ def _notified(s: api.Session) -> set[str]:
 
 def _save_notified(s: api.Session, ids: set[str]) -> None:
     p = _marker(s)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"notified": sorted(ids)}))
-    tmp.replace(p)
+    write_atomic(p, json.dumps({"notified": sorted(ids)}))
 
 
 # -- formatting ---------------------------------------------------------------------
@@ -87,7 +87,7 @@ def _quote(text: str, limit: int) -> str:
 
 def message_line(row: cache.Row) -> str:
     """One message as a plain-fact line; its subject and preview are quoted, labelled as the sender's."""
-    from gitmail.cli.render import SHORT, ago, sender_label
+    from gitmail.api.views import SHORT, ago, sender_label
 
     sid = row.id[:SHORT]
     who = sender_label(row)
@@ -245,7 +245,7 @@ def settings_path(repo: api.RepoLike, scope: str) -> Path:
         return Path.home() / ".claude" / "settings.json"
     if scope not in ("project", "local"):
         raise UsageError(f"unknown scope {scope!r}; use project, local or user")
-    base = Path(str(repo.path if isinstance(repo, api.Repo) else (repo or os.environ.get("GITMAIL_REPO") or ".")))
+    base = Path(str(repo.path if isinstance(repo, Repo) else (repo or os.environ.get("GITMAIL_REPO") or ".")))
     git.git_dir(base)  # NotARepoError outside a repository
     top = Path(git.output(["rev-parse", "--show-toplevel"], base) or base)
     return top / ".claude" / ("settings.json" if scope == "project" else "settings.local.json")
@@ -320,7 +320,5 @@ def install(repo: api.RepoLike = None, *, scope: str = "project", as_: Optional[
     changed = merge_settings(settings, commands)
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
     return InstallResult(path, changed, commands)

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Callable, Literal, Optional, TypeVar, Union
 
 from pydantic import Field
 
-from gitmail import agents, api
-from gitmail.cli.render import SHORT, row_json
+from gitmail import api
+from gitmail.api.views import SHORT, row_json
 from gitmail.errors import GitmailError, UsageError
 
 try:
@@ -204,7 +204,7 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     def list_members() -> dict[str, Any]:
         """Who you are, every member of the org (name, role, kind) and the groups you can address as team:NAME."""
         ms = api.members(repo)
-        gs = agents.group_list(repo)
+        gs = api.group_list(repo)
         me = api.session(repo, as_).me
         return {"me": me,
                 "members": [{"name": m.name, "display_name": m.display_name, "role": m.role, "kind": m.kind,
@@ -216,7 +216,7 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     def ack_message(id: MessageId) -> dict[str, Any]:
         """Send the sender a signed receipt for a message (for messages with require_ack).
         Acknowledging twice sends nothing the second time (sent: false)."""
-        r = agents.ack(repo, id, as_=as_)
+        r = api.ack(repo, id, as_=as_)
         return {"acked": r.acked, "to": r.to, "sent": r.sent, "ack_id": r.ack_id, "delivered": r.delivered,
                 "queued": r.queued}
 
@@ -233,7 +233,7 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     ) -> dict[str, Any]:
         """Answer a protocol request you received: shutdown_request -> shutdown_response, plan_approval_request
         -> plan_approval_response, question -> answer. The request_id is taken from the request."""
-        return send_json(agents.respond(repo, id, approve=approve, reason=reason, feedback=reason, answer=answer,
+        return send_json(api.respond(repo, id, approve=approve, reason=reason, feedback=reason, answer=answer,
                                         body=body, as_=as_))
 
     @mcp.tool(annotations=ro)
@@ -241,7 +241,7 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     def awaiting_acks() -> dict[str, Any]:
         """Messages you sent with require_ack that some recipient has not acknowledged yet, oldest first,
         with who is pending and how many seconds you have waited."""
-        return {"messages": [agents.awaiting_json(a) for a in agents.awaiting_ack(repo, as_=as_)]}
+        return {"messages": [api.awaiting_json(a) for a in api.awaiting_ack(repo, as_=as_)]}
 
     return mcp
 

@@ -309,27 +309,3 @@ def _run_chained(hook_path: str, data: str) -> int:
     if not (chained.is_file() and os.access(chained, os.X_OK)):
         return 0
     return subprocess.run([str(chained)], input=data.encode("utf-8", "surrogateescape"), check=False).returncode
-
-
-USAGE = """usage: python -m gitmail.guard check        (check the push on stdin here; no chained hook)
-       python -m gitmail.guard hook HOOK    (the whole pre-receive hook here, chained hook included)
-       python -m gitmail.guard serve --git-dir DIR --key KEY   (the warm guard daemon of one repo)"""
-
-
-def cli(argv: Optional[list[str]] = None) -> int:
-    """What the pre-receive hook runs: see :data:`USAGE` and :mod:`gitmail.guard_daemon`."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args == ["check"]:
-        return check(sys.stdin.read())
-    if len(args) == 2 and args[0] == "hook":
-        return main(hook_path=args[1])
-    if len(args) == 5 and args[0] == "serve" and args[1] == "--git-dir" and args[3] == "--key":
-        from gitmail import guard_daemon
-
-        return guard_daemon.serve(args[2], args[4])
-    print(USAGE, file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -1,6 +1,6 @@
-"""Library functions for agent fleets: groups, protocol responses, acknowledgements.
+"""The agent protocol: groups, protocol responses, acknowledgements: groups, protocol responses, acknowledgements.
 
-Like :mod:`gitmail.api`, every function takes a repository (path or
+Part of the library API (:mod:`gitmail.api`): every function takes a repository (path or
 :class:`~gitmail.core.repo.Repo`) and the acting identity ``as_``, returns
 plain data and raises only :class:`~gitmail.errors.GitmailError` subclasses.
 Nothing here prints. The CLI (``gitmail group/respond/ack/list
@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
-from gitmail import api
+from gitmail.api.send import SendResult, send
+from gitmail.api.session import RepoLike, Session, resolve_id, session
+from gitmail.api.views import row_json
 from gitmail.core import cache
 from gitmail.errors import DirectoryError, UnknownRecipientError, UsageError
 
@@ -23,12 +25,6 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.model import Group
 
-# request type -> the response type that answers it
-RESPONSE_FOR = {
-    "shutdown_request": "shutdown_response",
-    "plan_approval_request": "plan_approval_response",
-    "question": "answer",
-}
 
 
 # -- groups ------------------------------------------------------------------------
@@ -41,7 +37,7 @@ def _bare_group(name: str) -> str:
     return normalize_group(name)[len(GROUP_PREFIX):]
 
 
-def _admin_change(repo: api.RepoLike, as_: Optional[str], subject: str,
+def _admin_change(repo: RepoLike, as_: Optional[str], subject: str,
                   mutate: Callable[["Directory"], "Directory"]) -> "Directory":
     """Apply ``mutate`` as a signed directory change by the acting member, who must be an admin.
 
@@ -50,12 +46,12 @@ def _admin_change(repo: api.RepoLike, as_: Optional[str], subject: str,
     """
     from gitmail.core import admin
 
-    s = api.session(repo, as_)
+    s = session(repo, as_)
     if s.repo.remote:
         from gitmail.core import refs, sync
 
         sync.fetch(s.repo, [refs.DIRECTORY])
-        s._directory = None
+        s.reload_directory()
     member = s.member
     if member.role != "admin":
         raise DirectoryError(f"only an admin may change groups; {s.me} is a {member.role}")
@@ -74,7 +70,7 @@ def _check_members(d: "Directory", names: list[str]) -> list[str]:
     return out
 
 
-def group_create(repo: api.RepoLike, name: str, members: list[str], *, as_: Optional[str] = None) -> "Group":
+def group_create(repo: RepoLike, name: str, members: list[str], *, as_: Optional[str] = None) -> "Group":
     """Create group ``name`` (addressed as ``team:NAME``) with ``members``; admin only.
 
     Raises :class:`UsageError` (no members, group exists), :class:`UnknownRecipientError`,
@@ -95,7 +91,7 @@ def group_create(repo: api.RepoLike, name: str, members: list[str], *, as_: Opti
     return _admin_change(repo, as_, f"Create group team:{bare}", mutate).groups[bare]
 
 
-def group_update(repo: api.RepoLike, name: str, add: list[str], remove: list[str], *,
+def group_update(repo: RepoLike, name: str, add: list[str], remove: list[str], *,
                  as_: Optional[str] = None) -> "Group":
     """Add and/or remove members of an existing group; admin only. Returns the new group.
 
@@ -127,7 +123,7 @@ def group_update(repo: api.RepoLike, name: str, add: list[str], remove: list[str
     return _admin_change(repo, as_, f"Update group team:{bare}", mutate).groups[bare]
 
 
-def group_delete(repo: api.RepoLike, name: str, *, as_: Optional[str] = None) -> str:
+def group_delete(repo: RepoLike, name: str, *, as_: Optional[str] = None) -> str:
     """Delete a group (its past messages stay in history); admin only. Returns ``team:NAME``."""
     bare = _bare_group(name)
 
@@ -141,7 +137,7 @@ def group_delete(repo: api.RepoLike, name: str, *, as_: Optional[str] = None) ->
     return f"team:{bare}"
 
 
-def group_list(repo: api.RepoLike = None) -> list["Group"]:
+def group_list(repo: RepoLike = None) -> list["Group"]:
     """Every group of the verified directory, by name."""
     from gitmail.core import directory
     from gitmail.core.repo import Repo, open_repo
@@ -173,9 +169,9 @@ def response_payload(request_type: str, approve: Optional[bool], reason: Optiona
     return {"approve": approve, "feedback": text or ""}
 
 
-def respond(repo: api.RepoLike, id: str, *, approve: Optional[bool] = None, reason: Optional[str] = None,
+def respond(repo: RepoLike, id: str, *, approve: Optional[bool] = None, reason: Optional[str] = None,
             feedback: Optional[str] = None, answer: Optional[str] = None, body: str = "",
-            as_: Optional[str] = None) -> api.SendResult:
+            as_: Optional[str] = None) -> SendResult:
     """Answer the request message ``id`` with the matching response type, echoing its request_id.
 
     shutdown_request -> shutdown_response {approve, reason}; plan_approval_request ->
@@ -183,11 +179,13 @@ def respond(repo: api.RepoLike, id: str, *, approve: Optional[bool] = None, reas
     Raises :class:`UsageError` (not a request, not in your inbox, missing flags),
     :class:`MessageNotFoundError`.
     """
-    s = api.session(repo, as_)
+    s = session(repo, as_)
     s.refresh()
-    row = api._resolve(s, id)
+    row = resolve_id(s, id)
     if not row.inbox:
         raise UsageError(f"message {row.id[:8]} is not in your inbox: you can only respond to requests you received")
+    from gitmail.core.model import RESPONSE_FOR
+
     rtype = RESPONSE_FOR.get(row.type)
     if rtype is None:
         raise UsageError(f"message {row.id[:8]} is a {row.type} message, not a request "
@@ -195,7 +193,7 @@ def respond(repo: api.RepoLike, id: str, *, approve: Optional[bool] = None, reas
     if row.status != "good":
         raise UsageError(f"message {row.id[:8]} failed verification ({row.status}); not responding to it")
     payload = response_payload(row.type, approve, reason, feedback, answer)
-    return api.send(s.repo, [row.sender], body, type=rtype, payload=payload, reply_to=row.id,
+    return send(s.repo, [row.sender], body, type=rtype, payload=payload, reply_to=row.id,
                     request_id=row.request_id, as_=s.me)
 
 
@@ -214,7 +212,7 @@ class AckResult:
     queued: bool = False
 
 
-def _existing_ack(s: api.Session, msg_id: str) -> Optional[str]:
+def _existing_ack(s: Session, msg_id: str) -> Optional[str]:
     """The id of an ack this member already sent (or queued) for ``msg_id``, if any."""
     row = s.db.execute("SELECT id FROM msg WHERE sent=1 AND type='ack' AND in_reply_to=? LIMIT 1",
                        (msg_id,)).fetchone()
@@ -223,7 +221,7 @@ def _existing_ack(s: api.Session, msg_id: str) -> Optional[str]:
     return _queued_ack(s, msg_id)
 
 
-def _queued_ack(s: api.Session, msg_id: str) -> Optional[str]:
+def _queued_ack(s: Session, msg_id: str) -> Optional[str]:
     """An ack for ``msg_id`` still in the outbox (remote unreachable when it was sent)."""
     from gitmail.core import refs, sync
     from gitmail.core.store import read_message
@@ -245,16 +243,16 @@ def _queued_ack(s: api.Session, msg_id: str) -> Optional[str]:
     return None
 
 
-def ack(repo: api.RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
+def ack(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
     """Send a signed receipt (type ``ack``, in_reply_to = the message) to the sender of ``id``.
 
     A second ack of the same message sends nothing (``sent`` False). Raises
     :class:`UsageError` (your own message, an ack, a message that failed
     verification), :class:`MessageNotFoundError`.
     """
-    s = api.session(repo, as_)
+    s = session(repo, as_)
     s.refresh()
-    row = api._resolve(s, id)
+    row = resolve_id(s, id)
     if not row.inbox:
         raise UsageError(f"message {row.id[:8]} is not in your inbox: only a recipient can acknowledge it")
     if row.type == "ack":
@@ -264,7 +262,7 @@ def ack(repo: api.RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
     prior = _existing_ack(s, row.id)
     if prior is not None:
         return AckResult(row.id, row.sender, False, prior)
-    res = api.send(s.repo, [row.sender], "", type="ack", payload={}, reply_to=row.id,
+    res = send(s.repo, [row.sender], "", type="ack", payload={}, reply_to=row.id,
                    summary=f"ack of {row.id[:8]}", as_=s.me)
     return AckResult(row.id, row.sender, True, res.message.id, res.delivered, res.queued)
 
@@ -302,13 +300,13 @@ def _seconds_since(date: str, now: datetime) -> int:
     return max(0, int((now - datetime.fromisoformat(date.replace("Z", "+00:00"))).total_seconds()))
 
 
-def awaiting_ack(repo: api.RepoLike = None, *, as_: Optional[str] = None,
+def awaiting_ack(repo: RepoLike = None, *, as_: Optional[str] = None,
                  now: Optional[datetime] = None) -> list[Awaiting]:
     """Sent messages that asked for a receipt and still lack one from some recipient, oldest first.
 
     Only verified acks count; an ack from someone who was not a recipient is ignored.
     """
-    s = api.session(repo, as_)
+    s = session(repo, as_)
     s.refresh()
     rows = [cache.Row.of(r) for r in s.db.execute(
         "SELECT * FROM msg WHERE sent=1 AND require_ack=1 GROUP BY id ORDER BY date")]
@@ -330,8 +328,6 @@ def awaiting_ack(repo: api.RepoLike = None, *, as_: Optional[str] = None,
 
 def awaiting_json(a: Awaiting) -> dict[str, Any]:
     """The ``--json`` shape of one awaiting-ack entry (docs/json.md)."""
-    from gitmail.cli.render import row_json
-
     d = row_json(a.row)
     d.update({"pending": a.pending, "acked_by": a.acked_by, "waited_seconds": a.waited_seconds})
     return d

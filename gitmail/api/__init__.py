@@ -1,0 +1,81 @@
+"""The library API: every front-end (CLI, MCP server, git hooks, Claude Code hooks) calls these.
+
+Each function takes a repository (a path, or an open :class:`~gitmail.core.repo.Repo`)
+and the acting identity (``as_``; default from ``$GITMAIL_USER`` / ``gitmail.user``),
+returns plain data, and raises only :class:`gitmail.errors.GitmailError`
+subclasses. Nothing here prints.
+
+By topic: :mod:`~gitmail.api.session` (the acting member),
+:mod:`~gitmail.api.setup` (init, members, org policy, keys),
+:mod:`~gitmail.api.send` (send, reply, batches),
+:mod:`~gitmail.api.mailbox` (list, read, mark, archive, thread),
+:mod:`~gitmail.api.protocol` (groups, responses, acks),
+:mod:`~gitmail.api.audit` (sync, verify, log, show) and
+:mod:`~gitmail.api.views` (how a message is shown).
+"""
+
+from __future__ import annotations
+
+from gitmail.api.session import RepoLike, SHORT_ID, Session, session, resolve_recipients, resolve_id
+from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key
+from gitmail.api.send import SendResult, send, reply, Draft, send_batch
+from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, unread_count
+from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
+from gitmail.api.audit import SyncResult, sync, Finding, VerifyReport, verify, LogEntry, log, Shown, show
+from gitmail.api.views import SHORT, ago, sender_label, row_json
+
+__all__ = [
+    "RepoLike",
+    "SHORT_ID",
+    "Session",
+    "session",
+    "resolve_recipients",
+    "resolve_id",
+    "InitResult",
+    "init",
+    "members",
+    "WhoAmI",
+    "whoami",
+    "set_policy",
+    "org_policy",
+    "Rotation",
+    "rotate_key",
+    "SendResult",
+    "send",
+    "reply",
+    "Draft",
+    "send_batch",
+    "Listing",
+    "mailbox",
+    "Item",
+    "read",
+    "fetch_attachments",
+    "mark",
+    "archive",
+    "thread",
+    "unread_count",
+    "group_create",
+    "group_update",
+    "group_delete",
+    "group_list",
+    "response_payload",
+    "respond",
+    "AckResult",
+    "ack",
+    "Awaiting",
+    "awaiting_ack",
+    "awaiting_json",
+    "SyncResult",
+    "sync",
+    "Finding",
+    "VerifyReport",
+    "verify",
+    "LogEntry",
+    "log",
+    "Shown",
+    "show",
+    "SHORT",
+    "ago",
+    "sender_label",
+    "row_json",
+]

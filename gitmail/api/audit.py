@@ -1,0 +1,231 @@
+"""Sync and audit: fetch and deliver, verify every signature, the org log, show one commit.
+
+Part of the library API (:mod:`gitmail.api`): plain data in and out, only
+:class:`gitmail.errors.GitmailError` raised, nothing printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from gitmail.core import cache, refs
+from gitmail.errors import (
+    GitmailError,
+    MessageNotFoundError,
+)
+
+if TYPE_CHECKING:
+
+    from gitmail.core.model import Message
+
+from gitmail.api.session import RepoLike, Session, session
+
+
+@dataclass
+class SyncResult:
+    fetched: bool
+    new: list[cache.Row]
+    delivered: list[str]
+    queued: list[str]
+    refused: dict[str, str]
+    problems: list[str]
+
+def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
+    """Fetch, verify, deliver the outbox; returns the inbox messages that arrived.
+
+    Raises :class:`RemoteUnreachableError` when the remote cannot be reached
+    (nothing is lost: the outbox stays queued).
+    """
+    from gitmail.core import sync as syncmod
+
+    s = session(repo, as_)
+    if s.repo.remote is None:
+        before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+        s.refresh()
+        new = _new_rows(s, before)
+        return SyncResult(False, new, [], [], {}, s.problems)
+    syncmod.fetch(s.repo)
+    # The signer (directory, key) only when something is queued: a sync with nothing
+    # to deliver and nothing new loads neither pydantic nor pygit2.
+    queued = syncmod.outbox_paths(s.repo, s.me)
+    signer = s.signer if queued and s.me in s.directory.members else None
+    res = syncmod.deliver(s.repo, signer, s.me, queued)
+    before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+    s.refresh()
+    from gitmail.core import problems as probmod
+
+    problems = [p for ps in probmod.load(s.repo).values() for p in ps] + s.problems
+    return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, problems)
+
+def _new_rows(s: Session, before: int) -> list[cache.Row]:
+    rows = s.db.execute(
+        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (before,)
+    ).fetchall()
+    return [cache.Row.of(r) for r in rows]
+
+@dataclass
+class Finding:
+    path: str
+    oid: str
+    id: str
+    sender: str
+    status: str
+    detail: str
+
+@dataclass
+class VerifyReport:
+    messages: int
+    good: int
+    findings: list[Finding]
+    problems: list[str]
+    mailboxes: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.problems
+
+def _mail_refs(s: Session, all_: bool) -> dict[str, str]:
+    """Mailbox path -> tracking tip, for the member's view or (``all_``) the whole org."""
+    from gitmail import git
+    from gitmail.core import view
+
+    t = refs.tracking("", s.repo.remote)
+    found = git.for_each_ref(s.repo.path, [f"{t}{refs.MAIL}*/*"] if all_ else view.mail_patterns(t, s.me))
+    paths = {k[len(t):]: v for k, v in found.items()}
+    if all_:
+        return paths
+    groups = set(s.directory.groups_of(s.me))
+    out = {}
+    for path, tip in paths.items():
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+        except GitmailError:
+            continue  # not a mailbox ref name: the cache reports it
+        if any(view.role(s.me, groups, rcpt, sender)):
+            out[path] = tip
+    return out
+
+def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False) -> VerifyReport:
+    """Check every message's signature and every mailbox's history.
+
+    Covers the member's mailboxes (inbox, sent, broadcast, their groups) or,
+    with ``all_``, every mailbox in the org; plus the directory's history.
+    In-process: no ssh-keygen per commit.
+    """
+    from gitmail.core import problems as probmod
+    from gitmail.core.objects import commit
+    from gitmail.core.signing import signers
+    from gitmail.core.store import check_message
+
+    s = session(repo, as_)
+    d = s.directory
+    problems = [p for ps in probmod.load(s.repo).values() for p in ps]
+    pg = s.repo.pg
+    mail = _mail_refs(s, all_)
+    todo: list[tuple[str, str, str, Any]] = []  # (path, recipient, sender, commit)
+    for path, tip in sorted(mail.items()):
+        rcpt, sender = refs.split_mail_path(path)
+        vtip = s.repo.ref_target(refs.verified(path))
+        rewritten = vtip is not None and tip != vtip and not pg.descendant_of(tip, vtip)
+        if rewritten:
+            problems.append(f"{path}: history was rewritten on the org repo (not a fast-forward)")
+        c = commit(pg, vtip if rewritten and vtip else tip)
+        while True:
+            todo.append((path, rcpt, sender, c))
+            if len(c.parent_ids) != 1:
+                if len(c.parent_ids) > 1:
+                    problems.append(f"{path}: history contains a merge at {str(c.id)[:10]}")
+                break
+            c = commit(pg, c.parent_ids[0])
+    keys = signers([t[3] for t in todo])
+    findings: list[Finding] = []
+    good = 0
+    for (path, rcpt, sender, c), key in zip(todo, keys):
+        msg, check = check_message(pg, c, rcpt, sender, d, key)
+        if check.good:
+            good += 1
+        else:
+            findings.append(Finding(path, str(c.id), msg.id if msg else "", sender, check.status, check.detail))
+    n = len(todo)
+    return VerifyReport(n, good, findings, problems, len(mail))
+
+@dataclass
+class LogEntry:
+    path: str
+    oid: str
+    id: str
+    sender: str
+    recipient: str
+    date: str
+    subject: str
+    type: str
+    status: str
+
+def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) -> list[LogEntry]:
+    """An audit view across every mailbox in the org, newest first, with each message's status."""
+    from gitmail.core.objects import commit
+    from gitmail.core.store import check_message
+
+    s = session(repo, as_)
+    d = s.directory
+    pg = s.repo.pg
+    out: list[LogEntry] = []
+    for path, tip in _mail_refs(s, True).items():
+        rcpt, sender = refs.split_mail_path(path)
+        c = commit(pg, tip)
+        while True:
+            msg, check = check_message(pg, c, rcpt, sender, d)
+            out.append(LogEntry(path, str(c.id), msg.id if msg else "", sender, rcpt,
+                                msg.date if msg else "", msg.subject if msg else "(unreadable)",
+                                msg.type if msg else "", check.status))
+            if len(c.parent_ids) != 1:
+                break
+            c = commit(pg, c.parent_ids[0])
+    out.sort(key=lambda e: e.date, reverse=True)
+    return out[:limit]
+
+@dataclass
+class Shown:
+    """One message commit as an auditor sees it: verification status, and the content if readable."""
+
+    commit: str
+    message: Optional["Message"]
+    status: str
+    detail: str
+    encrypted: bool
+    error: Optional[str]
+
+def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:
+    """Show any message commit of the org (a commit id, or a ref like
+    ``origin/gitmail/mail/alex/max~2``), verified; decrypted when the acting
+    member is a recipient. ``error`` says why the content is not shown
+    (``encrypted for alex, max; you are not a recipient``).
+    Raises :class:`MessageNotFoundError` for a revision that is not a message commit.
+    """
+    import pygit2
+
+    from gitmail.core import crypto, private
+    from gitmail.core.store import check_message, read_message
+    from gitmail.errors import CorruptMessageError, GitmailError
+
+    s = session(repo, as_)
+    try:
+        obj = s.repo.pg.revparse_single(rev)
+        c = obj.peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):
+        raise MessageNotFoundError(f"no commit {rev!r} in this clone") from None
+    try:
+        msg = read_message(s.repo.pg, c)
+    except CorruptMessageError as e:
+        return Shown(str(c.id), None, "malformed", str(e), False, None)
+    _, check = check_message(s.repo.pg, c, msg.to[0] if msg.to else "", msg.from_, s.directory)
+    if msg.encrypted is None:
+        return Shown(str(c.id), msg, check.status, check.detail, False, None)
+    if not check.good:
+        return Shown(str(c.id), msg, check.status, check.detail, True, "not decrypted: the message failed verification")
+    try:
+        opened, _ = private.open_message(s.repo.pg, c, msg, s.identities)
+    except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
+        return Shown(str(c.id), msg, check.status, check.detail, True, e.message)
+    return Shown(str(c.id), opened, check.status, check.detail, True, None)

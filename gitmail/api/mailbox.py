@@ -1,0 +1,309 @@
+"""The member's mailbox: list, read, mark, archive, thread, attachments.
+
+Part of the library API (:mod:`gitmail.api`): plain data in and out, only
+:class:`gitmail.errors.GitmailError` raised, nothing printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Union
+
+from gitmail.core import cache
+from gitmail.errors import (
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    import pygit2
+
+    from gitmail.core.attachments import Saved
+    from gitmail.core.lfs import Progress
+    from gitmail.core.model import Attachment, Message, SealedAttachment
+
+from gitmail.api.session import RepoLike, Session, resolve_id, session
+
+
+@dataclass
+class Listing:
+    unread: int
+    total: int
+    messages: list[cache.Row]
+
+def mailbox(
+    repo: RepoLike = None,
+    *,
+    as_: Optional[str] = None,
+    unread_only: bool = False,
+    archived: bool = False,
+    all_: bool = False,
+    from_: Optional[str] = None,
+    limit: int = 30,
+    sent: bool = False,
+) -> Listing:
+    """The inbox newest first, with unread and total counts (of the non-archived inbox).
+
+    ``archived``: only archived messages; ``all_``: archived ones too;
+    ``sent``: messages the member sent instead of the inbox.
+    """
+    s = session(repo, as_)
+    s.refresh()
+    return _listing(s, unread_only, archived, all_, from_, limit, sent)
+
+def _listing(
+    s: Session, unread_only: bool, archived: bool, all_: bool, from_: Optional[str], limit: int, sent: bool = False
+) -> Listing:
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    db = s.db
+    unread, total = db.execute(
+        "SELECT SUM(read=0), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0"
+    ).fetchone()
+    if sent:
+        rows = db.execute("SELECT * FROM msg WHERE sent=1 GROUP BY id ORDER BY date DESC LIMIT ?", (limit,)).fetchall()
+        return Listing(unread or 0, total or 0, [cache.Row.of(r) for r in rows])
+    where, args = ["inbox=1", "dup=0"], []
+    if archived:
+        where.append("archived=1")
+    elif not all_:
+        where.append("archived=0")
+    if unread_only:
+        where.append("read=0")
+    if from_:
+        from gitmail.core.address import normalize
+
+        where.append("sender=?")
+        args.append(normalize(from_))
+    rows = db.execute(
+        f"SELECT * FROM msg WHERE {' AND '.join(where)} ORDER BY date DESC LIMIT ?", (*args, limit)
+    ).fetchall()
+    return Listing(unread or 0, total or 0, [cache.Row.of(r) for r in rows])
+
+@dataclass
+class Item:
+    """A message with its cache row (status, flags) and full content."""
+
+    row: cache.Row
+    message: Optional["Message"]
+    saved: list["Saved"] = field(default_factory=list)  # attachments saved (read(save=True))
+    sealed: list["SealedAttachment"] = field(default_factory=list)  # names/types of encrypted attachments
+    encrypted: bool = False
+    error: Optional[str] = None  # why an encrypted message could not be opened (one line)
+    cipher: list["Attachment"] = field(default_factory=list)  # the clear (ciphertext) entries
+
+def _load(s: Session, row: cache.Row) -> Item:
+    """Read a message's blob; decrypt it if it is encrypted and verified."""
+    from gitmail.core.objects import commit
+    from gitmail.core.store import read_message
+    from gitmail.errors import CorruptMessageError
+
+    c = commit(s.repo.pg, row.oid)
+    try:
+        msg = read_message(s.repo.pg, c)
+    except CorruptMessageError:
+        return Item(row, None)
+    if msg.encrypted is None:
+        return Item(row, msg)
+    return _open(s, row, c, msg)
+
+def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Item:
+    """Decrypt a verified encrypted message; an unverified one is never decrypted."""
+    from gitmail.core import crypto, private
+    from gitmail.errors import GitmailError
+
+    if row.status != "good":
+        return Item(row, msg, encrypted=True, error="not decrypted: the message failed verification")
+    from gitmail.core.model import Attachment, Sealed
+
+    if row.plaintext:  # decrypted (and checked) when it was indexed
+        inner = Sealed.model_validate_json(row.plaintext)
+        opened, sealed = private.opened_from(msg, inner), inner.attachments
+    else:
+        try:
+            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities)
+        except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
+            return Item(row, msg, encrypted=True, error=e.message)
+    shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,
+                        path=a.path) for se, a in zip(sealed, msg.attachments)]
+    opened.attachments = shown
+    return Item(row, opened, sealed=sealed, encrypted=True, cipher=list(msg.attachments))
+
+def read(
+    repo: RepoLike = None,
+    ids: Optional[list[str]] = None,
+    *,
+    as_: Optional[str] = None,
+    mark: bool = True,
+    save: bool = False,
+    save_dir: Optional[Union[str, Path]] = None,
+    progress: Optional["Progress"] = None,
+) -> list[Item]:
+    """The messages ``ids`` (unique prefixes), or with none every unread inbox message,
+    most urgent first and oldest first within a priority. Marks them read unless ``mark`` is false.
+
+    ``save``: fetch, verify and save the attachments of verified messages into
+    ``save_dir`` (default: the member's inbox folder,
+    :func:`gitmail.core.attachments.inbox_dir`); each item's ``saved`` says
+    where each went, or why it was not saved.
+    """
+    s = session(repo, as_)
+    s.refresh()
+    if ids:
+        rows = [resolve_id(s, i) for i in ids]
+    else:
+        rows = [
+            cache.Row.of(r)
+            for r in s.db.execute(
+                "SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0 ORDER BY prank, date"
+            )
+        ]
+    items = [_load(s, r) for r in rows]
+    if save:
+        for it in items:
+            it.saved = _save_attachments(s, it, save_dir, progress)
+    if mark and rows:
+        # Only what could be shown counts as read (not a message whose key was locked).
+        _set_flag(s, [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error],
+                  "read", True)
+    return items
+
+def _save_attachments(
+    s: Session, it: Item, save_dir: Optional[Union[str, Path]], progress: Optional["Progress"]
+) -> list["Saved"]:
+    """Save ``it``'s attachments (only for a verified message); never raises for one bad file."""
+    from typing import cast
+
+    from gitmail.core import attachments
+
+    m = it.message
+    if m is None or not m.attachments:
+        return []
+    if it.row.status != "good":
+        why = f"not saved: the message failed verification ({it.row.status})"
+        return [attachments.Saved(a, attachments.safe_name(a.name), error=why) for a in m.attachments]
+    if it.error:
+        return [attachments.Saved(a, attachments.safe_name(a.name), error=it.error) for a in m.attachments]
+    dest = Path(save_dir).expanduser() if save_dir else attachments.inbox_dir(s.repo, s.me)
+    limit = s.directory.policy.attachment_limit
+    commit = cast("pygit2.Commit", s.repo.pg[it.row.oid])
+    if it.encrypted:
+        return _save_sealed(s, it, commit, dest, limit, progress or attachments.no_progress)
+    return attachments.save_all(s.repo, m, commit, dest, limit, progress or attachments.no_progress)
+
+def _save_sealed(
+    s: Session, it: Item, commit: "pygit2.Commit", dest: Path, limit: int, progress: "Progress"
+) -> list["Saved"]:
+    """Fetch each attachment's ciphertext (verified against its pointer), decrypt it, check the
+    plaintext against the sealed sha256, and save it under its sealed name."""
+    import hashlib
+
+    from gitmail.core import attachments, crypto, private
+    from gitmail.errors import GitmailError
+
+    assert it.message is not None
+    ids = s.identities
+    env = private.envelope(it.message)
+    out = []
+    for shown, se, clear in zip(it.message.attachments, it.sealed, it.cipher):
+        name = attachments.safe_name(se.name)
+        try:
+            if se.size > limit:
+                raise crypto.DecryptionError(f"{se.size} bytes is over the org's limit; not fetched")
+            plain = crypto.open_(attachments.fetch(s.repo, clear, commit, limit + 65536, progress), ids, env.recipients)
+            if len(plain) != se.size or hashlib.sha256(plain).hexdigest() != se.sha256:
+                raise crypto.DecryptionError("decrypted content does not match its sealed sha256; not saved")
+            out.append(attachments.Saved(shown, name, attachments.write_new(dest, name, plain, se.sha256)))
+        except GitmailError as e:
+            out.append(attachments.Saved(shown, name, error=f"{name}: {e.message}"))
+    return out
+
+def fetch_attachments(
+    repo: RepoLike,
+    id: str,
+    *,
+    save_dir: Optional[Union[str, Path]] = None,
+    as_: Optional[str] = None,
+    progress: Optional["Progress"] = None,
+) -> Item:
+    """Fetch, verify and save the attachments of message ``id`` again (``gitmail attachments``).
+
+    Does not change read flags. Raises :class:`VerificationError` for a
+    message that failed verification; per-file problems are in ``saved``.
+    """
+    from gitmail.errors import VerificationError
+
+    s = session(repo, as_)
+    s.refresh()
+    it = _load(s, resolve_id(s, id))
+    if it.message is None:
+        raise VerificationError(f"message {id} is corrupt: it has no readable attachments")
+    if it.row.status != "good":
+        raise VerificationError(f"message {id} failed verification ({it.row.status}); its attachments are not saved")
+    it.saved = _save_attachments(s, it, save_dir, progress)
+    return it
+
+def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
+    """Set ``flag`` on every inbox copy of ``ids``; returns how many messages changed."""
+    from gitmail.core import state
+
+    if not ids:
+        return 0
+    changes: dict[str, list[int]] = {}
+    changed = set()
+    for mid in ids:
+        for r in s.db.execute(f"SELECT path, ordinal, {flag} AS f FROM msg WHERE id=? AND +inbox=1", (mid,)):
+            changes.setdefault(r["path"], []).append(r["ordinal"])
+            if bool(r["f"]) != value:
+                changed.add(mid)
+    if not changes:
+        return 0
+    with s.repo.lock():
+        old, st = state.load(s.repo, s.me)
+        state.update(st, changes, flag, value)
+        blob = state.save(s.repo, s.me, old, st)
+    for path, ords in changes.items():
+        s.db.executemany(
+            f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in ords]
+        )
+    # The state ref moved: record it so the next command's fast path stays fast.
+    key = cache.json.dumps(sorted(cache.watched_refs(s.repo, s.me).items()))
+    s.db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
+    s.db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (blob,))
+    return len(changed)
+
+def mark(repo: RepoLike, ids: list[str], *, read: bool, as_: Optional[str] = None) -> list[str]:
+    """Mark messages read or unread; returns their full Message-IDs."""
+    s = session(repo, as_)
+    s.refresh()
+    rows = [resolve_id(s, i) for i in ids]
+    _set_flag(s, [r.id for r in rows], "read", read)
+    return [r.id for r in rows]
+
+def archive(repo: RepoLike, ids: list[str], *, undo: bool = False, as_: Optional[str] = None) -> list[str]:
+    """Archive messages (a soft delete: hidden from the inbox, never removed), or undo it."""
+    s = session(repo, as_)
+    s.refresh()
+    rows = [resolve_id(s, i) for i in ids]
+    _set_flag(s, [r.id for r in rows], "archived", not undo)
+    return [r.id for r in rows]
+
+def thread(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> list[cache.Row]:
+    """Every message of ``id``'s thread in the member's view (inbox and sent), oldest first."""
+    s = session(repo, as_)
+    s.refresh()
+    row = resolve_id(s, id)
+    root = row.thread or row.id
+    rows = s.db.execute(
+        "SELECT * FROM msg WHERE (id=? OR thread=?) AND (inbox=1 OR sent=1) GROUP BY id ORDER BY date", (root, root)
+    ).fetchall()
+    return [cache.Row.of(r) for r in rows]
+
+def unread_count(repo: RepoLike = None, *, as_: Optional[str] = None) -> tuple[int, int]:
+    """``(unread, urgent unread)`` in the inbox (fast path: no pygit2 unless mail moved)."""
+    s = session(repo, as_)
+    s.refresh()
+    u, urg = s.db.execute(
+        "SELECT COUNT(*), SUM(prank=0) FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0"
+    ).fetchone()
+    return u or 0, urg or 0

@@ -1,0 +1,303 @@
+"""Composing and sending: send, reply, batches (docs/protocol.md, "Messages", "Message commits").
+
+Part of the library API (:mod:`gitmail.api`): plain data in and out, only
+:class:`gitmail.errors.GitmailError` raised, nothing printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from gitmail.core import refs
+from gitmail.errors import (
+    UsageError,
+)
+
+if TYPE_CHECKING:
+
+    from gitmail.core.attachments import Source
+    from gitmail.core.lfs import Progress
+    from gitmail.core.model import Attachment, Message
+
+from gitmail.api.session import SHORT_ID, RepoLike, Session, resolve_id, resolve_recipients, session
+
+
+@dataclass
+class SendResult:
+    message: "Message"
+    recipients: list[str]
+    delivered: bool
+    queued: bool
+    refused: dict[str, str] = field(default_factory=dict)
+    stored: Optional["Message"] = None  # message.json as committed (secret fields emptied when encrypted)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.stored is not None and self.stored.encrypted is not None
+
+def _subject_from(body: str) -> str:
+    first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
+    first = first.lstrip("# ").strip()
+    return first if len(first) <= 72 else first[:71] + "…"
+
+def _summary_from(body: str) -> str:
+    flat = " ".join(body.split())
+    return flat if len(flat) <= 100 else flat[:99] + "…"
+
+def send(
+    repo: RepoLike,
+    to: list[str],
+    body: str,
+    *,
+    subject: Optional[str] = None,
+    summary: Optional[str] = None,
+    priority: str = "normal",
+    type: str = "text",
+    payload: Optional[dict[str, Any]] = None,
+    reply_to: Optional[str] = None,
+    request_id: Optional[str] = None,
+    require_ack: bool = False,
+    as_: Optional[str] = None,
+    attach: Optional[list[Union[str, Path]]] = None,
+    progress: Optional["Progress"] = None,
+    encrypt: Optional[bool] = None,
+) -> SendResult:
+    """Send a message; returns the :class:`Message` as written (plaintext) and where it went.
+
+    ``to``: member names, ``*`` (every member but the sender) or ``team:NAME``.
+    The message is committed to the outbox and pushed when a remote is
+    reachable (``queued`` otherwise). Raises :class:`UsageError` (empty or
+    over-long body, bad priority/type/payload, broadcast of a protocol
+    message, unknown request_id, encryption refused), :class:`UnknownRecipientError`,
+    :class:`KeyError_`.
+
+    ``attach``: files to attach (docs/attachments.md). Each is checked before
+    anything is written (:class:`AttachmentError`: missing, a directory,
+    unreadable, over ``OrgPolicy.attachment_limit``), stored once whatever
+    the number of recipients (``OrgPolicy.attachment_storage``: LFS or git
+    blobs) and listed in ``Message.attachments``; LFS content is uploaded
+    before the commits are pushed (``progress(label, done, total)`` in bytes).
+
+    ``encrypt``: True (``--encrypt``), False (``--plain``) or None (the org
+    policy decides; docs/protocol.md "Encryption").
+    """
+    s = session(repo, as_)
+    msg, sources = _compose(s, to, body, subject=subject, summary=summary, priority=priority, type=type,
+                            payload=payload, reply_to=reply_to, request_id=request_id,
+                            require_ack=require_ack, attach=attach)
+    return _commit_and_deliver(s, msg, sources, encrypt, progress)
+
+def _compose(
+    s: Session, to: list[str], body: str, *, subject: Optional[str], summary: Optional[str], priority: str,
+    type: str, payload: Optional[dict[str, Any]], reply_to: Optional[str], request_id: Optional[str],
+    require_ack: bool, attach: Optional[list[Union[str, Path]]],
+) -> tuple["Message", list["Source"]]:
+    """Validate the input and build the plaintext message (no Message-ID yet) and its files."""
+    import uuid
+
+    from gitmail.core.address import BROADCAST, GROUP_PREFIX
+    from gitmail.core.model import PRIORITIES, REQUEST_TYPES, RESPONSE_OF, Message, format_date, utcnow, validate_payload
+
+    if not to:
+        raise UsageError("no recipient given")
+    recipients = resolve_recipients(s, to)
+    d = s.directory
+    s.signer  # noqa: B018 - a member with a usable key, before anything is written
+    if priority not in PRIORITIES:
+        raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+    payload = validate_payload(type, payload)
+    if type != "text" and any(r == BROADCAST or r.startswith(GROUP_PREFIX) for r in recipients):
+        raise UsageError(f"a {type} message cannot be broadcast: name one recipient")
+    if not body.strip() and type == "text" and not attach:
+        raise UsageError("empty message")
+    limit = d.policy.body_limit
+    if len(body.encode("utf-8")) > limit:
+        raise UsageError(f"message body is {len(body.encode('utf-8'))} bytes; the limit is {limit}")
+    in_reply_to = thread = None
+    parent = None
+    if reply_to:
+        s.refresh()
+        parent = resolve_id(s, reply_to)
+        in_reply_to = parent.id
+        thread = parent.thread or parent.id
+        if subject is None and parent.subject:
+            subject = parent.subject if parent.subject.lower().startswith("re:") else f"Re: {parent.subject}"
+    if type in RESPONSE_OF:
+        if request_id is None and parent is not None and parent.type == RESPONSE_OF[type]:
+            request_id = parent.request_id
+        if not request_id:
+            raise UsageError(f"a {type} needs the request_id of the {RESPONSE_OF[type]} it answers")
+        s.refresh()
+        row = s.db.execute(
+            "SELECT 1 FROM msg WHERE inbox=1 AND type=? AND request_id=? LIMIT 1", (RESPONSE_OF[type], request_id)
+        ).fetchone()
+        if row is None:
+            raise UsageError(f"unknown request_id {request_id!r}: no {RESPONSE_OF[type]} with it in your inbox")
+    elif type in REQUEST_TYPES and not request_id:
+        request_id = uuid.uuid4().hex[:12]
+    sources = _attach_prepare(s, attach)
+    text_for_meta = body if body.strip() else f"{type} " + " ".join(f"{k}={v}" for k, v in (payload or {}).items())
+    if not body.strip() and type == "text" and sources:
+        text_for_meta = "Attached: " + ", ".join(src.name for src in sources)
+    msg = Message(
+        from_=s.me,
+        to=recipients,
+        date=format_date(utcnow()),
+        subject=(subject if subject is not None else _subject_from(text_for_meta))[:200],
+        summary=(summary or _summary_from(text_for_meta))[:120],
+        body=body,
+        priority=priority,
+        type=type,
+        payload=payload,
+        request_id=request_id,
+        in_reply_to=in_reply_to,
+        thread=thread,
+        require_ack=require_ack,
+    )
+    return msg, sources
+
+def _commit_and_deliver(
+    s: Session, msg: "Message", sources: list["Source"], encrypt: Optional[bool], progress: Optional["Progress"]
+) -> SendResult:
+    """Store the attachments, encrypt if the policy says so, commit to every recipient ref, deliver."""
+    from gitmail.core import attachments, private, sync
+    from gitmail.core.store import write_message_commit
+
+    from gitmail.core.model import Attachment
+
+    d = s.directory
+    plain = msg
+    if private.decide(d, s.me, msg.to, encrypt):
+        keys = [d.members[n].encryption_key or "" for n in private.readers(d, s.me, msg.to)]
+        csources, sealed = attachments.encrypt_sources(sources, keys)
+        msg.attachments, extra_tree = _attach_store(s, csources)
+        plain = msg.model_copy(update={"attachments": [
+            Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid, storage=a.storage, path=a.path)
+            for x, a in zip(sources, msg.attachments)]})
+        msg, cipher = private.seal_message(msg, d, sealed)
+        extra_tree[private.CIPHER_FILE] = (str(s.repo.pg.create_blob(cipher)), 0o100644)
+        plain.id = msg.id
+    else:
+        msg.attachments, extra_tree = _attach_store(s, sources)
+        msg.id = msg.compute_id()
+    signer, member, repo_ = s.signer, s.member, s.repo
+    _attach_upload(s, msg.attachments, progress)
+    with repo_.lock():
+        updates = []
+        for r in msg.to:
+            path = refs.mail_path(r, s.me)
+            ref = refs.outbox(path) if repo_.remote else refs.head(path)
+            old = repo_.ref_target(ref)
+            base = old or (repo_.ref_target(refs.tracking(path, repo_.remote)) if repo_.remote else None)
+            updates.append((ref, write_message_commit(repo_.pg, msg, member, signer, base, extra_tree), old))
+        repo_.update_refs(updates, f"gitmail: message {msg.id[:SHORT_ID]}")
+    if not repo_.remote:
+        return SendResult(plain, msg.to, delivered=True, queued=False, stored=msg)
+    res = sync.deliver(repo_, signer, s.me)
+    return SendResult(plain, msg.to, delivered=not res.queued and not res.refused, queued=bool(res.queued),
+                      refused=res.refused, stored=msg)
+
+def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> list["Source"]:
+    """Check and hash the files to attach (nothing written); see :func:`gitmail.core.attachments.prepare`."""
+    if not attach:
+        return []
+    from gitmail.core import attachments
+
+    return attachments.prepare(attach, s.directory.policy.attachment_limit)
+
+def _attach_store(s: Session, sources: list["Source"]) -> tuple[list["Attachment"], dict[str, tuple[str, int]]]:
+    """Store the content once in this clone; the message's entries and extra tree entries."""
+    if not sources:
+        return [], {}
+    from gitmail.core import attachments
+
+    return attachments.store(s.repo, sources, s.directory.policy.attachment_storage)
+
+def _attach_upload(s: Session, atts: list["Attachment"], progress: Optional["Progress"]) -> None:
+    """Upload LFS content now (with progress); an unreachable store leaves it for delivery."""
+    if not any(a.storage == "lfs" for a in atts):
+        return
+    from gitmail.core import attachments
+    from gitmail.errors import LFSUnreachableError
+
+    try:
+        attachments.upload(s.repo, atts, progress or attachments.no_progress)
+    except LFSUnreachableError:
+        pass  # the delivery hook retries (and the message stays queued until it lands)
+
+def reply(
+    repo: RepoLike, id: str, body: str, *, as_: Optional[str] = None, all_: bool = False, **kw: Any
+) -> SendResult:
+    """Reply to message ``id``: to its sender (``all_``: and its other recipients), same thread."""
+    s = session(repo, as_)
+    s.refresh()
+    parent = resolve_id(s, id)
+    to = [parent.sender] if parent.sender != s.me else list(parent.recipients)
+    if all_:
+        to += [r for r in parent.recipients if r != s.me and r not in to]
+    return send(s.repo, to, body, reply_to=parent.id, as_=s.me, **kw)
+
+@dataclass
+class Draft:
+    """One message of a batch: the arguments of :func:`send` that vary per message."""
+
+    to: list[str]
+    body: str
+    subject: Optional[str] = None
+    priority: str = "normal"
+    summary: Optional[str] = None
+
+def send_batch(
+    repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None, deliver: bool = True,
+    encrypt: Optional[bool] = None,
+) -> list["Message"]:
+    """Send many text messages at once: one pack, one ref update per mailbox, one push.
+
+    Same validation, encryption policy (``encrypt`` as in :func:`send`) and
+    the same commits as :func:`send` (each message signed); meant for
+    imports, fan-out and benchmarks. Returns the messages as stored, in order.
+    """
+    from gitmail.core import bulk, private
+    from gitmail.core import sync as syncmod
+    from gitmail.core.model import PRIORITIES, Message, format_date, utcnow
+
+    s = session(repo, as_)
+    d, signer, member = s.directory, s.signer, s.member
+    by_path: dict[str, list[tuple[Message, bytes, Optional[dict[str, bytes]]]]] = {}
+    out: list[Message] = []
+    for dr in drafts:
+        recipients = resolve_recipients(s, dr.to)
+        if not dr.body.strip():
+            raise UsageError("empty message")
+        if len(dr.body.encode("utf-8")) > d.policy.body_limit:
+            raise UsageError(f"message body over the limit of {d.policy.body_limit} bytes")
+        if dr.priority not in PRIORITIES:
+            raise UsageError(f"unknown priority {dr.priority!r}")
+        msg = Message(from_=s.me, to=recipients, date=format_date(utcnow()),
+                      subject=(dr.subject if dr.subject is not None else _subject_from(dr.body))[:200],
+                      summary=(dr.summary or _summary_from(dr.body))[:120], body=dr.body,
+                      priority=dr.priority)
+        extra = None
+        if private.decide(d, s.me, recipients, encrypt):
+            msg, cipher = private.seal_message(msg, d, [])
+            extra = {private.CIPHER_FILE: cipher}
+        blob = msg.seal()
+        out.append(msg)
+        for r in recipients:
+            by_path.setdefault(refs.mail_path(r, s.me), []).append((msg, blob, extra))
+    r_ = s.repo
+    with r_.lock():
+        updates = []
+        for path, msgs in by_path.items():
+            ref = refs.outbox(path) if r_.remote else refs.head(path)
+            old = r_.ref_target(ref)
+            base = old or (r_.ref_target(refs.tracking(path, r_.remote)) if r_.remote else None)
+            tip = bulk.write_chain(r_, msgs, member, signer, base)
+            assert tip
+            updates.append((ref, tip, old))
+        r_.update_refs(updates, f"gitmail: {len(drafts)} messages")
+    if deliver and r_.remote:
+        syncmod.deliver(r_, signer, s.me)
+    return out

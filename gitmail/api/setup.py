@@ -1,0 +1,289 @@
+"""Joining and running an org: init, members, whoami, org policy and key rotation (docs/protocol.md, "Joining", "Directory").
+
+Part of the library API (:mod:`gitmail.api`): plain data in and out, only
+:class:`gitmail.errors.GitmailError` raised, nothing printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from gitmail.core import refs
+from gitmail.core.repo import Repo, open_repo
+from gitmail.errors import (
+    UsageError,
+)
+
+if TYPE_CHECKING:
+
+    from gitmail.core.directory import Directory
+    from gitmail.core.model import Member
+
+from gitmail.api.session import RepoLike, session
+
+
+@dataclass
+class InitResult:
+    member: "Member"
+    repo: Path
+    remote: Optional[str]
+    key_path: Path
+    created_org: bool
+    created_key: bool
+    registered: bool
+
+def _is_local_path(url: str) -> bool:
+    return "://" not in url and not re.match(r"^[^/]+:", url)
+
+def init(
+    repo: RepoLike,
+    name: str,
+    *,
+    org: Optional[str] = None,
+    email: Optional[str] = None,
+    key: Optional[str] = None,
+    display_name: Optional[str] = None,
+    kind: str = "human",
+    encryption_key: bool = True,
+) -> InitResult:
+    """Make the repo at ``repo`` a mailbox for member ``name`` (docs/protocol.md, "Joining").
+
+    With ``org`` a local path where nothing exists yet, creates the org repo
+    there (bare). Creates or loads the member's key, registers the member in
+    the directory (the first member becomes admin), adds the fetch refspec,
+    sets ``gitmail.user`` (if unset), ``gitmail.NAME.key`` and
+    ``gpg.ssh.allowedSignersFile``. Idempotent for a member already registered
+    with the same key; raises :class:`DirectoryError` for a name taken by
+    another key. ``encryption_key``: publish the key for end-to-end encryption
+    too (docs/protocol.md, "Encryption").
+    """
+    from gitmail import git
+    from gitmail.core import admin
+    from gitmail.core import directory as dirmod
+    from gitmail.core import sync
+    from gitmail.core.address import normalize, to_ref
+    from gitmail.core.model import Member
+    from gitmail.core.signing import generate_key, load_key
+    from gitmail.errors import DirectoryError, NotARepoError
+
+    name = normalize(name)
+    if '"' in name or "," in name:
+        from gitmail.errors import AddressError
+
+        raise AddressError(f"member name {name!r} cannot contain '\"' or ',' (allowed-signers syntax)")
+    base = Path(repo.path if isinstance(repo, Repo) else (repo or os.environ.get("GITMAIL_REPO") or "."))
+    created_org = False
+    if org and _is_local_path(org):
+        orgp = Path(org).expanduser()
+        if not orgp.exists():
+            git.run(["init", "--quiet", "--bare", str(orgp)])
+            created_org = True
+        org = str(orgp.resolve())
+    try:
+        r = repo if isinstance(repo, Repo) else open_repo(base)
+    except NotARepoError:
+        if not org:
+            raise
+        base.mkdir(parents=True, exist_ok=True)
+        git.run(["init", "--quiet", str(base)])
+        r = open_repo(base)
+    if org:
+        remotes = {k.split(".")[1]: v for k, v in r.config.items() if k.startswith("remote.") and k.endswith(".url")}
+        chosen = next((n for n, u in remotes.items() if u == org), None)
+        if chosen is None:
+            chosen = "origin" if "origin" not in remotes else "gitmail"
+            git.run(["remote", "add", chosen, org], r.path)
+        git.config_set(r.path, "gitmail.remote", chosen)
+    elif not r.remote:
+        names = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
+        if "origin" in names:
+            git.config_set(r.path, "gitmail.remote", "origin")
+    r.reload_config()
+    if r.remote:
+        fetchspecs = git.config_get_all(r.path, f"remote.{r.remote}.fetch")
+        covering = (f"+refs/heads/*:refs/remotes/{r.remote}/*", refs.FETCH_REFSPEC.format(remote=r.remote))
+        if not any(s in covering for s in fetchspecs):
+            git.config_add(r.path, f"remote.{r.remote}.fetch", refs.FETCH_REFSPEC.format(remote=r.remote))
+        sync.fetch(r)
+    created_key = False
+    if key:
+        kp = Path(key).expanduser().resolve()
+        signer = load_key(kp)
+        git.config_set(r.path, f"gitmail.{name}.key", str(kp))
+    else:
+        kp = r.key_path(name)
+        if kp.exists():
+            signer = load_key(kp)
+        else:
+            signer = generate_key(kp, comment=f"gitmail {name}")
+            created_key = True
+        git.config_set(r.path, f"gitmail.{name}.key", str(kp))
+    d = dirmod.load(r)
+    existing = d.members.get(name)
+    registered = False
+    if existing is not None:
+        if signer.public_key not in existing.all_keys():
+            raise DirectoryError(f"member {name!r} is already registered with another key")
+        member = existing
+    else:
+        if d.member_by_key(signer.public_key) is not None:
+            other = d.member_by_key(signer.public_key)
+            assert other is not None
+            raise DirectoryError(f"that key is already registered to member {other.name!r}")
+        # The one ed25519 key also decrypts (age ssh-ed25519 recipient); a key that
+        # lives only in ssh-agent cannot decrypt, so it publishes no encryption key.
+        publish = encryption_key and not signer.source.startswith("ssh-agent")
+        member = Member(
+            name=name,
+            display_name=display_name or name,
+            email=email or f"{to_ref(name)}@gitmail.invalid",
+            signing_key=signer.public_key,
+            encryption_key=signer.public_key if publish else None,
+            role="admin" if not d.members else "member",
+            kind=kind,
+        )
+
+        def add(cur: "Directory") -> "Directory":
+            if name in cur.members:
+                raise DirectoryError(f"member {name!r} is already registered")
+            cur.members[name] = member
+            return cur
+
+        admin.change(r, signer, member, add, f"Register {name}")
+        registered = True
+    if not r.config.get("gitmail.user"):
+        git.config_set(r.path, "gitmail.user", name)
+    git.config_set(r.path, "gpg.ssh.allowedSignersFile", str(r.data_dir / "allowed_signers"))
+    dirmod.load(r)
+    return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered)
+
+def members(repo: RepoLike = None) -> list["Member"]:
+    """Every member of the org's verified directory, by name."""
+    from gitmail.core import directory
+
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    d = directory.load(r)
+    return [d.members[n] for n in sorted(d.members)]
+
+@dataclass
+class WhoAmI:
+    name: str
+    member: Optional["Member"]
+    repo: Path
+    git_dir: Path
+    remote: Optional[str]
+    remote_url: Optional[str]
+    key_path: Path
+    cache: Path
+    allowed_signers: Path
+    outbox: int
+
+def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
+    """The acting identity and where its data lives (key, cache, allowed signers, remote)."""
+    from gitmail.core import sync
+    from gitmail.core.address import to_ref
+
+    s = session(repo, as_)
+    r = s.repo
+    return WhoAmI(
+        name=s.me,
+        member=s.directory.members.get(s.me),
+        repo=r.path.resolve(),
+        git_dir=r.git_dir,
+        remote=r.remote,
+        remote_url=r.config.get(f"remote.{r.remote}.url") if r.remote else None,
+        key_path=r.key_path(s.me),
+        cache=r.data_dir / "cache" / f"{to_ref(s.me)}.sqlite3",
+        allowed_signers=r.data_dir / "allowed_signers",
+        outbox=len(sync.outbox_paths(r, s.me)),
+    )
+
+def set_policy(repo: RepoLike, changes: dict[str, Any], *, as_: Optional[str] = None) -> dict[str, Any]:
+    """Change org policy fields (admins only; a signed directory commit). Returns the new policy.
+
+    Raises :class:`UsageError` for an unknown field or a bad value,
+    :class:`DirectoryError` when the acting member is not an admin.
+    """
+    from pydantic import ValidationError
+
+    from gitmail.core import admin
+
+    from gitmail.core.model import OrgPolicy
+
+    s = session(repo, as_)
+    known = set(OrgPolicy.model_fields) - {"schema_version"}
+    for k in changes:
+        if k not in known:
+            raise UsageError(f"unknown policy setting {k!r}; known: {', '.join(sorted(known))}")
+    try:
+        new_policy = OrgPolicy.model_validate({**s.directory.policy.model_dump(), **changes})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UsageError(f"policy {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+
+    def mutate(d: "Directory") -> "Directory":
+        d.policy = new_policy
+        return d
+
+    d = admin.change(s.repo, s.signer, s.member, mutate, "Org policy: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+    return d.policy.model_dump(mode="json")
+
+def org_policy(repo: RepoLike = None) -> dict[str, Any]:
+    """The org policy of the verified directory, as a dict."""
+    from gitmail.core import directory
+
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    return directory.load(r).policy.model_dump(mode="json")
+
+@dataclass
+class Rotation:
+    member: "Member"
+    old_key: str
+    new_key: str
+    key_path: Path
+
+def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] = None) -> Rotation:
+    """Publish a new key for the acting member, signed with the current one.
+
+    The old key moves to ``previous_keys`` (old signatures stay good) and is
+    kept by this clone (``gitmail.NAME.oldkey``) so mail already received
+    stays readable; new mail is encrypted to the new key. ``key``: an
+    existing ed25519 key file, else a new one is generated.
+    """
+    import time
+
+    from gitmail import git
+    from gitmail.core import admin
+    from gitmail.core.address import to_ref
+    from gitmail.core.repo import data_home
+    from gitmail.core.signing import generate_key, load_key
+    from gitmail.errors import DirectoryError
+
+    s = session(repo, as_)
+    old, member, old_path = s.signer, s.member, s.repo.key_path(s.me)
+    if key:
+        new_path = Path(key).expanduser().resolve()
+        new = load_key(new_path)
+    else:
+        new_path = data_home() / "keys" / f"{to_ref(s.me)}-{int(time.time())}"
+        new = generate_key(new_path, comment=f"gitmail {s.me}")
+    if new.public_key in member.all_keys():
+        raise DirectoryError("that key is already one of yours; rotate to a new key")
+
+    def mutate(d: "Directory") -> "Directory":
+        m = d.members[s.me]
+        d.members[s.me] = m.model_copy(update={
+            "signing_key": new.public_key,
+            "previous_keys": [m.signing_key, *m.previous_keys],
+            "encryption_key": new.public_key if m.encryption_key else None,
+        })
+        return d
+
+    d = admin.change(s.repo, old, member, mutate, f"Rotate the key of {s.me}")
+    git.config_add(s.repo.path, f"gitmail.{s.me}.oldkey", str(old_path))
+    git.config_set(s.repo.path, f"gitmail.{s.me}.key", str(new_path))
+    return Rotation(d.members[s.me], old.public_key, new.public_key, new_path)

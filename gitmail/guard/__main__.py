@@ -1,0 +1,7 @@
+"""``python -m gitmail.guard``: see :func:`gitmail.guard.cli`."""
+
+import sys
+
+from gitmail.guard import cli
+
+sys.exit(cli())

@@ -1,0 +1,157 @@
+"""The git hooks front-end: the new-mail notice after ``git pull`` and checkouts.
+
+``gitmail hooks install`` writes ``post-merge`` (after ``git pull``) and
+``post-checkout`` (after a checkout or clone) from :mod:`gitmail.hookscripts`;
+they print a one-line notice of new mail. The notice is shell first
+(``hooks/notice.sh``: git checks the signatures) and this module otherwise.
+
+Run as ``python -c '...main()' notify HOOK [ARGS...]`` (never ``-m``, which
+would put the work tree first on ``sys.path``) the module prints the
+notice on stdout and always exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from gitmail import hookscripts
+from gitmail.errors import UsageError
+from gitmail.hookscripts import Action
+
+if TYPE_CHECKING:
+    from gitmail.api import Session
+    from gitmail.core.repo import Repo
+
+CLIENT_HOOKS = ("post-merge", "post-checkout")
+
+
+def install(repo: str | Path) -> list[Action]:
+    """Install the client hooks (``post-merge``, ``post-checkout``) into ``repo``.
+
+    Idempotent. Raises :class:`UsageError` for a foreign hook that cannot be
+    chained, or if ``gitmail.noticeSubjects`` has a bad value (an error now,
+    not a silent hook later).
+    """
+    from gitmail.core.repo import open_repo
+
+    notice_subjects(open_repo(repo))
+    return hookscripts.install(repo, CLIENT_HOOKS)
+
+
+def uninstall(repo: str | Path) -> list[Action]:
+    """Remove the client hooks and put back the hooks they chained to."""
+    return hookscripts.uninstall(repo, CLIENT_HOOKS)
+
+
+# -- the notice ---------------------------------------------------------------------
+
+
+def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
+    """The new-mail notice for the member of ``repo``, or None when nothing new arrived.
+
+    Ingests (verifies) whatever moved since the cache was last brought up to
+    date and describes the unread inbox messages that ingest added; cheap when
+    nothing moved (no pygit2). Messages that fail verification are counted as
+    a warning, never shown as mail. Raises :class:`GitmailError` subclasses.
+    """
+    from gitmail import api
+
+    s = api.session(repo, as_)
+    before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+    s.refresh()
+    rows = s.db.execute(
+        "SELECT path, ordinal, sender, date, subject, id, status, encrypted FROM msg WHERE rowid > ? AND inbox=1"
+        " AND dup=0 AND read=0 AND archived=0 ORDER BY date DESC",
+        (before,),
+    ).fetchall()
+    rows = _not_yet_noticed(s, rows)
+    good = [r for r in rows if r["status"] == "good"]
+    bad = len(rows) - len(good)
+    lines = [_describe(good, notice_subjects(s.repo) == "decrypt")] if good else []
+    if bad:
+        lines.append(f"⚠️  {bad} new message(s) failed verification. Run: gitmail verify")
+    return "\n".join(lines) or None
+
+
+def _not_yet_noticed(s: "Session", rows: list) -> list:
+    """Drop the rows the shell notice announced already (up to the tips in ``hook-seen``)."""
+    from gitmail.core import refs
+
+    try:
+        lines = (s.repo.data_dir / "hook-seen").read_text().splitlines()
+    except OSError:
+        return rows
+    seen = {ref: oid for oid, _, ref in (ln.partition(" ") for ln in lines)}
+    t = refs.tracking("", s.repo.remote)
+    upto: dict[str, int] = {}
+    for path in {r["path"] for r in rows}:
+        hit = s.db.execute("SELECT ordinal FROM msg WHERE path=? AND oid=?", (path, seen.get(t + path, ""))).fetchone()
+        upto[path] = hit[0] if hit else -1
+    # A message that failed verification is always reported, even if the shell announced it.
+    return [r for r in rows if r["ordinal"] > upto[r["path"]] or r["status"] != "good"]
+
+
+def _describe(rows: list, decrypt: bool) -> str:
+    """The notice line; the same text as hooks/notice.sh prints (rows: sqlite3.Row, newest first)."""
+    from gitmail.api.views import SHORT, ago
+
+    newest = rows[0]
+    subject = "".join(ch for ch in " ".join(newest["subject"].split()) if ch.isprintable())
+    subject = subject if len(subject) <= 50 else subject[:48] + ".."  # git's %<(50,trunc)
+    enc = bool(newest["encrypted"]) and not decrypt
+    age = ago(newest["date"])
+    if len(rows) == 1:
+        short = newest["id"][:SHORT]
+        if enc:
+            return f"📬 1 new encrypted message from {newest['sender']} ({age})  Run: gitmail read {short}"
+        return f'📬 1 new message from {newest["sender"]} ({age}): "{subject}"  Run: gitmail read {short}'
+    senders = list(dict.fromkeys(r["sender"] for r in rows))
+    who = ", ".join(senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
+    what = f"newest ({age}) encrypted" if enc else f'newest ({age}): "{subject}"'
+    return f"📬 {len(rows)} new messages from {who}; {what}  Run: gitmail read"
+
+
+def notice_subjects(repo: "Repo") -> str:
+    """``clear`` (default: the notice names an encrypted message's sender, not its subject)
+    or ``decrypt`` (decrypt subjects for the notice: gitmail's Python runs, slower).
+
+    From ``$GITMAIL_NOTICE_SUBJECTS``, else git config ``gitmail.noticeSubjects``.
+    Raises :class:`UsageError` for any other value.
+    """
+    value = os.environ.get("GITMAIL_NOTICE_SUBJECTS") or repo.config.get("gitmail.noticesubjects") or "clear"
+    if value not in ("clear", "decrypt"):
+        raise UsageError(f"gitmail.noticeSubjects must be 'clear' or 'decrypt', not {value!r}")
+    return value
+
+
+def run_notice(argv: Sequence[str]) -> int:
+    """Entry point of the client hooks: print the notice on stdout; always 0."""
+    hook = argv[0] if argv else ""
+    if hook == "post-checkout" and len(argv) >= 4 and argv[3] == "0":
+        return 0  # a file checkout, not a branch switch
+    if os.environ.get("GITMAIL_HOOKS") == "off":
+        return 0
+    try:
+        text = notice(".")
+    except Exception:  # a hook never fails the git command; keep quiet
+        if os.environ.get("GITMAIL_DEBUG"):
+            raise
+        return 0
+    if text:
+        print(text, flush=True)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["notify"]:
+        return run_notice(args[1:])
+    print("usage: python -m gitmail.hooks notify HOOK [ARGS...]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
