@@ -205,7 +205,7 @@ def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:
     """
     import pygit2
 
-    from gitmail.core import crypto, private
+    from gitmail.core import private
     from gitmail.core.store import check_message, read_message
     from gitmail.errors import CorruptMessageError, GitmailError
 
@@ -226,6 +226,6 @@ def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:
         return Shown(str(c.id), msg, check.status, check.detail, True, "not decrypted: the message failed verification")
     try:
         opened, _ = private.open_message(s.repo.pg, c, msg, s.identities)
-    except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
+    except GitmailError as e:
         return Shown(str(c.id), msg, check.status, check.detail, True, e.message)
     return Shown(str(c.id), opened, check.status, check.detail, True, None)

@@ -109,7 +109,7 @@ def _load(s: Session, row: cache.Row) -> Item:
 
 def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Item:
     """Decrypt a verified encrypted message; an unverified one is never decrypted."""
-    from gitmail.core import crypto, private
+    from gitmail.core import private
     from gitmail.errors import GitmailError
 
     if row.status != "good":
@@ -122,7 +122,7 @@ def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Ite
     else:
         try:
             opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities)
-        except (crypto.NotARecipientError, crypto.DecryptionError, GitmailError) as e:
+        except GitmailError as e:
             return Item(row, msg, encrypted=True, error=e.message)
     shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,
                         path=a.path) for se, a in zip(sealed, msg.attachments)]
@@ -199,7 +199,7 @@ def _save_sealed(
     import hashlib
 
     from gitmail.core import attachments, crypto, private
-    from gitmail.errors import GitmailError
+    from gitmail.errors import DecryptionError, GitmailError
 
     assert it.message is not None
     ids = s.identities
@@ -209,10 +209,10 @@ def _save_sealed(
         name = attachments.safe_name(se.name)
         try:
             if se.size > limit:
-                raise crypto.DecryptionError(f"{se.size} bytes is over the org's limit; not fetched")
+                raise DecryptionError(f"{se.size} bytes is over the org's limit; not fetched")
             plain = crypto.open_(attachments.fetch(s.repo, clear, commit, limit + 65536, progress), ids, env.recipients)
             if len(plain) != se.size or hashlib.sha256(plain).hexdigest() != se.sha256:
-                raise crypto.DecryptionError("decrypted content does not match its sealed sha256; not saved")
+                raise DecryptionError("decrypted content does not match its sealed sha256; not saved")
             out.append(attachments.Saved(shown, name, attachments.write_new(dest, name, plain, se.sha256)))
         except GitmailError as e:
             out.append(attachments.Saved(shown, name, error=f"{name}: {e.message}"))

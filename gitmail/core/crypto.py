@@ -14,25 +14,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from gitmail.errors import GitmailError, KeyError_
+from gitmail.errors import DecryptionError, KeyError_, NotARecipientError
 
 if TYPE_CHECKING:
     import pyrage
 
 AGE_FORMAT = "age-encryption.org/v1"
 MIN_BUCKET = 1024
-
-
-class NotARecipientError(GitmailError):
-    """The acting member holds no key that opens this message."""
-
-    exit_code = 12
-
-
-class DecryptionError(GitmailError):
-    """Ciphertext that is truncated, altered or otherwise fails to open."""
-
-    exit_code = 7
 
 
 def bucket(n: int) -> int:

@@ -109,7 +109,7 @@ def _fail_on_locked(items: list) -> None:
     """Exit non-zero (one line) when an encrypted message could not be opened."""
     locked = [it for it in items if it.error]
     if locked:
-        from gitmail.core.crypto import NotARecipientError
+        from gitmail.errors import NotARecipientError
 
         raise NotARecipientError(f"message {locked[0].row.id[:8]}: {locked[0].error}")
 

@@ -17,7 +17,7 @@ from gitmail.cli.render import emit_json
 def command(rev: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Show the message commit REV (a commit id or e.g. origin/gitmail/mail/alex/max~1)."""
     from gitmail import api
-    from gitmail.core.crypto import NotARecipientError
+    from gitmail.errors import NotARecipientError
 
     sh = api.show(repo, rev, as_=as_)
     m = sh.message
