@@ -59,6 +59,10 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, problems)
 
 def _new_rows(s: Session, before: int) -> list[cache.Row]:
+    """The inbox rows indexed after rowid ``before``; also brings a started search index up to date."""
+    from gitmail.api.search import update_index
+
+    update_index(s, started_only=True)
     rows = s.db.execute(
         "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (before,)
     ).fetchall()

@@ -44,6 +44,8 @@ COMMANDS = {
     "show": "show",
     "org": "org",
     "key": "key",
+    "search": "search",
+    "export": "export",
 }
 
 

@@ -52,7 +52,9 @@ def connect(repo: "Repo", member: str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     ver = db.execute("PRAGMA user_version").fetchone()[0]
     if ver != SCHEMA:
-        db.executescript("DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS refs; DROP TABLE IF EXISTS msg;")
+        db.executescript(
+            "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS refs; DROP TABLE IF EXISTS msg; DROP TABLE IF EXISTS fts;"
+        )
         db.executescript(_DDL)
         db.execute(f"PRAGMA user_version={SCHEMA}")
     return db
@@ -304,3 +306,86 @@ def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
             for a, b in getattr(mb, flag):
                 db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ? AND rowid > ?",
                            (path, a, b, since))
+
+
+# -- full-text search (gitmail search) ---------------------------------------------------------
+#
+# An FTS5 table beside ``msg``, filled lazily: :func:`search_pending` lists the rows written
+# since the last indexing (by rowid), the caller supplies their text, :func:`search_add`
+# stores it. A rebuilt ``msg`` table gets new rowids, so everything is indexed again; stale
+# entries never show because a hit must join a current ``msg`` row with the same id.
+
+_FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5("
+    "id UNINDEXED, subject, body, sender, files, tokenize='unicode61 remove_diacritics 2')"
+)
+
+
+def fts_available() -> bool:
+    """Whether this Python's SQLite has FTS5 (Debian's does; some builds do not)."""
+    try:
+        sqlite3.connect(":memory:").execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def search_started(db: sqlite3.Connection) -> bool:
+    """Whether the search index has been built (by a first search)."""
+    return db.execute("SELECT 1 FROM meta WHERE key='fts_rowid'").fetchone() is not None
+
+
+def search_pending(db: sqlite3.Connection) -> list[Row]:
+    """The member's messages (inbox and sent) not yet in the search index, oldest first."""
+    db.execute(_FTS_DDL)
+    mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
+    since = int(mark[0]) if mark else 0
+    rows = db.execute(
+        "SELECT rowid AS rid, * FROM msg WHERE rowid > ? AND (inbox=1 OR sent=1) ORDER BY rowid", (since,)
+    ).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+def search_add(db: sqlite3.Connection, entries: list[tuple[str, str, str, str, str]]) -> None:
+    """Index ``(id, subject, body, sender, files)`` entries and move the high-water mark to
+    the newest ``msg`` row (one transaction)."""
+    top = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+    db.execute("BEGIN")
+    try:
+        db.executemany("INSERT INTO fts(id, subject, body, sender, files) VALUES (?,?,?,?,?)", entries)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)", (str(top),))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def search_query(
+    db: sqlite3.Connection, match: str, *, sender: Optional[str] = None, since: Optional[str] = None,
+    type_: Optional[str] = None, archived: bool = False, limit: int = 20,
+) -> list[tuple[Row, str]]:
+    """Rows matching the FTS5 expression ``match``, best first (bm25), each with a snippet whose
+    hits are wrapped in U+0002 / U+0003 (the caller highlights them). ``archived``: include
+    archived mail. Raises :class:`sqlite3.OperationalError` for a malformed expression."""
+    where, args = ["(m.inbox=1 OR m.sent=1)", "m.dup=0"], [match]
+    if not archived:
+        where.append("m.archived=0")
+    if sender:
+        where.append("m.sender=?")
+        args.append(sender)
+    if since:
+        where.append("m.date>=?")
+        args.append(since)
+    if type_:
+        where.append("m.type=?")
+        args.append(type_)
+    # bm25() and snippet() only work in a plain FTS query: rank there, then join and keep the
+    # best-ranked copy of each Message-ID (one message can sit in several mailboxes).
+    rows = db.execute(
+        "WITH h AS MATERIALIZED (SELECT id, snippet(fts, -1, char(2), char(3), '…', 12) AS snip,"
+        " bm25(fts) AS score FROM fts WHERE fts MATCH ?),"
+        " r AS (SELECT m.*, h.snip, h.score, ROW_NUMBER() OVER (PARTITION BY m.id ORDER BY h.score, m.inbox DESC)"
+        " AS n FROM h JOIN msg m ON m.id = h.id WHERE " + " AND ".join(where) + ")"
+        " SELECT * FROM r WHERE n = 1 ORDER BY score LIMIT ?", (*args, limit),
+    ).fetchall()
+    return [(Row.of(r), r["snip"]) for r in rows]
