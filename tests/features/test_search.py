@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,9 +16,10 @@ from gitmail.core import cache
 from tests.conftest import Org, run
 
 
-def _hits(org: Org, who: str, *args: str) -> list[dict]:  # type: ignore[type-arg]
+def _hits(org: Org, who: str, *args: str) -> list[dict[str, Any]]:
     r = org.ok(who, "search", *args, "--json")
-    return json.loads(r.out)["messages"]  # type: ignore[no-any-return]
+    hits: list[dict[str, Any]] = json.loads(r.out)["messages"]
+    return hits
 
 
 def test_search_finds_body_subject_sender_and_files(org: Org, tmp_path: Path) -> None:
