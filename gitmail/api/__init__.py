@@ -22,6 +22,7 @@ from gitmail.api.send import SendResult, send, reply, Draft, send_batch
 from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, unread_count
 from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
 from gitmail.api.search import SearchHit, search
+from gitmail.api.export import ExportResult, export
 from gitmail.api.audit import SyncResult, sync, Finding, VerifyReport, verify, LogEntry, log, Shown, show
 from gitmail.api.views import SHORT, ago, sender_label, row_json
 
@@ -67,6 +68,8 @@ __all__ = [
     "awaiting_ack",
     "awaiting_json",
     "SearchHit",
+    "ExportResult",
+    "export",
     "search",
     "SyncResult",
     "sync",

@@ -92,7 +92,7 @@ class Item:
     error: Optional[str] = None  # why an encrypted message could not be opened (one line)
     cipher: list["Attachment"] = field(default_factory=list)  # the clear (ciphertext) entries
 
-def _load(s: Session, row: cache.Row) -> Item:
+def load_item(s: Session, row: cache.Row) -> Item:
     """Read a message's blob; decrypt it if it is encrypted and verified."""
     from gitmail.core.objects import commit
     from gitmail.core.store import read_message
@@ -158,17 +158,17 @@ def read(
                 "SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0 ORDER BY prank, date"
             )
         ]
-    items = [_load(s, r) for r in rows]
+    items = [load_item(s, r) for r in rows]
     if save:
         for it in items:
-            it.saved = _save_attachments(s, it, save_dir, progress)
+            it.saved = save_attachments(s, it, save_dir, progress)
     if mark and rows:
         # Only what could be shown counts as read (not a message whose key was locked).
         _set_flag(s, [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error],
                   "read", True)
     return items
 
-def _save_attachments(
+def save_attachments(
     s: Session, it: Item, save_dir: Optional[Union[str, Path]], progress: Optional["Progress"]
 ) -> list["Saved"]:
     """Save ``it``'s attachments (only for a verified message); never raises for one bad file."""
@@ -235,12 +235,12 @@ def fetch_attachments(
 
     s = session(repo, as_)
     s.refresh()
-    it = _load(s, resolve_id(s, id))
+    it = load_item(s, resolve_id(s, id))
     if it.message is None:
         raise VerificationError(f"message {id} is corrupt: it has no readable attachments")
     if it.row.status != "good":
         raise VerificationError(f"message {id} failed verification ({it.row.status}); its attachments are not saved")
-    it.saved = _save_attachments(s, it, save_dir, progress)
+    it.saved = save_attachments(s, it, save_dir, progress)
     return it
 
 def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:

@@ -45,7 +45,7 @@ def fts_expression(query: str) -> str:
     return " ".join(terms)
 
 
-def _since(value: Optional[str]) -> Optional[str]:
+def since_date(value: Optional[str]) -> Optional[str]:
     """An ISO 8601 date or date-time (UTC unless it says otherwise) as the cache's date form."""
     if not value:
         return None
@@ -131,6 +131,6 @@ def search(
         from gitmail.core.address import normalize
 
         sender = normalize(from_)
-    hits = cache.search_query(s.db, expr, sender=sender, since=_since(since), type_=type_, archived=all_,
+    hits = cache.search_query(s.db, expr, sender=sender, since=since_date(since), type_=type_, archived=all_,
                               limit=limit)
     return [SearchHit(row, snip) for row, snip in hits]

@@ -389,3 +389,19 @@ def search_query(
         " SELECT * FROM r WHERE n = 1 ORDER BY score LIMIT ?", (*args, limit),
     ).fetchall()
     return [(Row.of(r), r["snip"]) for r in rows]
+
+
+def export_rows(db: sqlite3.Connection, *, include_all: bool, since: Optional[str]) -> list[Row]:
+    """The rows ``gitmail export`` writes, oldest first, one per Message-ID: the inbox
+    (``include_all``: archived and sent mail too), from ``since`` on."""
+    where = ["(inbox=1 OR sent=1)" if include_all else "inbox=1", "dup=0"]
+    if not include_all:
+        where.append("archived=0")
+    args: list[Any] = []
+    if since:
+        where.append("date>=?")
+        args.append(since)
+    rows = db.execute(
+        f"SELECT * FROM msg WHERE {' AND '.join(where)} GROUP BY id ORDER BY date, rowid", args
+    ).fetchall()
+    return [Row.of(r) for r in rows]

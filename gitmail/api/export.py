@@ -1,0 +1,168 @@
+"""Export to real mail clients: mbox or Maildir (``gitmail export``).
+
+Each message of the member's view becomes an RFC 5322 message built with the
+standard library's :mod:`email` and written with :mod:`mailbox`: From, To,
+Date, Subject, Message-ID (``<ID@gitmail>``), In-Reply-To and References (so
+clients thread them), ``X-Gitmail-Verified`` (the verdict: ``good``, or the
+status and why), ``X-Gitmail-Priority`` / ``X-Gitmail-Type``, and each
+attachment as a MIME part with its media type. Encrypted mail is decrypted
+for the member (only verified mail is ever decrypted). Incremental: messages
+whose Message-ID the mailbox already holds are skipped. Part of the library
+API (:mod:`gitmail.api`).
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox as mboxlib
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Union
+
+from gitmail.api.mailbox import Item, load_item, save_attachments
+from gitmail.api.search import since_date
+from gitmail.api.session import RepoLike, Session, session
+from gitmail.core import cache
+from gitmail.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitmail.core.directory import Directory
+
+DOMAIN = "gitmail"  # Message-ID is <ID@gitmail>
+ADDR_DOMAIN = "gitmail.invalid"  # for recipients with no e-mail address (broadcast, groups)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str  # mbox | maildir
+    added: list[str]  # Message-IDs written
+    skipped: int  # already in the mailbox
+
+
+def msgid(id: str) -> str:
+    return f"<{id}@{DOMAIN}>"
+
+
+def _one_line(text: str) -> str:
+    """Header text from another member: one line, no control characters."""
+    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
+
+
+def _address(d: "Directory", name: str) -> Address:
+    from gitmail.core.address import to_ref
+
+    m = d.members.get(name)
+    email = m.email if m is not None else f"{to_ref(name)}@{ADDR_DOMAIN}"
+    user, _, host = email.rpartition("@")
+    try:
+        return Address(_one_line(m.display_name if m else name), user or "unknown", host or ADDR_DOMAIN)
+    except (ValueError, IndexError):
+        return Address(_one_line(name), to_ref(name) or "unknown", ADDR_DOMAIN)
+
+
+def to_email(s: Session, it: Item, files: list[tuple[str, str, bytes]]) -> EmailMessage:
+    """One message as RFC 5322 (``files``: ``(name, media type, bytes)`` of its saved attachments)."""
+    row, m = it.row, it.message
+    d = s.directory
+    e = EmailMessage()
+    e["From"] = _address(d, row.sender)
+    e["To"] = [_address(d, r) for r in row.recipients] or "undisclosed-recipients:;"
+    if row.date:
+        e["Date"] = format_datetime(datetime.fromisoformat(row.date.replace("Z", "+00:00")))
+    e["Subject"] = _one_line(m.subject if m else row.subject)
+    e["Message-ID"] = msgid(row.id)
+    refs = [x for x in dict.fromkeys([row.thread, row.in_reply_to]) if x and x != row.id]
+    if row.in_reply_to:
+        e["In-Reply-To"] = msgid(row.in_reply_to)
+    if refs:
+        e["References"] = " ".join(msgid(x) for x in refs)
+    e["X-Gitmail-Verified"] = "good" if row.status == "good" else _one_line(f"{row.status}: {row.detail}")
+    e["X-Gitmail-Priority"] = row.priority
+    e["X-Gitmail-Type"] = _one_line(row.type)
+    if row.encrypted:
+        e["X-Gitmail-Encrypted"] = "yes"
+    body = m.body if m is not None else ""
+    if m is not None and m.payload:
+        body = (body + "\n\n" if body else "") + json.dumps(m.payload, ensure_ascii=False, indent=2)
+    if it.error:
+        body = f"[{it.error}]\n" + body
+    e.set_content(body)
+    for name, media, data in files:
+        maintype, _, subtype = media.partition("/")
+        if not subtype:
+            maintype, subtype = "application", "octet-stream"
+        e.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return e
+
+
+def _files(s: Session, it: Item) -> list[tuple[str, str, bytes]]:
+    """The verified attachments of ``it`` as bytes (saved into a private temporary folder)."""
+    if it.message is None or not it.message.attachments or it.row.status != "good" or it.error:
+        return []
+    out = []
+    with tempfile.TemporaryDirectory(prefix="gitmail-export-") as tmp:
+        for sv in save_attachments(s, it, tmp, None):
+            if sv.path is not None:
+                out.append((sv.name, sv.attachment.media_type or "application/octet-stream", sv.path.read_bytes()))
+    return out
+
+
+def _existing(box: "mboxlib.Mailbox[mboxlib.Message]") -> set[str]:
+    return {str(m.get("Message-ID", "")).strip() for m in box}
+
+
+def export(
+    repo: RepoLike,
+    *,
+    mbox: Optional[Union[str, Path]] = None,
+    maildir: Optional[Union[str, Path]] = None,
+    all_: bool = False,
+    since: Optional[str] = None,
+    as_: Optional[str] = None,
+) -> ExportResult:
+    """Write the member's inbox (``all_``: archived and sent mail too) to an mbox file or a
+    Maildir folder, adding only messages not already there; oldest first.
+
+    ``since``: ISO date or date-time. Raises :class:`UsageError` (neither or both of
+    ``mbox``/``maildir``, a bad date, a path that is not a mailbox) and ``OSError``.
+    """
+    if (mbox is None) == (maildir is None):
+        raise UsageError("give exactly one of --mbox FILE or --maildir DIR")
+    s = session(repo, as_)
+    s.refresh()
+    rows = cache.export_rows(s.db, include_all=all_, since=since_date(since))
+    path = Path(mbox or maildir or "").expanduser()
+    box: "mboxlib.Mailbox[mboxlib.Message]"
+    try:
+        box = mboxlib.mbox(path) if mbox is not None else mboxlib.Maildir(path, create=True)
+    except (mboxlib.Error, NotADirectoryError, IsADirectoryError) as ex:
+        raise UsageError(f"{path}: not a usable {'mbox file' if mbox is not None else 'Maildir'} ({ex})") from None
+    box.lock()
+    try:
+        have = _existing(box)
+        added = []
+        for row in rows:
+            if msgid(row.id) in have:
+                continue
+            it = load_item(s, row)
+            e = to_email(s, it, _files(s, it))
+            if isinstance(box, mboxlib.Maildir):
+                mm = mboxlib.MaildirMessage(e)
+                mm.set_subdir("cur")
+                mm.set_flags("S" if row.read or not row.inbox else "")
+                box.add(mm)
+            else:
+                box.add(e)
+            have.add(msgid(row.id))
+            added.append(row.id)
+        box.flush()
+    finally:
+        box.unlock()
+        box.close()
+    return ExportResult(path, "mbox" if mbox is not None else "maildir", added, len(rows) - len(added))
