@@ -31,6 +31,7 @@ class SyncResult:
     refused: dict[str, str]
     problems: list[str]
 
+
 def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     """Fetch, verify, deliver the outbox; returns the inbox messages that arrived.
 
@@ -58,15 +59,14 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     problems = [p for ps in probmod.load(s.repo).values() for p in ps] + s.problems
     return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, problems)
 
+
 def _new_rows(s: Session, before: int) -> list[cache.Row]:
     """The inbox rows indexed after rowid ``before``; also brings a started search index up to date."""
     from gitmail.api.search import update_index
 
     update_index(s, started_only=True)
-    rows = s.db.execute(
-        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (before,)
-    ).fetchall()
-    return [cache.Row.of(r) for r in rows]
+    return cache.new_inbox_rows(s.db, before)
+
 
 @dataclass
 class Finding:
@@ -76,6 +76,7 @@ class Finding:
     sender: str
     status: str
     detail: str
+
 
 @dataclass
 class VerifyReport:
@@ -88,6 +89,7 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.findings and not self.problems
+
 
 def _mail_refs(s: Session, all_: bool) -> dict[str, str]:
     """Mailbox path -> tracking tip, for the member's view or (``all_``) the whole org."""
@@ -109,6 +111,7 @@ def _mail_refs(s: Session, all_: bool) -> dict[str, str]:
         if any(view.role(s.me, groups, rcpt, sender)):
             out[path] = tip
     return out
+
 
 def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False) -> VerifyReport:
     """Check every message's signature and every mailbox's history.
@@ -154,6 +157,7 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     n = len(todo)
     return VerifyReport(n, good, findings, problems, len(mail))
 
+
 @dataclass
 class LogEntry:
     path: str
@@ -165,6 +169,7 @@ class LogEntry:
     subject: str
     type: str
     status: str
+
 
 def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) -> list[LogEntry]:
     """An audit view across every mailbox in the org, newest first, with each message's status."""
@@ -189,6 +194,7 @@ def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) ->
     out.sort(key=lambda e: e.date, reverse=True)
     return out[:limit]
 
+
 @dataclass
 class Shown:
     """One message commit as an auditor sees it: verification status, and the content if readable."""
@@ -199,6 +205,7 @@ class Shown:
     detail: str
     encrypted: bool
     error: Optional[str]
+
 
 def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:
     """Show any message commit of the org (a commit id, or a ref like

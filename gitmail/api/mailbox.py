@@ -31,6 +31,7 @@ class Listing:
     total: int
     messages: list[cache.Row]
 
+
 def mailbox(
     repo: RepoLike = None,
     *,
@@ -51,34 +52,24 @@ def mailbox(
     s.refresh()
     return _listing(s, unread_only, archived, all_, from_, limit, sent)
 
+
 def _listing(
     s: Session, unread_only: bool, archived: bool, all_: bool, from_: Optional[str], limit: int, sent: bool = False
 ) -> Listing:
     if limit < 1:
         raise UsageError("--limit must be at least 1")
-    db = s.db
-    unread, total = db.execute(
-        "SELECT SUM(read=0), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0"
-    ).fetchone()
+    unread, total = cache.inbox_counts(s.db)
     if sent:
-        rows = db.execute("SELECT * FROM msg WHERE sent=1 GROUP BY id ORDER BY date DESC LIMIT ?", (limit,)).fetchall()
-        return Listing(unread or 0, total or 0, [cache.Row.of(r) for r in rows])
-    where, args = ["inbox=1", "dup=0"], []
-    if archived:
-        where.append("archived=1")
-    elif not all_:
-        where.append("archived=0")
-    if unread_only:
-        where.append("read=0")
+        return Listing(unread, total, cache.sent_rows(s.db, limit))
+    sender = None
     if from_:
         from gitmail.core.address import normalize
 
-        where.append("sender=?")
-        args.append(normalize(from_))
-    rows = db.execute(
-        f"SELECT * FROM msg WHERE {' AND '.join(where)} ORDER BY date DESC LIMIT ?", (*args, limit)
-    ).fetchall()
-    return Listing(unread or 0, total or 0, [cache.Row.of(r) for r in rows])
+        sender = normalize(from_)
+    rows = cache.inbox_rows(s.db, archived=archived, include_archived=all_, unread_only=unread_only,
+                            sender=sender, limit=limit)
+    return Listing(unread, total, rows)
+
 
 @dataclass
 class Item:
@@ -91,6 +82,7 @@ class Item:
     encrypted: bool = False
     error: Optional[str] = None  # why an encrypted message could not be opened (one line)
     cipher: list["Attachment"] = field(default_factory=list)  # the clear (ciphertext) entries
+
 
 def load_item(s: Session, row: cache.Row) -> Item:
     """Read a message's blob; decrypt it if it is encrypted and verified."""
@@ -106,6 +98,7 @@ def load_item(s: Session, row: cache.Row) -> Item:
     if msg.encrypted is None:
         return Item(row, msg)
     return _open(s, row, c, msg)
+
 
 def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Item:
     """Decrypt a verified encrypted message; an unverified one is never decrypted."""
@@ -128,6 +121,7 @@ def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Ite
                         path=a.path) for se, a in zip(sealed, msg.attachments)]
     opened.attachments = shown
     return Item(row, opened, sealed=sealed, encrypted=True, cipher=list(msg.attachments))
+
 
 def read(
     repo: RepoLike = None,
@@ -152,12 +146,7 @@ def read(
     if ids:
         rows = [resolve_id(s, i) for i in ids]
     else:
-        rows = [
-            cache.Row.of(r)
-            for r in s.db.execute(
-                "SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0 ORDER BY prank, date"
-            )
-        ]
+        rows = cache.unread_rows(s.db)
     items = [load_item(s, r) for r in rows]
     if save:
         for it in items:
@@ -167,6 +156,7 @@ def read(
         _set_flag(s, [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error],
                   "read", True)
     return items
+
 
 def save_attachments(
     s: Session, it: Item, save_dir: Optional[Union[str, Path]], progress: Optional["Progress"]
@@ -190,6 +180,7 @@ def save_attachments(
     if it.encrypted:
         return _save_sealed(s, it, commit, dest, limit, progress or attachments.no_progress)
     return attachments.save_all(s.repo, m, commit, dest, limit, progress or attachments.no_progress)
+
 
 def _save_sealed(
     s: Session, it: Item, commit: "pygit2.Commit", dest: Path, limit: int, progress: "Progress"
@@ -218,6 +209,7 @@ def _save_sealed(
             out.append(attachments.Saved(shown, name, error=f"{name}: {e.message}"))
     return out
 
+
 def fetch_attachments(
     repo: RepoLike,
     id: str,
@@ -243,34 +235,24 @@ def fetch_attachments(
     it.saved = save_attachments(s, it, save_dir, progress)
     return it
 
+
 def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
     """Set ``flag`` on every inbox copy of ``ids``; returns how many messages changed."""
     from gitmail.core import state
 
     if not ids:
         return 0
-    changes: dict[str, list[int]] = {}
-    changed = set()
-    for mid in ids:
-        for r in s.db.execute(f"SELECT path, ordinal, {flag} AS f FROM msg WHERE id=? AND +inbox=1", (mid,)):
-            changes.setdefault(r["path"], []).append(r["ordinal"])
-            if bool(r["f"]) != value:
-                changed.add(mid)
+    changes, changed = cache.flag_positions(s.db, ids, flag, value)
     if not changes:
         return 0
     with s.repo.lock():
         old, st = state.load(s.repo, s.me)
         state.update(st, changes, flag, value)
         blob = state.save(s.repo, s.me, old, st)
-    for path, ords in changes.items():
-        s.db.executemany(
-            f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in ords]
-        )
     # The state ref moved: record it so the next command's fast path stays fast.
-    key = cache.json.dumps(sorted(cache.watched_refs(s.repo, s.me).items()))
-    s.db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
-    s.db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (blob,))
+    cache.set_flag(s.db, s.repo, s.me, changes, flag, value, blob)
     return len(changed)
+
 
 def mark(repo: RepoLike, ids: list[str], *, read: bool, as_: Optional[str] = None) -> list[str]:
     """Mark messages read or unread; returns their full Message-IDs."""
@@ -280,6 +262,7 @@ def mark(repo: RepoLike, ids: list[str], *, read: bool, as_: Optional[str] = Non
     _set_flag(s, [r.id for r in rows], "read", read)
     return [r.id for r in rows]
 
+
 def archive(repo: RepoLike, ids: list[str], *, undo: bool = False, as_: Optional[str] = None) -> list[str]:
     """Archive messages (a soft delete: hidden from the inbox, never removed), or undo it."""
     s = session(repo, as_)
@@ -288,22 +271,18 @@ def archive(repo: RepoLike, ids: list[str], *, undo: bool = False, as_: Optional
     _set_flag(s, [r.id for r in rows], "archived", not undo)
     return [r.id for r in rows]
 
+
 def thread(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> list[cache.Row]:
     """Every message of ``id``'s thread in the member's view (inbox and sent), oldest first."""
     s = session(repo, as_)
     s.refresh()
     row = resolve_id(s, id)
     root = row.thread or row.id
-    rows = s.db.execute(
-        "SELECT * FROM msg WHERE (id=? OR thread=?) AND (inbox=1 OR sent=1) GROUP BY id ORDER BY date", (root, root)
-    ).fetchall()
-    return [cache.Row.of(r) for r in rows]
+    return cache.thread_rows(s.db, root)
+
 
 def unread_count(repo: RepoLike = None, *, as_: Optional[str] = None) -> tuple[int, int]:
     """``(unread, urgent unread)`` in the inbox (fast path: no pygit2 unless mail moved)."""
     s = session(repo, as_)
     s.refresh()
-    u, urg = s.db.execute(
-        "SELECT COUNT(*), SUM(prank=0) FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0"
-    ).fetchone()
-    return u or 0, urg or 0
+    return cache.unread_counts(s.db)

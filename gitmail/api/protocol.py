@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from gitmail.core.model import Group
 
 
-
 # -- groups ------------------------------------------------------------------------
 
 
@@ -214,11 +213,7 @@ class AckResult:
 
 def _existing_ack(s: Session, msg_id: str) -> Optional[str]:
     """The id of an ack this member already sent (or queued) for ``msg_id``, if any."""
-    row = s.db.execute("SELECT id FROM msg WHERE sent=1 AND type='ack' AND in_reply_to=? LIMIT 1",
-                       (msg_id,)).fetchone()
-    if row is not None:
-        return str(row[0])
-    return _queued_ack(s, msg_id)
+    return cache.sent_ack_of(s.db, msg_id) or _queued_ack(s, msg_id)
 
 
 def _queued_ack(s: Session, msg_id: str) -> Optional[str]:
@@ -308,13 +303,10 @@ def awaiting_ack(repo: RepoLike = None, *, as_: Optional[str] = None,
     """
     s = session(repo, as_)
     s.refresh()
-    rows = [cache.Row.of(r) for r in s.db.execute(
-        "SELECT * FROM msg WHERE sent=1 AND require_ack=1 GROUP BY id ORDER BY date")]
+    rows = cache.ack_requests(s.db)
     if not rows:
         return []
-    acks: dict[str, set[str]] = {}
-    for a in s.db.execute("SELECT in_reply_to, sender FROM msg WHERE inbox=1 AND type='ack' AND status='good'"):
-        acks.setdefault(a[0], set()).add(a[1])
+    acks = cache.acks_received(s.db)
     now = now or datetime.now(timezone.utc)
     out: list[Awaiting] = []
     for r in rows:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from gitmail.core import refs
+from gitmail.core import cache, refs
 from gitmail.errors import (
     UsageError,
 )
@@ -37,14 +37,17 @@ class SendResult:
     def encrypted(self) -> bool:
         return self.stored is not None and self.stored.encrypted is not None
 
+
 def _subject_from(body: str) -> str:
     first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
     first = first.lstrip("# ").strip()
     return first if len(first) <= 72 else first[:71] + "…"
 
+
 def _summary_from(body: str) -> str:
     flat = " ".join(body.split())
     return flat if len(flat) <= 100 else flat[:99] + "…"
+
 
 def send(
     repo: RepoLike,
@@ -89,6 +92,7 @@ def send(
                             require_ack=require_ack, attach=attach)
     return _commit_and_deliver(s, msg, sources, encrypt, progress)
 
+
 def _compose(
     s: Session, to: list[str], body: str, *, subject: Optional[str], summary: Optional[str], priority: str,
     type: str, payload: Optional[dict[str, Any]], reply_to: Optional[str], request_id: Optional[str],
@@ -130,10 +134,7 @@ def _compose(
         if not request_id:
             raise UsageError(f"a {type} needs the request_id of the {RESPONSE_OF[type]} it answers")
         s.refresh()
-        row = s.db.execute(
-            "SELECT 1 FROM msg WHERE inbox=1 AND type=? AND request_id=? LIMIT 1", (RESPONSE_OF[type], request_id)
-        ).fetchone()
-        if row is None:
+        if not cache.has_inbox_request(s.db, RESPONSE_OF[type], request_id):
             raise UsageError(f"unknown request_id {request_id!r}: no {RESPONSE_OF[type]} with it in your inbox")
     elif type in REQUEST_TYPES and not request_id:
         request_id = uuid.uuid4().hex[:12]
@@ -157,6 +158,7 @@ def _compose(
         require_ack=require_ack,
     )
     return msg, sources
+
 
 def _commit_and_deliver(
     s: Session, msg: "Message", sources: list["Source"], encrypt: Optional[bool], progress: Optional["Progress"]
@@ -199,6 +201,7 @@ def _commit_and_deliver(
     return SendResult(plain, msg.to, delivered=not res.queued and not res.refused, queued=bool(res.queued),
                       refused=res.refused, stored=msg)
 
+
 def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> list["Source"]:
     """Check and hash the files to attach (nothing written); see :func:`gitmail.core.attachments.prepare`."""
     if not attach:
@@ -207,6 +210,7 @@ def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> lis
 
     return attachments.prepare(attach, s.directory.policy.attachment_limit)
 
+
 def _attach_store(s: Session, sources: list["Source"]) -> tuple[list["Attachment"], dict[str, tuple[str, int]]]:
     """Store the content once in this clone; the message's entries and extra tree entries."""
     if not sources:
@@ -214,6 +218,7 @@ def _attach_store(s: Session, sources: list["Source"]) -> tuple[list["Attachment
     from gitmail.core import attachments
 
     return attachments.store(s.repo, sources, s.directory.policy.attachment_storage)
+
 
 def _attach_upload(s: Session, atts: list["Attachment"], progress: Optional["Progress"]) -> None:
     """Upload LFS content now (with progress); an unreachable store leaves it for delivery."""
@@ -227,6 +232,7 @@ def _attach_upload(s: Session, atts: list["Attachment"], progress: Optional["Pro
     except LFSUnreachableError:
         pass  # the delivery hook retries (and the message stays queued until it lands)
 
+
 def reply(
     repo: RepoLike, id: str, body: str, *, as_: Optional[str] = None, all_: bool = False, **kw: Any
 ) -> SendResult:
@@ -239,6 +245,7 @@ def reply(
         to += [r for r in parent.recipients if r != s.me and r not in to]
     return send(s.repo, to, body, reply_to=parent.id, as_=s.me, **kw)
 
+
 @dataclass
 class Draft:
     """One message of a batch: the arguments of :func:`send` that vary per message."""
@@ -248,6 +255,7 @@ class Draft:
     subject: Optional[str] = None
     priority: str = "normal"
     summary: Optional[str] = None
+
 
 def send_batch(
     repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None, deliver: bool = True,

@@ -27,12 +27,12 @@ if TYPE_CHECKING:
     from gitmail.core.signing import Signer
 
 
-
 RepoLike = Union[str, Path, Repo, None]
 
 SHORT_ID = 8
 
 _ID_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
+
 
 @dataclass
 class Session:
@@ -104,9 +104,11 @@ class Session:
 
             write_inbox_refs(self.repo, self.me, self.directory)
 
+
 def session(repo: RepoLike = None, as_: Optional[str] = None) -> Session:
     r = repo if isinstance(repo, Repo) else open_repo(repo)
     return Session(r, r.identity(as_))
+
 
 def resolve_recipients(s: Session, to: list[str]) -> list[str]:
     """Normalised, de-duplicated recipients; refetches the directory once for a newcomer."""
@@ -125,18 +127,16 @@ def resolve_recipients(s: Session, to: list[str]) -> list[str]:
     s.reload_directory()
     return resolve()
 
+
 def resolve_id(s: Session, prefix: str) -> cache.Row:
     """The message whose Message-ID starts with ``prefix`` in ``s.me``'s view."""
     p = prefix.strip().lower()
     if not _ID_PREFIX.match(p):
         raise UsageError(f"malformed message id {prefix!r}: expected 4 to 64 hex digits")
-    hi = p + "g"  # just above every hex continuation
-    rows = s.db.execute(
-        "SELECT * FROM msg WHERE id >= ? AND id < ? AND (inbox=1 OR sent=1) ORDER BY inbox DESC, dup", (p, hi)
-    ).fetchall()
-    ids = {r["id"] for r in rows}
+    rows = cache.rows_by_prefix(s.db, p)
+    ids = {r.id for r in rows}
     if not ids:
         raise MessageNotFoundError(f"no message {prefix!r} in {s.me}'s mailbox")
     if len(ids) > 1:
         raise AmbiguousIdError(f"message id {prefix!r} is ambiguous ({len(ids)} messages); give more digits")
-    return cache.Row.of(rows[0])
+    return rows[0]

@@ -36,8 +36,10 @@ class InitResult:
     created_key: bool
     registered: bool
 
+
 def _is_local_path(url: str) -> bool:
     return "://" not in url and not re.match(r"^[^/]+:", url)
+
 
 def init(
     repo: RepoLike,
@@ -161,6 +163,7 @@ def init(
     dirmod.load(r)
     return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered)
 
+
 def members(repo: RepoLike = None) -> list["Member"]:
     """Every member of the org's verified directory, by name."""
     from gitmail.core import directory
@@ -168,6 +171,7 @@ def members(repo: RepoLike = None) -> list["Member"]:
     r = repo if isinstance(repo, Repo) else open_repo(repo)
     d = directory.load(r)
     return [d.members[n] for n in sorted(d.members)]
+
 
 @dataclass
 class WhoAmI:
@@ -181,6 +185,7 @@ class WhoAmI:
     cache: Path
     allowed_signers: Path
     outbox: int
+
 
 def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
     """The acting identity and where its data lives (key, cache, allowed signers, remote)."""
@@ -201,6 +206,7 @@ def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
         allowed_signers=r.data_dir / "allowed_signers",
         outbox=len(sync.outbox_paths(r, s.me)),
     )
+
 
 def set_policy(repo: RepoLike, changes: dict[str, Any], *, as_: Optional[str] = None) -> dict[str, Any]:
     """Change org policy fields (admins only; a signed directory commit). Returns the new policy.
@@ -232,6 +238,7 @@ def set_policy(repo: RepoLike, changes: dict[str, Any], *, as_: Optional[str] = 
     d = admin.change(s.repo, s.signer, s.member, mutate, "Org policy: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
     return d.policy.model_dump(mode="json")
 
+
 def org_policy(repo: RepoLike = None) -> dict[str, Any]:
     """The org policy of the verified directory, as a dict."""
     from gitmail.core import directory
@@ -239,12 +246,14 @@ def org_policy(repo: RepoLike = None) -> dict[str, Any]:
     r = repo if isinstance(repo, Repo) else open_repo(repo)
     return directory.load(r).policy.model_dump(mode="json")
 
+
 @dataclass
 class Rotation:
     member: "Member"
     old_key: str
     new_key: str
     key_path: Path
+
 
 def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] = None) -> Rotation:
     """Publish a new key for the acting member, signed with the current one.

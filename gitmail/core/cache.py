@@ -405,3 +405,134 @@ def export_rows(db: sqlite3.Connection, *, include_all: bool, since: Optional[st
         f"SELECT * FROM msg WHERE {' AND '.join(where)} GROUP BY id ORDER BY date, rowid", args
     ).fetchall()
     return [Row.of(r) for r in rows]
+
+
+# -- queries of the member's view (every SQL statement of gitmail lives in this module) --------
+
+
+def max_rowid(db: sqlite3.Connection) -> int:
+    """The newest row's rowid (0 when empty): rows indexed later have a greater one."""
+    return int(db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0])
+
+
+def new_inbox_rows(db: sqlite3.Connection, since: int) -> list[Row]:
+    """Inbox messages indexed after rowid ``since``, most urgent first, then oldest first."""
+    rows = db.execute(
+        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (since,)
+    ).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+def inbox_counts(db: sqlite3.Connection) -> tuple[int, int]:
+    """``(unread, total)`` of the inbox, archived messages left out."""
+    unread, total = db.execute("SELECT SUM(read=0), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0").fetchone()
+    return unread or 0, total or 0
+
+
+def unread_counts(db: sqlite3.Connection) -> tuple[int, int]:
+    """``(unread, urgent unread)`` of the inbox, archived messages left out."""
+    u, urg = db.execute(
+        "SELECT COUNT(*), SUM(prank=0) FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0"
+    ).fetchone()
+    return u or 0, urg or 0
+
+
+def inbox_rows(db: sqlite3.Connection, *, archived: bool = False, include_archived: bool = False,
+               unread_only: bool = False, sender: Optional[str] = None, limit: int = 30) -> list[Row]:
+    """The inbox newest first: not archived (``archived``: only archived; ``include_archived``: both)."""
+    where, args = ["inbox=1", "dup=0"], []
+    if archived:
+        where.append("archived=1")
+    elif not include_archived:
+        where.append("archived=0")
+    if unread_only:
+        where.append("read=0")
+    if sender is not None:
+        where.append("sender=?")
+        args.append(sender)
+    rows = db.execute(f"SELECT * FROM msg WHERE {' AND '.join(where)} ORDER BY date DESC LIMIT ?",
+                      (*args, limit)).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+def sent_rows(db: sqlite3.Connection, limit: int) -> list[Row]:
+    """Messages the member sent, newest first, once each."""
+    rows = db.execute("SELECT * FROM msg WHERE sent=1 GROUP BY id ORDER BY date DESC LIMIT ?", (limit,)).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+def unread_rows(db: sqlite3.Connection) -> list[Row]:
+    """Every unread inbox message (not archived), most urgent first, then oldest first."""
+    rows = db.execute("SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0 ORDER BY prank, date")
+    return [Row.of(r) for r in rows]
+
+
+def rows_by_prefix(db: sqlite3.Connection, prefix: str) -> list[Row]:
+    """Rows of the member's view whose Message-ID starts with the hex ``prefix``; inbox copies first."""
+    rows = db.execute(
+        "SELECT * FROM msg WHERE id >= ? AND id < ? AND (inbox=1 OR sent=1) ORDER BY inbox DESC, dup",
+        (prefix, prefix + "g"),  # "g" sorts just above every hex continuation
+    ).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+def thread_rows(db: sqlite3.Connection, root: str) -> list[Row]:
+    """Every message of the thread whose root is ``root``, once each, oldest first."""
+    rows = db.execute(
+        "SELECT * FROM msg WHERE (id=? OR thread=?) AND (inbox=1 OR sent=1) GROUP BY id ORDER BY date", (root, root)
+    ).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+FLAGS = ("read", "archived")
+
+
+def flag_positions(db: sqlite3.Connection, ids: list[str], flag: str, value: bool) -> tuple[dict[str, list[int]], set[str]]:
+    """Where the inbox copies of ``ids`` sit (mailbox path -> ordinals), and which of ``ids``
+    do not have ``flag`` == ``value`` yet."""
+    assert flag in FLAGS
+    changes: dict[str, list[int]] = {}
+    changed = set()
+    for mid in ids:
+        for r in db.execute(f"SELECT path, ordinal, {flag} AS f FROM msg WHERE id=? AND +inbox=1", (mid,)):
+            changes.setdefault(r["path"], []).append(r["ordinal"])
+            if bool(r["f"]) != value:
+                changed.add(mid)
+    return changes, changed
+
+
+def set_flag(db: sqlite3.Connection, repo: "Repo", member: str, changes: dict[str, list[int]], flag: str,
+             value: bool, state_blob: str) -> None:
+    """Record flags just written to the state ref (``state_blob``), keeping the fast path valid."""
+    assert flag in FLAGS
+    for path, ords in changes.items():
+        db.executemany(f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in ords])
+    key = json.dumps(sorted(watched_refs(repo, member).items()))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state_blob,))
+
+
+def has_inbox_request(db: sqlite3.Connection, request_type: str, request_id: str) -> bool:
+    """Whether the inbox holds a ``request_type`` message with this request_id."""
+    row = db.execute("SELECT 1 FROM msg WHERE inbox=1 AND type=? AND request_id=? LIMIT 1",
+                     (request_type, request_id)).fetchone()
+    return row is not None
+
+
+def sent_ack_of(db: sqlite3.Connection, msg_id: str) -> Optional[str]:
+    """The id of an ack the member sent for ``msg_id``, if any."""
+    row = db.execute("SELECT id FROM msg WHERE sent=1 AND type='ack' AND in_reply_to=? LIMIT 1", (msg_id,)).fetchone()
+    return str(row[0]) if row is not None else None
+
+
+def ack_requests(db: sqlite3.Connection) -> list[Row]:
+    """Messages the member sent asking for a receipt, once each, oldest first."""
+    return [Row.of(r) for r in db.execute("SELECT * FROM msg WHERE sent=1 AND require_ack=1 GROUP BY id ORDER BY date")]
+
+
+def acks_received(db: sqlite3.Connection) -> dict[str, set[str]]:
+    """Verified acks in the inbox: acknowledged Message-ID -> who acknowledged it."""
+    acks: dict[str, set[str]] = {}
+    for a in db.execute("SELECT in_reply_to, sender FROM msg WHERE inbox=1 AND type='ack' AND status='good'"):
+        acks.setdefault(a[0], set()).add(a[1])
+    return acks
