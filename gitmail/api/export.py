@@ -14,13 +14,8 @@ API (:mod:`gitmail.api`).
 from __future__ import annotations
 
 import json
-import mailbox as mboxlib
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -31,6 +26,10 @@ from gitmail.core import cache
 from gitmail.errors import UsageError
 
 if TYPE_CHECKING:
+    import mailbox as mboxlib
+    from email.headerregistry import Address
+    from email.message import EmailMessage
+
     from gitmail.core.directory import Directory
 
 DOMAIN = "gitmail"  # Message-ID is <ID@gitmail>
@@ -54,7 +53,9 @@ def _one_line(text: str) -> str:
     return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
 
 
-def _address(d: "Directory", name: str) -> Address:
+def _address(d: "Directory", name: str) -> "Address":
+    from email.headerregistry import Address
+
     from gitmail.core.address import to_ref
 
     m = d.members.get(name)
@@ -66,8 +67,10 @@ def _address(d: "Directory", name: str) -> Address:
         return Address(_one_line(name), to_ref(name) or "unknown", ADDR_DOMAIN)
 
 
-def to_email(s: Session, it: Item, files: list[tuple[str, str, bytes]]) -> EmailMessage:
+def to_email(s: Session, it: Item, files: list[tuple[str, str, bytes]]) -> "EmailMessage":
     """One message as RFC 5322 (``files``: ``(name, media type, bytes)`` of its saved attachments)."""
+    from email.message import EmailMessage
+    from email.utils import format_datetime
     row, m = it.row, it.message
     d = s.directory
     e = EmailMessage()
@@ -105,6 +108,8 @@ def _files(s: Session, it: Item) -> list[tuple[str, str, bytes]]:
     """The verified attachments of ``it`` as bytes (saved into a private temporary folder)."""
     if it.message is None or not it.message.attachments or it.row.status != "good" or it.error:
         return []
+    import tempfile
+
     out = []
     with tempfile.TemporaryDirectory(prefix="gitmail-export-") as tmp:
         for sv in save_attachments(s, it, tmp, None):
@@ -132,6 +137,8 @@ def export(
     ``since``: ISO date or date-time. Raises :class:`UsageError` (neither or both of
     ``mbox``/``maildir``, a bad date, a path that is not a mailbox) and ``OSError``.
     """
+    import mailbox as mboxlib
+
     if (mbox is None) == (maildir is None):
         raise UsageError("give exactly one of --mbox FILE or --maildir DIR")
     s = session(repo, as_)

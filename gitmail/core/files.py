@@ -8,7 +8,6 @@ folder, is flushed to disk, and replaces the target with ``os.replace``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -21,6 +20,8 @@ def write_atomic(path: Union[str, Path], data: Union[str, bytes], *, mode: Optio
     ``only_if_changed``: leave an identical file alone (no write, no new mtime).
     Raises :class:`OSError` (nothing is left behind but the old file).
     """
+    import tempfile  # not at module level: it pulls in random, shutil and compression modules
+
     p = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if only_if_changed:
