@@ -8,6 +8,7 @@ earlier versions call it).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,7 +19,10 @@ from gitmail.hookscripts import Action
 
 SERVER_HOOKS = ("pre-receive",)
 
-__all__ = ["SERVER_HOOKS", "cli", "install", "main", "uninstall"]
+__all__ = ["SERVER_HOOKS", "check_runnable", "cli", "install", "main", "uninstall"]
+
+# What the hook runs (hooks/pre-receive): this interpreter, importing the guard.
+_PROBE = "import sys; del sys.path[0]; import gitmail.guard"
 
 
 def install(bare: str | Path, daemon: bool = True) -> list[Action]:
@@ -30,7 +34,56 @@ def install(bare: str | Path, daemon: bool = True) -> list[Action]:
     from gitmail.guard import daemon as daemon_mod
 
     daemon_mod.stop(bare)
-    return hookscripts.install(bare, SERVER_HOOKS, lambda text: daemon_mod.fill_hook(text, daemon))
+    return hookscripts.install(bare, SERVER_HOOKS, lambda text: daemon_mod.fill_hook(text, daemon), other_owner=True)
+
+
+def check_runnable(bare: str | Path, python: Optional[str] = None) -> Optional[str]:
+    """Whether the owner of the org repo ``bare`` (the user git runs the hook as, on a server)
+    can run the installed hook: ``python`` (default: this interpreter) importing gitmail's guard.
+
+    Returns None when it can, else one line saying why not. As root, it runs the import as
+    the owner (``subprocess`` with ``user=``/``group=``); as anyone else it can only check
+    its own access, so for a repo owned by someone else it checks the permission bits of
+    the interpreter and of every folder above it and above gitmail.
+    """
+    import subprocess
+
+    exe = python or sys.executable
+    st = os.stat(bare)  # not through git: it refuses a repo owned by someone else ("dubious ownership")
+    cmd = [exe, "-c", _PROBE]
+    if st.st_uid == os.geteuid() or os.geteuid() == 0:
+        kw: dict[str, int] = {} if st.st_uid == os.geteuid() else {"user": st.st_uid, "group": st.st_gid}
+        try:
+            r = subprocess.run(cmd, capture_output=True, cwd="/", timeout=60, **kw)  # type: ignore[call-overload]
+        except OSError as e:
+            return f"the repo's owner (uid {st.st_uid}) cannot run {exe}: {e.strerror}"
+        if r.returncode != 0:
+            last = (r.stderr.decode("utf-8", "replace").strip().splitlines() or ["it failed"])[-1]
+            return f"the repo's owner (uid {st.st_uid}) cannot run the guard with {exe}: {last}"
+        return None
+    import gitmail
+
+    for path, need in ((Path(exe), os.X_OK), (Path(gitmail.__file__).parent, os.R_OK | os.X_OK)):
+        why = _denied(path, st.st_uid, st.st_gid, need)
+        if why:
+            return f"the repo's owner (uid {st.st_uid}) cannot use {why}: the guard would refuse every push"
+    return None
+
+
+def _denied(path: Path, uid: int, gid: int, need: int) -> Optional[str]:
+    """The first of ``path``'s folders (needing search, ``x``) or ``path`` itself (needing
+    ``need``) that ``uid`` with primary group ``gid`` may not use; None when all allow it."""
+
+    def allows(p: Path, want: int) -> bool:
+        st = os.stat(p)
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0  # owner, group, other bits
+        return (st.st_mode >> shift) & want == want
+
+    resolved = path.resolve()
+    for folder in reversed(resolved.parents):
+        if not allows(folder, os.X_OK):
+            return str(folder)
+    return None if allows(resolved, need) else str(resolved)
 
 
 def uninstall(bare: str | Path) -> list[Action]:
@@ -38,7 +91,7 @@ def uninstall(bare: str | Path) -> list[Action]:
     from gitmail.guard import daemon as daemon_mod
 
     daemon_mod.stop(bare)
-    return hookscripts.uninstall(bare, SERVER_HOOKS)
+    return hookscripts.uninstall(bare, SERVER_HOOKS, other_owner=True)
 
 
 USAGE = """usage: python -m gitmail.guard check        (check the push on stdin here; no chained hook)

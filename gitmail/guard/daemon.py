@@ -172,11 +172,10 @@ def request(sock_path: str, fields: list[bytes], timeout: float = REPLY_TIMEOUT)
 
 def _target(bare: str | Path, key: Optional[str]) -> tuple[str, Optional[str]]:
     """The real git dir of ``bare`` and the KEY of its installed hook (None without one)."""
-    from gitmail import git
-    from gitmail.hookscripts import hooks_dir
+    from gitmail.hookscripts import repo_dirs
 
-    gd = os.path.realpath(git.git_dir(bare))
-    return gd, key or hook_key(hooks_dir(gd) / "pre-receive")
+    gd, hooks = repo_dirs(bare, other_owner=True)
+    return os.path.realpath(gd), key or hook_key(hooks / "pre-receive")
 
 
 def _sockets(gd: str, key: str) -> list[str]:

@@ -45,15 +45,32 @@ class Action:
     what: str  # installed | updated | chained | removed | restored | not-ours | absent
 
 
-def hooks_dir(repo: str | Path) -> Path:
-    """The hooks folder git uses for ``repo`` (honours ``core.hooksPath``; bare repos too).
+def repo_dirs(repo: str | Path, other_owner: bool = False) -> tuple[Path, Path]:
+    """``(git dir, hooks folder)`` of ``repo``: the hooks folder git uses (honours
+    ``core.hooksPath``; bare repos too).
 
+    ``other_owner``: ``repo`` was named explicitly and may belong to another user (a
+    server's org repo, for ``gitmail guard install`` run by an admin): git's
+    safe.directory check is lifted for that one path, for this one command.
     Raises :class:`NotARepoError` when ``repo`` is not a git repository.
     """
-    gd = git.git_dir(repo)
-    out = git.output(["rev-parse", "--git-path", "hooks"], gd)
-    p = Path(out)
-    return p if p.is_absolute() else (gd / p).resolve()
+    from gitmail.errors import NotARepoError
+
+    p = Path(repo)
+    if not p.is_dir():
+        raise NotARepoError(f"not a git repository: {repo} (no such directory)")
+    trust = ["-c", f"safe.directory={p.resolve()}"] if other_owner else []
+    proc = git.run([*trust, "rev-parse", "--absolute-git-dir", "--git-path", "hooks"], p, check=False)
+    if proc.returncode != 0:
+        raise NotARepoError(f"not a git repository: {p.resolve()}")
+    gd_text, hooks_text = proc.stdout.decode().strip().split("\n", 1)
+    gd, hooks = Path(gd_text), Path(hooks_text)
+    return gd, hooks if hooks.is_absolute() else (p.resolve() / hooks).resolve()
+
+
+def hooks_dir(repo: str | Path, other_owner: bool = False) -> Path:
+    """The hooks folder of ``repo``; see :func:`repo_dirs`."""
+    return repo_dirs(repo, other_owner)[1]
 
 
 def template(name: str) -> str:
@@ -73,14 +90,15 @@ def is_ours(path: Path) -> bool:
         return False
 
 
-def install(repo: str | Path, names: Sequence[str], fill: Optional[Callable[[str], str]] = None) -> list[Action]:
+def install(repo: str | Path, names: Sequence[str], fill: Optional[Callable[[str], str]] = None,
+            other_owner: bool = False) -> list[Action]:
     """Install gitmail's ``names`` hooks into ``repo``'s hooks folder; see the module docstring.
 
     ``fill``: sets the remaining placeholders of a script (the guard's key).
     Idempotent. Raises :class:`UsageError` if a chained hook is already parked
     next to a foreign hook (refusing to overwrite either).
     """
-    d = hooks_dir(repo)
+    d = hooks_dir(repo, other_owner)
     d.mkdir(parents=True, exist_ok=True)
     return [_install_one(d, n, fill) for n in names]
 
@@ -101,9 +119,9 @@ def _install_one(d: Path, name: str, fill: Optional[Callable[[str], str]]) -> Ac
     return Action(name, target, what)
 
 
-def uninstall(repo: str | Path, names: Sequence[str]) -> list[Action]:
+def uninstall(repo: str | Path, names: Sequence[str], other_owner: bool = False) -> list[Action]:
     """Remove gitmail's hooks and put back the hooks they chained to."""
-    d = hooks_dir(repo)
+    d = hooks_dir(repo, other_owner)
     out = []
     for name in names:
         target, chained = d / name, d / (name + CHAINED)

@@ -26,7 +26,11 @@ def install(bare_repo: str, no_daemon: bool, as_json: bool, quiet: bool) -> None
     """
     from gitmail import guard
 
-    _report(guard.install(bare_repo, daemon=not no_daemon), as_json, quiet)
+    actions = guard.install(bare_repo, daemon=not no_daemon)
+    warning = guard.check_runnable(bare_repo)
+    if warning and not as_json:
+        click.echo(f"gitmail: warning: {warning}", err=True)
+    _report(actions, as_json, quiet, {"warning": warning})
 
 
 @command.command("uninstall")

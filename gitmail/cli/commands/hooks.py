@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -19,9 +19,9 @@ _SAID = {
 }
 
 
-def _report(actions: list, as_json: bool, quiet: bool) -> None:
+def _report(actions: list, as_json: bool, quiet: bool, extra: Optional[dict[str, Any]] = None) -> None:
     if as_json:
-        emit_json({"hooks": [{"hook": a.hook, "path": str(a.path), "action": a.what} for a in actions]})
+        emit_json({"hooks": [{"hook": a.hook, "path": str(a.path), "action": a.what} for a in actions], **(extra or {})})
         return
     if not quiet:
         for a in actions:
