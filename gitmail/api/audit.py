@@ -56,16 +56,23 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     s.refresh()
     from gitmail.core import problems as probmod
 
+    new = _new_rows(s, before)
     problems = [p for ps in probmod.load(s.repo).values() for p in ps] + s.problems
-    return SyncResult(True, _new_rows(s, before), res.delivered, res.queued, res.refused, problems)
+    return SyncResult(True, new, res.delivered, res.queued, res.refused, problems)
 
 
 def _new_rows(s: Session, before: int) -> list[cache.Row]:
-    """The inbox rows indexed after rowid ``before``; also brings a started search index up to date."""
+    """The inbox rows indexed after rowid ``before`` (what a sync brought). Also brings a
+    started search index up to date and runs the member's notify command for them."""
+    from gitmail.api import notify
     from gitmail.api.search import update_index
 
     update_index(s, started_only=True)
-    return cache.new_inbox_rows(s.db, before)
+    new = cache.new_inbox_rows(s.db, before)
+    failed = notify.run(s, new)
+    if failed:
+        s.problems.append(failed)
+    return new
 
 
 @dataclass
