@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from gitmail.core import cache
 from gitmail.errors import (
@@ -42,19 +42,35 @@ def mailbox(
     from_: Optional[str] = None,
     limit: int = 30,
     sent: bool = False,
+    priority: Optional[str] = None,
+    type_: Optional[str] = None,
+    since: Optional[str] = None,
+    sort: str = "date",
 ) -> Listing:
     """The inbox newest first, with unread and total counts (of the non-archived inbox).
 
     ``archived``: only archived messages; ``all_``: archived ones too;
-    ``sent``: messages the member sent instead of the inbox.
+    ``sent``: messages the member sent instead of the inbox. Filters: ``priority``,
+    ``type_``, ``since`` (ISO date or date-time). ``sort``: ``date`` (newest first) or
+    ``priority`` (most urgent first, then newest: the order ``read`` uses).
+    Raises :class:`UsageError` for a bad priority, sort or date.
     """
+    from gitmail.api.search import since_date
+    from gitmail.core.model import PRIORITIES
+
+    if priority is not None and priority not in PRIORITIES:
+        raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+    if sort not in ("date", "priority"):
+        raise UsageError(f"unknown sort {sort!r}; use date or priority")
     s = session(repo, as_)
     s.refresh()
-    return _listing(s, unread_only, archived, all_, from_, limit, sent)
+    return _listing(s, unread_only, archived, all_, from_, limit, sent,
+                    dict(priority=priority, type_=type_, since=since_date(since), by_priority=sort == "priority"))
 
 
 def _listing(
-    s: Session, unread_only: bool, archived: bool, all_: bool, from_: Optional[str], limit: int, sent: bool = False
+    s: Session, unread_only: bool, archived: bool, all_: bool, from_: Optional[str], limit: int, sent: bool = False,
+    filters: Optional[dict[str, Any]] = None,
 ) -> Listing:
     if limit < 1:
         raise UsageError("--limit must be at least 1")
@@ -67,7 +83,7 @@ def _listing(
 
         sender = normalize(from_)
     rows = cache.inbox_rows(s.db, archived=archived, include_archived=all_, unread_only=unread_only,
-                            sender=sender, limit=limit)
+                            sender=sender, limit=limit, **(filters or {}))
     return Listing(unread, total, rows)
 
 

@@ -8,10 +8,13 @@ render messages through these, so a message looks the same everywhere
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from gitmail.api.session import SHORT_ID
 from gitmail.core.cache import Row
+
+if TYPE_CHECKING:
+    from gitmail.core.attachments import Saved
 
 SHORT = SHORT_ID  # hex digits of a Message-ID shown in listings
 BAD_LABEL = {
@@ -70,3 +73,19 @@ def row_json(row: Row) -> dict[str, Any]:
         "mailbox": row.path,
         "commit": row.oid,
     }
+
+
+def saved_json(s: "Saved") -> dict[str, Any]:
+    """An attachment as ``--json`` shows it: the message's entry plus ``saved_to`` and ``error``."""
+    d = s.attachment.model_dump(mode="json")
+    d["saved_to"] = str(s.path) if s.path else None
+    d["error"] = s.error
+    return d
+
+
+def snippet_text(snippet: str, start: str = "**", end: str = "**") -> str:
+    """A search snippet (:class:`gitmail.api.search.SearchHit`) on one line, without control
+    characters (it is text another member wrote), its matches wrapped in ``start``/``end``."""
+    flat = " ".join(snippet.split())
+    clean = "".join(ch if ch.isprintable() or ch in "\x02\x03" else " " for ch in flat)
+    return clean.replace("\x02", start).replace("\x03", end)

@@ -438,9 +438,20 @@ def unread_counts(db: sqlite3.Connection) -> tuple[int, int]:
 
 
 def inbox_rows(db: sqlite3.Connection, *, archived: bool = False, include_archived: bool = False,
-               unread_only: bool = False, sender: Optional[str] = None, limit: int = 30) -> list[Row]:
-    """The inbox newest first: not archived (``archived``: only archived; ``include_archived``: both)."""
+               unread_only: bool = False, sender: Optional[str] = None, limit: int = 30,
+               priority: Optional[str] = None, type_: Optional[str] = None, since: Optional[str] = None,
+               by_priority: bool = False) -> list[Row]:
+    """The inbox newest first (``by_priority``: most urgent first, then newest): not archived
+    (``archived``: only archived; ``include_archived``: both), optionally only one sender,
+    priority, type, or what was sent at ``since`` or later (the cache's date form)."""
     where, args = ["inbox=1", "dup=0"], []
+    for column, value in (("priority", priority), ("type", type_)):
+        if value is not None:
+            where.append(f"{column}=?")
+            args.append(value)
+    if since is not None:
+        where.append("date>=?")
+        args.append(since)
     if archived:
         where.append("archived=1")
     elif not include_archived:
@@ -450,7 +461,8 @@ def inbox_rows(db: sqlite3.Connection, *, archived: bool = False, include_archiv
     if sender is not None:
         where.append("sender=?")
         args.append(sender)
-    rows = db.execute(f"SELECT * FROM msg WHERE {' AND '.join(where)} ORDER BY date DESC LIMIT ?",
+    order = "prank, date DESC" if by_priority else "date DESC"
+    rows = db.execute(f"SELECT * FROM msg WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
                       (*args, limit)).fetchall()
     return [Row.of(r) for r in rows]
 

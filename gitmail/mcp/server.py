@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Literal, Optional, TypeVar, Union
 from pydantic import Field
 
 from gitmail import api
-from gitmail.api.views import SHORT, row_json
+from gitmail.api.views import SHORT, row_json, saved_json, snippet_text
 from gitmail.errors import GitmailError, UsageError
 
 try:
@@ -126,13 +126,16 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         request_id: Annotated[Optional[str], Field(
             description="For answer/shutdown_response/plan_approval_response: the request_id of the request "
                         "[default: taken from reply_to].")] = None,
+        attachments: Annotated[Optional[list[str]], Field(
+            description="Paths of files to attach (read by this server, on this machine; each within the "
+                        "org's size limit).")] = None,
     ) -> dict[str, Any]:
         """Send a signed message to members of the org. Returns its id and whether it was delivered
         (queued: the org remote was unreachable; it is delivered on the next sync)."""
         rcpts = [to] if isinstance(to, str) else list(to)
         res = api.send(repo, rcpts, body, subject=subject, summary=summary, priority=priority, type=type,
                        payload=payload, reply_to=reply_to, request_id=request_id, require_ack=require_ack,
-                       as_=as_)
+                       as_=as_, attach=list(attachments or []) or None)
         return send_json(res)
 
     @mcp.tool(annotations=ro)
@@ -142,6 +145,10 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         include_archived: Annotated[bool, Field(description="Archived messages too.")] = False,
         limit: Annotated[int, Field(description="At most this many messages, newest first.", ge=1, le=500)] = 30,
         sync: Annotated[bool, Field(description="Fetch new mail from the org first.")] = True,
+        priority: Annotated[Optional[PriorityT], Field(description="Only messages of this priority.")] = None,
+        type: Annotated[Optional[str], Field(description="Only messages of this type (text, question, ...).")] = None,
+        urgent_first: Annotated[bool, Field(description="Most urgent first (the order read uses), "
+                                                        "instead of newest first.")] = False,
     ) -> dict[str, Any]:
         """Your inbox, newest first: {unread, total, messages[]} (counts cover the non-archived inbox).
         Each message has id, short_id, from, subject, summary, priority, type, request_id, require_ack, read."""
@@ -151,7 +158,8 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
                 api.sync(repo, as_=as_)
             except GitmailError as e:
                 warning = f"could not sync, showing what is here: {e.message}"
-        res = api.mailbox(repo, as_=as_, unread_only=unread_only, all_=include_archived, limit=limit)
+        res = api.mailbox(repo, as_=as_, unread_only=unread_only, all_=include_archived, limit=limit,
+                          priority=priority, type_=type, sort="priority" if urgent_first else "date")
         out: dict[str, Any] = {"unread": res.unread, "total": res.total,
                                "messages": [row_json(r) for r in res.messages]}
         if warning:
@@ -163,10 +171,40 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     def read_message(
         id: MessageId,
         mark_read: Annotated[bool, Field(description="Mark it read (default).")] = True,
+        save_attachments_to: Annotated[Optional[str], Field(
+            description="A folder to save the message's attachments into (verified first); the result's "
+                        "'saved' lists each file's path, or why it was not saved.")] = None,
     ) -> dict[str, Any]:
         """One message in full: header fields, body, payload, attachments and its verification status."""
-        (it,) = api.read(repo, [id], as_=as_, mark=mark_read)
-        return _item_json(it)
+        (it,) = api.read(repo, [id], as_=as_, mark=mark_read, save=save_attachments_to is not None,
+                         save_dir=save_attachments_to)
+        out = _item_json(it)
+        if save_attachments_to is not None:
+            out["saved"] = [saved_json(s) for s in it.saved]
+        return out
+
+    @mcp.tool(annotations=ro)
+    @_errors_as_tool_errors
+    def search_messages(
+        query: Annotated[str, Field(description="Words to find (all must match; a word ending in * matches "
+                                                "a prefix) in subjects, bodies, senders and attachment names.",
+                                    min_length=1, max_length=1000)],
+        from_member: Annotated[Optional[str], Field(description="Only messages from this member.")] = None,
+        since: Annotated[Optional[str], Field(description="Only messages sent on or after this ISO date.")] = None,
+        type: Annotated[Optional[str], Field(description="Only messages of this type.")] = None,
+        include_archived: Annotated[bool, Field(description="Archived messages too.")] = False,
+        limit: Annotated[int, Field(description="At most this many results, best first.", ge=1, le=200)] = 20,
+    ) -> dict[str, Any]:
+        """Full-text search of your mailbox (inbox and sent), best matches first, each with a snippet
+        whose matched words are wrapped in **."""
+        hits = api.search(repo, query, as_=as_, from_=from_member, since=since, type_=type, all_=include_archived,
+                          limit=limit)
+        out = []
+        for h in hits:
+            d = row_json(h.row)
+            d["snippet"] = snippet_text(h.snippet)
+            out.append(d)
+        return {"query": query, "messages": out}
 
     @mcp.tool()
     @_errors_as_tool_errors

@@ -98,3 +98,21 @@ def test_fts_expression_never_breaks_fts5(query: str) -> None:
 
 def test_fts5_is_available_here() -> None:
     assert cache.fts_available()
+
+
+def test_list_filters_and_priority_order(org: Org) -> None:
+    org.ok("max", "send", "alex", "a", "--subject", "low one", "--priority", "low")
+    org.ok("max", "send", "alex", "b", "--subject", "urgent one", "--priority", "urgent")
+    org.ok("max", "send", "alex", "c", "--subject", "normal one")
+    org.ok("alex", "sync")
+
+    def subjects(*args: str) -> list[str]:
+        return [m["subject"] for m in json.loads(org.ok("alex", "list", "--json", *args).out)["messages"]]
+
+    assert subjects() == ["normal one", "urgent one", "low one"]
+    assert subjects("--sort", "priority") == ["urgent one", "normal one", "low one"]
+    assert subjects("--priority", "low") == ["low one"]
+    assert subjects("--type", "text", "--since", "2000-01-01") == ["normal one", "urgent one", "low one"]
+    assert subjects("--since", "2999-01-01") == []
+    assert org.as_("alex", "list", "--priority", "meh").code == 2
+    assert org.as_("alex", "list", "--since", "soon").code == 2

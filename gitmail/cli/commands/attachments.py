@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
+from gitmail.api.views import saved_json
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
 from gitmail.api.views import SHORT
@@ -57,14 +58,6 @@ def progress_for(as_json: bool, quiet: bool) -> Optional["Progress"]:
     if as_json or quiet or not sys.stderr.isatty():
         return None
     return LazyBar()
-
-
-def saved_json(s: "Saved") -> dict[str, Any]:
-    """An attachment as ``--json`` shows it: the message's entry plus ``saved_to`` and ``error``."""
-    d = s.attachment.model_dump(mode="json")
-    d["saved_to"] = str(s.path) if s.path else None
-    d["error"] = s.error
-    return d
 
 
 def saved_line(s: "Saved") -> str:

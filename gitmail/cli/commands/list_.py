@@ -17,10 +17,16 @@ from gitmail.api.views import row_json
 @click.option("--all", "all_", is_flag=True, help="Archived messages too.")
 @click.option("--sent", is_flag=True, help="Messages you sent, instead of the inbox.")
 @click.option("--from", "from_", metavar="NAME", help="Only messages from NAME.")
+@click.option("--priority", metavar="P", help="Only messages of this priority (low, normal, high, urgent).")
+@click.option("--type", "type_", metavar="TYPE", help="Only messages of this type (text, question, ...).")
+@click.option("--since", metavar="DATE", help="Only messages sent on or after DATE (2026-11-29, or with a time).")
+@click.option("--sort", type=click.Choice(["date", "priority"]), default="date", show_default=True,
+              help="Newest first, or most urgent first (the order of 'gitmail read').")
 @click.option("--awaiting-ack", is_flag=True, help="Your sent messages still waiting for a receipt.")
 @click.option("--limit", "-n", default=30, envvar="GITMAIL_LIMIT", show_default=True, type=int)
 @common
-def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optional[str], awaiting_ack: bool,
+def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optional[str], priority: Optional[str],
+            type_: Optional[str], since: Optional[str], sort: str, awaiting_ack: bool,
             limit: int, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """List the inbox with unread (*) markers and a header of counts."""
     from gitmail import api
@@ -29,7 +35,7 @@ def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optiona
         _awaiting(repo, as_, as_json, quiet, limit)
         return
     res = api.mailbox(repo, as_=as_, unread_only=unread, archived=archived, all_=all_, from_=from_,
-                      limit=limit, sent=sent)
+                      limit=limit, sent=sent, priority=priority, type_=type_, since=since, sort=sort)
     if as_json:
         emit_json({"unread": res.unread, "total": res.total, "messages": [row_json(r) for r in res.messages]})
         return

@@ -29,7 +29,8 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
     (docs/attachments.md); an existing file is never overwritten.
     """
     from gitmail import api
-    from gitmail.cli.commands.attachments import fail_if_unsaved, progress_for, saved_json, saved_line
+    from gitmail.cli.commands.attachments import fail_if_unsaved, progress_for, saved_line
+    from gitmail.api.views import saved_json
 
     items = api.read(repo, list(ids) or None, as_=as_, mark=not no_mark, save=not no_save, save_dir=save_dir,
                      progress=progress_for(as_json, quiet))

@@ -7,14 +7,9 @@ from typing import Any, Optional
 
 import click
 
-from gitmail.api.views import row_json
+from gitmail.api.views import row_json, snippet_text
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-
-
-def _clean(text: str) -> str:
-    """A snippet on one line, without control characters (text another member wrote)."""
-    return "".join(ch if ch.isprintable() or ch in "\x02\x03" else " " for ch in " ".join(text.split()))
 
 
 @click.command("search")
@@ -39,7 +34,7 @@ def command(words: tuple[str, ...], from_: Optional[str], since: Optional[str], 
         out: list[dict[str, Any]] = []
         for h in hits:
             d = row_json(h.row)
-            d["snippet"] = _clean(h.snippet).replace("\x02", "**").replace("\x03", "**")
+            d["snippet"] = snippet_text(h.snippet)
             out.append(d)
         emit_json({"query": query, "messages": out})
         return
@@ -51,9 +46,5 @@ def command(words: tuple[str, ...], from_: Optional[str], since: Optional[str], 
     color = sys.stdout.isatty()
     for h in hits:
         click.echo(row_line(h.row))
-        snip = _clean(h.snippet)
-        if color:
-            snip = snip.replace("\x02", "\x1b[1m").replace("\x03", "\x1b[22m")
-        else:
-            snip = snip.replace("\x02", "*").replace("\x03", "*")
+        snip = snippet_text(h.snippet, "\x1b[1m", "\x1b[22m") if color else snippet_text(h.snippet, "*", "*")
         click.echo(f"      {snip}")
