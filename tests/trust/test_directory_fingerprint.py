@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from gitmail.core.signing import fingerprint, generate_key
+from gitmail.core.signing import generate_key
 
 from tests.conftest import Org, git, run
 from tests.core.forge import key_of
@@ -23,6 +23,8 @@ def test_fingerprint_printed_by_init_and_whoami(tmp_path: Path) -> None:
     fp = line.split(": ", 1)[1]
     assert FP.match(fp)
     org.clones["max"] = tmp_path / "m"
+    from gitmail.core.signing import fingerprint
+
     root = git("rev-list", "--max-parents=0", "refs/gitmail/verified/directory", cwd=tmp_path / "m").stdout.strip()
     assert fp == f"{root}:{fingerprint(key_of(org, 'max').public_key)}"
     r = run("init", "--name", "alex", "--org", org.url, "--repo", str(tmp_path / "a"), "--json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gitmail import api
-from gitmail.errors import NotAMemberError, NotInitializedError
+from gitmail.errors import NotInitializedError
 
 from tests.conftest import Org, run
 
@@ -30,6 +30,8 @@ def test_non_member_claude_hooks_say_so(org: Org) -> None:
 
 
 def test_non_member_library_calls_raise(org: Org) -> None:
+    from gitmail.errors import NotAMemberError
+
     with pytest.raises(NotAMemberError):
         api.session(org.clones["alex"], "nobody")
     with pytest.raises(NotAMemberError):
