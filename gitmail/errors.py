@@ -69,6 +69,10 @@ class NotInitializedError(GitmailError):
     exit_code = 3
 
 
+class NotAMemberError(NotInitializedError):
+    """The acting identity (``--as``, ``$GITMAIL_USER``, ``gitmail.user``) is not a member of the org's directory."""
+
+
 class AddressError(UsageError):
     """A member name git cannot hold, or one that is reserved."""
 

@@ -17,7 +17,7 @@ By topic: :mod:`~gitmail.api.session` (the acting member),
 from __future__ import annotations
 
 from gitmail.api.session import RepoLike, SHORT_ID, Session, session, resolve_recipients, resolve_id
-from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key
+from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
 from gitmail.api.send import SendResult, send, reply, Draft, send_batch
 from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, unread_count
 from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
@@ -42,6 +42,9 @@ __all__ = [
     "org_policy",
     "Rotation",
     "rotate_key",
+    "Revocation",
+    "revoke_key",
+    "org_fingerprint",
     "SendResult",
     "send",
     "reply",

@@ -40,13 +40,15 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     """
     from gitmail.core import sync as syncmod
 
-    s = session(repo, as_)
+    s = session(repo, as_, member=False)
     if s.repo.remote is None:
+        s.require_member()
         before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
         s.refresh()
         new = _new_rows(s, before)
         return SyncResult(False, new, [], [], {}, s.problems)
     syncmod.fetch(s.repo)
+    s.require_member()  # after the fetch: a member registered from another clone is known now
     # The signer (directory, key) only when something is queued: a sync with nothing
     # to deliver and nothing new loads neither pydantic nor pygit2.
     queued = syncmod.outbox_paths(s.repo, s.me)

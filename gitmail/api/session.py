@@ -66,12 +66,28 @@ class Session:
 
     @property
     def member(self) -> "Member":
-        from gitmail.errors import NotInitializedError
+        from gitmail.errors import NotAMemberError
 
         m = self.directory.members.get(self.me)
         if m is None:
-            raise NotInitializedError(f"{self.me!r} is not a member of this org: run 'gitmail init --name NAME'")
+            raise NotAMemberError(f"{self.me!r} is not a member of this org: run 'gitmail init --name NAME'")
         return m
+
+    def require_member(self) -> None:
+        """Raise :class:`NotAMemberError` unless the acting identity is a member.
+
+        Reads the member list written with the verified directory (no pygit2)
+        when it names the member; else verifies and loads the directory.
+        """
+        import json
+
+        try:  # written by gitmail.core.directory.write_signers; read here without pydantic
+            names = json.loads((self.repo.data_dir / "members.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            names = []
+        if isinstance(names, list) and self.me in names:
+            return
+        self.member
 
     @property
     def signer(self) -> "Signer":
@@ -105,9 +121,19 @@ class Session:
             write_inbox_refs(self.repo, self.me, self.directory)
 
 
-def session(repo: RepoLike = None, as_: Optional[str] = None) -> Session:
+
+def session(repo: RepoLike = None, as_: Optional[str] = None, *, member: bool = True) -> Session:
+    """The session of the acting identity in ``repo``.
+
+    ``member``: require that identity to be a member of the verified directory
+    (:class:`NotAMemberError` otherwise); ``gitmail sync`` checks after fetching
+    and ``whoami`` reports instead.
+    """
     r = repo if isinstance(repo, Repo) else open_repo(repo)
-    return Session(r, r.identity(as_))
+    s = Session(r, r.identity(as_))
+    if member:
+        s.require_member()
+    return s
 
 
 def resolve_recipients(s: Session, to: list[str]) -> list[str]:

@@ -35,6 +35,7 @@ class InitResult:
     created_org: bool
     created_key: bool
     registered: bool
+    fingerprint: Optional[str] = None
 
 
 def _is_local_path(url: str) -> bool:
@@ -51,6 +52,7 @@ def init(
     display_name: Optional[str] = None,
     kind: str = "human",
     encryption_key: bool = True,
+    fingerprint: Optional[str] = None,
 ) -> InitResult:
     """Make the repo at ``repo`` a mailbox for member ``name`` (docs/protocol.md, "Joining").
 
@@ -61,7 +63,10 @@ def init(
     ``gpg.ssh.allowedSignersFile``. Idempotent for a member already registered
     with the same key; raises :class:`DirectoryError` for a name taken by
     another key. ``encryption_key``: publish the key for end-to-end encryption
-    too (docs/protocol.md, "Encryption").
+    too (docs/protocol.md, "Encryption"). ``fingerprint``: the org fingerprint
+    the member was given (:func:`org_fingerprint`); an org whose directory has
+    another one is refused with :class:`VerificationError` before anything is
+    written (docs/protocol.md §7).
     """
     from gitmail import git
     from gitmail.core import admin
@@ -73,10 +78,10 @@ def init(
     from gitmail.errors import DirectoryError, NotARepoError
 
     name = normalize(name)
-    if '"' in name or "," in name:
-        from gitmail.errors import AddressError
-
-        raise AddressError(f"member name {name!r} cannot contain '\"' or ',' (allowed-signers syntax)")
+    if fingerprint is not None:
+        if not org:
+            raise UsageError("--fingerprint needs --org URL (the org whose fingerprint it is)")
+        _check_fingerprint(org, fingerprint)
     base = Path(repo.path if isinstance(repo, Repo) else (repo or os.environ.get("GITMAIL_REPO") or "."))
     created_org = False
     if org and _is_local_path(org):
@@ -160,8 +165,49 @@ def init(
     if not r.config.get("gitmail.user"):
         git.config_set(r.path, "gitmail.user", name)
     git.config_set(r.path, "gpg.ssh.allowedSignersFile", str(r.data_dir / "allowed_signers"))
-    dirmod.load(r)
-    return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered)
+    d = dirmod.load(r)
+    dirmod.write_signers(r, d)  # picks up the user's own allowed signers as they are now
+    fp = dirmod.org_fingerprint(r.pg, d.tip) if d.tip else None
+    return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered, fp)
+
+
+def _check_fingerprint(org: str, expected: str) -> None:
+    """Fetch the org's directory into a throw-away repository and compare its fingerprint.
+
+    Raises :class:`VerificationError` on a difference (or an org without a
+    directory); writes nothing to the clone.
+    """
+    import tempfile
+
+    import pygit2
+
+    from gitmail import git
+    from gitmail.core import directory as dirmod
+    from gitmail.errors import VerificationError
+
+    with tempfile.TemporaryDirectory(prefix="gitmail-tofu-") as tmp:
+        git.run(["init", "--quiet", "--bare", tmp])
+        try:
+            git.run(["fetch", "--quiet", org, f"+{refs.head(refs.DIRECTORY)}:refs/heads/d"], Path(tmp))
+        except Exception:
+            raise VerificationError(f"cannot read the directory of {org} to check its fingerprint") from None
+        pg = pygit2.Repository(tmp)
+        tip = str(pg.references["refs/heads/d"].target)
+        d, problems = dirmod.verify_range(pg, None, tip)
+        if problems or d.tip is None:
+            raise VerificationError(f"the directory of {org} does not verify: {(problems or ['empty'])[0]}")
+        actual = dirmod.org_fingerprint(pg, tip)
+    if actual != expected.strip():
+        raise VerificationError(f"org fingerprint mismatch: {org} has {actual}, expected {expected.strip()}")
+
+
+def org_fingerprint(repo: RepoLike = None) -> Optional[str]:
+    """The org fingerprint of this clone's verified directory (docs/protocol.md §7), or None when empty."""
+    from gitmail.core import directory
+
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    d = directory.load(r)
+    return directory.org_fingerprint(r.pg, d.tip) if d.tip else None
 
 
 def members(repo: RepoLike = None) -> list["Member"]:
@@ -185,6 +231,7 @@ class WhoAmI:
     cache: Path
     allowed_signers: Path
     outbox: int
+    fingerprint: Optional[str] = None
 
 
 def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
@@ -192,8 +239,11 @@ def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
     from gitmail.core import sync
     from gitmail.core.address import to_ref
 
-    s = session(repo, as_)
+    from gitmail.core import directory as dirmod
+
+    s = session(repo, as_, member=False)
     r = s.repo
+    d = s.directory
     return WhoAmI(
         name=s.me,
         member=s.directory.members.get(s.me),
@@ -205,6 +255,7 @@ def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
         cache=r.data_dir / "cache" / f"{to_ref(s.me)}.sqlite3",
         allowed_signers=r.data_dir / "allowed_signers",
         outbox=len(sync.outbox_paths(r, s.me)),
+        fingerprint=dirmod.org_fingerprint(r.pg, d.tip) if d.tip else None,
     )
 
 
@@ -280,8 +331,12 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     else:
         new_path = data_home() / "keys" / f"{to_ref(s.me)}-{int(time.time())}"
         new = generate_key(new_path, comment=f"gitmail {s.me}")
-    if new.public_key in member.all_keys():
-        raise DirectoryError("that key is already one of yours; rotate to a new key")
+    if new.public_key in member.owned_keys():
+        raise DirectoryError("that key is already one of yours (current, retired or revoked); rotate to a new key")
+    if s.repo.remote:
+        from gitmail.core import sync
+
+        sync.fetch(s.repo)
 
     def mutate(d: "Directory") -> "Directory":
         m = d.members[s.me]
@@ -289,6 +344,7 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
             "signing_key": new.public_key,
             "previous_keys": [m.signing_key, *m.previous_keys],
             "encryption_key": new.public_key if m.encryption_key else None,
+            "retired": {**m.retired, m.signing_key: _sent_tips(s.repo, s.me)},
         })
         return d
 
@@ -296,3 +352,88 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     git.config_add(s.repo.path, f"gitmail.{s.me}.oldkey", str(old_path))
     git.config_set(s.repo.path, f"gitmail.{s.me}.key", str(new_path))
     return Rotation(d.members[s.me], old.public_key, new.public_key, new_path)
+
+
+def _sent_tips(r: Repo, me: str) -> dict[str, str]:
+    """The tips of ``me``'s sent mailboxes: the queued (outbox) tip where there is one, else the org's.
+
+    Recorded when a key is retired: a message signed by that key is good only at
+    or below these tips (docs/protocol.md §8).
+    """
+    from gitmail import git
+    from gitmail.core.address import to_ref
+
+    suffix = "/" + to_ref(me)
+    tips: dict[str, str] = {}
+    org = refs.tracking(refs.MAIL, r.remote)
+    for full, oid in git.for_each_ref(r.path, [org]).items():
+        path = refs.MAIL + full[len(org):]
+        if path.endswith(suffix) and path.count("/") == 3:
+            tips[path] = oid
+    for full, oid in git.for_each_ref(r.path, [refs.OUTBOX]).items():
+        path = refs.MAIL + full[len(refs.OUTBOX):]
+        if path.endswith(suffix) and path.count("/") == 3:
+            tips[path] = oid
+    return dict(sorted(tips.items()))
+
+
+@dataclass
+class Revocation:
+    member: "Member"
+    key: str
+
+
+def revoke_key(repo: RepoLike, key: Optional[str] = None, *, as_: Optional[str] = None) -> Revocation:
+    """Revoke one of the acting member's retired keys (docs/protocol.md §8, "Revoked keys").
+
+    ``key``: the key line (``ssh-ed25519 AAAA...``), its ``SHA256:`` fingerprint,
+    or a ``.pub`` file; default the most recently retired key. Afterwards every
+    message signed by it, old or new, is flagged ``retired-key`` by clients and
+    refused by the guard, and it leaves the allowed-signers file. The current key
+    cannot be revoked: rotate first (``gitmail key rotate``). Signed with the
+    current key. Raises :class:`UsageError` for a key that is not one of the
+    member's retired keys, :class:`DirectoryError` when the directory refuses.
+    """
+    from gitmail.core import admin
+    from gitmail.core.signing import fingerprint, normalize_public_key
+    from gitmail.errors import GitmailError
+
+    s = session(repo, as_)
+    me = s.member
+    if key is None:
+        if not me.previous_keys:
+            raise UsageError(f"{s.me} has no retired key to revoke (rotate first: gitmail key rotate)")
+        target = me.previous_keys[0]
+    else:
+        text = key.strip()
+        p = Path(text).expanduser()
+        if not text.startswith(("ssh-", "SHA256:")) and p.is_file():
+            text = p.read_text(errors="replace").strip()
+        if text.startswith("SHA256:"):
+            found = [k for k in me.owned_keys() if fingerprint(k) == text]
+            if not found:
+                raise UsageError(f"{text} is not a key of {s.me}")
+            target = found[0]
+        else:
+            try:
+                target = normalize_public_key(text)
+            except GitmailError:
+                raise UsageError(f"not a public key or fingerprint: {key[:60]!r}") from None
+    if target == me.signing_key:
+        raise UsageError("that is your current key: rotate first (gitmail key rotate), then revoke it")
+    if target in me.revoked_keys:
+        raise UsageError("that key is already revoked")
+    if target not in me.previous_keys:
+        raise UsageError(f"that key is not one of {s.me}'s retired keys")
+
+    def mutate(d: "Directory") -> "Directory":
+        m = d.members[s.me]
+        d.members[s.me] = m.model_copy(update={
+            "previous_keys": [k for k in m.previous_keys if k != target],
+            "revoked_keys": [*m.revoked_keys, target],
+            "retired": {k: v for k, v in m.retired.items() if k != target},
+        })
+        return d
+
+    d = admin.change(s.repo, s.signer, me, mutate, f"Revoke a key of {s.me}")
+    return Revocation(d.members[s.me], target)

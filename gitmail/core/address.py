@@ -45,7 +45,68 @@ def normalize(name: str) -> str:
         raise AddressError(f"member name {n!r} is reserved")
     if n.startswith("-"):
         raise AddressError(f"member name {n!r} cannot start with '-'")
+    # ssh-keygen reads a principal as a pattern list: ',' separates patterns,
+    # '*' and '?' are wildcards, a leading '!' negates, and a quoted principal
+    # ends at the next '"' (no escapes). Such names could not be written to the
+    # allowed-signers file literally, so they are not names (docs/protocol.md §2).
+    bad = next((ch for ch in n if ch in _PATTERN_CHARS), None)
+    if bad is not None:
+        raise AddressError(f"member name {n!r} cannot contain {bad!r} (allowed-signers pattern syntax)")
+    if n.startswith("!"):
+        raise AddressError(f"member name {n!r} cannot start with '!' (allowed-signers negation)")
     return n
+
+
+_PATTERN_CHARS = frozenset('",*?')
+
+
+def principal(name: str) -> str:
+    """The allowed-signers principal field for member ``name``: the name in double quotes.
+
+    Raises :class:`AddressError` unless ``name`` is a valid, NFC-normalised name
+    (:func:`normalize`), so that ssh-keygen reads the principal literally.
+    """
+    if normalize(name) != name:
+        raise AddressError(f"member name {name!r} is not in normal form (NFC)")
+    return f'"{name}"'
+
+
+# -- confusable names (Unicode TR39, data from the confusable-homoglyphs package) --
+
+# Script sets TR39 "highly restrictive" allows in one name besides a single script.
+_CJK_SETS = (frozenset({"HAN", "HIRAGANA", "KATAKANA"}), frozenset({"HAN", "HANGUL"}), frozenset({"HAN", "BOPOMOFO"}))
+
+
+def scripts(name: str) -> frozenset[str]:
+    """The Unicode scripts of ``name``'s letters (COMMON and INHERITED, e.g. digits,
+    spaces, punctuation and combining marks, are left out)."""
+    from confusable_homoglyphs import categories
+
+    return frozenset(a for a in (categories.alias(ch) for ch in name) if a not in ("COMMON", "INHERITED"))
+
+
+def is_mixed_script(name: str) -> bool:
+    """True when ``name`` mixes scripts (Han with Hiragana/Katakana, Hangul or Bopomofo is one script)."""
+    s = scripts(name)
+    return len(s) > 1 and not any(s <= allowed for allowed in _CJK_SETS)
+
+
+def skeleton(name: str) -> str:
+    """The confusable skeleton of ``name`` (TR39 section 4, with the confusable-homoglyphs data).
+
+    NFKD (compatibility forms such as fullwidth letters fold to their plain
+    letters, which the TR39 data leaves out), then every character replaced by
+    the least (by code points) of itself and its single-character homoglyphs,
+    then NFD. Two names with the same skeleton look alike.
+    """
+    from confusable_homoglyphs import confusables
+
+    data = confusables.confusables_data
+    out = []
+    for ch in unicodedata.normalize("NFKD", name):
+        alts = [h["c"] for h in data.get(ch, ()) if len(h["c"]) == 1]
+        out.append(min([ch, *alts]))
+    return unicodedata.normalize("NFD", "".join(out))
 
 
 def normalize_group(name: str) -> str:

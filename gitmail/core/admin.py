@@ -36,7 +36,8 @@ def change(
         current = directory.load(repo)
         new = mutate(Directory(current.tip, dict(current.members), dict(current.groups), current.policy))
         new = Directory(None, new.members, new.groups, new.policy)
-        directory.check_change(current if current.tip else None, new, signer.public_key)
+        directory.check_change(current if current.tip else None, new, signer.public_key,
+                               directory.key_history(repo.pg, current.tip))
         oid = directory.write_commit(repo.pg, new, signer, actor, current.tip, subject)
         if repo.remote is None:
             with repo.lock():

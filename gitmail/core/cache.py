@@ -144,6 +144,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
     current = watched_refs(repo, member)
     t = refs.tracking("", repo.remote)
     my_groups = set(directory.groups_of(member))
+    _forget_revoked(db, directory)
     known = {r["path"]: r for r in db.execute("SELECT * FROM refs")}
     for full, tip in sorted(current.items()):
         if not full.startswith(t + refs.MAIL):
@@ -180,6 +181,28 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
     key = json.dumps(sorted(current.items()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
     return problems
+
+
+def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
+    """Drop the indexed mail of senders with a newly revoked key, so it is checked again.
+
+    A revoked key invalidates messages it signed long ago (docs/protocol.md §8),
+    which the incremental ingest would otherwise never look at again.
+    """
+    revoked = {k: m.name for m in directory.members.values() for k in m.revoked_keys}
+    row = db.execute("SELECT value FROM meta WHERE key='revoked'").fetchone()
+    before = set(json.loads(row[0])) if row is not None else set()
+    senders = {name for k, name in revoked.items() if k not in before}
+    if senders:
+        for (path,) in db.execute("SELECT path FROM refs").fetchall():
+            try:
+                _, sender = refs.split_mail_path(path)
+            except Exception:
+                continue
+            if sender in senders:
+                db.execute("DELETE FROM msg WHERE path=?", (path,))
+                db.execute("DELETE FROM refs WHERE path=?", (path,))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('revoked', ?)", (json.dumps(sorted(revoked)),))
 
 
 def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str], list[str]]:

@@ -8,17 +8,18 @@ rules in :func:`check_change` decide which changes a signer may make.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from gitmail.core import problems, refs
-from gitmail.core.address import BROADCAST, GROUP_PREFIX, normalize, to_ref
+from gitmail.core.address import BROADCAST, GROUP_PREFIX, is_mixed_script, normalize, principal, skeleton, to_ref
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
 from gitmail.core.objects import blob_data, commit, signed_commit
 from gitmail.core.objects import tree as objtree
-from gitmail.core.signing import Signer, signer_of
-from gitmail.errors import DirectoryError, UnknownRecipientError, VerificationError
+from gitmail.core.signing import Signer, check_stored_key, signer_of
+from gitmail.errors import AddressError, DirectoryError, KeyError_, UnknownRecipientError, VerificationError
 
 if TYPE_CHECKING:
     import pygit2
@@ -36,7 +37,7 @@ class Directory:
     policy: OrgPolicy = field(default_factory=OrgPolicy)
 
     def __post_init__(self) -> None:
-        self._by_key = {k: m for m in self.members.values() for k in m.all_keys()}
+        self._by_key = {k: m for m in self.members.values() for k in m.owned_keys()}
 
     def member_by_key(self, key: str) -> Optional[Member]:
         return self._by_key.get(key)
@@ -66,20 +67,44 @@ class Directory:
             return address
         return self.member(normalize(address)).name
 
+    def key_problem(self, pg: "pygit2.Repository", key: str, commit_id: str, recipient: str, sender: str) -> Optional[str]:
+        """Why ``key`` may not sign message commit ``commit_id`` on mailbox ``recipient``/``sender``, or None.
+
+        The current key is always valid; a revoked key never; a retired key only
+        for a commit at or below the tip of that mailbox recorded in the
+        member's ``retired`` map when the key was retired (docs/protocol.md §8).
+        """
+        m = self._by_key.get(key)
+        if m is None or key == m.signing_key:
+            return None
+        if key in m.revoked_keys:
+            return f"signed with a revoked key of {m.name}"
+        tip = m.retired.get(key, {}).get(refs.mail_path(recipient, sender))
+        if tip is not None and (tip == commit_id or _descends(pg, tip, commit_id)):
+            return None
+        return f"signed with a key {m.name} retired before this message was sent"
+
     def allowed_signers(self) -> str:
-        """The allowed-signers file (ssh-keygen(1) ALLOWED SIGNERS) for every member key."""
+        """The allowed-signers file (ssh-keygen(1) ALLOWED SIGNERS), docs/protocol.md §8.
+
+        One line per member key, current then retired (revoked keys are left
+        out), members sorted by name (code points): ``"<name>" namespaces="git"
+        ssh-ed25519 <base64>`` and a newline. Raises :class:`AddressError` for
+        a name that cannot be quoted literally (never in a validated directory).
+        """
         lines = []
         for name in sorted(self.members):
             m = self.members[name]
+            p = principal(name)
             for key in m.all_keys():
-                lines.append(f'"{name}" namespaces="git" {key}')
+                lines.append(f'{p} namespaces="git" {check_stored_key(key)}')
         return "\n".join(lines) + ("\n" if lines else "")
 
     def files(self) -> dict[str, bytes]:
         """The directory's tree as path -> content."""
         out = {"org.json": canonical_json(self.policy.model_dump(mode="json"))}
         for name, m in self.members.items():
-            out[f"members/{to_ref(name)}.json"] = canonical_json(m.model_dump(mode="json"))
+            out[f"members/{to_ref(name)}.json"] = canonical_json(m.stored())
         for name, g in self.groups.items():
             out[f"groups/{to_ref(name)}.json"] = canonical_json(g.model_dump(mode="json"))
         out["allowed_signers"] = self.allowed_signers().encode()
@@ -102,17 +127,213 @@ def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
         if "groups" in tree:
             for e in objtree(pg, tree["groups"].id):
                 g = Group.model_validate_json(blob_data(pg, e.id))
+                if e.name != to_ref(g.name) + ".json":
+                    raise ValueError(f"group file {e.name} does not match its name")
                 groups[g.name] = g
-    except (ValueError, KeyError, TypeError) as e:
+        d = Directory(str(commit.id), members, groups, policy)
+        validate(d)
+    except (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_) as e:
         raise VerificationError(f"malformed directory at {str(commit.id)[:10]}: {str(e).splitlines()[0]}") from None
-    d = Directory(str(commit.id), members, groups, policy)
     if "allowed_signers" not in tree or blob_data(pg, tree["allowed_signers"].id) != d.allowed_signers().encode():
         raise VerificationError(f"directory at {str(commit.id)[:10]}: allowed_signers does not match the members")
     return d
 
 
-def check_change(old: Optional[Directory], new: Directory, signer_key: str) -> None:
+# -- the directory entry grammar (docs/protocol.md §8), checked on every read and write --
+
+MAX_DISPLAY_NAME = 200  # bytes of UTF-8
+MAX_EMAIL = 254  # bytes of UTF-8
+MAX_KEYS = 1000  # keys (current, retired, revoked) in one entry
+_BAD_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+_HEX40 = frozenset("0123456789abcdef")
+
+
+def _text_ok(value: str) -> Optional[str]:
+    import unicodedata
+
+    for ch in value:
+        if unicodedata.category(ch) in _BAD_CATEGORIES:
+            return f"a control or format character (U+{ord(ch):04X})"
+        if ch in "<>":
+            return f"{ch!r}"
+    return None
+
+
+def validate_member(m: Member) -> None:
+    """Check every field of a member entry against the grammar of docs/protocol.md §8.
+
+    ``name``: a member name (:func:`gitmail.core.address.normalize`, unchanged by
+    it); ``display_name``: at most 200 bytes, no control/format characters, no
+    ``<`` ``>``; ``email``: at most 254 bytes, exactly one ``@`` with text on both
+    sides, no white space, control/format characters, ``<`` ``>`` or ``"``;
+    every key in the stored form (:func:`gitmail.core.signing.check_stored_key`),
+    no key twice in the entry; ``encryption_key``: null or a stored key;
+    ``retired``: only keys of ``previous_keys``, each a map from this member's
+    sent-mailbox paths to 40-hex commit ids. Raises :class:`DirectoryError`.
+    """
+    import unicodedata
+
+    try:
+        if normalize(m.name) != m.name:
+            raise DirectoryError(f"member name {m.name!r} is not in normal form")
+    except AddressError as e:
+        raise DirectoryError(str(e)) from None
+    who = f"member {m.name!r}"
+    dn = m.display_name
+    if len(dn.encode("utf-8", "surrogatepass")) > MAX_DISPLAY_NAME:
+        raise DirectoryError(f"{who}: display_name over {MAX_DISPLAY_NAME} bytes")
+    bad = _text_ok(dn)
+    if bad:
+        raise DirectoryError(f"{who}: display_name contains {bad}")
+    em = m.email
+    local, at, domain = em.partition("@")
+    if (not at or not local or not domain or "@" in domain or len(em.encode("utf-8", "surrogatepass")) > MAX_EMAIL
+            or any(unicodedata.category(ch).startswith("Z") or ch.isspace() or ch == '"' for ch in em) or _text_ok(em)):
+        raise DirectoryError(f"{who}: email {em[:60]!r} is not local@domain")
+    keys = m.owned_keys() + ([m.encryption_key] if m.encryption_key is not None else [])
+    if len(keys) > MAX_KEYS:
+        raise DirectoryError(f"{who}: more than {MAX_KEYS} keys")
+    for k in keys:
+        try:
+            check_stored_key(k)
+        except KeyError_ as e:
+            raise DirectoryError(f"{who}: {e}") from None
+    owned = m.owned_keys()
+    if len(set(owned)) != len(owned):
+        raise DirectoryError(f"{who}: a key is listed twice")
+    mine = "/" + to_ref(m.name)
+    for k, tips in m.retired.items():
+        if k not in m.previous_keys:
+            raise DirectoryError(f"{who}: 'retired' names a key that is not in previous_keys")
+        for path, tip in tips.items():
+            if not (path.startswith(refs.MAIL) and path.endswith(mine) and path.count("/") == 3):
+                raise DirectoryError(f"{who}: 'retired' names {path[:80]!r}, not one of their sent mailboxes")
+            try:
+                r, snd = refs.split_mail_path(path)
+            except AddressError:
+                raise DirectoryError(f"{who}: 'retired' names a malformed mailbox") from None
+            if snd != m.name or refs.mail_path(r, snd) != path:
+                raise DirectoryError(f"{who}: 'retired' names {path[:80]!r}, not one of their sent mailboxes")
+            if not (isinstance(tip, str) and len(tip) == 40 and set(tip) <= _HEX40):
+                raise DirectoryError(f"{who}: 'retired' tip {str(tip)[:50]!r} is not a commit id")
+
+
+def validate_group(g: Group) -> None:
+    """A group: ``name`` a name in normal form, ``members`` distinct names in normal form. Raises :class:`DirectoryError`."""
+    try:
+        for n in (g.name, *g.members):
+            if normalize(n) != n:
+                raise DirectoryError(f"group {g.name!r}: {n!r} is not in normal form")
+    except AddressError as e:
+        raise DirectoryError(f"group {g.name!r}: {e}") from None
+    if len(set(g.members)) != len(g.members):
+        raise DirectoryError(f"group {g.name!r} lists a member twice")
+
+
+def validate(d: Directory) -> None:
+    """Check a whole directory snapshot (docs/protocol.md §8): every entry, and no key in two entries.
+
+    Raises :class:`DirectoryError`.
+    """
+    owner: dict[str, str] = {}
+    for name, m in d.members.items():
+        if name != m.name:
+            raise DirectoryError(f"member {m.name!r} filed as {name!r}")
+        validate_member(m)
+        for k in m.owned_keys():
+            if owner.setdefault(k, name) != name:
+                raise DirectoryError(f"a key of {name!r} is also a key of {owner[k]!r}; a key belongs to one member, ever")
+    for name, g in d.groups.items():
+        if name != g.name:
+            raise DirectoryError(f"group {g.name!r} filed as {name!r}")
+        validate_group(g)
+    d.allowed_signers()  # every principal can be written literally
+
+
+def check_new_name(name: str, others: list[str], policy: OrgPolicy) -> None:
+    """A name being registered (docs/protocol.md §2, "Confusable names"): refused when it
+    mixes scripts (unless ``policy.allow_mixed_script``) or when its confusable
+    skeleton (:func:`gitmail.core.address.skeleton`) equals another member's.
+    Raises :class:`DirectoryError`."""
+    sk = skeleton(name)
+    for other in others:
+        if skeleton(other) == sk:
+            raise DirectoryError(f"member name {name!r} looks like the member name {other!r} (confusable)")
+    if not policy.allow_mixed_script and is_mixed_script(name):
+        raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
+
+
+def key_history(pg: "pygit2.Repository", tip: Optional[str]) -> dict[str, str]:
+    """Every key any member entry held in the directory history up to ``tip``: key -> member name.
+
+    Walks the (linear) chain to the root; each member blob is parsed once.
+    """
+    owners: dict[str, str] = {}
+    seen: set[str] = set()
+    c = commit(pg, tip) if tip else None
+    while c is not None:
+        tree = c.tree
+        if "members" in tree:
+            for e in objtree(pg, tree["members"].id):
+                oid = str(e.id)
+                if oid in seen:
+                    continue
+                seen.add(oid)
+                try:
+                    m = Member.model_validate_json(blob_data(pg, e.id))
+                except ValueError:
+                    continue
+                for k in m.owned_keys():
+                    owners.setdefault(k, m.name)
+        c = commit(pg, c.parent_ids[0]) if c.parent_ids else None
+    return owners
+
+
+def _descends(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
+    import pygit2
+
+    try:
+        return bool(pg.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=oid)))
+    except (KeyError, ValueError, pygit2.GitError):
+        return False
+
+
+def _check_keys(old: Optional[Directory], new: Directory, history: dict[str, str]) -> None:
+    """The key rules (docs/protocol.md §8): a key belongs to one member, ever; keys are never
+    dropped or reused; a retired key is never current again. Raises :class:`DirectoryError`."""
+    for name, m in new.members.items():
+        for k in m.owned_keys():
+            if history.get(k, name) != name:
+                raise DirectoryError(f"a key of {name!r} is (or was) a key of {history[k]!r}; a key belongs to one member, ever")
+        before = old.members.get(name) if old else None
+        held = {k for k, n in history.items() if n == name}
+        if before is None:
+            if m.previous_keys or m.revoked_keys or m.retired:
+                raise DirectoryError(f"a new entry ({name!r}) cannot list retired or revoked keys")
+            if m.signing_key in held:
+                raise DirectoryError(f"{name!r} cannot register a key they held before")
+            continue
+        if m.signing_key != before.signing_key and m.signing_key in held:
+            raise DirectoryError(f"{name!r} cannot rotate back to a retired key")
+        if not set(before.owned_keys()) <= set(m.owned_keys()):
+            raise DirectoryError(f"{name!r}: keys are never dropped from an entry (retire or revoke them)")
+        if not set(m.previous_keys) | set(m.revoked_keys) <= set(before.owned_keys()):
+            raise DirectoryError(f"{name!r}: only keys the member held can be retired or revoked")
+        if before.revoked_keys and not set(before.revoked_keys) <= set(m.revoked_keys):
+            raise DirectoryError(f"{name!r}: a revoked key stays revoked")
+        for k, tips in m.retired.items():
+            if k in before.retired and before.retired[k] != tips:
+                raise DirectoryError(f"{name!r}: the tips recorded when a key was retired never change")
+            if k not in before.retired and k != before.signing_key:
+                raise DirectoryError(f"{name!r}: tips are recorded only for the key being retired")
+
+
+def check_change(old: Optional[Directory], new: Directory, signer_key: str,
+                 history: Optional[dict[str, str]] = None) -> None:
     """Check that the holder of ``signer_key`` may turn ``old`` into ``new``.
+
+    ``new`` must be valid (:func:`validate`) and keep the key rules against
+    ``history`` (:func:`key_history` of ``old``; without it, only ``old``'s keys).
 
     Rules: the first commit registers exactly one member, an admin, with the
     signing key; an admin may change anything; a member may change only their
@@ -120,6 +341,13 @@ def check_change(old: Optional[Directory], new: Directory, signer_key: str) -> N
     their role; a newcomer may add exactly their own entry, as a plain member,
     signed with the key they register. Raises :class:`DirectoryError`.
     """
+    validate(new)
+    added = set(new.members) - set(old.members if old else ())
+    for name in sorted(added):
+        check_new_name(name, [n for n in new.members if n != name], new.policy)
+    if history is None:
+        history = {k: m.name for m in (old.members.values() if old else ()) for k in m.owned_keys()}
+    _check_keys(old, new, history)
     if old is None or not old.members:
         if len(new.members) != 1:
             raise DirectoryError("the first directory commit must register exactly one member")
@@ -130,6 +358,8 @@ def check_change(old: Optional[Directory], new: Directory, signer_key: str) -> N
     actor = old.member_by_key(signer_key)
     if actor is not None and actor.signing_key != signer_key:
         raise DirectoryError(f"{actor.name} signed with a retired key")
+    if actor is None and signer_key in history:
+        raise DirectoryError("signed with a key that belonged to a former member")
     if actor is not None and actor.role == "admin":
         if not any(m.role == "admin" for m in new.members.values()):
             raise DirectoryError("the directory must keep at least one admin")
@@ -174,13 +404,17 @@ def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str) 
             break
         c = commit(pg, c.parent_ids[0])
     current = _at(pg, old_tip)
+    history = key_history(pg, old_tip)
     for c in reversed(chain):
         try:
             new = from_tree(pg, c)
-            check_change(current if current.tip else None, new, signer_of(c))
+            check_change(current if current.tip else None, new, signer_of(c), history)
         except (DirectoryError, VerificationError) as e:
             return current, [f"directory commit {str(c.id)[:10]} rejected: {e}"]
         current = new
+        for m in new.members.values():
+            for k in m.owned_keys():
+                history.setdefault(k, m.name)
     return current, []
 
 
@@ -228,17 +462,74 @@ def load(repo: "Repo") -> Directory:
     old = repo.ref_target(vref)
     if tip is None or tip == old:
         d = _at(pg, old)
-        _write_signers(repo, d)
+        if not (repo.data_dir / "members.json").exists():
+            write_signers(repo, d)
         return d
     d, probs = verify_range(pg, old, tip)
     if d.tip != old and d.tip:
         with repo.lock():
             repo.set_ref(vref, d.tip, repo.ref_target(vref), "gitmail: verified directory")
     problems.record(repo, "directory", probs)
-    _write_signers(repo, d)
+    write_signers(repo, d)
     return d
 
 
-def _write_signers(repo: "Repo", d: Directory) -> None:
+def write_signers(repo: "Repo", d: Directory) -> None:
+    """Write the allowed-signers file (with the user's own signers appended) and the member list."""
     path = repo.data_dir / "allowed_signers"
-    write_atomic(path, d.allowed_signers(), only_if_changed=True)
+    write_atomic(path, _with_user_signers(d.allowed_signers()), only_if_changed=True)
+    import json
+
+    write_atomic(repo.data_dir / "members.json", json.dumps(sorted(d.members)) + "\n", only_if_changed=True)
+
+
+USER_SIGNERS_HEADER = "# below: the allowed signers of the user's own git configuration (global/system)\n"
+
+
+def _with_user_signers(text: str) -> str:
+    """gitmail's allowed signers, then the lines of the file the user configured globally.
+
+    ``gitmail init`` sets ``gpg.ssh.allowedSignersFile`` in the clone, which hides
+    the user's global one; appending its lines keeps their teammates' signed
+    code commits verifying (the file is regenerated on every directory load).
+    """
+    from gitmail import git
+
+    for scope in ("--global", "--system"):
+        try:
+            out = git.run(["config", scope, "--path", "--get", "gpg.ssh.allowedSignersFile"]).stdout
+        except Exception:
+            continue
+        p = out.decode("utf-8", "surrogateescape").strip()
+        if not p:
+            continue
+        try:
+            theirs = open(os.path.expanduser(p), encoding="utf-8", errors="surrogateescape").read()
+        except OSError:
+            return text
+        if theirs and not theirs.endswith("\n"):
+            theirs += "\n"
+        return text + USER_SIGNERS_HEADER + theirs
+    return text
+
+
+# -- the org fingerprint (docs/protocol.md §7, "Trust on first use") -----------
+
+
+def org_fingerprint(pg: "pygit2.Repository", tip: str) -> str:
+    """``<root commit id>:<SHA256 fingerprint of the first admin's key>`` of the directory at ``tip``.
+
+    The root is the first directory commit; its one member is the first admin
+    (:func:`check_change`). Raises :class:`VerificationError` when the root
+    does not hold exactly one member.
+    """
+    from gitmail.core.signing import fingerprint
+
+    c = commit(pg, tip)
+    while c.parent_ids:
+        c = commit(pg, c.parent_ids[0])
+    root = from_tree(pg, c)
+    if len(root.members) != 1:
+        raise VerificationError("the directory's first commit does not register exactly one member")
+    (first,) = root.members.values()
+    return f"{c.id}:{fingerprint(first.signing_key)}"

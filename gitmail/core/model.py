@@ -339,9 +339,26 @@ class Member(BaseModel):
     encryption_key: Optional[str] = None
     role: Literal["admin", "member"] = "member"
     kind: Literal["human", "agent"] = "human"
+    # Compromised keys (``gitmail key revoke``): still the member's (a key is never
+    # reused), never valid: every message they sign is flagged (docs/protocol.md §8).
+    revoked_keys: list[str] = Field(default_factory=list)
+    # For each key in ``previous_keys``: the tips of the member's sent mailboxes
+    # (``gitmail/mail/<recipient>/<member>``) when the key was retired; a message
+    # signed by that key is good only at or below that tip (docs/protocol.md §8).
+    retired: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     def all_keys(self) -> list[str]:
+        """The keys whose signatures name this member: current first, then retired (not revoked)."""
         return [self.signing_key, *self.previous_keys]
+
+    def owned_keys(self) -> list[str]:
+        """Every key this entry holds: current, retired and revoked."""
+        return [self.signing_key, *self.previous_keys, *self.revoked_keys]
+
+    def stored(self) -> dict[str, Any]:
+        """The entry as stored (``members/<name>.json``): the key-history fields only when set."""
+        empty = {k for k in ("revoked_keys", "retired") if not getattr(self, k)}
+        return self.model_dump(mode="json", exclude=empty)
 
 
 class Group(BaseModel):
@@ -364,6 +381,9 @@ class OrgPolicy(BaseModel):
     attachment_limit: int = 10 * 1024 * 1024
     attachment_storage: Literal["lfs", "blob"] = "blob"
     encryption: Literal["required", "default", "off"] = "default"
+    # Names mixing scripts (Latin with Cyrillic, ...) are refused unless this is set
+    # (docs/protocol.md §2, "Confusable names").
+    allow_mixed_script: bool = False
 
 
 # -- read / archive state -----------------------------------------------------

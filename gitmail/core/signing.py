@@ -74,6 +74,26 @@ def normalize_public_key(line: str) -> str:
     return public_key_line(parse_public_key(line))
 
 
+def check_stored_key(line: object) -> str:
+    """``line`` if it is a key exactly in the stored form (docs/protocol.md §8), else raise.
+
+    The stored form is ``ssh-ed25519``, one space, and the standard base64 (with
+    padding) of the key blob: no comment, no other white space, nothing else.
+    Raises :class:`KeyError_`.
+    """
+    if not isinstance(line, str) or not line.isascii() or not line.startswith("ssh-ed25519 "):
+        raise KeyError_(f"not a key in the stored form (ssh-ed25519 <base64>): {str(line)[:40]!r}")
+    if normalize_public_key(line) != line:
+        raise KeyError_(f"not a key in the stored form (ssh-ed25519 <base64>): {line[:40]!r}")
+    return line
+
+
+def fingerprint(line: str) -> str:
+    """``SHA256:<base64, no padding>`` of the key blob, as ``ssh-keygen -l`` prints it."""
+    blob = _string(KEY_TYPE) + _string(parse_public_key(line))
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
 @dataclass
 class Signer:
     """Something that can make ed25519 signatures for one public key.

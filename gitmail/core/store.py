@@ -37,6 +37,7 @@ UNKNOWN_SENDER = "unknown-sender"
 WRONG_SIGNER = "wrong-signer"
 MALFORMED = "malformed"
 MISFILED = "misfiled"
+RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the message was sent
 
 
 def author_name(s: str) -> str:
@@ -188,6 +189,9 @@ def check_message(
         return msg, Check(UNKNOWN_SENDER, "signed by a key no member holds")
     if who.name != msg.from_ or who.name != sender:
         return msg, Check(WRONG_SIGNER, f"signed by {who.name}, claims to be from {msg.from_}", who.name)
+    why = directory.key_problem(pg, key, str(commit.id), recipient, sender)
+    if why is not None:
+        return msg, Check(RETIRED_KEY, why, who.name)
     if recipient not in msg.to:
         return msg, Check(MISFILED, f"on {recipient}'s mailbox but addressed to {', '.join(msg.to)}", who.name)
     return msg, Check(GOOD, "", who.name)

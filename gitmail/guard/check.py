@@ -8,11 +8,15 @@ ref a push updates under ``refs/heads/gitmail/`` it rejects:
   a recipient the directory knows);
 * deleting a mailbox or the directory, or a non-fast-forward update (history
   only grows; merges are refused: mailboxes and the directory are linear);
-* a directory commit the rules refuse (:func:`gitmail.core.directory.verify_range`:
-  unsigned, bad signature, another member's entry changed, ...);
+* a directory commit the rules refuse (:func:`gitmail.core.directory.verify_range`,
+  the very function clients run: unsigned, bad signature, another member's entry
+  changed, an entry field outside the grammar of docs/protocol.md §8, a key that
+  is or was another member's, rotating back to a retired key, a confusable or
+  mixed-script name, ...);
 * a message commit that is not good (:func:`gitmail.core.store.check_message`:
   unsigned, a signature that does not match the sender's key in the directory,
-  a sender who is not the signer, a malformed or misfiled message);
+  a sender who is not the signer, a key retired or revoked before the message,
+  a malformed or misfiled message);
 * an attachment (an LFS pointer or a blob under ``attachments/``, or a size
   declared in ``message.json``) over the org's ``attachment_limit``.
 

@@ -99,7 +99,7 @@ def test_never_fails_outside_a_repo_or_on_bad_input(tmp_path: Path, org: Org) ->
             r = run("hook", "claude", event)
             assert (r.code, r.out, r.err) == (0, "", "")
         r = run("hook", "claude", event, "--repo", str(org.clones["alex"]), "--as", "stranger")
-        assert (r.code, r.out) == (0, "")
+        assert (r.code, r.out) == (3, "") and "not a member" in r.err  # a non-member is an error (issue 10, hole 12)
 
 
 def test_fast_path_imports_neither_pygit2_nor_pydantic(org: Org) -> None:

@@ -125,7 +125,12 @@ def test_directory_rewrite_by_non_admin_rejected(org: Org) -> None:
     d = dirmod.load(repo)
     alex_key = key_of(org, "alex")
     evil = dirmod.Directory(None, dict(d.members), dict(d.groups), d.policy)
-    evil.members["max"] = evil.members["max"].model_copy(update={"signing_key": alex_key.public_key})
+    # A fresh key alex holds (alex's own key in max's entry is refused earlier: one key, one member).
+    from gitmail.core.signing import public_key_line
+
+    fresh = public_key_line(bytes(range(32)))
+    evil.members["max"] = evil.members["max"].model_copy(update={"signing_key": fresh, "previous_keys": [
+        evil.members["max"].signing_key]})
     evil = dirmod.Directory(None, evil.members, evil.groups, evil.policy)
     oid = dirmod.write_commit(repo.pg, evil, alex_key, d.members["alex"], d.tip, "take over max")
     git("push", "-q", "origin", f"{oid}:refs/heads/gitmail/directory", cwd=org.clones["alex"])

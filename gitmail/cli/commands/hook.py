@@ -1,8 +1,9 @@
 """``gitmail hook claude ...``: Claude Code hooks (SessionStart, UserPromptSubmit) and their install.
 
-The two hook commands never fail: any error (outside a repo, no identity, a
-broken cache) prints nothing and exits 0, so a hook can never block the
-user's prompt. Unknown options are ignored for the same reason.
+The two hook commands never block: any error (outside a repo, no identity, a
+broken cache) prints nothing and exits 0, except an identity that is not a
+member of the org (one line on stderr, exit 3, which Claude Code shows
+without blocking the prompt). Unknown options are ignored for the same reason.
 """
 
 from __future__ import annotations
@@ -30,8 +31,15 @@ def claude() -> None:
 
 def _never_fail(produce: Callable[[], Optional[str]]) -> None:
     """Print what ``produce`` returns; swallow every error (exit 0, nothing printed)."""
+    from gitmail.errors import NotAMemberError
+
     try:
         out = produce()
+    except NotAMemberError as e:
+        # A non-member identity is a configuration error, not "no mail": say so
+        # (exit 3 is a non-blocking hook error for Claude Code; only 2 blocks).
+        click.echo(f"gitmail: {e}", err=True)
+        raise SystemExit(e.exit_code) from None
     except Exception:
         if os.environ.get("GITMAIL_DEBUG"):
             raise

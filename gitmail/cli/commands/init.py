@@ -18,18 +18,21 @@ from gitmail.cli.render import emit_json
 @click.option("--display-name", help="Display name for commit authors [default: NAME].")
 @click.option("--agent", "is_agent", is_flag=True, help="Register as an agent rather than a human.")
 @click.option("--no-encryption-key", is_flag=True, help="Do not publish the key for end-to-end encryption.")
+@click.option("--fingerprint", metavar="FP", help="Refuse the org unless its fingerprint (from 'gitmail whoami' of a member) is FP.")
 @common
 def command(name: str, org: Optional[str], email: Optional[str], key: Optional[str], display_name: Optional[str],
-            is_agent: bool, no_encryption_key: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+            is_agent: bool, no_encryption_key: bool, fingerprint: Optional[str], repo: Optional[str], as_: Optional[str],
+            as_json: bool, quiet: bool) -> None:
     """Make this clone a mailbox for member NAME (create the org with --org PATH)."""
     from gitmail import api
 
     res = api.init(repo, name, org=org, email=email, key=key, display_name=display_name,
-                   kind="agent" if is_agent else "human", encryption_key=not no_encryption_key)
+                   kind="agent" if is_agent else "human", encryption_key=not no_encryption_key,
+                   fingerprint=fingerprint)
     if as_json:
         emit_json({"member": res.member.name, "role": res.member.role, "repo": str(res.repo),
                    "remote": res.remote, "key": str(res.key_path), "created_org": res.created_org,
-                   "created_key": res.created_key, "registered": res.registered})
+                   "created_key": res.created_key, "registered": res.registered, "fingerprint": res.fingerprint})
     elif not quiet:
         if res.created_org:
             click.echo(f"Created org repo {org}")
@@ -37,3 +40,4 @@ def command(name: str, org: Optional[str], email: Optional[str], key: Optional[s
             click.echo(f"Created ed25519 key {res.key_path}")
         what = "Registered" if res.registered else "Already registered:"
         click.echo(f"{what} {res.member.name} ({res.member.role}) in {res.repo}")
+        click.echo(f"Org fingerprint: {res.fingerprint}")

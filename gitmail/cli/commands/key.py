@@ -1,4 +1,4 @@
-"""``gitmail key rotate``: publish a new key, signed with the current one."""
+"""``gitmail key rotate`` (publish a new key, signed with the current one) and ``gitmail key revoke``."""
 
 from __future__ import annotations
 
@@ -27,3 +27,21 @@ def rotate(key: Optional[str], repo: Optional[str], as_: Optional[str], as_json:
         emit_json({"member": r.member.name, "old_key": r.old_key, "new_key": r.new_key, "key_path": str(r.key_path)})
     elif not quiet:
         click.echo(f"New key for {r.member.name}: {r.key_path}\n  {r.new_key}\nThe old key stays in use for old mail.")
+
+
+@command.command("revoke")
+@click.argument("key", required=False, metavar="[KEY]")
+@common
+def revoke(key: Optional[str], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Revoke a retired key (default: the last one retired): every message it signs is flagged.
+
+    KEY is the public key line, its SHA256: fingerprint or a .pub file. Rotate
+    first if the compromised key is your current one.
+    """
+    from gitmail import api
+
+    r = api.revoke_key(repo, key, as_=as_)
+    if as_json:
+        emit_json({"member": r.member.name, "revoked_key": r.key})
+    elif not quiet:
+        click.echo(f"Revoked a key of {r.member.name}:\n  {r.key}\nMessages signed by it are flagged from now on.")

@@ -1,0 +1,67 @@
+"""Issue 10, hole 2: a name that looks like an existing member's (Unicode TR39 skeleton) is refused,
+and so is a name that mixes scripts unless the org allows it (client and guard)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gitmail.errors import DirectoryError
+
+from tests.conftest import Org, run
+from tests.core.forge import stranger_key
+from tests.sync.conftest import NetOrg
+from tests.trust.dirforge import current_entries, entry, push_dir, write_dir_commit
+
+CYRILLIC_A = "\u0430"
+
+
+def _join(org: Org, name: str) -> tuple[int, str]:
+    r = run("init", "--name", name, "--org", org.url, "--repo", str(org.root / f"c-{len(name)}-{ord(name[0])}"))
+    return r.code, r.err
+
+
+def test_lookalike_of_existing_member_is_refused(org: Org) -> None:
+    code, err = _join(org, "m" + CYRILLIC_A + "x")  # "mаx": Cyrillic а, beside max
+    assert code == DirectoryError.exit_code and "looks like the member name 'max'" in err
+    code, err = _join(org, "\uff4d\uff41\uff58")  # fullwidth ｍａｘ: one script, same skeleton
+    assert code == DirectoryError.exit_code and "looks like" in err
+
+
+def test_mixed_script_needs_the_org_policy(org: Org) -> None:
+    name = "b" + "\u043e" + "b"  # "bоb": Latin b, Cyrillic о
+    code, err = _join(org, name)
+    assert code == DirectoryError.exit_code and "mixes scripts" in err
+    org.ok("max", "org", "allow_mixed_script=true")
+    code, err = _join(org, name)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("name", ["José", "山田たろう", "김민준", "عليّ", "Ödön 2", "e\u0301lise"])
+def test_single_script_names_are_fine(name: str) -> None:
+    from gitmail.core.address import is_mixed_script
+
+    assert not is_mixed_script(name)
+
+
+def test_skeleton_is_tr39_like() -> None:
+    from gitmail.core.address import skeleton
+
+    assert skeleton("alice") == skeleton(CYRILLIC_A + "lice") == skeleton("\uff41lice")
+    assert skeleton("alice") != skeleton("alicia")
+
+
+def test_guard_refuses_a_lookalike_registration(net: NetOrg, tmp_path: Path) -> None:
+    newcomer = stranger_key(tmp_path)
+    tip, entries = current_entries(net.clones["alex"])
+    e = entry("m" + CYRILLIC_A + "x", newcomer.public_key)
+    p = push_dir(net.clones["alex"], write_dir_commit(net.clones["alex"], [*entries, e], newcomer, tip,
+                                                      policy={"schema_version": 1, "allow_mixed_script": True}))
+    assert p.returncode != 0 and "gitmail guard" in p.stderr
+    # the newcomer may not change the policy either; with the policy unchanged, the name itself is refused:
+    p = push_dir(net.clones["alex"], write_dir_commit(net.clones["alex"], [*entries, e], newcomer, tip))
+    assert p.returncode != 0 and "looks like the member name 'max'" in p.stderr
+    e = entry("b\u043eb", newcomer.public_key)
+    p = push_dir(net.clones["alex"], write_dir_commit(net.clones["alex"], [*entries, e], newcomer, tip))
+    assert p.returncode != 0 and "mixes scripts" in p.stderr
