@@ -256,7 +256,7 @@ def _address_problem(a: str) -> Optional[str]:
 def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = None) -> Optional[str]:
     """Why ``msg`` breaks the rules of docs/protocol.md §4 ("What a reader checks"), or None.
 
-    The same function serves the writer's last check, the client and the guard.
+    The same function serves the client, the guard and `gitmail read`.
     ``body_limit`` is the org policy's (bytes of UTF-8); ``now`` defaults to the clock.
     """
     if msg.schema_version != SCHEMA_VERSION:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,7 +23,7 @@ from gitmail.core import refs
 from gitmail.core.model import canonical_json, format_date, utcnow
 from gitmail.core.repo import open_repo
 from gitmail.core.signing import Signer
-from gitmail.core.store import author_of, commit_message
+from gitmail.core.store import author_name, commit_message
 from gitmail.core.model import Message
 from tests.conftest import git
 from tests.sync import forge
@@ -84,14 +85,21 @@ class Ctx:
         if message is None:
             message = commit_message(Message.model_validate(d)) if _valid(d) else "hostile\n"
         tree = tree_with(self.pg, data)
-        when = 1_700_000_000
-        try:
-            from gitmail.core.dates import date_seconds
+        return raw_signed_commit(self.pg, tree, self.parent, author or self.author, message, self.signer,
+                                 seconds(d.get("date")))
 
-            when = date_seconds(d.get("date", ""))
-        except (ValueError, TypeError):
-            pass
-        return raw_signed_commit(self.pg, tree, self.parent, author or self.author, message, self.signer, when)
+
+def seconds(date: object) -> int:
+    """The git author time of a message date (whole seconds), or a fixed time for a date that is not one."""
+    try:
+        return int(datetime.fromisoformat(str(date).replace("Z", "+00:00")).timestamp())
+    except (ValueError, OverflowError, OSError):
+        return 1_700_000_000
+
+
+def author_line(member: Any) -> str:
+    """``Name <email>`` of a member's message commits (docs/protocol.md §6)."""
+    return f"{author_name(member.display_name or member.name)} <{author_name(member.email)}>"
 
 
 def _valid(d: dict[str, Any]) -> bool:
@@ -215,10 +223,14 @@ CASES = [
 ]
 
 
-def build(clone: Path, case: Case, parent: Optional[str]) -> str:
+def build_ctx(clone: Path, parent: Optional[str]) -> Ctx:
+    """Writing as max in ``clone``, on top of ``parent``."""
     r = open_repo(clone)
-    name, email = author_of(dirmod.load(r).members["max"])
-    return case.build(Ctx(r.pg, forge.key_of("max"), parent, f"{name} <{email}>"))
+    return Ctx(r.pg, forge.key_of("max"), parent, author_line(dirmod.load(r).members["max"]))
+
+
+def build(clone: Path, case: Case, parent: Optional[str]) -> str:
+    return case.build(build_ctx(clone, parent))
 
 
 # -- the client, without the guard -----------------------------------------------------------
