@@ -92,11 +92,13 @@ def write_message_commit(
     signer: Signer,
     parent: Optional[str],
     extra_tree: Optional[dict[str, tuple[str, int]]] = None,
+    committed: Optional[int] = None,
 ) -> str:
     """Write blob, tree and signed commit for ``msg`` on top of ``parent``; return the commit oid.
 
     ``extra_tree`` maps tree paths to ``(blob oid, filemode)`` (attachments).
-    The commit is only written to the object database; no ref moves.
+    ``committed``: the committer time (seconds; default now). The commit is
+    only written to the object database; no ref moves.
     """
     import pygit2
 
@@ -111,7 +113,7 @@ def write_message_commit(
     a = pygit2.Signature(name, email, when, 0)
     import time
 
-    c = pygit2.Signature(name, email, int(time.time()), 0)
+    c = pygit2.Signature(name, email, int(time.time()) if committed is None else committed, 0)
     return signed_commit(pg, a, c, commit_message(msg), tree, [parent] if parent else [], signer.sign)
 
 

@@ -1,0 +1,78 @@
+"""One corpus of good, forged and malformed message commits; the client verifier and the guard agree.
+
+The client's verdict is :func:`gitmail.core.store.check_message` as the cache calls
+it, in a member's clone; the guard's is what the pre-receive hook on a real
+``git daemon`` does with a push of that commit. Good is accepted and shown;
+everything else is refused by the guard and never shown as genuine by the client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from gitmail.core import directory as dirmod
+from gitmail.core import refs
+from gitmail.core.repo import open_repo
+from gitmail.core.store import check_message
+from tests.sync import forge
+from tests.sync.conftest import NetOrg, guard_runtime, net  # noqa: F401 (fixtures)
+from tests.trust.test_hostile_messages import CASES, build
+
+MAILBOX = "refs/heads/gitmail/mail/alex/max"
+
+
+def corpus(net: NetOrg, tmp: Path) -> dict[str, Callable[[str], str]]:
+    """name -> build(parent) -> commit oid on alex/max, written in max's clone."""
+    clone = net.clones["max"]
+    out: dict[str, Callable[[str], str]] = {
+        "good-rendered-by-gitmail": lambda p: forge.signed(clone, "alex", "max", forge.key_of("max"), parent=p,
+                                                            body="genuine"),
+        "unsigned": lambda p: forge.unsigned(clone, "alex", "max"),
+        "stranger-key": lambda p: forge.signed(clone, "alex", "max", forge.stranger_key(tmp), parent=p),
+        "alex-key-claims-max": lambda p: _as_alex(net, p),
+        "misfiled": lambda p: _misfiled(net, p),
+    }
+    for case in CASES:
+        out[case.name] = (lambda c: lambda p: build(clone, c, p))(case)
+    return out
+
+
+def _as_alex(net: NetOrg, parent: str) -> str:
+    """alex signs a message claiming to be max, on max's mailbox (written in alex's clone)."""
+    forge.git("fetch", "-q", "origin", cwd=net.clones["alex"])
+    return forge.signed(net.clones["alex"], "alex", "max", forge.key_of("alex"), claim="max", parent=parent)
+
+
+def _misfiled(net: NetOrg, parent: str) -> str:
+    from gitmail.core.store import write_message_commit
+
+    r = open_repo(net.clones["max"])
+    d = dirmod.load(r)
+    return write_message_commit(r.pg, forge.message("max", ["max"], "to myself"), d.members["max"],
+                                forge.key_of("max"), parent)
+
+
+def test_client_and_guard_give_the_same_verdict_on_every_commit(net: NetOrg, tmp_path: Path) -> None:
+    clone = net.clones["max"]
+    net.ok("max", "send", "alex", "first")
+    tip = forge.tip(clone, refs.mail_path("alex", "max"))
+    assert tip is not None
+    seen = {"good": 0, "bad": 0}
+    for name, make in corpus(net, tmp_path).items():
+        oid = make(tip)
+        if name == "alex-key-claims-max":  # written in alex's clone: bring it over as an attacker would
+            forge.push(net.clones["alex"], oid, "refs/heads/not-gitmail/tmp")
+            forge.git("fetch", "-q", "origin", "refs/heads/not-gitmail/tmp", cwd=clone)
+        r = open_repo(clone)
+        _, client = check_message(r.pg, oid, "alex", "max", dirmod.load(r))
+        code, out = forge.push(clone, oid, MAILBOX)
+        guard_ok = code == 0
+        assert guard_ok == client.good, (name, client, out)
+        if not client.good:
+            assert f"{client.status}: " in out, (name, client, out)
+        seen["good" if client.good else "bad"] += 1
+        if guard_ok:
+            tip = oid
+            net.ok("max", "sync")
+    assert seen["good"] == 1 and seen["bad"] == len(CASES) + 4
