@@ -250,7 +250,7 @@ def parse_canonical(data: bytes) -> dict[str, Any]:
 
     if len(data) > MAX_BLOB:
         raise refuse(f"over {MAX_BLOB} bytes")
-    if _depth_over(data, MAX_DEPTH):
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth_over(data, MAX_DEPTH):
         raise refuse(f"nested deeper than {MAX_DEPTH} levels")
 
     def no_constant(name: str) -> Any:

@@ -308,6 +308,17 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
     return payload_problem(msg.type, msg.payload)
 
 
+def sealed_problem(opened: Message) -> Optional[str]:
+    """Why the decrypted fields of an encrypted message break §4's rules (subject and summary
+    limits, payload shape for its type), or None. The body's size is bounded by the clear
+    envelope's ``size``."""
+    if len(opened.subject) > SUBJECT_LIMIT:
+        return f"subject over {SUBJECT_LIMIT} characters"
+    if len(opened.summary) > SUMMARY_LIMIT:
+        return f"summary over {SUMMARY_LIMIT} characters"
+    return payload_problem(opened.type, opened.payload)
+
+
 def payload_problem(type_: str, payload: object) -> Optional[str]:
     """Why ``payload`` is not a valid payload of message type ``type_`` (§5), or None."""
     if type_ == "text":
