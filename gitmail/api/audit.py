@@ -115,7 +115,7 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     """
     from gitmail.core import problems as probmod
     from gitmail.core.signing import signers
-    from gitmail.core.store import chain, check_message, load_commit
+    from gitmail.core.store import chain, check_message, extends, load_commit
 
     s = session(repo, as_)
     d = s.directory
@@ -130,7 +130,7 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
             problems.append(f"{path}: not a mailbox: {e}")
             continue
         vtip = s.repo.ref_target(refs.verified(path))
-        rewritten = vtip is not None and tip != vtip and not pg.descendant_of(tip, vtip)
+        rewritten = vtip is not None and tip != vtip and not extends(pg, tip, vtip)
         if rewritten:
             problems.append(f"{path}: history was rewritten on the org repo (not a fast-forward)")
         oids, merge = chain(pg, vtip if rewritten and vtip else tip)

@@ -186,13 +186,13 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
     old = repo.ref_target(vref)
     if old == tip:
         return old, []
-    from gitmail.core.store import chain
+    from gitmail.core.store import chain, extends
 
     pg = repo.pg
-    oids, merge = chain(pg, tip, old)
-    if old is not None and (merge or not oids or parent_or_none(pg, oids[-1]) != old):
-        return old, [f"{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"]
-    if old is None and merge:
+    if old is not None:
+        if not extends(pg, tip, old):
+            return old, [f"{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"]
+    elif chain(pg, tip)[1]:
         return None, [f"{path}: history contains a merge; mailbox refs must be linear"]
     with repo.lock():
         repo.set_ref(vref, tip, repo.ref_target(vref), "gitmail: verified")

@@ -224,6 +224,16 @@ def chain(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> tupl
     return out, False
 
 
+def extends(pg: "pygit2.Repository", tip: str, base: str) -> bool:
+    """Whether ``base`` is on the first-parent line below ``tip`` with no merge between
+    (a fast-forward of a mailbox ref), walking raw objects where git's parser refuses."""
+    oids, merge = chain(pg, tip, base)
+    if merge or not oids:
+        return not oids
+    ps = parent_ids(pg, oids[-1])
+    return ps == [base]
+
+
 @dataclass
 class Check:
     """The result of checking one message commit."""

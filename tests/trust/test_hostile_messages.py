@@ -302,3 +302,19 @@ def test_git_itself_accepts_the_corpus(unguarded: NetOrg) -> None:
     oid = build(clone, CASES[0], None)
     assert forge.push(clone, oid, MAILBOX)[0] == 0
     assert git("cat-file", "-t", oid, cwd=unguarded.bare).stdout.strip() == "commit"
+
+
+def test_verify_walks_past_an_unparsable_commit_fetched_by_plain_git(unguarded: NetOrg) -> None:
+    """alex's verified tip is below a commit git cannot parse, fetched by `git fetch` before any gitmail command."""
+    net = unguarded
+    clone = net.clones["max"]
+    net.ok("max", "send", "alex", "one")
+    net.ok("alex", "sync")
+    net.ok("max", "sync")
+    oid = build(clone, CASES[0], forge.tip(clone, refs.mail_path("alex", "max")))
+    assert forge.push(clone, oid, MAILBOX)[0] == 0
+    git("fetch", "-q", "origin", cwd=net.clones["alex"])
+    r = net.as_("alex", "verify", "--json")
+    assert r.code == 7 and "Traceback" not in r.err, (r.code, r.err)
+    rep = json.loads(r.out)
+    assert rep["good"] == 1 and [b["oid"] for b in rep["bad"]] == [oid] and not rep["problems"], rep
