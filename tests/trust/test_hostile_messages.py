@@ -318,3 +318,20 @@ def test_verify_walks_past_an_unparsable_commit_fetched_by_plain_git(unguarded: 
     assert r.code == 7 and "Traceback" not in r.err, (r.code, r.err)
     rep = json.loads(r.out)
     assert rep["good"] == 1 and [b["oid"] for b in rep["bad"]] == [oid] and not rep["problems"], rep
+
+
+def test_a_date_that_does_not_parse_never_silences_the_claude_hooks(unguarded: NetOrg) -> None:
+    """A message dated "yesterday" on alex's inbox, and an urgent genuine one: the hook still speaks of it."""
+    net = unguarded
+    clone = net.clones["max"]
+    net.ok("max", "send", "alex", "the building is on fire", "--subject", "evacuate", "--priority", "urgent",
+           "--plain")
+    net.ok("max", "sync")
+    bad = next(c for c in CASES if c.name == "date-yesterday")
+    oid = build(clone, bad, forge.tip(clone, refs.mail_path("alex", "max")))
+    assert forge.push(clone, oid, MAILBOX)[0] == 0
+    net.ok("alex", "sync")
+    r = net.as_("alex", "hook", "claude", "session-start")
+    assert r.code == 0 and r.out.strip(), (r.code, r.out, r.err)
+    ctx = json.loads(r.out)["hookSpecificOutput"]["additionalContext"]
+    assert "(1 urgent)" in ctx and "evacuate" in ctx, ctx
