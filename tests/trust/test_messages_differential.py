@@ -8,6 +8,7 @@ everything else is refused by the guard and never shown as genuine by the client
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +17,7 @@ from gitmail.core import refs
 from gitmail.core.repo import open_repo
 from gitmail.core.store import check_message
 from tests.sync import forge
-from tests.sync.conftest import NetOrg, guard_runtime, net  # noqa: F401 (fixtures)
+from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401 (fixtures)
 from tests.trust.test_hostile_messages import CASES, build
 
 MAILBOX = "refs/heads/gitmail/mail/alex/max"
@@ -76,3 +77,41 @@ def test_client_and_guard_give_the_same_verdict_on_every_commit(net: NetOrg, tmp
             tip = oid
             net.ok("max", "sync")
     assert seen["good"] == 1 and seen["bad"] == len(CASES) + 4
+
+
+def test_the_shell_notice_announces_only_what_the_client_calls_good(unguarded: NetOrg, tmp_path: Path) -> None:
+    """The forged part of the corpus (and good mail) through the shell notice of `git pull`.
+
+    The shell notice does not read message.json (docs/sync.md): the malformed
+    part of the corpus is left to gitmail's full check and not asserted here.
+    """
+    from tests.sync.test_hooks import code_commit, pull, shell_only
+
+    net = unguarded
+    alex = shell_only(net)
+    clone = net.clones["max"]
+    net.ok("max", "send", "alex", "first", "--plain")
+    net.ok("alex", "sync")
+    cases = {k: v for k, v in corpus(net, tmp_path).items() if k not in {c.name for c in CASES}}
+    announced: dict[str, bool] = {}
+    for i, (name, make) in enumerate(cases.items()):
+        net.ok("max", "sync")
+        tip = forge.tip(clone, refs.mail_path("alex", "max"))
+        assert tip is not None
+        oid = make(tip)
+        if name == "alex-key-claims-max":
+            forge.push(net.clones["alex"], oid, "refs/heads/not-gitmail/tmp")
+            forge.git("fetch", "-q", "origin", "refs/heads/not-gitmail/tmp", cwd=clone)
+        assert forge.push(clone, oid, MAILBOX)[0] == 0
+        code_commit(net, "max", f"v{i + 2}")
+        code, out = pull(alex)
+        assert code == 0, out
+        announced[name] = "📬" in out
+        net.ok("alex", "sync")  # gitmail's full check indexes it: the next range starts after it
+        listed = {m["commit"]: m["status"] for m in json.loads(
+            net.ok("alex", "list", "--all", "-n", "100", "--json").out)["messages"]}
+        bad = {b["oid"]: b["status"] for b in json.loads(net.as_("alex", "verify", "--json").out)["bad"]}
+        client_good = listed.get(oid) == "good" and oid not in bad
+        assert not announced[name] or client_good, (name, out, listed.get(oid), bad.get(oid))
+    assert announced["good-rendered-by-gitmail"], announced
+    assert not any(v for k, v in announced.items() if k != "good-rendered-by-gitmail"), announced
