@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name.startswith("_") or name == "api":
+    if name.startswith("_") or name in ("api", "git", "errors"):
         raise AttributeError(name)  # let the import system load submodules
     api = importlib.import_module("gitmail.api")
     if name in api.__all__:

@@ -130,39 +130,40 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     In-process: no ssh-keygen per commit.
     """
     from gitmail.core import problems as probmod
-    from gitmail.core.objects import commit
     from gitmail.core.signing import signers
-    from gitmail.core.store import check_message
+    from gitmail.core.store import chain, check_message, extends, load_commit
 
     s = session(repo, as_)
     d = s.directory
     problems = [p for ps in probmod.load(s.repo).values() for p in ps]
     pg = s.repo.pg
     mail = _mail_refs(s, all_)
-    todo: list[tuple[str, str, str, Any]] = []  # (path, recipient, sender, commit)
+    todo: list[tuple[str, str, str, str]] = []  # (path, recipient, sender, commit id)
     for path, tip in sorted(mail.items()):
-        rcpt, sender = refs.split_mail_path(path)
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+        except GitmailError as e:
+            problems.append(f"{path}: not a mailbox: {e}")
+            continue
         vtip = s.repo.ref_target(refs.verified(path))
-        rewritten = vtip is not None and tip != vtip and not pg.descendant_of(tip, vtip)
+        rewritten = vtip is not None and tip != vtip and not extends(pg, tip, vtip)
         if rewritten:
             problems.append(f"{path}: history was rewritten on the org repo (not a fast-forward)")
-        c = commit(pg, vtip if rewritten and vtip else tip)
-        while True:
-            todo.append((path, rcpt, sender, c))
-            if len(c.parent_ids) != 1:
-                if len(c.parent_ids) > 1:
-                    problems.append(f"{path}: history contains a merge at {str(c.id)[:10]}")
-                break
-            c = commit(pg, c.parent_ids[0])
-    keys = signers([t[3] for t in todo])
+        oids, merge = chain(pg, vtip if rewritten and vtip else tip)
+        if merge:
+            problems.append(f"{path}: history contains a merge at {oids[-1][:10]}")
+        todo += [(path, rcpt, sender, oid) for oid in oids]
+    loaded = [load_commit(pg, t[3]) for t in todo]
+    keyed = iter(signers([c for c in loaded if not isinstance(c, str)]))
+    keys = [None if isinstance(c, str) else next(keyed) for c in loaded]
     findings: list[Finding] = []
     good = 0
-    for (path, rcpt, sender, c), key in zip(todo, keys):
+    for (path, rcpt, sender, oid), c, key in zip(todo, loaded, keys):
         msg, check = check_message(pg, c, rcpt, sender, d, key)
         if check.good:
             good += 1
         else:
-            findings.append(Finding(path, str(c.id), msg.id if msg else "", sender, check.status, check.detail))
+            findings.append(Finding(path, oid, msg.id if msg else "", sender, check.status, check.detail))
     n = len(todo)
     return VerifyReport(n, good, findings, problems, len(mail))
 
@@ -182,24 +183,22 @@ class LogEntry:
 
 def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) -> list[LogEntry]:
     """An audit view across every mailbox in the org, newest first, with each message's status."""
-    from gitmail.core.objects import commit
-    from gitmail.core.store import check_message
+    from gitmail.core.store import chain, check_message
 
     s = session(repo, as_)
     d = s.directory
     pg = s.repo.pg
     out: list[LogEntry] = []
     for path, tip in _mail_refs(s, True).items():
-        rcpt, sender = refs.split_mail_path(path)
-        c = commit(pg, tip)
-        while True:
-            msg, check = check_message(pg, c, rcpt, sender, d)
-            out.append(LogEntry(path, str(c.id), msg.id if msg else "", sender, rcpt,
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+        except GitmailError:
+            continue  # not a mailbox ref name: verify and sync report it
+        for oid in chain(pg, tip)[0]:
+            msg, check = check_message(pg, oid, rcpt, sender, d)
+            out.append(LogEntry(path, oid, msg.id if msg else "", sender, rcpt,
                                 msg.date if msg else "", msg.subject if msg else "(unreadable)",
                                 msg.type if msg else "", check.status))
-            if len(c.parent_ids) != 1:
-                break
-            c = commit(pg, c.parent_ids[0])
     out.sort(key=lambda e: e.date, reverse=True)
     return out[:limit]
 

@@ -102,14 +102,17 @@ class Item:
 
 def load_item(s: Session, row: cache.Row) -> Item:
     """Read a message's blob; decrypt it if it is encrypted and verified."""
-    from gitmail.core.objects import commit
-    from gitmail.core.store import read_message
+    from gitmail.core.store import content_problem, load_commit, read_message
     from gitmail.errors import CorruptMessageError
 
-    c = commit(s.repo.pg, row.oid)
+    c = load_commit(s.repo.pg, row.oid)
+    if isinstance(c, str):  # a hostile commit object: its verdict is all there is to show
+        return Item(row, None)
     try:
         msg = read_message(s.repo.pg, c)
     except CorruptMessageError:
+        return Item(row, None)
+    if content_problem(msg, s.directory.policy.body_limit) is not None:
         return Item(row, None)
     if msg.encrypted is None:
         return Item(row, msg)

@@ -102,7 +102,8 @@ def _compose(
     import uuid
 
     from gitmail.core.address import BROADCAST, GROUP_PREFIX
-    from gitmail.core.model import PRIORITIES, REQUEST_TYPES, RESPONSE_OF, Message, format_date, utcnow, validate_payload
+    from gitmail.core.model import (PRIORITIES, REQUEST_TYPES, RESPONSE_OF, SUBJECT_LIMIT, SUMMARY_LIMIT, Message,
+                                    format_date, utcnow, validate_payload)
 
     if not to:
         raise UsageError("no recipient given")
@@ -146,8 +147,8 @@ def _compose(
         from_=s.me,
         to=recipients,
         date=format_date(utcnow()),
-        subject=(subject if subject is not None else _subject_from(text_for_meta))[:200],
-        summary=(summary or _summary_from(text_for_meta))[:120],
+        subject=(subject if subject is not None else _subject_from(text_for_meta))[:SUBJECT_LIMIT],
+        summary=(summary or _summary_from(text_for_meta))[:SUMMARY_LIMIT],
         body=body,
         priority=priority,
         type=type,
@@ -158,6 +159,15 @@ def _compose(
         require_ack=require_ack,
     )
     return msg, sources
+
+
+def _refuse_malformed(msg: "Message", body_limit: int) -> None:
+    """Never write what readers would call malformed (docs/protocol.md §4, "What a reader checks")."""
+    from gitmail.core.store import content_problem
+
+    problem = content_problem(msg, body_limit)
+    if problem:
+        raise UsageError(f"cannot send this message: {problem}")
 
 
 def _commit_and_deliver(
@@ -184,6 +194,7 @@ def _commit_and_deliver(
     else:
         msg.attachments, extra_tree = _attach_store(s, sources)
         msg.id = msg.compute_id()
+    _refuse_malformed(msg, d.policy.body_limit)
     signer, member, repo_ = s.signer, s.member, s.repo
     _attach_upload(s, msg.attachments, progress)
     with repo_.lock():
@@ -269,7 +280,7 @@ def send_batch(
     """
     from gitmail.core import bulk, private
     from gitmail.core import sync as syncmod
-    from gitmail.core.model import PRIORITIES, Message, format_date, utcnow
+    from gitmail.core.model import PRIORITIES, SUBJECT_LIMIT, SUMMARY_LIMIT, Message, format_date, utcnow
 
     s = session(repo, as_)
     d, signer, member = s.directory, s.signer, s.member
@@ -284,14 +295,15 @@ def send_batch(
         if dr.priority not in PRIORITIES:
             raise UsageError(f"unknown priority {dr.priority!r}")
         msg = Message(from_=s.me, to=recipients, date=format_date(utcnow()),
-                      subject=(dr.subject if dr.subject is not None else _subject_from(dr.body))[:200],
-                      summary=(dr.summary or _summary_from(dr.body))[:120], body=dr.body,
+                      subject=(dr.subject if dr.subject is not None else _subject_from(dr.body))[:SUBJECT_LIMIT],
+                      summary=(dr.summary or _summary_from(dr.body))[:SUMMARY_LIMIT], body=dr.body,
                       priority=dr.priority)
         extra = None
         if private.decide(d, s.me, recipients, encrypt):
             msg, cipher = private.seal_message(msg, d, [])
             extra = {private.CIPHER_FILE: cipher}
         blob = msg.seal()
+        _refuse_malformed(msg, d.policy.body_limit)
         out.append(msg)
         for r in recipients:
             by_path.setdefault(refs.mail_path(r, s.me), []).append((msg, blob, extra))

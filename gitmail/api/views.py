@@ -29,9 +29,11 @@ BAD_LABEL = {
 
 def ago(date: str, now: Optional[datetime] = None) -> str:
     """``2 min ago`` style age of an RFC 3339 UTC date."""
-    if not date:
+    from gitmail.core.dates import parse_date
+
+    d = parse_date(date)
+    if d is None:  # never raise: a bad date must not silence a listing or a hook
         return "?"
-    d = datetime.fromisoformat(date.replace("Z", "+00:00"))
     secs = int(((now or datetime.now(timezone.utc)) - d).total_seconds())
     if secs < 60:
         return "just now"

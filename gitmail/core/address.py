@@ -115,6 +115,18 @@ def normalize_group(name: str) -> str:
     return GROUP_PREFIX + normalize(bare)
 
 
+def check_address(address: str) -> str:
+    """``address`` itself when it is an address in normal form (``*``, ``team:NAME`` or a
+    member name, each exactly as :func:`normalize` / :func:`normalize_group` give it).
+    Raises :class:`AddressError`."""
+    if address == BROADCAST:
+        return address
+    n = normalize_group(address) if address.startswith(GROUP_PREFIX) else normalize(address)
+    if n != address:
+        raise AddressError(f"address {address[:40]!r} is not in normal form (NFC)")
+    return address
+
+
 def to_ref(address: str) -> str:
     """The ref-safe form of an already-normalised address (one ref component)."""
     raw = address.encode("utf-8")
@@ -122,7 +134,11 @@ def to_ref(address: str) -> str:
 
 
 def from_ref(component: str) -> str:
-    """Inverse of :func:`to_ref`. Raises :class:`AddressError` on a malformed component."""
+    """Inverse of :func:`to_ref`: ``to_ref(from_ref(c)) == c`` exactly.
+
+    Raises :class:`AddressError` on a malformed or non-canonical component
+    (lower-case hex, an escaped safe byte such as ``%61``).
+    """
     out = bytearray()
     i = 0
     data = component.encode("ascii", "strict") if component.isascii() else b""
@@ -142,6 +158,10 @@ def from_ref(component: str) -> str:
         else:
             raise AddressError(f"not a ref-safe address: {component!r}")
     try:
-        return out.decode("utf-8")
+        decoded = out.decode("utf-8")
     except UnicodeDecodeError:
         raise AddressError(f"not a ref-safe address: {component!r}") from None
+    # Only the canonical form counts (``%61lice`` is not ``alice``): one address, one ref.
+    if to_ref(decoded) != component:
+        raise AddressError(f"not the canonical ref-safe form: {component!r} (that is {to_ref(decoded)!r})")
+    return decoded

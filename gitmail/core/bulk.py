@@ -14,7 +14,6 @@ import hashlib
 import struct
 import time
 import zlib
-from datetime import datetime
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
@@ -22,7 +21,8 @@ from dulwich.pack import pack_object_header
 
 from gitmail.core.model import Member, Message
 from gitmail.core.signing import Signer
-from gitmail.core.store import MESSAGE_FILE, author_name, commit_message
+from gitmail.core.dates import date_seconds
+from gitmail.core.store import MESSAGE_FILE, author_of, commit_message
 
 if TYPE_CHECKING:
     from gitmail.core.repo import Repo
@@ -103,7 +103,8 @@ def _who(author: Member) -> bytes:
     key = (author.display_name or author.name, author.email)
     who = _WHO.get(key)
     if who is None:
-        who = _WHO[key] = f"{author_name(key[0])} <{author_name(key[1])}>".encode("utf-8")
+        name, email = author_of(author)  # the one rule readers check (docs/protocol.md §6)
+        who = _WHO[key] = f"{name} <{email}>".encode("utf-8")
     return who
 
 
@@ -131,7 +132,7 @@ def message_commit(
     entries = b"".join(b"100644 " + name.encode() + b"\0" + pack.add(_BLOB, data)
                        for name, data in sorted(files.items()))  # git sorts tree entries by name
     tree = pack.add(_TREE, entries)
-    when = int(datetime.fromisoformat(msg.date.replace("Z", "+00:00")).timestamp())
+    when = date_seconds(msg.date)
     head = b"tree " + tree.hex().encode() + b"\n"
     if parent is not None:
         head += b"parent " + parent.hex().encode() + b"\n"

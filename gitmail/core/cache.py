@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
 
-SCHEMA = 5
+SCHEMA = 6  # 6: rows of hostile commits, de-duplication that keeps the genuine copy
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS refs(path TEXT PRIMARY KEY, seen TEXT, tip TEXT, count INTEGER, included INTEGER);
@@ -211,30 +211,25 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
     old = repo.ref_target(vref)
     if old == tip:
         return old, []
-    from gitmail.core.objects import commit
+    from gitmail.core.store import chain, extends
 
     pg = repo.pg
     if old is not None:
-        c = commit(pg, tip)
-        ok = False
-        while True:
-            if str(c.id) == old:
-                ok = True
-                break
-            if len(c.parent_ids) != 1:
-                break
-            c = commit(pg, c.parent_ids[0])
-        if not ok:
+        if not extends(pg, tip, old):
             return old, [f"{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"]
-    else:
-        c = commit(pg, tip)
-        while len(c.parent_ids) == 1:
-            c = commit(pg, c.parent_ids[0])
-        if c.parent_ids:
-            return None, [f"{path}: history contains a merge; mailbox refs must be linear"]
+    elif chain(pg, tip)[1]:
+        return None, [f"{path}: history contains a merge; mailbox refs must be linear"]
     with repo.lock():
         repo.set_ref(vref, tip, repo.ref_target(vref), "gitmail: verified")
     return tip, []
+
+
+def parent_or_none(pg: Any, oid: str) -> Optional[str]:
+    """The single parent of ``oid`` (None for a root commit)."""
+    from gitmail.core.store import parent_ids
+
+    ps = parent_ids(pg, oid)
+    return ps[0] if len(ps) == 1 else None
 
 
 def _index_path(
@@ -250,34 +245,33 @@ def _index_path(
     inbox: bool,
     sent: bool,
 ) -> None:
-    from gitmail.core.model import PRIORITY_RANK
-    from gitmail.core.objects import commit
+    from gitmail.core.model import MAX_INT, PRIORITY_RANK
     from gitmail.core.signing import signers
-    from gitmail.core.store import check_message
+    from gitmail.core.store import chain, check_message, load_commit
 
     pg = repo.pg
     stop = prev["tip"] if prev is not None else None
     count = prev["count"] if prev is not None else 0
-    chain = []
-    c = commit(pg, vtip)
-    while str(c.id) != stop:
-        chain.append(c)
-        if not c.parent_ids:
-            if stop is not None:  # cache out of step with the verified ref: rebuild
-                db.execute("DELETE FROM msg WHERE path=?", (path,))
-                count = 0
-            break
-        c = commit(pg, c.parent_ids[0])
+    oids, _ = chain(pg, vtip, stop)
+    if stop is not None and oids and parent_or_none(pg, oids[-1]) != stop:
+        # cache out of step with the verified ref: rebuild
+        db.execute("DELETE FROM msg WHERE path=?", (path,))
+        count = 0
     from gitmail.core.private import Opener, plaintext_json
 
     opener = Opener(repo, member)
-    rows = []
-    chain.reverse()
-    keys = signers(chain)
-    for i, (c, key) in enumerate(zip(chain, keys), start=count + 1):
+    rows: list[list[Any]] = []
+    oids.reverse()
+    loaded = [load_commit(pg, o) for o in oids]
+    parsed = [c for c in loaded if not isinstance(c, str)]
+    keyed = iter(signers(parsed))
+    keys = [None if isinstance(c, str) else next(keyed) for c in loaded]
+    # Message-IDs shown on this batch (a copy twice in one push is shown once).
+    batch_good: set[str] = set()
+    for i, (oid, c, key) in enumerate(zip(oids, loaded, keys), start=count + 1):
         msg, check = check_message(pg, c, rcpt, sender, directory, key)
         plaintext = None
-        if msg is not None and msg.encrypted is not None and check.good:
+        if msg is not None and msg.encrypted is not None and check.good and not isinstance(c, str):
             opened = opener.open(pg, c, msg)
             if opened is None:
                 msg = msg.model_copy(update={"subject": "(encrypted message)"})
@@ -287,13 +281,27 @@ def _index_path(
                     plaintext = plaintext_json(*opened)
         dup = 0
         if msg is not None and inbox:
-            dup = int(
-                db.execute("SELECT 1 FROM msg WHERE id=? AND +inbox=1 LIMIT 1", (msg.id,)).fetchone() is not None
-            )
+            # De-duplication keeps the genuine copy (docs/protocol.md §7): a good copy
+            # already shown hides this one; a good one hides earlier copies that are not good.
+            if msg.id in batch_good or db.execute(
+                "SELECT 1 FROM msg WHERE id=? AND +inbox=1 AND status='good' AND dup=0 LIMIT 1", (msg.id,)
+            ).fetchone() is not None:
+                dup = 1
+            elif check.good:
+                db.execute("UPDATE msg SET dup=1 WHERE id=? AND inbox=1 AND status!='good'", (msg.id,))
+                for r in rows:
+                    if r[3] == msg.id and r[18] != "good":
+                        r[22] = 1
+            elif any(r[3] == msg.id and r[22] == 0 for r in rows) or db.execute(
+                "SELECT 1 FROM msg WHERE id=? AND +inbox=1 AND dup=0 LIMIT 1", (msg.id,)
+            ).fetchone() is not None:
+                dup = 1  # a second copy that is not good either: shown once
+            if check.good and not dup:
+                batch_good.add(msg.id)
         rows.append(
-            (
-                path, i, str(c.id),
-                msg.id if msg else str(c.id),
+            [
+                path, i, oid,
+                msg.id if msg else oid,
                 msg.from_ if msg else sender,
                 json.dumps(msg.to if msg else [rcpt], ensure_ascii=False),
                 msg.date if msg else "",
@@ -307,10 +315,10 @@ def _index_path(
                 msg.thread if msg else None,
                 int(msg.require_ack) if msg else 0,
                 len(msg.attachments) if msg else 0,
-                sum(a.size for a in msg.attachments) if msg else 0,
+                min(sum(a.size for a in msg.attachments), MAX_INT) if msg else 0,
                 check.status, check.detail, int(inbox), int(sent), dup, plaintext,
                 int(msg is not None and msg.encrypted is not None),
-            )
+            ]
         )
     db.executemany(
         "INSERT OR REPLACE INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary,"

@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from gitmail.core.dates import date_seconds, parse_date  # noqa: F401 (one home, pydantic-free)
 from gitmail.errors import CorruptMessageError, UsageError
 
 SCHEMA_VERSION = 1
@@ -23,6 +24,9 @@ BODY_LIMIT = 1024 * 1024  # bytes of UTF-8; docs/protocol.md "Limits"
 SUBJECT_LIMIT = 200  # characters
 SUMMARY_LIMIT = 120  # characters
 MAX_RECIPIENTS = 1000
+MAX_DEPTH = 32  # nesting of arrays and objects in message.json; docs/protocol.md §4
+MAX_INT = 2**63 - 1  # every JSON integer lies in [-2^63, 2^63 - 1]
+MAX_BLOB = 16 * 1024 * 1024  # bytes of message.json a reader parses at most
 
 Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
@@ -70,7 +74,7 @@ class Attachment(BaseModel):
     model_config = ConfigDict(extra="allow", defer_build=True)
 
     name: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=MAX_INT)
     media_type: str = "application/octet-stream"
     oid: str
     storage: Literal["lfs", "blob"] = "blob"
@@ -106,6 +110,8 @@ class Message(BaseModel):
     # summary, body and payload are empty, attachments carry ciphertext, and the
     # content is in the tree's ``message.age``; see :class:`Envelope`.
     encrypted: Optional[dict[str, Any]] = None
+    # sha256 of the stored message.json without its "id" member (set by from_blob).
+    _stored_id: Optional[str] = PrivateAttr(default=None)
 
     @field_validator("type")
     @classmethod
@@ -148,17 +154,31 @@ class Message(BaseModel):
         """The thread this message belongs to: its root's Message-ID."""
         return self.thread or self.id
 
+    def stored_id(self) -> str:
+        """The Message-ID the stored bytes stand for (docs/protocol.md §4): sha256 of the
+        canonical JSON of the stored object without ``id``; for a message not read
+        from a blob, :meth:`compute_id`."""
+        return self._stored_id or self.compute_id()
+
     @classmethod
     def from_blob(cls, data: bytes) -> "Message":
-        """Parse a ``message.json`` blob. Raises :class:`CorruptMessageError`."""
+        """Parse a ``message.json`` blob (canonical JSON, §4). Raises :class:`CorruptMessageError`.
+
+        The Message-ID input is taken from the stored object itself, so optional
+        keys a writer left out and fields a newer writer added stay covered as stored.
+        """
+        raw = parse_canonical(data)
         try:
-            raw = json.loads(data.decode("utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("not a JSON object")
-            return cls.model_validate(raw)
-        except (ValueError, ValidationError, UnicodeDecodeError) as e:
+            msg = cls.model_validate(raw)
+        except (ValueError, ValidationError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if isinstance(e, ValidationError) and e.errors():
+                err = e.errors()[0]
+                first = f"{'.'.join(str(x) for x in err['loc']) or 'message'}: {err['msg']}"
             raise CorruptMessageError(f"corrupt message blob: {first}") from None
+        content = {k: v for k, v in raw.items() if k != "id"}
+        msg._stored_id = hashlib.sha256(canonical_json(content)).hexdigest()
+        return msg
 
 
 class Envelope(BaseModel):
@@ -170,7 +190,7 @@ class Envelope(BaseModel):
     path: str = "message.age"
     sha256: str  # of the ciphertext blob at ``path``
     recipients: list[str]  # member names whose keys can open it (the sender included)
-    size: int  # plaintext size rounded up to a bucket (bytes)
+    size: int = Field(ge=0, le=MAX_INT)  # plaintext size rounded up to a bucket (bytes)
 
 
 class SealedAttachment(BaseModel):
@@ -180,7 +200,7 @@ class SealedAttachment(BaseModel):
 
     name: str
     media_type: str
-    size: int
+    size: int = Field(ge=0, le=MAX_INT)
     sha256: str  # of the plaintext
     cipher_oid: str  # the clear entry's oid: binds this content to this message
 
@@ -214,6 +234,92 @@ def canonical_json(obj: Any, may_float: bool = True) -> bytes:
         except (TypeError, orjson.JSONEncodeError):
             pass
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def parse_canonical(data: bytes) -> dict[str, Any]:
+    """Parse a stored JSON object that must be in canonical form (docs/protocol.md §4).
+
+    Refused (:class:`CorruptMessageError`, one line): more than :data:`MAX_BLOB`
+    bytes, invalid UTF-8 or JSON, not an object, ``NaN``/``Infinity``, nesting
+    deeper than :data:`MAX_DEPTH`, an integer outside 64-bit signed, a string
+    with a lone surrogate, duplicate keys, and any byte sequence other than
+    :func:`canonical_json` of the parsed value.
+    """
+    def refuse(why: str) -> CorruptMessageError:
+        return CorruptMessageError(f"corrupt message blob: {why}")
+
+    if len(data) > MAX_BLOB:
+        raise refuse(f"over {MAX_BLOB} bytes")
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth_over(data, MAX_DEPTH):
+        raise refuse(f"nested deeper than {MAX_DEPTH} levels")
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    def bounded_int(text: str) -> int:
+        if len(text) > 20:
+            raise ValueError("integer out of range")
+        return int(text)
+
+    try:
+        raw = json.loads(data.decode("utf-8"), parse_constant=no_constant, parse_int=bounded_int)
+    except (ValueError, RecursionError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise refuse(first) from None
+    if not isinstance(raw, dict):
+        raise refuse("not a JSON object")
+    try:
+        _check_values(raw)
+        again = canonical_json(raw)
+    except (ValueError, UnicodeError) as e:
+        raise refuse(str(e).splitlines()[0] if str(e) else "not canonical") from None
+    if again != data:
+        raise refuse("not in canonical form (docs/protocol.md §4)")
+    return raw
+
+
+def _depth_over(data: bytes, limit: int) -> bool:
+    """True when arrays/objects in the JSON text ``data`` nest deeper than ``limit``
+    (a linear scan that skips strings; it never recurses)."""
+    depth = 0
+    in_str = esc = False
+    for b in data:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:
+                esc = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _check_values(obj: Any) -> None:
+    """Raise ValueError for an integer outside 64-bit signed or a string holding a lone surrogate."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, bool) or o is None or isinstance(o, float):
+            continue
+        if isinstance(o, int):
+            if not -MAX_INT - 1 <= o <= MAX_INT:
+                raise ValueError("integer out of range")
+        elif isinstance(o, str):
+            o.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                k.encode("utf-8")
+                stack.append(v)
+        elif isinstance(o, list):
+            stack.extend(o)
 
 
 def _has_float(obj: Any) -> bool:

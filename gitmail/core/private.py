@@ -135,7 +135,13 @@ def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
         raise VerificationError("the encrypted recipients or sender differ from the clear ones (altered)")
     if [a.cipher_oid for a in inner.attachments] != [a.oid for a in msg.attachments]:
         raise VerificationError("an attachment does not belong to this message (swapped)")
-    return opened_from(msg, inner), inner.attachments
+    from gitmail.core.store import sealed_problem
+
+    opened = opened_from(msg, inner)
+    problem = sealed_problem(opened)
+    if problem:  # docs/protocol.md §9: the sealed fields follow the same rules as clear ones
+        raise VerificationError(f"the encrypted content breaks the rules: {problem}")
+    return opened, inner.attachments
 
 
 def opened_from(msg: Message, inner: Sealed) -> Message:

@@ -17,7 +17,7 @@ In a clone (local, never pushed by any refspec):
 
 from __future__ import annotations
 
-from gitmail.core.address import from_ref, to_ref
+from gitmail.core.address import check_address, from_ref, to_ref
 
 HEADS = "refs/heads/"
 SHARED = "gitmail/"  # below refs/heads/ in the org repo
@@ -35,10 +35,21 @@ def mail_path(recipient: str, sender: str) -> str:
 
 
 def split_mail_path(path: str) -> tuple[str, str]:
-    """Inverse of :func:`mail_path`: ``(recipient, sender)`` addresses."""
+    """Inverse of :func:`mail_path`: ``(recipient, sender)`` addresses.
+
+    Only the canonical name of a mailbox counts (docs/protocol.md §3): raises
+    :class:`~gitmail.errors.AddressError` unless ``mail_path(*result) == path``
+    and both are addresses in normal form (so ``mail/bob/%20`` and
+    ``mail/bob/%61lice`` are not mailboxes).
+    """
     rest = path[len(MAIL) :]
     r, _, s = rest.partition("/")
-    return from_ref(r), from_ref(s)
+    rcpt, sender = check_address(from_ref(r)), check_address(from_ref(s))
+    if mail_path(rcpt, sender) != path:
+        from gitmail.errors import AddressError
+
+        raise AddressError(f"not a canonical mailbox name: {path!r}")
+    return rcpt, sender
 
 
 def head(path: str) -> str:

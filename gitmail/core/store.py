@@ -13,14 +13,27 @@ A message commit (docs/protocol.md, "Message commits") has:
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Optional
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Optional, Union
 
-from gitmail.core.model import Member, Message
+from gitmail.core.model import (
+    MAX_RECIPIENTS,
+    PAYLOAD_MODELS,
+    SCHEMA_VERSION,
+    SUBJECT_LIMIT,
+    SUMMARY_LIMIT,
+    Envelope,
+    Member,
+    Message,
+    date_seconds,
+    is_message_id,
+    parse_date,
+)
 from gitmail.core.objects import blob_data, signed_commit
 from gitmail.core.signing import Signer, signer_of
-from gitmail.errors import CorruptMessageError, VerificationError
+from gitmail.errors import CorruptMessageError, GitmailError, VerificationError
 
 if TYPE_CHECKING:
     import pygit2
@@ -43,6 +56,11 @@ RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the m
 def author_name(s: str) -> str:
     """A string git accepts in an author name: no angle brackets or line breaks."""
     return " ".join(s.replace("<", "").replace(">", "").split()) or "unknown"
+
+
+def author_of(member: Member) -> tuple[str, str]:
+    """``(name, email)`` of a message commit's author and committer for ``member`` (§6)."""
+    return author_name(member.display_name or member.name), author_name(member.email)
 
 
 def commit_message(msg: Message) -> str:
@@ -75,11 +93,13 @@ def write_message_commit(
     signer: Signer,
     parent: Optional[str],
     extra_tree: Optional[dict[str, tuple[str, int]]] = None,
+    committed: Optional[int] = None,
 ) -> str:
     """Write blob, tree and signed commit for ``msg`` on top of ``parent``; return the commit oid.
 
     ``extra_tree`` maps tree paths to ``(blob oid, filemode)`` (attachments).
-    The commit is only written to the object database; no ref moves.
+    ``committed``: the committer time (seconds; default now). The commit is
+    only written to the object database; no ref moves.
     """
     import pygit2
 
@@ -89,12 +109,12 @@ def write_message_commit(
     if extra_tree:
         _insert_paths(pg, tb, extra_tree)
     tree = tb.write()
-    when = int(datetime.fromisoformat(msg.date.replace("Z", "+00:00")).timestamp())
-    name = author_name(author.display_name or author.name)
-    a = pygit2.Signature(name, author_name(author.email), when, 0)
+    when = date_seconds(msg.date)
+    name, email = author_of(author)
+    a = pygit2.Signature(name, email, when, 0)
     import time
 
-    c = pygit2.Signature(name, author_name(author.email), int(time.time()), 0)
+    c = pygit2.Signature(name, email, int(time.time()) if committed is None else committed, 0)
     return signed_commit(pg, a, c, commit_message(msg), tree, [parent] if parent else [], signer.sign)
 
 
@@ -127,12 +147,92 @@ def resign(
 
 
 def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
-    """The message blob of a message commit. Raises :class:`CorruptMessageError`."""
+    """The message blob of a message commit. Raises :class:`CorruptMessageError`.
+
+    ``message.json`` must be a regular file (mode 100644) holding canonical JSON (§4).
+    """
+    import pygit2
+
     try:
         entry = commit.tree[MESSAGE_FILE]
     except KeyError:
         raise CorruptMessageError(f"commit {str(commit.id)[:10]} has no {MESSAGE_FILE}") from None
-    return Message.from_blob(blob_data(pg, entry.id))
+    except (pygit2.GitError, ValueError) as e:
+        raise CorruptMessageError(f"commit {str(commit.id)[:10]}: unreadable tree ({e})") from None
+    if entry.filemode != pygit2.enums.FileMode.BLOB:
+        raise CorruptMessageError(f"{MESSAGE_FILE} is not a regular file (mode {entry.filemode:o})")
+    try:
+        data = blob_data(pg, entry.id)
+    except (KeyError, TypeError, ValueError, pygit2.GitError) as e:
+        raise CorruptMessageError(f"{MESSAGE_FILE} is not a readable blob ({type(e).__name__})") from None
+    return Message.from_blob(data)
+
+
+def load_commit(pg: "pygit2.Repository", oid: str) -> "Union[pygit2.Commit, str]":
+    """The commit ``oid``, or why it cannot be read as one (a hostile object git stored,
+    e.g. a malformed author line). Raises ``KeyError`` for a missing object."""
+    import pygit2
+
+    try:
+        obj = pg[oid]
+    except KeyError:
+        raise
+    except (pygit2.GitError, ValueError) as e:
+        return f"commit {oid[:10]} cannot be parsed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    if not isinstance(obj, pygit2.Commit):
+        return f"{oid[:10]} is not a commit"
+    return obj
+
+
+def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
+    """The parents of commit ``oid``, read from the raw object when git's parser refuses it
+    (so one hostile commit never hides the messages below it). Raises ``KeyError`` if missing."""
+    c = load_commit(pg, oid)
+    if not isinstance(c, str):
+        return [str(p) for p in c.parent_ids]
+    import pygit2
+
+    try:
+        kind, data = pg.read(oid)
+    except (pygit2.GitError, ValueError) as e:
+        raise KeyError(oid) from e
+    if kind != pygit2.enums.ObjectType.COMMIT:
+        return []
+    out = []
+    for line in data.split(b"\n"):
+        if not line:
+            break
+        if line.startswith(b"parent ") and len(line) == 47:
+            try:
+                out.append(line[7:].decode("ascii"))
+            except UnicodeDecodeError:
+                pass
+    return out
+
+
+def chain(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> tuple[list[str], bool]:
+    """Commit ids from ``tip`` down its first-parent line to (not including) ``stop``,
+    newest first, and whether a merge (a commit with several parents) was met (the
+    walk stops at it, it included). Raises ``KeyError`` for a missing object."""
+    out: list[str] = []
+    oid: Optional[str] = tip
+    while oid is not None and oid != stop:
+        out.append(oid)
+        ps = parent_ids(pg, oid)
+        if len(ps) > 1:
+            return out, True
+        oid = ps[0] if ps else None
+    return out, False
+
+
+def extends(pg: "pygit2.Repository", tip: str, base: str) -> bool:
+    """Whether ``base`` is on the first-parent line below ``tip`` with no merge between
+    (a fast-forward of a mailbox ref), walking raw objects where git's parser refuses."""
+    oids, merge = chain(pg, tip, base)
+    if merge or not oids:
+        return not oids
+    ps = parent_ids(pg, oids[-1])
+    return ps == [base]
 
 
 @dataclass
@@ -148,27 +248,170 @@ class Check:
         return self.status == GOOD
 
 
+MAX_FUTURE = timedelta(days=1)  # how far past the verifier's clock a message date may lie
+REQUEST_ID_MAX = 64  # characters
+
+
+def _control(s: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in s)
+
+
+def _address_problem(a: str) -> Optional[str]:
+    from gitmail.core.address import check_address
+
+    try:
+        check_address(a)
+    except GitmailError as e:
+        return str(e)
+    return None
+
+
+def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = None) -> Optional[str]:
+    """Why ``msg`` breaks the rules of docs/protocol.md §4 ("What a reader checks"), or None.
+
+    The same function serves the client, the guard and `gitmail read`.
+    ``body_limit`` is the org policy's (bytes of UTF-8); ``now`` defaults to the clock.
+    """
+    if msg.schema_version != SCHEMA_VERSION:
+        return f"schema_version {msg.schema_version} is not supported (this reader knows {SCHEMA_VERSION})"
+    if not is_message_id(msg.id):
+        return "id is not 64 lower-case hex digits"
+    p = _address_problem(msg.from_)
+    if p or msg.from_.startswith("team:") or msg.from_ == "*":
+        return f"from: {p or 'not a member name'}"
+    if not msg.to:
+        return "to: no recipient"
+    if len(msg.to) > MAX_RECIPIENTS:
+        return f"to: more than {MAX_RECIPIENTS} recipients"
+    if len(set(msg.to)) != len(msg.to):
+        return "to: a recipient is listed twice"
+    for a in msg.to:
+        p = _address_problem(a)
+        if p:
+            return f"to: {p}"
+    d = parse_date(msg.date)
+    if d is None:
+        return f"date {msg.date[:40]!r} is not RFC 3339 UTC in the form 2026-11-22T02:05:58.123456Z (year 1970 or later)"
+    if d > (now or datetime.now(timezone.utc)) + MAX_FUTURE:
+        return f"date {msg.date} lies more than a day in the future"
+    if len(msg.subject) > SUBJECT_LIMIT:
+        return f"subject over {SUBJECT_LIMIT} characters"
+    if len(msg.summary) > SUMMARY_LIMIT:
+        return f"summary over {SUMMARY_LIMIT} characters"
+    if len(msg.body.encode("utf-8")) > body_limit:
+        return f"body over the org's limit of {body_limit} bytes"
+    for field in ("thread", "in_reply_to"):
+        v = getattr(msg, field)
+        if v is not None and not is_message_id(v):
+            return f"{field} is not a Message-ID"
+    if msg.request_id is not None and not (0 < len(msg.request_id) <= REQUEST_ID_MAX and not _control(msg.request_id)):
+        return f"request_id must be 1 to {REQUEST_ID_MAX} characters without control characters"
+    if msg.encrypted is not None:
+        if msg.subject or msg.summary or msg.body or msg.payload is not None:
+            return "encrypted message with subject, summary, body or payload in clear"
+        try:
+            env = Envelope.model_validate(msg.encrypted)
+        except ValueError as e:
+            return f"encrypted: {str(e).splitlines()[0]}"
+        if not is_message_id(env.sha256):
+            return "encrypted.sha256 is not 64 lower-case hex digits"
+        return None
+    return payload_problem(msg.type, msg.payload)
+
+
+def sealed_problem(opened: Message) -> Optional[str]:
+    """Why the decrypted fields of an encrypted message break §4's rules (subject and summary
+    limits, payload shape for its type), or None. The body's size is bounded by the clear
+    envelope's ``size``."""
+    if len(opened.subject) > SUBJECT_LIMIT:
+        return f"subject over {SUBJECT_LIMIT} characters"
+    if len(opened.summary) > SUMMARY_LIMIT:
+        return f"summary over {SUMMARY_LIMIT} characters"
+    return payload_problem(opened.type, opened.payload)
+
+
+def payload_problem(type_: str, payload: object) -> Optional[str]:
+    """Why ``payload`` is not a valid payload of message type ``type_`` (§5), or None."""
+    if type_ == "text":
+        return None if payload is None else "a text message has a payload"
+    model = PAYLOAD_MODELS.get(type_)
+    if model is None:
+        return f"unknown message type {type_[:40]!r}"
+    try:
+        model.model_validate(payload if payload is not None else {})
+    except ValueError as e:
+        errs = getattr(e, "errors", None)
+        if callable(errs):
+            err = errs()[0]
+            return f"payload for {type_}: {'.'.join(str(x) for x in err['loc']) or 'payload'}: {err['msg']}"
+        return f"payload for {type_}: {str(e).splitlines()[0]}"
+    return None
+
+
+def metadata_problem(commit: "pygit2.Commit", msg: Message, member: Member) -> Optional[str]:
+    """Why the commit's clear metadata disagrees with the signed message, or None (§6).
+
+    The expected commit text is re-rendered with :func:`commit_message` and compared
+    byte for byte; the author must be ``member``'s directory entry (:func:`author_of`)
+    at the message date, ``+0000``.
+    """
+    if commit.raw_message != commit_message(msg).encode("utf-8"):
+        return "commit message (subject, body or trailers) disagrees with message.json"
+    name, email = author_of(member)
+    a = commit.author
+    if a.raw_name != name.encode("utf-8") or a.raw_email != email.encode("utf-8"):
+        return f"git author is not {msg.from_}'s directory entry"
+    if a.time != date_seconds(msg.date) or a.offset != 0:
+        return "git author date disagrees with the message date"
+    return None
+
+
 def check_message(
     pg: "pygit2.Repository",
-    commit: "pygit2.Commit",
+    commit: "Union[pygit2.Commit, str]",
     recipient: str,
     sender: str,
     directory: "Directory",
     signer_key: "Optional[str | VerificationError]" = None,
 ) -> tuple[Optional[Message], Check]:
-    """Check a commit found on ``gitmail/mail/<recipient>/<sender>``.
+    """Check a commit (or commit id) found on ``gitmail/mail/<recipient>/<sender>``.
 
-    Good means: signed by a key of the member named in the message's ``from``,
-    that member is the ref's sender, the recipient folder is one of ``to``, and
-    the Message-ID matches the content. Never raises for a bad commit; the
-    returned :class:`Check` says what is wrong. ``signer_key`` is the result of
-    :func:`signer_of` when the caller already computed it (e.g. in parallel).
+    Good means (docs/protocol.md §7, "Verification"): ``message.json`` is a
+    canonical, valid message whose ``id`` matches its stored content; signed by a
+    key of the member named in ``from``; that member is the ref's sender; the
+    recipient folder is one of ``to``; the commit's metadata is the one rendered
+    from the message. Never raises for a bad commit, however hostile; the returned
+    :class:`Check` says what is wrong, and the message is returned only when its
+    content is valid. ``signer_key`` is the result of :func:`signer_of` when the
+    caller already computed it (e.g. in parallel).
     """
+    try:
+        return _check(pg, commit, recipient, sender, directory, signer_key)
+    except Exception as e:  # a hostile object must become a verdict, never break the mailbox
+        return None, Check(MALFORMED, f"cannot be checked: {type(e).__name__}: {str(e)[:200]}")
+
+
+def _check(
+    pg: "pygit2.Repository",
+    commit: "Union[pygit2.Commit, str]",
+    recipient: str,
+    sender: str,
+    directory: "Directory",
+    signer_key: "Optional[str | VerificationError]",
+) -> tuple[Optional[Message], Check]:
+    if isinstance(commit, str):
+        loaded = load_commit(pg, commit)
+        if isinstance(loaded, str):
+            return None, Check(MALFORMED, loaded)
+        commit = loaded
     try:
         msg = read_message(pg, commit)
     except CorruptMessageError as e:
         return None, Check(MALFORMED, str(e))
-    if msg.compute_id() != msg.id:
+    problem = content_problem(msg, directory.policy.body_limit)
+    if problem:
+        return None, Check(MALFORMED, problem)
+    if msg.stored_id() != msg.id:
         return msg, Check(MALFORMED, "Message-ID does not match the content")
     try:
         if isinstance(signer_key, VerificationError):
@@ -194,4 +437,7 @@ def check_message(
         return msg, Check(RETIRED_KEY, why, who.name)
     if recipient not in msg.to:
         return msg, Check(MISFILED, f"on {recipient}'s mailbox but addressed to {', '.join(msg.to)}", who.name)
+    problem = metadata_problem(commit, msg, who)
+    if problem:
+        return msg, Check(MALFORMED, problem, who.name)
     return msg, Check(GOOD, "", who.name)

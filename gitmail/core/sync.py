@@ -211,7 +211,9 @@ def _rebase_outbox(repo: "Repo", path: str, signer: Optional[Signer]) -> Optiona
     import pygit2
 
     from gitmail.core.objects import commit, first_parent
-    from gitmail.core.store import read_message, resign
+    from gitmail.core.store import chain as chain_of
+    from gitmail.core.store import load_commit, read_message, resign
+    from gitmail.errors import CorruptMessageError
 
     pg = repo.pg
     obref = refs.outbox(path)
@@ -226,10 +228,12 @@ def _rebase_outbox(repo: "Repo", path: str, signer: Optional[Signer]) -> Optiona
         chain.append(c)
         c = first_parent(pg, c)
     landed = set()
-    t = commit(pg, tip) if tip else None
-    while t is not None and str(t.id) != base:
-        landed.add(read_message(pg, t).id)
-        t = first_parent(pg, t)
+    for oid in (chain_of(pg, tip, base)[0] if tip else []):
+        t = load_commit(pg, oid)
+        try:  # a hostile commit someone else pushed here delivers nothing of ours
+            landed.add(read_message(pg, t).id) if not isinstance(t, str) else None
+        except CorruptMessageError:
+            pass
     todo = [c for c in reversed(chain) if read_message(pg, c).id not in landed]
     if not todo:
         repo.delete_ref(obref)

@@ -133,7 +133,7 @@ def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
 
 def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") -> list[str]:
     """Reasons to refuse the update ``u`` of a mailbox ref (empty: fine)."""
-    from gitmail.core.store import check_message
+    from gitmail.core.store import check_message, load_commit
 
     path = u.ref[len(refs.HEADS) :]
     names = _mailbox_names(path, directory)
@@ -147,12 +147,14 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
         return [err]
     errors = []
     limit = directory.policy.attachment_limit
-    for c in _new_commits(pg, u.old, u.new):
-        short = str(c.id)[:10]
-        msg, check = check_message(pg, c, rcpt, sender, directory)
+    for oid in _new_commits(pg, u.old, u.new):
+        short = oid[:10]
+        msg, check = check_message(pg, oid, rcpt, sender, directory)
         if not check.good:
             errors.append(f"{u.ref}: commit {short} refused: {check.status}: {check.detail}")
             continue
+        c = load_commit(pg, oid)
+        assert not isinstance(c, str)  # check_message found it good
         for name, size in _attachment_sizes(pg, c, msg):
             if size > limit:
                 errors.append(f"{u.ref}: commit {short} refused: attachment {name} is {size} bytes; the limit is {limit}")
@@ -185,13 +187,15 @@ def _mailbox_names(path: str, directory: "Directory") -> tuple[str, str] | str:
 
 def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> Optional[str]:
     """Why ``old -> new`` is not a linear fast-forward, or None when it is."""
+    from gitmail.core.store import parent_ids
+
     n = 0
-    for c in _walk(pg, new):
+    for oid in _walk(pg, new):
         n += 1
-        if str(c.id) == old:
+        if oid == old:
             return None
-        if len(c.parent_ids) > 1:
-            return f"{ref}: commit {str(c.id)[:10]} is a merge; gitmail history must be linear"
+        if len(parent_ids(pg, oid)) > 1:
+            return f"{ref}: commit {oid[:10]} is a merge; gitmail history must be linear"
         if n > MAX_NEW_COMMITS:
             return f"{ref}: more than {MAX_NEW_COMMITS} new commits in one push"
     if old is None:
@@ -199,24 +203,26 @@ def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> 
     return f"{ref}: non-fast-forward update refused (gitmail history is never rewritten)"
 
 
-def _walk(pg: "pygit2.Repository", tip: str) -> Iterator["pygit2.Commit"]:
-    from gitmail.core.objects import commit as commit_at
+def _walk(pg: "pygit2.Repository", tip: str) -> Iterator[str]:
+    """Commit ids down the first-parent line of ``tip``, even through commits git's parser refuses."""
+    from gitmail.core.store import parent_ids
 
-    c = commit_at(pg, tip)
+    oid = tip
     while True:
-        yield c
-        if len(c.parent_ids) != 1:
+        yield oid
+        ps = parent_ids(pg, oid)
+        if len(ps) != 1:
             return
-        c = commit_at(pg, c.parent_ids[0])
+        oid = ps[0]
 
 
-def _new_commits(pg: "pygit2.Repository", old: Optional[str], new: str) -> list["pygit2.Commit"]:
-    """Commits after ``old`` up to ``new``, oldest first (the range is known to be linear)."""
+def _new_commits(pg: "pygit2.Repository", old: Optional[str], new: str) -> list[str]:
+    """Commit ids after ``old`` up to ``new``, oldest first (the range is known to be linear)."""
     out = []
-    for c in _walk(pg, new):
-        if str(c.id) == old:
+    for oid in _walk(pg, new):
+        if oid == old:
             break
-        out.append(c)
+        out.append(oid)
     out.reverse()
     return out
 
