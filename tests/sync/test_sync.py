@@ -193,7 +193,7 @@ def test_a_big_arrival_is_summed_up(net: NetOrg) -> None:
 
     api.send_batch(net.clones["max"], [api.Draft(to=["alex"], body=f"bulk {i}") for i in range(55)])
     out = net.ok("alex", "sync").out.splitlines()
-    assert out[0] == "55 new message(s)" and len(out) == 52, out[:3]
+    assert out[0] == "55 new messages" and len(out) == 52, out[:3]
     assert out[-1] == "... and 5 more: gitmail list --unread"
     net.ok("max", "send", "alex", "one more")
     r = net.ok("alex", "sync", "--json")
