@@ -171,6 +171,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     global _interrupted
     _interrupted = False
+    if not os.environ.get("PATH"):
+        # Run with no PATH at all (a hook runner's bare environment): look for git where
+        # execvp would without one, rather than in the current directory or nowhere.
+        os.environ["PATH"] = os.defpath
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _on_sigint)
