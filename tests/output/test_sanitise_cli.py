@@ -101,3 +101,12 @@ def test_members_and_whoami_escape_directory_fields(org: Org) -> None:
         assert not UNSAFE.search(out) and clean(email) in out, (args, out)
     assert json.loads(org.ok("eve", "whoami", "--json").out)["email"] == email
     assert eve.exists()
+
+
+def test_a_refusal_reason_from_the_server_is_escaped(org: Org) -> None:
+    hook = Path(org.url) / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nprintf 'denied \\033]0;pwned\\007 \\033[2J \\302\\233 \\342\\200\\256 here\\n' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    r = org.as_("max", "send", "alex", "hi", "--plain")
+    assert r.code == 10 and r.err.count("\n") == 1, r
+    assert not UNSAFE.search(r.err) and "denied" in r.err, repr(r.err)
