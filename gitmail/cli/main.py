@@ -156,6 +156,11 @@ def _silence_stdout() -> None:
 def _run(args: Optional[list[str]]) -> int:
     """Parse and run one command; exceptions go to :func:`main`."""
     # Not cli.main(): on a closed pipe it exits 1 silently, and on Ctrl-C it prints an extra line.
+    instruction = os.environ.get("_GITMAIL_COMPLETE")
+    if instruction:  # shell completion, as cli.main() would serve it
+        from click.shell_completion import shell_complete
+
+        return shell_complete(cli, {}, "gitmail", "_GITMAIL_COMPLETE", instruction)
     with cli.make_context("gitmail", args if args is not None else sys.argv[1:]) as ctx:
         cli.invoke(ctx)
     sys.stdout.flush()  # a closed pipe shows here for short outputs

@@ -98,3 +98,9 @@ def test_claude_hook_install_writes_an_absolute_command_that_runs_with_an_empty_
     assert [g["hooks"][0]["command"] for g in hooks["UserPromptSubmit"]] == \
         [f"'{custom}' hook claude prompt --background-sync"]
     assert len(hooks["SessionStart"]) == 1
+
+
+def test_shell_completion_still_served() -> None:
+    p = subprocess.run([GITMAIL], capture_output=True, text=True,
+                       env=_env(_GITMAIL_COMPLETE="bash_complete", COMP_WORDS="gitmail memb", COMP_CWORD="1"))
+    assert (p.returncode, p.stdout.split()) == (0, ["plain,members"]), p
