@@ -57,8 +57,10 @@ gitmail_notice() {
   _gm_log=$(git -c gpg.ssh.allowedSignersFile="$_gm_data/allowed_signers" log --max-count=11 --source \
       --format='%G?%x1f%GS%x1f%at%x1f%H%x1f%P%x1f%S%x1f%(trailers:key=Message-Id,valueonly,separator=%x20)%x1f%(trailers:key=To,valueonly,separator=%x1e)%x1f%<(50,trunc)%s' \
       $_gm_ranges 2>/dev/null) || return 1
-  printf '%s\n' "$_gm_log" | awk -F '\037' -v ranges="$_gm_ranges" -v inbox="$_gm_data/inbox-refs" '
+  # LC_ALL=C: awk sees bytes, so vis() matches the UTF-8 of each character it escapes.
+  printf '%s\n' "$_gm_log" | LC_ALL=C awk -F '\037' -v ranges="$_gm_ranges" -v inbox="$_gm_data/inbox-refs" '
     BEGIN {
+      for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
       subjects = ENVIRON["GITMAIL_NOTICE_SUBJECTS"]; nc = split(ENVIRON["_GM_CONF"], C, "\n")
       for (i = 1; i <= nc; i++) if (subjects == "" && index(C[i], "gitmail.noticesubjects ") == 1) subjects = substr(C[i], 24)
       n = split(ranges, L, "\n")
@@ -86,6 +88,21 @@ gitmail_notice() {
       ids[$7] = 1; cnt++
       when[cnt] = $3 + 0; who[cnt] = $2; id[cnt] = $7; subj[cnt] = $9
     }
+    # The visible form of what a terminal would act on, as gitmail.api.views.clean: C0 controls
+    # and DEL as \xNN (\t \n \r by name), C1 controls (UTF-8 \302\200-\237) as \xNN, and
+    # U+061C, U+200E/200F, U+2028-202E, U+2066-2069 as \uNNNN. Everything else stays.
+    function vis(s,   out, c, n) {
+      out = ""
+      while (match(s, /[\001-\037\177]|\302[\200-\237]|\330\234|\342\200[\216\217\250-\256]|\342\201[\246-\251]/)) {
+        c = substr(s, RSTART, RLENGTH); out = out substr(s, 1, RSTART - 1); s = substr(s, RSTART + RLENGTH)
+        if (c == "\t") out = out "\\t"; else if (c == "\n") out = out "\\n"; else if (c == "\r") out = out "\\r"
+        else if (RLENGTH == 1) out = out sprintf("\\x%02x", ord[c])
+        else if (RLENGTH == 2 && ord[substr(c, 1, 1)] == 194) out = out sprintf("\\x%02x", ord[substr(c, 2, 1)])
+        else if (RLENGTH == 2) out = out "\\u061c"
+        else out = out sprintf("\\u%04x", 8192 + (ord[substr(c, 2, 1)] - 128) * 64 + ord[substr(c, 3, 1)] - 128)
+      }
+      return out s
+    }
     function ago(s) {
       if (s < 60) return "just now"
       if (s >= 86400) return int(s / 86400) " day" (s >= 172800 ? "s" : "") " ago"
@@ -103,7 +120,7 @@ gitmail_notice() {
         t = when[i]; when[i] = when[j]; when[j] = t; t = who[i]; who[i] = who[j]; who[j] = t
         t = id[i]; id[i] = id[j]; id[j] = t; t = subj[i]; subj[i] = subj[j]; subj[j] = t
       }
-      s = subj[1]; sub(/ +$/, "", s); gsub(/[\001-\037\177]/, "", s); gsub(/\302[\200-\237]/, "", s)  # C0, DEL, C1
+      s = subj[1]; sub(/ +$/, "", s); s = vis(s)
       enc = s == "(encrypted message)"
       age = ago(now - when[1])
       if (cnt == 1) {

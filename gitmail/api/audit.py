@@ -7,7 +7,7 @@ Part of the library API (:mod:`gitmail.api`): plain data in and out, only
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from gitmail.core import cache, refs
 from gitmail.errors import (

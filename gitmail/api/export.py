@@ -49,8 +49,10 @@ def msgid(id: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    """Header text from another member: one line, no control characters."""
-    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
+    """Header text from another member: one line, unsafe characters visibly escaped."""
+    from gitmail.api.views import clean, flat
+
+    return clean(flat(text))
 
 
 def _address(d: "Directory", name: str) -> "Address":

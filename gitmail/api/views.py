@@ -1,12 +1,24 @@
-"""What every front-end shows of a message: short ids, ages, sender labels, the JSON row.
+"""What every front-end shows of a message: short ids, ages, sender labels, the JSON row,
+and the one sanitiser for text other members wrote.
 
 The CLI, the MCP server, the git hooks' notice and the Claude Code hooks all
 render messages through these, so a message looks the same everywhere
 (docs/json.md is the JSON contract).
+
+Text that came from another member (subjects, bodies, names, e-mail addresses,
+file names, request ids, a remote's refusal) never reaches a terminal raw:
+:func:`clean` (one-line fields) and :func:`clean_text` (bodies) turn every
+character a terminal or a text renderer would act on into a visible escape
+(docs/agents.md, "What front-ends show"). The shell notice (hooks/notice.sh,
+``vis()``) applies the same rule; tests/output/test_sanitise_notice.py holds both
+to one corpus. ``--json`` output and MCP results stay exact data: JSON
+escaping is enough there.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -27,6 +39,72 @@ BAD_LABEL = {
 }
 
 
+# What a terminal or a text renderer acts on: C0 controls, DEL, C1 controls (U+0080-009F,
+# e.g. U+009B is CSI), the bidi controls (embeddings and overrides U+202A-202E, isolates
+# U+2066-2069, marks U+200E/200F and U+061C), the line and paragraph separators
+# (U+2028/2029) and lone surrogates (which cannot even be encoded for output).
+_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_LINE = re.compile(f"[\x00-\x1f{_BEYOND_C0}]")
+_UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f{_BEYOND_C0}]")  # newline and tab kept
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_char(c: str) -> str:
+    """The visible form of one unsafe character: ``\\t``, ``\\n``, ``\\r``; ``\\xNN`` below
+    U+0100 (``\\x1b`` for ESC, ``\\x9b`` for CSI); ``\\uNNNN`` above (``\\u202e``)."""
+    if c in _NAMED:
+        return _NAMED[c]
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
+
+
+def clean(text: Any) -> str:
+    """A one-line field another member wrote (subject, name, file name, id), safe to print.
+
+    Every unsafe character (C0 controls including newline and tab, DEL, C1
+    controls, bidi controls, U+2028/2029, surrogates) becomes its visible
+    escape (:func:`escape_char`); everything else, backslashes included, is
+    kept as it is. ``None`` and other values are shown with ``str``.
+    """
+    s = text if isinstance(text, str) else str(text)
+    return _UNSAFE_LINE.sub(lambda m: escape_char(m.group()), s)
+
+
+def clean_text(text: Any) -> str:
+    """A multi-line text another member wrote (a body), safe to print.
+
+    As :func:`clean`, but newlines and tabs stay (CRLF line ends become LF; a
+    lone CR, which would let a line overwrite itself, is escaped).
+    """
+    s = text if isinstance(text, str) else str(text)
+    return _UNSAFE_TEXT.sub(lambda m: escape_char(m.group()), s.replace("\r\n", "\n"))
+
+
+def flat(text: str) -> str:
+    """``text`` on one line: runs of white space (as ``str.split`` sees it) become one space.
+
+    The subject of a message commit is written this way (core/store.commit_message), so
+    a subject shown from the commit (the shell notice) and from the message look alike.
+    """
+    return " ".join(text.split())
+
+
+def quote(value: Any) -> str:
+    """``value`` as a JSON literal with every unsafe character \\u-escaped: data for an agent.
+
+    Valid JSON that decodes to exactly ``value``; no raw line break, control or
+    bidi character, so it can never read as a line of its own.
+    """
+    s = json.dumps(value, ensure_ascii=False)
+    return _UNSAFE_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+
+
+def count(n: int, noun: str, plural: Optional[str] = None) -> str:
+    """``1 message``, ``2 messages``, ``0 messages``; ``plural`` for nouns not made with ``s``
+    (``count(2, "mailbox", "mailboxes")``). The last word of ``noun`` is the one inflected."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def ago(date: str, now: Optional[datetime] = None) -> str:
     """``2 min ago`` style age of an RFC 3339 UTC date."""
     from gitmail.core.dates import parse_date
@@ -34,7 +112,10 @@ def ago(date: str, now: Optional[datetime] = None) -> str:
     d = parse_date(date)
     if d is None:  # never raise: a bad date must not silence a listing or a hook
         return "?"
-    secs = int(((now or datetime.now(timezone.utc)) - d).total_seconds())
+    try:
+        secs = int(((now or datetime.now(timezone.utc)) - d).total_seconds())
+    except (TypeError, OverflowError):  # never raise here either
+        return "?"
     if secs < 60:
         return "just now"
     for unit, n in (("day", 86400), ("h", 3600), ("min", 60)):
@@ -88,6 +169,7 @@ def saved_json(s: "Saved") -> dict[str, Any]:
 def snippet_text(snippet: str, start: str = "**", end: str = "**") -> str:
     """A search snippet (:class:`gitmail.api.search.SearchHit`) on one line, without control
     characters (it is text another member wrote), its matches wrapped in ``start``/``end``."""
-    flat = " ".join(snippet.split())
-    clean = "".join(ch if ch.isprintable() or ch in "\x02\x03" else " " for ch in flat)
-    return clean.replace("\x02", start).replace("\x03", end)
+    out = []
+    for i, piece in enumerate(re.split("([\x02\x03])", flat(snippet))):
+        out.append((start if piece == "\x02" else end) if i % 2 else clean(piece))
+    return "".join(out)

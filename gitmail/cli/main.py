@@ -1,7 +1,11 @@
 """``gitmail`` / ``git-mail`` command line: a thin layer over :mod:`gitmail.api`.
 
 ``main(argv) -> int`` maps every :class:`GitmailError` to its exit code with a
-one-line ``gitmail: ...`` message on stderr. Commands live one per module in
+one-line ``gitmail: ...`` message on stderr. A reader that closes the pipe
+(``gitmail log | head -1``) ends the command quietly with status 0, as git's
+output does; Ctrl-C (SIGINT) ends it with status 130 and one line
+(``gitmail: interrupted``): every write is atomic (core/files) or a git ref
+update, so nothing is left half-written. Commands live one per module in
 :mod:`gitmail.cli.commands` and are imported only when run, so that cheap
 commands (``list``, the hooks) start fast.
 """
@@ -11,11 +15,13 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import signal
 import sys
 from typing import Any, Callable, Optional, Sequence
 
 import click
 
+from gitmail import __version__
 from gitmail.errors import GitmailError
 
 # command name -> module in gitmail.cli.commands
@@ -63,8 +69,10 @@ class LazyGroup(click.Group):
         return command
 
 
-# Commands that show the mailbox themselves, or whose output must stay clean.
-NO_NOTICE = {"list", "read", "init", "sync", "mcp", "hook", "hooks", "guard", "whoami"}
+# Top-level commands without the unread notice: setup and the machine-facing front-ends
+# (their output is read by git, Claude Code or an MCP client). Every other command that
+# takes the common options ends with it (on a terminal; never with --json or --quiet).
+NO_NOTICE = {"init", "mcp", "hook", "hooks", "guard"}
 
 
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,8 +83,10 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(inner)
     def wrapper(**kw: Any) -> Any:
         result = inner(**kw)
-        name = click.get_current_context().command.name
-        if name not in NO_NOTICE:
+        ctx = click.get_current_context()
+        while ctx.parent is not None and ctx.parent.parent is not None:
+            ctx = ctx.parent  # the top-level command: "group" for "gitmail group list"
+        if ctx.info_name not in NO_NOTICE:
             notice(kw.get("repo"), kw.get("as_"), bool(kw.get("as_json")), bool(kw.get("quiet")))
         return result
 
@@ -89,7 +99,7 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="gitmail")
+@click.version_option(version=__version__, prog_name="gitmail")
 def cli() -> None:
     """gitmail: a mailbox that lives in git.
 
@@ -114,33 +124,107 @@ def notice(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) 
         click.echo(f"📬 {unread} unread {plural}{extra}. Run: gitmail read", err=True)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; return the exit status instead of exiting."""
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+_interrupted = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Python's own SIGINT behaviour (KeyboardInterrupt), remembering that it happened: a git
+    child killed by the same Ctrl-C may surface as a git error first."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _say(line: str) -> None:
+    """One line on stderr, whatever state stderr is in."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="gitmail", standalone_mode=False)
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, so that the flush at exit
+    cannot raise again (Python would print "Exception ignored" and exit 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # no real file descriptor (tests capture stdout)
+        pass
+
+
+def _run(args: Optional[list[str]]) -> int:
+    """Parse and run one command; exceptions go to :func:`main`."""
+    # Not cli.main(): on a closed pipe it exits 1 silently, and on Ctrl-C it prints an extra line.
+    instruction = os.environ.get("_GITMAIL_COMPLETE")
+    if instruction:  # shell completion, as cli.main() would serve it
+        from click.shell_completion import shell_complete
+
+        return shell_complete(cli, {}, "gitmail", "_GITMAIL_COMPLETE", instruction)
+    with cli.make_context("gitmail", args if args is not None else sys.argv[1:]) as ctx:
+        cli.invoke(ctx)
+    sys.stdout.flush()  # a closed pipe shows here for short outputs
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; return the exit status instead of exiting.
+
+    0 on success and when the reader of stdout went away (a closed pipe); a
+    :class:`GitmailError`'s exit code with one ``gitmail: ...`` line; 130 with
+    ``gitmail: interrupted`` on SIGINT; 70 with one line for a bug.
+    """
+    global _interrupted
+    _interrupted = False
+    if not os.environ.get("PATH"):
+        # Run with no PATH at all (a hook runner's bare environment): look for git where
+        # execvp would without one, rather than in the current directory or nowhere.
+        os.environ["PATH"] = os.defpath
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        return _run(list(argv) if argv is not None else None)
+    except BrokenPipeError:
+        _silence_stdout()
         return 0
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        return _interrupt()
     except GitmailError as e:
-        click.echo(f"gitmail: {e.message}", err=True)
+        if _interrupted:
+            return _interrupt()
+        from gitmail.api.views import clean
+
+        _say(f"gitmail: {clean(e.message)}")
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
     except SystemExit as e:  # a command chose its own exit status
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except click.ClickException as e:
-        e.show()
+        try:
+            e.show()
+        except OSError:
+            pass
         return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("gitmail: aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
     except Exception as e:  # a bug: still one line, full traceback on request
+        if _interrupted:
+            return _interrupt()
         if os.environ.get("GITMAIL_DEBUG"):
             raise
-        click.echo(f"gitmail: internal error: {type(e).__name__}: {e} (set GITMAIL_DEBUG=1 for a traceback)", err=True)
+        _say(f"gitmail: internal error: {type(e).__name__}: {e} (set GITMAIL_DEBUG=1 for a traceback)")
         return 70
+
+
+def _interrupt() -> int:
+    """Ctrl-C: one line (after a line break on a terminal, where ``^C`` was echoed); 130."""
+    lead = "\n" if sys.stderr.isatty() else ""
+    _say(f"{lead}gitmail: interrupted")
+    return INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ from typing import IO, Any, Optional
 
 import click
 
-from gitmail.api.views import SHORT, sender_label
+from gitmail.api.views import SHORT, clean, sender_label
 from gitmail.core.cache import Row
 
 
@@ -20,10 +20,10 @@ def row_line(row: Row) -> str:
     if row.archived:
         mark = "A"
     pri = {"urgent": "!!", "high": "! ", "low": "- "}.get(row.priority, "  ")
-    date = row.date[:16].replace("T", " ")
-    who = sender_label(row)
-    typ = "" if row.type == "text" else f"[{row.type}] "
-    return f"{mark} {row.id[:SHORT]} {pri} {date}  {who:<16} {typ}{row.subject}"
+    date = clean(row.date[:16].replace("T", " "))
+    who = clean(sender_label(row))
+    typ = "" if row.type == "text" else f"[{clean(row.type)}] "
+    return f"{mark} {clean(row.id[:SHORT])} {pri} {date}  {who:<16} {typ}{clean(row.subject)}"
 
 
 def fail_if_refused(refused: dict[str, str]) -> None:
@@ -33,4 +33,4 @@ def fail_if_refused(refused: dict[str, str]) -> None:
 
         path, why = next(iter(refused.items()))
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        raise PushRejectedError(f"the org repo refused {path}{more}: {why}")
+        raise PushRejectedError(f"the org repo refused {clean(path)}{more}: {clean(why)}")

@@ -72,7 +72,9 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
     bad = len(rows) - len(good)
     lines = [_describe(good, notice_subjects(s.repo) == "decrypt")] if good else []
     if bad:
-        lines.append(f"⚠️  {bad} new message(s) failed verification. Run: gitmail verify")
+        from gitmail.api.views import count
+
+        lines.append(f"⚠️  {count(bad, 'new message')} failed verification. Run: gitmail verify")
     return "\n".join(lines) or None
 
 
@@ -96,19 +98,19 @@ def _not_yet_noticed(s: "Session", rows: list) -> list:
 
 def _describe(rows: list, decrypt: bool) -> str:
     """The notice line; the same text as hooks/notice.sh prints (rows: sqlite3.Row, newest first)."""
-    from gitmail.api.views import SHORT, ago
+    from gitmail.api.views import SHORT, ago, clean, flat
 
     newest = rows[0]
-    subject = "".join(ch for ch in " ".join(newest["subject"].split()) if ch.isprintable())
-    subject = subject if len(subject) <= 50 else subject[:48] + ".."  # git's %<(50,trunc)
+    subject = flat(newest["subject"])  # as the message commit's subject line has it
+    subject = clean(subject if len(subject) <= 50 else subject[:48] + "..")  # git's %<(50,trunc)
     enc = bool(newest["encrypted"]) and not decrypt
     age = ago(newest["date"])
     if len(rows) == 1:
-        short = newest["id"][:SHORT]
+        short = clean(newest["id"][:SHORT])
         if enc:
-            return f"📬 1 new encrypted message from {newest['sender']} ({age})  Run: gitmail read {short}"
-        return f'📬 1 new message from {newest["sender"]} ({age}): "{subject}"  Run: gitmail read {short}'
-    senders = list(dict.fromkeys(r["sender"] for r in rows))
+            return f"📬 1 new encrypted message from {clean(newest['sender'])} ({age})  Run: gitmail read {short}"
+        return f'📬 1 new message from {clean(newest["sender"])} ({age}): "{subject}"  Run: gitmail read {short}'
+    senders = list(dict.fromkeys(clean(r["sender"]) for r in rows))
     who = ", ".join(senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
     what = f"newest ({age}) encrypted" if enc else f'newest ({age}): "{subject}"'
     return f"📬 {len(rows)} new messages from {who}; {what}  Run: gitmail read"

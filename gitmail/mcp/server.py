@@ -101,7 +101,9 @@ def _item_json(it: api.Item) -> dict[str, Any]:
 
 def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     """An :class:`MCPServer` whose tools act as member ``as_`` in the clone ``repo``."""
-    mcp = MCPServer("gitmail", instructions=INSTRUCTIONS, log_level="WARNING")
+    from gitmail import __version__
+
+    mcp = MCPServer("gitmail", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     ro = ToolAnnotations(readOnlyHint=True)
 
     @mcp.tool(annotations=ToolAnnotations(openWorldHint=False))

@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
-from gitmail.api.views import SHORT
+from gitmail.api.views import SHORT, clean
 
 
 @click.command("ack")
@@ -27,7 +27,7 @@ def command(ids: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_js
         return
     for r in results:
         if not r.sent:
-            click.echo(f"Already acknowledged {r.acked[:SHORT]} to {r.to}")
+            click.echo(f"Already acknowledged {clean(r.acked[:SHORT])} to {clean(r.to)}")
         else:
             state = "Queued ack of" if r.queued else "Acknowledged"
-            click.echo(f"{state} {r.acked[:SHORT]} to {r.to} [{(r.ack_id or '')[:SHORT]}]")
+            click.echo(f"{state} {clean(r.acked[:SHORT])} to {clean(r.to)} [{(r.ack_id or '')[:SHORT]}]")

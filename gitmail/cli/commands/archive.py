@@ -8,6 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import count
 
 
 @click.command("archive")
@@ -23,5 +24,4 @@ def command(ids: tuple[str, ...], undo: bool, repo: Optional[str], as_: Optional
     if as_json:
         emit_json({"ids": done, "archived": not undo})
     elif not quiet:
-        n = len(done)
-        click.echo(f"{'Unarchived' if undo else 'Archived'} {n} {'message' if n == 1 else 'messages'}")
+        click.echo(f"{'Unarchived' if undo else 'Archived'} {count(len(done), 'message')}")

@@ -15,7 +15,7 @@ import click
 from gitmail.api.views import saved_json
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
-from gitmail.api.views import SHORT
+from gitmail.api.views import SHORT, clean
 from gitmail.errors import AttachmentError
 
 if TYPE_CHECKING:
@@ -65,15 +65,15 @@ def saved_line(s: "Saved") -> str:
     from gitmail.core.attachments import human_size
 
     a = s.attachment
-    head = f"Attachment: {s.name} ({human_size(a.size)}, {printable(a.media_type)})"
+    head = f"Attachment: {clean(s.name)} ({human_size(a.size)}, {printable(a.media_type)})"
     if s.path:
-        return f"{head} saved to {s.path}"
-    return f"{head} NOT saved: {s.error}"
+        return f"{head} saved to {clean(s.path)}"
+    return f"{head} NOT saved: {clean(s.error)}"
 
 
 def printable(text: str, limit: int = 80) -> str:
-    """``text`` with anything a terminal would interpret replaced by ``?`` (sender-controlled strings)."""
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+    """A sender-controlled string cut to ``limit`` characters, through the one sanitiser."""
+    return clean(text[:limit])
 
 
 def fail_if_unsaved(saved: list["Saved"]) -> None:
@@ -81,7 +81,7 @@ def fail_if_unsaved(saved: list["Saved"]) -> None:
     bad = [s for s in saved if s.error]
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise AttachmentError(f"attachment not saved: {bad[0].error}{more}")
+        raise AttachmentError(f"attachment not saved: {clean(bad[0].error)}{more}")
 
 
 @click.command("attachments")
@@ -99,7 +99,7 @@ def command(id: str, save_dir: Optional[str], repo: Optional[str], as_: Optional
         emit_json({"id": it.row.id, "short_id": it.row.id[:SHORT], "attachments": [saved_json(s) for s in it.saved]})
     elif not quiet:
         if not it.saved:
-            click.echo(f"Message {it.row.id[:SHORT]} has no attachments.")
+            click.echo(f"Message {clean(it.row.id[:SHORT])} has no attachments.")
         for s in it.saved:
             click.echo(saved_line(s))
     fail_if_unsaved(it.saved)

@@ -8,6 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import clean
 
 
 def _group_json(g: Any) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def _show(g: Any, verb: str, as_json: bool, quiet: bool) -> None:
     if as_json:
         emit_json(_group_json(g))
     elif not quiet:
-        click.echo(f"{verb} team:{g.name}: {', '.join(g.members) or '(no members)'}")
+        click.echo(f"{verb} team:{clean(g.name)}: {', '.join(clean(n) for n in g.members) or '(no members)'}")
 
 
 @click.group("group")
@@ -73,7 +74,7 @@ def delete(name: str, repo: Optional[str], as_: Optional[str], as_json: bool, qu
     if as_json:
         emit_json({"deleted": addr})
     elif not quiet:
-        click.echo(f"Deleted {addr}")
+        click.echo(f"Deleted {clean(addr)}")
 
 
 @command.command("list")
@@ -89,4 +90,4 @@ def list_(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -
         if not gs:
             click.echo("No groups.")
         for g in gs:
-            click.echo(f"team:{g.name:<18} {', '.join(g.members)}")
+            click.echo(f"team:{clean(g.name):<18} {', '.join(clean(n) for n in g.members)}")

@@ -82,16 +82,19 @@ def prompt(repo: Optional[str], as_: Optional[str], background_sync: bool) -> No
 @claude.command("install")
 @click.option("--scope", type=click.Choice(["project", "local", "user"]), default="project", show_default=True,
               help="project: .claude/settings.json; local: .claude/settings.local.json; user: ~/.claude/settings.json.")
+@click.option("--command", "command_", metavar="PATH",
+              help="The gitmail program the hooks run [default: the absolute path of this one].")
 @common
-def install(scope: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+def install(scope: str, command_: Optional[str], repo: Optional[str], as_: Optional[str], as_json: bool,
+            quiet: bool) -> None:
     """Add the SessionStart and UserPromptSubmit hooks to Claude Code's settings (keeps what is there)."""
     from gitmail.claude import hooks
 
-    res = hooks.install(repo, scope=scope, as_=as_)
+    res = hooks.install(repo, scope=scope, as_=as_, command=command_)
     if as_json:
         emit_json({"settings": str(res.path), "changed": res.changed, "hooks": res.commands})
     elif not quiet:
         if res.changed:
-            click.echo(f"Installed gitmail hooks in {res.path}")
+            click.echo(f"Installed gitmail hooks in {res.path} (running {res.commands[hooks.SESSION_START].split(' hook ')[0]})")
         else:
             click.echo(f"gitmail hooks already installed in {res.path}")

@@ -49,7 +49,7 @@ def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optiona
 def _awaiting(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool, limit: int) -> None:
     """``--awaiting-ack``: sent messages with --require-ack and no receipt yet, oldest first."""
     from gitmail import api
-    from gitmail.api.views import SHORT, ago
+    from gitmail.api.views import SHORT, ago, clean, count
 
     items = api.awaiting_ack(repo, as_=as_)[:limit]
     if as_json:
@@ -57,7 +57,8 @@ def _awaiting(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: boo
         return
     if quiet:
         return
-    click.echo(f"{len(items)} sent message(s) awaiting acknowledgement")
+    click.echo(f"{count(len(items), 'sent message')} awaiting acknowledgement")
     for a in items:
         waited = ago(a.row.date).replace(" ago", "")
-        click.echo(f"  {a.row.id[:SHORT]} waiting {waited:<9} on {', '.join(a.pending)}: {a.row.subject}")
+        click.echo(f"  {clean(a.row.id[:SHORT])} waiting {waited:<9} on {', '.join(clean(n) for n in a.pending)}: "
+                   f"{clean(a.row.subject)}")

@@ -8,6 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import clean
 
 
 @click.command("log")
@@ -23,5 +24,5 @@ def command(limit: int, repo: Optional[str], as_: Optional[str], as_json: bool, 
     elif not quiet:
         for e in entries:
             flag = "ok " if e.status == "good" else "BAD"
-            click.echo(f"{flag} {e.id[:8]} {e.date[:16].replace('T', ' ')} {e.sender} -> {e.recipient}: {e.subject}"
-                       + ("" if e.status == "good" else f"  [{e.status}]"))
+            click.echo(f"{flag} {clean(e.id[:8])} {clean(e.date[:16].replace('T', ' '))} {clean(e.sender)} -> "
+                       f"{clean(e.recipient)}: {clean(e.subject)}" + ("" if e.status == "good" else f"  [{clean(e.status)}]"))

@@ -8,6 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import count
 
 
 @click.command("mark")
@@ -23,4 +24,4 @@ def command(ids: tuple[str, ...], read_: bool, repo: Optional[str], as_: Optiona
     if as_json:
         emit_json({"ids": done, "read": read_})
     elif not quiet:
-        click.echo(f"Marked {len(done)} {'message' if len(done) == 1 else 'messages'} {'read' if read_ else 'unread'}")
+        click.echo(f"Marked {count(len(done), 'message')} {'read' if read_ else 'unread'}")

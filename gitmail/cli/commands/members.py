@@ -8,6 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import clean
 
 
 @click.command("members")
@@ -23,4 +24,4 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
                                 "encryption_key": m.encryption_key} for m in ms]})
     elif not quiet:
         for m in ms:
-            click.echo(f"{m.name:<20} {m.role:<6} {m.kind:<5} {m.email}")
+            click.echo(f"{clean(m.name):<20} {clean(m.role):<6} {clean(m.kind):<5} {clean(m.email)}")

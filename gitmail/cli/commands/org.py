@@ -8,6 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import clean
 
 
 @click.command("org")
@@ -33,4 +34,4 @@ def command(settings: tuple[str, ...], repo: Optional[str], as_: Optional[str], 
         emit_json(policy)
     elif not quiet:
         for k, v in policy.items():
-            click.echo(f"{k:<20} {v}")
+            click.echo(f"{clean(k):<20} {clean(v)}")  # the policy is another member's (an admin's) text

@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
-from gitmail.api.views import row_json, sender_label
+from gitmail.api.views import clean, clean_text, row_json, sender_label
 
 if TYPE_CHECKING:
     from gitmail.core.model import Message
@@ -67,22 +67,22 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
         if i:
             click.echo("\n" + "-" * 60)
         r, m = it.row, it.message
-        click.echo(f"Message: {r.id[:8]}  ({r.id})")
-        click.echo(f"From: {sender_label(r)}")
+        click.echo(f"Message: {clean(r.id[:8])}  ({clean(r.id)})")
+        click.echo(f"From: {clean(sender_label(r))}")
         if r.status != "good":
-            click.echo(f"Warning: this message failed verification ({r.status}: {r.detail}); "
+            click.echo(f"Warning: this message failed verification ({clean(r.status)}: {clean(r.detail)}); "
                        "it is NOT shown as genuine mail from that member.")
-        click.echo(f"To: {', '.join(r.recipients)}")
-        click.echo(f"Date: {r.date[:19].replace('T', ' ')} UTC")
-        click.echo(f"Subject: {m.subject if (m and it.encrypted and not it.error) else r.subject}")
+        click.echo(f"To: {', '.join(clean(t) for t in r.recipients)}")
+        click.echo(f"Date: {clean(r.date[:19].replace('T', ' '))} UTC")
+        click.echo(f"Subject: {clean(m.subject if (m and it.encrypted and not it.error) else r.subject)}")
         if it.encrypted:
             click.echo("Encrypted: yes (end to end)")
         if r.priority != "normal":
-            click.echo(f"Priority: {r.priority}")
+            click.echo(f"Priority: {clean(r.priority)}")
         if r.type != "text":
-            click.echo(f"Type: {r.type}" + (f"  (request_id {r.request_id})" if r.request_id else ""))
+            click.echo(f"Type: {clean(r.type)}" + (f"  (request_id {clean(r.request_id)})" if r.request_id else ""))
         if r.in_reply_to:
-            click.echo(f"In-Reply-To: {r.in_reply_to[:8]}")
+            click.echo(f"In-Reply-To: {clean(r.in_reply_to[:8])}")
         click.echo("")
         if m is None:
             click.echo("(the message blob is corrupt and cannot be shown)")
@@ -91,11 +91,11 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
             click.echo(f"(not shown: {it.error})")
             continue
         if m.body:
-            click.echo(m.body.rstrip("\n"))
+            click.echo(clean_text(m.body.rstrip("\n")))
         if m.payload is not None:
             import json
 
-            click.echo(json.dumps(m.payload, indent=2, ensure_ascii=False))
+            click.echo(clean_text(json.dumps(m.payload, indent=2, ensure_ascii=False)))
         if it.saved:
             for sv in it.saved:
                 click.echo(saved_line(sv))
@@ -112,7 +112,7 @@ def _fail_on_locked(items: list) -> None:
     if locked:
         from gitmail.errors import NotARecipientError
 
-        raise NotARecipientError(f"message {locked[0].row.id[:8]}: {locked[0].error}")
+        raise NotARecipientError(f"message {clean(locked[0].row.id[:8])}: {clean(locked[0].error)}")
 
 
 def _list_attachments(m: "Message") -> None:
@@ -121,12 +121,12 @@ def _list_attachments(m: "Message") -> None:
     from gitmail.core.attachments import human_size, safe_name
 
     for a in m.attachments:
-        click.echo(f"Attachment: {safe_name(a.name)} ({human_size(a.size)}, {printable(a.media_type)})")
+        click.echo(f"Attachment: {clean(safe_name(a.name))} ({human_size(a.size)}, {printable(a.media_type)})")
 
 
 def _fail_on_corrupt(bad: list) -> None:
     if bad:
         from gitmail.errors import CorruptMessageError
 
-        ids = ", ".join(r.id[:8] for r in bad)
-        raise CorruptMessageError(f"message {ids} is corrupt and cannot be read ({bad[0].detail})")
+        ids = ", ".join(clean(r.id[:8]) for r in bad)
+        raise CorruptMessageError(f"message {ids} is corrupt and cannot be read ({clean(bad[0].detail)})")

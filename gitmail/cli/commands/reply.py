@@ -9,7 +9,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
-from gitmail.api.views import SHORT
+from gitmail.api.views import SHORT, clean
 
 
 @click.command("reply")
@@ -31,4 +31,4 @@ def command(id: str, message: str, all_: bool, priority: str, repo: Optional[str
                    "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued})
     elif not quiet:
         state = "Queued for" if res.queued else "Replied to"
-        click.echo(f"{state} {', '.join(res.recipients)} [{m.id[:SHORT]}]")
+        click.echo(f"{state} {', '.join(clean(t) for t in res.recipients)} [{m.id[:SHORT]}]")

@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, fail_if_refused
-from gitmail.api.views import SHORT
+from gitmail.api.views import SHORT, clean
 
 
 @click.command("respond")
@@ -37,4 +37,5 @@ def command(id: str, approve: Optional[bool], reason: Optional[str], feedback: O
     fail_if_refused(res.refused)
     if not quiet:
         state = "Queued" if res.queued else "Sent"
-        click.echo(f"{state} {m.type} (request_id {m.request_id}) to {', '.join(res.recipients)} [{m.id[:SHORT]}]")
+        click.echo(f"{state} {clean(m.type)} (request_id {clean(m.request_id)}) to "
+                   f"{', '.join(clean(t) for t in res.recipients)} [{m.id[:SHORT]}]")

@@ -10,7 +10,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, fail_if_refused
-from gitmail.api.views import SHORT
+from gitmail.api.views import SHORT, clean, count
 from gitmail.errors import UsageError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
     if not quiet:
         state = "Queued (org remote unreachable; 'gitmail sync' delivers it) for" if res.queued else "Sent to"
         lock = " (encrypted)" if res.encrypted else ""
-        click.echo(f"{state} {', '.join(res.recipients)}{_attached(m)}{lock} [{m.id[:SHORT]}]")
+        click.echo(f"{state} {', '.join(clean(t) for t in res.recipients)}{_attached(m)}{lock} [{m.id[:SHORT]}]")
 
 
 def _progress(attach: tuple[str, ...], as_json: bool, quiet: bool) -> Optional["Progress"]:
@@ -85,4 +85,4 @@ def _attached(m: "Message") -> str:
 
     n = len(m.attachments)
     total = sum(a.size for a in m.attachments)
-    return f" ({n} attachment{'s' if n != 1 else ''}, {human_size(total)})"
+    return f" ({count(n, 'attachment')}, {human_size(total)})"

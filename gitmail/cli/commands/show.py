@@ -9,6 +9,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import clean, clean_text
 
 
 @click.command("show")
@@ -29,20 +30,21 @@ def command(rev: str, repo: Optional[str], as_: Optional[str], as_json: bool, qu
                      if k in ("id", "from", "to", "date", "priority", "type", "thread", "in_reply_to", "encrypted")}
                     if m else None)})
     elif not quiet:
-        click.echo(f"Commit: {sh.commit}")
-        click.echo(f"Verification: {sh.status}" + (f" ({sh.detail})" if sh.detail else ""))
+        click.echo(f"Commit: {clean(sh.commit)}")
+        click.echo(f"Verification: {clean(sh.status)}" + (f" ({clean(sh.detail)})" if sh.detail else ""))
         if m is not None:
-            who = m.from_ if sh.status == "good" else f"UNVERIFIED? claims {m.from_}"
-            click.echo(f"From: {who}\nTo: {', '.join(m.to)}\nDate: {m.date}\nPriority: {m.priority}\nType: {m.type}")
+            who = clean(m.from_) if sh.status == "good" else f"UNVERIFIED? claims {clean(m.from_)}"
+            click.echo(f"From: {who}\nTo: {', '.join(clean(t) for t in m.to)}\nDate: {clean(m.date)}\n"
+                       f"Priority: {clean(m.priority)}\nType: {clean(m.type)}")
             if sh.encrypted:
                 click.echo("Encrypted: yes (end to end)")
             if not sh.error:
-                click.echo(f"Subject: {m.subject}\n")
+                click.echo(f"Subject: {clean(m.subject)}\n")
                 if m.body:
-                    click.echo(m.body.rstrip("\n"))
+                    click.echo(clean_text(m.body.rstrip("\n")))
                 if m.payload is not None:
-                    click.echo(json.dumps(m.payload, indent=2, ensure_ascii=False))
+                    click.echo(clean_text(json.dumps(m.payload, indent=2, ensure_ascii=False)))
                 for a in m.attachments:
-                    click.echo(f"Attachment: {a.name} ({a.size} bytes)")
+                    click.echo(f"Attachment: {clean(a.name)} ({a.size} bytes)")
     if sh.error:
-        raise NotARecipientError(sh.error)
+        raise NotARecipientError(clean(sh.error))

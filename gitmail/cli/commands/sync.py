@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-from gitmail.api.views import row_json
+from gitmail.api.views import clean, count, row_json
 
 
 SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every message)
@@ -26,16 +26,16 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
                    "refused": res.refused, "problems": res.problems})
         return
     for p in res.problems:
-        click.echo(f"gitmail: warning: {p}", err=True)
+        click.echo(f"gitmail: warning: {clean(p)}", err=True)
     for path, why in res.refused.items():
-        click.echo(f"gitmail: the org repo refused {path}: {why}", err=True)
+        click.echo(f"gitmail: the org repo refused {clean(path)}: {clean(why)}", err=True)
     if quiet:
         return
     if res.delivered:
-        click.echo(f"Delivered queued mail to {len(res.delivered)} mailbox(es)")
+        click.echo(f"Delivered queued mail to {count(len(res.delivered), 'mailbox', 'mailboxes')}")
     if res.queued:
-        click.echo(f"Still queued: {len(res.queued)} mailbox(es)")
-    click.echo(f"{len(res.new)} new message(s)")
+        click.echo(f"Still queued: {count(len(res.queued), 'mailbox', 'mailboxes')}")
+    click.echo(f"{count(len(res.new), 'new message')}")
     for r in res.new[:SHOWN]:
         click.echo(row_line(r))
     if len(res.new) > SHOWN:

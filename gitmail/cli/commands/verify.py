@@ -9,6 +9,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import clean, count
 
 
 @click.command("verify")
@@ -24,10 +25,10 @@ def command(all_: bool, repo: Optional[str], as_: Optional[str], as_json: bool, 
                    "bad": [f.__dict__ for f in rep.findings], "problems": rep.problems})
     elif not quiet:
         for f in rep.findings:
-            click.echo(f"BAD  {f.status:<14} {f.oid[:10]} {f.path}  {f.detail}")
+            click.echo(f"BAD  {clean(f.status):<14} {clean(f.oid[:10])} {clean(f.path)}  {clean(f.detail)}")
         for p in rep.problems:
-            click.echo(f"BAD  history        {p}")
-        click.echo(f"{rep.messages} messages in {rep.mailboxes} mailboxes: {rep.good} good, "
-                   f"{len(rep.findings)} bad; {len(rep.problems)} history problems")
+            click.echo(f"BAD  history        {clean(p)}")
+        click.echo(f"{count(rep.messages, 'message')} in {count(rep.mailboxes, 'mailbox', 'mailboxes')}: "
+                   f"{rep.good} good, {len(rep.findings)} bad; {count(len(rep.problems), 'history problem')}")
     if not rep.ok:
         sys.exit(7)

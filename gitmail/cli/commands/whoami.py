@@ -8,6 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
+from gitmail.api.views import clean
 
 
 @click.command("whoami")
@@ -25,4 +26,4 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
         emit_json(d)
     elif not quiet:
         for k, v in d.items():
-            click.echo(f"{k + ':':<17}{v}")
+            click.echo(f"{k + ':':<17}{clean(v)}")

@@ -1,0 +1,95 @@
+"""Issue #12 item 9: a closed pipe ends gitmail quietly with status 0; Ctrl-C (SIGINT) ends it
+with status 130 and one line, leaving nothing half-written. Real processes, pipes and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import Org, git
+
+GITMAIL = str(Path(sys.executable).parent / "gitmail")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "GITMAIL_NOTICE": "never"}
+
+
+def _closed_pipe_run(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run gitmail with stdout a pipe whose reader has already gone: every write fails (EPIPE)."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([GITMAIL, *args], stdout=w, stderr=subprocess.PIPE, env=_env(), timeout=120)
+    finally:
+        os.close(w)
+
+
+def test_a_closed_pipe_ends_quietly_with_status_0(org: Org) -> None:
+    big = "word " * 40_000  # 200 kB: more than a pipe holds, so the write itself fails
+    m = json.loads(org.ok("max", "send", "alex", big, "--subject", "big", "--plain", "--json").out)
+    org.ok("max", "send", "alex", "small one", "--plain")
+    org.ok("alex", "sync")
+    repo = str(org.clones["alex"])
+    for args in (["log"], ["list"], ["read", m["short_id"], "--no-mark"], ["--help"], ["members"]):
+        p = _closed_pipe_run(*args, "--repo", repo) if args[0] != "--help" else _closed_pipe_run(*args)
+        assert (p.returncode, p.stderr) == (0, b""), (args, p.returncode, p.stderr)
+    # The shell pipelines people write, with pipefail so gitmail's own status counts.
+    for cmd in (f"{GITMAIL} log --repo {repo} | head -1", f"{GITMAIL} read {m['short_id']} --no-mark --repo {repo} | head -1"):
+        p = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, env=_env(), timeout=120)
+        assert p.returncode == 0 and p.stderr == b"" and len(p.stdout.splitlines()) == 1, (cmd, p)
+
+
+def _slow_receive(org: Org) -> Path:
+    """A pre-receive hook on the org repo that says it started, then waits: a push in flight."""
+    started = org.root / "push-started"
+    hook = Path(org.url) / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch '{started}'\nsleep 60\n")
+    hook.chmod(0o755)
+    return started
+
+
+def test_ctrl_c_during_a_send_exits_130_with_one_line_and_loses_nothing(org: Org) -> None:
+    started = _slow_receive(org)
+    p = subprocess.Popen([GITMAIL, "send", "alex", "sent while interrupted", "--plain", "--repo", str(org.clones["max"])],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not started.exists():  # the push is under way: the commit is made, the ref update not
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
+    (Path(org.url) / "hooks" / "pre-receive").unlink()
+    # Nothing half-written: the state parses, git is sound, no temporary file is left, and the
+    # message goes exactly once (now or by the next sync).
+    max_clone = org.clones["max"]
+    assert not list((max_clone / ".git" / "gitmail").rglob("*.tmp"))
+    assert git("fsck", "--no-progress", cwd=max_clone).returncode == 0
+    org.ok("max", "sync")
+    org.ok("alex", "sync")
+    subjects = [r["subject"] for r in json.loads(org.ok("alex", "list", "--json").out)["messages"]]
+    assert subjects.count("sent while interrupted") == 1, subjects
+    org.ok("alex", "verify")
+
+
+def test_ctrl_c_while_waiting_for_input_exits_130_with_one_line(org: Org) -> None:
+    p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--plain", "--repo", str(org.clones["max"])],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    assert p.stdin is not None
+    p.stdin.write(b"half a message")
+    p.stdin.flush()
+    deadline = time.monotonic() + 60
+    while "pipe" not in Path(f"/proc/{p.pid}/wchan").read_text():  # blocked reading stdin
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
+    org.ok("alex", "sync")
+    assert json.loads(org.ok("alex", "list", "--json").out)["total"] == 0  # nothing was sent
