@@ -205,7 +205,7 @@ def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> lis
         return []
     from gitmail.core import attachments
 
-    return attachments.prepare(attach, s.directory.policy.attachment_limit)
+    return attachments.prepare(attach, s.directory.policy)
 
 def _attach_store(s: Session, sources: list["Source"]) -> tuple[list["Attachment"], dict[str, tuple[str, int]]]:
     """Store the content once in this clone; the message's entries and extra tree entries."""
