@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import click
 
-from gitmail.errors import GitmailError
+from gitmail.errors import GitmailError, local_storage_error
 
 # command name -> module in gitmail.cli.commands
 COMMANDS = {
@@ -135,6 +135,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # a bug: still one line, full traceback on request
+        from gitmail.core.repo import opened_git_dirs
+
+        storage = local_storage_error(e, opened_git_dirs()[::-1])  # a full disk or read-only clone is no bug: name it
+        if storage is not None and not os.environ.get("GITMAIL_DEBUG"):
+            click.echo(f"gitmail: {storage.message}", err=True)
+            return storage.exit_code
         if os.environ.get("GITMAIL_DEBUG"):
             raise
         click.echo(f"gitmail: internal error: {type(e).__name__}: {e} (set GITMAIL_DEBUG=1 for a traceback)", err=True)
