@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from gitmail.errors import GitError, LocalStorageError, local_storage_error
+from gitmail.errors import GitError
 from tests.conftest import Org, Result, git, run
 
 STORAGE_EXIT = 13
@@ -118,6 +118,8 @@ def test_disk_read_only_clone_names_the_cause(org: Org, read_only_clone: Path) -
 
 
 def test_disk_classification() -> None:
+    from gitmail.errors import LocalStorageError, local_storage_error
+
     e = local_storage_error(OSError(errno.ENOSPC, "No space left on device", "/x/y"))
     assert isinstance(e, LocalStorageError) and e.message == "cannot write /x/y: no space left on the device"
     e = local_storage_error(OSError("failed to write out file: No space left on device"))  # as pygit2 says it
