@@ -169,15 +169,29 @@ def plain_repos(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_idle_daemon_exits(tmp_path: Path) -> None:
+    """Deterministic: the daemon is started here (as the hook would) so that the test waits on
+    its very exit; started by a push, on a loaded machine it could go idle and exit before the
+    push even returned."""
     bare, src = plain_repos(tmp_path)
-    code, out = local_push(src, bare, "HEAD", "refs/heads/gitmail/x", GITMAIL_GUARD_IDLE="1")
-    refused(code, out, "not a gitmail ref")  # checked in-process; the daemon is started for the next push
+    key = guard_daemon.hook_key(bare / "hooks" / "pre-receive")
+    assert key
     sock, lock = files(bare)
-    wait_for(lambda: guard_daemon._locked(lock) and os.path.exists(sock))
-    t = time.monotonic()
-    wait_for(lambda: not guard_daemon._locked(lock), timeout=15)
-    assert time.monotonic() - t < 10
-    assert not os.path.exists(sock)
+    boot = "import sys; del sys.path[0]; from gitmail.guard import cli; sys.exit(cli())"
+    proc = subprocess.Popen([sys.executable, "-c", boot, "serve", "--git-dir", str(bare), "--key", key], cwd="/",
+                            env={**os.environ, "GITMAIL_GUARD_IDLE": "1"})
+    try:
+        st = wait_for(lambda: guard_daemon.status(bare), timeout=60)  # serving (a ping is a request: idle from now)
+        assert st["pid"] == proc.pid
+        t = time.monotonic()
+        assert proc.wait(timeout=30) == 0  # its exit, the event itself
+        assert time.monotonic() - t < 10
+        assert not os.path.exists(sock) and not guard_daemon._locked(lock)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    code, out = local_push(src, bare, "HEAD", "refs/heads/gitmail/x")
+    refused(code, out, "not a gitmail ref")
     assert run("guard", "uninstall", str(bare)).code == 0
 
 
