@@ -12,6 +12,10 @@ gitmail.errors`` prints it; tests/test_errors.py fails when a copy is stale).
 
 from __future__ import annotations
 
+import errno
+import os
+from typing import Sequence
+
 # Exit status -> meaning. Every GitmailError subclass uses one of these.
 EXIT_CODES: dict[int, str] = {
     0: "success (a queued send is a success)",
@@ -27,6 +31,7 @@ EXIT_CODES: dict[int, str] = {
     10: "the org repo refused an update",
     11: "an attachment cannot be attached, fetched or saved",
     12: "an encrypted message cannot be opened here: you are not a recipient",
+    13: "local storage: the clone, its cache or the attachment folder cannot be written (disk full or over quota, read-only file system, permission denied, I/O error); the one line names the cause and the place",
     70: "internal error (a bug; `GITMAIL_DEBUG=1` shows the traceback)",
     130: "interrupted (Ctrl-C)",
 }
@@ -128,8 +133,14 @@ class GitError(GitmailError):
         self.stdout = stdout
         self.stderr = stderr
         last = stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = last[-1] if last else f"exit code {returncode}"
+        # git often ends with a generic line ("unpack-objects failed"); a line naming a
+        # full or read-only disk says more.
+        disk = [ln for ln in last if any(w in ln.lower() for w in _GIT_DISK_WORDS)]
+        detail = disk[-1] if disk else last[-1] if last else f"exit code {returncode}"
         super().__init__(f"git {' '.join(cmd[1:3])} failed: {detail}")
+
+
+_GIT_DISK_WORDS = ("no space left on device", "disk quota exceeded", "read-only file system")
 
 
 class RemoteUnreachableError(GitError):
@@ -173,6 +184,84 @@ class DecryptionError(GitmailError):
     """Ciphertext that is truncated, altered or otherwise fails to open."""
 
     exit_code = 7
+
+
+class LocalStorageError(GitmailError):
+    """This clone, its cache or the attachment folder cannot be written: the disk is full,
+    the file system is read-only, permission is denied or the disk fails. The command
+    stopped before its commit point (a ref move or a cache transaction), so nothing is
+    left half-written (docs/protocol.md §15)."""
+
+    exit_code = 13
+
+
+_DISK_CAUSES = (  # (errnos, words of the message, verb, cause)
+    ((errno.ENOSPC, errno.EDQUOT), ("no space left on device", "disk quota exceeded"), "write",
+     "no space left on the device"),
+    ((errno.EROFS,), ("read-only file system",), "write", "the file system is read-only"),
+    ((errno.EACCES, errno.EPERM), ("permission denied",), "access", "permission denied"),
+    ((errno.EIO,), (), "access", "input/output error (a failing disk?)"),
+)
+
+
+FULL_BELOW = 1024 * 1024  # bytes free under which a failed write is put down to a full disk
+
+
+def local_storage_error(e: BaseException, places: "Sequence[str | os.PathLike[str]]" = ()) -> "LocalStorageError | None":
+    """The :class:`LocalStorageError` an unexpected exception stands for, or None.
+
+    Recognises ``OSError`` (by errno, else by its text) for a full disk or
+    quota, a read-only file system, a denied permission and an I/O error, and
+    ``sqlite3`` errors of the local cache (``.git/gitmail/cache``). Errors that
+    do not say why (libgit2's, e.g. ``object not found`` after a failed write;
+    SQLite's ``disk I/O error``) are put down to the disk only when one of
+    ``places`` (the git dirs the command opened) is on a read-only file system
+    or has less than :data:`FULL_BELOW` bytes free. The message names the
+    cause and, when known, the file or folder.
+    """
+    import sqlite3
+
+    if isinstance(e, sqlite3.Error) and not isinstance(e, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        name = getattr(e, "sqlite_errorname", "") or ""
+        text = str(e).lower()
+        where = "the local cache (.git/gitmail/cache)"
+        # SHMSIZE: growing the WAL index (-shm) failed, which SQLite documents as a full disk.
+        if name in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE") or "disk is full" in text:
+            return LocalStorageError(f"cannot write {where}: no space left on the device")
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return LocalStorageError(f"cannot write {where}: it is read-only")
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            return LocalStorageError(f"cannot open {where}: the folder is read-only, full or missing")
+        if name.startswith("SQLITE_IOERR") or "disk i/o error" in text:
+            probed = _probe(places)
+            if probed is not None:
+                return probed
+            return LocalStorageError(
+                f"cannot write {where}: disk I/O error{f' ({name})' if name else ''}: the disk is full, read-only or failing")
+        return None
+    if isinstance(e, OSError):
+        text = str(e).lower()
+        for codes, words, verb, cause in _DISK_CAUSES:
+            if e.errno in codes or any(w in text for w in words):
+                what = f" {e.filename}" if getattr(e, "filename", None) else (" to this clone" if verb == "write" else "")
+                return LocalStorageError(f"cannot {verb}{what}: {cause}")
+        return _probe(places) if e.errno is None else None
+    if type(e).__module__ in ("_pygit2", "pygit2"):
+        return _probe(places)
+    return None
+
+
+def _probe(places: "Sequence[str | os.PathLike[str]]") -> "LocalStorageError | None":
+    for p in places:
+        try:
+            st = os.statvfs(p)
+        except OSError:
+            continue
+        if st.f_flag & os.ST_RDONLY:
+            return LocalStorageError(f"cannot write to {os.fspath(p)}: the file system is read-only")
+        if st.f_bavail * st.f_frsize < FULL_BELOW:
+            return LocalStorageError(f"cannot write to {os.fspath(p)}: no space left on the device")
+    return None
 
 
 if __name__ == "__main__":

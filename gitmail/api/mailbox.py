@@ -18,7 +18,7 @@ from gitmail.errors import (
 if TYPE_CHECKING:
     import pygit2
 
-    from gitmail.core.attachments import Saved
+    from gitmail.core.attachments import Bounds, Saved
     from gitmail.core.lfs import Progress
     from gitmail.core.model import Attachment, Message, SealedAttachment
 
@@ -102,7 +102,8 @@ class Item:
 
 def load_item(s: Session, row: cache.Row) -> Item:
     """Read a message's blob; decrypt it if it is encrypted and verified."""
-    from gitmail.core.store import content_problem, load_commit, read_message
+    from gitmail.core.rules import content_problem
+    from gitmail.core.store import load_commit, read_message
     from gitmail.errors import CorruptMessageError
 
     c = load_commit(s.repo.pg, row.oid)
@@ -194,36 +195,52 @@ def save_attachments(
     if it.error:
         return [attachments.Saved(a, attachments.safe_name(a.name), error=it.error) for a in m.attachments]
     dest = Path(save_dir).expanduser() if save_dir else attachments.inbox_dir(s.repo, s.me)
-    limit = s.directory.policy.attachment_limit
+    if not save_dir:
+        attachments.tighten_dir(dest)
+    # The widest limits the directory ever had (docs/protocol.md §13): lowering a limit
+    # applies to what is sent afterwards and never makes earlier mail unreadable.
+    bounds = attachments.read_bounds(s.repo.pg, s.directory.tip or None)
     commit = cast("pygit2.Commit", s.repo.pg[it.row.oid])
     if it.encrypted:
-        return _save_sealed(s, it, commit, dest, limit, progress or attachments.no_progress)
-    return attachments.save_all(s.repo, m, commit, dest, limit, progress or attachments.no_progress)
+        return _save_sealed(s, it, commit, dest, bounds, progress or attachments.no_progress)
+    return attachments.save_all(s.repo, m, commit, dest, bounds, progress or attachments.no_progress)
 
 
 def _save_sealed(
-    s: Session, it: Item, commit: "pygit2.Commit", dest: Path, limit: int, progress: "Progress"
+    s: Session, it: Item, commit: "pygit2.Commit", dest: Path, bounds: "Bounds", progress: "Progress"
 ) -> list["Saved"]:
-    """Fetch each attachment's ciphertext (verified against its pointer), decrypt it, check the
-    plaintext against the sealed sha256, and save it under its sealed name."""
+    """Fetch each attachment's ciphertext (verified against its pointer), decrypt it, strip
+    its padding, check the plaintext against the sealed size and sha256, and save it under
+    its sealed name; identical content once."""
     import hashlib
 
     from gitmail.core import attachments, crypto, private
-    from gitmail.errors import DecryptionError, GitmailError
+    from gitmail.errors import AttachmentError, DecryptionError, GitmailError
 
     assert it.message is not None
     ids = s.identities
     env = private.envelope(it.message)
+    refused = attachments.refuse_over_bounds(it.message.attachments, [(se.name, se.size) for se in it.sealed], bounds)
+    if refused is not None:
+        return refused
+    cipher_limit = crypto.sealed_max(bounds.per_file, len(env.recipients))
     out = []
+    done: dict[str, Path] = {}  # plaintext sha256 -> where it was saved in this call
     for shown, se, clear in zip(it.message.attachments, it.sealed, it.cipher):
         name = attachments.safe_name(se.name)
+        if se.sha256 in done:
+            out.append(attachments.Saved(shown, name, done[se.sha256]))
+            continue
         try:
-            if se.size > limit:
-                raise DecryptionError(f"{se.size} bytes is over the org's limit; not fetched")
-            plain = crypto.open_(attachments.fetch(s.repo, clear, commit, limit + 65536, progress), ids, env.recipients)
-            if len(plain) != se.size or hashlib.sha256(plain).hexdigest() != se.sha256:
+            if se.size > bounds.per_file:
+                raise AttachmentError(f"{attachments.human_size(se.size)} is over the org's limit of "
+                                      f"{attachments.human_size(bounds.per_file)}; not fetched")
+            plain = crypto.open_(attachments.fetch(s.repo, clear, commit, cipher_limit, progress), ids, env.recipients)
+            plain = crypto.unpad(plain, se.size)
+            if hashlib.sha256(plain).hexdigest() != se.sha256:
                 raise DecryptionError("decrypted content does not match its sealed sha256; not saved")
-            out.append(attachments.Saved(shown, name, attachments.write_new(dest, name, plain, se.sha256)))
+            done[se.sha256] = attachments.write_new(dest, name, plain, se.sha256)
+            out.append(attachments.Saved(shown, name, done[se.sha256]))
         except GitmailError as e:
             out.append(attachments.Saved(shown, name, error=f"{name}: {e.message}"))
     return out

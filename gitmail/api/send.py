@@ -163,7 +163,7 @@ def _compose(
 
 def _refuse_malformed(msg: "Message", body_limit: int) -> None:
     """Never write what readers would call malformed (docs/protocol.md §4, "What a reader checks")."""
-    from gitmail.core.store import content_problem
+    from gitmail.core.rules import content_problem
 
     problem = content_problem(msg, body_limit)
     if problem:
@@ -219,7 +219,7 @@ def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> lis
         return []
     from gitmail.core import attachments
 
-    return attachments.prepare(attach, s.directory.policy.attachment_limit)
+    return attachments.prepare(attach, s.directory.policy)
 
 
 def _attach_store(s: Session, sources: list["Source"]) -> tuple[list["Attachment"], dict[str, tuple[str, int]]]:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 import click
 
 from gitmail import __version__
-from gitmail.errors import GitmailError
+from gitmail.errors import GitmailError, local_storage_error
 
 # command name -> module in gitmail.cli.commands
 COMMANDS = {
@@ -214,6 +214,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as e:  # a bug: still one line, full traceback on request
         if _interrupted:
             return _interrupt()
+        from gitmail.core.repo import opened_git_dirs
+
+        storage = local_storage_error(e, opened_git_dirs()[::-1])  # a full disk or read-only clone is no bug: name it
+        if storage is not None and not os.environ.get("GITMAIL_DEBUG"):
+            _say(f"gitmail: {storage.message}")
+            return storage.exit_code
         if os.environ.get("GITMAIL_DEBUG"):
             raise
         _say(f"gitmail: internal error: {type(e).__name__}: {e} (set GITMAIL_DEBUG=1 for a traceback)")

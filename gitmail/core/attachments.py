@@ -32,7 +32,7 @@ from gitmail.errors import AttachmentError, LFSUnreachableError
 if TYPE_CHECKING:
     import pygit2
 
-    from gitmail.core.model import Attachment, Message, SealedAttachment
+    from gitmail.core.model import Attachment, Message, OrgPolicy, SealedAttachment
     from gitmail.core.repo import Repo
 
 TREE_DIR = "attachments"
@@ -42,6 +42,9 @@ EXT_MAX_BYTES = 16  # an extension longer than this is not kept when a name is s
 FALLBACK_NAME = "attachment"
 INBOX_ENV = "GITMAIL_INBOX"
 BLOB_MODE = 0o100644
+ATTACHMENT_COUNT_ANY = 1 << 30  # prepare() given only a per-attachment limit: no count bound
+FILE_MODE_MAX = 0o600  # decrypted or fetched content on disk: never wider (docs/attachments.md)
+DIR_MODE_MAX = 0o700
 
 _FORBIDDEN = set('<>:"/\\|?*')
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
@@ -112,6 +115,87 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+# -- bounds (docs/protocol.md §13) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The attachment limits of one message: bytes per attachment, attachments per
+    message, and bytes of all of them together."""
+
+    per_file: int
+    count: int
+    total: int
+
+    @classmethod
+    def of(cls, policy: "OrgPolicy") -> "Bounds":
+        """The bounds an org policy sets; the total is never below the per-attachment limit
+        (one attachment at the limit is always allowed)."""
+        return cls(policy.attachment_limit, policy.attachment_count_limit,
+                   max(policy.attachment_total_limit, policy.attachment_limit))
+
+    def widest(self, other: "Bounds") -> "Bounds":
+        return Bounds(max(self.per_file, other.per_file), max(self.count, other.count),
+                      max(self.total, other.total))
+
+
+def bounds_problems(sizes: Sequence[tuple[str, int]], bounds: Bounds, sealed_to: Optional[int] = None) -> list[str]:
+    """Why the attachments ``sizes`` (``(name, bytes)`` per entry, duplicates counted)
+    break ``bounds``; empty when they do not. One line per problem.
+
+    ``sealed_to``: the sizes are ciphertexts sealed to that many readers (the
+    guard's view of an encrypted message): each is first turned into the
+    smallest plaintext that could have produced it (:func:`gitmail.core.crypto.plain_min`).
+    The one rule for the sender (:func:`prepare`), the guard and the reader.
+    """
+    from gitmail.core import crypto
+
+    if sealed_to is not None:
+        sizes = [(n, crypto.plain_min(sz, sealed_to)) for n, sz in sizes]
+    out = []
+    for name, size in sizes:
+        if size > bounds.per_file:
+            out.append(f"attachment {name} is {size} bytes ({human_size(size)}); the limit is "
+                       f"{bounds.per_file} bytes per attachment")
+    if len(sizes) > bounds.count:
+        out.append(f"{len(sizes)} attachments; the limit is {bounds.count} per message")
+    total = sum(sz for _, sz in sizes)
+    if total > bounds.total:
+        out.append(f"attachments total {total} bytes ({human_size(total)}); the limit is "
+                   f"{bounds.total} bytes per message")
+    return out
+
+
+_READ_BOUNDS: dict[str, Bounds] = {}
+
+
+def read_bounds(pg: "pygit2.Repository", directory_tip: Optional[str]) -> Bounds:
+    """The bounds a reader applies to any message: for each limit, the largest value it
+    had in any commit of the verified directory history ending at ``directory_tip``
+    (docs/protocol.md §13): lowering a limit never makes mail sent before unreadable.
+    A commit whose ``org.json`` cannot be parsed counts with the default policy."""
+    from gitmail.core.model import OrgPolicy
+    from gitmail.core.objects import blob_data
+
+    if directory_tip is None:
+        return Bounds.of(OrgPolicy())
+    if directory_tip in _READ_BOUNDS:
+        return _READ_BOUNDS[directory_tip]
+    import pygit2
+
+    out: Optional[Bounds] = None
+    walker = pg.walk(pygit2.Oid(hex=directory_tip), pygit2.enums.SortMode.NONE)
+    for c in walker:
+        try:
+            b = Bounds.of(OrgPolicy.model_validate_json(blob_data(pg, c.tree["org.json"].id)))
+        except (KeyError, ValueError):
+            b = Bounds.of(OrgPolicy())
+        out = b if out is None else out.widest(b)
+    result = out or Bounds.of(OrgPolicy())
+    _READ_BOUNDS[directory_tip] = result
+    return result
+
+
 # -- sending ------------------------------------------------------------------------------
 
 
@@ -129,14 +213,38 @@ class Source:
     data: bytes = b""
 
 
-def prepare(paths: Sequence[Union[str, Path]], limit: int) -> list[Source]:
+def prepare(paths: Sequence[Union[str, Path]], policy: Union[int, "OrgPolicy", Bounds]) -> list[Source]:
     """Check and hash every file in ``paths``; nothing is written anywhere.
 
-    ``limit``: bytes per attachment (OrgPolicy.attachment_limit). Raises
-    :class:`AttachmentError` (one line) for a missing file, a directory, an
-    unreadable file or one over the limit.
+    ``policy``: the org policy (or its :class:`Bounds`; a bare int is the
+    per-attachment limit only). Raises :class:`AttachmentError` (one line)
+    for a missing file, a directory, an unreadable file, one over the
+    per-attachment limit, or too many files or bytes together (checked
+    before anything is read).
     """
-    return [_prepare_one(Path(p), limit) for p in paths]
+    from gitmail.core.model import OrgPolicy
+
+    if isinstance(policy, int):
+        bounds = Bounds(policy, ATTACHMENT_COUNT_ANY, ATTACHMENT_COUNT_ANY)
+    else:
+        bounds = Bounds.of(policy) if isinstance(policy, OrgPolicy) else policy
+    if len(paths) > bounds.count:
+        raise AttachmentError(f"cannot attach {len(paths)} files: the org's limit is {bounds.count} per message")
+    sizes = []
+    for p in paths:
+        try:
+            sizes.append((str(p), Path(p).stat().st_size))
+        except OSError:
+            pass  # reported by _prepare_one with its reason
+    total = sum(sz for _, sz in sizes)
+    if total > bounds.total:
+        raise AttachmentError(f"cannot attach these files: together {human_size(total)}, over the org's limit of "
+                              f"{human_size(bounds.total)} per message")
+    out = [_prepare_one(Path(p), bounds.per_file) for p in paths]
+    problems = bounds_problems([(s.name, s.size) for s in out], bounds)  # sizes as read (files may grow)
+    if problems:
+        raise AttachmentError(f"cannot attach these files: {problems[0]}")
+    return out
 
 
 def _prepare_one(path: Path, limit: int) -> Source:
@@ -314,23 +422,49 @@ class Saved:
 
 
 def save_all(
-    repo: "Repo", msg: "Message", commit: "pygit2.Commit", dest: Path, limit: int, progress: Progress = no_progress
+    repo: "Repo", msg: "Message", commit: "pygit2.Commit", dest: Path, limit: Union[int, Bounds],
+    progress: Progress = no_progress
 ) -> list[Saved]:
     """Fetch, verify and save every attachment of ``msg`` (carried by ``commit``) into ``dest``.
 
-    ``limit``: the org's per-attachment limit in bytes (bigger ones are not
-    fetched). Never raises for one bad attachment: its :class:`Saved` has
-    the error; the others are still saved.
+    ``limit``: the reader's :class:`Bounds` (:func:`read_bounds`; an int is a
+    per-attachment limit alone). A message over the count or total bound has
+    nothing saved; a bigger attachment is not fetched. Identical content
+    (same oid) is fetched and written once; every entry carrying it reports
+    that one path. Never raises for one bad attachment: its :class:`Saved`
+    has the error; the others are still saved.
     """
+    bounds = limit if isinstance(limit, Bounds) else Bounds(limit, ATTACHMENT_COUNT_ANY, ATTACHMENT_COUNT_ANY)
+    refused = refuse_over_bounds(msg.attachments, [(a.name, a.size) for a in msg.attachments], bounds)
+    if refused is not None:
+        return refused
     out = []
+    done: dict[str, Path] = {}  # oid -> where that content was saved in this call
     for a in msg.attachments:
         name = safe_name(a.name)
+        if a.oid in done:  # identical content: saved once, reported at the same path
+            out.append(Saved(a, name, done[a.oid]))
+            continue
         try:
-            data = fetch(repo, a, commit, limit, progress)
-            out.append(Saved(a, name, write_new(dest, name, data, a.oid)))
+            data = fetch(repo, a, commit, bounds.per_file, progress)
+            done[a.oid] = write_new(dest, name, data, a.oid)
+            out.append(Saved(a, name, done[a.oid]))
         except (AttachmentError, LFSUnreachableError) as e:
             out.append(Saved(a, name, error=f"{name}: {e.message}"))
     return out
+
+
+def refuse_over_bounds(atts: Sequence["Attachment"], sizes: Sequence[tuple[str, int]],
+                       bounds: Bounds) -> Optional[list[Saved]]:
+    """None when ``sizes`` (the true sizes of ``atts``) keep within ``bounds``; else one
+    :class:`Saved` error per attachment, nothing fetched: a message over the count or
+    total bound is not saved at all (saving part of it would hide what is missing)."""
+    # The per-attachment limit is each file's own affair (the others are still saved).
+    problems = bounds_problems(sizes, Bounds(ATTACHMENT_COUNT_ANY, bounds.count, bounds.total))
+    if not problems:
+        return None
+    why = "; ".join(problems)
+    return [Saved(a, safe_name(n), error=f"{safe_name(n)}: not saved: {why}") for a, (n, _) in zip(atts, sizes)]
 
 
 def fetch(
@@ -390,22 +524,58 @@ def write_new(dest: Path, name: str, data: bytes, oid: str) -> Path:
     file in ``dest`` then hard-links it to the first free name among
     ``name``, ``name (1).ext``, ... (atomic: never clobbers, even in a race).
     A regular file already there with the same content is reused.
+
+    Modes: the user's umask, but never wider than :data:`FILE_MODE_MAX`
+    (0600) for the file and :data:`DIR_MODE_MAX` (0700) for each folder this
+    creates (the content may be decrypted mail). A full disk or a read-only
+    folder raises :class:`AttachmentError` naming the cause; nothing
+    half-written stays.
     """
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(dest)
         fd, tmp = tempfile.mkstemp(dir=dest, prefix=".gitmail-", suffix=".part")
     except OSError as e:
         raise AttachmentError(f"cannot write to {dest}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, FILE_MODE_MAX & ~_umask())
         return _place(Path(tmp), dest, name, data, oid)
     except OSError as e:
         raise AttachmentError(f"cannot write to {dest}: {e.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each ``DIR_MODE_MAX & ~umask`` (0700 at most);
+    existing folders are left as they are. Raises ``OSError``."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    mode = DIR_MODE_MAX & ~_umask()
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=mode)
+        except FileExistsError:
+            continue  # made by a concurrent save
+        os.chmod(d, mode)  # mkdir's mode is masked again by the umask; this is what we meant
+
+
+def tighten_dir(path: Path) -> None:
+    """Drop group and other permissions of an existing folder of ours (the default inbox,
+    made 0755 by versions before 0700 was the rule); never raises."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, stat.S_IMODE(st.st_mode) & DIR_MODE_MAX)
+    except OSError:
+        pass
 
 
 def _place(tmp: Path, dest: Path, name: str, data: bytes, oid: str) -> Path:
@@ -448,14 +618,20 @@ def encrypt_sources(sources: list["Source"], keys: list[str]) -> tuple[list["Sou
 
     Works on the content :func:`gitmail.core.attachments.prepare` read and
     hashed (``Source.data``); the ciphertext stays in memory (``<n>.age``).
+    Each file is padded with zeros to :func:`gitmail.core.crypto.pad_size`
+    before it is sealed (the sealed ``size`` is the true one); identical
+    files are sealed once and share one ciphertext (stored once).
     """
     from gitmail.core import crypto
     from gitmail.core.model import SealedAttachment
     out: list[Source] = []
     sealed: list[SealedAttachment] = []
+    ciphers: dict[str, tuple[bytes, str]] = {}  # plaintext sha256 -> (ciphertext, its sha256)
     for i, src in enumerate(sources, 1):
-        cipher = crypto.seal(src.data, keys)
-        oid = hashlib.sha256(cipher).hexdigest()
+        if src.oid not in ciphers:
+            c = crypto.seal(crypto.pad(src.data), keys)
+            ciphers[src.oid] = (c, hashlib.sha256(c).hexdigest())
+        cipher, oid = ciphers[src.oid]
         out.append(Source(src.path, f"{i}.age", len(cipher), oid, "application/octet-stream", cipher))
         sealed.append(SealedAttachment(name=src.name, media_type=src.media_type, size=src.size,
                                        sha256=src.oid, cipher_oid=oid))

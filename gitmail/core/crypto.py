@@ -31,6 +31,68 @@ def bucket(n: int) -> int:
     return b
 
 
+def pad_size(n: int) -> int:
+    """The padded size of an ``n``-byte attachment before encryption (docs/protocol.md §9).
+
+    At most 1 KiB: 1 KiB. Above: ``n`` rounded up to a multiple of
+    ``max(1 KiB, 2**(bit_length(n) - 5))``, i.e. to one of 16 sizes per power
+    of two. The waste is under ``1 KiB + n/16`` (a power-of-two bucket, as for
+    the body, would waste up to ``n``), and the ciphertext then tells only
+    which of those sizes, not the exact size.
+    """
+    if n <= MIN_BUCKET:
+        return MIN_BUCKET
+    g = max(MIN_BUCKET, 1 << (n.bit_length() - 5))
+    return -(-n // g) * g
+
+
+def age_overhead_max(n: int, readers: int) -> int:
+    """An upper bound of what age adds to ``n`` plaintext bytes for ``readers`` ssh-ed25519
+    recipients: the header (version line, one stanza of under 192 bytes per reader, MAC),
+    the 16-byte nonce and a 16-byte tag per 64 KiB chunk."""
+    return 256 + 192 * max(1, readers) + 16 * (n // 65536 + 2)
+
+
+def sealed_max(n: int, readers: int) -> int:
+    """The largest ciphertext an attachment of at most ``n`` bytes can have once padded
+    (:func:`pad_size`) and sealed to ``readers``; monotone in ``n``."""
+    p = n + (n >> 4) + MIN_BUCKET  # >= pad_size(n) for every n
+    return p + age_overhead_max(p, readers)
+
+
+def plain_min(cipher_size: int, readers: int) -> int:
+    """The smallest plaintext size that may have produced a ciphertext of ``cipher_size``
+    bytes: the least ``n`` with ``sealed_max(n, readers) >= cipher_size``. The guard,
+    which sees only ciphertext, checks the attachment bounds against this."""
+    lo, hi = 0, max(0, cipher_size)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sealed_max(mid, readers) >= cipher_size:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def pad(data: bytes) -> bytes:
+    """``data`` followed by zero bytes up to :func:`pad_size`."""
+    return data + bytes(pad_size(len(data)) - len(data))
+
+
+def unpad(data: bytes, size: int) -> bytes:
+    """The first ``size`` bytes of a decrypted attachment whose sealed size is ``size``.
+
+    Accepts the padded form (``pad_size(size)`` bytes, the padding all zero) and the
+    unpadded form of messages written before padding (exactly ``size`` bytes).
+    Raises :class:`DecryptionError` for anything else.
+    """
+    if len(data) == size:
+        return data
+    if len(data) == pad_size(size) and not data[size:].strip(b"\0"):
+        return data[:size]
+    raise DecryptionError(f"decrypted attachment has {len(data)} bytes; the sealed size is {size}")
+
+
 def recipient(line: str) -> "pyrage.ssh.Recipient":
     """An age recipient from an ``ssh-ed25519 AAAA...`` line. Raises :class:`KeyError_`."""
     import pyrage

@@ -477,14 +477,30 @@ class Group(BaseModel):
     members: list[str]
 
 
+# Bounds of the org settings (docs/protocol.md "Limits"): a value outside them is refused by
+# ``gitmail org`` and makes a directory commit malformed (so no clone or guard ever acts on it).
+BODY_LIMIT_MAX = 64 * 1024 * 1024
+ATTACHMENT_LIMIT_MAX = 4 * 1024 * 1024 * 1024
+ATTACHMENT_COUNT_MAX = 1000
+ATTACHMENT_TOTAL_MAX = 16 * 1024 * 1024 * 1024
+
+
 class OrgPolicy(BaseModel):
-    """Org-wide settings, stored at ``org.json`` on the directory ref."""
+    """Org-wide settings, stored at ``org.json`` on the directory ref (docs/protocol.md §8, §13).
+
+    Sizes are bytes. ``attachment_limit``: per attachment; ``attachment_count_limit``:
+    attachments per message; ``attachment_total_limit``: their sum per message (never
+    effectively below ``attachment_limit``). Each is at least 1 and at most the ``*_MAX``
+    above; pydantic raises ``ValidationError`` otherwise.
+    """
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
-    body_limit: int = BODY_LIMIT
-    attachment_limit: int = 10 * 1024 * 1024
+    body_limit: int = Field(default=BODY_LIMIT, ge=1, le=BODY_LIMIT_MAX)
+    attachment_limit: int = Field(default=10 * 1024 * 1024, ge=1, le=ATTACHMENT_LIMIT_MAX)
+    attachment_count_limit: int = Field(default=20, ge=1, le=ATTACHMENT_COUNT_MAX)
+    attachment_total_limit: int = Field(default=50 * 1024 * 1024, ge=1, le=ATTACHMENT_TOTAL_MAX)
     attachment_storage: Literal["lfs", "blob"] = "blob"
     encryption: Literal["required", "default", "off"] = "default"
     # Names mixing scripts (Latin with Cyrillic, ...) are refused unless this is set

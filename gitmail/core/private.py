@@ -135,7 +135,7 @@ def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
         raise VerificationError("the encrypted recipients or sender differ from the clear ones (altered)")
     if [a.cipher_oid for a in inner.attachments] != [a.oid for a in msg.attachments]:
         raise VerificationError("an attachment does not belong to this message (swapped)")
-    from gitmail.core.store import sealed_problem
+    from gitmail.core.rules import sealed_problem
 
     opened = opened_from(msg, inner)
     problem = sealed_problem(opened)

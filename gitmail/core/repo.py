@@ -171,6 +171,12 @@ def open_repo(path: Optional[str | Path] = None) -> Repo:
 _OPENED: dict[str, tuple[Path, tuple[int, ...], dict[str, str]]] = {}
 
 
+def opened_git_dirs() -> list[Path]:
+    """The git dirs this process opened, most recent last (where to look when a write
+    failed without saying why: gitmail.errors.local_storage_error)."""
+    return [gd for gd, _, _ in _OPENED.values()]
+
+
 def _config_stamp(git_dir: Path) -> tuple[int, ...]:
     """Modification times of the config files gitmail reads (0 when absent)."""
     files = [git_dir / "config", Path.home() / ".gitconfig", Path(os.environ.get("XDG_CONFIG_HOME") or

@@ -13,27 +13,18 @@ A message commit (docs/protocol.md, "Message commits") has:
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Optional, Union
 
 from gitmail.core.model import (
-    MAX_RECIPIENTS,
-    PAYLOAD_MODELS,
-    SCHEMA_VERSION,
-    SUBJECT_LIMIT,
-    SUMMARY_LIMIT,
-    Envelope,
     Member,
     Message,
     date_seconds,
-    is_message_id,
-    parse_date,
 )
 from gitmail.core.objects import blob_data, signed_commit
+from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
-from gitmail.errors import CorruptMessageError, GitmailError, VerificationError
+from gitmail.errors import CorruptMessageError, VerificationError
 
 if TYPE_CHECKING:
     import pygit2
@@ -246,106 +237,6 @@ class Check:
     @property
     def good(self) -> bool:
         return self.status == GOOD
-
-
-MAX_FUTURE = timedelta(days=1)  # how far past the verifier's clock a message date may lie
-REQUEST_ID_MAX = 64  # characters
-
-
-def _control(s: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in s)
-
-
-def _address_problem(a: str) -> Optional[str]:
-    from gitmail.core.address import check_address
-
-    try:
-        check_address(a)
-    except GitmailError as e:
-        return str(e)
-    return None
-
-
-def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = None) -> Optional[str]:
-    """Why ``msg`` breaks the rules of docs/protocol.md §4 ("What a reader checks"), or None.
-
-    The same function serves the client, the guard and `gitmail read`.
-    ``body_limit`` is the org policy's (bytes of UTF-8); ``now`` defaults to the clock.
-    """
-    if msg.schema_version != SCHEMA_VERSION:
-        return f"schema_version {msg.schema_version} is not supported (this reader knows {SCHEMA_VERSION})"
-    if not is_message_id(msg.id):
-        return "id is not 64 lower-case hex digits"
-    p = _address_problem(msg.from_)
-    if p or msg.from_.startswith("team:") or msg.from_ == "*":
-        return f"from: {p or 'not a member name'}"
-    if not msg.to:
-        return "to: no recipient"
-    if len(msg.to) > MAX_RECIPIENTS:
-        return f"to: more than {MAX_RECIPIENTS} recipients"
-    if len(set(msg.to)) != len(msg.to):
-        return "to: a recipient is listed twice"
-    for a in msg.to:
-        p = _address_problem(a)
-        if p:
-            return f"to: {p}"
-    d = parse_date(msg.date)
-    if d is None:
-        return f"date {msg.date[:40]!r} is not RFC 3339 UTC in the form 2026-11-22T02:05:58.123456Z (year 1970 or later)"
-    if d > (now or datetime.now(timezone.utc)) + MAX_FUTURE:
-        return f"date {msg.date} lies more than a day in the future"
-    if len(msg.subject) > SUBJECT_LIMIT:
-        return f"subject over {SUBJECT_LIMIT} characters"
-    if len(msg.summary) > SUMMARY_LIMIT:
-        return f"summary over {SUMMARY_LIMIT} characters"
-    if len(msg.body.encode("utf-8")) > body_limit:
-        return f"body over the org's limit of {body_limit} bytes"
-    for field in ("thread", "in_reply_to"):
-        v = getattr(msg, field)
-        if v is not None and not is_message_id(v):
-            return f"{field} is not a Message-ID"
-    if msg.request_id is not None and not (0 < len(msg.request_id) <= REQUEST_ID_MAX and not _control(msg.request_id)):
-        return f"request_id must be 1 to {REQUEST_ID_MAX} characters without control characters"
-    if msg.encrypted is not None:
-        if msg.subject or msg.summary or msg.body or msg.payload is not None:
-            return "encrypted message with subject, summary, body or payload in clear"
-        try:
-            env = Envelope.model_validate(msg.encrypted)
-        except ValueError as e:
-            return f"encrypted: {str(e).splitlines()[0]}"
-        if not is_message_id(env.sha256):
-            return "encrypted.sha256 is not 64 lower-case hex digits"
-        return None
-    return payload_problem(msg.type, msg.payload)
-
-
-def sealed_problem(opened: Message) -> Optional[str]:
-    """Why the decrypted fields of an encrypted message break §4's rules (subject and summary
-    limits, payload shape for its type), or None. The body's size is bounded by the clear
-    envelope's ``size``."""
-    if len(opened.subject) > SUBJECT_LIMIT:
-        return f"subject over {SUBJECT_LIMIT} characters"
-    if len(opened.summary) > SUMMARY_LIMIT:
-        return f"summary over {SUMMARY_LIMIT} characters"
-    return payload_problem(opened.type, opened.payload)
-
-
-def payload_problem(type_: str, payload: object) -> Optional[str]:
-    """Why ``payload`` is not a valid payload of message type ``type_`` (§5), or None."""
-    if type_ == "text":
-        return None if payload is None else "a text message has a payload"
-    model = PAYLOAD_MODELS.get(type_)
-    if model is None:
-        return f"unknown message type {type_[:40]!r}"
-    try:
-        model.model_validate(payload if payload is not None else {})
-    except ValueError as e:
-        errs = getattr(e, "errors", None)
-        if callable(errs):
-            err = errs()[0]
-            return f"payload for {type_}: {'.'.join(str(x) for x in err['loc']) or 'payload'}: {err['msg']}"
-        return f"payload for {type_}: {str(e).splitlines()[0]}"
-    return None
 
 
 def metadata_problem(commit: "pygit2.Commit", msg: Message, member: Member) -> Optional[str]:

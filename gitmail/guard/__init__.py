@@ -96,7 +96,8 @@ def uninstall(bare: str | Path) -> list[Action]:
 
 USAGE = """usage: python -m gitmail.guard check        (check the push on stdin here; no chained hook)
        python -m gitmail.guard hook HOOK    (the whole pre-receive hook here, chained hook included)
-       python -m gitmail.guard serve --git-dir DIR --key KEY   (the warm guard daemon of one repo)"""
+       python -m gitmail.guard serve --git-dir DIR --key KEY [--lock-fd N]
+                                            (the warm guard daemon of one repo; N: its lock file, already locked)"""
 
 
 def cli(argv: Optional[list[str]] = None) -> int:
@@ -106,10 +107,13 @@ def cli(argv: Optional[list[str]] = None) -> int:
         return check(sys.stdin.read())
     if len(args) == 2 and args[0] == "hook":
         return main(hook_path=args[1])
-    if len(args) == 5 and args[0] == "serve" and args[1] == "--git-dir" and args[3] == "--key":
+    if len(args) in (5, 7) and args[0] == "serve" and args[1] == "--git-dir" and args[3] == "--key":
         from gitmail.guard import daemon
 
-        return daemon.serve(args[2], args[4])
+        if len(args) == 5:
+            return daemon.serve(args[2], args[4])
+        if args[5] == "--lock-fd" and args[6].isdigit():
+            return daemon.serve(args[2], args[4], lock_fd=int(args[6]))
     print(USAGE, file=sys.stderr)
     return 2
 

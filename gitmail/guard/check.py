@@ -17,8 +17,10 @@ ref a push updates under ``refs/heads/gitmail/`` it rejects:
   unsigned, a signature that does not match the sender's key in the directory,
   a sender who is not the signer, a key retired or revoked before the message,
   a malformed or misfiled message);
-* an attachment (an LFS pointer or a blob under ``attachments/``, or a size
-  declared in ``message.json``) over the org's ``attachment_limit``.
+* a message whose attachments break the org's bounds (:func:`gitmail.core.attachments.bounds_problems`:
+  ``attachment_limit`` each, ``attachment_count_limit`` entries, ``attachment_total_limit``
+  together), counted both as declared in ``message.json`` and as held by the tree
+  under ``attachments/`` (LFS pointers count their object's size).
 
 Other refs pass untouched. A push is all or nothing (pre-receive). The hook
 opens the repository with ``RepositoryOpenFlag.FROM_ENV`` so that the pushed
@@ -145,8 +147,10 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
     err = _linear(pg, u.ref, u.old, u.new)
     if err:
         return [err]
+    from gitmail.core.attachments import Bounds, bounds_problems
+
     errors = []
-    limit = directory.policy.attachment_limit
+    bounds = Bounds.of(directory.policy)  # the policy in force now: a limit applies to what is sent after it changes
     for oid in _new_commits(pg, u.old, u.new):
         short = oid[:10]
         msg, check = check_message(pg, oid, rcpt, sender, directory)
@@ -155,10 +159,26 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
             continue
         c = load_commit(pg, oid)
         assert not isinstance(c, str)  # check_message found it good
-        for name, size in _attachment_sizes(pg, c, msg):
-            if size > limit:
-                errors.append(f"{u.ref}: commit {short} refused: attachment {name} is {size} bytes; the limit is {limit}")
+        # The declared entries and, separately, what the tree really holds (each tree entry
+        # counted, even when several name one blob): both within the bounds.
+        sealed_to = _sealed_readers(msg)
+        declared = [(a.name, int(a.size)) for a in getattr(msg, "attachments", [])]
+        for problem in [*bounds_problems(declared, bounds, sealed_to),
+                        *bounds_problems(_tree_sizes(pg, c), bounds, sealed_to)]:
+            line = f"{u.ref}: commit {short} refused: {problem}"
+            if line not in errors:
+                errors.append(line)
     return errors
+
+
+def _sealed_readers(msg: object) -> Optional[int]:
+    """For an encrypted message, how many readers its attachments are sealed to (their
+    sizes are ciphertext sizes); None for a clear one."""
+    env = getattr(msg, "encrypted", None)
+    if not env:
+        return None
+    recipients = env.get("recipients") if isinstance(env, dict) else None
+    return len(recipients) if isinstance(recipients, list) else 1
 
 
 def _mailbox_names(path: str, directory: "Directory") -> tuple[str, str] | str:
@@ -227,9 +247,9 @@ def _new_commits(pg: "pygit2.Repository", old: Optional[str], new: str) -> list[
     return out
 
 
-def _attachment_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: object) -> list[tuple[str, int]]:
-    """``(name, size)`` of every attachment: declared ones, LFS pointers and blobs under ``attachments/``."""
-    out = [(a.name, int(a.size)) for a in getattr(msg, "attachments", [])]
+def _tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[str, int]]:
+    """``(path, size)`` of every LFS pointer and blob under ``attachments/`` (a pointer counts its object's size)."""
+    out: list[tuple[str, int]] = []
     try:
         entry = commit.tree[ATTACHMENTS]
     except KeyError:

@@ -16,7 +16,9 @@ otherwise neither the hook nor the daemon uses it). In it, per repo,
 dir and the hook's KEY (written by ``gitmail guard install``, new on every
 install: an upgraded gitmail's hooks start a new daemon, the old one idles
 out). The daemon holds an ``flock`` on the lock file for its lifetime (a
-second one exits at once), writes its pid there, and exits after
+second one exits at once; the hook takes the lock before it starts a daemon
+and hands it over, ``--lock-fd``, so that no second daemon is started while
+one is starting up), writes its pid there, and exits after
 ``GITMAIL_GUARD_IDLE`` seconds without a request (default 300), when its
 socket is removed, when the repo disappears, or when gitmail's code changed
 (an upgrade: it declines the request it is given, so the hook checks that
@@ -26,7 +28,12 @@ Wire format (both ways): ``MAGIC`` then length-prefixed fields
 (``!I`` + bytes). Request: op (``check``/``ping``/``stop``), git dir,
 ``GIT_QUARANTINE_PATH``, ``GIT_OBJECT_DIRECTORY``,
 ``GIT_ALTERNATE_OBJECT_DIRECTORIES``, the pre-receive input. Reply: status
-(``0`` accept, ``1`` refuse, ``2`` declined: check it yourself), text.
+(``0`` accept, ``1`` refuse, ``2`` declined: check it yourself), text. The
+daemon sends the reply's ``MAGIC`` as soon as it takes the connection, before
+it reads the request: a client that has not seen it within ``ACK_TIMEOUT``
+(a daemon stopped with SIGSTOP, or wedged) checks the push itself, within a
+second or two instead of ``REPLY_TIMEOUT``. (Clients that read the whole
+reply at once see the same bytes as before.)
 The copy of the client logic in ``hooks/pre-receive`` must agree with
 :func:`paths` and this format (tests/sync/test_guard_daemon.py checks that).
 """
@@ -54,6 +61,10 @@ MAGIC = b"gitmail-guard-1\n"
 ACCEPT, REFUSE, DECLINE = 0, 1, 2
 IDLE_DEFAULT = 300.0
 REPLY_TIMEOUT = 30.0  # the hook's wait for a verdict before it checks the push itself
+# The hook's wait for the daemon's greeting (MAGIC, sent as soon as a connection is taken):
+# a stopped (SIGSTOP) or wedged daemon still has its socket accept connections in the kernel,
+# so only a greeting tells a live one; without it within this, the hook checks the push itself.
+ACK_TIMEOUT = 1.5
 READ_TIMEOUT = 10.0  # the daemon's wait for a request
 MAX_FIELD = 64 << 20  # pre-receive input of a huge push is still far below this
 SOCK_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on BSDs
@@ -138,6 +149,11 @@ def decode(stream: "IO[bytes] | io.BufferedIOBase", count: int) -> list[bytes]:
     """Read ``count`` fields; ValueError on anything else (short read, bad magic, oversized field)."""
     if stream.read(len(MAGIC)) != MAGIC:
         raise ValueError("bad magic")
+    return decode_fields(stream, count)
+
+
+def decode_fields(stream: "IO[bytes] | io.BufferedIOBase", count: int) -> list[bytes]:
+    """Read ``count`` length-prefixed fields (what follows ``MAGIC``); ValueError as :func:`decode`."""
     out = []
     for _ in range(count):
         head = stream.read(4)
@@ -153,15 +169,21 @@ def decode(stream: "IO[bytes] | io.BufferedIOBase", count: int) -> list[bytes]:
     return out
 
 
-def request(sock_path: str, fields: list[bytes], timeout: float = REPLY_TIMEOUT) -> tuple[int, str]:
-    """Send one request; ``(status, text)``. Raises OSError or ValueError when there is no good answer."""
+def request(sock_path: str, fields: list[bytes], timeout: float = REPLY_TIMEOUT,
+            ack_timeout: float = ACK_TIMEOUT) -> tuple[int, str]:
+    """Send one request; ``(status, text)``. Raises OSError or ValueError when there is no good answer
+    (``TimeoutError`` when the daemon's greeting does not come within ``ack_timeout`` seconds, or the
+    reply within ``timeout``)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
+        s.settimeout(min(ack_timeout, timeout))
         s.connect(sock_path)
         s.sendall(encode(fields))
         s.shutdown(socket.SHUT_WR)
         with s.makefile("rb") as f:
-            status, text = decode(f, 2)
+            if f.read(len(MAGIC)) != MAGIC:  # the greeting: the daemon is alive and took the request
+                raise ValueError("bad magic")
+            s.settimeout(timeout)
+            status, text = decode_fields(f, 2)
     if status not in (b"0", b"1", b"2"):
         raise ValueError("bad status")
     return int(status), text.decode("utf-8", "replace")
@@ -194,7 +216,7 @@ def status(bare: str | Path, key: Optional[str] = None) -> Optional[dict[str, in
         return None
     for sock in _sockets(gd, key):
         try:
-            code, text = request(sock, [b"ping", os.fsencode(gd), b"", b"", b"", b""], timeout=5)
+            code, text = request(sock, [b"ping", os.fsencode(gd), b"", b"", b"", b""], timeout=5, ack_timeout=5)
             pid, checks, declined = (int(x) for x in text.split())
         except (OSError, ValueError):
             continue
@@ -221,7 +243,7 @@ def stop(bare: str | Path, key: Optional[str] = None, wait: float = 10.0) -> Opt
 def stop_socket(sock: str, wait: float = 10.0) -> Optional[int]:
     """Tell the daemon listening on ``sock`` to exit and wait until it has; its pid, or None."""
     try:
-        code, text = request(sock, [b"stop", b"", b"", b"", b"", b""], timeout=5)
+        code, text = request(sock, [b"stop", b"", b"", b"", b"", b""], timeout=5, ack_timeout=5)
         pid = int(text.split()[0])
     except (OSError, ValueError, IndexError):
         return None
@@ -353,8 +375,29 @@ def code_stamp(files: list[str]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def serve(git_dir: str, key: str) -> int:
-    """Run the daemon of ``git_dir`` until idle; 0 at once when another one holds the lock."""
+def _handed_lock(fd: Optional[int], lock_path: str) -> Optional[int]:
+    """``fd`` when it is an open descriptor of ``lock_path`` itself (flock, being per open file,
+    then succeeds again on it), else None (closing a stray descriptor)."""
+    if fd is None:
+        return None
+    try:
+        mine, there = os.fstat(fd), os.lstat(lock_path)
+    except OSError:
+        return None
+    if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino) or not stat.S_ISREG(there.st_mode):
+        os.close(fd)
+        return None
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def serve(git_dir: str, key: str, lock_fd: Optional[int] = None) -> int:
+    """Run the daemon of ``git_dir`` until idle; 0 at once when another one holds the lock.
+
+    ``lock_fd``: the lock file, opened and locked by the hook that started this
+    daemon and handed over (so no second hook starts another daemon while this
+    one starts up); used only if it is that very file.
+    """
     import signal
     import socketserver
 
@@ -363,7 +406,9 @@ def serve(git_dir: str, key: str) -> int:
     if p is None or not os.path.isdir(guard.objects):
         return 1
     sock_path, lock_path = p
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = _handed_lock(lock_fd, lock_path)
+    if fd is None:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -392,6 +437,7 @@ def serve(git_dir: str, key: str) -> int:
                 guard.busy += 1
                 guard.last = time.monotonic()
             try:
+                self.wfile.write(MAGIC)  # the greeting: alive (a stopped daemon sends nothing)
                 try:
                     fields = decode(self.rfile, 6)
                 except (OSError, ValueError):
@@ -410,7 +456,7 @@ def serve(git_dir: str, key: str) -> int:
                 else:
                     code, text = DECLINE, "unknown request"
                 conn.settimeout(REPLY_TIMEOUT)
-                self.wfile.write(encode([str(code).encode(), text.encode("utf-8", "replace")]))
+                self.wfile.write(encode([str(code).encode(), text.encode("utf-8", "replace")])[len(MAGIC):])
             except OSError:
                 pass
             finally:
@@ -453,6 +499,8 @@ def serve(git_dir: str, key: str) -> int:
         import gitmail.core.directory  # noqa: F401
         import gitmail.core.store  # noqa: F401
 
+        with guard.lock:
+            guard.last = time.monotonic()  # idle from now on: the warm-up is no idleness
         server.serve_forever(poll_interval=0.5)
     finally:
         try:

@@ -95,7 +95,9 @@ def test_stock_age_decrypts_with_the_ssh_key(org: Org, tmp_path: Path) -> None:
                                    check=True).stdout)
     plain = subprocess.run(["age", "-d", "-i", str(_key_path(org, "alex")), str(att)], capture_output=True,
                            check=True).stdout
-    assert plain == b"hi\n"
+    # Padded with zeros to 1 KiB (docs/protocol.md §9); the sealed size says how much is the file.
+    size = sealed["attachments"][0]["size"]
+    assert size == 3 and len(plain) == 1024 and plain[:size] == b"hi\n" and plain[size:] == bytes(1024 - size)
 
 
 def _file(tmp: Path, name: str, data: bytes) -> Path:

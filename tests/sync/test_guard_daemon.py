@@ -136,11 +136,15 @@ def test_daemon_off_by_environment(tmp_path: Path, guard_runtime: Path) -> None:
 
 
 def test_guard_stop(net: NetOrg) -> None:
+    """Deterministic: only one daemon is ever started per repo at a time (the hook hands its lock
+    to the daemon it starts), so none can take over after the stop; and the test waits for the
+    daemon's exit itself (its lock released), not for a fixed time."""
     pid = warm(net)["pid"]
     _, lock = files(net.bare)
     r = run("guard", "stop", str(net.bare))
     assert r.code == 0 and r.out == f"guard daemon stopped (pid {pid})\n", r.err
-    assert guard_daemon.status(net.bare) is None and not guard_daemon._locked(lock)
+    wait_for(lambda: not guard_daemon._locked(lock), timeout=60)
+    assert guard_daemon.status(net.bare) is None
     r = run("guard", "stop", str(net.bare), "--json")
     assert r.code == 0 and json.loads(r.out) == {"stopped": False, "pid": None}
     # The next push still works, and starts a new one.
@@ -165,15 +169,29 @@ def plain_repos(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_idle_daemon_exits(tmp_path: Path) -> None:
+    """Deterministic: the daemon is started here (as the hook would) so that the test waits on
+    its very exit; started by a push, on a loaded machine it could go idle and exit before the
+    push even returned."""
     bare, src = plain_repos(tmp_path)
-    code, out = local_push(src, bare, "HEAD", "refs/heads/gitmail/x", GITMAIL_GUARD_IDLE="1")
-    refused(code, out, "not a gitmail ref")  # checked in-process; the daemon is started for the next push
+    key = guard_daemon.hook_key(bare / "hooks" / "pre-receive")
+    assert key
     sock, lock = files(bare)
-    wait_for(lambda: guard_daemon._locked(lock) and os.path.exists(sock))
-    t = time.monotonic()
-    wait_for(lambda: not guard_daemon._locked(lock), timeout=15)
-    assert time.monotonic() - t < 10
-    assert not os.path.exists(sock)
+    boot = "import sys; del sys.path[0]; from gitmail.guard import cli; sys.exit(cli())"
+    proc = subprocess.Popen([sys.executable, "-c", boot, "serve", "--git-dir", str(bare), "--key", key], cwd="/",
+                            env={**os.environ, "GITMAIL_GUARD_IDLE": "1"})
+    try:
+        st = wait_for(lambda: guard_daemon.status(bare), timeout=60)  # serving (a ping is a request: idle from now)
+        assert st["pid"] == proc.pid
+        t = time.monotonic()
+        assert proc.wait(timeout=30) == 0  # its exit, the event itself
+        assert time.monotonic() - t < 10
+        assert not os.path.exists(sock) and not guard_daemon._locked(lock)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    code, out = local_push(src, bare, "HEAD", "refs/heads/gitmail/x")
+    refused(code, out, "not a gitmail ref")
     assert run("guard", "uninstall", str(bare)).code == 0
 
 
@@ -253,7 +271,10 @@ def test_daemon_declines_what_is_not_its_repo(net: NetOrg, tmp_path: Path) -> No
             s.connect(sock)
             s.sendall(b"garbage\n")
             s.shutdown(socket.SHUT_WR)
-            assert s.recv(100) == b""
+            got = b""
+            while chunk := s.recv(100):
+                got += chunk
+            assert got == guard_daemon.MAGIC  # the greeting, and no verdict
             raise ValueError("no answer")
     assert guard_daemon.status(net.bare)  # still serving
 
@@ -268,6 +289,7 @@ def test_hook_client_agrees_with_the_guard(tmp_path: Path) -> None:
     assert f'SHARED = b"{refs.HEADS + refs.SHARED}"' in text
     assert 'MAGIC = b"' + guard_daemon.MAGIC.decode().replace("\n", "\\n") + '"' in text
     assert f"REPLY_TIMEOUT = {guard_daemon.REPLY_TIMEOUT!r}" in text and f"SOCK_MAX = {guard_daemon.SOCK_MAX}" in text
+    assert f"ACK_TIMEOUT = {guard_daemon.ACK_TIMEOUT!r}" in text
     assert hookscripts.MARKER in text and text.startswith(f"#!{sys.executable} -IS\n")
 
 
