@@ -44,6 +44,7 @@ COMMANDS = {
     "show": "show",
     "org": "org",
     "key": "key",
+    "outbox": "outbox",
 }
 
 

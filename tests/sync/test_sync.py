@@ -48,7 +48,7 @@ def test_offline_send_is_queued_then_delivered_once(net: NetOrg) -> None:
     assert r.out.startswith("Queued (org remote unreachable") and r.err == ""
     assert json.loads(net.ok("max", "whoami", "--json").out)["outbox"] == 1
     net.daemon.start()
-    assert "Delivered queued mail to 1 mailbox(es)" in net.ok("max", "sync").out
+    assert "Delivered 1 queued message(s)" in net.ok("max", "sync").out
     assert outbox(net, "max") == ""
     assert "Delivered" not in net.ok("max", "sync").out
     assert len(server_ids(net)) == 1

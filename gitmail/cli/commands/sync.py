@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-from gitmail.api.views import row_json
+from gitmail.api.views import SHORT, row_json
 
 
 SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every message)
@@ -17,24 +17,31 @@ SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every 
 @click.command("sync")
 @common
 def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
-    """Fetch new mail, verify it, and push queued messages."""
+    """Fetch new mail, verify it, and push queued messages (see: gitmail outbox)."""
     from gitmail import api
 
     res = api.sync(repo, as_=as_)
     if as_json:
-        emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered, "queued": res.queued,
-                   "refused": res.refused, "problems": res.problems})
+        emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered,
+                   "queued": [q.json() for q in res.queued], "refused": [u.json() for u in res.refused],
+                   "restored": [q.json() for q in res.restored], "problems": res.problems})
         return
     for p in res.problems:
         click.echo(f"gitmail: warning: {p}", err=True)
-    for path, why in res.refused.items():
-        click.echo(f"gitmail: the org repo refused {path}: {why}", err=True)
+    for q in res.restored:
+        click.echo(f"gitmail: warning: {q.id[:SHORT]} to {', '.join(q.mailboxes)} ({q.subject!r}) was "
+                   f"{q.reason}", err=True)
+    for u in res.refused:
+        click.echo(f"gitmail: the org repo refused {u.id[:SHORT]} to {', '.join(u.mailboxes)}: {u.reason} "
+                   "(kept: gitmail outbox --undelivered)", err=True)
     if quiet:
         return
     if res.delivered:
-        click.echo(f"Delivered queued mail to {len(res.delivered)} mailbox(es)")
+        click.echo(f"Delivered {len(res.delivered)} queued message(s)")
     if res.queued:
-        click.echo(f"Still queued: {len(res.queued)} mailbox(es)")
+        click.echo(f"Still queued: {len(res.queued)} message(s) (gitmail outbox)")
+        for q in res.queued:
+            click.echo(f"  {q.id[:SHORT]} to {', '.join(q.mailboxes)}: {q.reason} (since {q.since})")
     click.echo(f"{len(res.new)} new message(s)")
     for r in res.new[:SHOWN]:
         click.echo(row_line(r))
