@@ -77,10 +77,21 @@ class Retry:
 
 
 def _message(s: Session, oid: str) -> "Message":
+    """The message of one of the member's own commits, decrypted when it can be (the sender is a reader)."""
     from gitmail.core.objects import commit
     from gitmail.core.store import read_message
+    from gitmail.errors import GitmailError
 
-    return read_message(s.repo.pg, commit(s.repo.pg, oid))
+    c = commit(s.repo.pg, oid)
+    msg = read_message(s.repo.pg, c)
+    if msg.encrypted is None:
+        return msg
+    from gitmail.core import private
+
+    try:
+        return private.open_message(s.repo.pg, c, msg, s.identities)[0]
+    except (GitmailError, ValueError):
+        return msg  # shown as "(encrypted)"
 
 
 def _subject(m: "Message") -> str:

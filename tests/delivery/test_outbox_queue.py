@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.attachments.conftest import closed_port_url, lfs_server, set_lfs_url, set_policy  # noqa: F401
+from tests.attachments.conftest import LFSServer, closed_port_url, lfs_server, set_lfs_url, set_policy  # noqa: F401
 from tests.conftest import Org, git, run
 from tests.sync.conftest import NetOrg, guard_runtime, net  # noqa: F401
 
@@ -55,8 +55,8 @@ def test_outbox_refused_message_does_not_block_later_ones(net: NetOrg, tmp_path:
     assert server_subjects(net.bare) == ["just text"]
     assert out["delivered"] == [small]
     assert out["queued"] == []
-    assert [u["id"] for u in out["refused"]] == [big]
-    assert out["refused"][0]["kind"] == "refused" and "attachment" in out["refused"][0]["reason"]
+    assert list(out["refused"]) == [big] and "attachment" in out["refused"][big]
+    assert [(u["id"], u["kind"]) for u in out["undelivered"]] == [(big, "refused")]
     assert server_subjects(net.bare) == ["just text"]
     assert outbox_refs(net.clones["max"]) == ""
     # Kept, never destroyed: listed as undelivered, with the remote's reason.
@@ -121,7 +121,8 @@ def test_outbox_drop_keeps_the_message_and_unblocks_the_rest(net: NetOrg) -> Non
     assert json.loads(net.ok("alex", "verify", "--json").out)["ok"]
 
 
-def test_outbox_lfs_unreachable_waits_without_blocking_others(org: Org, lfs_server, tmp_path: Path) -> None:  # noqa: F811
+def test_outbox_lfs_unreachable_waits_without_blocking_others(org: Org, lfs_server: LFSServer,  # noqa: F811
+                                                              tmp_path: Path) -> None:
     org.join("bob")
     set_policy(org, attachment_storage="lfs", encryption="off")
     dead = closed_port_url()
@@ -140,7 +141,8 @@ def test_outbox_lfs_unreachable_waits_without_blocking_others(org: Org, lfs_serv
     q = json.loads(org.ok("max", "outbox", "--json").out)["queued"]
     assert [(x["id"], x["kind"]) for x in q] == [(att["id"], "lfs-unreachable")] and dead in q[0]["reason"]
     r = org.ok("max", "sync", "--json")
-    assert [x["id"] for x in json.loads(r.out)["queued"]] == [att["id"]]
+    synced = json.loads(r.out)
+    assert synced["queued"] == [att["id"]] and synced["outbox"][0]["kind"] == "lfs-unreachable"
     set_lfs_url(org, lfs_server.url)
     r = org.ok("max", "outbox", "retry", "--json")
     assert json.loads(r.out)["delivered"] == [att["id"]]

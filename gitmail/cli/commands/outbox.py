@@ -59,8 +59,9 @@ def retry(id: Optional[str], repo: Optional[str], as_: Optional[str], as_json: b
     res = api.retry(repo, id, as_=as_)
     refused = {f"{u.id[:SHORT]} to {', '.join(u.mailboxes)}": u.reason for u in res.refused}
     if as_json:
-        emit_json({"delivered": res.delivered, "queued": [q.json() for q in res.queued],
-                   "refused": [u.json() for u in res.refused]})
+        emit_json({"delivered": res.delivered, "queued": [q.id for q in res.queued],
+                   "refused": {u.id: u.reason for u in res.refused}, "outbox": [q.json() for q in res.queued],
+                   "undelivered": [u.json() for u in res.refused]})
     elif not quiet:
         click.echo(f"Delivered {len(res.delivered)} message(s)")
         for q in res.queued:

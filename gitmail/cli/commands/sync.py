@@ -23,7 +23,8 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
     res = api.sync(repo, as_=as_)
     if as_json:
         emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered,
-                   "queued": [q.json() for q in res.queued], "refused": [u.json() for u in res.refused],
+                   "queued": [q.id for q in res.queued], "refused": {u.id: u.reason for u in res.refused},
+                   "outbox": [q.json() for q in res.queued], "undelivered": [u.json() for u in res.refused],
                    "restored": [q.json() for q in res.restored], "problems": res.problems})
         return
     for p in res.problems:
