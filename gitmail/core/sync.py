@@ -280,6 +280,14 @@ def deliver(
     for _attempt in range(MAX_RETRIES):
         targets: dict[str, tuple[str, list[str]]] = {}  # path -> (oid to push, Message-IDs it delivers)
         for p in list(pending):
+            if not queued_chain(repo, p):
+                # Everything queued is already on the remote-tracking tip (a push that landed
+                # while its process died, or a concurrent process of ours): nothing to push.
+                with repo.lock():
+                    if repo.ref_target(refs.outbox(p)) == pending[p]:
+                        repo.delete_ref(refs.outbox(p))
+                del pending[p]
+                continue
             t = _prepare(repo, p, signer, held.setdefault(p, {}), lfs_down, p in single)
             if t is None:
                 why.setdefault(p, (LFS, lfs_down[0] if lfs_down else "LFS upload failed"))
@@ -320,10 +328,10 @@ def deliver(
                     if now == oid:
                         repo.delete_ref(refs.outbox(p))
                         del pending[p]
-                    elif now is None or (held[p] and not single):
-                        del pending[p]  # what is left is held (LFS): queued with its reason
+                    elif now is None:
+                        del pending[p]
                     else:
-                        pending[p] = now  # more queued meanwhile, or the next message after a refusal
+                        pending[p] = now  # held ones, more queued meanwhile, or the next after a refusal
                 elif dst in res.refused:
                     if len(ids) == 1:
                         new_tip = _move_out(repo, p, signer, {ids[0]: res.refused[dst]}, REFUSED)
@@ -689,10 +697,14 @@ def recover(
     from gitmail.core.store import read_message
 
     out: list[tuple[str, str, str]] = []
-    found = git.for_each_ref(repo.path, [SENT + "*/" + to_ref(sender)])
+    tracking = refs.tracking(refs.MAIL, repo.remote)
+    # One git call for both sides: the common case (nothing moved but by us) opens no repository.
+    found = git.for_each_ref(repo.path, [SENT + "*/" + to_ref(sender), tracking + "*/" + to_ref(sender)])
     for name, sent_tip in found.items():
+        if not name.startswith(SENT):
+            continue
         path = refs.MAIL + name[len(SENT) :]
-        track = repo.ref_target(refs.tracking(path, repo.remote))
+        track = found.get(refs.tracking(path, repo.remote))
         if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
             continue
         pg = repo.pg
