@@ -693,8 +693,6 @@ def recover(
     None they are reported but not queued.
     """
     from gitmail.core.address import to_ref
-    from gitmail.core.objects import commit, first_parent
-    from gitmail.core.store import read_message
 
     out: list[tuple[str, str, str]] = []
     tracking = refs.tracking(refs.MAIL, repo.remote)
@@ -707,6 +705,9 @@ def recover(
         track = found.get(refs.tracking(path, repo.remote))
         if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
             continue
+        from gitmail.core.objects import commit, first_parent
+        from gitmail.core.store import read_message
+
         pg = repo.pg
         base = _merge_base(repo, sent_tip, track)
         on_server = set()
