@@ -8,6 +8,7 @@ subclasses. Nothing here prints.
 By topic: :mod:`~gitmail.api.session` (the acting member),
 :mod:`~gitmail.api.setup` (init, members, org policy, keys),
 :mod:`~gitmail.api.send` (send, reply, batches),
+:mod:`~gitmail.api.outbox` (queued and undelivered mail, retry, drop),
 :mod:`~gitmail.api.mailbox` (list, read, mark, archive, thread),
 :mod:`~gitmail.api.protocol` (groups, responses, acks),
 :mod:`~gitmail.api.audit` (sync, verify, log, show) and
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 from gitmail.api.session import RepoLike, SHORT_ID, Session, session, resolve_recipients, resolve_id
 from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
-from gitmail.api.send import SendResult, send, reply, Draft, send_batch
+from gitmail.api.send import SendResult, send, reply, Draft, send_batch, DELIVERED, QUEUED, REFUSED
+from gitmail.api.outbox import Queued, Undelivered, Retry, outbox, undelivered, retry, drop
 from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, unread_count
 from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
 from gitmail.api.search import SearchHit, search
@@ -50,6 +52,16 @@ __all__ = [
     "reply",
     "Draft",
     "send_batch",
+    "DELIVERED",
+    "QUEUED",
+    "REFUSED",
+    "Queued",
+    "Undelivered",
+    "Retry",
+    "outbox",
+    "undelivered",
+    "retry",
+    "drop",
     "Listing",
     "mailbox",
     "Item",

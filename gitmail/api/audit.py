@@ -6,8 +6,8 @@ Part of the library API (:mod:`gitmail.api`): plain data in and out, only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
 
 from gitmail.core import cache, refs
 from gitmail.errors import (
@@ -17,6 +17,7 @@ from gitmail.errors import (
 
 if TYPE_CHECKING:
 
+    from gitmail.api.outbox import Queued, Undelivered
     from gitmail.core.model import Message
 
 from gitmail.api.session import RepoLike, Session, session
@@ -24,44 +25,83 @@ from gitmail.api.session import RepoLike, Session, session
 
 @dataclass
 class SyncResult:
+    """What a sync did. ``delivered``: Message-IDs of queued messages delivered now;
+    ``queued``: every message still queued, with why (:class:`gitmail.api.outbox.Queued`);
+    ``refused``: messages the org repo refused now (moved to the undelivered record);
+    ``restored``: messages this clone had delivered that were no longer on the org
+    repo (a rewritten mailbox), queued again; those also in ``delivered`` went back."""
+
     fetched: bool
     new: list[cache.Row]
     delivered: list[str]
-    queued: list[str]
-    refused: dict[str, str]
+    queued: list["Queued"]
+    refused: list["Undelivered"]
     problems: list[str]
+    restored: list["Queued"] = field(default_factory=list)
+
 
 
 def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
-    """Fetch, verify, deliver the outbox; returns the inbox messages that arrived.
+    """Fetch, verify, recover rewound mail, deliver the outbox; returns the inbox messages that arrived.
 
     Raises :class:`RemoteUnreachableError` when the remote cannot be reached
     (nothing is lost: the outbox stays queued).
     """
     from gitmail.core import sync as syncmod
+    from gitmail.api.outbox import _queued, _undelivered
 
     s = session(repo, as_, member=False)
     if s.repo.remote is None:
         s.require_member()
-        before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+        before = cache.max_rowid(s.db)
         s.refresh()
         new = _new_rows(s, before)
-        return SyncResult(False, new, [], [], {}, s.problems)
+        return SyncResult(False, new, [], [], [], s.problems)
     syncmod.fetch(s.repo)
     s.require_member()  # after the fetch: a member registered from another clone is known now
+    restored = syncmod.recover(s.repo, lambda: s.signer if s.me in s.directory.members else None, s.me,
+                               lambda c, path: _genuine(s, c, path))
     # The signer (directory, key) only when something is queued: a sync with nothing
     # to deliver and nothing new loads neither pydantic nor pygit2.
     queued = syncmod.outbox_paths(s.repo, s.me)
     signer = s.signer if queued and s.me in s.directory.members else None
     res = syncmod.deliver(s.repo, signer, s.me, queued)
-    before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+    before = cache.max_rowid(s.db)
     s.refresh()
     from gitmail.core import problems as probmod
 
     new = _new_rows(s, before)
     problems = [p for ps in probmod.load(s.repo).values() for p in ps] + s.problems
-    return SyncResult(True, new, res.delivered, res.queued, res.refused, problems)
+    still = _queued(s) if res.queued or restored else []
+    return SyncResult(True, new, res.delivered_ids(), still,
+                      _undelivered(s, {h.id for h in res.refused}) if res.refused else [], problems,
+                      _restored(s, restored, res.delivered_ids(), still))
 
+
+def _restored(s: Session, found: list[tuple[str, str, str]], delivered: list[str], still: list["Queued"]) -> list["Queued"]:
+    """The messages found missing from the org repo, with where they are now (kind ``restored``)."""
+    from gitmail.api.outbox import Queued, _message, _subject
+
+    waiting = {q.id: q for q in still}
+    out: dict[str, "Queued"] = {}
+    for path, mid, oid in found:
+        q = out.get(mid)
+        if q is None:
+            m = _message(s, oid)
+            now = ("delivered again" if mid in delivered and mid not in waiting
+                   else f"queued again: {waiting[mid].reason}" if mid in waiting else "not queued again (no signing key)")
+            q = out[mid] = Queued(mid, _subject(m), list(m.to), m.date, [], "restored",
+                                        f"removed from the org repo by a rewrite of the mailbox; {now}", "")
+        q.mailboxes.append(refs.split_mail_path(path)[0])
+    return list(out.values())
+
+
+def _genuine(s: Session, c: Any, path: str) -> bool:
+    """True when commit ``c`` on ``path`` is a good message of this member (safe to sign again)."""
+    from gitmail.core.store import check_message
+
+    rcpt, sender = refs.split_mail_path(path)
+    return sender == s.me and check_message(s.repo.pg, c, rcpt, sender, s.directory)[1].good
 
 def _new_rows(s: Session, before: int) -> list[cache.Row]:
     """The inbox rows indexed after rowid ``before`` (what a sync brought). Also brings a

@@ -209,6 +209,9 @@ class AckResult:
     ack_id: Optional[str]
     delivered: bool = False
     queued: bool = False
+    outcome: str = ""  # "delivered", "queued" or "refused" (gitmail.api.send); "" when nothing was sent
+    reason: Optional[str] = None  # why queued or refused
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def _existing_ack(s: Session, msg_id: str) -> Optional[str]:
@@ -259,7 +262,8 @@ def ack(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
         return AckResult(row.id, row.sender, False, prior)
     res = send(s.repo, [row.sender], "", type="ack", payload={}, reply_to=row.id,
                    summary=f"ack of {row.id[:8]}", as_=s.me)
-    return AckResult(row.id, row.sender, True, res.message.id, res.delivered, res.queued)
+    return AckResult(row.id, row.sender, True, res.message.id, res.delivered, res.queued, res.outcome, res.reason,
+                     res.refused)
 
 
 @dataclass

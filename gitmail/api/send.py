@@ -18,25 +18,81 @@ from gitmail.errors import (
 if TYPE_CHECKING:
 
     from gitmail.core.attachments import Source
+    from gitmail.core.repo import Repo
+    from gitmail.core.sync import Delivery
     from gitmail.core.lfs import Progress
     from gitmail.core.model import Attachment, Message
 
 from gitmail.api.session import SHORT_ID, RepoLike, Session, resolve_id, resolve_recipients, session
 
 
+# The outcome of a send (docs/sync.md, "The outcome of a send").
+DELIVERED = "delivered"  # on the org repo, every recipient's mailbox
+QUEUED = "queued"  # written, in the outbox; ``reason`` says why it did not go; delivered by a later sync
+REFUSED = "refused"  # the org repo refused it (``reason``: the remote's); kept in the undelivered record
+
+
 @dataclass
 class SendResult:
+    """Where one message went: ``outcome`` is exactly one of DELIVERED, QUEUED, REFUSED.
+
+    ``reason``: why it is queued or refused (one line), else None. ``refused``:
+    mailbox path -> the remote's reason, for each mailbox that refused it.
+    ``queued_in``: mailbox path -> why, for each mailbox where it is still queued;
+    ``kind``: why it is queued as a word (``remote-unreachable``, ``lfs-unreachable``,
+    ``push-failed``, ``race``, ``no-key``; docs/sync.md).
+    A send that fails before anything is written raises instead (nothing written).
+    """
+
     message: "Message"
     recipients: list[str]
     delivered: bool
     queued: bool
     refused: dict[str, str] = field(default_factory=dict)
     stored: Optional["Message"] = None  # message.json as committed (secret fields emptied when encrypted)
+    outcome: str = DELIVERED
+    reason: Optional[str] = None
+    queued_in: dict[str, str] = field(default_factory=dict)
+    kind: Optional[str] = None  # why queued, as a word: gitmail.core.sync's kinds (remote-unreachable, ...)
 
     @property
     def encrypted(self) -> bool:
         return self.stored is not None and self.stored.encrypted is not None
 
+
+def outcome_of(
+    repo: "Repo", msg_id: str, paths: list[str], res: "Delivery"
+) -> tuple[str, Optional[str], dict[str, str], dict[str, str], Optional[str]]:
+    """The outcome of message ``msg_id`` on mailboxes ``paths`` after a delivery round.
+
+    Judged from the clone's state, not from who pushed: another process of
+    this clone may have delivered it. Returns ``(outcome, reason, refused, queued_in, kind)``.
+    """
+    from gitmail.core import sync
+
+    refused: dict[str, str] = {}
+    queued: dict[str, str] = {}
+    held = {(h.path, h.id): h for h in res.queued}
+    recorded = None
+    kind = None
+    for p in paths:
+        if repo.ref_target(sync.undelivered_ref(p, msg_id)):
+            why = next((h.detail for h in res.refused if h.path == p and h.id == msg_id), None)
+            if why is None:
+                recorded = recorded if recorded is not None else {(q[0], q[1]): q[3] for q in sync.undelivered(repo)}
+                why = recorded.get((p, msg_id), {}).get("detail", "refused by the org repo")
+            refused[p] = why
+        elif any(mid == msg_id for _, mid in sync.queued_chain(repo, p)):
+            h = held.get((p, msg_id))
+            rec = sync.reasons(repo).get((p, msg_id), {}) if h is None else {}
+            queued[p] = h.detail if h else rec.get("detail") or "no delivery attempt recorded yet"
+            kind = kind or (h.kind if h else rec.get("kind") or sync.NOT_TRIED)
+    if refused:
+        p, why = next(iter(refused.items()))
+        return REFUSED, f"the org repo refused {p}: {why}", refused, queued, kind
+    if queued:
+        return QUEUED, next(iter(queued.values())), refused, queued, kind
+    return DELIVERED, None, refused, queued, None
 
 def _subject_from(body: str) -> str:
     first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
@@ -209,8 +265,14 @@ def _commit_and_deliver(
     if not repo_.remote:
         return SendResult(plain, msg.to, delivered=True, queued=False, stored=msg)
     res = sync.deliver(repo_, signer, s.me)
-    return SendResult(plain, msg.to, delivered=not res.queued and not res.refused, queued=bool(res.queued),
-                      refused=res.refused, stored=msg)
+    return result_of(repo_, plain, msg, [refs.mail_path(r, s.me) for r in msg.to], res)
+
+
+def result_of(repo: "Repo", plain: "Message", stored: "Message", paths: list[str], res: "Delivery") -> SendResult:
+    """The :class:`SendResult` of one message after a delivery round (see :func:`outcome_of`)."""
+    outcome, reason, refused, queued, kind = outcome_of(repo, stored.id, paths, res)
+    return SendResult(plain, stored.to, delivered=outcome == DELIVERED, queued=outcome == QUEUED, refused=refused,
+                      stored=stored, outcome=outcome, reason=reason, queued_in=queued, kind=kind)
 
 
 def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> list["Source"]:

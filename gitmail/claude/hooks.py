@@ -193,9 +193,11 @@ def session_start(repo: api.RepoLike = None, *, as_: Optional[str] = None, sync:
         start_background_sync(s)
     rows = _unread(s)
     _save_notified(s, {r.id for r in rows})
-    if not rows:
+    stuck = _stuck(s, only_new=False)
+    if not rows and not stuck:
         return None
-    return hook_json(SESSION_START, context(s.me, rows, new=False))
+    text = "\n".join(([context(s.me, rows, new=False)] if rows else []) + ([stuck] if stuck else []))
+    return hook_json(SESSION_START, text)
 
 
 def prompt(repo: api.RepoLike = None, *, as_: Optional[str] = None,
@@ -210,9 +212,47 @@ def prompt(repo: api.RepoLike = None, *, as_: Optional[str] = None,
     keep = (seen & {r.id for r in rows}) | {r.id for r in fresh}
     if keep != seen:
         _save_notified(s, keep)
-    if not fresh:
+    stuck = _stuck(s, only_new=True)
+    if not fresh and not stuck:
         return None
-    return hook_json(PROMPT, context(s.me, fresh, new=True))
+    text = "\n".join(([context(s.me, fresh, new=True)] if fresh else []) + ([stuck] if stuck else []))
+    return hook_json(PROMPT, text)
+
+
+def _stuck(s: api.Session, *, only_new: bool) -> Optional[str]:
+    """One line about mail the member sent that has not gone (queued or refused), or None.
+
+    ``only_new``: None unless some of it was not mentioned before (the prompt hook
+    says it once, not on every prompt). The ids mentioned are kept in
+    ``.git/gitmail/claude-stuck-<member>``.
+    """
+    from gitmail.core.address import to_ref
+    from gitmail.core.files import write_atomic
+
+    queued = api.outbox(s.repo, as_=s.me)
+    gone = api.undelivered(s.repo, as_=s.me)
+    ids = {q.id for q in queued} | {u.id for u in gone}
+    marker = s.repo.data_dir / f"claude-stuck-{to_ref(s.me)}"
+    try:
+        seen = set(marker.read_text("utf-8").split())
+    except OSError:
+        seen = set()
+    if ids != seen:
+        try:
+            write_atomic(marker, "".join(f"{i}\n" for i in sorted(ids)))
+        except OSError:
+            pass
+    if not ids or (only_new and ids <= seen):
+        return None
+    parts = []
+    if queued:
+        q = queued[0]
+        parts.append(f"{len(queued)} message(s) {s.me} sent are still queued, not delivered "
+                     f"(oldest {q.id[:8]} to {', '.join(q.mailboxes)}: {q.kind}, since {q.since})")
+    if gone:
+        parts.append(f"{len(gone)} were refused or dropped")
+    return ("gitmail: outgoing mail is stuck: " + "; ".join(parts) +
+            ". Run `gitmail outbox` for the reasons (`gitmail outbox --undelivered` for the refused ones).")
 
 
 def _sync_now(s: api.Session) -> None:

@@ -52,6 +52,7 @@ COMMANDS = {
     "key": "key",
     "search": "search",
     "export": "export",
+    "outbox": "outbox",
 }
 
 

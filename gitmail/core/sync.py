@@ -11,8 +11,9 @@ already delivered, and pushes again (docs/protocol.md, "Delivery").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from gitmail import git
 from gitmail.core import refs
@@ -20,6 +21,8 @@ from gitmail.core.signing import Signer
 from gitmail.errors import GitError, PushRejectedError, RemoteUnreachableError
 
 if TYPE_CHECKING:
+    import pygit2
+
     from gitmail.core.repo import Repo
 
 MAX_RETRIES = 30
@@ -41,11 +44,26 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
         specs = [f"+{refs.head(p)}:{refs.tracking(p, remote)}" for p in paths]
     else:
         specs = [refs.FETCH_REFSPEC.format(remote=remote)]
-    try:
-        git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs], repo.path, remote=True)
-    except RemoteUnreachableError as e:
-        e.message = unreachable_message(repo, e)
-        raise
+    import time
+
+    for attempt in range(_FETCH_TRIES):
+        try:
+            git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs], repo.path, remote=True)
+            return
+        except RemoteUnreachableError as e:
+            e.message = unreachable_message(repo, e)
+            raise
+        except GitError as e:
+            # Another process of this clone (a concurrent send or sync) was updating the
+            # same remote-tracking ref: it fetched what we wanted; fetch again to be sure.
+            if attempt == _FETCH_TRIES - 1 or not _LOCKED.search(e.stderr.decode("utf-8", "replace")):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
+_FETCH_TRIES = 10
+_LOCKED = re.compile(r"cannot lock ref|unable to update local ref|some local refs could not be updated|"
+                     r"Unable to create .*\.lock|is at [0-9a-f]+ but expected", re.I)
 
 
 def unreachable_message(repo: "Repo", e: "GitError") -> str:
@@ -125,11 +143,60 @@ def push_oid(repo: "Repo", oid: str, dst: str, expected: Optional[str]) -> bool:
     return False
 
 
+# -- the outbox, message by message ------------------------------------------------------------
+#
+# Local records (never pushed; docs/sync.md "The outbox"):
+#   refs/gitmail/sent/<r>/<s>            the last tip this clone pushed to mail/<r>/<s> (rewind detection)
+#   refs/gitmail/undelivered/<r>/<s>/<id> a message that left the outbox undelivered (refused or dropped)
+#   .git/gitmail/outbox.json             why each queued message is still queued, and since when
+#   .git/gitmail/undelivered.json        why each undelivered message left the outbox
+SENT = "refs/gitmail/sent/"
+UNDELIVERED = "refs/gitmail/undelivered/"
+REASONS_FILE = "outbox.json"
+UNDELIVERED_FILE = "undelivered.json"
+
+# Why a message is still queued (Held.kind).
+UNREACHABLE = "remote-unreachable"  # the org remote could not be reached
+LFS = "lfs-unreachable"  # its attachments could not be uploaded (detail names the LFS URL)
+FAILED = "push-failed"  # git push failed without a verdict per ref (authentication, permissions, ...)
+RACE = "race"  # lost the race for the mailbox too many times in a row
+NO_KEY = "no-key"  # must be re-parented (re-signed) and no signing key was at hand
+NOT_TRIED = "not-tried"  # written, no delivery attempt recorded yet (e.g. the sender was killed)
+# Why a message left the outbox undelivered (Undelivered kind).
+REFUSED = "refused"  # the org repo refused it (its guard's reason)
+DROPPED = "dropped"  # the member dropped it (gitmail outbox drop)
+
+
+def sent_ref(path: str) -> str:
+    """``refs/gitmail/sent/<r>/<s>``: the last tip this clone delivered to mailbox ``path``."""
+    return SENT + path[len(refs.MAIL) :]
+
+
+def undelivered_ref(path: str, msg_id: str) -> str:
+    return f"{UNDELIVERED}{path[len(refs.MAIL):]}/{msg_id}"
+
+
+@dataclass
+class Held:
+    """One message on one mailbox that did not go: ``kind`` (see above) and the reason in words."""
+
+    path: str
+    id: str
+    kind: str
+    detail: str
+
+
 @dataclass
 class Delivery:
-    delivered: list[str] = field(default_factory=list)  # mailbox paths whose outbox landed
-    queued: list[str] = field(default_factory=list)  # still in the outbox (remote unreachable)
-    refused: dict[str, str] = field(default_factory=dict)
+    """What one delivery round did, message by message (``(mailbox path, Message-ID)`` pairs)."""
+
+    delivered: list[tuple[str, str]] = field(default_factory=list)
+    queued: list[Held] = field(default_factory=list)  # still in the outbox, with why
+    refused: list[Held] = field(default_factory=list)  # moved to the undelivered record (kind REFUSED)
+    restored: list[tuple[str, str]] = field(default_factory=list)  # re-queued after a rewind (see recover)
+
+    def delivered_ids(self) -> list[str]:
+        return list(dict.fromkeys(i for _, i in self.delivered))
 
 
 def outbox_paths(repo: "Repo", sender: Optional[str] = None) -> dict[str, str]:
@@ -141,76 +208,295 @@ def outbox_paths(repo: "Repo", sender: Optional[str] = None) -> dict[str, str]:
     return {refs.MAIL + name[len(refs.OUTBOX) :]: oid for name, oid in found.items()}
 
 
+def queued_chain(repo: "Repo", path: str, tip: Optional[str] = None) -> list[tuple[str, str]]:
+    """``(commit oid, Message-ID)`` of each message queued on ``path``, oldest first.
+
+    The commits between the outbox tip and its merge base with the remote-tracking tip.
+    """
+    from gitmail.core.objects import commit, first_parent
+    from gitmail.core.store import read_message
+    from gitmail.errors import CorruptMessageError
+
+    tip = tip or repo.ref_target(refs.outbox(path))
+    if tip is None:
+        return []
+    pg = repo.pg
+    track = repo.ref_target(refs.tracking(path, repo.remote))
+    base = _merge_base(repo, tip, track)
+    out = []
+    c: Optional[pygit2.Commit] = commit(pg, tip)
+    while c is not None and str(c.id) != base:
+        try:
+            mid = read_message(pg, c).id
+        except CorruptMessageError:
+            mid = str(c.id)  # not ours to judge: the guard and the readers do
+        out.append((str(c.id), mid))
+        c = first_parent(pg, c)
+    out.reverse()
+    return out
+
+
+def _merge_base(repo: "Repo", a: Optional[str], b: Optional[str]) -> Optional[str]:
+    if not a or not b:
+        return None
+    mb = repo.pg.merge_base(a, b)
+    return str(mb) if mb else None
+
+
+def _is_ancestor(repo: "Repo", old: str, new: str) -> bool:
+    return old == new or repo.pg.descendant_of(new, old)
+
+
 def deliver(
     repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None, pending: Optional[dict[str, str]] = None
 ) -> Delivery:
-    """Push every queued outbox ref (of ``sender``, or all); see the module docstring.
+    """Push every queued outbox ref (of ``sender``, or all), each message on its own.
 
-    ``signer`` re-signs commits that must be re-parented after a lost race; with
-    no signer such refs stay queued. ``pending``: :func:`outbox_paths` when the
-    caller has just listed it (it is consumed). Never raises for an unreachable remote.
+    * A push that lands records the tip as sent and removes the outbox ref.
+    * Remote unreachable / push failed (no verdict per ref, e.g. authentication):
+      everything stays queued, with git's reason.
+    * A message whose LFS content cannot be uploaded is held: the messages
+      queued after it on that mailbox are re-parented below it and go.
+    * A refused push of several messages is retried one message at a time; a
+      refused message leaves the outbox for the undelivered record (with the
+      remote's reason) and the rest are re-parented and go.
+    * Remote moved (lost race): fetch, drop what already landed, re-parent, retry.
+
+    Re-parenting needs ``signer`` (re-signing, same Message-IDs); without one the
+    affected mailbox stays queued. ``pending``: :func:`outbox_paths` when the
+    caller has just listed it (consumed). Never raises for the network or git;
+    the reasons are kept in ``.git/gitmail/outbox.json`` (:func:`reasons`).
     """
     out = Delivery()
     pending = outbox_paths(repo, sender) if pending is None else pending
-    if not pending or repo.remote is None:
+    if repo.remote is None or not pending:
         return out
-    from gitmail.core import attachments
+    tried = set(pending)
+    why: dict[str, tuple[str, str]] = {}  # path -> why its (remaining) queue did not go
+    held: dict[str, dict[str, str]] = {}  # path -> Message-ID -> LFS reason
+    single: set[str] = set()  # paths pushed one message at a time after a refusal
+    split = False  # one push per mailbox after a refusal
+    lfs_down: list[str] = []  # the LFS reason once the store failed in this round
     for _attempt in range(MAX_RETRIES):
-        specs = [(refs.outbox(p), refs.head(p)) for p in pending]
+        targets: dict[str, tuple[str, list[str]]] = {}  # path -> (oid to push, Message-IDs it delivers)
+        for p in list(pending):
+            if not queued_chain(repo, p):
+                # Everything queued is already on the remote-tracking tip (a push that landed
+                # while its process died, or a concurrent process of ours): nothing to push.
+                with repo.lock():
+                    if repo.ref_target(refs.outbox(p)) == pending[p]:
+                        repo.delete_ref(refs.outbox(p))
+                del pending[p]
+                continue
+            t = _prepare(repo, p, signer, held.setdefault(p, {}), lfs_down, p in single)
+            if t is None:
+                why.setdefault(p, (LFS, lfs_down[0] if lfs_down else "LFS upload failed"))
+                del pending[p]
+            else:
+                targets[p] = t
+        if not targets:
+            break
+        # A push is all or nothing on a guarded server: after a refusal of a push that
+        # carried several mailboxes, push each alone so that only the culprit is refused.
+        groups = [list(targets)] if not split else [[p] for p in targets]
+        res = PushResult()
         try:
-            # LFS content goes up before the commits that point at it; an unreachable
-            # LFS store raises RemoteUnreachableError and leaves the outbox queued.
-            attachments.before_push(repo, pending)
-            res = push(repo, specs)
-        except RemoteUnreachableError:
-            out.queued = sorted(pending)
-            return out
+            for g in groups:
+                r = push(repo, [(targets[p][0], refs.head(p)) for p in g])
+                res.ok |= r.ok
+                res.behind |= r.behind
+                res.refused.update(r.refused)
+        except RemoteUnreachableError as e:
+            for p in pending:
+                why[p] = (UNREACHABLE, e.message)
+            break
+        except GitError as e:
+            for p in pending:
+                why[p] = (FAILED, push_failure(repo, e))
+            break
+        if res.refused and len(groups) == 1 and len(targets) > 1:
+            split = True
+            continue
         behind = []
         with repo.lock():
-            for p, tip in list(pending.items()):
+            for p, (oid, ids) in targets.items():
                 dst = refs.head(p)
                 if dst in res.ok:
-                    track = refs.tracking(p, repo.remote)
-                    repo.set_ref(track, tip, repo.ref_target(track), "gitmail: delivered")
-                    if repo.ref_target(refs.outbox(p)) == tip:
+                    _landed(repo, p, oid)
+                    out.delivered += [(p, i) for i in ids]
+                    now = repo.ref_target(refs.outbox(p))
+                    if now == oid:
                         repo.delete_ref(refs.outbox(p))
-                    out.delivered.append(p)
-                    del pending[p]
+                        del pending[p]
+                    elif now is None:
+                        del pending[p]
+                    else:
+                        pending[p] = now  # held ones, more queued meanwhile, or the next after a refusal
                 elif dst in res.refused:
-                    out.refused[p] = res.refused[dst]
-                    del pending[p]
+                    if len(ids) == 1:
+                        new_tip = _move_out(repo, p, signer, {ids[0]: res.refused[dst]}, REFUSED)
+                        out.refused.append(Held(p, ids[0], REFUSED, res.refused[dst]))
+                        if new_tip is None:
+                            del pending[p]
+                        else:
+                            pending[p] = new_tip
+                    else:
+                        single.add(p)  # find the message the remote refuses
                 else:
                     behind.append(p)
         if not behind:
-            return out
+            if not pending:
+                break
+            continue
         try:
             fetch(repo, behind)
-        except RemoteUnreachableError:
-            out.queued = sorted(pending)
-            return out
+        except GitError as e:
+            kind = UNREACHABLE if isinstance(e, RemoteUnreachableError) else FAILED
+            for p in pending:
+                why[p] = (kind, e.message if kind == UNREACHABLE else push_failure(repo, e))
+            break
         with repo.lock():
             for p in behind:
-                new_tip = _rebase_outbox(repo, p, signer)
+                before = {i for _, i in queued_chain(repo, p)} if repo.ref_target(refs.outbox(p)) else set()
+                new_tip = rebuild(repo, p, signer, last=set(held.get(p, {})))
+                after = {i for _, i in queued_chain(repo, p, new_tip)} if new_tip else set()
+                # Gone from the queue without being moved out: they landed (another process of ours).
+                out.delivered += [(p, i) for i in sorted(before - after)]
                 if new_tip is None:
-                    out.delivered.append(p)
+                    pending.pop(p, None)
+                elif signer is None and new_tip == repo.ref_target(refs.outbox(p)) and not _on_tip(repo, p, new_tip):
+                    why[p] = (NO_KEY, "must be re-parented onto the mailbox's new tip: run 'gitmail sync' as the sender")
                     pending.pop(p, None)
                 else:
                     pending[p] = new_tip
         if not pending:
-            return out
-    out.queued = sorted(pending)
+            break
+    else:
+        for p in pending:
+            why.setdefault(p, (RACE, f"the mailbox kept moving ({MAX_RETRIES} attempts); 'gitmail sync' retries"))
+    for p in sorted(tried):
+        for _, mid in queued_chain(repo, p):
+            if mid in held.get(p, {}):
+                out.queued.append(Held(p, mid, LFS, held[p][mid]))
+            else:
+                kind, detail = why.get(p, (RACE, "the mailbox kept moving; 'gitmail sync' retries"))
+                out.queued.append(Held(p, mid, kind, detail))
+    save_reasons(repo, out.queued, sender)
     return out
 
 
-def _rebase_outbox(repo: "Repo", path: str, signer: Optional[Signer]) -> Optional[str]:
-    """Re-parent the queued commits of ``path`` onto the fetched tip.
+def _on_tip(repo: "Repo", path: str, tip: str) -> bool:
+    """True when the queue of ``path`` sits on the remote-tracking tip (a fast-forward)."""
+    track = repo.ref_target(refs.tracking(path, repo.remote))
+    chain = queued_chain(repo, path, tip)
+    if not chain:
+        return True
+    from gitmail.core.objects import commit
 
-    Returns the new outbox tip, or None when everything queued had already
-    landed (the outbox ref is then deleted). Caller holds the lock.
+    first = commit(repo.pg, chain[0][0])
+    parent = str(first.parent_ids[0]) if first.parent_ids else None
+    return parent == track
+
+
+def push_failure(repo: "Repo", e: GitError) -> str:
+    """One line for a push or fetch that failed without a verdict per ref (git's own reason)."""
+    lines = [ln.strip() for ln in e.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    lines = [ln.removeprefix("remote: ") for ln in lines if not ln.startswith("hint:")]
+    reason = next((ln for ln in lines if ln.startswith("fatal:")), lines[-1] if lines else f"exit code {e.returncode}")
+    url = repo.config.get(f"remote.{repo.remote}.url", "")
+    return f"git push to {repo.remote!r} ({url}) failed: {reason.removeprefix('fatal: ')}"
+
+
+def _prepare(
+    repo: "Repo", path: str, signer: Optional[Signer], held: dict[str, str], lfs_down: list[str], one: bool
+) -> Optional[tuple[str, list[str]]]:
+    """Upload the LFS content of ``path``'s queue; the commit to push and the Message-IDs it delivers.
+
+    Messages whose upload fails are recorded in ``held`` and moved to the end of
+    the queue (re-parented; needs ``signer``), so the others go first. ``one``:
+    deliver only the oldest message. None when nothing can go now.
     """
-    import pygit2
+    chain = queued_chain(repo, path)
+    if not chain:
+        return None
+    for oid, mid in chain:
+        if mid in held:
+            continue
+        reason = _upload(repo, oid, lfs_down)
+        if reason:
+            held[mid] = reason
+    if any(mid in held for _, mid in chain):
+        first_held = next(k for k, (_, mid) in enumerate(chain) if mid in held)
+        if any(mid not in held for _, mid in chain[first_held:]) and signer is not None:
+            with repo.lock():
+                tip = rebuild(repo, path, signer, last=set(held))
+            chain = queued_chain(repo, path, tip) if tip else []
+    ready = []
+    for oid, mid in chain:
+        if mid in held:
+            break
+        ready.append((oid, mid))
+    if not ready:
+        return None
+    if one:
+        ready = ready[:1]
+    return ready[-1][0], [mid for _, mid in ready]
 
-    from gitmail.core.objects import commit, first_parent
+
+def _upload(repo: "Repo", oid: str, lfs_down: list[str]) -> Optional[str]:
+    """Upload the LFS attachments of one message commit; the reason it failed, or None."""
+    from gitmail.core import attachments
+    from gitmail.core.objects import commit
+    from gitmail.core.store import read_message
+    from gitmail.errors import CorruptMessageError, GitmailError
+
+    c = commit(repo.pg, oid)
+    if attachments.TREE_DIR not in c.tree:
+        return None
+    try:
+        atts = [a for a in read_message(repo.pg, c).attachments if a.storage == "lfs" and attachments._is_oid(a.oid)]
+    except CorruptMessageError:
+        return None
+    if not atts:
+        return None
+    if lfs_down:
+        return lfs_down[0]  # one unreachable store per round: do not wait for it once per message
+    try:
+        attachments.upload(repo, atts)
+    except RemoteUnreachableError as e:
+        lfs_down.append(e.message)
+        return e.message
+    except GitmailError as e:
+        return e.message
+    return None
+
+
+def _landed(repo: "Repo", path: str, oid: str) -> None:
+    """After a push of ``oid`` landed: move the remote-tracking ref and the sent record. Caller holds the lock."""
+    for ref in (refs.tracking(path, repo.remote), sent_ref(path)):
+        old = repo.ref_target(ref)
+        if old is not None and not _is_ancestor(repo, old, oid):
+            continue  # already further (a concurrent push of ours landed after this one)
+        try:
+            repo.set_ref(ref, oid, old, "gitmail: delivered")
+        except Exception:  # noqa: BLE001 - a concurrent git fetch holds it; the next fetch sets it
+            pass
+
+
+def rebuild(
+    repo: "Repo", path: str, signer: Optional[Signer], *, last: frozenset[str] | set[str] = frozenset(),
+    drop: Optional[dict[str, str]] = None, prepend: Optional[list[str]] = None,
+) -> Optional[str]:
+    """Re-parent the queue of ``path`` onto the remote-tracking tip; the new outbox tip, or None (empty).
+
+    Drops messages already on the remote tip; ``drop`` (Message-ID -> reason)
+    leaves out (the caller records them); ``last`` goes after the others;
+    ``prepend`` (commit oids, oldest first) goes first (re-delivery after a
+    rewind). Commits whose parent does not change are kept, the others are
+    re-signed (same Message-IDs). Without ``signer`` the outbox is left as is
+    when it would need re-signing. Caller holds the lock.
+    """
+    from gitmail.core.objects import commit
     from gitmail.core.store import chain as chain_of
     from gitmail.core.store import load_commit, read_message, resign
     from gitmail.errors import CorruptMessageError
@@ -219,14 +505,7 @@ def _rebase_outbox(repo: "Repo", path: str, signer: Optional[Signer]) -> Optiona
     obref = refs.outbox(path)
     ob_tip = repo.ref_target(obref)
     tip = repo.ref_target(refs.tracking(path, repo.remote))
-    if ob_tip is None:
-        return None
-    base = str(pg.merge_base(ob_tip, tip)) if tip else None
-    chain = []
-    c: Optional[pygit2.Commit] = commit(pg, ob_tip)
-    while c is not None and str(c.id) != base:
-        chain.append(c)
-        c = first_parent(pg, c)
+    base = _merge_base(repo, ob_tip, tip)
     landed = set()
     for oid in (chain_of(pg, tip, base)[0] if tip else []):
         t = load_commit(pg, oid)
@@ -234,15 +513,230 @@ def _rebase_outbox(repo: "Repo", path: str, signer: Optional[Signer]) -> Optiona
             landed.add(read_message(pg, t).id) if not isinstance(t, str) else None
         except CorruptMessageError:
             pass
-    todo = [c for c in reversed(chain) if read_message(pg, c).id not in landed]
+    todo: list[tuple[str, str]] = []
+    seen = set()
+    for oid in prepend or []:
+        mid = read_message(pg, commit(pg, oid)).id
+        if mid not in landed and mid not in seen:
+            todo.append((oid, mid))
+            seen.add(mid)
+    for oid, mid in queued_chain(repo, path, ob_tip) if ob_tip else []:
+        if mid not in landed and mid not in seen and mid not in (drop or {}):
+            todo.append((oid, mid))
+            seen.add(mid)
+    todo = [x for x in todo if x[1] not in last] + [x for x in todo if x[1] in last]
     if not todo:
-        repo.delete_ref(obref)
+        if ob_tip is not None:
+            repo.delete_ref(obref)
         return None
-    if signer is None:
-        return ob_tip
     parent = tip
-    for c in todo:
-        parent = resign(pg, c, parent, signer)
+    for k, (oid, _) in enumerate(todo):
+        c = commit(pg, oid)
+        if [str(x) for x in c.parent_ids] == ([parent] if parent else []):
+            parent = oid
+            continue
+        if signer is None:
+            return ob_tip
+        for oid2, _ in todo[k:]:
+            parent = resign(pg, commit(pg, oid2), parent, signer)
+        break
     assert parent
-    repo.set_ref(obref, parent, ob_tip, "gitmail: re-parented queued messages")
+    if parent != ob_tip:
+        repo.set_ref(obref, parent, ob_tip, "gitmail: re-parented queued messages")
     return parent
+
+
+def _move_out(
+    repo: "Repo", path: str, signer: Optional[Signer], reasons: dict[str, str], kind: str
+) -> Optional[str]:
+    """Take messages out of ``path``'s queue into the undelivered record; the new outbox tip.
+
+    Caller holds the lock. The commits stay reachable from
+    ``refs/gitmail/undelivered/<r>/<s>/<id>``; the reasons go to
+    ``.git/gitmail/undelivered.json``.
+    """
+    chain = dict((mid, oid) for oid, mid in queued_chain(repo, path))
+    for mid, reason in reasons.items():
+        if mid in chain:
+            repo.set_ref(undelivered_ref(path, mid), chain[mid], repo.ref_target(undelivered_ref(path, mid)),
+                         f"gitmail: {kind}")
+            _record_undelivered(repo, path, mid, kind, reason)
+    return rebuild(repo, path, signer, drop=reasons)
+
+
+# -- reasons, kept locally -------------------------------------------------------------------
+
+
+def _load(repo: "Repo", name: str) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads((repo.data_dir / name).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(repo: "Repo", name: str, data: dict[str, Any]) -> None:
+    import json
+
+    from gitmail.core.files import write_atomic
+
+    try:
+        write_atomic(repo.data_dir / name, json.dumps(data, indent=1, sort_keys=True) + "\n", only_if_changed=True)
+    except OSError:
+        pass  # a read-only or full disk: the reasons are a courtesy, the outbox ref is the truth
+
+
+def _now() -> str:
+    from gitmail.core.model import format_date, utcnow
+
+    return format_date(utcnow())
+
+
+def save_reasons(repo: "Repo", queued: list[Held], sender: Optional[str] = None) -> None:
+    """Record why each message of ``queued`` is still queued (``since``: the first time for that reason).
+
+    Entries of messages no longer queued (of ``sender``'s mailboxes, or all) are removed.
+    """
+    with repo.lock():
+        data = _load(repo, REASONS_FILE)
+        now = _now()
+        live = {f"{p}\t{i}" for p, ob in outbox_paths(repo, sender).items() for _, i in queued_chain(repo, p, ob)}
+        from gitmail.core.address import to_ref
+
+        mine = (lambda k: k.split("\t")[0].endswith("/" + to_ref(sender))) if sender else (lambda k: True)
+        data = {k: v for k, v in data.items() if k in live or not mine(k)}
+        for h in queued:
+            key = f"{h.path}\t{h.id}"
+            old = data.get(key) or {}
+            since = old.get("since") if old.get("kind") == h.kind and old.get("since") else now
+            data[key] = {"kind": h.kind, "detail": h.detail, "since": since, "tried": now}
+        _save(repo, REASONS_FILE, data)
+
+
+def reasons(repo: "Repo") -> dict[tuple[str, str], dict[str, str]]:
+    """``(mailbox path, Message-ID)`` -> ``{"kind", "detail", "since", "tried"}`` as last recorded."""
+    out = {}
+    for k, v in _load(repo, REASONS_FILE).items():
+        p, _, i = k.partition("\t")
+        if isinstance(v, dict):
+            out[(p, i)] = {str(a): str(b) for a, b in v.items()}
+    return out
+
+
+def _record_undelivered(repo: "Repo", path: str, mid: str, kind: str, reason: str) -> None:
+    data = _load(repo, UNDELIVERED_FILE)
+    data[f"{path}\t{mid}"] = {"kind": kind, "detail": reason, "since": _now()}
+    _save(repo, UNDELIVERED_FILE, data)
+
+
+def undelivered(repo: "Repo", sender: Optional[str] = None) -> list[tuple[str, str, str, dict[str, str]]]:
+    """Every undelivered message: ``(mailbox path, Message-ID, commit oid, {"kind", "detail", "since"})``."""
+    from gitmail.core.address import to_ref
+
+    pattern = UNDELIVERED + ("*/" + to_ref(sender) + "/*" if sender else "*/*/*")
+    data = _load(repo, UNDELIVERED_FILE)
+    out = []
+    for name, oid in sorted(git.for_each_ref(repo.path, [pattern]).items()):
+        rest = name[len(UNDELIVERED) :]
+        box, _, mid = rest.rpartition("/")
+        path = refs.MAIL + box
+        info = data.get(f"{path}\t{mid}") or {"kind": REFUSED, "detail": "(no reason recorded)", "since": ""}
+        out.append((path, mid, oid, {str(a): str(b) for a, b in info.items()}))
+    return out
+
+
+def forget_undelivered(repo: "Repo", path: str, mid: str) -> None:
+    """Remove one undelivered record (after it was queued again). Caller holds the lock."""
+    repo.delete_ref(undelivered_ref(path, mid))
+    data = _load(repo, UNDELIVERED_FILE)
+    if data.pop(f"{path}\t{mid}", None) is not None:
+        _save(repo, UNDELIVERED_FILE, data)
+
+
+def move_out(repo: "Repo", path: str, signer: Optional[Signer], mid: str, kind: str, reason: str) -> None:
+    """Take message ``mid`` out of ``path``'s queue into the undelivered record (``gitmail outbox drop``)."""
+    with repo.lock():
+        _move_out(repo, path, signer, {mid: reason}, kind)
+    save_reasons(repo, [], None)
+
+
+def requeue(repo: "Repo", path: str, signer: Signer, mid: str) -> str:
+    """Put an undelivered message back at the end of ``path``'s queue (re-signed); the new outbox tip."""
+    from gitmail.core.objects import commit
+    from gitmail.core.store import resign
+
+    with repo.lock():
+        oid = repo.ref_target(undelivered_ref(path, mid))
+        assert oid
+        obref = refs.outbox(path)
+        ob_tip = repo.ref_target(obref)
+        parent = ob_tip or repo.ref_target(refs.tracking(path, repo.remote))
+        new = resign(repo.pg, commit(repo.pg, oid), parent, signer)
+        repo.set_ref(obref, new, ob_tip, "gitmail: queued again")
+        forget_undelivered(repo, path, mid)
+        return new
+
+
+# -- rewinds: what this clone delivered and the server lost ---------------------------------------
+
+
+def recover(
+    repo: "Repo", signer: "Callable[[], Optional[Signer]]", sender: str, genuine: "Callable[[pygit2.Commit, str], bool]"
+) -> list[tuple[str, str, str]]:
+    """Find messages this clone delivered that are no longer on the org repo; queue them again.
+
+    For each ``refs/gitmail/sent/<r>/<sender>`` whose tip the freshly fetched
+    mailbox no longer contains (a force-push or deletion on a server without
+    the guard), the messages between the two (by Message-ID, and only those
+    ``genuine(commit, path)`` accepts as this member's own) are put back at the
+    front of the outbox, re-parented onto the rewritten tip (re-signed), so the
+    next delivery is a fast-forward. Returns ``(path, Message-ID, commit)`` of each one
+    found. ``signer()`` is called only when something was lost; when it gives
+    None they are reported but not queued.
+    """
+    from gitmail.core.address import to_ref
+
+    out: list[tuple[str, str, str]] = []
+    tracking = refs.tracking(refs.MAIL, repo.remote)
+    # One git call for both sides: the common case (nothing moved but by us) opens no repository.
+    found = git.for_each_ref(repo.path, [SENT + "*/" + to_ref(sender), tracking + "*/" + to_ref(sender)])
+    for name, sent_tip in found.items():
+        if not name.startswith(SENT):
+            continue
+        path = refs.MAIL + name[len(SENT) :]
+        track = found.get(refs.tracking(path, repo.remote))
+        if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
+            continue
+        from gitmail.core.objects import commit, first_parent
+        from gitmail.core.store import read_message
+
+        pg = repo.pg
+        base = _merge_base(repo, sent_tip, track)
+        on_server = set()
+        t = commit(pg, track) if track else None
+        while t is not None and str(t.id) != base:
+            on_server.add(read_message(pg, t).id)
+            t = first_parent(pg, t)
+        lost = []
+        c: Optional[pygit2.Commit] = commit(pg, sent_tip)
+        while c is not None and str(c.id) != base:
+            mid = read_message(pg, c).id
+            if mid not in on_server and genuine(c, path):
+                lost.append((str(c.id), mid))
+            c = first_parent(pg, c)
+        lost.reverse()
+        out += [(path, mid, oid) for oid, mid in lost]
+        key = signer() if lost else None
+        if lost and key is None:
+            continue
+        with repo.lock():
+            if lost:
+                rebuild(repo, path, key, prepend=[oid for oid, _ in lost])
+            # Remember the rewritten tip: the re-delivery's push moves it forward again.
+            if track:
+                repo.set_ref(name, track, sent_tip, "gitmail: mailbox rewritten on the org repo")
+            else:
+                repo.delete_ref(name)
+    return out

@@ -75,12 +75,23 @@ def _errors_as_tool_errors(fn: F) -> F:
 
 
 def send_json(res: api.SendResult) -> dict[str, Any]:
-    """The result of a send (same fields as ``gitmail send --json``)."""
+    """The result of a send (same fields as ``gitmail send --json``): ``outcome`` delivered or queued
+    (with ``reason``). A refused send is a tool error naming the message and the remote's reason."""
     m = res.message
+    if res.outcome == api.REFUSED:
+        raise ToolError(f"{res.reason} (message {m.id[:SHORT]} not delivered; kept in 'gitmail outbox --undelivered')")
     return {"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_, "subject": m.subject,
             "date": m.date, "type": m.type, "request_id": m.request_id, "in_reply_to": m.in_reply_to,
-            "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued, "refused": res.refused,
-            "encrypted": res.encrypted}
+            "thread": m.thread_id, "outcome": res.outcome, "reason": res.reason, "delivered": res.delivered,
+            "queued": res.queued, "refused": res.refused, "encrypted": res.encrypted}
+
+
+def outgoing_json(queued: list[api.Queued]) -> dict[str, Any]:
+    """Stuck outgoing mail for ``check_mailbox``: each queued message and why it has not gone."""
+    return {"queued": [{"id": q.id, "short_id": q.id[:SHORT], "to": q.mailboxes, "subject": q.subject,
+                        "kind": q.kind, "reason": q.reason, "since": q.since} for q in queued],
+            "note": f"{len(queued)} message(s) you sent are not delivered yet; they go on the next sync "
+                    "(gitmail outbox shows them, 'gitmail outbox drop ID' takes one out)."}
 
 
 def _item_json(it: api.Item) -> dict[str, Any]:
@@ -132,8 +143,9 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
             description="Paths of files to attach (read by this server, on this machine; each within the "
                         "org's size limit).")] = None,
     ) -> dict[str, Any]:
-        """Send a signed message to members of the org. Returns its id and whether it was delivered
-        (queued: the org remote was unreachable; it is delivered on the next sync)."""
+        """Send a signed message to members of the org. Returns its id and its outcome: delivered, or
+        queued (with the reason, e.g. the org remote unreachable; it is delivered on the next sync). A send the
+        org repo refuses is an error with the remote's reason."""
         rcpts = [to] if isinstance(to, str) else list(to)
         res = api.send(repo, rcpts, body, subject=subject, summary=summary, priority=priority, type=type,
                        payload=payload, reply_to=reply_to, request_id=request_id, require_ack=require_ack,
@@ -153,11 +165,13 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
                                                         "instead of newest first.")] = False,
     ) -> dict[str, Any]:
         """Your inbox, newest first: {unread, total, messages[]} (counts cover the non-archived inbox).
-        Each message has id, short_id, from, subject, summary, priority, type, request_id, require_ack, read."""
+        Each message has id, short_id, from, subject, summary, priority, type, request_id, require_ack, read.
+        When mail you sent is stuck in your outbox, "outgoing" lists it with why (queued[], note)."""
         warning = None
+        queued: Optional[list[api.Queued]] = None
         if sync:
             try:
-                api.sync(repo, as_=as_)
+                queued = api.sync(repo, as_=as_).queued
             except GitmailError as e:
                 warning = f"could not sync, showing what is here: {e.message}"
         res = api.mailbox(repo, as_=as_, unread_only=unread_only, all_=include_archived, limit=limit,
@@ -166,6 +180,9 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
                                "messages": [row_json(r) for r in res.messages]}
         if warning:
             out["warning"] = warning
+        queued = api.outbox(repo, as_=as_) if queued is None else queued
+        if queued:
+            out["outgoing"] = outgoing_json(queued)
         return out
 
     @mcp.tool()
@@ -257,8 +274,11 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         """Send the sender a signed receipt for a message (for messages with require_ack).
         Acknowledging twice sends nothing the second time (sent: false)."""
         r = api.ack(repo, id, as_=as_)
-        return {"acked": r.acked, "to": r.to, "sent": r.sent, "ack_id": r.ack_id, "delivered": r.delivered,
-                "queued": r.queued}
+        if r.outcome == api.REFUSED:
+            raise ToolError(f"{r.reason} (ack {(r.ack_id or '')[:SHORT]} not delivered; kept in "
+                            "'gitmail outbox --undelivered')")
+        return {"acked": r.acked, "to": r.to, "sent": r.sent, "ack_id": r.ack_id, "outcome": r.outcome or None,
+                "reason": r.reason, "delivered": r.delivered, "queued": r.queued}
 
     @mcp.tool()
     @_errors_as_tool_errors

@@ -124,7 +124,25 @@ class Scenario:
                  note="UserPromptSubmit: only messages not reported before; nothing at all when none.")
         self.cmd("alex", "hook claude install", "hook", "claude", "install")
         self.cmd("alex", "hooks install", "hooks", "install", required=False)
+        self._outbox()
         return self.examples
+
+    def _outbox(self) -> None:
+        """A message queued while the org remote is unreachable, one dropped; then delivered."""
+        import subprocess
+
+        url = subprocess.run(["git", "remote", "get-url", "origin"], cwd=self.clone("alex"), capture_output=True,
+                             text=True, check=True).stdout.strip()
+        gone = str(self.root / "unreachable.git")
+        subprocess.run(["git", "remote", "set-url", "origin", gone], cwd=self.clone("alex"), check=True)
+        self.cmd("alex", "send (queued)", "send", "max", "Written offline")
+        d = self.cmd("alex", "send (queued, to drop)", "send", "max", "Never mind", required=False)
+        self.cmd("alex", "outbox", "outbox")
+        if d:
+            self.cmd("alex", "outbox drop", "outbox", "drop", d["short_id"], "--yes")
+        self.cmd("alex", "outbox --undelivered", "outbox", "--undelivered")
+        subprocess.run(["git", "remote", "set-url", "origin", url], cwd=self.clone("alex"), check=True)
+        self.cmd("alex", "outbox retry", "outbox", "retry")
 
 
 def _scrub(obj: Any, root: str) -> Any:
@@ -156,7 +174,7 @@ def key_paths(obj: Any, prefix: str = "") -> set[str]:
         for k, v in obj.items():
             p = f"{prefix}.{k}" if prefix else k
             out.add(p)
-            if k not in ("payload", "refused", "hooks"):  # free-form objects
+            if k not in ("payload", "refused", "hooks", "queued_in"):  # free-form objects
                 out |= key_paths(v, p)
     elif isinstance(obj, list):
         for item in obj:

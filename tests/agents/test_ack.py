@@ -27,7 +27,7 @@ def test_ack_round_trip_and_duplicate(org: Org) -> None:
     assert first["sent"] is True and first["to"] == "max" and first["acked"] == m["id"]
     again = org.ok("alex", "ack", m["short_id"])
     assert "Already acknowledged" in again.out
-    assert json.loads(org.ok("alex", "ack", m["id"], "--json").out)["acks"][0] == {**first, "sent": False,
+    assert json.loads(org.ok("alex", "ack", m["id"], "--json").out)["acks"][0] == {**first, "sent": False, "outcome": None,
                                                                                    "delivered": False}
 
     assert _awaiting(org, "max") == []

@@ -48,7 +48,7 @@ def test_offline_send_is_queued_then_delivered_once(net: NetOrg) -> None:
     assert r.out.startswith("Queued (org remote unreachable") and r.err == ""
     assert json.loads(net.ok("max", "whoami", "--json").out)["outbox"] == 1
     net.daemon.start()
-    assert "Delivered queued mail to 1 mailbox" in net.ok("max", "sync").out.splitlines()
+    assert "Delivered 1 queued message" in net.ok("max", "sync").out.splitlines()
     assert outbox(net, "max") == ""
     assert "Delivered" not in net.ok("max", "sync").out
     assert len(server_ids(net)) == 1

@@ -7,7 +7,7 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json
+from gitmail.cli.render import emit_json, fail_if_refused
 from gitmail.api.views import SHORT, clean
 
 
@@ -19,15 +19,20 @@ def command(ids: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_js
     from gitmail import api
 
     results = [api.ack(repo, i, as_=as_) for i in ids]
+    refused = {p: why for r in results for p, why in r.refused.items()}
     if as_json:
         emit_json({"acks": [{"acked": r.acked, "to": r.to, "sent": r.sent, "ack_id": r.ack_id,
-                             "delivered": r.delivered, "queued": r.queued} for r in results]})
+                             "outcome": r.outcome or None, "reason": r.reason, "delivered": r.delivered,
+                             "queued": r.queued, "refused": r.refused} for r in results]})
+        fail_if_refused(refused)
         return
-    if quiet:
-        return
-    for r in results:
-        if not r.sent:
-            click.echo(f"Already acknowledged {clean(r.acked[:SHORT])} to {clean(r.to)}")
-        else:
-            state = "Queued ack of" if r.queued else "Acknowledged"
-            click.echo(f"{state} {clean(r.acked[:SHORT])} to {clean(r.to)} [{(r.ack_id or '')[:SHORT]}]")
+    if not quiet:
+        for r in results:
+            if not r.sent:
+                click.echo(f"Already acknowledged {clean(r.acked[:SHORT])} to {clean(r.to)}")
+            elif r.queued:
+                click.echo(f"Queued ack of {clean(r.acked[:SHORT])} to {clean(r.to)} [{(r.ack_id or '')[:SHORT]}]: "
+                           f"{clean(r.reason)}")
+            elif not r.refused:
+                click.echo(f"Acknowledged {clean(r.acked[:SHORT])} to {clean(r.to)} [{(r.ack_id or '')[:SHORT]}]")
+    fail_if_refused(refused)

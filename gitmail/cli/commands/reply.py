@@ -8,8 +8,9 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json
-from gitmail.api.views import SHORT, clean
+from gitmail.cli.commands.send import outcome_json, outcome_line
+from gitmail.cli.render import emit_json, fail_if_refused
+from gitmail.api.views import SHORT
 
 
 @click.command("reply")
@@ -28,7 +29,9 @@ def command(id: str, message: str, all_: bool, priority: str, repo: Optional[str
     m = res.message
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "in_reply_to": m.in_reply_to,
-                   "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued})
-    elif not quiet:
-        state = "Queued for" if res.queued else "Replied to"
-        click.echo(f"{state} {', '.join(clean(t) for t in res.recipients)} [{m.id[:SHORT]}]")
+                   "thread": m.thread_id, **outcome_json(res)})
+        fail_if_refused(res.refused)
+        return
+    fail_if_refused(res.refused)
+    if not quiet:
+        click.echo(outcome_line(res, "Replied to"))

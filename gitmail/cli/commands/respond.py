@@ -7,6 +7,7 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
+from gitmail.cli.commands.send import outcome_json, outcome_line
 from gitmail.cli.render import emit_json, fail_if_refused
 from gitmail.api.views import SHORT, clean
 
@@ -32,10 +33,9 @@ def command(id: str, approve: Optional[bool], reason: Optional[str], feedback: O
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "type": m.type,
                    "request_id": m.request_id, "in_reply_to": m.in_reply_to, "payload": m.payload,
-                   "delivered": res.delivered, "queued": res.queued, "refused": res.refused})
+                   **outcome_json(res)})
+        fail_if_refused(res.refused)
         return
     fail_if_refused(res.refused)
     if not quiet:
-        state = "Queued" if res.queued else "Sent"
-        click.echo(f"{state} {clean(m.type)} (request_id {clean(m.request_id)}) to "
-                   f"{', '.join(clean(t) for t in res.recipients)} [{m.id[:SHORT]}]")
+        click.echo(outcome_line(res, f"Sent {clean(m.type)} (request_id {clean(m.request_id)}) to"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
@@ -14,6 +14,7 @@ from gitmail.api.views import SHORT, clean, count
 from gitmail.errors import UsageError
 
 if TYPE_CHECKING:
+    from gitmail.api.send import SendResult
     from gitmail.core.lfs import Progress
     from gitmail.core.model import Message
 
@@ -58,15 +59,40 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
                    "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
-                   "thread": m.thread_id, "delivered": res.delivered, "queued": res.queued,
-                   "refused": res.refused, "encrypted": res.encrypted,
+                   "thread": m.thread_id, **outcome_json(res), "encrypted": res.encrypted,
                    "attachments": [a.model_dump(mode="json") for a in m.attachments]})
+        fail_if_refused(res.refused)
         return
     fail_if_refused(res.refused)
     if not quiet:
-        state = "Queued (org remote unreachable; 'gitmail sync' delivers it) for" if res.queued else "Sent to"
         lock = " (encrypted)" if res.encrypted else ""
-        click.echo(f"{state} {', '.join(clean(t) for t in res.recipients)}{_attached(m)}{lock} [{m.id[:SHORT]}]")
+        click.echo(outcome_line(res, "Sent to", f"{_attached(m)}{lock}"))
+
+
+# Why a message is queued, in a few words (gitmail.core.sync's kinds).
+_QUEUED_WHY = {"remote-unreachable": "org remote unreachable", "lfs-unreachable": "LFS store unreachable",
+               "push-failed": "push failed", "race": "mailbox busy", "no-key": "needs re-signing",
+               "not-tried": "not tried yet"}
+
+
+def outcome_json(res: "SendResult") -> dict[str, Any]:
+    """The outcome fields every sending command's JSON carries (docs/json.md)."""
+    return {"outcome": res.outcome, "reason": res.reason, "delivered": res.delivered, "queued": res.queued,
+            "refused": res.refused, "queued_in": res.queued_in}
+
+
+def outcome_line(res: "SendResult", sent: str, extra: str = "") -> str:
+    """``<sent> alex [id]`` when delivered; ``Queued (why; ...) for alex [id]`` plus the reason when queued.
+
+    A refused send never gets here (:func:`fail_if_refused` exits 10 first).
+    """
+    m = res.message
+    who = ", ".join(clean(t) for t in res.recipients)
+    if not res.queued:
+        return f"{sent} {who}{extra} [{m.id[:SHORT]}]"
+    why = _QUEUED_WHY.get(res.kind or "", "not delivered yet")
+    return (f"Queued ({why}; 'gitmail sync' delivers it) for {who}{extra} [{m.id[:SHORT]}]\n"
+            f"  {clean(res.reason)}")
 
 
 def _progress(attach: tuple[str, ...], as_json: bool, quiet: bool) -> Optional["Progress"]:

@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-from gitmail.api.views import clean, count, row_json
+from gitmail.api.views import SHORT, clean, count, row_json
 
 
 SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every message)
@@ -17,24 +17,33 @@ SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every 
 @click.command("sync")
 @common
 def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
-    """Fetch new mail, verify it, and push queued messages."""
+    """Fetch new mail, verify it, and push queued messages (see: gitmail outbox)."""
     from gitmail import api
 
     res = api.sync(repo, as_=as_)
     if as_json:
-        emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered, "queued": res.queued,
-                   "refused": res.refused, "problems": res.problems})
+        emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered,
+                   "queued": [q.id for q in res.queued], "refused": {u.id: u.reason for u in res.refused},
+                   "outbox": [q.json() for q in res.queued], "undelivered": [u.json() for u in res.refused],
+                   "restored": [q.json() for q in res.restored], "problems": res.problems})
         return
     for p in res.problems:
         click.echo(f"gitmail: warning: {clean(p)}", err=True)
-    for path, why in res.refused.items():
-        click.echo(f"gitmail: the org repo refused {clean(path)}: {clean(why)}", err=True)
+    for q in res.restored:
+        click.echo(f"gitmail: warning: {q.id[:SHORT]} to {', '.join(clean(x) for x in q.mailboxes)} "
+                   f"({clean(q.subject)!r}) was {clean(q.reason)}", err=True)
+    for u in res.refused:
+        click.echo(f"gitmail: the org repo refused {u.id[:SHORT]} to {', '.join(clean(x) for x in u.mailboxes)}: "
+                   f"{clean(u.reason)} (kept: gitmail outbox --undelivered)", err=True)
     if quiet:
         return
     if res.delivered:
-        click.echo(f"Delivered queued mail to {count(len(res.delivered), 'mailbox', 'mailboxes')}")
+        click.echo(f"Delivered {count(len(res.delivered), 'queued message')}")
     if res.queued:
-        click.echo(f"Still queued: {count(len(res.queued), 'mailbox', 'mailboxes')}")
+        click.echo(f"Still queued: {count(len(res.queued), 'message')} (gitmail outbox)")
+        for q in res.queued:
+            click.echo(f"  {q.id[:SHORT]} to {', '.join(clean(x) for x in q.mailboxes)}: {clean(q.reason)} "
+                       f"(since {clean(q.since)})")
     click.echo(f"{count(len(res.new), 'new message')}")
     for r in res.new[:SHOWN]:
         click.echo(row_line(r))

@@ -1,0 +1,88 @@
+"""Nothing silently lost on a server without the guard (issue 12, item 4).
+
+A force-push rewinds alex's mailbox from max before alex fetched: max's next
+sync notices that messages it delivered are gone, says so, and delivers them
+again as a fast-forward on top of the rewritten mailbox.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import git
+from tests.sync.conftest import NetOrg, guard_runtime, unguarded  # noqa: F401
+from tests.sync import forge  # after the fixtures: they load gitmail in the order it expects
+
+MAILBOX = "refs/heads/gitmail/mail/alex/max"
+
+
+def server_ids(o: NetOrg) -> list[str]:
+    p = git("log", "--reverse", "--format=%(trailers:key=Message-Id,valueonly)", MAILBOX, cwd=o.bare, check=False)
+    return [ln.strip().removeprefix("<").removesuffix("@gitmail>") for ln in p.stdout.splitlines() if ln.strip()]
+
+
+def test_rewind_of_delivered_mail_is_reported_and_redelivered(unguarded: NetOrg) -> None:  # noqa: F811
+    o = unguarded
+    ids = [json.loads(o.ok("max", "send", "alex", f"m{i}", "--json").out)["id"] for i in range(3)]
+    assert server_ids(o) == ids
+    # Someone with push access rewinds the mailbox to its first message (no guard to stop it).
+    code, out = forge.push(o.clones["max"], "origin/gitmail/mail/alex/max~2", MAILBOX, "--force")
+    assert code == 0, out
+    assert server_ids(o) == ids[:1]
+    r = o.as_("max", "sync")
+    assert r.code == 0, r.err
+    assert r.err.count("was removed from the org repo by a rewrite of the mailbox; delivered again") == 2, r.err
+    assert ids[1][:8] in r.err and ids[2][:8] in r.err
+    assert server_ids(o) == ids  # back, in order, a fast-forward of the rewritten tip
+    r = json.loads(o.ok("max", "sync", "--json").out)
+    assert r["restored"] == [] and r["delivered"] == []  # said once
+    # The sent copy is whole, and alex gets all three, verified.
+    sent = json.loads(o.ok("max", "list", "--sent", "--json").out)["messages"]
+    assert sorted(m["subject"] for m in sent) == ["m0", "m1", "m2"]
+    o.ok("alex", "sync")
+    got = json.loads(o.ok("alex", "list", "--json").out)["messages"]
+    assert sorted(m["subject"] for m in got) == ["m0", "m1", "m2"] and all(m["verified"] for m in got)
+    assert json.loads(o.ok("alex", "verify", "--all", "--json").out)["ok"]
+    assert json.loads(o.ok("max", "verify", "--all", "--json").out)["ok"]
+
+
+def test_rewind_json_and_deleted_mailbox(unguarded: NetOrg) -> None:  # noqa: F811
+    o = unguarded
+    ids = [json.loads(o.ok("max", "send", "alex", f"d{i}", "--json").out)["id"] for i in range(2)]
+    code, out = forge.push(o.clones["max"], "", MAILBOX)  # deleted outright
+    assert code == 0, out
+    r = json.loads(o.ok("max", "sync", "--json").out)
+    assert sorted(q["id"] for q in r["restored"]) == sorted(ids)
+    assert all(q["kind"] == "restored" and q["mailboxes"] == ["alex"] for q in r["restored"])
+    assert sorted(r["delivered"]) == sorted(ids)
+    assert server_ids(o) == ids
+
+
+def test_rewind_not_redelivered_when_another_clone_of_the_sender_moved_on(unguarded: NetOrg) -> None:  # noqa: F811
+    """A mailbox that grew (the sender's other clone) is no rewind: nothing is sent twice."""
+    from tests.conftest import run
+
+    o = unguarded
+    o.ok("max", "send", "alex", "from the desk")
+    laptop = o.root / "max-laptop"
+    assert run("init", "--name", "max", "--org", o.url, "--repo", str(laptop)).code == 0
+    assert run("send", "alex", "from the laptop", "--repo", str(laptop)).code == 0
+    r = json.loads(o.ok("max", "sync", "--json").out)
+    assert r["restored"] == [] and r["delivered"] == []
+    assert len(server_ids(o)) == 2
+
+
+def test_rewind_check_loads_nothing_when_nothing_moved(unguarded: NetOrg) -> None:  # noqa: F811
+    """The check runs on every sync: with nothing new it opens no repository (no pygit2, no pydantic)."""
+    import subprocess
+    import sys
+
+    o = unguarded
+    o.ok("max", "send", "alex", "hello")
+    o.ok("max", "sync")
+    code = ("import sys\n"
+            "from gitmail.cli.main import main\n"
+            f"assert main(['sync', '-q', '--repo', {str(o.clones['max'])!r}]) == 0\n"
+            "print('pygit2' in sys.modules, 'pydantic' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.split() == ["False", "False"], p.stdout + p.stderr
