@@ -32,6 +32,7 @@ from tests.conftest import Org, git
 
 USER = "alice-http"
 PASSWORD = "pw-Zq8s3cretXK"  # asserted absent from every output
+TOKEN = "tok-Vb71remoteauth"  # what the ssh fixture's git-lfs-authenticate hands out (also never shown)
 
 
 def _lfs_handler_base() -> Any:
@@ -133,7 +134,7 @@ class AuthHost:
 
 def _auth_handler() -> Any:
     base = _lfs_handler_base()
-    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    expected = {"Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(), f"RemoteAuth {TOKEN}"}
     lfs_prefix = "/org.git/info/lfs"
 
     class Handler(base):  # type: ignore[misc, valid-type]
@@ -141,7 +142,7 @@ def _auth_handler() -> Any:
         server: Any
 
         def _authorized(self) -> bool:
-            ok = self.headers.get("Authorization") == expected
+            ok = self.headers.get("Authorization") in expected
             self.server.seen.append(Seen(self.command, self.path, ok))
             if not ok:
                 body = b"authentication required\n"
@@ -355,3 +356,97 @@ def hostile_lfs() -> Iterator[HostileLFS]:
     finally:
         server.stop.set()
         _stop(server, t)
+
+
+# -- sshd with a git-shell style forced command and git-lfs-authenticate -------------------
+
+
+@dataclass
+class SSHHost:
+    """sshd on 127.0.0.1:``port`` letting ``user`` in with one key, whose forced command runs
+    git-upload-pack/receive-pack through ``git-shell`` and answers ``git-lfs-authenticate``
+    with the :func:`auth_host` LFS URL and a ``RemoteAuth`` token; ``log``: its calls."""
+
+    port: int
+    user: str
+    ssh_command: str
+    log: Path
+
+    def url(self, repo: Path) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}{repo}"
+
+
+def _sshd_or_skip() -> str:
+    import shutil
+
+    sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+    if sshd is None:
+        pytest.skip("sshd is not installed (apt-get install openssh-server; scripts/test does it)")
+    if shutil.which("ssh") is None or shutil.which("git-shell") is None and not os.path.exists(
+            "/usr/bin/git-shell"):
+        pytest.skip("ssh or git-shell is missing")
+    if os.geteuid() != 0:
+        pytest.skip("sshd needs root here (privilege separation); the tests run as a normal user")
+    return sshd
+
+
+@pytest.fixture
+def ssh_host(tmp_path: Path, auth_host: AuthHost) -> Iterator[SSHHost]:
+    import getpass
+    import socket as socketmod
+
+    sshd = _sshd_or_skip()
+    d = tmp_path / "sshd"
+    d.mkdir()
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "client_key")], check=True)
+    log = d / "lfs-authenticate.log"
+    git_shell = "/usr/bin/git-shell" if os.path.exists("/usr/bin/git-shell") else "git-shell"
+    dispatch = d / "dispatch.sh"
+    dispatch.write_text(
+        "#!/bin/sh\n"
+        "# A git-shell account with a git-lfs-authenticate command, as a forge or gitolite runs it.\n"
+        "set -f\n"
+        'case "$SSH_ORIGINAL_COMMAND" in\n'
+        f'  git-upload-pack\\ *|git-receive-pack\\ *) exec {git_shell} -c "$SSH_ORIGINAL_COMMAND" ;;\n'
+        '  git-lfs-authenticate\\ *)\n'
+        f'    echo "$SSH_ORIGINAL_COMMAND" >>"{log}"\n'
+        '    set -- $SSH_ORIGINAL_COMMAND\n'
+        '    case "$3" in download|upload) ;; *) echo "Invalid LFS operation: $3" >&2; exit 1 ;; esac\n'
+        f'    printf \'{{"href": "{auth_host.url}/info/lfs", "header": {{"Authorization": "RemoteAuth {TOKEN}"}}, '
+        '"expires_in": 3600}\\n\' ;;\n'
+        '  *) echo "unsupported command: $SSH_ORIGINAL_COMMAND" >&2; exit 1 ;;\n'
+        "esac\n"
+    )
+    dispatch.chmod(0o755)
+    pub = (d / "client_key.pub").read_text().strip()
+    (d / "authorized_keys").write_text(f'command="{dispatch}",no-pty,no-port-forwarding,no-agent-forwarding {pub}\n')
+    s = socketmod.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    user = getpass.getuser()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+        f"UsePAM no\nAllowUsers {user}\nLogLevel ERROR\n"
+    )
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")], stdout=subprocess.DEVNULL,
+                            stderr=open(d / "sshd.log", "wb"))
+    try:
+        for _ in range(100):
+            try:
+                socketmod.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.skip(f"sshd could not start here: {(d / 'sshd.log').read_text()[-300:]}")
+                time.sleep(0.05)
+        cmd = (f"ssh -F /dev/null -i {d / 'client_key'} -o IdentitiesOnly=yes -o BatchMode=yes "
+               f"-o StrictHostKeyChecking=no -o UserKnownHostsFile={d / 'known_hosts'} -o LogLevel=ERROR")
+        yield SSHHost(port, user, cmd, log)
+    finally:
+        proc.terminate()
+        proc.wait(5)
