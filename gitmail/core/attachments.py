@@ -376,7 +376,7 @@ def _policy_lfs_url(repo: "Repo") -> Optional[str]:
         policy = directory.from_tree(repo.pg, cast("pygit2.Commit", repo.pg[tip])).policy
     except Exception:  # an unreadable directory is reported by directory.load: the remote decides here
         return None
-    value = getattr(policy, "lfs_url", None)  # an extra key of org.json (OrgPolicy allows extras)
+    value = getattr(policy, "lfs_url", None)
     return value if isinstance(value, str) and value else None
 
 

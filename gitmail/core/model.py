@@ -364,6 +364,9 @@ class OrgPolicy(BaseModel):
     attachment_limit: int = 10 * 1024 * 1024
     attachment_storage: Literal["lfs", "blob"] = "blob"
     encryption: Literal["required", "default", "off"] = "default"
+    # The org's LFS store, when it is not the one derived from the remote (docs/attachments.md);
+    # a member's own git config (lfs.url, remote.<name>.lfsurl) still comes first.
+    lfs_url: Optional[str] = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
 
 
 # -- read / archive state -----------------------------------------------------

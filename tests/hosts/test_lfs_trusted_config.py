@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from tests.attachments.conftest import files_under, set_policy
+from tests.attachments.conftest import LFSServer, files_under, set_policy
 from tests.conftest import Org, git
 from tests.hosts.conftest import RecordingLFS
 
@@ -56,3 +56,21 @@ def test_the_members_own_git_config_still_decides(org: Org, attacker_lfs: Record
     f.write_bytes(os.urandom(10_000))
     org.ok("max", "send", "alex", "via my own server", "--attach", str(f))
     assert any(s.path == "/objects/batch" for s in attacker_lfs.seen)
+
+
+def test_the_org_policy_names_the_store(org: Org, lfs_server: LFSServer, tmp_path: Path) -> None:
+    """An admin sets lfs_url in the signed policy: every member uses it (no git config needed)."""
+    r = org.as_("max", "org", "lfs_url=ftp://elsewhere.example/lfs")
+    assert r.code == 2 and "lfs_url" in r.err
+    set_policy(org, attachment_storage="lfs", encryption="off")
+    org.ok("max", "org", f"lfs_url={lfs_server.url}")
+    org.ok("alex", "sync")
+    f = tmp_path / "p.bin"
+    f.write_bytes(os.urandom(20_000))
+    oid = hashlib.sha256(f.read_bytes()).hexdigest()
+    org.ok("max", "send", "alex", "via the org's server", "--attach", str(f))
+    assert lfs_server.object_path(oid).read_bytes() == f.read_bytes()
+    assert not (Path(org.url) / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).exists()
+    org.ok("alex", "sync")
+    org.ok("alex", "read", "--save-dir", str(tmp_path / "inbox"))
+    assert (tmp_path / "inbox" / "p.bin").read_bytes() == f.read_bytes()
