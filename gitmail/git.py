@@ -123,3 +123,105 @@ def for_each_ref(cwd: str | Path, patterns: list[str]) -> dict[str, str]:
         oid, _, name = line.partition(" ")
         refs[name] = oid
     return refs
+
+
+# -- credentials and ssh, for the LFS client (git-credential(1), git-lfs server-discovery.md) ----
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/@\s:]*):([^/@\s]*)@")
+_QUERY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]*)\?[^\s#'\"]*")
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, or a message holding URLs) with every password and query string hidden.
+
+    ``https://alice:s3cret@host/x?token=abc`` becomes ``https://alice:***@host/x?***``.
+    Every URL that gitmail shows in an error or log line goes through here: a
+    query string often carries a signed token (pre-signed storage links).
+    """
+    return _QUERY.sub(r"\1?***", _USERINFO.sub(r"\1\2:***@", text))
+
+
+def _credential(cwd: str | Path, action: str, cred: Mapping[str, str]) -> subprocess.CompletedProcess[bytes]:
+    lines = "".join(f"{k}={v}\n" for k, v in cred.items() if "\n" not in k + v and "\0" not in k + v)
+    return run(["credential", action], cwd, input=(lines + "\n").encode("utf-8"), check=False)
+
+
+def credential_fill(cwd: str | Path, url: str) -> dict[str, str] | None:
+    """The credential git's helpers give for ``url`` (``git credential fill``), or None.
+
+    Returns git's answer as a dict (``protocol``, ``host``, ``username``,
+    ``password``, ...): hand it back unchanged to :func:`credential_approve`
+    or :func:`credential_reject`. None when no helper has one (git is run
+    with ``GIT_TERMINAL_PROMPT=0``: it never stops to ask on a terminal).
+    """
+    proc = _credential(cwd, "fill", {"url": url})
+    if proc.returncode != 0:
+        return None
+    out: dict[str, str] = {}
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value
+    return out if out.get("password") is not None and out.get("username") is not None else None
+
+
+def credential_approve(cwd: str | Path, cred: Mapping[str, str]) -> None:
+    """``git credential approve``: the helpers may store ``cred`` (it worked)."""
+    _credential(cwd, "approve", cred)
+
+
+def credential_reject(cwd: str | Path, cred: Mapping[str, str]) -> None:
+    """``git credential reject``: the helpers forget ``cred`` (the server refused it)."""
+    _credential(cwd, "reject", cred)
+
+
+def ssh_command(cwd: str | Path) -> list[str]:
+    """The ssh program git would run: ``GIT_SSH_COMMAND``, ``core.sshCommand``, ``GIT_SSH``, else ``ssh``.
+
+    A command (the first two) is run by ``sh -c`` with the arguments appended, as git does.
+    """
+    cmd = os.environ.get("GIT_SSH_COMMAND") or output(["config", "core.sshCommand"], cwd, check=False)
+    if cmd:
+        return ["sh", "-c", cmd + ' "$@"', "ssh"]
+    return [os.environ.get("GIT_SSH") or "ssh"]
+
+
+def lfs_authenticate(
+    cwd: str | Path, user_host: str, port: str | None, path: str, operation: str, timeout: float
+) -> dict[str, object]:
+    """``ssh [-p PORT] USER@HOST git-lfs-authenticate PATH OPERATION``: its JSON answer.
+
+    The answer is a batch API action (``href``, ``header``, ``expires_in`` /
+    ``expires_at``; git-lfs ``docs/api/server-discovery.md``). Raises
+    :class:`GitError` (command, exit code, ssh's stderr) when ssh fails,
+    times out after ``timeout`` seconds, or prints something that is not a
+    JSON object.
+    """
+    import json
+
+    if user_host.startswith("-"):
+        raise GitError(["ssh", user_host], -1, b"", b"refusing an ssh host that starts with '-'")
+    cmd = [*ssh_command(cwd), *(["-p", port] if port else []), user_host,
+           f"git-lfs-authenticate {_sh_quote(path)} {operation}"]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, env=_env(None), stdin=subprocess.DEVNULL,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise GitError(cmd, -1, b"", f"no answer within {timeout:g} s".encode()) from None
+    except OSError as e:
+        raise GitError(cmd, -1, b"", str(e).encode()) from None
+    if proc.returncode != 0:
+        raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise GitError(cmd, proc.returncode, proc.stdout, b"git-lfs-authenticate did not answer with a JSON object")
+    return data
+
+
+def _sh_quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)

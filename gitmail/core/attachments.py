@@ -342,11 +342,11 @@ def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = no_p
     todo = {(a.oid, a.size): a.name for a in atts if a.storage == "lfs" and (str(repo.git_dir), a.oid) not in _UPLOADED}
     if not todo:
         return
-    endpoint = lfs.discover(repo)
+    endpoint = lfs.discover(repo, "upload", _policy_lfs_url(repo))
     cache = lfs.cache_root(repo)
     if endpoint.local is not None and endpoint.local.resolve() == cache.resolve():
         return
-    st = lfs.open_store(endpoint)
+    st = lfs.open_store(endpoint, repo)
     for (oid, size), name in todo.items():
         if lfs.has_local(cache, oid, size):
             st.put(oid, size, lfs.object_path(cache, oid), progress, f"Uploading {name}")
@@ -494,9 +494,24 @@ def fetch(
             return lfs.read_local(cache, a.oid, a.size)
         except AttachmentError:
             pass  # a damaged cache copy: fetch it again
-    content = lfs.open_store(lfs.discover(repo)).get(a.oid, a.size, progress, f"Downloading {safe_name(a.name)}")
-    lfs.write_local(cache, a.oid, a.size, content, verified=True)
-    return content
+    st = lfs.open_store(lfs.discover(repo, "download", _policy_lfs_url(repo)), repo)
+    st.fetch_into(cache, a.oid, a.size, progress, f"Downloading {safe_name(a.name)}")  # streamed and verified
+    return lfs.read_local(cache, a.oid, a.size)
+
+
+def _policy_lfs_url(repo: "Repo") -> Optional[str]:
+    """The org's signed policy's ``lfs_url`` (docs/attachments.md), or None."""
+    from gitmail.core import directory, refs
+
+    tip = repo.ref_target(refs.verified(refs.DIRECTORY))  # verified by directory.load: signed by an admin
+    if tip is None:
+        return None
+    try:
+        policy = directory.from_tree(repo.pg, cast("pygit2.Commit", repo.pg[tip])).policy
+    except Exception:  # an unreadable directory is reported by directory.load: the remote decides here
+        return None
+    value = getattr(policy, "lfs_url", None)
+    return value if isinstance(value, str) and value else None
 
 
 def _tree_blob(repo: "Repo", commit: "pygit2.Commit", path: str) -> bytes:

@@ -506,6 +506,9 @@ class OrgPolicy(BaseModel):
     # Names mixing scripts (Latin with Cyrillic, ...) are refused unless this is set
     # (docs/protocol.md §2, "Confusable names").
     allow_mixed_script: bool = False
+    # The org's LFS store, when it is not the one derived from the remote (docs/attachments.md);
+    # a member's own git config (lfs.url, remote.<name>.lfsurl) still comes first.
+    lfs_url: Optional[str] = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
 
 
 # -- read / archive state -----------------------------------------------------

@@ -8,12 +8,25 @@ with). The hooks folder is git's own choice (``git rev-parse --git-path
 hooks``), so ``core.hooksPath`` is respected. A hook already there is kept as
 ``<name>.gitmail-chained``, run by ours, and put back on uninstall.
 
+git-lfs shares two hooks with us (post-checkout, post-merge; its others are
+post-commit and pre-push) and ``git lfs install`` refuses a hook it does not
+recognise ("Hook already exists"), stopping half-way. It recognises a hook
+whose first 1024 bytes, stripped, are exactly its own script (git-lfs
+``lfs/hook.go``, ``matchesCurrent``), and then leaves the file as it is. So
+where git-lfs is in use (``git-lfs`` on PATH, or its hook already there) our
+post-checkout and post-merge begin with git-lfs's exact script, padded with
+newlines to 1024 bytes, and go on with ours: git-lfs's part runs first, as it
+would alone, and either install order leaves both working. A git-lfs hook
+found in place is taken in this way (not chained: it would run twice) and put
+back on uninstall.
+
 Used by the git hooks front-end (:mod:`gitmail.hooks`: ``post-merge``,
 ``post-checkout``) and the server guard (:mod:`gitmail.guard`: ``pre-receive``).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +42,82 @@ CHAINED = ".gitmail-chained"
 NOTICE_SH = "notice.sh"  # not a hook: the shell notice that post-merge and post-checkout include
 
 
+# git-lfs's hook script (git-lfs lfs/hook.go, hookBaseContent, v2.13 to v3.x) and the two
+# older forms it still upgrades; {cmd} is the hook's name.
+LFS_HOOK = (
+    "#!/bin/sh\ncommand -v git-lfs >/dev/null 2>&1 || {{ echo >&2 \"\\nThis repository is configured for Git LFS "
+    "but 'git-lfs' was not found on your path. If you no longer wish to use Git LFS, remove this hook by deleting "
+    "the '{cmd}' file in the hooks directory (set by 'core.hookspath'; usually '.git/hooks').\\n\"; exit 2; }}\n"
+    "git lfs {cmd} \"$@\""
+)
+LFS_HOOK_OLD = (
+    "#!/bin/sh\ncommand -v git-lfs >/dev/null 2>&1 || {{ echo >&2 \"\\nThis repository is configured for Git LFS "
+    "but 'git-lfs' was not found on your path. If you no longer wish to use Git LFS, remove this hook by deleting "
+    "{where}.\\n\"; exit 2; }}\ngit lfs {cmd} \"$@\""
+)
+LFS_SHARED = ("post-checkout", "post-merge")  # hooks both git-lfs and gitmail install
+LFS_PREFIX_BYTES = 1024  # what git-lfs reads of an existing hook to recognise its own
+
+
+def lfs_hook(name: str) -> str:
+    """git-lfs's own script for hook ``name`` (no trailing newline): what the installed
+    git-lfs writes (its text changed between versions, and only its own current text is
+    left alone by ``git lfs install``), else the current upstream form."""
+    return _installed_lfs_hooks().get(name) or LFS_HOOK.format(cmd=name)
+
+
+_LFS_CACHE: dict[str, str] = {}
+
+
+def _installed_lfs_hooks() -> dict[str, str]:
+    """Hook name -> script, as ``git lfs update`` writes them into a scratch repository."""
+    if _LFS_CACHE or shutil.which("git-lfs") is None:
+        return _LFS_CACHE
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gitmail-lfs-hooks-") as tmp:
+        if git.run(["init", "-q", tmp], check=False).returncode != 0:
+            return _LFS_CACHE
+        if git.run(["lfs", "update"], tmp, check=False).returncode != 0:
+            return _LFS_CACHE
+        for name in LFS_SHARED:
+            try:
+                _LFS_CACHE[name] = (Path(tmp) / ".git" / "hooks" / name).read_text().strip()
+            except OSError:
+                pass
+    return _LFS_CACHE
+
+
+def _is_lfs_hook(path: Path, name: str) -> bool:
+    """True when ``path`` is git-lfs's script for ``name`` (current or an older form it upgrades)."""
+    try:
+        text = path.read_text(errors="replace")[:LFS_PREFIX_BYTES]
+    except OSError:
+        return False
+    text = "\n".join(line.lstrip(" \t") for line in text.split("\n")).strip()
+    forms = {lfs_hook(name), LFS_HOOK.format(cmd=name)} | {LFS_HOOK_OLD.format(cmd=name, where=w)
+                                for w in (f"'.git/hooks/{name}'", f".git/hooks/{name}")}
+    return text in forms
+
+
+def _lfs_here(d: Path) -> bool:
+    """True when git-lfs's own hooks (pre-push, post-commit: not shared with us) are in ``d``."""
+    for name in ("pre-push", "post-commit"):
+        try:
+            if "git lfs " in (d / name).read_text(errors="replace")[:LFS_PREFIX_BYTES]:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _with_lfs(name: str, text: str) -> str:
+    """``text`` (a ``#!/bin/sh`` hook) behind git-lfs's script padded to 1024 bytes (see above)."""
+    head = lfs_hook(name) + "\n"
+    body = text.split("\n", 1)[1] if text.startswith("#!/bin/sh\n") else text
+    return head + "\n" * (LFS_PREFIX_BYTES - len(head.encode())) + body
+
+
 def _read(name: str) -> str:
     path = resources.files(__package__) / "templates" / name
     if not path.is_file():
@@ -42,7 +131,7 @@ class Action:
 
     hook: str
     path: Path
-    what: str  # installed | updated | chained | removed | restored | not-ours | absent
+    what: str  # installed | updated | chained | with-lfs | removed | restored | not-ours | absent
 
 
 def repo_dirs(repo: str | Path, other_owner: bool = False) -> tuple[Path, Path]:
@@ -106,16 +195,21 @@ def install(repo: str | Path, names: Sequence[str], fill: Optional[Callable[[str
 def _install_one(d: Path, name: str, fill: Optional[Callable[[str], str]]) -> Action:
     target, chained = d / name, d / (name + CHAINED)
     what = "installed"
+    lfs = name in LFS_SHARED and shutil.which("git-lfs") is not None
     if target.exists() or target.is_symlink():
         if is_ours(target):
             what = "updated"
+            lfs = lfs or (name in LFS_SHARED and _is_lfs_hook(target, name))
+        elif name in LFS_SHARED and _is_lfs_hook(target, name):
+            lfs, what = True, "with-lfs"  # git-lfs's part is the head of ours: not chained (it would run twice)
         elif chained.exists():
             raise UsageError(f"{target} is not gitmail's and {chained.name} exists already; move one of them away")
         else:
             target.rename(chained)
             what = "chained"
     text = template(name)
-    write_atomic(target, fill(text) if fill else text, mode=0o755)
+    text = fill(text) if fill else text
+    write_atomic(target, _with_lfs(name, text) if lfs else text, mode=0o755)
     return Action(name, target, what)
 
 
@@ -130,6 +224,10 @@ def uninstall(repo: str | Path, names: Sequence[str], other_owner: bool = False)
             continue
         if not is_ours(target):
             out.append(Action(name, target, "not-ours"))
+            continue
+        if not chained.exists() and name in LFS_SHARED and _is_lfs_hook(target, name) and _lfs_here(d):
+            write_atomic(target, lfs_hook(name) + "\n", mode=0o755)  # git-lfs's part stays
+            out.append(Action(name, target, "restored"))
             continue
         target.unlink()
         if chained.exists():

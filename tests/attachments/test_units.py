@@ -134,8 +134,8 @@ def test_endpoint_local_remote_uses_the_stock_layout(tmp_path: Path) -> None:
 def test_endpoint_precedence(tmp_path: Path) -> None:
     r = _repo(tmp_path, "https://git.example.com/org/mail")
     (r / ".lfsconfig").write_text("[lfs]\n\turl = https://from-lfsconfig.example/lfs\n")
-    ep = lfs.discover(open_repo(r))
-    assert ep.url == "https://from-lfsconfig.example/lfs" and ep.source == ".lfsconfig lfs.url"
+    ep = lfs.discover(open_repo(r))  # .lfsconfig is never trusted (tests/hosts/test_lfs_trusted_config.py)
+    assert ep.url == "https://git.example.com/org/mail.git/info/lfs" and ep.source == "remote.origin.url"
     git("config", "remote.origin.lfsurl", "https://from-remote.example/lfs", cwd=r)
     assert lfs.discover(open_repo(r)).url == "https://from-remote.example/lfs"
     git("config", "lfs.url", "http://127.0.0.1:9/", cwd=r)

@@ -12,6 +12,7 @@ _SAID = {
     "installed": "installed",
     "updated": "updated",
     "chained": "installed (your previous hook runs first, kept as {name}.gitmail-chained)",
+    "with-lfs": "installed (git-lfs's {name} hook runs first, at the head of gitmail's)",
     "removed": "removed",
     "restored": "removed (your previous hook is back)",
     "not-ours": "left alone (not gitmail's)",
