@@ -73,8 +73,9 @@ def principal(name: str) -> str:
 
 # -- confusable names (Unicode TR39, data from the confusable-homoglyphs package) --
 
-# Script sets TR39 "highly restrictive" allows in one name besides a single script.
-_CJK_SETS = (frozenset({"HAN", "HIRAGANA", "KATAKANA"}), frozenset({"HAN", "HANGUL"}), frozenset({"HAN", "BOPOMOFO"}))
+# Script sets TR39 "highly restrictive" allows in one name besides a single script (Latin with CJK).
+_CJK_SETS = (frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}), frozenset({"LATIN", "HAN", "HANGUL"}),
+             frozenset({"LATIN", "HAN", "BOPOMOFO"}))
 
 
 def scripts(name: str) -> frozenset[str]:
@@ -86,7 +87,8 @@ def scripts(name: str) -> frozenset[str]:
 
 
 def is_mixed_script(name: str) -> bool:
-    """True when ``name`` mixes scripts (Han with Hiragana/Katakana, Hangul or Bopomofo is one script)."""
+    """True when ``name`` mixes scripts, as TR39 "highly restrictive" defines it (Latin and Han with
+    Hiragana/Katakana, Hangul or Bopomofo count as one)."""
     s = scripts(name)
     return len(s) > 1 and not any(s <= allowed for allowed in _CJK_SETS)
 

@@ -38,7 +38,7 @@ def test_mixed_script_needs_the_org_policy(org: Org) -> None:
     assert code == 0, err
 
 
-@pytest.mark.parametrize("name", ["José", "山田たろう", "김민준", "عليّ", "Ödön 2", "e\u0301lise"])
+@pytest.mark.parametrize("name", ["José", "山田たろう", "Mac CLI 小克", "김민준", "عليّ", "Ödön 2", "e\u0301lise"])
 def test_single_script_names_are_fine(name: str) -> None:
     from gitmail.core.address import is_mixed_script
 
