@@ -11,10 +11,11 @@ member (sender name, subject, preview, type, request id) is a JSON string
 inside that object, with every control, line-break and bidi character
 ``\\u``-escaped (:func:`gitmail.api.views.quote`), next to whether gitmail
 verified the sender's signature. None of it is ever free text, so a field
-holding a newline cannot start a line of its own. ``prompt`` reports only what is new since the last notice (a small
-marker under ``.git/gitmail/``). Both read the cache fast path (no pygit2 or
-pydantic import when nothing moved). The whole printed output stays under
-Claude Code's 10,000-character cap. Nothing here prints; the CLI does.
+holding a newline cannot start a line of its own. ``prompt`` reports only what
+is new since the last notice (a small marker under ``.git/gitmail/``). Both
+read the cache fast path (no pygit2 or pydantic import when nothing moved). The
+whole printed output stays under Claude Code's 10,000-character cap. Nothing
+here prints; the CLI does.
 """
 
 from __future__ import annotations

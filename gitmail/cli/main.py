@@ -189,12 +189,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
+        return _main(argv)
+    finally:
+        if signal.getsignal(signal.SIGINT) is _on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
+    try:
         return _run(list(argv) if argv is not None else None)
     except BrokenPipeError:
         _silence_stdout()
         return 0
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except KeyboardInterrupt:
         return _interrupt()
+    except click.exceptions.Abort:  # a prompt answered "no", or closed
+        if _interrupted:
+            return _interrupt()
+        _say("gitmail: aborted")
+        return INTERRUPTED
     except GitmailError as e:
         if _interrupted:
             return _interrupt()
@@ -223,7 +236,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return storage.exit_code
         if os.environ.get("GITMAIL_DEBUG"):
             raise
-        _say(f"gitmail: internal error: {type(e).__name__}: {e} (set GITMAIL_DEBUG=1 for a traceback)")
+        from gitmail.api.views import clean
+
+        _say(f"gitmail: internal error: {type(e).__name__}: {clean(e)} (set GITMAIL_DEBUG=1 for a traceback)")
         return 70
 
 

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Org, git
 
 GITMAIL = str(Path(sys.executable).parent / "gitmail")
@@ -85,7 +87,10 @@ def test_ctrl_c_while_waiting_for_input_exits_130_with_one_line(org: Org) -> Non
     p.stdin.write(b"half a message")
     p.stdin.flush()
     deadline = time.monotonic() + 60
-    while "pipe" not in Path(f"/proc/{p.pid}/wchan").read_text():  # blocked reading stdin
+    while "pipe" not in (wchan := Path(f"/proc/{p.pid}/wchan").read_text()):  # blocked reading stdin
+        if wchan == "0" and time.monotonic() > deadline - 50:
+            p.kill()
+            pytest.skip("/proc/PID/wchan says nothing on this kernel: cannot tell when gitmail waits for input")
         assert p.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     p.send_signal(signal.SIGINT)
