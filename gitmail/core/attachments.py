@@ -464,7 +464,8 @@ def refuse_over_bounds(atts: Sequence["Attachment"], sizes: Sequence[tuple[str, 
     if not problems:
         return None
     why = "; ".join(problems)
-    return [Saved(a, safe_name(n), error=f"{safe_name(n)}: not saved: {why}") for a, (n, _) in zip(atts, sizes)]
+    return [Saved(a, safe_name(n), error=f"{safe_name(n)}: {why}; no attachment of this message is saved")
+            for a, (n, _) in zip(atts, sizes)]
 
 
 def fetch(

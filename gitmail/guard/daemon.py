@@ -243,7 +243,8 @@ def stop(bare: str | Path, key: Optional[str] = None, wait: float = 10.0) -> Opt
 def stop_socket(sock: str, wait: float = 10.0) -> Optional[int]:
     """Tell the daemon listening on ``sock`` to exit and wait until it has; its pid, or None."""
     try:
-        code, text = request(sock, [b"stop", b"", b"", b"", b"", b""], timeout=5, ack_timeout=5)
+        # A management request, not a push: on a loaded machine wait as long as a push would.
+        code, text = request(sock, [b"stop", b"", b"", b"", b"", b""], timeout=REPLY_TIMEOUT, ack_timeout=REPLY_TIMEOUT)
         pid = int(text.split()[0])
     except (OSError, ValueError, IndexError):
         return None

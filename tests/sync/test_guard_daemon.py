@@ -142,7 +142,7 @@ def test_guard_stop(net: NetOrg) -> None:
     pid = warm(net)["pid"]
     _, lock = files(net.bare)
     r = run("guard", "stop", str(net.bare))
-    assert r.code == 0 and r.out == f"guard daemon stopped (pid {pid})\n", r.err
+    assert r.code == 0 and r.out == f"guard daemon stopped (pid {pid})\n", (r.code, r.out, r.err)
     wait_for(lambda: not guard_daemon._locked(lock), timeout=60)
     assert guard_daemon.status(net.bare) is None
     r = run("guard", "stop", str(net.bare), "--json")

@@ -16,7 +16,8 @@ from gitmail.api.views import clean
 @common
 def command(settings: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Show the org policy, or set KEY=VALUE fields (admins only): body_limit,
-    attachment_limit, attachment_storage (lfs|blob), encryption (required|default|off)."""
+    attachment_limit, attachment_count_limit, attachment_total_limit (sizes in bytes, each
+    at least 1), attachment_storage (lfs|blob), encryption (required|default|off)."""
     from gitmail import api
     from gitmail.errors import UsageError
 
