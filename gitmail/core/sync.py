@@ -300,20 +300,21 @@ def deliver(
         # carried several mailboxes, push each alone so that only the culprit is refused.
         groups = [list(targets)] if not split else [[p] for p in targets]
         res = PushResult()
-        try:
-            for g in groups:
+        pushed: set[str] = set()
+        failed: Optional[tuple[str, str]] = None  # the remote failed part-way: why the rest waits
+        for g in groups:
+            try:
                 r = push(repo, [(targets[p][0], refs.head(p)) for p in g])
-                res.ok |= r.ok
-                res.behind |= r.behind
-                res.refused.update(r.refused)
-        except RemoteUnreachableError as e:
-            for p in pending:
-                why[p] = (UNREACHABLE, e.message)
-            break
-        except GitError as e:
-            for p in pending:
-                why[p] = (FAILED, push_failure(repo, e))
-            break
+            except RemoteUnreachableError as e:
+                failed = (UNREACHABLE, e.message)
+                break
+            except GitError as e:
+                failed = (FAILED, push_failure(repo, e))
+                break
+            pushed |= set(g)
+            res.ok |= r.ok
+            res.behind |= r.behind
+            res.refused.update(r.refused)
         if res.refused and len(groups) == 1 and len(targets) > 1:
             split = True
             continue
@@ -321,6 +322,8 @@ def deliver(
         with repo.lock():
             for p, (oid, ids) in targets.items():
                 dst = refs.head(p)
+                if p not in pushed:
+                    continue  # not tried: the remote failed before its turn
                 if dst in res.ok:
                     _landed(repo, p, oid)
                     out.delivered += [(p, i) for i in ids]
@@ -344,6 +347,10 @@ def deliver(
                         single.add(p)  # find the message the remote refuses
                 else:
                     behind.append(p)
+        if failed is not None:
+            for p in pending:
+                why[p] = failed
+            break
         if not behind:
             if not pending:
                 break
