@@ -501,7 +501,8 @@ class HTTPStore:
             except GitError as e:
                 # As git-lfs: a host without git-lfs-authenticate may still serve LFS over
                 # https with credentials from a helper; keep why, for the error if that fails.
-                self.ssh_error = git.redact(e.message)
+                lines = e.stderr.decode("utf-8", "replace").strip().splitlines()
+                self.ssh_error = git.redact(lines[-1][:200] if lines else f"exit code {e.returncode}")
                 self._ssh[operation] = (self.endpoint.url, {})
             else:
                 header = ans.get("header")
