@@ -435,6 +435,7 @@ TIMEOUT = 30.0  # seconds: connecting, and each wait for data (also cut short by
 TRANSFER_TIMEOUT = 300.0  # seconds: the whole of one object's transfer (git config gitmail.lfsTimeout)
 BATCH_MAX = 1024 * 1024  # bytes: the most of a batch reply read (one object's answer is < 2 KB)
 ERROR_BODY_MAX = 64 * 1024  # bytes of an error reply read for its message
+MAX_REDIRECTS = 3  # redirects followed for one request (storage behind the LFS API often redirects)
 TIMEOUT_KEY = "gitmail.lfsTimeout"
 
 
@@ -501,7 +502,8 @@ class HTTPStore:
             except GitError as e:
                 # As git-lfs: a host without git-lfs-authenticate may still serve LFS over
                 # https with credentials from a helper; keep why, for the error if that fails.
-                self.ssh_error = git.redact(e.message)
+                lines = e.stderr.decode("utf-8", "replace").strip().splitlines()
+                self.ssh_error = git.redact(lines[-1][:200] if lines else f"exit code {e.returncode}")
                 self._ssh[operation] = (self.endpoint.url, {})
             else:
                 header = ans.get("header")
@@ -601,8 +603,31 @@ class HTTPStore:
     # -- one request, with credentials
 
     def _request(self, method: str, url: str, headers: dict[str, str], body: Any, deadline: float, limit: int,
-                 sink: Optional["_DownloadSink"] = None) -> tuple[int, str, bytes]:
-        """``(status, reason, body up to limit)``; a 401 is answered with git's credentials once."""
+                 sink: Optional["_DownloadSink"] = None, hops: int = 0) -> tuple[int, str, bytes]:
+        """``(status, reason, body up to limit)``; a 401 is answered with git's credentials once;
+        redirects (301, 302, 303, 307, 308; a body is sent again only on 307/308) are followed
+        up to :data:`MAX_REDIRECTS` times, credentials dropped when the origin changes."""
+        status, reason, data, location = self._authed(method, url, headers, body, deadline, limit, sink)
+        if status not in (301, 302, 303, 307, 308) or not location:
+            return status, reason, data
+        if hops >= MAX_REDIRECTS:
+            raise AttachmentError(f"the LFS server {git.redact(url)} redirected more than {MAX_REDIRECTS} times")
+        from urllib.parse import urljoin
+
+        target, _ = _split_userinfo(url)
+        new = urljoin(target, location)
+        if _origin(_split_userinfo(new)[0]) != _origin(target):
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        if status in (307, 308) and body is not None:
+            if hasattr(body, "seek"):
+                body.seek(0)
+        elif method != "GET":
+            method, body = "GET", None
+            headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+        return self._request(method, new, headers, body, deadline, limit, sink, hops + 1)
+
+    def _authed(self, method: str, url: str, headers: dict[str, str], body: Any, deadline: float, limit: int,
+                sink: Optional["_DownloadSink"]) -> tuple[int, str, bytes, Optional[str]]:
         explicit = any(k.lower() == "authorization" for k in headers)
         target, userinfo = _split_userinfo(url)
         origin = _origin(target)
@@ -613,7 +638,7 @@ class HTTPStore:
             cred = self._creds[origin]
             headers = {**headers, "Authorization": _basic(cred["username"], cred["password"])}
         for _ in range(2):
-            status, reason, data = self._once(method, target, headers, body, deadline, limit, sink)
+            status, reason, data, location = self._once(method, target, headers, body, deadline, limit, sink)
             if status != 401 or explicit or userinfo is not None:
                 break
             if cred is not None:
@@ -632,10 +657,10 @@ class HTTPStore:
         if status < 300 and cred is not None and origin not in self._approved:
             git.credential_approve(self.cwd, cred)
             self._approved.add(origin)
-        return status, reason, data
+        return status, reason, data, location
 
     def _once(self, method: str, url: str, headers: dict[str, str], body: Any, deadline: float, limit: int,
-              sink: Optional["_DownloadSink"]) -> tuple[int, str, bytes]:
+              sink: Optional["_DownloadSink"]) -> tuple[int, str, bytes, Optional[str]]:
         import http.client
 
         p = urlsplit(url)
@@ -668,11 +693,11 @@ class HTTPStore:
             resp = conn.getresponse()
             if sink is not None and resp.status == 200:
                 sink.consume(resp, fired.is_set)
-                return resp.status, resp.reason, b""
+                return resp.status, resp.reason, b"", None
             data = _read_limited(resp, limit, url)
             if fired.is_set():  # a reply cut short by the watchdog may look complete
                 raise _Timeout()
-            return resp.status, resp.reason, data
+            return resp.status, resp.reason, data, resp.getheader("Location")
         except AttachmentError:
             if fired.is_set():
                 raise self._timed_out(url) from None

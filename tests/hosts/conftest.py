@@ -319,6 +319,13 @@ def _hostile_handler() -> Any:
 
         def do_GET(self) -> None:
             self.server.seen.append(Seen(self.command, self.path, False))
+            if self.server.mode["mode"] == "redirect":  # to where the object really is (mode["target"])
+                oid = self.path.split("/")[2]
+                self.send_response(302)
+                self.send_header("Location", f"{self.server.mode['target']}/objects/{oid}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             size = int(self.path.rsplit("/", 1)[1])
             self.send_response(200)
             self.send_header("Content-Length", str(size))
@@ -344,7 +351,8 @@ def _hostile_handler() -> Any:
 @pytest.fixture
 def hostile_lfs() -> Iterator[HostileLFS]:
     """An LFS server on 127.0.0.1 whose misbehaviour is ``mode["mode"]``: ``trickle`` (downloads
-    send one byte every 0.5 s), ``huge`` (an endless batch reply) or ``wrong`` (wrong bytes)."""
+    send one byte every 0.5 s), ``huge`` (an endless batch reply), ``wrong`` (wrong bytes) or
+    ``redirect`` (downloads answer 302 to ``mode["target"]``'s /objects/<oid>: not hostile)."""
     server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _hostile_handler())
     server.daemon_threads = True
     server.mode = {"mode": "trickle"}

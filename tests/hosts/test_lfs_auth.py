@@ -101,3 +101,23 @@ def test_lfs_down_while_git_remote_is_up_names_the_lfs_server(auth_org: Org, tmp
     assert f"c.bin: the org's LFS server http://127.0.0.1:{port}/lfs/objects/batch cannot be reached: " \
            "Connection refused" in r.err
     _no_password(r)
+
+
+def test_refused_credentials_are_rejected_from_the_helper(auth_org: Org, auth_host: AuthHost, tmp_path: Path,
+                                                         isolated_env: Path) -> None:
+    """git credential reject after a second 401: the helper forgets the stale password."""
+    f = tmp_path / "d.bin"
+    f.write_bytes(os.urandom(5_000))
+    auth_org.ok("max", "send", "alex", "first", "--attach", str(f))
+    auth_org.ok("alex", "sync")
+    # A second entry for the LFS host only (store matches by host and path-less URL): a stale password.
+    store = isolated_env / ".git-credentials"
+    port = auth_host.base.rsplit(":", 1)[1]
+    lfs_host = f"localhost:{port}"
+    store.write_text(store.read_text() + f"http://{USER}:stale-{PASSWORD}@{lfs_host}\n")
+    git("config", "lfs.url", f"http://{lfs_host}/org.git/info/lfs", cwd=auth_org.clones["alex"])
+    r = auth_org.as_("alex", "read", "--save-dir", str(tmp_path / "inbox"))
+    assert r.code == 11 and "refused the credentials git's credential helper gave (HTTP 401)" in r.err
+    assert f"stale-{PASSWORD}" not in store.read_text()  # rejected: gone from the helper
+    assert f"{USER}:{PASSWORD}@127.0.0.1" in store.read_text()  # the good one is kept
+    _no_password(r)

@@ -73,3 +73,13 @@ def test_bad_timeout_setting_is_one_clear_line(sent: Org, tmp_path: Path) -> Non
     assert r.code == 2
     assert "git config gitmail.lfsTimeout is 'soon': expected seconds" in r.err
     assert "Traceback" not in r.err
+
+
+def test_download_redirect_is_followed(sent: Org, hostile_lfs: HostileLFS, lfs_server: LFSServer,
+                                       tmp_path: Path) -> None:
+    """Storage behind an LFS API often answers a download with a redirect: followed, then verified."""
+    hostile_lfs.mode["target"] = lfs_server.url
+    took, out, err, code = _read_against(sent, hostile_lfs, "redirect", tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "inbox" / "data.bin").stat().st_size == 40_000
+    assert any(s.path.startswith("/obj/") for s in hostile_lfs.seen)
