@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gitmail import api
+from gitmail.api.views import count
 from gitmail.core import cache
 from gitmail.core.files import write_atomic
 from gitmail.core.repo import Repo
@@ -248,7 +249,8 @@ def _stuck(s: api.Session, *, only_new: bool) -> Optional[str]:
     parts = []
     if queued:
         q = queued[0]
-        parts.append(f"{len(queued)} message(s) {s.me} sent are still queued, not delivered "
+        are = "is" if len(queued) == 1 else "are"
+        parts.append(f"{count(len(queued), 'message')} {s.me} sent {are} still queued, not delivered "
                      f"(oldest {q.id[:8]} to {', '.join(q.mailboxes)}: {q.kind}, since {q.since})")
     if gone:
         parts.append(f"{len(gone)} were refused or dropped")

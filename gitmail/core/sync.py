@@ -239,12 +239,31 @@ def queued_chain(repo: "Repo", path: str, tip: Optional[str] = None) -> list[tup
 def _merge_base(repo: "Repo", a: Optional[str], b: Optional[str]) -> Optional[str]:
     if not a or not b:
         return None
-    mb = repo.pg.merge_base(a, b)
+    import pygit2
+
+    try:
+        mb = repo.pg.merge_base(a, b)
+    except (pygit2.GitError, ValueError):
+        # A commit libgit2 cannot parse (a hostile author line someone pushed onto a mailbox):
+        # mailboxes are first-parent lines, so walk the raw parent lines instead.
+        from gitmail.core.store import chain
+
+        mine = set(chain(repo.pg, a)[0])
+        return next((o for o in chain(repo.pg, b)[0] if o in mine), None)
     return str(mb) if mb else None
 
 
 def _is_ancestor(repo: "Repo", old: str, new: str) -> bool:
-    return old == new or repo.pg.descendant_of(new, old)
+    if old == new:
+        return True
+    import pygit2
+
+    try:
+        return bool(repo.pg.descendant_of(new, old))
+    except (pygit2.GitError, ValueError):  # see _merge_base: walk the raw first-parent line
+        from gitmail.core.store import extends
+
+        return extends(repo.pg, new, old)
 
 
 def deliver(

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Literal, Optional, TypeVar, Union
 from pydantic import Field
 
 from gitmail import api
-from gitmail.api.views import SHORT, row_json, saved_json, snippet_text
+from gitmail.api.views import SHORT, count, row_json, saved_json, snippet_text
 from gitmail.errors import GitmailError, UsageError
 
 try:
@@ -90,7 +90,8 @@ def outgoing_json(queued: list[api.Queued]) -> dict[str, Any]:
     """Stuck outgoing mail for ``check_mailbox``: each queued message and why it has not gone."""
     return {"queued": [{"id": q.id, "short_id": q.id[:SHORT], "to": q.mailboxes, "subject": q.subject,
                         "kind": q.kind, "reason": q.reason, "since": q.since} for q in queued],
-            "note": f"{len(queued)} message(s) you sent are not delivered yet; they go on the next sync "
+            "note": f"{count(len(queued), 'message')} you sent {'is' if len(queued) == 1 else 'are'} not delivered yet; "
+                    "they go on the next sync "
                     "(gitmail outbox shows them, 'gitmail outbox drop ID' takes one out)."}
 
 

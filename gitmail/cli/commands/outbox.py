@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
-from gitmail.api.views import SHORT
+from gitmail.api.views import SHORT, count
 
 if TYPE_CHECKING:
     from gitmail.api.outbox import Queued, Undelivered
@@ -63,7 +63,7 @@ def retry(id: Optional[str], repo: Optional[str], as_: Optional[str], as_json: b
                    "refused": {u.id: u.reason for u in res.refused}, "outbox": [q.json() for q in res.queued],
                    "undelivered": [u.json() for u in res.refused]})
     elif not quiet:
-        click.echo(f"Delivered {len(res.delivered)} message(s)")
+        click.echo(f"Delivered {count(len(res.delivered), 'message')}")
         for q in res.queued:
             click.echo(f"Still queued: {_queued_line(q)}")
     fail_if_refused(refused)
