@@ -20,9 +20,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     import importlib
+    import importlib.util
 
-    if name.startswith("_") or name in ("api", "git", "errors"):
-        raise AttributeError(name)  # let the import system load submodules
+    if name.startswith("_") or importlib.util.find_spec(f"gitmail.{name}") is not None:
+        raise AttributeError(name)  # a submodule: let the import system load it
     api = importlib.import_module("gitmail.api")
     if name in api.__all__:
         return getattr(api, name)
