@@ -56,10 +56,12 @@ def mailbox(
     Raises :class:`UsageError` for a bad priority, sort or date.
     """
     from gitmail.api.search import since_date
-    from gitmail.core.model import PRIORITIES
 
-    if priority is not None and priority not in PRIORITIES:
-        raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+    if priority is not None:
+        from gitmail.core.model import PRIORITIES  # only then: the plain listing loads no pydantic
+
+        if priority not in PRIORITIES:
+            raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
     if sort not in ("date", "priority"):
         raise UsageError(f"unknown sort {sort!r}; use date or priority")
     s = session(repo, as_)

@@ -116,3 +116,18 @@ def test_list_filters_and_priority_order(org: Org) -> None:
     assert subjects("--since", "2999-01-01") == []
     assert org.as_("alex", "list", "--priority", "meh").code == 2
     assert org.as_("alex", "list", "--since", "soon").code == 2
+
+
+def test_plain_list_loads_neither_pydantic_nor_pygit2(org: Org) -> None:
+    """The listing fast path (docs/protocol.md §11): after a first refresh, `gitmail list` (and its
+    filters) starts no pydantic and no pygit2, as before the filters existed."""
+    import subprocess
+    import sys
+
+    org.ok("max", "send", "alex", "hello")
+    org.ok("alex", "sync")
+    code = ("import sys; from gitmail.cli.main import main; rc = main(['list', '--repo', sys.argv[1], '--sort', "
+            "'priority', '--since', '2000-01-01']); print(rc, sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('pydantic', 'pygit2')))")
+    out = subprocess.run([sys.executable, "-c", code, str(org.clones["alex"])], capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out
