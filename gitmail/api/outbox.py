@@ -6,7 +6,7 @@ Part of the library API (:mod:`gitmail.api`): plain data in and out, only
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from gitmail.core import refs
@@ -19,7 +19,27 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Queued:
+class _Outgoing:
+    """What ``outbox`` and ``sync`` say of one message of this member's that is not delivered."""
+
+    id: str
+    subject: str
+    to: list[str]
+    date: str
+    mailboxes: list[str]
+    kind: str
+    reason: str
+    since: str
+
+    def json(self) -> dict[str, Any]:
+        """The shape in ``gitmail outbox [--undelivered] --json`` and ``sync --json`` (docs/json.md)."""
+        d = asdict(self)
+        d["short_id"] = self.id[:SHORT_ID]
+        return d
+
+
+@dataclass
+class Queued(_Outgoing):
     """One queued message: ``mailboxes`` (recipient addresses) where it still waits, and why.
 
     ``kind``: ``remote-unreachable``, ``lfs-unreachable``, ``push-failed``,
@@ -29,42 +49,13 @@ class Queued:
     recorded); ``tried``: the last attempt ("" when none was recorded).
     """
 
-    id: str
-    subject: str
-    to: list[str]
-    date: str
-    mailboxes: list[str]
-    kind: str
-    reason: str
-    since: str
     tried: str = ""
-
-    def json(self) -> dict[str, Any]:
-        """The shape in ``gitmail outbox --json`` and ``sync --json`` (docs/json.md)."""
-        return {"id": self.id, "short_id": self.id[:SHORT_ID], "subject": self.subject, "to": self.to,
-                "date": self.date, "mailboxes": self.mailboxes, "kind": self.kind, "reason": self.reason,
-                "since": self.since, "tried": self.tried}
 
 
 @dataclass
-class Undelivered:
+class Undelivered(_Outgoing):
     """A message that left the outbox undelivered: ``kind`` ``refused`` (the org repo's
     reason) or ``dropped`` (``gitmail outbox drop``); ``since``: when it left the outbox."""
-
-    id: str
-    subject: str
-    to: list[str]
-    date: str
-    mailboxes: list[str]
-    kind: str
-    reason: str
-    since: str
-
-    def json(self) -> dict[str, Any]:
-        """The shape in ``gitmail outbox --undelivered --json`` and ``sync --json`` (docs/json.md)."""
-        return {"id": self.id, "short_id": self.id[:SHORT_ID], "subject": self.subject, "to": self.to,
-                "date": self.date, "mailboxes": self.mailboxes, "kind": self.kind, "reason": self.reason,
-                "since": self.since}
 
 
 @dataclass
