@@ -5,7 +5,7 @@ Sending: :func:`prepare` checks every file first (nothing is written when one
 is bad), :func:`store` puts the content in the sender's clone (LFS: the local
 cache ``.git/lfs/objects``; blob: the object database) and returns the
 :class:`Attachment` entries and the tree entries of the message commit;
-:func:`upload` and the delivery hook :func:`before_push` move LFS content to
+:func:`upload` (called by the sender and by delivery, gitmail.core.sync) moves LFS content to
 the org's store before the commits that point at it are pushed.
 
 Receiving: :func:`save_all` fetches each attachment (local cache first),
@@ -358,38 +358,8 @@ def upload(repo: "Repo", atts: Sequence["Attachment"], progress: Progress = no_p
         _UPLOADED.add((str(repo.git_dir), oid))
 
 
-def before_push(repo: "Repo", pending: dict[str, str]) -> None:
-    """Delivery hook (gitmail.core.sync.deliver): upload the LFS content of queued commits.
-
-    ``pending``: mailbox path -> outbox tip. Walks each outbox from its tip
-    back to the remote-tracking tip and uploads every LFS attachment of those
-    messages. Raises :class:`LFSUnreachableError` (a :class:`RemoteUnreachableError`:
-    deliver then leaves the outbox queued) or :class:`AttachmentError`.
-    """
-    from gitmail.core import refs
-    from gitmail.core.store import read_message
-    from gitmail.errors import CorruptMessageError
-
-    pg = repo.pg
-    atts: list["Attachment"] = []
-    for path, tip in pending.items():
-        stop = repo.ref_target(refs.tracking(path, repo.remote)) if repo.remote else None
-        c = cast("pygit2.Commit", pg[tip])
-        for _ in range(10000):
-            if str(c.id) == stop:
-                break
-            if TREE_DIR in c.tree:
-                try:
-                    atts += [a for a in read_message(pg, c).attachments if a.storage == "lfs" and _is_oid(a.oid)]
-                except CorruptMessageError:
-                    pass  # not ours to judge here: the org's guard and the recipients refuse it
-            if not c.parent_ids:
-                break
-            c = cast("pygit2.Commit", pg[c.parent_ids[0]])
-    upload(repo, atts)
-
-
-def _is_oid(oid: str) -> bool:
+def is_oid(oid: str) -> bool:
+    """Whether ``oid`` is a well-formed LFS oid (64 lowercase hex digits: docs/attachments.md)."""
     try:
         lfs.check_oid(oid)
         return True

@@ -480,7 +480,7 @@ def _upload(repo: "Repo", oid: str, lfs_down: list[str]) -> Optional[str]:
     if attachments.TREE_DIR not in c.tree:
         return None
     try:
-        atts = [a for a in read_message(repo.pg, c).attachments if a.storage == "lfs" and attachments._is_oid(a.oid)]
+        atts = [a for a in read_message(repo.pg, c).attachments if a.storage == "lfs" and attachments.is_oid(a.oid)]
     except CorruptMessageError:
         return None
     if not atts:
