@@ -1,0 +1,67 @@
+"""Concurrent senders (issue 12): 8 processes in one clone, and 8 clones, through ``git daemon`` with the
+guard and through a file remote. Exact outcomes: every send says delivered and exits 0, and the
+org repo holds each message exactly once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Org, git
+from tests.sync.conftest import NetOrg, guard_runtime, net  # noqa: F401 - fixtures
+
+GITMAIL = str(Path(sys.executable).parent / "gitmail")
+PROCS, EACH = 8, 5
+
+
+def _sends(o: Org, clones: list[Path]) -> list[dict[str, object]]:
+    """PROCS processes, each EACH CLI sends to alex in turn from its clone; every outcome."""
+
+    def worker(k: int) -> list[dict[str, object]]:
+        out = []
+        for i in range(EACH):
+            r = subprocess.run([GITMAIL, "send", "alex", f"w{k} m{i}", "--plain", "--json", "--repo",
+                                str(clones[k])], capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, (k, i, r.stderr)
+            out.append(json.loads(r.stdout))
+        return out
+
+    with ThreadPoolExecutor(PROCS) as pool:
+        return [x for part in pool.map(worker, range(PROCS)) for x in part]
+
+
+def _server_ids(bare: Path) -> list[str]:
+    out = git("log", "--format=%(trailers:key=Message-Id,valueonly)", "--remotes", "--branches=gitmail/mail/alex/*",
+              cwd=bare, check=False).stdout
+    return [ln.strip().strip("<>").split("@")[0] for ln in out.splitlines() if ln.strip()]
+
+
+def _check(o: Org, bare: Path, results: list[dict[str, object]]) -> None:
+    assert len(results) == PROCS * EACH
+    assert {(r["outcome"], r["delivered"], r["queued"]) for r in results} == {("delivered", True, False)}
+    ids = _server_ids(bare)
+    assert sorted(ids) == sorted(str(r["id"]) for r in results), "lost or doubled on the org repo"
+    o.ok("alex", "sync")
+    listing = json.loads(o.ok("alex", "list", "--json", "--limit", "1000").out)["messages"]
+    assert len(listing) == PROCS * EACH and all(m["verified"] for m in listing)
+
+
+@pytest.mark.parametrize("layout", ["one clone", "8 clones"])
+def test_concurrent_senders_through_git_daemon_with_the_guard(net: NetOrg, layout: str) -> None:
+    clones = ([net.clones["max"]] * PROCS if layout == "one clone"
+              else [net.join(f"agent{k}") for k in range(PROCS)])
+    if layout == "8 clones":
+        net.ok("alex", "sync")
+    _check(net, net.bare, _sends(net, clones))
+
+
+@pytest.mark.parametrize("layout", ["one clone", "8 clones"])
+def test_concurrent_senders_through_a_file_remote(org: Org, layout: str) -> None:
+    clones = ([org.clones["max"]] * PROCS if layout == "one clone"
+              else [org.join(f"agent{k}") for k in range(PROCS)])
+    _check(org, Path(org.url), _sends(org, clones))
