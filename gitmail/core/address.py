@@ -10,6 +10,8 @@ address only by letter case (safe on case-insensitive file systems).
 
 from __future__ import annotations
 
+import functools
+
 import unicodedata
 
 from gitmail.errors import AddressError
@@ -21,6 +23,7 @@ MAX_NAME_BYTES = 100
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the string, called per message and per field
 def normalize(name: str) -> str:
     """NFC-normalise ``name`` and check it can be a member name.
 

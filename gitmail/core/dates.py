@@ -18,7 +18,8 @@ def parse_date(s: object) -> Optional[datetime]:
     if not isinstance(s, str) or not _DATE.fullmatch(s):
         return None
     try:
-        d = datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        # The regex fixed the form; fromisoformat is ~10x faster than strptime (bulk writes, ingest).
+        d = datetime.fromisoformat(s[:-1]).replace(tzinfo=timezone.utc)
     except ValueError:
         return None
     return d if d.year >= MIN_YEAR else None
