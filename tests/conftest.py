@@ -102,3 +102,12 @@ def chdir(p: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
+
+
+def clone_with_remote(tmp_path: Path, remote_url: str) -> Path:
+    """A new repository ``tmp_path/clone`` whose gitmail remote ``origin`` is ``remote_url`` (nothing fetched)."""
+    r = tmp_path / "clone"
+    git("init", "-q", str(r))
+    git("remote", "add", "origin", remote_url, cwd=r)
+    git("config", "gitmail.remote", "origin", cwd=r)
+    return r

@@ -10,7 +10,7 @@ from gitmail.core import attachments, lfs
 from gitmail.core.attachments import NAME_MAX_BYTES, human_size, safe_name, write_new
 from gitmail.core.repo import open_repo
 from gitmail.errors import AttachmentError
-from tests.conftest import git
+from tests.conftest import clone_with_remote, git
 
 
 @pytest.mark.parametrize(
@@ -97,14 +97,6 @@ def test_write_new_never_overwrites(tmp_path: Path) -> None:
     assert sorted(x.name for x in d.iterdir()) == ["data (1).csv", "data.csv", "link (1).txt", "link.txt"]
 
 
-def _repo(tmp_path: Path, remote_url: str) -> Path:
-    r = tmp_path / "clone"
-    git("init", "-q", str(r))
-    git("remote", "add", "origin", remote_url, cwd=r)
-    git("config", "gitmail.remote", "origin", cwd=r)
-    return r
-
-
 @pytest.mark.parametrize(
     "remote, expected",
     [
@@ -115,24 +107,24 @@ def _repo(tmp_path: Path, remote_url: str) -> Path:
     ],
 )
 def test_endpoint_derived_from_remote(tmp_path: Path, remote: str, expected: str) -> None:
-    ep = lfs.discover(open_repo(_repo(tmp_path, remote)))
+    ep = lfs.discover(open_repo(clone_with_remote(tmp_path, remote)))
     assert ep.url == expected and ep.local is None and ep.source == "remote.origin.url"
 
 
 def test_endpoint_local_remote_uses_the_stock_layout(tmp_path: Path) -> None:
     bare = tmp_path / "org.git"
     git("init", "-q", "--bare", str(bare))
-    ep = lfs.discover(open_repo(_repo(tmp_path, str(bare))))
+    ep = lfs.discover(open_repo(clone_with_remote(tmp_path, str(bare))))
     assert ep.local == (bare / "lfs").resolve()
     work = tmp_path / "work"
     git("init", "-q", str(work))
     (tmp_path / "c2").mkdir()
-    r2 = _repo(tmp_path / "c2", work.as_uri())
+    r2 = clone_with_remote(tmp_path / "c2", work.as_uri())
     assert lfs.discover(open_repo(r2)).local == (work / ".git" / "lfs").resolve()
 
 
 def test_endpoint_precedence(tmp_path: Path) -> None:
-    r = _repo(tmp_path, "https://git.example.com/org/mail")
+    r = clone_with_remote(tmp_path, "https://git.example.com/org/mail")
     (r / ".lfsconfig").write_text("[lfs]\n\turl = https://from-lfsconfig.example/lfs\n")
     ep = lfs.discover(open_repo(r))  # .lfsconfig is never trusted (tests/hosts/test_lfs_trusted_config.py)
     assert ep.url == "https://git.example.com/org/mail.git/info/lfs" and ep.source == "remote.origin.url"

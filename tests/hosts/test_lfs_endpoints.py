@@ -9,15 +9,7 @@ import pytest
 from gitmail import git as gitmod
 from gitmail.core import lfs
 from gitmail.core.repo import open_repo
-from tests.conftest import git
-
-
-def _repo(tmp_path: Path, remote_url: str) -> Path:
-    r = tmp_path / "clone"
-    git("init", "-q", str(r))
-    git("remote", "add", "origin", remote_url, cwd=r)
-    git("config", "gitmail.remote", "origin", cwd=r)
-    return r
+from tests.conftest import clone_with_remote, git
 
 
 @pytest.mark.parametrize(
@@ -36,12 +28,12 @@ def _repo(tmp_path: Path, remote_url: str) -> Path:
     ],
 )
 def test_endpoint_derivation_as_git_lfs(tmp_path: Path, remote: str, url: str, ssh: object) -> None:
-    ep = lfs.discover(open_repo(_repo(tmp_path, remote)))
+    ep = lfs.discover(open_repo(clone_with_remote(tmp_path, remote)))
     assert (ep.url, ep.ssh, ep.local) == (url, ssh, None)
 
 
 def test_gitprotocol_and_insteadof(tmp_path: Path) -> None:
-    r = _repo(tmp_path, "git://git.example.com:8080/org/mail")
+    r = clone_with_remote(tmp_path, "git://git.example.com:8080/org/mail")
     git("config", "lfs.gitprotocol", "http", cwd=r)
     assert lfs.discover(open_repo(r)).url == "http://git.example.com:8080/org/mail.git/info/lfs"
     git("config", "url.https://mirror.example/.insteadOf", "git://git.example.com:8080/", cwd=r)
@@ -49,7 +41,7 @@ def test_gitprotocol_and_insteadof(tmp_path: Path) -> None:
 
 
 def test_push_urls_only_for_uploads(tmp_path: Path) -> None:
-    r = _repo(tmp_path, "https://git.example.com/org/mail")
+    r = clone_with_remote(tmp_path, "https://git.example.com/org/mail")
     git("config", "lfs.url", "https://read.example/lfs", cwd=r)
     git("config", "lfs.pushurl", "https://write.example/lfs", cwd=r)
     assert lfs.discover(open_repo(r), "download").url == "https://read.example/lfs"
@@ -57,7 +49,7 @@ def test_push_urls_only_for_uploads(tmp_path: Path) -> None:
 
 
 def test_org_policy_url_after_own_config(tmp_path: Path) -> None:
-    r = _repo(tmp_path, "https://git.example.com/org/mail")
+    r = clone_with_remote(tmp_path, "https://git.example.com/org/mail")
     ep = lfs.discover(open_repo(r), policy_url="https://org-lfs.example/store")
     assert ep.url == "https://org-lfs.example/store" and ep.source == "the org policy's lfs_url"
     git("config", "remote.origin.lfsurl", "https://mine.example/lfs", cwd=r)
