@@ -9,6 +9,7 @@ import counts, lazy ones inside functions and TYPE_CHECKING ones included.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "gitmail"
@@ -125,3 +126,26 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
                  "def g():\n    from gitmail.api.send import send\n")
     assert _imports("gitmail.core.m", f, {"gitmail.cli", "gitmail.cli.main", "gitmail.api.send"}) == {
         "gitmail.cli", "gitmail.cli.main", "gitmail.api.send"}
+
+
+_SQL = re.compile(r"\s*(SELECT |INSERT (OR \w+ )?INTO |UPDATE \w+ SET |DELETE FROM |CREATE (TABLE|INDEX|VIRTUAL|TRIGGER) |"
+                  r"DROP |ALTER TABLE |PRAGMA )")
+
+
+def _sql_strings(path: Path) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if _SQL.match(node.value):
+                out.append(node.value)
+        elif isinstance(node, ast.Attribute) and node.attr in ("execute", "executemany", "executescript"):
+            out.append(f"<{node.attr} call>")
+    return out
+
+
+def test_all_sql_lives_in_the_cache() -> None:
+    """Every SQL statement (and every cursor call) is in gitmail/core/cache.py (issue #11)."""
+    home = PKG / "core" / "cache.py"
+    outside = {str(p.relative_to(PKG)): _sql_strings(p) for p in PKG.rglob("*.py") if p != home}
+    assert {k: v for k, v in outside.items() if v} == {}
+    assert _sql_strings(home), "the check sees the cache's own SQL (it is not vacuous)"

@@ -52,11 +52,7 @@ def _unread(s: api.Session) -> list[cache.Row]:
     Receipts (type ``ack``) are left out: they need no attention.
     """
     s.refresh()
-    rows = s.db.execute(
-        "SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0 AND type != 'ack'"
-        " ORDER BY prank, date"
-    ).fetchall()
-    return [cache.Row.of(r) for r in rows]
+    return cache.unread_rows(s.db, acks=False)
 
 
 def _marker(s: api.Session) -> Path:

@@ -454,6 +454,22 @@ def new_inbox_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     return [Row.of(r) for r in rows]
 
 
+def new_unread_rows(db: sqlite3.Connection, since: int) -> list[Row]:
+    """Unread, non-archived inbox messages indexed after rowid ``since``, newest first
+    (what a new-mail notice describes; rows of every verdict, the caller splits them)."""
+    rows = db.execute(
+        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 AND read=0 AND archived=0 ORDER BY date DESC",
+        (since,),
+    ).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+def ordinal_of(db: sqlite3.Connection, path: str, oid: str) -> Optional[int]:
+    """The position of commit ``oid`` on mailbox ``path`` (0 = oldest), or None when not indexed there."""
+    hit = db.execute("SELECT ordinal FROM msg WHERE path=? AND oid=?", (path, oid)).fetchone()
+    return int(hit[0]) if hit else None
+
+
 def inbox_counts(db: sqlite3.Connection) -> tuple[int, int]:
     """``(unread, total)`` of the inbox, archived messages left out."""
     unread, total = db.execute("SELECT SUM(read=0), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0").fetchone()
@@ -504,9 +520,11 @@ def sent_rows(db: sqlite3.Connection, limit: int) -> list[Row]:
     return [Row.of(r) for r in rows]
 
 
-def unread_rows(db: sqlite3.Connection) -> list[Row]:
-    """Every unread inbox message (not archived), most urgent first, then oldest first."""
-    rows = db.execute("SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0 ORDER BY prank, date")
+def unread_rows(db: sqlite3.Connection, acks: bool = True) -> list[Row]:
+    """Every unread inbox message (not archived), most urgent first, then oldest first;
+    ``acks=False`` leaves out receipts (type ``ack``), which need no attention."""
+    rows = db.execute("SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0"
+                      + ("" if acks else " AND type != 'ack'") + " ORDER BY prank, date")
     return [Row.of(r) for r in rows]
 
 

@@ -24,6 +24,7 @@ from gitmail.hookscripts import Action
 if TYPE_CHECKING:
     from gitmail.api import Session
     from gitmail.core.repo import Repo
+    from gitmail.core.cache import Row
 
 CLIENT_HOOKS = ("post-merge", "post-checkout")
 
@@ -58,17 +59,13 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
     a warning, never shown as mail. Raises :class:`GitmailError` subclasses.
     """
     from gitmail import api
+    from gitmail.core import cache
 
     s = api.session(repo, as_)
-    before = s.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
+    before = cache.max_rowid(s.db)
     s.refresh()
-    rows = s.db.execute(
-        "SELECT path, ordinal, sender, date, subject, id, status, encrypted FROM msg WHERE rowid > ? AND inbox=1"
-        " AND dup=0 AND read=0 AND archived=0 ORDER BY date DESC",
-        (before,),
-    ).fetchall()
-    rows = _not_yet_noticed(s, rows)
-    good = [r for r in rows if r["status"] == "good"]
+    rows = _not_yet_noticed(s, cache.new_unread_rows(s.db, before))
+    good = [r for r in rows if r.status == "good"]
     bad = len(rows) - len(good)
     lines = [_describe(good, notice_subjects(s.repo) == "decrypt")] if good else []
     if bad:
@@ -78,9 +75,9 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
     return "\n".join(lines) or None
 
 
-def _not_yet_noticed(s: "Session", rows: list) -> list:
+def _not_yet_noticed(s: "Session", rows: list["Row"]) -> list["Row"]:
     """Drop the rows the shell notice announced already (up to the tips in ``hook-seen``)."""
-    from gitmail.core import refs
+    from gitmail.core import cache, refs
 
     try:
         lines = (s.repo.data_dir / "hook-seen").read_text().splitlines()
@@ -89,28 +86,28 @@ def _not_yet_noticed(s: "Session", rows: list) -> list:
     seen = {ref: oid for oid, _, ref in (ln.partition(" ") for ln in lines)}
     t = refs.tracking("", s.repo.remote)
     upto: dict[str, int] = {}
-    for path in {r["path"] for r in rows}:
-        hit = s.db.execute("SELECT ordinal FROM msg WHERE path=? AND oid=?", (path, seen.get(t + path, ""))).fetchone()
-        upto[path] = hit[0] if hit else -1
+    for path in {r.path for r in rows}:
+        hit = cache.ordinal_of(s.db, path, seen.get(t + path, ""))
+        upto[path] = -1 if hit is None else hit
     # A message that failed verification is always reported, even if the shell announced it.
-    return [r for r in rows if r["ordinal"] > upto[r["path"]] or r["status"] != "good"]
+    return [r for r in rows if r.ordinal > upto[r.path] or r.status != "good"]
 
 
-def _describe(rows: list, decrypt: bool) -> str:
-    """The notice line; the same text as hooks/notice.sh prints (rows: sqlite3.Row, newest first)."""
+def _describe(rows: list["Row"], decrypt: bool) -> str:
+    """The notice line; the same text as hooks/notice.sh prints (rows newest first)."""
     from gitmail.api.views import SHORT, ago, clean, flat
 
     newest = rows[0]
-    subject = flat(newest["subject"])  # as the message commit's subject line has it
+    subject = flat(newest.subject)  # as the message commit's subject line has it
     subject = clean(subject if len(subject) <= 50 else subject[:48] + "..")  # git's %<(50,trunc)
-    enc = bool(newest["encrypted"]) and not decrypt
-    age = ago(newest["date"])
+    enc = bool(newest.encrypted) and not decrypt
+    age = ago(newest.date)
     if len(rows) == 1:
-        short = clean(newest["id"][:SHORT])
+        short = clean(newest.id[:SHORT])
         if enc:
-            return f"📬 1 new encrypted message from {clean(newest['sender'])} ({age})  Run: gitmail read {short}"
-        return f'📬 1 new message from {clean(newest["sender"])} ({age}): "{subject}"  Run: gitmail read {short}'
-    senders = list(dict.fromkeys(clean(r["sender"]) for r in rows))
+            return f"📬 1 new encrypted message from {clean(newest.sender)} ({age})  Run: gitmail read {short}"
+        return f'📬 1 new message from {clean(newest.sender)} ({age}): "{subject}"  Run: gitmail read {short}'
+    senders = list(dict.fromkeys(clean(r.sender) for r in rows))
     who = ", ".join(senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
     what = f"newest ({age}) encrypted" if enc else f'newest ({age}): "{subject}"'
     return f"📬 {len(rows)} new messages from {who}; {what}  Run: gitmail read"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from types import SimpleNamespace
 import subprocess
 import sys
 from pathlib import Path
@@ -51,8 +52,8 @@ def test_shell_notice_and_python_show_each_subject_alike(org: Org, encoding: str
         shell = _subject_of(p.stdout.strip())
         expected = clean(flat(s))  # the commit's subject line is the flattened subject
         assert shell == expected, (s, shell, expected)
-        row = {"subject": s, "sender": "max", "id": "ab" * 32, "date": "", "encrypted": 0}
-        py = hooks_mod._describe([row], decrypt=False)
+        row = SimpleNamespace(subject=s, sender="max", id="ab" * 32, date="", encrypted=False)
+        py = hooks_mod._describe([row], decrypt=False)  # type: ignore[list-item]
         assert py.split(": \"", 1)[1].rsplit('"  Run', 1)[0] == expected, py
 
 
