@@ -166,6 +166,37 @@ def bounds_problems(sizes: Sequence[tuple[str, int]], bounds: Bounds, sealed_to:
     return out
 
 
+def tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[str, int]]:
+    """``(path, bytes)`` of every blob under a message commit's ``attachments/`` tree, for
+    :func:`bounds_problems`: an LFS pointer counts its object's size (:func:`lfs.parse_pointer`),
+    and a blob that starts like a pointer but is not a valid one counts as ``sys.maxsize``
+    (refused: nobody can tell what it stands for). Never raises for a hostile tree."""
+    import sys
+
+    import pygit2
+
+    out: list[tuple[str, int]] = []
+    try:
+        entry = commit.tree[TREE_DIR]
+    except KeyError:
+        return out
+    stack: list[tuple[str, object]] = [(TREE_DIR, pg[entry.id])]
+    while stack:
+        prefix, obj = stack.pop()
+        if isinstance(obj, pygit2.Blob):
+            size = int(obj.size)
+            if size <= lfs.POINTER_MAX and obj.data.startswith(_POINTER_START):
+                ptr = lfs.parse_pointer(obj.data)
+                size = sys.maxsize if ptr is None else ptr[1]
+            out.append((prefix, size))
+        elif isinstance(obj, pygit2.Tree):
+            stack.extend((f"{prefix}/{e.name}", pg[e.id]) for e in obj)
+    return out
+
+
+_POINTER_START = f"version {lfs.POINTER_VERSION}".encode()
+
+
 _READ_BOUNDS: dict[str, Bounds] = {}
 
 

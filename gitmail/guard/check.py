@@ -44,9 +44,6 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
 
 ZERO = "0" * 40
-ATTACHMENTS = "attachments"
-LFS_HEADER = b"version https://git-lfs.github.com/spec/v1"
-LFS_POINTER_MAX = 1024  # git-lfs pointers are ~130 bytes; anything bigger is content
 CHAINED_SUFFIX = ".gitmail-chained"  # a pre-existing hook we run after our checks
 MAX_NEW_COMMITS = 100_000
 
@@ -147,7 +144,7 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
     err = _linear(pg, u.ref, u.old, u.new)
     if err:
         return [err]
-    from gitmail.core.attachments import Bounds, bounds_problems
+    from gitmail.core.attachments import Bounds, bounds_problems, tree_sizes
 
     errors = []
     bounds = Bounds.of(directory.policy)  # the policy in force now: a limit applies to what is sent after it changes
@@ -164,7 +161,7 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
         sealed_to = _sealed_readers(msg)
         declared = [(a.name, int(a.size)) for a in getattr(msg, "attachments", [])]
         for problem in [*bounds_problems(declared, bounds, sealed_to),
-                        *bounds_problems(_tree_sizes(pg, c), bounds, sealed_to)]:
+                        *bounds_problems(tree_sizes(pg, c), bounds, sealed_to)]:
             line = f"{u.ref}: commit {short} refused: {problem}"
             if line not in errors:
                 errors.append(line)
@@ -245,40 +242,6 @@ def _new_commits(pg: "pygit2.Repository", old: Optional[str], new: str) -> list[
         out.append(oid)
     out.reverse()
     return out
-
-
-def _tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[str, int]]:
-    """``(path, size)`` of every LFS pointer and blob under ``attachments/`` (a pointer counts its object's size)."""
-    out: list[tuple[str, int]] = []
-    try:
-        entry = commit.tree[ATTACHMENTS]
-    except KeyError:
-        return out
-    import pygit2
-
-    stack: list[tuple[str, object]] = [(ATTACHMENTS, pg[entry.id])]
-    while stack:
-        prefix, obj = stack.pop()
-        if isinstance(obj, pygit2.Blob):
-            out.append((prefix, _blob_size(obj)))
-        elif isinstance(obj, pygit2.Tree):
-            stack.extend((f"{prefix}/{e.name}", pg[e.id]) for e in obj)
-    return out
-
-
-def _blob_size(blob: "pygit2.Blob") -> int:
-    """The size an attachment blob stands for: the pointer's ``size`` for an LFS pointer."""
-    if blob.size <= LFS_POINTER_MAX:
-        data = blob.data
-        if data.startswith(LFS_HEADER):
-            for line in data.decode("utf-8", "replace").splitlines():
-                if line.startswith("size "):
-                    try:
-                        return int(line[5:].strip())
-                    except ValueError:
-                        return sys.maxsize
-            return sys.maxsize  # a pointer without a size: refuse
-    return int(blob.size)
 
 
 def _ref(pg: "pygit2.Repository", name: str) -> Optional[str]:

@@ -228,3 +228,33 @@ def test_bounds_problems_unit() -> None:
     assert attachments.bounds_problems([("a", 90)] * 3, b) == ["attachments total 270 bytes (270 B); the limit is 250 bytes per message"]
     # The total is never below the per-attachment limit.
     assert attachments.Bounds.of(OrgPolicy(attachment_limit=100 * MIB)).total == 100 * MIB
+
+
+def test_tree_sizes_reads_pointers_with_the_one_lfs_parser(tmp_path: Path) -> None:
+    """The guard counts what the tree holds through lfs.parse_pointer: a valid pointer counts its
+    object's size, a blob that starts like a pointer but is not one is refused (maxsize)."""
+    import sys
+
+    import pygit2
+
+    from gitmail.core import lfs
+
+    pg = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    oid = "ab" * 32
+    blobs = {
+        "ok": lfs.format_pointer(oid, 5 * MIB),
+        "plain": b"just a file\n",
+        "size-leading-zero": f"version {lfs.POINTER_VERSION}\noid sha256:{oid}\nsize 05\n".encode(),
+        "no-size": f"version {lfs.POINTER_VERSION}\noid sha256:{oid}\n".encode(),
+        "keys-unsorted": f"version {lfs.POINTER_VERSION}\nsize 5\noid sha256:{oid}\n".encode(),
+    }
+    inner = pg.TreeBuilder()
+    for name, data in blobs.items():
+        inner.insert(name, pg.create_blob(data), pygit2.enums.FileMode.BLOB)
+    top = pg.TreeBuilder()
+    top.insert("attachments", inner.write(), pygit2.enums.FileMode.TREE)
+    sig = pygit2.Signature("t", "t@example.org", 0, 0)
+    commit = pg[pg.create_commit(None, sig, sig, "m", top.write(), [])]
+    sizes = dict(attachments.tree_sizes(pg, commit))  # type: ignore[arg-type]
+    assert sizes == {"attachments/ok": 5 * MIB, "attachments/plain": 12, "attachments/size-leading-zero": sys.maxsize,
+                     "attachments/no-size": sys.maxsize, "attachments/keys-unsorted": sys.maxsize}
