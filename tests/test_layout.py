@@ -149,3 +149,13 @@ def test_all_sql_lives_in_the_cache() -> None:
     outside = {str(p.relative_to(PKG)): _sql_strings(p) for p in PKG.rglob("*.py") if p != home}
     assert {k: v for k, v in outside.items() if v} == {}
     assert _sql_strings(home), "the check sees the cache's own SQL (it is not vacuous)"
+
+
+def test_one_history_walker() -> None:
+    """Walks down a first-parent line go through core/objects.first_parent_line (issue #11):
+    no hand-written ``parent_ids[0]`` step and no ``pygit2.Walker`` elsewhere."""
+    home = PKG / "core" / "objects.py"
+    pattern = re.compile(r"parent_ids\[0\]|\.walk\(|Walker\(")
+    outside = {str(p.relative_to(PKG)): pattern.findall(p.read_text()) for p in PKG.rglob("*.py") if p != home}
+    assert {k: v for k, v in outside.items() if v} == {}
+    assert "def first_parent_line(" in home.read_text()

@@ -171,7 +171,8 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     """
     from gitmail.core import problems as probmod
     from gitmail.core.signing import signers
-    from gitmail.core.store import chain, check_message, extends, load_commit
+    from gitmail.core.objects import chain, extends, load_commit
+    from gitmail.core.store import check_message
 
     s = session(repo, as_)
     d = s.directory
@@ -223,7 +224,8 @@ class LogEntry:
 
 def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) -> list[LogEntry]:
     """An audit view across every mailbox in the org, newest first, with each message's status."""
-    from gitmail.core.store import chain, check_message
+    from gitmail.core.objects import chain
+    from gitmail.core.store import check_message
 
     s = session(repo, as_)
     d = s.directory

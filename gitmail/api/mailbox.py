@@ -105,7 +105,8 @@ class Item:
 def load_item(s: Session, row: cache.Row) -> Item:
     """Read a message's blob; decrypt it if it is encrypted and verified."""
     from gitmail.core.rules import content_problem
-    from gitmail.core.store import load_commit, read_message
+    from gitmail.core.objects import load_commit
+    from gitmail.core.store import read_message
     from gitmail.errors import CorruptMessageError
 
     c = load_commit(s.repo.pg, row.oid)

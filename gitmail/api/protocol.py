@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from gitmail.api.send import SendResult, send
 from gitmail.api.session import RepoLike, Session, resolve_id, session
@@ -20,8 +20,6 @@ from gitmail.core import cache
 from gitmail.errors import DirectoryError, UnknownRecipientError, UsageError
 
 if TYPE_CHECKING:
-    import pygit2
-
     from gitmail.core.directory import Directory
     from gitmail.core.model import Group
 
@@ -222,6 +220,7 @@ def _existing_ack(s: Session, msg_id: str) -> Optional[str]:
 def _queued_ack(s: Session, msg_id: str) -> Optional[str]:
     """An ack for ``msg_id`` still in the outbox (remote unreachable when it was sent)."""
     from gitmail.core import refs, sync
+    from gitmail.core.objects import commit, first_parent_line
     from gitmail.core.store import read_message
     from gitmail.errors import CorruptMessageError
 
@@ -229,15 +228,13 @@ def _queued_ack(s: Session, msg_id: str) -> Optional[str]:
         pg = s.repo.pg
         tip = s.repo.ref_target(refs.outbox(path))
         track = s.repo.ref_target(refs.tracking(path, s.repo.remote))
-        c: Optional["pygit2.Commit"] = cast("pygit2.Commit", pg[tip]) if tip else None
-        while c is not None and str(c.id) != track:
+        for oid, _ in first_parent_line(pg, tip, track) if tip else ():
             try:
-                m = read_message(pg, c)
+                m = read_message(pg, commit(pg, oid))
                 if m.type == "ack" and m.in_reply_to == msg_id:
                     return m.id
             except CorruptMessageError:
                 pass
-            c = cast("pygit2.Commit", pg[c.parent_ids[0]]) if c.parent_ids else None
     return None
 
 

@@ -212,11 +212,11 @@ def read_bounds(pg: "pygit2.Repository", directory_tip: Optional[str]) -> Bounds
         return Bounds.of(OrgPolicy())
     if directory_tip in _READ_BOUNDS:
         return _READ_BOUNDS[directory_tip]
-    import pygit2
+    from gitmail.core.objects import commit, first_parent_line
 
     out: Optional[Bounds] = None
-    walker = pg.walk(pygit2.Oid(hex=directory_tip), pygit2.enums.SortMode.NONE)
-    for c in walker:
+    for oid, _ in first_parent_line(pg, directory_tip):  # the directory is linear (the guard and clients see to it)
+        c = commit(pg, oid)
         try:
             b = Bounds.of(OrgPolicy.model_validate_json(blob_data(pg, c.tree["org.json"].id)))
         except (KeyError, ValueError):

@@ -211,7 +211,7 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
     old = repo.ref_target(vref)
     if old == tip:
         return old, []
-    from gitmail.core.store import chain, extends
+    from gitmail.core.objects import chain, extends
 
     pg = repo.pg
     if old is not None:
@@ -226,7 +226,7 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
 
 def parent_or_none(pg: Any, oid: str) -> Optional[str]:
     """The single parent of ``oid`` (None for a root commit)."""
-    from gitmail.core.store import parent_ids
+    from gitmail.core.objects import parent_ids
 
     ps = parent_ids(pg, oid)
     return ps[0] if len(ps) == 1 else None
@@ -247,7 +247,8 @@ def _index_path(
 ) -> None:
     from gitmail.core.model import MAX_INT, PRIORITY_RANK
     from gitmail.core.signing import signers
-    from gitmail.core.store import chain, check_message, load_commit
+    from gitmail.core.objects import chain, load_commit
+    from gitmail.core.store import check_message
 
     pg = repo.pg
     stop = prev["tip"] if prev is not None else None

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from gitmail.core import problems, refs
 from gitmail.core.address import BROADCAST, GROUP_PREFIX, is_mixed_script, normalize, principal, skeleton, to_ref
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
-from gitmail.core.objects import blob_data, commit, signed_commit
+from gitmail.core.objects import blob_data, commit, first_parent_line, signed_commit
 from gitmail.core.objects import tree as objtree
 from gitmail.core.signing import Signer, check_stored_key, signer_of
 from gitmail.errors import AddressError, DirectoryError, KeyError_, UnknownRecipientError, VerificationError
@@ -83,6 +83,12 @@ class Directory:
         if tip is not None and (tip == commit_id or _descends(pg, tip, commit_id)):
             return None
         return f"signed with a key {m.name} retired before this message was sent"
+
+    def entries_of(self, pg: "pygit2.Repository", name: str) -> list[Member]:
+        """Every version of member ``name``'s entry up to this directory's tip, the current one
+        first (docs/protocol.md §6: a message commit's author is rendered from one of them)."""
+        current = [self.members[name]] if name in self.members else []
+        return current + (entry_history(pg, self.tip).get(name, []) if self.tip else [])
 
     def allowed_signers(self) -> str:
         """The allowed-signers file (ssh-keygen(1) ALLOWED SIGNERS), docs/protocol.md §8.
@@ -263,30 +269,51 @@ def check_new_name(name: str, others: list[str], policy: OrgPolicy) -> None:
         raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
 
 
+def _entries(pg: "pygit2.Repository", tip: Optional[str]) -> Iterator[Member]:
+    """Every version of every member entry in the directory history up to ``tip``, newest
+    commit first, each distinct blob parsed once (entries that do not parse are skipped)."""
+    seen: set[str] = set()
+    for oid, _ in first_parent_line(pg, tip) if tip else ():
+        tree = commit(pg, oid).tree
+        if "members" not in tree:
+            continue
+        for e in objtree(pg, tree["members"].id):
+            if str(e.id) in seen:
+                continue
+            seen.add(str(e.id))
+            try:
+                yield Member.model_validate_json(blob_data(pg, e.id))
+            except ValueError:
+                continue
+
+
 def key_history(pg: "pygit2.Repository", tip: Optional[str]) -> dict[str, str]:
     """Every key any member entry held in the directory history up to ``tip``: key -> member name.
 
     Walks the (linear) chain to the root; each member blob is parsed once.
     """
     owners: dict[str, str] = {}
-    seen: set[str] = set()
-    c = commit(pg, tip) if tip else None
-    while c is not None:
-        tree = c.tree
-        if "members" in tree:
-            for e in objtree(pg, tree["members"].id):
-                oid = str(e.id)
-                if oid in seen:
-                    continue
-                seen.add(oid)
-                try:
-                    m = Member.model_validate_json(blob_data(pg, e.id))
-                except ValueError:
-                    continue
-                for k in m.owned_keys():
-                    owners.setdefault(k, m.name)
-        c = commit(pg, c.parent_ids[0]) if c.parent_ids else None
+    for m in _entries(pg, tip):
+        for k in m.owned_keys():
+            owners.setdefault(k, m.name)
     return owners
+
+
+_ENTRY_HISTORY: dict[str, dict[str, list[Member]]] = {}
+
+
+def entry_history(pg: "pygit2.Repository", tip: str) -> dict[str, list[Member]]:
+    """member name -> every version of that member's entry in the directory history up to
+    ``tip`` (newest first). Cached per tip: the history below a commit never changes."""
+    hit = _ENTRY_HISTORY.get(tip)
+    if hit is None:
+        hit = {}
+        for m in _entries(pg, tip):
+            hit.setdefault(m.name, []).append(m)
+        if len(_ENTRY_HISTORY) > 16:
+            _ENTRY_HISTORY.clear()
+        _ENTRY_HISTORY[tip] = hit
+    return hit
 
 
 def _descends(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
@@ -393,16 +420,12 @@ def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str) 
     that does not descend from ``old_tip`` is a rewrite: nothing is accepted.
     """
     chain = []
-    c = commit(pg, new_tip)
-    while str(c.id) != old_tip:
-        chain.append(c)
-        if len(c.parent_ids) > 1:
-            return _at(pg, old_tip), [f"directory commit {str(c.id)[:10]} is a merge"]
-        if not c.parent_ids:
-            if old_tip is not None:
-                return _at(pg, old_tip), ["directory history was rewritten (not a fast-forward)"]
-            break
-        c = commit(pg, c.parent_ids[0])
+    for oid, ps in first_parent_line(pg, new_tip, old_tip):
+        chain.append(commit(pg, oid))
+        if len(ps) > 1:
+            return _at(pg, old_tip), [f"directory commit {oid[:10]} is a merge"]
+        if not ps and old_tip is not None:
+            return _at(pg, old_tip), ["directory history was rewritten (not a fast-forward)"]
     current = _at(pg, old_tip)
     history = key_history(pg, old_tip)
     for c in reversed(chain):
@@ -525,9 +548,8 @@ def org_fingerprint(pg: "pygit2.Repository", tip: str) -> str:
     """
     from gitmail.core.signing import fingerprint
 
-    c = commit(pg, tip)
-    while c.parent_ids:
-        c = commit(pg, c.parent_ids[0])
+    *_, (root_id, _) = first_parent_line(pg, tip)
+    c = commit(pg, root_id)
     root = from_tree(pg, c)
     if len(root.members) != 1:
         raise VerificationError("the directory's first commit does not register exactly one member")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union, cast
 
 if TYPE_CHECKING:
     import pygit2
@@ -39,11 +39,6 @@ def blob_data(pg: "pygit2.Repository", oid: OidLike) -> bytes:
     return obj.data
 
 
-def first_parent(pg: "pygit2.Repository", c: "pygit2.Commit") -> Optional["pygit2.Commit"]:
-    """The first parent of ``c``, or None for a root commit."""
-    return commit(pg, c.parent_ids[0]) if c.parent_ids else None
-
-
 def signed_commit(
     pg: "pygit2.Repository",
     author: "pygit2.Signature",
@@ -63,3 +58,87 @@ def signed_commit(
 
 if TYPE_CHECKING:
     from typing import Callable
+
+
+# -- history: the one first-parent walker, robust to hostile commits ------------------
+
+
+def load_commit(pg: "pygit2.Repository", oid: str) -> "Union[pygit2.Commit, str]":
+    """The commit ``oid``, or why it cannot be read as one (a hostile object git stored,
+    e.g. a malformed author line). Raises ``KeyError`` for a missing object."""
+    import pygit2
+
+    try:
+        obj = pg[oid]
+    except KeyError:
+        raise
+    except (pygit2.GitError, ValueError) as e:
+        return f"commit {oid[:10]} cannot be parsed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    if not isinstance(obj, pygit2.Commit):
+        return f"{oid[:10]} is not a commit"
+    return obj
+
+
+def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
+    """The parents of commit ``oid``, read from the raw object when git's parser refuses it
+    (so one hostile commit never hides the messages below it). Raises ``KeyError`` if missing."""
+    c = load_commit(pg, oid)
+    if not isinstance(c, str):
+        return [str(p) for p in c.parent_ids]
+    import pygit2
+
+    try:
+        kind, data = pg.read(oid)
+    except (pygit2.GitError, ValueError) as e:
+        raise KeyError(oid) from e
+    if kind != pygit2.enums.ObjectType.COMMIT:
+        return []
+    out = []
+    for line in data.split(b"\n"):
+        if not line:
+            break
+        if line.startswith(b"parent ") and len(line) == 47:
+            try:
+                out.append(line[7:].decode("ascii"))
+            except UnicodeDecodeError:
+                pass
+    return out
+
+
+def first_parent_line(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> Iterator[tuple[str, list[str]]]:
+    """``(commit id, its parent ids)`` from ``tip`` down the first-parent line, newest first,
+    to (not including) ``stop`` or through the root commit.
+
+    The one history walker of gitmail: mailboxes and the directory are linear, and
+    every caller decides what a merge (more than one parent id) means for it.
+    Parents are read from the raw object where git's parser refuses a commit
+    (:func:`parent_ids`), so one hostile commit never hides the history below
+    it, which ``pygit2.Walker`` cannot do. Raises ``KeyError`` for a missing object.
+    """
+    oid: Optional[str] = tip
+    while oid is not None and oid != stop:
+        ps = parent_ids(pg, oid)
+        yield oid, ps
+        oid = ps[0] if ps else None
+
+
+def chain(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> tuple[list[str], bool]:
+    """Commit ids from ``tip`` down its first-parent line to (not including) ``stop``,
+    newest first, and whether a merge (a commit with several parents) was met (the
+    walk stops at it, it included). Raises ``KeyError`` for a missing object."""
+    out: list[str] = []
+    for oid, ps in first_parent_line(pg, tip, stop):
+        out.append(oid)
+        if len(ps) > 1:
+            return out, True
+    return out, False
+
+
+def extends(pg: "pygit2.Repository", tip: str, base: str) -> bool:
+    """Whether ``base`` is on the first-parent line below ``tip`` with no merge between
+    (a fast-forward of a mailbox ref), walking raw objects where git's parser refuses."""
+    oids, merge = chain(pg, tip, base)
+    if merge or not oids:
+        return not oids
+    ps = parent_ids(pg, oids[-1])
+    return ps == [base]

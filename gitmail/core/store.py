@@ -14,14 +14,14 @@ A message commit (docs/protocol.md, "Message commits") has:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from gitmail.core.model import (
     Member,
     Message,
     date_seconds,
 )
-from gitmail.core.objects import blob_data, signed_commit
+from gitmail.core.objects import blob_data, load_commit, signed_commit
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
 from gitmail.errors import CorruptMessageError, VerificationError
@@ -159,73 +159,6 @@ def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     return Message.from_blob(data)
 
 
-def load_commit(pg: "pygit2.Repository", oid: str) -> "Union[pygit2.Commit, str]":
-    """The commit ``oid``, or why it cannot be read as one (a hostile object git stored,
-    e.g. a malformed author line). Raises ``KeyError`` for a missing object."""
-    import pygit2
-
-    try:
-        obj = pg[oid]
-    except KeyError:
-        raise
-    except (pygit2.GitError, ValueError) as e:
-        return f"commit {oid[:10]} cannot be parsed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-    if not isinstance(obj, pygit2.Commit):
-        return f"{oid[:10]} is not a commit"
-    return obj
-
-
-def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
-    """The parents of commit ``oid``, read from the raw object when git's parser refuses it
-    (so one hostile commit never hides the messages below it). Raises ``KeyError`` if missing."""
-    c = load_commit(pg, oid)
-    if not isinstance(c, str):
-        return [str(p) for p in c.parent_ids]
-    import pygit2
-
-    try:
-        kind, data = pg.read(oid)
-    except (pygit2.GitError, ValueError) as e:
-        raise KeyError(oid) from e
-    if kind != pygit2.enums.ObjectType.COMMIT:
-        return []
-    out = []
-    for line in data.split(b"\n"):
-        if not line:
-            break
-        if line.startswith(b"parent ") and len(line) == 47:
-            try:
-                out.append(line[7:].decode("ascii"))
-            except UnicodeDecodeError:
-                pass
-    return out
-
-
-def chain(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> tuple[list[str], bool]:
-    """Commit ids from ``tip`` down its first-parent line to (not including) ``stop``,
-    newest first, and whether a merge (a commit with several parents) was met (the
-    walk stops at it, it included). Raises ``KeyError`` for a missing object."""
-    out: list[str] = []
-    oid: Optional[str] = tip
-    while oid is not None and oid != stop:
-        out.append(oid)
-        ps = parent_ids(pg, oid)
-        if len(ps) > 1:
-            return out, True
-        oid = ps[0] if ps else None
-    return out, False
-
-
-def extends(pg: "pygit2.Repository", tip: str, base: str) -> bool:
-    """Whether ``base`` is on the first-parent line below ``tip`` with no merge between
-    (a fast-forward of a mailbox ref), walking raw objects where git's parser refuses."""
-    oids, merge = chain(pg, tip, base)
-    if merge or not oids:
-        return not oids
-    ps = parent_ids(pg, oids[-1])
-    return ps == [base]
-
-
 @dataclass
 class Check:
     """The result of checking one message commit."""
@@ -239,18 +172,24 @@ class Check:
         return self.status == GOOD
 
 
-def metadata_problem(commit: "pygit2.Commit", msg: Message, member: Member) -> Optional[str]:
+def metadata_problem(commit: "pygit2.Commit", msg: Message, member: Member,
+                     earlier: "Callable[[], list[Member]]" = list) -> Optional[str]:
     """Why the commit's clear metadata disagrees with the signed message, or None (§6).
 
     The expected commit text is re-rendered with :func:`commit_message` and compared
-    byte for byte; the author must be ``member``'s directory entry (:func:`author_of`)
-    at the message date, ``+0000``.
+    byte for byte; the author must be rendered (:func:`author_of`) from ``member``'s
+    current directory entry or one of its earlier versions, ``earlier()`` (called only
+    when the current one does not match), dated the message date, ``+0000``.
     """
     if commit.raw_message != commit_message(msg).encode("utf-8"):
         return "commit message (subject, body or trailers) disagrees with message.json"
-    name, email = author_of(member)
     a = commit.author
-    if a.raw_name != name.encode("utf-8") or a.raw_email != email.encode("utf-8"):
+
+    def matches(m: Member) -> bool:
+        name, email = author_of(m)
+        return a.raw_name == name.encode("utf-8") and a.raw_email == email.encode("utf-8")
+
+    if not matches(member) and not any(matches(m) for m in earlier()):
         return f"git author is not {msg.from_}'s directory entry"
     if a.time != date_seconds(msg.date) or a.offset != 0:
         return "git author date disagrees with the message date"
@@ -328,7 +267,7 @@ def _check(
         return msg, Check(RETIRED_KEY, why, who.name)
     if recipient not in msg.to:
         return msg, Check(MISFILED, f"on {recipient}'s mailbox but addressed to {', '.join(msg.to)}", who.name)
-    problem = metadata_problem(commit, msg, who)
+    problem = metadata_problem(commit, msg, who, lambda: directory.entries_of(pg, who.name))
     if problem:
         return msg, Check(MALFORMED, problem, who.name)
     return msg, Check(GOOD, "", who.name)

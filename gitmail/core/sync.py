@@ -213,7 +213,7 @@ def queued_chain(repo: "Repo", path: str, tip: Optional[str] = None) -> list[tup
 
     The commits between the outbox tip and its merge base with the remote-tracking tip.
     """
-    from gitmail.core.objects import commit, first_parent
+    from gitmail.core.objects import commit, first_parent_line
     from gitmail.core.store import read_message
     from gitmail.errors import CorruptMessageError
 
@@ -224,14 +224,12 @@ def queued_chain(repo: "Repo", path: str, tip: Optional[str] = None) -> list[tup
     track = repo.ref_target(refs.tracking(path, repo.remote))
     base = _merge_base(repo, tip, track)
     out = []
-    c: Optional[pygit2.Commit] = commit(pg, tip)
-    while c is not None and str(c.id) != base:
+    for oid, _ in first_parent_line(pg, tip, base):
         try:
-            mid = read_message(pg, c).id
+            mid = read_message(pg, commit(pg, oid)).id
         except CorruptMessageError:
-            mid = str(c.id)  # not ours to judge: the guard and the readers do
-        out.append((str(c.id), mid))
-        c = first_parent(pg, c)
+            mid = oid  # not ours to judge: the guard and the readers do
+        out.append((oid, mid))
     out.reverse()
     return out
 
@@ -246,7 +244,7 @@ def _merge_base(repo: "Repo", a: Optional[str], b: Optional[str]) -> Optional[st
     except (pygit2.GitError, ValueError):
         # A commit libgit2 cannot parse (a hostile author line someone pushed onto a mailbox):
         # mailboxes are first-parent lines, so walk the raw parent lines instead.
-        from gitmail.core.store import chain
+        from gitmail.core.objects import chain
 
         mine = set(chain(repo.pg, a)[0])
         return next((o for o in chain(repo.pg, b)[0] if o in mine), None)
@@ -261,7 +259,7 @@ def _is_ancestor(repo: "Repo", old: str, new: str) -> bool:
     try:
         return bool(repo.pg.descendant_of(new, old))
     except (pygit2.GitError, ValueError):  # see _merge_base: walk the raw first-parent line
-        from gitmail.core.store import extends
+        from gitmail.core.objects import extends
 
         return extends(repo.pg, new, old)
 
@@ -417,11 +415,10 @@ def _on_tip(repo: "Repo", path: str, tip: str) -> bool:
     chain = queued_chain(repo, path, tip)
     if not chain:
         return True
-    from gitmail.core.objects import commit
+    from gitmail.core.objects import parent_ids
 
-    first = commit(repo.pg, chain[0][0])
-    parent = str(first.parent_ids[0]) if first.parent_ids else None
-    return parent == track
+    ps = parent_ids(repo.pg, chain[0][0])
+    return (ps[0] if ps else None) == track
 
 
 def push_failure(repo: "Repo", e: GitError) -> str:
@@ -523,8 +520,9 @@ def rebuild(
     when it would need re-signing. Caller holds the lock.
     """
     from gitmail.core.objects import commit
-    from gitmail.core.store import chain as chain_of
-    from gitmail.core.store import load_commit, read_message, resign
+    from gitmail.core.objects import chain as chain_of
+    from gitmail.core.objects import load_commit
+    from gitmail.core.store import read_message, resign
     from gitmail.errors import CorruptMessageError
 
     pg = repo.pg
@@ -735,23 +733,18 @@ def recover(
         track = found.get(refs.tracking(path, repo.remote))
         if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
             continue
-        from gitmail.core.objects import commit, first_parent
+        from gitmail.core.objects import commit, first_parent_line
         from gitmail.core.store import read_message
 
         pg = repo.pg
         base = _merge_base(repo, sent_tip, track)
-        on_server = set()
-        t = commit(pg, track) if track else None
-        while t is not None and str(t.id) != base:
-            on_server.add(read_message(pg, t).id)
-            t = first_parent(pg, t)
+        on_server = {read_message(pg, commit(pg, t)).id for t, _ in first_parent_line(pg, track, base)} if track else set()
         lost = []
-        c: Optional[pygit2.Commit] = commit(pg, sent_tip)
-        while c is not None and str(c.id) != base:
+        for oid, _ in first_parent_line(pg, sent_tip, base):
+            c = commit(pg, oid)
             mid = read_message(pg, c).id
             if mid not in on_server and genuine(c, path):
-                lost.append((str(c.id), mid))
-            c = first_parent(pg, c)
+                lost.append((oid, mid))
         lost.reverse()
         out += [(path, mid, oid) for oid, mid in lost]
         key = signer() if lost else None

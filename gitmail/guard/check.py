@@ -34,7 +34,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Optional, TextIO
 
 from gitmail.core import refs
 
@@ -132,7 +132,8 @@ def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
 
 def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") -> list[str]:
     """Reasons to refuse the update ``u`` of a mailbox ref (empty: fine)."""
-    from gitmail.core.store import check_message, load_commit
+    from gitmail.core.objects import load_commit
+    from gitmail.core.store import check_message
 
     path = u.ref[len(refs.HEADS) :]
     names = _mailbox_names(path, directory)
@@ -204,14 +205,12 @@ def _mailbox_names(path: str, directory: "Directory") -> tuple[str, str] | str:
 
 def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> Optional[str]:
     """Why ``old -> new`` is not a linear fast-forward, or None when it is."""
-    from gitmail.core.store import parent_ids
+    from gitmail.core.objects import first_parent_line
 
-    n = 0
-    for oid in _walk(pg, new):
-        n += 1
+    for n, (oid, ps) in enumerate(first_parent_line(pg, new), 1):
         if oid == old:
             return None
-        if len(parent_ids(pg, oid)) > 1:
+        if len(ps) > 1:
             return f"{ref}: commit {oid[:10]} is a merge; gitmail history must be linear"
         if n > MAX_NEW_COMMITS:
             return f"{ref}: more than {MAX_NEW_COMMITS} new commits in one push"
@@ -220,26 +219,11 @@ def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> 
     return f"{ref}: non-fast-forward update refused (gitmail history is never rewritten)"
 
 
-def _walk(pg: "pygit2.Repository", tip: str) -> Iterator[str]:
-    """Commit ids down the first-parent line of ``tip``, even through commits git's parser refuses."""
-    from gitmail.core.store import parent_ids
-
-    oid = tip
-    while True:
-        yield oid
-        ps = parent_ids(pg, oid)
-        if len(ps) != 1:
-            return
-        oid = ps[0]
-
-
 def _new_commits(pg: "pygit2.Repository", old: Optional[str], new: str) -> list[str]:
     """Commit ids after ``old`` up to ``new``, oldest first (the range is known to be linear)."""
-    out = []
-    for oid in _walk(pg, new):
-        if oid == old:
-            break
-        out.append(oid)
+    from gitmail.core.objects import first_parent_line
+
+    out = [oid for oid, _ in first_parent_line(pg, new, old)]
     out.reverse()
     return out
 
