@@ -254,7 +254,7 @@ def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
         key_path=r.key_path(s.me),
         cache=r.data_dir / "cache" / f"{to_ref(s.me)}.sqlite3",
         allowed_signers=r.data_dir / "allowed_signers",
-        outbox=len(sync.outbox_paths(r, s.me)),
+        outbox=sum(len(sync.queued_chain(r, path, tip)) for path, tip in sync.outbox_paths(r, s.me).items()),
         fingerprint=dirmod.org_fingerprint(r.pg, d.tip) if d.tip else None,
     )
 

@@ -37,3 +37,14 @@ def test_non_member_library_calls_raise(org: Org) -> None:
     with pytest.raises(NotAMemberError):
         api.mailbox(org.clones["alex"], as_="nobody")
     assert api.session(org.clones["alex"], "alex").me == "alex"  # members are unaffected
+
+
+def test_whoami_shows_where_data_would_live_but_a_non_member_is_an_error(org: Org) -> None:
+    r = org.as_("alex", "whoami", "--as", "nobody", "--json")
+    assert r.code == NotInitializedError.exit_code, r
+    assert r.err.strip() == "gitmail: 'nobody' is not a member of this org: run 'gitmail init --name NAME'", r
+    import json
+
+    d = json.loads(r.out)
+    assert (d["name"], d["registered"], d["role"]) == ("nobody", False, None)
+    assert org.ok("alex", "whoami", "--json").code == 0  # a member is unaffected

@@ -14,7 +14,10 @@ from gitmail.api.views import clean
 @click.command("whoami")
 @common
 def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
-    """Print who you are here, and the paths of your key, cache and allowed-signers file."""
+    """Print who you are here, and the paths of your key, cache and allowed-signers file.
+
+    Exits 3 (after printing) when the identity is not a member of the org.
+    """
     from gitmail import api
 
     w = api.whoami(repo, as_=as_)
@@ -27,3 +30,7 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
     elif not quiet:
         for k, v in d.items():
             click.echo(f"{k + ':':<17}{clean(v)}")
+    if w.member is None:  # where the data would live is shown, but a non-member is an error (exit 3)
+        from gitmail.errors import NotAMemberError
+
+        raise NotAMemberError(f"{w.name!r} is not a member of this org: run 'gitmail init --name NAME'")
