@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from gitmail.core.directory import Directory
     from gitmail.core.model import Member
+    from gitmail.core.signing import Signer
 
 from gitmail.api.session import RepoLike, session
 
@@ -68,20 +69,37 @@ def init(
     another one is refused with :class:`VerificationError` before anything is
     written (docs/protocol.md §7).
     """
-    from gitmail import git
-    from gitmail.core import admin
     from gitmail.core import directory as dirmod
-    from gitmail.core import sync
-    from gitmail.core.address import normalize, to_ref
-    from gitmail.core.model import Member
-    from gitmail.core.signing import generate_key, load_key
-    from gitmail.errors import DirectoryError, NotARepoError
+    from gitmail.core.address import normalize
 
     name = normalize(name)
     if fingerprint is not None:
         if not org:
             raise UsageError("--fingerprint needs --org URL (the org whose fingerprint it is)")
         _check_fingerprint(org, fingerprint)
+    r, org, created_org = _open_member_repo(repo, org)
+    _configure_remote(r, org)
+    signer, kp, created_key = _member_key(r, name, key)
+    member, registered = _register(r, name, signer, display_name=display_name, email=email, kind=kind,
+                                   encryption_key=encryption_key)
+    from gitmail import git
+
+    if not r.config.get("gitmail.user"):
+        git.config_set(r.path, "gitmail.user", name)
+    git.config_set(r.path, "gpg.ssh.allowedSignersFile", str(r.data_dir / "allowed_signers"))
+    d = dirmod.load(r)
+    dirmod.write_signers(r, d)  # picks up the user's own allowed signers as they are now
+    fp = dirmod.org_fingerprint(r.pg, d.tip) if d.tip else None
+    return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered, fp)
+
+
+def _open_member_repo(repo: RepoLike, org: Optional[str]) -> tuple[Repo, Optional[str], bool]:
+    """The member's repository (created with ``git init`` when missing and an org is given),
+    ``org`` resolved when it is a local path (a bare repo created there if nothing exists yet),
+    and whether the org repo was created."""
+    from gitmail import git
+    from gitmail.errors import NotARepoError
+
     base = Path(repo.path if isinstance(repo, Repo) else (repo or os.environ.get("GITMAIL_REPO") or "."))
     created_org = False
     if org and _is_local_path(org):
@@ -98,6 +116,15 @@ def init(
         base.mkdir(parents=True, exist_ok=True)
         git.run(["init", "--quiet", str(base)])
         r = open_repo(base)
+    return r, org, created_org
+
+
+def _configure_remote(r: Repo, org: Optional[str]) -> None:
+    """Point ``gitmail.remote`` at the org (an existing remote with that URL, else ``origin``
+    or ``gitmail``), add gitmail's fetch refspec unless a refspec covers it, and fetch."""
+    from gitmail import git
+    from gitmail.core import sync
+
     if org:
         remotes = {k.split(".")[1]: v for k, v in r.config.items() if k.startswith("remote.") and k.endswith(".url")}
         chosen = next((n for n, u in remotes.items() if u == org), None)
@@ -116,59 +143,67 @@ def init(
         if not any(s in covering for s in fetchspecs):
             git.config_add(r.path, f"remote.{r.remote}.fetch", refs.FETCH_REFSPEC.format(remote=r.remote))
         sync.fetch(r)
-    created_key = False
+
+
+def _member_key(r: Repo, name: str, key: Optional[str]) -> "tuple[Signer, Path, bool]":
+    """The member's signing key (``key``: a file the user chose; else gitmail's own, generated
+    when missing), recorded as ``gitmail.NAME.key``; its path; whether it was generated."""
+    from gitmail import git
+    from gitmail.core.signing import generate_key, load_key
+
     if key:
         kp = Path(key).expanduser().resolve()
         signer = load_key(kp)
-        git.config_set(r.path, f"gitmail.{name}.key", str(kp))
+        created = False
     else:
         kp = r.key_path(name)
-        if kp.exists():
-            signer = load_key(kp)
-        else:
-            signer = generate_key(kp, comment=f"gitmail {name}")
-            created_key = True
-        git.config_set(r.path, f"gitmail.{name}.key", str(kp))
+        created = not kp.exists()
+        signer = generate_key(kp, comment=f"gitmail {name}") if created else load_key(kp)
+    git.config_set(r.path, f"gitmail.{name}.key", str(kp))
+    return signer, kp, created
+
+
+def _register(r: Repo, name: str, signer: "Signer", *, display_name: Optional[str], email: Optional[str], kind: str,
+              encryption_key: bool) -> "tuple[Member, bool]":
+    """The member's directory entry, registered with a signed directory commit unless it exists
+    with this key (the first member becomes admin); whether it was registered now.
+    Raises :class:`DirectoryError` for a name or key that belongs to someone else."""
+    from gitmail.core import admin
+    from gitmail.core import directory as dirmod
+    from gitmail.core.address import to_ref
+    from gitmail.core.model import Member
+    from gitmail.errors import DirectoryError
+
     d = dirmod.load(r)
     existing = d.members.get(name)
-    registered = False
     if existing is not None:
         if signer.public_key not in existing.all_keys():
             raise DirectoryError(f"member {name!r} is already registered with another key")
-        member = existing
-    else:
-        if d.member_by_key(signer.public_key) is not None:
-            other = d.member_by_key(signer.public_key)
-            assert other is not None
-            raise DirectoryError(f"that key is already registered to member {other.name!r}")
-        # The one ed25519 key also decrypts (age ssh-ed25519 recipient); a key that
-        # lives only in ssh-agent cannot decrypt, so it publishes no encryption key.
-        publish = encryption_key and not signer.source.startswith("ssh-agent")
-        member = Member(
-            name=name,
-            display_name=display_name or name,
-            email=email or f"{to_ref(name)}@gitmail.invalid",
-            signing_key=signer.public_key,
-            encryption_key=signer.public_key if publish else None,
-            role="admin" if not d.members else "member",
-            kind=kind,
-        )
+        return existing, False
+    other = d.member_by_key(signer.public_key)
+    if other is not None:
+        raise DirectoryError(f"that key is already registered to member {other.name!r}")
+    # The one ed25519 key also decrypts (age ssh-ed25519 recipient); a key that
+    # lives only in ssh-agent cannot decrypt, so it publishes no encryption key.
+    publish = encryption_key and not signer.source.startswith("ssh-agent")
+    member = Member(
+        name=name,
+        display_name=display_name or name,
+        email=email or f"{to_ref(name)}@gitmail.invalid",
+        signing_key=signer.public_key,
+        encryption_key=signer.public_key if publish else None,
+        role="admin" if not d.members else "member",
+        kind=kind,
+    )
 
-        def add(cur: "Directory") -> "Directory":
-            if name in cur.members:
-                raise DirectoryError(f"member {name!r} is already registered")
-            cur.members[name] = member
-            return cur
+    def add(cur: "Directory") -> "Directory":
+        if name in cur.members:
+            raise DirectoryError(f"member {name!r} is already registered")
+        cur.members[name] = member
+        return cur
 
-        admin.change(r, signer, member, add, f"Register {name}")
-        registered = True
-    if not r.config.get("gitmail.user"):
-        git.config_set(r.path, "gitmail.user", name)
-    git.config_set(r.path, "gpg.ssh.allowedSignersFile", str(r.data_dir / "allowed_signers"))
-    d = dirmod.load(r)
-    dirmod.write_signers(r, d)  # picks up the user's own allowed signers as they are now
-    fp = dirmod.org_fingerprint(r.pg, d.tip) if d.tip else None
-    return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered, fp)
+    admin.change(r, signer, member, add, f"Register {name}")
+    return member, True
 
 
 def _check_fingerprint(org: str, expected: str) -> None:
