@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -28,9 +28,9 @@ MAX_DEPTH = 32  # nesting of arrays and objects in message.json; docs/protocol.m
 MAX_INT = 2**63 - 1  # every JSON integer lies in [-2^63, 2^63 - 1]
 MAX_BLOB = 16 * 1024 * 1024  # bytes of message.json a reader parses at most
 
-Priority = Literal["low", "normal", "high", "urgent"]
-PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
-PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+Priority = Literal["low", "normal", "high", "urgent"]  # the one list of priorities, lowest first
+PRIORITIES: tuple[str, ...] = get_args(Priority)
+PRIORITY_RANK = {p: i for i, p in enumerate(reversed(PRIORITIES))}  # 0 = most urgent (sorting)
 
 PROTOCOL_TYPES: tuple[str, ...] = (
     "task_assign",

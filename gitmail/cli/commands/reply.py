@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
+from gitmail.core.model import PRIORITIES
 from gitmail.cli.commands.send import outcome_json, outcome_line
 from gitmail.cli.render import emit_json, fail_if_refused
 from gitmail.api.views import SHORT
@@ -17,7 +18,7 @@ from gitmail.api.views import SHORT
 @click.argument("id")
 @click.argument("message")
 @click.option("--all", "all_", is_flag=True, help="Reply to every recipient too.")
-@click.option("--priority", "-p", default="normal", type=click.Choice(["low", "normal", "high", "urgent"]))
+@click.option("--priority", "-p", default="normal", type=click.Choice(PRIORITIES))
 @common
 def command(id: str, message: str, all_: bool, priority: str, repo: Optional[str], as_: Optional[str],
             as_json: bool, quiet: bool) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import click
 
 from gitmail.cli.main import common
+from gitmail.core.model import PRIORITIES
 from gitmail.cli.render import emit_json, fail_if_refused
 from gitmail.api.views import SHORT, clean, count
 from gitmail.errors import UsageError
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 @click.option("--subject", "-s", help="Subject [default: the message's first line].")
 @click.option("--summary", help="A short preview (5-10 words).")
 @click.option("--priority", "-p", default="normal", envvar="GITMAIL_PRIORITY", show_default=True,
-              type=click.Choice(["low", "normal", "high", "urgent"]))
+              type=click.Choice(PRIORITIES))
 @click.option("--type", "type_", default="text", show_default=True, help="text, or a protocol type (docs/protocol.md).")
 @click.option("--payload", help="JSON payload of a protocol message.")
 @click.option("--request-id", help="The request_id a response echoes [default: from --reply-to].")
