@@ -275,19 +275,7 @@ class Awaiting:
 
 def _expected(d: "Directory", me: str, recipients: list[str]) -> list[str]:
     """The members who should acknowledge: ``*`` and groups expanded, the sender left out."""
-    from gitmail.core.address import BROADCAST, GROUP_PREFIX
-
-    out: list[str] = []
-    for r in recipients:
-        if r == BROADCAST:
-            names = list(d.members)
-        elif r.startswith(GROUP_PREFIX):
-            g = d.groups.get(r[len(GROUP_PREFIX):])
-            names = list(g.members) if g else []
-        else:
-            names = [r]
-        out += [n for n in names if n != me and n not in out]
-    return sorted(out)
+    return sorted(d.expand(recipients) - {me})
 
 
 def _seconds_since(date: str, now: datetime) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from gitmail.core import problems, refs
 from gitmail.core.address import BROADCAST, GROUP_PREFIX, is_mixed_script, normalize, principal, skeleton, to_ref
@@ -48,6 +48,21 @@ class Directory:
         if m is None:
             raise UnknownRecipientError(f"unknown member {name!r} (see 'gitmail members')")
         return m
+
+    def expand(self, recipients: "Sequence[str]") -> set[str]:
+        """The member names ``recipients`` reach: ``*`` is every member, ``team:NAME`` the
+        group's members (none for a group the directory does not hold), a name itself.
+        The one recipient expansion (readers of encrypted mail, who owes an ack)."""
+        out: set[str] = set()
+        for r in recipients:
+            if r == BROADCAST:
+                out |= set(self.members)
+            elif r.startswith(GROUP_PREFIX):
+                g = self.groups.get(r[len(GROUP_PREFIX):])
+                out |= set(g.members) if g else set()
+            else:
+                out.add(r)
+        return out
 
     def groups_of(self, name: str) -> list[str]:
         """Group addresses (``team:NAME``) that list member ``name``."""

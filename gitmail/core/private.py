@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from gitmail.core import crypto
-from gitmail.core.address import BROADCAST, GROUP_PREFIX
+from gitmail.core.address import BROADCAST
 from gitmail.core.model import Envelope, Message, Sealed, SealedAttachment, canonical_json
 from gitmail.errors import UsageError, VerificationError
 
@@ -34,15 +34,7 @@ CIPHER_FILE = "message.age"
 def readers(d: "Directory", sender: str, recipients: Sequence[str]) -> list[str]:
     """Every member who must be able to read: the recipients (groups and ``*``
     expanded) and the sender, sorted."""
-    names = {sender}
-    for r in recipients:
-        if r == BROADCAST:
-            names |= set(d.members)
-        elif r.startswith(GROUP_PREFIX):
-            names |= set(d.groups[r[len(GROUP_PREFIX):]].members)
-        else:
-            names.add(r)
-    return sorted(names)
+    return sorted(d.expand(recipients) | {sender})
 
 
 def decide(d: "Directory", sender: str, recipients: Sequence[str], want: Optional[bool]) -> bool:
