@@ -52,7 +52,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
     from gitmail.core.directory import Directory
@@ -407,92 +407,28 @@ def serve(git_dir: str, key: str, lock_fd: Optional[int] = None) -> int:
     if p is None or not os.path.isdir(guard.objects):
         return 1
     sock_path, lock_path = p
-    fd = _handed_lock(lock_fd, lock_path)
+    fd = _take_lock(lock_fd, lock_path)
     if fd is None:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
         return 0  # another daemon serves this repo
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     try:
         os.unlink(sock_path)  # a dead daemon's socket
     except FileNotFoundError:
         pass
     os.umask(0o077)
-    idle = idle_timeout()
-    uid = os.getuid()
     own_code = code_files()
     stamp = code_stamp(own_code)
 
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            conn = self.connection
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            if struct.unpack("3i", creds)[1] != uid:
-                return
-            conn.settimeout(READ_TIMEOUT)
-            with guard.lock:
-                guard.busy += 1
-                guard.last = time.monotonic()
-            try:
-                self.wfile.write(MAGIC)  # the greeting: alive (a stopped daemon sends nothing)
-                try:
-                    fields = decode(self.rfile, 6)
-                except (OSError, ValueError):
-                    return
-                op = fields[0]
-                if op == b"check" and code_stamp(own_code) != stamp:  # gitmail was upgraded under us
-                    code, text = DECLINE, "gitmail changed since this daemon started"
-                    threading.Thread(target=server.shutdown, daemon=True).start()
-                elif op == b"check":
-                    code, text = guard.check(fields[1:])
-                elif op == b"ping":
-                    code, text = ACCEPT, f"{os.getpid()} {guard.checks} {guard.declined}"
-                elif op == b"stop":
-                    code, text = ACCEPT, f"{os.getpid()}"
-                    threading.Thread(target=server.shutdown, daemon=True).start()
-                else:
-                    code, text = DECLINE, "unknown request"
-                conn.settimeout(REPLY_TIMEOUT)
-                self.wfile.write(encode([str(code).encode(), text.encode("utf-8", "replace")])[len(MAGIC):])
-            except OSError:
-                pass
-            finally:
-                with guard.lock:
-                    guard.busy -= 1
-                    guard.last = time.monotonic()
+    def shutdown() -> None:  # from a request or a signal: never in the serving thread itself
+        threading.Thread(target=server.shutdown, daemon=True).start()
 
     class Server(socketserver.ThreadingUnixStreamServer):
         daemon_threads = True
         request_queue_size = 64
 
-    server = Server(sock_path, Handler)
+    server = Server(sock_path, _handler(guard, own_code, stamp, shutdown))
     ino = os.stat(sock_path).st_ino
-
-    def watch() -> None:
-        """Shut down when idle, when the socket is gone or replaced, or when the repo is gone.
-
-        A stuck request that nobody waits for any more does not keep the daemon alive either.
-        """
-        while True:
-            time.sleep(min(1.0, idle / 4))
-            with guard.lock:
-                quiet = time.monotonic() - guard.last
-                # A request still running after its client gave up (REPLY_TIMEOUT) does not keep us alive.
-                limit = idle if guard.busy == 0 else max(idle, 2 * REPLY_TIMEOUT)
-            try:
-                moved = os.stat(sock_path).st_ino != ino
-            except OSError:
-                moved = True
-            if quiet > limit or moved or not os.path.isdir(guard.objects) or code_stamp(own_code) != stamp:
-                server.shutdown()
-                return
-
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    threading.Thread(target=watch, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: shutdown())
+    threading.Thread(target=_watch, args=(server, guard, sock_path, ino, own_code, stamp), daemon=True).start()
     try:
         # Warm up now, not during the first push: the imports a check needs.
         import pygit2  # noqa: F401
@@ -513,3 +449,92 @@ def serve(git_dir: str, key: str, lock_fd: Optional[int] = None) -> int:
         os.ftruncate(fd, 0)
         os.close(fd)
     return 0
+
+
+def _take_lock(lock_fd: Optional[int], lock_path: str) -> Optional[int]:
+    """The daemon's lock file descriptor, locked, with this process's pid written in it
+    (the one handed over by the hook when it is that very file, else opened here);
+    None when another daemon holds the lock."""
+    fd = _handed_lock(lock_fd, lock_path)
+    if fd is None:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _answer(guard: "Guard", fields: list[bytes], fresh: bool, shutdown: "Callable[[], None]") -> tuple[int, str]:
+    """``(code, text)`` for one request (``check``, ``ping``, ``stop``); ``fresh``: gitmail's
+    code is still the one this daemon started with (else a check is declined and the daemon stops)."""
+    op = fields[0]
+    if op == b"check" and not fresh:  # gitmail was upgraded under us
+        shutdown()
+        return DECLINE, "gitmail changed since this daemon started"
+    if op == b"check":
+        return guard.check(fields[1:])
+    if op == b"ping":
+        return ACCEPT, f"{os.getpid()} {guard.checks} {guard.declined}"
+    if op == b"stop":
+        shutdown()
+        return ACCEPT, f"{os.getpid()}"
+    return DECLINE, "unknown request"
+
+
+def _handler(guard: "Guard", own_code: list[str], stamp: tuple[int, ...], shutdown: "Callable[[], None]") -> type:
+    """The request handler class: same-user peers only, greeting, one request, one answer."""
+    import socketserver
+
+    uid = os.getuid()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            conn = self.connection
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            if struct.unpack("3i", creds)[1] != uid:
+                return
+            conn.settimeout(READ_TIMEOUT)
+            with guard.lock:
+                guard.busy += 1
+                guard.last = time.monotonic()
+            try:
+                self.wfile.write(MAGIC)  # the greeting: alive (a stopped daemon sends nothing)
+                try:
+                    fields = decode(self.rfile, 6)
+                except (OSError, ValueError):
+                    return
+                code, text = _answer(guard, fields, code_stamp(own_code) == stamp, shutdown)
+                conn.settimeout(REPLY_TIMEOUT)
+                self.wfile.write(encode([str(code).encode(), text.encode("utf-8", "replace")])[len(MAGIC):])
+            except OSError:
+                pass
+            finally:
+                with guard.lock:
+                    guard.busy -= 1
+                    guard.last = time.monotonic()
+
+    return Handler
+
+
+def _watch(server: Any, guard: "Guard", sock_path: str, ino: int, own_code: list[str], stamp: tuple[int, ...]) -> None:
+    """Shut ``server`` down when idle, when the socket is gone or replaced, when the repo is
+    gone, or when gitmail's code changed. A stuck request that nobody waits for any more does
+    not keep the daemon alive either."""
+    idle = idle_timeout()
+    while True:
+        time.sleep(min(1.0, idle / 4))
+        with guard.lock:
+            quiet = time.monotonic() - guard.last
+            # A request still running after its client gave up (REPLY_TIMEOUT) does not keep us alive.
+            limit = idle if guard.busy == 0 else max(idle, 2 * REPLY_TIMEOUT)
+        try:
+            moved = os.stat(sock_path).st_ino != ino
+        except OSError:
+            moved = True
+        if quiet > limit or moved or not os.path.isdir(guard.objects) or code_stamp(own_code) != stamp:
+            server.shutdown()
+            return
