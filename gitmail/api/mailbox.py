@@ -320,6 +320,49 @@ def thread(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> list[cache.
     return cache.thread_rows(s.db, root)
 
 
+@dataclass
+class Trace:
+    """What ``gitmail trace ID`` shows (docs/protocol.md §4, "Traces").
+
+    ``trace_id``: the trace shown (None when ID named a message that has none);
+    ``thread``: the thread id when ID named a message, else None; ``messages``:
+    every message of the trace and of that thread in the member's view (inbox,
+    groups, broadcast, sent; archived ones too), once each, oldest first.
+    """
+
+    trace_id: Optional[str]
+    thread: Optional[str]
+    messages: list[cache.Row]
+
+
+def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> Trace:
+    """Every message of one trace or thread across the member's mailboxes, oldest first.
+
+    ``id``: a trace id that some message of the view carries (exact match: it
+    wins over a message id), else a Message-ID or unique prefix (4+ hex digits):
+    that message's thread, and its trace when it has one. Raises
+    :class:`MessageNotFoundError` (neither), :class:`AmbiguousIdError`,
+    :class:`UsageError` (neither a trace id nor a message id in form).
+    """
+    import re
+
+    from gitmail.core.model import trace_id_problem
+    from gitmail.errors import MessageNotFoundError
+
+    s = session(repo, as_)
+    s.refresh()
+    key = id.strip()
+    if trace_id_problem(key) is None and cache.has_trace(s.db, key):
+        return Trace(key, None, cache.trace_rows(s.db, key))
+    if re.fullmatch(r"[0-9a-fA-F]{4,64}", key):
+        row = resolve_id(s, key)
+        root = row.thread or row.id
+        return Trace(row.trace_id, root, cache.trace_rows(s.db, row.trace_id, root))
+    if trace_id_problem(key) is not None:
+        raise UsageError(f"{id!r} is neither a trace id nor a message id")
+    raise MessageNotFoundError(f"no message with trace id {id!r} in {s.me}'s mailbox")
+
+
 def unread_count(repo: RepoLike = None, *, as_: Optional[str] = None) -> tuple[int, int]:
     """``(unread, urgent unread)`` in the inbox (fast path: no pygit2 unless mail moved)."""
     s = session(repo, as_)

@@ -122,6 +122,7 @@ def send(
     attach: Optional[list[Union[str, Path]]] = None,
     progress: Optional["Progress"] = None,
     encrypt: Optional[bool] = None,
+    trace_id: Optional[str] = None,
 ) -> SendResult:
     """Send a message; returns the :class:`Message` as written (plaintext) and where it went.
 
@@ -141,25 +142,29 @@ def send(
 
     ``encrypt``: True (``--encrypt``), False (``--plain``) or None (the org
     policy decides; docs/protocol.md "Encryption").
+
+    ``type``: ``text``, a protocol type, or an open type (docs/protocol.md §5) whose
+    ``payload`` is any JSON object. ``trace_id`` (§4; :class:`UsageError` when malformed):
+    default, for a reply, the trace id of the message replied to.
     """
     s = session(repo, as_)
     msg, sources = _compose(s, to, body, subject=subject, summary=summary, priority=priority, type=type,
                             payload=payload, reply_to=reply_to, request_id=request_id,
-                            require_ack=require_ack, attach=attach)
+                            require_ack=require_ack, attach=attach, trace_id=trace_id)
     return _commit_and_deliver(s, msg, sources, encrypt, progress)
 
 
 def _compose(
     s: Session, to: list[str], body: str, *, subject: Optional[str], summary: Optional[str], priority: str,
     type: str, payload: Optional[dict[str, Any]], reply_to: Optional[str], request_id: Optional[str],
-    require_ack: bool, attach: Optional[list[Union[str, Path]]],
+    require_ack: bool, attach: Optional[list[Union[str, Path]]], trace_id: Optional[str] = None,
 ) -> tuple["Message", list["Source"]]:
     """Validate the input and build the plaintext message (no Message-ID yet) and its files."""
     import uuid
 
     from gitmail.core.address import BROADCAST, GROUP_PREFIX
     from gitmail.core.model import (PRIORITIES, REQUEST_TYPES, RESPONSE_OF, SUBJECT_LIMIT, SUMMARY_LIMIT, Message,
-                                    format_date, utcnow, validate_payload)
+                                    format_date, is_open_type, trace_id_problem, utcnow, validate_payload)
 
     if not to:
         raise UsageError("no recipient given")
@@ -169,7 +174,11 @@ def _compose(
     if priority not in PRIORITIES:
         raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
     payload = validate_payload(type, payload)
-    if type != "text" and any(r == BROADCAST or r.startswith(GROUP_PREFIX) for r in recipients):
+    problem = trace_id_problem(trace_id)
+    if problem:
+        raise UsageError(problem)
+    # Protocol messages name one recipient; an open type (e.g. agent_started) may go to many.
+    if type != "text" and not is_open_type(type) and any(r == BROADCAST or r.startswith(GROUP_PREFIX) for r in recipients):
         raise UsageError(f"a {type} message cannot be broadcast: name one recipient")
     if not body.strip() and type == "text" and not attach:
         raise UsageError("empty message")
@@ -183,6 +192,8 @@ def _compose(
         parent = resolve_id(s, reply_to)
         in_reply_to = parent.id
         thread = parent.thread or parent.id
+        if trace_id is None:
+            trace_id = parent.trace_id  # a reply stays in its parent's trace
         if subject is None and parent.subject:
             subject = parent.subject if parent.subject.lower().startswith("re:") else f"Re: {parent.subject}"
     if type in RESPONSE_OF:
@@ -213,6 +224,7 @@ def _compose(
         in_reply_to=in_reply_to,
         thread=thread,
         require_ack=require_ack,
+        trace_id=trace_id,
     )
     return msg, sources
 
@@ -224,6 +236,19 @@ def _refuse_malformed(msg: "Message", body_limit: int) -> None:
     problem = content_problem(msg, body_limit)
     if problem:
         raise UsageError(f"cannot send this message: {problem}")
+
+
+def _refuse_unreadable(msg: "Message") -> None:
+    """Never write a ``message.json`` readers would refuse to parse: over 16 MiB, nested
+    deeper than 32 levels, an integer beyond 64 bits (a payload can carry these; §4)."""
+    from gitmail.core.model import parse_canonical
+    from gitmail.errors import CorruptMessageError
+
+    try:
+        parse_canonical(msg.to_blob())
+    except (CorruptMessageError, ValueError, RecursionError) as e:
+        why = str(e).removeprefix("corrupt message blob: ") if isinstance(e, CorruptMessageError) else "not JSON"
+        raise UsageError(f"cannot send this message: message.json {why}") from None
 
 
 def _commit_and_deliver(
@@ -251,6 +276,7 @@ def _commit_and_deliver(
         msg.attachments, extra_tree = _attach_store(s, sources)
         msg.id = msg.compute_id()
     _refuse_malformed(msg, d.policy.body_limit)
+    _refuse_unreadable(msg)
     signer, member, repo_ = s.signer, s.member, s.repo
     _attach_upload(s, msg.attachments, progress)
     with repo_.lock():

@@ -146,6 +146,7 @@ def row_json(row: Row) -> dict[str, Any]:
         "request_id": row.request_id,
         "in_reply_to": row.in_reply_to,
         "thread": row.thread or row.id,
+        "trace_id": row.trace_id,
         "require_ack": row.require_ack,
         "read": row.read,
         "archived": row.archived,
@@ -156,6 +157,20 @@ def row_json(row: Row) -> dict[str, Any]:
         "mailbox": row.path,
         "commit": row.oid,
     }
+
+
+def payload_hint(row: Row, width: int = 60) -> str:
+    """An open type's payload on one line for listings (``{"task":"t1",...}``), at most
+    ``width`` characters, safe to print; empty for other types and for no payload."""
+    if not row.hint:
+        return ""
+    text = clean(flat(row.hint))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def payload_text(payload: Any) -> str:
+    """A payload as ``read`` shows it: indented JSON, safe to print (:func:`clean_text`)."""
+    return clean_text(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 def saved_json(s: "Saved") -> dict[str, Any]:

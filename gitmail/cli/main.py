@@ -34,6 +34,7 @@ COMMANDS = {
     "archive": "archive",
     "reply": "reply",
     "thread": "thread",
+    "trace": "trace",
     "members": "members",
     "whoami": "whoami",
     "verify": "verify",

@@ -7,7 +7,7 @@ from typing import IO, Any, Optional
 
 import click
 
-from gitmail.api.views import SHORT, clean, sender_label
+from gitmail.api.views import SHORT, clean, payload_hint, sender_label
 from gitmail.core.cache import Row
 
 
@@ -23,7 +23,9 @@ def row_line(row: Row) -> str:
     date = clean(row.date[:16].replace("T", " "))
     who = clean(sender_label(row))
     typ = "" if row.type == "text" else f"[{clean(row.type)}] "
-    return f"{mark} {clean(row.id[:SHORT])} {pri} {date}  {who:<16} {typ}{clean(row.subject)}"
+    hint = payload_hint(row)
+    return f"{mark} {clean(row.id[:SHORT])} {pri} {date}  {who:<16} {typ}{clean(row.subject)}" + (
+        f"  {hint}" if hint else "")
 
 
 def fail_if_refused(refused: dict[str, str]) -> None:

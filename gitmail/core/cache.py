@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
 
-SCHEMA = 6  # 6: rows of hostile commits, de-duplication that keeps the genuine copy
+SCHEMA = 7  # 7: trace_id and the payload hint of open types (a cache of another version is rebuilt)
+HINT_CHARS = 200  # of an open type's payload (canonical JSON) kept for listings
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS refs(path TEXT PRIMARY KEY, seen TEXT, tip TEXT, count INTEGER, included INTEGER);
@@ -32,7 +33,9 @@ CREATE TABLE IF NOT EXISTS msg(
   in_reply_to TEXT, thread TEXT, require_ack INTEGER, n_attach INTEGER, attach_size INTEGER,
   status TEXT, detail TEXT, inbox INTEGER, sent INTEGER, dup INTEGER DEFAULT 0,
   read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0, plaintext TEXT, encrypted INTEGER DEFAULT 0,
+  trace_id TEXT, hint TEXT,
   PRIMARY KEY(path, ordinal));
+CREATE INDEX IF NOT EXISTS msg_trace ON msg(trace_id);
 CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
 CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread);
 CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to);
@@ -103,6 +106,8 @@ class Row:
     archived: bool
     plaintext: Optional[str] = None  # decrypted content of an encrypted message, when kept (docs/protocol.md §9)
     encrypted: bool = False
+    trace_id: Optional[str] = None
+    hint: Optional[str] = None  # an open type's payload: its canonical JSON, cut at HINT_CHARS characters
 
     @classmethod
     def of(cls, r: sqlite3.Row) -> "Row":
@@ -245,7 +250,7 @@ def _index_path(
     inbox: bool,
     sent: bool,
 ) -> None:
-    from gitmail.core.model import MAX_INT, PRIORITY_RANK
+    from gitmail.core.model import MAX_INT, PRIORITY_RANK, canonical_json, is_open_type
     from gitmail.core.signing import signers
     from gitmail.core.objects import chain, load_commit
     from gitmail.core.store import check_message
@@ -319,12 +324,16 @@ def _index_path(
                 min(sum(a.size for a in msg.attachments), MAX_INT) if msg else 0,
                 check.status, check.detail, int(inbox), int(sent), dup, plaintext,
                 int(msg is not None and msg.encrypted is not None),
+                msg.trace_id if msg else None,
+                canonical_json(msg.payload).decode("utf-8")[:HINT_CHARS]
+                if msg is not None and msg.payload is not None and is_open_type(msg.type) else None,
             ]
         )
     db.executemany(
         "INSERT OR REPLACE INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary,"
         " priority, prank, type, request_id, in_reply_to, thread, require_ack, n_attach, attach_size,"
-        " status, detail, inbox, sent, dup, plaintext, encrypted) VALUES (" + ",".join("?" * 25) + ")",
+        " status, detail, inbox, sent, dup, plaintext, encrypted, trace_id, hint) VALUES ("
+        + ",".join("?" * 27) + ")",
         rows,
     )
 
@@ -544,6 +553,25 @@ def thread_rows(db: sqlite3.Connection, root: str) -> list[Row]:
         "SELECT * FROM msg WHERE (id=? OR thread=?) AND (inbox=1 OR sent=1) GROUP BY id ORDER BY date", (root, root)
     ).fetchall()
     return [Row.of(r) for r in rows]
+
+
+def trace_rows(db: sqlite3.Connection, trace_id: Optional[str], root: Optional[str] = None) -> list[Row]:
+    """Every message of the member's view (inbox, groups, broadcast, sent; archived too) whose
+    ``trace_id`` is ``trace_id``, or (``root``) that belongs to the thread rooted at ``root``;
+    once each (the inbox copy first), oldest first."""
+    rows = db.execute(
+        "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY inbox DESC, dup, rowid) AS n"
+        " FROM msg WHERE (trace_id=? OR id=? OR thread=?) AND (inbox=1 OR sent=1))"
+        " WHERE n=1 ORDER BY date, rowid",
+        (trace_id, root, root),
+    ).fetchall()
+    return [Row.of(r) for r in rows]
+
+
+def has_trace(db: sqlite3.Connection, trace_id: str) -> bool:
+    """Whether a message of the member's view carries ``trace_id``."""
+    return db.execute("SELECT 1 FROM msg WHERE trace_id=? AND (inbox=1 OR sent=1) LIMIT 1",
+                      (trace_id,)).fetchone() is not None
 
 
 FLAGS = ("read", "archived")

@@ -54,8 +54,40 @@ RESPONSE_OF = {
 # Request types and the response type that answers each (the same pairs, the other way).
 RESPONSE_FOR = {req: resp for resp, req in RESPONSE_OF.items()}
 REQUEST_TYPES: tuple[str, ...] = tuple(RESPONSE_FOR)
+# Open types (docs/protocol.md §5, "Open types"): any other name of this form carries any JSON
+# object (or null) as its payload. ``x-`` names are never given a model by a later version.
+OPEN_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+# A trace id (``--trace-id``, docs/protocol.md §4): 1 to 128 ASCII letters, digits, ``._:-``.
+TRACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+TRACE_ID_MAX = 128
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def type_problem(type_: object) -> Optional[str]:
+    """Why ``type_`` is not a message type (docs/protocol.md §5), or None: ``text``, a protocol
+    type, or an open type (a lower-case ASCII letter, then up to 63 of ``a-z 0-9 _ -``)."""
+    if not isinstance(type_, str):
+        return "type is not a string"
+    if type_ in MESSAGE_TYPES or OPEN_TYPE.fullmatch(type_):
+        return None
+    return (f"type {type_[:40]!r} is neither a built-in type nor an open type "
+            "(a lower-case letter, then up to 63 of a-z, 0-9, '_', '-')")
+
+
+def is_open_type(type_: str) -> bool:
+    """True for an open type: a valid type name that is not built in (§5)."""
+    return type_ not in MESSAGE_TYPES and bool(OPEN_TYPE.fullmatch(type_))
+
+
+def trace_id_problem(trace_id: object) -> Optional[str]:
+    """Why ``trace_id`` is not a valid trace id (§4), or None (null is valid: no trace)."""
+    if trace_id is None:
+        return None
+    if not isinstance(trace_id, str) or not TRACE_ID.fullmatch(trace_id):
+        return (f"trace_id must be 1 to {TRACE_ID_MAX} ASCII letters, digits, '.', '_', ':' or '-', "
+                "starting with a letter or digit")
+    return None
 
 
 def utcnow() -> datetime:
@@ -106,6 +138,10 @@ class Message(BaseModel):
     thread: Optional[str] = None
     require_ack: bool = False
     attachments: list[Attachment] = Field(default_factory=list)
+    # Groups messages of one piece of work across threads and mailboxes (docs/protocol.md §4).
+    # Stored only when set: a message without one has no ``trace_id`` key (so the Message-IDs
+    # and bytes of mail written before the field existed are unchanged).
+    trace_id: Optional[str] = None
     # End-to-end encryption (docs/protocol.md, "Encryption"): when set, subject,
     # summary, body and payload are empty, attachments carry ciphertext, and the
     # content is in the tree's ``message.age``; see :class:`Envelope`.
@@ -116,13 +152,17 @@ class Message(BaseModel):
     @field_validator("type")
     @classmethod
     def _known_type(cls, v: str) -> str:
-        if v not in MESSAGE_TYPES:
-            raise ValueError(f"unknown message type {v!r}")
+        problem = type_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     def content_dict(self) -> dict[str, Any]:
-        """Every field but ``id``, by alias, as stored (the Message-ID input)."""
+        """Every field but ``id``, by alias, as stored (the Message-ID input); ``trace_id``
+        only when set."""
         d = self.model_dump(by_alias=True, exclude={"id"}, mode="json")
+        if d.get("trace_id") is None:
+            d.pop("trace_id", None)
         return d
 
     def compute_id(self) -> str:
@@ -322,6 +362,22 @@ def _check_values(obj: Any) -> None:
             stack.extend(o)
 
 
+def _nesting(obj: Any) -> int:
+    """How deep arrays and objects nest in ``obj`` (an object holding nothing nested: 1);
+    iterative, so a hostile depth cannot exhaust the stack."""
+    deepest = 0
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            deepest = max(deepest, d)
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            deepest = max(deepest, d)
+            stack.extend((v, d + 1) for v in o)
+    return deepest
+
+
 def _has_float(obj: Any) -> bool:
     if isinstance(obj, float):
         return True
@@ -411,15 +467,28 @@ PAYLOAD_MODELS: dict[str, type[_Payload]] = {
 def validate_payload(type_: str, payload: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     """Validate ``payload`` against the model of ``type_``; return it normalised.
 
-    Raises :class:`UsageError` with the first validation problem in one line.
+    An open type (§5) takes any JSON object, or None, as it is. Raises
+    :class:`UsageError` with the first validation problem in one line.
     """
     if type_ == "text":
         if payload is not None:
             raise UsageError("a text message takes no --payload (use --type for a protocol message)")
         return None
+    problem = type_problem(type_)
+    if problem:
+        raise UsageError(f"{problem}; built in: {', '.join(MESSAGE_TYPES)}")
+    if payload is not None:
+        if not isinstance(payload, dict):
+            raise UsageError(f"payload for {type_} must be a JSON object")
+        if _nesting(payload) > MAX_DEPTH - 1:  # message.json itself is the first level
+            raise UsageError(f"payload for {type_}: nested deeper than {MAX_DEPTH} levels in message.json")
+        try:
+            _check_values(payload)
+        except ValueError as e:
+            raise UsageError(f"payload for {type_}: {str(e).splitlines()[0]}") from None
     model = PAYLOAD_MODELS.get(type_)
     if model is None:
-        raise UsageError(f"unknown message type {type_!r}; known: {', '.join(MESSAGE_TYPES)}")
+        return payload
     try:
         return model.model_validate(payload or {}).model_dump(mode="json")
     except ValidationError as e:

@@ -22,6 +22,8 @@ from gitmail.core.model import (
     Message,
     is_message_id,
     parse_date,
+    trace_id_problem,
+    type_problem,
 )
 from gitmail.errors import GitmailError
 
@@ -83,6 +85,9 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
             return f"{field} is not a Message-ID"
     if msg.request_id is not None and not (0 < len(msg.request_id) <= REQUEST_ID_MAX and not _control(msg.request_id)):
         return f"request_id must be 1 to {REQUEST_ID_MAX} characters without control characters"
+    p = trace_id_problem(msg.trace_id)
+    if p:
+        return p
     if msg.encrypted is not None:
         if msg.subject or msg.summary or msg.body or msg.payload is not None:
             return "encrypted message with subject, summary, body or payload in clear"
@@ -108,12 +113,19 @@ def sealed_problem(opened: Message) -> Optional[str]:
 
 
 def payload_problem(type_: str, payload: object) -> Optional[str]:
-    """Why ``payload`` is not a valid payload of message type ``type_`` (§5), or None."""
+    """Why ``payload`` is not a valid payload of message type ``type_`` (§5), or None.
+
+    ``text``: null. A protocol type: valid for its model. An open type: null or
+    any JSON object (its size and depth are bounded by those of ``message.json``, §4).
+    """
     if type_ == "text":
         return None if payload is None else "a text message has a payload"
+    problem = type_problem(type_)
+    if problem:
+        return problem
     model = PAYLOAD_MODELS.get(type_)
     if model is None:
-        return f"unknown message type {type_[:40]!r}"
+        return None if payload is None or isinstance(payload, dict) else f"payload for {type_}: not a JSON object"
     try:
         model.model_validate(payload if payload is not None else {})
     except ValueError as e:

@@ -7,7 +7,7 @@ A message commit (docs/protocol.md, "Message commits") has:
   message date (whole seconds, +0000);
 * message: subject line, blank line, body, blank line, trailers
   (``Message-Id``, ``To`` (one per recipient), ``Thread``, ``In-Reply-To``,
-  ``Priority``, ``Type``, ``Request-Id``);
+  ``Priority``, ``Type``, ``Request-Id``, ``Trace-Id``);
 * a ``gpgsig`` header holding an armored SSHSIG (namespace ``git``).
 """
 
@@ -69,6 +69,8 @@ def commit_message(msg: Message) -> str:
     trailers.append(f"Type: {msg.type}")
     if msg.request_id:
         trailers.append(f"Request-Id: {msg.request_id}")
+    if msg.trace_id:
+        trailers.append(f"Trace-Id: {msg.trace_id}")
     parts = [subject]
     body = msg.body.strip("\n") if msg.encrypted is None else ""
     if body and body != subject:

@@ -42,8 +42,13 @@ MessageId = Annotated[str, Field(
     description="A message id, or a unique prefix of at least 4 hex digits (the short_id from check_mailbox).",
     min_length=4, max_length=64)]
 PriorityT = Literal["low", "normal", "high", "urgent"]
-SendType = Literal["text", "task_assign", "task_update", "handoff", "question", "answer", "shutdown_request",
-                   "shutdown_response", "plan_approval_request", "plan_approval_response"]
+AgentName = Annotated[Optional[str], Field(
+    description="Which member acts: one of the identities the server was started with ('gitmail mcp --as A "
+                "--as B'; list_members shows them as identities) [default: the first]. Any other name is an error.",
+    max_length=200)]
+TraceId = Annotated[Optional[str], Field(
+    description="A trace id grouping the messages of one piece of work across threads (1-128 of A-Z a-z 0-9 . _ : -; "
+                "see the trace tool).", max_length=128)]
 
 TYPE_HELP = (
     "'text' (default), or a structured protocol type whose fields go in payload: "
@@ -52,7 +57,9 @@ TYPE_HELP = (
     "handoff {summary, task_id?, next_steps?[]}; question {question, context?}; "
     "shutdown_request {reason?}; plan_approval_request {plan}; "
     "answer {answer}, shutdown_response {approve, reason?}, plan_approval_response {approve, feedback?} "
-    "(responses need request_id: prefer respond_to_request). Protocol types need one named recipient."
+    "(responses need request_id: prefer respond_to_request). Protocol types need one named recipient. "
+    "Any other lower-case name (a letter, then up to 63 of a-z 0-9 _ -), e.g. task_complete, status_update, "
+    "agent_started or x-build-done, is an open type: payload is any JSON object, recipients as for text."
 )
 
 
@@ -111,12 +118,37 @@ def _item_json(it: api.Item) -> dict[str, Any]:
     return d
 
 
-def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
-    """An :class:`MCPServer` whose tools act as member ``as_`` in the clone ``repo``."""
+def pick_identity(identities: list[str], agent_name: Optional[str]) -> str:
+    """The member a tool call acts as: ``agent_name`` when it is one of the server's
+    ``identities`` (``gitmail mcp --as A --as B``), the first identity when it is omitted.
+    Raises :class:`ToolError` (one line) for any other name."""
+    if agent_name is None:
+        return identities[0]
+    import unicodedata
+
+    name = unicodedata.normalize("NFC", agent_name)
+    if name in identities:
+        return name
+    if len(identities) == 1:
+        raise ToolError(f"agent_name {agent_name!r}: this server acts only as {identities[0]!r}; to act as several "
+                        f"members of this clone, start it with one --as per member "
+                        f"(gitmail mcp --as {identities[0]} --as NAME)")
+    raise ToolError(f"agent_name {agent_name!r} is not an identity of this server; it acts as "
+                    f"{', '.join(repr(i) for i in identities)}")
+
+
+def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MCPServer:
+    """An :class:`MCPServer` whose tools act in the clone ``repo`` as member ``as_``, or as one of
+    the members ``as_`` (a list; the first is the default): every tool takes ``agent_name``
+    (:func:`pick_identity`)."""
     from gitmail import __version__
 
+    identities = list(as_) if isinstance(as_, list) else [api.session(repo, as_, member=False).me]
     mcp = MCPServer("gitmail", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     ro = ToolAnnotations(readOnlyHint=True)
+
+    def acting(agent_name: Optional[str]) -> str:
+        return pick_identity(identities, agent_name)
 
     @mcp.tool(annotations=ToolAnnotations(openWorldHint=False))
     @_errors_as_tool_errors
@@ -130,9 +162,9 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
                                                 max_length=200)] = None,
         priority: Annotated[PriorityT, Field(description="low, normal, high or urgent (urgent: the "
                                                          "recipient is told first).")] = "normal",
-        type: Annotated[SendType, Field(description=TYPE_HELP)] = "text",
+        type: Annotated[str, Field(description=TYPE_HELP, min_length=1, max_length=64)] = "text",
         payload: Annotated[Optional[dict[str, Any]], Field(
-            description="JSON object for a protocol type (see type); omit for text.")] = None,
+            description="JSON object for a protocol or open type (see type); omit for text.")] = None,
         reply_to: Annotated[Optional[str], Field(
             description="Id of a message this answers (same thread).")] = None,
         summary: Annotated[Optional[str], Field(description="A 5-10 word preview.", max_length=120)] = None,
@@ -143,6 +175,8 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         attachments: Annotated[Optional[list[str]], Field(
             description="Paths of files to attach (read by this server, on this machine; each within the "
                         "org's size limit).")] = None,
+        trace_id: TraceId = None,
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """Send a signed message to members of the org. Returns its id and its outcome: delivered, or
         queued (with the reason, e.g. the org remote unreachable; it is delivered on the next sync). A send the
@@ -150,7 +184,7 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         rcpts = [to] if isinstance(to, str) else list(to)
         res = api.send(repo, rcpts, body, subject=subject, summary=summary, priority=priority, type=type,
                        payload=payload, reply_to=reply_to, request_id=request_id, require_ack=require_ack,
-                       as_=as_, attach=list(attachments or []) or None)
+                       as_=acting(agent_name), attach=list(attachments or []) or None, trace_id=trace_id)
         return send_json(res)
 
     @mcp.tool(annotations=ro)
@@ -164,10 +198,12 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         type: Annotated[Optional[str], Field(description="Only messages of this type (text, question, ...).")] = None,
         urgent_first: Annotated[bool, Field(description="Most urgent first (the order read uses), "
                                                         "instead of newest first.")] = False,
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """Your inbox, newest first: {unread, total, messages[]} (counts cover the non-archived inbox).
         Each message has id, short_id, from, subject, summary, priority, type, request_id, require_ack, read.
         When mail you sent is stuck in your outbox, "outgoing" lists it with why (queued[], note)."""
+        as_ = acting(agent_name)
         warning = None
         queued: Optional[list[api.Queued]] = None
         if sync:
@@ -194,9 +230,10 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         save_attachments_to: Annotated[Optional[str], Field(
             description="A folder to save the message's attachments into (verified first); the result's "
                         "'saved' lists each file's path, or why it was not saved.")] = None,
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """One message in full: header fields, body, payload, attachments and its verification status."""
-        (it,) = api.read(repo, [id], as_=as_, mark=mark_read, save=save_attachments_to is not None,
+        (it,) = api.read(repo, [id], as_=acting(agent_name), mark=mark_read, save=save_attachments_to is not None,
                          save_dir=save_attachments_to)
         out = _item_json(it)
         if save_attachments_to is not None:
@@ -214,10 +251,11 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         type: Annotated[Optional[str], Field(description="Only messages of this type.")] = None,
         include_archived: Annotated[bool, Field(description="Archived messages too.")] = False,
         limit: Annotated[int, Field(description="At most this many results, best first.", ge=1, le=200)] = 20,
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """Full-text search of your mailbox (inbox and sent), best matches first, each with a snippet
         whose matched words are wrapped in **."""
-        hits = api.search(repo, query, as_=as_, from_=from_member, since=since, type_=type, all_=include_archived,
+        hits = api.search(repo, query, as_=acting(agent_name), from_=from_member, since=since, type_=type, all_=include_archived,
                           limit=limit)
         out = []
         for h in hits:
@@ -231,9 +269,10 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     def mark_message(
         id: MessageId,
         status: Annotated[Literal["read", "unread"], Field(description="'read' or 'unread'.")],
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """Mark a message read or unread."""
-        done = api.mark(repo, [id], read=status == "read", as_=as_)
+        done = api.mark(repo, [id], read=status == "read", as_=acting(agent_name))
         return {"ids": done, "read": status == "read"}
 
     @mcp.tool()
@@ -241,9 +280,10 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
     def archive_message(
         id: MessageId,
         undo: Annotated[bool, Field(description="Bring an archived message back instead.")] = False,
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """Archive a message: hidden from the inbox, never deleted (check_mailbox include_archived shows it)."""
-        done = api.archive(repo, [id], undo=undo, as_=as_)
+        done = api.archive(repo, [id], undo=undo, as_=acting(agent_name))
         return {"ids": done, "archived": not undo}
 
     @mcp.tool()
@@ -253,28 +293,34 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         body: Annotated[str, Field(description="The reply text (markdown).", min_length=1)],
         reply_all: Annotated[bool, Field(description="Also to the message's other recipients.")] = False,
         priority: Annotated[PriorityT, Field(description="low, normal, high or urgent.")] = "normal",
+        trace_id: Annotated[Optional[str], Field(
+            description="Trace id [default: the trace id of the message replied to].", max_length=128)] = None,
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """Reply to a message, in its thread, to its sender (and with reply_all its other recipients)."""
-        return send_json(api.reply(repo, id, body, as_=as_, all_=reply_all, priority=priority))
+        return send_json(api.reply(repo, id, body, as_=acting(agent_name), all_=reply_all, priority=priority,
+                                   trace_id=trace_id))
 
     @mcp.tool(annotations=ro)
     @_errors_as_tool_errors
-    def list_members() -> dict[str, Any]:
+    def list_members(agent_name: AgentName = None) -> dict[str, Any]:
         """Who you are, every member of the org (name, role, kind) and the groups you can address as team:NAME."""
+        as_ = acting(agent_name)
         ms = api.members(repo)
         gs = api.group_list(repo)
         me = api.session(repo, as_).me
         return {"me": me,
                 "members": [{"name": m.name, "display_name": m.display_name, "role": m.role, "kind": m.kind,
                              "email": m.email} for m in ms],
-                "groups": [{"name": g.name, "address": f"team:{g.name}", "members": g.members} for g in gs]}
+                "groups": [{"name": g.name, "address": f"team:{g.name}", "members": g.members} for g in gs],
+                "identities": identities}
 
     @mcp.tool()
     @_errors_as_tool_errors
-    def ack_message(id: MessageId) -> dict[str, Any]:
+    def ack_message(id: MessageId, agent_name: AgentName = None) -> dict[str, Any]:
         """Send the sender a signed receipt for a message (for messages with require_ack).
         Acknowledging twice sends nothing the second time (sent: false)."""
-        r = api.ack(repo, id, as_=as_)
+        r = api.ack(repo, id, as_=acting(agent_name))
         if r.outcome == api.REFUSED:
             raise ToolError(f"{r.reason} (ack {(r.ack_id or '')[:SHORT]} not delivered; kept in "
                             "'gitmail outbox --undelivered')")
@@ -291,18 +337,32 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
             description="Why (shutdown) or feedback on the plan (plan approval).")] = None,
         answer: Annotated[Optional[str], Field(description="For a question: the answer.")] = None,
         body: Annotated[str, Field(description="Optional text to send along.")] = "",
+        agent_name: AgentName = None,
     ) -> dict[str, Any]:
         """Answer a protocol request you received: shutdown_request -> shutdown_response, plan_approval_request
         -> plan_approval_response, question -> answer. The request_id is taken from the request."""
         return send_json(api.respond(repo, id, approve=approve, reason=reason, feedback=reason, answer=answer,
-                                        body=body, as_=as_))
+                                        body=body, as_=acting(agent_name)))
 
     @mcp.tool(annotations=ro)
     @_errors_as_tool_errors
-    def awaiting_acks() -> dict[str, Any]:
+    def awaiting_acks(agent_name: AgentName = None) -> dict[str, Any]:
         """Messages you sent with require_ack that some recipient has not acknowledged yet, oldest first,
         with who is pending and how many seconds you have waited."""
-        return {"messages": [api.awaiting_json(a) for a in api.awaiting_ack(repo, as_=as_)]}
+        return {"messages": [api.awaiting_json(a) for a in api.awaiting_ack(repo, as_=acting(agent_name))]}
+
+    @mcp.tool(annotations=ro)
+    @_errors_as_tool_errors
+    def trace(
+        id: Annotated[str, Field(description="A trace id (as given to send_message's trace_id), or a message id "
+                                             "or unique prefix: that message's thread and trace.",
+                                 min_length=1, max_length=128)],
+        agent_name: AgentName = None,
+    ) -> dict[str, Any]:
+        """Every message of one trace (or of a message's thread and trace) in your inbox, groups, broadcasts and
+        sent mail, archived ones too, oldest first: {trace_id, thread, messages[]}."""
+        t = api.trace(repo, id, as_=acting(agent_name))
+        return {"trace_id": t.trace_id, "thread": t.thread, "messages": [row_json(r) for r in t.messages]}
 
     return mcp
 
@@ -317,7 +377,12 @@ def check_identity(repo: api.RepoLike, as_: Optional[str]) -> tuple[str, str]:
     return str(Path(s.repo.path).resolve()), s.me
 
 
-def serve(repo: api.RepoLike, as_: Optional[str]) -> None:
-    """Check the identity, then serve MCP over stdio until stdin closes."""
-    path, me = check_identity(repo, as_)
-    build_server(path, me).run("stdio")
+def serve(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> None:
+    """Check each identity (``as_``: one, or several for ``agent_name``), then serve MCP over
+    stdio until stdin closes. Raises :class:`UsageError` for a name given twice."""
+    names = as_ if isinstance(as_, list) else [as_]
+    checked = [check_identity(repo, n) for n in (names or [None])]
+    identities = [me for _, me in checked]
+    if len(set(identities)) != len(identities):
+        raise UsageError("an identity is given twice with --as")
+    build_server(checked[0][0], identities).run("stdio")

@@ -70,7 +70,7 @@ def test_payload_validation_errors_write_nothing(org: Org) -> None:
         (["--type", "shutdown_response", "--payload", '{"approve": "maybe"}', "--request-id", "x"], "approve"),
         (["--type", "task_assign", "--payload", "{not json"], "--payload is not valid JSON"),
         (["--type", "task_assign", "--payload", "[1]"], "must be a JSON object"),
-        (["--type", "nonsense"], "unknown message type 'nonsense'"),
+        (["--type", "Nonsense"], "type 'Nonsense' is neither a built-in type nor an open type"),
         (["--payload", '{"a": 1}'], "a text message takes no --payload"),
     ]
     for extra, why in cases:

@@ -39,7 +39,7 @@ def assert_clean_error(r: object, code: int, *words: str) -> None:
         (["send", "*", "", "--type", "shutdown_request", "--payload", "{}"], 2, ["cannot be broadcast"]),
         (["send", "alex", "", "--type", "shutdown_response", "--payload", '{"approve": true}',
           "--request-id", "nope"], 2, ["unknown request_id"]),
-        (["send", "alex", "x", "--type", "bogus"], 2, ["unknown message type"]),
+        (["send", "alex", "x", "--type", "bo gus"], 2, ["neither a built-in type nor an open type"]),
         (["send", "bad\x01name", "x"], 2, ["control character"]),
         (["send", "../../etc", "x"], 2, ["path separator"]),
         (["read", "zzzz"], 2, ["malformed message id"]),

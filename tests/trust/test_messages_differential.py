@@ -29,6 +29,7 @@ def corpus(net: NetOrg, tmp: Path) -> dict[str, Callable[[str], str]]:
     out: dict[str, Callable[[str], str]] = {
         "good-rendered-by-gitmail": lambda p: forge.signed(clone, "alex", "max", forge.key_of("max"), parent=p,
                                                             body="genuine"),
+        "good-open-type-with-trace": lambda p: _open_type(net, p),
         "unsigned": lambda p: forge.unsigned(clone, "alex", "max"),
         "stranger-key": lambda p: forge.signed(clone, "alex", "max", forge.stranger_key(tmp), parent=p),
         "alex-key-claims-max": lambda p: _as_alex(net, p),
@@ -43,6 +44,21 @@ def _as_alex(net: NetOrg, parent: str) -> str:
     """alex signs a message claiming to be max, on max's mailbox (written in alex's clone)."""
     forge.git("fetch", "-q", "origin", cwd=net.clones["alex"])
     return forge.signed(net.clones["alex"], "alex", "max", forge.key_of("alex"), claim="max", parent=parent)
+
+
+def _open_type(net: NetOrg, parent: str) -> str:
+    """A genuine message of an open type with a payload at the depth limit and a trace id (issue 14)."""
+    from gitmail.core.store import write_message_commit
+
+    r = open_repo(net.clones["max"])
+    d = dirmod.load(r)
+    deep: dict[str, object] = {}
+    for _ in range(29):  # message.json, the payload and 30 levels of "deep": 32, the most a reader takes
+        deep = {"a": deep}
+    m = forge.message("max", ["alex"], "open type").model_copy(
+        update={"type": "x-build-done", "payload": {"job": "ci-42", "deep": deep}, "trace_id": "tr_001"})
+    m.id = m.compute_id()
+    return write_message_commit(r.pg, m, d.members["max"], forge.key_of("max"), parent)
 
 
 def _misfiled(net: NetOrg, parent: str) -> str:
@@ -76,7 +92,7 @@ def test_client_and_guard_give_the_same_verdict_on_every_commit(net: NetOrg, tmp
         if guard_ok:
             tip = oid
             net.ok("max", "sync")
-    assert seen["good"] == 1 and seen["bad"] == len(CASES) + 4
+    assert seen["good"] == 2 and seen["bad"] == len(CASES) + 4
 
 
 def test_the_shell_notice_announces_only_what_the_client_calls_good(unguarded: NetOrg, tmp_path: Path) -> None:
@@ -113,5 +129,5 @@ def test_the_shell_notice_announces_only_what_the_client_calls_good(unguarded: N
         bad = {b["oid"]: b["status"] for b in json.loads(net.as_("alex", "verify", "--json").out)["bad"]}
         client_good = listed.get(oid) == "good" and oid not in bad
         assert not announced[name] or client_good, (name, out, listed.get(oid), bad.get(oid))
-    assert announced["good-rendered-by-gitmail"], announced
-    assert not any(v for k, v in announced.items() if k != "good-rendered-by-gitmail"), announced
+    assert announced["good-rendered-by-gitmail"] and announced["good-open-type-with-trace"], announced
+    assert not any(v for k, v in announced.items() if not k.startswith("good-")), announced

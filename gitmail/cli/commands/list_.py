@@ -18,7 +18,7 @@ from gitmail.api.views import row_json
 @click.option("--sent", is_flag=True, help="Messages you sent, instead of the inbox.")
 @click.option("--from", "from_", metavar="NAME", help="Only messages from NAME.")
 @click.option("--priority", metavar="P", help="Only messages of this priority (low, normal, high, urgent).")
-@click.option("--type", "type_", metavar="TYPE", help="Only messages of this type (text, question, ...).")
+@click.option("--type", "type_", metavar="TYPE", help="Only messages of this type (text, question, an open type such as x-build-done, ...).")
 @click.option("--since", metavar="DATE", help="Only messages sent on or after DATE (2026-11-29, or with a time).")
 @click.option("--sort", type=click.Choice(["date", "priority"]), default="date", show_default=True,
               help="Newest first, or most urgent first (the order of 'gitmail read').")

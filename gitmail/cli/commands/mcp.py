@@ -9,9 +9,11 @@ import click
 
 @click.command("mcp")
 @click.option("--repo", metavar="PATH", envvar="GITMAIL_REPO", help="The clone to use [default: current directory].")
-@click.option("--as", "as_", metavar="NAME", envvar="GITMAIL_USER", help="The member the server acts as.")
-def command(repo: Optional[str], as_: Optional[str]) -> None:
-    """Run an MCP server on stdin/stdout acting as one member (for 'claude mcp add')."""
+@click.option("--as", "as_", metavar="NAME", multiple=True,
+              help="The member the server acts as [env GITMAIL_USER; git config gitmail.user]. Repeat it to serve "
+                   "several members of this clone: each tool then takes agent_name (the first is the default).")
+def command(repo: Optional[str], as_: tuple[str, ...]) -> None:
+    """Run an MCP server on stdin/stdout acting as one member, or several (for 'claude mcp add')."""
     from gitmail.mcp.server import serve
 
-    serve(repo, as_)
+    serve(repo, list(as_) if len(as_) > 1 else (as_[0] if as_ else None))

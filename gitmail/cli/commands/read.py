@@ -83,6 +83,8 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
             click.echo(f"Type: {clean(r.type)}" + (f"  (request_id {clean(r.request_id)})" if r.request_id else ""))
         if r.in_reply_to:
             click.echo(f"In-Reply-To: {clean(r.in_reply_to[:8])}")
+        if r.trace_id:
+            click.echo(f"Trace: {clean(r.trace_id)}")
         click.echo("")
         if m is None:
             click.echo("(the message blob is corrupt and cannot be shown)")
@@ -93,9 +95,9 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
         if m.body:
             click.echo(clean_text(m.body.rstrip("\n")))
         if m.payload is not None:
-            import json
+            from gitmail.api.views import payload_text
 
-            click.echo(clean_text(json.dumps(m.payload, indent=2, ensure_ascii=False)))
+            click.echo(payload_text(m.payload))
         if it.saved:
             for sv in it.saved:
                 click.echo(saved_line(sv))

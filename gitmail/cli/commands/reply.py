@@ -19,18 +19,19 @@ from gitmail.api.views import SHORT
 @click.argument("message")
 @click.option("--all", "all_", is_flag=True, help="Reply to every recipient too.")
 @click.option("--priority", "-p", default="normal", type=click.Choice(PRIORITIES))
+@click.option("--trace-id", metavar="TRACE", help="Trace id [default: the one of the message replied to].")
 @common
-def command(id: str, message: str, all_: bool, priority: str, repo: Optional[str], as_: Optional[str],
-            as_json: bool, quiet: bool) -> None:
+def command(id: str, message: str, all_: bool, priority: str, trace_id: Optional[str], repo: Optional[str],
+            as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Reply to message ID with MESSAGE ('-' reads stdin)."""
     from gitmail import api
 
     body = sys.stdin.read() if message == "-" else message
-    res = api.reply(repo, id, body, as_=as_, all_=all_, priority=priority)
+    res = api.reply(repo, id, body, as_=as_, all_=all_, priority=priority, trace_id=trace_id)
     m = res.message
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "in_reply_to": m.in_reply_to,
-                   "thread": m.thread_id, **outcome_json(res)})
+                   "thread": m.thread_id, "trace_id": m.trace_id, **outcome_json(res)})
         fail_if_refused(res.refused)
         return
     fail_if_refused(res.refused)

@@ -16,7 +16,7 @@ from gitmail.cli.render import emit_json, row_line
 @click.argument("words", nargs=-1, required=True)
 @click.option("--from", "from_", metavar="NAME", help="Only messages from this sender.")
 @click.option("--since", metavar="DATE", help="Only messages sent on or after DATE (2026-11-29, or with a time).")
-@click.option("--type", "type_", metavar="TYPE", help="Only messages of this type (text, question, ...).")
+@click.option("--type", "type_", metavar="TYPE", help="Only messages of this type (text, question, an open type such as x-build-done, ...).")
 @click.option("--all", "all_", is_flag=True, help="Include archived messages.")
 @click.option("--limit", "-n", default=20, show_default=True, help="At most this many results.")
 @common

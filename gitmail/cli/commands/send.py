@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 @click.option("--summary", help="A short preview (5-10 words).")
 @click.option("--priority", "-p", default="normal", envvar="GITMAIL_PRIORITY", show_default=True,
               type=click.Choice(PRIORITIES))
-@click.option("--type", "type_", default="text", show_default=True, help="text, or a protocol type (docs/protocol.md).")
-@click.option("--payload", help="JSON payload of a protocol message.")
+@click.option("--type", "type_", default="text", show_default=True,
+              help="text, a protocol type, or an open type such as x-build-done (docs/protocol.md §5).")
+@click.option("--payload", help="JSON object: the payload of a protocol or open-type message.")
+@click.option("--trace-id", metavar="TRACE", help="Trace id grouping messages of one piece of work ('gitmail trace').")
 @click.option("--request-id", help="The request_id a response echoes [default: from --reply-to].")
 @click.option("--reply-to", metavar="ID", help="Reply to this message (same thread).")
 @click.option("--require-ack", is_flag=True, help="Ask the recipient for a signed receipt.")
@@ -38,29 +40,23 @@ if TYPE_CHECKING:
               help="Encrypt end to end, or send in clear [default: the org policy decides].")
 @common
 def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: Optional[str], priority: str,
-            type_: str, payload: Optional[str], request_id: Optional[str], reply_to: Optional[str],
-            require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
+            type_: str, payload: Optional[str], trace_id: Optional[str], request_id: Optional[str],
+            reply_to: Optional[str], require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
             quiet: bool) -> None:
     """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin."""
     from gitmail import api
 
     body = sys.stdin.read() if message == "-" else message
-    data = None
-    if payload is not None:
-        try:
-            data = json.loads(payload)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"--payload is not valid JSON: {e.msg} at column {e.colno}") from None
-        if not isinstance(data, dict):
-            raise UsageError("--payload must be a JSON object")
+    data = parse_payload(payload)
     res = api.send(repo, list(to), body, subject=subject, summary=summary, priority=priority, type=type_,
                    payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_,
-                   attach=list(attach), progress=_progress(attach, as_json, quiet), encrypt=encrypt)
+                   attach=list(attach), progress=_progress(attach, as_json, quiet), encrypt=encrypt,
+                   trace_id=trace_id)
     m = res.message
     if as_json:
         emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
                    "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
-                   "thread": m.thread_id, **outcome_json(res), "encrypted": res.encrypted,
+                   "thread": m.thread_id, "trace_id": m.trace_id, **outcome_json(res), "encrypted": res.encrypted,
                    "attachments": [a.model_dump(mode="json") for a in m.attachments]})
         fail_if_refused(res.refused)
         return
@@ -68,6 +64,21 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
     if not quiet:
         lock = " (encrypted)" if res.encrypted else ""
         click.echo(outcome_line(res, "Sent to", f"{_attached(m)}{lock}"))
+
+
+def parse_payload(text: Optional[str]) -> Optional[dict[str, Any]]:
+    """``--payload``: a JSON object, or None when not given. Raises :class:`UsageError` (one line)."""
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--payload is not valid JSON: {e.msg} at column {e.colno}") from None
+    except RecursionError:
+        raise UsageError("--payload is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise UsageError("--payload must be a JSON object")
+    return data
 
 
 # Why a message is queued, in a few words (gitmail.core.sync's kinds).

@@ -1,0 +1,35 @@
+"""``gitmail trace``: every message of one trace or thread, across the member's mailboxes."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json, row_line
+from gitmail.api.views import clean, count, row_json
+
+
+@click.command("trace")
+@click.argument("id")
+@common
+def command(id: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Show every message of trace ID (a --trace-id), or of the thread and trace of message ID, oldest first.
+
+    Inbox, group and broadcast mail and what you sent, archived messages too.
+    """
+    from gitmail import api
+
+    t = api.trace(repo, id, as_=as_)
+    if as_json:
+        emit_json({"trace_id": t.trace_id, "thread": t.thread, "messages": [row_json(r) for r in t.messages]})
+        return
+    if quiet:
+        return
+    what = [f"trace {clean(t.trace_id)}"] if t.trace_id else []
+    if t.thread:
+        what.append(f"thread {clean(t.thread[:8])}")
+    click.echo(f"{' and '.join(what)}: {count(len(t.messages), 'message')}")
+    for r in t.messages:
+        click.echo(row_line(r))
