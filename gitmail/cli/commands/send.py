@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 
@@ -57,10 +57,7 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
                    attach=list(attach), progress=_progress(attach, as_json, quiet), encrypt=encrypt)
     m = res.message
     if as_json:
-        emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
-                   "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
-                   "thread": m.thread_id, **outcome_json(res), "encrypted": res.encrypted,
-                   "attachments": [a.model_dump(mode="json") for a in m.attachments]})
+        emit_json(res.model())
         fail_if_refused(res.refused)
         return
     fail_if_refused(res.refused)
@@ -73,12 +70,6 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
 _QUEUED_WHY = {"remote-unreachable": "org remote unreachable", "lfs-unreachable": "LFS store unreachable",
                "push-failed": "push failed", "race": "mailbox busy", "no-key": "needs re-signing",
                "not-tried": "not tried yet"}
-
-
-def outcome_json(res: "SendResult") -> dict[str, Any]:
-    """The outcome fields every sending command's JSON carries (docs/json.md)."""
-    return {"outcome": res.outcome, "reason": res.reason, "delivered": res.delivered, "queued": res.queued,
-            "refused": res.refused, "queued_in": res.queued_in}
 
 
 def outcome_line(res: "SendResult", sent: str, extra: str = "") -> str:
