@@ -1,12 +1,14 @@
 """Typed results: one pydantic model per JSON object a front-end prints or returns.
 
 The CLI's ``--json`` output, the MCP tools' structured results (each tool
-publishes its model as ``outputSchema``), the Claude Code hooks' output and
-the notify command's stdin are instances of these models, serialised with
-:meth:`Result.dump` (JSON names, e.g. ``from``). docs/json.md carries the
-field tables generated from them (``python -m gitmail.api.results --markdown``
-prints the section; tests/agents/test_json_models.py fails when the copy is
-stale and validates every documented example against its model).
+publishes its model as ``outputSchema``) and the notify command's stdin are
+instances of these models, serialised with :meth:`Result.dump` (JSON names,
+e.g. ``from``). The Claude Code hooks build their small object by hand (no
+pydantic on every prompt); :class:`ClaudeHookOutput` is its shape. docs/json.md
+carries the field tables generated from these models (``python -m
+gitmail.api.results --markdown`` prints the section, ``--write docs/json.md``
+replaces it); tests/agents/test_json_docs.py fails when the copy is stale and
+validates the real output of every command of its scenario against its model.
 
 Adding a result is one class: subclass :class:`Result`, give every field a
 ``Field(description=...)`` (shape and units), and list where it is used in
@@ -20,7 +22,7 @@ Rules every model keeps (docs/json.md, "Stability"): absent values are
 This module imports only pydantic and :mod:`gitmail.core`: every front-end and
 every api module may import it (lazily: it is not needed unless JSON is built).
 Converting the library's dataclasses into these models is their own job
-(their ``result()`` methods); only core types are converted here.
+(their ``model()`` methods); only core types are converted here.
 """
 
 import sys
