@@ -11,8 +11,10 @@ By topic: :mod:`~gitmail.api.session` (the acting member),
 :mod:`~gitmail.api.outbox` (queued and undelivered mail, retry, drop),
 :mod:`~gitmail.api.mailbox` (list, read, mark, archive, thread),
 :mod:`~gitmail.api.protocol` (groups, responses, acks),
-:mod:`~gitmail.api.audit` (sync, verify, log, show) and
-:mod:`~gitmail.api.views` (how a message is shown).
+:mod:`~gitmail.api.audit` (sync, verify, log, show),
+:mod:`~gitmail.api.views` (how a message is shown) and
+:mod:`~gitmail.api.results` (the JSON result models; each result dataclass's
+``model()`` converts it; imported only when JSON is built).
 """
 
 from __future__ import annotations

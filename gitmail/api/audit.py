@@ -18,6 +18,7 @@ from gitmail.errors import (
 if TYPE_CHECKING:
 
     from gitmail.api.outbox import Queued, Undelivered
+    from gitmail.api.results import LogRow, ShowResult, SyncReport, VerifyResult
     from gitmail.core.model import Message
 
 from gitmail.api.session import RepoLike, Session, session
@@ -38,6 +39,15 @@ class SyncResult:
     refused: list["Undelivered"]
     problems: list[str]
     restored: list["Queued"] = field(default_factory=list)
+
+    def model(self) -> "SyncReport":
+        """The JSON result of ``gitmail sync`` (docs/json.md, ``SyncReport``)."""
+        from gitmail.api.results import MessageRow, SyncReport
+
+        return SyncReport(new=[MessageRow.of(r) for r in self.new], delivered=self.delivered,
+                          queued=[q.id for q in self.queued], refused={u.id: u.reason for u in self.refused},
+                          outbox=[q.model() for q in self.queued], undelivered=[u.model() for u in self.refused],
+                          restored=[q.model() for q in self.restored], problems=self.problems)
 
 
 
@@ -139,6 +149,13 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.findings and not self.problems
 
+    def model(self) -> "VerifyResult":
+        """The JSON result of ``gitmail verify`` (docs/json.md, ``VerifyResult``)."""
+        from gitmail.api.results import BadMessage, VerifyResult
+
+        return VerifyResult(ok=self.ok, mailboxes=self.mailboxes, messages=self.messages, good=self.good,
+                            bad=[BadMessage(**vars(f)) for f in self.findings], problems=self.problems)
+
 
 def _mail_refs(s: Session, all_: bool) -> dict[str, str]:
     """Mailbox path -> tracking tip, for the member's view or (``all_``) the whole org."""
@@ -221,6 +238,12 @@ class LogEntry:
     type: str
     status: str
 
+    def model(self) -> "LogRow":
+        """The JSON shape of one ``gitmail log`` entry (docs/json.md, ``LogRow``)."""
+        from gitmail.api.results import LogRow
+
+        return LogRow(**vars(self))
+
 
 def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) -> list[LogEntry]:
     """An audit view across every mailbox in the org, newest first, with each message's status."""
@@ -255,6 +278,21 @@ class Shown:
     detail: str
     encrypted: bool
     error: Optional[str]
+
+    def model(self) -> "ShowResult":
+        """The JSON result of ``gitmail show`` (docs/json.md, ``ShowResult``): the whole message when it
+        could be opened, else only its envelope fields."""
+        from gitmail.api.results import ShowResult
+
+        m = self.message
+        shown = None
+        if m is not None:
+            shown = m.model_dump(by_alias=True, mode="json")
+            if self.error:
+                shown = {k: v for k, v in shown.items()
+                         if k in ("id", "from", "to", "date", "priority", "type", "thread", "in_reply_to", "encrypted")}
+        return ShowResult(commit=self.commit, status=self.status, detail=self.detail, verified=self.status == "good",
+                          encrypted=self.encrypted, error=self.error, message=shown)
 
 
 def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:

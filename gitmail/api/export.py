@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from email.headerregistry import Address
     from email.message import EmailMessage
 
+    from gitmail.api.results import ExportReport
     from gitmail.core.directory import Directory
 
 DOMAIN = "gitmail"  # Message-ID is <ID@gitmail>
@@ -42,6 +43,12 @@ class ExportResult:
     format: str  # mbox | maildir
     added: list[str]  # Message-IDs written
     skipped: int  # already in the mailbox
+
+    def model(self) -> "ExportReport":
+        """The JSON result of ``gitmail export`` (docs/json.md, ``ExportReport``)."""
+        from gitmail.api.results import ExportReport
+
+        return ExportReport(path=str(self.path), format=self.format, added=self.added, skipped=self.skipped)
 
 
 def msgid(id: str) -> str:

@@ -16,8 +16,10 @@ from gitmail.errors import (
 )
 
 if TYPE_CHECKING:
+    from gitmail.api.results import TraceResult
     import pygit2
 
+    from gitmail.api import results
     from gitmail.core.attachments import Bounds, Saved
     from gitmail.core.lfs import Progress
     from gitmail.core.model import Attachment, Message, SealedAttachment
@@ -30,6 +32,12 @@ class Listing:
     unread: int
     total: int
     messages: list[cache.Row]
+
+    def model(self) -> "results.Listing":
+        """The JSON result of ``gitmail list`` (docs/json.md, ``Listing``)."""
+        from gitmail.api.results import Listing as Model, MessageRow
+
+        return Model(unread=self.unread, total=self.total, messages=[MessageRow.of(r) for r in self.messages])
 
 
 def mailbox(
@@ -100,6 +108,27 @@ class Item:
     encrypted: bool = False
     error: Optional[str] = None  # why an encrypted message could not be opened (one line)
     cipher: list["Attachment"] = field(default_factory=list)  # the clear (ciphertext) entries
+
+    def fields(self) -> dict[str, Any]:
+        """The fields of :class:`gitmail.api.results.ReadItem` (``read --json``, MCP ``read_message``):
+        the row, and the content when the message could be read (subject and summary decrypted)."""
+        from gitmail.api.results import SavedAttachment, row_fields
+
+        m = self.message
+        d = row_fields(self.row)
+        d["attachments"] = ([SavedAttachment.of_saved(s) for s in self.saved] if self.saved else
+                            [SavedAttachment.unsaved(a) for a in m.attachments] if m else [])
+        d.update({"body": m.body if m else None, "payload": m.payload if m else None,
+                  "verification": self.row.detail, "encrypted": self.encrypted, "error": self.error})
+        if m is not None and self.encrypted and not self.error:
+            d["subject"], d["summary"] = m.subject, m.summary
+        return d
+
+    def model(self) -> "results.ReadItem":
+        """One item of ``gitmail read --json`` (docs/json.md, ``ReadItem``)."""
+        from gitmail.api.results import ReadItem
+
+        return ReadItem.model_validate(self.fields())
 
 
 def load_item(s: Session, row: cache.Row) -> Item:
@@ -333,6 +362,13 @@ class Trace:
     trace_id: Optional[str]
     thread: Optional[str]
     messages: list[cache.Row]
+
+    def model(self) -> "TraceResult":
+        """The JSON result of ``gitmail trace`` and the MCP ``trace`` tool (docs/json.md, ``TraceResult``)."""
+        from gitmail.api.results import MessageRow, TraceResult
+
+        return TraceResult(trace_id=self.trace_id, thread=self.thread,
+                           messages=[MessageRow.of(r) for r in self.messages])
 
 
 def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> Trace:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from gitmail.api.session import SHORT_ID, Session
 from gitmail.core import cache
+
+if TYPE_CHECKING:
+    from gitmail.api.results import NotifyPayload
 
 TIMEOUT = 30.0  # seconds
 
@@ -25,17 +28,19 @@ def command(s: Session) -> Optional[str]:
     return os.environ.get("GITMAIL_NOTIFY_COMMAND") or s.repo.config.get("gitmail.notifycommand") or None
 
 
-def payload(s: Session, rows: list[cache.Row]) -> dict[str, Any]:
-    """What the command reads on stdin: the member and one entry per new message. A subject
-    is given only for verified mail the member could open (an encrypted message that could
-    not be decrypted here has none); everything is JSON-escaped data."""
+def payload(s: Session, rows: list[cache.Row]) -> "NotifyPayload":
+    """What the command reads on stdin (docs/json.md, ``NotifyPayload``): the member and one entry
+    per new message. A subject is given only for verified mail the member could open (an
+    encrypted message that could not be decrypted here has none); everything is JSON-escaped data."""
+    from gitmail.api.results import NotifyPayload
+
     out = []
     for r in rows:
         readable = r.status == "good" and not (r.encrypted and r.subject == "(encrypted message)")
         out.append({"id": r.id, "short_id": r.id[:SHORT_ID], "from": r.sender, "date": r.date,
                     "subject": r.subject if readable else None, "priority": r.priority, "type": r.type,
                     "verified": r.status == "good", "encrypted": r.encrypted})
-    return {"member": s.me, "messages": out}
+    return NotifyPayload.model_validate({"member": s.me, "messages": out})
 
 
 def run(s: Session, rows: list[cache.Row]) -> Optional[str]:
@@ -44,7 +49,7 @@ def run(s: Session, rows: list[cache.Row]) -> Optional[str]:
     cmd = command(s)
     if not cmd or not rows:
         return None
-    data = json.dumps(payload(s, rows), ensure_ascii=False).encode("utf-8")
+    data = json.dumps(payload(s, rows).dump(), ensure_ascii=False).encode("utf-8")
     try:
         r = subprocess.run(["sh", "-c", cmd], input=data, cwd=s.repo.path, capture_output=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:

@@ -6,7 +6,7 @@ Part of the library API (:mod:`gitmail.api`): plain data in and out, only
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from gitmail.core import refs
@@ -15,6 +15,7 @@ from gitmail.errors import AmbiguousIdError, MessageNotFoundError, UsageError
 from gitmail.api.session import SHORT_ID, RepoLike, Session, session
 
 if TYPE_CHECKING:
+    from gitmail.api.results import QueuedEntry, RetryReport, UndeliveredEntry
     from gitmail.core.model import Message
 
 
@@ -31,11 +32,10 @@ class _Outgoing:
     reason: str
     since: str
 
-    def json(self) -> dict[str, Any]:
-        """The shape in ``gitmail outbox [--undelivered] --json`` and ``sync --json`` (docs/json.md)."""
-        d = asdict(self)
-        d["short_id"] = self.id[:SHORT_ID]
-        return d
+    def _fields(self) -> dict[str, Any]:
+        return {"id": self.id, "short_id": self.id[:SHORT_ID], "subject": self.subject, "to": self.to,
+                "date": self.date, "mailboxes": self.mailboxes, "kind": self.kind, "reason": self.reason,
+                "since": self.since}
 
 
 @dataclass
@@ -51,11 +51,23 @@ class Queued(_Outgoing):
 
     tried: str = ""
 
+    def model(self) -> "QueuedEntry":
+        """The JSON shape in ``outbox``, ``sync`` and MCP ``check_mailbox`` (docs/json.md, ``QueuedEntry``)."""
+        from gitmail.api.results import QueuedEntry
+
+        return QueuedEntry(**self._fields(), tried=self.tried)
+
 
 @dataclass
 class Undelivered(_Outgoing):
     """A message that left the outbox undelivered: ``kind`` ``refused`` (the org repo's
     reason) or ``dropped`` (``gitmail outbox drop``); ``since``: when it left the outbox."""
+
+    def model(self) -> "UndeliveredEntry":
+        """The JSON shape (docs/json.md, ``UndeliveredEntry``)."""
+        from gitmail.api.results import UndeliveredEntry
+
+        return UndeliveredEntry(**self._fields())
 
 
 @dataclass
@@ -65,6 +77,14 @@ class Retry:
     delivered: list[str] = field(default_factory=list)
     queued: list[Queued] = field(default_factory=list)
     refused: list[Undelivered] = field(default_factory=list)
+
+    def model(self) -> "RetryReport":
+        """The JSON result of ``outbox retry`` (docs/json.md, ``RetryReport``)."""
+        from gitmail.api.results import RetryReport
+
+        return RetryReport(delivered=self.delivered, queued=[q.id for q in self.queued],
+                           refused={u.id: u.reason for u in self.refused},
+                           outbox=[q.model() for q in self.queued], undelivered=[u.model() for u in self.refused])
 
 
 def _message(s: Session, oid: str) -> "Message":

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from gitmail.api.send import SendResult, send
 from gitmail.api.session import RepoLike, Session, resolve_id, session
-from gitmail.api.views import row_json
 from gitmail.core import cache
 from gitmail.errors import DirectoryError, UnknownRecipientError, UsageError
 
 if TYPE_CHECKING:
+    from gitmail.api.results import Acked, AwaitingRow
     from gitmail.core.directory import Directory
     from gitmail.core.model import Group
 
@@ -210,6 +210,16 @@ class AckResult:
     outcome: str = ""  # "delivered", "queued" or "refused" (gitmail.api.send); "" when nothing was sent
     reason: Optional[str] = None  # why queued or refused
     refused: dict[str, str] = field(default_factory=dict)
+    queued_in: dict[str, str] = field(default_factory=dict)  # mailbox path -> why still queued
+
+    def model(self) -> "Acked":
+        """The JSON result of ``gitmail ack`` (each item) and MCP ``ack_message`` (docs/json.md, ``Acked``)."""
+        from gitmail.api.results import Acked
+
+        return Acked.model_validate({
+            "acked": self.acked, "to": self.to, "sent": self.sent, "ack_id": self.ack_id,
+            "outcome": self.outcome or None, "reason": self.reason, "delivered": self.delivered,
+            "queued": self.queued, "refused": self.refused, "queued_in": self.queued_in})
 
 
 def _existing_ack(s: Session, msg_id: str) -> Optional[str]:
@@ -260,7 +270,7 @@ def ack(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
     res = send(s.repo, [row.sender], "", type="ack", payload={}, reply_to=row.id,
                    summary=f"ack of {row.id[:8]}", as_=s.me)
     return AckResult(row.id, row.sender, True, res.message.id, res.delivered, res.queued, res.outcome, res.reason,
-                     res.refused)
+                     res.refused, res.queued_in)
 
 
 @dataclass
@@ -271,6 +281,13 @@ class Awaiting:
     pending: list[str]
     acked_by: list[str] = field(default_factory=list)
     waited_seconds: int = 0
+
+    def model(self) -> "AwaitingRow":
+        """The JSON shape (docs/json.md, ``AwaitingRow``): the message row plus who is pending."""
+        from gitmail.api.results import AwaitingRow, row_fields
+
+        return AwaitingRow.model_validate({**row_fields(self.row), "pending": self.pending,
+                                           "acked_by": self.acked_by, "waited_seconds": self.waited_seconds})
 
 
 def _expected(d: "Directory", me: str, recipients: list[str]) -> list[str]:
@@ -308,7 +325,5 @@ def awaiting_ack(repo: RepoLike = None, *, as_: Optional[str] = None,
 
 
 def awaiting_json(a: Awaiting) -> dict[str, Any]:
-    """The ``--json`` shape of one awaiting-ack entry (docs/json.md)."""
-    d = row_json(a.row)
-    d.update({"pending": a.pending, "acked_by": a.acked_by, "waited_seconds": a.waited_seconds})
-    return d
+    """The ``--json`` shape of one awaiting-ack entry (docs/json.md, ``AwaitingRow``), as a dict."""
+    return a.model().dump()

@@ -15,11 +15,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from gitmail.api.session import RepoLike, Session, session
 from gitmail.core import cache
 from gitmail.errors import GitmailError, UsageError
+
+if TYPE_CHECKING:
+    from gitmail.api.results import SearchRow
 
 HIT_START, HIT_END = "\x02", "\x03"  # around each match in SearchHit.snippet
 _TERM = re.compile(r"\S+")
@@ -29,6 +32,13 @@ _TERM = re.compile(r"\S+")
 class SearchHit:
     row: cache.Row
     snippet: str  # context of the best match; matches wrapped in HIT_START / HIT_END
+
+    def model(self) -> "SearchRow":
+        """The JSON shape of one hit (docs/json.md, ``SearchRow``): the snippet on one line, matches in ``**``."""
+        from gitmail.api.results import SearchRow, row_fields
+        from gitmail.api.views import snippet_text
+
+        return SearchRow.model_validate({**row_fields(self.row), "snippet": snippet_text(self.snippet)})
 
 
 def fts_expression(query: str) -> str:

@@ -17,6 +17,7 @@ from gitmail.errors import (
 
 if TYPE_CHECKING:
 
+    from gitmail.api.results import Sent
     from gitmail.core.attachments import Source
     from gitmail.core.repo import Repo
     from gitmail.core.sync import Delivery
@@ -58,6 +59,19 @@ class SendResult:
     @property
     def encrypted(self) -> bool:
         return self.stored is not None and self.stored.encrypted is not None
+
+    def model(self) -> "Sent":
+        """The JSON result of every sending command and tool (docs/json.md, ``Sent``)."""
+        from gitmail.api.results import AttachmentInfo, Sent
+
+        m = self.message
+        return Sent.model_validate({
+            "id": m.id, "short_id": m.id[:SHORT_ID], "to": self.recipients, "from": m.from_, "subject": m.subject,
+            "date": m.date, "type": m.type, "request_id": m.request_id, "in_reply_to": m.in_reply_to,
+            "thread": m.thread_id, "trace_id": m.trace_id, "payload": m.payload, "outcome": self.outcome, "reason": self.reason,
+            "delivered": self.delivered, "queued": self.queued, "refused": self.refused,
+            "queued_in": self.queued_in, "encrypted": self.encrypted,
+            "attachments": [AttachmentInfo.of(a) for a in m.attachments]})
 
 
 def outcome_of(

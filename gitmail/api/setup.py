@@ -20,6 +20,7 @@ from gitmail.errors import (
 
 if TYPE_CHECKING:
 
+    from gitmail.api.results import InitReport, KeyRevoked, KeyRotated, WhoAmIReport
     from gitmail.core.directory import Directory
     from gitmail.core.model import Member
     from gitmail.core.signing import Signer
@@ -37,6 +38,14 @@ class InitResult:
     created_key: bool
     registered: bool
     fingerprint: Optional[str] = None
+
+    def model(self) -> "InitReport":
+        """The JSON result of ``gitmail init`` (docs/json.md, ``InitReport``)."""
+        from gitmail.api.results import InitReport
+
+        return InitReport(member=self.member.name, role=self.member.role, repo=str(self.repo), remote=self.remote,
+                          key=str(self.key_path), created_org=self.created_org, created_key=self.created_key,
+                          registered=self.registered, fingerprint=self.fingerprint)
 
 
 def _is_local_path(url: str) -> bool:
@@ -268,6 +277,17 @@ class WhoAmI:
     outbox: int
     fingerprint: Optional[str] = None
 
+    def model(self) -> "WhoAmIReport":
+        """The JSON result of ``gitmail whoami`` (docs/json.md, ``WhoAmIReport``)."""
+        from gitmail.api.results import WhoAmIReport
+
+        m = self.member
+        return WhoAmIReport(name=self.name, registered=m is not None, role=m.role if m else None,
+                            email=m.email if m else None, repo=str(self.repo), git_dir=str(self.git_dir),
+                            remote=self.remote, remote_url=self.remote_url, key=str(self.key_path),
+                            cache=str(self.cache), allowed_signers=str(self.allowed_signers), outbox=self.outbox,
+                            fingerprint=self.fingerprint)
+
 
 def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
     """The acting identity and where its data lives (key, cache, allowed signers, remote)."""
@@ -339,6 +359,13 @@ class Rotation:
     old_key: str
     new_key: str
     key_path: Path
+
+    def model(self) -> "KeyRotated":
+        """The JSON result of ``gitmail key rotate`` (docs/json.md, ``KeyRotated``)."""
+        from gitmail.api.results import KeyRotated
+
+        return KeyRotated(member=self.member.name, old_key=self.old_key, new_key=self.new_key,
+                          key_path=str(self.key_path))
 
 
 def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] = None) -> Rotation:
@@ -416,6 +443,12 @@ def _sent_tips(r: Repo, me: str) -> dict[str, str]:
 class Revocation:
     member: "Member"
     key: str
+
+    def model(self) -> "KeyRevoked":
+        """The JSON result of ``gitmail key revoke`` (docs/json.md, ``KeyRevoked``)."""
+        from gitmail.api.results import KeyRevoked
+
+        return KeyRevoked(member=self.member.name, revoked_key=self.key)
 
 
 def revoke_key(repo: RepoLike, key: Optional[str] = None, *, as_: Optional[str] = None) -> Revocation:

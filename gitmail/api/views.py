@@ -20,13 +20,10 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from gitmail.api.session import SHORT_ID
 from gitmail.core.cache import Row
-
-if TYPE_CHECKING:
-    from gitmail.core.attachments import Saved
 
 SHORT = SHORT_ID  # hex digits of a Message-ID shown in listings
 BAD_LABEL = {
@@ -133,30 +130,10 @@ def sender_label(row: Row) -> str:
 
 
 def row_json(row: Row) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "short_id": row.id[:SHORT],
-        "from": row.sender,
-        "to": row.recipients,
-        "date": row.date,
-        "subject": row.subject,
-        "summary": row.summary,
-        "priority": row.priority,
-        "type": row.type,
-        "request_id": row.request_id,
-        "in_reply_to": row.in_reply_to,
-        "thread": row.thread or row.id,
-        "trace_id": row.trace_id,
-        "require_ack": row.require_ack,
-        "read": row.read,
-        "archived": row.archived,
-        "verified": row.status == "good",
-        "status": row.status,
-        "attachments": row.n_attach,
-        "encrypted": row.encrypted,
-        "mailbox": row.path,
-        "commit": row.oid,
-    }
+    """The message row as a JSON object (docs/json.md, ``MessageRow``)."""
+    from gitmail.api.results import MessageRow
+
+    return MessageRow.of(row).dump()
 
 
 def payload_hint(row: Row, width: int = 60) -> str:
@@ -171,14 +148,6 @@ def payload_hint(row: Row, width: int = 60) -> str:
 def payload_text(payload: Any) -> str:
     """A payload as ``read`` shows it: indented JSON, safe to print (:func:`clean_text`)."""
     return clean_text(json.dumps(payload, indent=2, ensure_ascii=False))
-
-
-def saved_json(s: "Saved") -> dict[str, Any]:
-    """An attachment as ``--json`` shows it: the message's entry plus ``saved_to`` and ``error``."""
-    d = s.attachment.model_dump(mode="json")
-    d["saved_to"] = str(s.path) if s.path else None
-    d["error"] = s.error
-    return d
 
 
 def snippet_text(snippet: str, start: str = "**", end: str = "**") -> str:

@@ -168,7 +168,12 @@ def context(me: str, rows: list[cache.Row], *, new: bool) -> str:
 
 
 def hook_json(event: str, text: str) -> str:
-    """The JSON a Claude Code hook prints to add ``text`` as context for ``event``."""
+    """The JSON a Claude Code hook prints to add ``text`` as context for ``event``, on one line.
+
+    Its shape is :class:`gitmail.api.results.ClaudeHookOutput` (docs/json.md); it is built by
+    hand so that a hook never imports pydantic (it runs on every prompt), and
+    tests/agents/test_json_docs.py validates the real output against that model.
+    """
     return json.dumps({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}},
                       ensure_ascii=False)
 

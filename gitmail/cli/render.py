@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Optional
+from typing import IO, TYPE_CHECKING, Optional
 
 import click
 
 from gitmail.api.views import SHORT, clean, payload_hint, sender_label
 from gitmail.core.cache import Row
 
+if TYPE_CHECKING:
+    from gitmail.api.results import Result
 
-def emit_json(obj: Any, out: Optional[IO[str]] = None) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, indent=2), file=out)
+
+def emit_json(result: "Result", out: Optional[IO[str]] = None) -> None:
+    """Print ``result`` (a model of :mod:`gitmail.api.results`) as one indented JSON object, not ASCII-escaped."""
+    click.echo(json.dumps(result.dump(), ensure_ascii=False, indent=2), file=out)
 
 
 def row_line(row: Row) -> str:

@@ -108,6 +108,8 @@ class Scenario:
         self.cmd("alex", "archive", "archive", m["short_id"])
         self.cmd("alex", "thread", "thread", r["short_id"])
         self.cmd("alex", "list --sent", "list", "--sent")
+        self.cmd("alex", "search", "search", "database")
+        self.cmd("alex", "export", "export", "--mbox", str(self.root / "alex.mbox"))
         self.cmd("alex", "members", "members")
         self.cmd("alex", "whoami", "whoami")
         self.cmd("alex", "verify", "verify")

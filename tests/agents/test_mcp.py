@@ -10,6 +10,7 @@ from typing import Any
 
 from mcp import Client, StdioServerParameters
 
+from gitmail.api import results
 from tests.conftest import Org, run
 
 TOOLS = {"send_message", "check_mailbox", "read_message", "mark_message", "archive_message", "reply_message",
@@ -131,6 +132,26 @@ def test_mcp_server_end_to_end(org: Org) -> None:
         assert why in _text(res), (key, _text(res))
         assert "Traceback" not in _text(res)
     assert not out["alive"].is_error
+
+    # Every tool publishes its results model as outputSchema, and returns exactly that model.
+    for name, tool in out["tools"].items():
+        [model] = [m for m in results.models() if f"mcp {name}" in results.uses(m)]
+        schema = tool.output_schema
+        assert schema is not None and schema["title"] == model.__name__, name
+        assert set(schema["properties"]) == {f.alias or n for n, f in model.model_fields.items()}, name
+        assert schema["additionalProperties"] is False, name
+    calls: dict[str, type[results.Result]] = {
+        "check1": results.Mailbox, "read": results.ReadMessage, "mark": results.Marked, "reply": results.Sent,
+        "send": results.Sent, "send_list": results.Sent, "archive": results.Archived, "members": results.OrgMembers,
+        "ack": results.Acked, "ack2": results.Acked, "respond": results.Sent}
+    for key, expected in calls.items():
+        got = out[key].structured_content
+        assert expected.model_validate_json(json.dumps(got), strict=True).dump() == got, key
+        assert json.loads(_text(out[key])) == got, key  # the text block: the same JSON, for older clients
+    # Issue #11: the MCP send, reply and respond results have the shape of `gitmail send --json`
+    # (tests/agents/test_json_docs.py holds the CLI's to the same model).
+    sent = [f.alias or n for n, f in results.Sent.model_fields.items()]
+    assert list(s) == list(rep) == list(resp) == sent
 
     # What the server sent really landed, signed, in max's mailbox.
     org.ok("max", "sync")

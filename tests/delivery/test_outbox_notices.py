@@ -45,5 +45,5 @@ def test_outbox_stuck_mail_in_claude_hooks_and_mcp(net: NetOrg) -> None:
     assert stuck[0]["kind"] == "remote-unreachable" and "cannot reach the org remote" in stuck[0]["reason"]
     net.daemon.start()
     out = asyncio.run(check())
-    assert "outgoing" not in out and "warning" not in out
+    assert out["outgoing"] is None and out["warning"] is None  # null, never a missing key (docs/json.md)
     assert git("for-each-ref", "refs/gitmail/outbox/", cwd=net.clones["max"]).stdout == ""

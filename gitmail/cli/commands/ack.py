@@ -21,9 +21,9 @@ def command(ids: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_js
     results = [api.ack(repo, i, as_=as_) for i in ids]
     refused = {p: why for r in results for p, why in r.refused.items()}
     if as_json:
-        emit_json({"acks": [{"acked": r.acked, "to": r.to, "sent": r.sent, "ack_id": r.ack_id,
-                             "outcome": r.outcome or None, "reason": r.reason, "delivered": r.delivered,
-                             "queued": r.queued, "refused": r.refused} for r in results]})
+        from gitmail.api.results import AckList
+
+        emit_json(AckList(acks=[r.model() for r in results]))
         fail_if_refused(refused)
         return
     if not quiet:

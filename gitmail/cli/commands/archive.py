@@ -22,6 +22,8 @@ def command(ids: tuple[str, ...], undo: bool, repo: Optional[str], as_: Optional
 
     done = api.archive(repo, list(ids), undo=undo, as_=as_)
     if as_json:
-        emit_json({"ids": done, "archived": not undo})
+        from gitmail.api.results import Archived
+
+        emit_json(Archived(ids=done, archived=not undo))
     elif not quiet:
         click.echo(f"{'Unarchived' if undo else 'Archived'} {count(len(done), 'message')}")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from gitmail.api.views import saved_json
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
 from gitmail.api.views import SHORT, clean
@@ -96,7 +95,10 @@ def command(id: str, save_dir: Optional[str], repo: Optional[str], as_: Optional
 
     it = api.fetch_attachments(repo, id, save_dir=save_dir, as_=as_, progress=progress_for(as_json, quiet))
     if as_json:
-        emit_json({"id": it.row.id, "short_id": it.row.id[:SHORT], "attachments": [saved_json(s) for s in it.saved]})
+        from gitmail.api.results import AttachmentsResult, SavedAttachment
+
+        emit_json(AttachmentsResult(id=it.row.id, short_id=it.row.id[:SHORT],
+                                    attachments=[SavedAttachment.of_saved(s) for s in it.saved]))
     elif not quiet:
         if not it.saved:
             click.echo(f"Message {clean(it.row.id[:SHORT])} has no attachments.")

@@ -24,7 +24,7 @@ def command(mbox: Optional[str], maildir: Optional[str], all_: bool, since: Opti
 
     res = api.export(repo, mbox=mbox, maildir=maildir, all_=all_, since=since, as_=as_)
     if as_json:
-        emit_json({"path": str(res.path), "format": res.format, "added": res.added, "skipped": res.skipped})
+        emit_json(res.model())
     elif not quiet:
         n = len(res.added)
         click.echo(f"Exported {n} {'message' if n == 1 else 'messages'} to {res.path}"

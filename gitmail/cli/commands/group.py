@@ -11,13 +11,11 @@ from gitmail.cli.render import emit_json
 from gitmail.api.views import clean
 
 
-def _group_json(g: Any) -> dict[str, Any]:
-    return {"name": g.name, "address": f"team:{g.name}", "members": list(g.members)}
-
-
 def _show(g: Any, verb: str, as_json: bool, quiet: bool) -> None:
     if as_json:
-        emit_json(_group_json(g))
+        from gitmail.api.results import GroupInfo
+
+        emit_json(GroupInfo.of(g))
     elif not quiet:
         click.echo(f"{verb} team:{clean(g.name)}: {', '.join(clean(n) for n in g.members) or '(no members)'}")
 
@@ -72,7 +70,9 @@ def delete(name: str, repo: Optional[str], as_: Optional[str], as_json: bool, qu
 
     addr = api.group_delete(repo, name, as_=as_)
     if as_json:
-        emit_json({"deleted": addr})
+        from gitmail.api.results import GroupDeleted
+
+        emit_json(GroupDeleted(deleted=addr))
     elif not quiet:
         click.echo(f"Deleted {clean(addr)}")
 
@@ -85,7 +85,9 @@ def list_(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -
 
     gs = api.group_list(repo)
     if as_json:
-        emit_json({"groups": [_group_json(g) for g in gs]})
+        from gitmail.api.results import GroupInfo, GroupList
+
+        emit_json(GroupList(groups=[GroupInfo.of(g) for g in gs]))
     elif not quiet:
         if not gs:
             click.echo("No groups.")

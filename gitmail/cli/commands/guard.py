@@ -30,7 +30,7 @@ def install(bare_repo: str, no_daemon: bool, as_json: bool, quiet: bool) -> None
     warning = guard.check_runnable(bare_repo)
     if warning and not as_json:
         click.echo(f"gitmail: warning: {warning}", err=True)
-    _report(actions, as_json, quiet, {"warning": warning})
+    _report(actions, as_json, quiet, warning=warning, guard_install=True)
 
 
 @command.command("uninstall")
@@ -54,6 +54,8 @@ def stop(bare_repo: str, as_json: bool, quiet: bool) -> None:
 
     pid = daemon.stop(bare_repo)
     if as_json:
-        emit_json({"stopped": pid is not None, "pid": pid})
+        from gitmail.api.results import GuardStopped
+
+        emit_json(GuardStopped(stopped=pid is not None, pid=pid))
     elif not quiet:
         click.echo(f"guard daemon stopped (pid {pid})" if pid is not None else "no guard daemon was running")

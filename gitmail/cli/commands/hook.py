@@ -92,7 +92,9 @@ def install(scope: str, command_: Optional[str], repo: Optional[str], as_: Optio
 
     res = hooks.install(repo, scope=scope, as_=as_, command=command_)
     if as_json:
-        emit_json({"settings": str(res.path), "changed": res.changed, "hooks": res.commands})
+        from gitmail.api.results import ClaudeHooksInstalled
+
+        emit_json(ClaudeHooksInstalled(settings=str(res.path), changed=res.changed, hooks=res.commands))
     elif not quiet:
         if res.changed:
             click.echo(f"Installed gitmail hooks in {res.path} (running {res.commands[hooks.SESSION_START].split(' hook ')[0]})")

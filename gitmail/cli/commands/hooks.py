@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
@@ -20,9 +20,14 @@ _SAID = {
 }
 
 
-def _report(actions: list, as_json: bool, quiet: bool, extra: Optional[dict[str, Any]] = None) -> None:
+def _report(actions: list, as_json: bool, quiet: bool, *, warning: Optional[str] = None,
+            guard_install: bool = False) -> None:
+    """Say what (un)installing did; ``guard_install``: the JSON carries ``warning`` too (``GuardInstalled``)."""
     if as_json:
-        emit_json({"hooks": [{"hook": a.hook, "path": str(a.path), "action": a.what} for a in actions], **(extra or {})})
+        from gitmail.api.results import GuardInstalled, HookAction, HooksReport
+
+        hooks = [HookAction(hook=a.hook, path=str(a.path), action=a.what) for a in actions]
+        emit_json(GuardInstalled(hooks=hooks, warning=warning) if guard_install else HooksReport(hooks=hooks))
         return
     if not quiet:
         for a in actions:

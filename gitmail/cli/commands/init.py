@@ -30,9 +30,7 @@ def command(name: str, org: Optional[str], email: Optional[str], key: Optional[s
                    kind="agent" if is_agent else "human", encryption_key=not no_encryption_key,
                    fingerprint=fingerprint)
     if as_json:
-        emit_json({"member": res.member.name, "role": res.member.role, "repo": str(res.repo),
-                   "remote": res.remote, "key": str(res.key_path), "created_org": res.created_org,
-                   "created_key": res.created_key, "registered": res.registered, "fingerprint": res.fingerprint})
+        emit_json(res.model())
     elif not quiet:
         if res.created_org:
             click.echo(f"Created org repo {org}")

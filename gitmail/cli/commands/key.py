@@ -24,7 +24,7 @@ def rotate(key: Optional[str], repo: Optional[str], as_: Optional[str], as_json:
 
     r = api.rotate_key(repo, as_=as_, key=key)
     if as_json:
-        emit_json({"member": r.member.name, "old_key": r.old_key, "new_key": r.new_key, "key_path": str(r.key_path)})
+        emit_json(r.model())
     elif not quiet:
         click.echo(f"New key for {r.member.name}: {r.key_path}\n  {r.new_key}\nThe old key stays in use for old mail.")
 
@@ -42,6 +42,6 @@ def revoke(key: Optional[str], repo: Optional[str], as_: Optional[str], as_json:
 
     r = api.revoke_key(repo, key, as_=as_)
     if as_json:
-        emit_json({"member": r.member.name, "revoked_key": r.key})
+        emit_json(r.model())
     elif not quiet:
         click.echo(f"Revoked a key of {r.member.name}:\n  {r.key}\nMessages signed by it are flagged from now on.")

@@ -8,7 +8,6 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-from gitmail.api.views import row_json
 
 
 @click.command("list")
@@ -37,7 +36,7 @@ def command(unread: bool, archived: bool, all_: bool, sent: bool, from_: Optiona
     res = api.mailbox(repo, as_=as_, unread_only=unread, archived=archived, all_=all_, from_=from_,
                       limit=limit, sent=sent, priority=priority, type_=type_, since=since, sort=sort)
     if as_json:
-        emit_json({"unread": res.unread, "total": res.total, "messages": [row_json(r) for r in res.messages]})
+        emit_json(res.model())
         return
     if quiet:
         return
@@ -53,7 +52,9 @@ def _awaiting(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: boo
 
     items = api.awaiting_ack(repo, as_=as_)[:limit]
     if as_json:
-        emit_json({"messages": [api.awaiting_json(a) for a in items]})
+        from gitmail.api.results import AwaitingList
+
+        emit_json(AwaitingList(messages=[a.model() for a in items]))
         return
     if quiet:
         return

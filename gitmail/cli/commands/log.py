@@ -20,7 +20,9 @@ def command(limit: int, repo: Optional[str], as_: Optional[str], as_json: bool, 
 
     entries = api.log(repo, as_=as_, limit=limit)
     if as_json:
-        emit_json({"messages": [e.__dict__ for e in entries]})
+        from gitmail.api.results import LogResult
+
+        emit_json(LogResult(messages=[e.model() for e in entries]))
     elif not quiet:
         for e in entries:
             flag = "ok " if e.status == "good" else "BAD"

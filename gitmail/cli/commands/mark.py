@@ -22,6 +22,8 @@ def command(ids: tuple[str, ...], read_: bool, repo: Optional[str], as_: Optiona
 
     done = api.mark(repo, list(ids), read=read_, as_=as_)
     if as_json:
-        emit_json({"ids": done, "read": read_})
+        from gitmail.api.results import Marked
+
+        emit_json(Marked(ids=done, read=read_))
     elif not quiet:
         click.echo(f"Marked {count(len(done), 'message')} {'read' if read_ else 'unread'}")

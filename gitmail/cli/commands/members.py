@@ -19,9 +19,9 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
 
     ms = api.members(repo)
     if as_json:
-        emit_json({"members": [{"name": m.name, "display_name": m.display_name, "email": m.email,
-                                "role": m.role, "kind": m.kind, "signing_key": m.signing_key,
-                                "encryption_key": m.encryption_key} for m in ms]})
+        from gitmail.api.results import MemberList, MemberRow
+
+        emit_json(MemberList(members=[MemberRow.of(m) for m in ms]))
     elif not quiet:
         for m in ms:
             click.echo(f"{clean(m.name):<20} {clean(m.role):<6} {clean(m.kind):<5} {clean(m.email)}")

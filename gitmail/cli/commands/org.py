@@ -32,7 +32,10 @@ def command(settings: tuple[str, ...], repo: Optional[str], as_: Optional[str], 
     else:
         policy = api.org_policy(repo)
     if as_json:
-        emit_json(policy)
+        from gitmail.api.results import OrgSettings
+
+        # Only the fields this version knows: an org.json may carry more (written by a newer gitmail).
+        emit_json(OrgSettings.model_validate({k: policy[k] for k in OrgSettings.model_fields if k in policy}))
     elif not quiet:
         for k, v in policy.items():
             click.echo(f"{clean(k):<20} {clean(v)}")  # the policy is another member's (an admin's) text

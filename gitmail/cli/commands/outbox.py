@@ -37,13 +37,17 @@ def command(ctx: click.Context, gone: bool, repo: Optional[str], as_: Optional[s
     if gone:
         items = api.undelivered(repo, as_=as_)
         if as_json:
-            emit_json({"undelivered": [u.json() for u in items]})
+            from gitmail.api.results import UndeliveredList
+
+            emit_json(UndeliveredList(undelivered=[u.model() for u in items]))
         elif not quiet:
             click.echo("\n".join(_gone_line(u) for u in items) if items else "No undelivered messages")
         return
     queued = api.outbox(repo, as_=as_)
     if as_json:
-        emit_json({"queued": [q.json() for q in queued]})
+        from gitmail.api.results import OutboxList
+
+        emit_json(OutboxList(queued=[q.model() for q in queued]))
     elif not quiet:
         click.echo("\n".join(_queued_line(q) for q in queued) if queued else "Outbox empty: everything was delivered")
 
@@ -59,9 +63,7 @@ def retry(id: Optional[str], repo: Optional[str], as_: Optional[str], as_json: b
     res = api.retry(repo, id, as_=as_)
     refused = {f"{u.id[:SHORT]} to {', '.join(u.mailboxes)}": u.reason for u in res.refused}
     if as_json:
-        emit_json({"delivered": res.delivered, "queued": [q.id for q in res.queued],
-                   "refused": {u.id: u.reason for u in res.refused}, "outbox": [q.json() for q in res.queued],
-                   "undelivered": [u.json() for u in res.refused]})
+        emit_json(res.model())
     elif not quiet:
         click.echo(f"Delivered {count(len(res.delivered), 'message')}")
         for q in res.queued:
@@ -88,6 +90,6 @@ def drop(id: str, yes: bool, repo: Optional[str], as_: Optional[str], as_json: b
             raise UsageError("not dropped: answer y, or pass --yes")
     u = api.drop(repo, id, as_=as_)
     if as_json:
-        emit_json(u.json())
+        emit_json(u.model())
     elif not quiet:
         click.echo(f"Dropped {u.id[:SHORT]} to {', '.join(u.mailboxes)} (kept: gitmail outbox --undelivered)")

@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json
-from gitmail.api.views import clean, clean_text, row_json, sender_label
+from gitmail.api.views import clean, clean_text, sender_label
 
 if TYPE_CHECKING:
     from gitmail.core.model import Message
@@ -30,28 +30,14 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
     """
     from gitmail import api
     from gitmail.cli.commands.attachments import fail_if_unsaved, progress_for, saved_line
-    from gitmail.api.views import saved_json
 
     items = api.read(repo, list(ids) or None, as_=as_, mark=not no_mark, save=not no_save, save_dir=save_dir,
                      progress=progress_for(as_json, quiet))
     saved = [s for it in items for s in it.saved]
     if as_json:
-        out = []
-        for it in items:
-            d = row_json(it.row)
-            m = it.message
-            d["body"] = m.body if m else None
-            d["payload"] = m.payload if m else None
-            d["attachments"] = ([saved_json(s) for s in it.saved] if it.saved else
-                                [dict(a.model_dump(mode="json"), saved_to=None, error=None) for a in m.attachments]
-                                if m else [])
-            d["verification"] = it.row.detail
-            d["encrypted"] = it.encrypted
-            d["error"] = it.error
-            if m is not None and it.encrypted and not it.error:
-                d["subject"], d["summary"] = m.subject, m.summary
-            out.append(d)
-        emit_json({"messages": out})
+        from gitmail.api.results import ReadResult
+
+        emit_json(ReadResult(messages=[it.model() for it in items]))
         _fail_on_locked(items)
         fail_if_unsaved(saved)
         return

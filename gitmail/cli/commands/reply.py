@@ -9,9 +9,8 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.core.model import PRIORITIES
-from gitmail.cli.commands.send import outcome_json, outcome_line
+from gitmail.cli.commands.send import outcome_line
 from gitmail.cli.render import emit_json, fail_if_refused
-from gitmail.api.views import SHORT
 
 
 @click.command("reply")
@@ -28,10 +27,8 @@ def command(id: str, message: str, all_: bool, priority: str, trace_id: Optional
 
     body = sys.stdin.read() if message == "-" else message
     res = api.reply(repo, id, body, as_=as_, all_=all_, priority=priority, trace_id=trace_id)
-    m = res.message
     if as_json:
-        emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "in_reply_to": m.in_reply_to,
-                   "thread": m.thread_id, "trace_id": m.trace_id, **outcome_json(res)})
+        emit_json(res.model())
         fail_if_refused(res.refused)
         return
     fail_if_refused(res.refused)

@@ -7,9 +7,9 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.commands.send import outcome_json, outcome_line
+from gitmail.cli.commands.send import outcome_line
 from gitmail.cli.render import emit_json, fail_if_refused
-from gitmail.api.views import SHORT, clean
+from gitmail.api.views import clean
 
 
 @click.command("respond")
@@ -31,9 +31,7 @@ def command(id: str, approve: Optional[bool], reason: Optional[str], feedback: O
                          body=body, as_=as_)
     m = res.message
     if as_json:
-        emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "type": m.type,
-                   "request_id": m.request_id, "in_reply_to": m.in_reply_to, "payload": m.payload,
-                   **outcome_json(res)})
+        emit_json(res.model())
         fail_if_refused(res.refused)
         return
     fail_if_refused(res.refused)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
-from gitmail.api.views import row_json, snippet_text
+from gitmail.api.views import snippet_text
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
 
@@ -31,12 +31,9 @@ def command(words: tuple[str, ...], from_: Optional[str], since: Optional[str], 
     query = " ".join(words)
     hits = api.search(repo, query, as_=as_, from_=from_, since=since, type_=type_, all_=all_, limit=limit)
     if as_json:
-        out: list[dict[str, Any]] = []
-        for h in hits:
-            d = row_json(h.row)
-            d["snippet"] = snippet_text(h.snippet)
-            out.append(d)
-        emit_json({"query": query, "messages": out})
+        from gitmail.api.results import SearchResult
+
+        emit_json(SearchResult(query=query, messages=[h.model() for h in hits]))
         return
     if quiet:
         return

@@ -54,10 +54,7 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
                    trace_id=trace_id)
     m = res.message
     if as_json:
-        emit_json({"id": m.id, "short_id": m.id[:SHORT], "to": res.recipients, "from": m.from_,
-                   "subject": m.subject, "date": m.date, "type": m.type, "request_id": m.request_id,
-                   "thread": m.thread_id, "trace_id": m.trace_id, **outcome_json(res), "encrypted": res.encrypted,
-                   "attachments": [a.model_dump(mode="json") for a in m.attachments]})
+        emit_json(res.model())
         fail_if_refused(res.refused)
         return
     fail_if_refused(res.refused)
@@ -85,12 +82,6 @@ def parse_payload(text: Optional[str]) -> Optional[dict[str, Any]]:
 _QUEUED_WHY = {"remote-unreachable": "org remote unreachable", "lfs-unreachable": "LFS store unreachable",
                "push-failed": "push failed", "race": "mailbox busy", "no-key": "needs re-signing",
                "not-tried": "not tried yet"}
-
-
-def outcome_json(res: "SendResult") -> dict[str, Any]:
-    """The outcome fields every sending command's JSON carries (docs/json.md)."""
-    return {"outcome": res.outcome, "reason": res.reason, "delivered": res.delivered, "queued": res.queued,
-            "refused": res.refused, "queued_in": res.queued_in}
 
 
 def outcome_line(res: "SendResult", sent: str, extra: str = "") -> str:

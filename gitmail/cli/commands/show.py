@@ -23,12 +23,7 @@ def command(rev: str, repo: Optional[str], as_: Optional[str], as_json: bool, qu
     sh = api.show(repo, rev, as_=as_)
     m = sh.message
     if as_json:
-        emit_json({"commit": sh.commit, "status": sh.status, "detail": sh.detail, "verified": sh.status == "good",
-                   "encrypted": sh.encrypted, "error": sh.error,
-                   "message": m.model_dump(by_alias=True, mode="json") if m and not sh.error else
-                   ({k: v for k, v in m.model_dump(by_alias=True, mode="json").items()
-                     if k in ("id", "from", "to", "date", "priority", "type", "thread", "in_reply_to", "encrypted")}
-                    if m else None)})
+        emit_json(sh.model())
     elif not quiet:
         click.echo(f"Commit: {clean(sh.commit)}")
         click.echo(f"Verification: {clean(sh.status)}" + (f" ({clean(sh.detail)})" if sh.detail else ""))

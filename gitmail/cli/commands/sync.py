@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-from gitmail.api.views import SHORT, clean, count, row_json
+from gitmail.api.views import SHORT, clean, count
 
 
 SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every message)
@@ -22,10 +22,7 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
 
     res = api.sync(repo, as_=as_)
     if as_json:
-        emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered,
-                   "queued": [q.id for q in res.queued], "refused": {u.id: u.reason for u in res.refused},
-                   "outbox": [q.json() for q in res.queued], "undelivered": [u.json() for u in res.refused],
-                   "restored": [q.json() for q in res.restored], "problems": res.problems})
+        emit_json(res.model())
         return
     for p in res.problems:
         click.echo(f"gitmail: warning: {clean(p)}", err=True)

@@ -8,7 +8,6 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-from gitmail.api.views import row_json
 
 
 @click.command("thread")
@@ -20,7 +19,10 @@ def command(id: str, repo: Optional[str], as_: Optional[str], as_json: bool, qui
 
     rows = api.thread(repo, id, as_=as_)
     if as_json:
-        emit_json({"thread": rows[0].thread or rows[0].id if rows else None, "messages": [row_json(r) for r in rows]})
+        from gitmail.api.results import MessageRow, ThreadResult
+
+        emit_json(ThreadResult(thread=rows[0].thread or rows[0].id if rows else None,
+                               messages=[MessageRow.of(r) for r in rows]))
     elif not quiet:
         for r in rows:
             click.echo(row_line(r))

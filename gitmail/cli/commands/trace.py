@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, row_line
-from gitmail.api.views import clean, count, row_json
+from gitmail.api.views import clean, count
 
 
 @click.command("trace")
@@ -23,7 +23,7 @@ def command(id: str, repo: Optional[str], as_: Optional[str], as_json: bool, qui
 
     t = api.trace(repo, id, as_=as_)
     if as_json:
-        emit_json({"trace_id": t.trace_id, "thread": t.thread, "messages": [row_json(r) for r in t.messages]})
+        emit_json(t.model())
         return
     if quiet:
         return

@@ -21,8 +21,7 @@ def command(all_: bool, repo: Optional[str], as_: Optional[str], as_json: bool, 
 
     rep = api.verify(repo, as_=as_, all_=all_)
     if as_json:
-        emit_json({"ok": rep.ok, "mailboxes": rep.mailboxes, "messages": rep.messages, "good": rep.good,
-                   "bad": [f.__dict__ for f in rep.findings], "problems": rep.problems})
+        emit_json(rep.model())
     elif not quiet:
         for f in rep.findings:
             click.echo(f"BAD  {clean(f.status):<14} {clean(f.oid[:10])} {clean(f.path)}  {clean(f.detail)}")

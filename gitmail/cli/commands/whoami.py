@@ -21,14 +21,11 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
     from gitmail import api
 
     w = api.whoami(repo, as_=as_)
-    d = {"name": w.name, "registered": w.member is not None, "role": w.member.role if w.member else None,
-         "email": w.member.email if w.member else None, "repo": str(w.repo), "git_dir": str(w.git_dir),
-         "remote": w.remote, "remote_url": w.remote_url, "key": str(w.key_path), "cache": str(w.cache),
-         "allowed_signers": str(w.allowed_signers), "outbox": w.outbox, "fingerprint": w.fingerprint}
+    report = w.model()
     if as_json:
-        emit_json(d)
+        emit_json(report)
     elif not quiet:
-        for k, v in d.items():
+        for k, v in report.dump().items():
             click.echo(f"{k + ':':<17}{clean(v)}")
     if w.member is None:  # where the data would live is shown, but a non-member is an error (exit 3)
         from gitmail.errors import NotAMemberError
