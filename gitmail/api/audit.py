@@ -18,6 +18,7 @@ from gitmail.errors import (
 if TYPE_CHECKING:
 
     from gitmail.api.outbox import Queued, Undelivered
+    from gitmail.api.state import StateResult
     from gitmail.core.model import Message
 
 from gitmail.api.session import RepoLike, Session, session
@@ -38,6 +39,7 @@ class SyncResult:
     refused: list["Undelivered"]
     problems: list[str]
     restored: list["Queued"] = field(default_factory=list)
+    state: Optional["StateResult"] = None  # the shared-state round, when gitmail.syncState is on
 
 
 
@@ -75,7 +77,23 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     still = _queued(s) if res.queued or restored else []
     return SyncResult(True, new, res.delivered_ids(), still,
                       _undelivered(s, {h.id for h in res.refused}) if res.refused else [], problems,
-                      _restored(s, restored, res.delivered_ids(), still))
+                      _restored(s, restored, res.delivered_ids(), still), _sync_state(s, problems))
+
+
+def _sync_state(s: Session, problems: list[str]) -> Optional["StateResult"]:
+    """Pull and push the shared read state when ``gitmail.syncState`` is on; a failure is a problem
+    of this sync (the mail went through), never a failed sync."""
+    from gitmail.api.session import sync_state_enabled
+
+    if not sync_state_enabled(s):
+        return None
+    from gitmail.api import state
+
+    try:
+        return state.sync_state(s)
+    except GitmailError as e:
+        problems.append(f"shared read state not synced: {e.message}")
+        return None
 
 
 def _restored(s: Session, found: list[tuple[str, str, str]], delivered: list[str], still: list["Queued"]) -> list["Queued"]:

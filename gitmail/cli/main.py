@@ -53,6 +53,7 @@ COMMANDS = {
     "search": "search",
     "export": "export",
     "outbox": "outbox",
+    "state": "state",
 }
 
 

@@ -25,7 +25,8 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool)
         emit_json({"new": [row_json(r) for r in res.new], "delivered": res.delivered,
                    "queued": [q.id for q in res.queued], "refused": {u.id: u.reason for u in res.refused},
                    "outbox": [q.json() for q in res.queued], "undelivered": [u.json() for u in res.refused],
-                   "restored": [q.json() for q in res.restored], "problems": res.problems})
+                   "restored": [q.json() for q in res.restored], "problems": res.problems,
+                   "state": res.state.model_dump(mode="json") if res.state else None})
         return
     for p in res.problems:
         click.echo(f"gitmail: warning: {clean(p)}", err=True)
