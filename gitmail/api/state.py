@@ -128,8 +128,7 @@ def _round(s: Session, push: bool) -> StateResult:
         remote_log: "Log" = ss.read_commit(s.repo.pg, tip, member, s.identities) if tip else {}
         s.refresh()
         with s.repo.lock():
-            merged, recorded, changed = _merge_local(s, remote_log)
-        _, copies = _copies(s)
+            merged, recorded, changed, copies = _merge_local(s, remote_log)
         if not push or (tip is not None and merged == remote_log):
             return _result(s, merged, False, recorded, changed, copies)
         if not merged and tip is None:
@@ -156,9 +155,10 @@ def _fetch(s: Session, path: str, track: str) -> None:
             s.repo.delete_ref(track)
 
 
-def _merge_local(s: Session, remote_log: "Log") -> tuple["Log", int, int]:
+def _merge_local(s: Session, remote_log: "Log") -> tuple["Log", int, int, dict[str, list[tuple[str, int]]]]:
     """Record local changes, merge with ``remote_log``, apply to the local state ref, remember
-    the merged log and the applied state. Caller holds the lock. ``(merged, recorded, changed)``."""
+    the merged log and the applied state. Caller holds the lock.
+    ``(merged, recorded, changed, Message-ID -> inbox copies)``."""
     from gitmail.core import state as statemod
     from gitmail.core import statesync as ss
 
@@ -170,12 +170,12 @@ def _merge_local(s: Session, remote_log: "Log") -> tuple["Log", int, int]:
     merged = ss.merge(local_log, remote_log, recorded)
     new = ss.apply(local, merged, copies)
     changed = len({ids[p] for flag in ss.FLAGS
-                   for p in ss._positions(local, flag) ^ ss._positions(new, flag) if p in ids})
+                   for p in ss.positions(local, flag) ^ ss.positions(new, flag) if p in ids})
     if not ss.same_flags(new, local):
         statemod.save(s.repo, s.me, st_oid, new)
     _put_blob(s, refs.state_base(s.me), _state_bytes(new))
     _put_blob(s, refs.state_log(s.me), ss.plain(merged, s.me))
-    return merged, len(recorded), changed
+    return merged, len(recorded), changed, copies
 
 
 def note_change(s: Session, changed: list[str], changes: dict[str, list[int]], flag: str, value: bool) -> None:

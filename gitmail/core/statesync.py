@@ -375,8 +375,8 @@ def record(local: State, base: State, ids: Mapping[tuple[str, int], str], now: i
     """
     out: Log = {}
     for flag in FLAGS:
-        have = _positions(local, flag)
-        had = _positions(base, flag)
+        have = positions(local, flag)
+        had = positions(base, flag)
         touched = {ids[p] for p in have ^ had if p in ids}
         if not touched:
             continue
@@ -391,7 +391,8 @@ def journal(ids: Iterable[str], flag: str, value: bool, now: int, machine: str) 
     return {(mid, flag): Event(mid, flag, value, now, machine) for mid in ids}
 
 
-def _positions(st: State, flag: str) -> set[tuple[str, int]]:
+def positions(st: State, flag: str) -> set[tuple[str, int]]:
+    """Every ``(mailbox path, ordinal)`` that has ``flag`` in ``st``."""
     return {(path, o) for path, mb in st.mailboxes.items() for o in expand(getattr(mb, flag))}
 
 
@@ -401,7 +402,7 @@ def apply(local: State, log: Mapping[tuple[str, str], Event], copies: Mapping[st
     Messages without an event keep their local flags; events of messages this
     clone does not have are kept in the log and applied once they arrive.
     """
-    pos = {flag: _positions(local, flag) for flag in FLAGS}
+    pos = {flag: positions(local, flag) for flag in FLAGS}
     for (mid, flag), e in log.items():
         for p in copies.get(mid, ()):
             (pos[flag].add if e.value else pos[flag].discard)(p)
@@ -417,4 +418,4 @@ def apply(local: State, log: Mapping[tuple[str, str], Event], copies: Mapping[st
 
 def same_flags(a: State, b: State) -> bool:
     """Whether ``a`` and ``b`` set the same flags (empty mailbox entries aside)."""
-    return all(_positions(a, flag) == _positions(b, flag) for flag in FLAGS)
+    return all(positions(a, flag) == positions(b, flag) for flag in FLAGS)

@@ -75,6 +75,16 @@ def test_two_machines_end_with_the_union(net: NetOrg) -> None:
     # Nothing changed: no new commit.
     assert not json.loads(at(a1, "state", "push", "--json").out)["pushed"]
     assert git("rev-parse", REF, cwd=net.bare).stdout.strip() == tip
+    # A flag on a message a2 does not have yet waits in the log and applies once it arrives.
+    net.ok("max", "send", "alex", "body four", "--subject", "four")
+    at(a1, "sync")
+    at(a1, "read", ids(a1)["four"])
+    at(a1, "state", "push")
+    assert json.loads(at(a2, "state", "pull", "--json").out)["pending"] == 1
+    at(a2, "sync")
+    assert flags(a2)["four"] == (False, False)
+    r = json.loads(at(a2, "state", "pull", "--json").out)
+    assert (r["pending"], r["changed"], flags(a2)["four"]) == (0, 1, (True, False))
 
 
 def test_unread_later_on_the_other_machine_wins(net: NetOrg) -> None:
@@ -271,6 +281,12 @@ def test_hostile_state_is_one_line_and_leaves_local_flags_alone(unguarded: NetOr
     git("config", "gitmail.syncState", "true", cwd=a1)
     out = json.loads(at(a1, "sync", "--json").out)
     assert out["state"] is None and any("shared read state not synced" in p for p in out["problems"])
+    # An admin deletes the junk: the next push writes the state again from the clone's merged log.
+    monkeypatch.setattr(statesync, "MAX_BYTES", 64 * 1024 * 1024)
+    git("update-ref", "-d", REF, cwd=o.bare)
+    assert json.loads(at(a1, "state", "push", "--json").out)["events"] == 1
+    at(_a2, "state", "pull")
+    assert flags(_a2)["one"] == (True, False)
 
 
 # -- the merge and the parser, as properties -------------------------------------------------------
