@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 from gitmail.core import refs
 from gitmail.core.model import MailboxState, State, canonical_json
 from gitmail.core.state import expand, normalize_ranges
-from gitmail.errors import VerificationError
+from gitmail.errors import StateError, VerificationError
 
 if TYPE_CHECKING:
     import pygit2
@@ -49,10 +49,6 @@ MAX_DEPTH = 4  # {"events":[{...}]} nests 3 deep; anything deeper is not a state
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MACHINE = re.compile(r"^[0-9a-f]{16}$")
 COMMIT_MESSAGE = "gitmail state\n"
-
-
-class StateError(VerificationError):
-    """The shared state cannot be used (hostile, damaged, or not the member's); exit 7."""
 
 
 @dataclass(frozen=True)
