@@ -122,6 +122,11 @@ class CorruptMessageError(VerificationError):
     """A message blob in history that cannot be parsed."""
 
 
+class StateError(VerificationError):
+    """A member's shared read state that cannot be used: not signed by them, damaged or hostile
+    (docs/protocol.md §10, "Shared state"); local flags are left as they are."""
+
+
 class GitError(GitmailError):
     """A git subprocess failed. Carries the command, exit code, stdout and stderr."""
 

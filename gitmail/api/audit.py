@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from gitmail.api.outbox import Queued, Undelivered
     from gitmail.api.results import LogRow, ShowResult, SyncReport, VerifyResult
+    from gitmail.api.state import StateResult
     from gitmail.core.model import Message
 
 from gitmail.api.session import RepoLike, Session, session
@@ -39,6 +40,7 @@ class SyncResult:
     refused: list["Undelivered"]
     problems: list[str]
     restored: list["Queued"] = field(default_factory=list)
+    state: Optional["StateResult"] = None  # the shared-state round, when gitmail.syncState is on
 
     def model(self) -> "SyncReport":
         """The JSON result of ``gitmail sync`` (docs/json.md, ``SyncReport``)."""
@@ -47,7 +49,7 @@ class SyncResult:
         return SyncReport(new=[MessageRow.of(r) for r in self.new], delivered=self.delivered,
                           queued=[q.id for q in self.queued], refused={u.id: u.reason for u in self.refused},
                           outbox=[q.model() for q in self.queued], undelivered=[u.model() for u in self.refused],
-                          restored=[q.model() for q in self.restored], problems=self.problems)
+                          restored=[q.model() for q in self.restored], problems=self.problems, state=self.state)
 
 
 
@@ -85,7 +87,23 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
     still = _queued(s) if res.queued or restored else []
     return SyncResult(True, new, res.delivered_ids(), still,
                       _undelivered(s, {h.id for h in res.refused}) if res.refused else [], problems,
-                      _restored(s, restored, res.delivered_ids(), still))
+                      _restored(s, restored, res.delivered_ids(), still), _sync_state(s, problems))
+
+
+def _sync_state(s: Session, problems: list[str]) -> Optional["StateResult"]:
+    """Pull and push the shared read state when ``gitmail.syncState`` is on; a failure is a problem
+    of this sync (the mail went through), never a failed sync."""
+    from gitmail.api.session import sync_state_enabled
+
+    if not sync_state_enabled(s):
+        return None
+    from gitmail.api import state
+
+    try:
+        return state.sync_state(s)
+    except GitmailError as e:
+        problems.append(f"shared read state not synced: {e.message}")
+        return None
 
 
 def _restored(s: Session, found: list[tuple[str, str, str]], delivered: list[str], still: list["Queued"]) -> list["Queued"]:

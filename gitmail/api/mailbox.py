@@ -317,6 +317,9 @@ def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
         old, st = state.load(s.repo, s.me)
         state.update(st, changes, flag, value)
         blob = state.save(s.repo, s.me, old, st)
+        from gitmail.api.state import note_change  # a clone that shares its state journals the change
+
+        note_change(s, sorted(changed), changes, flag, value)
     # The state ref moved: record it so the next command's fast path stays fast.
     cache.set_flag(s.db, s.repo, s.me, changes, flag, value, blob)
     return len(changed)

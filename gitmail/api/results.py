@@ -383,6 +383,24 @@ class RetryReport(Result):
     undelivered: list[UndeliveredEntry] = Field(description="the messages refused now, in full")
 
 
+class StateResult(Result):
+    """What `gitmail state push`/`pull`/`status` did or found (docs/protocol.md §10, "Shared state");
+    also the `state` field of `gitmail sync` when `gitmail.syncState` is on."""
+
+    used_by = ("gitmail state push", "gitmail state pull", "gitmail state status")
+
+    member: str = Field(description="The member whose state this is.")
+    machine: str = Field(description="This clone's machine id (16 hex digits, `gitmail.stateMachine`): the tie-break of the merge.")
+    ref: str = Field(description="The shared ref on the org repo, `refs/heads/gitmail/state/<ref-safe member>`.")
+    remote: Optional[str] = Field(description="The commit the shared ref points at after this command (as last fetched), or null when there is none.")
+    pushed: bool = Field(description="A new state commit landed on the org repo in this command.")
+    events: int = Field(description="Events in the merged log (one per message and flag that was ever changed).")
+    recorded: int = Field(description="Local flag changes recorded as new events by this command (for `status`: waiting to be recorded).")
+    changed: int = Field(description="Messages whose local flags this command changed to match the merged log (`status`: 0).")
+    pending: int = Field(description="Events about messages this clone does not have yet; applied when they arrive.")
+    enabled: bool = Field(description="`gitmail.syncState` is on: every `gitmail sync` pulls and pushes the state.")
+
+
 class SyncReport(Result):
     """What `sync` did: new inbox mail, and the outbox's fate."""
 
@@ -397,7 +415,9 @@ class SyncReport(Result):
     restored: list[QueuedEntry] = Field(description="messages this clone had delivered that the org repo lost "
                                                     "to a rewrite, queued again (kind `restored`)")
     problems: list[str] = Field(description="warnings (one line each): history problems, a failed notify "
-                                            "command")
+                                            "command, a failed shared-state round")
+    state: Optional[StateResult] = Field(default=None, description="the shared-state round (pull, then push) when "
+                                                                   "`gitmail.syncState` is on, else null")
 
 
 class Outgoing(Result):

@@ -122,6 +122,19 @@ class Session:
 
 
 
+def sync_state_enabled(s: Session) -> bool:
+    """Whether ``gitmail sync`` also pulls and pushes the shared read state (docs/protocol.md §10):
+    ``$GITMAIL_SYNC_STATE``, else git config ``gitmail.syncState`` (a git boolean). Loads no pydantic."""
+    import os
+
+    raw = os.environ.get("GITMAIL_SYNC_STATE")
+    if raw is None:
+        raw = s.repo.config.get("gitmail.syncstate")
+    if raw is None:
+        return False
+    return raw.strip().lower() in ("", "true", "yes", "on", "1")
+
+
 def session(repo: RepoLike = None, as_: Optional[str] = None, *, member: bool = True) -> Session:
     """The session of the acting identity in ``repo``.
 

@@ -54,6 +54,7 @@ COMMANDS = {
     "search": "search",
     "export": "export",
     "outbox": "outbox",
+    "state": "state",
 }
 
 

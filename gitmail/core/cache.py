@@ -602,6 +602,11 @@ def set_flag(db: sqlite3.Connection, repo: "Repo", member: str, changes: dict[st
     db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state_blob,))
 
 
+def inbox_copies(db: sqlite3.Connection) -> list[tuple[str, int, str]]:
+    """``(mailbox path, ordinal, Message-ID)`` of every inbox copy (the shared state's map, docs/protocol.md §10)."""
+    return [(str(r[0]), int(r[1]), str(r[2])) for r in db.execute("SELECT path, ordinal, id FROM msg WHERE inbox=1")]
+
+
 def has_inbox_request(db: sqlite3.Connection, request_type: str, request_id: str) -> bool:
     """Whether the inbox holds a ``request_type`` message with this request_id."""
     row = db.execute("SELECT 1 FROM msg WHERE inbox=1 AND type=? AND request_id=? LIMIT 1",

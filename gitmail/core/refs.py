@@ -6,6 +6,8 @@ In the org repo (shared, pushed):
 * ``refs/heads/gitmail/mail/<recipient>/<sender>``: one writer per ref; the
   messages ``sender`` wrote to ``recipient`` (a member, ``*`` or ``team:NAME``),
   each component in ref-safe form (:mod:`gitmail.core.address`).
+* ``refs/heads/gitmail/state/<member>``: the member's read/archive state,
+  sealed to their own key (opt-in; :mod:`gitmail.core.statesync`).
 
 In a clone (local, never pushed by any refspec):
 
@@ -13,6 +15,8 @@ In a clone (local, never pushed by any refspec):
 * ``refs/gitmail/outbox/<recipient>/<sender>``: queued messages not yet pushed.
 * ``refs/gitmail/verified/<path>``: the last verified tip of each shared ref.
 * ``refs/gitmail/state/<member>``: a blob with the member's read/archive flags.
+* ``refs/gitmail/state-log/<member>``, ``refs/gitmail/state-base/<member>``: the
+  shared state's merged event log and the local state last applied (blobs).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ MAIL = "gitmail/mail/"
 OUTBOX = "refs/gitmail/outbox/"
 VERIFIED = "refs/gitmail/verified/"
 STATE = "refs/gitmail/state/"
+STATE_SHARED = "gitmail/state/"  # below refs/heads/ in the org repo
+STATE_LOG = "refs/gitmail/state-log/"
+STATE_BASE = "refs/gitmail/state-base/"
 FETCH_REFSPEC = "+refs/heads/gitmail/*:refs/remotes/{remote}/gitmail/*"
 
 
@@ -72,3 +79,16 @@ def verified(path: str) -> str:
 
 def state(member: str) -> str:
     return STATE + to_ref(member)
+
+
+def state_path(member: str) -> str:
+    """``gitmail/state/<m>``: the shared path of ``member``'s state (below refs/heads/)."""
+    return STATE_SHARED + to_ref(member)
+
+
+def state_log(member: str) -> str:
+    return STATE_LOG + to_ref(member)
+
+
+def state_base(member: str) -> str:
+    return STATE_BASE + to_ref(member)

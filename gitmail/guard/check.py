@@ -17,6 +17,10 @@ ref a push updates under ``refs/heads/gitmail/`` it rejects:
   unsigned, a signature that does not match the sender's key in the directory,
   a sender who is not the signer, a key retired or revoked before the message,
   a malformed or misfiled message);
+* an update of a member's shared read state, ``gitmail/state/<member>``, that is
+  not a linear fast-forward of commits signed by that member's current key, each
+  holding only ``state.age`` sealed to that member's encryption key alone
+  (:func:`gitmail.core.statesync.guard_problems`); deleting it;
 * a message whose attachments break the org's bounds (:func:`gitmail.core.attachments.bounds_problems`:
   ``attachment_limit`` each, ``attachment_count_limit`` entries, ``attachment_total_limit``
   together), counted both as declared in ``message.json`` and as held by the tree
@@ -90,8 +94,12 @@ def check_push(pg: "pygit2.Repository", updates: list[Update], cache: Optional[d
     for u in shared:
         if u.ref == dir_ref:
             continue
+        if u.ref.startswith(refs.HEADS + refs.STATE_SHARED):
+            errors += check_state(pg, u, directory)
+            continue
         if not u.ref.startswith(refs.HEADS + refs.MAIL):
-            errors.append(f"{u.ref}: not a gitmail ref (only {dir_ref} and {refs.head(refs.MAIL)}<recipient>/<sender>)")
+            errors.append(f"{u.ref}: not a gitmail ref (only {dir_ref}, {refs.head(refs.MAIL)}<recipient>/<sender> "
+                          f"and {refs.head(refs.STATE_SHARED)}<member>)")
             continue
         errors += check_mailbox(pg, u, directory)
     return errors
@@ -167,6 +175,14 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
             if line not in errors:
                 errors.append(line)
     return errors
+
+
+def check_state(pg: "pygit2.Repository", u: Update, directory: "Directory") -> list[str]:
+    """Reasons to refuse the update ``u`` of a member's shared state ref (:func:`gitmail.core.statesync.guard_problems`)."""
+    from gitmail.core import statesync
+
+    linear = _linear(pg, u.ref, u.old, u.new) if u.new is not None else None
+    return statesync.guard_problems(pg, u.ref, u.old, u.new, directory.members, linear)
 
 
 def _sealed_readers(msg: object) -> Optional[int]:
