@@ -132,6 +132,12 @@ def sender_label(row: Row) -> str:
     return f"{BAD_LABEL.get(row.status, row.status.upper())}? claims {row.sender}"
 
 
+def is_unread(row: Row) -> bool:
+    """Whether ``row`` counts as unread mail: an inbox copy not read yet, and not a verified
+    ack (a receipt needs no attention; the rule of :data:`gitmail.core.cache.UNREAD`)."""
+    return row.inbox and not row.read and not (row.type == "ack" and row.status == "good")
+
+
 def row_json(row: Row) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -147,6 +153,7 @@ def row_json(row: Row) -> dict[str, Any]:
         "in_reply_to": row.in_reply_to,
         "thread": row.thread or row.id,
         "require_ack": row.require_ack,
+        "ack_requested": row.ack_requested,
         "read": row.read,
         "archived": row.archived,
         "verified": row.status == "good",

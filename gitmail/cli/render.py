@@ -7,7 +7,7 @@ from typing import IO, Any, Optional
 
 import click
 
-from gitmail.api.views import SHORT, clean, sender_label
+from gitmail.api.views import SHORT, clean, is_unread, sender_label
 from gitmail.core.cache import Row
 
 
@@ -16,13 +16,15 @@ def emit_json(obj: Any, out: Optional[IO[str]] = None) -> None:
 
 
 def row_line(row: Row) -> str:
-    mark = "*" if (row.inbox and not row.read) else " "
+    mark = "*" if is_unread(row) else " "
     if row.archived:
         mark = "A"
     pri = {"urgent": "!!", "high": "! ", "low": "- "}.get(row.priority, "  ")
     date = clean(row.date[:16].replace("T", " "))
     who = clean(sender_label(row))
     typ = "" if row.type == "text" else f"[{clean(row.type)}] "
+    if row.ack_requested:
+        typ += "[ack requested] "
     return f"{mark} {clean(row.id[:SHORT])} {pri} {date}  {who:<16} {typ}{clean(row.subject)}"
 
 

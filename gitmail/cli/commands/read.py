@@ -83,6 +83,8 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
             click.echo(f"Type: {clean(r.type)}" + (f"  (request_id {clean(r.request_id)})" if r.request_id else ""))
         if r.in_reply_to:
             click.echo(f"In-Reply-To: {clean(r.in_reply_to[:8])}")
+        if r.ack_requested:
+            click.echo(f"Ack requested: the sender asks for a receipt. Run: gitmail ack {clean(r.id[:8])}")
         click.echo("")
         if m is None:
             click.echo("(the message blob is corrupt and cannot be shown)")

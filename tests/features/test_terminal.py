@@ -1,0 +1,67 @@
+"""Issue #14 item 6, what a terminal user expects: local times with the zone shown (``--utc``),
+``send`` opening the editor, ``thread`` with bodies, and acks (asked for; never unread mail)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Org
+
+
+# -- acks: the recipient is told one is asked for; a receipt is never unread mail ------------------
+
+
+def test_require_ack_is_announced_to_the_recipient_until_acked(org: Org) -> None:
+    org.ok("max", "send", "alex", "please confirm", "--plain", "--require-ack")
+    org.ok("max", "send", "alex", "just fyi", "--plain")
+    org.ok("alex", "sync")
+    lines = org.ok("alex", "list").out.splitlines()
+    asked = [ln for ln in lines if "please confirm" in ln]
+    plain = [ln for ln in lines if "just fyi" in ln]
+    assert "[ack requested]" in asked[0] and "[ack requested]" not in plain[0], lines
+    rows = {m["subject"]: m for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]}
+    assert rows["please confirm"]["ack_requested"] is True and rows["just fyi"]["ack_requested"] is False
+    short = rows["please confirm"]["short_id"]
+    out = org.ok("alex", "read", short).out
+    assert f"Ack requested: the sender asks for a receipt. Run: gitmail ack {short[:8]}" in out
+    assert "Ack requested" not in org.ok("alex", "read", rows["just fyi"]["short_id"]).out
+    # The sender's own copy asks nothing of the sender.
+    sent = json.loads(org.ok("max", "list", "--sent", "--json").out)["messages"]
+    assert all(m["ack_requested"] is False for m in sent)
+    org.ok("alex", "ack", short)
+    assert "[ack requested]" not in org.ok("alex", "list").out
+    assert json.loads(org.ok("alex", "read", short, "--json").out)["messages"][0]["ack_requested"] is False
+    assert "Ack requested" not in org.ok("alex", "read", short).out
+
+
+def test_acks_are_not_unread_mail(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitmail import api
+    from gitmail.claude import hooks as claude_hooks
+
+    org.ok("max", "send", "alex", "please confirm", "--plain", "--require-ack")
+    org.ok("alex", "sync")
+    short = json.loads(org.ok("alex", "list", "--json").out)["messages"][0]["short_id"]
+    org.ok("alex", "ack", short)
+    org.ok("max", "sync")
+    # The ack is in max's inbox, shown with its type, without the unread mark, and counted nowhere.
+    r = org.ok("max", "list")
+    assert r.out.splitlines()[0] == "0 unread, 1 in inbox", r.out
+    ack_line = r.out.splitlines()[1]
+    assert "[ack]" in ack_line and not ack_line.startswith("*"), ack_line
+    listing = json.loads(org.ok("max", "list", "--json").out)
+    assert listing["unread"] == 0 and listing["messages"][0]["type"] == "ack"
+    assert json.loads(org.ok("max", "list", "--unread", "--json").out)["messages"] == []
+    assert org.ok("max", "read").out.strip() == "No unread messages."
+    assert api.unread_count(str(org.clones["max"])) == (0, 0)  # the notice and whoami count this
+    res = api.mailbox(str(org.clones["max"]), unread_only=True)  # MCP check_mailbox
+    assert (res.unread, res.messages) == (0, [])
+    assert claude_hooks._unread(api.session(str(org.clones["max"]))) == []
+    monkeypatch.setenv("GITMAIL_NOTICE", "always")
+    assert "📬" not in org.ok("max", "whoami").err
+    # Real mail still counts next to the ack.
+    org.ok("alex", "send", "max", "a real question", "--plain")
+    org.ok("max", "sync")
+    assert org.ok("max", "list").out.splitlines()[0] == "1 unread, 2 in inbox"
+    assert org.ok("max", "whoami").err.endswith("📬 1 unread message. Run: gitmail read\n")
