@@ -21,7 +21,7 @@ from gitmail.api.session import RepoLike, SHORT_ID, Session, session, resolve_re
 from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
 from gitmail.api.send import SendResult, send, reply, Draft, send_batch, DELIVERED, QUEUED, REFUSED
 from gitmail.api.outbox import Queued, Undelivered, Retry, outbox, undelivered, retry, drop
-from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, unread_count
+from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, thread_items, unread_count
 from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
 from gitmail.api.search import SearchHit, search
 from gitmail.api.export import ExportResult, export
@@ -70,6 +70,7 @@ __all__ = [
     "mark",
     "archive",
     "thread",
+    "thread_items",
     "unread_count",
     "group_create",
     "group_update",

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,37 @@ def test_acks_are_not_unread_mail(org: Org, monkeypatch: pytest.MonkeyPatch) -> 
     org.ok("max", "sync")
     assert org.ok("max", "list").out.splitlines()[0] == "1 unread, 2 in inbox"
     assert org.ok("max", "whoami").err.endswith("📬 1 unread message. Run: gitmail read\n")
+
+
+# -- thread shows bodies -------------------------------------------------------------------------------
+
+
+def test_thread_shows_bodies_decrypted_and_sanitised(org: Org) -> None:
+    first = json.loads(org.ok("max", "send", "alex", "line one\nline \x1b[31mtwo", "--subject", "plan",
+                              "--json").out)  # encrypted by default
+    org.ok("alex", "sync")
+    org.ok("alex", "reply", first["short_id"], "agreed\n\tindented")
+    out = org.ok("alex", "thread", first["short_id"]).out
+    blocks = out.split("\n\n")
+    assert len(blocks) == 2, out
+    assert "plan" in blocks[0].splitlines()[0]
+    assert blocks[0].splitlines()[1:] == ["    line one", "    line \\x1b[31mtwo"], out  # decrypted, escaped
+    assert blocks[1].splitlines()[1:] == ["    agreed", "    \tindented"], out
+    # --headers: the one-line view, as before; read flags are not changed by either.
+    heads = org.ok("alex", "thread", first["short_id"], "--headers").out.splitlines()
+    assert len(heads) == 2 and heads[0].startswith("* ") and "line one" not in "\n".join(heads)
+    assert json.loads(org.ok("alex", "list", "--json").out)["unread"] == 1
+
+
+def test_thread_shows_a_placeholder_for_what_cannot_be_opened(org: Org, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    kp = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw0rd", "-f", str(kp)], check=True)
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "pw0rd")
+    org.join("lock", "--key", str(kp))
+    sent = json.loads(org.ok("max", "send", "lock", "the secret body", "--subject", "locked", "--json").out)
+    org.ok("lock", "sync")
+    monkeypatch.setenv("GITMAIL_PASSPHRASE", "nope")
+    r = org.ok("lock", "thread", sent["short_id"])
+    assert "the secret body" not in r.out
+    assert r.out.splitlines()[1].startswith("    (encrypted; not shown: ") and "passphrase" in r.out, r.out
