@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,98 @@ def test_thread_shows_a_placeholder_for_what_cannot_be_opened(org: Org, tmp_path
     r = org.ok("lock", "thread", sent["short_id"])
     assert "the secret body" not in r.out
     assert r.out.splitlines()[1].startswith("    (encrypted; not shown: ") and "passphrase" in r.out, r.out
+
+
+# -- send / reply without a message open the editor on a terminal -------------------------------------
+
+
+def _on_tty(*args: str) -> tuple[int, str]:
+    """Run the CLI as a real process with a pseudo-terminal as stdin, stdout and stderr."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "gitmail.cli.main", *args], stdin=slave, stdout=slave,
+                         stderr=slave, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=60), out.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def _editor(tmp_path: Path, name: str, writes: str | None) -> Path:
+    """A GIT_EDITOR script that keeps a copy of the template it got, then writes ``writes`` (None:
+    leaves the template as it is)."""
+    script = tmp_path / name
+    keep = tmp_path / f"{name}.template"
+    body = "" if writes is None else f"printf '%s' '{writes}' > \"$1\"\n"
+    script.write_text(f'#!/bin/sh\ncp "$1" "{keep}"\n{body}')
+    script.chmod(0o755)
+    return script
+
+
+def test_send_without_a_message_opens_the_editor_on_a_terminal(org: Org, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    ed = _editor(tmp_path, "ed", "Lunch?\n\nAt noon, the usual place.\n# a comment line\n")
+    monkeypatch.setenv("GIT_EDITOR", str(ed))
+    code, out = _on_tty("send", "alex", "--repo", str(org.clones["max"]))
+    assert code == 0 and "Sent to alex" in out, out
+    template = (tmp_path / "ed.template").read_text()
+    assert template.startswith("\n# Message to alex.\n") and "an empty message sends nothing" in template
+    org.ok("alex", "sync")
+    got = json.loads(org.ok("alex", "read", "--json").out)["messages"][0]
+    assert got["subject"] == "Lunch?" and got["body"] == "At noon, the usual place.\n" and got["from"] == "max"
+    assert not list(org.clones["max"].joinpath(".git", "gitmail").glob("*EDITMSG"))  # no clear text left behind
+    # --subject keeps its subject; the whole text is the body. -e: every argument is a recipient.
+    org.join("bob")
+    code, out = _on_tty("send", "-e", "alex", "bob", "--subject", "Plan", "--repo", str(org.clones["max"]))
+    assert code == 0 and "Sent to alex, bob" in out, out
+    assert "# Subject: Plan\n" in (tmp_path / "ed.template").read_text()
+    org.ok("bob", "sync")
+    got = json.loads(org.ok("bob", "read", "--json").out)["messages"][0]
+    assert got["subject"] == "Plan" and got["body"] == "Lunch?\n\nAt noon, the usual place.\n"
+
+
+def test_an_empty_message_aborts_and_no_terminal_is_a_usage_error(org: Org, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_EDITOR", str(_editor(tmp_path, "noop", None)))
+    code, out = _on_tty("send", "alex", "--repo", str(org.clones["max"]))
+    assert code == 2 and out == "gitmail: aborting: the message is empty; nothing sent\n", out
+    code, out = _on_tty("reply", "0000", "--repo", str(org.clones["max"]))  # the id is checked first
+    assert code != 0 and "0000" in out and not (tmp_path / "noop.template").read_text().count("Reply")
+    # No terminal: the usage error of a missing argument, and no editor.
+    monkeypatch.setenv("GIT_EDITOR", str(_editor(tmp_path, "never", "should not be sent")))
+    r = org.as_("max", "send", "alex")
+    assert r.code == 2 and "Missing argument 'MESSAGE'" in r.err and not (tmp_path / "never.template").exists()
+    r = org.as_("max", "send")
+    assert r.code == 2 and "Missing argument 'TO...'" in r.err
+    # A dumb terminal with no editor set: one clear line from git's own rule.
+    for var in ("GIT_EDITOR", "VISUAL", "EDITOR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TERM", "dumb")
+    code, out = _on_tty("send", "alex", "--repo", str(org.clones["max"]))
+    assert code == 2 and out.startswith("gitmail: no editor to write the message in (Terminal is dumb"), out
+    assert out.count("\n") == 1
+    assert json.loads(org.ok("max", "list", "--sent", "--json").out)["messages"] == []  # nothing sent
+
+
+def test_reply_without_a_message_opens_the_editor(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = json.loads(org.ok("max", "send", "alex", "Shall we ship?", "--json").out)
+    org.ok("alex", "sync")
+    monkeypatch.setenv("GIT_EDITOR", str(_editor(tmp_path, "ed", "Yes, ship it.\n")))
+    code, out = _on_tty("reply", first["short_id"], "--repo", str(org.clones["alex"]))
+    assert code == 0 and "Replied to max" in out, out
+    assert f"# Reply to {first['short_id']} from max: Shall we ship?" in (tmp_path / "ed.template").read_text()
+    org.ok("max", "sync")
+    got = json.loads(org.ok("max", "read", "--json").out)["messages"][0]
+    assert got["body"] == "Yes, ship it.\n" and got["in_reply_to"] == first["id"]
+    monkeypatch.setenv("GIT_EDITOR", str(_editor(tmp_path, "noop", None)))
+    code, out = _on_tty("reply", first["short_id"], "--repo", str(org.clones["alex"]))
+    assert code == 2 and out == "gitmail: aborting: the message is empty; nothing sent\n", out
+    r = org.as_("alex", "reply", first["short_id"])
+    assert r.code == 2 and "Missing argument 'MESSAGE'" in r.err
