@@ -8,11 +8,83 @@ import os
 import pty
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
+from gitmail.cli import main as cli_main
+from gitmail.cli.render import long_time, short_time
 from tests.conftest import Org
+
+
+# -- times: the local zone shown, --utc, "5 min ago" when recent; --json exact UTC ---------------------
+
+
+@pytest.fixture
+def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Switch this process's local time zone ($TZ); the old one is back after the test."""
+
+    def use(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
+OLD = "2026-11-20T04:05:06.000000Z"
+
+
+def test_times_are_local_with_the_zone_shown(zone: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    zone("Asia/Kolkata")
+    assert short_time(OLD, NOW) == "2026-11-20 09:35 IST"
+    assert long_time(OLD, NOW) == "2026-11-20 09:35:06 +0530 (IST)"
+    zone("America/New_York")
+    assert short_time(OLD, NOW) == "2026-11-19 23:05 EST"
+    assert long_time("2026-07-01T12:00:00.000000Z", NOW) == "2026-07-01 08:00:00 -0400 (EDT)"
+    zone("Asia/Dubai")  # a zone without an abbreviation shows its offset
+    assert short_time(OLD, NOW) == "2026-11-20 08:05 +0400" and long_time(OLD, NOW) == "2026-11-20 08:05:06 +0400"
+    monkeypatch.setattr(cli_main, "UTC_TIMES", True)  # --utc
+    assert short_time(OLD, NOW) == "2026-11-20 04:05 UTC" and long_time(OLD, NOW) == "2026-11-20 04:05:06 +0000 (UTC)"
+
+
+def test_recent_times_are_ages() -> None:
+    assert short_time("2026-11-29T11:59:30.000000Z", NOW) == "just now"
+    assert short_time("2026-11-29T11:58:00.000000Z", NOW) == "2 min ago"
+    assert short_time("2026-11-29T09:00:00.000000Z", NOW) == "3 h ago"
+    assert long_time("2026-11-29T11:58:00.000000Z", NOW).endswith(", 2 min ago")
+    assert short_time("2026-11-28T11:59:59.000000Z", NOW).startswith("2026-11-28 ")  # a day old: the date
+    assert short_time("2026-11-29T12:05:00.000000Z", NOW).startswith("2026-11-29 ")  # a clock ahead: the date
+    assert long_time("2026-11-29T10:00:00Z", NOW).endswith(", 2 h ago")  # the outbox's times (no microseconds)
+    assert short_time("", NOW) == "?" and long_time("not a date", NOW) == "not a date"
+
+
+def test_commands_show_local_times_and_utc_on_request(org: Org, zone: Callable[[str], None],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    zone("Asia/Kolkata")
+    sent = json.loads(org.ok("max", "send", "alex", "hello", "--plain", "--json").out)
+    org.ok("alex", "sync")
+    when = datetime.fromisoformat(sent["date"].replace("Z", "+00:00"))
+    local = when.astimezone().strftime("%Y-%m-%d %H:%M:%S +0530 (IST)")
+    utc = when.strftime("%Y-%m-%d %H:%M:%S +0000 (UTC)")
+    out = org.ok("alex", "read", "--no-mark").out
+    assert f"Date: {local}, just now\n" in out or f"Date: {local}, 1 min ago\n" in out, out
+    assert f"Date: {utc}, " in org.ok("alex", "read", "--no-mark", "--utc").out
+    monkeypatch.setenv("GITMAIL_UTC", "1")
+    assert f"Date: {utc}, " in org.ok("alex", "read", "--no-mark").out
+    monkeypatch.delenv("GITMAIL_UTC")
+    assert f"Date: {local}, " in org.ok("alex", "read", "--no-mark").out  # --utc lasts one command
+    for args in (["list"], ["log"], ["thread", sent["short_id"], "--headers"], ["search", "hello"]):
+        out = org.ok("alex", *args).out
+        assert " just now " in out or " 1 min ago " in out, (args, out)
+    # --json stays exact RFC 3339 UTC, whatever the zone or --utc.
+    for extra in ([], ["--utc"]):
+        assert json.loads(org.ok("alex", "list", "--json", *extra).out)["messages"][0]["date"] == sent["date"]
 
 
 # -- acks: the recipient is told one is asked for; a receipt is never unread mail ------------------
