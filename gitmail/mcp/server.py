@@ -165,8 +165,9 @@ def build_server(repo: api.RepoLike, as_: Optional[str]) -> MCPServer:
         urgent_first: Annotated[bool, Field(description="Most urgent first (the order read uses), "
                                                         "instead of newest first.")] = False,
     ) -> dict[str, Any]:
-        """Your inbox, newest first: {unread, total, messages[]} (counts cover the non-archived inbox).
-        Each message has id, short_id, from, subject, summary, priority, type, request_id, require_ack, read.
+        """Your inbox, newest first: {unread, total, messages[]} (counts cover the non-archived inbox;
+        acks are never unread). Each message has id, short_id, from, subject, summary, priority, type,
+        request_id, require_ack, ack_requested (the sender awaits your ack_message), read.
         When mail you sent is stuck in your outbox, "outgoing" lists it with why (queued[], note)."""
         warning = None
         queued: Optional[list[api.Queued]] = None
