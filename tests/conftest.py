@@ -28,7 +28,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GITMAIL_NOTICE", "never")
     for var in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE", "GITMAIL_PASSPHRASE", "XDG_DATA_HOME",
-                "GITMAIL_DEBUG", "SSH_AUTH_SOCK"):
+                "GITMAIL_DEBUG", "SSH_AUTH_SOCK", "GITMAIL_UTC"):
         monkeypatch.delenv(var, raising=False)
     return home
 

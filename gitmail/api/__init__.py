@@ -23,7 +23,7 @@ from gitmail.api.session import RepoLike, SHORT_ID, Session, session, resolve_re
 from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
 from gitmail.api.send import SendResult, send, reply, Draft, send_batch, DELIVERED, QUEUED, REFUSED
 from gitmail.api.outbox import Queued, Undelivered, Retry, outbox, undelivered, retry, drop
-from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, Trace, trace, unread_count
+from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, thread_items, Trace, trace, unread_count
 from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
 from gitmail.api.search import SearchHit, search
 from gitmail.api.export import ExportResult, export
@@ -74,6 +74,7 @@ __all__ = [
     "thread",
     "Trace",
     "trace",
+    "thread_items",
     "unread_count",
     "group_create",
     "group_update",

@@ -402,6 +402,16 @@ def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> Trace:
     raise MessageNotFoundError(f"no message with trace id {id!r} in {s.me}'s mailbox")
 
 
+def thread_items(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> list[Item]:
+    """:func:`thread` with each message's content (:class:`Item`: decrypted for the member
+    when it is encrypted and verified; ``error`` says why not; ``message`` None when corrupt).
+    Read flags do not change. Raises as :func:`thread`."""
+    s = session(repo, as_)
+    s.refresh()
+    row = resolve_id(s, id)
+    return [load_item(s, r) for r in cache.thread_rows(s.db, row.thread or row.id)]
+
+
 def unread_count(repo: RepoLike = None, *, as_: Optional[str] = None) -> tuple[int, int]:
     """``(unread, urgent unread)`` in the inbox (fast path: no pygit2 unless mail moved)."""
     s = session(repo, as_)

@@ -103,6 +103,8 @@ class MessageRow(Result):
     thread: str = Field(description="Message-ID of the thread's first message (its own id for a first message)")
     trace_id: Optional[str] = Field(description="the trace this message belongs to (`gitmail trace`), or null")
     require_ack: bool = Field(description="the sender asked for a receipt (`gitmail ack`)")
+    ack_requested: bool = Field(description="a receipt is asked of you and you have not sent it yet "
+                                            "(`gitmail ack ID`); false for mail you sent")
     read: bool = Field(description="your local read flag")
     archived: bool = Field(description="your local archived flag")
     verified: bool = Field(description="signature, sender and mailbox all check out (`status` is `good`)")
@@ -123,7 +125,7 @@ def row_fields(row: "Row") -> dict[str, Any]:
     return {"id": row.id, "short_id": row.id[:SHORT], "from": row.sender, "to": row.recipients, "date": row.date,
             "subject": row.subject, "summary": row.summary, "priority": row.priority, "type": row.type,
             "request_id": row.request_id, "in_reply_to": row.in_reply_to, "thread": row.thread or row.id,
-            "trace_id": row.trace_id, "require_ack": row.require_ack, "read": row.read, "archived": row.archived,
+            "trace_id": row.trace_id, "require_ack": row.require_ack, "ack_requested": row.ack_requested, "read": row.read, "archived": row.archived,
             "verified": row.status == "good", "status": row.status, "attachments": row.n_attach,
             "encrypted": row.encrypted, "mailbox": row.path, "commit": row.oid}
 

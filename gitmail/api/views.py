@@ -129,6 +129,12 @@ def sender_label(row: Row) -> str:
     return f"{BAD_LABEL.get(row.status, row.status.upper())}? claims {row.sender}"
 
 
+def is_unread(row: Row) -> bool:
+    """Whether ``row`` counts as unread mail: an inbox copy not read yet, and not a verified
+    ack (a receipt needs no attention; the rule of :data:`gitmail.core.cache.UNREAD`)."""
+    return row.inbox and not row.read and not (row.type == "ack" and row.status == "good")
+
+
 def row_json(row: Row) -> dict[str, Any]:
     """The message row as a JSON object (docs/json.md, ``MessageRow``)."""
     from gitmail.api.results import MessageRow

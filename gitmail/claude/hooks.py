@@ -52,7 +52,7 @@ def _unread(s: api.Session) -> list[cache.Row]:
     Receipts (type ``ack``) are left out: they need no attention.
     """
     s.refresh()
-    return cache.unread_rows(s.db, acks=False)
+    return cache.unread_rows(s.db)
 
 
 def _marker(s: api.Session) -> Path:

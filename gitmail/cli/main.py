@@ -78,13 +78,20 @@ class LazyGroup(click.Group):
 NO_NOTICE = {"init", "mcp", "hook", "hooks", "guard"}
 
 
+# --utc / GITMAIL_UTC: times for people in UTC instead of the local zone (gitmail.cli.render).
+UTC_TIMES = False
+
+
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every command takes: --repo, --as, --json, --quiet; then the unread notice."""
+    """Options every command takes: --repo, --as, --json, --quiet, --utc; then the unread notice."""
 
     inner = f
 
     @functools.wraps(inner)
     def wrapper(**kw: Any) -> Any:
+        global UTC_TIMES
+        if kw.pop("utc", False):  # not passed on: only the renderer needs it
+            UTC_TIMES = True
         result = inner(**kw)
         ctx = click.get_current_context()
         while ctx.parent is not None and ctx.parent.parent is not None:
@@ -94,6 +101,8 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     f = wrapper
+    f = click.option("--utc", is_flag=True, envvar="GITMAIL_UTC",
+                     help="Show times in UTC, not the local time zone [env GITMAIL_UTC=1].")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")(f)
     f = click.option("--as", "as_", metavar="NAME", envvar="GITMAIL_USER", help="Act as this member [env GITMAIL_USER; git config gitmail.user].")(f)
@@ -160,6 +169,8 @@ def _silence_stdout() -> None:
 
 def _run(args: Optional[list[str]]) -> int:
     """Parse and run one command; exceptions go to :func:`main`."""
+    global UTC_TIMES
+    UTC_TIMES = False  # set by --utc (common) for this run only
     # Not cli.main(): on a closed pipe it exits 1 silently, and on Ctrl-C it prints an extra line.
     instruction = os.environ.get("_GITMAIL_COMPLETE")
     if instruction:  # shell completion, as cli.main() would serve it

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import IO, TYPE_CHECKING, Optional
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any, Optional
 
 import click
 
-from gitmail.api.views import SHORT, clean, payload_hint, sender_label
+from gitmail.api.views import SHORT, clean, is_unread, payload_hint, sender_label
 from gitmail.core.cache import Row
 
 if TYPE_CHECKING:
@@ -20,16 +21,86 @@ def emit_json(result: "Result", out: Optional[IO[str]] = None) -> None:
 
 
 def row_line(row: Row) -> str:
-    mark = "*" if (row.inbox and not row.read) else " "
+    mark = "*" if is_unread(row) else " "
     if row.archived:
         mark = "A"
     pri = {"urgent": "!!", "high": "! ", "low": "- "}.get(row.priority, "  ")
-    date = clean(row.date[:16].replace("T", " "))
+    date = f"{short_time(row.date):<{TIME_WIDTH}}"
     who = clean(sender_label(row))
     typ = "" if row.type == "text" else f"[{clean(row.type)}] "
+    if row.ack_requested:
+        typ += "[ack requested] "
     hint = payload_hint(row)
     return f"{mark} {clean(row.id[:SHORT])} {pri} {date}  {who:<16} {typ}{clean(row.subject)}" + (
         f"  {hint}" if hint else "")
+
+
+# -- times for people (issue 14 item 6): the local zone, shown; UTC with --utc; "5 min ago" when recent --
+# --json keeps the exact RFC 3339 UTC strings (docs/json.md).
+
+RECENT = 86400  # seconds: younger dates are shown as an age ("5 min ago", "3 h ago")
+TIME_WIDTH = 20  # listing column: "2026-11-29 11:03 IST"
+
+
+def _moment(date: str) -> Optional[datetime]:
+    """The aware datetime of a message date, or of another RFC 3339 UTC time (the outbox's), or None."""
+    from gitmail.core.dates import parse_date
+
+    d = parse_date(date)
+    if d is None and isinstance(date, str):
+        try:
+            d = datetime.fromisoformat(date.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if d.tzinfo is None:
+            return None
+    return d
+
+
+def _zoned(d: datetime) -> datetime:
+    """``d`` in the zone times are shown in: UTC with --utc or GITMAIL_UTC, else the local zone ($TZ)."""
+    from gitmail.cli import main
+
+    return d.astimezone(timezone.utc) if main.UTC_TIMES else d.astimezone()
+
+
+def _zone(d: datetime) -> str:
+    """The zone's abbreviation (``IST``, ``EST``, ``UTC``), or its offset when it has none (``+04``)."""
+    name = d.tzname() or ""
+    return name if name and name[0] not in "+-" else d.strftime("%z")
+
+
+def _age(d: datetime, now: Optional[datetime]) -> Optional[str]:
+    """``just now``, ``5 min ago``, ``3 h ago`` for a time under a day old; None otherwise (or in the future)."""
+    secs = int(((now or datetime.now(timezone.utc)) - d).total_seconds())
+    if not 0 <= secs < RECENT:
+        return None
+    # The words of gitmail.api.views.ago (the notices), without re-parsing the date.
+    return "just now" if secs < 60 else f"{secs // 60} min ago" if secs < 3600 else f"{secs // 3600} h ago"
+
+
+def short_time(date: str, now: Optional[datetime] = None) -> str:
+    """A time in a listing row: ``5 min ago`` under a day old, else ``2026-11-29 11:03 IST``."""
+    d = _moment(date)
+    if d is None:
+        return clean(date[:16]) or "?"
+    age = _age(d, now)
+    if age is not None:
+        return age
+    z = _zoned(d)
+    return f"{z:%Y-%m-%d %H:%M} {_zone(z)}"
+
+
+def long_time(date: str, now: Optional[datetime] = None) -> str:
+    """A time on its own line: ``2026-11-29 11:03:05 +0530 (IST)``, then ``, 5 min ago`` under a day old."""
+    d = _moment(date)
+    if d is None:
+        return clean(date) or "?"
+    z = _zoned(d)
+    name = _zone(z)
+    text = f"{z:%Y-%m-%d %H:%M:%S %z}" + (f" ({name})" if name[0] not in "+-" else "")
+    age = _age(d, now)
+    return f"{text}, {age}" if age is not None else text
 
 
 def fail_if_refused(refused: dict[str, str]) -> None:

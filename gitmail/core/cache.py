@@ -108,6 +108,9 @@ class Row:
     encrypted: bool = False
     trace_id: Optional[str] = None
     hint: Optional[str] = None  # an open type's payload: its canonical JSON, cut at HINT_CHARS characters
+    # Not a column: the sender asks this member for a receipt they have not sent yet
+    # (set by the inbox queries below, :func:`_with_acks`).
+    ack_requested: bool = False
 
     @classmethod
     def of(cls, r: sqlite3.Row) -> "Row":
@@ -118,7 +121,7 @@ class Row:
         return cls(**d)
 
 
-_ROW_FIELDS = tuple(Row.__dataclass_fields__)
+_ROW_FIELDS = tuple(f for f in Row.__dataclass_fields__ if f != "ack_requested")
 
 
 def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
@@ -429,7 +432,9 @@ def search_query(
         " AS n FROM h JOIN msg m ON m.id = h.id WHERE " + " AND ".join(where) + ")"
         " SELECT * FROM r WHERE n = 1 ORDER BY score LIMIT ?", (*args, limit),
     ).fetchall()
-    return [(Row.of(r), r["snip"]) for r in rows]
+    hits = [(Row.of(r), r["snip"]) for r in rows]
+    _with_acks(db, [h[0] for h in hits])
+    return hits
 
 
 def export_rows(db: sqlite3.Connection, *, include_all: bool, since: Optional[str]) -> list[Row]:
@@ -451,6 +456,26 @@ def export_rows(db: sqlite3.Connection, *, include_all: bool, since: Optional[st
 # -- queries of the member's view (every SQL statement of gitmail lives in this module) --------
 
 
+# Unread mail: an inbox copy not read yet. Verified receipts (type ``ack``) never count: they
+# answer the member's own --require-ack and need no attention; one that failed verification does
+# (issue 14; docs/protocol.md, "Acknowledgements"). views.is_unread is the same rule for one row.
+UNREAD = "read=0 AND (type != 'ack' OR status != 'good')"
+
+
+def _with_acks(db: sqlite3.Connection, rows: list[Row]) -> list[Row]:
+    """``rows`` with ``ack_requested`` set on each verified inbox message that asks for a
+    receipt the member has not sent (a sent ``ack`` whose in_reply_to is its id)."""
+    asking = [r for r in rows if r.require_ack and r.inbox and r.status == "good" and r.type != "ack"]
+    acked: set[str] = set()
+    for i in range(0, len(asking), 500):  # below SQLite's bound-parameter limit
+        ids = [r.id for r in asking[i:i + 500]]
+        q = f"SELECT in_reply_to FROM msg WHERE sent=1 AND type='ack' AND in_reply_to IN ({','.join('?' * len(ids))})"
+        acked.update(a[0] for a in db.execute(q, ids))
+    for r in asking:
+        r.ack_requested = r.id not in acked
+    return rows
+
+
 def max_rowid(db: sqlite3.Connection) -> int:
     """The newest row's rowid (0 when empty): rows indexed later have a greater one."""
     return int(db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0])
@@ -461,14 +486,14 @@ def new_inbox_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     rows = db.execute(
         "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (since,)
     ).fetchall()
-    return [Row.of(r) for r in rows]
+    return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def new_unread_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     """Unread, non-archived inbox messages indexed after rowid ``since``, newest first
     (what a new-mail notice describes; rows of every verdict, the caller splits them)."""
     rows = db.execute(
-        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 AND read=0 AND archived=0 ORDER BY date DESC",
+        f"SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 AND {UNREAD} AND archived=0 ORDER BY date DESC",
         (since,),
     ).fetchall()
     return [Row.of(r) for r in rows]
@@ -481,15 +506,15 @@ def ordinal_of(db: sqlite3.Connection, path: str, oid: str) -> Optional[int]:
 
 
 def inbox_counts(db: sqlite3.Connection) -> tuple[int, int]:
-    """``(unread, total)`` of the inbox, archived messages left out."""
-    unread, total = db.execute("SELECT SUM(read=0), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0").fetchone()
+    """``(unread, total)`` of the inbox, archived messages left out (acks are never unread)."""
+    unread, total = db.execute(f"SELECT SUM({UNREAD}), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0").fetchone()
     return unread or 0, total or 0
 
 
 def unread_counts(db: sqlite3.Connection) -> tuple[int, int]:
-    """``(unread, urgent unread)`` of the inbox, archived messages left out."""
+    """``(unread, urgent unread)`` of the inbox, archived messages left out (acks are never unread)."""
     u, urg = db.execute(
-        "SELECT COUNT(*), SUM(prank=0) FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0"
+        f"SELECT COUNT(*), SUM(prank=0) FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND {UNREAD}"
     ).fetchone()
     return u or 0, urg or 0
 
@@ -514,14 +539,14 @@ def inbox_rows(db: sqlite3.Connection, *, archived: bool = False, include_archiv
     elif not include_archived:
         where.append("archived=0")
     if unread_only:
-        where.append("read=0")
+        where.append(UNREAD)
     if sender is not None:
         where.append("sender=?")
         args.append(sender)
     order = "prank, date DESC" if by_priority else "date DESC"
     rows = db.execute(f"SELECT * FROM msg WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
                       (*args, limit)).fetchall()
-    return [Row.of(r) for r in rows]
+    return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def sent_rows(db: sqlite3.Connection, limit: int) -> list[Row]:
@@ -530,12 +555,10 @@ def sent_rows(db: sqlite3.Connection, limit: int) -> list[Row]:
     return [Row.of(r) for r in rows]
 
 
-def unread_rows(db: sqlite3.Connection, acks: bool = True) -> list[Row]:
-    """Every unread inbox message (not archived), most urgent first, then oldest first;
-    ``acks=False`` leaves out receipts (type ``ack``), which need no attention."""
-    rows = db.execute("SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND read=0"
-                      + ("" if acks else " AND type != 'ack'") + " ORDER BY prank, date")
-    return [Row.of(r) for r in rows]
+def unread_rows(db: sqlite3.Connection) -> list[Row]:
+    """Every unread inbox message (not archived; acks are never unread), most urgent first, then oldest first."""
+    rows = db.execute(f"SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND {UNREAD} ORDER BY prank, date")
+    return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def rows_by_prefix(db: sqlite3.Connection, prefix: str) -> list[Row]:
@@ -544,7 +567,7 @@ def rows_by_prefix(db: sqlite3.Connection, prefix: str) -> list[Row]:
         "SELECT * FROM msg WHERE id >= ? AND id < ? AND (inbox=1 OR sent=1) ORDER BY inbox DESC, dup",
         (prefix, prefix + "g"),  # "g" sorts just above every hex continuation
     ).fetchall()
-    return [Row.of(r) for r in rows]
+    return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def thread_rows(db: sqlite3.Connection, root: str) -> list[Row]:
@@ -552,7 +575,7 @@ def thread_rows(db: sqlite3.Connection, root: str) -> list[Row]:
     rows = db.execute(
         "SELECT * FROM msg WHERE (id=? OR thread=?) AND (inbox=1 OR sent=1) GROUP BY id ORDER BY date", (root, root)
     ).fetchall()
-    return [Row.of(r) for r in rows]
+    return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def trace_rows(db: sqlite3.Connection, trace_id: Optional[str], root: Optional[str] = None) -> list[Row]:

@@ -194,8 +194,9 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
                                                         "instead of newest first.")] = False,
         agent_name: AgentName = None,
     ) -> Mailbox:
-        """Your inbox, newest first: {unread, total, messages[]} (counts cover the non-archived inbox).
-        Each message has id, short_id, from, subject, summary, priority, type, request_id, require_ack, read.
+        """Your inbox, newest first: {unread, total, messages[]} (counts cover the non-archived inbox;
+        acks are never unread). Each message has id, short_id, from, subject, summary, priority, type,
+        request_id, require_ack, ack_requested (the sender awaits your ack_message), read.
         When mail you sent is stuck in your outbox, "outgoing" lists it with why (queued[], note); "warning"
         says why a sync failed (both null otherwise)."""
         as_ = acting(agent_name)

@@ -50,9 +50,12 @@ def test_every_listing_escapes_what_a_terminal_would_act_on(org: Org, tmp_path: 
     _lines_clean(log)
     for s in HOSTILE:
         assert clean(s) in log or clean(flat(s)) in log, (s, log)
-    thread = org.ok("alex", "thread", sent[3]["short_id"]).out
+    thread = org.ok("alex", "thread", sent[3]["short_id"], "--headers").out
     _lines_clean(thread)
     assert clean(HOSTILE[3]) in thread
+    full = org.ok("alex", "thread", sent[3]["short_id"]).out  # bodies: lines and tabs kept, the rest escaped
+    assert not UNSAFE.search(full), repr(UNSAFE.search(full))
+    assert f"\n    {clean_text(HOSTILE[3])}\n    second line\n    third\tcol\n" in full, full
     waiting = org.ok("max", "list", "--awaiting-ack").out
     _lines_clean(waiting)
     assert waiting.startswith("1 sent message awaiting acknowledgement") and clean(HOSTILE[0]) in waiting

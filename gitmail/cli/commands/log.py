@@ -7,7 +7,7 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json
+from gitmail.cli.render import TIME_WIDTH, emit_json, short_time
 from gitmail.api.views import clean
 
 
@@ -26,5 +26,5 @@ def command(limit: int, repo: Optional[str], as_: Optional[str], as_json: bool, 
     elif not quiet:
         for e in entries:
             flag = "ok " if e.status == "good" else "BAD"
-            click.echo(f"{flag} {clean(e.id[:8])} {clean(e.date[:16].replace('T', ' '))} {clean(e.sender)} -> "
+            click.echo(f"{flag} {clean(e.id[:8])} {short_time(e.date):<{TIME_WIDTH}} {clean(e.sender)} -> "
                        f"{clean(e.recipient)}: {clean(e.subject)}" + ("" if e.status == "good" else f"  [{clean(e.status)}]"))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json
+from gitmail.cli.render import emit_json, long_time
 from gitmail.api.views import SHORT, count
 
 if TYPE_CHECKING:
@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 
 def _queued_line(q: "Queued") -> str:
-    return f"{q.id[:SHORT]}  to {', '.join(q.mailboxes)}  {q.subject!r}\n    {q.kind}: {q.reason} (since {q.since})"
+    return f"{q.id[:SHORT]}  to {', '.join(q.mailboxes)}  {q.subject!r}\n    {q.kind}: {q.reason} (since {long_time(q.since)})"
 
 
 def _gone_line(u: "Undelivered") -> str:
-    return f"{u.id[:SHORT]}  to {', '.join(u.mailboxes)}  {u.subject!r}\n    {u.kind} {u.since}: {u.reason}"
+    return f"{u.id[:SHORT]}  to {', '.join(u.mailboxes)}  {u.subject!r}\n    {u.kind} {long_time(u.since)}: {u.reason}"
 
 
 @click.group("outbox", invoke_without_command=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json
+from gitmail.cli.render import emit_json, long_time
 from gitmail.api.views import clean, clean_text, sender_label
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
             click.echo(f"Warning: this message failed verification ({clean(r.status)}: {clean(r.detail)}); "
                        "it is NOT shown as genuine mail from that member.")
         click.echo(f"To: {', '.join(clean(t) for t in r.recipients)}")
-        click.echo(f"Date: {clean(r.date[:19].replace('T', ' '))} UTC")
+        click.echo(f"Date: {long_time(r.date)}")
         click.echo(f"Subject: {clean(m.subject if (m and it.encrypted and not it.error) else r.subject)}")
         if it.encrypted:
             click.echo("Encrypted: yes (end to end)")
@@ -71,6 +71,8 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
             click.echo(f"In-Reply-To: {clean(r.in_reply_to[:8])}")
         if r.trace_id:
             click.echo(f"Trace: {clean(r.trace_id)}")
+        if r.ack_requested:
+            click.echo(f"Ack requested: the sender asks for a receipt. Run: gitmail ack {clean(r.id[:8])}")
         click.echo("")
         if m is None:
             click.echo("(the message blob is corrupt and cannot be shown)")

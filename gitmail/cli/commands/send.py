@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 
 @click.command("send")
-@click.argument("to", nargs=-1, required=True)
-@click.argument("message")
+@click.argument("to", nargs=-1)
+@click.argument("message", required=False)
+@click.option("--edit", "-e", "edit", is_flag=True,
+              help="Every argument is a recipient: write the message in your editor (git's GIT_EDITOR).")
 @click.option("--subject", "-s", help="Subject [default: the message's first line].")
 @click.option("--summary", help="A short preview (5-10 words).")
 @click.option("--priority", "-p", default="normal", envvar="GITMAIL_PRIORITY", show_default=True,
@@ -39,14 +41,29 @@ if TYPE_CHECKING:
 @click.option("--encrypt/--plain", "encrypt", default=None,
               help="Encrypt end to end, or send in clear [default: the org policy decides].")
 @common
-def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: Optional[str], priority: str,
+def command(to: tuple[str, ...], message: Optional[str], subject: Optional[str], summary: Optional[str], priority: str,
             type_: str, payload: Optional[str], trace_id: Optional[str], request_id: Optional[str],
-            reply_to: Optional[str], require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
-            quiet: bool) -> None:
-    """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin."""
+            reply_to: Optional[str],
+            require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], edit: bool, repo: Optional[str],
+            as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin.
+
+    Without MESSAGE (``gitmail send alex``) on a terminal, or with --edit, your editor
+    opens on a template, as for ``git commit``: '#' lines are dropped, the first line is
+    the subject (a blank line then the body), and an empty message sends nothing.
+    """
     from gitmail import api
 
-    body = sys.stdin.read() if message == "-" else message
+    if edit and message is not None:
+        to, message = (*to, message), None
+    elif not to and message is not None:  # "gitmail send alex": the one argument is the recipient
+        to, message = (message,), None
+    if not to:
+        raise click.UsageError("Missing argument 'TO...'.")
+    if message is None:
+        body, subject = _compose(repo, as_, to, subject, edit)
+    else:
+        body = sys.stdin.read() if message == "-" else message
     data = parse_payload(payload)
     res = api.send(repo, list(to), body, subject=subject, summary=summary, priority=priority, type=type_,
                    payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_,
@@ -76,6 +93,30 @@ def parse_payload(text: Optional[str]) -> Optional[dict[str, Any]]:
     if not isinstance(data, dict):
         raise UsageError("--payload must be a JSON object")
     return data
+
+
+def _compose(repo: Optional[str], as_: Optional[str], to: tuple[str, ...], subject: Optional[str],
+             edit: bool) -> tuple[str, Optional[str]]:
+    """``(body, subject)`` written in the editor; the recipients are checked first. A first
+    line followed by a blank line is the subject (unless --subject gave one), the rest the body."""
+    from gitmail import api
+    from gitmail.cli import editor
+
+    if not edit and not editor.can_edit():
+        raise click.UsageError("Missing argument 'MESSAGE' (on a terminal your editor opens; '-' reads stdin).")
+    s = api.session(repo, as_)
+    names = api.resolve_recipients(s, list(to))  # a wrong name fails before anything is written
+    head = [f"Subject: {clean(subject)}"] if subject is not None else [
+        "The first line is the subject; a blank line, then the body."]
+    text = editor.edit(s.repo.path, s.repo.data_dir, editor.template(
+        f"Message to {', '.join(clean(n) for n in names)}.", *head,
+        "Lines starting with '#' are ignored; an empty message sends nothing."))
+    if not text.strip():
+        raise UsageError("aborting: the message is empty; nothing sent")
+    first, sep, rest = text.partition("\n\n")
+    if subject is None and sep and rest.strip() and "\n" not in first:
+        return rest, first.strip()
+    return text, subject
 
 
 # Why a message is queued, in a few words (gitmail.core.sync's kinds).

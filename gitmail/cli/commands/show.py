@@ -8,7 +8,7 @@ from typing import Optional
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json
+from gitmail.cli.render import emit_json, long_time
 from gitmail.api.views import clean, clean_text
 
 
@@ -29,7 +29,7 @@ def command(rev: str, repo: Optional[str], as_: Optional[str], as_json: bool, qu
         click.echo(f"Verification: {clean(sh.status)}" + (f" ({clean(sh.detail)})" if sh.detail else ""))
         if m is not None:
             who = clean(m.from_) if sh.status == "good" else f"UNVERIFIED? claims {clean(m.from_)}"
-            click.echo(f"From: {who}\nTo: {', '.join(clean(t) for t in m.to)}\nDate: {clean(m.date)}\n"
+            click.echo(f"From: {who}\nTo: {', '.join(clean(t) for t in m.to)}\nDate: {long_time(m.date)}\n"
                        f"Priority: {clean(m.priority)}\nType: {clean(m.type)}")
             if sh.encrypted:
                 click.echo("Encrypted: yes (end to end)")
