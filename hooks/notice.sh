@@ -101,7 +101,7 @@ gitmail_notice() {
       }
       printf "%s", req
     }' | git cat-file --batch='%(objectname) %(objecttype) %(objectsize) %(rest)' 2>/dev/null \
-  | LC_ALL=C awk -v inbox="$_gm_data/inbox-refs" -v tmp="$_gm_data/notice-tmp.$$" '
+  | LC_ALL=C awk -v inbox="$_gm_data/inbox-refs" -v tmp="$_gm_data/notice-tmp" '
     BEGIN {
       for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
       Z = sprintf("%c", 0); Q = sprintf("%c", 39)
@@ -131,6 +131,7 @@ gitmail_notice() {
     {
       if (NF == 2 && $2 == "missing" && $1 ~ /:message\.age$/) next  # clear mail has none
       if (NF != ($4 == "C" ? 8 : 5) || $3 !~ /^[0-9]+$/ || length($3) > 9) fail("object header")
+      if ($3 + 0 > 262144) fail("over 256 KiB")  # big mail: gitmail reads it faster than awk
       otype = $2; size = $3 + 0; tag = $4; i = $5; buf = ""; got = 0; want = size + 1
       if (tag == "C") {  # the rest of a commit request: ref, tree, parent
         ref[i] = $6; tree[i] = $7; par[i] = $8; n = i
@@ -314,7 +315,9 @@ gitmail_notice() {
       if (bad || want > 0) { debug("incomplete"); exit 1 }
       if (n == 0) exit 0
       # The Message-IDs (sha256 of message.json without its id) and the ciphertexts (sha256 of
-      # message.age, against the envelope): one run of sha256sum over files written here.
+      # message.age, against the envelope): one run of sha256sum over files written here, kept
+      # (no rm: one process less) and overwritten next time. A concurrent notice writing the same
+      # names can only make a hash differ, never match: the expected hashes come from this run.
       for (j = 1; j <= n; j++) if (!checked[j] || (isenc[j] && !(j in cipher))) { debug("incomplete"); exit 1 }
       if (index(tmp, Q)) { debug("path"); exit 1 }  # quoted for sh below
       files = ""; nf = 0
@@ -322,7 +325,7 @@ gitmail_notice() {
         fn = tmp "." j ".json"; printf "%s", idtext[j] > fn; close(fn); files = files " " Q fn Q; hf[++nf] = msgid[j]
         if (isenc[j]) { fn = tmp "." j ".age"; printf "%s", cipher[j] > fn; close(fn); files = files " " Q fn Q; hf[++nf] = envsha[j] }
       }
-      cmd = ENVIRON["_GM_SHA"] " --" files " 2>/dev/null; rm -f" files
+      cmd = ENVIRON["_GM_SHA"] " --" files " 2>/dev/null"
       k = 0; ok = 1
       while ((cmd | getline l) > 0) { sub(/^\\/, "", l); if (substr(l, 1, 64) != hf[++k]) ok = 0 }
       close(cmd)

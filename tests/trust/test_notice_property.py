@@ -228,8 +228,7 @@ def shell(unguarded: NetOrg) -> dict[str, Any]:
     net.ok("alex", "sync")
     mclone = net.clones["max"]
     net.ok("max", "sync")
-    return {"net": net, "clone": clone, "tip": forge.tip(mclone, refs.mail_path("alex", "max")), "n": 0,
-            "announced_plain": 0}
+    return {"net": net, "clone": clone, "tip": forge.tip(mclone, refs.mail_path("alex", "max")), "n": 0}
 
 
 @st.composite
