@@ -55,11 +55,19 @@ def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
     when it differs), ``inbox <prefix> <address>`` (a ref prefix whose mail is
     for the member, its own included, and the address its ``To`` must name) and
     ``shared <prefix> <address>`` (broadcast and the member's groups: mail from
-    the member itself is not inbox there), the same rule as :func:`role`.
+    the member itself is not inbox there), the same rule as :func:`role`;
+    ``limit <bytes>`` (the org's ``body_limit``) and, for each member whose name
+    is its own ref-safe form (``[a-z0-9_-]``, the only senders the notice checks
+    itself), a tab-separated line ``sender``, name, the SHA256 fingerprint of the
+    current signing key, and the commit author name and email
+    (:func:`gitmail.core.store.author_of`): what the notice compares a message
+    commit with (docs/sync.md, "The notice").
     Written only for the clone's default identity (the one the hooks notify).
     Best effort: an unwritable file only disables the shell notice.
     """
     from gitmail.core.files import write_atomic
+    from gitmail.core.signing import fingerprint
+    from gitmail.core.store import author_of
 
     try:
         if repo.identity(None) != member:
@@ -71,6 +79,11 @@ def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
              f"verified {directory.tip or ''}", f"inbox {t}{refs.MAIL}{to_ref(member)}/ {member}",
              f"shared {t}{refs.MAIL}{to_ref(BROADCAST)}/ {BROADCAST}"]
     lines += [f"shared {t}{refs.MAIL}{to_ref(g)}/ {g}" for g in directory.groups_of(member)]
+    lines.append(f"limit {directory.policy.body_limit}")
+    for name in sorted(directory.members):
+        m = directory.members[name]
+        if to_ref(name) == name:  # author_of never holds a tab or a line break
+            lines.append("\t".join(["sender", name, fingerprint(m.signing_key), *author_of(m)]))
     try:
         write_atomic(repo.data_dir / INBOX_REFS, "\n".join(lines) + "\n", only_if_changed=True)
     except OSError:

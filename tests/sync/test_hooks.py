@@ -282,28 +282,39 @@ def test_shell_notice_refuses_a_signed_commit_replayed_onto_another_mailbox(ungu
 
 
 def test_shell_notice_needs_a_real_message_id_and_strips_control_characters(unguarded: NetOrg) -> None:
+    """A good message whose subject holds terminal controls: announced, the controls made visible.
+    The same commit with its Message-Id trailer replaced is not announced (nor printed)."""
+    from gitmail.core import directory as dirmod
+    from gitmail.core.store import author_of, commit_message, write_message_commit
+
     o = unguarded
     clone = shell_only(o)
     mclone = o.clones["max"]
     r = open_repo(mclone)
     pg = r.pg
-    sig = pygit2.Signature("max", "max@x")
-
-    def push_commit(text: str) -> None:
-        o.ok("max", "sync")
-        tb = pg.TreeBuilder()
-        tb.insert("message.json", pg.create_blob(forge.message("max", ["alex"], "hello").to_blob()),
-                  pygit2.enums.FileMode.BLOB)
-        p = forge.tip(mclone, "gitmail/mail/alex/max")
-        c = signed_commit(pg, sig, sig, text, tb.write(), [p] if p else [], forge.key_of("max").sign)
-        assert forge.push(mclone, c, "refs/heads/gitmail/mail/alex/max")[0] == 0
-        code_commit(o, "max", text[:8])
-
-    push_commit(f"hi \u009b2J\x1b[H there\n\nMessage-Id: <{'ab' * 32}@gitmail>\nTo: alex\n")
+    d = dirmod.load(r)
+    m = forge.message("max", ["alex"], "hello")
+    m.subject = "hi \u009b2J\x1b[H there"
+    m.id = m.compute_id()
+    o.ok("max", "sync")
+    p = forge.tip(mclone, "gitmail/mail/alex/max")
+    c = write_message_commit(pg, m, d.members["max"], forge.key_of("max"), p)
+    assert forge.push(mclone, c, "refs/heads/gitmail/mail/alex/max")[0] == 0
+    code_commit(o, "max", "v2")
     code, out = pull(clone)
     line = next(ln for ln in out.splitlines() if ln.startswith("📬"))
     assert "\x1b" not in line and "\u009b" not in line and '"hi \\x9b2J\\x1b[H there"' in line, repr(line)
-    push_commit("hi\n\nMessage-Id: <\x1b[2J\x1b[H@gitmail>\nTo: alex\n")  # an id that is no id
+    # Signed by max, but the Message-Id trailer is no id: not announced (gitmail calls it malformed).
+    m2 = forge.message("max", ["alex"], "hi")
+    text = commit_message(m2).replace(f"<{m2.id}@gitmail>", "<\x1b[2J\x1b[H@gitmail>")
+    name, email = author_of(d.members["max"])
+    sig = pygit2.Signature(name, email)
+    tb = pg.TreeBuilder()
+    tb.insert("message.json", pg.create_blob(m2.to_blob()), pygit2.enums.FileMode.BLOB)
+    o.ok("max", "sync")
+    bad = signed_commit(pg, sig, sig, text, tb.write(), [c], forge.key_of("max").sign)
+    assert forge.push(mclone, bad, "refs/heads/gitmail/mail/alex/max")[0] == 0
+    code_commit(o, "max", "v3")
     code, out = pull(clone)
     assert code == 0 and "📬" not in out and "\x1b" not in out, repr(out)
 
