@@ -158,6 +158,24 @@ def row_json(row: Row) -> dict[str, Any]:
     }
 
 
+def imported_note(type_: str, payload: Any, signer: str) -> Optional[str]:
+    """For an ``imported`` message (docs/protocol.md §5): ``Imported from X (mbox, dated D,
+    Message-ID M); signed by <signer>, who imported it``, safe to print; None for other types.
+
+    The original sender is a claim the importer copied, never a signature: the line
+    says so, and every part of it is :func:`clean`-ed.
+    """
+    if type_ != "imported" or not isinstance(payload, dict):
+        return None
+    parts = [clean(payload.get("source", "?"))]
+    if payload.get("date"):
+        parts.append(f"dated {clean(payload['date'])}")
+    if payload.get("message_id"):
+        parts.append(f"Message-ID {clean(payload['message_id'])}")
+    return (f"Imported from {clean(payload.get('sender', '?'))} ({', '.join(parts)}); "
+            f"signed by {clean(signer)}, who imported it")
+
+
 def saved_json(s: "Saved") -> dict[str, Any]:
     """An attachment as ``--json`` shows it: the message's entry plus ``saved_to`` and ``error``."""
     d = s.attachment.model_dump(mode="json")

@@ -52,6 +52,7 @@ COMMANDS = {
     "key": "key",
     "search": "search",
     "export": "export",
+    "import": "import_",
     "outbox": "outbox",
 }
 

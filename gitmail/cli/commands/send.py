@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 
 @click.command("send")
-@click.argument("to", nargs=-1, required=True)
-@click.argument("message")
+@click.argument("to", nargs=-1)
+@click.argument("message", required=False)
 @click.option("--subject", "-s", help="Subject [default: the message's first line].")
 @click.option("--summary", help="A short preview (5-10 words).")
 @click.option("--priority", "-p", default="normal", envvar="GITMAIL_PRIORITY", show_default=True,
@@ -35,14 +35,27 @@ if TYPE_CHECKING:
               help="Attach FILE (repeatable; docs/attachments.md).")
 @click.option("--encrypt/--plain", "encrypt", default=None,
               help="Encrypt end to end, or send in clear [default: the org policy decides].")
+@click.option("--batch", metavar="FILE", help="Send every message of FILE (JSON Lines, '-' for stdin; docs/json.md).")
 @common
-def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: Optional[str], priority: str,
+def command(to: tuple[str, ...], message: Optional[str], subject: Optional[str], summary: Optional[str], priority: str,
             type_: str, payload: Optional[str], request_id: Optional[str], reply_to: Optional[str],
-            require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_json: bool,
-            quiet: bool) -> None:
-    """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin."""
+            require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], batch: Optional[str],
+            repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin.
+
+    With --batch FILE, send one message per line of FILE instead (each line a JSON object with
+    to, body and optionally subject, summary, priority, type, payload, reply_to, request_id,
+    require_ack): every line is checked first, then all go in one push."""
     from gitmail import api
 
+    if batch is not None:
+        if to or message is not None or attach or subject or summary or payload or request_id or reply_to \
+                or require_ack or type_ != "text":
+            raise UsageError("--batch takes no TO, MESSAGE or message options: each line of the file carries them")
+        _send_batch(batch, repo, as_, encrypt, as_json, quiet)
+        return
+    if not to or message is None:
+        raise UsageError("give one or more recipients and a message (or --batch FILE)")
     body = sys.stdin.read() if message == "-" else message
     data = None
     if payload is not None:
@@ -69,6 +82,30 @@ def command(to: tuple[str, ...], message: str, subject: Optional[str], summary: 
         click.echo(outcome_line(res, "Sent to", f"{_attached(m)}{lock}"))
 
 
+def _send_batch(path: str, repo: Optional[str], as_: Optional[str], encrypt: Optional[bool], as_json: bool,
+                quiet: bool) -> None:
+    from gitmail import api
+
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise UsageError(f"{clean(path)}: cannot be read ({e.strerror or type(e).__name__})") from None
+    report = api.send_jsonl(repo, data, as_=as_, encrypt=encrypt)
+    refused = {k: v for m in report.messages for k, v in m.refused.items()}
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+    elif not quiet:
+        for m in report.messages:
+            if not m.refused:
+                click.echo(_outcome_text(m.to, m.id, m.queued, m.kind, m.reason, "Sent to",
+                                         " (encrypted)" if m.encrypted else ""))
+    fail_if_refused(refused)
+
+
 # Why a message is queued, in a few words (gitmail.core.sync's kinds).
 _QUEUED_WHY = {"remote-unreachable": "org remote unreachable", "lfs-unreachable": "LFS store unreachable",
                "push-failed": "push failed", "race": "mailbox busy", "no-key": "needs re-signing",
@@ -86,13 +123,17 @@ def outcome_line(res: "SendResult", sent: str, extra: str = "") -> str:
 
     A refused send never gets here (:func:`fail_if_refused` exits 10 first).
     """
-    m = res.message
-    who = ", ".join(clean(t) for t in res.recipients)
-    if not res.queued:
-        return f"{sent} {who}{extra} [{m.id[:SHORT]}]"
-    why = _QUEUED_WHY.get(res.kind or "", "not delivered yet")
-    return (f"Queued ({why}; 'gitmail sync' delivers it) for {who}{extra} [{m.id[:SHORT]}]\n"
-            f"  {clean(res.reason)}")
+    return _outcome_text(res.recipients, res.message.id, res.queued, res.kind, res.reason, sent, extra)
+
+
+def _outcome_text(recipients: list[str], id: str, queued: bool, kind: Optional[str], reason: Optional[str],
+                  sent: str, extra: str) -> str:
+    who = ", ".join(clean(t) for t in recipients)
+    if not queued:
+        return f"{sent} {who}{extra} [{id[:SHORT]}]"
+    why = _QUEUED_WHY.get(kind or "", "not delivered yet")
+    return (f"Queued ({why}; 'gitmail sync' delivers it) for {who}{extra} [{id[:SHORT]}]\n"
+            f"  {clean(reason)}")
 
 
 def _progress(attach: tuple[str, ...], as_json: bool, quiet: bool) -> Optional["Progress"]:

@@ -1,0 +1,483 @@
+"""Import from where teams are today: mbox, Maildir, team-chat (``gitmail import``).
+
+Each message of the archive becomes a message of type ``imported`` signed by
+the importing member (docs/protocol.md §5, "Imported messages"): the
+original's subject and body become the message's, and what the original
+claims (sender, recipients, date, Message-ID) goes into the typed payload
+(:class:`gitmail.core.model.Imported`); an import never claims another
+member's signature. Messages are composed by the one composer
+(:func:`gitmail.api.send.prepare`) and written through the bulk writer, then
+delivered in one push.
+
+Idempotent: the key of an original is ``(source, message_id)``; the
+importer reads the keys of the imported messages already on the target
+mailbox (decrypting its own encrypted ones) and of this run, and adds only
+new ones.
+
+Archives are hostile input. mbox and Maildir are read with the standard
+library's :mod:`mailbox` and :mod:`email` (never by hand); every header is
+decoded, made one line, its control characters escaped visibly
+(:func:`gitmail.api.views.clean`) and cut to a bound. A message that cannot
+be read or breaks a rule is skipped with one line saying where and why.
+Part of the library API (:mod:`gitmail.api`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+
+from pydantic import BaseModel
+
+from gitmail.api.send import Draft, Prepared, prepare, write_prepared
+from gitmail.api.session import RepoLike, Session, resolve_recipients, session
+from gitmail.errors import GitmailError, UsageError
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+SOURCES = ("mbox", "maildir", "team-chat")
+TEAM_CHAT_LINE_LIMIT = 16 * 1024 * 1024  # bytes of one team-chat envelope line read at most
+# team-chat payload fields taken as the body, in this order (the first string found).
+TEAM_CHAT_TEXT = ("body", "message", "text", "details", "note", "summary", "question", "answer", "reason")
+
+
+@dataclass
+class Original:
+    """One message read from an archive, its text already sanitised (see the module doc)."""
+
+    source: str
+    where: str  # position in the archive, for messages: ``message 3``, ``inboxes/dev.jsonl line 4``
+    sender: str
+    to: list[str]
+    date: Optional[str]  # RFC 3339 UTC, or None
+    message_id: str
+    subject: str
+    body: str
+    priority: str = "normal"
+    original_type: Optional[str] = None
+    trace_id: Optional[str] = None
+    task_id: Optional[str] = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.message_id)
+
+    def payload(self) -> dict[str, Any]:
+        """The ``imported`` payload (docs/protocol.md §5)."""
+        d: dict[str, Any] = {"source": self.source, "sender": self.sender, "to": self.to, "date": self.date,
+                             "message_id": self.message_id}
+        for k in ("original_type", "trace_id", "task_id"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        return d
+
+
+@dataclass
+class Skip:
+    """An archive entry not imported: where it is and why (one line each)."""
+
+    where: str
+    reason: str
+
+
+class SkippedEntry(BaseModel):
+    """One archive entry that was not imported."""
+
+    where: str
+    """Its place in the archive: ``message 3`` (mbox), the Maildir key, ``inboxes/dev.jsonl line 4``."""
+    reason: str
+    """Why, in one line."""
+
+
+class ImportResult(BaseModel):
+    """What ``gitmail import`` did (docs/json.md, ``import``)."""
+
+    source: str
+    """``mbox``, ``maildir`` or ``team-chat``."""
+    path: str
+    """The archive read."""
+    mailbox: str
+    """The mailbox written: ``gitmail/mail/<recipient>/<importer>``."""
+    added: list[str]
+    """Message-IDs of the messages written this time, in order."""
+    already: int
+    """Archive entries imported before (same source and original Message-ID), not written again."""
+    skipped: list[SkippedEntry]
+    """Entries that could not be imported, each with why."""
+    outcome: Optional[str]
+    """Delivery of what was added: ``delivered``, ``queued`` or ``refused`` (the worst of them);
+    null when nothing was added."""
+    reason: Optional[str]
+    """Why queued or refused (one line), else null."""
+
+
+# -- reading archives ------------------------------------------------------------------
+
+
+def _line(text: Any, limit: int) -> str:
+    """One header's text: decoded, on one line, unsafe characters escaped, at most ``limit`` characters."""
+    from gitmail.api.views import clean, flat
+
+    return clean(flat(_valid(str(text))))[:limit]
+
+
+def _valid(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes) replaced, so it can be stored as UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _utc(d: datetime) -> Optional[str]:
+    """RFC 3339 UTC of an original date (naive means UTC), or None before 1970 or out of range."""
+    from gitmail.core.model import format_date
+
+    try:
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=timezone.utc)
+        out = format_date(d)
+    except (ValueError, OverflowError):
+        return None
+    return out if d.astimezone(timezone.utc).year >= 1970 else None
+
+
+def _header(m: "EmailMessage", name: str) -> str:
+    """A header's decoded text ('' when absent); a header the parser cannot decode is taken raw."""
+    try:
+        v = m.get(name)
+        return "" if v is None else str(v)
+    except Exception:  # noqa: BLE001 - the stdlib header parser raises many kinds on hostile input
+        raw = next((str(v) for k, v in m.raw_items() if k.lower() == name.lower()), "")
+    from email.header import decode_header, make_header
+
+    try:  # the encoded words alone, without the structure the parser refused
+        return str(make_header(decode_header(raw)))
+    except Exception:  # noqa: BLE001
+        return raw
+
+
+def _addresses(m: "EmailMessage") -> list[str]:
+    from email.utils import getaddresses
+
+    from gitmail.core.model import IMPORT_MAX_TO, IMPORT_TEXT_LIMIT
+
+    raw = [_header(m, h) for h in ("To", "Cc") if _header(m, h)]
+    out = []
+    for name, addr in getaddresses(raw):
+        text = f"{name} <{addr}>" if name and addr else (addr or name)
+        if text:
+            out.append(_line(text, IMPORT_TEXT_LIMIT))
+    return out[:IMPORT_MAX_TO]
+
+
+def _body(m: "EmailMessage") -> str:
+    """The text of the message: its plain-text body (else its HTML), and a note naming the
+    attachments that were left out (an import carries text only)."""
+    part = m.get_body(preferencelist=("plain", "html"))
+    text = ""
+    if part is not None:
+        try:
+            text = part.get_content()
+        except Exception:  # noqa: BLE001 - unknown charset, broken transfer encoding
+            data = part.get_payload(decode=True)
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")
+    names = []
+    for a in m.iter_attachments():
+        try:
+            names.append(a.get_filename() or a.get_content_type())
+        except Exception:  # noqa: BLE001
+            names.append("attachment")
+    if names:
+        from gitmail.api.views import count
+
+        text += f"\n\n[not imported: {count(len(names), 'attachment')}: " + ", ".join(
+            _line(n, 200) for n in names) + "]"
+    return _valid(text if isinstance(text, str) else str(text))
+
+
+def from_email_bytes(raw: bytes, source: str, where: str) -> Union[Original, Skip]:
+    """One RFC 5322 message (``raw`` bytes, as in an mbox or a Maildir file) as an :class:`Original`,
+    or a :class:`Skip` saying why it cannot be imported. Never raises."""
+    from email import policy
+    from email.parser import BytesParser
+    from email.utils import parsedate_to_datetime
+
+    from gitmail.core.model import IMPORT_TEXT_LIMIT, SUBJECT_LIMIT
+
+    try:
+        m = BytesParser(policy=policy.default).parsebytes(raw)
+        date = None
+        d = _header(m, "Date")
+        if d:
+            try:
+                date = _utc(parsedate_to_datetime(d))
+            except (TypeError, ValueError, IndexError, OverflowError):
+                date = None
+        mid = _line(_header(m, "Message-ID"), IMPORT_TEXT_LIMIT).strip()
+        if not mid:
+            mid = "sha256:" + hashlib.sha256(raw).hexdigest()
+        return Original(source=source, where=where, sender=_line(_header(m, "From"), IMPORT_TEXT_LIMIT) or "(unknown)",
+                        to=_addresses(m), date=date, message_id=mid,
+                        subject=_line(_header(m, "Subject"), SUBJECT_LIMIT), body=_body(m))
+    except Exception as e:  # noqa: BLE001 - hostile input: one line, never a traceback
+        return Skip(where, f"unreadable message ({type(e).__name__}: {_line(e, 200)})")
+
+
+def read_mbox(path: Path) -> Iterator[Union[Original, Skip]]:
+    """The messages of an mbox file, in file order (``message N``, 1-based). Raises :class:`UsageError`
+    when ``path`` is not a readable file."""
+    import mailbox
+
+    if not path.is_file():
+        raise UsageError(f"{path}: not an mbox file")
+    box = mailbox.mbox(path, create=False)
+    try:
+        for n, key in enumerate(box.iterkeys(), start=1):
+            yield from_email_bytes(box.get_bytes(key), "mbox", f"message {n}")
+    finally:
+        box.close()
+
+
+def read_maildir(path: Path) -> Iterator[Union[Original, Skip]]:
+    """The messages of a Maildir (``new`` and ``cur``), by key. Raises :class:`UsageError` when
+    ``path`` is not a Maildir."""
+    import mailbox
+
+    if not all((path / sub).is_dir() for sub in ("cur", "new")):
+        raise UsageError(f"{path}: not a Maildir (no cur/ and new/ folders)")
+    box = mailbox.Maildir(path, factory=None, create=False)
+    from gitmail.api.views import clean
+
+    for key in sorted(box.iterkeys()):
+        try:
+            raw = box.get_bytes(key)
+        except (OSError, KeyError) as e:
+            yield Skip(clean(key), f"unreadable file ({type(e).__name__})")
+            continue
+        yield from_email_bytes(raw, "maildir", clean(key))
+
+
+def _team_chat_date(v: Any) -> Optional[str]:
+    """``created_at``: ISO 8601 text (``Z`` or an offset; none means UTC) or seconds since the epoch."""
+    try:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return _utc(datetime.fromtimestamp(v, timezone.utc))
+        if isinstance(v, str):
+            return _utc(datetime.fromisoformat(v.strip().replace("Z", "+00:00").replace("z", "+00:00")))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def from_team_chat_line(line: bytes, where: str) -> Union[Original, Skip, None]:
+    """One line of a team-chat inbox file (a message envelope, docs/protocol.md §5) as an
+    :class:`Original`; a :class:`Skip` when it is not a usable envelope; None for a blank line.
+    Never raises."""
+    from gitmail.core.model import IMPORT_MAX_TO, IMPORT_TEXT_LIMIT, PRIORITIES, SUBJECT_LIMIT
+
+    if not line.strip():
+        return None
+    try:
+        env = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Skip(where, "not UTF-8")
+    except (ValueError, RecursionError) as e:
+        return Skip(where, f"not JSON ({_line(getattr(e, 'msg', None) or type(e).__name__, 200)})")
+    if not isinstance(env, dict):
+        return Skip(where, "not a JSON object")
+    missing = [k for k in ("id", "type", "from", "to", "payload", "created_at") if k not in env]
+    if missing:
+        return Skip(where, f"not a team-chat envelope: no {', '.join(missing)}")
+    if env.get("schema_version", 1) != 1:
+        return Skip(where, f"schema_version {_line(env.get('schema_version'), 40)} is not supported (1 is)")
+    to = env["to"] if isinstance(env["to"], list) else [env["to"]]
+    payload = env["payload"] if isinstance(env["payload"], dict) else {"payload": env["payload"]}
+    if not all(isinstance(v, str) and v for v in (env["id"], env["from"], env["type"])):
+        return Skip(where, "id, from and type must be non-empty strings")
+    text_key = next((k for k in TEAM_CHAT_TEXT if isinstance(payload.get(k), str)), None)
+    body = payload[text_key] if text_key else ""
+    rest = {k: v for k, v in payload.items() if k != text_key}
+    try:
+        if rest:
+            body = (body + "\n\n" if body else "") + json.dumps(rest, ensure_ascii=False, indent=2, sort_keys=True)
+    except (ValueError, RecursionError):
+        return Skip(where, "payload cannot be shown as JSON")
+    task_id = env.get("task_id") if isinstance(env.get("task_id"), str) else None
+    subject = next((payload[k] for k in ("subject", "title") if isinstance(payload.get(k), str)), None)
+    if subject is None:
+        subject = env["type"] + (f" {task_id}" if task_id else "")
+    priority = env.get("priority") if env.get("priority") in PRIORITIES else "normal"
+
+    def opt(k: str) -> Optional[str]:
+        v = env.get(k)
+        return _line(v, IMPORT_TEXT_LIMIT) if isinstance(v, str) and v else None
+
+    return Original(source="team-chat", where=where, sender=_line(env["from"], IMPORT_TEXT_LIMIT),
+                    to=[_line(t, IMPORT_TEXT_LIMIT) for t in to if isinstance(t, str)][:IMPORT_MAX_TO],
+                    date=_team_chat_date(env["created_at"]), message_id=_line(env["id"], IMPORT_TEXT_LIMIT),
+                    subject=_line(subject, SUBJECT_LIMIT), body=_valid(body), priority=str(priority),
+                    original_type=_line(env["type"], IMPORT_TEXT_LIMIT), trace_id=opt("trace_id"), task_id=task_id
+                    and _line(task_id, IMPORT_TEXT_LIMIT))
+
+
+def read_team_chat(path: Path) -> Iterator[Union[Original, Skip]]:
+    """The envelopes of a team-chat team folder (``inboxes/*.jsonl``; a folder of ``*.jsonl``
+    files is taken as the inboxes folder itself), files by name, lines in order. Raises
+    :class:`UsageError` when there is no inbox file."""
+    from gitmail.api.views import clean
+
+    inboxes = path / "inboxes" if (path / "inboxes").is_dir() else path
+    files = sorted(p for p in inboxes.glob("*.jsonl") if p.is_file()) if inboxes.is_dir() else []
+    if not files:
+        raise UsageError(f"{path}: not a team-chat folder (no inboxes/*.jsonl)")
+    for f in files:
+        name = clean(f.relative_to(path)) if f.is_relative_to(path) else clean(f.name)
+        with open(f, "rb") as fh:
+            n = 0
+            while True:
+                raw = fh.readline(TEAM_CHAT_LINE_LIMIT + 1)
+                if not raw:
+                    break
+                n += 1
+                where = f"{name} line {n}"
+                if len(raw) > TEAM_CHAT_LINE_LIMIT:
+                    while raw and not raw.endswith(b"\n"):  # skip the rest of the line
+                        raw = fh.readline(TEAM_CHAT_LINE_LIMIT)
+                    yield Skip(where, f"line over {TEAM_CHAT_LINE_LIMIT} bytes")
+                    continue
+                got = from_team_chat_line(raw, where)
+                if got is not None:
+                    yield got
+
+
+# -- what is already imported ----------------------------------------------------------
+
+
+def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
+    """``(source, message_id)`` of every imported message the member wrote on mailbox ``path``
+    (the local tip: the outbox when it has unsent mail, else the last fetched state).
+
+    Encrypted ones are opened with the member's key. Raises :class:`UsageError` when one
+    cannot be opened (then what is imported cannot be told; nothing is written).
+    """
+    from gitmail.core import refs
+    from gitmail.core.model import IMPORTED
+    from gitmail.core.private import Opener
+    from gitmail.core.store import chain, load_commit, read_message
+
+    r = s.repo
+    tip = r.ref_target(refs.outbox(path) if r.remote else refs.head(path))
+    if tip is None and r.remote:
+        tip = r.ref_target(refs.tracking(path, r.remote))
+    if tip is None:
+        return set()
+    out: set[tuple[str, str]] = set()
+    opener = Opener(r, s.me)
+    oids, _ = chain(r.pg, tip)
+    for oid in oids:
+        c = load_commit(r.pg, oid)
+        if isinstance(c, str):
+            continue
+        try:
+            msg = read_message(r.pg, c)
+        except GitmailError:
+            continue
+        if msg.type != IMPORTED or msg.from_ != s.me:
+            continue
+        if msg.encrypted is not None:
+            opened = opener.open(r.pg, c, msg)
+            if opened is None:
+                why = opener.key_error or "it does not open with your key"
+                raise UsageError(f"cannot tell what is already imported: message {msg.id[:8]} on {path} "
+                                 f"is encrypted and {why}")
+            msg = opened[0]
+        p = msg.payload or {}
+        if isinstance(p.get("source"), str) and isinstance(p.get("message_id"), str):
+            out.add((p["source"], p["message_id"]))
+    return out
+
+
+# -- importing -------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    prepared: list[Prepared] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    already: int = 0
+
+
+def import_archive(
+    repo: RepoLike,
+    *,
+    mbox: Optional[Union[str, Path]] = None,
+    maildir: Optional[Union[str, Path]] = None,
+    team_chat: Optional[Union[str, Path]] = None,
+    to: Optional[str] = None,
+    as_: Optional[str] = None,
+    encrypt: Optional[bool] = None,
+) -> ImportResult:
+    """Import an archive as ``imported`` messages from the acting member to ``to`` (default:
+    the member's own mailbox ``mail/<me>/<me>``); see the module doc.
+
+    Exactly one of ``mbox`` (file), ``maildir`` (folder with ``cur``/``new``) and
+    ``team_chat`` (a team folder with ``inboxes/*.jsonl``). ``encrypt`` as in
+    :func:`gitmail.api.send.send`. Entries already imported to that mailbox are
+    counted in ``already``; unreadable or rule-breaking ones are listed in
+    ``skipped``. Raises :class:`UsageError` (no or several sources, a path that
+    is not such an archive, ``to`` a group or ``*``), :class:`UnknownRecipientError`,
+    :class:`KeyError_`.
+    """
+    from gitmail.core import refs
+    from gitmail.core.address import BROADCAST, GROUP_PREFIX
+    from gitmail.core.model import IMPORTED
+
+    given = [(src, p) for src, p in zip(SOURCES, (mbox, maildir, team_chat)) if p is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --mbox FILE, --maildir DIR or --team-chat DIR")
+    source, raw_path = given[0]
+    path = Path(raw_path).expanduser()
+    reader = {"mbox": read_mbox, "maildir": read_maildir, "team-chat": read_team_chat}[source]
+    s = session(repo, as_)
+    [rcpt] = resolve_recipients(s, [to or s.me])
+    if rcpt == BROADCAST or rcpt.startswith(GROUP_PREFIX):
+        raise UsageError("an import goes to one member's mailbox: name one member with --to")
+    mailbox_path = refs.mail_path(rcpt, s.me)
+    seen = imported_keys(s, mailbox_path)
+    originals: list[Original] = []
+    plan = _Plan()
+    try:
+        for got in reader(path):
+            if isinstance(got, Skip):
+                plan.skipped.append(SkippedEntry(where=got.where, reason=got.reason))
+            elif got.key in seen:
+                plan.already += 1
+            else:
+                seen.add(got.key)
+                originals.append(got)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    # Oldest first, so the mailbox reads in the original order; undated ones after, as found.
+    originals.sort(key=lambda o: (o.date is None, o.date or ""))
+    for o in originals:
+        dr = Draft(to=[rcpt], body=o.body, subject=o.subject, priority=o.priority, type=IMPORTED,
+                   payload=o.payload())
+        try:
+            plan.prepared.append(prepare(s, dr, encrypt))
+        except GitmailError as e:
+            if not isinstance(e, UsageError):
+                raise  # a key or recipient problem concerns every message: stop, nothing written
+            plan.skipped.append(SkippedEntry(where=o.where, reason=str(e)))
+    results = write_prepared(s, plan.prepared) if plan.prepared else []
+    outcome = reason = None
+    for want in ("refused", "queued", "delivered"):
+        hit = next((x for x in results if x.outcome == want), None)
+        if hit is not None:
+            outcome, reason = hit.outcome, hit.reason
+            break
+    return ImportResult(source=source, path=str(path), mailbox=mailbox_path,
+                        added=[x.stored.id if x.stored else x.message.id for x in results],
+                        already=plan.already, skipped=plan.skipped, outcome=outcome, reason=reason)
