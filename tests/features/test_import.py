@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Org, git
+from tests.sync import forge
+from tests.sync.conftest import NetOrg, guard_runtime, net  # noqa: F401 - fixtures: git daemon + guard
 
 
 def _ids(org: Org, name: str) -> list[str]:
@@ -207,3 +209,52 @@ def test_hostile_mbox_is_sanitised_never_a_traceback(org: Org, tmp_path: Path) -
     assert "\x1b" not in text and "\u202e" not in text
     again = json.loads(org.ok("alex", "import", "--mbox", str(box), "--json").out)
     assert again["added"] == [] and again["already"] == 4
+
+
+def test_through_the_guard_an_import_never_claims_the_original_sender(net: NetOrg, tmp_path: Path) -> None:
+    """max imports mail that claims to be from alex into alex's mailbox: the guard accepts it as max's,
+    alex's client verifies it as max's, and shows alex only as the original's claim."""
+    box = tmp_path / "claims.mbox"
+    e = EmailMessage()
+    e["From"] = "alex <alex@gitmail.invalid>"
+    e["To"] = "max@example.com"
+    e["Subject"] = "I, alex, approve"
+    e["Message-ID"] = "<claim@x>"
+    e["Date"] = "Wed, 04 Feb 2026 05:06:07 +0000"
+    e.set_content("signed: alex")
+    mb = mailbox.mbox(str(box))
+    mb.add(e)
+    mb.close()
+    r = json.loads(net.ok("max", "import", "--mbox", str(box), "--to", "alex", "--json").out)
+    assert r["outcome"] == "delivered" and len(r["added"]) == 1  # the guard let it through
+    net.ok("alex", "sync")
+    [m] = _imported(net, "alex")
+    assert m["from"] == "max" and m["verified"] and m["payload"]["sender"] == "alex <alex@gitmail.invalid>"
+    text = _read_text(net, "alex")
+    assert "From: max\n" in text and "Imported from alex <alex@gitmail.invalid> (mbox, dated 2026-02-04T05:06:07" in text
+    assert "signed by max, who imported it" in text
+    assert net.ok("alex", "verify").code == 0
+    # send --batch through the guard: one push, every message delivered.
+    batch = "".join(json.dumps({"to": "alex", "body": f"batch {i}"}) + "\n" for i in range(5))
+    out = json.loads(net.ok("max", "send", "--batch", "-", "--json", stdin=batch).out)
+    assert [m["outcome"] for m in out["messages"]] == ["delivered"] * 5
+
+
+def test_guard_refuses_an_imported_payload_that_breaks_the_rules(net: NetOrg) -> None:
+    from gitmail.core import bulk
+    from gitmail.core import directory as dirmod
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.repo import open_repo
+
+    clone = net.clones["max"]
+    r = open_repo(clone)
+    m = Message(**{"from": "max"}, to=["alex"], date=format_date(utcnow()), subject="x", type="imported",
+                payload={"source": "mbox", "sender": "alex\nInjected: yes", "message_id": "<x>"})
+    blob = m.seal()
+    pack = bulk.PackWriter()
+    parent = forge.tip(clone, "gitmail/mail/alex/max")
+    oid = bulk.message_commit(pack, m, dirmod.load(r).members["max"], forge.key_of("max"),
+                              bytes.fromhex(parent) if parent else None, 0, blob)
+    pack.finish(r)
+    code, out = forge.push(clone, oid.hex(), "refs/heads/gitmail/mail/alex/max")
+    assert code != 0 and "gitmail guard: push refused" in out and "control characters" in out, out

@@ -87,7 +87,8 @@ def _send_batch(path: str, repo: Optional[str], as_: Optional[str], encrypt: Opt
     from gitmail import api
 
     if path == "-":
-        data = sys.stdin.buffer.read()
+        stream = getattr(sys.stdin, "buffer", None)  # bytes, so a non-UTF-8 line is named, not a crash
+        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
     else:
         try:
             with open(path, "rb") as f:
