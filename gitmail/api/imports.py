@@ -38,7 +38,7 @@ from gitmail.api.session import RepoLike, Session, resolve_recipients, session
 from gitmail.errors import GitmailError, UsageError
 
 if TYPE_CHECKING:
-    from email.message import EmailMessage
+    from email.message import Message
 
 SOURCES = ("mbox", "maildir", "team-chat")
 TEAM_CHAT_LINE_LIMIT = 16 * 1024 * 1024  # bytes of one team-chat envelope line read at most
@@ -144,71 +144,104 @@ def _utc(d: datetime) -> Optional[str]:
     return out if d.astimezone(timezone.utc).year >= 1970 else None
 
 
-def _header(m: "EmailMessage", name: str) -> str:
-    """A header's decoded text ('' when absent); a header the parser cannot decode is taken raw."""
-    try:
-        v = m.get(name)
-        return "" if v is None else str(v)
-    except Exception:  # noqa: BLE001 - the stdlib header parser raises many kinds on hostile input
-        raw = next((str(v) for k, v in m.raw_items() if k.lower() == name.lower()), "")
+def _decoded(raw: str) -> str:
+    """Header text with its RFC 2047 encoded words decoded (as written when they cannot be)."""
     from email.header import decode_header, make_header
 
-    try:  # the encoded words alone, without the structure the parser refused
+    try:
         return str(make_header(decode_header(raw)))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - unknown charsets, broken encoded words, stray 8-bit bytes
         return raw
 
 
-def _addresses(m: "EmailMessage") -> list[str]:
+def _raw(m: "Message", name: str) -> list[str]:
+    """Every value of header ``name`` as written; 8-bit bytes read as UTF-8 (RFC 6532), bad ones replaced."""
+    want = name.lower()
+    out = []
+    for k, v in m.raw_items():
+        if k.lower() == want:
+            try:
+                out.append(str(v).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+            except UnicodeError:
+                out.append(_valid(str(v)))
+    return out
+
+
+def _header(m: "Message", name: str) -> str:
+    """A header's decoded text ('' when absent; the first when repeated)."""
+    vs = _raw(m, name)
+    return _decoded(vs[0]) if vs else ""
+
+
+def _addresses(m: "Message") -> list[str]:
     from email.utils import getaddresses
 
     from gitmail.core.model import IMPORT_MAX_TO, IMPORT_TEXT_LIMIT
 
-    raw = [_header(m, h) for h in ("To", "Cc") if _header(m, h)]
+    raw = _raw(m, "To") + _raw(m, "Cc")
     out = []
-    for name, addr in getaddresses(raw):
+    for name, addr in getaddresses(raw):  # split before decoding: a decoded name may hold a comma
+        name = _decoded(name)
         text = f"{name} <{addr}>" if name and addr else (addr or name)
         if text:
             out.append(_line(text, IMPORT_TEXT_LIMIT))
-    return out[:IMPORT_MAX_TO]
+        if len(out) == IMPORT_MAX_TO:
+            break
+    return out
 
 
-def _body(m: "EmailMessage") -> str:
-    """The text of the message: its plain-text body (else its HTML), and a note naming the
-    attachments that were left out (an import carries text only)."""
-    part = m.get_body(preferencelist=("plain", "html"))
-    text = ""
-    if part is not None:
-        try:
-            text = part.get_content()
-        except Exception:  # noqa: BLE001 - unknown charset, broken transfer encoding
-            data = part.get_payload(decode=True)
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")
+def _text_of(part: "Message") -> str:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except (LookupError, ValueError):  # an unknown or unusable charset: UTF-8, bad bytes replaced
+        return data.decode("utf-8", "replace")
+
+
+def _body(m: "Message") -> str:
+    """The text of the message: its first plain-text part (else its first HTML part), and a note
+    naming the attachments that were left out (an import carries text only)."""
+    plain = html = None
     names = []
-    for a in m.iter_attachments():
-        try:
-            names.append(a.get_filename() or a.get_content_type())
-        except Exception:  # noqa: BLE001
-            names.append("attachment")
+    for part in m.walk():
+        if part.is_multipart():
+            continue
+        filename = part.get_filename()
+        if filename or part.get_content_disposition() == "attachment":
+            names.append(filename or part.get_content_type())
+        elif plain is None and part.get_content_type() == "text/plain":
+            plain = part
+        elif html is None and part.get_content_type() == "text/html":
+            html = part
+        else:
+            names.append(part.get_content_type())
+    chosen = plain if plain is not None else html
+    text = _text_of(chosen) if chosen is not None else ""
     if names:
         from gitmail.api.views import count
 
         text += f"\n\n[not imported: {count(len(names), 'attachment')}: " + ", ".join(
-            _line(n, 200) for n in names) + "]"
-    return _valid(text if isinstance(text, str) else str(text))
+            _line(_decoded(n), 200) for n in names) + "]"
+    return _valid(text)
 
 
 def from_email_bytes(raw: bytes, source: str, where: str) -> Union[Original, Skip]:
     """One RFC 5322 message (``raw`` bytes, as in an mbox or a Maildir file) as an :class:`Original`,
-    or a :class:`Skip` saying why it cannot be imported. Never raises."""
-    from email import policy
+    or a :class:`Skip` saying why it cannot be imported. Never raises.
+
+    Parsed with the standard library's :mod:`email` (the ``compat32`` policy: lenient, and
+    ten times faster than ``policy.default``, whose header objects are not needed here).
+    """
     from email.parser import BytesParser
     from email.utils import parsedate_to_datetime
 
     from gitmail.core.model import IMPORT_TEXT_LIMIT, SUBJECT_LIMIT
 
     try:
-        m = BytesParser(policy=policy.default).parsebytes(raw)
+        m = BytesParser().parsebytes(raw)
         date = None
         d = _header(m, "Date")
         if d:

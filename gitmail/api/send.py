@@ -66,31 +66,61 @@ def outcome_of(
     Judged from the clone's state, not from who pushed: another process of
     this clone may have delivered it. Returns ``(outcome, reason, refused, queued_in, kind)``.
     """
-    from gitmail.core import sync
+    return Judge(repo, res)(msg_id, paths)
 
-    refused: dict[str, str] = {}
-    queued: dict[str, str] = {}
-    held = {(h.path, h.id): h for h in res.queued}
-    recorded = None
-    kind = None
-    for p in paths:
-        if repo.ref_target(sync.undelivered_ref(p, msg_id)):
-            why = next((h.detail for h in res.refused if h.path == p and h.id == msg_id), None)
-            if why is None:
-                recorded = recorded if recorded is not None else {(q[0], q[1]): q[3] for q in sync.undelivered(repo)}
-                why = recorded.get((p, msg_id), {}).get("detail", "refused by the org repo")
-            refused[p] = why
-        elif any(mid == msg_id for _, mid in sync.queued_chain(repo, p)):
-            h = held.get((p, msg_id))
-            rec = sync.reasons(repo).get((p, msg_id), {}) if h is None else {}
-            queued[p] = h.detail if h else rec.get("detail") or "no delivery attempt recorded yet"
-            kind = kind or (h.kind if h else rec.get("kind") or sync.NOT_TRIED)
-    if refused:
-        p, why = next(iter(refused.items()))
-        return REFUSED, f"the org repo refused {p}: {why}", refused, queued, kind
-    if queued:
-        return QUEUED, next(iter(queued.values())), refused, queued, kind
-    return DELIVERED, None, refused, queued, None
+
+class Judge:
+    """:func:`outcome_of` for many messages of one delivery round: each mailbox's queued
+    chain and the recorded reasons are read once, not once per message."""
+
+    def __init__(self, repo: "Repo", res: "Delivery") -> None:
+        self.repo, self.res = repo, res
+        self.held = {(h.path, h.id): h for h in res.queued}
+        self.why_refused = {(h.path, h.id): h.detail for h in res.refused}
+        self._chains: dict[str, set[str]] = {}
+        self._recorded: Optional[dict[tuple[str, str], dict[str, str]]] = None
+        self._reasons: Optional[dict[tuple[str, str], dict[str, str]]] = None
+
+    def _queued(self, path: str) -> set[str]:
+        from gitmail.core import sync
+
+        if path not in self._chains:
+            self._chains[path] = {mid for _, mid in sync.queued_chain(self.repo, path)}
+        return self._chains[path]
+
+    def __call__(
+        self, msg_id: str, paths: list[str]
+    ) -> tuple[str, Optional[str], dict[str, str], dict[str, str], Optional[str]]:
+        from gitmail.core import sync
+
+        repo = self.repo
+        refused: dict[str, str] = {}
+        queued: dict[str, str] = {}
+        kind = None
+        for p in paths:
+            if repo.ref_target(sync.undelivered_ref(p, msg_id)):
+                why = self.why_refused.get((p, msg_id))
+                if why is None:
+                    if self._recorded is None:
+                        self._recorded = {(q[0], q[1]): q[3] for q in sync.undelivered(repo)}
+                    why = self._recorded.get((p, msg_id), {}).get("detail", "refused by the org repo")
+                refused[p] = why
+            elif msg_id in self._queued(p):
+                h = self.held.get((p, msg_id))
+                rec: dict[str, str] = {}
+                if h is None:
+                    if self._reasons is None:
+                        self._reasons = sync.reasons(repo)
+                    rec = self._reasons.get((p, msg_id), {})
+                queued[p] = h.detail if h else rec.get("detail") or "no delivery attempt recorded yet"
+                kind = kind or (h.kind if h else rec.get("kind") or sync.NOT_TRIED)
+        if refused:
+            p, why = next(iter(refused.items()))
+            return REFUSED, f"the org repo refused {p}: {why}", refused, queued, kind
+        if queued:
+            return QUEUED, next(iter(queued.values())), refused, queued, kind
+        return DELIVERED, None, refused, queued, None
+
 
 def _subject_from(body: str) -> str:
     first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
@@ -288,9 +318,11 @@ def _commit_and_deliver(
     return result_of(repo_, plain, msg, [refs.mail_path(r, s.me) for r in msg.to], res)
 
 
-def result_of(repo: "Repo", plain: "Message", stored: "Message", paths: list[str], res: "Delivery") -> SendResult:
-    """The :class:`SendResult` of one message after a delivery round (see :func:`outcome_of`)."""
-    outcome, reason, refused, queued, kind = outcome_of(repo, stored.id, paths, res)
+def result_of(repo: "Repo", plain: "Message", stored: "Message", paths: list[str], res: "Delivery",
+              judge: Optional[Judge] = None) -> SendResult:
+    """The :class:`SendResult` of one message after a delivery round (see :func:`outcome_of`;
+    ``judge``: one :class:`Judge` shared by the messages of a batch)."""
+    outcome, reason, refused, queued, kind = (judge or Judge(repo, res))(stored.id, paths)
     return SendResult(plain, stored.to, delivered=outcome == DELIVERED, queued=outcome == QUEUED, refused=refused,
                       stored=stored, outcome=outcome, reason=reason, queued_in=queued, kind=kind)
 
@@ -425,5 +457,6 @@ def write_prepared(s: Session, prepared: list[Prepared], *, deliver: bool = True
                            reason="not delivered yet: run 'gitmail sync'" if queued else None,
                            kind=syncmod.NOT_TRIED if queued else None) for p in prepared]
     res = syncmod.deliver(r_, s.signer, s.me)
-    return [result_of(r_, p.plain, p.stored, [refs.mail_path(r, s.me) for r in p.stored.to], res)
+    judge = Judge(r_, res)
+    return [result_of(r_, p.plain, p.stored, [refs.mail_path(r, s.me) for r in p.stored.to], res, judge)
             for p in prepared]
