@@ -146,6 +146,8 @@ def _utc(d: datetime) -> Optional[str]:
 
 def _decoded(raw: str) -> str:
     """Header text with its RFC 2047 encoded words decoded (as written when they cannot be)."""
+    if "=?" not in raw:
+        return raw
     from email.header import decode_header, make_header
 
     try:
@@ -154,33 +156,33 @@ def _decoded(raw: str) -> str:
         return raw
 
 
-def _raw(m: "Message", name: str) -> list[str]:
-    """Every value of header ``name`` as written; 8-bit bytes read as UTF-8 (RFC 6532), bad ones replaced."""
-    want = name.lower()
-    out = []
+def _headers(m: "Message") -> dict[str, list[str]]:
+    """Every header as written, by lower-case name; 8-bit bytes read as UTF-8 (RFC 6532), bad ones replaced."""
+    out: dict[str, list[str]] = {}
     for k, v in m.raw_items():
-        if k.lower() == want:
+        v = str(v)
+        if not v.isascii():
             try:
-                out.append(str(v).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+                v = v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             except UnicodeError:
-                out.append(_valid(str(v)))
+                v = _valid(v)
+        out.setdefault(k.lower(), []).append(v)
     return out
 
 
-def _header(m: "Message", name: str) -> str:
+def _header(h: dict[str, list[str]], name: str) -> str:
     """A header's decoded text ('' when absent; the first when repeated)."""
-    vs = _raw(m, name)
+    vs = h.get(name)
     return _decoded(vs[0]) if vs else ""
 
 
-def _addresses(m: "Message") -> list[str]:
+def _addresses(h: dict[str, list[str]]) -> list[str]:
     from email.utils import getaddresses
 
     from gitmail.core.model import IMPORT_MAX_TO, IMPORT_TEXT_LIMIT
 
-    raw = _raw(m, "To") + _raw(m, "Cc")
     out = []
-    for name, addr in getaddresses(raw):  # split before decoding: a decoded name may hold a comma
+    for name, addr in getaddresses(h.get("to", []) + h.get("cc", [])):  # split first: a decoded name may hold a comma
         name = _decoded(name)
         text = f"{name} <{addr}>" if name and addr else (addr or name)
         if text:
@@ -242,19 +244,20 @@ def from_email_bytes(raw: bytes, source: str, where: str) -> Union[Original, Ski
 
     try:
         m = BytesParser().parsebytes(raw)
+        h = _headers(m)
         date = None
-        d = _header(m, "Date")
+        d = _header(h, "date")
         if d:
             try:
                 date = _utc(parsedate_to_datetime(d))
             except (TypeError, ValueError, IndexError, OverflowError):
                 date = None
-        mid = _line(_header(m, "Message-ID"), IMPORT_TEXT_LIMIT).strip()
+        mid = _line(_header(h, "message-id"), IMPORT_TEXT_LIMIT).strip()
         if not mid:
             mid = "sha256:" + hashlib.sha256(raw).hexdigest()
-        return Original(source=source, where=where, sender=_line(_header(m, "From"), IMPORT_TEXT_LIMIT) or "(unknown)",
-                        to=_addresses(m), date=date, message_id=mid,
-                        subject=_line(_header(m, "Subject"), SUBJECT_LIMIT), body=_body(m))
+        return Original(source=source, where=where, sender=_line(_header(h, "from"), IMPORT_TEXT_LIMIT) or "(unknown)",
+                        to=_addresses(h), date=date, message_id=mid,
+                        subject=_line(_header(h, "subject"), SUBJECT_LIMIT), body=_body(m))
     except Exception as e:  # noqa: BLE001 - hostile input: one line, never a traceback
         return Skip(where, f"unreadable message ({type(e).__name__}: {_line(e, 200)})")
 
@@ -399,7 +402,12 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
     from gitmail.core import refs
     from gitmail.core.model import IMPORTED
     from gitmail.core.private import Opener
-    from gitmail.core.store import chain, load_commit, read_message
+    from gitmail.core.store import MESSAGE_FILE, chain, load_commit, read_message
+
+    import orjson
+    import pygit2
+
+    from gitmail.core.objects import blob_data
 
     r = s.repo
     tip = r.ref_target(refs.outbox(path) if r.remote else refs.head(path))
@@ -414,21 +422,25 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
         c = load_commit(r.pg, oid)
         if isinstance(c, str):
             continue
-        try:
-            msg = read_message(r.pg, c)
-        except GitmailError:
+        try:  # only the type and payload are needed: a JSON parse, not the full model (5x faster)
+            raw = orjson.loads(blob_data(r.pg, c.tree[MESSAGE_FILE].id))
+        except (KeyError, ValueError, TypeError, pygit2.GitError):
             continue
-        if msg.type != IMPORTED or msg.from_ != s.me:
+        if not isinstance(raw, dict) or raw.get("type") != IMPORTED or raw.get("from") != s.me:
             continue
-        if msg.encrypted is not None:
+        p = raw.get("payload")
+        if raw.get("encrypted") is not None:
+            try:
+                msg = read_message(r.pg, c)
+            except GitmailError:
+                continue
             opened = opener.open(r.pg, c, msg)
             if opened is None:
                 why = opener.key_error or "it does not open with your key"
                 raise UsageError(f"cannot tell what is already imported: message {msg.id[:8]} on {path} "
                                  f"is encrypted and {why}")
-            msg = opened[0]
-        p = msg.payload or {}
-        if isinstance(p.get("source"), str) and isinstance(p.get("message_id"), str):
+            p = opened[0].payload
+        if isinstance(p, dict) and isinstance(p.get("source"), str) and isinstance(p.get("message_id"), str):
             out.add((p["source"], p["message_id"]))
     return out
 
