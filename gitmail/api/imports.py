@@ -203,14 +203,26 @@ def _text_of(part: "Message") -> str:
         return data.decode("utf-8", "replace")
 
 
+def _leaves(m: "Message") -> Iterator["Message"]:
+    """The non-multipart parts of ``m``, depth first in document order (``Message.walk`` without
+    the containers), never deeper than 100 levels of nesting (a hostile message may nest more)."""
+    stack: list[tuple["Message", int]] = [(m, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if not part.is_multipart():
+            yield part
+        elif depth < 100:
+            kids = part.get_payload()
+            if isinstance(kids, list):
+                stack.extend((k, depth + 1) for k in reversed(kids) if not isinstance(k, str))
+
+
 def _body(m: "Message") -> str:
     """The text of the message: its first plain-text part (else its first HTML part), and a note
     naming the attachments that were left out (an import carries text only)."""
     plain = html = None
     names = []
-    for part in m.walk():
-        if part.is_multipart():
-            continue
+    for part in _leaves(m):
         filename = part.get_filename()
         if filename or part.get_content_disposition() == "attachment":
             names.append(filename or part.get_content_type())
@@ -402,7 +414,8 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
     from gitmail.core import refs
     from gitmail.core.model import IMPORTED
     from gitmail.core.private import Opener
-    from gitmail.core.store import MESSAGE_FILE, chain, load_commit, read_message
+    from gitmail.core.objects import chain, load_commit
+    from gitmail.core.store import MESSAGE_FILE, read_message
 
     import orjson
     import pygit2
