@@ -84,3 +84,17 @@ def test_team_chat_parser_never_raises(line: bytes) -> None:
         assert got.reason and "\n" not in got.reason
     else:
         assert not line.strip()
+
+
+def test_deeply_nested_mime_is_read_or_skipped_in_one_line() -> None:
+    depth = 300
+    raw = b"From: a@b\nMessage-ID: <deep@x>\n"
+    for i in range(depth):
+        raw += b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i)
+    raw += b"Content-Type: text/plain\n\ninnermost\n"
+    got = from_email_bytes(raw, "mbox", "message 1")
+    if isinstance(got, Skip):
+        assert "\n" not in got.reason
+    else:
+        _well_formed(got)
+        assert "innermost" not in got.body  # below the 100 levels read
