@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Import and batch-send benchmarks (issue 14 item 7). Run: .venv/bin/python bench/bench_import.py [--n N]
 
-Prints messages per second (target >= 1,000) and the ratio to a baseline
-measured in the same run, `git fast-import` of the same number of unsigned
-commits:
+Prints messages per second (target >= 1,000) and the ratios to two baselines
+measured in the same run: `git fast-import` of the same number of unsigned
+commits, and the bulk writer alone (`api.send_batch` of N short text
+messages in one process, signed, in clear, no push), which tells how much an
+import adds to writing (the machine's load moves both alike):
 1. `gitmail import --mbox` of N messages (a whole process: parse with the
    stdlib, compose, sign, one pack, one push to the org repo), encrypted (the
    org's default policy) and in clear (`--plain`);
@@ -89,9 +91,21 @@ def timed_json(cmd: list[str], env: dict[str, str], input: Optional[bytes] = Non
     return time.perf_counter() - t, json.loads(out)
 
 
-def report(label: str, n: int, secs: float, base_t: float) -> None:
+def bulk_baseline(base: Path, env: dict[str, str], n: int) -> float:
+    """Seconds for the bulk writer alone: n signed text messages, one process, no push."""
+    from gitmail import api
+
+    os.environ.update(env)
+    maxc = make_org(base / "bulk", env)
+    t = time.perf_counter()
+    api.send_batch(maxc, [api.Draft(to=["alex"], body=f"Report {i}: pick your top 3.") for i in range(n)],
+                   deliver=False, encrypt=False)
+    return time.perf_counter() - t
+
+
+def report(label: str, n: int, secs: float, base_t: float, bulk_t: float) -> None:
     print(f"{label}: {n:,} messages in {secs:.2f} s = {n / secs:,.0f} msg/s (target >= 1,000); "
-          f"git fast-import {n / base_t:,.0f} msg/s unsigned: {base_t / secs:.2f}x of its rate")
+          f"{base_t / secs:.2f}x of git fast-import's rate, {bulk_t / secs:.2f}x of the bulk writer's")
 
 
 def main() -> int:
@@ -109,12 +123,14 @@ def main() -> int:
         write_mbox(box, n)
         base_t = fast_import_baseline(base, n)
         print(f"baseline: git fast-import of {n:,} unsigned commits: {base_t:.2f} s = {n / base_t:,.0f} commits/s")
+        bulk_t = bulk_baseline(base, env, n)
+        print(f"baseline: bulk writer alone (send_batch, no push): {bulk_t:.2f} s = {n / bulk_t:,.0f} msg/s")
         for label, extra in (("import --mbox (encrypted, org default)", []), ("import --mbox --plain", ["--plain"])):
             maxc = make_org(base / label.split()[-1].strip("()"), env)
             secs, res = timed_json([*GITMAIL, "import", "--mbox", str(box), *extra, "--json", "--repo", str(maxc)],
                                    env)
             assert len(res["added"]) == n and res["outcome"] == "delivered", (len(res["added"]), res["outcome"])
-            report(label, n, secs, base_t)
+            report(label, n, secs, base_t, bulk_t)
             secs, res = timed_json([*GITMAIL, "import", "--mbox", str(box), *extra, "--json", "--repo", str(maxc)],
                                    env)
             assert res["added"] == [] and res["already"] == n
@@ -126,7 +142,7 @@ def main() -> int:
             secs, res = timed_json([*GITMAIL, "send", "--batch", "-", *extra, "--json", "--repo", str(maxc)], env,
                                    input=lines)
             assert [m["outcome"] for m in res["messages"]] == ["delivered"] * n
-            report(label, n, secs, base_t)
+            report(label, n, secs, base_t, bulk_t)
     finally:
         if a.keep:
             print(f"kept {base}")
