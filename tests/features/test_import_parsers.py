@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitmail.api.imports import Original, Skip, from_email_bytes, from_team_chat_line
+from gitmail.api.archives import Original, Skip, from_email_bytes, from_team_chat_line
 from gitmail.core.model import IMPORTED, SUBJECT_LIMIT, Message, format_date, utcnow
 from gitmail.core.rules import content_problem, payload_problem
 
