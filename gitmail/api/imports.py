@@ -67,33 +67,75 @@ class ImportResult(BaseModel):
 # -- what is already imported ----------------------------------------------------------
 
 
-def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
-    """``(source, message_id)`` of every imported message the member wrote on mailbox ``path``
-    (the local tip: the outbox when it has unsent mail, else the last fetched state).
-
-    Encrypted ones are opened with the member's key. Raises :class:`UsageError` when one
-    cannot be opened (then what is imported cannot be told; nothing is written).
-    """
+def _tip(s: Session, path: str) -> Optional[str]:
+    """The member's local tip of mailbox ``path``: the outbox when it holds unsent mail, else
+    the last fetched state (the org's ref itself in a clone without a remote)."""
     from gitmail.core import refs
-    from gitmail.core.model import IMPORTED
-    from gitmail.core.private import Opener
-    from gitmail.core.objects import chain, load_commit
-    from gitmail.core.store import MESSAGE_FILE, read_message
-
-    import orjson
-    import pygit2
-
-    from gitmail.core.objects import blob_data
 
     r = s.repo
     tip = r.ref_target(refs.outbox(path) if r.remote else refs.head(path))
     if tip is None and r.remote:
         tip = r.ref_target(refs.tracking(path, r.remote))
+    return tip
+
+
+def _memo_file(s: Session, path: str) -> Path:
+    from gitmail.core.address import to_ref
+
+    d = s.repo.data_dir / "imported"
+    d.mkdir(mode=0o700, exist_ok=True)  # private, as the cache: it names originals of encrypted mail
+    return d / (to_ref(s.me) + "--" + path.replace("/", "--") + ".json")
+
+
+def _load_memo(s: Session, path: str) -> tuple[Optional[str], set[tuple[str, str]]]:
+    import json
+
+    try:
+        d = json.loads(_memo_file(s, path).read_text("utf-8"))
+        return str(d["tip"]), {(str(a), str(b)) for a, b in d["keys"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, set()
+
+
+def _save_memo(s: Session, path: str, tip: str, keys: set[tuple[str, str]]) -> None:
+    import json
+
+    from gitmail.core.files import write_atomic
+
+    try:
+        write_atomic(_memo_file(s, path), json.dumps({"tip": tip, "keys": sorted(keys)}), mode=0o600)
+    except OSError:
+        pass  # only an optimisation: the next import reads the mailbox again
+
+
+def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
+    """``(source, message_id)`` of every imported message the member wrote on mailbox ``path``
+    (read from :func:`_tip` down).
+
+    Encrypted ones are opened with the member's key. Raises :class:`UsageError` when one
+    cannot be opened (then what is imported cannot be told; nothing is written). What an
+    earlier import saw is remembered with the tip it read from (``.git/gitmail/imported/``,
+    private to the clone); when that tip is still on the mailbox's first-parent line only
+    the commits above it are read, else the whole mailbox.
+    """
+    import orjson
+    import pygit2
+
+    from gitmail.core.model import IMPORTED
+    from gitmail.core.objects import blob_data, chain, load_commit, parent_ids
+    from gitmail.core.private import Opener
+    from gitmail.core.store import MESSAGE_FILE, read_message
+
+    r = s.repo
+    tip = _tip(s, path)
     if tip is None:
         return set()
+    known_tip, known = _load_memo(s, path)
+    oids, _ = chain(r.pg, tip, known_tip)
     out: set[tuple[str, str]] = set()
+    if known_tip is not None and (tip == known_tip or (oids and parent_ids(r.pg, oids[-1]) == [known_tip])):
+        out = known  # the remembered tip is below this one: read only what lies above it
     opener = Opener(r, s.me)
-    oids, _ = chain(r.pg, tip)
     for oid in oids:
         c = load_commit(r.pg, oid)
         if isinstance(c, str):
@@ -118,6 +160,7 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
             p = opened[0].payload
         if isinstance(p, dict) and isinstance(p.get("source"), str) and isinstance(p.get("message_id"), str):
             out.add((p["source"], p["message_id"]))
+    _save_memo(s, path, tip, out)
     return out
 
 
@@ -167,7 +210,8 @@ def import_archive(
     if rcpt == BROADCAST or rcpt.startswith(GROUP_PREFIX):
         raise UsageError("an import goes to one member's mailbox: name one member with --to")
     mailbox_path = refs.mail_path(rcpt, s.me)
-    seen = imported_keys(s, mailbox_path)
+    known = imported_keys(s, mailbox_path)
+    seen = set(known)
     originals: list[Original] = []
     plan = _Plan()
     try:
@@ -183,16 +227,24 @@ def import_archive(
         raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     # Oldest first, so the mailbox reads in the original order; undated ones after, as found.
     originals.sort(key=lambda o: (o.date is None, o.date or ""))
+    written: list[tuple[Original, Prepared]] = []
     for o in originals:
         dr = Draft(to=[rcpt], body=o.body, subject=o.subject, priority=o.priority, type=IMPORTED,
                    payload=o.payload())
         try:
-            plan.prepared.append(prepare(s, dr, encrypt))
+            written.append((o, prepare(s, dr, encrypt)))
+            plan.prepared.append(written[-1][1])
         except GitmailError as e:
             if not isinstance(e, UsageError):
                 raise  # a key or recipient problem concerns every message: stop, nothing written
             plan.skipped.append(SkippedEntry(where=o.where, reason=str(e)))
     results = write_prepared(s, plan.prepared) if plan.prepared else []
+    if results and not any(x.outcome == "refused" for x in results):
+        # Every message written lies below the new tip: remember them, so that the next
+        # import reads only what is newer (a re-parented delivery just means a full read).
+        tip = _tip(s, mailbox_path)
+        if tip is not None:
+            _save_memo(s, mailbox_path, tip, known | {o.key for o, _ in written})
     outcome = reason = None
     for want in ("refused", "queued", "delivered"):
         hit = next((x for x in results if x.outcome == want), None)

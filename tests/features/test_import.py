@@ -73,6 +73,15 @@ def test_round_trip_export_import_keeps_sender_date_message_id(org: Org, tmp_pat
     # Verification (the client's, from scratch) calls every message good.
     v = org.ok("alex", "verify")
     assert v.code == 0
+    # What an import saw is remembered per tip; without that memo, or with one whose tip is
+    # not on the mailbox (a lie), the mailbox itself is read again: still nothing added.
+    memo = org.clones["alex"] / ".git" / "gitmail" / "imported"
+    [f] = list(memo.iterdir())
+    assert json.loads(f.read_text())["tip"] == tip.strip()
+    f.unlink()
+    assert _import(org, "alex", "--mbox", str(box))["already"] == 2
+    f.write_text(json.dumps({"tip": "0" * 40, "keys": []}))
+    assert _import(org, "alex", "--mbox", str(box))["already"] == 2
 
 
 def test_maildir_import_to_another_member_is_idempotent_in_clear(org: Org, tmp_path: Path) -> None:
