@@ -8,7 +8,9 @@ subclasses. Nothing here prints.
 By topic: :mod:`~gitmail.api.session` (the acting member),
 :mod:`~gitmail.api.setup` (init, members, org policy, keys),
 :mod:`~gitmail.api.send` (send, reply, batches),
-:mod:`~gitmail.api.imports` (mbox, Maildir and team-chat imports),
+:mod:`~gitmail.api.imports` (mbox, Maildir and team-chat imports; with
+:mod:`~gitmail.api.archives` and :mod:`~gitmail.api.batch`, imported on use
+only: their pydantic models must stay off the hooks' fast path),
 :mod:`~gitmail.api.outbox` (queued and undelivered mail, retry, drop),
 :mod:`~gitmail.api.mailbox` (list, read, mark, archive, thread),
 :mod:`~gitmail.api.protocol` (groups, responses, acks),
@@ -26,8 +28,6 @@ from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments,
 from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
 from gitmail.api.search import SearchHit, search
 from gitmail.api.export import ExportResult, export
-from gitmail.api.imports import ImportResult, import_archive
-from gitmail.api.batch import BatchReport, send_jsonl
 from gitmail.api.audit import SyncResult, sync, Finding, VerifyReport, verify, LogEntry, log, Shown, show
 from gitmail.api.views import SHORT, ago, sender_label, row_json
 
@@ -88,10 +88,6 @@ __all__ = [
     "SearchHit",
     "ExportResult",
     "export",
-    "ImportResult",
-    "import_archive",
-    "BatchReport",
-    "send_jsonl",
     "search",
     "SyncResult",
     "sync",

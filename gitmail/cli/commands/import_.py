@@ -23,10 +23,10 @@ def command(mbox: Optional[str], maildir: Optional[str], team_chat: Optional[str
             encrypt: Optional[bool], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Import an archive as messages signed by you, each marked as imported with its original
     sender, date and Message-ID; importing the same archive again adds nothing."""
-    from gitmail import api
+    from gitmail.api.imports import import_archive
     from gitmail.api.views import clean, count
 
-    res = api.import_archive(repo, mbox=mbox, maildir=maildir, team_chat=team_chat, to=to, as_=as_,
+    res = import_archive(repo, mbox=mbox, maildir=maildir, team_chat=team_chat, to=to, as_=as_,
                              encrypt=encrypt)
     if as_json:
         emit_json(res.model_dump(mode="json"))

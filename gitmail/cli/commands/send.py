@@ -84,7 +84,7 @@ def command(to: tuple[str, ...], message: Optional[str], subject: Optional[str],
 
 def _send_batch(path: str, repo: Optional[str], as_: Optional[str], encrypt: Optional[bool], as_json: bool,
                 quiet: bool) -> None:
-    from gitmail import api
+    from gitmail.api.batch import send_jsonl
 
     if path == "-":
         stream = getattr(sys.stdin, "buffer", None)  # bytes, so a non-UTF-8 line is named, not a crash
@@ -95,7 +95,7 @@ def _send_batch(path: str, repo: Optional[str], as_: Optional[str], encrypt: Opt
                 data = f.read()
         except OSError as e:
             raise UsageError(f"{clean(path)}: cannot be read ({e.strerror or type(e).__name__})") from None
-    report = api.send_jsonl(repo, data, as_=as_, encrypt=encrypt)
+    report = send_jsonl(repo, data, as_=as_, encrypt=encrypt)
     refused = {k: v for m in report.messages for k, v in m.refused.items()}
     if as_json:
         emit_json(report.model_dump(mode="json"))
