@@ -8,6 +8,9 @@ subclasses. Nothing here prints.
 By topic: :mod:`~gitmail.api.session` (the acting member),
 :mod:`~gitmail.api.setup` (init, members, org policy, keys),
 :mod:`~gitmail.api.send` (send, reply, batches),
+:mod:`~gitmail.api.imports` (mbox, Maildir and team-chat imports; with
+:mod:`~gitmail.api.archives` and :mod:`~gitmail.api.batch`, imported on use
+only: their pydantic models must stay off the hooks' fast path),
 :mod:`~gitmail.api.outbox` (queued and undelivered mail, retry, drop),
 :mod:`~gitmail.api.mailbox` (list, read, mark, archive, thread),
 :mod:`~gitmail.api.protocol` (groups, responses, acks),

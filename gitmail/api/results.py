@@ -385,6 +385,56 @@ class RetryReport(Result):
     undelivered: list[UndeliveredEntry] = Field(description="the messages refused now, in full")
 
 
+class BatchItem(Result):
+    """The outcome of one line (docs/json.md, ``send --batch``)."""
+
+    line: int = Field(description="Its line number in the input (1-based).")
+    id: str = Field(description="The Message-ID.")
+    short_id: str = Field(description="Its first 8 hex digits.")
+    to: list[str] = Field(description="Recipients as addressed.")
+    subject: str = Field(description="The subject as sent.")
+    type: str = Field(description="The message type.")
+    request_id: Optional[str] = Field(description="A request's id (generated for a request type), else null.")
+    encrypted: bool = Field(description="Sent end-to-end encrypted.")
+    outcome: str = Field(description="`delivered`, `queued` or `refused` (docs/json.md, \"Outcomes of sending\").")
+    reason: Optional[str] = Field(description="Why queued or refused (one line), else null.")
+    delivered: bool = Field(description="On the org repo, in every recipient's mailbox.")
+    queued: bool = Field(description="Written, waiting in the outbox for a later sync.")
+    refused: dict[str, str] = Field(description="Mailbox -> the org repo's reason, for each mailbox that refused it.")
+    queued_in: dict[str, str] = Field(description="Mailbox -> why, for each mailbox where it is still queued.")
+    kind: Optional[str] = Field(description="Why queued, as a word (`remote-unreachable`, `push-failed`, ...; docs/sync.md), else null.")
+
+
+class BatchReport(Result):
+    """What ``gitmail send --batch`` did."""
+
+    used_by = ('gitmail send --batch',)
+
+    messages: list[BatchItem] = Field(description="One entry per non-blank input line, in order.")
+
+
+class SkippedEntry(Result):
+    """One archive entry that was not imported."""
+
+    where: str = Field(description="Its place in the archive: `message 3` (mbox), the Maildir key, `inboxes/dev.jsonl line 4`.")
+    reason: str = Field(description="Why, in one line.")
+
+
+class ImportResult(Result):
+    """What ``gitmail import`` did (docs/json.md, ``import``)."""
+
+    used_by = ('gitmail import',)
+
+    source: str = Field(description="`mbox`, `maildir` or `team-chat`.")
+    path: str = Field(description="The archive read.")
+    mailbox: str = Field(description="The mailbox written: `gitmail/mail/<recipient>/<importer>`.")
+    added: list[str] = Field(description="Message-IDs of the messages written this time, in order.")
+    already: int = Field(description="Archive entries imported before (same source and original Message-ID), not written again.")
+    skipped: list[SkippedEntry] = Field(description="Entries that could not be imported, each with why.")
+    outcome: Optional[str] = Field(description="Delivery of what was added: `delivered`, `queued` or `refused` (the worst of them); null when nothing was added.")
+    reason: Optional[str] = Field(description="Why queued or refused (one line), else null.")
+
+
 class StateResult(Result):
     """What `gitmail state push`/`pull`/`status` did or found (docs/protocol.md §10, "Shared state");
     also the `state` field of `gitmail sync` when `gitmail.syncState` is on."""

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from gitmail.core import cache, refs
-from gitmail.errors import (
-    UsageError,
-)
+from gitmail.errors import UsageError
 
 if TYPE_CHECKING:
 
@@ -82,31 +80,61 @@ def outcome_of(
     Judged from the clone's state, not from who pushed: another process of
     this clone may have delivered it. Returns ``(outcome, reason, refused, queued_in, kind)``.
     """
-    from gitmail.core import sync
+    return Judge(repo, res)(msg_id, paths)
 
-    refused: dict[str, str] = {}
-    queued: dict[str, str] = {}
-    held = {(h.path, h.id): h for h in res.queued}
-    recorded = None
-    kind = None
-    for p in paths:
-        if repo.ref_target(sync.undelivered_ref(p, msg_id)):
-            why = next((h.detail for h in res.refused if h.path == p and h.id == msg_id), None)
-            if why is None:
-                recorded = recorded if recorded is not None else {(q[0], q[1]): q[3] for q in sync.undelivered(repo)}
-                why = recorded.get((p, msg_id), {}).get("detail", "refused by the org repo")
-            refused[p] = why
-        elif any(mid == msg_id for _, mid in sync.queued_chain(repo, p)):
-            h = held.get((p, msg_id))
-            rec = sync.reasons(repo).get((p, msg_id), {}) if h is None else {}
-            queued[p] = h.detail if h else rec.get("detail") or "no delivery attempt recorded yet"
-            kind = kind or (h.kind if h else rec.get("kind") or sync.NOT_TRIED)
-    if refused:
-        p, why = next(iter(refused.items()))
-        return REFUSED, f"the org repo refused {p}: {why}", refused, queued, kind
-    if queued:
-        return QUEUED, next(iter(queued.values())), refused, queued, kind
-    return DELIVERED, None, refused, queued, None
+
+class Judge:
+    """:func:`outcome_of` for many messages of one delivery round: each mailbox's queued
+    chain and the recorded reasons are read once, not once per message."""
+
+    def __init__(self, repo: "Repo", res: "Delivery") -> None:
+        self.repo, self.res = repo, res
+        self.held = {(h.path, h.id): h for h in res.queued}
+        self.why_refused = {(h.path, h.id): h.detail for h in res.refused}
+        self._chains: dict[str, set[str]] = {}
+        self._recorded: Optional[dict[tuple[str, str], dict[str, str]]] = None
+        self._reasons: Optional[dict[tuple[str, str], dict[str, str]]] = None
+
+    def _queued(self, path: str) -> set[str]:
+        from gitmail.core import sync
+
+        if path not in self._chains:
+            self._chains[path] = {mid for _, mid in sync.queued_chain(self.repo, path)}
+        return self._chains[path]
+
+    def __call__(
+        self, msg_id: str, paths: list[str]
+    ) -> tuple[str, Optional[str], dict[str, str], dict[str, str], Optional[str]]:
+        from gitmail.core import sync
+
+        repo = self.repo
+        refused: dict[str, str] = {}
+        queued: dict[str, str] = {}
+        kind = None
+        for p in paths:
+            if repo.ref_target(sync.undelivered_ref(p, msg_id)):
+                why = self.why_refused.get((p, msg_id))
+                if why is None:
+                    if self._recorded is None:
+                        self._recorded = {(q[0], q[1]): q[3] for q in sync.undelivered(repo)}
+                    why = self._recorded.get((p, msg_id), {}).get("detail", "refused by the org repo")
+                refused[p] = why
+            elif msg_id in self._queued(p):
+                h = self.held.get((p, msg_id))
+                rec: dict[str, str] = {}
+                if h is None:
+                    if self._reasons is None:
+                        self._reasons = sync.reasons(repo)
+                    rec = self._reasons.get((p, msg_id), {})
+                queued[p] = h.detail if h else rec.get("detail") or "no delivery attempt recorded yet"
+                kind = kind or (h.kind if h else rec.get("kind") or sync.NOT_TRIED)
+        if refused:
+            p, why = next(iter(refused.items()))
+            return REFUSED, f"the org repo refused {p}: {why}", refused, queued, kind
+        if queued:
+            return QUEUED, next(iter(queued.values())), refused, queued, kind
+        return DELIVERED, None, refused, queued, None
+
 
 def _subject_from(body: str) -> str:
     first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
@@ -117,6 +145,24 @@ def _subject_from(body: str) -> str:
 def _summary_from(body: str) -> str:
     flat = " ".join(body.split())
     return flat if len(flat) <= 100 else flat[:99] + "…"
+
+
+@dataclass
+class Draft:
+    """One message to compose: the arguments of :func:`send` that vary per message
+    (attachments aside). Defaults as in :func:`send`."""
+
+    to: list[str]
+    body: str
+    subject: Optional[str] = None
+    priority: str = "normal"
+    summary: Optional[str] = None
+    type: str = "text"
+    payload: Optional[dict[str, Any]] = None
+    reply_to: Optional[str] = None
+    request_id: Optional[str] = None
+    require_ack: bool = False
+    trace_id: Optional[str] = None  # a reply inherits its parent's when None
 
 
 def send(
@@ -162,33 +208,39 @@ def send(
     default, for a reply, the trace id of the message replied to.
     """
     s = session(repo, as_)
-    msg, sources = _compose(s, to, body, subject=subject, summary=summary, priority=priority, type=type,
-                            payload=payload, reply_to=reply_to, request_id=request_id,
-                            require_ack=require_ack, attach=attach, trace_id=trace_id)
+    draft = Draft(to=to, body=body, subject=subject, summary=summary, priority=priority, type=type,
+                  payload=payload, reply_to=reply_to, request_id=request_id, require_ack=require_ack, trace_id=trace_id)
+    msg, sources = compose(s, draft, attach)
     return _commit_and_deliver(s, msg, sources, encrypt, progress)
 
 
-def _compose(
-    s: Session, to: list[str], body: str, *, subject: Optional[str], summary: Optional[str], priority: str,
-    type: str, payload: Optional[dict[str, Any]], reply_to: Optional[str], request_id: Optional[str],
-    require_ack: bool, attach: Optional[list[Union[str, Path]]], trace_id: Optional[str] = None,
+def compose(
+    s: Session, dr: Draft, attach: Optional[list[Union[str, Path]]] = None
 ) -> tuple["Message", list["Source"]]:
-    """Validate the input and build the plaintext message (no Message-ID yet) and its files."""
+    """Validate a draft and build the plaintext message (no Message-ID yet) and its files.
+
+    The one composer of :func:`send`, :func:`send_batch` and imports: recipient
+    expansion, defaults (subject from the first line, summary from the body,
+    ``request_id`` of a request), truncation to the limits of docs/protocol.md
+    §13 and every check of :func:`send` (same errors). Nothing is written.
+    """
     import uuid
 
     from gitmail.core.address import BROADCAST, GROUP_PREFIX
     from gitmail.core.model import (PRIORITIES, REQUEST_TYPES, RESPONSE_OF, SUBJECT_LIMIT, SUMMARY_LIMIT, Message,
                                     format_date, is_open_type, trace_id_problem, utcnow, validate_payload)
 
-    if not to:
+    if not dr.to:
         raise UsageError("no recipient given")
-    recipients = resolve_recipients(s, to)
+    recipients = resolve_recipients(s, dr.to)
     d = s.directory
     s.signer  # noqa: B018 - a member with a usable key, before anything is written
+    priority, type, body, subject, request_id = dr.priority, dr.type, dr.body, dr.subject, dr.request_id
+    trace_id = dr.trace_id
     if priority not in PRIORITIES:
         raise UsageError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
-    payload = validate_payload(type, payload)
-    problem = trace_id_problem(trace_id)
+    payload = validate_payload(type, dr.payload)
+    problem = trace_id_problem(dr.trace_id)
     if problem:
         raise UsageError(problem)
     # Protocol messages name one recipient; an open type (e.g. agent_started) may go to many.
@@ -201,9 +253,9 @@ def _compose(
         raise UsageError(f"message body is {len(body.encode('utf-8'))} bytes; the limit is {limit}")
     in_reply_to = thread = None
     parent = None
-    if reply_to:
+    if dr.reply_to:
         s.refresh()
-        parent = resolve_id(s, reply_to)
+        parent = resolve_id(s, dr.reply_to)
         in_reply_to = parent.id
         thread = parent.thread or parent.id
         if trace_id is None:
@@ -229,7 +281,7 @@ def _compose(
         to=recipients,
         date=format_date(utcnow()),
         subject=(subject if subject is not None else _subject_from(text_for_meta))[:SUBJECT_LIMIT],
-        summary=(summary or _summary_from(text_for_meta))[:SUMMARY_LIMIT],
+        summary=(dr.summary or _summary_from(text_for_meta))[:SUMMARY_LIMIT],
         body=body,
         priority=priority,
         type=type,
@@ -237,7 +289,7 @@ def _compose(
         request_id=request_id,
         in_reply_to=in_reply_to,
         thread=thread,
-        require_ack=require_ack,
+        require_ack=dr.require_ack,
         trace_id=trace_id,
     )
     return msg, sources
@@ -308,9 +360,11 @@ def _commit_and_deliver(
     return result_of(repo_, plain, msg, [refs.mail_path(r, s.me) for r in msg.to], res)
 
 
-def result_of(repo: "Repo", plain: "Message", stored: "Message", paths: list[str], res: "Delivery") -> SendResult:
-    """The :class:`SendResult` of one message after a delivery round (see :func:`outcome_of`)."""
-    outcome, reason, refused, queued, kind = outcome_of(repo, stored.id, paths, res)
+def result_of(repo: "Repo", plain: "Message", stored: "Message", paths: list[str], res: "Delivery",
+              judge: Optional[Judge] = None) -> SendResult:
+    """The :class:`SendResult` of one message after a delivery round (see :func:`outcome_of`;
+    ``judge``: one :class:`Judge` shared by the messages of a batch)."""
+    outcome, reason, refused, queued, kind = (judge or Judge(repo, res))(stored.id, paths)
     return SendResult(plain, stored.to, delivered=outcome == DELIVERED, queued=outcome == QUEUED, refused=refused,
                       stored=stored, outcome=outcome, reason=reason, queued_in=queued, kind=kind)
 
@@ -360,66 +414,91 @@ def reply(
 
 
 @dataclass
-class Draft:
-    """One message of a batch: the arguments of :func:`send` that vary per message."""
+class Prepared:
+    """One composed message of a batch, ready for the bulk writer: ``plain`` as the
+    sender sees it, ``stored`` as committed (secret fields emptied when encrypted),
+    its ``message.json`` bytes and extra tree files (``message.age``)."""
 
-    to: list[str]
-    body: str
-    subject: Optional[str] = None
-    priority: str = "normal"
-    summary: Optional[str] = None
+    plain: "Message"
+    stored: "Message"
+    blob: bytes
+    extra: Optional[dict[str, bytes]]
+
+
+def prepare(s: Session, dr: Draft, encrypt: Optional[bool] = None) -> Prepared:
+    """Compose (:func:`compose`), encrypt if the policy says so (``encrypt`` as in
+    :func:`send`) and seal one message of a batch; nothing is written. Same errors as :func:`send`."""
+    from gitmail.core import private
+
+    msg, _ = compose(s, dr)
+    plain, extra = msg, None
+    if private.decide(s.directory, s.me, msg.to, encrypt):
+        msg, cipher = private.seal_message(msg, s.directory, [])
+        extra = {private.CIPHER_FILE: cipher}
+    blob = msg.seal()
+    if plain is not msg:
+        plain = plain.model_copy(update={"id": msg.id})
+    _refuse_malformed(msg, s.directory.policy.body_limit)
+    return Prepared(plain, msg, blob, extra)
 
 
 def send_batch(
     repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None, deliver: bool = True,
-    encrypt: Optional[bool] = None,
-) -> list["Message"]:
-    """Send many text messages at once: one pack, one ref update per mailbox, one push.
+    encrypt: Optional[bool] = None, labels: Optional[list[str]] = None,
+) -> list[SendResult]:
+    """Send many messages at once: one pack, one ref update per mailbox, one push.
 
-    Same validation, encryption policy (``encrypt`` as in :func:`send`) and
-    the same commits as :func:`send` (each message signed); meant for
-    imports, fan-out and benchmarks. Returns the messages as stored, in order.
+    Every draft is composed and checked first (:func:`prepare`: the same
+    composer, rules and encryption policy as :func:`send`); the first bad one
+    raises its error, its message prefixed with its label (``labels[i]``,
+    default ``message <i+1>``), and nothing is written. Then all are written
+    through the bulk writer (:mod:`gitmail.core.bulk`, each message signed)
+    and, with ``deliver`` and a remote, delivered in one round. Returns one
+    :class:`SendResult` per draft, in order. Attachments are not taken here.
     """
-    from gitmail.core import bulk, private
-    from gitmail.core import sync as syncmod
-    from gitmail.core.model import PRIORITIES, SUBJECT_LIMIT, SUMMARY_LIMIT, Message, format_date, utcnow
+    from gitmail.errors import GitmailError
 
     s = session(repo, as_)
-    d, signer, member = s.directory, s.signer, s.member
-    by_path: dict[str, list[tuple[Message, bytes, Optional[dict[str, bytes]]]]] = {}
-    out: list[Message] = []
-    for dr in drafts:
-        recipients = resolve_recipients(s, dr.to)
-        if not dr.body.strip():
-            raise UsageError("empty message")
-        if len(dr.body.encode("utf-8")) > d.policy.body_limit:
-            raise UsageError(f"message body over the limit of {d.policy.body_limit} bytes")
-        if dr.priority not in PRIORITIES:
-            raise UsageError(f"unknown priority {dr.priority!r}")
-        msg = Message(from_=s.me, to=recipients, date=format_date(utcnow()),
-                      subject=(dr.subject if dr.subject is not None else _subject_from(dr.body))[:SUBJECT_LIMIT],
-                      summary=(dr.summary or _summary_from(dr.body))[:SUMMARY_LIMIT], body=dr.body,
-                      priority=dr.priority)
-        extra = None
-        if private.decide(d, s.me, recipients, encrypt):
-            msg, cipher = private.seal_message(msg, d, [])
-            extra = {private.CIPHER_FILE: cipher}
-        blob = msg.seal()
-        _refuse_malformed(msg, d.policy.body_limit)
-        out.append(msg)
-        for r in recipients:
-            by_path.setdefault(refs.mail_path(r, s.me), []).append((msg, blob, extra))
+    prepared = []
+    for i, dr in enumerate(drafts):
+        try:
+            prepared.append(prepare(s, dr, encrypt))
+        except GitmailError as e:
+            e.message = f"{labels[i] if labels else f'message {i + 1}'}: {e.message}"
+            e.args = (e.message,)
+            raise
+    return write_prepared(s, prepared, deliver=deliver)
+
+
+def write_prepared(s: Session, prepared: list[Prepared], *, deliver: bool = True) -> list[SendResult]:
+    """Write prepared messages as one pack (one chain per mailbox, in order) and, with
+    ``deliver`` and a remote, deliver them in one round; one :class:`SendResult` each."""
+    from gitmail.core import bulk
+    from gitmail.core import sync as syncmod
+
+    by_path: dict[str, list[tuple["Message", bytes, Optional[dict[str, bytes]]]]] = {}
+    for p in prepared:
+        for r in p.stored.to:
+            by_path.setdefault(refs.mail_path(r, s.me), []).append((p.stored, p.blob, p.extra))
     r_ = s.repo
-    with r_.lock():
-        updates = []
-        for path, msgs in by_path.items():
-            ref = refs.outbox(path) if r_.remote else refs.head(path)
-            old = r_.ref_target(ref)
-            base = old or (r_.ref_target(refs.tracking(path, r_.remote)) if r_.remote else None)
-            tip = bulk.write_chain(r_, msgs, member, signer, base)
-            assert tip
-            updates.append((ref, tip, old))
-        r_.update_refs(updates, f"gitmail: {len(drafts)} messages")
-    if deliver and r_.remote:
-        syncmod.deliver(r_, signer, s.me)
-    return out
+    if by_path:
+        with r_.lock():
+            updates = []
+            for path, msgs in by_path.items():
+                ref = refs.outbox(path) if r_.remote else refs.head(path)
+                old = r_.ref_target(ref)
+                base = old or (r_.ref_target(refs.tracking(path, r_.remote)) if r_.remote else None)
+                tip = bulk.write_chain(r_, msgs, s.member, s.signer, base)
+                assert tip
+                updates.append((ref, tip, old))
+            r_.update_refs(updates, f"gitmail: {len(prepared)} messages")
+    if not (deliver and r_.remote):
+        queued = bool(r_.remote)
+        return [SendResult(p.plain, p.stored.to, delivered=not queued, queued=queued, stored=p.stored,
+                           outcome=QUEUED if queued else DELIVERED,
+                           reason="not delivered yet: run 'gitmail sync'" if queued else None,
+                           kind=syncmod.NOT_TRIED if queued else None) for p in prepared]
+    res = syncmod.deliver(r_, s.signer, s.me)
+    judge = Judge(r_, res)
+    return [result_of(r_, p.plain, p.stored, [refs.mail_path(r, s.me) for r in p.stored.to], res, judge)
+            for p in prepared]

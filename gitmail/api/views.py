@@ -156,6 +156,24 @@ def payload_text(payload: Any) -> str:
     return clean_text(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
+def imported_note(type_: str, payload: Any, signer: str) -> Optional[str]:
+    """For an ``imported`` message (docs/protocol.md §5): ``Imported from X (mbox, dated D,
+    Message-ID M); signed by <signer>, who imported it``, safe to print; None for other types.
+
+    The original sender is a claim the importer copied, never a signature: the line
+    says so, and every part of it is :func:`clean`-ed.
+    """
+    if type_ != "imported" or not isinstance(payload, dict):
+        return None
+    parts = [clean(payload.get("source", "?"))]
+    if payload.get("date"):
+        parts.append(f"dated {clean(payload['date'])}")
+    if payload.get("message_id"):
+        parts.append(f"Message-ID {clean(payload['message_id'])}")
+    return (f"Imported from {clean(payload.get('sender', '?'))} ({', '.join(parts)}); "
+            f"signed by {clean(signer)}, who imported it")
+
+
 def snippet_text(snippet: str, start: str = "**", end: str = "**") -> str:
     """A search snippet (:class:`gitmail.api.search.SearchHit`) on one line, without control
     characters (it is text another member wrote), its matches wrapped in ``start``/``end``."""

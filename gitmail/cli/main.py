@@ -53,6 +53,7 @@ COMMANDS = {
     "key": "key",
     "search": "search",
     "export": "export",
+    "import": "import_",
     "outbox": "outbox",
     "state": "state",
 }

@@ -44,7 +44,9 @@ PROTOCOL_TYPES: tuple[str, ...] = (
     "plan_approval_response",
     "ack",
 )
-MESSAGE_TYPES: tuple[str, ...] = ("text", *PROTOCOL_TYPES)
+# ``imported``: a message brought in from another archive by ``gitmail import`` (docs/protocol.md §5).
+IMPORTED = "imported"
+MESSAGE_TYPES: tuple[str, ...] = ("text", *PROTOCOL_TYPES, IMPORTED)
 # Response types and the request type whose request_id they must echo.
 RESPONSE_OF = {
     "shutdown_response": "shutdown_request",
@@ -450,6 +452,57 @@ class Ack(_Payload):
     pass
 
 
+IMPORT_SOURCES: tuple[str, ...] = ("mbox", "maildir", "team-chat")
+IMPORT_TEXT_LIMIT = 998  # characters of an original header kept (RFC 5322's line limit)
+IMPORT_MAX_TO = 100  # original recipients kept
+
+
+class Imported(_Payload):
+    """What an imported message says about its original (docs/protocol.md §5, "Imported messages").
+
+    The importing member signs the message; these fields are the original's
+    claims, never verified: ``sender`` and ``to`` as written in the archive,
+    ``date`` its date as RFC 3339 UTC (null when missing or unreadable),
+    ``message_id`` its Message-ID (or ``sha256:<hex>`` of its bytes when it had
+    none): with ``source`` the key that makes imports idempotent.
+    """
+
+    source: Literal["mbox", "maildir", "team-chat"]
+    sender: str = Field(max_length=IMPORT_TEXT_LIMIT)
+    to: list[str] = Field(default_factory=list, max_length=IMPORT_MAX_TO)
+    date: Optional[str] = None
+    message_id: str = Field(min_length=1, max_length=IMPORT_TEXT_LIMIT)
+    original_type: Optional[str] = Field(default=None, max_length=IMPORT_TEXT_LIMIT)
+    trace_id: Optional[str] = Field(default=None, max_length=IMPORT_TEXT_LIMIT)
+    task_id: Optional[str] = Field(default=None, max_length=IMPORT_TEXT_LIMIT)
+
+    @field_validator("sender", "message_id", "original_type", "trace_id", "task_id")
+    @classmethod
+    def _one_line(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and _CONTROL.search(v):
+            raise ValueError("control characters are not allowed")
+        return v
+
+    @field_validator("to")
+    @classmethod
+    def _short_lines(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if len(a) > IMPORT_TEXT_LIMIT or _CONTROL.search(a):
+                raise ValueError(f"each entry is one line of at most {IMPORT_TEXT_LIMIT} characters")
+        return v
+
+    @field_validator("date")
+    @classmethod
+    def _rfc3339(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and parse_date(v) is None:
+            raise ValueError("not RFC 3339 UTC (2026-11-22T02:05:58.123456Z)")
+        return v
+
+
+# C0 and C1 controls, line/paragraph separators, bidi controls: never in a one-line import field.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
 PAYLOAD_MODELS: dict[str, type[_Payload]] = {
     "task_assign": TaskAssign,
     "task_update": TaskUpdate,
@@ -461,6 +514,7 @@ PAYLOAD_MODELS: dict[str, type[_Payload]] = {
     "plan_approval_request": PlanApprovalRequest,
     "plan_approval_response": PlanApprovalResponse,
     "ack": Ack,
+    IMPORTED: Imported,
 }
 
 

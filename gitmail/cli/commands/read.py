@@ -8,7 +8,7 @@ import click
 
 from gitmail.cli.main import common
 from gitmail.cli.render import emit_json, long_time
-from gitmail.api.views import clean, clean_text, sender_label
+from gitmail.api.views import clean, clean_text, imported_note, sender_label
 
 if TYPE_CHECKING:
     from gitmail.core.model import Message
@@ -58,6 +58,9 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
         if r.status != "good":
             click.echo(f"Warning: this message failed verification ({clean(r.status)}: {clean(r.detail)}); "
                        "it is NOT shown as genuine mail from that member.")
+        note = imported_note(r.type, m.payload if m and not it.error else None, r.sender)
+        if note and r.status == "good":
+            click.echo(note)
         click.echo(f"To: {', '.join(clean(t) for t in r.recipients)}")
         click.echo(f"Date: {long_time(r.date)}")
         click.echo(f"Subject: {clean(m.subject if (m and it.encrypted and not it.error) else r.subject)}")

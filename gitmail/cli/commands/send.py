@@ -40,20 +40,30 @@ if TYPE_CHECKING:
               help="Attach FILE (repeatable; docs/attachments.md).")
 @click.option("--encrypt/--plain", "encrypt", default=None,
               help="Encrypt end to end, or send in clear [default: the org policy decides].")
+@click.option("--batch", metavar="FILE", help="Send every message of FILE (JSON Lines, '-' for stdin; docs/json.md).")
 @common
 def command(to: tuple[str, ...], message: Optional[str], subject: Optional[str], summary: Optional[str], priority: str,
             type_: str, payload: Optional[str], trace_id: Optional[str], request_id: Optional[str],
-            reply_to: Optional[str],
-            require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], edit: bool, repo: Optional[str],
-            as_: Optional[str], as_json: bool, quiet: bool) -> None:
+            reply_to: Optional[str], require_ack: bool, encrypt: Optional[bool], attach: tuple[str, ...], edit: bool,
+            batch: Optional[str], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Send MESSAGE to one or more members (TO may be '*' or team:NAME). MESSAGE '-' reads stdin.
 
     Without MESSAGE (``gitmail send alex``) on a terminal, or with --edit, your editor
     opens on a template, as for ``git commit``: '#' lines are dropped, the first line is
     the subject (a blank line then the body), and an empty message sends nothing.
+
+    With --batch FILE, send one message per line of FILE instead (each line a JSON object with
+    to, body and optionally subject, summary, priority, type, payload, reply_to, request_id,
+    require_ack, trace_id): every line is checked first, then all go in one push.
     """
     from gitmail import api
 
+    if batch is not None:
+        if to or message is not None or attach or subject or summary or payload or request_id or reply_to \
+                or require_ack or type_ != "text" or trace_id or edit:
+            raise UsageError("--batch takes no TO, MESSAGE or message options: each line of the file carries them")
+        _send_batch(batch, repo, as_, encrypt, as_json, quiet)
+        return
     if edit and message is not None:
         to, message = (*to, message), None
     elif not to and message is not None:  # "gitmail send alex": the one argument is the recipient
@@ -119,6 +129,31 @@ def _compose(repo: Optional[str], as_: Optional[str], to: tuple[str, ...], subje
     return text, subject
 
 
+def _send_batch(path: str, repo: Optional[str], as_: Optional[str], encrypt: Optional[bool], as_json: bool,
+                quiet: bool) -> None:
+    from gitmail.api.batch import send_jsonl
+
+    if path == "-":
+        stream = getattr(sys.stdin, "buffer", None)  # bytes, so a non-UTF-8 line is named, not a crash
+        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    else:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise UsageError(f"{clean(path)}: cannot be read ({e.strerror or type(e).__name__})") from None
+    report = send_jsonl(repo, data, as_=as_, encrypt=encrypt)
+    refused = {k: v for m in report.messages for k, v in m.refused.items()}
+    if as_json:
+        emit_json(report)
+    elif not quiet:
+        for m in report.messages:
+            if not m.refused:
+                click.echo(_outcome_text(m.to, m.id, m.queued, m.kind, m.reason, "Sent to",
+                                         " (encrypted)" if m.encrypted else ""))
+    fail_if_refused(refused)
+
+
 # Why a message is queued, in a few words (gitmail.core.sync's kinds).
 _QUEUED_WHY = {"remote-unreachable": "org remote unreachable", "lfs-unreachable": "LFS store unreachable",
                "push-failed": "push failed", "race": "mailbox busy", "no-key": "needs re-signing",
@@ -130,13 +165,17 @@ def outcome_line(res: "SendResult", sent: str, extra: str = "") -> str:
 
     A refused send never gets here (:func:`fail_if_refused` exits 10 first).
     """
-    m = res.message
-    who = ", ".join(clean(t) for t in res.recipients)
-    if not res.queued:
-        return f"{sent} {who}{extra} [{m.id[:SHORT]}]"
-    why = _QUEUED_WHY.get(res.kind or "", "not delivered yet")
-    return (f"Queued ({why}; 'gitmail sync' delivers it) for {who}{extra} [{m.id[:SHORT]}]\n"
-            f"  {clean(res.reason)}")
+    return _outcome_text(res.recipients, res.message.id, res.queued, res.kind, res.reason, sent, extra)
+
+
+def _outcome_text(recipients: list[str], id: str, queued: bool, kind: Optional[str], reason: Optional[str],
+                  sent: str, extra: str) -> str:
+    who = ", ".join(clean(t) for t in recipients)
+    if not queued:
+        return f"{sent} {who}{extra} [{id[:SHORT]}]"
+    why = _QUEUED_WHY.get(kind or "", "not delivered yet")
+    return (f"Queued ({why}; 'gitmail sync' delivers it) for {who}{extra} [{id[:SHORT]}]\n"
+            f"  {clean(reason)}")
 
 
 def _progress(attach: tuple[str, ...], as_json: bool, quiet: bool) -> Optional["Progress"]:

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Import and batch-send benchmarks (issue 14 item 7). Run: .venv/bin/python bench/bench_import.py [--n N]
+
+Prints messages per second (target >= 1,000) and the ratios to two baselines
+measured in the same run: `git fast-import` of the same number of unsigned
+commits, and the bulk writer alone (`api.send_batch` of N short text
+messages in one process, signed, in clear, no push), which tells how much an
+import adds to writing (the machine's load moves both alike):
+1. `gitmail import --mbox` of N messages (a whole process: parse with the
+   stdlib, compose, sign, one pack, one push to the org repo), encrypted (the
+   org's default policy) and in clear (`--plain`);
+2. the same import again (idempotent: nothing added);
+3. `gitmail send --batch` of N JSON lines (a whole process, one push).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mailbox
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+GITMAIL = [PY, "-m", "gitmail"]
+
+
+def sh(*args: str, cwd: Optional[Path] = None, env: Optional[dict[str, str]] = None,
+       input: Optional[bytes] = None) -> str:
+    p = subprocess.run(args, cwd=cwd, env=env, input=input, capture_output=True, check=True)
+    return p.stdout.decode()
+
+
+def make_org(base: Path, env: dict[str, str]) -> Path:
+    """max and alex in their own clones of a local org repo; returns max's clone."""
+    org = base / "org.git"
+    for name in ("max", "alex"):
+        sh(*GITMAIL, "init", "--name", name, "--org", str(org), "--repo", str(base / name), env=env)
+    sh(*GITMAIL, "sync", "--repo", str(base / "max"), env=env)
+    return base / "max"
+
+
+def write_mbox(path: Path, n: int) -> None:
+    box = mailbox.mbox(str(path))
+    box.lock()
+    for i in range(n):
+        e = EmailMessage()
+        e["From"] = f"Person {i % 50} <p{i % 50}@example.com>"
+        e["To"] = "team@example.com"
+        e["Subject"] = f"Status report {i}"
+        e["Date"] = f"Mon, {1 + i % 28:02d} Jun 2025 {i % 24:02d}:{i % 60:02d}:00 +0000"
+        e["Message-ID"] = f"<report-{i}@example.com>"
+        e.set_content(f"Report {i}: the domain research is done, pick your top 3.\n")
+        box.add(e)
+    box.flush()
+    box.unlock()
+    box.close()
+
+
+def fast_import_baseline(base: Path, n: int) -> float:
+    """Seconds for `git fast-import` of n unsigned commits of one small blob each."""
+    fi = base / "fi.git"
+    sh("git", "init", "-q", "--bare", str(fi))
+    chunks = []
+    for i in range(n):
+        body = f"Report {i}: the domain research is done, pick your top 3."
+        blob = ('{"body":"%s","from":"max","to":["max"]}' % body).encode()
+        msg = f"Status report {i}\n\n{body}\n".encode()
+        chunks.append(b"blob\nmark :%d\ndata %d\n%s\n" % (2 * i + 1, len(blob), blob))
+        chunks.append(b"commit refs/heads/gitmail/mail/max/max\nmark :%d\nauthor max <max@x> %d +0000\n"
+                      b"committer max <max@x> %d +0000\ndata %d\n%s\nM 100644 :%d message.json\n\n"
+                      % (2 * i + 2, 1700000000 + i, 1700000000 + i, len(msg), msg, 2 * i + 1))
+    data = b"".join(chunks)
+    t = time.perf_counter()
+    sh("git", "fast-import", "--quiet", cwd=fi, input=data)
+    return time.perf_counter() - t
+
+
+def timed_json(cmd: list[str], env: dict[str, str], input: Optional[bytes] = None) -> tuple[float, dict]:
+    t = time.perf_counter()
+    out = sh(*cmd, env=env, input=input)
+    return time.perf_counter() - t, json.loads(out)
+
+
+def bulk_baseline(base: Path, env: dict[str, str], n: int) -> float:
+    """Seconds for the bulk writer alone: n signed text messages, one process, no push."""
+    from gitmail import api
+
+    os.environ.update(env)
+    maxc = make_org(base / "bulk", env)
+    t = time.perf_counter()
+    api.send_batch(maxc, [api.Draft(to=["alex"], body=f"Report {i}: pick your top 3.") for i in range(n)],
+                   deliver=False, encrypt=False)
+    return time.perf_counter() - t
+
+
+def report(label: str, n: int, secs: float, base_t: float, bulk_t: float) -> None:
+    print(f"{label}: {n:,} messages in {secs:.2f} s = {n / secs:,.0f} msg/s (target >= 1,000); "
+          f"{base_t / secs:.2f}x of git fast-import's rate, {bulk_t / secs:.2f}x of the bulk writer's")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000, help="messages per run [5000]")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    a = ap.parse_args()
+    n = a.n
+    base = Path(tempfile.mkdtemp(prefix="gitmail-bench-import-"))
+    env = dict(os.environ, GITMAIL_HOME=str(base / "keys"), GITMAIL_NOTICE="never")
+    env.pop("GITMAIL_USER", None)
+    env.pop("GITMAIL_REPO", None)
+    try:
+        box = base / "archive.mbox"
+        write_mbox(box, n)
+        base_t = fast_import_baseline(base, n)
+        print(f"baseline: git fast-import of {n:,} unsigned commits: {base_t:.2f} s = {n / base_t:,.0f} commits/s")
+        bulk_t = bulk_baseline(base, env, n)
+        print(f"baseline: bulk writer alone (send_batch, no push): {bulk_t:.2f} s = {n / bulk_t:,.0f} msg/s")
+        for label, extra in (("import --mbox (encrypted, org default)", []), ("import --mbox --plain", ["--plain"])):
+            maxc = make_org(base / label.split()[-1].strip("()"), env)
+            secs, res = timed_json([*GITMAIL, "import", "--mbox", str(box), *extra, "--json", "--repo", str(maxc)],
+                                   env)
+            assert len(res["added"]) == n and res["outcome"] == "delivered", (len(res["added"]), res["outcome"])
+            report(label, n, secs, base_t, bulk_t)
+            secs, res = timed_json([*GITMAIL, "import", "--mbox", str(box), *extra, "--json", "--repo", str(maxc)],
+                                   env)
+            assert res["added"] == [] and res["already"] == n
+            print(f"  again (idempotent, nothing added): {secs:.2f} s")
+        maxc = make_org(base / "batch", env)
+        lines = "".join(json.dumps({"to": "alex", "body": f"batch message {i}", "subject": f"Batch {i}"}) + "\n"
+                        for i in range(n)).encode()
+        for label, extra in (("send --batch (encrypted, org default)", []), ("send --batch --plain", ["--plain"])):
+            secs, res = timed_json([*GITMAIL, "send", "--batch", "-", *extra, "--json", "--repo", str(maxc)], env,
+                                   input=lines)
+            assert [m["outcome"] for m in res["messages"]] == ["delivered"] * n
+            report(label, n, secs, base_t, bulk_t)
+    finally:
+        if a.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

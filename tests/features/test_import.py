@@ -1,0 +1,269 @@
+"""gitmail import: mbox, Maildir and team-chat archives in as signed, idempotent imported messages."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Org, git
+from tests.sync import forge
+from tests.sync.conftest import NetOrg, guard_runtime, net  # noqa: F401 - fixtures: git daemon + guard
+
+
+def _ids(org: Org, name: str) -> list[str]:
+    rows = json.loads(org.ok(name, "list", "--json", "--limit", "1000").out)["messages"]
+    return [m["id"] for m in rows if m["type"] == "imported"]
+
+
+def _imported(org: Org, name: str) -> list[dict[str, Any]]:
+    """Every imported message of ``name``'s inbox, as ``read --json`` shows it."""
+    ids = _ids(org, name)
+    if not ids:
+        return []
+    msgs: list[dict[str, Any]] = json.loads(org.ok(name, "read", *ids, "--no-mark", "--json").out)["messages"]
+    return msgs
+
+
+def _read_text(org: Org, name: str) -> str:
+    return org.ok(name, "read", *_ids(org, name), "--no-mark").out
+
+
+def _import(org: Org, name: str, *args: str) -> dict[str, Any]:
+    r: dict[str, Any] = json.loads(org.ok(name, "import", *args, "--json").out)
+    return r
+
+
+def test_round_trip_export_import_keeps_sender_date_message_id(org: Org, tmp_path: Path) -> None:
+    org.ok("max", "send", "alex", "pick your top 3\nsecond line", "--subject", "Domain research")
+    org.ok("alex", "sync")
+    first = json.loads(org.ok("alex", "list", "--json").out)["messages"][0]
+    org.ok("max", "send", "alex", "and one more", "--subject", "Follow-up")
+    org.ok("alex", "sync")
+    box = tmp_path / "alex.mbox"
+    org.ok("alex", "export", "--mbox", str(box))
+    originals = {str(m["Subject"]): m for m in mailbox.mbox(str(box))}
+    rows = {m["subject"]: m for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]}
+
+    r = _import(org, "alex", "--mbox", str(box))
+    assert r["source"] == "mbox" and len(r["added"]) == 2 and r["already"] == 0 and r["skipped"] == []
+    assert r["mailbox"] == "gitmail/mail/alex/alex" and r["outcome"] == "delivered"
+    got = {m["subject"]: m for m in _imported(org, "alex")}
+    assert set(got) == {"Domain research", "Follow-up"}
+    for subject, m in got.items():
+        p = m["payload"]
+        assert m["from"] == "alex" and m["verified"] and m["status"] == "good"  # signed by the importer
+        assert p["source"] == "mbox" and "max" in p["sender"] and "alex" in " ".join(p["to"])
+        assert p["message_id"] == str(originals[subject]["Message-ID"]) == f"<{rows[subject]['id']}@gitmail>"
+        assert p["date"][:19] == rows[subject]["date"][:19]  # mbox dates carry whole seconds
+    assert got["Domain research"]["body"].startswith("pick your top 3\nsecond line")
+    assert first["id"] in got["Domain research"]["payload"]["message_id"]
+    # Shown as imported, never as a message signed by max.
+    text = _read_text(org, "alex")
+    assert "Imported from max" in text and "signed by alex, who imported it" in text
+    assert "From: max" not in text.replace("From: max <", "")
+    # Idempotent: the same archive again adds nothing, and the mailbox is unchanged.
+    tip = git("rev-parse", "origin/gitmail/mail/alex/alex", cwd=org.clones["alex"]).stdout
+    again = _import(org, "alex", "--mbox", str(box))
+    assert again["added"] == [] and again["already"] == 2 and again["outcome"] is None
+    org.ok("alex", "sync")
+    assert git("rev-parse", "origin/gitmail/mail/alex/alex", cwd=org.clones["alex"]).stdout == tip
+    # Verification (the client's, from scratch) calls every message good.
+    v = org.ok("alex", "verify")
+    assert v.code == 0
+    # What an import saw is remembered per tip; without that memo, or with one whose tip is
+    # not on the mailbox (a lie), the mailbox itself is read again: still nothing added.
+    memo = org.clones["alex"] / ".git" / "gitmail" / "imported"
+    [f] = list(memo.iterdir())
+    assert json.loads(f.read_text())["tip"] == tip.strip()
+    f.unlink()
+    assert _import(org, "alex", "--mbox", str(box))["already"] == 2
+    f.write_text(json.dumps({"tip": "0" * 40, "keys": []}))
+    assert _import(org, "alex", "--mbox", str(box))["already"] == 2
+
+
+def test_maildir_import_to_another_member_is_idempotent_in_clear(org: Org, tmp_path: Path) -> None:
+    md = mailbox.Maildir(str(tmp_path / "Maildir"), create=True)
+    for i in range(3):
+        e = EmailMessage()
+        e["From"] = f"Ann Other <ann{i}@example.com>"
+        e["To"] = "team@example.com"
+        e["Subject"] = f"old thread {i}"
+        e["Date"] = f"Mon, 0{i + 1} Jun 2020 10:00:00 +0200"
+        e["Message-ID"] = f"<m{i}@example.com>"
+        e.set_content(f"body {i}")
+        md.add(e)
+    md.close()
+    r = _import(org, "max", "--maildir", str(tmp_path / "Maildir"), "--to", "alex", "--plain")
+    assert len(r["added"]) == 3 and r["mailbox"] == "gitmail/mail/alex/max"
+    org.ok("alex", "sync")
+    got = sorted(_imported(org, "alex"), key=lambda m: m["payload"]["date"])
+    assert [m["payload"]["date"] for m in got] == [f"2020-06-0{i + 1}T08:00:00.000000Z" for i in range(3)]
+    assert [m["from"] for m in got] == ["max"] * 3 and not any(m["encrypted"] for m in got)
+    assert got[0]["payload"]["sender"] == "Ann Other <ann0@example.com>" and got[0]["body"] == "body 0\n"
+    # In-run order is the original order: oldest first on the chain.
+    log = git("log", "--format=%s", "origin/gitmail/mail/alex/max", cwd=org.clones["alex"]).stdout.splitlines()
+    assert log == ["old thread 2", "old thread 1", "old thread 0"]
+    assert _import(org, "max", "--maildir", str(tmp_path / "Maildir"), "--to", "alex")["already"] == 3
+
+
+def _team(tmp_path: Path, lines: dict[str, list[str]]) -> Path:
+    team = tmp_path / "teams" / "demo"
+    (team / "inboxes").mkdir(parents=True)
+    for agent, ls in lines.items():
+        (team / "inboxes" / f"{agent}.jsonl").write_text("\n".join(ls) + "\n")
+    return team
+
+
+def _env(**kw: Any) -> str:
+    base = {"id": "msg_1", "type": "task_assign", "from": "lead", "to": "dev", "schema_version": 1,
+            "created_at": "2026-01-02T03:04:05Z", "payload": {"subject": "Implement API",
+                                                               "details": "Add POST /v1/profile"}}
+    base.update(kw)
+    return json.dumps(base)
+
+
+def test_team_chat_import_and_hostile_lines(org: Org, tmp_path: Path) -> None:
+    team = _team(tmp_path, {
+        "dev": [
+            _env(task_id="task_001", trace_id="tr_001", priority="high"),
+            "",
+            "not json {",
+            _env(id="msg_2", type="task_update", **{"from": "dev\x1b[31m", "to": ["lead"]},
+                 payload={"status": "blocked", "note": "Need schema decision"}, created_at=1767323045),
+            json.dumps({"id": "x"}),
+            _env(id="msg_3", schema_version=2),
+            "[1, 2]",
+        ],
+        "lead": [_env(id="msg_2", type="task_update", payload={"note": "dup of dev's copy"})],  # same id: once
+    })
+    (team / "inboxes" / "qa.jsonl").write_bytes(b'{"id": "\xff"}\n')
+    r = org.as_("alex", "import", "--team-chat", str(team))
+    assert r.code == 0, r.err
+    skipped = [ln for ln in r.err.splitlines() if ln.startswith("gitmail: skipped")]
+    assert skipped == [
+        "gitmail: skipped inboxes/dev.jsonl line 3: not JSON (Expecting value)",
+        "gitmail: skipped inboxes/dev.jsonl line 5: not a team-chat envelope: no type, from, to, payload, created_at",
+        "gitmail: skipped inboxes/dev.jsonl line 6: schema_version 2 is not supported (1 is)",
+        "gitmail: skipped inboxes/dev.jsonl line 7: not a JSON object",
+        "gitmail: skipped inboxes/qa.jsonl line 1: not UTF-8",
+    ]
+    assert "Imported 2 messages into gitmail/mail/alex/alex (1 already imported, 5 skipped)" in r.out
+    got = {m["payload"]["message_id"]: m for m in _imported(org, "alex")}
+    one, two = got["msg_1"], got["msg_2"]
+    assert one["subject"] == "Implement API" and one["priority"] == "high"
+    assert one["body"].startswith("Add POST /v1/profile") and '"subject": "Implement API"' in one["body"]
+    assert one["payload"] == {"source": "team-chat", "sender": "lead", "to": ["dev"],
+                              "date": "2026-01-02T03:04:05.000000Z", "message_id": "msg_1",
+                              "original_type": "task_assign", "trace_id": "tr_001", "task_id": "task_001"}
+    assert two["payload"]["sender"] == "dev\\x1b[31m"  # escaped visibly, never raw
+    assert two["payload"]["date"] == "2026-01-02T03:04:05.000000Z" and two["body"].startswith("Need schema")
+    assert json.loads(org.ok("alex", "import", "--team-chat", str(team), "--json").out)["added"] == []
+
+
+def test_bad_input_writes_nothing(org: Org, tmp_path: Path) -> None:
+    assert org.as_("alex", "import").code == 2
+    r = org.as_("alex", "import", "--mbox", str(tmp_path / "a"), "--maildir", str(tmp_path))
+    assert r.code == 2 and r.err.startswith("gitmail: give exactly one")
+    r = org.as_("alex", "import", "--mbox", str(tmp_path / "missing"))
+    assert r.code == 2 and "not an mbox file" in r.err and "Traceback" not in r.err
+    r = org.as_("alex", "import", "--maildir", str(tmp_path))
+    assert r.code == 2 and "not a Maildir" in r.err
+    r = org.as_("alex", "import", "--team-chat", str(tmp_path))
+    assert r.code == 2 and "not a team-chat folder" in r.err
+    (tmp_path / "m").write_text("From x\n\nhi\n")
+    r = org.as_("alex", "import", "--mbox", str(tmp_path / "m"), "--to", "nobody")
+    assert r.code == 4
+    r = org.as_("alex", "import", "--mbox", str(tmp_path / "m"), "--to", "*")
+    assert r.code == 2 and "one member" in r.err
+    assert git("for-each-ref", "refs/gitmail/outbox", cwd=org.clones["alex"]).stdout == ""
+
+
+HOSTILE = [
+    # escape sequences and an encoded newline in headers
+    b"From: =?utf-8?q?Eve=0AInjected=3A_yes?= <eve@example.com>\nSubject: \x1b]0;pwned\x07 hi\n"
+    b"Message-ID: <h1@x>\nDate: Tue, 1 Jan 2030 00:00:00 +0000\n\nbody one\n",
+    # no Date, no Message-ID, an unknown charset, 8-bit bytes that are not UTF-8
+    b"From: a@b\nSubject: =?x-unknown?b?AAAA?=\nContent-Type: text/plain; charset=x-unknown\n\n\xff\xfe caf\xe9\n",
+    # a huge header and a broken date
+    b"From: big@example.com\nSubject: " + b"S" * 100_000 + b"\nDate: not a date\nMessage-ID: <h3@x>\n\nbody\n",
+    # a date before 1970 and a bidi override in the sender
+    b"From: \xe2\x80\xaeevil@example.com\nDate: Mon, 1 Jan 1900 00:00:00 +0000\nMessage-ID: <h4@x>\n\nold\n",
+]
+
+
+def test_hostile_mbox_is_sanitised_never_a_traceback(org: Org, tmp_path: Path) -> None:
+    box = tmp_path / "hostile.mbox"
+    box.write_bytes(b"".join(b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n" + m + b"\n" for m in HOSTILE))
+    big = b"From: x@y\nMessage-ID: <huge@x>\n\n" + b"a" * (1024 * 1024 + 10) + b"\n"
+    box.write_bytes(box.read_bytes() + b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n" + big)
+    r = org.as_("alex", "import", "--mbox", str(box), "--json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert len(res["added"]) == 4
+    assert [s["where"] for s in res["skipped"]] == ["message 5"]
+    assert "limit" in res["skipped"][0]["reason"]
+    got = {m["payload"]["message_id"]: m for m in _imported(org, "alex")}
+    first = got["<h1@x>"]
+    assert "\n" not in first["payload"]["sender"] and first["payload"]["sender"].startswith("Eve Injected: yes")
+    assert "\x1b" not in first["subject"] and first["subject"].startswith("\\x1b]0;pwned\\x07")
+    assert first["payload"]["date"] == "2030-01-01T00:00:00.000000Z"  # a claim: kept, not trusted
+    nodate = [m for k, m in got.items() if k.startswith("sha256:")]
+    assert len(nodate) == 1 and nodate[0]["payload"]["date"] is None and "caf" in nodate[0]["body"]
+    assert len(got["<h3@x>"]["subject"]) <= 200 and got["<h3@x>"]["payload"]["date"] is None
+    assert got["<h4@x>"]["payload"]["date"] is None and got["<h4@x>"]["payload"]["sender"].startswith("\\u202e")
+    text = _read_text(org, "alex")
+    assert "\x1b" not in text and "\u202e" not in text
+    again = json.loads(org.ok("alex", "import", "--mbox", str(box), "--json").out)
+    assert again["added"] == [] and again["already"] == 4
+
+
+def test_through_the_guard_an_import_never_claims_the_original_sender(net: NetOrg, tmp_path: Path) -> None:
+    """max imports mail that claims to be from alex into alex's mailbox: the guard accepts it as max's,
+    alex's client verifies it as max's, and shows alex only as the original's claim."""
+    box = tmp_path / "claims.mbox"
+    e = EmailMessage()
+    e["From"] = "alex <alex@gitmail.invalid>"
+    e["To"] = "max@example.com"
+    e["Subject"] = "I, alex, approve"
+    e["Message-ID"] = "<claim@x>"
+    e["Date"] = "Wed, 04 Feb 2026 05:06:07 +0000"
+    e.set_content("signed: alex")
+    mb = mailbox.mbox(str(box))
+    mb.add(e)
+    mb.close()
+    r = json.loads(net.ok("max", "import", "--mbox", str(box), "--to", "alex", "--json").out)
+    assert r["outcome"] == "delivered" and len(r["added"]) == 1  # the guard let it through
+    net.ok("alex", "sync")
+    [m] = _imported(net, "alex")
+    assert m["from"] == "max" and m["verified"] and m["payload"]["sender"] == "alex <alex@gitmail.invalid>"
+    text = _read_text(net, "alex")
+    assert "From: max\n" in text and "Imported from alex <alex@gitmail.invalid> (mbox, dated 2026-02-04T05:06:07" in text
+    assert "signed by max, who imported it" in text
+    assert net.ok("alex", "verify").code == 0
+    # send --batch through the guard: one push, every message delivered.
+    batch = "".join(json.dumps({"to": "alex", "body": f"batch {i}"}) + "\n" for i in range(5))
+    out = json.loads(net.ok("max", "send", "--batch", "-", "--json", stdin=batch).out)
+    assert [m["outcome"] for m in out["messages"]] == ["delivered"] * 5
+
+
+def test_guard_refuses_an_imported_payload_that_breaks_the_rules(net: NetOrg) -> None:
+    from gitmail.core import bulk
+    from gitmail.core import directory as dirmod
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.repo import open_repo
+
+    clone = net.clones["max"]
+    r = open_repo(clone)
+    m = Message(**{"from": "max"}, to=["alex"], date=format_date(utcnow()), subject="x", type="imported",
+                payload={"source": "mbox", "sender": "alex\nInjected: yes", "message_id": "<x>"})
+    blob = m.seal()
+    pack = bulk.PackWriter()
+    parent = forge.tip(clone, "gitmail/mail/alex/max")
+    oid = bulk.message_commit(pack, m, dirmod.load(r).members["max"], forge.key_of("max"),
+                              bytes.fromhex(parent) if parent else None, 0, blob)
+    pack.finish(r)
+    code, out = forge.push(clone, oid.hex(), "refs/heads/gitmail/mail/alex/max")
+    assert code != 0 and "gitmail guard: push refused" in out and "control characters" in out, out

@@ -1,0 +1,82 @@
+"""gitmail send --batch FILE.jsonl: every line checked first, one push, an outcome per message;
+send_batch composes with the same composer as send."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gitmail import api
+from gitmail.errors import UsageError
+from tests.conftest import Org, git
+
+
+def _lines(*objs: Any) -> str:
+    return "".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs)
+
+
+def test_batch_file_and_stdin_deliver_with_per_message_outcomes(org: Org, tmp_path: Path) -> None:
+    f = tmp_path / "batch.jsonl"
+    f.write_text(_lines({"to": "alex", "body": "first", "priority": "high"},
+                        "",
+                        {"to": ["alex", "max"], "body": "to both", "subject": "Both"},
+                        {"to": "alex", "body": "", "type": "question", "payload": {"question": "ready?"}}))
+    r = json.loads(org.ok("max", "send", "--batch", str(f), "--json").out)
+    msgs = r["messages"]
+    assert [m["line"] for m in msgs] == [1, 3, 4]
+    assert all(m["outcome"] == "delivered" and m["delivered"] and not m["queued"] for m in msgs)
+    assert msgs[1]["to"] == ["alex", "max"] and msgs[1]["subject"] == "Both"
+    assert msgs[2]["type"] == "question" and msgs[2]["request_id"]
+    org.ok("alex", "sync")
+    rows = json.loads(org.ok("alex", "list", "--json").out)["messages"]
+    assert sorted(m["subject"] for m in rows) == ["Both", "first", "question question=ready? context="]
+    assert all(m["verified"] for m in rows) and {m["id"] for m in rows} == {m["id"] for m in msgs}
+    out = org.ok("max", "send", "--batch", "-", stdin=_lines({"to": "alex", "body": "from stdin"})).out
+    assert out.startswith("Sent to alex") and out.count("\n") == 1
+
+
+def test_a_bad_line_names_its_number_and_nothing_is_sent(org: Org, tmp_path: Path) -> None:
+    good = {"to": "alex", "body": "fine"}
+    cases = [
+        (_lines(good, good, "{not json"), 2, "line 3: not JSON"),
+        (_lines(good, {"to": "alex", "body": "x", "colour": "red"}), 2, "line 2: colour: Extra inputs"),
+        (_lines(good, {"to": "alex", "body": 5}), 2, "line 2: body: Input should be a valid string"),
+        (_lines(good, "", {"to": "nobody", "body": "x"}), 4, "line 3: "),
+        (_lines({"to": "alex", "body": "x", "priority": "asap"}), 2, "line 1: unknown priority"),
+        (_lines(good, {"to": "alex", "body": "   "}), 2, "line 2: empty message"),
+        (_lines(good, {"to": "alex", "body": "x", "type": "answer", "payload": {"answer": "y"}}), 2,
+         "line 2: a answer needs the request_id"),
+        ("\n\n", 2, "the batch is empty"),
+        (_lines([1, 2]), 2, "line 1: not a JSON object"),
+    ]
+    for text, code, err in cases:
+        r = org.as_("max", "send", "--batch", "-", stdin=text)
+        assert r.code == code and r.err.startswith(f"gitmail: {err}"), (text, r.code, r.err)
+        assert "Traceback" not in r.err
+    assert git("for-each-ref", "refs/gitmail/outbox", cwd=org.clones["max"]).stdout == ""
+    org.ok("alex", "sync")
+    assert json.loads(org.ok("alex", "list", "--json").out)["total"] == 0
+    r = org.as_("max", "send", "alex", "--batch", "-", stdin=_lines(good))
+    assert r.code == 2 and "--batch takes no TO" in r.err
+    assert org.as_("max", "send", "--batch", str(tmp_path / "missing")).code == 2
+    assert org.as_("max", "send", "alex").code == 2  # no message and no --batch
+
+
+def test_send_batch_composes_as_send_does(org: Org) -> None:
+    """One composer (#11): subject and summary defaults and truncation, payload checks, request ids."""
+    long_line = "# " + "word " * 40
+    single = api.send(org.clones["max"], ["alex"], long_line, encrypt=False).message
+    [batched] = api.send_batch(org.clones["max"], [api.Draft(to=["alex"], body=long_line)], encrypt=False)
+    assert (batched.message.subject, batched.message.summary) == (single.subject, single.summary)
+    [q] = api.send_batch(org.clones["max"], [api.Draft(to=["alex"], body="", type="question",
+                                                       payload={"question": "ready?"})], encrypt=False)
+    assert q.message.request_id and q.message.payload == {"question": "ready?", "context": ""}
+    for bad, why in ((api.Draft(to=["alex"], body="x", type="question", payload={}), "payload for question"),
+                     (api.Draft(to=["*"], body="x", type="question", payload={"question": "q"}), "cannot be broadcast")):
+        try:
+            api.send_batch(org.clones["max"], [api.Draft(to=["alex"], body="ok"), bad])
+        except UsageError as e:
+            assert str(e).startswith("message 2: ") and why in str(e)
+        else:
+            raise AssertionError("accepted")
