@@ -204,7 +204,15 @@ def outbox_paths(repo: "Repo", sender: Optional[str] = None) -> dict[str, str]:
     from gitmail.core.address import to_ref
 
     pattern = refs.OUTBOX + ("*/" + to_ref(sender) if sender else "*/*")
-    found = git.for_each_ref(repo.path, [pattern])
+    if repo._pg is not None:
+        # pygit2 is loaded already (a send wrote its commit with it): list the refs in-process
+        # rather than start a git (issue 15). fnmatch's * crosses "/", as for-each-ref's does.
+        import fnmatch
+
+        found = {n: str(repo.pg.references[n].target) for n in repo.pg.listall_references()
+                 if n.startswith(refs.OUTBOX) and fnmatch.fnmatchcase(n, pattern)}
+    else:
+        found = git.for_each_ref(repo.path, [pattern])
     return {refs.MAIL + name[len(refs.OUTBOX) :]: oid for name, oid in found.items()}
 
 
@@ -675,7 +683,7 @@ def save_reasons(repo: "Repo", queued: list[Held], sender: Optional[str] = None)
 
     Entries of messages no longer queued (of ``sender``'s mailboxes, or all) are removed.
     """
-    if not queued and not (repo.data_dir / REASONS_FILE).exists():
+    if not queued and not _load(repo, REASONS_FILE):
         return  # nothing to record, nothing to clean up: no git call (the common delivered send)
     with repo.lock():
         data = _load(repo, REASONS_FILE)

@@ -3,8 +3,10 @@ loads neither the library modules a send does not use nor pydantic's plugin disc
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import Org
 
@@ -43,3 +45,15 @@ def test_lazy_library_names_resolve_to_the_functions() -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.stdout.split() == ["gitmail.api.audit", "gitmail.api.setup", "gitmail.api.protocol", "True"], \
         p.stdout + p.stderr
+
+
+def test_a_delivered_send_pushes_once_and_lists_no_refs_through_git(org: Org, tmp_path: Path) -> None:
+    """Optimistic delivery: no fetch before the push; the outbox is listed in-process (pygit2 is
+    loaded by then) and nothing is listed again to record reasons when nothing is queued."""
+    trace = tmp_path / "trace"
+    gitmail = str(Path(sys.executable).parent / "gitmail")
+    subprocess.run([gitmail, "send", "alex", "one push", "--quiet", "--repo", str(org.clones["max"])],
+                   env={**os.environ, "GIT_TRACE2_PERF": str(trace)}, check=True, capture_output=True)
+    client = [" ".join(line.rsplit("|", 1)[-1].split()[1:2]) for line in trace.read_text().splitlines()
+              if "| start " in line and "| d0 |" in line]
+    assert client.count("push") == 1 and "fetch" not in client and "for-each-ref" not in client, client
