@@ -17,6 +17,14 @@ and what it forks, which it reaps, plus the warm guard daemon's own CPU from
 Targets (issue 15): CPU per message at most 2x the baseline on a file-path
 org and at most 3x through ``git daemon`` with the guard; one interactive
 send at most 2x the baseline's wall time on a file-path org.
+
+One-at-a-time runs alternate baseline and gitmail message by message (load on
+a shared machine drifts); ``--repeat R`` repeats them and reports medians.
+Both run with compiled bytecode (a ``PYTHONDONTWRITEBYTECODE`` in the caller's
+environment would make every gitmail start-up compile its modules again, which
+no installed copy does). Then the floors: what the interpreter, each heavy
+import and one plain ``git push`` cost alone (CPU per process, medians), and
+the git processes of one send (``GIT_TRACE2_PERF``).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -93,6 +103,81 @@ def measure(label: str, cmds: list[list[str]], procs: int, env: dict[str, str]) 
     return Run(label, len(cmds), wall, (children_cpu() - c0) / len(cmds))
 
 
+def measure_pair(labels: tuple[str, str], make: Callable[[int], tuple[list[list[str]], list[list[str]]]],
+                 env: dict[str, str], repeat: int = 1) -> tuple[Run, Run]:
+    """One process at a time, alternating ``a[i]`` and ``b[i]`` of ``make(round)``; ``repeat``
+    rounds, the round with the median CPU ratio."""
+    rounds: list[tuple[Run, Run]] = []
+    for r in range(repeat):
+        a, b = make(r)
+        wa = wb = ca = cb = 0.0
+        for x, y in zip(a, b):
+            c0 = children_cpu()
+            wa += run_all([x], 1, env)
+            c1 = children_cpu()
+            wb += run_all([y], 1, env)
+            ca, cb = ca + c1 - c0, cb + children_cpu() - c1
+        rounds.append((Run(labels[0], len(a), wa, ca / len(a)), Run(labels[1], len(b), wb, cb / len(b))))
+    rounds.sort(key=lambda ab: ab[1].cpu / ab[0].cpu)
+    return rounds[len(rounds) // 2]
+
+
+def cpu_of(cmd: list[str], env: dict[str, str], n: int = 7, cwd: Optional[Path] = None) -> float:
+    """Median CPU seconds (user + system, children included) of ``cmd`` over ``n`` runs."""
+    out = []
+    for _ in range(n):
+        c0 = children_cpu()
+        subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=cwd)
+        out.append(children_cpu() - c0)
+    return statistics.median(out)
+
+
+FLOOR_IMPORTS = [
+    ("python, no site (-S -c pass)", None),
+    ("python -c pass (this venv's site)", ""),
+    ("import click", "import click"),
+    ("import pydantic + gitmail.core.model", "from gitmail.cli.main import _skip_pydantic_plugins as s; s(); "
+                                             "import gitmail.core.model"),
+    ("import pygit2", "import pygit2"),
+    ("import cryptography ssh keys", "from cryptography.hazmat.primitives.serialization import ssh"),
+    ("import pyrage", "import pyrage"),
+]
+
+
+def floors(clone: Path, env: dict[str, str]) -> list[tuple[str, float]]:
+    """CPU per process of the interpreter and each heavy import alone, and of one raw git push."""
+    rows = [(FLOOR_IMPORTS[0][0], cpu_of([PY, "-S", "-c", "pass"], env))]
+    for label, code in FLOOR_IMPORTS[1:]:
+        rows.append((label, cpu_of([PY, "-c", code or "pass"], env)))
+    env = {**env, "GIT_AUTHOR_NAME": "raw", "GIT_AUTHOR_EMAIL": "raw@example.invalid",
+           "GIT_COMMITTER_NAME": "raw", "GIT_COMMITTER_EMAIL": "raw@example.invalid"}
+    tree = subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--stdin"], input=b"", cwd=clone, env=env,
+                          check=True, capture_output=True).stdout.decode().strip()
+    pushes = []
+    for i in range(7):
+        c = subprocess.run(["git", "commit-tree", tree, "-m", f"raw {i}"], cwd=clone, env=env, check=True,
+                           capture_output=True).stdout.decode().strip()
+        c0 = children_cpu()
+        subprocess.run(["git", "push", "-q", "origin", f"{c}:refs/heads/raw/{i}"], cwd=clone, env=env, check=True,
+                       capture_output=True)
+        pushes.append(children_cpu() - c0)
+    rows.append(("git push of one commit (client + receive-pack)", statistics.median(pushes)))
+    return rows
+
+
+def git_processes(cmd: list[str], env: dict[str, str], trace: Path) -> tuple[int, list[str]]:
+    """The git processes one command runs (GIT_TRACE2_PERF ``start`` events): count and names."""
+    trace.unlink(missing_ok=True)
+    subprocess.run(cmd, env={**env, "GIT_TRACE2_PERF": str(trace)}, check=True, capture_output=True)
+    names = []
+    for line in trace.read_text().splitlines():
+        fields = line.split("|", 8)  # time and source | depth | thread | event | ... | argv (may hold "|")
+        if len(fields) == 9 and fields[3].strip() == "start":
+            argv = fields[8].split()
+            names.append(" ".join(a.rsplit("/", 1)[-1] for a in argv[:2]))
+    return len(names), names
+
+
 def setup_org(root: Path, url: str, names: list[str], env: dict[str, str]) -> dict[str, Path]:
     clones = {}
     for n in names:
@@ -105,19 +190,25 @@ def setup_org(root: Path, url: str, names: list[str], env: dict[str, str]) -> di
     return clones
 
 
-def gitmail_cmds(clones: dict[str, Path], senders: list[str], per: int) -> list[list[str]]:
+def gitmail_cmds(clones: dict[str, Path], senders: list[str], per: int, r: int = 0) -> list[list[str]]:
     # Interleaved so the 8 workers each hold a different sender (one process per send).
-    return [[GITMAIL, "send", "boss", f"{s} message {i}", "--repo", str(clones[s]), "--quiet"]
+    return [[GITMAIL, "send", "boss", f"{s} message {i} r{r}", "--repo", str(clones[s]), "--quiet"]
             for i in range(per) for s in senders]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the one-at-a-time runs (median reported)")
+    ap.add_argument("--seq", type=int, help="messages of each one-at-a-time round [30; --quick 10]")
+    ap.add_argument("--per", type=int, help="messages per process of the 8-process runs [100; --quick 5]")
     a = ap.parse_args()
     seq, procs, per = (10, 8, 5) if a.quick else (30, 8, 100)
+    seq, per = a.seq or seq, a.per or per
+    repeat = 1 if a.quick else a.repeat
     senders = [f"agent{i}" for i in range(procs)]
-    rows: list[Run] = []
+    rows: list[tuple[Run, Run]] = []  # (gitmail, its same-run baseline)
+    load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gitmail-bench-send-") as tmp:
         root = Path(tmp)
         home = root / "home"
@@ -125,59 +216,109 @@ def main() -> int:
         env = {**os.environ, "HOME": str(home), "GITMAIL_HOME": str(home / "gitmail"), "GIT_CONFIG_NOSYSTEM": "1",
                "GITMAIL_NOTICE": "never", "XDG_RUNTIME_DIR": str(root / "run")}
         (root / "run").mkdir(mode=0o700)
-        for k in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE"):
+        for k in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE", "PYTHONDONTWRITEBYTECODE"):
             env.pop(k, None)
+        # Bytecode as an installed copy has it (the baseline is one file: Python compiles it each run).
+        subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "gitmail")], env=env, check=True, capture_output=True)
         box = root / "baseline"
         box.mkdir()
-        base_seq = measure("baseline, one at a time", [[PY, BASELINE, str(box), "send", "agent0", "boss", f"m{i}"]
-                                                        for i in range(seq)], 1, env)
-        base_par = measure(f"baseline, {procs}x{per}", [[PY, BASELINE, str(box), "send", s, "boss", f"m{i}"]
-                                                         for i in range(per) for s in senders], procs, env)
-        rows += [base_seq, base_par]
+
+        def base_cmds(r: int, who: list[str], n: int) -> list[list[str]]:
+            return [[PY, BASELINE, str(box), "send", s, "boss", f"m{i} r{r}"] for i in range(n) for s in who]
+
         # A file-path org.
         fp = root / "fp"
         fp.mkdir()
         clones = setup_org(fp, str(fp / "org.git"), ["boss", *senders], env)
-        rows.append(measure("gitmail file org, one at a time",
-                            gitmail_cmds(clones, ["agent0"], seq), 1, env))
-        rows.append(measure(f"gitmail file org, {procs}x{per}", gitmail_cmds(clones, senders, per), procs, env))
-        # git daemon with the guard: the server's CPU counts.
+        b, g = measure_pair(("baseline, one at a time", "gitmail file org, one at a time"),
+                            lambda r: (base_cmds(r, ["agent0"], seq), gitmail_cmds(clones, ["agent0"], seq, r)),
+                            env, repeat)
+        rows.append((g, b))
+        one_send = [GITMAIL, "send", "boss", "traced", "--repo", str(clones["agent0"]), "--quiet"]
+        n_git, git_names = git_processes(one_send, env, root / "trace")
+        base_par = measure(f"baseline, {procs}x{per}", base_cmds(0, senders, per), procs, env)
+        rows.append((measure(f"gitmail file org, {procs}x{per}", gitmail_cmds(clones, senders, per), procs, env),
+                     base_par))
+        floor_rows = floors(clones["agent0"], env)
+        # git daemon with the guard: the server's CPU counts (git daemon's children are reaped,
+        # and so counted, when it stops; the warm guard daemon lives apart and is read from /proc).
         srv = root / "srv"
         srv.mkdir()
         d = GitDaemon(srv)
         bare = d.create("org.git", guard=True)
-        d.start()
+        from gitmail.guard import daemon as guard_daemon
+
+        os.environ["XDG_RUNTIME_DIR"] = env["XDG_RUNTIME_DIR"]
+
+        def guard_cpu() -> float:
+            st = guard_daemon.status(bare)
+            return proc_cpu(st["pid"]) if st else 0.0
+
+        def served(run: Callable[[], Run], pushed: int) -> Run:
+            """``run()`` against a freshly started git daemon; its server CPU per message filled in
+            (``pushed``: the messages it sent through the daemon)."""
+            d.start()
+            g0 = guard_cpu()
+            try:
+                r = run()
+                guard = guard_cpu() - g0
+            finally:
+                c1 = children_cpu()
+                d.stop()
+            r.server = (children_cpu() - c1 + guard) / pushed
+            return r
+
         try:
             gd = root / "gd"
             gd.mkdir()
+            d.start()
             clones = setup_org(gd, d.url(), ["boss", *senders], env)
-            from gitmail.guard import daemon as guard_daemon
+            d.stop()
+            pair: list[Run] = []
 
-            def server_cpu() -> float:
-                # git daemon's reaped children are counted when it exits; the warm guard lives apart.
-                st = guard_daemon.status(bare)
-                return proc_cpu(st["pid"]) if st else 0.0
+            def one_at_a_time() -> Run:
+                pair.extend(measure_pair(
+                    ("baseline, one at a time", "gitmail git daemon + guard, one at a time"),
+                    lambda r: (base_cmds(r, ["agent0"], seq), gitmail_cmds(clones, ["agent0"], seq, r)),
+                    env, repeat))
+                return pair[1]
 
-            os.environ["XDG_RUNTIME_DIR"] = env["XDG_RUNTIME_DIR"]
-            g0 = server_cpu()
-            r1 = measure("gitmail git daemon + guard, one at a time", gitmail_cmds(clones, ["agent0"], seq), 1, env)
-            r2 = measure(f"gitmail git daemon + guard, {procs}x{per}", gitmail_cmds(clones, senders, per), procs, env)
-            guard_total = server_cpu() - g0
+            g1 = served(one_at_a_time, seq * repeat)
+            rows.append((g1, pair[0]))
+            base_par2 = measure(f"baseline, {procs}x{per}", base_cmds(1, senders, per), procs, env)
+            rows.append((served(lambda: measure(f"gitmail git daemon + guard, {procs}x{per}",
+                                                gitmail_cmds(clones, senders, per), procs, env), procs * per),
+                         base_par2))
         finally:
             guard_daemon.stop(bare)
-            c1 = children_cpu()
             d.stop()
-            daemon_total = children_cpu() - c1  # git daemon and the receive-packs it reaped (setup included)
-        srv_per = (daemon_total + guard_total) / (r1.n + r2.n)
-        for r in (r1, r2):
-            r.server = srv_per
-        rows += [r1, r2]
-    print(f"{'run':48} {'n':>5} {'wall s':>8} {'wall/msg ms':>12} {'client ms':>10} {'server ms':>10} {'cpu/msg ms':>11} {'cpu x':>6} {'wall x':>7}")
-    for r in rows:
-        base = base_seq if "one at a time" in r.label else base_par
-        print(f"{r.label:48} {r.n:5d} {r.wall:8.2f} {1000 * r.wall_per:12.1f} {1000 * r.client:10.1f} "
-              f"{1000 * r.server:10.1f} {1000 * r.cpu:11.1f} {r.cpu / base.cpu:6.2f} {r.wall_per / base.wall_per:7.2f}")
-    print("server CPU of the git-daemon runs is their average over both runs and the org's set-up pushes.")
+    load1 = os.getloadavg()
+    print(f"load average (1, 5, 15 min) at start {load0[0]:.1f} {load0[1]:.1f} {load0[2]:.1f}, "
+          f"at end {load1[0]:.1f} {load1[1]:.1f} {load1[2]:.1f}; {os.cpu_count()} CPUs")
+    print(f"{'run':46} {'n':>5} {'wall/msg ms':>12} {'client ms':>10} {'server ms':>10} {'cpu/msg ms':>11} "
+          f"{'base cpu ms':>11} {'cpu x':>6} {'wall x':>7}")
+    for r, base in rows:
+        print(f"{r.label:46} {r.n:5d} {1000 * r.wall_per:12.1f} {1000 * r.client:10.1f} {1000 * r.server:10.1f} "
+              f"{1000 * r.cpu:11.1f} {1000 * base.cpu:11.1f} {r.cpu / base.cpu:6.2f} {r.wall_per / base.wall_per:7.2f}")
+    print("baselines: one at a time alternates with gitmail message by message (median of "
+          f"{repeat} rounds); {procs}x{per} runs just before gitmail's.")
+    (fs, fsb), (fp_, fpb), (gs, gsb), (gp, gpb) = rows
+    targets = [
+        ("CPU/msg, file org, one at a time <= 2x", fs.cpu / fsb.cpu, 2.0),
+        (f"CPU/msg, file org, {procs}x{per} <= 2x", fp_.cpu / fpb.cpu, 2.0),
+        ("CPU/msg, git daemon + guard, one at a time <= 3x", gs.cpu / gsb.cpu, 3.0),
+        (f"CPU/msg, git daemon + guard, {procs}x{per} <= 3x", gp.cpu / gpb.cpu, 3.0),
+        ("wall of one interactive send, file org <= 2x", fs.wall_per / fsb.wall_per, 2.0),
+    ]
+    for label, ratio, limit in targets:
+        print(f"target {label:48} {ratio:6.2f}x  {'met' if ratio <= limit else 'MISSED'}")
+    print(f"git processes of one send to a file org: {n_git} ({', '.join(git_names)})")
+    print("floors, CPU per process (median of 7); imports: python -c 'import X' and its excess over 'pass':")
+    interp = floor_rows[1][1]
+    for j, (what, cpu) in enumerate(floor_rows):
+        extra = f"  (+{1000 * (cpu - interp):6.1f} ms)" if 2 <= j < len(FLOOR_IMPORTS) else ""
+        print(f"  {what:50} {1000 * cpu:7.1f} ms{extra}")
+    print(f"  baseline_mailbox.py send (same run)                {1000 * fsb.client:7.1f} ms")
     return 0
 
 

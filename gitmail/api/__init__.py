@@ -22,16 +22,41 @@ only: their pydantic models must stay off the hooks' fast path),
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gitmail.api.session import RepoLike, SHORT_ID, Session, session, resolve_recipients, resolve_id
-from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
 from gitmail.api.send import SendResult, send, reply, Draft, send_batch, DELIVERED, QUEUED, REFUSED
 from gitmail.api.outbox import Queued, Undelivered, Retry, outbox, undelivered, retry, drop
 from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, thread_items, Trace, trace, unread_count
-from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
 from gitmail.api.search import SearchHit, search
 from gitmail.api.export import ExportResult, export
-from gitmail.api.audit import SyncResult, sync, Finding, VerifyReport, verify, LogEntry, log, Shown, show
 from gitmail.api.views import SHORT, ago, sender_label, row_json
+
+if TYPE_CHECKING:
+    from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
+    from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
+    from gitmail.api.audit import SyncResult, sync, Finding, VerifyReport, verify, LogEntry, log, Shown, show
+
+# Imported on first use (PEP 562), so that a send does not pay for them (issue 15). Only modules
+# whose names no function here shadows can be lazy: importing gitmail.api.X binds api.X to the
+# module, which would hide a lazily bound function X (send, search, export, outbox, session).
+_LAZY = {"setup": ("InitResult", "init", "members", "WhoAmI", "whoami", "set_policy", "org_policy", "Rotation",
+                   "rotate_key", "Revocation", "revoke_key", "org_fingerprint"),
+         "protocol": ("group_create", "group_update", "group_delete", "group_list", "response_payload", "respond",
+                      "AckResult", "ack", "Awaiting", "awaiting_ack", "awaiting_json"),
+         "audit": ("SyncResult", "sync", "Finding", "VerifyReport", "verify", "LogEntry", "log", "Shown", "show")}
+_HOME = {name: mod for mod, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _HOME.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "RepoLike",

@@ -640,6 +640,8 @@ class OrgPolicy(BaseModel):
 class MailboxState(BaseModel):
     """Flags of one mailbox ref as sorted, merged ranges of ordinals (1-based)."""
 
+    model_config = ConfigDict(defer_build=True)  # built on first use, not by every import (a send)
+
     read: list[tuple[int, int]] = Field(default_factory=list)
     archived: list[tuple[int, int]] = Field(default_factory=list)
 

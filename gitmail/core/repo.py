@@ -95,12 +95,22 @@ class Repo:
         return data_home() / "keys" / to_ref(name)
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Serialise local ref updates between gitmail processes on this clone."""
-        fd = os.open(self.data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    def lock(self, name: str = "lock") -> Iterator[bool]:
+        """Serialise local ref updates between gitmail processes on this clone.
+
+        ``name``: the lock file in ``.git/gitmail`` (``deliver.lock``: one delivery round at
+        a time, :func:`gitmail.core.sync.deliver`). Yields True when another process held it
+        and this one waited.
+        """
+        fd = os.open(self.data_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                waited = False
+            except BlockingIOError:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                waited = True
+            yield waited
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

@@ -204,7 +204,15 @@ def outbox_paths(repo: "Repo", sender: Optional[str] = None) -> dict[str, str]:
     from gitmail.core.address import to_ref
 
     pattern = refs.OUTBOX + ("*/" + to_ref(sender) if sender else "*/*")
-    found = git.for_each_ref(repo.path, [pattern])
+    if repo._pg is not None:
+        # pygit2 is loaded already (a send wrote its commit with it): list the refs in-process
+        # rather than start a git (issue 15). fnmatch's * crosses "/", as for-each-ref's does.
+        import fnmatch
+
+        found = {n: str(repo.pg.references[n].target) for n in repo.pg.listall_references()
+                 if n.startswith(refs.OUTBOX) and fnmatch.fnmatchcase(n, pattern)}
+    else:
+        found = git.for_each_ref(repo.path, [pattern])
     return {refs.MAIL + name[len(refs.OUTBOX) :]: oid for name, oid in found.items()}
 
 
@@ -264,10 +272,21 @@ def _is_ancestor(repo: "Repo", old: str, new: str) -> bool:
         return extends(repo.pg, new, old)
 
 
+DELIVER_LOCK = "deliver.lock"  # in .git/gitmail: one delivery round at a time per clone
+
+
 def deliver(
     repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None, pending: Optional[dict[str, str]] = None
 ) -> Delivery:
     """Push every queued outbox ref (of ``sender``, or all), each message on its own.
+
+    One round at a time per clone (``.git/gitmail/deliver.lock``): concurrent
+    senders of one clone wait for each other rather than race each other for
+    the same mailbox on the org repo, and the round that runs first pushes what
+    the waiting ones queued meanwhile (docs/sync.md, "Concurrent senders").
+    A round that waited and finds every message it would push held back by the
+    round before it as ``remote-unreachable`` reports that reason without
+    trying again (no waiting out the same timeout once per process).
 
     * A push that lands records the tip as sent and removes the outbox ref.
     * Remote unreachable / push failed (no verdict per ref, e.g. authentication):
@@ -284,9 +303,48 @@ def deliver(
     caller has just listed it (consumed). Never raises for the network or git;
     the reasons are kept in ``.git/gitmail/outbox.json`` (:func:`reasons`).
     """
+    if repo.remote is None:
+        return Delivery()
+    import time
+
+    since = time.time()
+    with repo.lock(DELIVER_LOCK) as waited:
+        if waited:
+            # The round before this one may have pushed (or held back) what we queued.
+            now = outbox_paths(repo, sender)
+            pending = now if pending is None else {p: now[p] for p in pending if p in now}
+            held = _held_unreachable(repo, pending, since)
+            if held is not None:
+                return held
+        return _deliver(repo, signer, sender, pending)
+
+
+def _held_unreachable(repo: "Repo", pending: dict[str, str], since: float) -> Optional[Delivery]:
+    """When every message queued on ``pending`` was found unreachable by a round that tried after
+    ``since`` (Unix time): that verdict (a :class:`Delivery` holding them), else None."""
+    from gitmail.core.dates import parse_date
+
+    if not pending:
+        return None
+    rec = reasons(repo)
+    out = Delivery()
+    for p, tip in pending.items():
+        for _, mid in queued_chain(repo, p, tip):
+            r = rec.get((p, mid))
+            tried = parse_date(r.get("tried")) if r else None
+            if r is None or r.get("kind") != UNREACHABLE or tried is None or tried.timestamp() < since:
+                return None
+            out.queued.append(Held(p, mid, UNREACHABLE, r.get("detail", "")))
+    return out
+
+
+def _deliver(
+    repo: "Repo", signer: Optional[Signer], sender: Optional[str], pending: Optional[dict[str, str]]
+) -> Delivery:
+    """:func:`deliver`, the caller holding the delivery lock."""
     out = Delivery()
     pending = outbox_paths(repo, sender) if pending is None else pending
-    if repo.remote is None or not pending:
+    if not pending:
         return out
     tried = set(pending)
     why: dict[str, tuple[str, str]] = {}  # path -> why its (remaining) queue did not go
@@ -623,6 +681,8 @@ def save_reasons(repo: "Repo", queued: list[Held], sender: Optional[str] = None)
 
     Entries of messages no longer queued (of ``sender``'s mailboxes, or all) are removed.
     """
+    if not queued and not _load(repo, REASONS_FILE):
+        return  # nothing to record, nothing to clean up: no git call (the common delivered send)
     with repo.lock():
         data = _load(repo, REASONS_FILE)
         now = _now()

@@ -65,3 +65,80 @@ def test_concurrent_senders_through_a_file_remote(org: Org, layout: str) -> None
     clones = ([org.clones["max"]] * PROCS if layout == "one clone"
               else [org.join(f"agent{k}") for k in range(PROCS)])
     _check(org, Path(org.url), _sends(org, clones))
+
+
+# -- one delivery round at a time per clone (issue 15) ----------------------------------------------
+
+
+def _hold_delivery(clone: Path) -> int:
+    import fcntl
+    import os
+
+    (clone / ".git" / "gitmail").mkdir(exist_ok=True)
+    fd = os.open(clone / ".git" / "gitmail" / "deliver.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _queued_tip(clone: Path, timeout: float = 120.0) -> str:
+    """The outbox ref the background send wrote (waiting for it to appear)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = git("for-each-ref", "--format=%(refname)", "refs/gitmail/outbox/", cwd=clone).stdout.split()
+        if out:
+            return out[0]
+        time.sleep(0.05)
+    raise AssertionError("the send wrote nothing to the outbox")
+
+
+def test_a_send_waits_for_the_delivery_round_of_another_process_of_its_clone(org: Org) -> None:
+    import os
+    import time
+
+    clone = org.clones["max"]
+    fd = _hold_delivery(clone)
+    p = subprocess.Popen([GITMAIL, "send", "alex", "after you", "--plain", "--json", "--repo", str(clone)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _queued_tip(clone)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and p.poll() is None:
+            time.sleep(0.05)
+        assert p.poll() is None, "the send pushed while another delivery round of its clone was running"
+        assert _server_ids(Path(org.url)) == []
+    finally:
+        os.close(fd)  # the other round ends
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    r = json.loads(out)
+    assert r["outcome"] == "delivered" and _server_ids(Path(org.url)) == [r["id"]]
+
+
+def test_a_waiting_send_takes_the_unreachable_verdict_of_the_round_before(org: Org) -> None:
+    import os
+    import time
+
+    from gitmail.core import refs
+    from gitmail.core.model import format_date, utcnow
+
+    clone = org.clones["max"]
+    git("remote", "set-url", "origin", str(org.root / "gone.git"), cwd=clone)
+    fd = _hold_delivery(clone)
+    p = subprocess.Popen([GITMAIL, "send", "alex", "is anyone there", "--plain", "--json", "--repo", str(clone)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ref = _queued_tip(clone)
+        mid = git("log", "-1", "--format=%(trailers:key=Message-Id,valueonly)", ref, cwd=clone).stdout
+        mid = mid.strip().strip("<>").split("@")[0]
+        time.sleep(2)  # the waiting round started before the verdict below
+        now = format_date(utcnow())
+        (clone / ".git" / "gitmail" / "outbox.json").write_text(json.dumps({
+            f"{refs.mail_path('alex', 'max')}\t{mid}": {"kind": "remote-unreachable", "detail": "no answer (test)",
+                                                        "since": now, "tried": now}}))
+    finally:
+        os.close(fd)
+    out, err = p.communicate(timeout=300)
+    r = json.loads(out)
+    assert (r["outcome"], r["reason"]) == ("queued", "no answer (test)"), err
