@@ -7,6 +7,7 @@ Prints figures and ratios against baselines measured in the same run:
 2. `gitmail list --unread` and `gitmail list` whole-process wall time with
    1k / 10k / 100k messages (10 unread) vs `python -c pass` from the same venv;
 3. `gitmail verify` over 1,000 messages vs `git log --show-signature`;
+   (and `gitmail search` on the same mailboxes as 2., against `gitmail list`, same run);
 4. packed bytes per message after `git gc`.
 """
 
@@ -118,6 +119,20 @@ def bench_list(base: Path, env: dict, sizes: list[int]) -> None:
             first.setdefault(key, w)
             print(f"gitmail {key:<14} {n:>7,} messages: {w * 1000:6.1f} ms = {w / py:4.1f}x python -c pass "
                   f"(target <= 8x), {w / first[key]:.2f}x of the smallest (target <= 1.2x)  [mailbox built in {build:.0f} s]")
+        bench_search(clone, env, n, w)
+
+
+def bench_search(clone: Path, env: dict, n: int, listed: float) -> None:
+    """`gitmail search` (issue 14: at most 3x `gitmail list` on the same mailbox, same run): a rare
+    term (one hit) and a term in every message (ranking all of them, 20 shown). The first query
+    of a mailbox builds the full-text index; it is timed on its own."""
+    t = time.perf_counter()
+    sh(*GITMAIL, "search", "message", "--repo", str(clone), env=env)
+    index = time.perf_counter() - t
+    for q in (str(n // 2 + 7), "message"):
+        w = timed([*GITMAIL, "search", q, "--repo", str(clone)], env=env, runs=7)
+        print(f"gitmail search {q!r:<10} {n:>7,} messages: {w * 1000:6.1f} ms = {w / listed:4.2f}x gitmail list "
+              f"(target <= 3x)  [first query indexed the mailbox in {index:.1f} s]")
 
 
 def bench_verify(base: Path, env: dict, n: int) -> None:

@@ -295,19 +295,10 @@ def parse_canonical(data: bytes) -> dict[str, Any]:
     if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth_over(data, MAX_DEPTH):
         raise refuse(f"nested deeper than {MAX_DEPTH} levels")
 
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    def bounded_int(text: str) -> int:
-        if len(text) > 20:
-            raise ValueError("integer out of range")
-        return int(text)
-
     try:
-        raw = json.loads(data.decode("utf-8"), parse_constant=no_constant, parse_int=bounded_int)
-    except (ValueError, RecursionError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise refuse(first) from None
+        raw = strict_json(data)
+    except ValueError as e:
+        raise refuse(str(e)) from None
     if not isinstance(raw, dict):
         raise refuse("not a JSON object")
     try:
@@ -318,6 +309,28 @@ def parse_canonical(data: bytes) -> dict[str, Any]:
     if again != data:
         raise refuse("not in canonical form (docs/protocol.md §4)")
     return raw
+
+
+def strict_json(data: bytes, floats: bool = True) -> Any:
+    """``data`` (UTF-8 JSON text) parsed strictly: no ``NaN``/``Infinity``, integers of at most 20
+    characters (so a hostile 10-million-digit number is refused before it is converted), and
+    with ``floats=False`` no fractions or exponents either. The caller bounds size and nesting
+    first (:func:`_depth_over`). Raises ``ValueError`` with a one-line reason. The one strict
+    JSON reader of message blobs and of the shared state log."""
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    def bounded_int(text: str) -> int:
+        if len(text) > 20:
+            raise ValueError("integer out of range")
+        return int(text)
+
+    extra: dict[str, Any] = {} if floats else {"parse_float": no_constant}
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=no_constant, parse_int=bounded_int, **extra)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 def _depth_over(data: bytes, limit: int) -> bool:

@@ -122,7 +122,7 @@ def parse(data: bytes, member: str) -> Log:
     :data:`MAX_BYTES`, not UTF-8 JSON, nested deeper than :data:`MAX_DEPTH`, not the
     schema, another member's log, an event with a malformed field, or a key twice.
     """
-    from gitmail.core.model import _depth_over
+    from gitmail.core.model import _depth_over, strict_json
 
     def refuse(why: str) -> StateError:
         return StateError(f"the shared read state is not usable: {why}")
@@ -133,20 +133,10 @@ def parse(data: bytes, member: str) -> Log:
     if _depth_over(data, MAX_DEPTH):
         raise refuse(f"nested deeper than {MAX_DEPTH} levels")
 
-    def no_constant(name: str) -> object:
-        raise ValueError(f"{name} is not JSON")
-
-    def bounded_int(text: str) -> int:
-        if len(text) > 20:
-            raise ValueError("integer out of range")
-        return int(text)
-
     try:
-        raw = json.loads(data.decode("utf-8"), parse_constant=no_constant, parse_int=bounded_int,
-                         parse_float=lambda t: no_constant(t))
-    except (ValueError, RecursionError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise refuse(f"not JSON ({first})") from None
+        raw = strict_json(data, floats=False)
+    except ValueError as e:
+        raise refuse(f"not JSON ({e})") from None
     if not isinstance(raw, dict) or set(raw) != {"events", "member", "schema_version"}:
         raise refuse("not a state log (expected the keys events, member, schema_version)")
     if raw["schema_version"] != SCHEMA or isinstance(raw["schema_version"], bool):
