@@ -79,6 +79,9 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
         return f"summary over {SUMMARY_LIMIT} characters"
     if len(msg.body.encode("utf-8")) > body_limit:
         return f"body over the org's limit of {body_limit} bytes"
+    p = _nul_problem(msg)
+    if p:
+        return p
     for field in ("thread", "in_reply_to"):
         v = getattr(msg, field)
         if v is not None and not is_message_id(v):
@@ -101,6 +104,15 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
     return payload_problem(msg.type, msg.payload)
 
 
+def _nul_problem(msg: Message) -> Optional[str]:
+    """A NUL (U+0000) in subject, summary or body: git cannot carry it in a commit message
+    (§6 renders subject and body there), so such a message could never match its commit."""
+    for field in ("subject", "summary", "body"):
+        if "\x00" in getattr(msg, field):
+            return f"{field} contains a NUL character (U+0000)"
+    return None
+
+
 def sealed_problem(opened: Message) -> Optional[str]:
     """Why the decrypted fields of an encrypted message break §4's rules (subject and summary
     limits, payload shape for its type), or None. The body's size is bounded by the clear
@@ -109,7 +121,7 @@ def sealed_problem(opened: Message) -> Optional[str]:
         return f"subject over {SUBJECT_LIMIT} characters"
     if len(opened.summary) > SUMMARY_LIMIT:
         return f"summary over {SUMMARY_LIMIT} characters"
-    return payload_problem(opened.type, opened.payload)
+    return _nul_problem(opened) or payload_problem(opened.type, opened.payload)
 
 
 def payload_problem(type_: str, payload: object) -> Optional[str]:

@@ -215,6 +215,8 @@ CASES = [
     Case("date-9999", "in the future", lambda c: c.commit_dict(_md(c, date="9999-01-01T00:00:00.000000Z"))),
     Case("date-offset", "is not RFC 3339", lambda c: c.commit_dict(_md(c, date="2026-01-01T00:00:00.000000+01:00"))),
     Case("long-subject", "subject over 200", lambda c: c.commit_dict(_md(c, subject="s" * 201))),
+    Case("nul-in-subject", "subject contains a NUL", lambda c: c.commit_dict(_md(c, subject="a\x00b"))),
+    Case("nul-in-body", "body contains a NUL", lambda c: c.commit_dict(_md(c, body="line\x00rest", subject="clean", summary="clean"))),
     Case("long-summary", "summary over 120", lambda c: c.commit_dict(_md(c, summary="s" * 121))),
     Case("long-body", "body over", lambda c: c.commit_dict(_md(c, body="b" * (1024 * 1024 + 1)))),
     Case("empty-to", "no recipient", lambda c: c.commit_dict(_with_id({**_md(c), "to": []}))),
@@ -369,3 +371,20 @@ def test_a_date_that_does_not_parse_never_silences_the_claude_hooks(unguarded: N
     assert r.code == 0 and r.out.strip(), (r.code, r.out, r.err)
     ctx = json.loads(r.out)["hookSpecificOutput"]["additionalContext"]
     assert "(1 urgent)" in ctx and "evacuate" in ctx, ctx
+
+
+def test_the_writer_refuses_a_nul_that_no_commit_message_can_carry(tmp_path: Path) -> None:
+    """A NUL in subject or body is refused before anything is written (the reader's rule, §4)."""
+    import pytest
+
+    from gitmail import api
+    from gitmail.errors import UsageError
+    from tests.conftest import Org
+
+    org = Org(tmp_path)
+    org.join("max")
+    org.join("alex")
+    for kw in ({"subject": "a\x00b"}, {"body": "line\x00rest"}):
+        with pytest.raises(UsageError, match="contains a NUL character"):
+            api.send(org.clones["max"], ["alex"], kw.get("body", "hello"), subject=kw.get("subject"), encrypt=False)
+    assert api.sync(org.clones["alex"]).new == []
