@@ -277,6 +277,8 @@ def _index_path(
     keys = [None if isinstance(c, str) else next(keyed) for c in loaded]
     # Message-IDs shown on this batch (a copy twice in one push is shown once).
     batch_good: set[str] = set()
+    batch_bad: dict[str, list[list[Any]]] = {}  # Message-ID -> rows of this batch not good (inbox)
+    batch_shown: set[str] = set()  # Message-IDs with an inbox row of this batch shown (dup 0)
     for i, (oid, c, key) in enumerate(zip(oids, loaded, keys), start=count + 1):
         msg, check = check_message(pg, c, rcpt, sender, directory, key)
         plaintext = None
@@ -298,10 +300,9 @@ def _index_path(
                 dup = 1
             elif check.good:
                 db.execute("UPDATE msg SET dup=1 WHERE id=? AND inbox=1 AND status!='good'", (msg.id,))
-                for r in rows:
-                    if r[3] == msg.id and r[18] != "good":
-                        r[22] = 1
-            elif any(r[3] == msg.id and r[22] == 0 for r in rows) or db.execute(
+                for r in batch_bad.pop(msg.id, []):  # by id, not a scan: a batch may hold 100,000 rows
+                    r[22] = 1
+            elif msg.id in batch_shown or db.execute(
                 "SELECT 1 FROM msg WHERE id=? AND +inbox=1 AND dup=0 LIMIT 1", (msg.id,)
             ).fetchone() is not None:
                 dup = 1  # a second copy that is not good either: shown once
@@ -332,6 +333,11 @@ def _index_path(
                 if msg is not None and msg.payload is not None and is_open_type(msg.type) else None,
             ]
         )
+        if msg is not None and inbox:
+            if not dup:
+                batch_shown.add(msg.id)  # an inbox row of this id is shown (dup 0)
+            if not check.good:
+                batch_bad.setdefault(msg.id, []).append(rows[-1])  # a later good copy hides it
     db.executemany(
         "INSERT OR REPLACE INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary,"
         " priority, prank, type, request_id, in_reply_to, thread, require_ack, n_attach, attach_size,"
