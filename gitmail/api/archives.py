@@ -77,8 +77,9 @@ def _line(text: Any, limit: int) -> str:
 
 
 def _valid(text: str) -> str:
-    """``text`` with lone surrogates (undecodable bytes) replaced, so it can be stored as UTF-8."""
-    return text.encode("utf-8", "replace").decode("utf-8")
+    """``text`` with lone surrogates (undecodable bytes) replaced, so it can be stored as UTF-8,
+    and NUL as U+FFFD (a commit message cannot carry it: docs/protocol.md §4)."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def _utc(d: datetime) -> Optional[str]:
