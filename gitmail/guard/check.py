@@ -159,11 +159,11 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
     bounds = Bounds.of(directory.policy)  # the policy in force now: a limit applies to what is sent after it changes
     for oid in _new_commits(pg, u.old, u.new):
         short = oid[:10]
-        msg, check = check_message(pg, oid, rcpt, sender, directory)
+        c = load_commit(pg, oid)  # read once: the check and the tree sizes below share it
+        msg, check = check_message(pg, oid if isinstance(c, str) else c, rcpt, sender, directory)
         if not check.good:
             errors.append(f"{u.ref}: commit {short} refused: {check.status}: {check.detail}")
             continue
-        c = load_commit(pg, oid)
         assert not isinstance(c, str)  # check_message found it good
         # The declared entries and, separately, what the tree really holds (each tree entry
         # counted, even when several name one blob): both within the bounds.
