@@ -73,8 +73,16 @@ class PackWriter:
         with open(itmp, "wb") as f:
             write_pack_index_v2(f, sorted(self._index), checksum)
         itmp.replace(stem.with_suffix(".idx"))
-        self._entries.clear()
-        self._index.clear()
+        self._reset()
+
+    def _reset(self) -> None:
+        # Every piece of per-pack state starts again, so a reused writer writes a
+        # whole new pack: offsets count from its header, and an object already in
+        # the finished pack is written again rather than referenced by a stale offset.
+        self._entries = []
+        self._index = []
+        self._offset = 12
+        self._seen = set()
 
 
 def _deflate(raw: bytes) -> bytes:

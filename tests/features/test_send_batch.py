@@ -80,3 +80,24 @@ def test_send_batch_composes_as_send_does(org: Org) -> None:
             assert str(e).startswith("message 2: ") and why in str(e)
         else:
             raise AssertionError("accepted")
+
+
+def test_batch_to_a_newcomer_not_yet_seen_is_encrypted_as_send_is(org: Org) -> None:
+    """#16: max's clone has not seen sam's registration; send and send --batch both fetch the
+    directory to resolve sam and must both take the encryption decision on that directory."""
+    org.join("sam")
+    org.join("kim")
+    one = json.loads(org.ok("max", "send", "sam", "single", "--json").out)
+    assert one["encrypted"] is True
+    r = json.loads(org.ok("max", "send", "--batch", "-", "--json",
+                          stdin=_lines({"to": "alex", "body": "known"}, {"to": "kim", "body": "batched"})).out)
+    assert [m["encrypted"] for m in r["messages"]] == [True, True]
+    org.join("lee")
+    [lib] = api.send_batch(org.clones["max"], [api.Draft(to=["lee"], body="library")])
+    assert lib.encrypted
+    for name, body in (("kim", "batched"), ("lee", "library")):
+        org.ok(name, "sync")
+        [row] = json.loads(org.ok(name, "list", "--json").out)["messages"]
+        assert row["encrypted"] is True and row["verified"]
+        [got] = json.loads(org.ok(name, "read", row["id"], "--json").out)["messages"]
+        assert got["body"] == body and got["error"] is None, got
