@@ -53,8 +53,12 @@ class SyncResult:
 
 
 
-def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
+def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False) -> SyncResult:
     """Fetch, verify, recover rewound mail, deliver the outbox; returns the inbox messages that arrived.
+
+    Fetches only what the member reads (docs/protocol.md §3 "What a member fetches");
+    ``all_``: every shared ref of the org (an auditor's copy; verification and the
+    member's view are the same).
 
     Raises :class:`RemoteUnreachableError` when the remote cannot be reached
     (nothing is lost: the outbox stays queued).
@@ -69,8 +73,13 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None) -> SyncResult:
         s.refresh()
         new = _new_rows(s, before)
         return SyncResult(False, new, [], [], [], s.problems)
-    syncmod.fetch(s.repo)
-    s.require_member()  # after the fetch: a member registered from another clone is known now
+    if all_:
+        syncmod.fetch(s.repo)
+        s.require_member()  # after the fetch: a member registered from another clone is known now
+    else:
+        fetched = syncmod.fetch_member(s.repo, s.me)
+        s.require_member()
+        syncmod.follow_groups(s.repo, s.me, fetched, s.directory.groups_of(s.me))
     restored = syncmod.recover(s.repo, lambda: s.signer if s.me in s.directory.members else None, s.me,
                                lambda c, path: _genuine(s, c, path))
     # The signer (directory, key) only when something is queued: a sync with nothing

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from gitmail.core import refs
+from gitmail.core.address import to_ref
 from gitmail.core.repo import Repo, open_repo
 from gitmail.errors import (
     UsageError,
@@ -87,7 +88,7 @@ def init(
             raise UsageError("--fingerprint needs --org URL (the org whose fingerprint it is)")
         _check_fingerprint(org, fingerprint)
     r, org, created_org = _open_member_repo(repo, org)
-    _configure_remote(r, org)
+    _configure_remote(r, org, name)
     signer, kp, created_key = _member_key(r, name, key)
     member, registered = _register(r, name, signer, display_name=display_name, email=email, kind=kind,
                                    encryption_key=encryption_key)
@@ -128,9 +129,9 @@ def _open_member_repo(repo: RepoLike, org: Optional[str]) -> tuple[Repo, Optiona
     return r, org, created_org
 
 
-def _configure_remote(r: Repo, org: Optional[str]) -> None:
+def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
     """Point ``gitmail.remote`` at the org (an existing remote with that URL, else ``origin``
-    or ``gitmail``), add gitmail's fetch refspec unless a refspec covers it, and fetch."""
+    or ``gitmail``), add member ``name``'s fetch refspecs unless gitmail's are there, and fetch them."""
     from gitmail import git
     from gitmail.core import sync
 
@@ -140,6 +141,9 @@ def _configure_remote(r: Repo, org: Optional[str]) -> None:
         if chosen is None:
             chosen = "origin" if "origin" not in remotes else "gitmail"
             git.run(["remote", "add", chosen, org], r.path)
+            # A remote gitmail added is gitmail's: its fetch refspecs are only the member's
+            # (below), not git's all-branches default. A user's own remote is left as it is.
+            git.run(["config", "--local", "--unset-all", f"remote.{chosen}.fetch"], r.path)
         git.config_set(r.path, "gitmail.remote", chosen)
     elif not r.remote:
         names = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
@@ -147,11 +151,11 @@ def _configure_remote(r: Repo, org: Optional[str]) -> None:
             git.config_set(r.path, "gitmail.remote", "origin")
     r.reload_config()
     if r.remote:
-        fetchspecs = git.config_get_all(r.path, f"remote.{r.remote}.fetch")
-        covering = (f"+refs/heads/*:refs/remotes/{r.remote}/*", refs.FETCH_REFSPEC.format(remote=r.remote))
-        if not any(s in covering for s in fetchspecs):
-            git.config_add(r.path, f"remote.{r.remote}.fetch", refs.FETCH_REFSPEC.format(remote=r.remote))
-        sync.fetch(r)
+        # The member's own refspecs (docs/protocol.md §3 "What a member fetches"): a plain
+        # `git fetch`/`git pull` brings their mail; the first sync adds their groups.
+        if not sync.configured_paths(r):
+            sync.configure_paths(r, refs.member_paths(name, []))
+        sync.fetch_member(r, name)
 
 
 def _member_key(r: Repo, name: str, key: Optional[str]) -> "tuple[Signer, Path, bool]":
@@ -179,7 +183,6 @@ def _register(r: Repo, name: str, signer: "Signer", *, display_name: Optional[st
     Raises :class:`DirectoryError` for a name or key that belongs to someone else."""
     from gitmail.core import admin
     from gitmail.core import directory as dirmod
-    from gitmail.core.address import to_ref
     from gitmail.core.model import Member
     from gitmail.errors import DirectoryError
 
@@ -292,7 +295,6 @@ class WhoAmI:
 def whoami(repo: RepoLike = None, *, as_: Optional[str] = None) -> WhoAmI:
     """The acting identity and where its data lives (key, cache, allowed signers, remote)."""
     from gitmail.core import sync
-    from gitmail.core.address import to_ref
 
     from gitmail.core import directory as dirmod
 
@@ -398,7 +400,9 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     if s.repo.remote:
         from gitmail.core import sync
 
-        sync.fetch(s.repo)
+        # The directory and every mailbox this member writes, from any of their clones:
+        # the retired key stays valid up to those tips (docs/protocol.md §8).
+        sync.fetch(s.repo, [refs.exact_pattern(refs.DIRECTORY), f"{refs.MAIL}*/{to_ref(s.me)}"])
 
     def mutate(d: "Directory") -> "Directory":
         m = d.members[s.me]

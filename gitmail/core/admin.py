@@ -45,5 +45,5 @@ def change(
             return directory.load(repo)
         if sync.push_oid(repo, oid, refs.head(refs.DIRECTORY), current.tip):
             return directory.load(repo)
-        sync.fetch(repo)
+        sync.fetch(repo, [refs.exact_pattern(refs.DIRECTORY)])
     raise DirectoryError("could not update the directory: too many concurrent changes")

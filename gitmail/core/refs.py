@@ -21,7 +21,7 @@ In a clone (local, never pushed by any refspec):
 
 from __future__ import annotations
 
-from gitmail.core.address import check_address, from_ref, to_ref
+from gitmail.core.address import BROADCAST, check_address, from_ref, to_ref
 
 HEADS = "refs/heads/"
 SHARED = "gitmail/"  # below refs/heads/ in the org repo
@@ -33,7 +33,40 @@ STATE = "refs/gitmail/state/"
 STATE_SHARED = "gitmail/state/"  # below refs/heads/ in the org repo
 STATE_LOG = "refs/gitmail/state-log/"
 STATE_BASE = "refs/gitmail/state-base/"
-FETCH_REFSPEC = "+refs/heads/gitmail/*:refs/remotes/{remote}/gitmail/*"
+FETCH_REFSPEC = "+refs/heads/gitmail/*:refs/remotes/{remote}/gitmail/*"  # everything: sync --all, auditors
+OURS = "+" + HEADS + SHARED  # how gitmail's own fetch refspecs in a remote's config begin
+
+
+def member_paths(member: str, groups: "list[str] | tuple[str, ...]") -> list[str]:
+    """The shared refs a member fetches (docs/protocol.md §3 "What a member fetches"), as
+    ref patterns below ``refs/heads/``: the directory, their inbox, the broadcast mailbox and
+    the mailbox of each group in ``groups`` (addresses ``team:NAME``), in that order.
+
+    A single ref is written with a trailing ``*`` (``gitmail/directory*``): git's glob
+    also matches the empty string, so a ref missing on the server is not an error, and
+    protocol v2 still asks only for that prefix (``ref-prefix``).
+    """
+    return [DIRECTORY + "*", f"{MAIL}{to_ref(member)}/*", f"{MAIL}{to_ref(BROADCAST)}/*",
+            *[f"{MAIL}{to_ref(g)}/*" for g in sorted(set(groups))]]
+
+
+def exact_pattern(path: str) -> str:
+    """``path`` as a fetch pattern that tolerates a missing ref (see :func:`member_paths`)."""
+    return path + "*"
+
+
+def refspec(path: str, remote: str) -> str:
+    """The forced fetch refspec of a shared path or pattern into its remote-tracking ref."""
+    return f"+{head(path)}:{tracking(path, remote)}"
+
+
+def refspec_path(spec: str, remote: str) -> "str | None":
+    """Inverse of :func:`refspec` (None for a refspec of another shape)."""
+    src, _, dst = spec.partition(":")
+    if not src.startswith(OURS) or not dst.startswith(f"refs/remotes/{remote}/{SHARED}"):
+        return None
+    path = src[len("+" + HEADS):]
+    return path if refspec(path, remote) == spec else None
 
 
 def mail_path(recipient: str, sender: str) -> str:

@@ -34,14 +34,17 @@ _BEHIND = ("non-fast-forward", "fetch first", "stale info", "failed to update re
 
 
 def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
-    """Fetch the org's gitmail refs into remote-tracking refs (all, or just ``paths``).
+    """Fetch the org's gitmail refs into remote-tracking refs: all of them (``paths`` None,
+    what ``gitmail sync --all`` and an auditor want), or just ``paths`` (shared paths or
+    patterns below ``refs/heads/``, :func:`gitmail.core.refs.member_paths`). With explicit
+    refspecs git's protocol v2 asks the server only for their prefixes.
 
     Raises :class:`RemoteUnreachableError` when the remote cannot be reached.
     """
     remote = repo.remote
     assert remote
     if paths:
-        specs = [f"+{refs.head(p)}:{refs.tracking(p, remote)}" for p in paths]
+        specs = [refs.refspec(p, remote) for p in dict.fromkeys(paths)]
     else:
         specs = [refs.FETCH_REFSPEC.format(remote=remote)]
     import time
@@ -62,6 +65,81 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
 
 
 _FETCH_TRIES = 10
+
+
+def configured_paths(repo: "Repo") -> list[str]:
+    """The shared paths of gitmail's own fetch refspecs in the remote's config (lines that begin
+    ``+refs/heads/gitmail/``; what a plain ``git fetch`` or ``git pull`` brings), in order."""
+    assert repo.remote
+    found = (refs.refspec_path(v, repo.remote) for v in git.config_get_all(repo.path, f"remote.{repo.remote}.fetch"))
+    return [p for p in found if p]
+
+
+def configure_paths(repo: "Repo", paths: list[str]) -> None:
+    """Make gitmail's own fetch refspecs exactly ``paths``: every line of the remote's config
+    that begins ``+refs/heads/gitmail/`` is replaced; the user's other refspecs are kept."""
+    remote = repo.remote
+    assert remote
+    key = f"remote.{remote}.fetch"
+    # Exit 5: no line matched (nothing of ours was there yet).
+    git.run(["config", "--local", "--unset-all", key, "^" + re.escape(refs.OURS)], repo.path, check=False)
+    for p in dict.fromkeys(paths):
+        git.config_add(repo.path, key, refs.refspec(p, remote))
+
+
+def group_paths(paths: list[str]) -> list[str]:
+    """The group addresses (``team:NAME``) whose mailboxes ``paths`` fetch."""
+    from gitmail.core.address import GROUP_PREFIX, from_ref
+
+    out = []
+    for p in paths:
+        if p.startswith(refs.MAIL) and p.endswith("/*"):
+            try:
+                a = from_ref(p[len(refs.MAIL):-2])
+            except Exception:  # noqa: BLE001 - not one of ours: ignored
+                continue
+            if a.startswith(GROUP_PREFIX):
+                out.append(a)
+    return out
+
+
+def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
+    """Fetch what ``member`` reads and nothing else (docs/protocol.md §3 "What a member
+    fetches"): the directory, their inbox, the broadcast mailbox, the group mailboxes their
+    configured refspecs name, and each mailbox this clone has delivered to. Returns
+    ``(fetched paths, configured paths)`` for :func:`follow_groups`.
+
+    Raises :class:`RemoteUnreachableError`.
+    """
+    conf = configured_paths(repo)
+    paths = refs.member_paths(member, group_paths(conf))
+    covered = [p[:-1] for p in paths if p.endswith("/*")]
+    paths += [p for p in sent_paths(repo, member) if not any(p.startswith(c) for c in covered)]
+    fetch(repo, paths)
+    return paths, conf
+
+
+def follow_groups(repo: "Repo", member: str, fetched: tuple[list[str], list[str]], groups: list[str]) -> None:
+    """After :func:`fetch_member` and loading the fetched directory: make the configured
+    refspecs the member's current ones (``groups``: their group addresses) and fetch the
+    mailbox of a group they joined since."""
+    paths, conf = fetched
+    want = refs.member_paths(member, groups)
+    if conf != want:
+        configure_paths(repo, want)
+    extra = [p for p in want if p not in paths]
+    if extra:
+        fetch(repo, extra)
+
+
+def sent_paths(repo: "Repo", sender: str) -> list[str]:
+    """Fetch patterns for every mailbox this clone has delivered to as ``sender``
+    (``refs/gitmail/sent/<r>/<sender>``), so a rewrite of one is seen (§12) without
+    asking the server for anyone else's mailboxes."""
+    from gitmail.core.address import to_ref
+
+    found = git.for_each_ref(repo.path, [SENT + "*/" + to_ref(sender)])
+    return [refs.exact_pattern(refs.MAIL + name[len(SENT):]) for name in sorted(found)]
 _LOCKED = re.compile(r"cannot lock ref|unable to update local ref|some local refs could not be updated|"
                      r"Unable to create .*\.lock|is at [0-9a-f]+ but expected", re.I)
 

@@ -15,12 +15,17 @@ SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every 
 
 
 @click.command("sync")
+@click.option("--all", "all_", is_flag=True,
+              help="Fetch every mailbox of the org, not only yours (an auditor's full copy).")
 @common
-def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
-    """Fetch new mail, verify it, and push queued messages (see: gitmail outbox)."""
+def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool, all_: bool) -> None:
+    """Fetch new mail, verify it, and push queued messages (see: gitmail outbox).
+
+    Fetches only the directory, your inbox, the broadcast and your groups' mailboxes,
+    and the mailboxes you wrote to; --all fetches everything."""
     from gitmail import api
 
-    res = api.sync(repo, as_=as_)
+    res = api.sync(repo, as_=as_, all_=all_)
     if as_json:
         emit_json(res.model())
         return
