@@ -112,19 +112,33 @@ def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
     Raises :class:`RemoteUnreachableError`.
     """
     conf = configured_paths(repo)
-    paths = refs.member_paths(member, group_paths(conf))
+    # What the clone's config names (every identity of the clone, its groups) and this
+    # member's own refs; an earlier version's all-mailboxes line is not fetched again.
+    paths = [*refs.member_paths(member, group_paths(conf)), *(p for p in conf if p != refs.SHARED + "*")]
     covered = [p[:-1] for p in paths if p.endswith("/*")]
     paths += [p for p in sent_paths(repo, member) if not any(p.startswith(c) for c in covered)]
     fetch(repo, paths)
     return paths, conf
 
 
-def follow_groups(repo: "Repo", member: str, fetched: tuple[list[str], list[str]], groups: list[str]) -> None:
+def clone_identities(repo: "Repo") -> list[str]:
+    """The identities with a key in this clone (``gitmail.<name>.key``), sorted."""
+    return sorted({k[len("gitmail."):-len(".key")] for k in repo.config
+                   if k.startswith("gitmail.") and k.endswith(".key") and k.count(".") >= 2})
+
+
+def follow_groups(repo: "Repo", member: str, fetched: tuple[list[str], list[str]],
+                  groups_of: "Callable[[str], Optional[list[str]]]") -> None:
     """After :func:`fetch_member` and loading the fetched directory: make the configured
-    refspecs the member's current ones (``groups``: their group addresses) and fetch the
-    mailbox of a group they joined since."""
+    refspecs those of every member this clone holds a key for, ``member`` first
+    (``groups_of(name)``: their group addresses, None for a name that is not a member),
+    and fetch the mailbox of a group joined since."""
     paths, conf = fetched
-    want = refs.member_paths(member, groups)
+    want: list[str] = []
+    for name in [member, *(n for n in clone_identities(repo) if n != member)]:
+        groups = groups_of(name)
+        if groups is not None:
+            want += [p for p in refs.member_paths(name, groups) if p not in want]
     if conf != want:
         configure_paths(repo, want)
     extra = [p for p in want if p not in paths]

@@ -106,3 +106,22 @@ def test_a_clone_with_the_old_all_mailboxes_refspec_is_narrowed_by_sync(org: Org
     assert "+refs/heads/gitmail/mail/alex/*:refs/remotes/origin/gitmail/mail/alex/*" in specs
     prefixes, _ = _sync_prefixes(alex)
     assert "refs/heads/gitmail/" not in prefixes and "refs/heads/gitmail/mail/alex/" in prefixes
+
+
+def test_a_clone_with_two_identities_fetches_for_both(org: Org) -> None:
+    """bob joins in alex's clone (agents sharing a checkout): the clone's refspecs cover both,
+    whichever identity syncs, so neither loses the other's mail."""
+    from tests.conftest import run
+
+    alex = org.clones["alex"]
+    assert run("init", "--name", "bob", "--repo", str(alex)).code == 0
+    org.ok("max", "sync")
+    org.ok("max", "send", "bob", "for bob", "--plain")
+    org.ok("max", "send", "alex", "for alex", "--plain")
+    org.ok("alex", "sync", "--as", "alex")
+    specs = git("config", "--get-all", "remote.origin.fetch", cwd=alex).stdout.split()
+    assert "+refs/heads/gitmail/mail/alex/*:refs/remotes/origin/gitmail/mail/alex/*" in specs
+    assert "+refs/heads/gitmail/mail/bob/*:refs/remotes/origin/gitmail/mail/bob/*" in specs
+    assert {"gitmail/mail/alex/max", "gitmail/mail/bob/max"} <= _tracking(alex)
+    got = json.loads(org.ok("alex", "list", "--as", "bob", "--json").out)["messages"]
+    assert [m["subject"] for m in got] == ["for bob"]

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Bytes on the wire for one member of a big org (issue #16 item 1).
+
+Run:  .venv/bin/python bench/bench_fetch.py [--members 1000] [--refs-per-member 5] [--per-ref 3]
+
+Builds an org of N self-registered members (each registers with their own signed
+directory commit), N x K mailbox refs and N x K x M signed messages (plain, written
+with the library's bulk writer), serves it with ``git daemon`` on 127.0.0.1 behind a
+byte-counting TCP proxy, and measures for one member, same run:
+
+* bytes and wall time of ``gitmail init`` (an existing member's new clone, with their
+  key) + the first ``gitmail sync``, and of a no-op ``gitmail sync``;
+* the baseline: a plain ``git fetch`` of only what that member must hold (the
+  directory and their inbox ``mail/<me>/*``) into an empty repository, and a no-op
+  repeat of it; target: gitmail at most 2x its bytes;
+* for scale, a plain ``git fetch`` of every gitmail ref (what a member fetched before),
+  and one ``gitmail send`` (a push: receive-pack advertises every ref to the pusher).
+
+Bytes are counted in both directions at the proxy (server to client, client to server).
+Everything runs in a private temporary HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.sync.daemon import GitDaemon, free_port  # noqa: E402
+
+PY = sys.executable
+
+
+class CountingProxy:
+    """A TCP proxy on 127.0.0.1 that forwards to ``target`` and counts bytes each way."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self.down = 0  # server -> client
+        self.up = 0  # client -> server
+        self._lock = threading.Lock()
+        self._srv = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self) -> tuple[int, int]:
+        with self._lock:
+            out = (self.down, self.up)
+            self.down = self.up = 0
+        return out
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._srv.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, upward: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self._lock:
+                    if upward:
+                        self.up += len(data)
+                    else:
+                        self.down += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+
+def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: int) -> list[str]:
+    """Write the org into the bare repo ``bare``: directory (self-registrations) and mail."""
+    import pygit2
+
+    from gitmail.core import bulk, refs
+    from gitmail.core.directory import Directory, write_commit
+    from gitmail.core.model import Member, Message, format_date, utcnow
+    from gitmail.core.signing import generate_key
+    from gitmail.core.repo import open_repo
+
+    repo = open_repo(bare)
+    pg = repo.pg
+    names = [f"m{i:05d}" for i in range(members)]
+    signers, entries = {}, {}
+    d = Directory(None, {}, {}, Directory().policy)
+    tip = None
+    for i, name in enumerate(names):
+        s = signers[name] = generate_key(keys / name, comment=f"gitmail {name}")
+        m = entries[name] = Member(name=name, display_name=name, email=f"{name}@gitmail.invalid",
+                                   signing_key=s.public_key, encryption_key=s.public_key,
+                                   role="admin" if i == 0 else "member", kind="agent")
+        d = Directory(None, {**d.members, name: m}, {}, d.policy)
+        tip = write_commit(pg, d, s, m, tip, f"Register {name}")
+    assert tip
+    pg.references.create(refs.head(refs.DIRECTORY), pygit2.Oid(hex=tip), force=True)
+    pack = bulk.PackWriter()
+    now = int(time.time())
+    heads = []
+    for i, sender in enumerate(names):
+        for k in range(1, per_member + 1):
+            rcpt = names[(i + k) % members]
+            parent = None
+            for j in range(per_ref):
+                m = Message(**{"from": sender}, to=[rcpt], date=format_date(utcnow()), subject=f"note {j}",
+                            summary=f"note {j}", body=f"message {j} from {sender} to {rcpt}\n" + "lorem ipsum " * 20)
+                m.id = m.compute_id()
+                parent = bulk.message_commit(pack, m, entries[sender], signers[sender], parent, now)
+            assert parent is not None
+            heads.append((refs.head(refs.mail_path(rcpt, sender)), parent.hex()))
+    pack.finish(repo)
+    subprocess.run(["git", "update-ref", "--stdin"], input="".join(f"create {r} {o}\n" for r, o in heads),
+                   cwd=bare, check=True, text=True)
+    subprocess.run(["git", "gc", "--quiet"], cwd=bare, check=True)
+    return names
+
+
+def measure(proxy: CountingProxy, f: Callable[[], object]) -> dict:
+    proxy.reset()
+    t = time.perf_counter()
+    f()
+    wall = time.perf_counter() - t
+    down, up = proxy.reset()
+    return {"wall_s": round(wall, 3), "down_bytes": down, "up_bytes": up, "bytes": down + up}
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> None:
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr.strip()[-800:]}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--members", type=int, default=1000)
+    ap.add_argument("--refs-per-member", type=int, default=5, help="mailboxes each member writes to")
+    ap.add_argument("--per-ref", type=int, default=3, help="messages per mailbox")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gitmail-bench-fetch-") as tmp:
+        work = Path(tmp)
+        os.environ["HOME"] = str(work / "home")
+        (work / "home").mkdir()
+        os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
+        os.environ.pop("GIT_DIR", None)
+        t = time.perf_counter()
+        d = GitDaemon(work / "srv")
+        (work / "srv").mkdir()
+        bare = d.create("org.git", guard=False)
+        names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref)
+        built = time.perf_counter() - t
+        me = names[len(names) // 2]
+        with d:
+            proxy = CountingProxy(d.port)
+            url = f"git://127.0.0.1:{proxy.port}/org.git"
+            clone = work / "clone"
+            gm = [PY, "-m", "gitmail"]
+            res: dict[str, object] = {"members": a.members, "mailbox_refs": a.members * a.refs_per_member,
+                                      "messages": a.members * a.refs_per_member * a.per_ref, "build_s": round(built, 1)}
+            res["init"] = measure(proxy, lambda: run([*gm, "init", "--name", me, "--org", url, "--repo", str(clone),
+                                                      "--key", str(work / "keys" / me)]))
+            res["first_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
+            res["noop_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
+            # A push is not filtered: receive-pack advertises every ref of the org to the pusher.
+            res["send"] = measure(proxy, lambda: run([*gm, "send", names[0], "one more", "--plain", "--repo",
+                                                      str(clone)]))
+            inbox = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(clone)], capture_output=True,
+                                              text=True, check=True).stdout)
+            res["inbox_messages"] = inbox["total"]
+            plain = work / "plain"
+            run(["git", "init", "--quiet", "--bare", str(plain)])
+            own = ["+refs/heads/gitmail/directory:refs/remotes/o/gitmail/directory",
+                   f"+refs/heads/gitmail/mail/{me}/*:refs/remotes/o/gitmail/mail/{me}/*"]
+            res["plain_fetch_own"] = measure(proxy, lambda: run(["git", "fetch", "--quiet", "--no-tags", url, *own],
+                                                                cwd=plain))
+            res["plain_noop_fetch_own"] = measure(proxy, lambda: run(["git", "fetch", "--quiet", "--no-tags", url,
+                                                                      *own], cwd=plain))
+            everything = work / "everything"
+            run(["git", "init", "--quiet", "--bare", str(everything)])
+            res["plain_fetch_all"] = measure(proxy, lambda: run(
+                ["git", "fetch", "--quiet", "--no-tags", url, "+refs/heads/gitmail/*:refs/remotes/o/gitmail/*"],
+                cwd=everything))
+            own_b = res["plain_fetch_own"]["bytes"]  # type: ignore[index]
+            first = res["init"]["bytes"] + res["first_sync"]["bytes"]  # type: ignore[index]
+            res["ratios"] = {
+                "init_plus_first_sync_bytes_vs_plain_own": round(first / own_b, 2),
+                "noop_sync_bytes_vs_plain_noop_own": round(res["noop_sync"]["bytes"]  # type: ignore[index]
+                                                           / max(1, res["plain_noop_fetch_own"]["bytes"]), 2),  # type: ignore[index]
+                "init_plus_first_sync_wall_vs_plain_own": round(
+                    (res["init"]["wall_s"] + res["first_sync"]["wall_s"]) / res["plain_fetch_own"]["wall_s"], 2),  # type: ignore[index]
+                "init_plus_first_sync_wall_vs_plain_all": round(
+                    (res["init"]["wall_s"] + res["first_sync"]["wall_s"]) / res["plain_fetch_all"]["wall_s"], 2),  # type: ignore[index]
+                "plain_all_bytes_vs_plain_own": round(res["plain_fetch_all"]["bytes"] / own_b, 1),  # type: ignore[index]
+            }
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"org: {res['members']} members, {res['mailbox_refs']} mailbox refs, {res['messages']} messages "
+              f"(built in {res['build_s']} s); member {me}: {res['inbox_messages']} messages in the inbox")
+        for k in ("init", "first_sync", "noop_sync", "send", "plain_fetch_own", "plain_noop_fetch_own", "plain_fetch_all"):
+            v = res[k]
+            print(f"  {k:22} {v['bytes']:>12,} bytes ({v['down_bytes']:,} down, {v['up_bytes']:,} up)  "  # type: ignore[index]
+                  f"{v['wall_s']:.2f} s")  # type: ignore[index]
+        for k, v in res["ratios"].items():  # type: ignore[attr-defined]
+            print(f"  {k}: {v}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
