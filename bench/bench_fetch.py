@@ -124,10 +124,10 @@ def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: in
             rcpt = names[(i + k) % members]
             parent = None
             for j in range(per_ref):
-                m = Message(**{"from": sender}, to=[rcpt], date=format_date(utcnow()), subject=f"note {j}",
-                            summary=f"note {j}", body=f"message {j} from {sender} to {rcpt}\n" + "lorem ipsum " * 20)
-                m.id = m.compute_id()
-                parent = bulk.message_commit(pack, m, entries[sender], signers[sender], parent, now)
+                msg = Message(**{"from": sender}, to=[rcpt], date=format_date(utcnow()), subject=f"note {j}",
+                              summary=f"note {j}", body=f"message {j} from {sender} to {rcpt}\n" + "lorem ipsum " * 20)
+                msg.id = msg.compute_id()
+                parent = bulk.message_commit(pack, msg, entries[sender], signers[sender], parent, now)
             assert parent is not None
             heads.append((refs.head(refs.mail_path(rcpt, sender)), parent.hex()))
     pack.finish(repo)
