@@ -79,8 +79,9 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     else:
         fetched = syncmod.fetch_member(s.repo, s.me)
         s.require_member()
-        d = s.directory
-        syncmod.follow_groups(s.repo, s.me, fetched, lambda n: d.groups_of(n) if n in d.members else None)
+        if not syncmod.refspecs_current(s.repo, s.me, fetched):
+            d = s.directory
+            syncmod.follow_groups(s.repo, s.me, fetched, lambda n: d.groups_of(n) if n in d.members else None)
     restored = syncmod.recover(s.repo, lambda: s.signer if s.me in s.directory.members else None, s.me,
                                lambda c, path: _genuine(s, c, path))
     # The signer (directory, key) only when something is queued: a sync with nothing

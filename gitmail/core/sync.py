@@ -51,7 +51,10 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
 
     for attempt in range(_FETCH_TRIES):
         try:
-            git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *specs], repo.path, remote=True)
+            # --prune: a mailbox deleted on the server loses its remote-tracking ref, so the
+            # rewind check (§12) sees it gone; only refs under these refspecs are pruned.
+            git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", remote, *specs], repo.path,
+                    remote=True)
             return
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
@@ -127,12 +130,34 @@ def clone_identities(repo: "Repo") -> list[str]:
                    if k.startswith("gitmail.") and k.endswith(".key") and k.count(".") >= 2})
 
 
+_REFSPECS_MARK = "refspecs"  # in the clone's data dir: what the configured refspecs were computed from
+
+
+def _refspecs_key(repo: "Repo", member: str) -> str:
+    tip = git.for_each_ref(repo.path, [refs.tracking(refs.DIRECTORY, repo.remote)])
+    return "\n".join([*tip.values(), member, *clone_identities(repo)])
+
+
+def refspecs_current(repo: "Repo", member: str, fetched: tuple[list[str], list[str]]) -> bool:
+    """True when the configured refspecs were computed from this directory tip and these
+    identities (no directory to load, so a sync with nothing new loads no pydantic)."""
+    conf = fetched[1]
+    if not conf or refs.SHARED + "*" in conf:
+        return False
+    try:
+        return (repo.data_dir / _REFSPECS_MARK).read_text("utf-8") == _refspecs_key(repo, member)
+    except OSError:
+        return False
+
+
 def follow_groups(repo: "Repo", member: str, fetched: tuple[list[str], list[str]],
                   groups_of: "Callable[[str], Optional[list[str]]]") -> None:
     """After :func:`fetch_member` and loading the fetched directory: make the configured
     refspecs those of every member this clone holds a key for, ``member`` first
     (``groups_of(name)``: their group addresses, None for a name that is not a member),
     and fetch the mailbox of a group joined since."""
+    from gitmail.core.files import write_atomic
+
     paths, conf = fetched
     want: list[str] = []
     for name in [member, *(n for n in clone_identities(repo) if n != member)]:
@@ -144,6 +169,7 @@ def follow_groups(repo: "Repo", member: str, fetched: tuple[list[str], list[str]
     extra = [p for p in want if p not in paths]
     if extra:
         fetch(repo, extra)
+    write_atomic(repo.data_dir / _REFSPECS_MARK, _refspecs_key(repo, member))
 
 
 def sent_paths(repo: "Repo", sender: str) -> list[str]:

@@ -177,7 +177,11 @@ def test_another_member_can_neither_read_nor_write_it(net: NetOrg) -> None:
     mx = net.clones["max"]
     r = at(mx, "sync", "--json")
     assert json.loads(r.out)["problems"] == []
-    # max's plain fetch brought alex's ref along (the all-branches refspec): ciphertext only ...
+    # max's own sync does not even fetch alex's state ref (§3 "What a member fetches") ...
+    assert "state/alex" not in git("for-each-ref", "refs/remotes/", cwd=mx).stdout
+    r = at(mx, "sync", "--all", "--json")
+    assert json.loads(r.out)["problems"] == []
+    # ... an auditor's full copy (sync --all) brings it along: ciphertext only ...
     cipher = git_bytes(mx, f"origin/gitmail/state/alex:{statesync.STATE_FILE}")
     assert cipher.startswith(b"age-encryption.org/v1\n") and m["one"].encode() not in cipher
     # ... which max's key cannot open, and which max's client never touches.
