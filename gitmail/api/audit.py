@@ -79,9 +79,11 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     else:
         fetched = syncmod.fetch_member(s.repo, s.me)
         s.require_member()
-        if not syncmod.refspecs_current(s.repo, s.me, fetched):
-            d = s.directory
-            syncmod.follow_groups(s.repo, s.me, fetched, lambda n: d.groups_of(n) if n in d.members else None)
+        from gitmail.core import refspecs
+
+        if not refspecs.current(s.repo, refspecs.directory_tip(s.repo)):
+            s.directory  # noqa: B018 - verifies the fetched directory; the session keeps the refspecs
+            syncmod.fetch_new_paths(s.repo, fetched)
     restored = syncmod.recover(s.repo, lambda: s.signer if s.me in s.directory.members else None, s.me,
                                lambda c, path: _genuine(s, c, path))
     # The signer (directory, key) only when something is queued: a sync with nothing

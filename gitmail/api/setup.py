@@ -153,10 +153,12 @@ def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
     if r.remote:
         # The member's own refspecs (docs/protocol.md §3 "What a member fetches"): a plain
         # `git fetch`/`git pull` brings their mail; the first sync adds their groups.
-        conf = sync.configured_paths(r)
+        from gitmail.core import refspecs
+
+        conf = refspecs.configured_paths(r)
         own = [p for p in refs.member_paths(name, []) if p not in conf]
         if own:  # a second identity in this clone adds its own lines beside the first's
-            sync.configure_paths(r, [*(p for p in conf if p != refs.SHARED + "*"), *own])
+            refspecs.configure_paths(r, [*(p for p in conf if p != refs.SHARED + "*"), *own])
         sync.fetch_member(r, name)
 
 

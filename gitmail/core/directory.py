@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
-from gitmail.core import problems, refs
+from gitmail.core import problems, refs, refspecs
 from gitmail.core.address import BROADCAST, GROUP_PREFIX, is_mixed_script, normalize, principal, skeleton, to_ref
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
@@ -67,6 +67,10 @@ class Directory:
     def groups_of(self, name: str) -> list[str]:
         """Group addresses (``team:NAME``) that list member ``name``."""
         return [GROUP_PREFIX + g.name for g in self.groups.values() if name in g.members]
+
+    def groups_if_member(self, name: str) -> Optional[list[str]]:
+        """:meth:`groups_of` for a member, None for a name that is not one."""
+        return self.groups_of(name) if name in self.members else None
 
     def resolve(self, address: str) -> str:
         """Normalise a recipient address and check the directory knows it.
@@ -502,6 +506,7 @@ def load(repo: "Repo") -> Directory:
         d = _at(pg, old)
         if not (repo.data_dir / "members.json").exists():
             write_signers(repo, d)
+        refspecs.keep(repo, d.tip, d.groups_if_member)
         return d
     d, probs = verify_range(pg, old, tip)
     if d.tip != old and d.tip:
@@ -509,6 +514,7 @@ def load(repo: "Repo") -> Directory:
             repo.set_ref(vref, d.tip, repo.ref_target(vref), "gitmail: verified directory")
     problems.record(repo, "directory", probs)
     write_signers(repo, d)
+    refspecs.keep(repo, d.tip, d.groups_if_member)  # a plain git pull follows group changes from here on
     return d
 
 

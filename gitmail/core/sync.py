@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from gitmail import git
-from gitmail.core import refs
+from gitmail.core import refs, refspecs
 from gitmail.core.signing import Signer
 from gitmail.errors import GitError, PushRejectedError, RemoteUnreachableError
 
@@ -70,106 +70,32 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
 _FETCH_TRIES = 10
 
 
-def configured_paths(repo: "Repo") -> list[str]:
-    """The shared paths of gitmail's own fetch refspecs in the remote's config (lines that begin
-    ``+refs/heads/gitmail/``; what a plain ``git fetch`` or ``git pull`` brings), in order."""
-    assert repo.remote
-    found = (refs.refspec_path(v, repo.remote) for v in git.config_get_all(repo.path, f"remote.{repo.remote}.fetch"))
-    return [p for p in found if p]
-
-
-def configure_paths(repo: "Repo", paths: list[str]) -> None:
-    """Make gitmail's own fetch refspecs exactly ``paths``: every line of the remote's config
-    that begins ``+refs/heads/gitmail/`` is replaced; the user's other refspecs are kept."""
-    remote = repo.remote
-    assert remote
-    key = f"remote.{remote}.fetch"
-    # Exit 5: no line matched (nothing of ours was there yet).
-    git.run(["config", "--local", "--unset-all", key, "^" + re.escape(refs.OURS)], repo.path, check=False)
-    for p in dict.fromkeys(paths):
-        git.config_add(repo.path, key, refs.refspec(p, remote))
-
-
-def group_paths(paths: list[str]) -> list[str]:
-    """The group addresses (``team:NAME``) whose mailboxes ``paths`` fetch."""
-    from gitmail.core.address import GROUP_PREFIX, from_ref
-
-    out = []
-    for p in paths:
-        if p.startswith(refs.MAIL) and p.endswith("/*"):
-            try:
-                a = from_ref(p[len(refs.MAIL):-2])
-            except Exception:  # noqa: BLE001 - not one of ours: ignored
-                continue
-            if a.startswith(GROUP_PREFIX):
-                out.append(a)
-    return out
-
-
 def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
     """Fetch what ``member`` reads and nothing else (docs/protocol.md §3 "What a member
     fetches"): the directory, their inbox, the broadcast mailbox, the group mailboxes their
     configured refspecs name, and each mailbox this clone has delivered to. Returns
-    ``(fetched paths, configured paths)`` for :func:`follow_groups`.
+    ``(fetched paths, configured paths)`` for :func:`fetch_new_paths`.
 
     Raises :class:`RemoteUnreachableError`.
     """
-    conf = configured_paths(repo)
+    conf = refspecs.configured_paths(repo)
+    if not conf or refs.SHARED + "*" in conf:
+        refspecs.forget(repo)  # an earlier version's or a hand-edited config: recompute it
     # What the clone's config names (every identity of the clone, its groups) and this
     # member's own refs; an earlier version's all-mailboxes line is not fetched again.
-    paths = [*refs.member_paths(member, group_paths(conf)), *(p for p in conf if p != refs.SHARED + "*")]
+    paths = [*refs.member_paths(member, refspecs.group_paths(conf)), *(p for p in conf if p != refs.SHARED + "*")]
     covered = [p[:-1] for p in paths if p.endswith("/*")]
     paths += [p for p in sent_paths(repo, member) if not any(p.startswith(c) for c in covered)]
     fetch(repo, paths)
     return paths, conf
 
 
-def clone_identities(repo: "Repo") -> list[str]:
-    """The identities with a key in this clone (``gitmail.<name>.key``), sorted."""
-    return sorted({k[len("gitmail."):-len(".key")] for k in repo.config
-                   if k.startswith("gitmail.") and k.endswith(".key") and k.count(".") >= 2})
-
-
-_REFSPECS_MARK = "refspecs"  # in the clone's data dir: what the configured refspecs were computed from
-
-
-def _refspecs_key(repo: "Repo", member: str) -> str:
-    tip = git.for_each_ref(repo.path, [refs.tracking(refs.DIRECTORY, repo.remote)])
-    return "\n".join([*tip.values(), member, *clone_identities(repo)])
-
-
-def refspecs_current(repo: "Repo", member: str, fetched: tuple[list[str], list[str]]) -> bool:
-    """True when the configured refspecs were computed from this directory tip and these
-    identities (no directory to load, so a sync with nothing new loads no pydantic)."""
-    conf = fetched[1]
-    if not conf or refs.SHARED + "*" in conf:
-        return False
-    try:
-        return (repo.data_dir / _REFSPECS_MARK).read_text("utf-8") == _refspecs_key(repo, member)
-    except OSError:
-        return False
-
-
-def follow_groups(repo: "Repo", member: str, fetched: tuple[list[str], list[str]],
-                  groups_of: "Callable[[str], Optional[list[str]]]") -> None:
-    """After :func:`fetch_member` and loading the fetched directory: make the configured
-    refspecs those of every member this clone holds a key for, ``member`` first
-    (``groups_of(name)``: their group addresses, None for a name that is not a member),
-    and fetch the mailbox of a group joined since."""
-    from gitmail.core.files import write_atomic
-
-    paths, conf = fetched
-    want: list[str] = []
-    for name in [member, *(n for n in clone_identities(repo) if n != member)]:
-        groups = groups_of(name)
-        if groups is not None:
-            want += [p for p in refs.member_paths(name, groups) if p not in want]
-    if conf != want:
-        configure_paths(repo, want)
-    extra = [p for p in want if p not in paths]
+def fetch_new_paths(repo: "Repo", fetched: tuple[list[str], list[str]]) -> None:
+    """After :func:`gitmail.core.refspecs.keep` changed the refspecs during a sync: fetch what
+    :func:`fetch_member` did not (a group joined since)."""
+    extra = [p for p in refspecs.configured_paths(repo) if p not in fetched[0]]
     if extra:
         fetch(repo, extra)
-    write_atomic(repo.data_dir / _REFSPECS_MARK, _refspecs_key(repo, member))
 
 
 def sent_paths(repo: "Repo", sender: str) -> list[str]:
@@ -180,6 +106,8 @@ def sent_paths(repo: "Repo", sender: str) -> list[str]:
 
     found = git.for_each_ref(repo.path, [SENT + "*/" + to_ref(sender)])
     return [refs.exact_pattern(refs.MAIL + name[len(SENT):]) for name in sorted(found)]
+
+
 _LOCKED = re.compile(r"cannot lock ref|unable to update local ref|some local refs could not be updated|"
                      r"Unable to create .*\.lock|is at [0-9a-f]+ but expected", re.I)
 

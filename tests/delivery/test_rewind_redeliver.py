@@ -58,6 +58,18 @@ def test_rewind_json_and_deleted_mailbox(unguarded: NetOrg) -> None:  # noqa: F8
     assert server_ids(o) == ids
 
 
+def test_mailbox_deleted_on_the_server_by_someone_else_is_seen(unguarded: NetOrg) -> None:  # noqa: F811
+    """The deletion happens on the server (not by a push from the sender's clone, which moves
+    the sender's own remote-tracking ref): the sender's next fetch prunes the tracking ref,
+    so the rewind check sees the mailbox gone and delivers the messages again."""
+    o = unguarded
+    ids = [json.loads(o.ok("max", "send", "alex", f"e{i}", "--json").out)["id"] for i in range(2)]
+    git("update-ref", "-d", MAILBOX, cwd=o.bare)
+    r = json.loads(o.ok("max", "sync", "--json").out)
+    assert sorted(q["id"] for q in r["restored"]) == sorted(ids)
+    assert server_ids(o) == ids
+
+
 def test_rewind_not_redelivered_when_another_clone_of_the_sender_moved_on(unguarded: NetOrg) -> None:  # noqa: F811
     """A mailbox that grew (the sender's other clone) is no rewind: nothing is sent twice."""
     from tests.conftest import run

@@ -42,6 +42,9 @@ def test_hooks_order_both_work(org: Org, order: str) -> None:
     org.ok("max", "org", "encryption=off")
     _code_commit(org, "max", "v1")
     clone = org.clones["alex"]
+    # A clone gitmail made fetches only the member's mail refs (docs/protocol.md §3); the
+    # developer adds the code branch they work on, as they would in any narrow clone.
+    git("config", "--add", "remote.origin.fetch", "+refs/heads/main:refs/remotes/origin/main", cwd=clone)
     git("fetch", "-q", "origin", cwd=clone)
     git("checkout", "-q", "-B", "main", "--track", "origin/main", cwd=clone)
     steps = [_gitmail_install, _lfs_install]

@@ -69,7 +69,7 @@ def test_direct_message_is_encrypted_by_default(org: Org) -> None:
 def test_third_member_cannot_read(org: Org) -> None:
     org.join("bob")
     org.ok("max", "send", "alex", "for alex only: zebra-quartz")
-    org.ok("bob", "sync")
+    org.ok("bob", "sync", "--all")  # a third member can fetch the mailbox on purpose (an auditor's copy)
     r = org.as_("bob", "show", MAIL)
     assert r.code == 12 and r.err == "gitmail: encrypted for alex, max; you are not a recipient\n"
     assert "zebra-quartz" not in r.out and "Verification: good" in r.out

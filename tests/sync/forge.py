@@ -80,5 +80,14 @@ def lfs_pointer(clone: Path, size: int) -> str:
 
 
 def push(clone: Path, src: str, dst: str, *flags: str) -> "tuple[int, str]":
+    """A plain ``git push`` of ``src`` to ``dst`` from ``clone``. A clone fetches only its
+    member's refs (docs/protocol.md §3), so git moves no remote-tracking ref for another
+    mailbox; the forger refreshes it, as their next fetch of it would (deleting it on a delete)."""
     p = git("push", "--porcelain", *flags, "origin", f"{src}:{dst}", cwd=clone, check=False)
+    if p.returncode == 0 and dst.startswith("refs/heads/gitmail/"):
+        track = "refs/remotes/origin/" + dst[len("refs/heads/"):]
+        if src:
+            git("update-ref", track, src, cwd=clone)
+        else:
+            git("update-ref", "-d", track, cwd=clone, check=False)
     return p.returncode, p.stdout + p.stderr

@@ -31,6 +31,9 @@ def code_commit(o: NetOrg, who: str, text: str) -> None:
 
 def tracking_main(o: NetOrg, who: str) -> Path:
     clone = o.clones[who]
+    # A clone gitmail made fetches only the member's mail refs (docs/protocol.md §3); the
+    # developer adds the code branch they work on, as they would in any narrow clone.
+    git("config", "--add", "remote.origin.fetch", "+refs/heads/main:refs/remotes/origin/main", cwd=clone)
     git("fetch", "-q", "origin", cwd=clone)
     git("checkout", "-q", "-B", "main", "--track", "origin/main", cwd=clone)
     return clone
