@@ -903,6 +903,8 @@ def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, l
 
     if new_tip == L.tip:
         return L, []
+    if L.tip is None and new_tip in _LEDGERS:  # verified from the root by this process already
+        return _LEDGERS[new_tip], []
     oids = []
     for oid, ps in first_parent_line(pg, new_tip, L.tip):
         oids.append(oid)
