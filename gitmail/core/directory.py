@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, cast
 
 from gitmail.core import problems, refs
 from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_script, normalize, principal, skeleton,
@@ -523,6 +523,9 @@ def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple
 _TREE_MODE = 0o040000
 
 
+GIT_DIFF_MIN = 16  # pairs from which one git process beats pygit2's diff
+
+
 def _raw_changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> list[list[tuple[str, int, str]]]:
     """For each (old tree, new tree): the paths that differ, recursively, as (path, new mode, new oid);
     mode 0 for a removed path.
@@ -531,12 +534,38 @@ def _raw_changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> list[
     faster than libgit2, which does not cache large delta bases); small ones, and any
     batch git cannot read (e.g. objects only pygit2 sees), through pygit2's tree diff.
     """
-    if len(pairs) >= 16:
+    if len(pairs) >= GIT_DIFF_MIN:
         try:
             return _git_changes(pg, pairs)
         except Exception:
             pass
     return [_pg_changes(pg, a, b) for a, b in pairs]
+
+
+def _changes_in_batches(pg: "pygit2.Repository", pairs: list[tuple[str, str]]
+                        ) -> Iterator[list[list[tuple[str, int, str]]]]:
+    """:func:`_raw_changes` of ``pairs``, BATCH pairs at a time; for a long range, git reads the
+    next batch (in its own process) while the caller checks this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [pairs[i : i + BATCH] for i in range(0, len(pairs), BATCH)]
+    if len(batches) < 2:
+        for b in batches:
+            yield _raw_changes(pg, b)
+        return
+    pool = ThreadPoolExecutor(1)
+    futures = [pool.submit(_git_changes, pg, b) for b in batches]  # only runs git: no pygit2 in the thread
+    try:
+        for b, f in zip(batches, futures):
+            try:
+                res = f.result()
+            except Exception:
+                res = [_pg_changes(pg, x, y) for x, y in b]
+            yield res
+    finally:
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
 
 
 def _pg_changes(pg: "pygit2.Repository", old: str, new: str) -> list[tuple[str, int, str]]:
@@ -914,13 +943,13 @@ def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, l
             return L, ["directory history was rewritten (not a fast-forward)"]
     oids.reverse()
     out = L.copy()
-    for start in range(0, len(oids), BATCH):
-        batch = [commit(pg, o) for o in oids[start : start + BATCH]]
+    commits = [commit(pg, o) for o in oids]
+    trees = [str(c.tree_id) for c in commits]
+    pairs = list(zip([L.tree or _empty_tree(len(new_tip))] + trees[:-1], trees))
+    for start, changes in zip(range(0, len(oids), BATCH), _changes_in_batches(pg, pairs)):
+        batch = commits[start : start + BATCH]
         sigs = signers(batch)
-        trees = [str(c.tree_id) for c in batch]
-        prev = [out.tree or _empty_tree(len(new_tip))] + trees[:-1]
-        changes = _raw_changes(pg, list(zip(prev, trees)))
-        for c, tree, raw, sig in zip(batch, trees, changes, sigs):
+        for c, tree, raw, sig in zip(batch, trees[start : start + BATCH], changes, sigs):
             oid = str(c.id)
             try:
                 ch = _check_commit(pg, out, oid, tree, raw, sig)

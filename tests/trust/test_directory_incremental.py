@@ -428,6 +428,16 @@ def test_incremental_equals_from_scratch_equals_reference(tmp_path: Path, seed: 
     full, full_problems = dirmod.advance(pg, Ledger(), h.tip or "")
     assert full_problems == want_problems
     assert _state(pg, full.directory()) == _state(pg, want_dir)
+    # in batches of 3 (git reading the next batch while one is checked), and through pygit2 alone
+    for batch, threshold in ((3, 16), (1024, 10**9)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dirmod, "BATCH", batch)
+            mp.setattr(dirmod, "GIT_DIFF_MIN", threshold)
+            dirmod._LEDGERS.clear()
+            other, other_problems = dirmod.advance(pg, Ledger(), h.tip or "")
+        assert other_problems == want_problems
+        assert _state(pg, other.directory()) == _state(pg, want_dir) and other.history == full.history
+        assert other.versions == full.versions and other.signers_oid == full.signers_oid
     # in steps of 1-4 commits, the ledger saved and read back between steps (one sync each)
     rng = random.Random(seed)
     L, i = Ledger(), 0
