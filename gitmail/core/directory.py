@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, cast
 
 from gitmail.core import problems, refs, refspecs
-from gitmail.core.address import BROADCAST, GROUP_PREFIX, is_mixed_script, normalize, principal, skeleton, to_ref
+from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_script, normalize, principal, skeleton,
+                                  to_ref)
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
 from gitmail.core.objects import blob_data, commit, first_parent_line, signed_commit
@@ -35,6 +36,8 @@ class Directory:
     members: dict[str, Member] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     policy: OrgPolicy = field(default_factory=OrgPolicy)
+    # The verified ledger this snapshot was read from (:func:`load`, :func:`verify_range`), if any.
+    _ledger: Optional["Ledger"] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_key = {k: m for m in self.members.values() for k in m.owned_keys()}
@@ -107,7 +110,12 @@ class Directory:
         """Every version of member ``name``'s entry up to this directory's tip, the current one
         first (docs/protocol.md §6: a message commit's author is rendered from one of them)."""
         current = [self.members[name]] if name in self.members else []
-        return current + (entry_history(pg, self.tip).get(name, []) if self.tip else [])
+        if not self.tip:
+            return current
+        L = self._ledger
+        if L is not None and L.tip == self.tip:
+            return current + L.entry_versions(pg, name)
+        return current + entry_history(pg, self.tip).get(name, [])
 
     def allowed_signers(self) -> str:
         """The allowed-signers file (ssh-keygen(1) ALLOWED SIGNERS), docs/protocol.md §8.
@@ -117,6 +125,9 @@ class Directory:
         ssh-ed25519 <base64>`` and a newline. Raises :class:`AddressError` for
         a name that cannot be quoted literally (never in a validated directory).
         """
+        L = self._ledger
+        if L is not None and L.tip == self.tip and L.members == self.members:
+            return L.signers_text().decode("utf-8")
         lines = []
         for name in sorted(self.members):
             m = self.members[name]
@@ -288,53 +299,6 @@ def check_new_name(name: str, others: list[str], policy: OrgPolicy) -> None:
         raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
 
 
-def _entries(pg: "pygit2.Repository", tip: Optional[str]) -> Iterator[Member]:
-    """Every version of every member entry in the directory history up to ``tip``, newest
-    commit first, each distinct blob parsed once (entries that do not parse are skipped)."""
-    seen: set[str] = set()
-    for oid, _ in first_parent_line(pg, tip) if tip else ():
-        tree = commit(pg, oid).tree
-        if "members" not in tree:
-            continue
-        for e in objtree(pg, tree["members"].id):
-            if str(e.id) in seen:
-                continue
-            seen.add(str(e.id))
-            try:
-                yield Member.model_validate_json(blob_data(pg, e.id))
-            except ValueError:
-                continue
-
-
-def key_history(pg: "pygit2.Repository", tip: Optional[str]) -> dict[str, str]:
-    """Every key any member entry held in the directory history up to ``tip``: key -> member name.
-
-    Walks the (linear) chain to the root; each member blob is parsed once.
-    """
-    owners: dict[str, str] = {}
-    for m in _entries(pg, tip):
-        for k in m.owned_keys():
-            owners.setdefault(k, m.name)
-    return owners
-
-
-_ENTRY_HISTORY: dict[str, dict[str, list[Member]]] = {}
-
-
-def entry_history(pg: "pygit2.Repository", tip: str) -> dict[str, list[Member]]:
-    """member name -> every version of that member's entry in the directory history up to
-    ``tip`` (newest first). Cached per tip: the history below a commit never changes."""
-    hit = _ENTRY_HISTORY.get(tip)
-    if hit is None:
-        hit = {}
-        for m in _entries(pg, tip):
-            hit.setdefault(m.name, []).append(m)
-        if len(_ENTRY_HISTORY) > 16:
-            _ENTRY_HISTORY.clear()
-        _ENTRY_HISTORY[tip] = hit
-    return hit
-
-
 def _descends(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
     import pygit2
 
@@ -344,15 +308,461 @@ def _descends(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
         return False
 
 
-def _check_keys(old: Optional[Directory], new: Directory, history: dict[str, str]) -> None:
-    """The key rules (docs/protocol.md §8): a key belongs to one member, ever; keys are never
-    dropped or reused; a retired key is never current again. Raises :class:`DirectoryError`."""
-    for name, m in new.members.items():
+# -- verification: a ledger advanced one directory commit at a time --------------
+#
+# A directory commit rewrites the whole tree, so checking each one from a full
+# snapshot costs O(members) per commit and O(members²) for a history of
+# self-registrations. Instead, verification keeps a *ledger*: the directory at
+# the last good commit plus what the rules need from the history below it (every
+# key ever held and by whom, each member's entry versions, the confusable
+# skeletons, the expected allowed_signers). Each commit is read as its change
+# against the previous tree (``git diff-tree``), and only the entries it touches
+# are parsed and checked; every verdict is the one a full check of the snapshot
+# would give (docs/protocol.md §8, "Verifying incrementally").
+
+
+def _blob_oid(data: bytes, hexlen: int) -> str:
+    """The git object id of a blob holding ``data`` (sha1, or sha256 for 64-hex ids)."""
+    import hashlib
+
+    h = hashlib.sha1() if hexlen == 40 else hashlib.sha256()
+    h.update(b"blob %d\0" % len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+def _signers_lines(name: str, m: Member) -> bytes:
+    """The allowed-signers lines of one member, each ending in a line feed (§7)."""
+    p = principal(name)
+    return "".join(f'{p} namespaces="git" {check_stored_key(k)}\n' for k in m.all_keys()).encode("utf-8")
+
+
+def _file_of(name: str) -> str:
+    return to_ref(name) + ".json"
+
+
+@dataclass
+class Ledger:
+    """The verified directory at ``tip`` and what verifying the next commit needs from its history.
+
+    ``members``/``groups``: the entries, with the blob of each file (``files``:
+    name -> (file name, blob oid); ``group_files`` likewise); ``owner``: key ->
+    member, for every key of a current entry; ``history``: key -> the first member
+    that ever held it; ``held``: member -> the keys ``history`` gives them;
+    ``skeletons``: member -> confusable skeleton; ``versions``: member -> blob ids
+    of every version of their entry, newest first (each once); ``signers_oid``:
+    the ``allowed_signers`` blob at ``tip`` (checked equal to the members' text);
+    ``root``: the first directory commit; ``tree``: the root tree at ``tip``.
+    Never mutated once shared: :func:`advance` works on a copy.
+    """
+
+    tip: Optional[str] = None
+    root: Optional[str] = None
+    tree: Optional[str] = None
+    members: dict[str, Member] = field(default_factory=dict)
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    raw: dict[str, bytes] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    group_files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    group_raw: dict[str, bytes] = field(default_factory=dict)
+    policy: OrgPolicy = field(default_factory=OrgPolicy)
+    policy_raw: Optional[bytes] = None
+    owner: dict[str, str] = field(default_factory=dict)
+    history: dict[str, str] = field(default_factory=dict)
+    held: dict[str, frozenset[str]] = field(default_factory=dict)
+    skeletons: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    signers_oid: Optional[str] = None
+    admins: int = 0
+    _by_skeleton: Optional[dict[str, tuple[str, ...]]] = None
+    _sorted: Optional[list[str]] = None
+    _chunks: Optional[list[bytes]] = None
+    _parsed: dict[str, Member] = field(default_factory=dict)
+
+    def copy(self) -> "Ledger":
+        c = Ledger(self.tip, self.root, self.tree, dict(self.members), dict(self.files), dict(self.raw),
+                   dict(self.groups), dict(self.group_files), dict(self.group_raw), self.policy, self.policy_raw,
+                   dict(self.owner), dict(self.history), dict(self.held), dict(self.skeletons), dict(self.versions),
+                   self.signers_oid, self.admins)
+        c._by_skeleton = dict(self._by_skeleton) if self._by_skeleton is not None else None
+        c._sorted = list(self._sorted) if self._sorted is not None else None
+        c._chunks = list(self._chunks) if self._chunks is not None else None
+        return c
+
+    def directory(self) -> Directory:
+        """The directory at ``tip`` (its own dicts: callers may change them)."""
+        d = Directory(self.tip, dict(self.members), dict(self.groups), self.policy)
+        d._ledger = self
+        return d
+
+    def skeleton(self, name: str) -> str:
+        sk = self.skeletons.get(name)
+        if sk is None:
+            sk = self.skeletons[name] = skeleton(name)
+        return sk
+
+    def by_skeleton(self) -> dict[str, tuple[str, ...]]:
+        if self._by_skeleton is None:
+            idx: dict[str, tuple[str, ...]] = {}
+            for n in self.members:
+                sk = self.skeleton(n)
+                idx[sk] = idx.get(sk, ()) + (n,)
+            self._by_skeleton = idx
+        return self._by_skeleton
+
+    def signer_chunks(self) -> tuple[list[str], list[bytes]]:
+        """Member names sorted by code point and their allowed-signers lines (built once, then kept up to date)."""
+        if self._sorted is None or self._chunks is None:
+            self._sorted = sorted(self.members)
+            self._chunks = [_signers_lines(n, self.members[n]) for n in self._sorted]
+        return self._sorted, self._chunks
+
+    def signers_text(self) -> bytes:
+        return b"".join(self.signer_chunks()[1])
+
+    def entry_versions(self, pg: "pygit2.Repository", name: str) -> list[Member]:
+        """Every version of ``name``'s entry up to ``tip``, newest first (each distinct blob once)."""
+        out = []
+        for oid in self.versions.get(name, ()):
+            m = self._parsed.get(oid)
+            if m is None:
+                try:
+                    m = self._parsed[oid] = Member.model_validate_json(blob_data(pg, oid))
+                except (ValueError, KeyError, TypeError):
+                    continue
+            out.append(m)
+        return out
+
+    # -- persistence: a local cache keyed by the verified tip (never trusted for another tip) --
+
+    def dump(self) -> bytes:
+        import json
+
+        data = {
+            "format": LEDGER_FORMAT, "tip": self.tip, "root": self.root, "tree": self.tree,
+            "signers_oid": self.signers_oid,
+            "policy": self.policy_raw.decode("utf-8", "surrogateescape") if self.policy_raw is not None else None,
+            "members": {n: [f, b, self.raw[n].decode("utf-8", "surrogateescape"), self.skeletons.get(n)]
+                        for n, (f, b) in self.files.items()},
+            "groups": {n: [f, b, self.group_raw[n].decode("utf-8", "surrogateescape")]
+                       for n, (f, b) in self.group_files.items()},
+            "history": self.history, "versions": self.versions,
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogateescape")
+
+    @classmethod
+    def undump(cls, blob: bytes) -> "Ledger":
+        """Parse :meth:`dump`'s bytes. Raises ``ValueError``/``KeyError``/``TypeError`` on anything else."""
+        import json
+
+        d = json.loads(blob.decode("utf-8", "surrogateescape"))
+        if d.get("format") != LEDGER_FORMAT:
+            raise ValueError("another ledger format")
+        L = cls(d["tip"], d["root"], d["tree"], signers_oid=d["signers_oid"])
+        if d["policy"] is not None:
+            L.policy_raw = d["policy"].encode("utf-8", "surrogateescape")
+            L.policy = OrgPolicy.model_validate_json(L.policy_raw)
+        for n, (f, b, raw, sk) in d["members"].items():
+            L.raw[n] = raw.encode("utf-8", "surrogateescape")
+            m = L.members[n] = Member.model_validate_json(L.raw[n])
+            L.files[n] = (f, b)
+            if sk is not None:
+                L.skeletons[n] = sk
+            for k in m.owned_keys():
+                L.owner[k] = n
+            L.admins += m.role == "admin"
+        for n, (f, b, raw) in d["groups"].items():
+            L.group_raw[n] = raw.encode("utf-8", "surrogateescape")
+            L.groups[n] = Group.model_validate_json(L.group_raw[n])
+            L.group_files[n] = (f, b)
+        L.history = {str(k): str(v) for k, v in d["history"].items()}
+        held: dict[str, set[str]] = {}
+        for k, n in L.history.items():
+            held.setdefault(n, set()).add(k)
+        L.held = {n: frozenset(ks) for n, ks in held.items()}
+        L.versions = {str(n): tuple(v) for n, v in d["versions"].items()}
+        return L
+
+
+LEDGER_FORMAT = 1
+LEDGER_FILE = "directory-ledger.json"
+
+
+@dataclass
+class _Touched:
+    """One member or group file a commit adds, changes or removes (``after`` None: removed)."""
+
+    name: str
+    file: str
+    before: Optional[object]
+    after: Optional[object]
+    blob: Optional[str]
+    raw: Optional[bytes]
+
+
+@dataclass
+class _Change:
+    """What one directory commit changes against the ledger before it, in the tree's file order."""
+
+    members: list[_Touched] = field(default_factory=list)
+    groups: list[_Touched] = field(default_factory=list)
+    policy: Optional[OrgPolicy] = None  # the new policy when org.json changed
+    policy_raw: Optional[bytes] = None
+    policy_touched: bool = False
+    signers_oid: Optional[str] = None  # allowed_signers in the new tree (None: missing or not a blob)
+    tree: Optional[str] = None
+
+
+def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple[int, str]]:
+    """(mode, oid) of ``path`` in tree ``tree``, None when absent (the rare, hostile cases only)."""
+    import pygit2
+
+    try:
+        e = cast("pygit2.Tree", pg[tree])[path]
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return int(e.filemode), str(e.id)
+
+
+_TREE_MODE = 0o040000
+
+
+GIT_DIFF_MIN = 16  # pairs from which one git process beats pygit2's diff
+
+
+def _raw_changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> list[list[tuple[str, int, str]]]:
+    """For each (old tree, new tree): the paths that differ, recursively, as (path, new mode, new oid);
+    mode 0 for a removed path.
+
+    Large batches go through one ``git diff-tree --stdin`` (git reads big trees much
+    faster than libgit2, which does not cache large delta bases); small ones, and any
+    batch git cannot read (e.g. objects only pygit2 sees), through pygit2's tree diff.
+    """
+    if len(pairs) >= GIT_DIFF_MIN:
+        try:
+            return _git_changes(pg, pairs)
+        except Exception:
+            pass
+    return [_pg_changes(pg, a, b) for a, b in pairs]
+
+
+def _changes_in_batches(pg: "pygit2.Repository", pairs: list[tuple[str, str]]
+                        ) -> Iterator[list[list[tuple[str, int, str]]]]:
+    """:func:`_raw_changes` of ``pairs``, BATCH pairs at a time; for a long range, git reads the
+    next batch (in its own process) while the caller checks this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [pairs[i : i + BATCH] for i in range(0, len(pairs), BATCH)]
+    if len(batches) < 2:
+        for b in batches:
+            yield _raw_changes(pg, b)
+        return
+    pool = ThreadPoolExecutor(1)
+    futures = [pool.submit(_git_changes, pg, b) for b in batches]  # only runs git: no pygit2 in the thread
+    try:
+        for b, f in zip(batches, futures):
+            try:
+                res = f.result()
+            except Exception:
+                res = [_pg_changes(pg, x, y) for x, y in b]
+            yield res
+    finally:
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
+
+
+def _pg_changes(pg: "pygit2.Repository", old: str, new: str) -> list[tuple[str, int, str]]:
+    import pygit2
+
+    a, b = pg[old] if old != _empty_tree(len(new)) else None, pg[new]
+    d = cast("pygit2.Tree", a).diff_to_tree(cast("pygit2.Tree", b)) if a is not None else \
+        cast("pygit2.Tree", b).diff_to_tree(swap=True)
+    out = []
+    for delta in d.deltas:
+        if delta.status == pygit2.enums.DeltaStatus.DELETED:
+            out.append((delta.old_file.path, 0, "0" * len(new)))
+        else:
+            if delta.status == pygit2.enums.DeltaStatus.TYPECHANGE:
+                out.append((delta.old_file.path, 0, "0" * len(new)))
+            out.append((delta.new_file.path, int(delta.new_file.mode), str(delta.new_file.id)))
+    return out
+
+
+def _git_changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> list[list[tuple[str, int, str]]]:
+    from gitmail import git
+
+    text = "".join(f"{a} {b}\n" for a, b in pairs).encode()
+    out = git.run(["--git-dir", pg.path, "diff-tree", "--stdin", "-z", "-r", "--no-renames", "--no-abbrev"],
+                  input=text).stdout
+    found: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    cur: list[tuple[str, int, str]] = []
+    pos, n = 0, len(out)
+    while pos < n:
+        if out[pos] == 0x3A:  # ':' a record: ":<old mode> <new mode> <old> <new> <status>\0<path>\0"
+            meta_end = out.index(b"\0", pos)
+            fields = out[pos + 1 : meta_end].split(b" ")
+            path_end = out.index(b"\0", meta_end + 1)
+            path = out[meta_end + 1 : path_end].decode("utf-8", "surrogateescape")
+            if fields[4][:1] in (b"D",):
+                cur.append((path, 0, fields[3].decode()))
+            else:
+                cur.append((path, int(fields[1], 8), fields[3].decode()))
+            pos = path_end + 1
+        else:  # "<old tree> <new tree>\n" starts the next pair's records
+            end = out.index(b"\n", pos)
+            a, b = out[pos:end].decode().split(" ")
+            cur = found.setdefault((a, b), [])
+            pos = end + 1
+    return [found.get(p, []) for p in pairs]
+
+
+def _empty_tree(hexlen: int) -> str:
+    import hashlib
+
+    return (hashlib.sha1 if hexlen == 40 else hashlib.sha256)(b"tree 0\0").hexdigest()
+
+
+_MALFORMED = (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_)
+
+
+def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[str, int, str]]) -> _Change:
+    """Parse what one commit changes, in the order a full read of its tree would
+    (``org.json``, then ``members/`` and ``groups/`` in tree order), raising the
+    error that read (:func:`from_tree`) would raise (``ValueError``, ``KeyError``, ``TypeError``).
+
+    ``raw`` only says which paths differ from the tree before; every entry that
+    matters is then taken from ``tree`` itself (a type change, say a file turned
+    into a folder, is seen as what it is now)."""
+    ch = _Change(tree=tree)
+    touched: set[str] = set()
+    kids: dict[str, dict[str, Optional[tuple[int, str]]]] = {"members": {}, "groups": {}}
+    deep: dict[str, set[str]] = {"members": set(), "groups": set()}
+    for path, mode, oid in raw:
+        top, _, rest = path.partition("/")
+        touched.add(top)
+        if top in kids and rest:
+            kid, _, deeper = rest.partition("/")
+            if deeper:
+                deep[top].add(kid)
+            else:
+                kids[top][kid] = (mode, oid) if mode else None
+    tops = {t: _tree_entry(pg, tree, t) for t in touched if t in ("org.json", "members", "groups", "allowed_signers")}
+    for top in kids:
+        for kid in deep[top]:  # a folder where a file belongs: the folder itself is the entry
+            kids[top][kid] = _tree_entry(pg, tree, f"{top}/{kid}")
+    if "org.json" in tops:
+        ch.policy_touched = True
+        e = tops["org.json"]
+        if e is None:
+            ch.policy = OrgPolicy()
+        else:
+            ch.policy_raw = blob_data(pg, e[1])
+            ch.policy = OrgPolicy.model_validate_json(ch.policy_raw)
+    for top, cls, known, current in (("members", Member, L.files, L.members), ("groups", Group, L.group_files, L.groups)):
+        out: list[_Touched] = ch.members if top == "members" else ch.groups
+        e = tops.get(top, (_TREE_MODE, "")) if top in touched else (_TREE_MODE, "")
+        if e is not None and e[0] != _TREE_MODE:
+            objtree(pg, e[1])  # raises: not a tree
+        if e is None:  # the whole folder went away
+            out.extend(_Touched(n, f, current[n], None, None, None) for n, (f, _) in known.items())
+            continue
+        if not kids[top]:
+            continue
+        here = kids[top]
+        order = sorted(here, key=lambda k: k.encode("utf-8", "surrogateescape")
+                       + (b"/" if (here[k] or (0, ""))[0] == _TREE_MODE else b""))
+        gone = []
+        for kid in order:
+            ke = here[kid]
+            if ke is None:
+                was = _known_file(known, kid)
+                if was is not None:
+                    gone.append(_Touched(was, kid, current[was], None, None, None))
+                continue
+            data = blob_data(pg, ke[1])
+            obj = cls.model_validate_json(data)
+            name = obj.name
+            if kid != _file_of(name):
+                raise ValueError(f"{top[:-1]} file {kid} does not match its name")
+            out.append(_Touched(name, kid, current.get(name), obj, ke[1], data))
+        out.extend(gone)
+    if "allowed_signers" in touched:
+        se = tops.get("allowed_signers")
+        ch.signers_oid = se[1] if se is not None and se[0] != _TREE_MODE else None
+    else:
+        ch.signers_oid = L.signers_oid
+    return ch
+
+
+def _known_file(known: dict[str, tuple[str, str]], file: str) -> Optional[str]:
+    """The name whose entry is stored as ``file`` in ``known`` (name -> (file, blob)), if any."""
+    if not file.endswith(".json"):
+        return None
+    try:
+        name = from_ref(file[: -len(".json")])
+    except AddressError:
+        return None
+    f = known.get(name)
+    return name if f is not None and f[0] == file else None
+
+
+def _validate_change(L: Ledger, ch: _Change) -> None:
+    """:func:`validate` of the new snapshot, checking only what changed (the rest passed
+    before and is unchanged): every touched entry, in tree order, and every key a touched
+    entry shares with any entry. Raises :class:`DirectoryError`."""
+    present = {t.name: t for t in ch.members if t.after is not None}
+    touched = {t.name for t in ch.members}
+    relevant: dict[str, tuple[Member, bool]] = {n: (cast(Member, t.after), True) for n, t in present.items()}
+    for t in present.values():
+        for k in cast(Member, t.after).owned_keys():
+            holder = L.owner.get(k)
+            if holder is not None and holder not in touched:
+                relevant[holder] = (L.members[holder], False)
+    owner: dict[str, str] = {}
+    for name in sorted(relevant, key=lambda n: (present[n].file if n in present else L.files[n][0])
+                       .encode("utf-8", "surrogateescape")):
+        m, is_new = relevant[name]
+        if name != m.name:
+            raise DirectoryError(f"member {m.name!r} filed as {name!r}")
+        if is_new:
+            validate_member(m)
+        for k in m.owned_keys():
+            if owner.setdefault(k, name) != name:
+                raise DirectoryError(f"a key of {name!r} is also a key of {owner[k]!r}; a key belongs to one member, ever")
+    for t in ch.groups:
+        if t.after is not None:
+            validate_group(cast(Group, t.after))
+
+
+def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
+    """The rules of docs/protocol.md §8 for the change ``ch`` signed by ``signer_key`` (after
+    :func:`_validate_change`): new names, the key rules, who may change what.
+    Raises :class:`DirectoryError`."""
+    after = {t.name: cast(Optional[Member], t.after) for t in ch.members}
+    order = {t.name: i for i, t in enumerate(sorted(ch.members, key=lambda t: t.file.encode("utf-8", "surrogateescape")))}
+    added = sorted(n for n, m in after.items() if m is not None and n not in L.members)
+    policy = ch.policy if ch.policy_touched and ch.policy is not None else L.policy
+    if added:
+        idx = L.by_skeleton()
+        new_sk = {n: L.skeleton(n) for n in added}
+        for name in added:
+            sk = new_sk[name]
+            others = [n for n in idx.get(sk, ()) if after.get(n, L.members.get(n)) is not None and n != name]
+            others += [n for n in added if n != name and new_sk[n] == sk]
+            if others:
+                other = min(others, key=lambda n: _file_of(n).encode("utf-8", "surrogateescape"))
+                raise DirectoryError(f"member name {name!r} looks like the member name {other!r} (confusable)")
+            if not policy.allow_mixed_script and is_mixed_script(name):
+                raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
+    history = L.history
+    for name in sorted((n for n, m in after.items() if m is not None), key=lambda n: order[n]):
+        m = cast(Member, after[name])
         for k in m.owned_keys():
             if history.get(k, name) != name:
                 raise DirectoryError(f"a key of {name!r} is (or was) a key of {history[k]!r}; a key belongs to one member, ever")
-        before = old.members.get(name) if old else None
-        held = {k for k, n in history.items() if n == name}
+        before = L.members.get(name)
+        held = L.held.get(name, frozenset())
         if before is None:
             if m.previous_keys or m.revoked_keys or m.retired:
                 raise DirectoryError(f"a new entry ({name!r}) cannot list retired or revoked keys")
@@ -372,14 +782,262 @@ def _check_keys(old: Optional[Directory], new: Directory, history: dict[str, str
                 raise DirectoryError(f"{name!r}: the tips recorded when a key was retired never change")
             if k not in before.retired and k != before.signing_key:
                 raise DirectoryError(f"{name!r}: tips are recorded only for the key being retired")
+    count = len(L.members) + len(added) - sum(1 for n, m in after.items() if m is None and n in L.members)
+    if not L.members:
+        if count != 1:
+            raise DirectoryError("the first directory commit must register exactly one member")
+        (m,) = [m for m in after.values() if m is not None]
+        if m.role != "admin" or m.signing_key != signer_key:
+            raise DirectoryError("the first member must be an admin signing with their own key")
+        return
+    holder = L.owner.get(signer_key)
+    actor = L.members[holder] if holder is not None else None
+    if actor is not None and actor.signing_key != signer_key:
+        raise DirectoryError(f"{actor.name} signed with a retired key")
+    if actor is None and signer_key in history:
+        raise DirectoryError("signed with a key that belonged to a former member")
+    if actor is not None and actor.role == "admin":
+        admins = L.admins + sum((m is not None and m.role == "admin") - (n in L.members and L.members[n].role == "admin")
+                                for n, m in after.items())
+        if admins <= 0:
+            raise DirectoryError("the directory must keep at least one admin")
+        return
+    changed = {n for n, m in after.items() if L.members.get(n) != m}
+    if any(t.before != t.after for t in ch.groups) or (ch.policy_touched and ch.policy != L.policy):
+        raise DirectoryError("only an admin may change groups or org policy")
+    if actor is not None:
+        if changed - {actor.name}:
+            raise DirectoryError(f"{actor.name} may not change other members' entries")
+        mine = after[actor.name] if actor.name in after else actor
+        if mine is None or mine.role != actor.role:
+            raise DirectoryError(f"{actor.name} may not remove themself or change their role")
+        return
+    added_now = {n for n in added}
+    if changed != added_now or len(added_now) != 1:
+        raise DirectoryError("a newcomer may only add their own entry")
+    (name,) = added_now
+    m = cast(Member, after[name])
+    if m.signing_key != signer_key or m.role != "member":
+        raise DirectoryError(f"registration of {name} must be signed by its own key, as a member")
+    if signer_key in L.owner:
+        raise DirectoryError("that key is already registered to another member")
+
+
+def _apply(L: Ledger, ch: _Change, tip: str) -> None:
+    """Move the (private) ledger ``L`` over an accepted change to commit ``tip`` (its sorted
+    allowed-signers lines were already moved by :func:`_expected_signers_oid`)."""
+    for t in ch.members:
+        before, after = cast(Optional[Member], t.before), cast(Optional[Member], t.after)
+        name = t.name
+        if before is not None:
+            for k in before.owned_keys():
+                if L.owner.get(k) == name:
+                    del L.owner[k]
+            L.admins -= before.role == "admin"
+        if after is None:
+            if name in L.members:
+                del L.members[name], L.files[name], L.raw[name]
+                if L._by_skeleton is not None:
+                    sk = L.skeleton(name)
+                    L._by_skeleton[sk] = tuple(n for n in L._by_skeleton.get(sk, ()) if n != name)
+            continue
+        L.members[name] = after
+        L.files[name] = (t.file, cast(str, t.blob))
+        L.raw[name] = cast(bytes, t.raw)
+        for k in after.owned_keys():
+            L.owner[k] = name
+            if k not in L.history:
+                L.history[k] = name
+                L.held[name] = L.held.get(name, frozenset()) | {k}
+        L.admins += after.role == "admin"
+        vs = L.versions.get(name, ())
+        if not vs or vs[0] != t.blob:
+            L.versions[name] = (cast(str, t.blob),) + tuple(v for v in vs if v != t.blob)
+        if before is None:
+            sk = L.skeleton(name)
+            if L._by_skeleton is not None:
+                L._by_skeleton[sk] = L._by_skeleton.get(sk, ()) + (name,)
+    for t in ch.groups:
+        if t.after is None:
+            L.groups.pop(t.name, None)
+            L.group_files.pop(t.name, None)
+            L.group_raw.pop(t.name, None)
+        else:
+            L.groups[t.name] = cast(Group, t.after)
+            L.group_files[t.name] = (t.file, cast(str, t.blob))
+            L.group_raw[t.name] = cast(bytes, t.raw)
+    if ch.policy_touched and ch.policy is not None:
+        L.policy, L.policy_raw = ch.policy, ch.policy_raw
+    L.signers_oid = ch.signers_oid
+    L.tree = ch.tree
+    L.root = L.root or tip
+    L.tip = tip
+
+
+def _check_commit(pg: "pygit2.Repository", L: Ledger, oid: str, tree: str, raw: list[tuple[str, int, str]],
+                  signer: "str | VerificationError") -> _Change:
+    """Every check of one directory commit against the ledger before it, in the order of
+    docs/protocol.md §8: its tree parses and every touched entry keeps the grammar, then
+    ``allowed_signers`` matches, then the signature, then the rules. Raises
+    :class:`VerificationError` / :class:`DirectoryError`; changes nothing."""
+    try:
+        ch = _read_change(pg, L, tree, raw)
+        _validate_change(L, ch)
+    except _MALFORMED as e:
+        raise VerificationError(f"malformed directory at {oid[:10]}: {str(e).splitlines()[0]}") from None
+    if ch.signers_oid is None or ch.signers_oid != _expected_signers_oid(L, ch, len(oid)):
+        raise VerificationError(f"directory at {oid[:10]}: allowed_signers does not match the members")
+    if isinstance(signer, VerificationError):
+        raise signer
+    _check_rules(L, ch, signer)
+    return ch
+
+
+def _expected_signers_oid(L: Ledger, ch: _Change, hexlen: int) -> str:
+    """The blob id of the allowed-signers text of the members after ``ch``: hashed only when
+    a member's lines change (else the verified blob of the commit before). Updates the
+    ledger's sorted lines in place (:func:`advance` drops them if the commit is then refused)."""
+    import bisect
+
+    moved = [t for t in ch.members
+             if (t.before is None) != (t.after is None)
+             or (t.before is not None and t.after is not None
+                 and cast(Member, t.before).all_keys() != cast(Member, t.after).all_keys())]
+    if not moved and L.signers_oid is not None:
+        return L.signers_oid
+    names, chunks = L.signer_chunks()
+    for t in moved:
+        i = bisect.bisect_left(names, t.name)
+        present = i < len(names) and names[i] == t.name
+        if t.after is None:
+            if present:
+                del names[i], chunks[i]
+        elif present:
+            chunks[i] = _signers_lines(t.name, cast(Member, t.after))
+        else:
+            names.insert(i, t.name)
+            chunks.insert(i, _signers_lines(t.name, cast(Member, t.after)))
+    return _blob_oid(b"".join(chunks), hexlen)
+
+
+BATCH = 1024  # directory commits read (objects, signatures, tree changes) at a time
+
+
+def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, list[str]]:
+    """Verify the directory commits after ``L.tip`` up to ``new_tip``, in order (docs/protocol.md §8).
+
+    Returns the ledger at the last good commit (``L`` itself when nothing was
+    accepted; never mutates ``L``) and the problems found: a bad commit stops the
+    walk (nothing after it is accepted); a ``new_tip`` that does not descend from
+    ``L.tip`` (a rewrite) or a merge in between accepts nothing. Work is
+    proportional to the commits after ``L.tip`` and to what they change.
+    """
+    from gitmail.core.signing import signers
+
+    if new_tip == L.tip:
+        return L, []
+    if L.tip is None and new_tip in _LEDGERS:  # verified from the root by this process already
+        return _LEDGERS[new_tip], []
+    oids = []
+    for oid, ps in first_parent_line(pg, new_tip, L.tip):
+        oids.append(oid)
+        if len(ps) > 1:
+            return L, [f"directory commit {oid[:10]} is a merge"]
+        if not ps and L.tip is not None:
+            return L, ["directory history was rewritten (not a fast-forward)"]
+    oids.reverse()
+    out = L.copy()
+    commits = [commit(pg, o) for o in oids]
+    trees = [str(c.tree_id) for c in commits]
+    pairs = list(zip([L.tree or _empty_tree(len(new_tip))] + trees[:-1], trees))
+    for start, changes in zip(range(0, len(oids), BATCH), _changes_in_batches(pg, pairs)):
+        batch = commits[start : start + BATCH]
+        sigs = signers(batch)
+        for c, tree, raw, sig in zip(batch, trees[start : start + BATCH], changes, sigs):
+            oid = str(c.id)
+            try:
+                ch = _check_commit(pg, out, oid, tree, raw, sig)
+            except (DirectoryError, VerificationError) as e:
+                out._sorted = out._chunks = None  # may hold the refused commit's lines
+                if out.tip == L.tip:
+                    return L, [f"directory commit {oid[:10]} rejected: {e}"]
+                _remember(out)
+                return out, [f"directory commit {oid[:10]} rejected: {e}"]
+            _apply(out, ch, oid)
+    _remember(out)
+    return out, []
+
+
+_LEDGERS: dict[str, Ledger] = {}
+
+
+def _remember(L: Ledger) -> None:
+    """Keep a verified ledger for this process (keyed by tip: the history below a commit never changes)."""
+    if L.tip is None:
+        return
+    if len(_LEDGERS) > 8:
+        _LEDGERS.clear()
+    _LEDGERS[L.tip] = L
+
+
+def ledger_at(pg: "pygit2.Repository", tip: Optional[str]) -> tuple[Ledger, list[str]]:
+    """The ledger at ``tip``, verified from the root (or remembered by this process)."""
+    if tip is None:
+        return Ledger(), []
+    hit = _LEDGERS.get(tip)
+    if hit is not None:
+        return hit, []
+    return advance(pg, Ledger(), tip)
+
+
+def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str,
+                 ledger: Optional[Ledger] = None) -> tuple[Directory, list[str]]:
+    """Verify directory commits after ``old_tip`` up to ``new_tip``, in order.
+
+    Returns the directory at the last good commit and the problems found (a
+    bad commit stops the walk; nothing after it is accepted). A ``new_tip``
+    that does not descend from ``old_tip`` is a rewrite: nothing is accepted.
+    ``ledger``: the verified ledger at ``old_tip`` when the caller has it
+    (else it is rebuilt by verifying from the root).
+    """
+    if ledger is None or ledger.tip != old_tip:
+        ledger, probs = ledger_at(pg, old_tip)
+        if probs:
+            return ledger.directory(), probs
+    after, probs = advance(pg, ledger, new_tip)
+    return after.directory(), probs
+
+
+def _snapshot_ledger(old: Optional[Directory], history: Optional[dict[str, str]]) -> Ledger:
+    """A ledger for a directory snapshot (no tree ids, no versions): what :func:`check_change` needs."""
+    L = Ledger(old.tip if old else None)
+    if old is None:
+        return L
+    L.members = dict(old.members)
+    L.groups = dict(old.groups)
+    L.policy = old.policy
+    for n, m in old.members.items():
+        L.files[n] = (_file_of(n), "")
+        for k in m.owned_keys():
+            L.owner[k] = n
+        L.admins += m.role == "admin"
+    for n, g in old.groups.items():
+        L.group_files[n] = (_file_of(n), "")
+    L.history = dict(history) if history is not None else {k: n for k, n in L.owner.items()}
+    held: dict[str, set[str]] = {}
+    for k, n in L.history.items():
+        held.setdefault(n, set()).add(k)
+    L.held = {n: frozenset(ks) for n, ks in held.items()}
+    return L
 
 
 def check_change(old: Optional[Directory], new: Directory, signer_key: str,
                  history: Optional[dict[str, str]] = None) -> None:
-    """Check that the holder of ``signer_key`` may turn ``old`` into ``new``.
+    """Check that the holder of ``signer_key`` may turn ``old`` into ``new`` (the writer's check).
 
     ``new`` must be valid (:func:`validate`) and keep the key rules against
     ``history`` (:func:`key_history` of ``old``; without it, only ``old``'s keys).
+    The same rules, in the same order, as the reader's (:func:`advance`).
 
     Rules: the first commit registers exactly one member, an admin, with the
     signing key; an admin may change anything; a member may change only their
@@ -387,81 +1045,101 @@ def check_change(old: Optional[Directory], new: Directory, signer_key: str,
     their role; a newcomer may add exactly their own entry, as a plain member,
     signed with the key they register. Raises :class:`DirectoryError`.
     """
-    validate(new)
-    added = set(new.members) - set(old.members if old else ())
-    for name in sorted(added):
-        check_new_name(name, [n for n in new.members if n != name], new.policy)
-    if history is None:
-        history = {k: m.name for m in (old.members.values() if old else ()) for k in m.owned_keys()}
-    _check_keys(old, new, history)
-    if old is None or not old.members:
-        if len(new.members) != 1:
-            raise DirectoryError("the first directory commit must register exactly one member")
-        (m,) = new.members.values()
-        if m.role != "admin" or m.signing_key != signer_key:
-            raise DirectoryError("the first member must be an admin signing with their own key")
-        return
-    actor = old.member_by_key(signer_key)
-    if actor is not None and actor.signing_key != signer_key:
-        raise DirectoryError(f"{actor.name} signed with a retired key")
-    if actor is None and signer_key in history:
-        raise DirectoryError("signed with a key that belonged to a former member")
-    if actor is not None and actor.role == "admin":
-        if not any(m.role == "admin" for m in new.members.values()):
-            raise DirectoryError("the directory must keep at least one admin")
-        return
-    changed = {n for n in set(old.members) | set(new.members) if old.members.get(n) != new.members.get(n)}
-    if old.groups != new.groups or old.policy != new.policy:
-        raise DirectoryError("only an admin may change groups or org policy")
-    if actor is not None:
-        if changed - {actor.name}:
-            raise DirectoryError(f"{actor.name} may not change other members' entries")
-        mine = new.members.get(actor.name)
-        if mine is None or mine.role != actor.role:
-            raise DirectoryError(f"{actor.name} may not remove themself or change their role")
-        return
-    added = set(new.members) - set(old.members)
-    if changed != added or len(added) != 1:
-        raise DirectoryError("a newcomer may only add their own entry")
-    (name,) = added
-    m = new.members[name]
-    if m.signing_key != signer_key or m.role != "member":
-        raise DirectoryError(f"registration of {name} must be signed by its own key, as a member")
-    if old.member_by_key(signer_key) is not None:
-        raise DirectoryError("that key is already registered to another member")
-
-
-def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str) -> tuple[Directory, list[str]]:
-    """Verify directory commits after ``old_tip`` up to ``new_tip``, in order.
-
-    Returns the directory at the last good commit and the problems found (a
-    bad commit stops the walk; nothing after it is accepted). A ``new_tip``
-    that does not descend from ``old_tip`` is a rewrite: nothing is accepted.
-    """
-    chain = []
-    for oid, ps in first_parent_line(pg, new_tip, old_tip):
-        chain.append(commit(pg, oid))
-        if len(ps) > 1:
-            return _at(pg, old_tip), [f"directory commit {oid[:10]} is a merge"]
-        if not ps and old_tip is not None:
-            return _at(pg, old_tip), ["directory history was rewritten (not a fast-forward)"]
-    current = _at(pg, old_tip)
-    history = key_history(pg, old_tip)
-    for c in reversed(chain):
-        try:
-            new = from_tree(pg, c)
-            check_change(current if current.tip else None, new, signer_of(c), history)
-        except (DirectoryError, VerificationError) as e:
-            return current, [f"directory commit {str(c.id)[:10]} rejected: {e}"]
-        current = new
-        for m in new.members.values():
-            for k in m.owned_keys():
-                history.setdefault(k, m.name)
-    return current, []
+    L = old._ledger if old is not None else None
+    if old is None or L is None or L.tip != old.tip or L.members != old.members or L.groups != old.groups \
+            or (history is not None and history != L.history):
+        validate(new)  # the snapshot path: nothing below is known to be valid
+        L = _snapshot_ledger(old if old is not None and (old.tip or old.members) else None, history)
+    ch = _Change()
+    for n in set(L.members) | set(new.members):
+        b, a = L.members.get(n), new.members.get(n)
+        if b is not a:
+            ch.members.append(_Touched(n, _file_of(n), b, a, None, None))
+    ch.members.sort(key=lambda t: t.file.encode("utf-8", "surrogateescape"))
+    for n in set(L.groups) | set(new.groups):
+        gb, ga = L.groups.get(n), new.groups.get(n)
+        if gb is not ga:
+            ch.groups.append(_Touched(n, _file_of(n), gb, ga, None, None))
+    ch.groups.sort(key=lambda t: t.file.encode("utf-8", "surrogateescape"))
+    ch.policy_touched, ch.policy = new.policy is not L.policy, new.policy
+    _validate_change(L, ch)
+    _check_rules(L, ch, signer_key)
 
 
 def _at(pg: "pygit2.Repository", tip: Optional[str]) -> Directory:
     return from_tree(pg, commit(pg, tip)) if tip else Directory()
+
+
+# -- the history of entries and keys, derived without verifying (any tip) -------------
+
+
+def _derive(pg: "pygit2.Repository", tip: str) -> list[Member]:
+    """Every distinct member blob in the directory history up to ``tip``, newest first (by the
+    last commit holding it; tree order within one commit), parsed (blobs that do not parse
+    are left out). One pass over the commits, reading only what each one changes."""
+    oids = [o for o, _ in first_parent_line(pg, tip)]
+    oids.reverse()
+    trees = [str(commit(pg, o).tree_id) for o in oids]
+    empty = _empty_tree(len(tip))
+    present: dict[str, str] = {}  # file -> blob
+    last: dict[str, tuple[int, str]] = {}  # blob -> (last commit index holding it, its file there)
+    for start in range(0, len(trees), BATCH):
+        chunk = trees[start : start + BATCH]
+        prev = [trees[start - 1] if start else empty] + chunk[:-1]
+        for j, raw in enumerate(_raw_changes(pg, list(zip(prev, chunk)))):
+            i = start + j
+            for path, mode, oid in raw:
+                top, _, rest = path.partition("/")
+                if top != "members" or not rest or "/" in rest:
+                    continue
+                old = present.pop(rest, None)
+                if old is not None:
+                    last[old] = max(last.get(old, (-1, "")), (i - 1, rest))
+                if mode and mode != _TREE_MODE:
+                    present[rest] = oid
+    for f, b in present.items():
+        last[b] = max(last.get(b, (-1, "")), (len(trees) - 1, f))
+    out = []
+    for b, _ in sorted(last.items(), key=lambda kv: (-kv[1][0], kv[1][1].encode("utf-8", "surrogateescape"))):
+        try:
+            out.append(Member.model_validate_json(blob_data(pg, b)))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def key_history(pg: "pygit2.Repository", tip: Optional[str]) -> dict[str, str]:
+    """Every key any member entry held in the directory history up to ``tip``: key -> member name.
+
+    One pass over the (linear) chain; each member blob is parsed once.
+    """
+    if tip is None:
+        return {}
+    hit = _LEDGERS.get(tip)
+    if hit is not None:
+        return dict(hit.history)
+    owners: dict[str, str] = {}
+    for m in _derive(pg, tip):
+        for k in m.owned_keys():
+            owners.setdefault(k, m.name)
+    return owners
+
+
+_ENTRY_HISTORY: dict[str, dict[str, list[Member]]] = {}
+
+
+def entry_history(pg: "pygit2.Repository", tip: str) -> dict[str, list[Member]]:
+    """member name -> every version of that member's entry in the directory history up to
+    ``tip`` (newest first). Cached per tip: the history below a commit never changes."""
+    hit = _ENTRY_HISTORY.get(tip)
+    if hit is None:
+        hit = {}
+        for m in _derive(pg, tip):
+            hit.setdefault(m.name, []).append(m)
+        if len(_ENTRY_HISTORY) > 16:
+            _ENTRY_HISTORY.clear()
+        _ENTRY_HISTORY[tip] = hit
+    return hit
 
 
 def write_commit(
@@ -494,28 +1172,65 @@ def write_commit(
 def load(repo: "Repo") -> Directory:
     """The verified directory of this clone.
 
-    Verifies any directory commits fetched since the last verified tip, moves
-    ``refs/gitmail/verified/directory`` forward over the good ones and rewrites
-    the allowed-signers file. Problems are recorded (see :func:`problems`).
+    Verifies the directory commits fetched since the last verified tip (only
+    those: the ledger at that tip is kept in ``.git/gitmail/directory-ledger.json``,
+    trusted only when its tip is the verified tip, rebuilt from git otherwise),
+    moves ``refs/gitmail/verified/directory`` forward over the good ones and
+    rewrites the allowed-signers file. When the directory did not move, nothing
+    is verified again. Problems are recorded (see :func:`problems`).
     """
     pg = repo.pg
     vref = refs.verified(refs.DIRECTORY)
     tip = repo.ref_target(refs.tracking(refs.DIRECTORY, repo.remote))
     old = repo.ref_target(vref)
-    if tip is None or tip == old:
-        d = _at(pg, old)
+    L, probs = _ledger_of(repo, old)
+    if tip is None or tip == old or tip == L.tip:
+        if probs:
+            problems.record(repo, "directory", probs)
+        d = L.directory()
         if not (repo.data_dir / "members.json").exists():
             write_signers(repo, d)
         refspecs.keep(repo, d.tip, d.groups_if_member)
         return d
-    d, probs = verify_range(pg, old, tip)
-    if d.tip != old and d.tip:
+    after, more = advance(pg, L, tip)
+    if after.tip and after.tip != old:
         with repo.lock():
-            repo.set_ref(vref, d.tip, repo.ref_target(vref), "gitmail: verified directory")
-    problems.record(repo, "directory", probs)
+            repo.set_ref(vref, after.tip, repo.ref_target(vref), "gitmail: verified directory")
+        _save(repo, after)
+    problems.record(repo, "directory", probs + more)
+    d = after.directory()
     write_signers(repo, d)
     refspecs.keep(repo, d.tip, d.groups_if_member)  # a plain git pull follows group changes from here on
     return d
+
+
+def _ledger_of(repo: "Repo", tip: Optional[str]) -> tuple[Ledger, list[str]]:
+    """The ledger at the verified tip ``tip``: remembered by this process, else the clone's
+    ledger file when its tip is ``tip``, else rebuilt by verifying from the root (and saved)."""
+    if tip is None:
+        return Ledger(), []
+    hit = _LEDGERS.get(tip)
+    if hit is not None:
+        return hit, []
+    try:
+        L = Ledger.undump((repo.data_dir / LEDGER_FILE).read_bytes())
+        if L.tip == tip:
+            _remember(L)
+            return L, []
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    L, probs = advance(repo.pg, Ledger(), tip)
+    if L.tip == tip:
+        _save(repo, L)
+    return L, probs
+
+
+def _save(repo: "Repo", L: Ledger) -> None:
+    """Write the ledger file (atomically; a lost write only costs a rebuild)."""
+    try:
+        write_atomic(repo.data_dir / LEDGER_FILE, L.dump())
+    except OSError:
+        pass
 
 
 def write_signers(repo: "Repo", d: Directory) -> None:
@@ -569,7 +1284,11 @@ def org_fingerprint(pg: "pygit2.Repository", tip: str) -> str:
     """
     from gitmail.core.signing import fingerprint
 
-    *_, (root_id, _) = first_parent_line(pg, tip)
+    hit = _LEDGERS.get(tip)
+    if hit is not None and hit.root is not None:
+        root_id = hit.root
+    else:
+        *_, (root_id, _) = first_parent_line(pg, tip)
     c = commit(pg, root_id)
     root = from_tree(pg, c)
     if len(root.members) != 1:
