@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""One big mailbox through a real ``git daemon`` (issue 16, items 2-4).
+
+Run:  .venv/bin/python bench/bench_scale.py [--n 1000000] [--small 1000] [--keep DIR]
+
+One org, one recipient (``reader``), one sender; ``--n`` signed messages on
+``mail/reader/sender``, written straight into the server's object store with
+the bulk writer (``gitmail/core/bulk.py``, one pack per 50,000 messages, then
+``git update-ref`` there: a push of a million commits would only measure
+pack-objects). Then, each figure in the same run:
+
+* first ``gitmail sync`` of a fresh clone: wall time and peak memory, against
+  the floor (a plain ``git fetch`` of the same refs in another clone of the
+  same member, plus the ed25519 checks of every commit alone, on every core,
+  with the verifier gitmail uses);
+* ``gitmail verify --all``: wall time and peak memory;
+* one new message: ``gitmail sync`` and a plain ``git fetch`` bringing it,
+  then ``gitmail list --unread`` and ``gitmail read ID``; the same in a
+  ``--small`` mailbox (default 1,000 messages) for the ratio.
+
+Peak memory is printed two ways: the largest single process (``ru_maxrss`` of
+the waited-for children) and the whole process tree (sampled every 50 ms from
+``/proc``, so worker pools count in full).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional, cast
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_sync import GITMAIL, git, isolate, join, serve, sh, show, timed  # noqa: E402
+
+CHUNK = 50_000  # messages per pack written into the server
+
+
+def tree_rss_kb(root: int) -> int:
+    """Sum of VmRSS (KiB) of ``root`` and all its descendants, from /proc."""
+    kids: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            with open(f"/proc/{d}/statm") as f:
+                pages = int(f.read().split()[1])
+        except OSError:
+            continue
+        ppid = int(st.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+        rss[int(d)] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += kids.get(p, [])
+    return total
+
+
+def measured(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
+    """Run ``cmd``; wall seconds, peak RSS of one process and of the whole tree (MB)."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss_kb(p.pid))
+            done.wait(0.05)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = p.communicate()
+    wall = time.perf_counter() - t
+    done.set()
+    th.join()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed ({p.returncode}): {err.decode()[-2000:]}")
+    # ru_maxrss of children: the largest single process waited for so far (KiB on Linux);
+    # each call is measured in a fresh wrapper so the figure is this command's own.
+    return {"wall_s": wall, "tree_peak_mb": peak[0] / 1024}
+
+
+def maxrss_mb(cmd: list[str]) -> float:
+    """Peak RSS (MB) of the largest single process ``cmd`` runs (a fresh wrapper process)."""
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True);"
+            " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    return int(sh(sys.executable, "-c", code, *cmd).strip()) / 1024
+
+
+def fill(bare: Path, clone: Path, rcpt: str, sender: str, n: int, start: int = 0) -> str:
+    """Write ``n`` signed messages from ``sender`` (keys in ``clone``) onto ``mail/<rcpt>/<sender>``
+    directly in the server ``bare``; return the new tip."""
+    from types import SimpleNamespace
+
+    from gitmail.core import bulk, refs
+    from gitmail.core import directory as dirmod
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.repo import Repo, open_repo
+    from gitmail.core.signing import load_key
+
+    r = open_repo(clone)
+    author = dirmod.load(r).members[sender]
+    signer = load_key(r.key_path(sender))
+    ref = refs.head(refs.mail_path(rcpt, sender))
+    old = subprocess.run(["git", "rev-parse", "-q", "--verify", ref], cwd=bare, capture_output=True, text=True)
+    tip = bytes.fromhex(old.stdout.strip()) if old.returncode == 0 else None
+    now = int(time.time())
+    date = format_date(utcnow())
+    server = cast(Repo, SimpleNamespace(git_dir=bare))
+    for lo in range(start, start + n, CHUNK):
+        pack = bulk.PackWriter()
+        for i in range(lo, min(lo + CHUNK, start + n)):
+            m = Message(**{"from": sender}, to=[rcpt], date=date, subject=f"bulk {i}",
+                        summary=f"bulk {i}", body=f"bulk message number {i}\n" + "lorem ipsum " * 20)
+            m.id = m.compute_id()
+            tip = bulk.message_commit(pack, m, author, signer, tip, now)
+        pack.finish(server)
+        print(f"  ... {min(lo + CHUNK, start + n) - start:,} of {n:,} messages written", file=sys.stderr, flush=True)
+    assert tip is not None
+    git("update-ref", ref, tip.hex(), cwd=bare)
+    return tip.hex()
+
+
+def signature_floor(clone: Path, tip: str) -> float:
+    """Seconds for the ed25519 checks of every commit up to ``tip`` alone (commits already read,
+    every core, the verifier gitmail uses), in batches so memory stays bounded."""
+    import pygit2
+
+    from gitmail.core.signing import signers
+
+    pg = pygit2.Repository(str(clone))
+    total = 0.0
+    batch: list[Any] = []
+    results: list[object] = []
+
+    def flush() -> None:
+        nonlocal total
+        t = time.perf_counter()
+        results[:] = signers(batch)
+        total += time.perf_counter() - t
+        assert all(isinstance(x, str) for x in results), "a generated message failed its signature check"
+        batch.clear()
+
+    for c in pg.walk(pg[tip].id):
+        batch.append(c)
+        if len(batch) == 10_000:
+            flush()
+    if batch:
+        flush()
+    return total
+
+
+def one_new(url: str, work: Path, bare: Path, sender: Path, synced: Path, plain: Path, n: int) -> dict[str, float]:
+    """A sync bringing one new message (and a plain fetch of it), then list --unread and read."""
+    fill(bare, sender, "reader", "sender", 1, start=n)
+    t_fetch = timed(lambda: git("fetch", "-q", "origin", cwd=plain))
+    t_sync = timed(lambda: sh(GITMAIL, "sync", "-q", "--repo", str(synced)))
+    t_unread = timed(lambda: sh(GITMAIL, "list", "--unread", "-q", "--repo", str(synced)))
+    top = json.loads(sh(GITMAIL, "list", "--unread", "--json", "--limit", "1", "--repo", str(synced)))
+    mid = top["messages"][0]["id"]
+    t_read = timed(lambda: sh(GITMAIL, "read", mid[:12], "-q", "--repo", str(synced)))
+    return {"one_new_git_fetch_s": t_fetch, "one_new_sync_s": t_sync, "list_unread_s": t_unread, "read_s": t_read}
+
+
+def run(work: Path, n: int, heavy: bool) -> dict[str, Any]:
+    """Build an org with ``n`` messages for ``reader``; measure (``heavy``: first sync, floor, verify)."""
+    from gitmail import api
+
+    work.mkdir(parents=True)
+    d, bare = serve(work / "srv", guard=False)
+    out: dict[str, Any] = {"messages": n}
+    with d:
+        url = d.url()
+        sender = join(url, work, "sender")
+        plain = join(url, work / "p", "reader")
+        synced = work / "s" / "clone-reader"
+        api.init(synced, "reader", org=url)  # the same member's second clone
+        t = time.perf_counter()
+        tip = fill(bare, sender, "reader", "sender", n)
+        out["generate_s"] = time.perf_counter() - t
+        out["git_fetch_s"] = timed(lambda: git("fetch", "-q", "origin", cwd=plain))
+        first = measured([GITMAIL, "sync", "-q", "--repo", str(synced)])
+        out["first_sync_s"] = first["wall_s"]
+        out["first_sync_tree_peak_mb"] = first["tree_peak_mb"]
+        listing = json.loads(sh(GITMAIL, "list", "--json", "--limit", "1", "--repo", str(synced)))
+        out["all_listed"] = listing["total"] == n
+        if heavy:
+            out["signature_checks_s"] = signature_floor(plain, tip)
+            floor = out["git_fetch_s"] + out["signature_checks_s"]
+            out["floor_s"] = floor
+            out["first_sync_vs_floor"] = out["first_sync_s"] / floor
+            v = measured([GITMAIL, "verify", "--all", "-q", "--repo", str(synced)])
+            out["verify_all_s"] = v["wall_s"]
+            out["verify_all_tree_peak_mb"] = v["tree_peak_mb"]
+            # ru_maxrss needs a run of its own (a fresh clone for the sync, a re-run for verify)
+            again = work / "s2" / "clone-reader"
+            api.init(again, "reader", org=url)
+            out["first_sync_maxrss_mb"] = maxrss_mb([GITMAIL, "sync", "-q", "--repo", str(again)])
+            out["verify_all_maxrss_mb"] = maxrss_mb([GITMAIL, "verify", "--all", "-q", "--repo", str(synced)])
+            t = time.perf_counter()
+            sh(GITMAIL, "verify", "-q", "--repo", str(synced))
+            out["verify_incremental_s"] = time.perf_counter() - t
+        out.update(one_new(url, work, bare, sender, synced, plain, n))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000, help="messages in the big mailbox")
+    ap.add_argument("--small", type=int, default=1000, help="messages in the small mailbox (steady-state ratio)")
+    ap.add_argument("--json", action="store_true", help="print the results as one JSON object at the end")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gitmail-scale-") as tmp:
+        work = Path(tmp)
+        isolate(work)
+        print(f"gitmail scale benchmark: {args.n:,} messages vs {args.small:,} ({os.cpu_count()} CPUs)")
+        small = run(work / "small", args.small, heavy=False)
+        show(f"{args.small:,} messages", small)
+        big = run(work / "big", args.n, heavy=True)
+        for k in ("one_new_sync_s", "one_new_git_fetch_s", "list_unread_s", "read_s"):
+            big[f"{k[:-2]}_vs_small"] = big[k] / small[k]
+        show(f"{args.n:,} messages (targets: first sync <= 1.3x floor, peak <= 300 MB, steady state <= 1.5x)",
+             big)
+    if args.json:
+        print(json.dumps({"small": small, "big": big}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
