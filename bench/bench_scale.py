@@ -40,7 +40,7 @@ from typing import Any, Optional, cast
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_sync import GITMAIL, git, isolate, join, serve, sh, show, timed  # noqa: E402
+from bench_sync import GITMAIL, git, isolate, join, serve, sh, show, timed  # noqa: E402  (bench/ is on sys.path)
 
 CHUNK = 50_000  # messages per pack written into the server
 
