@@ -209,13 +209,15 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
                 db.execute("DELETE FROM msg WHERE path=?", (path,))
                 db.execute("DELETE FROM refs WHERE path=?", (path,))
                 prev = None
+            count: Optional[int] = 0  # a mailbox outside the view has no rows
             if included:
-                vtip, probs = _index_path(repo, member, db, path, rcpt, sender, tip, prev, inbox, sent,
-                                          st, checker)
+                vtip, probs, count = _index_path(repo, member, db, path, rcpt, sender, tip, prev, inbox, sent,
+                                                 st, checker)
             else:
                 vtip, probs = _advance_verified(repo, path, tip)
             problems += probs
-            count = db.execute("SELECT COUNT(*) FROM msg WHERE path=?", (path,)).fetchone()[0]
+            if count is None:
+                count = db.execute("SELECT COUNT(*) FROM msg WHERE path=?", (path,)).fetchone()[0]
             db.execute(
                 "INSERT OR REPLACE INTO refs(path, seen, tip, count, included) VALUES (?,?,?,?,?)",
                 (path, tip, vtip, count, int(included)),
@@ -296,8 +298,9 @@ def _index_path(
     sent: bool,
     st: Any,
     checker: Any,
-) -> tuple[Optional[str], list[str]]:
-    """Verify and index mailbox ``path`` up to ``tip``; return the verified tip and the problems.
+) -> tuple[Optional[str], list[str], Optional[int]]:
+    """Verify and index mailbox ``path`` up to ``tip``; return the verified tip, the problems
+    and the number of rows the mailbox has now (None: not known, count them).
 
     The new commits (verified tip to ``tip``) must be a fast-forward without merges,
     else nothing new is accepted (the verified tip stays). The commits the cache
@@ -316,38 +319,38 @@ def _index_path(
     if old != tip:
         new, merge = collect(pg, tip, old)
         if old is not None and (merge or parent_or_none(pg, new[-1]) != old):
-            return old, [_REWRITTEN.format(path=path)] + _index_range(
+            return old, [_REWRITTEN.format(path=path)], _index_range(
                 repo, member, db, path, rcpt, sender, old, 0, prev, inbox, sent, st, checker, None)
         if old is None and merge:
-            return None, [_MERGE.format(path=path)]
+            return None, [_MERGE.format(path=path)], None
         vtip = tip
     assert vtip is not None
     stop = prev["tip"] if prev is not None else None
-    probs = _index_range(repo, member, db, path, rcpt, sender, vtip, len(new), prev, inbox, sent, st, checker,
+    count = _index_range(repo, member, db, path, rcpt, sender, vtip, len(new), prev, inbox, sent, st, checker,
                          new if stop == old else None)
     if repo.ref_target(vref) != vtip:  # nothing left to index (the cache was ahead of a lost verified ref)
         with repo.lock():
             repo.set_ref(vref, vtip, repo.ref_target(vref), "gitmail: verified")
-    return vtip, probs
+    return vtip, [], count
 
 
 def _index_range(
     repo: "Repo", member: str, db: sqlite3.Connection, path: str, rcpt: str, sender: str, vtip: str,
     fresh_count: int, prev: Optional[sqlite3.Row], inbox: bool, sent: bool, st: Any, checker: Any,
     walked: Any,
-) -> list[str]:
+) -> int:
     """Index the commits of ``path`` from the cache's tip to ``vtip`` in batches; the newest
     ``fresh_count`` of them are above the verified ref, which moves with each batch.
     ``walked``: those commits already collected (newest first) when they are exactly
-    what the cache lacks."""
+    what the cache lacks. Returns the mailbox's number of rows."""
     from gitmail.core.objects import collect
     from gitmail.core.store import check_batches
 
     pg = repo.pg
     stop = prev["tip"] if prev is not None else None
-    count = prev["count"] if prev is not None else 0
+    count = int(prev["count"]) if prev is not None else 0
     if stop == vtip:
-        return []
+        return count
     todo = walked if walked is not None else collect(pg, vtip, stop)[0]
     if stop is not None and len(todo) and parent_or_none(pg, todo[-1]) != stop:
         # cache out of step with the verified ref: rebuild
@@ -377,7 +380,7 @@ def _index_range(
                    (path, batch_tip, batch_tip, count))
         apply_state(db, st, since=since)
         _checkpoint(db)
-    return []
+    return count
 
 
 def _index_batch(
@@ -417,7 +420,7 @@ def _index_batch(
             ).fetchone() is not None:
                 dup = 1
             elif check.good:
-                db.execute("UPDATE msg SET dup=1 WHERE id=? AND inbox=1 AND status!='good'", (msg.id,))
+                db.execute("UPDATE msg SET dup=1 WHERE id=? AND +inbox=1 AND status!='good'", (msg.id,))  # +: by msg_id, never a scan of the inbox
                 for r in batch_bad.pop(msg.id, []):  # by id, not a scan: a batch may hold 10,000 rows
                     r[22] = 1
             elif msg.id in batch_shown or db.execute(
@@ -467,13 +470,47 @@ def _index_batch(
 
 def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
     """Set the read/archived columns from a :class:`~gitmail.core.model.State`,
-    for the rows written after rowid ``since`` (0: every row)."""
-    db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1) AND rowid > ?", (since,))
-    for path, mb in st.mailboxes.items():
-        for flag in ("read", "archived"):
-            for a, b in getattr(mb, flag):
-                db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ? AND rowid > ?",
-                           (path, a, b, since))
+    for the rows written after rowid ``since`` (0: every row).
+
+    With ``since``, the work is proportional to the rows written after it (a
+    sync's arrivals), not to the mailbox: those rows are read by rowid and their
+    flags looked up in the state's ranges (bisection), then updated by rowid.
+    """
+    if not since:
+        db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1)")
+        for path, mb in st.mailboxes.items():
+            for flag in ("read", "archived"):
+                for a, b in getattr(mb, flag):
+                    db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ?", (path, a, b))
+        return
+    from bisect import bisect_right
+
+    spans: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+
+    def has(path: str, flag: str, ordinal: int) -> bool:
+        key = (path, flag)
+        if key not in spans:
+            mb = st.mailboxes.get(path)
+            merged: list[list[int]] = []
+            for a, b in sorted(getattr(mb, flag)) if mb is not None else []:
+                if merged and a <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            spans[key] = ([m[0] for m in merged], [m[1] for m in merged])
+        starts, ends = spans[key]
+        i = bisect_right(starts, ordinal) - 1
+        return i >= 0 and ordinal <= ends[i]
+
+    rows = db.execute("SELECT rowid, path, ordinal, read, archived, inbox FROM msg WHERE rowid > ?", (since,)).fetchall()
+    changes = []
+    for rid, path, ordinal, read, archived, inbox in rows:
+        r, a = int(has(path, "read", ordinal)), int(has(path, "archived", ordinal))
+        if not inbox:  # as the full form: a range sets a flag, only inbox rows are cleared
+            r, a = max(r, read), max(a, archived)
+        if (r, a) != (read, archived):
+            changes.append((r, a, rid))
+    db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", changes)
 
 
 # -- full-text search (gitmail search) ---------------------------------------------------------
@@ -608,7 +645,7 @@ def max_rowid(db: sqlite3.Connection) -> int:
 def new_inbox_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     """Inbox messages indexed after rowid ``since``, most urgent first, then oldest first."""
     rows = db.execute(
-        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (since,)
+        "SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 ORDER BY prank, date", (since,)  # rowid range
     ).fetchall()
     return _with_acks(db, [Row.of(r) for r in rows])
 
@@ -617,7 +654,7 @@ def new_unread_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     """Unread, non-archived inbox messages indexed after rowid ``since``, newest first
     (what a new-mail notice describes; rows of every verdict, the caller splits them)."""
     rows = db.execute(
-        f"SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 AND {UNREAD} AND archived=0 ORDER BY date DESC",
+        f"SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 AND +{UNREAD} AND +archived=0 ORDER BY date DESC",
         (since,),
     ).fetchall()
     return [Row.of(r) for r in rows]

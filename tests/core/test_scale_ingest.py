@@ -227,3 +227,84 @@ def test_ed25519_valid_refuses_a_small_order_key() -> None:
 
     identity = (1).to_bytes(32, "little")
     assert not ed25519_valid(identity, identity + bytes(32), b"any message at all")
+
+
+# -- steady state: work per sync proportional to what arrived (issue 16, item 3) -----------------
+
+_SCANS = ("SCAN msg", "USING INDEX msg_list", "USING INDEX msg_unread", "USING COVERING INDEX msg_list",
+          "USING COVERING INDEX msg_unread")
+
+
+def _plans(db: Any, statements: list[str]) -> list[tuple[str, str]]:
+    """``(statement, plan step)`` of every recorded statement on ``msg`` that walks many of its rows."""
+    out = []
+    for sql in statements:
+        head = sql.lstrip().split(None, 1)[0].upper()
+        if head not in ("SELECT", "UPDATE", "DELETE") or " msg" not in sql:
+            continue
+        for step in db.execute("EXPLAIN QUERY PLAN " + sql):
+            if any(s in step[3] for s in _SCANS):
+                out.append((sql, step[3]))
+    return out
+
+
+def test_ingest_of_a_new_message_reads_no_other_row(org: Org) -> None:
+    """A sync bringing one message into a full mailbox: every statement on the rows goes by rowid,
+    Message-ID or (mailbox, ordinal), never through a scan of the inbox (it was: the de-duplication
+    UPDATE and the read-state reset walked every inbox row through the msg_unread index)."""
+    from gitmail.api.session import session
+
+    for i in range(4):
+        org.ok("max", "send", "alex", f"old {i}")
+    org.ok("alex", "sync")
+    first = json.loads(org.ok("alex", "list", "--json").out)["messages"][-1]["id"]
+    org.ok("alex", "read", first)  # a read state, applied to what arrives
+    org.ok("max", "send", "alex", "new")
+    alex = org.clones["alex"]
+    git("fetch", "-q", "origin", cwd=alex)
+    s = session(alex, "alex")
+    db = s.db
+    before = cache.max_rowid(db)
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    s.refresh()
+    cache.new_inbox_rows(db, before)
+    cache.new_unread_rows(db, before)
+    db.set_trace_callback(None)
+    assert any("INSERT OR REPLACE INTO msg" in x for x in statements)
+    assert _plans(db, statements) == []
+    assert json.loads(org.ok("alex", "list", "--json").out)["unread"] == 4  # the read state still applies
+
+
+def test_apply_state_to_new_rows_matches_the_full_form() -> None:
+    """The rowid form of apply_state (bisection over the state's ranges) sets exactly the flags the
+    full form sets, for overlapping and unsorted ranges, inbox and sent rows."""
+    import random
+    import sqlite3
+
+    from gitmail.core.model import MailboxState, State
+
+    rnd = random.Random(16)
+    for _ in range(30):
+        dbs = []
+        st = State(mailboxes={p: MailboxState(
+            read=[tuple(sorted((rnd.randint(1, 40), rnd.randint(1, 40)))) for _ in range(rnd.randint(0, 5))],
+            archived=[tuple(sorted((rnd.randint(1, 40), rnd.randint(1, 40)))) for _ in range(rnd.randint(0, 3))])
+            for p in ("gitmail/mail/a/b", "gitmail/mail/a/c")})
+        rows = [(p, o, rnd.randint(0, 1), rnd.randint(0, 1), rnd.randint(0, 1)) for p in ("gitmail/mail/a/b", "gitmail/mail/a/c", "gitmail/mail/x/y")
+                for o in range(1, 41)]
+        rnd.shuffle(rows)
+        since = rnd.randint(0, len(rows))
+        for form in ("full", "since"):
+            db = sqlite3.connect(":memory:")
+            db.executescript(cache._DDL)
+            db.executemany("INSERT INTO msg(path, ordinal, inbox, read, archived) VALUES (?,?,?,?,?)", rows)
+            if form == "full":
+                # the reference: the full form restricted to the rows after ``since``
+                keep = {r[0]: (r[1], r[2]) for r in db.execute("SELECT rowid, read, archived FROM msg WHERE rowid <= ?", (since,))}
+                cache.apply_state(db, st)
+                db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", [(a, b, k) for k, (a, b) in keep.items()])
+            else:
+                cache.apply_state(db, st, since=since) if since else cache.apply_state(db, st)
+            dbs.append(db.execute("SELECT rowid, read, archived FROM msg ORDER BY rowid").fetchall())
+        assert dbs[0] == dbs[1]
