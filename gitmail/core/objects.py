@@ -60,6 +60,22 @@ if TYPE_CHECKING:
     from typing import Callable
 
 
+CACHE_BYTES = 16 << 20  # libgit2's cache of parsed objects (its default, 256 MiB, fills on a long walk)
+WINDOW_BYTES = 32 << 20  # one mapped window of a pack file (default 1 GiB)
+MAPPED_BYTES = 128 << 20  # all mapped pack windows together (default 8 GiB: a whole big pack stays resident)
+
+
+def bound_memory() -> None:
+    """Cap libgit2's object cache and pack mappings for this process (and the workers it forks):
+    a walk over a million commits otherwise keeps hundreds of MB of parsed commits and every
+    page of the pack it touched (issue 16, item 2). Process-wide; idempotent."""
+    import pygit2
+
+    pygit2.settings.cache_max_size(CACHE_BYTES)
+    pygit2.settings.mwindow_size = WINDOW_BYTES
+    pygit2.settings.mwindow_mapped_limit = MAPPED_BYTES
+
+
 # -- history: the one first-parent walker, robust to hostile commits ------------------
 
 
