@@ -20,9 +20,9 @@ commits would only measure pack-objects). Then, each figure in the same run:
 
 Peak memory is printed two ways: the largest single process (``ru_maxrss``
 from ``wait4``, covering the descendants it waited for, git included) and the
-whole process tree (sampled every 50 ms from ``/proc``; pages shared by a
-forked worker pool count once per process there). Figures are printed as they
-are measured.
+whole process tree's proportional set size (sampled every 50 ms from
+``/proc/*/smaps_rollup``: pages a forked worker pool shares with its parent
+count once). Figures are printed as they are measured.
 """
 
 from __future__ import annotations
@@ -47,33 +47,33 @@ from bench_sync import GITMAIL, git, isolate, join, serve, sh, timed  # noqa: E4
 CHUNK = 50_000  # messages per pack written into the server
 
 
-def tree_rss_kb(root: int) -> int:
-    """Sum of the resident sizes (KiB) of ``root`` and all its descendants, from /proc."""
+def tree_pss_kb(root: int) -> int:
+    """Sum of the proportional set sizes (KiB) of ``root`` and all its descendants, from /proc:
+    a page shared by a forked worker pool counts once in all, not once per process."""
     kids: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open(f"/proc/{d}/stat") as f:
                 st = f.read()
-            with open(f"/proc/{d}/statm") as f:
-                pages = int(f.read().split()[1])
         except OSError:
             continue
-        ppid = int(st.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-        rss[int(d)] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
+        kids.setdefault(int(st.rsplit(")", 1)[1].split()[1]), []).append(int(d))
     total, todo = 0, [root]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next((int(ln.split()[1]) for ln in f if ln.startswith("Pss:")), 0)
+        except OSError:
+            pass
         todo += kids.get(p, [])
     return total
 
 
 def measured(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
-    """Run ``cmd``: wall seconds, peak RSS of its largest single process and of the whole tree (MB)."""
+    """Run ``cmd``: wall seconds, peak RSS of its largest single process and peak PSS of the whole tree (MB)."""
     t = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
@@ -82,7 +82,7 @@ def measured(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], tree_rss_kb(p.pid))
+                peak[0] = max(peak[0], tree_pss_kb(p.pid))
                 done.wait(0.05)
 
         th = threading.Thread(target=sample, daemon=True)
@@ -95,7 +95,7 @@ def measured(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
         if p.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd[:3])} failed ({p.returncode}): {err.read().decode()[-2000:]}")
-    return {"wall_s": wall, "maxrss_mb": usage.ru_maxrss / 1024, "tree_peak_mb": peak[0] / 1024}
+    return {"wall_s": wall, "maxrss_mb": usage.ru_maxrss / 1024, "tree_pss_mb": peak[0] / 1024}
 
 
 class Live(dict[str, Any]):
@@ -205,7 +205,7 @@ def run(work: Path, n: int, heavy: bool, rounds: int = 3) -> dict[str, Any]:
         first = measured([GITMAIL, "sync", "-q", "--repo", str(synced)])
         out["first_sync_s"] = first["wall_s"]
         out["first_sync_maxrss_mb"] = first["maxrss_mb"]
-        out["first_sync_tree_peak_mb"] = first["tree_peak_mb"]
+        out["first_sync_tree_pss_mb"] = first["tree_pss_mb"]
         listing = json.loads(sh(GITMAIL, "list", "--json", "--limit", "1", "--repo", str(synced)))
         out["all_listed"] = listing["total"] == n
         if heavy:
@@ -216,7 +216,7 @@ def run(work: Path, n: int, heavy: bool, rounds: int = 3) -> dict[str, Any]:
             v = measured([GITMAIL, "verify", "--all", "-q", "--repo", str(synced)])
             out["verify_all_s"] = v["wall_s"]
             out["verify_all_maxrss_mb"] = v["maxrss_mb"]
-            out["verify_all_tree_peak_mb"] = v["tree_peak_mb"]
+            out["verify_all_tree_pss_mb"] = v["tree_pss_mb"]
             t = time.perf_counter()
             sh(GITMAIL, "verify", "-q", "--repo", str(synced))
             out["verify_incremental_s"] = time.perf_counter() - t

@@ -61,8 +61,8 @@ if TYPE_CHECKING:
 
 
 CACHE_BYTES = 16 << 20  # libgit2's cache of parsed objects (its default, 256 MiB, fills on a long walk)
-WINDOW_BYTES = 32 << 20  # one mapped window of a pack file (default 1 GiB)
-MAPPED_BYTES = 128 << 20  # all mapped pack windows together (default 8 GiB: a whole big pack stays resident)
+WINDOW_BYTES = 16 << 20  # one mapped window of a pack file (default 1 GiB)
+MAPPED_BYTES = 64 << 20  # all mapped pack windows together (default 8 GiB: a whole big pack stays resident)
 
 
 def bound_memory() -> None:
