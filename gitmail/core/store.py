@@ -356,7 +356,11 @@ class Checker:
 
     def submit(self, oids: list[str], recipient: str, sender: str) -> Pending:
         """Start checking ``oids`` (commits found on ``mail/<recipient>/<sender>``), in order."""
-        if self.workers < 2 or len(oids) < PARALLEL_MIN:
+        import threading
+
+        # Forking a process that runs other threads (the MCP server's) could copy a lock one
+        # of them holds: then the batch is checked here.
+        if self.workers < 2 or len(oids) < PARALLEL_MIN or (self._pool is None and threading.active_count() > 1):
             return Pending(lambda: _check_many(self.pg, oids, recipient, sender, self.directory))
         pool = self._start()
         chunks = [oids[i : i + _CHUNK] for i in range(0, len(oids), _CHUNK)]
