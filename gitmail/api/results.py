@@ -674,7 +674,7 @@ class VerifyResult(Result):
 
     ok: bool = Field(description="nothing failed")
     mailboxes: int = Field(description="mailboxes checked")
-    messages: int = Field(description="messages checked")
+    messages: int = Field(description="messages covered: checked now, or (without --all) when they arrived")
     good: int = Field(description="messages that verified")
     bad: list[BadMessage] = Field(description="messages that did not")
     problems: list[str] = Field(description="history problems, one line each")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from gitmail import git
 from gitmail.core import refs, view
@@ -124,67 +124,107 @@ class Row:
 _ROW_FIELDS = tuple(f for f in Row.__dataclass_fields__ if f != "ack_requested")
 
 
+BATCH = 10_000  # commits verified and indexed per transaction: bounds memory; a crash keeps whole batches
+
+
 def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
     """Verify and index whatever moved; return problems found (rewritten refs, merges).
 
     For each watched mailbox ref: the remote-tracking tip must descend from the
     verified tip (``refs/gitmail/verified/...``), else the update is rejected
     and reported and the verified tip is kept (so local mail is never lost).
-    New commits are checked one by one (:func:`gitmail.core.store.check_message`)
-    and indexed with their status; a bad message is kept but never shown as
-    genuine.
+    New commits are checked (:func:`gitmail.core.store.check_message`) and
+    indexed with their status, oldest first, in batches of :data:`BATCH`: each
+    batch is one committed transaction that also moves the verified ref to the
+    batch's newest commit, so memory stays bounded whatever the history's
+    length, and an interrupted ingest resumes after its last whole batch. A bad
+    message is kept but never shown as genuine. Ingests of one member's cache
+    run one at a time (a lock file beside the database).
     """
-    db.execute("BEGIN IMMEDIATE")  # one transaction; concurrent ingests queue here
-    try:
-        problems = _ingest(repo, member, db, directory)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+    with _ingest_lock(repo, member):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            problems = _ingest(repo, member, db, directory)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
     return problems
+
+
+class _ingest_lock:
+    """An exclusive ``flock`` on ``cache/<member>.lock`` (released when the process dies)."""
+
+    def __init__(self, repo: "Repo", member: str) -> None:
+        self.path = repo.data_dir / "cache" / f"{to_ref(member)}.lock"
+
+    def __enter__(self) -> None:
+        import fcntl
+        import os
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+
+        os.close(self.fd)  # releases the lock
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    """Commit the work so far and start the next transaction (between batches)."""
+    db.execute("COMMIT")
+    db.execute("BEGIN IMMEDIATE")
 
 
 def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
     from gitmail.core import state as state_mod
+    from gitmail.core.store import Checker
 
-    before = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
     problems: list[str] = []
     current = watched_refs(repo, member)
     t = refs.tracking("", repo.remote)
     my_groups = set(directory.groups_of(member))
     _forget_revoked(db, directory)
     known = {r["path"]: r for r in db.execute("SELECT * FROM refs")}
-    for full, tip in sorted(current.items()):
-        if not full.startswith(t + refs.MAIL):
-            continue
-        path = full[len(t) :]
-        try:
-            rcpt, sender = refs.split_mail_path(path)
-        except Exception:
-            problems.append(f"{path}: not a valid mailbox ref name")
-            continue
-        inbox, sent = view.role(member, my_groups, rcpt, sender)
-        included = inbox or sent
-        prev = known.get(path)
-        if prev is not None and prev["seen"] == tip and bool(prev["included"]) == included:
-            continue
-        if prev is not None and bool(prev["included"]) != included:
-            db.execute("DELETE FROM msg WHERE path=?", (path,))
-            db.execute("DELETE FROM refs WHERE path=?", (path,))
-            prev = None
-        vtip, probs = _advance_verified(repo, path, tip)
-        problems += probs
-        if included and vtip:
-            _index_path(repo, member, db, directory, path, rcpt, sender, vtip, prev, inbox, sent)
-        count = db.execute("SELECT COUNT(*) FROM msg WHERE path=?", (path,)).fetchone()[0]
-        db.execute(
-            "INSERT OR REPLACE INTO refs(path, seen, tip, count, included) VALUES (?,?,?,?,?)",
-            (path, tip, vtip, count, int(included)),
-        )
     st_oid, st = state_mod.load(repo, member)
     known_state = db.execute("SELECT value FROM meta WHERE key='state'").fetchone()
-    # The flags of rows already indexed only change when the state blob does.
-    apply_state(db, st, since=before if known_state is not None and known_state[0] == (st_oid or "") else 0)
+    same_state = known_state is not None and known_state[0] == (st_oid or "")
+    with Checker(repo.pg, directory) as checker:
+        for full, tip in sorted(current.items()):
+            if not full.startswith(t + refs.MAIL):
+                continue
+            path = full[len(t) :]
+            try:
+                rcpt, sender = refs.split_mail_path(path)
+            except Exception:
+                problems.append(f"{path}: not a valid mailbox ref name")
+                continue
+            inbox, sent = view.role(member, my_groups, rcpt, sender)
+            included = inbox or sent
+            prev = known.get(path)
+            if prev is not None and prev["seen"] == tip and bool(prev["included"]) == included:
+                continue
+            if prev is not None and bool(prev["included"]) != included:
+                db.execute("DELETE FROM msg WHERE path=?", (path,))
+                db.execute("DELETE FROM refs WHERE path=?", (path,))
+                prev = None
+            count: Optional[int] = 0  # a mailbox outside the view has no rows
+            if included:
+                vtip, probs, count = _index_path(repo, member, db, path, rcpt, sender, tip, prev, inbox, sent,
+                                                 st, checker)
+            else:
+                vtip, probs = _advance_verified(repo, path, tip)
+            problems += probs
+            if count is None:
+                count = db.execute("SELECT COUNT(*) FROM msg WHERE path=?", (path,)).fetchone()[0]
+            db.execute(
+                "INSERT OR REPLACE INTO refs(path, seen, tip, count, included) VALUES (?,?,?,?,?)",
+                (path, tip, vtip, count, int(included)),
+            )
+    if not same_state:
+        # The flags of rows indexed now were set batch by batch; older rows only change with the state blob.
+        apply_state(db, st)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (st_oid or "",))
     key = json.dumps(sorted(current.items()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
@@ -214,22 +254,27 @@ def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
 
 
 def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str], list[str]]:
-    """Move the verified ref of ``path`` to ``tip`` if that is a fast-forward."""
+    """Move the verified ref of ``path`` to ``tip`` if that is a fast-forward (no message checked:
+    a mailbox outside the member's view)."""
+    from gitmail.core.objects import extends, has_merge
+
     vref = refs.verified(path)
     old = repo.ref_target(vref)
     if old == tip:
         return old, []
-    from gitmail.core.objects import chain, extends
-
     pg = repo.pg
     if old is not None:
         if not extends(pg, tip, old):
-            return old, [f"{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"]
-    elif chain(pg, tip)[1]:
-        return None, [f"{path}: history contains a merge; mailbox refs must be linear"]
+            return old, [_REWRITTEN.format(path=path)]
+    elif has_merge(pg, tip):
+        return None, [_MERGE.format(path=path)]
     with repo.lock():
         repo.set_ref(vref, tip, repo.ref_target(vref), "gitmail: verified")
     return tip, []
+
+
+_REWRITTEN = "{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"
+_MERGE = "{path}: history contains a merge; mailbox refs must be linear"
 
 
 def parent_or_none(pg: Any, oid: str) -> Optional[str]:
@@ -244,52 +289,128 @@ def _index_path(
     repo: "Repo",
     member: str,
     db: sqlite3.Connection,
-    directory: "Directory",
     path: str,
     rcpt: str,
     sender: str,
-    vtip: str,
+    tip: str,
     prev: Optional[sqlite3.Row],
     inbox: bool,
     sent: bool,
-) -> None:
-    from gitmail.core.model import MAX_INT, PRIORITY_RANK, canonical_json, is_open_type
-    from gitmail.core.signing import signers
-    from gitmail.core.objects import chain, load_commit
-    from gitmail.core.store import check_message
+    st: Any,
+    checker: Any,
+) -> tuple[Optional[str], list[str], Optional[int]]:
+    """Verify and index mailbox ``path`` up to ``tip``; return the verified tip, the problems
+    and the number of rows the mailbox has now (None: not known, count them).
+
+    The new commits (verified tip to ``tip``) must be a fast-forward without merges,
+    else nothing new is accepted (the verified tip stays). The commits the cache
+    lacks (its tip to the verified tip, usually the same new commits) are
+    checked and indexed oldest first, :data:`BATCH` per committed transaction,
+    the verified ref moving with each batch. Memory: 20 bytes per new commit
+    (:class:`~gitmail.core.objects.OidStack`) plus two batches.
+    """
+    from gitmail.core.objects import OidStack, collect
+
+    pg = repo.pg
+    vref = refs.verified(path)
+    old = repo.ref_target(vref)
+    new = OidStack()
+    vtip: Optional[str] = old
+    if old != tip:
+        new, merge = collect(pg, tip, old)
+        if old is not None and (merge or parent_or_none(pg, new[-1]) != old):
+            return old, [_REWRITTEN.format(path=path)], _index_range(
+                repo, member, db, path, rcpt, sender, old, 0, prev, inbox, sent, st, checker, None)
+        if old is None and merge:
+            return None, [_MERGE.format(path=path)], None
+        vtip = tip
+    assert vtip is not None
+    stop = prev["tip"] if prev is not None else None
+    count = _index_range(repo, member, db, path, rcpt, sender, vtip, len(new), prev, inbox, sent, st, checker,
+                         new if stop == old else None)
+    if repo.ref_target(vref) != vtip:  # nothing left to index (the cache was ahead of a lost verified ref)
+        with repo.lock():
+            repo.set_ref(vref, vtip, repo.ref_target(vref), "gitmail: verified")
+    return vtip, [], count
+
+
+def _index_range(
+    repo: "Repo", member: str, db: sqlite3.Connection, path: str, rcpt: str, sender: str, vtip: str,
+    fresh_count: int, prev: Optional[sqlite3.Row], inbox: bool, sent: bool, st: Any, checker: Any,
+    walked: Any,
+) -> int:
+    """Index the commits of ``path`` from the cache's tip to ``vtip`` in batches; the newest
+    ``fresh_count`` of them are above the verified ref, which moves with each batch.
+    ``walked``: those commits already collected (newest first) when they are exactly
+    what the cache lacks. Returns the mailbox's number of rows."""
+    from gitmail.core.objects import collect
+    from gitmail.core.store import check_batches
 
     pg = repo.pg
     stop = prev["tip"] if prev is not None else None
-    count = prev["count"] if prev is not None else 0
-    oids, _ = chain(pg, vtip, stop)
-    if stop is not None and oids and parent_or_none(pg, oids[-1]) != stop:
+    count = int(prev["count"]) if prev is not None else 0
+    if stop == vtip:
+        return count
+    todo = walked if walked is not None else collect(pg, vtip, stop)[0]
+    if stop is not None and len(todo) and parent_or_none(pg, todo[-1]) != stop:
         # cache out of step with the verified ref: rebuild
         db.execute("DELETE FROM msg WHERE path=?", (path,))
         count = 0
-    from gitmail.core.private import Opener, plaintext_json
+    from gitmail.core.private import Opener
 
     opener = Opener(repo, member)
+    vref = refs.verified(path)
+    # Oldest first, BATCH at a time; the next batch is being checked (on the other
+    # cores) while this one is indexed.
+    def batches() -> Iterator[tuple[int, list[str], str, str]]:
+        for hi in range(len(todo), 0, -BATCH):
+            lo = max(0, hi - BATCH)
+            yield lo, [todo[i] for i in range(hi - 1, lo - 1, -1)], rcpt, sender
+
+    for lo, oids, verdicts in check_batches(checker, batches()):
+        since = max_rowid(db)
+        _index_batch(repo, db, path, rcpt, sender, oids, verdicts, count, inbox, sent, opener)
+        count += len(oids)
+        batch_tip = oids[-1]
+        if lo < fresh_count:  # the batch reaches above the verified ref: move it along
+            with repo.lock():
+                repo.set_ref(vref, batch_tip, repo.ref_target(vref), "gitmail: verified")
+        # resumable: a later ingest continues from this batch's tip
+        db.execute("INSERT OR REPLACE INTO refs(path, seen, tip, count, included) VALUES (?,?,?,?,1)",
+                   (path, batch_tip, batch_tip, count))
+        apply_state(db, st, since=since)
+        _checkpoint(db)
+    return count
+
+
+def _index_batch(
+    repo: "Repo", db: sqlite3.Connection, path: str, rcpt: str, sender: str, oids: list[str],
+    verdicts: list[Any], count: int, inbox: bool, sent: bool, opener: Any,
+) -> None:
+    """Write the rows of one batch of checked commits (ordinals from ``count + 1``)."""
+    from gitmail.core.model import MAX_INT, PRIORITY_RANK, canonical_json, is_open_type
+    from gitmail.core.objects import load_commit
+    from gitmail.core.private import plaintext_json
+
+    pg = repo.pg
     rows: list[list[Any]] = []
-    oids.reverse()
-    loaded = [load_commit(pg, o) for o in oids]
-    parsed = [c for c in loaded if not isinstance(c, str)]
-    keyed = iter(signers(parsed))
-    keys = [None if isinstance(c, str) else next(keyed) for c in loaded]
-    # Message-IDs shown on this batch (a copy twice in one push is shown once).
+    # Message-IDs shown on this batch (a copy twice in one push is shown once); earlier
+    # batches are already rows, found by the queries below.
     batch_good: set[str] = set()
     batch_bad: dict[str, list[list[Any]]] = {}  # Message-ID -> rows of this batch not good (inbox)
     batch_shown: set[str] = set()  # Message-IDs with an inbox row of this batch shown (dup 0)
-    for i, (oid, c, key) in enumerate(zip(oids, loaded, keys), start=count + 1):
-        msg, check = check_message(pg, c, rcpt, sender, directory, key)
+    for i, (oid, (msg, check)) in enumerate(zip(oids, verdicts), start=count + 1):
         plaintext = None
-        if msg is not None and msg.encrypted is not None and check.good and not isinstance(c, str):
-            opened = opener.open(pg, c, msg)
-            if opened is None:
-                msg = msg.model_copy(update={"subject": "(encrypted message)"})
-            else:
-                msg = opened[0]
-                if opener.keeps_plaintext:
-                    plaintext = plaintext_json(*opened)
+        if msg is not None and msg.encrypted is not None and check.good:
+            c = load_commit(pg, oid)
+            if not isinstance(c, str):
+                opened = opener.open(pg, c, msg)
+                if opened is None:
+                    msg = msg.model_copy(update={"subject": "(encrypted message)"})
+                else:
+                    msg = opened[0]
+                    if opener.keeps_plaintext:
+                        plaintext = plaintext_json(*opened)
         dup = 0
         if msg is not None and inbox:
             # De-duplication keeps the genuine copy (docs/protocol.md §7): a good copy
@@ -299,8 +420,8 @@ def _index_path(
             ).fetchone() is not None:
                 dup = 1
             elif check.good:
-                db.execute("UPDATE msg SET dup=1 WHERE id=? AND inbox=1 AND status!='good'", (msg.id,))
-                for r in batch_bad.pop(msg.id, []):  # by id, not a scan: a batch may hold 100,000 rows
+                db.execute("UPDATE msg SET dup=1 WHERE id=? AND +inbox=1 AND status!='good'", (msg.id,))  # +: by msg_id, never a scan of the inbox
+                for r in batch_bad.pop(msg.id, []):  # by id, not a scan: a batch may hold 10,000 rows
                     r[22] = 1
             elif msg.id in batch_shown or db.execute(
                 "SELECT 1 FROM msg WHERE id=? AND +inbox=1 AND dup=0 LIMIT 1", (msg.id,)
@@ -349,13 +470,47 @@ def _index_path(
 
 def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
     """Set the read/archived columns from a :class:`~gitmail.core.model.State`,
-    for the rows written after rowid ``since`` (0: every row)."""
-    db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1) AND rowid > ?", (since,))
-    for path, mb in st.mailboxes.items():
-        for flag in ("read", "archived"):
-            for a, b in getattr(mb, flag):
-                db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ? AND rowid > ?",
-                           (path, a, b, since))
+    for the rows written after rowid ``since`` (0: every row).
+
+    With ``since``, the work is proportional to the rows written after it (a
+    sync's arrivals), not to the mailbox: those rows are read by rowid and their
+    flags looked up in the state's ranges (bisection), then updated by rowid.
+    """
+    if not since:
+        db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1)")
+        for path, mb in st.mailboxes.items():
+            for flag in ("read", "archived"):
+                for a, b in getattr(mb, flag):
+                    db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ?", (path, a, b))
+        return
+    from bisect import bisect_right
+
+    spans: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+
+    def has(path: str, flag: str, ordinal: int) -> bool:
+        key = (path, flag)
+        if key not in spans:
+            mb = st.mailboxes.get(path)
+            merged: list[list[int]] = []
+            for a, b in sorted(getattr(mb, flag)) if mb is not None else []:
+                if merged and a <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            spans[key] = ([m[0] for m in merged], [m[1] for m in merged])
+        starts, ends = spans[key]
+        i = bisect_right(starts, ordinal) - 1
+        return i >= 0 and ordinal <= ends[i]
+
+    rows = db.execute("SELECT rowid, path, ordinal, read, archived, inbox FROM msg WHERE rowid > ?", (since,)).fetchall()
+    changes = []
+    for rid, path, ordinal, read, archived, inbox in rows:
+        r, a = int(has(path, "read", ordinal)), int(has(path, "archived", ordinal))
+        if not inbox:  # as the full form: a range sets a flag, only inbox rows are cleared
+            r, a = max(r, read), max(a, archived)
+        if (r, a) != (read, archived):
+            changes.append((r, a, rid))
+    db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", changes)
 
 
 # -- full-text search (gitmail search) ---------------------------------------------------------
@@ -490,7 +645,7 @@ def max_rowid(db: sqlite3.Connection) -> int:
 def new_inbox_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     """Inbox messages indexed after rowid ``since``, most urgent first, then oldest first."""
     rows = db.execute(
-        "SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 ORDER BY prank, date", (since,)
+        "SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 ORDER BY prank, date", (since,)  # rowid range
     ).fetchall()
     return _with_acks(db, [Row.of(r) for r in rows])
 
@@ -499,7 +654,7 @@ def new_unread_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     """Unread, non-archived inbox messages indexed after rowid ``since``, newest first
     (what a new-mail notice describes; rows of every verdict, the caller splits them)."""
     rows = db.execute(
-        f"SELECT * FROM msg WHERE rowid > ? AND inbox=1 AND dup=0 AND {UNREAD} AND archived=0 ORDER BY date DESC",
+        f"SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 AND +{UNREAD} AND +archived=0 ORDER BY date DESC",
         (since,),
     ).fetchall()
     return [Row.of(r) for r in rows]
@@ -660,3 +815,15 @@ def acks_received(db: sqlite3.Connection) -> dict[str, set[str]]:
     for a in db.execute("SELECT in_reply_to, sender FROM msg WHERE inbox=1 AND type='ack' AND status='good'"):
         acks.setdefault(a[0], set()).add(a[1])
     return acks
+
+
+def verdicts(db: sqlite3.Connection) -> tuple[dict[str, tuple[int, int]], list[tuple[str, str, str, str, str]]]:
+    """The verdicts recorded when each indexed commit arrived (``gitmail verify``): per mailbox
+    path ``(messages, good)``, and ``(path, commit id, Message-ID or "", status, detail)`` of each
+    commit that is not good, by path, newest first. One scan of the rows."""
+    counts = {str(r[0]): (int(r[1]), int(r[2] or 0))
+              for r in db.execute("SELECT path, COUNT(*), SUM(status='good') FROM msg GROUP BY path")}
+    bad = [(str(r[0]), str(r[1]), "" if r[2] == r[1] else str(r[2]), str(r[3]), str(r[4]))
+           for r in db.execute("SELECT path, oid, id, status, detail FROM msg WHERE status != 'good'"
+                               " ORDER BY path, ordinal DESC")]
+    return counts, bad

@@ -14,7 +14,7 @@ A message commit (docs/protocol.md, "Message commits") has:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, TypeVar, Union, cast
 
 from gitmail.core.model import (
     Member,
@@ -27,11 +27,14 @@ from gitmail.core.signing import Signer, signer_of
 from gitmail.errors import CorruptMessageError, VerificationError
 
 if TYPE_CHECKING:
+    import multiprocessing.pool
+
     import pygit2
 
     from gitmail.core.directory import Directory
 
 MESSAGE_FILE = "message.json"
+T = TypeVar("T")
 
 # Verification statuses (docs/protocol.md, "Verification").
 GOOD = "good"
@@ -273,3 +276,123 @@ def _check(
     if problem:
         return msg, Check(MALFORMED, problem, who.name)
     return msg, Check(GOOD, "", who.name)
+
+
+# -- checking many commits: in batches, on every core -------------------------------------
+
+PARALLEL_MIN = 512  # commits: below this a batch is checked in-process (starting workers costs more)
+_CHUNK = 250  # commits per task sent to a worker
+
+# A worker's view of the repository, set in the parent just before the pool forks
+# (the directory is inherited, never pickled) and opened lazily in each worker.
+_WORKER: dict[str, object] = {}
+
+
+def _check_chunk(chunk: list[str], recipient: str, sender: str) -> list[tuple[Optional[Message], Check]]:
+    import pygit2
+
+    pg = _WORKER.get("pg")
+    if pg is None:
+        pg = _WORKER["pg"] = pygit2.Repository(str(_WORKER["path"]))
+    return _check_many(cast("pygit2.Repository", pg), chunk, recipient, sender, cast("Directory", _WORKER["directory"]))
+
+
+def _check_many(pg: "pygit2.Repository", oids: list[str], recipient: str, sender: str,
+                directory: "Directory") -> list[tuple[Optional[Message], Check]]:
+    """:func:`check_message` of each of ``oids`` (the signatures checked first, on every core)."""
+    from gitmail.core.signing import signers
+
+    loaded = [load_commit(pg, o) for o in oids]
+    keyed = iter(signers([c for c in loaded if not isinstance(c, str)]))
+    keys = [None if isinstance(c, str) else next(keyed) for c in loaded]
+    return [check_message(pg, c, recipient, sender, directory, k) for c, k in zip(loaded, keys)]
+
+
+class Pending:
+    """The verdicts of one submitted batch; :meth:`get` waits for them."""
+
+    def __init__(self, get: "Callable[[], list[tuple[Optional[Message], Check]]]") -> None:
+        self.get = get
+
+
+class Checker:
+    """Checks batches of message commits (:func:`check_message`), on every core for big batches.
+
+    A batch of at least :data:`PARALLEL_MIN` commits goes to a pool of forked
+    worker processes (one per core, started at the first such batch, each with
+    its own pygit2 handle), so parsing and signature checks use every core;
+    :meth:`submit` returns at once, so the caller can index the previous batch
+    meanwhile. Smaller batches are checked in-process. Use as a context manager
+    (the pool is stopped on exit). The verdicts are exactly those of
+    :func:`check_message`.
+    """
+
+    def __init__(self, pg: "pygit2.Repository", directory: "Directory", workers: Optional[int] = None) -> None:
+        import os
+
+        from gitmail.core.objects import bound_memory
+
+        bound_memory()
+        self.pg = pg
+        self.directory = directory
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool: Optional[object] = None
+
+    def __enter__(self) -> "Checker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pool = self._pool
+        if pool is not None:
+            from multiprocessing.pool import Pool
+
+            assert isinstance(pool, Pool)
+            pool.terminate()
+            pool.join()
+            self._pool = None
+
+    def submit(self, oids: list[str], recipient: str, sender: str) -> Pending:
+        """Start checking ``oids`` (commits found on ``mail/<recipient>/<sender>``), in order."""
+        import threading
+
+        # Forking a process that runs other threads (the MCP server's) could copy a lock one
+        # of them holds: then the batch is checked here.
+        if self.workers < 2 or len(oids) < PARALLEL_MIN or (self._pool is None and threading.active_count() > 1):
+            return Pending(lambda: _check_many(self.pg, oids, recipient, sender, self.directory))
+        pool = self._start()
+        chunks = [oids[i : i + _CHUNK] for i in range(0, len(oids), _CHUNK)]
+        res = pool.starmap_async(_check_chunk, [(c, recipient, sender) for c in chunks])
+        return Pending(lambda: [r for part in res.get() for r in part])
+
+    def _start(self) -> "multiprocessing.pool.Pool":
+        import multiprocessing
+        from multiprocessing.pool import Pool
+
+        if self._pool is None:
+            _WORKER.clear()
+            _WORKER.update(path=self.pg.path, directory=self.directory)
+            # fork: the workers inherit the loaded directory instead of re-verifying it
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
+        assert isinstance(self._pool, Pool)
+        return self._pool
+
+
+def check_batches(
+    checker: Checker, batches: "Iterable[tuple[T, list[str], str, str]]"
+) -> "Iterator[tuple[T, list[str], list[tuple[Optional[Message], Check]]]]":
+    """Check each ``(tag, commit ids, recipient, sender)`` batch; yield ``(tag, ids, verdicts)`` in order.
+
+    The next batch is submitted before this one is yielded, so the workers check
+    it while the caller handles this one; at most two batches are held.
+    """
+    pending: "Optional[tuple[T, list[str], Pending]]" = None
+    for tag, oids, recipient, sender in batches:
+        nxt = (tag, oids, checker.submit(oids, recipient, sender))
+        if pending is not None:
+            yield pending[0], pending[1], pending[2].get()
+        pending = nxt
+    if pending is not None:
+        yield pending[0], pending[1], pending[2].get()

@@ -13,10 +13,17 @@ from gitmail.api.views import clean, count
 
 
 @click.command("verify")
-@click.option("--all", "all_", is_flag=True, help="Every mailbox in the org, not only yours.")
+@click.option("--all", "all_", is_flag=True,
+              help="Every mailbox in the org, every message checked again (default: your mailboxes; "
+                   "only what arrived since the last verified tip is checked, earlier verdicts are reported).")
 @common
 def command(all_: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
-    """Verify messages and histories; exit 7 if anything fails."""
+    """Verify messages and histories; exit 7 if anything fails.
+
+    By default only the messages that arrived since your mailboxes' last verified
+    tips are checked (what `gitmail sync` checks), and the verdicts recorded for
+    the earlier ones are reported; --all re-checks every message of the org.
+    """
     from gitmail import api
 
     rep = api.verify(repo, as_=as_, all_=all_)

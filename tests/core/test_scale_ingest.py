@@ -1,0 +1,310 @@
+"""Issue 16, items 2 and 4: verification in bounded batches that resume after a crash, an
+incremental ``gitmail verify`` against a full ``verify --all``, the worker pool's verdicts, and
+the libsodium ed25519 check."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitmail.core import cache, refs, store
+from gitmail.core.repo import open_repo
+from tests.conftest import Org, git
+from tests.core.forge import make_message, push_commit, tip, write_unsigned
+
+
+def _chain(clone: Path, ref: str) -> list[str]:
+    """Commit ids of ``ref``, oldest first."""
+    return git("rev-list", "--reverse", "--first-parent", ref, cwd=clone).stdout.split()
+
+
+def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the id of every commit :func:`store.check_message` is asked about (in-process)."""
+    seen: list[str] = []
+    real = store.check_message
+
+    def counting(pg: Any, c: Any, *a: Any, **kw: Any) -> Any:
+        seen.append(c if isinstance(c, str) else str(c.id))
+        return real(pg, c, *a, **kw)
+
+    monkeypatch.setattr(store, "check_message", counting)
+    return seen
+
+
+def test_interrupted_ingest_keeps_whole_batches_and_resumes(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitmail.api.session import session
+
+    for i in range(7):
+        org.ok("max", "send", "alex", f"m{i}")
+    clone = org.clones["alex"]
+    git("fetch", "-q", "origin", cwd=clone)
+    path = refs.mail_path("alex", "max")
+    oids = _chain(clone, f"refs/remotes/origin/{path}")
+    assert len(oids) == 7
+    monkeypatch.setattr(cache, "BATCH", 3)
+    real = cache._index_batch
+    calls = [0]
+
+    def crash_on_second(*a: Any, **kw: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt  # the user's ^C half-way through a first sync
+        real(*a, **kw)
+
+    monkeypatch.setattr(cache, "_index_batch", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        session(clone, "alex").refresh()
+    repo = open_repo(clone)
+    # the first batch (the three oldest) is kept, and the verified ref moved with it
+    assert repo.ref_target(refs.verified(path)) == oids[2]
+    db = cache.connect(repo, "alex")
+    assert [r[0] for r in db.execute("SELECT oid FROM msg ORDER BY ordinal")] == oids[:3]
+    assert not cache.fresh(repo, "alex", db)
+    monkeypatch.setattr(cache, "_index_batch", real)
+    checked = _count_checks(monkeypatch)
+    session(clone, "alex").refresh()
+    assert checked == oids[3:]  # resumed: nothing checked twice
+    assert [tuple(r) for r in db.execute("SELECT oid, ordinal, status FROM msg ORDER BY ordinal")] == [
+        (o, i, "good") for i, o in enumerate(oids, start=1)]
+    assert repo.ref_target(refs.verified(path)) == oids[-1]
+    listing = json.loads(org.ok("alex", "list", "--json", "-n", "100").out)
+    assert listing["total"] == 7 and all(m["verified"] for m in listing["messages"])
+
+
+def test_batches_index_the_same_rows_as_one_batch(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copies of one Message-ID across batch boundaries are de-duplicated as within one batch."""
+    from gitmail.api.session import session
+
+    clone = org.clones["max"]
+    base = tip(clone, "alex", "max")
+    bad = make_message("max", "alex", "same id, unsigned first")
+    parent = base
+    for _ in range(3):  # three unsigned copies of one message, then the genuine one
+        parent = write_unsigned(clone, bad, parent)
+    from gitmail.core.repo import open_repo as _open
+    from gitmail.core.signing import load_key
+    from gitmail.core.store import write_message_commit
+    from gitmail.core import directory as dirmod
+
+    r = _open(clone)
+    good = write_message_commit(r.pg, bad, dirmod.load(r).members["max"], load_key(r.key_path("max")), parent)
+    push_commit(clone, "alex", "max", good)
+    alex = org.clones["alex"]
+    git("fetch", "-q", "origin", cwd=alex)
+
+    def rows() -> list[tuple[Any, ...]]:
+        db = cache.connect(open_repo(alex), "alex")
+        return [tuple(x) for x in db.execute("SELECT ordinal, oid, status, dup FROM msg ORDER BY ordinal")]
+
+    session(alex, "alex").refresh()
+    one = rows()
+    assert [(s, d) for _, _, s, d in one] == [("unsigned", 1), ("unsigned", 1), ("unsigned", 1), ("good", 0)]
+    (open_repo(alex).data_dir / "cache" / "alex.sqlite3").unlink()
+    git("update-ref", "-d", refs.verified(refs.mail_path("alex", "max")), cwd=alex)
+    monkeypatch.setattr(cache, "BATCH", 1)
+    session(alex, "alex").refresh()
+    assert rows() == one
+
+
+def _tamper_blob(clone: Path, ref: str) -> str:
+    """Rewrite the loose message.json object of the commit at ``ref`` in place (what a disk fault
+    or an intruder with write access to .git could do); return the commit id."""
+    oid = git("rev-parse", ref, cwd=clone).stdout.strip()
+    blob = git("rev-parse", f"{ref}:message.json", cwd=clone).stdout.strip()
+    loose = clone / ".git" / "objects" / blob[:2] / blob[2:]
+    assert loose.exists()  # a small fetch is unpacked into loose objects (transfer.unpackLimit)
+    os.chmod(loose, 0o644)
+    data = zlib.decompress(loose.read_bytes()).split(b"\0", 1)[1]
+    forged = data.replace(b"\"require_ack\":false", b"\"require_ack\":true")
+    assert forged != data
+    loose.write_bytes(zlib.compress(b"blob %d\0" % len(forged) + forged))
+    return oid
+
+
+def test_verify_checks_only_new_and_all_rechecks_everything(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitmail import api
+
+    org.ok("max", "send", "alex", "pay 100 to the usual account")
+    org.ok("max", "send", "alex", "second")
+    org.ok("alex", "sync")
+    alex = org.clones["alex"]
+    path = refs.mail_path("alex", "max")
+    first = _chain(alex, f"refs/remotes/origin/{path}")[0]
+    assert _tamper_blob(alex, f"refs/remotes/origin/{path}~1") == first
+    v = json.loads(org.ok("alex", "verify", "--json").out)  # nothing new: the recorded verdicts
+    assert v["ok"] is True and v["messages"] == 2 and v["good"] == 2
+    r = org.as_("alex", "verify", "--all", "--json")
+    assert r.code == 7
+    assert [b["oid"] for b in json.loads(r.out)["bad"]] == [first]  # the tampered old commit
+    # a new bad message arrives: the default verify checks it, and only it
+    clone = org.clones["max"]
+    unsigned = write_unsigned(clone, make_message("max", "alex", "unsigned"), tip(clone, "alex", "max"))
+    push_commit(clone, "alex", "max", unsigned)
+    git("fetch", "-q", "origin", cwd=alex)
+    checked = _count_checks(monkeypatch)
+    rep = api.verify(alex, as_="alex")
+    assert checked == [unsigned]
+    assert [(f.oid, f.status) for f in rep.findings] == [(unsigned, "unsigned")]
+    assert (rep.messages, rep.good) == (3, 2)
+
+
+def test_verify_all_reports_the_same_verdicts_as_the_pool(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker pool gives exactly the in-process verdicts (good and bad commits mixed)."""
+    from gitmail import api
+
+    clone = org.clones["max"]
+    for i in range(3):
+        org.ok("max", "send", "alex", f"good {i}")
+    unsigned = write_unsigned(clone, make_message("max", "alex", "unsigned"), tip(clone, "alex", "max"))
+    push_commit(clone, "alex", "max", unsigned)
+    org.ok("max", "send", "alex", "good after")
+    org.ok("alex", "sync")
+    alex = org.clones["alex"]
+    in_process = api.verify(alex, as_="alex", all_=True)
+    monkeypatch.setattr(store, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(store, "_CHUNK", 2)
+    pooled = api.verify(alex, as_="alex", all_=True)
+    assert pooled.findings == in_process.findings and [f.oid for f in pooled.findings] == [unsigned]
+    assert (pooled.messages, pooled.good) == (in_process.messages, in_process.good)
+    # and the ingest through the pool indexes the same rows
+    repo = open_repo(alex)
+    db = cache.connect(repo, "alex")
+    before = [tuple(x) for x in db.execute("SELECT ordinal, oid, id, status, detail, dup FROM msg ORDER BY path, ordinal")]
+    (repo.data_dir / "cache" / "alex.sqlite3").unlink()
+    from gitmail.api.session import session
+
+    session(alex, "alex").refresh()
+    db = cache.connect(repo, "alex")
+    assert [tuple(x) for x in db.execute("SELECT ordinal, oid, id, status, detail, dup FROM msg ORDER BY path, ordinal")] == before
+
+
+# -- the ed25519 check (libsodium) ---------------------------------------------------------------
+
+L = 2**252 + 27742317777372353535851937790883648493  # the order of the ed25519 base point
+
+
+def test_ed25519_valid_agrees_with_openssl_on_honest_and_altered_signatures() -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from gitmail.core.signing import ed25519_valid
+
+    def openssl(pub: bytes, sig: bytes, data: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(pub).verify(sig, data)
+        except InvalidSignature:
+            return False
+        return True
+
+    for i in range(20):
+        k = Ed25519PrivateKey.generate()
+        pub = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        data = os.urandom(i * 13)
+        sig = k.sign(data)
+        cases = [(pub, sig, data), (pub, sig, data + b"x"), (pub, bytes([sig[0] ^ 1]) + sig[1:], data),
+                 (pub, sig[:32] + bytes([sig[32] ^ 4]) + sig[33:], data)]
+        # S + L: the same point equation, a non-canonical S that both refuse (signature malleability)
+        s = int.from_bytes(sig[32:], "little") + L
+        if s < 2**256:
+            cases.append((pub, sig[:32] + s.to_bytes(32, "little"), data))
+        for p, sg, d in cases:
+            assert ed25519_valid(p, sg, d) == openssl(p, sg, d), (i, sg.hex())
+        assert ed25519_valid(pub, sig, data)
+        assert not ed25519_valid(pub, sig[:63], data) and not ed25519_valid(pub, sig + b"\0", data)
+        assert not ed25519_valid(pub[:31], sig, data)
+
+
+def test_ed25519_valid_refuses_a_small_order_key() -> None:
+    """The identity point as a key with R = identity and S = 0 passes the bare equation for every
+    message; libsodium refuses small-order keys (docs/protocol.md §7)."""
+    from gitmail.core.signing import ed25519_valid
+
+    identity = (1).to_bytes(32, "little")
+    assert not ed25519_valid(identity, identity + bytes(32), b"any message at all")
+
+
+# -- steady state: work per sync proportional to what arrived (issue 16, item 3) -----------------
+
+_SCANS = ("SCAN msg", "USING INDEX msg_list", "USING INDEX msg_unread", "USING COVERING INDEX msg_list",
+          "USING COVERING INDEX msg_unread")
+
+
+def _plans(db: Any, statements: list[str]) -> list[tuple[str, str]]:
+    """``(statement, plan step)`` of every recorded statement on ``msg`` that walks many of its rows."""
+    out = []
+    for sql in statements:
+        head = sql.lstrip().split(None, 1)[0].upper()
+        if head not in ("SELECT", "UPDATE", "DELETE") or " msg" not in sql:
+            continue
+        for step in db.execute("EXPLAIN QUERY PLAN " + sql):
+            if any(s in step[3] for s in _SCANS):
+                out.append((sql, step[3]))
+    return out
+
+
+def test_ingest_of_a_new_message_reads_no_other_row(org: Org) -> None:
+    """A sync bringing one message into a full mailbox: every statement on the rows goes by rowid,
+    Message-ID or (mailbox, ordinal), never through a scan of the inbox (it was: the de-duplication
+    UPDATE and the read-state reset walked every inbox row through the msg_unread index)."""
+    from gitmail.api.session import session
+
+    for i in range(4):
+        org.ok("max", "send", "alex", f"old {i}")
+    org.ok("alex", "sync")
+    first = json.loads(org.ok("alex", "list", "--json").out)["messages"][-1]["id"]
+    org.ok("alex", "read", first)  # a read state, applied to what arrives
+    org.ok("max", "send", "alex", "new")
+    alex = org.clones["alex"]
+    git("fetch", "-q", "origin", cwd=alex)
+    s = session(alex, "alex")
+    db = s.db
+    before = cache.max_rowid(db)
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    s.refresh()
+    cache.new_inbox_rows(db, before)
+    cache.new_unread_rows(db, before)
+    db.set_trace_callback(None)
+    assert any("INSERT OR REPLACE INTO msg" in x for x in statements)
+    assert _plans(db, statements) == []
+    assert json.loads(org.ok("alex", "list", "--json").out)["unread"] == 4  # the read state still applies
+
+
+def test_apply_state_to_new_rows_matches_the_full_form() -> None:
+    """The rowid form of apply_state (bisection over the state's ranges) sets exactly the flags the
+    full form sets, for overlapping and unsorted ranges, inbox and sent rows."""
+    import random
+    import sqlite3
+
+    from gitmail.core.model import MailboxState, State
+
+    rnd = random.Random(16)
+    for _ in range(30):
+        dbs = []
+        st = State(mailboxes={p: MailboxState(
+            read=[tuple(sorted((rnd.randint(1, 40), rnd.randint(1, 40)))) for _ in range(rnd.randint(0, 5))],
+            archived=[tuple(sorted((rnd.randint(1, 40), rnd.randint(1, 40)))) for _ in range(rnd.randint(0, 3))])
+            for p in ("gitmail/mail/a/b", "gitmail/mail/a/c")})
+        rows = [(p, o, rnd.randint(0, 1), rnd.randint(0, 1), rnd.randint(0, 1)) for p in ("gitmail/mail/a/b", "gitmail/mail/a/c", "gitmail/mail/x/y")
+                for o in range(1, 41)]
+        rnd.shuffle(rows)
+        since = rnd.randint(0, len(rows))
+        for form in ("full", "since"):
+            db = sqlite3.connect(":memory:")
+            db.executescript(cache._DDL)
+            db.executemany("INSERT INTO msg(path, ordinal, inbox, read, archived) VALUES (?,?,?,?,?)", rows)
+            if form == "full":
+                # the reference: the full form restricted to the rows after ``since``
+                keep = {r[0]: (r[1], r[2]) for r in db.execute("SELECT rowid, read, archived FROM msg WHERE rowid <= ?", (since,))}
+                cache.apply_state(db, st)
+                db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", [(a, b, k) for k, (a, b) in keep.items()])
+            else:
+                cache.apply_state(db, st, since=since) if since else cache.apply_state(db, st)
+            dbs.append(db.execute("SELECT rowid, read, archived FROM msg ORDER BY rowid").fetchall())
+        assert dbs[0] == dbs[1]
