@@ -82,7 +82,7 @@ def _deflate(raw: bytes) -> bytes:
     ``git gc`` recompresses and deltifies packs anyway. Even a level-0 zlib
     stream costs a compressor's set-up per object; stored blocks are just a
     length header per 64 KiB and the Adler-32 checksum (``zlib.decompress``
-    reads them back: tests/core/test_bulk.py).
+    reads them back: tests/core/test_bulk_writer.py).
     """
     n = len(raw)
     if n <= _STORED_MAX:  # nearly always: one final block
