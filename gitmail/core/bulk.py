@@ -185,10 +185,12 @@ def write_chain(
     now = int(time.time())
     tip = bytes.fromhex(parent) if parent else None
     facts = []
+    below = tip.hex() if tip is not None else None
     for msg, blob, extra in messages:
-        below = tip.hex() if tip is not None else None
         tip = message_commit(pack, msg, author, signer, tip, now, blob, extra)
-        facts.append((tip.hex(), Written(msg.id, below, TREE_DIR in (extra or ()))))
+        key = tip.hex()
+        facts.append((key, Written(msg.id, below, TREE_DIR in (extra or ()))))
+        below = key
     pack.finish(repo)
     note_written(facts)  # only once the objects are in the store
     return tip.hex() if tip is not None else parent

@@ -216,7 +216,7 @@ def outbox_paths(repo: "Repo", sender: Optional[str] = None) -> dict[str, str]:
     return {refs.MAIL + name[len(refs.OUTBOX) :]: oid for name, oid in found.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Written:
     """What the writer of a message commit knows of it (:func:`note_written`): its
     Message-ID, its first parent (None for a root) and whether its tree has an
@@ -504,6 +504,8 @@ def _deliver(
             else:
                 kind, detail = why.get(p, (RACE, "the mailbox kept moving; 'gitmail sync' retries"))
                 out.queued.append(Held(p, mid, kind, detail))
+    if not out.queued:
+        _WRITTEN.clear()  # everything went: what the writer noted has served (a long-lived process keeps no more)
     save_reasons(repo, out.queued, sender)
     return out
 

@@ -68,6 +68,9 @@ def test_delivery_reads_back_nothing_the_bulk_writer_wrote(org: Org, monkeypatch
                              encrypt=False)
     assert [r.outcome for r in results] == ["delivered"] * 30
     assert reads == []
+    from gitmail.core import sync
+
+    assert not sync._WRITTEN  # all delivered: the memo is emptied
     monkeypatch.undo()
     org.ok("alex", "sync")
     listing = json.loads(org.ok("alex", "list", "--json", "--limit", "100").out)
