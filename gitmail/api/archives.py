@@ -168,21 +168,32 @@ def _leaves(m: "Message") -> Iterator["Message"]:
                 stack.extend((k, depth + 1) for k in reversed(kids) if not isinstance(k, str))
 
 
+def _filename(part: "Message") -> Optional[str]:
+    """``part.get_filename()``, which reads Content-Disposition's ``filename`` parameter, else
+    Content-Type's ``name``: without either header word there is none, and parsing the
+    parameters is a third of reading a one-part message."""
+    disposition = part.get("content-disposition")
+    if disposition is None and "name" not in str(part.get("content-type", "")).lower():
+        return None
+    return part.get_filename()
+
+
 def _body(m: "Message") -> str:
     """The text of the message: its first plain-text part (else its first HTML part), and a note
     naming the attachments that were left out (an import carries text only)."""
     plain = html = None
     names = []
     for part in _leaves(m):
-        filename = part.get_filename()
+        filename = _filename(part)
+        ctype = part.get_content_type()
         if filename or part.get_content_disposition() == "attachment":
-            names.append(filename or part.get_content_type())
-        elif plain is None and part.get_content_type() == "text/plain":
+            names.append(filename or ctype)
+        elif plain is None and ctype == "text/plain":
             plain = part
-        elif html is None and part.get_content_type() == "text/html":
+        elif html is None and ctype == "text/html":
             html = part
         else:
-            names.append(part.get_content_type())
+            names.append(ctype)
     chosen = plain if plain is not None else html
     text = _text_of(chosen) if chosen is not None else ""
     if names:

@@ -100,6 +100,9 @@ def _text(s: Session, row: cache.Row) -> tuple[str, str]:
         return inner.body, " ".join(a.name for a in inner.attachments)
     if row.encrypted:
         return "", ""  # not opened here, or the cache may not keep its content
+    got = _stored_text(s, row)
+    if got is not None:
+        return got
     from gitmail.core.objects import commit
     from gitmail.core.store import read_message
 
@@ -108,6 +111,32 @@ def _text(s: Session, row: cache.Row) -> tuple[str, str]:
     except GitmailError:
         return "", ""
     return msg.body, " ".join(a.name for a in msg.attachments)
+
+
+def _stored_text(s: Session, row: cache.Row) -> Optional[tuple[str, str]]:
+    """Body and attachment names straight from the stored ``message.json`` of a message the
+    cache has already read (and judged: ``row.status``), or None when that blob is not the
+    plain shape (then the full reader decides). A JSON parse, not the model: indexing
+    100,000 messages for a first search took 36 s through the model, ten times this."""
+    import orjson
+    import pygit2
+
+    from gitmail.core.objects import blob_data, commit
+    from gitmail.core.store import MESSAGE_FILE
+
+    try:
+        d = orjson.loads(blob_data(s.repo.pg, commit(s.repo.pg, row.oid).tree[MESSAGE_FILE].id))
+    except (KeyError, TypeError, ValueError, pygit2.GitError):
+        return None
+    if not isinstance(d, dict) or d.get("id") != row.id:
+        return None
+    body, atts = d.get("body", ""), d.get("attachments", [])
+    if not isinstance(body, str) or not isinstance(atts, list):
+        return None
+    names = [a.get("name") if isinstance(a, dict) else None for a in atts]
+    if not all(isinstance(n, str) for n in names):
+        return None
+    return body, " ".join(str(n) for n in names)
 
 
 def search(

@@ -132,6 +132,7 @@ def check_address(address: str) -> str:
     return address
 
 
+@functools.lru_cache(maxsize=4096)  # pure, a loop per byte, and called for every mailbox path of every message
 def to_ref(address: str) -> str:
     """The ref-safe form of an already-normalised address (one ref component)."""
     raw = address.encode("utf-8")

@@ -16,9 +16,6 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-from dulwich.pack import pack_object_header
-
 from gitmail.core.model import Member, Message
 from gitmail.core.signing import Signer
 from gitmail.core.dates import date_seconds
@@ -86,20 +83,43 @@ class PackWriter:
 
 
 def _deflate(raw: bytes) -> bytes:
-    """zlib-wrap one object with stored (level 0) blocks and a small window.
+    """zlib-wrap one object in stored (uncompressed) deflate blocks (RFC 1950/1951).
 
     A message's objects are small and mostly incompressible (hashes, base64
     signatures): deflating them costs more than the rest of the commit, and
-    ``git gc`` recompresses and deltifies packs anyway. Setting up zlib's
-    default 32 KiB window also costs ten times more than a message.
+    ``git gc`` recompresses and deltifies packs anyway. Even a level-0 zlib
+    stream costs a compressor's set-up per object; stored blocks are just a
+    length header per 64 KiB and the Adler-32 checksum (``zlib.decompress``
+    reads them back: tests/core/test_bulk_writer.py).
     """
-    c = zlib.compressobj(0, zlib.DEFLATED, 12, 2)
-    return c.compress(raw) + c.flush()
+    n = len(raw)
+    if n <= _STORED_MAX:  # nearly always: one final block
+        return b"%s\x01%s%s%s" % (_ZLIB_HEAD, struct.pack("<HH", n, n ^ 0xFFFF), raw,
+                                   struct.pack(">I", zlib.adler32(raw)))
+    out = [_ZLIB_HEAD]
+    for start in range(0, n, _STORED_MAX):
+        chunk = raw[start : start + _STORED_MAX]
+        final = 1 if start + _STORED_MAX >= n else 0
+        out.append(bytes((final,)) + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk)
+    out.append(struct.pack(">I", zlib.adler32(raw)))
+    return b"".join(out)
+
+
+_ZLIB_HEAD = b"\x78\x01"  # deflate, 32 KiB window, no preset dictionary, "fastest" (a valid check value)
+_STORED_MAX = 0xFFFF  # bytes of one stored deflate block
 
 
 def _header(type_num: int, size: int) -> bytes:
     """A pack entry header: type and size as a varint (gitformat-pack(5))."""
-    return bytes(pack_object_header(type_num, None, size, DEFAULT_OBJECT_FORMAT))
+    c = (type_num << 4) | (size & 0x0F)
+    size >>= 4
+    out = bytearray()
+    while size:
+        out.append(c | 0x80)
+        c = size & 0x7F
+        size >>= 7
+    out.append(c)
+    return bytes(out)
 
 
 def _ident(author: Member, when: int) -> bytes:
@@ -161,12 +181,24 @@ def write_chain(
     """Write ``(message, message.json bytes, extra files)`` as a chain of commits on ``parent``;
     return the tip (hex).
 
-    No ref moves; the caller updates the ref (under :meth:`Repo.lock`).
+    No ref moves; the caller updates the ref (under :meth:`Repo.lock`). ``msg.id`` must be
+    the ``id`` in its blob (what :meth:`Message.seal` returns): each commit's Message-ID,
+    parent and attachments are noted for the delivery round
+    (:func:`gitmail.core.sync.note_written`), which then need not read the commits back.
     """
+    from gitmail.core.attachments import TREE_DIR
+    from gitmail.core.sync import Written, note_written
+
     pack = PackWriter()
     now = int(time.time())
     tip = bytes.fromhex(parent) if parent else None
+    facts = []
+    below = tip.hex() if tip is not None else None
     for msg, blob, extra in messages:
         tip = message_commit(pack, msg, author, signer, tip, now, blob, extra)
+        key = tip.hex()
+        facts.append((key, Written(msg.id, below, TREE_DIR in (extra or ()))))
+        below = key
     pack.finish(repo)
+    note_written(facts)  # only once the objects are in the store
     return tip.hex() if tip is not None else parent

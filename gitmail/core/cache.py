@@ -571,8 +571,14 @@ def search_query(
 ) -> list[tuple[Row, str]]:
     """Rows matching the FTS5 expression ``match``, best first (bm25), each with a snippet whose
     hits are wrapped in U+0002 / U+0003 (the caller highlights them). ``archived``: include
-    archived mail. Raises :class:`sqlite3.OperationalError` for a malformed expression."""
-    where, args = ["(m.inbox=1 OR m.sent=1)", "m.dup=0"], [match]
+    archived mail. Raises :class:`sqlite3.OperationalError` for a malformed expression.
+
+    One row per Message-ID (a message can sit in several mailboxes): its best-ranked copy,
+    the inbox copy on a tie. Only the best-ranked hits are joined to ``msg`` and given a
+    snippet: a word in every one of 100,000 messages took seconds when every hit was
+    (bench/bench_core.py); when the filters leave too few of them, every hit is joined.
+    """
+    where, args = ["(m.inbox=1 OR m.sent=1)", "m.dup=0"], []
     if not archived:
         where.append("m.archived=0")
     if sender:
@@ -584,18 +590,52 @@ def search_query(
     if type_:
         where.append("m.type=?")
         args.append(type_)
-    # bm25() and snippet() only work in a plain FTS query: rank there, then join and keep the
-    # best-ranked copy of each Message-ID (one message can sit in several mailboxes).
-    rows = db.execute(
-        "WITH h AS MATERIALIZED (SELECT id, snippet(fts, -1, char(2), char(3), '…', 12) AS snip,"
-        " bm25(fts) AS score FROM fts WHERE fts MATCH ?),"
-        " r AS (SELECT m.*, h.snip, h.score, ROW_NUMBER() OVER (PARTITION BY m.id ORDER BY h.score, m.inbox DESC)"
-        " AS n FROM h JOIN msg m ON m.id = h.id WHERE " + " AND ".join(where) + ")"
-        " SELECT * FROM r WHERE n = 1 ORDER BY score LIMIT ?", (*args, limit),
-    ).fetchall()
-    hits = [(Row.of(r), r["snip"]) for r in rows]
+    cond = " AND ".join(where)
+    # bm25() only works in a plain FTS query: rank there, then join. The first pass ranks every
+    # hit but joins only the best few; an hit outside them ranks at best equal to the last one.
+    k = max(4 * limit, 100)
+    top = db.execute("SELECT rowid, bm25(fts) FROM fts WHERE fts MATCH ? ORDER BY 2 LIMIT ?", (match, k)).fetchall()
+    picked = _best_copies(db, [(r[0], r[1]) for r in top], cond, args, limit)
+    if len(picked) < limit and len(top) == k:
+        rows = db.execute(
+            "WITH h AS MATERIALIZED (SELECT rowid AS fid, id, bm25(fts) AS score FROM fts WHERE fts MATCH ?)"
+            " SELECT h.fid, h.score, m.rowid AS mid, m.id, m.inbox FROM h JOIN msg m ON m.id = h.id WHERE " + cond,
+            (match, *args)).fetchall()
+        picked = _pick(rows, limit)
+    if not picked:
+        return []
+    snips = dict(db.execute(
+        "SELECT rowid, snippet(fts, -1, char(2), char(3), '…', 12) FROM fts WHERE fts MATCH ? AND rowid IN (%s)"
+        % ",".join("?" * len(picked)), (match, *(fid for fid, _ in picked))).fetchall())
+    full = {r["rowid"]: Row.of(r) for r in db.execute(
+        "SELECT rowid, * FROM msg WHERE rowid IN (%s)" % ",".join("?" * len(picked)), [mid for _, mid in picked])}
+    hits = [(full[mid], str(snips.get(fid, ""))) for fid, mid in picked]
     _with_acks(db, [h[0] for h in hits])
     return hits
+
+
+def _best_copies(db: sqlite3.Connection, ranked: list[tuple[int, float]], cond: str, args: list[Any],
+                 limit: int) -> list[tuple[int, int]]:
+    """:func:`_pick` over the ``(fts rowid, score)`` hits given, joined to ``msg`` by Message-ID."""
+    if not ranked:
+        return []
+    score = dict(ranked)
+    rows = db.execute(
+        "SELECT f.rowid AS fid, m.rowid AS mid, m.id, m.inbox FROM fts f JOIN msg m ON m.id = f.id"
+        " WHERE f.rowid IN (%s) AND %s" % (",".join("?" * len(ranked)), cond), (*score, *args)).fetchall()
+    return _pick([(r[0], score[r[0]], r[1], r[2], r[3]) for r in rows], limit)
+
+
+def _pick(rows: "list[Any]", limit: int) -> list[tuple[int, int]]:
+    """``(fts rowid, msg rowid)`` of the best ``limit`` Message-IDs among ``(fts rowid, score,
+    msg rowid, id, inbox)`` rows: each id's lowest score (bm25: lower is better), on a tie its
+    inbox copy; best first."""
+    best: dict[str, tuple[float, int, int, int]] = {}
+    for fid, sc, mid, mid_id, inbox in rows:
+        key = (sc, -int(inbox), fid, mid)
+        if mid_id not in best or key < best[mid_id]:
+            best[mid_id] = key
+    return [(fid, mid) for _, _, fid, mid in sorted(best.values())[:limit]]
 
 
 def export_rows(db: sqlite3.Connection, *, include_all: bool, since: Optional[str]) -> list[Row]:

@@ -99,7 +99,10 @@ def utcnow() -> datetime:
 
 def format_date(d: datetime) -> str:
     """RFC 3339 UTC with microseconds and a ``Z`` suffix (the canonical form)."""
-    return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    u = d.astimezone(timezone.utc)
+    if u.year >= 1000:  # the same text as strftime below, five times faster (once per message written)
+        return u.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return u.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # %Y does not pad a year below 1000; isoformat does
 
 
 class Attachment(BaseModel):
@@ -394,12 +397,24 @@ def _nesting(obj: Any) -> int:
 
 
 def _has_float(obj: Any) -> bool:
-    if isinstance(obj, float):
-        return True
-    if isinstance(obj, dict):
-        return any(_has_float(v) for v in obj.values())
-    if isinstance(obj, list):
-        return any(_has_float(v) for v in obj)
+    """Whether a float lies anywhere in ``obj`` (dicts and lists walked; iterative, and
+    exact types first: it runs several times for every message written or read)."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t is str or t is int or t is bool or o is None:
+            continue
+        if t is dict:
+            stack.extend(o.values())
+        elif t is list:
+            stack.extend(o)
+        elif isinstance(o, float):
+            return True
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
     return False
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from gitmail import git
 from gitmail.core import refs, refspecs
@@ -262,12 +262,45 @@ def outbox_paths(repo: "Repo", sender: Optional[str] = None) -> dict[str, str]:
     return {refs.MAIL + name[len(refs.OUTBOX) :]: oid for name, oid in found.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the writer of a message commit knows of it (:func:`note_written`): its
+    Message-ID, its first parent (None for a root) and whether its tree has an
+    ``attachments/`` folder (LFS content to upload before it is pushed)."""
+
+    id: str
+    parent: Optional[str]
+    attached: bool
+
+
+# Commit oid (hex) -> Written, for the message commits this process wrote (the bulk writer
+# notes each one). A commit oid names its bytes, so an entry can never go stale; it spares
+# the delivery round reading back every commit, tree and message blob the writer has just
+# made (issue 14 item 7: that was over a third of an import). Bounded: it is only a memo.
+_WRITTEN: dict[str, Written] = {}
+_WRITTEN_MAX = 1 << 18
+
+
+def note_written(facts: "Iterable[tuple[str, Written]]") -> None:
+    """Remember ``(commit oid, Written)`` of message commits just written (see :class:`Written`).
+
+    Only the writer of the commit may call this, with the Message-ID it put in the
+    commit's ``message.json``: :func:`queued_chain` and the LFS upload step trust it
+    instead of reading the commit back.
+    """
+    if len(_WRITTEN) > _WRITTEN_MAX:
+        _WRITTEN.clear()
+    _WRITTEN.update(facts)
+
+
 def queued_chain(repo: "Repo", path: str, tip: Optional[str] = None) -> list[tuple[str, str]]:
     """``(commit oid, Message-ID)`` of each message queued on ``path``, oldest first.
 
     The commits between the outbox tip and its merge base with the remote-tracking tip.
+    Commits this process wrote are taken from :func:`note_written`'s memo; the others
+    are read (a commit whose message cannot be read is listed with its oid as its id).
     """
-    from gitmail.core.objects import commit, first_parent_line
+    from gitmail.core.objects import commit, parent_ids
     from gitmail.core.store import read_message
     from gitmail.errors import CorruptMessageError
 
@@ -278,12 +311,20 @@ def queued_chain(repo: "Repo", path: str, tip: Optional[str] = None) -> list[tup
     track = repo.ref_target(refs.tracking(path, repo.remote))
     base = _merge_base(repo, tip, track)
     out = []
-    for oid, _ in first_parent_line(pg, tip, base):
+    oid: Optional[str] = tip
+    while oid is not None and oid != base:  # objects.first_parent_line, memo first
+        known = _WRITTEN.get(oid)
+        if known is not None:
+            out.append((oid, known.id))
+            oid = known.parent
+            continue
         try:
             mid = read_message(pg, commit(pg, oid)).id
         except CorruptMessageError:
             mid = oid  # not ours to judge: the guard and the readers do
         out.append((oid, mid))
+        ps = parent_ids(pg, oid)
+        oid = ps[0] if ps else None
     out.reverse()
     return out
 
@@ -509,6 +550,8 @@ def _deliver(
             else:
                 kind, detail = why.get(p, (RACE, "the mailbox kept moving; 'gitmail sync' retries"))
                 out.queued.append(Held(p, mid, kind, detail))
+    if not out.queued:
+        _WRITTEN.clear()  # everything went: what the writer noted has served (a long-lived process keeps no more)
     save_reasons(repo, out.queued, sender)
     return out
 
@@ -577,6 +620,9 @@ def _upload(repo: "Repo", oid: str, lfs_down: list[str]) -> Optional[str]:
     from gitmail.core.store import read_message
     from gitmail.errors import CorruptMessageError, GitmailError
 
+    known = _WRITTEN.get(oid)
+    if known is not None and not known.attached:
+        return None  # written by this process without attachments: nothing to upload
     c = commit(repo.pg, oid)
     if attachments.TREE_DIR not in c.tree:
         return None

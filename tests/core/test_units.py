@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitmail.core import address, signing, state
 from gitmail.core.model import Message
@@ -126,3 +129,51 @@ def test_message_id_with_floats_in_free_form_fields() -> None:
     want = json.dumps(m.content_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert m.compute_id() == hashlib.sha256(want).hexdigest()
     assert b"1e-07" in m.seal()
+
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=3), kids, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_float_finder_agrees_with_the_plain_recursive_walk(obj: object) -> None:
+    """model._has_float (iterative, exact types first, for speed) finds a float exactly where a
+    plain recursive walk does: it decides which JSON writer makes a Message-ID's bytes."""
+    from gitmail.core.model import _has_float
+
+    def walk(o: object) -> bool:
+        if isinstance(o, float):
+            return True
+        if isinstance(o, dict):
+            return any(walk(v) for v in o.values())
+        if isinstance(o, list):
+            return any(walk(v) for v in o)
+        return False
+
+    assert _has_float(obj) == walk(obj)
+
+
+class _F(float):
+    pass
+
+
+def test_float_finder_sees_float_subclasses() -> None:
+    from gitmail.core.model import _has_float
+
+    assert _has_float({"a": [1, {"b": _F(0.5)}]}) and not _has_float({"a": [1, {"b": True}], "c": None})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.timezones()))
+def test_date_form_is_the_strftime_form(d: datetime) -> None:
+    """format_date (isoformat, for speed) writes exactly the strftime form of §4."""
+    from datetime import timezone
+
+    from gitmail.core.model import format_date
+
+    assert format_date(d) == d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -267,3 +267,38 @@ def test_guard_refuses_an_imported_payload_that_breaks_the_rules(net: NetOrg) ->
     pack.finish(r)
     code, out = forge.push(clone, oid.hex(), "refs/heads/gitmail/mail/alex/max")
     assert code != 0 and "gitmail guard: push refused" in out and "control characters" in out, out
+
+
+def test_the_cycle_collector_is_paused_only_while_composing(org: Org, tmp_path: Path) -> None:
+    """An import pauses Python's cycle collector while it composes and writes (a tenth of its
+    CPU went to walking the growing heap) and gives it back as it found it, as the caller had it."""
+    import gc
+
+    from gitmail.api import imports
+
+    box = mailbox.mbox(str(tmp_path / "a.mbox"))
+    for i in range(3):
+        e = EmailMessage()
+        e["From"], e["Subject"], e["Message-ID"] = "a@example.com", f"s {i}", f"<gc-{i}@x>"
+        e.set_content(f"body {i}")
+        box.add(e)
+    box.close()
+    seen: list[bool] = []
+    real = imports.prepare
+
+    def prepare(*a: Any, **kw: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*a, **kw)
+
+    imports.prepare = prepare
+    try:
+        assert gc.isenabled()
+        res = imports.import_archive(org.clones["max"], mbox=tmp_path / "a.mbox")
+        assert len(res.added) == 3 and seen == [False] * 3 and gc.isenabled()
+        gc.disable()
+        seen.clear()
+        imports.import_archive(org.clones["alex"], mbox=tmp_path / "a.mbox")
+        assert seen == [False] * 3 and not gc.isenabled()  # the caller's choice is kept
+    finally:
+        gc.enable()
+        imports.prepare = real

@@ -98,3 +98,29 @@ def test_deeply_nested_mime_is_read_or_skipped_in_one_line() -> None:
     else:
         _well_formed(got)
         assert "innermost" not in got.body  # below the 100 levels read
+
+
+@SETTINGS
+@given(emails())
+def test_attachment_names_are_the_standard_librarys(raw: bytes) -> None:
+    """_filename skips parsing parameters where get_filename can find none: on any input it
+    answers exactly as the standard library does."""
+    from email.parser import BytesParser
+
+    from gitmail.api.archives import _filename, _leaves
+
+    for part in _leaves(BytesParser().parsebytes(raw)):
+        assert _filename(part) == part.get_filename()
+
+
+def test_attachments_named_only_by_content_type_are_listed() -> None:
+    """A part named by Content-Type's ``name`` (plain or RFC 2231), without Content-Disposition,
+    is an attachment left out and named in the note, as before the fast path."""
+    raw = (b"From: a@b\nMessage-ID: <named@x>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=z\n\n"
+           b"--z\nContent-Type: text/plain\n\nthe text\n"
+           b"--z\nContent-Type: application/pdf; NAME=\"report.pdf\"\n\n%PDF\n"
+           b"--z\nContent-Type: image/png; name*=utf-8''%C3%A9t%C3%A9.png\n\nPNG\n--z--\n")
+    got = from_email_bytes(raw, "mbox", "message 1")
+    assert isinstance(got, Original)
+    assert got.body.startswith("the text")
+    assert "[not imported: 2 attachments: report.pdf, été.png]" in got.body
