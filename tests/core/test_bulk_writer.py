@@ -14,9 +14,9 @@ from tests.conftest import Org, git
 
 
 def test_pack_entries_are_what_zlib_and_git_read_back(org: Org) -> None:
-    """The stored deflate blocks and entry headers the bulk writer makes by hand: zlib inflates
-    them at every size (one block, several blocks of 64 KiB), headers match dulwich's, and git
-    reads a pack holding an object larger than one block (git fsck --strict, cat-file)."""
+    """The deflated objects and entry headers the bulk writer makes by hand: zlib inflates
+    them at every size (up to 300 KB), headers match dulwich's, and git
+    reads a pack holding a 150 KB object (git fsck --strict, cat-file)."""
     import os
     import zlib
 
