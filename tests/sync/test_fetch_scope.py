@@ -125,3 +125,43 @@ def test_a_clone_with_two_identities_fetches_for_both(org: Org) -> None:
     assert {"gitmail/mail/alex/max", "gitmail/mail/bob/max"} <= _tracking(alex)
     got = json.loads(org.ok("alex", "list", "--as", "bob", "--json").out)["messages"]
     assert [m["subject"] for m in got] == ["for bob"]
+
+
+# -- the refspec parser (core/refs.refspec_path, core/refspecs.group_paths) -------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(member=_NAMES, groups=st.lists(_NAMES, max_size=4), remote=st.sampled_from(["origin", "gitmail", "o-1"]))
+def test_member_refspecs_round_trip_and_name_only_their_groups(member: str, groups: list[str], remote: str) -> None:
+    """Whatever the (ref-safe encoded) names, every refspec gitmail writes parses back to its path,
+    and the groups read back from the config are exactly the member's."""
+    from gitmail.core import refs, refspecs
+    from gitmail.core.address import GROUP_PREFIX, normalize
+    from gitmail.errors import AddressError
+
+    try:
+        me = normalize(member)
+        gs = sorted({GROUP_PREFIX + normalize(g) for g in groups})
+    except AddressError:
+        return
+    paths = refs.member_paths(me, gs)
+    for p in paths:
+        assert refs.refspec_path(refs.refspec(p, remote), remote) == p
+    assert refspecs.group_paths(paths) == gs
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=st.text(max_size=80), remote=st.sampled_from(["origin", "gitmail"]))
+def test_a_foreign_or_garbled_config_line_is_never_taken_for_ours(spec: str, remote: str) -> None:
+    """A line gitmail did not write (the user's, or garbage) parses to None, or to a path whose
+    refspec is exactly that line: gitmail never rewrites or drops anything else."""
+    from gitmail.core import refs, refspecs
+
+    p = refs.refspec_path(spec, remote)
+    assert p is None or refs.refspec(p, remote) == spec
+    refspecs.group_paths([spec])  # never raises on any text
