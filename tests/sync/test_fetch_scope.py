@@ -132,7 +132,7 @@ def test_a_clone_with_two_identities_fetches_for_both(org: Org) -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+_NAMES = st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12)
 
 
 @settings(max_examples=200, deadline=None)
