@@ -158,7 +158,7 @@ def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
         conf = refspecs.configured_paths(r)
         own = [p for p in refs.member_paths(name, []) if p not in conf]
         if own:  # a second identity in this clone adds its own lines beside the first's
-            refspecs.configure_paths(r, [*(p for p in conf if p != refs.SHARED + "*"), *own])
+            refspecs.configure_paths(r, [*(p for p in conf if p != refs.ALL), *own])
         sync.fetch_member(r, name)
 
 

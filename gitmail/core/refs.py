@@ -33,7 +33,7 @@ STATE = "refs/gitmail/state/"
 STATE_SHARED = "gitmail/state/"  # below refs/heads/ in the org repo
 STATE_LOG = "refs/gitmail/state-log/"
 STATE_BASE = "refs/gitmail/state-base/"
-FETCH_REFSPEC = "+refs/heads/gitmail/*:refs/remotes/{remote}/gitmail/*"  # everything: sync --all, auditors
+ALL = SHARED + "*"  # every shared ref (sync --all, auditors; an earlier version's member refspec)
 OURS = "+" + HEADS + SHARED  # how gitmail's own fetch refspecs in a remote's config begin
 
 
@@ -46,7 +46,7 @@ def member_paths(member: str, groups: "list[str] | tuple[str, ...]") -> list[str
     also matches the empty string, so a ref missing on the server is not an error, and
     protocol v2 still asks only for that prefix (``ref-prefix``).
     """
-    return [DIRECTORY + "*", f"{MAIL}{to_ref(member)}/*", f"{MAIL}{to_ref(BROADCAST)}/*",
+    return [exact_pattern(DIRECTORY), f"{MAIL}{to_ref(member)}/*", f"{MAIL}{to_ref(BROADCAST)}/*",
             *[f"{MAIL}{to_ref(g)}/*" for g in sorted(set(groups))]]
 
 

@@ -46,7 +46,7 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
     if paths:
         specs = [refs.refspec(p, remote) for p in dict.fromkeys(paths)]
     else:
-        specs = [refs.FETCH_REFSPEC.format(remote=remote)]
+        specs = [refs.refspec(refs.ALL, remote)]
     import time
 
     for attempt in range(_FETCH_TRIES):
@@ -79,11 +79,11 @@ def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
     Raises :class:`RemoteUnreachableError`.
     """
     conf = refspecs.configured_paths(repo)
-    if not conf or refs.SHARED + "*" in conf:
+    if not conf or refs.ALL in conf:
         refspecs.forget(repo)  # an earlier version's or a hand-edited config: recompute it
     # What the clone's config names (every identity of the clone, its groups) and this
     # member's own refs; an earlier version's all-mailboxes line is not fetched again.
-    paths = [*refs.member_paths(member, refspecs.group_paths(conf)), *(p for p in conf if p != refs.SHARED + "*")]
+    paths = [*refs.member_paths(member, refspecs.group_paths(conf)), *(p for p in conf if p != refs.ALL)]
     covered = [p[:-1] for p in paths if p.endswith("/*")]
     paths += [p for p in sent_paths(repo, member) if not any(p.startswith(c) for c in covered)]
     fetch(repo, paths)
