@@ -50,7 +50,20 @@ def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None, runs
     return statistics.median(out)
 
 
+def cli_env(base: Path) -> dict[str, str]:
+    """The environment the CLI runs under in these benchmarks: keys below ``base``, no
+    notices, no identity or repo from the caller. Also compiles gitmail's bytecode, as an
+    installed copy has it, and prints the load average at the start."""
+    env = dict(os.environ, GITMAIL_HOME=str(base / "keys"), GITMAIL_NOTICE="never")
+    for k in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(k, None)
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "gitmail")], env=env, check=True, capture_output=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    return env
+
+
 def make_org(base: Path, env: dict) -> tuple[Path, Path, Path]:
+    """max and alex in their own clones of a local org repo: (org, max's clone, alex's clone)."""
     org = base / "org.git"
     for name in ("max", "alex"):
         sh(*GITMAIL, "init", "--name", name, "--org", str(org), "--repo", str(base / name), env=env)
@@ -177,11 +190,7 @@ def main() -> int:
     a = ap.parse_args()
     sizes = [int(x) for x in a.sizes.split(",")] if a.sizes else [1000, 10000] if a.quick else [1000, 10000, 100000]
     base = Path(tempfile.mkdtemp(prefix="gitmail-bench-"))
-    env = dict(os.environ, GITMAIL_HOME=str(base / "keys"), GITMAIL_NOTICE="never")
-    for k in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE", "PYTHONDONTWRITEBYTECODE"):
-        env.pop(k, None)
-    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "gitmail")], env=env, check=True, capture_output=True)
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    env = cli_env(base)
     try:
         if not a.list_only:
             bench_bulk(base, env, 2000 if a.quick else 10000)

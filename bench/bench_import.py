@@ -29,7 +29,6 @@ import mailbox
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,23 +38,8 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PY = sys.executable
-GITMAIL = [PY, "-m", "gitmail"]
 
-
-def sh(*args: str, cwd: Optional[Path] = None, env: Optional[dict[str, str]] = None,
-       input: Optional[bytes] = None) -> str:
-    p = subprocess.run(args, cwd=cwd, env=env, input=input, capture_output=True, check=True)
-    return p.stdout.decode()
-
-
-def make_org(base: Path, env: dict[str, str]) -> Path:
-    """max and alex in their own clones of a local org repo; returns max's clone."""
-    org = base / "org.git"
-    for name in ("max", "alex"):
-        sh(*GITMAIL, "init", "--name", name, "--org", str(org), "--repo", str(base / name), env=env)
-    sh(*GITMAIL, "sync", "--repo", str(base / "max"), env=env)
-    return base / "max"
+from bench_core import GITMAIL, PY, cli_env, make_org, sh  # noqa: E402  (bench/ is on sys.path)
 
 
 def write_mbox(path: Path, n: int) -> None:
@@ -112,7 +96,7 @@ def bulk_baseline(base: Path, env: dict[str, str], n: int) -> tuple[float, float
     from gitmail import api
 
     os.environ.update(env)
-    maxc = make_org(base / "bulk", env)
+    maxc = make_org(base / "bulk", env)[1]
     drafts = [api.Draft(to=["alex"], body=f"Report {i}: pick your top 3.") for i in range(n)]
     c, t = time.process_time(), time.perf_counter()
     api.send_batch(maxc, drafts, deliver=False, encrypt=False)
@@ -132,12 +116,7 @@ def main() -> int:
     a = ap.parse_args()
     n = a.n
     base = Path(tempfile.mkdtemp(prefix="gitmail-bench-import-"))
-    env = dict(os.environ, GITMAIL_HOME=str(base / "keys"), GITMAIL_NOTICE="never")
-    for k in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE", "PYTHONDONTWRITEBYTECODE"):
-        env.pop(k, None)
-    # Bytecode as an installed copy has it (see the module doc).
-    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "gitmail")], env=env, check=True, capture_output=True)
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    env = cli_env(base)  # bytecode as an installed copy has it (see the module doc)
     try:
         box = base / "archive.mbox"
         write_mbox(box, n)
@@ -147,7 +126,7 @@ def main() -> int:
         print(f"baseline: bulk writer alone (send_batch, no push): {bulk_t:.2f} s = {n / bulk_t:,.0f} msg/s; "
               f"CPU {bulk_cpu:.2f} s = {n / bulk_cpu:,.0f} msg per CPU-second")
         for label, extra in (("import --mbox (encrypted, org default)", []), ("import --mbox --plain", ["--plain"])):
-            maxc = make_org(base / label.split()[-1].strip("()"), env)
+            maxc = make_org(base / label.split()[-1].strip("()"), env)[1]
             secs, cpu, res = timed_json([*GITMAIL, "import", "--mbox", str(box), *extra, "--json",
                                          "--repo", str(maxc)], env)
             assert len(res["added"]) == n and res["outcome"] == "delivered", (len(res["added"]), res["outcome"])
@@ -156,7 +135,7 @@ def main() -> int:
                                          "--repo", str(maxc)], env)
             assert res["added"] == [] and res["already"] == n
             print(f"  again (idempotent, nothing added): {secs:.2f} s, CPU {cpu:.2f} s")
-        maxc = make_org(base / "batch", env)
+        maxc = make_org(base / "batch", env)[1]
         lines = "".join(json.dumps({"to": "alex", "body": f"batch message {i}", "subject": f"Batch {i}"}) + "\n"
                         for i in range(n)).encode()
         for label, extra in (("send --batch (encrypted, org default)", []), ("send --batch --plain", ["--plain"])):
