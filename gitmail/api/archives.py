@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 from gitmail.errors import UsageError
 
@@ -59,6 +59,15 @@ class Original:
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         return d
+
+
+@dataclass
+class Entry:
+    """One archive entry as read, not yet parsed: a whole RFC 5322 message (mbox, Maildir) or
+    one JSONL line (team-chat), and where it is in the archive."""
+
+    raw: bytes
+    where: str
 
 
 @dataclass
@@ -236,9 +245,9 @@ def from_email_bytes(raw: bytes, source: str, where: str) -> Union[Original, Ski
         return Skip(where, f"unreadable message ({type(e).__name__}: {_line(e, 200)})")
 
 
-def read_mbox(path: Path) -> Iterator[Union[Original, Skip]]:
-    """The messages of an mbox file, in file order (``message N``, 1-based). Raises :class:`UsageError`
-    when ``path`` is not a readable file."""
+def raw_mbox(path: Path) -> Iterator[Union[Entry, Skip]]:
+    """The messages of an mbox file as raw bytes, in file order (``message N``, 1-based). Raises
+    :class:`UsageError` when ``path`` is not a readable file."""
     import mailbox
 
     if not path.is_file():
@@ -246,14 +255,14 @@ def read_mbox(path: Path) -> Iterator[Union[Original, Skip]]:
     box = mailbox.mbox(path, create=False)
     try:
         for n, key in enumerate(box.iterkeys(), start=1):
-            yield from_email_bytes(box.get_bytes(key), "mbox", f"message {n}")
+            yield Entry(box.get_bytes(key), f"message {n}")
     finally:
         box.close()
 
 
-def read_maildir(path: Path) -> Iterator[Union[Original, Skip]]:
-    """The messages of a Maildir (``new`` and ``cur``), by key. Raises :class:`UsageError` when
-    ``path`` is not a Maildir."""
+def raw_maildir(path: Path) -> Iterator[Union[Entry, Skip]]:
+    """The messages of a Maildir (``new`` and ``cur``) as raw bytes, by key. Raises
+    :class:`UsageError` when ``path`` is not a Maildir."""
     import mailbox
 
     if not all((path / sub).is_dir() for sub in ("cur", "new")):
@@ -267,7 +276,19 @@ def read_maildir(path: Path) -> Iterator[Union[Original, Skip]]:
         except (OSError, KeyError) as e:
             yield Skip(clean(key), f"unreadable file ({type(e).__name__})")
             continue
-        yield from_email_bytes(raw, "maildir", clean(key))
+        yield Entry(raw, clean(key))
+
+
+def read_mbox(path: Path) -> Iterator[Union[Original, Skip]]:
+    """The messages of an mbox file, in file order (``message N``, 1-based). Raises :class:`UsageError`
+    when ``path`` is not a readable file."""
+    return parse_all("mbox", raw_mbox(path))
+
+
+def read_maildir(path: Path) -> Iterator[Union[Original, Skip]]:
+    """The messages of a Maildir (``new`` and ``cur``), by key. Raises :class:`UsageError` when
+    ``path`` is not a Maildir."""
+    return parse_all("maildir", raw_maildir(path))
 
 
 def _team_chat_date(v: Any) -> Optional[str]:
@@ -333,8 +354,8 @@ def from_team_chat_line(line: bytes, where: str) -> Union[Original, Skip, None]:
                     and _line(task_id, IMPORT_TEXT_LIMIT))
 
 
-def read_team_chat(path: Path) -> Iterator[Union[Original, Skip]]:
-    """The envelopes of a team-chat team folder (``inboxes/*.jsonl``; a folder of ``*.jsonl``
+def raw_team_chat(path: Path) -> Iterator[Union[Entry, Skip]]:
+    """The lines of a team-chat team folder (``inboxes/*.jsonl``; a folder of ``*.jsonl``
     files is taken as the inboxes folder itself), files by name, lines in order. Raises
     :class:`UsageError` when there is no inbox file."""
     from gitmail.api.views import clean
@@ -358,6 +379,34 @@ def read_team_chat(path: Path) -> Iterator[Union[Original, Skip]]:
                         raw = fh.readline(TEAM_CHAT_LINE_LIMIT)
                     yield Skip(where, f"line over {TEAM_CHAT_LINE_LIMIT} bytes")
                     continue
-                got = from_team_chat_line(raw, where)
-                if got is not None:
-                    yield got
+                yield Entry(raw, where)
+
+
+def read_team_chat(path: Path) -> Iterator[Union[Original, Skip]]:
+    """The envelopes of a team-chat team folder (see :func:`raw_team_chat`). Raises
+    :class:`UsageError` when there is no inbox file."""
+    return parse_all("team-chat", raw_team_chat(path))
+
+
+# source -> its raw reader: each yields :class:`Entry` (or :class:`Skip`) and raises
+# :class:`UsageError` (when first iterated) for a path that is not such an archive.
+RAW_READERS = {"mbox": raw_mbox, "maildir": raw_maildir, "team-chat": raw_team_chat}
+
+
+def parse(source: str, entry: Union[Entry, Skip]) -> Union[Original, Skip, None]:
+    """One raw entry of a ``source`` archive as an :class:`Original`, a :class:`Skip` (passed
+    through, or why it cannot be imported) or None (a blank team-chat line). Never raises;
+    a pure function of its arguments, so entries may be parsed in any process."""
+    if isinstance(entry, Skip):
+        return entry
+    if source == "team-chat":
+        return from_team_chat_line(entry.raw, entry.where)
+    return from_email_bytes(entry.raw, source, entry.where)
+
+
+def parse_all(source: str, entries: Iterable[Union[Entry, Skip]]) -> Iterator[Union[Original, Skip]]:
+    """:func:`parse` of each of ``entries``, in order, blank lines left out."""
+    for e in entries:
+        got = parse(source, e)
+        if got is not None:
+            yield got

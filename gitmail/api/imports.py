@@ -21,16 +21,19 @@ line saying where and why. Part of the library API (:mod:`gitmail.api`).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 
-from gitmail.api.archives import SOURCES, Original, Skip, read_maildir, read_mbox, read_team_chat
+from gitmail.api.archives import RAW_READERS, SOURCES, Entry, Original, Skip, parse, parse_all
 from gitmail.api.results import ImportResult, SkippedEntry
 from gitmail.api.send import Draft, Prepared, prepare, write_prepared
 from gitmail.api.session import RepoLike, Session, resolve_recipients, session
+from gitmail.core import workers
 from gitmail.errors import GitmailError, UsageError
 
 
@@ -139,7 +142,6 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
 
 @dataclass
 class _Plan:
-    prepared: list[Prepared] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
     already: int = 0
 
@@ -159,6 +161,64 @@ def _no_cycle_collection() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+# -- both cores ------------------------------------------------------------------------
+# An archive of at least PARALLEL_MIN entries is parsed, composed and encrypted by forked
+# workers (gitmail.core.workers), CHUNK entries per task; signing and writing stay here, as
+# the chain is sequential. The workers inherit the session (directory, key, policy) loaded
+# before the fork, through _FORKED.
+
+PARALLEL_MIN = 512
+CHUNK = 200
+_FORKED: dict[str, object] = {}
+
+
+def _parse_chunk(job: tuple[str, list[Union[Entry, Skip]]]) -> list[Union[Original, Skip, None]]:
+    source, entries = job
+    return [parse(source, e) for e in entries]
+
+
+def _prepare_chunk(drafts: list[Draft]) -> list[Union[Prepared, GitmailError]]:
+    s, encrypt = _FORKED["session"], _FORKED["encrypt"]
+    assert isinstance(s, Session)
+    out: list[Union[Prepared, GitmailError]] = []
+    with _no_cycle_collection():
+        for dr in drafts:
+            try:
+                out.append(prepare(s, dr, encrypt if isinstance(encrypt, bool) else None))
+            except GitmailError as e:
+                out.append(_portable(e))
+    return out
+
+
+def _portable(e: GitmailError) -> GitmailError:
+    """``e`` as it can travel back from a worker: an error whose constructor takes more than
+    its message (``GitError``) does not unpickle, so it goes as a plain :class:`GitmailError`
+    with the same message and exit code."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001 - whatever pickling of a foreign error raises
+        plain = GitmailError(e.message)
+        plain.exit_code = e.exit_code
+        return plain
+
+
+def _prepare_one(s: Session, dr: Draft, encrypt: Optional[bool]) -> Union[Prepared, GitmailError]:
+    try:
+        return prepare(s, dr, encrypt)
+    except GitmailError as e:
+        return e
+
+
+def _draft(rcpt: str, o: Original) -> Draft:
+    from gitmail.core.model import IMPORTED
+
+    return Draft(to=[rcpt], body=o.body, subject=o.subject, priority=o.priority, type=IMPORTED,
+                 payload=o.payload())
 
 
 def import_archive(
@@ -191,7 +251,6 @@ def import_archive(
         raise UsageError("give exactly one of --mbox FILE, --maildir DIR or --team-chat DIR")
     source, raw_path = given[0]
     path = Path(raw_path).expanduser()
-    reader = {"mbox": read_mbox, "maildir": read_maildir, "team-chat": read_team_chat}[source]
     s = session(repo, as_)
     [rcpt] = resolve_recipients(s, [to or s.me])
     if rcpt == BROADCAST or rcpt.startswith(GROUP_PREFIX):
@@ -202,31 +261,65 @@ def import_archive(
     originals: list[Original] = []
     plan = _Plan()
     try:
-        for got in reader(path):
-            if isinstance(got, Skip):
-                plan.skipped.append(SkippedEntry(where=got.where, reason=got.reason))
-            elif got.key in seen:
-                plan.already += 1
-            else:
-                seen.add(got.key)
-                originals.append(got)
+        entries = RAW_READERS[source](path)
+        head = list(itertools.islice(entries, PARALLEL_MIN))  # raises UsageError: not such an archive
     except OSError as e:
         raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
-    # Oldest first, so the mailbox reads in the original order; undated ones after, as found.
-    originals.sort(key=lambda o: (o.date is None, o.date or ""))
-    written: list[tuple[Original, Prepared]] = []
-    with _no_cycle_collection():
-        for o in originals:
-            dr = Draft(to=[rcpt], body=o.body, subject=o.subject, priority=o.priority, type=IMPORTED,
-                       payload=o.payload())
-            try:
-                written.append((o, prepare(s, dr, encrypt)))
-                plan.prepared.append(written[-1][1])
-            except GitmailError as e:
-                if not isinstance(e, UsageError):
-                    raise  # a key or recipient problem concerns every message: stop, nothing written
-                plan.skipped.append(SkippedEntry(where=o.where, reason=str(e)))
-        results = write_prepared(s, plan.prepared) if plan.prepared else []
+    forked = len(head) == PARALLEL_MIN and workers.can_fork()
+    if forked:
+        # What every message needs is loaded before the fork (the key may ask for its
+        # passphrase here, never in a worker).
+        s.signer  # noqa: B018
+        _FORKED.update(session=s, encrypt=encrypt)
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(workers.pool()) if forked else None
+        stack.callback(_FORKED.clear)
+        everything = itertools.chain(head, entries)
+        try:
+            if pool is not None:
+                jobs = ((source, part) for part in workers.chunks(everything, CHUNK))
+                parsed: Iterator[Union[Original, Skip, None]] = (
+                    x for part in workers.ordered_map(pool, _parse_chunk, jobs, 2 * workers.cores()) for x in part)
+            else:
+                parsed = parse_all(source, everything)
+            for got in parsed:
+                if got is None:
+                    continue
+                if isinstance(got, Skip):
+                    plan.skipped.append(SkippedEntry(where=got.where, reason=got.reason))
+                elif got.key in seen:
+                    plan.already += 1
+                else:
+                    seen.add(got.key)
+                    originals.append(got)
+        except OSError as e:
+            raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+        # Oldest first, so the mailbox reads in the original order; undated ones after, as found.
+        originals.sort(key=lambda o: (o.date is None, o.date or ""))
+        written: list[tuple[Original, Prepared]] = []
+
+        def ready() -> Iterator[Prepared]:
+            """The prepared messages, in order, as the workers finish them; rule-breaking
+            ones listed as skipped."""
+            outcomes: Iterable[Union[Prepared, GitmailError]]
+            if pool is not None:
+                drafts = ([_draft(rcpt, o) for o in part] for part in workers.chunks(originals, CHUNK))
+                outcomes = (x for part in workers.ordered_map(pool, _prepare_chunk, drafts, 2 * workers.cores())
+                            for x in part)
+            else:
+                outcomes = (_prepare_one(s, _draft(rcpt, o), encrypt) for o in originals)
+            for o, got in zip(originals, outcomes):
+                if isinstance(got, GitmailError):
+                    if not isinstance(got, UsageError):
+                        raise got  # a key or recipient problem concerns every message: stop, nothing written
+                    plan.skipped.append(SkippedEntry(where=o.where, reason=str(got)))
+                    continue
+                written.append((o, got))
+                yield got
+
+        # Written while the workers compose the next ones (the pack is stored only at the end).
+        with _no_cycle_collection():
+            results = write_prepared(s, ready(), mailbox=mailbox_path) if originals else []
     if results and not any(x.outcome == "refused" for x in results):
         # Every message written lies below the new tip: remember them, so that the next
         # import reads only what is newer (a re-parented delivery just means a full read).

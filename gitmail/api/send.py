@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 from gitmail.core import cache, refs
 from gitmail.errors import UsageError
@@ -470,17 +470,37 @@ def send_batch(
     return write_prepared(s, prepared, deliver=deliver)
 
 
-def write_prepared(s: Session, prepared: list[Prepared], *, deliver: bool = True) -> list[SendResult]:
+def write_prepared(s: Session, prepared: Iterable[Prepared], *, deliver: bool = True,
+                   mailbox: Optional[str] = None) -> list[SendResult]:
     """Write prepared messages as one pack (one chain per mailbox, in order) and, with
-    ``deliver`` and a remote, deliver them in one round; one :class:`SendResult` each."""
+    ``deliver`` and a remote, deliver them in one round; one :class:`SendResult` each.
+
+    ``mailbox``: the one mailbox path every message goes to (an import). Then
+    ``prepared`` is read lazily while the chain is written, so whoever produces it
+    (forked workers) works alongside the writer; an exception it raises stops the
+    write before anything is stored (the pack is written only at the end).
+    """
     from gitmail.core import bulk
     from gitmail.core import sync as syncmod
 
-    by_path: dict[str, list[tuple["Message", bytes, Optional[dict[str, bytes]]]]] = {}
-    for p in prepared:
-        for r in p.stored.to:
-            by_path.setdefault(refs.mail_path(r, s.me), []).append((p.stored, p.blob, p.extra))
     r_ = s.repo
+    done: list[Prepared] = []
+    if mailbox is not None:
+        def stream() -> Iterator[tuple["Message", bytes, Optional[dict[str, bytes]]]]:
+            for p in prepared:
+                if [refs.mail_path(r, s.me) for r in p.stored.to] != [mailbox]:
+                    raise ValueError(f"a message to {p.stored.to} in a write to {mailbox} only")
+                done.append(p)
+                yield p.stored, p.blob, p.extra
+
+        by_path: dict[str, Iterable[tuple["Message", bytes, Optional[dict[str, bytes]]]]] = {mailbox: stream()}
+    else:
+        done = list(prepared)
+        lists: dict[str, list[tuple["Message", bytes, Optional[dict[str, bytes]]]]] = {}
+        for p in done:
+            for r in p.stored.to:
+                lists.setdefault(refs.mail_path(r, s.me), []).append((p.stored, p.blob, p.extra))
+        by_path = dict(lists)
     if by_path:
         with r_.lock():
             updates = []
@@ -489,9 +509,14 @@ def write_prepared(s: Session, prepared: list[Prepared], *, deliver: bool = True
                 old = r_.ref_target(ref)
                 base = old or (r_.ref_target(refs.tracking(path, r_.remote)) if r_.remote else None)
                 tip = bulk.write_chain(r_, msgs, s.member, s.signer, base)
-                assert tip
+                if tip is None or tip == base:
+                    continue  # a stream that held nothing
                 updates.append((ref, tip, old))
-            r_.update_refs(updates, f"gitmail: {len(prepared)} messages")
+            if updates:
+                r_.update_refs(updates, f"gitmail: {len(done)} messages")
+    if not done:
+        return []  # nothing written: no delivery round
+    prepared = done
     if not (deliver and r_.remote):
         queued = bool(r_.remote)
         return [SendResult(p.plain, p.stored.to, delivered=not queued, queued=queued, stored=p.stored,

@@ -10,6 +10,8 @@ what this module seals (docs/protocol.md, "Encryption").
 
 from __future__ import annotations
 
+import functools
+
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -93,8 +95,10 @@ def unpad(data: bytes, size: int) -> bytes:
     raise DecryptionError(f"decrypted attachment has {len(data)} bytes; the sealed size is {size}")
 
 
+@functools.lru_cache(maxsize=4096)
 def recipient(line: str) -> "pyrage.ssh.Recipient":
-    """An age recipient from an ``ssh-ed25519 AAAA...`` line. Raises :class:`KeyError_`."""
+    """An age recipient from an ``ssh-ed25519 AAAA...`` line. Raises :class:`KeyError_`.
+    Remembered per line (a recipient is immutable; a batch encrypts to the same few keys)."""
     import pyrage
 
     try:

@@ -302,3 +302,110 @@ def test_the_cycle_collector_is_paused_only_while_composing(org: Org, tmp_path: 
     finally:
         gc.enable()
         imports.prepare = real
+
+
+def _big_mbox(path: Path, n: int, hostile: dict[int, str]) -> Path:
+    """``n`` messages; those numbered in ``hostile`` get that body (e.g. one over the body limit)."""
+    box = mailbox.mbox(str(path))
+    for i in range(n):
+        e = EmailMessage()
+        e["From"], e["To"] = f"P{i % 7} <p{i % 7}@example.com>", "team@example.com"
+        e["Subject"], e["Message-ID"] = f"report {i}", f"<big-{i}@example.com>"
+        e["Date"] = f"Mon, {1 + i % 28:02d} Jun 2025 {i % 24:02d}:{i % 60:02d}:00 +0000"
+        e.set_content(hostile.get(i, f"report {i}\n"))
+        box.add(e)
+    box.close()
+    return path
+
+
+def test_forked_workers_import_exactly_what_one_process_imports(org: Org, tmp_path: Path) -> None:
+    """An archive of at least PARALLEL_MIN entries is parsed, composed and encrypted by forked
+    workers while this process signs and writes: the mailbox it leaves (messages, order,
+    payloads, what is skipped and why) is the one a single process leaves, encrypted and
+    verified, and a second import adds nothing."""
+    from gitmail.api import imports
+    from gitmail.core import workers
+
+    n = imports.PARALLEL_MIN + 3 * imports.CHUNK + 7  # several chunks, the last one short
+    over = "x" * (1024 * 1024 + 10)  # over the org's body limit (1 MiB): skipped, in either mode
+    box = _big_mbox(tmp_path / "big.mbox", n, {5: over, imports.PARALLEL_MIN + 1: over})
+    assert workers.can_fork(), "this test needs two cores and no other thread"
+    pools: list[object] = []
+    real_pool = workers.pool
+
+    def counting_pool(*a: Any) -> Any:
+        pools.append(a)
+        return real_pool(*a)
+
+    workers.pool = counting_pool  # type: ignore[assignment]
+    try:
+        forked = imports.import_archive(org.clones["alex"], mbox=box)
+    finally:
+        workers.pool = real_pool
+    assert len(pools) == 1  # the forked path ran
+    real_min = imports.PARALLEL_MIN
+    imports.PARALLEL_MIN = n + 1
+    try:
+        single = imports.import_archive(org.clones["max"], mbox=box)
+    finally:
+        imports.PARALLEL_MIN = real_min
+    assert forked.outcome == single.outcome == "delivered"
+    assert len(forked.added) == len(single.added) == n - 2
+    assert forked.skipped == single.skipped and [s.where for s in forked.skipped] == [
+        "message 6", f"message {imports.PARALLEL_MIN + 2}"]
+    assert all("limit" in s.reason for s in forked.skipped)
+
+    def shown(name: str, path: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(subject, body, payload) of every imported message, in the mailbox's chain order."""
+        org.ok(name, "sync")
+        rows = json.loads(org.ok(name, "list", "--json", "--limit", "100000").out)["messages"]
+        ids = [m["id"] for m in rows if m["type"] == "imported"]
+        got = {m["id"]: m for m in json.loads(org.ok(name, "read", *ids, "--no-mark", "--json").out)["messages"]}
+        assert len(got) == n - 2
+        assert all(m["verified"] and m["status"] == "good" and m["encrypted"] for m in got.values())
+        chain = git("log", "--reverse", "--format=%(trailers:key=Message-Id,valueonly)", f"origin/{path}",
+                    cwd=org.clones[name]).stdout.split()
+        return [(got[i]["subject"], got[i]["body"], got[i]["payload"])
+                for i in (c.strip("<>").split("@")[0] for c in chain)]
+
+    alex, max_ = shown("alex", forked.mailbox), shown("max", single.mailbox)
+    assert [p for _, _, p in alex] == [p for _, _, p in max_]  # same messages, same order
+    assert [(s, b) for s, b, _ in alex] == [(s, b) for s, b, _ in max_]
+    dates = [p["date"] for _, _, p in alex]
+    assert dates == sorted(dates)  # oldest first, as the archive's dates say
+    again = imports.import_archive(org.clones["alex"], mbox=box)
+    assert again.added == [] and again.already == n - 2
+
+
+def test_a_failing_stream_writes_nothing(org: Org) -> None:
+    """write_prepared(mailbox=...) reads its messages while it writes; when the producer fails
+    half-way, no object, pack or ref is left and nothing is delivered."""
+    import pytest
+
+    from gitmail.api.send import Draft, prepare, write_prepared
+    from gitmail.api.session import session
+
+    clone = org.clones["alex"]
+    s = session(clone, None)
+    before = git("for-each-ref", cwd=clone).stdout
+    packs = sorted((clone / ".git" / "objects" / "pack").glob("*"))
+
+    def stream() -> Any:
+        for i in range(3):
+            yield prepare(s, Draft(to=["alex"], body=f"m {i}"), None)
+        raise RuntimeError("the producer broke")
+
+    with pytest.raises(RuntimeError):
+        write_prepared(s, stream(), mailbox="gitmail/mail/alex/alex")
+    assert git("for-each-ref", cwd=clone).stdout == before
+    assert sorted((clone / ".git" / "objects" / "pack").glob("*")) == packs
+
+
+def test_an_error_comes_back_from_a_worker_with_its_message_and_exit_code() -> None:
+    from gitmail.api.imports import _portable
+    from gitmail.errors import GitError, UsageError
+
+    u = UsageError("body over the limit")
+    assert _portable(u) is u
+    g = _portable(GitError(["git", "push", "origin"], 1, b"", b"fatal: no space left on device\n"))
+    assert type(g).__name__ == "GitmailError" and g.exit_code == 8 and "no space left" in str(g)

@@ -98,3 +98,34 @@ def test_ctrl_c_while_waiting_for_input_exits_130_with_one_line(org: Org) -> Non
     assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
     org.ok("alex", "sync")
     assert json.loads(org.ok("alex", "list", "--json").out)["total"] == 0  # nothing was sent
+
+
+def test_ctrl_c_while_forked_workers_import_exits_130_with_one_line_and_writes_nothing(org: Org, tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group, the import's forked workers too: only gitmail
+    itself answers (one line, 130), no worker prints a traceback, and nothing is written."""
+    import mailbox
+    from email.message import EmailMessage
+
+    from gitmail.api.imports import PARALLEL_MIN
+
+    box = mailbox.mbox(str(tmp_path / "big.mbox"))
+    for i in range(8 * PARALLEL_MIN):
+        e = EmailMessage()
+        e["From"], e["Subject"], e["Message-ID"] = "a@example.com", f"s {i}", f"<ctrl-c-{i}@x>"
+        e.set_content(f"body {i}")
+        box.add(e)
+    box.close()
+    clone = org.clones["alex"]
+    before = git("for-each-ref", cwd=clone).stdout
+    p = subprocess.Popen([GITMAIL, "import", "--mbox", str(tmp_path / "big.mbox"), "--repo", str(clone)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), start_new_session=True)
+    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    deadline = time.monotonic() + 60
+    while len(children.read_text().split()) < 2:  # the worker pool is up: the import is under way
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
+    assert git("for-each-ref", cwd=clone).stdout == before
+    assert git("fsck", "--no-progress", cwd=clone).returncode == 0
