@@ -206,7 +206,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
             if prev is not None and prev["seen"] == tip and bool(prev["included"]) == included:
                 continue
             if prev is not None and bool(prev["included"]) != included:
-                db.execute("DELETE FROM msg WHERE path=?", (path,))
+                _drop_rows(db, path)
                 db.execute("DELETE FROM refs WHERE path=?", (path,))
                 prev = None
             count: Optional[int] = 0  # a mailbox outside the view has no rows
@@ -231,6 +231,23 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
     return problems
 
 
+def _drop_rows(db: sqlite3.Connection, path: str) -> None:
+    """Delete the rows of mailbox ``path``, keeping the search index whole.
+
+    SQLite gives a new row the largest rowid plus one, so once the newest rows are
+    deleted their rowids come back, at or below the index's high-water mark, where
+    :func:`search_pending` would never see them. So when rows at or below the mark go,
+    the mark goes back below them and the index entries of every row from there up
+    are dropped, to be indexed again (from their current text) by the next search.
+    """
+    lo = db.execute("SELECT MIN(rowid) FROM msg WHERE path=?", (path,)).fetchone()[0]
+    mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
+    if lo is not None and mark is not None and lo <= int(mark[0]):
+        db.execute("DELETE FROM fts WHERE id IN (SELECT id FROM msg WHERE rowid >= ?)", (lo,))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)", (str(lo - 1),))
+    db.execute("DELETE FROM msg WHERE path=?", (path,))
+
+
 def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
     """Drop the indexed mail of senders with a newly revoked key, so it is checked again.
 
@@ -248,7 +265,7 @@ def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
             except Exception:
                 continue
             if sender in senders:
-                db.execute("DELETE FROM msg WHERE path=?", (path,))
+                _drop_rows(db, path)
                 db.execute("DELETE FROM refs WHERE path=?", (path,))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('revoked', ?)", (json.dumps(sorted(revoked)),))
 
@@ -354,7 +371,7 @@ def _index_range(
     todo = walked if walked is not None else collect(pg, vtip, stop)[0]
     if stop is not None and len(todo) and parent_or_none(pg, todo[-1]) != stop:
         # cache out of step with the verified ref: rebuild
-        db.execute("DELETE FROM msg WHERE path=?", (path,))
+        _drop_rows(db, path)
         count = 0
     from gitmail.core.private import Opener
 
