@@ -368,14 +368,15 @@ class Checker:
         return Pending(lambda: [r for part in res.get() for r in part])
 
     def _start(self) -> "multiprocessing.pool.Pool":
-        import multiprocessing
         from multiprocessing.pool import Pool
+
+        from gitmail.core import workers
 
         if self._pool is None:
             _WORKER.clear()
             _WORKER.update(path=self.pg.path, directory=self.directory)
             # fork: the workers inherit the loaded directory instead of re-verifying it
-            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
+            self._pool = workers.pool(self.workers)
         assert isinstance(self._pool, Pool)
         return self._pool
 

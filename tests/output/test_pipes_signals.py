@@ -129,3 +129,33 @@ def test_ctrl_c_while_forked_workers_import_exits_130_with_one_line_and_writes_n
     assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
     assert git("for-each-ref", cwd=clone).stdout == before
     assert git("fsck", "--no-progress", cwd=clone).returncode == 0
+
+
+def test_ctrl_c_while_forked_workers_check_a_big_sync_exits_130_with_one_line(org: Org) -> None:
+    """The same for the signature checks of a first sync (store.Checker's forked workers):
+    one line, 130, no worker traceback; the next sync completes and verifies everything."""
+    from gitmail.core.store import PARALLEL_MIN
+
+    n = 16 * PARALLEL_MIN
+    lines = "".join(json.dumps({"to": "alex", "body": f"bulk {i}"}) + "\n" for i in range(n))
+    org.ok("max", "send", "--batch", "-", "--plain", stdin=lines)
+    clone = org.clones["alex"]
+    p = subprocess.Popen([GITMAIL, "sync", "--repo", str(clone)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=_env(), start_new_session=True)
+    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    deadline = time.monotonic() + 120
+    pids: list[str] = []
+    while len(pids) < 2:  # the checking pool is up (git's own processes come and go before it)
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        try:
+            pids = [c for c in children.read_text().split()
+                    if Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")[0].endswith(b"python")
+                    or b"gitmail" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        except OSError:
+            pids = []
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
+    org.ok("alex", "sync")
+    assert json.loads(org.ok("alex", "list", "--json", "--limit", str(2 * n)).out)["total"] == n
