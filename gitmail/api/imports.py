@@ -31,7 +31,8 @@ from typing import Iterable, Iterator, Optional, Union
 
 from gitmail.api.archives import RAW_READERS, SOURCES, Entry, Original, Skip, parse, parse_all
 from gitmail.api.results import ImportResult, SkippedEntry
-from gitmail.api.send import Draft, Prepared, prepare, write_prepared
+from gitmail.api.send import (CHUNK, PARALLEL_MIN, Draft, Prepared, forked_preparers, prepare_stream,
+                              write_prepared)
 from gitmail.api.session import RepoLike, Session, resolve_recipients, session
 from gitmail.core import workers
 from gitmail.errors import GitmailError, UsageError
@@ -163,55 +164,15 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-# -- both cores ------------------------------------------------------------------------
-# An archive of at least PARALLEL_MIN entries is parsed, composed and encrypted by forked
-# workers (gitmail.core.workers), CHUNK entries per task; signing and writing stay here, as
-# the chain is sequential. The workers inherit the session (directory, key, policy) loaded
-# before the fork, through _FORKED.
-
-PARALLEL_MIN = 512
-CHUNK = 200
-_FORKED: dict[str, object] = {}
+# -- both cores ----------------------------------------------------------------------
+# An archive of at least PARALLEL_MIN entries is parsed by forked workers (gitmail.core.workers),
+# CHUNK entries per task, then composed and encrypted by them (send.prepare_stream); signing
+# and writing stay here, as the chain is sequential.
 
 
 def _parse_chunk(job: tuple[str, list[Union[Entry, Skip]]]) -> list[Union[Original, Skip, None]]:
     source, entries = job
     return [parse(source, e) for e in entries]
-
-
-def _prepare_chunk(drafts: list[Draft]) -> list[Union[Prepared, GitmailError]]:
-    s, encrypt = _FORKED["session"], _FORKED["encrypt"]
-    assert isinstance(s, Session)
-    out: list[Union[Prepared, GitmailError]] = []
-    with _no_cycle_collection():
-        for dr in drafts:
-            try:
-                out.append(prepare(s, dr, encrypt if isinstance(encrypt, bool) else None))
-            except GitmailError as e:
-                out.append(_portable(e))
-    return out
-
-
-def _portable(e: GitmailError) -> GitmailError:
-    """``e`` as it can travel back from a worker: an error whose constructor takes more than
-    its message (``GitError``) does not unpickle, so it goes as a plain :class:`GitmailError`
-    with the same message and exit code."""
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(e))
-        return e
-    except Exception:  # noqa: BLE001 - whatever pickling of a foreign error raises
-        plain = GitmailError(e.message)
-        plain.exit_code = e.exit_code
-        return plain
-
-
-def _prepare_one(s: Session, dr: Draft, encrypt: Optional[bool]) -> Union[Prepared, GitmailError]:
-    try:
-        return prepare(s, dr, encrypt)
-    except GitmailError as e:
-        return e
 
 
 def _draft(rcpt: str, o: Original) -> Draft:
@@ -266,14 +227,8 @@ def import_archive(
     except OSError as e:
         raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     forked = len(head) == PARALLEL_MIN and workers.can_fork()
-    if forked:
-        # What every message needs is loaded before the fork (the key may ask for its
-        # passphrase here, never in a worker).
-        s.signer  # noqa: B018
-        _FORKED.update(session=s, encrypt=encrypt)
     with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(workers.pool()) if forked else None
-        stack.callback(_FORKED.clear)
+        pool = stack.enter_context(forked_preparers(s, encrypt)) if forked else None
         everything = itertools.chain(head, entries)
         try:
             if pool is not None:
@@ -301,13 +256,7 @@ def import_archive(
         def ready() -> Iterator[Prepared]:
             """The prepared messages, in order, as the workers finish them; rule-breaking
             ones listed as skipped."""
-            outcomes: Iterable[Union[Prepared, GitmailError]]
-            if pool is not None:
-                drafts = ([_draft(rcpt, o) for o in part] for part in workers.chunks(originals, CHUNK))
-                outcomes = (x for part in workers.ordered_map(pool, _prepare_chunk, drafts, 2 * workers.cores())
-                            for x in part)
-            else:
-                outcomes = (_prepare_one(s, _draft(rcpt, o), encrypt) for o in originals)
+            outcomes = prepare_stream(s, (_draft(rcpt, o) for o in originals), encrypt, pool)
             for o, got in zip(originals, outcomes):
                 if isinstance(got, GitmailError):
                     if not isinstance(got, UsageError):

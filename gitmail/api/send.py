@@ -6,14 +6,16 @@ Part of the library API (:mod:`gitmail.api`): plain data in and out, only
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 from gitmail.core import cache, refs
-from gitmail.errors import UsageError
+from gitmail.errors import GitmailError, UsageError
 
 if TYPE_CHECKING:
+    import multiprocessing.pool
 
     from gitmail.api.results import Sent
     from gitmail.core.attachments import Source
@@ -442,6 +444,86 @@ def prepare(s: Session, dr: Draft, encrypt: Optional[bool] = None) -> Prepared:
     return Prepared(plain, msg, blob, extra)
 
 
+# -- many at once, on every core ---------------------------------------------------------
+# A batch of at least PARALLEL_MIN drafts is composed and encrypted by forked workers
+# (gitmail.core.workers), CHUNK drafts per task, while the caller signs and writes; the
+# workers inherit the session (directory, key, policy), loaded before the fork, via _FORKED.
+
+PARALLEL_MIN = 512
+CHUNK = 200
+_FORKED: dict[str, object] = {}
+
+
+@contextlib.contextmanager
+def forked_preparers(s: Session, encrypt: Optional[bool]) -> "Iterator[multiprocessing.pool.Pool]":
+    """A pool of forked workers for :func:`prepare_stream` with session ``s`` (check
+    :func:`gitmail.core.workers.can_fork` first). Whatever every message needs is loaded
+    here, before the fork: the key may ask for its passphrase, never in a worker."""
+    from gitmail.core import workers
+
+    s.signer  # noqa: B018
+    s.directory  # noqa: B018
+    _FORKED.update(session=s, encrypt=encrypt)
+    try:
+        with workers.pool() as pool:
+            yield pool
+    finally:
+        _FORKED.clear()
+
+
+def prepare_stream(s: Session, drafts: Iterable[Draft], encrypt: Optional[bool],
+                   pool: "Optional[multiprocessing.pool.Pool]" = None) -> Iterator[Union[Prepared, GitmailError]]:
+    """:func:`prepare` of each draft, in order, each error returned in its place (the caller
+    decides which ones stop the batch). With ``pool`` (from :func:`forked_preparers` for the
+    same ``s`` and ``encrypt``) the drafts are prepared by its workers, a few chunks ahead."""
+    from gitmail.core import workers
+
+    if pool is None:
+        for dr in drafts:
+            try:
+                yield prepare(s, dr, encrypt)
+            except GitmailError as e:
+                yield e
+        return
+    for part in workers.ordered_map(pool, _prepare_chunk, workers.chunks(drafts, CHUNK), 2 * workers.cores()):
+        yield from part
+
+
+def _prepare_chunk(drafts: list[Draft]) -> list[Union[Prepared, GitmailError]]:
+    import gc
+
+    s, encrypt = _FORKED["session"], _FORKED["encrypt"]
+    assert isinstance(s, Session)
+    out: list[Union[Prepared, GitmailError]] = []
+    was = gc.isenabled()
+    gc.disable()  # composing makes no cycles worth collecting (see api.imports)
+    try:
+        for dr in drafts:
+            try:
+                out.append(prepare(s, dr, encrypt if isinstance(encrypt, bool) else None))
+            except GitmailError as e:
+                out.append(portable(e))
+    finally:
+        if was:
+            gc.enable()
+    return out
+
+
+def portable(e: GitmailError) -> GitmailError:
+    """``e`` as it can travel back from a worker: an error whose constructor takes more than
+    its message (``GitError``) does not unpickle, so it goes as a plain :class:`GitmailError`
+    with the same message and exit code."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001 - whatever pickling of a foreign error raises
+        plain = GitmailError(e.message)
+        plain.exit_code = e.exit_code
+        return plain
+
+
 def send_batch(
     repo: RepoLike, drafts: list[Draft], *, as_: Optional[str] = None, deliver: bool = True,
     encrypt: Optional[bool] = None, labels: Optional[list[str]] = None,
@@ -451,22 +533,24 @@ def send_batch(
     Every draft is composed and checked first (:func:`prepare`: the same
     composer, rules and encryption policy as :func:`send`); the first bad one
     raises its error, its message prefixed with its label (``labels[i]``,
-    default ``message <i+1>``), and nothing is written. Then all are written
-    through the bulk writer (:mod:`gitmail.core.bulk`, each message signed)
+    default ``message <i+1>``), and nothing is written. A batch of at least
+    :data:`PARALLEL_MIN` drafts is composed and encrypted on every core
+    (:func:`prepare_stream`). Then all are written through the bulk writer (:mod:`gitmail.core.bulk`, each message signed)
     and, with ``deliver`` and a remote, delivered in one round. Returns one
     :class:`SendResult` per draft, in order. Attachments are not taken here.
     """
-    from gitmail.errors import GitmailError
+    from gitmail.core import workers
 
     s = session(repo, as_)
     prepared = []
-    for i, dr in enumerate(drafts):
-        try:
-            prepared.append(prepare(s, dr, encrypt))
-        except GitmailError as e:
-            e.message = f"{labels[i] if labels else f'message {i + 1}'}: {e.message}"
-            e.args = (e.message,)
-            raise
+    forked = len(drafts) >= PARALLEL_MIN and workers.can_fork()
+    with forked_preparers(s, encrypt) if forked else contextlib.nullcontext() as pool:
+        for i, got in enumerate(prepare_stream(s, drafts, encrypt, pool)):
+            if isinstance(got, GitmailError):
+                got.message = f"{labels[i] if labels else f'message {i + 1}'}: {got.message}"
+                got.args = (got.message,)
+                raise got
+            prepared.append(got)
     return write_prepared(s, prepared, deliver=deliver)
 
 

@@ -8,6 +8,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import Org, git
 from tests.sync import forge
 from tests.sync.conftest import NetOrg, guard_runtime, net  # noqa: F401 - fixtures: git daemon + guard
@@ -269,12 +271,17 @@ def test_guard_refuses_an_imported_payload_that_breaks_the_rules(net: NetOrg) ->
     assert code != 0 and "gitmail guard: push refused" in out and "control characters" in out, out
 
 
-def test_the_cycle_collector_is_paused_only_while_composing(org: Org, tmp_path: Path) -> None:
+def test_the_cycle_collector_is_paused_only_while_composing(org: Org, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """An import pauses Python's cycle collector while it composes and writes (a tenth of its
     CPU went to walking the growing heap) and gives it back as it found it, as the caller had it."""
     import gc
 
+    import importlib
+
     from gitmail.api import imports
+
+    sendmod = importlib.import_module("gitmail.api.send")  # the module (gitmail.api.send is also a function)
 
     box = mailbox.mbox(str(tmp_path / "a.mbox"))
     for i in range(3):
@@ -284,13 +291,13 @@ def test_the_cycle_collector_is_paused_only_while_composing(org: Org, tmp_path: 
         box.add(e)
     box.close()
     seen: list[bool] = []
-    real = imports.prepare
+    real = sendmod.prepare
 
     def prepare(*a: Any, **kw: Any) -> Any:
         seen.append(gc.isenabled())
         return real(*a, **kw)
 
-    imports.prepare = prepare
+    monkeypatch.setattr(sendmod, "prepare", prepare)
     try:
         assert gc.isenabled()
         res = imports.import_archive(org.clones["max"], mbox=tmp_path / "a.mbox")
@@ -301,7 +308,6 @@ def test_the_cycle_collector_is_paused_only_while_composing(org: Org, tmp_path: 
         assert seen == [False] * 3 and not gc.isenabled()  # the caller's choice is kept
     finally:
         gc.enable()
-        imports.prepare = real
 
 
 def _big_mbox(path: Path, n: int, hostile: dict[int, str]) -> Path:
@@ -380,8 +386,6 @@ def test_forked_workers_import_exactly_what_one_process_imports(org: Org, tmp_pa
 def test_a_failing_stream_writes_nothing(org: Org) -> None:
     """write_prepared(mailbox=...) reads its messages while it writes; when the producer fails
     half-way, no object, pack or ref is left and nothing is delivered."""
-    import pytest
-
     from gitmail.api.send import Draft, prepare, write_prepared
     from gitmail.api.session import session
 
@@ -402,7 +406,7 @@ def test_a_failing_stream_writes_nothing(org: Org) -> None:
 
 
 def test_an_error_comes_back_from_a_worker_with_its_message_and_exit_code() -> None:
-    from gitmail.api.imports import _portable
+    from gitmail.api.send import portable as _portable
     from gitmail.errors import GitError, UsageError
 
     u = UsageError("body over the limit")

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gitmail import api
 from gitmail.errors import UsageError
 from tests.conftest import Org, git
@@ -101,3 +103,32 @@ def test_batch_to_a_newcomer_not_yet_seen_is_encrypted_as_send_is(org: Org) -> N
         assert row["encrypted"] is True and row["verified"]
         [got] = json.loads(org.ok(name, "read", row["id"], "--json").out)["messages"]
         assert got["body"] == body and got["error"] is None, got
+
+
+def test_a_big_batch_is_composed_on_every_core_as_one_process_composes_it(org: Org) -> None:
+    """At least PARALLEL_MIN drafts go to forked workers; the messages delivered are those of
+    the in-process path, in order, and a bad draft among them still stops the whole batch with
+    its label, nothing written."""
+    import importlib
+
+    from gitmail.core import workers
+
+    send_mod = importlib.import_module("gitmail.api.send")
+    n = send_mod.PARALLEL_MIN + send_mod.CHUNK + 3
+    assert workers.can_fork(), "this test needs two cores and no other thread"
+    drafts = [api.Draft(to=["alex"], body=f"batch {i}", subject=f"b{i}") for i in range(n)]
+    bad = list(drafts)
+    bad[send_mod.PARALLEL_MIN + 5] = api.Draft(to=["alex"], body="")
+    before = git("for-each-ref", cwd=org.clones["max"]).stdout
+    with pytest.raises(UsageError, match=f"^message {send_mod.PARALLEL_MIN + 6}: empty message$"):
+        api.send_batch(org.clones["max"], bad)
+    assert git("for-each-ref", cwd=org.clones["max"]).stdout == before
+    forked = api.send_batch(org.clones["max"], drafts)
+    assert [r.outcome for r in forked] == ["delivered"] * n
+    assert [r.message.subject for r in forked] == [f"b{i}" for i in range(n)]
+    org.ok("alex", "sync")
+    rows = json.loads(org.ok("alex", "list", "--json", "--limit", str(2 * n)).out)["messages"]
+    assert len(rows) == n and all(m["verified"] and m["encrypted"] for m in rows)
+    chain = git("log", "--reverse", "--format=%(trailers:key=Message-Id,valueonly)",
+                "origin/gitmail/mail/alex/max", cwd=org.clones["alex"]).stdout.split()
+    assert [c.strip("<>").split("@")[0] for c in chain] == [r.stored.id for r in forked if r.stored]
