@@ -306,14 +306,15 @@ def _refuse_malformed(msg: "Message", body_limit: int) -> None:
         raise UsageError(f"cannot send this message: {problem}")
 
 
-def _refuse_unreadable(msg: "Message") -> None:
-    """Never write a ``message.json`` readers would refuse to parse: over 16 MiB, nested
-    deeper than 32 levels, an integer beyond 64 bits (a payload can carry these; §4)."""
+def _refuse_unreadable(blob: bytes) -> None:
+    """Never write a ``message.json`` (``blob``) readers would refuse to parse: over 16 MiB,
+    nested deeper than 32 levels, an integer beyond 64 bits (a payload can carry these; §4).
+    Every writer runs it: :func:`send` and :func:`prepare` (batches, imports)."""
     from gitmail.core.model import parse_canonical
     from gitmail.errors import CorruptMessageError
 
     try:
-        parse_canonical(msg.to_blob())
+        parse_canonical(blob)
     except (CorruptMessageError, ValueError, RecursionError) as e:
         why = str(e).removeprefix("corrupt message blob: ") if isinstance(e, CorruptMessageError) else "not JSON"
         raise UsageError(f"cannot send this message: message.json {why}") from None
@@ -344,7 +345,7 @@ def _commit_and_deliver(
         msg.attachments, extra_tree = _attach_store(s, sources)
         msg.id = msg.compute_id()
     _refuse_malformed(msg, d.policy.body_limit)
-    _refuse_unreadable(msg)
+    _refuse_unreadable(msg.to_blob())
     signer, member, repo_ = s.signer, s.member, s.repo
     _attach_upload(s, msg.attachments, progress)
     with repo_.lock():
@@ -441,6 +442,7 @@ def prepare(s: Session, dr: Draft, encrypt: Optional[bool] = None) -> Prepared:
     if plain is not msg:
         plain = plain.model_copy(update={"id": msg.id})
     _refuse_malformed(msg, s.directory.policy.body_limit)
+    _refuse_unreadable(blob)
     return Prepared(plain, msg, blob, extra)
 
 

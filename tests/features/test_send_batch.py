@@ -132,3 +132,34 @@ def test_a_big_batch_is_composed_on_every_core_as_one_process_composes_it(org: O
     chain = git("log", "--reverse", "--format=%(trailers:key=Message-Id,valueonly)",
                 "origin/gitmail/mail/alex/max", cwd=org.clones["alex"]).stdout.split()
     assert [c.strip("<>").split("@")[0] for c in chain] == [r.stored.id for r in forked if r.stored]
+
+
+def test_a_batch_never_writes_a_message_json_readers_refuse(org: Org, tmp_path: Path) -> None:
+    """With the org's body limit raised past 16 MiB, a body that fits the limit still makes a
+    message.json over the 16 MiB readers parse. `send` refused it; `send --batch` and
+    `import` wrote it, and the recipient saw an unreadable message. Now every writer refuses."""
+    import mailbox
+    from email.message import EmailMessage
+
+    org.ok("max", "org", "body_limit=33554432")
+    org.ok("alex", "sync")
+    body = "x" * (17 * 1024 * 1024)
+    one = org.as_("max", "send", "alex", body, "--plain")
+    assert one.code == 2 and one.err == "gitmail: cannot send this message: message.json over 16777216 bytes\n"
+    before = git("for-each-ref", cwd=org.clones["max"]).stdout
+    batch = org.as_("max", "send", "--batch", "-", "--plain", stdin=_lines({"to": "alex", "body": body}))
+    assert batch.code == 2 and batch.err == "gitmail: line 1: cannot send this message: message.json over 16777216 bytes\n"
+    assert git("for-each-ref", cwd=org.clones["max"]).stdout == before
+    box = mailbox.mbox(str(tmp_path / "big.mbox"))
+    for i, text in enumerate(["small one\n", body]):
+        e = EmailMessage()
+        e["From"], e["Subject"], e["Message-ID"] = "a@example.com", f"s {i}", f"<big-body-{i}@x>"
+        e.set_content(text)
+        box.add(e)
+    box.close()
+    res = json.loads(org.ok("alex", "import", "--mbox", str(tmp_path / "big.mbox"), "--plain", "--json").out)
+    assert len(res["added"]) == 1 and [s["where"] for s in res["skipped"]] == ["message 2"]
+    assert "message.json over 16777216 bytes" in res["skipped"][0]["reason"]
+    org.ok("alex", "sync")
+    rows = json.loads(org.ok("alex", "list", "--json").out)["messages"]
+    assert [m["status"] for m in rows] == ["good"]
