@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence, cast
 
 from gitmail.core import problems, refs, refspecs
@@ -990,21 +991,64 @@ def ledger_at(pg: "pygit2.Repository", tip: Optional[str]) -> tuple[Ledger, list
     return advance(pg, Ledger(), tip)
 
 
+def ledger_kept(pg: "pygit2.Repository", file: Path, tip: Optional[str]) -> tuple[Ledger, list[str]]:
+    """The verified ledger at ``tip``, kept between processes in ``file`` (a client's
+    ``.git/gitmail/directory-ledger.json``; the guard's ``<org.git>/gitmail/...``).
+
+    Remembered by this process, else read from ``file`` when its tip is ``tip`` (the
+    caller's anchor: the clone's verified ref, the org repo's directory ref, which only
+    moves past the guard), else verified from the root and written to ``file``. A file
+    for any other tip is never trusted, even one below ``tip``; one that cannot be read
+    only costs a verification from the root.
+    """
+    if tip is None:
+        return Ledger(), []
+    hit = _LEDGERS.get(tip)
+    if hit is not None:
+        return hit, []
+    try:
+        kept = Ledger.undump(file.read_bytes())
+        if kept.tip == tip:
+            _remember(kept)
+            return kept, []
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    L, probs = advance(pg, Ledger(), tip)
+    if L.tip == tip:
+        save_ledger(file, L)
+    return L, probs
+
+
+def save_ledger(file: Path, L: Ledger) -> None:
+    """Write a ledger file (atomically, private; a lost write only costs a verification later)."""
+    try:
+        file.parent.mkdir(mode=0o700, exist_ok=True)
+        write_atomic(file, L.dump())
+    except OSError:
+        pass
+
+
 def verify_range(pg: "pygit2.Repository", old_tip: Optional[str], new_tip: str,
-                 ledger: Optional[Ledger] = None) -> tuple[Directory, list[str]]:
+                 ledger: Optional[Ledger] = None, kept: Optional[Path] = None) -> tuple[Directory, list[str]]:
     """Verify directory commits after ``old_tip`` up to ``new_tip``, in order.
 
     Returns the directory at the last good commit and the problems found (a
     bad commit stops the walk; nothing after it is accepted). A ``new_tip``
     that does not descend from ``old_tip`` is a rewrite: nothing is accepted.
-    ``ledger``: the verified ledger at ``old_tip`` when the caller has it
-    (else it is rebuilt by verifying from the root).
+    ``ledger``: the verified ledger at ``old_tip`` when the caller has it;
+    else ``kept``, a ledger file (:func:`ledger_kept`; the ledger at ``new_tip``
+    is written there when every commit passed); else it is rebuilt by
+    verifying from the root.
     """
     if ledger is None or ledger.tip != old_tip:
-        ledger, probs = ledger_at(pg, old_tip)
+        ledger, probs = ledger_kept(pg, kept, old_tip) if kept is not None else ledger_at(pg, old_tip)
         if probs:
             return ledger.directory(), probs
     after, probs = advance(pg, ledger, new_tip)
+    if kept is not None and not probs and after.tip == new_tip:
+        # Kept for the next check: trusted then only if this tip has become the anchor
+        # (the push was accepted); otherwise it is simply not used.
+        save_ledger(kept, after)
     return after.directory(), probs
 
 
@@ -1205,32 +1249,12 @@ def load(repo: "Repo") -> Directory:
 
 
 def _ledger_of(repo: "Repo", tip: Optional[str]) -> tuple[Ledger, list[str]]:
-    """The ledger at the verified tip ``tip``: remembered by this process, else the clone's
-    ledger file when its tip is ``tip``, else rebuilt by verifying from the root (and saved)."""
-    if tip is None:
-        return Ledger(), []
-    hit = _LEDGERS.get(tip)
-    if hit is not None:
-        return hit, []
-    try:
-        L = Ledger.undump((repo.data_dir / LEDGER_FILE).read_bytes())
-        if L.tip == tip:
-            _remember(L)
-            return L, []
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    L, probs = advance(repo.pg, Ledger(), tip)
-    if L.tip == tip:
-        _save(repo, L)
-    return L, probs
+    """The ledger at the verified tip ``tip`` (:func:`ledger_kept` with the clone's ledger file)."""
+    return ledger_kept(repo.pg, repo.data_dir / LEDGER_FILE, tip)
 
 
 def _save(repo: "Repo", L: Ledger) -> None:
-    """Write the ledger file (atomically; a lost write only costs a rebuild)."""
-    try:
-        write_atomic(repo.data_dir / LEDGER_FILE, L.dump())
-    except OSError:
-        pass
+    save_ledger(repo.data_dir / LEDGER_FILE, L)
 
 
 def write_signers(repo: "Repo", d: Directory) -> None:

@@ -108,7 +108,9 @@ def check_push(pg: "pygit2.Repository", updates: list[Update], cache: Optional[d
 def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
                      cache: Optional[dict[str, "Directory"]] = None) -> tuple["Directory", list[str]]:
     """The directory the messages of this push are checked against, and directory errors."""
-    from gitmail.core.directory import Directory, from_tree, verify_range
+    from pathlib import Path
+
+    from gitmail.core.directory import LEDGER_FILE, Directory, from_tree, verify_range
     from gitmail.errors import VerificationError
 
     from gitmail.core.objects import commit as commit_at
@@ -134,7 +136,9 @@ def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
     err = _linear(pg, u.ref, old, u.new)
     if err:
         return base, [err]
-    d, problems = verify_range(pg, old, u.new)
+    # The ledger of the accepted tip is kept in the org repo, so a guard that starts cold (a
+    # new daemon, or the in-process check) verifies only what came since, not the whole history.
+    d, problems = verify_range(pg, old, u.new, kept=Path(pg.path) / "gitmail" / LEDGER_FILE)
     return (d, [f"{ref}: {p}" for p in problems]) if problems else (d, [])
 
 

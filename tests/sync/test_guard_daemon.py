@@ -359,3 +359,15 @@ def test_upgraded_gitmail_retires_the_old_daemon(net: NetOrg) -> None:
         assert new["pid"] != pid
     finally:
         os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_the_guard_keeps_the_ledger_of_the_directory_it_accepted(net: NetOrg) -> None:
+    """Through the real guard (git daemon, warm daemon): after registrations the org repo holds
+    the verified ledger of its directory tip, so a guard that starts cold verifies only what
+    the next directory push adds (tests/trust/test_directory_incremental.py counts that)."""
+    from gitmail.core.directory import LEDGER_FILE, Ledger
+
+    net.join("bo")
+    tip = git("rev-parse", "refs/heads/gitmail/directory", cwd=net.bare).stdout.strip()
+    kept = Ledger.undump((net.bare / "gitmail" / LEDGER_FILE).read_bytes())
+    assert kept.tip == tip and "bo" in kept.members

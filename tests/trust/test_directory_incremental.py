@@ -638,3 +638,52 @@ def test_verification_work_is_linear_in_the_history(tmp_path: Path, monkeypatch:
     checked.clear()
     ref_verify_range(h.pg, None, h.tip or "")
     assert len(checked) == 60 * 61 // 2 * 2  # the reference: every entry of every snapshot, twice
+
+
+# -- the guard: the ledger of the accepted tip is kept in the org repo -------------------------
+
+
+def test_a_cold_guard_verifies_only_the_pushed_directory_commits(org: Org, counting: dict[str, int]) -> None:
+    """A guard that starts cold (a new daemon after its idle timeout, or the in-process check)
+    used to verify the directory from the root on every directory push: at 10,000 members
+    that is the whole registration history. It now keeps the ledger of the tip it verified in
+    ``<org.git>/gitmail/directory-ledger.json`` and trusts it only for that tip."""
+    from gitmail.guard.check import Update, check_push
+
+    org.join("max")
+    for n in ("ann", "bo"):
+        org.join(n)
+    pg = pygit2.Repository(org.url)
+    dir_ref = refs.head(refs.DIRECTORY)
+    kept = Path(org.url) / "gitmail" / dirmod.LEDGER_FILE
+    tip = str(pg.references[dir_ref].target)
+    history = len(list(first_parent_line(pg, tip)))
+    below = str(commit(pg, tip).parent_ids[0])
+    # No ledger kept yet: the whole history, once; the ledger of the checked tip is kept.
+    dirmod._LEDGERS.clear()
+    counting.update(commits=0)
+    assert check_push(pg, [Update(below, tip, dir_ref)]) == []
+    assert counting["commits"] == history and Ledger.undump(kept.read_bytes()).tip == tip
+    # The push was accepted (the ref is at that tip); one more member registers: a cold guard
+    # checks that one commit only.
+    org.join("cy")
+    pg = pygit2.Repository(org.url)
+    new = str(pg.references[dir_ref].target)
+    dirmod._LEDGERS.clear()
+    counting.update(commits=0)
+    assert check_push(pg, [Update(tip, new, dir_ref)]) == []
+    assert counting["commits"] == 1 and Ledger.undump(kept.read_bytes()).tip == new
+    # A ledger kept for another tip (a push that was then refused, or a stale file) is never
+    # trusted: the guard verifies from the root again, with the same verdict.
+    org.join("di")
+    pg = pygit2.Repository(org.url)
+    newer = str(pg.references[dir_ref].target)
+    kept.write_bytes(Ledger.undump(kept.read_bytes()).dump().replace(new.encode(), tip.encode()))
+    dirmod._LEDGERS.clear()
+    counting.update(commits=0)
+    assert check_push(pg, [Update(new, newer, dir_ref)]) == []
+    assert counting["commits"] == len(list(first_parent_line(pg, newer)))
+    # A rewind is still refused by a cold guard holding the good ledger.
+    dirmod._LEDGERS.clear()
+    errors = check_push(pg, [Update(newer, tip, dir_ref)])
+    assert len(errors) == 1 and "fast-forward" in errors[0], errors
