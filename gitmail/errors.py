@@ -191,6 +191,12 @@ class DecryptionError(GitmailError):
     exit_code = 7
 
 
+class WorkerError(GitmailError):
+    """A forked worker process ended without giving its result (killed, out of memory): the
+    command stops before its next commit point (an import writes nothing; a sync keeps the
+    batches it had committed, and the next one resumes)."""
+
+
 class LocalStorageError(GitmailError):
     """This clone, its cache or the attachment folder cannot be written: the disk is full,
     the file system is read-only, permission is denied or the disk fails. The command

@@ -15,7 +15,7 @@ from gitmail.core import cache, refs
 from gitmail.errors import GitmailError, UsageError
 
 if TYPE_CHECKING:
-    import multiprocessing.pool
+    import concurrent.futures
 
     from gitmail.api.results import Sent
     from gitmail.core.attachments import Source
@@ -457,7 +457,7 @@ _FORKED: dict[str, object] = {}
 
 
 @contextlib.contextmanager
-def forked_preparers(s: Session, encrypt: Optional[bool]) -> "Iterator[multiprocessing.pool.Pool]":
+def forked_preparers(s: Session, encrypt: Optional[bool]) -> "Iterator[concurrent.futures.ProcessPoolExecutor]":
     """A pool of forked workers for :func:`prepare_stream` with session ``s`` (check
     :func:`gitmail.core.workers.can_fork` first). Whatever every message needs is loaded
     here, before the fork: the key may ask for its passphrase, never in a worker."""
@@ -474,7 +474,7 @@ def forked_preparers(s: Session, encrypt: Optional[bool]) -> "Iterator[multiproc
 
 
 def prepare_stream(s: Session, drafts: Iterable[Draft], encrypt: Optional[bool],
-                   pool: "Optional[multiprocessing.pool.Pool]" = None) -> Iterator[Union[Prepared, GitmailError]]:
+                   pool: "Optional[concurrent.futures.ProcessPoolExecutor]" = None) -> Iterator[Union[Prepared, GitmailError]]:
     """:func:`prepare` of each draft, in order, each error returned in its place (the caller
     decides which ones stop the batch). With ``pool`` (from :func:`forked_preparers` for the
     same ``s`` and ``encrypt``) the drafts are prepared by its workers, a few chunks ahead."""

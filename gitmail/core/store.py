@@ -27,7 +27,8 @@ from gitmail.core.signing import Signer, signer_of
 from gitmail.errors import CorruptMessageError, VerificationError
 
 if TYPE_CHECKING:
-    import multiprocessing.pool
+    import concurrent.futures
+    import contextlib
 
     import pygit2
 
@@ -288,9 +289,10 @@ _CHUNK = 250  # commits per task sent to a worker
 _WORKER: dict[str, object] = {}
 
 
-def _check_chunk(chunk: list[str], recipient: str, sender: str) -> list[tuple[Optional[Message], Check]]:
+def _check_chunk(task: tuple[list[str], str, str]) -> list[tuple[Optional[Message], Check]]:
     import pygit2
 
+    chunk, recipient, sender = task
     pg = _WORKER.get("pg")
     if pg is None:
         pg = _WORKER["pg"] = pygit2.Repository(str(_WORKER["path"]))
@@ -336,7 +338,8 @@ class Checker:
         self.pg = pg
         self.directory = directory
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
-        self._pool: Optional[object] = None
+        self._pool: "Optional[concurrent.futures.ProcessPoolExecutor]" = None
+        self._stack: "Optional[contextlib.ExitStack]" = None
 
     def __enter__(self) -> "Checker":
         return self
@@ -345,30 +348,28 @@ class Checker:
         self.close()
 
     def close(self) -> None:
-        pool = self._pool
-        if pool is not None:
-            from multiprocessing.pool import Pool
-
-            assert isinstance(pool, Pool)
-            pool.terminate()
-            pool.join()
+        if self._stack is not None:
+            self._stack.close()  # drops what is not started; the workers end after their task
+            self._stack = None
             self._pool = None
 
     def submit(self, oids: list[str], recipient: str, sender: str) -> Pending:
         """Start checking ``oids`` (commits found on ``mail/<recipient>/<sender>``), in order."""
         import threading
 
+        from gitmail.core import workers
+
         # Forking a process that runs other threads (the MCP server's) could copy a lock one
         # of them holds: then the batch is checked here.
         if self.workers < 2 or len(oids) < PARALLEL_MIN or (self._pool is None and threading.active_count() > 1):
             return Pending(lambda: _check_many(self.pg, oids, recipient, sender, self.directory))
         pool = self._start()
-        chunks = [oids[i : i + _CHUNK] for i in range(0, len(oids), _CHUNK)]
-        res = pool.starmap_async(_check_chunk, [(c, recipient, sender) for c in chunks])
-        return Pending(lambda: [r for part in res.get() for r in part])
+        res = workers.map_now(pool, _check_chunk, [(oids[i : i + _CHUNK], recipient, sender)
+                                                    for i in range(0, len(oids), _CHUNK)])
+        return Pending(lambda: [r for part in res for r in part])
 
-    def _start(self) -> "multiprocessing.pool.Pool":
-        from multiprocessing.pool import Pool
+    def _start(self) -> "concurrent.futures.ProcessPoolExecutor":
+        import contextlib
 
         from gitmail.core import workers
 
@@ -376,8 +377,8 @@ class Checker:
             _WORKER.clear()
             _WORKER.update(path=self.pg.path, directory=self.directory)
             # fork: the workers inherit the loaded directory instead of re-verifying it
-            self._pool = workers.pool(self.workers)
-        assert isinstance(self._pool, Pool)
+            self._stack = contextlib.ExitStack()
+            self._pool = self._stack.enter_context(workers.pool(self.workers))
         return self._pool
 
 

@@ -10,13 +10,16 @@ no other thread (:func:`can_fork`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, TypeVar
 
+from gitmail.errors import WorkerError
+
 if TYPE_CHECKING:
-    import multiprocessing.pool
+    import concurrent.futures
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,15 +40,26 @@ def can_fork() -> bool:
     return cores() > 1 and threading.active_count() == 1
 
 
-def pool(workers: Optional[int] = None) -> "multiprocessing.pool.Pool":
-    """A pool of ``workers`` (default :func:`cores`) forked processes. The caller sets what the
-    workers need in module globals *before* this call, and terminates the pool when done
-    (use it as a context manager: ``with pool() as p: ...``). The workers ignore SIGINT:
-    Ctrl-C reaches the whole process group, and only the parent answers it (one line, exit
-    130), terminating the pool on its way out; a worker would print a traceback."""
-    import multiprocessing
+@contextlib.contextmanager
+def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessPoolExecutor]":
+    """A pool of ``workers`` (default :func:`cores`) forked processes, for :func:`ordered_map`
+    and :func:`map_now`. The caller sets what the workers need in module globals *before*
+    this call. The workers ignore SIGINT: Ctrl-C reaches the whole process group, and only
+    the parent answers it (one line, exit 130); a worker would print a traceback. On the way
+    out, work not started is dropped and the workers end after the task they are on.
 
-    return multiprocessing.get_context("fork").Pool(workers or cores(), initializer=_ignore_interrupts)
+    A ``concurrent.futures`` pool, not ``multiprocessing.Pool``: when a worker dies (killed,
+    out of memory) its results fail with :class:`WorkerError` instead of never arriving.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ex = ProcessPoolExecutor(workers or cores(), mp_context=multiprocessing.get_context("fork"),
+                             initializer=_ignore_interrupts)
+    try:
+        yield ex
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
 
 
 def _ignore_interrupts() -> None:
@@ -54,24 +68,50 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def _dead_worker_is_an_error() -> Iterator[None]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        yield
+    except BrokenProcessPool:
+        raise WorkerError("a worker process ended unexpectedly (killed, or out of memory?)") from None
+
+
 def ordered_map(
-    p: "multiprocessing.pool.Pool", fn: Callable[[T], R], items: Iterable[T], window: int
+    p: "concurrent.futures.ProcessPoolExecutor", fn: Callable[[T], R], items: Iterable[T], window: int
 ) -> Iterator[R]:
     """``fn(item)`` for each of ``items`` on the workers of ``p``, yielded in the items' order.
 
-    At most ``window`` items (twice the workers keeps every worker busy) are in flight, so a long input
-    is read only as fast as the workers keep up and memory stays bounded. ``items`` is read
-    in the calling thread (an error reading it is raised here, not in a pool thread); an
-    exception raised by ``fn`` is raised when its result is reached.
+    Lazy: at most ``window`` items (twice the workers keeps every worker busy) are in
+    flight, so a long input is read only as fast as the workers keep up and memory stays
+    bounded. ``items`` is read in the calling thread (an error reading it is raised here);
+    an exception raised by ``fn`` is raised when its result is reached; a worker that
+    dies raises :class:`WorkerError`.
     """
     limit = max(1, window)
-    pending: deque["multiprocessing.pool.AsyncResult[R]"] = deque()
-    for item in items:
-        pending.append(p.apply_async(fn, (item,)))
-        if len(pending) >= limit:
-            yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
+    pending: "deque[concurrent.futures.Future[R]]" = deque()
+    with _dead_worker_is_an_error():
+        for item in items:
+            pending.append(p.submit(fn, item))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def map_now(p: "concurrent.futures.ProcessPoolExecutor", fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """Like :func:`ordered_map`, but every item is handed to the workers now (they work while
+    the caller does something else); the results are read, in order, from the iterator."""
+    with _dead_worker_is_an_error():
+        futures = [p.submit(fn, item) for item in items]
+
+    def results() -> Iterator[R]:
+        with _dead_worker_is_an_error():
+            for f in futures:
+                yield f.result()
+
+    return results()
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

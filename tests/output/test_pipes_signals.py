@@ -159,3 +159,70 @@ def test_ctrl_c_while_forked_workers_check_a_big_sync_exits_130_with_one_line(or
     assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
     org.ok("alex", "sync")
     assert json.loads(org.ok("alex", "list", "--json", "--limit", str(2 * n)).out)["total"] == n
+
+
+def _pool_workers(pid: int) -> list[int]:
+    """The forked worker processes of gitmail process ``pid``: children with its own command
+    line (forked, not exec'd; git's processes have theirs)."""
+    out = []
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    for c in kids:
+        try:
+            if Path(f"/proc/{c}/cmdline").read_bytes() == own:
+                out.append(int(c))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("what", ["import", "sync"])
+def test_a_worker_killed_mid_way_stops_the_command_with_one_line_and_nothing_written(
+        org: Org, tmp_path: Path, what: str) -> None:
+    """The out-of-memory killer (here SIGKILL) takes one forked worker: gitmail used to wait
+    for its result for ever. Now the command stops with one line and status 1 (an import
+    writes nothing; a sync keeps the batches it committed) and running it again completes."""
+    import mailbox
+    from email.message import EmailMessage
+
+    n = 16 * 512
+    if what == "import":
+        box = mailbox.mbox(str(tmp_path / "big.mbox"))
+        for i in range(n):
+            e = EmailMessage()
+            e["From"], e["Subject"], e["Message-ID"] = "a@example.com", f"s {i}", f"<kill-{i}@x>"
+            e.set_content(f"body {i}")
+            box.add(e)
+        box.close()
+        args = ["import", "--mbox", str(tmp_path / "big.mbox")]
+    else:
+        lines = "".join(json.dumps({"to": "alex", "body": f"bulk {i}"}) + "\n" for i in range(n))
+        org.ok("max", "send", "--batch", "-", "--plain", stdin=lines)
+        args = ["sync"]
+    clone = org.clones["alex"]
+    before = git("for-each-ref", "refs/heads", "refs/gitmail", cwd=clone).stdout
+    p = subprocess.Popen([GITMAIL, *args, "--repo", str(clone)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=_env(), start_new_session=True)
+    deadline = time.monotonic() + 120
+    seen: set[int] = set()
+    while True:  # a worker: a forked child seen twice (subprocess's own children exec git at once)
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        kids = set(_pool_workers(p.pid))
+        try:
+            if kids & seen:
+                os.kill(min(kids & seen), signal.SIGKILL)
+                break
+        except ProcessLookupError:
+            pass
+        seen = kids
+        time.sleep(0.03)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 1, (p.returncode, out, err)
+    assert err == b"gitmail: a worker process ended unexpectedly (killed, or out of memory?)\n"
+    if what == "import":
+        assert git("for-each-ref", "refs/heads", "refs/gitmail", cwd=clone).stdout == before
+    org.ok("alex", *args)
+    assert json.loads(org.ok("alex", "list", "--json", "--limit", str(2 * n)).out)["total"] == n
