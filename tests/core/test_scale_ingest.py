@@ -308,3 +308,76 @@ def test_apply_state_to_new_rows_matches_the_full_form() -> None:
                 cache.apply_state(db, st, since=since) if since else cache.apply_state(db, st)
             dbs.append(db.execute("SELECT rowid, read, archived FROM msg ORDER BY rowid").fetchall())
         assert dbs[0] == dbs[1]
+
+
+# -- a forged commit inside a big batch (issue 16 item 4: the fast ingest keeps every check) -------
+
+
+def _big_mailbox(org: Org, tmp_path: Path, n: int, bad: dict[int, str]) -> tuple[Path, list[str]]:
+    """``n`` messages from max on alex's mailbox, written straight into alex's clone (the bulk
+    writer) and set as its remote-tracking tip; message ``i`` in ``bad`` is forged: ``stranger``
+    (signed by a key no member holds), ``tampered`` (message.json altered after signing: the
+    Message-ID no longer matches) or ``impostor`` (alex's genuine signature on a message that
+    claims to be from max). Returns the clone and the commit ids, oldest first."""
+    from gitmail.core import bulk
+    from gitmail.core import directory as dirmod
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.repo import open_repo
+    from tests.core.forge import key_of, stranger_key
+
+    alex = org.clones["alex"]
+    repo = open_repo(alex)
+    members = dirmod.load(repo).members
+    keys = {"max": key_of(org, "max"), "alex": key_of(org, "alex"), "stranger": stranger_key(tmp_path)}
+    pack = bulk.PackWriter()
+    date = format_date(utcnow())
+    oids: list[str] = []
+    parent = None
+    for i in range(n):
+        m = Message(**{"from": "max"}, to=["alex"], date=date, subject=f"bulk {i}", body=f"message {i}")
+        m.id = m.compute_id()
+        kind = bad.get(i)
+        signer = keys["stranger" if kind == "stranger" else "alex" if kind == "impostor" else "max"]
+        blob = m.to_blob().replace(b"message ", b"MESSAGE ") if kind == "tampered" else None
+        parent = bulk.message_commit(pack, m, members["max"], signer, parent, 1_700_000_000 + i, sealed=blob)
+        oids.append(parent.hex())
+    pack.finish(repo)
+    git("update-ref", f"refs/remotes/origin/{refs.mail_path('alex', 'max')}", oids[-1], cwd=alex)
+    return alex, oids
+
+
+def test_forged_commits_inside_a_batch_of_ten_thousand_are_refused(
+        org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first ingest of 10,001 commits (one batch through the worker pool, handed over part by
+    part) with forged commits in the middle: each forged one is indexed as not good and never shown
+    as verified mail, every other one is good, and the rows are exactly those of the in-process
+    check (one part per batch, no pool)."""
+    from gitmail.api.session import session
+
+    n = 10_001
+    bad = {17: "tampered", 5_000: "stranger", 5_001: "impostor", 9_999: "tampered"}
+    alex, oids = _big_mailbox(org, tmp_path, n, bad)
+    assert cache.BATCH <= n - 1 and store.PARALLEL_MIN < cache.BATCH  # the pool path, two batches
+
+    def rows() -> list[tuple[Any, ...]]:
+        db = cache.connect(open_repo(alex), "alex")
+        return [tuple(x) for x in db.execute(
+            "SELECT ordinal, oid, id, status, detail, dup FROM msg WHERE path=? ORDER BY ordinal",
+            (refs.mail_path("alex", "max"),))]
+
+    session(alex, "alex").refresh()
+    pooled = rows()
+    assert [r[1] for r in pooled] == oids
+    assert {i: r[3] for i, r in enumerate(pooled) if r[3] != "good"} == {
+        17: "malformed", 5_000: "unknown-sender", 5_001: "wrong-signer", 9_999: "malformed"}
+    assert "Message-ID does not match" in pooled[17][4] and "signed by alex" in pooled[5_001][4]
+    assert open_repo(alex).ref_target(refs.verified(refs.mail_path("alex", "max"))) == oids[-1]
+    listing = json.loads(org.ok("alex", "list", "--json", "-n", "20000").out)
+    assert listing["total"] == n
+    assert sorted(m["subject"] for m in listing["messages"] if not m["verified"]) == sorted(f"bulk {i}" for i in bad)
+    # the same rows when every batch is checked in-process, as one part
+    (open_repo(alex).data_dir / "cache" / "alex.sqlite3").unlink()
+    git("update-ref", "-d", refs.verified(refs.mail_path("alex", "max")), cwd=alex)
+    monkeypatch.setattr(store, "PARALLEL_MIN", 10**9)
+    session(alex, "alex").refresh()
+    assert rows() == pooled
