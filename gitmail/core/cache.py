@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from gitmail.core.repo import Repo
     from gitmail.core.store import Verdict
 
-SCHEMA = 7  # 7: trace_id and the payload hint of open types (a cache of another version is rebuilt)
+# 7: trace_id and the payload hint of open types; 8: the trace, thread and reply indexes hold only
+# rows that have one (most have none: a first sync writes three B-trees fewer per message).
+# A cache of another version is rebuilt.
+SCHEMA = 8
 HINT_CHARS = 200  # of an open type's payload (canonical JSON) kept for listings
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -36,10 +39,10 @@ CREATE TABLE IF NOT EXISTS msg(
   read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0, plaintext TEXT, encrypted INTEGER DEFAULT 0,
   trace_id TEXT, hint TEXT,
   PRIMARY KEY(path, ordinal));
-CREATE INDEX IF NOT EXISTS msg_trace ON msg(trace_id);
+CREATE INDEX IF NOT EXISTS msg_trace ON msg(trace_id) WHERE trace_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
-CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread);
-CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to);
+CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread) WHERE thread IS NOT NULL;
+CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to) WHERE in_reply_to IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
 CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 """

@@ -381,3 +381,35 @@ def test_forged_commits_inside_a_batch_of_ten_thousand_are_refused(
     monkeypatch.setattr(store, "PARALLEL_MIN", 10**9)
     session(alex, "alex").refresh()
     assert rows() == pooled
+
+
+def test_thread_trace_and_reply_lookups_use_their_partial_indexes() -> None:
+    """The trace, thread and reply indexes hold only rows that have one (a bulk ingest writes
+    three B-trees fewer per message); every lookup by them still goes through its index."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.executescript(cache._DDL)
+    mid = "ab" * 32
+    db.executemany("INSERT INTO msg(path, ordinal, id, thread, in_reply_to, trace_id, inbox, sent, type, status,"
+                   " recipients, require_ack, dup) VALUES (?,?,?,?,?,?,1,1,?,'good','[]',1,0)",
+                   [("p", i, f"{i:064x}", mid if i % 9 == 0 else None, mid if i % 5 == 0 else None,
+                     "t1" if i % 7 == 0 else None, "ack" if i % 5 == 0 else "text") for i in range(3000)])
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    cache.thread_rows(db, mid)
+    cache.trace_rows(db, "t1", mid)
+    cache.has_trace(db, "t1")
+    cache.sent_ack_of(db, mid)
+    db.set_trace_callback(None)
+    asking = [cache.Row.of(r) for r in db.execute("SELECT * FROM msg WHERE ordinal < 3")]
+    db.set_trace_callback(statements.append)
+    cache._with_acks(db, asking)
+    db.set_trace_callback(None)
+    used = {ix for sql in statements if sql.lstrip().upper().startswith("SELECT")
+            for step in db.execute("EXPLAIN QUERY PLAN " + sql) for ix in ("msg_thread", "msg_trace", "msg_reply")
+            if f"INDEX {ix} " in step[3]}
+    assert used == {"msg_thread", "msg_trace", "msg_reply"}
+    assert not [sql for sql in statements if sql.lstrip().upper().startswith("SELECT") and " msg" in sql
+                and any(step[3].startswith("SCAN msg") for step in db.execute("EXPLAIN QUERY PLAN " + sql))]
