@@ -410,6 +410,7 @@ def _index_batch(
     batch_good: set[str] = set()
     batch_bad: dict[str, list[list[Any]]] = {}  # Message-ID -> rows of this part not good (inbox)
     batch_shown: set[str] = set()  # Message-IDs with an inbox row of this part shown (dup 0)
+    to_json: dict[tuple[str, ...], str] = {}  # a mailbox's messages mostly share one list of recipients
     shown_good, shown, hidden_bad = _inbox_copies(db, [m.id for m, _ in verdicts if m is not None]) if inbox \
         else (set(), set(), set())
     for i, (oid, (msg, check)) in enumerate(zip(oids, verdicts), start=count + 1):
@@ -445,7 +446,7 @@ def _index_batch(
                 path, i, oid,
                 msg.id if msg else oid,
                 msg.from_ if msg else sender,
-                json.dumps(msg.to if msg else [rcpt], ensure_ascii=False),
+                _recipients_json(msg.to if msg else [rcpt], to_json),
                 msg.date if msg else "",
                 msg.subject if msg else "(unreadable message)",
                 msg.summary if msg else "",
@@ -477,6 +478,15 @@ def _index_batch(
         + ",".join("?" * 27) + ")",
         rows,
     )
+
+
+def _recipients_json(to: list[str], memo: dict[tuple[str, ...], str]) -> str:
+    """The ``recipients`` column of a row: ``to`` as a JSON array (``memo``: already written ones)."""
+    key = tuple(to)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = json.dumps(to, ensure_ascii=False)
+    return hit
 
 
 def _inbox_copies(db: sqlite3.Connection, ids: list[str]) -> tuple[set[str], set[str], set[str]]:
