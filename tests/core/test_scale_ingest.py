@@ -413,3 +413,26 @@ def test_thread_trace_and_reply_lookups_use_their_partial_indexes() -> None:
     assert used == {"msg_thread", "msg_trace", "msg_reply"}
     assert not [sql for sql in statements if sql.lstrip().upper().startswith("SELECT") and " msg" in sql
                 and any(step[3].startswith("SCAN msg") for step in db.execute("EXPLAIN QUERY PLAN " + sql))]
+
+
+def test_new_rows_share_equal_values_and_equal_the_plain_rows() -> None:
+    """What a first sync lists (every new inbox row) keeps equal values once and no per-row dict
+    (gitmail's peak memory at 100,000 messages), and is exactly the rows read one by one."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.executescript(cache._DDL)
+    db.executemany(
+        "INSERT INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary, priority, prank, type,"
+        " status, detail, inbox, sent, dup, require_ack, n_attach, attach_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,0,0,0,0,0)",
+        [(f"gitmail/mail/alex/{s}", i, f"{i:040x}", f"{i:064x}", s, json.dumps(["alex"] if i % 3 else ["alex", "max"]),
+          f"2026-11-29T10:00:{i % 60:02d}.000000Z", f"s{i}", "", "normal" if i % 4 else "urgent", 2 if i % 4 else 0,
+          "text", "good" if i % 5 else "unsigned", "" if i % 5 else "unsigned")
+         for i in range(1, 301) for s in ("max",)])
+    rows = cache.new_inbox_rows(db, 0)
+    plain = cache._with_acks(db, [cache.Row.of(r) for r in db.execute(
+        "SELECT * FROM msg WHERE rowid > 0 AND +inbox=1 AND +dup=0 ORDER BY prank, date")])
+    assert rows == plain and len(rows) == 300
+    assert not hasattr(rows[0], "__dict__")
+    assert len({id(r.recipients) for r in rows}) == 2 and len({id(r.path) for r in rows}) == 1
