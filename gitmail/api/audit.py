@@ -293,9 +293,9 @@ def _verify_all(s: Session, problems: list[str]) -> VerifyReport:
     findings: list[Finding] = []
     n = good = 0
     with Checker(pg, d) as checker:
-        for path, oids, verdicts in check_batches(checker, batches()):
+        for path, oids, parts in check_batches(checker, batches()):
             sender = refs.split_mail_path(path)[1]
-            for oid, (msg, check) in zip(oids, verdicts):
+            for oid, (msg, check) in zip(oids, (v for part in parts for v in part)):
                 n += 1
                 if check.good:
                     good += 1

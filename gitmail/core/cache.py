@@ -21,8 +21,12 @@ from gitmail.core.address import to_ref
 if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
+    from gitmail.core.store import Verdict
 
-SCHEMA = 7  # 7: trace_id and the payload hint of open types (a cache of another version is rebuilt)
+# 7: trace_id and the payload hint of open types; 8: the trace, thread and reply indexes hold only
+# rows that have one (most have none: a first sync writes three B-trees fewer per message).
+# A cache of another version is rebuilt.
+SCHEMA = 8
 HINT_CHARS = 200  # of an open type's payload (canonical JSON) kept for listings
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -35,10 +39,10 @@ CREATE TABLE IF NOT EXISTS msg(
   read INTEGER DEFAULT 0, archived INTEGER DEFAULT 0, plaintext TEXT, encrypted INTEGER DEFAULT 0,
   trace_id TEXT, hint TEXT,
   PRIMARY KEY(path, ordinal));
-CREATE INDEX IF NOT EXISTS msg_trace ON msg(trace_id);
+CREATE INDEX IF NOT EXISTS msg_trace ON msg(trace_id) WHERE trace_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_id ON msg(id);
-CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread);
-CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to);
+CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread) WHERE thread IS NOT NULL;
+CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to) WHERE in_reply_to IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
 CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 """
@@ -77,7 +81,7 @@ def fresh(repo: "Repo", member: str, db: sqlite3.Connection) -> bool:
     return row is not None and row[0] == key
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a first sync lists every new row (a quarter of the memory per row)
 class Row:
     """One message as the cache knows it (no body: read the blob for that)."""
 
@@ -113,15 +117,26 @@ class Row:
     ack_requested: bool = False
 
     @classmethod
-    def of(cls, r: sqlite3.Row) -> "Row":
+    def of(cls, r: sqlite3.Row, shared: Optional[dict[Any, Any]] = None) -> "Row":
+        """The row ``r`` of ``msg``. ``shared``: values already made for earlier rows of the same
+        listing, reused where equal (the mailbox, sender, recipients, ... of a big arrival)."""
         d: dict[str, Any] = {k: r[k] for k in _ROW_FIELDS}
-        d["recipients"] = json.loads(d["recipients"])
+        if shared is None:
+            d["recipients"] = json.loads(d["recipients"])
+        else:
+            for k in _SHARED_FIELDS:
+                d[k] = shared.setdefault((k, d[k]), d[k])
+            raw = d["recipients"]
+            d["recipients"] = shared.get(raw)
+            if d["recipients"] is None:
+                d["recipients"] = shared[raw] = json.loads(raw)
         for b in ("require_ack", "inbox", "sent", "read", "archived", "encrypted"):
             d[b] = bool(d[b])
         return cls(**d)
 
 
 _ROW_FIELDS = tuple(f for f in Row.__dataclass_fields__ if f != "ack_requested")
+_SHARED_FIELDS = ("path", "sender", "priority", "type", "status", "detail")  # few distinct values
 
 
 BATCH = 10_000  # commits verified and indexed per transaction: bounds memory; a crash keeps whole batches
@@ -384,9 +399,14 @@ def _index_range(
             lo = max(0, hi - BATCH)
             yield lo, [todo[i] for i in range(hi - 1, lo - 1, -1)], rcpt, sender
 
-    for lo, oids, verdicts in check_batches(checker, batches()):
+    for lo, oids, parts in check_batches(checker, batches()):
         since = max_rowid(db)
-        _index_batch(repo, db, path, rcpt, sender, oids, verdicts, count, inbox, sent, opener)
+        done = 0
+        for verdicts in parts:  # indexed as the workers hand them over, all in this batch's transaction
+            _index_batch(repo, db, path, rcpt, sender, oids[done:done + len(verdicts)], verdicts, count + done,
+                         inbox, sent, opener)
+            done += len(verdicts)
+        assert done == len(oids)
         count += len(oids)
         batch_tip = oids[-1]
         if lo < fresh_count:  # the batch reaches above the verified ref: move it along
@@ -402,47 +422,50 @@ def _index_range(
 
 def _index_batch(
     repo: "Repo", db: sqlite3.Connection, path: str, rcpt: str, sender: str, oids: list[str],
-    verdicts: list[Any], count: int, inbox: bool, sent: bool, opener: Any,
+    verdicts: "list[Verdict]", count: int, inbox: bool, sent: bool, opener: Any,
 ) -> None:
-    """Write the rows of one batch of checked commits (ordinals from ``count + 1``)."""
-    from gitmail.core.model import MAX_INT, PRIORITY_RANK, canonical_json, is_open_type
+    """Write the rows of checked commits ``oids`` (ordinals from ``count + 1``): part of a batch,
+    in its transaction (rows of the batch's earlier parts are rows already)."""
+    from gitmail.core.model import PRIORITY_RANK, canonical_json
     from gitmail.core.objects import load_commit
     from gitmail.core.private import plaintext_json
+    from gitmail.core.store import brief
 
     pg = repo.pg
     rows: list[list[Any]] = []
-    # Message-IDs shown on this batch (a copy twice in one push is shown once); earlier
-    # batches are already rows, found by the queries below.
+    # Message-IDs shown on this part (a copy twice in one push is shown once); earlier
+    # parts and batches are already rows, looked up once for the whole part below.
     batch_good: set[str] = set()
-    batch_bad: dict[str, list[list[Any]]] = {}  # Message-ID -> rows of this batch not good (inbox)
-    batch_shown: set[str] = set()  # Message-IDs with an inbox row of this batch shown (dup 0)
+    batch_bad: dict[str, list[list[Any]]] = {}  # Message-ID -> rows of this part not good (inbox)
+    batch_shown: set[str] = set()  # Message-IDs with an inbox row of this part shown (dup 0)
+    to_json: dict[tuple[str, ...], str] = {}  # a mailbox's messages mostly share one list of recipients
+    shown_good, shown, hidden_bad = _inbox_copies(db, [m.id for m, _ in verdicts if m is not None]) if inbox \
+        else (set(), set(), set())
     for i, (oid, (msg, check)) in enumerate(zip(oids, verdicts), start=count + 1):
         plaintext = None
-        if msg is not None and msg.encrypted is not None and check.good:
+        if msg is not None and msg.sealed is not None and check.good:
             c = load_commit(pg, oid)
             if not isinstance(c, str):
-                opened = opener.open(pg, c, msg)
+                opened = opener.open(pg, c, msg.sealed)
                 if opened is None:
-                    msg = msg.model_copy(update={"subject": "(encrypted message)"})
+                    msg = msg._replace(subject="(encrypted message)")
                 else:
-                    msg = opened[0]
+                    msg = brief(opened[0])
                     if opener.keeps_plaintext:
                         plaintext = plaintext_json(*opened)
         dup = 0
         if msg is not None and inbox:
             # De-duplication keeps the genuine copy (docs/protocol.md §7): a good copy
             # already shown hides this one; a good one hides earlier copies that are not good.
-            if msg.id in batch_good or db.execute(
-                "SELECT 1 FROM msg WHERE id=? AND +inbox=1 AND status='good' AND dup=0 LIMIT 1", (msg.id,)
-            ).fetchone() is not None:
+            if msg.id in batch_good or msg.id in shown_good:
                 dup = 1
             elif check.good:
-                db.execute("UPDATE msg SET dup=1 WHERE id=? AND +inbox=1 AND status!='good'", (msg.id,))  # +: by msg_id, never a scan of the inbox
-                for r in batch_bad.pop(msg.id, []):  # by id, not a scan: a batch may hold 10,000 rows
+                if msg.id in hidden_bad:  # rows not good, shown until now: hide them
+                    db.execute("UPDATE msg SET dup=1 WHERE id=? AND +inbox=1 AND status!='good'", (msg.id,))  # +: by msg_id, never a scan of the inbox
+                    hidden_bad.discard(msg.id)
+                for r in batch_bad.pop(msg.id, []):  # by id, not a scan: a part may hold 10,000 rows
                     r[22] = 1
-            elif msg.id in batch_shown or db.execute(
-                "SELECT 1 FROM msg WHERE id=? AND +inbox=1 AND dup=0 LIMIT 1", (msg.id,)
-            ).fetchone() is not None:
+            elif msg.id in batch_shown or msg.id in shown:
                 dup = 1  # a second copy that is not good either: shown once
             if check.good and not dup:
                 batch_good.add(msg.id)
@@ -451,7 +474,7 @@ def _index_batch(
                 path, i, oid,
                 msg.id if msg else oid,
                 msg.from_ if msg else sender,
-                json.dumps(msg.to if msg else [rcpt], ensure_ascii=False),
+                _recipients_json(msg.to if msg else [rcpt], to_json),
                 msg.date if msg else "",
                 msg.subject if msg else "(unreadable message)",
                 msg.summary if msg else "",
@@ -462,13 +485,13 @@ def _index_batch(
                 msg.in_reply_to if msg else None,
                 msg.thread if msg else None,
                 int(msg.require_ack) if msg else 0,
-                len(msg.attachments) if msg else 0,
-                min(sum(a.size for a in msg.attachments), MAX_INT) if msg else 0,
+                msg.n_attach if msg else 0,
+                msg.attach_size if msg else 0,
                 check.status, check.detail, int(inbox), int(sent), dup, plaintext,
-                int(msg is not None and msg.encrypted is not None),
+                int(msg is not None and msg.encrypted),
                 msg.trace_id if msg else None,
                 canonical_json(msg.payload).decode("utf-8")[:HINT_CHARS]
-                if msg is not None and msg.payload is not None and is_open_type(msg.type) else None,
+                if msg is not None and msg.payload is not None else None,
             ]
         )
         if msg is not None and inbox:
@@ -483,6 +506,33 @@ def _index_batch(
         + ",".join("?" * 27) + ")",
         rows,
     )
+
+
+def _recipients_json(to: list[str], memo: dict[tuple[str, ...], str]) -> str:
+    """The ``recipients`` column of a row: ``to`` as a JSON array (``memo``: already written ones)."""
+    key = tuple(to)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = json.dumps(to, ensure_ascii=False)
+    return hit
+
+
+def _inbox_copies(db: sqlite3.Connection, ids: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """Of ``ids``, those with an inbox row: good and shown, shown (dup 0), and not good yet shown.
+    By Message-ID through its index, 500 ids a query (below SQLite's bound-parameter limit)."""
+    good: set[str] = set()
+    shown: set[str] = set()
+    bad: set[str] = set()
+    uniq = list(dict.fromkeys(ids))
+    for k in range(0, len(uniq), 500):
+        part = uniq[k:k + 500]
+        for mid, status, dup in db.execute(
+            f"SELECT id, status, dup FROM msg WHERE id IN ({','.join('?' * len(part))}) AND +inbox=1", part
+        ):
+            if not dup:
+                shown.add(mid)
+                (good if status == "good" else bad).add(mid)
+    return good, shown, bad
 
 
 def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
@@ -703,8 +753,9 @@ def new_inbox_rows(db: sqlite3.Connection, since: int) -> list[Row]:
     """Inbox messages indexed after rowid ``since``, most urgent first, then oldest first."""
     rows = db.execute(
         "SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 ORDER BY prank, date", (since,)  # rowid range
-    ).fetchall()
-    return _with_acks(db, [Row.of(r) for r in rows])
+    )
+    shared: dict[Any, Any] = {}  # a first sync lists every message: equal values are kept once
+    return _with_acks(db, [Row.of(r, shared) for r in rows])
 
 
 def new_unread_rows(db: sqlite3.Connection, since: int) -> list[Row]:

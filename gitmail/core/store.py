@@ -14,7 +14,7 @@ A message commit (docs/protocol.md, "Message commits") has:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Optional, TypeVar, Union, cast
 
 from gitmail.core.model import (
     Member,
@@ -279,6 +279,48 @@ def _check(
     return msg, Check(GOOD, "", who.name)
 
 
+class Brief(NamedTuple):
+    """What the cache's index and ``gitmail verify`` keep of a checked message (:func:`brief`):
+    a plain tuple, so the worker pool sends it back for a fraction of what pickling a
+    :class:`Message` costs (issue 16 item 4)."""
+
+    id: str
+    from_: str
+    to: list[str]
+    date: str
+    subject: str
+    summary: str
+    priority: str
+    type: str
+    request_id: Optional[str]
+    in_reply_to: Optional[str]
+    thread: Optional[str]
+    require_ack: bool
+    n_attach: int  # attachments listed
+    attach_size: int  # their sizes summed (bytes, capped at 2^63 - 1)
+    trace_id: Optional[str]
+    payload: Optional[dict[str, Any]]  # of an open type only (its hint), else None
+    sealed: Optional[Message]  # the whole message when it is encrypted (to be opened), else None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.sealed is not None
+
+
+def brief(msg: Message) -> Brief:
+    """The :class:`Brief` of ``msg``."""
+    from gitmail.core.model import MAX_INT, is_open_type
+
+    return Brief(msg.id, msg.from_, msg.to, msg.date, msg.subject, msg.summary, msg.priority, msg.type,
+                 msg.request_id, msg.in_reply_to, msg.thread, msg.require_ack, len(msg.attachments),
+                 min(sum(a.size for a in msg.attachments), MAX_INT) if msg.attachments else 0, msg.trace_id,
+                 msg.payload if msg.payload is not None and is_open_type(msg.type) else None,
+                 msg if msg.encrypted is not None else None)
+
+
+Verdict = tuple[Optional[Brief], Check]
+
+
 # -- checking many commits: in batches, on every core -------------------------------------
 
 PARALLEL_MIN = 512  # commits: below this a batch is checked in-process (starting workers costs more)
@@ -289,14 +331,19 @@ _CHUNK = 250  # commits per task sent to a worker
 _WORKER: dict[str, object] = {}
 
 
-def _check_chunk(task: tuple[list[str], str, str]) -> list[tuple[Optional[Message], Check]]:
+def _check_chunk(task: tuple[list[str], str, str]) -> list[Verdict]:
     import pygit2
 
     chunk, recipient, sender = task
     pg = _WORKER.get("pg")
     if pg is None:
         pg = _WORKER["pg"] = pygit2.Repository(str(_WORKER["path"]))
-    return _check_many(cast("pygit2.Repository", pg), chunk, recipient, sender, cast("Directory", _WORKER["directory"]))
+    return _briefs(_check_many(cast("pygit2.Repository", pg), chunk, recipient, sender,
+                               cast("Directory", _WORKER["directory"])))
+
+
+def _briefs(verdicts: list[tuple[Optional[Message], Check]]) -> list[Verdict]:
+    return [(None if m is None else brief(m), c) for m, c in verdicts]
 
 
 def _check_many(pg: "pygit2.Repository", oids: list[str], recipient: str, sender: str,
@@ -311,10 +358,15 @@ def _check_many(pg: "pygit2.Repository", oids: list[str], recipient: str, sender
 
 
 class Pending:
-    """The verdicts of one submitted batch; :meth:`get` waits for them."""
+    """The verdicts of one submitted batch: :meth:`parts` yields them in order, a part as soon
+    as it is checked (the caller indexes it while the workers check the next)."""
 
-    def __init__(self, get: "Callable[[], list[tuple[Optional[Message], Check]]]") -> None:
-        self.get = get
+    def __init__(self, parts: "Callable[[], Iterator[list[Verdict]]]") -> None:
+        self.parts = parts
+
+    def get(self) -> list[Verdict]:
+        """Every verdict of the batch (waits for the last)."""
+        return [v for part in self.parts() for v in part]
 
 
 class Checker:
@@ -362,11 +414,12 @@ class Checker:
         # Forking a process that runs other threads (the MCP server's) could copy a lock one
         # of them holds: then the batch is checked here.
         if self.workers < 2 or len(oids) < PARALLEL_MIN or (self._pool is None and threading.active_count() > 1):
-            return Pending(lambda: _check_many(self.pg, oids, recipient, sender, self.directory))
+            return Pending(lambda: iter([_briefs(_check_many(self.pg, oids, recipient, sender, self.directory))]))
         pool = self._start()
+        # The tasks are queued now and checked in order; each part is handed over as it is done.
         res = workers.map_now(pool, _check_chunk, [(oids[i : i + _CHUNK], recipient, sender)
                                                     for i in range(0, len(oids), _CHUNK)])
-        return Pending(lambda: [r for part in res for r in part])
+        return Pending(lambda: res)
 
     def _start(self) -> "concurrent.futures.ProcessPoolExecutor":
         import contextlib
@@ -384,17 +437,19 @@ class Checker:
 
 def check_batches(
     checker: Checker, batches: "Iterable[tuple[T, list[str], str, str]]"
-) -> "Iterator[tuple[T, list[str], list[tuple[Optional[Message], Check]]]]":
-    """Check each ``(tag, commit ids, recipient, sender)`` batch; yield ``(tag, ids, verdicts)`` in order.
+) -> "Iterator[tuple[T, list[str], Iterator[list[Verdict]]]]":
+    """Check each ``(tag, commit ids, recipient, sender)`` batch; yield ``(tag, ids, parts)`` in
+    order, ``parts`` yielding the verdicts of ``ids`` in order, a list at a time as they are checked.
 
     The next batch is submitted before this one is yielded, so the workers check
-    it while the caller handles this one; at most two batches are held.
+    it while the caller handles this one; at most two batches are held. The caller
+    consumes ``parts`` before asking for the next batch.
     """
     pending: "Optional[tuple[T, list[str], Pending]]" = None
     for tag, oids, recipient, sender in batches:
         nxt = (tag, oids, checker.submit(oids, recipient, sender))
         if pending is not None:
-            yield pending[0], pending[1], pending[2].get()
+            yield pending[0], pending[1], pending[2].parts()
         pending = nxt
     if pending is not None:
-        yield pending[0], pending[1], pending[2].get()
+        yield pending[0], pending[1], pending[2].parts()

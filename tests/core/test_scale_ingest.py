@@ -308,3 +308,131 @@ def test_apply_state_to_new_rows_matches_the_full_form() -> None:
                 cache.apply_state(db, st, since=since) if since else cache.apply_state(db, st)
             dbs.append(db.execute("SELECT rowid, read, archived FROM msg ORDER BY rowid").fetchall())
         assert dbs[0] == dbs[1]
+
+
+# -- a forged commit inside a big batch (issue 16 item 4: the fast ingest keeps every check) -------
+
+
+def _big_mailbox(org: Org, tmp_path: Path, n: int, bad: dict[int, str]) -> tuple[Path, list[str]]:
+    """``n`` messages from max on alex's mailbox, written straight into alex's clone (the bulk
+    writer) and set as its remote-tracking tip; message ``i`` in ``bad`` is forged: ``stranger``
+    (signed by a key no member holds), ``tampered`` (message.json altered after signing: the
+    Message-ID no longer matches) or ``impostor`` (alex's genuine signature on a message that
+    claims to be from max). Returns the clone and the commit ids, oldest first."""
+    from gitmail.core import bulk
+    from gitmail.core import directory as dirmod
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.repo import open_repo
+    from tests.core.forge import key_of, stranger_key
+
+    alex = org.clones["alex"]
+    repo = open_repo(alex)
+    members = dirmod.load(repo).members
+    keys = {"max": key_of(org, "max"), "alex": key_of(org, "alex"), "stranger": stranger_key(tmp_path)}
+    pack = bulk.PackWriter()
+    date = format_date(utcnow())
+    oids: list[str] = []
+    parent = None
+    for i in range(n):
+        m = Message(**{"from": "max"}, to=["alex"], date=date, subject=f"bulk {i}", body=f"message {i}")
+        m.id = m.compute_id()
+        kind = bad.get(i)
+        signer = keys["stranger" if kind == "stranger" else "alex" if kind == "impostor" else "max"]
+        blob = m.to_blob().replace(b"message ", b"MESSAGE ") if kind == "tampered" else None
+        parent = bulk.message_commit(pack, m, members["max"], signer, parent, 1_700_000_000 + i, sealed=blob)
+        oids.append(parent.hex())
+    pack.finish(repo)
+    git("update-ref", f"refs/remotes/origin/{refs.mail_path('alex', 'max')}", oids[-1], cwd=alex)
+    return alex, oids
+
+
+def test_forged_commits_inside_a_batch_of_ten_thousand_are_refused(
+        org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first ingest of 10,001 commits (one batch through the worker pool, handed over part by
+    part) with forged commits in the middle: each forged one is indexed as not good and never shown
+    as verified mail, every other one is good, and the rows are exactly those of the in-process
+    check (one part per batch, no pool)."""
+    from gitmail.api.session import session
+
+    n = 10_001
+    bad = {17: "tampered", 5_000: "stranger", 5_001: "impostor", 9_999: "tampered"}
+    alex, oids = _big_mailbox(org, tmp_path, n, bad)
+    assert cache.BATCH <= n - 1 and store.PARALLEL_MIN < cache.BATCH  # the pool path, two batches
+
+    def rows() -> list[tuple[Any, ...]]:
+        db = cache.connect(open_repo(alex), "alex")
+        return [tuple(x) for x in db.execute(
+            "SELECT ordinal, oid, id, status, detail, dup FROM msg WHERE path=? ORDER BY ordinal",
+            (refs.mail_path("alex", "max"),))]
+
+    session(alex, "alex").refresh()
+    pooled = rows()
+    assert [r[1] for r in pooled] == oids
+    assert {i: r[3] for i, r in enumerate(pooled) if r[3] != "good"} == {
+        17: "malformed", 5_000: "unknown-sender", 5_001: "wrong-signer", 9_999: "malformed"}
+    assert "Message-ID does not match" in pooled[17][4] and "signed by alex" in pooled[5_001][4]
+    assert open_repo(alex).ref_target(refs.verified(refs.mail_path("alex", "max"))) == oids[-1]
+    listing = json.loads(org.ok("alex", "list", "--json", "-n", "20000").out)
+    assert listing["total"] == n
+    assert sorted(m["subject"] for m in listing["messages"] if not m["verified"]) == sorted(f"bulk {i}" for i in bad)
+    # the same rows when every batch is checked in-process, as one part
+    (open_repo(alex).data_dir / "cache" / "alex.sqlite3").unlink()
+    git("update-ref", "-d", refs.verified(refs.mail_path("alex", "max")), cwd=alex)
+    monkeypatch.setattr(store, "PARALLEL_MIN", 10**9)
+    session(alex, "alex").refresh()
+    assert rows() == pooled
+
+
+def test_thread_trace_and_reply_lookups_use_their_partial_indexes() -> None:
+    """The trace, thread and reply indexes hold only rows that have one (a bulk ingest writes
+    three B-trees fewer per message); every lookup by them still goes through its index."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.executescript(cache._DDL)
+    mid = "ab" * 32
+    db.executemany("INSERT INTO msg(path, ordinal, id, thread, in_reply_to, trace_id, inbox, sent, type, status,"
+                   " recipients, require_ack, dup) VALUES (?,?,?,?,?,?,1,1,?,'good','[]',1,0)",
+                   [("p", i, f"{i:064x}", mid if i % 9 == 0 else None, mid if i % 5 == 0 else None,
+                     "t1" if i % 7 == 0 else None, "ack" if i % 5 == 0 else "text") for i in range(3000)])
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    cache.thread_rows(db, mid)
+    cache.trace_rows(db, "t1", mid)
+    cache.has_trace(db, "t1")
+    cache.sent_ack_of(db, mid)
+    db.set_trace_callback(None)
+    asking = [cache.Row.of(r) for r in db.execute("SELECT * FROM msg WHERE ordinal < 3")]
+    db.set_trace_callback(statements.append)
+    cache._with_acks(db, asking)
+    db.set_trace_callback(None)
+    used = {ix for sql in statements if sql.lstrip().upper().startswith("SELECT")
+            for step in db.execute("EXPLAIN QUERY PLAN " + sql) for ix in ("msg_thread", "msg_trace", "msg_reply")
+            if f"INDEX {ix} " in step[3]}
+    assert used == {"msg_thread", "msg_trace", "msg_reply"}
+    assert not [sql for sql in statements if sql.lstrip().upper().startswith("SELECT") and " msg" in sql
+                and any(step[3].startswith("SCAN msg") for step in db.execute("EXPLAIN QUERY PLAN " + sql))]
+
+
+def test_new_rows_share_equal_values_and_equal_the_plain_rows() -> None:
+    """What a first sync lists (every new inbox row) keeps equal values once and no per-row dict
+    (gitmail's peak memory at 100,000 messages), and is exactly the rows read one by one."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.executescript(cache._DDL)
+    db.executemany(
+        "INSERT INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary, priority, prank, type,"
+        " status, detail, inbox, sent, dup, require_ack, n_attach, attach_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,0,0,0,0,0)",
+        [(f"gitmail/mail/alex/{s}", i, f"{i:040x}", f"{i:064x}", s, json.dumps(["alex"] if i % 3 else ["alex", "max"]),
+          f"2026-11-29T10:00:{i % 60:02d}.000000Z", f"s{i}", "", "normal" if i % 4 else "urgent", 2 if i % 4 else 0,
+          "text", "good" if i % 5 else "unsigned", "" if i % 5 else "unsigned")
+         for i in range(1, 301) for s in ("max",)])
+    rows = cache.new_inbox_rows(db, 0)
+    plain = cache._with_acks(db, [cache.Row.of(r) for r in db.execute(
+        "SELECT * FROM msg WHERE rowid > 0 AND +inbox=1 AND +dup=0 ORDER BY prank, date")])
+    assert rows == plain and len(rows) == 300
+    assert not hasattr(rows[0], "__dict__")
+    assert len({id(r.recipients) for r in rows}) == 2 and len({id(r.path) for r in rows}) == 1
