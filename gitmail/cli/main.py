@@ -144,8 +144,11 @@ _interrupted = False
 
 def _on_sigint(signum: int, frame: Any) -> None:
     """Python's own SIGINT behaviour (KeyboardInterrupt), remembering that it happened: a git
-    child killed by the same Ctrl-C may surface as a git error first."""
+    child killed by the same Ctrl-C may surface as a git error first. Only the first Ctrl-C
+    raises: more of them while it is answered would each print a traceback."""
     global _interrupted
+    if _interrupted:
+        return  # a second Ctrl-C while the first is answered: one answer is enough
     _interrupted = True
     raise KeyboardInterrupt
 
@@ -258,7 +261,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _main(argv)
     finally:
         if signal.getsignal(signal.SIGINT) is _on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            # After a Ctrl-C has been answered the process is on its way out (it may still
+            # wait a moment for a worker pool to stop): a second Ctrl-C must not print a
+            # traceback from the interpreter's shutdown.
+            signal.signal(signal.SIGINT, signal.SIG_IGN if _interrupted else signal.default_int_handler)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

@@ -52,11 +52,21 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
     out of memory) its results fail with :class:`WorkerError` instead of never arriving.
     """
     import multiprocessing
+    import signal
     from concurrent.futures import ProcessPoolExecutor
 
     ex = ProcessPoolExecutor(workers or cores(), mp_context=multiprocessing.get_context("fork"),
                              initializer=_ignore_interrupts)
     try:
+        # Fork every worker now, with SIGINT blocked: a Ctrl-C during the fork stays pending
+        # (here it is delivered when the block is lifted; a worker discards it when it
+        # ignores SIGINT) instead of interrupting a child before it ignores it, which
+        # printed "Exception ignored in: <function _after_fork ...>" and a traceback.
+        was = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            ex.submit(int)  # with fork, the first task starts every worker
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, was)
         yield ex
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
@@ -66,6 +76,7 @@ def _ignore_interrupts() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextlib.contextmanager

@@ -124,7 +124,9 @@ def test_ctrl_c_while_forked_workers_import_exits_130_with_one_line_and_writes_n
     while len(children.read_text().split()) < 2:  # the worker pool is up: the import is under way
         assert p.poll() is None and time.monotonic() < deadline, p.communicate()
         time.sleep(0.02)
-    os.killpg(p.pid, signal.SIGINT)
+    for _ in range(3):  # an impatient user: Ctrl-C, Ctrl-C, Ctrl-C
+        os.killpg(p.pid, signal.SIGINT)
+        time.sleep(0.03)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == b"gitmail: interrupted\n", (p.returncode, out, err)
     assert git("for-each-ref", cwd=clone).stdout == before

@@ -1,0 +1,77 @@
+"""gitmail.core.workers: forked pools whose workers never answer Ctrl-C themselves."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from gitmail.core import workers
+from gitmail.errors import WorkerError
+
+
+def _mask(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    raise AssertionError(field)
+
+
+SIGINT_BIT = 1 << (signal.SIGINT - 1)
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_workers_ignore_sigint_from_birth_and_the_parent_gets_ctrl_c_back() -> None:
+    """Workers are forked with SIGINT blocked (a Ctrl-C during the fork cannot interrupt a
+    child before it ignores it: that printed "Exception ignored in: _after_fork" and a
+    traceback, once in a full suite run), then ignore it and lift the block; the parent's
+    mask is as it was. (The race itself is not reproduced here: this checks the state the
+    fix leaves, whose two halves, a parent left blocking Ctrl-C or a worker left blocking
+    it, would each be a bug.)"""
+    assert workers.can_fork(), "this test needs two cores and no other thread"
+    before = _mask(os.getpid(), "SigBlk")
+    with workers.pool(2) as p:
+        pids = set(workers.map_now(p, _pid, range(8)))
+        assert _mask(os.getpid(), "SigBlk") == before and not before & SIGINT_BIT
+        for pid in pids:
+            assert _mask(pid, "SigIgn") & SIGINT_BIT, pid
+            assert not _mask(pid, "SigBlk") & SIGINT_BIT, pid
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+def _die(x: int) -> int:
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def test_a_dead_worker_is_an_error_not_a_wait() -> None:
+    with workers.pool(2) as p:
+        with pytest.raises(WorkerError, match="worker process ended unexpectedly"):
+            list(workers.ordered_map(p, _die, range(8), 4))
+
+
+def test_ordered_map_keeps_order_and_bounds_what_is_in_flight() -> None:
+    read: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(50):
+            read.append(i)
+            yield i
+
+    with workers.pool(2) as p:
+        out = []
+        for x in workers.ordered_map(p, _pid_or_value, items(), 3):
+            out.append(x)
+            assert len(read) - len(out) <= 3  # never more than the window ahead
+    assert out == list(range(50))
+
+
+def _pid_or_value(x: int) -> int:
+    return x
