@@ -9,7 +9,8 @@ forks one child per command) over a unix socket: the argv, the whole
 environment, the umask, the encodings of the standard streams, and as file
 descriptors (``SCM_RIGHTS``) stdin, stdout, stderr and the current directory.
 
-Exactly once: the child answers ``A<pid>`` (ack); only then does this client
+Exactly once: the server greets a connection (``H``) before anything is sent
+to it; the child then reads the request and answers ``A<pid>`` (ack); only then does this client
 answer ``G`` (go), and only after reading ``G`` does the child run the
 command. A client that got no ack (no server, a dead, retiring or stopped
 one: ``ACK_TIMEOUT``) never sends ``G`` and runs the command in-process, as
@@ -209,6 +210,12 @@ def _connect(sock_path: str, argv: Sequence[str]) -> Any:
     try:
         s.settimeout(ACK_TIMEOUT)
         s.connect(sock_path)
+        # The server's greeting first: a stopped or wedged server's socket still takes
+        # connections (the kernel queues them), and the descriptors sent to it would stay
+        # open in that queue (a reader of our stdout would wait for its end meanwhile).
+        if _read_line(s) != b"H\n":
+            s.close()
+            return None
         cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             data = pack(request(argv))
@@ -220,7 +227,7 @@ def _connect(sock_path: str, argv: Sequence[str]) -> Any:
                 s.sendall(data[sent:])
         finally:
             os.close(cwd)
-    except OSError:
+    except (OSError, ValueError):
         s.close()
         return None
     return s

@@ -163,6 +163,11 @@ def serve(sock_path: str, lock_fd: Optional[int] = None) -> int:
                 conn.close()  # no ack: the client runs the command itself (with the new code)
                 break
             last = time.monotonic()
+            try:
+                conn.send(b"H\n")  # the greeting: alive (a stopped server sends nothing)
+            except OSError:
+                conn.close()
+                continue
             pid = os.fork()
             if pid == 0:
                 _child(conn, [listener, *children.values()], [wake_r, wake_w, fd])  # never returns
