@@ -169,7 +169,7 @@ def test_a_warm_send_delivers_one_signed_message_like_an_in_process_one(org: Org
     cold = warm.cli("send", "alex", "-", "--subject", "cold", "--repo", str(max_), input="in process\n",
                     env={**warm.env, "GITMAIL_WARM": "off"})
     assert cold.returncode == 0 and cold.stdout.startswith("Sent to alex (encrypted)"), cold
-    msgs = {m["subject"]: m for m in inbox(org, "alex")}
+    msgs = {str(m["subject"]): m for m in inbox(org, "alex")}
     assert sorted(msgs) == ["cold", "warm"]
     a, b = msgs["warm"], msgs["cold"]
     assert a["body"] == "through the warm server\n" and b["body"] == "in process\n"
