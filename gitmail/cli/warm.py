@@ -364,8 +364,11 @@ def _run(conn: socket.socket, args: list[str]) -> None:
         _finish(conn, b"R\n", status=RERUN_STATUS)
     except KeyboardInterrupt:
         code = 130
-    except BaseException as e:  # main handles everything else; this is a bug of this module
-        _finish(conn, b"X70\n", f"gitmail: internal error: {type(e).__name__}: {e}")
+    except BaseException:  # what main lets through (GITMAIL_DEBUG=1): as an uncaught exception
+        import traceback
+
+        traceback.print_exc()
+        _finish(conn, b"X1\n")
     _finish(conn, b"X%d\n" % (code & 0xFF if code >= 0 else 1))
 
 
