@@ -248,7 +248,9 @@ def _child(conn: socket.socket, sockets: list[socket.socket], fds: list[int]) ->
             os._exit(1)  # the client gave up before committing: it runs the command itself
         conn.settimeout(None)
     except KeyboardInterrupt:  # forwarded between ack and go
-        _finish(conn, b"X130\n", "gitmail: interrupted")
+        from gitmail.cli.main import _interrupt
+
+        _finish(conn, b"X%d\n" % _interrupt())
     except BaseException:
         os._exit(1)
     _run(conn, argv)
@@ -362,8 +364,10 @@ def _run(conn: socket.socket, args: list[str]) -> None:
         code = main(args)
     except terminal.RerunHere:
         _finish(conn, b"R\n", status=RERUN_STATUS)
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt:  # Ctrl-C before main took over (while the config was read)
+        from gitmail.cli.main import _interrupt
+
+        code = _interrupt()
     except BaseException:  # what main lets through (GITMAIL_DEBUG=1): as an uncaught exception
         import traceback
 

@@ -146,6 +146,20 @@ def inbox(org: Org, name: str) -> list[dict[str, object]]:
     return sorted(out["messages"], key=lambda m: str(m["date"]))
 
 
+def reading_stdin(warm: Warm, pid: int) -> int:
+    """The server's child once it blocks reading its stdin (a pipe): the command is running."""
+    def child() -> Optional[int]:
+        for c in warm.children(pid):
+            try:
+                if "pipe" in Path(f"/proc/{c}/wchan").read_text():
+                    return c
+            except OSError:
+                pass
+        return None
+
+    return wait_for(child)
+
+
 def test_the_launcher_imports_nothing_heavy() -> None:
     code = ("import sys, gitmail.cli.launch as l; l.paths(create=False); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -268,7 +282,7 @@ def test_a_child_killed_after_the_ack_is_never_run_again(org: Org, warm: Warm) -
     pid = warm.up()
     p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--repo", str(org.clones["max"])], env=warm.env,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    child = wait_for(lambda: warm.children(pid))[0]
+    child = reading_stdin(warm, pid)  # acked, told to go, and running the command
     os.kill(child, signal.SIGKILL)
     time.sleep(0.5)
     out, err = p.communicate("killed before it read its message\n", timeout=60)
@@ -283,7 +297,7 @@ def test_signals_reach_the_command(org: Org, warm: Warm) -> None:
     pid = warm.up()
     p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--repo", str(org.clones["max"])], env=warm.env,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: warm.children(pid))
+    reading_stdin(warm, pid)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "gitmail: interrupted\n", (p.returncode, err)
