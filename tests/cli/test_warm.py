@@ -212,7 +212,8 @@ def test_each_client_has_its_own_directory_environment_and_identity(org: Org, wa
     warm.up()
     max_, alex = org.clones["max"], org.clones["alex"]
     a = warm.cli("whoami", "--json", cwd=max_)
-    b = warm.cli("whoami", "--json", cwd=tmp_path, env={**warm.env, "GITMAIL_REPO": str(alex)})
+    # A large environment (far more than one message's worth) arrives whole, in order.
+    b = warm.cli("whoami", "--json", cwd=tmp_path, env={**{f"BIG{i}": "x" * 100_000 for i in range(3)}, **warm.env, "GITMAIL_REPO": str(alex)})
     assert json.loads(a.stdout)["name"] == "max" and json.loads(b.stdout)["name"] == "alex", (a, b)
     assert warm.cli("send", "alex", "from max's directory", cwd=max_).returncode == 0
     assert warm.cli("send", "max", "from alex by GITMAIL_REPO", cwd=tmp_path,
