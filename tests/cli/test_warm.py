@@ -220,7 +220,9 @@ def test_each_client_has_its_own_directory_environment_and_identity(org: Org, wa
                     env={**warm.env, "GITMAIL_REPO": str(alex)}).returncode == 0
     assert [(m["from"], m["body"]) for m in inbox(org, "alex")] == [("max", "from max's directory")]
     assert [(m["from"], m["body"]) for m in inbox(org, "max")] == [("alex", "from alex by GITMAIL_REPO")]
-    # The time zone (TZ, then time.tzset()) and --utc's environment variable are the client's.
+    # The time zone (TZ, then time.tzset()) is the client's, and nothing of an earlier
+    # command (--utc sets a module-level flag) carries over to the next.
+    assert warm.cli("list", "--all", "--utc", "--repo", str(max_)).returncode == 0
     for tz in ("UTC", "Asia/Kolkata"):
         env = {**warm.env, "TZ": tz}
         w = warm.cli("list", "--all", "--repo", str(max_), env=env)
@@ -400,6 +402,21 @@ def test_idle_timeout_off_switches_and_an_unsafe_directory(org: Org, warm: Warm,
 
     assert warm_server.serve(str(d / "x.sock")) == 1 and list(d.iterdir()) == []
     assert [m["body"] for m in inbox(org, "alex")] == ["unsafe dir"]
+
+
+def test_warm_off_in_the_clones_config_runs_the_command_in_process(org: Org, warm: Warm) -> None:
+    """git config gitmail.warm false while a server runs: its child finds it in the config the
+    command opens and stops before the command; the client runs it itself, once."""
+    pid = warm.up()
+    max_ = org.clones["max"]
+    git("config", "gitmail.warm", "false", cwd=max_)
+    p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--repo", str(max_)], env=warm.env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: "pipe" in Path(f"/proc/{p.pid}/wchan").read_text() or None)  # the client reads stdin
+    assert not warm.children(pid)
+    out, err = p.communicate("config says no\n", timeout=60)
+    assert p.returncode == 0 and out.startswith("Sent to alex") and err == "", (out, err)
+    assert [m["body"] for m in inbox(org, "alex")] == ["config says no\n"]
 
 
 def test_the_in_process_commands_never_go_to_the_server(warm: Warm, tmp_path: Path) -> None:
