@@ -13,7 +13,11 @@ Code hooks), ``mcp`` (MCP server), ``guard`` (server guard) -> ``cli``, which
 dispatches to all of them.
 """
 
-from typing import Any
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing's: importing typing would cost the CLI launcher's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -17,6 +17,10 @@ import pytest
 
 from gitmail.cli.main import main
 
+# The console script's warm server (gitmail.cli.launch) is off for the suite: every test runs
+# the CLI as it always did and leaves no server behind. tests/cli/test_warm.py turns it on.
+os.environ["GITMAIL_WARM"] = "off"
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -27,6 +31,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GITMAIL_HOME", str(home / "gitmail"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GITMAIL_NOTICE", "never")
+    monkeypatch.setenv("GITMAIL_WARM", "off")
     for var in ("GITMAIL_USER", "GITMAIL_REPO", "GITMAIL_REMOTE", "GITMAIL_PASSPHRASE", "XDG_DATA_HOME",
                 "GITMAIL_DEBUG", "SSH_AUTH_SOCK", "GITMAIL_UTC"):
         monkeypatch.delenv(var, raising=False)

@@ -15,17 +15,24 @@ import sys
 from pathlib import Path
 
 from gitmail import git
+from gitmail.cli.terminal import need_terminal
 from gitmail.errors import GitError, UsageError
 
 COMMENT = "#"  # comment lines of the template; stripspace is told the same character
 
 
 def can_edit() -> bool:
-    """Whether an editor can be opened: stdin is a terminal (a pipe or a script gets the usage error)."""
+    """Whether an editor can be opened: stdin is a terminal (a pipe or a script gets the usage error).
+
+    Raises :class:`gitmail.cli.terminal.RerunHere` in a warm child (the command then runs in
+    the client's process, which owns the terminal)."""
     try:
-        return sys.stdin.isatty()
+        tty = sys.stdin.isatty()
     except (AttributeError, ValueError):  # no stdin at all, or closed
         return False
+    if tty:
+        need_terminal()
+    return tty
 
 
 def template(*lines: str) -> str:
@@ -39,8 +46,10 @@ def edit(repo: Path, data_dir: Path, text: str, name: str = "SEND_EDITMSG") -> s
     afterwards: it may hold the clear text of an encrypted message.
 
     Raises :class:`UsageError` when git names no editor (a dumb terminal with none set)
-    or the editor exits non-zero.
+    or the editor exits non-zero; :class:`gitmail.cli.terminal.RerunHere` in a warm child
+    that is not in the terminal's foreground.
     """
+    need_terminal()
     try:
         editor = git.output(["var", "GIT_EDITOR"], repo)
     except GitError as e:

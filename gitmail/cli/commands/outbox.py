@@ -78,9 +78,11 @@ def retry(id: Optional[str], repo: Optional[str], as_: Optional[str], as_json: b
 def drop(id: str, yes: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Take queued message ID out of the outbox (kept in: gitmail outbox --undelivered)."""
     from gitmail import api
+    from gitmail.cli.terminal import need_terminal
     from gitmail.errors import UsageError
 
     if not yes:
+        need_terminal()  # a prompt: in a warm child, run in the client's own process instead
         try:
             ok = click.confirm(f"Drop queued message {id} (it is kept in 'gitmail outbox --undelivered')?",
                                err=True)
