@@ -7,7 +7,7 @@ formats are defined in :mod:`gitmail.core.model` and specified in
 docs/protocol.md.
 
 Layers, each importing only those below it (tests/test_layout.py checks this):
-``errors``, ``git`` -> ``core`` (the protocol) -> ``hookscripts`` and ``api``
+``errors``, ``git``, ``rundir`` -> ``core`` (the protocol) -> ``hookscripts`` and ``api``
 (the library) -> the front-ends ``hooks`` (git hooks), ``claude`` (Claude
 Code hooks), ``mcp`` (MCP server), ``guard`` (server guard) -> ``cli``, which
 dispatches to all of them.

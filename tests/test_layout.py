@@ -14,7 +14,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "gitmail"
 LAYERS = [
-    ("gitmail.errors", "gitmail.git"),
+    ("gitmail.errors", "gitmail.git", "gitmail.rundir"),
     ("gitmail.core",),
     ("gitmail.hookscripts", "gitmail.api"),
     ("gitmail.hooks", "gitmail.claude", "gitmail.mcp", "gitmail.guard"),

@@ -73,25 +73,10 @@ def _sha256(data: bytes) -> str:
 
 def private_dir(base: Optional[str] = None, create: bool = True) -> Optional[str]:
     """``<base>/gitmail-cli-<uid>`` (base: ``$XDG_RUNTIME_DIR``, else ``/tmp``), created 0700;
-    None when it cannot be made or is not a directory owned by this uid and closed to others
-    (the same rule as the guard's, gitmail.guard.daemon.runtime_dir)."""
-    if base is None:
-        base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    if not base.startswith("/"):
-        base = "/tmp"
-    d = os.path.join(base, f"gitmail-cli-{os.getuid()}")
-    try:
-        if create:
-            try:
-                os.mkdir(d, 0o700)
-            except FileExistsError:
-                pass
-        st = os.lstat(d)
-    except OSError:
-        return None
-    if st.st_mode & 0o170000 != 0o040000 or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
-    return d
+    None when it is not safe (:func:`gitmail.rundir.private_dir`, the guard's rule too)."""
+    from gitmail.rundir import private_dir as private
+
+    return private("gitmail-cli", base, create)
 
 
 def key() -> str:

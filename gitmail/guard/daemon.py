@@ -54,6 +54,8 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 
+from gitmail import rundir
+
 if TYPE_CHECKING:
     from gitmail.core.directory import Directory
 
@@ -75,25 +77,13 @@ KEY_RE = re.compile(r'^KEY = "([0-9a-f]+)"$', re.M)
 
 
 def _bases() -> list[str]:
-    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    return [base if base.startswith("/") else "/tmp"]
+    return [rundir.base()]
 
 
 def runtime_dir(base: Optional[str] = None, create: bool = True) -> Optional[str]:
-    """The private socket directory (created 0700), or None when it is missing or not safe to use."""
-    d = os.path.join(base or _bases()[0], f"gitmail-guard-{os.getuid()}")
-    try:
-        if create:
-            try:
-                os.mkdir(d, 0o700)
-            except FileExistsError:
-                pass
-        st = os.lstat(d)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
-    return d
+    """The private socket directory (created 0700), or None when it is missing or not safe to use
+    (:func:`gitmail.rundir.private_dir`)."""
+    return rundir.private_dir("gitmail-guard", base, create)
 
 
 def name(git_dir: str, key: str) -> str:
