@@ -26,7 +26,7 @@ import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 
 from gitmail.api.archives import RAW_READERS, SOURCES, Entry, Original, Skip, parse, parse_all
