@@ -6,7 +6,8 @@ One rule, one home: a socket directory is ``<base>/<name>-<uid>``, where ``base`
 is a real directory (not a symlink), owned by this uid and closed to group and others
 (mode 0700), so no other user can plant or read a socket there. The guard's hook script
 (``hooks/pre-receive``) carries its own copy of this rule, as it may import nothing of
-gitmail. Standard library only, and only ``os``: the CLI launcher imports it on every start.
+gitmail. Standard library only, and only ``os`` at import: the CLI launcher imports it on
+every start. Also the one test of whether such a process is alive (:func:`held`).
 """
 
 from __future__ import annotations
@@ -37,3 +38,21 @@ def private_dir(name: str, parent: str | None = None, create: bool = True) -> st
     if st.st_mode & 0o170000 != 0o040000 or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None
     return d
+
+
+def held(lock: str) -> bool:
+    """Whether a live process holds the ``flock`` on ``lock`` (a warm process's lock file:
+    held for as long as it serves). A missing or unopenable file, or a symlink, is not held."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)

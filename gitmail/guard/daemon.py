@@ -246,18 +246,8 @@ def stop_socket(sock: str, wait: float = 10.0) -> Optional[int]:
 
 
 def _locked(lock: str) -> bool:
-    """Whether a live daemon holds ``lock``."""
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
+    """Whether a live daemon holds ``lock`` (:func:`gitmail.rundir.held`)."""
+    return rundir.held(lock)
 
 
 # -- the daemon ----------------------------------------------------------------------

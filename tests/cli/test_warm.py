@@ -5,7 +5,6 @@ server or command process of it is left."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import pty
@@ -22,6 +21,7 @@ from typing import Callable, Iterator, Optional, TypeVar
 
 import pytest
 
+from gitmail import rundir
 from gitmail.cli import launch
 from tests.conftest import Org, git
 
@@ -111,17 +111,7 @@ class Warm:
 
 
 def _locked(lock: Path) -> bool:
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
+    return rundir.held(str(lock))
 
 
 @pytest.fixture
