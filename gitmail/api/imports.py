@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -31,8 +30,8 @@ from typing import Iterator, Optional, Union
 
 from gitmail.api.archives import RAW_READERS, SOURCES, Entry, Original, Skip, parse, parse_all
 from gitmail.api.results import ImportResult, SkippedEntry
-from gitmail.api.send import (CHUNK, PARALLEL_MIN, Draft, Prepared, forked_preparers, prepare_stream,
-                              write_prepared)
+from gitmail.api.send import (CHUNK, PARALLEL_MIN, Draft, Prepared, forked_preparers, no_cycle_collection,
+                              prepare_stream, write_prepared)
 from gitmail.api.session import RepoLike, Session, resolve_recipients, session
 from gitmail.core import workers
 from gitmail.errors import GitmailError, UsageError
@@ -147,21 +146,6 @@ class _Plan:
     already: int = 0
 
 
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Python's cycle collector paused while a batch is composed and written: every message
-    adds long-lived objects, so the collector walks an ever larger heap again and again (a
-    tenth of an import's CPU), and composing makes no cycles worth collecting meanwhile.
-    (Parsing does, the standard library's parser holds each message in a cycle: not paused.)"""
-    import gc
-
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 # -- both cores ----------------------------------------------------------------------
@@ -267,7 +251,7 @@ def import_archive(
                 yield got
 
         # Written while the workers compose the next ones (the pack is stored only at the end).
-        with _no_cycle_collection():
+        with no_cycle_collection():
             results = write_prepared(s, ready(), mailbox=mailbox_path) if originals else []
     if results and not any(x.outcome == "refused" for x in results):
         # Every message written lies below the new tip: remember them, so that the next
