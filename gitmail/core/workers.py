@@ -46,7 +46,10 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
     and :func:`map_now`. The caller sets what the workers need in module globals *before*
     this call. The workers ignore SIGINT: Ctrl-C reaches the whole process group, and only
     the parent answers it (one line, exit 130); a worker would print a traceback. On the way
-    out, work not started is dropped and the workers end after the task they are on.
+    out, work not started is dropped and the workers end after the task they are on. When
+    the parent is killed (SIGKILL, the OOM killer) the workers are killed too (on Linux):
+    otherwise they would wait on the pool's queue for ever, each holding a copy of the
+    parent's memory.
 
     A ``concurrent.futures`` pool, not ``multiprocessing.Pool``: when a worker dies (killed,
     out of memory) its results fail with :class:`WorkerError` instead of never arriving.
@@ -56,7 +59,7 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
     from concurrent.futures import ProcessPoolExecutor
 
     ex = ProcessPoolExecutor(workers or cores(), mp_context=multiprocessing.get_context("fork"),
-                             initializer=_ignore_interrupts)
+                             initializer=_worker_start, initargs=(os.getpid(),))
     try:
         # Fork every worker now, with SIGINT blocked: a Ctrl-C during the fork stays pending
         # (here it is delivered when the block is lifted; a worker discards it when it
@@ -72,11 +75,32 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
         ex.shutdown(wait=False, cancel_futures=True)
 
 
-def _ignore_interrupts() -> None:
+def _worker_start(parent: int) -> None:
+    """A worker's set-up: SIGINT ignored, then unblocked; killed when ``parent`` dies."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGKILL when the parent ends (Linux ``prctl(PR_SET_PDEATHSIG)``,
+    prctl(2)); nothing elsewhere. A parent that died before the request: exit at once."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @contextlib.contextmanager

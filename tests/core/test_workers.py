@@ -73,5 +73,47 @@ def test_ordered_map_keeps_order_and_bounds_what_is_in_flight() -> None:
     assert out == list(range(50))
 
 
+def test_the_workers_of_a_killed_parent_end_with_it(tmp_path: Path) -> None:
+    """A parent killed mid-map (SIGKILL, the OOM killer): its workers end too. They used to
+    wait on the pool's queue for ever (found as two orphaned workers of a killed sync, each
+    holding a copy of its memory)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "from gitmail.core import workers\n"
+        "def slow(x):\n"
+        "    time.sleep(0.2)\n"
+        "    return os.getpid()\n"
+        "with workers.pool(2) as p:\n"
+        "    pids = set()\n"
+        "    for pid in workers.ordered_map(p, slow, range(1000), 4):\n"
+        "        pids.add(pid)\n"
+        "        if len(pids) == 2:\n"
+        "            print(*pids, flush=True)\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -signal.SIGKILL, r
+    pids = [int(x) for x in r.stdout.split()]
+    assert len(pids) == 2 and os.getpid() not in pids
+    deadline = time.monotonic() + 30
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if _running(p)]
+    assert not alive, f"workers still running after their parent was killed: {alive}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _pid_or_value(x: int) -> int:
     return x
