@@ -212,7 +212,7 @@ def import_archive(
         raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     forked = len(head) == PARALLEL_MIN and workers.can_fork()
     with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(forked_preparers(s, encrypt)) if forked else None
+        pool = stack.enter_context(forked_preparers(s, encrypt, clear_copies=False)) if forked else None
         everything = itertools.chain(head, entries)
         try:
             if pool is not None:

@@ -89,8 +89,11 @@ class Judge:
     """:func:`outcome_of` for many messages of one delivery round: each mailbox's queued
     chain and the recorded reasons are read once, not once per message."""
 
-    def __init__(self, repo: "Repo", res: "Delivery") -> None:
-        self.repo, self.res = repo, res
+    def __init__(self, repo: "Repo", res: "Delivery", many: bool = False) -> None:
+        """``many``: a big batch; each mailbox's undelivered records are then listed once
+        (one git process) instead of looked up once per message (24 µs each)."""
+        self.repo, self.res, self.many = repo, res, many
+        self._undelivered: dict[str, set[str]] = {}
         self.held = {(h.path, h.id): h for h in res.queued}
         self.why_refused = {(h.path, h.id): h.detail for h in res.refused}
         self._chains: dict[str, set[str]] = {}
@@ -104,6 +107,17 @@ class Judge:
             self._chains[path] = {mid for _, mid in sync.queued_chain(self.repo, path)}
         return self._chains[path]
 
+    def _is_undelivered(self, path: str, msg_id: str) -> bool:
+        from gitmail import git
+        from gitmail.core import sync
+
+        if not self.many:
+            return self.repo.ref_target(sync.undelivered_ref(path, msg_id)) is not None
+        if path not in self._undelivered:
+            prefix = sync.undelivered_ref(path, "")  # ends with "/": git matches it as a prefix
+            self._undelivered[path] = {n[len(prefix):] for n in git.for_each_ref(self.repo.path, [prefix[:-1]])}
+        return msg_id in self._undelivered[path]
+
     def __call__(
         self, msg_id: str, paths: list[str]
     ) -> tuple[str, Optional[str], dict[str, str], dict[str, str], Optional[str]]:
@@ -114,7 +128,7 @@ class Judge:
         queued: dict[str, str] = {}
         kind = None
         for p in paths:
-            if repo.ref_target(sync.undelivered_ref(p, msg_id)):
+            if self._is_undelivered(p, msg_id):
                 why = self.why_refused.get((p, msg_id))
                 if why is None:
                     if self._recorded is None:
@@ -436,11 +450,12 @@ def prepare(s: Session, dr: Draft, encrypt: Optional[bool] = None) -> Prepared:
     msg, _ = compose(s, dr)
     plain, extra = msg, None
     if private.decide(s.directory, s.me, msg.to, encrypt):
-        msg, cipher = private.seal_message(msg, s.directory, [])
+        msg, cipher = private.seal_message(msg, s.directory, [])  # sets msg.id
         extra = {private.CIPHER_FILE: cipher}
-    blob = msg.seal()
-    if plain is not msg:
-        plain = plain.model_copy(update={"id": msg.id})
+        plain.id = msg.id  # plain: the copy compose made for this call
+        blob = msg.to_blob()
+    else:
+        blob = msg.seal()
     _refuse_malformed(msg, s.directory.policy.body_limit)
     _refuse_unreadable(blob)
     return Prepared(plain, msg, blob, extra)
@@ -457,15 +472,20 @@ _FORKED: dict[str, object] = {}
 
 
 @contextlib.contextmanager
-def forked_preparers(s: Session, encrypt: Optional[bool]) -> "Iterator[concurrent.futures.ProcessPoolExecutor]":
+def forked_preparers(s: Session, encrypt: Optional[bool], *, clear_copies: bool = True,
+                     ) -> "Iterator[concurrent.futures.ProcessPoolExecutor]":
     """A pool of forked workers for :func:`prepare_stream` with session ``s`` (check
     :func:`gitmail.core.workers.can_fork` first). Whatever every message needs is loaded
-    here, before the fork: the key may ask for its passphrase, never in a worker."""
+    here, before the fork: the key may ask for its passphrase, never in a worker.
+
+    ``clear_copies=False``: a caller that reports only Message-IDs (an import) gets each
+    :class:`Prepared` with ``plain`` being ``stored`` (the clear copy of an encrypted
+    message is not sent back: a second model pickled and unpickled for every message)."""
     from gitmail.core import workers
 
     s.signer  # noqa: B018
     s.directory  # noqa: B018
-    _FORKED.update(session=s, encrypt=encrypt)
+    _FORKED.update(session=s, encrypt=encrypt, clear_copies=clear_copies)
     try:
         with workers.pool() as pool:
             yield pool
@@ -509,15 +529,19 @@ def no_cycle_collection() -> Iterator[None]:
 
 
 def _prepare_chunk(drafts: list[Draft]) -> list[Union[Prepared, GitmailError]]:
-    s, encrypt = _FORKED["session"], _FORKED["encrypt"]
+    s, encrypt, clear_copies = _FORKED["session"], _FORKED["encrypt"], _FORKED["clear_copies"]
     assert isinstance(s, Session)
     out: list[Union[Prepared, GitmailError]] = []
     with no_cycle_collection():
         for dr in drafts:
             try:
-                out.append(prepare(s, dr, encrypt if isinstance(encrypt, bool) else None))
+                p = prepare(s, dr, encrypt if isinstance(encrypt, bool) else None)
             except GitmailError as e:
                 out.append(portable(e))
+                continue
+            if not clear_copies:
+                p.plain = p.stored
+            out.append(p)
     return out
 
 
@@ -620,6 +644,6 @@ def write_prepared(s: Session, prepared: Iterable[Prepared], *, deliver: bool = 
                            reason="not delivered yet: run 'gitmail sync'" if queued else None,
                            kind=syncmod.NOT_TRIED if queued else None) for p in prepared]
     res = syncmod.deliver(r_, s.signer, s.me)
-    judge = Judge(r_, res)
+    judge = Judge(r_, res, many=len(done) > 64)
     return [result_of(r_, p.plain, p.stored, [refs.mail_path(r, s.me) for r in p.stored.to], res, judge)
             for p in prepared]

@@ -163,3 +163,27 @@ def test_a_batch_never_writes_a_message_json_readers_refuse(org: Org, tmp_path: 
     org.ok("alex", "sync")
     rows = json.loads(org.ok("alex", "list", "--json").out)["messages"]
     assert [m["status"] for m in rows] == ["good"]
+
+
+def test_a_big_batch_judges_outcomes_exactly_as_one_message_is_judged(org: Org) -> None:
+    """A big batch lists each mailbox's undelivered records once (Judge ``many``) instead of
+    looking each message up; both must give every message the same outcome and reason."""
+    from gitmail.api.send import Judge
+    from gitmail.core import refs, sync
+
+    res = api.send_batch(org.clones["max"], [api.Draft(to=["alex"], body=f"m{i}") for i in range(6)],
+                         deliver=False)
+    s = api.session(org.clones["max"])
+    path = refs.mail_path("alex", "max")
+    ids = [r.stored.id for r in res if r.stored]
+    other = refs.mail_path("max", "max")  # a record on another mailbox, same Message-ID: not this one's
+    oid = s.repo.ref_target(refs.outbox(path))
+    assert oid and len(ids) == 6
+    for mid in ids[::2]:
+        s.repo.set_ref(sync.undelivered_ref(path, mid), oid, None)
+    s.repo.set_ref(sync.undelivered_ref(other, ids[1]), oid, None)
+    delivery = sync.deliver(s.repo, s.signer, s.me)
+    one = [Judge(s.repo, delivery)(mid, [path]) for mid in ids]
+    many = Judge(s.repo, delivery, many=True)
+    assert [many(mid, [path]) for mid in ids] == one
+    assert [o[0] for o in one] == ["refused", "delivered"] * 3
