@@ -407,13 +407,11 @@ class Checker:
 
     def submit(self, oids: list[str], recipient: str, sender: str) -> Pending:
         """Start checking ``oids`` (commits found on ``mail/<recipient>/<sender>``), in order."""
-        import threading
-
         from gitmail.core import workers
 
-        # Forking a process that runs other threads (the MCP server's) could copy a lock one
-        # of them holds: then the batch is checked here.
-        if self.workers < 2 or len(oids) < PARALLEL_MIN or (self._pool is None and threading.active_count() > 1):
+        # A process that runs other threads (the MCP server's) is never forked: the batch is
+        # checked here. (Not can_fork(): an explicit ``workers`` is obeyed on one core too.)
+        if self.workers < 2 or len(oids) < PARALLEL_MIN or (self._pool is None and not workers.alone()):
             return Pending(lambda: iter([_briefs(_check_many(self.pg, oids, recipient, sender, self.directory))]))
         pool = self._start()
         # The tasks are queued now and checked in order; each part is handed over as it is done.

@@ -34,10 +34,16 @@ def cores() -> int:
 
 
 def can_fork() -> bool:
-    """True when a pool of forked workers may be started here: more than one core, and no
-    other thread running. ``fork`` copies only the calling thread, so a lock another thread
-    held (the MCP server runs threads) would stay locked in the child for good."""
-    return cores() > 1 and threading.active_count() == 1
+    """True when a pool of forked workers is worth starting here: more than one core, and
+    :func:`alone`."""
+    return cores() > 1 and alone()
+
+
+def alone() -> bool:
+    """No other thread runs in this process, so forking is safe: ``fork`` copies only the
+    calling thread, and a lock another thread held (the MCP server runs threads) would stay
+    locked in the child for good."""
+    return threading.active_count() == 1
 
 
 @contextlib.contextmanager
