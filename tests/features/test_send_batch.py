@@ -182,6 +182,7 @@ def test_a_big_batch_judges_outcomes_exactly_as_one_message_is_judged(org: Org) 
     for mid in ids[::2]:
         s.repo.set_ref(sync.undelivered_ref(path, mid), oid, None)
     s.repo.set_ref(sync.undelivered_ref(other, ids[1]), oid, None)
+    s.repo.set_ref(sync.undelivered_ref(path + "i", ids[3]), oid, None)  # mail/alex/maxi: a name that extends max's
     delivery = sync.deliver(s.repo, s.signer, s.me)
     one = [Judge(s.repo, delivery)(mid, [path]) for mid in ids]
     many = Judge(s.repo, delivery, many=True)
