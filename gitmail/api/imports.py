@@ -213,6 +213,11 @@ def import_archive(
     forked = len(head) == PARALLEL_MIN and workers.can_fork()
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(forked_preparers(s, encrypt, clear_copies=False)) if forked else None
+        if pool is not None:
+            # The workers parse (the standard library's parser makes cycles there, not here):
+            # this process only gathers long-lived objects until the end, which the cycle
+            # collector would walk again and again (0.4 s of a 10,000-message import).
+            stack.enter_context(no_cycle_collection())
         everything = itertools.chain(head, entries)
         try:
             if pool is not None:
@@ -253,18 +258,25 @@ def import_archive(
         # Written while the workers compose the next ones (the pack is stored only at the end).
         with no_cycle_collection():
             results = write_prepared(s, ready(), mailbox=mailbox_path) if originals else []
-    if results and not any(x.outcome == "refused" for x in results):
-        # Every message written lies below the new tip: remember them, so that the next
-        # import reads only what is newer (a re-parented delivery just means a full read).
-        tip = _tip(s, mailbox_path)
-        if tip is not None:
-            _save_memo(s, mailbox_path, tip, known | {o.key for o, _ in written})
-    outcome = reason = None
-    for want in ("refused", "queued", "delivered"):
-        hit = next((x for x in results if x.outcome == want), None)
-        if hit is not None:
-            outcome, reason = hit.outcome, hit.reason
-            break
-    return ImportResult(source=source, path=str(path), mailbox=mailbox_path,
-                        added=[x.stored.id if x.stored else x.message.id for x in results],
-                        already=plan.already, skipped=plan.skipped, outcome=outcome, reason=reason)
+            if results and not any(x.outcome == "refused" for x in results):
+                # Every message written lies below the new tip: remember them, so that the next
+                # import reads only what is newer (a re-parented delivery just means a full read).
+                tip = _tip(s, mailbox_path)
+                if tip is not None:
+                    _save_memo(s, mailbox_path, tip, known | {o.key for o, _ in written})
+            outcome = reason = None
+            for want in ("refused", "queued", "delivered"):
+                hit = next((x for x in results if x.outcome == want), None)
+                if hit is not None:
+                    outcome, reason = hit.outcome, hit.reason
+                    break
+            imported = ImportResult(source=source, path=str(path), mailbox=mailbox_path,
+                                    added=[x.stored.id if x.stored else x.message.id for x in results],
+                                    already=plan.already, skipped=plan.skipped, outcome=outcome, reason=reason)
+            # Freed here, by their reference counts, before the cycle collector runs again:
+            # it would walk every one of them once more.
+            originals.clear()
+            written.clear()
+            results.clear()
+            hit = None
+    return imported
