@@ -52,7 +52,8 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
     and :func:`map_now`. The caller sets what the workers need in module globals *before*
     this call. The workers ignore SIGINT: Ctrl-C reaches the whole process group, and only
     the parent answers it (one line, exit 130); a worker would print a traceback. On the way
-    out, work not started is dropped and the workers end after the task they are on. When
+    out, work not started is dropped and the workers end after the task they are on (waited
+    for when the block ended normally, not after an error). When
     the parent is killed (SIGKILL, the OOM killer) the workers are killed too (on Linux):
     otherwise they would wait on the pool's queue for ever, each holding a copy of the
     parent's memory.
@@ -77,8 +78,12 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, was)
         yield ex
-    finally:
-        ex.shutdown(wait=False, cancel_futures=True)
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)  # an error or Ctrl-C: do not wait for them
+        raise
+    # Done: the workers are idle; wait for them to exit, so that none outlives its parent
+    # even for a moment and their CPU time is counted in this process's (getrusage).
+    ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _worker_start(parent: int) -> None:

@@ -107,6 +107,29 @@ def test_the_workers_of_a_killed_parent_end_with_it(tmp_path: Path) -> None:
     assert not alive, f"workers still running after their parent was killed: {alive}"
 
 
+def _burn(_: int) -> int:
+    import time
+
+    end = time.process_time() + 0.2
+    while time.process_time() < end:
+        pass
+    return os.getpid()
+
+
+def test_a_pool_that_ends_normally_waits_for_its_workers() -> None:
+    """After a pool's block ends normally its workers have exited and been reaped (none
+    outlives the command, and their CPU time shows in the parent's getrusage: the benches
+    counted it out when the parent did not wait)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with workers.pool(2) as p:
+        pids = set(workers.map_now(p, _burn, range(4)))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert pids and not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) >= 0.7
+
+
 def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
