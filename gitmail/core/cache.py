@@ -780,14 +780,18 @@ def new_inbox_pages(db: sqlite3.Connection, since: int, upto: int) -> Iterator[l
         yield _with_acks(db, [got[k] for k in order if k in got])
 
 
-def new_unread_rows(db: sqlite3.Connection, since: int) -> list[Row]:
-    """Unread, non-archived inbox messages indexed after rowid ``since``, newest first
-    (what a new-mail notice describes; rows of every verdict, the caller splits them)."""
-    rows = db.execute(
-        f"SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 AND +{UNREAD} AND +archived=0 ORDER BY date DESC",
-        (since,),
-    ).fetchall()
-    return [Row.of(r) for r in rows]
+def new_unread_pages(db: sqlite3.Connection, since: int) -> Iterator[list[Row]]:
+    """Unread, non-archived inbox messages indexed after rowid ``since``, in rowid order, in lists
+    of at most :data:`NEW_PAGE` rows (what a new-mail notice counts: rows of every verdict, the
+    caller splits them; it keeps counts, never every row)."""
+    cur = db.execute(
+        f"SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 AND +{UNREAD} AND +archived=0", (since,)
+    )
+    while True:
+        rows = cur.fetchmany(NEW_PAGE)
+        if not rows:
+            return
+        yield [Row.of(r) for r in rows]
 
 
 def ordinal_of(db: sqlite3.Connection, path: str, oid: str) -> Optional[int]:

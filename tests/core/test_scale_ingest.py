@@ -271,7 +271,7 @@ def test_ingest_of_a_new_message_reads_no_other_row(org: Org) -> None:
     upto = cache.max_rowid(db)
     cache.new_inbox_count(db, before, upto)
     list(cache.new_inbox_pages(db, before, upto))
-    cache.new_unread_rows(db, before)
+    list(cache.new_unread_pages(db, before))
     db.set_trace_callback(None)
     assert any("INSERT OR REPLACE INTO msg" in x for x in statements)
     assert _plans(db, statements) == []
@@ -502,3 +502,29 @@ def test_the_first_pygit2_handle_has_bounded_pack_windows_and_cache(org: Org) ->
     out = subprocess.run([sys.executable, "-c", probe, str(org.clones["alex"])], capture_output=True, text=True,
                          check=True).stdout.split()
     assert [int(x) for x in out] == [WINDOW_BYTES, MAPPED_BYTES, CACHE_BYTES]
+
+
+def test_the_new_mail_notice_counts_pages_and_never_holds_every_row(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client hooks' notice after a plain ``git pull`` summarises what arrived (how many, from
+    whom, the newest) while reading the new rows a page at a time: a first pull of a big mailbox
+    never builds a list of them (issue 16 item 2)."""
+    from gitmail import hooks
+
+    monkeypatch.setattr(cache, "NEW_PAGE", 2)
+    pages: list[int] = []
+    real = cache.new_unread_pages
+
+    def recorded(db: Any, since: int) -> Any:
+        for page in real(db, since):
+            pages.append(len(page))
+            yield page
+
+    monkeypatch.setattr(cache, "new_unread_pages", recorded)
+    for i in range(5):
+        org.ok("max", "send", "alex", f"body {i}", "--subject", f"subject {i}", "--plain")
+    git("fetch", "-q", "origin", cwd=org.clones["alex"])
+    text = hooks.notice(org.clones["alex"])
+    assert pages == [2, 2, 1]
+    assert text is not None and text.startswith("📬 5 new messages from max; newest (")
+    assert text.endswith('): "subject 4"  Run: gitmail read')
+    assert hooks.notice(org.clones["alex"]) is None
