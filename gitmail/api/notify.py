@@ -103,6 +103,7 @@ def run(s: Session, pages: Iterable[list[cache.Row]]) -> Optional[str]:
             raise
         finally:
             timer.cancel()
+            timer.join()  # no thread left behind: a pool is forked only from a single-threaded process
         if timed_out.is_set():
             return f"gitmail.notifyCommand did not finish within {TIMEOUT:.0f} s"
         if p.returncode != 0:

@@ -78,7 +78,11 @@ def test_the_command_gets_each_page_before_the_next_is_read(org: Org, tmp_path: 
             asked.append(k)
             yield rows[k:k + 2]
 
+    import threading
+
+    threads = threading.active_count()
     assert notify.run(s, pages()) is None
+    assert threading.active_count() == threads  # no timer left: a worker pool forks only when single-threaded
     assert asked == [0, 2, 4]
     whole = NotifyPayload.model_validate({"member": "alex", "messages": [notify.entry(r).dump() for r in rows]})
     assert out.read_bytes() == json.dumps(whole.dump(), ensure_ascii=False).encode("utf-8")
