@@ -18,11 +18,15 @@ commits would only measure pack-objects). Then, each figure in the same run:
   bringing it, then ``gitmail list --unread`` and ``gitmail read ID``; the same
   in a ``--small`` mailbox (default 1,000 messages) for the ratio.
 
-Peak memory is printed two ways: the largest single process (``/usr/bin/time``'s
-``%M``, covering the descendants it waited for, git included) and the
-whole process tree's proportional set size (sampled every 50 ms from
+Peak memory is printed four ways: the largest single process (``/usr/bin/time``'s
+``%M``, covering the descendants it waited for, git included), gitmail's own
+process alone (``self``) and its largest child (a verifying worker or git),
+and the whole process tree's proportional set size (sampled every 50 ms from
 ``/proc/*/smaps_rollup``: pages a forked worker pool shares with its parent
-count once). Figures are printed as they are measured.
+count once); git's own peak is that of the plain ``git fetch`` of the same
+refs. The measured commands run with ``GITMAIL_WARM=off`` (in the measured
+process, not in a child of the warm CLI server, which is no descendant of
+it). Figures are printed as they are measured.
 """
 
 from __future__ import annotations
@@ -72,15 +76,35 @@ def tree_pss_kb(root: int) -> int:
     return total
 
 
+# Runs ``gitmail`` in this interpreter and records the peak resident set of that process alone
+# and of its largest child (a verifying worker or git), which ``/usr/bin/time`` cannot tell apart.
+PEAKS = """
+import resource, sys
+from gitmail.cli.launch import main
+out = sys.argv.pop(1)
+try:
+    code = main()
+finally:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(out, "w") as f:
+        f.write(f"{me.ru_maxrss} {kids.ru_maxrss}")
+sys.exit(code)
+"""
+
+
 def measured(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
-    """Run ``cmd``: wall seconds, peak RSS of its largest single process (GNU time's ``%M``:
-    ``wait4`` of a child forked from the small ``time`` process, so this benchmark's own memory
-    never counts; it covers the descendants the command waited for, git included) and peak PSS of
-    the whole tree (MB)."""
+    """Run ``cmd`` (a ``gitmail`` command line, or any other): wall seconds, peak RSS of its
+    largest single process (GNU time's ``%M``: ``wait4`` of a child forked from the small ``time``
+    process, so this benchmark's own memory never counts; it covers the descendants the command
+    waited for, git included), peak PSS of the whole tree (MB) and, for gitmail, the peaks of
+    gitmail's own process (``self_maxrss_mb``) and of its largest child. ``GITMAIL_WARM=off``:
+    the command runs in the measured process, not in a child of the warm CLI server."""
     t = time.perf_counter()
-    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as err:
+    with tempfile.NamedTemporaryFile() as rss, tempfile.NamedTemporaryFile() as own, tempfile.TemporaryFile() as err:
+        if cmd[0] == GITMAIL:
+            cmd = [sys.executable, "-c", PEAKS, own.name, *cmd[1:]]
         p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], cwd=cwd,
-                             stdout=subprocess.DEVNULL, stderr=err)
+                             stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "GITMAIL_WARM": "off"})
         peak = [0]
         done = threading.Event()
 
@@ -99,7 +123,11 @@ def measured(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd[:3])} failed ({p.returncode}): {err.read().decode()[-2000:]}")
         maxrss_kb = int(Path(rss.name).read_text().split()[-1])
-    return {"wall_s": wall, "maxrss_mb": maxrss_kb / 1024, "tree_pss_mb": peak[0] / 1024}
+        mine = [int(x) for x in Path(own.name).read_text().split()]
+    out = {"wall_s": wall, "maxrss_mb": maxrss_kb / 1024, "tree_pss_mb": peak[0] / 1024}
+    if mine:
+        out["self_maxrss_mb"], out["child_maxrss_mb"] = mine[0] / 1024, mine[1] / 1024
+    return out
 
 
 class Live(dict[str, Any]):
@@ -205,10 +233,14 @@ def run(work: Path, n: int, heavy: bool, rounds: int = 3) -> dict[str, Any]:
         t = time.perf_counter()
         tip = fill(bare, sender, "reader", "sender", n)
         out["generate_s"] = time.perf_counter() - t
-        out["git_fetch_s"] = timed(lambda: git("fetch", "-q", "origin", cwd=plain))
+        fetch = measured(["git", "fetch", "-q", "origin"], cwd=plain)
+        out["git_fetch_s"] = fetch["wall_s"]
+        out["git_fetch_maxrss_mb"] = fetch["maxrss_mb"]
         first = measured([GITMAIL, "sync", "-q", "--repo", str(synced)])
         out["first_sync_s"] = first["wall_s"]
         out["first_sync_maxrss_mb"] = first["maxrss_mb"]
+        out["first_sync_self_maxrss_mb"] = first["self_maxrss_mb"]
+        out["first_sync_child_maxrss_mb"] = first["child_maxrss_mb"]
         out["first_sync_tree_pss_mb"] = first["tree_pss_mb"]
         listing = json.loads(sh(GITMAIL, "list", "--json", "--limit", "1", "--repo", str(synced)))
         out["all_listed"] = listing["total"] == n
@@ -220,6 +252,8 @@ def run(work: Path, n: int, heavy: bool, rounds: int = 3) -> dict[str, Any]:
             v = measured([GITMAIL, "verify", "--all", "-q", "--repo", str(synced)])
             out["verify_all_s"] = v["wall_s"]
             out["verify_all_maxrss_mb"] = v["maxrss_mb"]
+            out["verify_all_self_maxrss_mb"] = v["self_maxrss_mb"]
+            out["verify_all_child_maxrss_mb"] = v["child_maxrss_mb"]
             out["verify_all_tree_pss_mb"] = v["tree_pss_mb"]
             t = time.perf_counter()
             sh(GITMAIL, "verify", "-q", "--repo", str(synced))

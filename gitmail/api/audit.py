@@ -7,7 +7,7 @@ Part of the library API (:mod:`gitmail.api`): plain data in and out, only
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from gitmail.core import cache, refs
 from gitmail.errors import (
@@ -18,11 +18,54 @@ from gitmail.errors import (
 if TYPE_CHECKING:
 
     from gitmail.api.outbox import Queued, Undelivered
-    from gitmail.api.results import LogRow, ShowResult, SyncReport, VerifyResult
+    from gitmail.api.results import LogRow, MessageRow, ShowResult, SyncReport, VerifyResult
     from gitmail.api.state import StateResult
     from gitmail.core.model import Message
 
 from gitmail.api.session import RepoLike, Session, session
+
+
+@dataclass
+class NewMail:
+    """The inbox messages a sync brought (one per Message-ID shown), read from the cache
+    lazily: ``len()`` is their number; iterating gives :class:`gitmail.core.cache.Row`
+    values most urgent first, then oldest first, read a page of
+    :data:`gitmail.core.cache.NEW_PAGE` rows at a time (:meth:`pages`), so a first sync
+    of a million messages never holds them all. Each iteration reads the cache again
+    (flags as they are then); the listing is the rows the sync indexed, rowids
+    ``(since, upto]``, whatever is indexed later."""
+
+    db: Any  # sqlite3.Connection of the member's cache
+    since: int
+    upto: int
+    count: int
+
+    @classmethod
+    def of(cls, s: Session, since: int) -> "NewMail":
+        """What was indexed in ``s``'s cache after rowid ``since``."""
+        upto = cache.max_rowid(s.db)
+        return cls(s.db, since, upto, cache.new_inbox_count(s.db, since, upto) if upto > since else 0)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def pages(self) -> Iterator[list[cache.Row]]:
+        """The rows in lists of at most :data:`gitmail.core.cache.NEW_PAGE`."""
+        if self.count:
+            yield from cache.new_inbox_pages(self.db, self.since, self.upto)
+
+    def __iter__(self) -> Iterator[cache.Row]:
+        for page in self.pages():
+            yield from page
+
+    def head(self, n: int) -> list[cache.Row]:
+        """The first ``n`` rows (reads no more pages than that needs)."""
+        out: list[cache.Row] = []
+        for page in self.pages():
+            out += page[: n - len(out)]
+            if len(out) >= n:
+                break
+        return out
 
 
 @dataclass
@@ -31,10 +74,11 @@ class SyncResult:
     ``queued``: every message still queued, with why (:class:`gitmail.api.outbox.Queued`);
     ``refused``: messages the org repo refused now (moved to the undelivered record);
     ``restored``: messages this clone had delivered that were no longer on the org
-    repo (a rewritten mailbox), queued again; those also in ``delivered`` went back."""
+    repo (a rewritten mailbox), queued again; those also in ``delivered`` went back;
+    ``new``: the inbox mail that arrived, a lazy listing (:class:`NewMail`)."""
 
     fetched: bool
-    new: list[cache.Row]
+    new: NewMail
     delivered: list[str]
     queued: list["Queued"]
     refused: list["Undelivered"]
@@ -43,14 +87,26 @@ class SyncResult:
     state: Optional["StateResult"] = None  # the shared-state round, when gitmail.syncState is on
 
     def model(self) -> "SyncReport":
-        """The JSON result of ``gitmail sync`` (docs/json.md, ``SyncReport``)."""
-        from gitmail.api.results import MessageRow, SyncReport
+        """The JSON result of ``gitmail sync`` (docs/json.md, ``SyncReport``), every new message
+        in it: a list as long as what arrived (:meth:`model_streamed` does not hold it)."""
+        from gitmail.api.results import MessageRow
 
-        return SyncReport(new=[MessageRow.of(r) for r in self.new], delivered=self.delivered,
+        return self._report([MessageRow.of(r) for r in self.new])
+
+    def model_streamed(self) -> "tuple[SyncReport, Iterator[dict[str, Any]]]":
+        """The result of :meth:`model` with ``new`` empty, and the ``new`` entries as JSON objects
+        (``MessageRow``) produced a page at a time, to be written out as they come."""
+        from gitmail.api.results import MessageRow
+
+        return self._report([]), (MessageRow.of(r).dump() for r in self.new)
+
+    def _report(self, new: "list[MessageRow]") -> "SyncReport":
+        from gitmail.api.results import SyncReport
+
+        return SyncReport(new=new, delivered=self.delivered,
                           queued=[q.id for q in self.queued], refused={u.id: u.reason for u in self.refused},
                           outbox=[q.model() for q in self.queued], undelivered=[u.model() for u in self.refused],
                           restored=[q.model() for q in self.restored], problems=self.problems, state=self.state)
-
 
 
 def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False) -> SyncResult:
@@ -144,15 +200,15 @@ def _genuine(s: Session, c: Any, path: str) -> bool:
     rcpt, sender = refs.split_mail_path(path)
     return sender == s.me and check_message(s.repo.pg, c, rcpt, sender, s.directory)[1].good
 
-def _new_rows(s: Session, before: int) -> list[cache.Row]:
-    """The inbox rows indexed after rowid ``before`` (what a sync brought). Also brings a
+def _new_rows(s: Session, before: int) -> NewMail:
+    """The inbox rows indexed after rowid ``before`` (what a sync brought), lazily. Also brings a
     started search index up to date and runs the member's notify command for them."""
     from gitmail.api import notify
     from gitmail.api.search import update_index
 
     update_index(s, started_only=True)
-    new = cache.new_inbox_rows(s.db, before)
-    failed = notify.run(s, new)
+    new = NewMail.of(s, before)
+    failed = notify.run(s, new.pages())
     if failed:
         s.problems.append(failed)
     return new

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any, Optional
+from typing import IO, TYPE_CHECKING, Any, Iterable, Optional
 
 import click
 
@@ -15,9 +15,36 @@ if TYPE_CHECKING:
     from gitmail.api.results import Result
 
 
-def emit_json(result: "Result", out: Optional[IO[str]] = None) -> None:
-    """Print ``result`` (a model of :mod:`gitmail.api.results`) as one indented JSON object, not ASCII-escaped."""
-    click.echo(json.dumps(result.dump(), ensure_ascii=False, indent=2), file=out)
+def emit_json(result: "Result", out: Optional[IO[str]] = None,
+              streams: Optional[dict[str, Iterable[dict[str, Any]]]] = None) -> None:
+    """Print ``result`` (a model of :mod:`gitmail.api.results`) as one indented JSON object, not ASCII-escaped.
+
+    ``streams``: field name -> the items of that list field (whose value in ``result`` is left
+    empty), written one at a time as they come: the same text as the whole object at once,
+    without holding a list as long as a first sync's new mail."""
+    data = result.dump()
+    if not streams:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2), file=out)
+        return
+
+    def dumps(v: Any, level: int) -> str:  # v as json.dumps(indent=2) writes it ``level`` deep
+        return json.dumps(v, ensure_ascii=False, indent=2).replace("\n", "\n" + "  " * level)
+
+    text = "{"
+    for i, (k, v) in enumerate(data.items()):
+        text += ("," if i else "") + "\n  " + json.dumps(k, ensure_ascii=False) + ": "
+        if k not in streams:
+            text += dumps(v, 1)
+            continue
+        first = True
+        for item in streams[k]:
+            text += ("[" if first else ",") + "\n    " + dumps(item, 2)
+            first = False
+            if len(text) > 65536:
+                click.echo(text, file=out, nl=False)
+                text = ""
+        text += "[]" if first else "\n  ]"
+    click.echo(text + "\n}", file=out)
 
 
 def row_line(row: Row) -> str:

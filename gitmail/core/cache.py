@@ -749,23 +749,49 @@ def max_rowid(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0])
 
 
-def new_inbox_rows(db: sqlite3.Connection, since: int) -> list[Row]:
-    """Inbox messages indexed after rowid ``since``, most urgent first, then oldest first."""
-    rows = db.execute(
-        "SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 ORDER BY prank, date", (since,)  # rowid range
+NEW_PAGE = 500  # rows per page of a sync's new mail: what one holds at a time, whatever arrived
+
+
+def new_inbox_count(db: sqlite3.Connection, since: int, upto: int) -> int:
+    """How many inbox messages (one per Message-ID shown) have a rowid in ``(since, upto]``."""
+    return int(db.execute(
+        "SELECT COUNT(*) FROM msg WHERE rowid > ? AND rowid <= ? AND +inbox=1 AND +dup=0", (since, upto)  # rowid range
+    ).fetchone()[0])
+
+
+def new_inbox_pages(db: sqlite3.Connection, since: int, upto: int) -> Iterator[list[Row]]:
+    """The inbox messages with a rowid in ``(since, upto]`` (what a sync indexed), most urgent
+    first, then oldest first, in lists of at most :data:`NEW_PAGE` rows.
+
+    Only the sort keys of the whole range are sorted (by SQLite, which spills to a
+    temporary file beyond its page cache); the rows are read a page at a time, so
+    memory does not grow with what arrived (a first sync of a million messages)."""
+    keys = db.execute(
+        "SELECT rowid FROM msg WHERE rowid > ? AND rowid <= ? AND +inbox=1 AND +dup=0"  # rowid range
+        " ORDER BY prank, date, rowid", (since, upto)
     )
-    shared: dict[Any, Any] = {}  # a first sync lists every message: equal values are kept once
-    return _with_acks(db, [Row.of(r, shared) for r in rows])
+    while True:
+        order = [k[0] for k in keys.fetchmany(NEW_PAGE)]
+        if not order:
+            return
+        shared: dict[Any, Any] = {}  # equal values of one page kept once
+        got = {r[0]: Row.of(r, shared) for r in db.execute(
+            f"SELECT rowid, * FROM msg WHERE rowid IN ({','.join('?' * len(order))})", order)}
+        yield _with_acks(db, [got[k] for k in order if k in got])
 
 
-def new_unread_rows(db: sqlite3.Connection, since: int) -> list[Row]:
-    """Unread, non-archived inbox messages indexed after rowid ``since``, newest first
-    (what a new-mail notice describes; rows of every verdict, the caller splits them)."""
-    rows = db.execute(
-        f"SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 AND +{UNREAD} AND +archived=0 ORDER BY date DESC",
-        (since,),
-    ).fetchall()
-    return [Row.of(r) for r in rows]
+def new_unread_pages(db: sqlite3.Connection, since: int) -> Iterator[list[Row]]:
+    """Unread, non-archived inbox messages indexed after rowid ``since``, in rowid order, in lists
+    of at most :data:`NEW_PAGE` rows (what a new-mail notice counts: rows of every verdict, the
+    caller splits them; it keeps counts, never every row)."""
+    cur = db.execute(
+        f"SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +dup=0 AND +{UNREAD} AND +archived=0", (since,)
+    )
+    while True:
+        rows = cur.fetchmany(NEW_PAGE)
+        if not rows:
+            return
+        yield [Row.of(r) for r in rows]
 
 
 def ordinal_of(db: sqlite3.Connection, path: str, oid: str) -> Optional[int]:

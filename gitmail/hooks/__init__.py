@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from gitmail import hookscripts
 from gitmail.errors import UsageError
@@ -64,10 +64,26 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
     s = api.session(repo, as_)
     before = cache.max_rowid(s.db)
     s.refresh()
-    rows = _not_yet_noticed(s, cache.new_unread_rows(s.db, before))
-    good = [r for r in rows if r.status == "good"]
-    bad = len(rows) - len(good)
-    lines = [_describe(good, notice_subjects(s.repo) == "decrypt")] if good else []
+    # Counted as the rows are read, a page at a time: a first fetch of a big mailbox (a plain
+    # git pull of a million messages) never holds them all (issue 16 item 2).
+    good = bad = 0
+    newest: Optional["Row"] = None
+    senders: dict[str, str] = {}  # sender -> date of their newest new message
+    noticed = _not_yet_noticed(s)
+    for page in cache.new_unread_pages(s.db, before):
+        for r in page:
+            if not noticed(r):
+                continue
+            if r.status != "good":
+                bad += 1
+                continue
+            good += 1
+            if newest is None or r.date > newest.date:
+                newest = r
+            if r.date > senders.get(r.sender, ""):
+                senders[r.sender] = r.date
+    by_newest = sorted(senders, key=lambda k: senders[k], reverse=True)
+    lines = [_describe(newest, good, by_newest, notice_subjects(s.repo) == "decrypt")] if newest is not None else []
     if bad:
         from gitmail.api.views import count
 
@@ -75,42 +91,47 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
     return "\n".join(lines) or None
 
 
-def _not_yet_noticed(s: "Session", rows: list["Row"]) -> list["Row"]:
-    """Drop the rows the shell notice announced already (up to the tips in ``hook-seen``)."""
+def _not_yet_noticed(s: "Session") -> "Callable[[Row], bool]":
+    """Whether a new row is still to be announced: the shell notice announced those up to the
+    tips in ``hook-seen`` already. A message that failed verification is always reported, even
+    if the shell announced it."""
     from gitmail.core import cache, refs
 
     try:
         lines = (s.repo.data_dir / "hook-seen").read_text().splitlines()
     except OSError:
-        return rows
+        return lambda r: True
     seen = {ref: oid for oid, _, ref in (ln.partition(" ") for ln in lines)}
     t = refs.tracking("", s.repo.remote)
-    upto: dict[str, int] = {}
-    for path in {r.path for r in rows}:
-        hit = cache.ordinal_of(s.db, path, seen.get(t + path, ""))
-        upto[path] = -1 if hit is None else hit
-    # A message that failed verification is always reported, even if the shell announced it.
-    return [r for r in rows if r.ordinal > upto[r.path] or r.status != "good"]
+    upto: dict[str, int] = {}  # per mailbox, looked up once
+
+    def keep(r: "Row") -> bool:
+        if r.path not in upto:
+            hit = cache.ordinal_of(s.db, r.path, seen.get(t + r.path, ""))
+            upto[r.path] = -1 if hit is None else hit
+        return r.ordinal > upto[r.path] or r.status != "good"
+
+    return keep
 
 
-def _describe(rows: list["Row"], decrypt: bool) -> str:
-    """The notice line; the same text as hooks/notice.sh prints (rows newest first)."""
+def _describe(newest: "Row", n: int, senders: list[str], decrypt: bool) -> str:
+    """The notice line for ``n`` new verified messages from ``senders`` (newest message first);
+    the same text as hooks/notice.sh prints."""
     from gitmail.api.views import SHORT, ago, clean, flat
 
-    newest = rows[0]
     subject = flat(newest.subject)  # as the message commit's subject line has it
     subject = clean(subject if len(subject) <= 50 else subject[:48] + "..")  # git's %<(50,trunc)
     enc = bool(newest.encrypted) and not decrypt
     age = ago(newest.date)
-    if len(rows) == 1:
+    if n == 1:
         short = clean(newest.id[:SHORT])
         if enc:
             return f"📬 1 new encrypted message from {clean(newest.sender)} ({age})  Run: gitmail read {short}"
         return f'📬 1 new message from {clean(newest.sender)} ({age}): "{subject}"  Run: gitmail read {short}'
-    senders = list(dict.fromkeys(clean(r.sender) for r in rows))
-    who = ", ".join(senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
+    names = list(dict.fromkeys(clean(x) for x in senders))
+    who = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     what = f"newest ({age}) encrypted" if enc else f'newest ({age}): "{subject}"'
-    return f"📬 {len(rows)} new messages from {who}; {what}  Run: gitmail read"
+    return f"📬 {n} new messages from {who}; {what}  Run: gitmail read"
 
 
 def notice_subjects(repo: "Repo") -> str:

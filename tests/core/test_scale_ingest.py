@@ -268,8 +268,10 @@ def test_ingest_of_a_new_message_reads_no_other_row(org: Org) -> None:
     statements: list[str] = []
     db.set_trace_callback(statements.append)
     s.refresh()
-    cache.new_inbox_rows(db, before)
-    cache.new_unread_rows(db, before)
+    upto = cache.max_rowid(db)
+    cache.new_inbox_count(db, before, upto)
+    list(cache.new_inbox_pages(db, before, upto))
+    list(cache.new_unread_pages(db, before))
     db.set_trace_callback(None)
     assert any("INSERT OR REPLACE INTO msg" in x for x in statements)
     assert _plans(db, statements) == []
@@ -415,9 +417,10 @@ def test_thread_trace_and_reply_lookups_use_their_partial_indexes() -> None:
                 and any(step[3].startswith("SCAN msg") for step in db.execute("EXPLAIN QUERY PLAN " + sql))]
 
 
-def test_new_rows_share_equal_values_and_equal_the_plain_rows() -> None:
-    """What a first sync lists (every new inbox row) keeps equal values once and no per-row dict
-    (gitmail's peak memory at 100,000 messages), and is exactly the rows read one by one."""
+def test_new_rows_come_in_pages_that_share_equal_values_and_equal_the_plain_rows(monkeypatch: Any) -> None:
+    """What a first sync lists (every new inbox row) comes a page at a time (never every row at
+    once: issue 16 item 2), keeps equal values once per page and no per-row dict, and is exactly
+    the rows read one by one, in the same order."""
     import sqlite3
 
     db = sqlite3.connect(":memory:")
@@ -430,9 +433,98 @@ def test_new_rows_share_equal_values_and_equal_the_plain_rows() -> None:
           f"2026-11-29T10:00:{i % 60:02d}.000000Z", f"s{i}", "", "normal" if i % 4 else "urgent", 2 if i % 4 else 0,
           "text", "good" if i % 5 else "unsigned", "" if i % 5 else "unsigned")
          for i in range(1, 301) for s in ("max",)])
-    rows = cache.new_inbox_rows(db, 0)
+    [rows] = list(cache.new_inbox_pages(db, 0, 300))
     plain = cache._with_acks(db, [cache.Row.of(r) for r in db.execute(
-        "SELECT * FROM msg WHERE rowid > 0 AND +inbox=1 AND +dup=0 ORDER BY prank, date")])
-    assert rows == plain and len(rows) == 300
+        "SELECT * FROM msg WHERE rowid > 0 AND +inbox=1 AND +dup=0 ORDER BY prank, date, rowid")])
+    assert rows == plain and len(rows) == 300 and cache.new_inbox_count(db, 0, 300) == 300
+    monkeypatch.setattr(cache, "NEW_PAGE", 7)
+    pages = list(cache.new_inbox_pages(db, 0, 300))
+    assert [len(p) for p in pages] == [7] * 42 + [6]
+    assert [r for p in pages for r in p] == plain
+    assert [r.ordinal for p in cache.new_inbox_pages(db, 10, 20) for r in p] == \
+        [r.ordinal for r in plain if 10 < r.ordinal <= 20]  # the rows a sync indexed: (since, upto]
+    monkeypatch.setattr(cache, "NEW_PAGE", 500)
     assert not hasattr(rows[0], "__dict__")
     assert len({id(r.recipients) for r in rows}) == 2 and len({id(r.path) for r in rows}) == 1
+
+
+def test_sync_lists_new_mail_lazily_and_streams_its_json(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync's new mail is a count and a listing read from the cache a page at a time, never a
+    list of every new row (issue 16 item 2: about 1 KB a message, over 300 MB at a million);
+    ``sync --json`` writes it as it is read, the same text as one dump of the whole result."""
+    from gitmail import api
+    from gitmail.api.audit import NewMail, SyncResult
+
+    monkeypatch.setattr(cache, "NEW_PAGE", 2)
+    for i in range(4):
+        org.ok("max", "send", "alex", f"body {i}", "--subject", f"n° {i}")
+    org.ok("max", "send", "alex", "now", "--subject", "urgent one", "--priority", "urgent")
+    res = api.sync(org.clones["alex"])
+    assert isinstance(res.new, NewMail) and len(res.new) == 5
+    pages = list(res.new.pages())
+    assert [len(p) for p in pages] == [2, 2, 1]
+    rows = [r for p in pages for r in p]
+    assert [r.subject for r in rows] == ["urgent one", "n° 0", "n° 1", "n° 2", "n° 3"]  # most urgent, then oldest
+    assert res.new.head(3) == rows[:3] and list(res.new) == rows
+    assert len(api.sync(org.clones["alex"]).new) == 0
+
+    def whole(self: SyncResult) -> Any:
+        raise AssertionError("sync --json built the whole list of new messages")
+
+    monkeypatch.setattr(SyncResult, "model", whole)
+    for i in range(3):
+        org.ok("max", "send", "alex", f"more {i}", "--subject", f"ü {i}")
+    out = org.ok("alex", "sync", "--json").out
+    data = json.loads(out)
+    assert [m["subject"] for m in data["new"]] == ["ü 0", "ü 1", "ü 2"]
+    assert out == json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    empty = org.ok("alex", "sync", "--json").out
+    assert json.loads(empty)["new"] == [] and empty == json.dumps(json.loads(empty), ensure_ascii=False, indent=2) + "\n"
+    text = org.ok("max", "send", "alex", "x").out and org.ok("alex", "sync").out
+    assert "1 new message" in text
+
+
+def test_the_first_pygit2_handle_has_bounded_pack_windows_and_cache(org: Org) -> None:
+    """Opening the repository caps libgit2's pack mappings and object cache before anything is
+    read (issue 16 item 2: with the defaults, 1 GiB windows up to 8 GiB, every page of the pack
+    a first sync's walk touched stayed resident, about 0.4 KB a message). In a fresh process:
+    the settings are process-wide."""
+    import subprocess
+    import sys
+
+    from gitmail.core.objects import CACHE_BYTES, MAPPED_BYTES, WINDOW_BYTES
+
+    probe = ("import sys, pygit2\n"
+             "from gitmail.core.repo import open_repo\n"
+             "r = open_repo(sys.argv[1]); r.pg.path\n"
+             "s = pygit2.settings\n"
+             "print(s.mwindow_size, s.mwindow_mapped_limit, s.cached_memory[1])\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(org.clones["alex"])], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert [int(x) for x in out] == [WINDOW_BYTES, MAPPED_BYTES, CACHE_BYTES]
+
+
+def test_the_new_mail_notice_counts_pages_and_never_holds_every_row(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client hooks' notice after a plain ``git pull`` summarises what arrived (how many, from
+    whom, the newest) while reading the new rows a page at a time: a first pull of a big mailbox
+    never builds a list of them (issue 16 item 2)."""
+    from gitmail import hooks
+
+    monkeypatch.setattr(cache, "NEW_PAGE", 2)
+    pages: list[int] = []
+    real = cache.new_unread_pages
+
+    def recorded(db: Any, since: int) -> Any:
+        for page in real(db, since):
+            pages.append(len(page))
+            yield page
+
+    monkeypatch.setattr(cache, "new_unread_pages", recorded)
+    for i in range(5):
+        org.ok("max", "send", "alex", f"body {i}", "--subject", f"subject {i}", "--plain")
+    git("fetch", "-q", "origin", cwd=org.clones["alex"])
+    text = hooks.notice(org.clones["alex"])
+    assert pages == [2, 2, 1]
+    assert text is not None and text.startswith("📬 5 new messages from max; newest (")
+    assert text.endswith('): "subject 4"  Run: gitmail read')
+    assert hooks.notice(org.clones["alex"]) is None

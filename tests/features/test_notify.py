@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Org, git
 
@@ -44,3 +45,57 @@ def test_a_failing_command_is_a_problem_not_a_failed_sync(org: Org) -> None:
     problems = json.loads(r.out)["problems"]
     assert problems == ["gitmail.notifyCommand exited with 3: boom"]
     assert len(json.loads(r.out)["new"]) == 1
+
+
+def test_the_command_gets_each_page_before_the_next_is_read(org: Org, tmp_path: Path) -> None:
+    """The new messages reach the command a page at a time (issue 16 item 2: a first sync of a
+    million messages never builds one list of them), and the bytes are one JSON object, the same
+    as one dump of the whole payload."""
+    import time
+    from typing import Iterator
+
+    from gitmail import api
+    from gitmail.api import notify
+    from gitmail.api.results import NotifyPayload
+    from gitmail.core.cache import Row
+
+    for i in range(5):
+        org.ok("max", "send", "alex", f"m {i}", "--subject", f"ß {i}")
+    s = api.session(org.clones["alex"])
+    rows = list(api.sync(s.repo).new)
+    out = tmp_path / "notified.json"
+    _configure(org, "alex", f"cat > '{out}'")
+    s = api.session(org.clones["alex"])
+    asked: list[int] = []
+
+    def pages() -> Iterator[list[Row]]:
+        for k in range(0, 5, 2):
+            if k:  # the command has what was handed over so far before the next page is read
+                deadline = time.monotonic() + 20
+                while rows[k - 1].id not in (out.read_text() if out.exists() else ""):
+                    assert time.monotonic() < deadline, f"page {k // 2} not written before page {k // 2 + 1} was read"
+                    time.sleep(0.02)
+            asked.append(k)
+            yield rows[k:k + 2]
+
+    import threading
+
+    threads = threading.active_count()
+    assert notify.run(s, pages()) is None
+    assert threading.active_count() == threads  # no timer left: a worker pool forks only when single-threaded
+    assert asked == [0, 2, 4]
+    whole = NotifyPayload.model_validate({"member": "alex", "messages": [notify.entry(r).dump() for r in rows]})
+    assert out.read_bytes() == json.dumps(whole.dump(), ensure_ascii=False).encode("utf-8")
+    assert b"".join(notify.payload_chunks("alex", [[], []])) == b'{"member": "alex", "messages": []}'
+    assert notify.run(s, iter([])) is None and notify.run(s, [[]]) is None  # nothing arrived: not run
+
+
+def test_a_command_that_never_reads_is_stopped_after_the_timeout(org: Org, monkeypatch: Any) -> None:
+    """A command that does not read its stdin (a pipe fills up) or never exits cannot hang the sync."""
+    from gitmail.api import notify
+
+    monkeypatch.setattr(notify, "TIMEOUT", 1.0)
+    _configure(org, "alex", "sleep 30")
+    org.ok("max", "send", "alex", "x" * 100_000)
+    r = org.ok("alex", "sync", "--json")
+    assert json.loads(r.out)["problems"] == ["gitmail.notifyCommand did not finish within 1 s"]

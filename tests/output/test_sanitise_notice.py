@@ -53,7 +53,7 @@ def test_shell_notice_and_python_show_each_subject_alike(org: Org, encoding: str
         expected = clean(flat(s))  # the commit's subject line is the flattened subject
         assert shell == expected, (s, shell, expected)
         row = SimpleNamespace(subject=s, sender="max", id="ab" * 32, date="", encrypted=False)
-        py = hooks_mod._describe([row], decrypt=False)  # type: ignore[list-item]
+        py = hooks_mod._describe(row, 1, ["max"], decrypt=False)  # type: ignore[arg-type]
         assert py.split(": \"", 1)[1].rsplit('"  Run', 1)[0] == expected, py
 
 

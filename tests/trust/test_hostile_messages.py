@@ -387,4 +387,4 @@ def test_the_writer_refuses_a_nul_that_no_commit_message_can_carry(tmp_path: Pat
     for kw in ({"subject": "a\x00b"}, {"body": "line\x00rest"}):
         with pytest.raises(UsageError, match="contains a NUL character"):
             api.send(org.clones["max"], ["alex"], kw.get("body", "hello"), subject=kw.get("subject"), encrypt=False)
-    assert api.sync(org.clones["alex"]).new == []
+    assert list(api.sync(org.clones["alex"]).new) == []

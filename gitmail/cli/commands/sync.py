@@ -11,7 +11,7 @@ from gitmail.cli.render import emit_json, row_line
 from gitmail.api.views import SHORT, clean, count
 
 
-SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every message)
+SHOWN = 50  # a big arrival is summed up, not scrolled past (--json lists every message, streamed)
 
 
 @click.command("sync")
@@ -27,7 +27,8 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool,
 
     res = api.sync(repo, as_=as_, all_=all_)
     if as_json:
-        emit_json(res.model())
+        head, new = res.model_streamed()
+        emit_json(head, streams={"new": new})
         return
     for p in res.problems:
         click.echo(f"gitmail: warning: {clean(p)}", err=True)
@@ -47,7 +48,7 @@ def command(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool,
             click.echo(f"  {q.id[:SHORT]} to {', '.join(clean(x) for x in q.mailboxes)}: {clean(q.reason)} "
                        f"(since {clean(q.since)})")
     click.echo(f"{count(len(res.new), 'new message')}")
-    for r in res.new[:SHOWN]:
+    for r in res.new.head(SHOWN):
         click.echo(row_line(r))
     if len(res.new) > SHOWN:
         click.echo(f"... and {len(res.new) - SHOWN} more: gitmail list --unread")
