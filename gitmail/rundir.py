@@ -56,3 +56,20 @@ def held(lock: str) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def unlink_ours(sock_path: str, ino: int) -> None:
+    """Remove the socket a warm process bound at ``sock_path`` (inode ``ino``), unless the path
+    now names another one (a newer process's); never raises."""
+    try:
+        if os.stat(sock_path).st_ino == ino:
+            os.unlink(sock_path)
+    except OSError:
+        pass
+
+
+def free_lock(fd: int) -> None:
+    """Empty a warm process's lock file (its pid) and close it: the lock is free, and the next
+    process to start writes its own pid."""
+    os.ftruncate(fd, 0)
+    os.close(fd)

@@ -324,11 +324,10 @@ def start_server(sock_path: str, lock_path: str) -> None:
         os.close(fd)  # the server's copy keeps the lock
 
 
-def _warm_off_in_config(argv: Sequence[str]) -> bool:
-    """``git config gitmail.warm`` of the repository the command names (``--repo``,
-    ``$GITMAIL_REPO``, else the current directory) is false. One git process: asked only
-    before starting a server (each warm child reads the config its command opens anyway)."""
-    repo = os.environ.get("GITMAIL_REPO") or "."
+def repo_arg(argv: Sequence[str]) -> "Optional[str]":
+    """The value of the command's ``--repo PATH`` or ``--repo=PATH`` (the last one given,
+    before any ``--``), or None."""
+    repo = None
     for i, a in enumerate(argv):
         if a == "--":
             break
@@ -336,6 +335,16 @@ def _warm_off_in_config(argv: Sequence[str]) -> bool:
             repo = argv[i + 1]
         elif a.startswith("--repo="):
             repo = a[len("--repo="):]
+    return repo
+
+
+def _warm_off_in_config(argv: Sequence[str]) -> bool:
+    """``git config gitmail.warm`` of the repository the command names (``--repo``,
+    ``$GITMAIL_REPO``, else the current directory) is false. One git process: asked only
+    before starting a server (each warm child reads the config its command opens anyway)."""
+    repo = repo_arg(argv)
+    if repo is None:
+        repo = os.environ.get("GITMAIL_REPO") or "."
     import subprocess
 
     try:

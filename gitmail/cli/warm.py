@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from gitmail import rundir
 from gitmail.cli import launch
 
 READ_TIMEOUT = 10.0  # the child's wait for the request and for the client's go
@@ -175,14 +176,9 @@ def serve(sock_path: str, lock_fd: Optional[int] = None) -> int:
             children[pid] = conn
     finally:
         signal.set_wakeup_fd(-1)
-        try:
-            if os.stat(sock_path).st_ino == ino:
-                os.unlink(sock_path)
-        except OSError:
-            pass
+        rundir.unlink_ours(sock_path, ino)
         listener.close()
-        os.ftruncate(fd, 0)
-        os.close(fd)  # the lock is free: the next client may start a server
+        rundir.free_lock(fd)  # the next client may start a server
         while children:  # the running commands finish; reap them and tell their clients
             try:
                 pid, status = os.waitpid(-1, 0)
@@ -338,16 +334,8 @@ def _warm_off(args: list[str]) -> bool:
     from gitmail.core.repo import open_repo
     from gitmail.errors import GitmailError
 
-    repo: Optional[str] = None
-    for i, a in enumerate(args):
-        if a == "--":
-            break
-        if a == "--repo" and i + 1 < len(args):
-            repo = args[i + 1]
-        elif a.startswith("--repo="):
-            repo = a[len("--repo="):]
     try:
-        value = open_repo(repo).config.get("gitmail.warm")
+        value = open_repo(launch.repo_arg(args)).config.get("gitmail.warm")
     except (GitmailError, OSError):
         return False  # not a repository (yet): the command reports it
     return value is not None and launch.is_off(value)

@@ -420,14 +420,9 @@ def serve(git_dir: str, key: str, lock_fd: Optional[int] = None) -> int:
             guard.last = time.monotonic()  # idle from now on: the warm-up is no idleness
         server.serve_forever(poll_interval=0.5)
     finally:
-        try:
-            if os.stat(sock_path).st_ino == ino:
-                os.unlink(sock_path)
-        except OSError:
-            pass
+        rundir.unlink_ours(sock_path, ino)
         server.server_close()
-        os.ftruncate(fd, 0)
-        os.close(fd)
+        rundir.free_lock(fd)
     return 0
 
 
