@@ -9,9 +9,10 @@ import contextlib
 import io
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Optional, TypeVar
 
 import pytest
 
@@ -20,6 +21,20 @@ from gitmail.cli.main import main
 # The console script's warm server (gitmail.cli.launch) is off for the suite: every test runs
 # the CLI as it always did and leaves no server behind. tests/cli/test_warm.py turns it on.
 os.environ["GITMAIL_WARM"] = "off"
+
+T = TypeVar("T")
+
+
+def wait_for(what: Callable[[], Optional[T]], timeout: float = 30.0) -> T:
+    """Poll ``what`` every 50 ms until it returns something true; that value (an assertion
+    error after ``timeout`` seconds). For processes the tests start in the background."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = what()
+        if got or time.monotonic() > deadline:
+            assert got, f"timed out waiting for {what}"
+            return got
+        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)

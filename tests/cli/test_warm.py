@@ -17,29 +17,18 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Iterator, Optional
 
 import pytest
 
 from gitmail import rundir
 from gitmail.cli import launch
-from tests.conftest import Org, git
+from tests.conftest import Org, git, wait_for
 
 BIN = Path(sys.executable).parent
 GITMAIL = str(BIN / "gitmail")
 # The interpreter the console script runs (its shebang): the socket's name depends on it.
 SCRIPT_PY = Path(GITMAIL).read_text().splitlines()[0][2:].strip()
-T = TypeVar("T")
-
-
-def wait_for(what: Callable[[], Optional[T]], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got or time.monotonic() > deadline:
-            assert got, f"timed out waiting for {what}"
-            return got
-        time.sleep(0.05)
 
 
 class Warm:

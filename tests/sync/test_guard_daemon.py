@@ -16,6 +16,7 @@ from typing import Callable, Optional, TypeVar
 import pytest
 
 from gitmail.guard import daemon as guard_daemon
+from tests import conftest
 from tests.conftest import git, run
 from tests.sync import forge
 from tests.sync.conftest import NetOrg
@@ -26,13 +27,7 @@ T = TypeVar("T")
 
 
 def wait_for(what: Callable[[], Optional[T]], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got or time.monotonic() > deadline:
-            assert got, f"timed out waiting for {what}"
-            return got
-        time.sleep(0.05)
+    return conftest.wait_for(what, timeout)  # this file's default: 20 s
 
 
 def files(bare: Path) -> tuple[str, str]:
