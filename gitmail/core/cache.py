@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from gitmail import git
 from gitmail.core import refs, view
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 
 # 7: trace_id and the payload hint of open types; 8: the trace, thread and reply indexes hold only
 # rows that have one (most have none: a first sync writes three B-trees fewer per message).
-# A cache of another version is rebuilt.
-SCHEMA = 8
+# 9: the inbox tally (a table kept by triggers), so counts never scan the inbox.
+# A cache of version 8 gains the tally (one scan); a cache of another version is rebuilt.
+SCHEMA = 9
 HINT_CHARS = 200  # of an open type's payload (canonical JSON) kept for listings
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -47,24 +49,99 @@ CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
 CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 """
 
+# What the inbox shows and what of it is unread, written once with ``{p}`` for the row's
+# qualifier: "" in queries, "OLD." / "NEW." in the tally's triggers.
+# Unread mail: an inbox copy not read yet. Verified receipts (type ``ack``) never count: they
+# answer the member's own --require-ack and need no attention; one that failed verification does
+# (issue 14; docs/protocol.md, "Acknowledgements"). views.is_unread is the same rule for one row.
+_SHOWN_T = "{p}inbox=1 AND {p}dup=0 AND {p}archived=0"
+_UNREAD_T = "{p}read=0 AND ({p}type != 'ack' OR {p}status != 'good')"
+SHOWN = _SHOWN_T.format(p="")
+UNREAD = _UNREAD_T.format(p="")
+
+
+def _tally_sums(where: str) -> str:
+    """SQL summing the ``(shown, unread, urgent unread)`` of the rows of ``msg`` matching
+    ``where`` (NULL counts as false, as in a WHERE clause)."""
+    shown, unread = _SHOWN_T.format(p=""), _UNREAD_T.format(p="")
+    return (f"SELECT COALESCE(SUM(CASE WHEN {shown} THEN 1 ELSE 0 END), 0),"
+            f" COALESCE(SUM(CASE WHEN {shown} AND {unread} THEN 1 ELSE 0 END), 0),"
+            f" COALESCE(SUM(CASE WHEN {shown} AND {unread} AND prank=0 THEN 1 ELSE 0 END), 0)"
+            f" FROM msg WHERE {where}")
+
+
+# The tally: one row, the inbox's shown, unread and urgent unread messages, so ``list`` and the
+# new-mail counts cost the same at a million messages as at ten (issue 16 item 3). It always
+# equals :func:`scan_counts`. Every write to ``msg`` goes through :func:`_counted` (or ends in
+# :func:`_recount`), which takes the rows it touches out of the tally before and puts them back
+# after. Not triggers: a row trigger doubled the cost of indexing a message (measured: 17 -> 50 µs).
+_TALLY_DDL = """
+CREATE TABLE IF NOT EXISTS tally(one INTEGER PRIMARY KEY CHECK (one = 1), total INTEGER NOT NULL,
+  unread INTEGER NOT NULL, urgent INTEGER NOT NULL);
+INSERT OR IGNORE INTO tally VALUES (1, 0, 0, 0);
+"""
+
+
+def _adjust(db: sqlite3.Connection, sign: int, where: str, args: Any = ()) -> None:
+    n = db.execute(_tally_sums(where), args).fetchone()
+    if any(n):
+        db.execute("UPDATE tally SET total=total+?, unread=unread+?, urgent=urgent+?", [sign * int(x) for x in n])
+
+
+@contextmanager
+def _counted(db: sqlite3.Connection, where: str, args: Any = ()) -> Iterator[None]:
+    """Around a write to the rows of ``msg`` matching ``where`` (a condition the write does
+    not change: by path, ordinal, id or rowid): their share leaves the tally before it and
+    comes back after it. Callers are inside the write's transaction."""
+    _adjust(db, -1, where, args)
+    yield
+    _adjust(db, +1, where, args)
+
+
+def _recount(db: sqlite3.Connection) -> None:
+    """Set the tally from a scan (after a write to the whole inbox, which is a scan anyway)."""
+    db.execute("UPDATE tally SET total=?, unread=?, urgent=?", scan_counts(db))
+
 
 def connect(repo: "Repo", member: str) -> sqlite3.Connection:
     d = repo.data_dir / "cache"
     if not d.is_dir():
         # Private: it holds decrypted subjects of encrypted mail.
         d.mkdir(mode=0o700, exist_ok=True)
-    db = sqlite3.connect(d / f"{to_ref(member)}.sqlite3", timeout=30, isolation_level=None)
+    return prepare(sqlite3.connect(d / f"{to_ref(member)}.sqlite3", timeout=30, isolation_level=None))
+
+
+def prepare(db: sqlite3.Connection) -> sqlite3.Connection:
+    """Set up a connection (opened with ``isolation_level=None``) to a cache file: its settings,
+    and the schema, made or brought to :data:`SCHEMA`. Returns ``db``."""
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     ver = db.execute("PRAGMA user_version").fetchone()[0]
-    if ver != SCHEMA:
+    if ver == SCHEMA - 1:  # 8: the same rows, without the tally; count them once
+        db.execute("BEGIN IMMEDIATE")
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA - 1:  # not migrated meanwhile
+            db.execute("DROP TABLE IF EXISTS tally")
+            _create_tally(db)
+            db.execute(f"PRAGMA user_version={SCHEMA}")
+        db.execute("COMMIT")
+    elif ver != SCHEMA:
         db.executescript(
             "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS refs; DROP TABLE IF EXISTS msg; DROP TABLE IF EXISTS fts;"
+            " DROP TABLE IF EXISTS tally;"
         )
         db.executescript(_DDL)
+        _create_tally(db)
         db.execute(f"PRAGMA user_version={SCHEMA}")
     return db
+
+
+def _create_tally(db: sqlite3.Connection) -> None:
+    """Create the tally, starting from a scan of the rows already there."""
+    for stmt in _TALLY_DDL.split(";\n"):
+        if stmt.strip():
+            db.execute(stmt)
+    _recount(db)
 
 
 def watched_refs(repo: "Repo", member: str) -> dict[str, str]:
@@ -260,7 +337,8 @@ def _drop_rows(db: sqlite3.Connection, path: str) -> None:
     if lo is not None and mark is not None and lo <= int(mark[0]):
         db.execute("DELETE FROM fts WHERE id IN (SELECT id FROM msg WHERE rowid >= ?)", (lo,))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)", (str(lo - 1),))
-    db.execute("DELETE FROM msg WHERE path=?", (path,))
+    with _counted(db, "path=?", (path,)):
+        db.execute("DELETE FROM msg WHERE path=?", (path,))
 
 
 def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
@@ -461,7 +539,7 @@ def _index_batch(
                 dup = 1
             elif check.good:
                 if msg.id in hidden_bad:  # rows not good, shown until now: hide them
-                    db.execute("UPDATE msg SET dup=1 WHERE id=? AND +inbox=1 AND status!='good'", (msg.id,))  # +: by msg_id, never a scan of the inbox
+                    hide_bad_copies(db, msg.id)
                     hidden_bad.discard(msg.id)
                 for r in batch_bad.pop(msg.id, []):  # by id, not a scan: a part may hold 10,000 rows
                     r[22] = 1
@@ -499,13 +577,33 @@ def _index_batch(
                 batch_shown.add(msg.id)  # an inbox row of this id is shown (dup 0)
             if not check.good:
                 batch_bad.setdefault(msg.id, []).append(rows[-1])  # a later good copy hides it
-    db.executemany(
-        "INSERT OR REPLACE INTO msg(path, ordinal, oid, id, sender, recipients, date, subject, summary,"
-        " priority, prank, type, request_id, in_reply_to, thread, require_ack, n_attach, attach_size,"
-        " status, detail, inbox, sent, dup, plaintext, encrypted, trace_id, hint) VALUES ("
-        + ",".join("?" * 27) + ")",
-        rows,
-    )
+    insert_rows(db, ROW_COLUMNS, rows)
+
+
+ROW_COLUMNS = ("path", "ordinal", "oid", "id", "sender", "recipients", "date", "subject", "summary", "priority",
+               "prank", "type", "request_id", "in_reply_to", "thread", "require_ack", "n_attach", "attach_size",
+               "status", "detail", "inbox", "sent", "dup", "plaintext", "encrypted", "trace_id", "hint")
+
+
+def insert_rows(db: sqlite3.Connection, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Write ``rows`` (values of ``columns``) into ``msg``, each replacing the row at its
+    ``(path, ordinal)``, and keep the tally equal to the rows. Through a temporary table, so the
+    rows replaced and the rows written are each counted by one query."""
+    cols = ", ".join(columns)
+    db.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT {cols} FROM msg WHERE 0")
+    db.execute("DELETE FROM temp.incoming")
+    db.executemany(f"INSERT INTO temp.incoming({cols}) VALUES ({','.join('?' * len(columns))})", rows)
+    mine = "rowid IN (SELECT m.rowid FROM msg m JOIN temp.incoming i ON m.path=i.path AND m.ordinal=i.ordinal)"
+    with _counted(db, mine):
+        db.execute(f"INSERT OR REPLACE INTO msg({cols}) SELECT {cols} FROM temp.incoming ORDER BY rowid")
+    db.execute("DELETE FROM temp.incoming")
+
+
+def hide_bad_copies(db: sqlite3.Connection, id: str) -> None:
+    """Hide (dup 1) the inbox rows of Message-ID ``id`` that are not good: a good copy arrived."""
+    where = "id=? AND +inbox=1 AND status!='good'"  # +: by msg_id, never a scan of the inbox
+    with _counted(db, where, (id,)):
+        db.execute(f"UPDATE msg SET dup=1 WHERE {where}", (id,))
 
 
 def _recipients_json(to: list[str], memo: dict[tuple[str, ...], str]) -> str:
@@ -549,6 +647,7 @@ def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
             for flag in ("read", "archived"):
                 for a, b in getattr(mb, flag):
                     db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ?", (path, a, b))
+        _recount(db)
         return
     from bisect import bisect_right
 
@@ -577,7 +676,8 @@ def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
             r, a = max(r, read), max(a, archived)
         if (r, a) != (read, archived):
             changes.append((r, a, rid))
-    db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", changes)
+    with _counted(db, "rowid > ?", (since,)):
+        db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", changes)
 
 
 # -- full-text search (gitmail search) ---------------------------------------------------------
@@ -724,12 +824,6 @@ def export_rows(db: sqlite3.Connection, *, include_all: bool, since: Optional[st
 # -- queries of the member's view (every SQL statement of gitmail lives in this module) --------
 
 
-# Unread mail: an inbox copy not read yet. Verified receipts (type ``ack``) never count: they
-# answer the member's own --require-ack and need no attention; one that failed verification does
-# (issue 14; docs/protocol.md, "Acknowledgements"). views.is_unread is the same rule for one row.
-UNREAD = "read=0 AND (type != 'ack' OR status != 'good')"
-
-
 def _with_acks(db: sqlite3.Connection, rows: list[Row]) -> list[Row]:
     """``rows`` with ``ack_requested`` set on each verified inbox message that asks for a
     receipt the member has not sent (a sent ``ack`` whose in_reply_to is its id)."""
@@ -800,18 +894,33 @@ def ordinal_of(db: sqlite3.Connection, path: str, oid: str) -> Optional[int]:
     return int(hit[0]) if hit else None
 
 
+def scan_counts(db: sqlite3.Connection) -> tuple[int, int, int]:
+    """``(shown, unread, urgent unread)`` of the inbox by a scan of every row: the definition the
+    tally (:func:`inbox_counts`, :func:`unread_counts`) is kept equal to. Archived messages are
+    left out; acks are never unread."""
+    total, unread, urgent = db.execute(
+        f"SELECT COUNT(*), SUM({UNREAD}), SUM({UNREAD} AND prank=0) FROM msg WHERE {SHOWN}"
+    ).fetchone()
+    return total or 0, unread or 0, urgent or 0
+
+
+def _tally(db: sqlite3.Connection) -> tuple[int, int, int]:
+    total, unread, urgent = db.execute("SELECT total, unread, urgent FROM tally").fetchone()
+    return int(total), int(unread), int(urgent)
+
+
 def inbox_counts(db: sqlite3.Connection) -> tuple[int, int]:
-    """``(unread, total)`` of the inbox, archived messages left out (acks are never unread)."""
-    unread, total = db.execute(f"SELECT SUM({UNREAD}), COUNT(*) FROM msg WHERE inbox=1 AND dup=0 AND archived=0").fetchone()
-    return unread or 0, total or 0
+    """``(unread, total)`` of the inbox, archived messages left out (acks are never unread).
+    From the tally: constant time, whatever the inbox holds."""
+    total, unread, _ = _tally(db)
+    return unread, total
 
 
 def unread_counts(db: sqlite3.Connection) -> tuple[int, int]:
-    """``(unread, urgent unread)`` of the inbox, archived messages left out (acks are never unread)."""
-    u, urg = db.execute(
-        f"SELECT COUNT(*), SUM(prank=0) FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND {UNREAD}"
-    ).fetchone()
-    return u or 0, urg or 0
+    """``(unread, urgent unread)`` of the inbox, archived messages left out (acks are never unread).
+    From the tally: constant time."""
+    _, unread, urgent = _tally(db)
+    return unread, urgent
 
 
 def inbox_rows(db: sqlite3.Connection, *, archived: bool = False, include_archived: bool = False,
@@ -852,7 +961,7 @@ def sent_rows(db: sqlite3.Connection, limit: int) -> list[Row]:
 
 def unread_rows(db: sqlite3.Connection) -> list[Row]:
     """Every unread inbox message (not archived; acks are never unread), most urgent first, then oldest first."""
-    rows = db.execute(f"SELECT * FROM msg WHERE inbox=1 AND dup=0 AND archived=0 AND {UNREAD} ORDER BY prank, date")
+    rows = db.execute(f"SELECT * FROM msg WHERE {SHOWN} AND {UNREAD} ORDER BY prank, date")
     return _with_acks(db, [Row.of(r) for r in rows])
 
 
@@ -913,11 +1022,20 @@ def set_flag(db: sqlite3.Connection, repo: "Repo", member: str, changes: dict[st
              value: bool, state_blob: str) -> None:
     """Record flags just written to the state ref (``state_blob``), keeping the fast path valid."""
     assert flag in FLAGS
-    for path, ords in changes.items():
-        db.executemany(f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in ords])
+    set_flag_rows(db, changes, flag, value)
     key = json.dumps(sorted(watched_refs(repo, member).items()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state_blob,))
+
+
+def set_flag_rows(db: sqlite3.Connection, changes: dict[str, list[int]], flag: str, value: bool) -> None:
+    """Set ``flag`` to ``value`` on the rows at ``changes`` (mailbox path -> ordinals), keeping the tally."""
+    assert flag in FLAGS
+    for path, ords in changes.items():
+        for k in range(0, len(ords), 500):  # below SQLite's bound-parameter limit
+            part = ords[k:k + 500]
+            with _counted(db, f"path=? AND ordinal IN ({','.join('?' * len(part))})", (path, *part)):
+                db.executemany(f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in part])
 
 
 def inbox_copies(db: sqlite3.Connection) -> list[tuple[str, int, str]]:

@@ -1,0 +1,136 @@
+"""The inbox tally (issue 16 item 3): counts kept by triggers, always equal to a scan of the rows.
+
+``gitmail list`` and the new-mail counts read three numbers from the ``tally`` table
+instead of counting the inbox, so they cost the same at a million messages as at ten.
+The tally is a second copy of the rule "shown / unread / urgent" (the first is the
+scan, :func:`gitmail.core.cache.scan_counts`): these tests keep the two equal under
+every kind of write the cache sees, with random sequences (hypothesis), a cache of
+the previous schema, and a real org.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Optional
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitmail.core import cache
+from tests.conftest import Org
+
+PATHS = ["gitmail/mail/alex/max", "gitmail/mail/alex/sam", "gitmail/mail/*/max"]
+IDS = ["a1", "a2", "a3"]  # few, so copies of one Message-ID meet
+# The columns the rule reads, with every value the indexer writes (a type is the sender's word).
+COLUMNS = ("path", "ordinal", "id", "inbox", "dup", "archived", "read", "type", "status", "prank")
+row = st.tuples(
+    st.sampled_from(PATHS), st.integers(0, 6), st.sampled_from(IDS),
+    *(st.sampled_from(v) for v in ([0, 1], [0, 1], [0, 1], [0, 1], ["text", "ack", "task", "ACK", "ack "],
+                                   ["good", "bad", "unknown-signer"], [0, 1, 2, 3])),
+)
+ranges = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)).map(sorted).map(tuple), max_size=3)
+
+
+def fresh_db() -> sqlite3.Connection:
+    return cache.prepare(sqlite3.connect(":memory:", isolation_level=None))
+
+
+def counts(db: sqlite3.Connection) -> tuple[int, int, int]:
+    unread, total = cache.inbox_counts(db)
+    unread2, urgent = cache.unread_counts(db)
+    assert unread == unread2
+    return total, unread, urgent
+
+
+# Every write the cache makes to its rows, through the functions that make it.
+op = st.one_of(
+    st.tuples(st.just("insert"), st.lists(row, min_size=1, max_size=8)),  # replaces a row at the same place
+    st.tuples(st.just("rollback"), st.lists(row, min_size=1, max_size=3)),  # an ingest that fails mid-batch
+    st.tuples(st.just("flag"), st.sampled_from(PATHS), st.lists(st.integers(0, 6), max_size=4),
+              st.sampled_from(cache.FLAGS), st.booleans()),
+    st.tuples(st.just("drop"), st.sampled_from(PATHS)),
+    st.tuples(st.just("hide"), st.sampled_from(IDS)),
+    st.tuples(st.just("state"), st.dictionaries(st.sampled_from(PATHS), st.tuples(ranges, ranges), max_size=3),
+              st.integers(0, 40)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op, max_size=25))
+def test_the_tally_equals_a_scan_after_any_sequence_of_writes(ops: list[Any]) -> None:
+    from gitmail.core.model import MailboxState, State
+
+    db = fresh_db()
+    for o in ops:
+        kind = o[0]
+        if kind == "insert":
+            cache.insert_rows(db, COLUMNS, o[1])
+        elif kind == "rollback":
+            db.execute("BEGIN")
+            cache.insert_rows(db, COLUMNS, o[1])
+            db.execute("ROLLBACK")
+        elif kind == "flag":
+            cache.set_flag_rows(db, {o[1]: o[2]}, o[3], o[4])
+        elif kind == "drop":
+            cache._drop_rows(db, o[1])
+        elif kind == "hide":
+            cache.hide_bad_copies(db, o[1])
+        else:  # the state blob's flags: the full form, or the form for rows after a rowid
+            state = State(mailboxes={p: MailboxState(read=list(r), archived=list(a)) for p, (r, a) in o[1].items()})
+            since = min(o[2], cache.max_rowid(db))
+            cache.apply_state(db, state, since=since)
+        assert counts(db) == cache.scan_counts(db), o
+
+
+def test_a_cache_of_the_previous_schema_gains_a_tally_that_matches_its_rows(tmp_path: Any) -> None:
+    """Version 8 caches (no tally) are migrated in place with one scan, not rebuilt from git."""
+    f = tmp_path / "c.sqlite3"
+    old = sqlite3.connect(f, isolation_level=None)
+    old.executescript(cache._DDL)
+    old.execute("PRAGMA user_version=8")
+    old.executemany(f"INSERT INTO msg({', '.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
+                    [("gitmail/mail/alex/max", i, f"m{i}", 1, 0, i % 5 == 0, i % 3 == 0,
+                      "ack" if i % 7 == 0 else "text", "good" if i % 4 else "bad", i % 4) for i in range(200)])
+    old.close()
+    db = cache.prepare(sqlite3.connect(f, isolation_level=None))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == cache.SCHEMA
+    assert db.execute("SELECT COUNT(*) FROM msg").fetchone()[0] == 200  # kept, not rebuilt
+    expected = cache.scan_counts(db)
+    assert expected[0] > expected[1] > expected[2] > 0
+    assert counts(db) == expected
+    cache.set_flag_rows(db, {"gitmail/mail/alex/max": list(range(50))}, "read", True)  # and kept from then on
+    assert counts(db) == cache.scan_counts(db)
+    db.close()
+    again = cache.prepare(sqlite3.connect(f, isolation_level=None))  # a second open changes nothing
+    assert counts(again) == cache.scan_counts(again)
+
+
+def test_the_tally_matches_a_scan_through_real_mail_reads_archives_and_a_rewrite(org: Org) -> None:
+    """A real org: sync, read, archive, mark unread, a receipt, and a second clone's cache
+    rebuilt from the refs: after each, the tally is what a scan of the rows says."""
+    from gitmail import api
+    from gitmail.api.session import session
+
+    alex = org.clones["alex"]
+    ids = [api.send(org.clones["max"], ["alex"], f"note {i}", priority="urgent" if i % 2 else "normal").message.id
+           for i in range(6)]
+
+    def check(expect_unread: Optional[int] = None) -> None:
+        s = session(alex)
+        s.refresh()
+        got = counts(s.db)
+        assert got == cache.scan_counts(s.db)
+        if expect_unread is not None:
+            assert got[1] == expect_unread
+
+    api.sync(alex)
+    check(6)
+    api.read(alex, ids[:2])
+    check(4)
+    api.archive(alex, [ids[2]])
+    check(3)
+    api.mark(alex, [ids[0]], read=False)
+    check(4)
+    listing = api.mailbox(alex)
+    assert (listing.unread, listing.total) == (4, 5)
+    assert api.unread_count(alex) == (4, 2)
