@@ -6,7 +6,9 @@ Run:  .venv/bin/python bench/bench_sync.py [--quick] [--only a,b,c] [--no-guard]
 (a) N sender processes (N distinct members, one clone each) x M messages to
     one recipient: every message delivered exactly once; aggregate messages/s.
     Baseline: the same N x M pushes of plain unsigned commits with ``git
-    commit-tree`` + ``git push`` (the floor of one push per message).
+    commit-tree`` + ``git push`` (the floor of one push per message). Then
+    the same N x M messages again, each sender handing ``--per-push`` of them
+    to one push (``api.send_batch``), as a sender with queued mail does.
 (b) Fetching K new messages for one member: ``gitmail sync`` wall time against
     a plain ``git fetch`` of the same refs (two identical clones, same run).
     Also the floor: the ed25519 signature checks of those K commits alone
@@ -97,6 +99,22 @@ for i in range(n):
 print(sum(lat) / len(lat))
 """
 
+# The same messages, but each sender hands what it has queued to one push: send_batch of
+# ``per_push`` drafts (issue 16 item 6: "senders batching what they have queued into one push").
+BATCHED = """
+import sys, time
+from gitmail import api
+clone, n, tag, per_push = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+lat = []
+for k in range(0, n, per_push):
+    t = time.perf_counter()
+    drafts = [api.Draft(to=["boss"], body=f"{tag} batched {i}") for i in range(k, min(n, k + per_push))]
+    rs = api.send_batch(clone, drafts)
+    lat.append(time.perf_counter() - t)
+    assert all(r.delivered and not r.queued for r in rs), rs
+print(sum(lat) / len(lat))
+"""
+
 RAW = """
 set -e
 cd "$1"
@@ -108,7 +126,9 @@ done
 """
 
 
-def bench_a(work: Path, senders: int, per: int, guard: bool) -> dict:
+def bench_a(work: Path, senders: int, per: int, guard: bool, per_push: int = 0) -> dict:
+    """(a): ``senders`` processes x ``per`` messages, one push each, against the raw floor; with
+    ``per_push``, also the same messages handed ``per_push`` at a time to one push (send_batch)."""
     d, bare = serve(work / "srv-a", guard)
     with d:
         url = d.url()
@@ -130,19 +150,28 @@ def bench_a(work: Path, senders: int, per: int, guard: bool) -> dict:
         t_raw = timed(lambda: run_all([["sh", "-c", RAW, "raw", str(c), str(per), n] for c, n in zip(clones, names)]))
         outs: list[str] = []
         t = timed(lambda: outs.extend(run_all([[PY, "-c", SENDER, str(c), str(per), n] for c, n in zip(clones, names)])))
+        t_batched, batch_outs = 0.0, []
+        if per_push:
+            t_batched = timed(lambda: batch_outs.extend(run_all(
+                [[PY, "-c", BATCHED, str(c), str(per), n, str(per_push)] for c, n in zip(clones, names)])))
         ids = [i for n in names for i in server_ids(bare, f"refs/heads/gitmail/mail/boss/{n}")]
         t_sync = timed(lambda: sh(GITMAIL, "sync", "-q", "--repo", str(boss)))
         listing = json.loads(sh(GITMAIL, "list", "--json", "--limit", "100000", "--repo", str(boss)))
     stop_guard(bare)
-    total = senders * per
+    total = senders * per * (2 if per_push else 1)
     exact = len(ids) == total and len(set(ids)) == total and listing["total"] == total
     good = all(m["verified"] for m in listing["messages"])
-    return {
+    out = {
         "guard": guard, "messages": total, "delivered_exactly_once": exact and good,
-        "wall_s": t, "msgs_per_s": total / t, "mean_send_latency_s": statistics.mean(float(o) for o in outs),
-        "raw_push_wall_s": t_raw, "raw_msgs_per_s": total / t_raw, "ratio_vs_raw": t / t_raw,
+        "wall_s": t, "msgs_per_s": senders * per / t, "mean_send_latency_s": statistics.mean(float(o) for o in outs),
+        "raw_push_wall_s": t_raw, "raw_msgs_per_s": senders * per / t_raw, "ratio_vs_raw": t / t_raw,
         "recipient_sync_s": t_sync,
     }
+    if per_push:
+        out.update({"batched_per_push": per_push, "batched_wall_s": t_batched,
+                    "batched_msgs_per_s": senders * per / t_batched,
+                    "batched_mean_push_latency_s": statistics.mean(float(o) for o in batch_outs)})
+    return out
 
 
 # -- (b) ------------------------------------------------------------------------------------
@@ -299,6 +328,8 @@ def main() -> int:
     ap.add_argument("--only", default="a,b,c", help="which benchmarks (comma-separated: a,b,c)")
     ap.add_argument("--no-guard", action="store_true", help="serve the org repos without the pre-receive guard")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object at the end")
+    ap.add_argument("--per-push", type=int, default=10,
+                    help="(a) also send the same messages this many to a push (send_batch); 0: skip [10]")
     args = ap.parse_args()
     only = set(args.only.split(","))
     guard = not args.no_guard
@@ -310,7 +341,7 @@ def main() -> int:
               f" {os.cpu_count()} CPUs)")
         if "a" in only:
             s, m = (4, 10) if args.quick else (16, 50)
-            out["a"] = bench_a(work, s, m, guard)
+            out["a"] = bench_a(work, s, m, guard, args.per_push)
             show(f"(a) {s} senders x {m} messages -> 1 recipient (target >= 50 msgs/s)", out["a"])
         if "b" in only:
             n = 1000 if args.quick else 10_000
