@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # 7: trace_id and the payload hint of open types; 8: the trace, thread and reply indexes hold only
 # rows that have one (most have none: a first sync writes three B-trees fewer per message).
-# 9: the inbox tally (a table kept by triggers), so counts never scan the inbox.
+# 9: the inbox tally (kept by every write to the rows), so counts never scan the inbox.
 # A cache of version 8 gains the tally (one scan); a cache of another version is rebuilt.
 SCHEMA = 9
 HINT_CHARS = 200  # of an open type's payload (canonical JSON) kept for listings
@@ -49,24 +49,20 @@ CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
 CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 """
 
-# What the inbox shows and what of it is unread, written once with ``{p}`` for the row's
-# qualifier: "" in queries, "OLD." / "NEW." in the tally's triggers.
+# What the inbox shows (not archived, one copy per Message-ID), and what of it is unread.
 # Unread mail: an inbox copy not read yet. Verified receipts (type ``ack``) never count: they
 # answer the member's own --require-ack and need no attention; one that failed verification does
 # (issue 14; docs/protocol.md, "Acknowledgements"). views.is_unread is the same rule for one row.
-_SHOWN_T = "{p}inbox=1 AND {p}dup=0 AND {p}archived=0"
-_UNREAD_T = "{p}read=0 AND ({p}type != 'ack' OR {p}status != 'good')"
-SHOWN = _SHOWN_T.format(p="")
-UNREAD = _UNREAD_T.format(p="")
+SHOWN = "inbox=1 AND dup=0 AND archived=0"
+UNREAD = "read=0 AND (type != 'ack' OR status != 'good')"
 
 
 def _tally_sums(where: str) -> str:
     """SQL summing the ``(shown, unread, urgent unread)`` of the rows of ``msg`` matching
     ``where`` (NULL counts as false, as in a WHERE clause)."""
-    shown, unread = _SHOWN_T.format(p=""), _UNREAD_T.format(p="")
-    return (f"SELECT COALESCE(SUM(CASE WHEN {shown} THEN 1 ELSE 0 END), 0),"
-            f" COALESCE(SUM(CASE WHEN {shown} AND {unread} THEN 1 ELSE 0 END), 0),"
-            f" COALESCE(SUM(CASE WHEN {shown} AND {unread} AND prank=0 THEN 1 ELSE 0 END), 0)"
+    return (f"SELECT COALESCE(SUM(CASE WHEN {SHOWN} THEN 1 ELSE 0 END), 0),"
+            f" COALESCE(SUM(CASE WHEN {SHOWN} AND {UNREAD} THEN 1 ELSE 0 END), 0),"
+            f" COALESCE(SUM(CASE WHEN {SHOWN} AND {UNREAD} AND prank=0 THEN 1 ELSE 0 END), 0)"
             f" FROM msg WHERE {where}")
 
 
