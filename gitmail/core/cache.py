@@ -85,17 +85,37 @@ def _adjust(db: sqlite3.Connection, sign: int, where: str, args: Any = ()) -> No
 
 
 @contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """The caller's transaction, or a new one (``BEGIN IMMEDIATE``: the write lock first, so a
+    count taken at the start is still true at the write) committed at the end, rolled back on
+    an error."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+@contextmanager
 def _counted(db: sqlite3.Connection, where: str, args: Any = ()) -> Iterator[None]:
     """Around a write to the rows of ``msg`` matching ``where`` (a condition the write does
     not change: by path, ordinal, id or rowid): their share leaves the tally before it and
-    comes back after it. Callers are inside the write's transaction."""
-    _adjust(db, -1, where, args)
-    yield
-    _adjust(db, +1, where, args)
+    comes back after it, all in one transaction (so another process's write cannot fall
+    between the count and the write)."""
+    with _transaction(db):
+        _adjust(db, -1, where, args)
+        yield
+        _adjust(db, +1, where, args)
 
 
 def _recount(db: sqlite3.Connection) -> None:
-    """Set the tally from a scan (after a write to the whole inbox, which is a scan anyway)."""
+    """Set the tally from a scan (after a write to the whole inbox, which is a scan anyway).
+    Callers are inside the write's transaction."""
     db.execute("UPDATE tally SET total=?, unread=?, urgent=?", scan_counts(db))
 
 
@@ -586,13 +606,14 @@ def insert_rows(db: sqlite3.Connection, columns: Sequence[str], rows: Sequence[S
     ``(path, ordinal)``, and keep the tally equal to the rows. Through a temporary table, so the
     rows replaced and the rows written are each counted by one query."""
     cols = ", ".join(columns)
-    db.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT {cols} FROM msg WHERE 0")
-    db.execute("DELETE FROM temp.incoming")
-    db.executemany(f"INSERT INTO temp.incoming({cols}) VALUES ({','.join('?' * len(columns))})", rows)
     mine = "rowid IN (SELECT m.rowid FROM msg m JOIN temp.incoming i ON m.path=i.path AND m.ordinal=i.ordinal)"
-    with _counted(db, mine):
-        db.execute(f"INSERT OR REPLACE INTO msg({cols}) SELECT {cols} FROM temp.incoming ORDER BY rowid")
-    db.execute("DELETE FROM temp.incoming")
+    with _transaction(db):
+        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT {cols} FROM msg WHERE 0")
+        db.execute("DELETE FROM temp.incoming")
+        db.executemany(f"INSERT INTO temp.incoming({cols}) VALUES ({','.join('?' * len(columns))})", rows)
+        with _counted(db, mine):
+            db.execute(f"INSERT OR REPLACE INTO msg({cols}) SELECT {cols} FROM temp.incoming ORDER BY rowid")
+        db.execute("DELETE FROM temp.incoming")
 
 
 def hide_bad_copies(db: sqlite3.Connection, id: str) -> None:
@@ -638,12 +659,13 @@ def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
     flags looked up in the state's ranges (bisection), then updated by rowid.
     """
     if not since:
-        db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1)")
-        for path, mb in st.mailboxes.items():
-            for flag in ("read", "archived"):
-                for a, b in getattr(mb, flag):
-                    db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ?", (path, a, b))
-        _recount(db)
+        with _transaction(db):
+            db.execute("UPDATE msg SET read=0, archived=0 WHERE inbox=1 AND (read=1 OR archived=1)")
+            for path, mb in st.mailboxes.items():
+                for flag in ("read", "archived"):
+                    for a, b in getattr(mb, flag):
+                        db.execute(f"UPDATE msg SET {flag}=1 WHERE path=? AND ordinal BETWEEN ? AND ?", (path, a, b))
+            _recount(db)
         return
     from bisect import bisect_right
 
@@ -1018,15 +1040,22 @@ def set_flag(db: sqlite3.Connection, repo: "Repo", member: str, changes: dict[st
              value: bool, state_blob: str) -> None:
     """Record flags just written to the state ref (``state_blob``), keeping the fast path valid."""
     assert flag in FLAGS
-    set_flag_rows(db, changes, flag, value)
     key = json.dumps(sorted(watched_refs(repo, member).items()))
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state_blob,))
+    with _transaction(db):  # the flags and the state they came from, together
+        set_flag_rows(db, changes, flag, value)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state_blob,))
 
 
 def set_flag_rows(db: sqlite3.Connection, changes: dict[str, list[int]], flag: str, value: bool) -> None:
-    """Set ``flag`` to ``value`` on the rows at ``changes`` (mailbox path -> ordinals), keeping the tally."""
+    """Set ``flag`` to ``value`` on the rows at ``changes`` (mailbox path -> ordinals), keeping the
+    tally (one transaction, or the caller's)."""
     assert flag in FLAGS
+    with _transaction(db):
+        _set_flag_rows(db, changes, flag, value)
+
+
+def _set_flag_rows(db: sqlite3.Connection, changes: dict[str, list[int]], flag: str, value: bool) -> None:
     for path, ords in changes.items():
         for k in range(0, len(ords), 500):  # below SQLite's bound-parameter limit
             part = ords[k:k + 500]

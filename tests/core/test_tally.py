@@ -82,6 +82,29 @@ def test_the_tally_equals_a_scan_after_any_sequence_of_writes(ops: list[Any]) ->
         assert counts(db) == cache.scan_counts(db), o
 
 
+def test_a_flag_set_while_another_process_writes_is_counted_against_the_rows_it_finds(tmp_path: Any) -> None:
+    """Two connections (two processes) on one cache: while one holds a write that deletes a
+    mailbox's rows, the other marks some of them read. The mark waits for the whole write
+    (count, write and count again in one ``BEGIN IMMEDIATE``), so it counts the rows as they
+    are after it: none. Counting before waiting would take their share out twice."""
+    import threading
+
+    f = tmp_path / "c.sqlite3"
+    one = cache.prepare(sqlite3.connect(f, isolation_level=None, check_same_thread=False))
+    cache.insert_rows(one, COLUMNS, [(PATHS[0], i, f"m{i}", 1, 0, 0, 0, "text", "good", 2) for i in range(5)])
+    two = cache.prepare(sqlite3.connect(f, isolation_level=None, timeout=20, check_same_thread=False))
+    one.execute("BEGIN IMMEDIATE")
+    cache._drop_rows(one, PATHS[0])
+    marker = threading.Thread(target=cache.set_flag_rows, args=(two, {PATHS[0]: [0, 1, 2]}, "read", True))
+    marker.start()
+    marker.join(0.5)  # it waits for the lock (before the fix: it had counted, and waited to write)
+    one.execute("COMMIT")
+    marker.join(20)
+    assert not marker.is_alive()
+    assert counts(two) == cache.scan_counts(two) == (0, 0, 0)
+    assert counts(one) == (0, 0, 0)
+
+
 def test_a_cache_of_the_previous_schema_gains_a_tally_that_matches_its_rows(tmp_path: Any) -> None:
     """Version 8 caches (no tally) are migrated in place with one scan, not rebuilt from git."""
     f = tmp_path / "c.sqlite3"
