@@ -128,9 +128,9 @@ def test_a_cache_of_the_previous_schema_gains_a_tally_that_matches_its_rows(tmp_
     assert counts(again) == cache.scan_counts(again)
 
 
-def test_the_tally_matches_a_scan_through_real_mail_reads_archives_and_a_rewrite(org: Org) -> None:
-    """A real org: sync, read, archive, mark unread, a receipt, and a second clone's cache
-    rebuilt from the refs: after each, the tally is what a scan of the rows says."""
+def test_the_tally_matches_a_scan_through_real_mail_reads_archives_and_a_revoked_key(org: Org) -> None:
+    """A real org: sync, read, archive, mark unread, and a revoked key (the sender's old mail
+    dropped from the cache and indexed again): after each, the tally is what a scan says."""
     from gitmail import api
     from gitmail.api.session import session
 
@@ -157,3 +157,15 @@ def test_the_tally_matches_a_scan_through_real_mail_reads_archives_and_a_rewrite
     listing = api.mailbox(alex)
     assert (listing.unread, listing.total) == (4, 5)
     assert api.unread_count(alex) == (4, 2)
+
+    # max's old key is revoked: alex's cache drops every row max signed with it and indexes
+    # them again (now flagged), keeping the flags alex set; the tally follows.
+    api.rotate_key(org.clones["max"])
+    api.revoke_key(org.clones["max"])
+    api.send(org.clones["max"], ["alex"], "with the new key")
+    api.sync(alex)
+    s = session(alex)
+    s.refresh()
+    statuses = {r[0] for r in s.db.execute("SELECT status FROM msg WHERE inbox=1")}
+    assert "good" in statuses and len(statuses) > 1  # the old messages are no longer good
+    check(5)
