@@ -71,11 +71,11 @@ def _tally_sums(where: str) -> str:
 # equals :func:`scan_counts`. Every write to ``msg`` goes through :func:`_counted` (or ends in
 # :func:`_recount`), which takes the rows it touches out of the tally before and puts them back
 # after. Not triggers: a row trigger doubled the cost of indexing a message (measured: 17 -> 50 µs).
-_TALLY_DDL = """
-CREATE TABLE IF NOT EXISTS tally(one INTEGER PRIMARY KEY CHECK (one = 1), total INTEGER NOT NULL,
-  unread INTEGER NOT NULL, urgent INTEGER NOT NULL);
-INSERT OR IGNORE INTO tally VALUES (1, 0, 0, 0);
-"""
+_TALLY_DDL = (
+    "CREATE TABLE IF NOT EXISTS tally(one INTEGER PRIMARY KEY CHECK (one = 1), total INTEGER NOT NULL,"
+    " unread INTEGER NOT NULL, urgent INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO tally VALUES (1, 0, 0, 0)",
+)
 
 
 def _adjust(db: sqlite3.Connection, sign: int, where: str, args: Any = ()) -> None:
@@ -154,9 +154,8 @@ def prepare(db: sqlite3.Connection) -> sqlite3.Connection:
 
 def _create_tally(db: sqlite3.Connection) -> None:
     """Create the tally, starting from a scan of the rows already there."""
-    for stmt in _TALLY_DDL.split(";\n"):
-        if stmt.strip():
-            db.execute(stmt)
+    for stmt in _TALLY_DDL:
+        db.execute(stmt)
     _recount(db)
 
 
@@ -608,7 +607,7 @@ def insert_rows(db: sqlite3.Connection, columns: Sequence[str], rows: Sequence[S
     cols = ", ".join(columns)
     mine = "rowid IN (SELECT m.rowid FROM msg m JOIN temp.incoming i ON m.path=i.path AND m.ordinal=i.ordinal)"
     with _transaction(db):
-        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT {cols} FROM msg WHERE 0")
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT * FROM msg WHERE 0")  # any columns given
         db.execute("DELETE FROM temp.incoming")
         db.executemany(f"INSERT INTO temp.incoming({cols}) VALUES ({','.join('?' * len(columns))})", rows)
         with _counted(db, mine):
@@ -694,8 +693,9 @@ def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
             r, a = max(r, read), max(a, archived)
         if (r, a) != (read, archived):
             changes.append((r, a, rid))
-    with _counted(db, "rowid > ?", (since,)):
-        db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", changes)
+    if changes:
+        with _counted(db, "rowid > ?", (since,)):
+            db.executemany("UPDATE msg SET read=?, archived=? WHERE rowid=?", changes)
 
 
 # -- full-text search (gitmail search) ---------------------------------------------------------
@@ -916,10 +916,8 @@ def scan_counts(db: sqlite3.Connection) -> tuple[int, int, int]:
     """``(shown, unread, urgent unread)`` of the inbox by a scan of every row: the definition the
     tally (:func:`inbox_counts`, :func:`unread_counts`) is kept equal to. Archived messages are
     left out; acks are never unread."""
-    total, unread, urgent = db.execute(
-        f"SELECT COUNT(*), SUM({UNREAD}), SUM({UNREAD} AND prank=0) FROM msg WHERE {SHOWN}"
-    ).fetchone()
-    return total or 0, unread or 0, urgent or 0
+    total, unread, urgent = db.execute(_tally_sums(SHOWN)).fetchone()
+    return int(total), int(unread), int(urgent)
 
 
 def _tally(db: sqlite3.Connection) -> tuple[int, int, int]:

@@ -82,6 +82,17 @@ def test_the_tally_equals_a_scan_after_any_sequence_of_writes(ops: list[Any]) ->
         assert counts(db) == cache.scan_counts(db), o
 
 
+def test_rows_of_different_columns_go_through_one_connection() -> None:
+    """The staging table holds every column of ``msg``: a connection that wrote rows of some
+    columns can write rows of others (it once kept the first caller's columns)."""
+    db = fresh_db()
+    cache.insert_rows(db, COLUMNS, [(PATHS[0], 0, "a1", 1, 0, 0, 0, "text", "good", 0)])
+    cache.insert_rows(db, cache.ROW_COLUMNS, [tuple(
+        {"path": PATHS[0], "ordinal": 1, "id": "a2", "inbox": 1, "dup": 0, "type": "text", "status": "good",
+         "prank": 2, "sent": 0, "encrypted": 0}.get(c) for c in cache.ROW_COLUMNS)])
+    assert counts(db) == cache.scan_counts(db) == (2, 2, 1)
+
+
 def test_a_flag_set_while_another_process_writes_is_counted_against_the_rows_it_finds(tmp_path: Any) -> None:
     """Two connections (two processes) on one cache: while one holds a write that deletes a
     mailbox's rows, the other marks some of them read. The mark waits for the whole write
@@ -169,3 +180,4 @@ def test_the_tally_matches_a_scan_through_real_mail_reads_archives_and_a_revoked
     statuses = {r[0] for r in s.db.execute("SELECT status FROM msg WHERE inbox=1")}
     assert "good" in statuses and len(statuses) > 1  # the old messages are no longer good
     check(5)
+
