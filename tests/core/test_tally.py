@@ -181,3 +181,41 @@ def test_the_tally_matches_a_scan_through_real_mail_reads_archives_and_a_revoked
     assert "good" in statuses and len(statuses) > 1  # the old messages are no longer good
     check(5)
 
+
+def test_forged_copies_and_a_replay_of_a_genuine_message_are_counted_once(org: Org) -> None:
+    """The attacker's moves on alex's mailbox (a file org, no guard to stop them): an unsigned
+    copy of max's message pushed first (shown, unread, flagged), then the genuine signed one
+    with the same Message-ID (the forged copy is hidden behind it), then the genuine commit's
+    content replayed as a second copy. Each step is counted as the scan counts it: one
+    message, unread, never two."""
+    from gitmail import api
+    from gitmail.api.session import session
+    from gitmail.core import directory as dirmod
+    from gitmail.core.repo import open_repo
+    from gitmail.core.store import write_message_commit
+    from tests.core.forge import key_of, make_message, push_commit, tip, write_unsigned
+
+    alex, clone = org.clones["alex"], org.clones["max"]
+    m = make_message("max", "alex", "pay the invoice", priority="urgent")
+    repo = open_repo(clone)
+    max_entry, max_key = dirmod.load(repo).members["max"], key_of(org, "max")
+
+    def state() -> tuple[tuple[int, int, int], set[str]]:
+        api.sync(alex)
+        s = session(alex)
+        s.refresh()
+        assert counts(s.db) == cache.scan_counts(s.db)
+        shown = {r[0] for r in s.db.execute("SELECT status FROM msg WHERE inbox=1 AND dup=0")}
+        return counts(s.db), shown
+
+    forged = write_unsigned(clone, m, tip(clone, "alex", "max"))
+    push_commit(clone, "alex", "max", forged)
+    assert state() == ((1, 1, 1), {"unsigned"})
+    genuine = write_message_commit(repo.pg, m, max_entry, max_key, forged)
+    push_commit(clone, "alex", "max", genuine)
+    assert state() == ((1, 1, 1), {"good"})
+    replay = write_message_commit(repo.pg, m, max_entry, max_key, genuine)
+    push_commit(clone, "alex", "max", replay)
+    assert state() == ((1, 1, 1), {"good"})
+    api.read(alex, [m.id])
+    assert state() == ((1, 0, 0), {"good"})
