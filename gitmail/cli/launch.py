@@ -33,6 +33,16 @@ uid; any other owner or mode and nothing warm is used), ``<h>.sock`` and
 ``<h>.lock`` where ``h`` hashes this interpreter, this gitmail package's
 directory and the interpreter's text settings (two installs or worktrees
 never share a server). The server holds an ``flock`` on the lock file.
+
+A command in :data:`REUSABLE` (``send``, ``reply``) is first offered to the
+*workers* of this client's session, ``w<s>-<i>.wsock`` beside them (``i``
+from 0 to :data:`WORKERS` - 1, tried in order), where ``s`` hashes ``h`` and
+everything in the request but the argv (the umask, the streams' settings, the
+whole environment): a child whose reusable command ended with status 0
+serves the next command of an identical session itself instead of exiting
+(gitmail.cli.warm, "Workers"). The exchange with one is the same as with the
+server; when none answers (a busy worker has no socket), or one declines, the
+client asks the server as before.
 """
 
 from __future__ import annotations
@@ -52,6 +62,10 @@ OFF = ("off", "0", "false", "no")
 # talks to this very process for a long time), the completion protocol, and init (a first
 # contact with a remote may ask on the terminal, e.g. ssh's host key).
 IN_PROCESS = frozenset({"mcp", "hook", "hooks", "guard", "init"})
+# Commands after which a warm child may serve the next command of the same session (the
+# hot path of an agent that sends many messages); any other command ends its process.
+REUSABLE = frozenset({"send", "reply"})
+WORKERS = 8  # workers of one session at most (its concurrent senders each find an idle one)
 # The server: run without the current directory on sys.path.
 BOOT = "import sys; del sys.path[0]; from gitmail.cli.warm import serve_main; sys.exit(serve_main())"
 
@@ -106,6 +120,24 @@ def idle_timeout() -> float:
     except ValueError:
         return 300.0
     return v if v > 0 else 300.0
+
+
+def session_key(fields: Sequence[bytes]) -> str:
+    """What a worker serves (:data:`REUSABLE`): the hash of this install's :func:`key` and the
+    request ``fields`` (:func:`request`) without the argv: two requests with the same key
+    differ in nothing but their argv and descriptors. 24 hex digits."""
+    nargs = int(fields[11])
+    return _sha256(pack([key().encode(), *fields[:11], *fields[12 + nargs:]]))[:24]
+
+
+def worker_paths(sock_path: str, session: str, slot: int) -> Optional[tuple[str, str]]:
+    """``(socket, lock file)`` of worker ``slot`` of ``session`` beside the server's
+    ``sock_path`` (``w<session>-<slot>.wsock``, ``.wlock``: never taken for a server's), or
+    None when the path would not fit in a socket address."""
+    stem = os.path.join(os.path.dirname(sock_path), f"w{session}-{slot}")
+    if len(os.fsencode(stem + ".wsock")) > SOCK_MAX:
+        return None
+    return stem + ".wsock", stem + ".wlock"
 
 
 # -- wire format -------------------------------------------------------------------------
@@ -187,8 +219,9 @@ def _stdio_open() -> bool:
     return True
 
 
-def _connect(sock_path: str, argv: Sequence[str]) -> Any:
-    """A connected socket on which the request was sent, or None (no server to talk to)."""
+def _connect(sock_path: str, data: bytes) -> Any:
+    """A connected socket on which the request ``data`` (:func:`pack` of :func:`request`) was
+    sent, or None (no server to talk to)."""
     import _socket
 
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -203,7 +236,6 @@ def _connect(sock_path: str, argv: Sequence[str]) -> Any:
             return None
         cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            data = pack(request(argv))
             import array
 
             sent = s.sendmsg([data[:4096]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
@@ -218,14 +250,14 @@ def _connect(sock_path: str, argv: Sequence[str]) -> Any:
     return s
 
 
-def _ask(sock_path: str, argv: Sequence[str]) -> tuple[str, int]:
-    """Run ``argv`` through the server at ``sock_path``.
+def _ask(sock_path: str, data: bytes) -> tuple[str, int]:
+    """Run the request ``data`` through the server (or worker) at ``sock_path``.
 
     ``("done", status)`` when the server ran it (never run it again);
     ``("here", 0)`` when it did not start it and it must run here;
     ``("none", 0)`` when no server answered (run here, and start one).
     """
-    s = _connect(sock_path, argv)
+    s = _connect(sock_path, data)
     if s is None:
         return "none", 0
     try:
@@ -375,8 +407,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = paths()
     if p is None:
         return in_process(args)
+    fields = request(args)
+    data = pack(fields)
+    first = next((a for a in args if not a.startswith("-")), None)
     try:
-        how, code = _ask(p[0], args)
+        how, code = "none", 0
+        if first in REUSABLE:
+            session = session_key(fields)
+            for slot in range(WORKERS):
+                worker = worker_paths(p[0], session, slot)
+                if worker is None:
+                    break
+                how, code = _ask(worker[0], data)
+                if how != "none":
+                    break
+        if how == "none":  # no idle worker, or it declined before the ack: the server
+            how, code = _ask(p[0], data)
     except KeyboardInterrupt:  # before the ack: nothing was started
         _say("gitmail: interrupted")
         return 130

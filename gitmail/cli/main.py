@@ -82,6 +82,9 @@ NO_NOTICE = {"init", "mcp", "hook", "hooks", "guard"}
 
 # --utc / GITMAIL_UTC: times for people in UTC instead of the local zone (gitmail.cli.render).
 UTC_TIMES = False
+# The top-level command the last run of main() invoked ("send"), or None (gitmail.cli.warm
+# asks it of a command that ended with 0: whether its process may serve the next one).
+LAST_COMMAND: Optional[str] = None
 
 
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -174,8 +177,9 @@ def _silence_stdout() -> None:
 
 def _run(args: Optional[list[str]]) -> int:
     """Parse and run one command; exceptions go to :func:`main`."""
-    global UTC_TIMES
+    global UTC_TIMES, LAST_COMMAND
     UTC_TIMES = False  # set by --utc (common) for this run only
+    LAST_COMMAND = None
     # Not cli.main(): on a closed pipe it exits 1 silently, and on Ctrl-C it prints an extra line.
     instruction = os.environ.get("_GITMAIL_COMPLETE")
     if instruction:  # shell completion, as cli.main() would serve it
@@ -184,6 +188,7 @@ def _run(args: Optional[list[str]]) -> int:
         return shell_complete(cli, {}, "gitmail", "_GITMAIL_COMPLETE", instruction)
     with cli.make_context("gitmail", args if args is not None else sys.argv[1:]) as ctx:
         cli.invoke(ctx)
+        LAST_COMMAND = ctx.invoked_subcommand
     sys.stdout.flush()  # a closed pipe shows here for short outputs
     return 0
 

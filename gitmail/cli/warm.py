@@ -25,6 +25,26 @@ the command only after the client's ``G``. It ends with ``X<status>``; ``R``
 when the command asked for the terminal (:mod:`gitmail.cli.terminal`) before
 doing anything, ``O`` when the repository's git config says
 ``gitmail.warm=false``: the client then runs the command itself.
+
+Workers: a fork and its copied pages cost a send more than its own Python
+does (docs/sync.md, "The cost of one send"). So a child whose command was one
+of :data:`gitmail.cli.launch.REUSABLE` and ended with status 0 does not exit:
+it points its standard streams at ``/dev/null`` (the client's pipes see their
+end), says ``X0``, and serves the next command of the same *session* (the
+same request but for the argv: environment, umask, streams' settings; its
+key is :func:`gitmail.cli.launch.session_key`) on ``w<key>-<i>.wsock``, holding
+``w<key>-<i>.wlock`` for the first free ``i`` below
+:data:`gitmail.cli.launch.WORKERS` (none free: it exits). It takes one
+connection at a time and removes its socket
+while a command runs (other clients go to the server meanwhile), checks the
+peer's uid and gitmail's code as the server does, declines (no ack) a
+request of another session, and takes on the client's state exactly as a
+fresh child does. It exits after any other command or status, after
+:data:`WORKER_MAX` commands, after ``min(WORKER_IDLE, GITMAIL_WARM_IDLE)``
+seconds without one, and when the server is gone or its socket is removed.
+What a process remembers between commands (the opened clone's config, checked
+against its files; directory ledgers and bounds keyed by commit ids) is what
+the MCP server, also one long-lived process, remembers.
 """
 
 from __future__ import annotations
@@ -47,6 +67,35 @@ from gitmail.cli import launch
 READ_TIMEOUT = 10.0  # the child's wait for the request and for the client's go
 OFF_STATUS = 3  # a child's exit status when warm runs are off for its repository
 RERUN_STATUS = 4  # ... when its command needs the terminal
+WORKER_MAX = 1000  # commands one process serves at most (its memory is bounded by it)
+WORKER_IDLE = 30.0  # seconds a worker waits for its session's next command
+
+
+class _Server:
+    """What a child knows of its server: to serve as a worker and notice the server's end."""
+
+    def __init__(self, sock_path: str, ino: int, files: list[str], stamp: tuple[int, ...], idle: float) -> None:
+        self.pid = os.getpid()
+        self.sock_path = sock_path
+        self.ino = ino
+        self.files = files
+        self.stamp = stamp
+        self.idle = min(WORKER_IDLE, idle)
+
+    def alive(self) -> bool:
+        """The server still runs and still serves its socket."""
+        if os.getppid() != self.pid:
+            return False
+        try:
+            return os.stat(self.sock_path).st_ino == self.ino
+        except OSError:
+            return False
+
+    def fresh(self) -> bool:
+        """gitmail's code is still the one the server started with."""
+        from gitmail.guard.daemon import code_stamp
+
+        return code_stamp(self.files) == self.stamp
 
 
 def warm_up() -> None:
@@ -129,6 +178,7 @@ def serve(sock_path: str, lock_fd: Optional[int] = None) -> int:
     signal.set_wakeup_fd(wake_w)
     children: dict[int, socket.socket] = {}
     idle = launch.idle_timeout()
+    server = _Server(sock_path, ino, files, stamp, idle)
     last = time.monotonic()
     try:
         while not stop:
@@ -171,7 +221,7 @@ def serve(sock_path: str, lock_fd: Optional[int] = None) -> int:
                 continue
             pid = os.fork()
             if pid == 0:
-                _child(conn, [listener, *children.values()], [wake_r, wake_w, fd])  # never returns
+                _child(conn, [listener, *children.values()], [wake_r, wake_w, fd], server)  # never returns
             conn.setblocking(False)  # the server's copy: for the S<N> line, never blocking
             children[pid] = conn
     finally:
@@ -222,10 +272,11 @@ def _ended(conn: Optional[socket.socket], status: int) -> None:
 # -- the child ---------------------------------------------------------------------------
 
 
-def _child(conn: socket.socket, sockets: list[socket.socket], fds: list[int]) -> None:
-    """Run one command for the client on ``conn`` (see the module docstring); never returns.
-    ``sockets`` and ``fds``: the server's, closed first (the listener, other clients'
-    connections, the wake-up pipe, the lock)."""
+def _child(conn: socket.socket, sockets: list[socket.socket], fds: list[int], server: _Server) -> None:
+    """Run one command for the client on ``conn`` (see the module docstring), then serve its
+    session as a worker while that is allowed; never returns. ``sockets`` and ``fds``: the
+    server's, closed first (the listener, other clients' connections, the wake-up pipe,
+    the lock)."""
     try:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
@@ -236,24 +287,133 @@ def _child(conn: socket.socket, sockets: list[socket.socket], fds: list[int]) ->
         for f in fds:
             os.close(f)
         os.setpgid(0, 0)  # the client forwards signals to this group (git children included)
+    except BaseException:
+        os._exit(1)
+    session = _start(conn, None)
+    if session is None:
+        os._exit(1)
+    _run(conn, session[1])
+    _serve_session(server, session[0])
+
+
+def _start(conn: socket.socket, session: Optional[str]) -> Optional[tuple[str, list[str]]]:
+    """Read the request on ``conn``, take on the client's state, ack and wait for the go:
+    ``(session key, argv)``; None when the command must not run here (a garbled request, a
+    client that gave up, or another session than ``session``): ``conn`` is closed unacked
+    and the client asks elsewhere or runs the command itself."""
+    try:
         conn.setblocking(True)
         conn.settimeout(READ_TIMEOUT)
-        argv = _take_request(conn)
+        key, argv = _take_request(conn)
+        if session is not None and key != session:
+            conn.close()
+            return None
         conn.sendall(b"A%d\n" % os.getpid())
         if conn.recv(1) != b"G":
-            os._exit(1)  # the client gave up before committing: it runs the command itself
+            conn.close()
+            return None  # the client gave up before committing: it runs the command itself
         conn.settimeout(None)
     except KeyboardInterrupt:  # forwarded between ack and go
         from gitmail.cli.main import _interrupt
 
         _finish(conn, b"X%d\n" % _interrupt())
     except BaseException:
-        os._exit(1)
-    _run(conn, argv)
+        conn.close()
+        return None
+    return key, argv
 
 
-def _take_request(conn: socket.socket) -> list[str]:
-    """Read the request and take on the client's state; the argv (without argv[0])."""
+def _serve_session(server: _Server, session: str) -> None:
+    """Serve the next commands of ``session`` as its worker (module docstring, "Workers");
+    never returns."""
+    for slot in range(launch.WORKERS):
+        paths = launch.worker_paths(server.sock_path, session, slot)
+        if paths is None:
+            os._exit(0)
+        if _worker_lock(paths[1]) is not None:
+            break
+    else:
+        os._exit(0)  # as many workers serve this session as may
+    served = 1
+    while served < WORKER_MAX:
+        conn = _next_client(server, paths[0])
+        if conn is None:
+            break
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != os.getuid() or not server.fresh():
+            conn.close()  # no greeting: the client asks the server (which retires if code changed)
+            break
+        try:
+            conn.send(b"H\n")
+        except OSError:
+            conn.close()
+            continue
+        started = _start(conn, session)
+        if started is None:
+            break
+        served += 1
+        _run(conn, started[1])
+    os._exit(0)
+
+
+def _worker_lock(lock_path: str) -> Optional[int]:
+    """The worker's lock on ``lock_path`` (close-on-exec, held until this process ends), or None
+    when another process holds it."""
+    import fcntl
+
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _next_client(server: _Server, sock_path: str) -> Optional[socket.socket]:
+    """The next connection to the worker's socket, taken with the socket removed again (while
+    a command runs, other clients find no worker and ask the server); None when idle too long
+    or the server is gone."""
+    try:
+        os.unlink(sock_path)  # a killed worker's (we hold the lock: no live one's)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(sock_path)
+        ino = os.stat(sock_path).st_ino
+        listener.listen(8)
+    except OSError:
+        listener.close()
+        return None
+    try:
+        deadline = time.monotonic() + server.idle
+        while time.monotonic() < deadline and server.alive():
+            try:
+                ready, _, _ = select.select([listener], [], [], 0.5)
+            except InterruptedError:
+                continue
+            if ready:
+                try:
+                    conn, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                return conn
+        return None
+    finally:
+        # Connections queued behind the one taken get no greeting: their clients ask the server.
+        rundir.unlink_ours(sock_path, ino)
+        listener.close()
+
+
+def _take_request(conn: socket.socket) -> tuple[str, list[str]]:
+    """Read the request and take on the client's state; its session key and the argv
+    (without argv[0])."""
     msg, fds, _, _ = socket.recv_fds(conn, 65536, 8)
     if len(fds) != 4:
         raise ValueError("expected 4 file descriptors")
@@ -302,7 +462,7 @@ def _take_request(conn: socket.socket) -> list[str]:
         setattr(sys, f"__{name}__", stream)
     sys.argv = args or ["gitmail"]
     _env_changed()
-    return args[1:]
+    return launch.session_key(fields), args[1:]
 
 
 def _text(fd: int, mode: str, encoding: bytes, errors: bytes, line_buffering: bytes) -> io.TextIOWrapper:
@@ -342,6 +502,8 @@ def _warm_off(args: list[str]) -> bool:
 
 
 def _run(conn: socket.socket, args: list[str]) -> None:
+    """Run the command; exit, unless it may serve again (``X0`` said, streams released)."""
+    from gitmail.cli import main as cli_main
     from gitmail.cli import terminal
     from gitmail.cli.main import main
 
@@ -350,6 +512,8 @@ def _run(conn: socket.socket, args: list[str]) -> None:
             _finish(conn, b"O\n", status=OFF_STATUS)
         terminal.WARM_CHILD = True
         code = main(args)
+        if code == 0 and cli_main.LAST_COMMAND in launch.REUSABLE and _release(conn):
+            return
     except terminal.RerunHere:
         _finish(conn, b"R\n", status=RERUN_STATUS)
     except KeyboardInterrupt:  # Ctrl-C before main took over (while the config was read)
@@ -362,6 +526,28 @@ def _run(conn: socket.socket, args: list[str]) -> None:
         traceback.print_exc()
         _finish(conn, b"X1\n")
     _finish(conn, b"X%d\n" % (code & 0xFF if code >= 0 else 1))
+
+
+def _release(conn: socket.socket) -> bool:
+    """After a command that ended with 0: flush its output, point the standard streams at
+    ``/dev/null`` (the client's pipes and terminal are this process's no more, so a reader
+    of them sees their end), then tell the client ``X0``. False (nothing said) when any step
+    fails: the caller ends the process as usual."""
+    try:
+        for s in (sys.stdout, sys.stderr):
+            s.flush()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    except (OSError, ValueError):
+        return False
+    try:
+        conn.sendall(b"X0\n")
+    except OSError:
+        pass  # the client went away after the command: its status was 0 all the same
+    conn.close()
+    return True
 
 
 def _finish(conn: socket.socket, line: bytes, say: str = "", status: int = 0) -> None:

@@ -409,3 +409,161 @@ def test_the_in_process_commands_never_go_to_the_server(warm: Warm, tmp_path: Pa
     r = warm.cli("--version")
     assert r.returncode == 0 and "gitmail" in r.stdout
     assert warm.server_pid() == pid and not warm.children(pid)
+
+
+# -- workers: a child that served a send serves its session's next one -------------------
+
+
+def worker_of(warm: Warm, server: int, timeout: float = 30.0) -> int:
+    """The pid of the server's child that serves as a worker (holds a ``.wlock``): waited for."""
+    def find() -> Optional[int]:
+        for c in warm.children(server):
+            try:
+                fds = list(Path(f"/proc/{c}/fd").iterdir())
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(fd).endswith(".wlock"):
+                        return c
+                except OSError:
+                    pass
+        return None
+
+    return wait_for(find, timeout=timeout)
+
+
+def test_a_session_sends_again_through_its_worker_and_lets_go_of_the_clients_streams(org: Org, warm: Warm) -> None:
+    pid = warm.up()
+    max_ = str(org.clones["max"])
+    r = warm.cli("send", "alex", "first", "--repo", max_)
+    assert r.returncode == 0 and r.stdout.startswith("Sent to alex") and r.stderr == "", r
+    w = worker_of(warm, pid)
+    # The worker holds none of the client's pipes (capture_output above saw their end):
+    # its standard streams are /dev/null between commands.
+    assert [os.readlink(f"/proc/{w}/fd/{fd}") for fd in (0, 1, 2)] == ["/dev/null"] * 3
+    for body in ("second", "third"):
+        r = warm.cli("send", "alex", body, "--repo", max_)
+        assert r.returncode == 0 and r.stdout.startswith("Sent to alex") and r.stderr == "", r
+        assert worker_of(warm, pid) == w and warm.children(pid) == [w]  # no new fork: the same process ran it
+    # A reply (also reusable) and the body on stdin, through the same worker.
+    r = warm.cli("send", "alex", "-", "--repo", max_, input="from stdin\n")
+    assert r.returncode == 0 and warm.children(pid) == [w], r
+    assert [m["body"] for m in inbox(org, "alex")] == ["first", "second", "third", "from stdin\n"]
+    tip = git("rev-parse", "gitmail/mail/alex/max", cwd=org.url).stdout.strip()
+    assert git("verify-commit", tip, cwd=org.clones["alex"], check=False).returncode == 0
+
+
+def test_another_session_another_command_or_a_failure_is_not_served_by_a_worker(org: Org, warm: Warm) -> None:
+    pid = warm.up()
+    max_ = str(org.clones["max"])
+    assert warm.cli("send", "alex", "one", "--repo", max_).returncode == 0
+    w = worker_of(warm, pid)
+    # Another session (one variable more in the environment): its own fresh child, then worker.
+    other = {**warm.env, "SOMETHING_ELSE": "1"}
+    assert warm.cli("send", "alex", "two", "--repo", max_, env=other).returncode == 0
+    wait_for(lambda: len(warm.children(pid)) == 2 or None)
+    assert w in warm.children(pid)
+    # A command that is not reusable goes to the server and its child exits.
+    assert warm.cli("list", "--repo", max_).returncode == 0
+    wait_for(lambda: len(warm.children(pid)) == 2 or None)
+    assert w in warm.children(pid)
+    # A send that fails (an unknown recipient) ends the worker that ran it, with the same
+    # line and status as in-process.
+    bad = warm.cli("send", "nobody", "x", "--repo", max_)
+    cold = warm.cli("send", "nobody", "x", "--repo", max_, env={**warm.env, "GITMAIL_WARM": "off"})
+    assert bad.returncode != 0 and (bad.returncode, bad.stdout, bad.stderr) == (cold.returncode, cold.stdout, cold.stderr)
+    wait_for(lambda: w not in warm.children(pid) or None)
+    assert warm.cli("send", "alex", "three", "--repo", max_).returncode == 0
+    assert worker_of(warm, pid) != w
+    assert [m["body"] for m in inbox(org, "alex")] == ["one", "two", "three"]
+
+
+def test_a_worker_declines_a_request_of_another_session(org: Org, warm: Warm) -> None:
+    """A request whose environment differs from the worker's session, sent to the worker's
+    socket itself: no ack, nothing run; the worker exits and the client may ask the server."""
+    pid = warm.up()
+    max_ = str(org.clones["max"])
+    assert warm.cli("send", "alex", "mine", "--repo", max_).returncode == 0
+    w = worker_of(warm, pid)
+    sock = wait_for(lambda: next(iter(warm.dir.glob("w*-0.wsock")), None))
+    code = ("import sys; from gitmail.cli import launch; "
+            "data = launch.pack(launch.request(['send', 'alex', 'not yours', '--repo', sys.argv[2]])); "
+            "print(launch._ask(sys.argv[1], data))")
+    r = subprocess.run([SCRIPT_PY, "-c", code, str(sock), max_], env={**warm.env, "INTRUDER": "1"},
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "('none', 0)", r
+    wait_for(lambda: not Path(f"/proc/{w}").exists() or Path(f"/proc/{w}/stat").read_text().split()[2] == "Z" or None)
+    assert [m["body"] for m in inbox(org, "alex")] == ["mine"]
+
+
+def test_a_worker_reads_the_clones_config_afresh(org: Org, warm: Warm, tmp_path: Path) -> None:
+    """The org moves (remote URL changed) between two sends of one session: the worker's next
+    send goes to the new org; then gitmail.warm=false makes the client run the next itself."""
+    pid = warm.up()
+    max_ = org.clones["max"]
+    assert warm.cli("send", "alex", "to the old org", "--repo", str(max_)).returncode == 0
+    w = worker_of(warm, pid)
+    moved = tmp_path / "moved.git"
+    git("clone", "--quiet", "--mirror", str(org.url), str(moved))
+    git("remote", "set-url", "origin", str(moved), cwd=max_)
+    r = warm.cli("send", "alex", "to the new org", "--repo", str(max_))
+    assert r.returncode == 0 and warm.children(pid) == [w], r
+    log = git("log", "--format=%s", "gitmail/mail/alex/max", cwd=moved).stdout
+    assert git("rev-list", "--count", "gitmail/mail/alex/max", cwd=moved).stdout.strip() == "2", log
+    assert git("rev-list", "--count", "gitmail/mail/alex/max", cwd=org.url).stdout.strip() == "1"
+    git("config", "gitmail.warm", "false", cwd=max_)
+    r = warm.cli("send", "alex", "warm off", "--repo", str(max_))
+    assert r.returncode == 0 and r.stderr == "", r
+    wait_for(lambda: w not in warm.children(pid) or None)  # it said O and exited
+    assert git("rev-list", "--count", "gitmail/mail/alex/max", cwd=moved).stdout.strip() == "3"
+
+
+def test_a_worker_is_interrupted_like_a_child_and_retires_with_its_server(org: Org, warm: Warm) -> None:
+    pid = warm.up()
+    max_ = str(org.clones["max"])
+    assert warm.cli("send", "alex", "before", "--repo", max_).returncode == 0
+    w = worker_of(warm, pid)
+    p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--repo", max_], env=warm.env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reading_stdin(warm, pid) == w
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == "gitmail: interrupted\n", (p.returncode, err)
+    wait_for(lambda: w not in warm.children(pid) or None)
+    # gitmail changes under a worker: it greets nobody; the client asks the server, which
+    # retires too, and the command runs in the client, once.
+    assert warm.cli("send", "alex", "again", "--repo", max_).returncode == 0
+    w = worker_of(warm, pid)
+    f = Path(launch.__file__).with_name("terminal.py")
+    st = f.stat()
+    try:
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        r = warm.cli("send", "alex", "after an upgrade", "--repo", max_)
+        assert r.returncode == 0 and r.stderr == "", r
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or None, timeout=20)
+        wait_for(lambda: not Path(f"/proc/{w}").exists() or None, timeout=20)
+    finally:
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert [m["body"] for m in inbox(org, "alex")] == ["before", "again", "after an upgrade"]
+
+
+def test_a_busy_worker_is_passed_by_and_a_second_one_serves_the_session(org: Org, warm: Warm) -> None:
+    """While a worker runs a command (its socket removed) the session's next command goes to
+    the server; that child then serves the session as its second worker (slot 1)."""
+    pid = warm.up()
+    max_ = str(org.clones["max"])
+    assert warm.cli("send", "alex", "one", "--repo", max_).returncode == 0
+    w = worker_of(warm, pid)
+    p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--repo", max_], env=warm.env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reading_stdin(warm, pid) == w  # busy
+    assert not list(warm.dir.glob("w*-0.wsock"))
+    r = warm.cli("send", "alex", "two", "--repo", max_)
+    assert r.returncode == 0, r
+    out, err = p.communicate("three\n", timeout=60)
+    assert p.returncode == 0 and err == "", err
+    wait_for(lambda: len(list(warm.dir.glob("w*.wsock"))) == 2 or None)
+    assert sorted(s.name.rsplit("-", 1)[1] for s in warm.dir.glob("w*.wsock")) == ["0.wsock", "1.wsock"]
+    assert len(warm.children(pid)) == 2 and w in warm.children(pid)
+    assert sorted(m["body"] for m in inbox(org, "alex")) == ["one", "three\n", "two"]
