@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 from gitmail.errors import GitError, NotARepoError, RemoteUnreachableError
 
@@ -83,17 +83,26 @@ def git_dir(path: str | Path) -> Path:
     return Path(proc.stdout.decode().strip())
 
 
-def config_all(cwd: str | Path) -> dict[str, str]:
+def config_all(cwd: str | Path, origins: Optional[set[Path]] = None) -> dict[str, str]:
     """Every ``gitmail.*`` and ``remote.*`` config entry, last value wins.
 
     Keys are as git prints them (section and variable lower-cased, subsection
-    kept verbatim), e.g. ``gitmail.Mac CLI 小克.key``.
+    kept verbatim), e.g. ``gitmail.Mac CLI 小克.key``. ``origins``: filled with
+    the files the entries came from (``git config --show-origin``: included
+    files too), absolute.
     """
-    proc = run(["config", "-z", "--get-regexp", r"^(gitmail|remote)\."], cwd, check=False)
+    args = ["config", "-z", *(["--show-origin"] if origins is not None else []), "--get-regexp",
+            r"^(gitmail|remote)\."]
+    proc = run(args, cwd, check=False)
     out: dict[str, str] = {}
-    for item in proc.stdout.split(b"\0"):
+    items = iter(proc.stdout.split(b"\0"))
+    for item in items:
         if not item:
             continue
+        if origins is not None:  # "<kind>:<where>", then the entry
+            if item.startswith(b"file:"):
+                origins.add(Path(cwd, os.fsdecode(item[len(b"file:"):])))
+            item = next(items, b"")
         key, _, value = item.partition(b"\n")
         out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
     return out

@@ -168,38 +168,52 @@ def open_repo(path: Optional[str | Path] = None) -> Repo:
     Raises :class:`NotARepoError` when it is not a git repository.
     """
     p = Path(path or os.environ.get("GITMAIL_REPO") or ".").expanduser()
-    key = str(p.absolute())
+    key = (str(p.absolute()), *sorted(f"{k}={v}" for k, v in os.environ.items() if k in _GIT_ENV or k.startswith("GIT_")))
     hit = _OPENED.get(key)
-    if hit is not None and hit[1] == _config_stamp(hit[0]):
+    if hit is not None and hit[1] == _config_stamp(_config_files(hit[0]) + hit[3]) and (hit[0] / "HEAD").exists():
         return Repo(path=p, git_dir=hit[0], config=dict(hit[2]))
     gd = git.git_dir(p)
-    config = git.config_all(p)
-    _OPENED[key] = (gd, _config_stamp(gd), config)
+    stamp = _config_stamp(_config_files(gd))  # before reading: a change meanwhile is seen next time
+    origins: set[Path] = set()
+    config = git.config_all(p, origins)
+    extra = sorted(origins - set(_config_files(gd)))
+    _OPENED[key] = (gd, stamp + _config_stamp(extra), config, extra)
     return Repo(path=p, git_dir=gd, config=dict(config))
 
 
-# Long-lived processes (the MCP server, library users) open the same clone
-# again and again: remember what two git subprocesses said until a config
-# file changes.
-_OPENED: dict[str, tuple[Path, tuple[int, ...], dict[str, str]]] = {}
+# Long-lived processes (the MCP server, the warm CLI's workers, library users) open the same
+# clone again and again: remember what two git subprocesses said, per path and git-related
+# environment, until a config file changes (any file git reads by default, or one an entry
+# came from: an include). A file that is included but held none of gitmail's entries when
+# the config was read is not watched.
+_OPENED: dict[tuple[str, ...], tuple[Path, tuple[int, ...], dict[str, str], list[Path]]] = {}
+_GIT_ENV = frozenset({"HOME", "XDG_CONFIG_HOME"})  # with every GIT_*: what git's config depends on
 
 
 def opened_git_dirs() -> list[Path]:
     """The git dirs this process opened, most recent last (where to look when a write
     failed without saying why: gitmail.errors.local_storage_error)."""
-    return [gd for gd, _, _ in _OPENED.values()]
+    return [hit[0] for hit in _OPENED.values()]
 
 
-def _config_stamp(git_dir: Path) -> tuple[int, ...]:
-    """Modification times of the config files gitmail reads (0 when absent)."""
-    files = [git_dir / "config", Path.home() / ".gitconfig", Path(os.environ.get("XDG_CONFIG_HOME") or
-             Path.home() / ".config") / "git" / "config"]
-    out = []
+def _config_files(git_dir: Path) -> list[Path]:
+    """The config files git reads by default for the repository at ``git_dir``
+    (git-config(1), FILES): system, global (or ``$GIT_CONFIG_GLOBAL``), XDG, local, worktree."""
+    home = Path.home()
+    system = os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig"
+    return [Path(system), Path(os.environ.get("GIT_CONFIG_GLOBAL") or home / ".gitconfig"),
+            Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "git" / "config",
+            git_dir / "config", git_dir / "config.worktree"]
+
+
+def _config_stamp(files: list[Path]) -> tuple[int, ...]:
+    """Identity, size and modification time of each of ``files`` (zeros when absent): git
+    writes a config file by renaming a new one over it, so any write changes the inode."""
+    out: list[int] = []
     for f in files:
         try:
-            out.append(f.stat().st_mtime_ns)
+            st = f.stat()
+            out += (st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
-            out.append(0)
-    if not (git_dir / "HEAD").exists():
-        out.append(-1)  # the repository is gone: never a hit
+            out += (0, 0, 0)
     return tuple(out)
