@@ -531,8 +531,8 @@ def _run(conn: socket.socket, args: list[str]) -> None:
 def _release(conn: socket.socket) -> bool:
     """After a command that ended with 0: flush its output, point the standard streams at
     ``/dev/null`` (the client's pipes and terminal are this process's no more, so a reader
-    of them sees their end), then tell the client ``X0``. False (nothing said) when any step
-    fails: the caller ends the process as usual."""
+    of them sees their end) and leave its directory, then tell the client ``X0``. False
+    (nothing said) when any step fails: the caller ends the process as usual."""
     try:
         for s in (sys.stdout, sys.stderr):
             s.flush()
@@ -540,6 +540,7 @@ def _release(conn: socket.socket) -> bool:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
+        os.chdir("/")  # nor its directory (a worker must not keep a file system busy)
     except (OSError, ValueError):
         return False
     try:

@@ -442,6 +442,7 @@ def test_a_session_sends_again_through_its_worker_and_lets_go_of_the_clients_str
     # The worker holds none of the client's pipes (capture_output above saw their end):
     # its standard streams are /dev/null between commands.
     assert [os.readlink(f"/proc/{w}/fd/{fd}") for fd in (0, 1, 2)] == ["/dev/null"] * 3
+    assert os.readlink(f"/proc/{w}/cwd") == "/"  # nor the client's directory
     for body in ("second", "third"):
         r = warm.cli("send", "alex", body, "--repo", max_)
         assert r.returncode == 0 and r.stdout.startswith("Sent to alex") and r.stderr == "", r
