@@ -381,7 +381,8 @@ def main() -> int:
         def served(run: Callable[[], list[Run]], pushed: list[int]) -> list[Run]:
             """``run()`` against a freshly started git daemon; the git daemon's and the guard's CPU
             per message added to each run's server CPU (``pushed``: the messages each run sent
-            through the daemon; the server's CPU is shared out in that proportion)."""
+            through the daemon during the whole call, every round of a repeated group included;
+            each pushed message gets an equal share)."""
             d.start()
             g0 = guard_cpu()
             try:
@@ -392,7 +393,10 @@ def main() -> int:
                 d.stop()
             total = children_cpu() - c1 + guard
             for r, n in zip(runs, pushed):
-                r.server += total / sum(pushed) * n / r.n if r.n else 0.0
+                # Per message pushed, not per message of the run reported (a repeated group
+                # reports its median round: dividing by that round's count overstated the
+                # server's share by the number of rounds, the "outliers" of earlier runs).
+                r.server += total / sum(pushed) if n else 0.0
             return runs
 
         try:
@@ -406,7 +410,7 @@ def main() -> int:
                  "gitmail warm, git daemon + guard, one at a time"],
                 lambda r: [base_cmds(r, ["agent0"], seq), gitmail_cmds(clones, ["agent0"], seq, env, r),
                            gitmail_cmds(clones, ["agent0"], seq, warm_env, r, " warm")],
-                repeat, server), [0, seq, seq])
+                repeat, server), [0, seq * repeat, seq * repeat])
             rows += [(g2, b2), (w2, b2)]
             base_par2 = measure(f"baseline, {procs}x{per}", base_cmds(1, senders, per), procs)
             rows.append((served(lambda: [measure(f"gitmail git daemon + guard, {procs}x{per}",
