@@ -287,13 +287,14 @@ def _child(conn: socket.socket, sockets: list[socket.socket], fds: list[int], se
         for f in fds:
             os.close(f)
         os.setpgid(0, 0)  # the client forwards signals to this group (git children included)
-    except BaseException:
-        os._exit(1)
-    session = _start(conn, None)
-    if session is None:
-        os._exit(1)
-    _run(conn, session[1])
-    _serve_session(server, session[0])
+        session = _start(conn, None)
+        if session is not None:
+            _run(conn, session[1])
+            _serve_session(server, session[0])
+    except BaseException:  # a Ctrl-C reaching an idle worker, say
+        pass
+    # Never back into serve(): its clean-up, run in this copy of it, would remove the server's socket.
+    os._exit(1)
 
 
 def _start(conn: socket.socket, session: Optional[str]) -> Optional[tuple[str, list[str]]]:

@@ -567,4 +567,20 @@ def test_a_busy_worker_is_passed_by_and_a_second_one_serves_the_session(org: Org
     wait_for(lambda: len(list(warm.dir.glob("w*.wsock"))) == 2 or None)
     assert sorted(s.name.rsplit("-", 1)[1] for s in warm.dir.glob("w*.wsock")) == ["0.wsock", "1.wsock"]
     assert len(warm.children(pid)) == 2 and w in warm.children(pid)
-    assert sorted(m["body"] for m in inbox(org, "alex")) == ["one", "three\n", "two"]
+    assert sorted(str(m["body"]) for m in inbox(org, "alex")) == ["one", "three\n", "two"]
+
+
+def test_a_ctrl_c_reaching_an_idle_worker_ends_it_and_nothing_else(org: Org, warm: Warm) -> None:
+    """The worker is a fork of the server: whatever ends it must never run the server's own
+    clean-up in it (that would remove the server's socket)."""
+    pid = warm.up()
+    sock, _ = warm.paths()
+    max_ = str(org.clones["max"])
+    assert warm.cli("send", "alex", "one", "--repo", max_).returncode == 0
+    w = worker_of(warm, pid)
+    os.kill(w, signal.SIGINT)
+    wait_for(lambda: w not in warm.children(pid) or None)
+    assert Path(sock).exists() and warm.server_pid() == pid
+    assert warm.cli("send", "alex", "two", "--repo", max_).returncode == 0
+    assert worker_of(warm, pid) != w and warm.server_pid() == pid
+    assert [m["body"] for m in inbox(org, "alex")] == ["one", "two"]
