@@ -520,14 +520,21 @@ def test_a_worker_reads_the_clones_config_afresh(org: Org, warm: Warm, tmp_path:
     assert git("rev-list", "--count", "gitmail/mail/alex/max", cwd=moved).stdout.strip() == "3"
 
 
-def test_a_worker_is_interrupted_like_a_child_and_retires_with_its_server(org: Org, warm: Warm) -> None:
+def busy_worker(org: Org, warm: Warm, first: str) -> tuple[int, str, int, "subprocess.Popen[str]"]:
+    """A worker running a send that waits for its body on stdin, after sending ``first``:
+    ``(server pid, max's clone, the worker's pid, the client)``."""
     pid = warm.up()
     max_ = str(org.clones["max"])
-    assert warm.cli("send", "alex", "before", "--repo", max_).returncode == 0
+    assert warm.cli("send", "alex", first, "--repo", max_).returncode == 0
     w = worker_of(warm, pid)
     p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--repo", max_], env=warm.env,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert reading_stdin(warm, pid) == w
+    return pid, max_, w, p
+
+
+def test_a_worker_is_interrupted_like_a_child_and_retires_with_its_server(org: Org, warm: Warm) -> None:
+    pid, max_, w, p = busy_worker(org, warm, "before")
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "gitmail: interrupted\n", (p.returncode, err)
@@ -552,14 +559,8 @@ def test_a_worker_is_interrupted_like_a_child_and_retires_with_its_server(org: O
 def test_a_busy_worker_is_passed_by_and_a_second_one_serves_the_session(org: Org, warm: Warm) -> None:
     """While a worker runs a command (its socket removed) the session's next command goes to
     the server; that child then serves the session as its second worker (slot 1)."""
-    pid = warm.up()
-    max_ = str(org.clones["max"])
-    assert warm.cli("send", "alex", "one", "--repo", max_).returncode == 0
-    w = worker_of(warm, pid)
-    p = subprocess.Popen([GITMAIL, "send", "alex", "-", "--repo", max_], env=warm.env,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert reading_stdin(warm, pid) == w  # busy
-    assert not list(warm.dir.glob("w*-0.wsock"))
+    pid, max_, w, p = busy_worker(org, warm, "one")
+    assert not list(warm.dir.glob("w*-0.wsock"))  # busy: no socket
     r = warm.cli("send", "alex", "two", "--repo", max_)
     assert r.returncode == 0, r
     out, err = p.communicate("three\n", timeout=60)
