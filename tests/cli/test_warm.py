@@ -445,7 +445,7 @@ def test_a_session_sends_again_through_its_worker_and_lets_go_of_the_clients_str
     assert os.readlink(f"/proc/{w}/cwd") == "/"  # nor the client's directory
     for body in ("second", "third"):
         r = warm.cli("send", "alex", body, "--repo", max_)
-        assert r.returncode == 0 and r.stdout.startswith("Sent to alex") and r.stderr == "", r
+        assert r.returncode == 0 and r.stdout.startswith("Sent to alex (encrypted)") and r.stderr == "", r
         assert worker_of(warm, pid) == w and warm.children(pid) == [w]  # no new fork: the same process ran it
     # A reply (also reusable) and the body on stdin, through the same worker.
     r = warm.cli("send", "alex", "-", "--repo", max_, input="from stdin\n")
