@@ -135,12 +135,11 @@ def prepare(db: sqlite3.Connection) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     ver = db.execute("PRAGMA user_version").fetchone()[0]
     if ver == SCHEMA - 1:  # 8: the same rows, without the tally; count them once
-        db.execute("BEGIN IMMEDIATE")
-        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA - 1:  # not migrated meanwhile
-            db.execute("DROP TABLE IF EXISTS tally")
-            _create_tally(db)
-            db.execute(f"PRAGMA user_version={SCHEMA}")
-        db.execute("COMMIT")
+        with _transaction(db):
+            if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA - 1:  # not migrated meanwhile
+                db.execute("DROP TABLE IF EXISTS tally")
+                _create_tally(db)
+                db.execute(f"PRAGMA user_version={SCHEMA}")
     elif ver != SCHEMA:
         db.executescript(
             "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS refs; DROP TABLE IF EXISTS msg; DROP TABLE IF EXISTS fts;"
@@ -248,15 +247,8 @@ def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direct
     message is kept but never shown as genuine. Ingests of one member's cache
     run one at a time (a lock file beside the database).
     """
-    with _ingest_lock(repo, member):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            problems = _ingest(repo, member, db, directory)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    return problems
+    with _ingest_lock(repo, member), _transaction(db):
+        return _ingest(repo, member, db, directory)
 
 
 class _ingest_lock:
@@ -1050,15 +1042,12 @@ def set_flag_rows(db: sqlite3.Connection, changes: dict[str, list[int]], flag: s
     tally (one transaction, or the caller's)."""
     assert flag in FLAGS
     with _transaction(db):
-        _set_flag_rows(db, changes, flag, value)
-
-
-def _set_flag_rows(db: sqlite3.Connection, changes: dict[str, list[int]], flag: str, value: bool) -> None:
-    for path, ords in changes.items():
-        for k in range(0, len(ords), 500):  # below SQLite's bound-parameter limit
-            part = ords[k:k + 500]
-            with _counted(db, f"path=? AND ordinal IN ({','.join('?' * len(part))})", (path, *part)):
-                db.executemany(f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?", [(int(value), path, o) for o in part])
+        for path, ords in changes.items():
+            for k in range(0, len(ords), 500):  # below SQLite's bound-parameter limit
+                part = ords[k:k + 500]
+                with _counted(db, f"path=? AND ordinal IN ({','.join('?' * len(part))})", (path, *part)):
+                    db.executemany(f"UPDATE msg SET {flag}=? WHERE path=? AND ordinal=?",
+                                   [(int(value), path, o) for o in part])
 
 
 def inbox_copies(db: sqlite3.Connection) -> list[tuple[str, int, str]]:
