@@ -170,14 +170,15 @@ def open_repo(path: Optional[str | Path] = None) -> Repo:
     p = Path(path or os.environ.get("GITMAIL_REPO") or ".").expanduser()
     key = (str(p.absolute()), *sorted(f"{k}={v}" for k, v in os.environ.items() if k in _GIT_ENV or k.startswith("GIT_")))
     hit = _OPENED.get(key)
-    if hit is not None and hit[1] == _config_stamp(_config_files(hit[0]) + hit[3]) and (hit[0] / "HEAD").exists():
-        return Repo(path=p, git_dir=hit[0], config=dict(hit[2]))
+    if hit is not None and hit[2] == _config_stamp(hit[1]) and (hit[0] / "HEAD").exists():
+        return Repo(path=p, git_dir=hit[0], config=dict(hit[3]))
     gd = git.git_dir(p)
-    stamp = _config_stamp(_config_files(gd))  # before reading: a change meanwhile is seen next time
+    files = _config_files(gd)
+    stamp = _config_stamp(files)  # before reading: a change meanwhile is seen next time
     origins: set[Path] = set()
     config = git.config_all(p, origins)
-    extra = sorted(origins - set(_config_files(gd)))
-    _OPENED[key] = (gd, stamp + _config_stamp(extra), config, extra)
+    extra = sorted(origins - set(files))
+    _OPENED[key] = (gd, files + extra, stamp + _config_stamp(extra), config)
     return Repo(path=p, git_dir=gd, config=dict(config))
 
 
@@ -186,7 +187,8 @@ def open_repo(path: Optional[str | Path] = None) -> Repo:
 # environment, until a config file changes (any file git reads by default, or one an entry
 # came from: an include). A file that is included but held none of gitmail's entries when
 # the config was read is not watched.
-_OPENED: dict[tuple[str, ...], tuple[Path, tuple[int, ...], dict[str, str], list[Path]]] = {}
+# key -> (git dir, the config files watched, their stamp, the config)
+_OPENED: dict[tuple[str, ...], tuple[Path, list[Path], tuple[int, ...], dict[str, str]]] = {}
 _GIT_ENV = frozenset({"HOME", "XDG_CONFIG_HOME"})  # with every GIT_*: what git's config depends on
 
 
