@@ -199,12 +199,17 @@ def _read_line(sock: Any, limit: int = 64) -> bytes:
     return buf
 
 
+def _command(argv: Sequence[str]) -> "Optional[str]":
+    """The command's name as the client guesses it: the first argument not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def _enabled(argv: Sequence[str]) -> bool:
     if os.environ.get("GITMAIL_WARM", "").strip().lower() in OFF:
         return False
     if os.environ.get("_GITMAIL_COMPLETE"):
         return False
-    first = next((a for a in argv if not a.startswith("-")), None)
+    first = _command(argv)
     if first is None or first in IN_PROCESS:
         return False  # --help, --version, no command: cheap anyway; and the in-process commands
     return True
@@ -409,10 +414,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return in_process(args)
     fields = request(args)
     data = pack(fields)
-    first = next((a for a in args if not a.startswith("-")), None)
     try:
         how, code = "none", 0
-        if first in REUSABLE:
+        if _command(args) in REUSABLE:
             session = session_key(fields)
             for slot in range(WORKERS):
                 worker = worker_paths(p[0], session, slot)

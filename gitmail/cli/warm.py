@@ -158,15 +158,8 @@ def serve(sock_path: str, lock_fd: Optional[int] = None) -> int:
     import gc
 
     gc.freeze()  # what warm_up made is never collected: a child's collections skip it (fewer copied pages)
-    try:
-        os.unlink(sock_path)  # a dead server's socket
-    except FileNotFoundError:
-        pass
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(sock_path)
-    listener.listen(64)
+    listener, ino = _listen(sock_path, 64)  # a dead server's socket, if any, replaced
     listener.setblocking(False)
-    ino = os.stat(sock_path).st_ino
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -206,11 +199,10 @@ def serve(sock_path: str, lock_fd: Optional[int] = None) -> int:
                 conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 continue
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            if struct.unpack("3i", creds)[1] != os.getuid():
+            if not _same_uid(conn):
                 conn.close()
                 continue
-            if code_stamp(files) != stamp:
+            if not server.fresh():
                 conn.close()  # no ack: the client runs the command itself (with the new code)
                 break
             last = time.monotonic()
@@ -240,6 +232,30 @@ def serve(sock_path: str, lock_fd: Optional[int] = None) -> int:
         for c in children.values():
             c.close()
     return 0
+
+
+def _listen(sock_path: str, backlog: int) -> tuple[socket.socket, int]:
+    """A unix socket listening at ``sock_path`` (a stale socket file there, left by a dead
+    process, is removed first) and its inode; OSError when that cannot be done."""
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(sock_path)
+        ino = os.stat(sock_path).st_ino
+        listener.listen(backlog)
+    except OSError:
+        listener.close()
+        raise
+    return listener, ino
+
+
+def _same_uid(conn: socket.socket) -> bool:
+    """The peer of ``conn`` runs as this process's uid (``SO_PEERCRED``)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return bool(struct.unpack("3i", creds)[1] == os.getuid())
 
 
 def _reap(children: dict[int, socket.socket]) -> float:
@@ -327,12 +343,17 @@ def _start(conn: socket.socket, session: Optional[str]) -> Optional[tuple[str, l
 def _serve_session(server: _Server, session: str) -> None:
     """Serve the next commands of ``session`` as its worker (module docstring, "Workers");
     never returns."""
+    from gitmail.guard.daemon import _take_lock
+
     for slot in range(launch.WORKERS):
         paths = launch.worker_paths(server.sock_path, session, slot)
         if paths is None:
             os._exit(0)
-        if _worker_lock(paths[1]) is not None:
-            break
+        try:
+            if _take_lock(None, paths[1]) is not None:  # held until this process ends
+                break
+        except OSError:
+            os._exit(0)
     else:
         os._exit(0)  # as many workers serve this session as may
     served = 1
@@ -340,8 +361,7 @@ def _serve_session(server: _Server, session: str) -> None:
         conn = _next_client(server, paths[0])
         if conn is None:
             break
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        if struct.unpack("3i", creds)[1] != os.getuid() or not server.fresh():
+        if not _same_uid(conn) or not server.fresh():
             conn.close()  # no greeting: the client asks the server (which retires if code changed)
             break
         try:
@@ -357,40 +377,13 @@ def _serve_session(server: _Server, session: str) -> None:
     os._exit(0)
 
 
-def _worker_lock(lock_path: str) -> Optional[int]:
-    """The worker's lock on ``lock_path`` (close-on-exec, held until this process ends), or None
-    when another process holds it."""
-    import fcntl
-
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def _next_client(server: _Server, sock_path: str) -> Optional[socket.socket]:
     """The next connection to the worker's socket, taken with the socket removed again (while
     a command runs, other clients find no worker and ask the server); None when idle too long
     or the server is gone."""
     try:
-        os.unlink(sock_path)  # a killed worker's (we hold the lock: no live one's)
-    except FileNotFoundError:
-        pass
+        listener, ino = _listen(sock_path, 8)  # a killed worker's socket replaced (we hold the lock)
     except OSError:
-        return None
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(sock_path)
-        ino = os.stat(sock_path).st_ino
-        listener.listen(8)
-    except OSError:
-        listener.close()
         return None
     try:
         deadline = time.monotonic() + server.idle
@@ -506,13 +499,12 @@ def _run(conn: socket.socket, args: list[str]) -> None:
     """Run the command; exit, unless it may serve again (``X0`` said, streams released)."""
     from gitmail.cli import main as cli_main
     from gitmail.cli import terminal
-    from gitmail.cli.main import main
 
     try:
         if _warm_off(args):
             _finish(conn, b"O\n", status=OFF_STATUS)
         terminal.WARM_CHILD = True
-        code = main(args)
+        code = cli_main.main(args)
         if code == 0 and cli_main.LAST_COMMAND in launch.REUSABLE and _release(conn):
             return
     except terminal.RerunHere:
