@@ -620,6 +620,8 @@ class OrgSettings(Result):
     encryption: str = Field(description="`required`, `default` or `off`")
     allow_mixed_script: bool = Field(description="names mixing scripts are allowed")
     lfs_url: Optional[str] = Field(description="the org's LFS store URL, or null (derived from the remote)")
+    directory_layout: int = Field(description="how the directory's tree is laid out: 1 flat, 2 fan-out "
+                                              "(docs/protocol.md §8)")
 
 
 class KeyRotated(Result):

@@ -215,6 +215,8 @@ def _register(r: Repo, name: str, signer: "Signer", *, display_name: Optional[st
     def add(cur: "Directory") -> "Directory":
         if name in cur.members:
             raise DirectoryError(f"member {name!r} is already registered")
+        if not cur.members:  # a new org starts in the fan-out layout (docs/protocol.md §8, "Layouts")
+            cur.policy = cur.policy.model_copy(update={"directory_layout": dirmod.FANOUT})
         cur.members[name] = member
         return cur
 

@@ -1,9 +1,13 @@
 """The org directory: members, groups and policy on ``refs/heads/gitmail/directory``.
 
-Tree layout (docs/protocol.md, "Directory"): ``org.json``, ``members/<ref-safe
-name>.json``, ``groups/<ref-safe name>.json`` and ``allowed_signers`` (generated
-from the members, for auditors using stock git). Every commit is signed; the
-rules in :func:`check_change` decide which changes a signer may make.
+Tree layout (docs/protocol.md §8, "Directory"): ``org.json``, the member entries,
+``groups/<ref-safe name>.json`` and ``allowed_signers`` (generated from the members,
+for auditors using stock git). Layout 1 (flat, orgs made before layout 2) keeps
+``members/<ref-safe name>.json`` and one ``allowed_signers`` file; layout 2 (fan-out,
+``org.json`` ``directory_layout``) keeps ``members/<shard>/<ref-safe name>.json`` and
+``allowed_signers/<shard>``, so a commit rewrites about 1/256 of them instead of all.
+Every commit is signed; the rules in :func:`check_change` decide which changes a
+signer may make.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, cast
 
 from gitmail.core import problems, refs, refspecs
 from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_script, normalize, principal, skeleton,
@@ -27,6 +31,36 @@ if TYPE_CHECKING:
     import pygit2
 
     from gitmail.core.repo import Repo
+
+
+FLAT, FANOUT = 1, 2  # directory layouts (org.json ``directory_layout``; docs/protocol.md §8, "Layouts")
+
+
+def shard(name: str) -> str:
+    """The fan-out folder of member ``name`` in layout 2: the first two lowercase hex digits of
+    SHA-256 of the name's UTF-8 (docs/protocol.md §8, "Layouts")."""
+    import hashlib
+
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:2]
+
+
+def member_file(name: str, layout: int) -> str:
+    """The path of member ``name``'s entry under ``members/``: ``<ref-safe name>.json`` in
+    layout 1, ``<shard>/<ref-safe name>.json`` in layout 2."""
+    f = to_ref(name) + ".json"
+    return f if layout == FLAT else f"{shard(name)}/{f}"
+
+
+def signers_files(members: dict[str, Member], layout: int) -> dict[str, bytes]:
+    """The ``allowed_signers`` file(s) of ``members`` as path -> content: ``allowed_signers``
+    (layout 1), or ``allowed_signers/<shard>`` for each shard holding a member (layout 2),
+    each the lines of its members sorted by name (code points), docs/protocol.md §7, §8."""
+    if layout == FLAT:
+        return {"allowed_signers": b"".join(_signers_lines(n, members[n]) for n in sorted(members))}
+    out: dict[str, list[bytes]] = {}
+    for n in sorted(members):
+        out.setdefault(f"allowed_signers/{shard(n)}", []).append(_signers_lines(n, members[n]))
+    return {p: b"".join(v) for p, v in sorted(out.items())}
 
 
 @dataclass
@@ -138,14 +172,41 @@ class Directory:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def files(self) -> dict[str, bytes]:
-        """The directory's tree as path -> content."""
+        """The directory's tree as path -> content, in the layout its policy names."""
+        layout = self.policy.directory_layout
         out = {"org.json": canonical_json(self.policy.model_dump(mode="json"))}
         for name, m in self.members.items():
-            out[f"members/{to_ref(name)}.json"] = canonical_json(m.stored())
+            out["members/" + member_file(name, layout)] = canonical_json(m.stored())
         for name, g in self.groups.items():
             out[f"groups/{to_ref(name)}.json"] = canonical_json(g.model_dump(mode="json"))
-        out["allowed_signers"] = self.allowed_signers().encode()
+        self.allowed_signers()  # every principal can be written literally (raises AddressError)
+        out.update(signers_files(self.members, layout))
         return out
+
+
+def _member_blobs(pg: "pygit2.Repository", members_tree: "pygit2.Oid", layout: int) -> Iterator[tuple[str, "pygit2.Oid"]]:
+    """(path under ``members/``, object id) of every member file, in tree order. Raises
+    ``ValueError`` for an entry of ``members/`` that is not a folder in layout 2."""
+    import pygit2
+
+    for e in objtree(pg, members_tree):
+        if layout == FLAT:
+            yield str(e.name), e.id
+            continue
+        if e.filemode != pygit2.enums.FileMode.TREE:
+            raise ValueError(f"members/{e.name} is not a fan-out folder")
+        for f in objtree(pg, e.id):
+            yield f"{e.name}/{f.name}", f.id
+
+
+def signers_oid(members: dict[str, Member], layout: int, hexlen: int) -> str:
+    """The object id ``allowed_signers`` must have in a tree holding ``members``: the blob of
+    the file (layout 1) or the tree of its shards (layout 2), hashed with the repository's
+    object format (``hexlen`` 40: SHA-1, 64: SHA-256)."""
+    files = signers_files(members, layout)
+    if layout == FLAT:
+        return _blob_oid(files["allowed_signers"], hexlen)
+    return _tree_oid({p.rpartition("/")[2]: _blob_oid(t, hexlen) for p, t in files.items()}, hexlen)
 
 
 def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
@@ -153,12 +214,13 @@ def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
     tree = commit.tree
     try:
         policy = OrgPolicy.model_validate_json(blob_data(pg, tree["org.json"].id)) if "org.json" in tree else OrgPolicy()
+        layout = policy.directory_layout
         members: dict[str, Member] = {}
         if "members" in tree:
-            for e in objtree(pg, tree["members"].id):
-                m = Member.model_validate_json(blob_data(pg, e.id))
-                if e.name != to_ref(m.name) + ".json":
-                    raise ValueError(f"member file {e.name} does not match its name")
+            for path, oid in _member_blobs(pg, tree["members"].id, layout):
+                m = Member.model_validate_json(blob_data(pg, oid))
+                if path != member_file(m.name, layout):
+                    raise ValueError(f"member file {path} does not match its name")
                 members[m.name] = m
         groups: dict[str, Group] = {}
         if "groups" in tree:
@@ -171,7 +233,9 @@ def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
         validate(d)
     except (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_) as e:
         raise VerificationError(f"malformed directory at {str(commit.id)[:10]}: {str(e).splitlines()[0]}") from None
-    if "allowed_signers" not in tree or blob_data(pg, tree["allowed_signers"].id) != d.allowed_signers().encode():
+    se = tree["allowed_signers"] if "allowed_signers" in tree else None
+    if se is None or (int(se.filemode) == _TREE_MODE) != (layout == FANOUT) \
+            or str(se.id) != signers_oid(d.members, layout, len(str(commit.id))):
         raise VerificationError(f"directory at {str(commit.id)[:10]}: allowed_signers does not match the members")
     return d
 
@@ -332,6 +396,18 @@ def _blob_oid(data: bytes, hexlen: int) -> str:
     return h.hexdigest()
 
 
+def _tree_oid(blobs: dict[str, str], hexlen: int) -> str:
+    """The git object id of a tree of regular files ``name -> blob oid`` (git's tree format:
+    ``100644 <name>\\0<binary oid>`` sorted by name; names here are plain, no folders)."""
+    import hashlib
+
+    body = b"".join(b"100644 %s\0%s" % (n.encode(), bytes.fromhex(o)) for n, o in sorted(blobs.items()))
+    h = hashlib.sha1() if hexlen == 40 else hashlib.sha256()
+    h.update(b"tree %d\0" % len(body))
+    h.update(body)
+    return h.hexdigest()
+
+
 def _signers_lines(name: str, m: Member) -> bytes:
     """The allowed-signers lines of one member, each ending in a line feed (§7)."""
     p = principal(name)
@@ -347,12 +423,13 @@ class Ledger:
     """The verified directory at ``tip`` and what verifying the next commit needs from its history.
 
     ``members``/``groups``: the entries, with the blob of each file (``files``:
-    name -> (file name, blob oid); ``group_files`` likewise); ``owner``: key ->
+    name -> (path under ``members/``, blob oid); ``group_files`` likewise); ``owner``: key ->
     member, for every key of a current entry; ``history``: key -> the first member
     that ever held it; ``held``: member -> the keys ``history`` gives them;
     ``skeletons``: member -> confusable skeleton; ``versions``: member -> blob ids
     of every version of their entry, newest first (each once); ``signers_oid``:
-    the ``allowed_signers`` blob at ``tip`` (checked equal to the members' text);
+    the ``allowed_signers`` object at ``tip`` (a blob in layout 1, a tree in layout 2;
+    checked equal to the members' text);
     ``root``: the first directory commit; ``tree``: the root tree at ``tip``.
     Never mutated once shared: :func:`advance` works on a copy.
     """
@@ -378,7 +455,18 @@ class Ledger:
     _by_skeleton: Optional[dict[str, tuple[str, ...]]] = None
     _sorted: Optional[list[str]] = None
     _chunks: Optional[list[bytes]] = None
+    _shards: Optional[dict[str, list[str]]] = None  # layout 2: shard -> its member names, sorted
+    _shard_oids: Optional[dict[str, str]] = None  # layout 2: shard -> blob id of its allowed_signers file
     _parsed: dict[str, Member] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> int:
+        return self.policy.directory_layout
+
+    def drop_caches(self) -> None:
+        """Forget the derived allowed-signers state (it may hold a refused commit's lines)."""
+        self._sorted = self._chunks = None
+        self._shards = self._shard_oids = None
 
     def copy(self) -> "Ledger":
         c = Ledger(self.tip, self.root, self.tree, dict(self.members), dict(self.files), dict(self.raw),
@@ -388,6 +476,9 @@ class Ledger:
         c._by_skeleton = dict(self._by_skeleton) if self._by_skeleton is not None else None
         c._sorted = list(self._sorted) if self._sorted is not None else None
         c._chunks = list(self._chunks) if self._chunks is not None else None
+        if self._shards is not None and self._shard_oids is not None:
+            c._shards = {k: list(v) for k, v in self._shards.items()}
+            c._shard_oids = dict(self._shard_oids)
         return c
 
     def directory(self) -> Directory:
@@ -420,6 +511,18 @@ class Ledger:
 
     def signers_text(self) -> bytes:
         return b"".join(self.signer_chunks()[1])
+
+    def shard_state(self, hexlen: int) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """Layout 2: shard -> sorted member names, and shard -> blob id of its signers file
+        (built once, then kept up to date by :func:`_expected_signers_oid`)."""
+        if self._shards is None or self._shard_oids is None:
+            shards: dict[str, list[str]] = {}
+            for n in sorted(self.members):
+                shards.setdefault(shard(n), []).append(n)
+            self._shards = shards
+            self._shard_oids = {s: _blob_oid(b"".join(_signers_lines(n, self.members[n]) for n in ns), hexlen)
+                                for s, ns in shards.items()}
+        return self._shards, self._shard_oids
 
     def entry_versions(self, pg: "pygit2.Repository", name: str) -> list[Member]:
         """Every version of ``name``'s entry up to ``tip``, newest first (each distinct blob once)."""
@@ -485,7 +588,7 @@ class Ledger:
         return L
 
 
-LEDGER_FORMAT = 1
+LEDGER_FORMAT = 2  # 2: member paths may hold a shard folder, signers_oid may be a tree (layout 2)
 LEDGER_FILE = "directory-ledger.json"
 
 
@@ -636,6 +739,19 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[
     matters is then taken from ``tree`` itself (a type change, say a file turned
     into a folder, is seen as what it is now)."""
     ch = _Change(tree=tree)
+    if any(p.partition("/")[0] == "org.json" for p, _, _ in raw):
+        ch.policy_touched = True
+        e = _tree_entry(pg, tree, "org.json")
+        if e is None:
+            ch.policy = OrgPolicy()
+        else:
+            ch.policy_raw = blob_data(pg, e[1])
+            ch.policy = OrgPolicy.model_validate_json(ch.policy_raw)
+    layout = ch.policy.directory_layout if ch.policy is not None else L.layout
+    if layout != L.layout:
+        # A change of layout moves every entry: read the whole new tree (what is there, and
+        # every entry the ledger holds as gone unless it is found again at its new path).
+        raw = [("members/" + f, 0, "") for f, _ in L.files.values()] + _pg_changes(pg, _empty_tree(len(tree)), tree)
     touched: set[str] = set()
     kids: dict[str, dict[str, Optional[tuple[int, str]]]] = {"members": {}, "groups": {}}
     deep: dict[str, set[str]] = {"members": set(), "groups": set()}
@@ -643,23 +759,18 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[
         top, _, rest = path.partition("/")
         touched.add(top)
         if top in kids and rest:
-            kid, _, deeper = rest.partition("/")
-            if deeper:
+            # an entry is one path component deep, two under members/ in layout 2 (the shard)
+            depth = 2 if top == "members" and layout == FANOUT else 1
+            parts = rest.split("/")
+            kid = "/".join(parts[:depth])
+            if len(parts) > depth:
                 deep[top].add(kid)
             else:
                 kids[top][kid] = (mode, oid) if mode else None
-    tops = {t: _tree_entry(pg, tree, t) for t in touched if t in ("org.json", "members", "groups", "allowed_signers")}
+    tops = {t: _tree_entry(pg, tree, t) for t in touched if t in ("members", "groups", "allowed_signers")}
     for top in kids:
         for kid in deep[top]:  # a folder where a file belongs: the folder itself is the entry
             kids[top][kid] = _tree_entry(pg, tree, f"{top}/{kid}")
-    if "org.json" in tops:
-        ch.policy_touched = True
-        e = tops["org.json"]
-        if e is None:
-            ch.policy = OrgPolicy()
-        else:
-            ch.policy_raw = blob_data(pg, e[1])
-            ch.policy = OrgPolicy.model_validate_json(ch.policy_raw)
     for top, cls, known, current in (("members", Member, L.files, L.members), ("groups", Group, L.group_files, L.groups)):
         out: list[_Touched] = ch.members if top == "members" else ch.groups
         e = tops.get(top, (_TREE_MODE, "")) if top in touched else (_TREE_MODE, "")
@@ -681,27 +792,31 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[
                 if was is not None:
                     gone.append(_Touched(was, kid, current[was], None, None, None))
                 continue
+            if top == "members" and layout == FANOUT and "/" not in kid:
+                raise ValueError(f"members/{kid} is not a fan-out folder")
             data = blob_data(pg, ke[1])
             obj = cls.model_validate_json(data)
             name = obj.name
-            if kid != _file_of(name):
+            if kid != (member_file(name, layout) if top == "members" else _file_of(name)):
                 raise ValueError(f"{top[:-1]} file {kid} does not match its name")
             out.append(_Touched(name, kid, current.get(name), obj, ke[1], data))
-        out.extend(gone)
+        found = {t.name for t in out}
+        out.extend(t for t in gone if t.name not in found)  # moved by a change of layout: not gone
     if "allowed_signers" in touched:
         se = tops.get("allowed_signers")
-        ch.signers_oid = se[1] if se is not None and se[0] != _TREE_MODE else None
+        ch.signers_oid = se[1] if se is not None and (se[0] == _TREE_MODE) == (layout == FANOUT) else None
     else:
         ch.signers_oid = L.signers_oid
     return ch
 
 
 def _known_file(known: dict[str, tuple[str, str]], file: str) -> Optional[str]:
-    """The name whose entry is stored as ``file`` in ``known`` (name -> (file, blob)), if any."""
-    if not file.endswith(".json"):
+    """The name whose entry is stored as ``file`` in ``known`` (name -> (path, blob)), if any."""
+    base = file.rpartition("/")[2]
+    if not base.endswith(".json"):
         return None
     try:
-        name = from_ref(file[: -len(".json")])
+        name = from_ref(base[: -len(".json")])
     except AddressError:
         return None
     f = known.get(name)
@@ -744,6 +859,7 @@ def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
     order = {t.name: i for i, t in enumerate(sorted(ch.members, key=lambda t: t.file.encode("utf-8", "surrogateescape")))}
     added = sorted(n for n, m in after.items() if m is not None and n not in L.members)
     policy = ch.policy if ch.policy_touched and ch.policy is not None else L.policy
+    layout = policy.directory_layout
     if added:
         idx = L.by_skeleton()
         new_sk = {n: L.skeleton(n) for n in added}
@@ -752,7 +868,7 @@ def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
             others = [n for n in idx.get(sk, ()) if after.get(n, L.members.get(n)) is not None and n != name]
             others += [n for n in added if n != name and new_sk[n] == sk]
             if others:
-                other = min(others, key=lambda n: _file_of(n).encode("utf-8", "surrogateescape"))
+                other = min(others, key=lambda n: member_file(n, layout).encode("utf-8", "surrogateescape"))
                 raise DirectoryError(f"member name {name!r} looks like the member name {other!r} (confusable)")
             if not policy.allow_mixed_script and is_mixed_script(name):
                 raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
@@ -791,6 +907,8 @@ def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
         if m.role != "admin" or m.signing_key != signer_key:
             raise DirectoryError("the first member must be an admin signing with their own key")
         return
+    if layout < L.layout:
+        raise DirectoryError(f"the directory layout never goes back (from {L.layout} to {layout})")
     holder = L.owner.get(signer_key)
     actor = L.members[holder] if holder is not None else None
     if actor is not None and actor.signing_key != signer_key:
@@ -900,12 +1018,24 @@ def _expected_signers_oid(L: Ledger, ch: _Change, hexlen: int) -> str:
     ledger's sorted lines in place (:func:`advance` drops them if the commit is then refused)."""
     import bisect
 
+    layout = ch.policy.directory_layout if ch.policy_touched and ch.policy is not None else L.layout
+    if layout != L.layout:  # every file moves: the whole text, once
+        after = dict(L.members)
+        for t in ch.members:
+            if t.after is None:
+                after.pop(t.name, None)
+            else:
+                after[t.name] = cast(Member, t.after)
+        L.drop_caches()
+        return signers_oid(after, layout, hexlen)
     moved = [t for t in ch.members
              if (t.before is None) != (t.after is None)
              or (t.before is not None and t.after is not None
                  and cast(Member, t.before).all_keys() != cast(Member, t.after).all_keys())]
     if not moved and L.signers_oid is not None:
         return L.signers_oid
+    if layout == FANOUT:
+        return _expected_shards_oid(L, moved, hexlen)
     names, chunks = L.signer_chunks()
     for t in moved:
         i = bisect.bisect_left(names, t.name)
@@ -919,6 +1049,36 @@ def _expected_signers_oid(L: Ledger, ch: _Change, hexlen: int) -> str:
             names.insert(i, t.name)
             chunks.insert(i, _signers_lines(t.name, cast(Member, t.after)))
     return _blob_oid(b"".join(chunks), hexlen)
+
+
+def _expected_shards_oid(L: Ledger, moved: list[_Touched], hexlen: int) -> str:
+    """:func:`_expected_signers_oid` in layout 2: only the shards of the members whose lines
+    changed are hashed again, then the tree of shards."""
+    import bisect
+
+    shards, oids = L.shard_state(hexlen)
+    L._sorted = L._chunks = None  # the one sorted text (the local file) is built again when asked for
+    now = {t.name: cast(Optional[Member], t.after) for t in moved}
+    dirty = set()
+    for name, m in now.items():
+        s = shard(name)
+        names = shards.setdefault(s, [])
+        i = bisect.bisect_left(names, name)
+        present = i < len(names) and names[i] == name
+        if m is None and present:
+            del names[i]
+        elif m is not None and not present:
+            names.insert(i, name)
+        dirty.add(s)
+    for s in dirty:
+        names = shards[s]
+        if not names:
+            del shards[s]
+            oids.pop(s, None)
+            continue
+        text = b"".join(_signers_lines(n, cast(Member, now[n]) if n in now else L.members[n]) for n in names)
+        oids[s] = _blob_oid(text, hexlen)
+    return _tree_oid(oids, hexlen)
 
 
 BATCH = 1024  # directory commits read (objects, signatures, tree changes) at a time
@@ -959,7 +1119,7 @@ def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, l
             try:
                 ch = _check_commit(pg, out, oid, tree, raw, sig)
             except (DirectoryError, VerificationError) as e:
-                out._sorted = out._chunks = None  # may hold the refused commit's lines
+                out.drop_caches()  # may hold the refused commit's lines
                 if out.tip == L.tip:
                     return L, [f"directory commit {oid[:10]} rejected: {e}"]
                 _remember(out)
@@ -1061,7 +1221,7 @@ def _snapshot_ledger(old: Optional[Directory], history: Optional[dict[str, str]]
     L.groups = dict(old.groups)
     L.policy = old.policy
     for n, m in old.members.items():
-        L.files[n] = (_file_of(n), "")
+        L.files[n] = (member_file(n, old.policy.directory_layout), "")
         for k in m.owned_keys():
             L.owner[k] = n
         L.admins += m.role == "admin"
@@ -1095,10 +1255,11 @@ def check_change(old: Optional[Directory], new: Directory, signer_key: str,
         validate(new)  # the snapshot path: nothing below is known to be valid
         L = _snapshot_ledger(old if old is not None and (old.tip or old.members) else None, history)
     ch = _Change()
+    layout = new.policy.directory_layout
     for n in set(L.members) | set(new.members):
         b, a = L.members.get(n), new.members.get(n)
         if b is not a:
-            ch.members.append(_Touched(n, _file_of(n), b, a, None, None))
+            ch.members.append(_Touched(n, member_file(n, layout), b, a, None, None))
     ch.members.sort(key=lambda t: t.file.encode("utf-8", "surrogateescape"))
     for n in set(L.groups) | set(new.groups):
         gb, ga = L.groups.get(n), new.groups.get(n)
@@ -1134,7 +1295,7 @@ def _derive(pg: "pygit2.Repository", tip: str) -> list[Member]:
             i = start + j
             for path, mode, oid in raw:
                 top, _, rest = path.partition("/")
-                if top != "members" or not rest or "/" in rest:
+                if top != "members" or not rest or rest.count("/") > 1:  # either layout
                     continue
                 old = present.pop(rest, None)
                 if old is not None:
@@ -1194,20 +1355,27 @@ def write_commit(
 
     import pygit2
 
-    root = pg.TreeBuilder()
-    subs: dict[str, "pygit2.TreeBuilder"] = {}
-    for path, data in sorted(d.files().items()):
-        blob = pg.create_blob(data)
-        head, _, rest = path.partition("/")
-        if rest:
-            subs.setdefault(head, pg.TreeBuilder()).insert(rest, blob, pygit2.enums.FileMode.BLOB)
-        else:
-            root.insert(head, blob, pygit2.enums.FileMode.BLOB)
-    for name, tb in subs.items():
-        root.insert(name, tb.write(), pygit2.enums.FileMode.TREE)
+    top: dict[str, Any] = {}  # folder name -> dict, file name -> blob id
+    for path, data in d.files().items():
+        *folders, base = path.split("/")
+        node = top
+        for f in folders:
+            node = node.setdefault(f, {})
+        node[base] = pg.create_blob(data)
+
+    def write(node: dict[str, Any]) -> "pygit2.Oid":
+        tb = pg.TreeBuilder()
+        for k, v in node.items():
+            if isinstance(v, dict):
+                tb.insert(k, write(v), pygit2.enums.FileMode.TREE)
+            else:
+                tb.insert(k, v, pygit2.enums.FileMode.BLOB)
+        return tb.write()
+
+    root = write(top)
     name = " ".join((author.display_name or author.name).replace("<", "").replace(">", "").split())
     sig = pygit2.Signature(name, author.email, int(time.time()), 0)
-    return signed_commit(pg, sig, sig, subject + "\n", root.write(), [parent] if parent else [], signer.sign)
+    return signed_commit(pg, sig, sig, subject + "\n", root, [parent] if parent else [], signer.sign)
 
 
 # -- loading with verification -------------------------------------------------

@@ -708,6 +708,9 @@ class OrgPolicy(BaseModel):
     # The org's LFS store, when it is not the one derived from the remote (docs/attachments.md);
     # a member's own git config (lfs.url, remote.<name>.lfsurl) still comes first.
     lfs_url: Optional[str] = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+    # How the directory's tree is laid out (docs/protocol.md §8, "Layouts"): 1 flat (orgs made
+    # before it existed; a missing field), 2 fan-out (new orgs). Only ever raised, by an admin.
+    directory_layout: int = Field(default=1, ge=1, le=2)
 
 
 # -- read / archive state -----------------------------------------------------

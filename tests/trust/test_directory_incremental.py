@@ -48,13 +48,16 @@ def _ref_entries(pg: pygit2.Repository, tip: Optional[str]) -> Iterator[Member]:
         tree = commit(pg, oid).tree
         if "members" not in tree:
             continue
-        for e in objtree(pg, tree["members"].id):
+        files = []
+        for e in objtree(pg, tree["members"].id):  # either layout: a file, or a shard folder of files
+            files += list(objtree(pg, e.id)) if e.filemode == pygit2.enums.FileMode.TREE else [e]
+        for e in files:
             if str(e.id) in seen:
                 continue
             seen.add(str(e.id))
             try:
                 yield Member.model_validate_json(blob_data(pg, e.id))
-            except ValueError:
+            except (ValueError, TypeError):
                 continue
 
 
@@ -114,6 +117,9 @@ def ref_check_change(old: Optional[Directory], new: Directory, signer_key: str, 
         if m.role != "admin" or m.signing_key != signer_key:
             raise DirectoryError("the first member must be an admin signing with their own key")
         return
+    if new.policy.directory_layout < old.policy.directory_layout:
+        raise DirectoryError(f"the directory layout never goes back (from {old.policy.directory_layout} "
+                             f"to {new.policy.directory_layout})")
     actor = old.member_by_key(signer_key)
     if actor is not None and actor.signing_key != signer_key:
         raise DirectoryError(f"{actor.name} signed with a retired key")
@@ -213,21 +219,37 @@ class History:
 
     def commit(self, signer: Optional[Signer], members: Optional[dict[str, dict[str, Any]]] = None,
                groups: Optional[dict[str, dict[str, Any]]] = None, policy: Optional[dict[str, Any]] = None,
-               signers: Optional[bytes] = None) -> str:
+               signers: Optional[bytes] = None, paths: Optional[dict[str, str]] = None) -> str:
+        """Write the directory as one commit, in the layout its policy names (docs/protocol.md §8)
+        unless ``paths`` (member name -> path under members/) places some entries elsewhere."""
         pg = self.pg
         members = self.members if members is None else members
         groups = self.groups if groups is None else groups
         policy = self.policy if policy is None else policy
+        layout = policy.get("directory_layout", 1)
         root = pg.TreeBuilder()
         for folder, items in (("members", members), ("groups", groups)):
             if items:
-                tb = pg.TreeBuilder()
+                files: dict[str, Any] = {}
                 for n, e in items.items():
-                    tb.insert(f"{to_ref(n)}.json", pg.create_blob(canonical_json(e)), pygit2.enums.FileMode.BLOB)
-                root.insert(folder, tb.write(), pygit2.enums.FileMode.TREE)
+                    path = (paths or {}).get(n) or (dirmod.member_file(n, layout) if folder == "members"
+                                                    else f"{to_ref(n)}.json")
+                    *sub, base = path.split("/")
+                    node = files
+                    for f in sub:
+                        node = node.setdefault(f, {})
+                    node[base] = pg.create_blob(canonical_json(e))
+                root.insert(folder, self._tree(files), pygit2.enums.FileMode.TREE)
         root.insert("org.json", pg.create_blob(canonical_json(policy)), pygit2.enums.FileMode.BLOB)
-        text = self.signers_text(members) if signers is None else signers
-        root.insert("allowed_signers", pg.create_blob(text), pygit2.enums.FileMode.BLOB)
+        if signers is not None or layout == 1:
+            text = self.signers_text(members) if signers is None else signers
+            root.insert("allowed_signers", pg.create_blob(text), pygit2.enums.FileMode.BLOB)
+        else:
+            shards: dict[str, Any] = {}
+            for n in members:
+                shards.setdefault(dirmod.shard(n), {})[n] = members[n]
+            root.insert("allowed_signers", self._tree({sh: pg.create_blob(self.signers_text(ms))
+                                                       for sh, ms in shards.items()}), pygit2.enums.FileMode.TREE)
         sig = pygit2.Signature("x", "x@gitmail.invalid", 1_700_000_000 + len(self.tips), 0)
         parents = [pygit2.Oid(hex=self.tip)] if self.tip else []
         if signer is None:
@@ -241,6 +263,19 @@ class History:
         self.tips.append(oid)
         return oid
 
+    def _tree(self, files: dict[str, Any]) -> pygit2.Oid:
+        tb = self.pg.TreeBuilder()
+        for k, v in files.items():
+            if isinstance(v, dict):
+                tb.insert(k, self._tree(v), pygit2.enums.FileMode.TREE)
+            else:
+                tb.insert(k, v, pygit2.enums.FileMode.BLOB)
+        return tb.write()
+
+    @property
+    def layout(self) -> int:
+        return int(self.policy.get("directory_layout", 1))
+
 
 def _copy(d: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k: {**v, "previous_keys": list(v.get("previous_keys", []))} for k, v in d.items()}
@@ -250,7 +285,8 @@ def _valid_step(h: History, rng: random.Random, i: int) -> None:
     """One change the rules accept, chosen at random."""
     names = sorted(h.members)
     plain = [n for n in names if n != "admin"]
-    op = rng.choice(["join", "join", "join", "rotate", "revoke", "display", "group", "policy", "remove", "promote"])
+    op = rng.choice(["join", "join", "join", "rotate", "revoke", "display", "group", "policy", "remove", "promote",
+                     "migrate"])
     if op == "join" or not plain:
         name = f"m{i}"
         k = _key()
@@ -294,6 +330,9 @@ def _valid_step(h: History, rng: random.Random, i: int) -> None:
         for grp in h.groups.values():
             grp["members"] = [n for n in grp["members"] if n != who]
         h.commit(h.keys["admin"])
+    elif op == "migrate" and h.layout == 1:  # an admin moves the org to the fan-out layout
+        h.policy = {**h.policy, "directory_layout": 2}
+        h.commit(h.keys["admin"])
     else:  # promote
         e["role"] = "admin"
         h.commit(h.keys["admin"])
@@ -301,7 +340,12 @@ def _valid_step(h: History, rng: random.Random, i: int) -> None:
 
 FORGERIES = ["other_entry", "wrong_key_join", "bad_signers", "unsigned", "bad_email", "reuse_gone_key",
              "rotate_back", "confusable", "retired_signer", "policy_by_member", "mixed_script", "drop_key",
-             "two_joins", "bad_file_name", "group_by_member", "not_json", "last_admin_leaves", "key_of_another"]
+             "two_joins", "bad_file_name", "group_by_member", "not_json", "last_admin_leaves", "key_of_another",
+             # the fan-out layout (docs/protocol.md §8, "Layouts")
+             "wrong_shard", "flat_file_in_fanout", "layout_back", "layout_by_member", "stale_flat_after_migrate",
+             "signers_one_shard", "signers_flat_in_fanout", "shard_is_a_file"]
+FANOUT_FORGERIES = {"wrong_shard", "flat_file_in_fanout", "layout_back", "signers_one_shard",
+                    "signers_flat_in_fanout", "shard_is_a_file"}  # forged on an org already in layout 2
 
 
 def _forge(h: History, rng: random.Random, kind: str) -> None:
@@ -390,6 +434,48 @@ def _forge(h: History, rng: random.Random, kind: str) -> None:
         k = _key()
         m["late"] = h.entry("late", k, previous_keys=[h.keys[plain[0]].public_key])
         h.commit(k, m)
+    elif kind in FANOUT_FORGERIES and h.layout == 1:
+        h.policy = {**h.policy, "directory_layout": 2}  # not forged: the precondition
+        h.commit(h.keys["admin"])
+    elif kind == "wrong_shard":  # a newcomer's file one shard over
+        k = _key()
+        m["late"] = h.entry("late", k)
+        wrong = f"{(int(dirmod.shard('late'), 16) + 1) % 256:02x}"
+        h.commit(k, m, paths={"late": f"{wrong}/late.json"})
+    elif kind == "flat_file_in_fanout":  # a newcomer's file straight under members/
+        k = _key()
+        m["late"] = h.entry("late", k)
+        h.commit(k, m, paths={"late": "late.json"})
+    elif kind == "layout_back":  # an admin puts the org back to layout 1
+        h.commit(h.keys["admin"], policy={**h.policy, "directory_layout": 1})
+    elif kind == "layout_by_member" and h.layout == 1 and plain:  # a member moves the org to the fan-out
+        h.commit(h.keys[plain[0]], policy={**h.policy, "directory_layout": 2})
+    elif kind == "stale_flat_after_migrate" and h.layout == 1 and plain:  # the move leaves one file behind
+        h.commit(h.keys["admin"], policy={**h.policy, "directory_layout": 2}, paths={plain[0]: f"{to_ref(plain[0])}.json"})
+    elif kind == "signers_one_shard":  # every line in one shard file
+        k = _key()
+        m["late"] = h.entry("late", k)
+        pg = h.pg
+        sb = pg.TreeBuilder()
+        sb.insert("00", pg.create_blob(h.signers_text(m)), pygit2.enums.FileMode.BLOB)
+        h.commit(k, m, signers=b"")  # written, then its allowed_signers swapped for the one-shard tree below
+        c = commit(pg, h.tip or "")
+        root = pg.TreeBuilder(c.tree)
+        root.insert("allowed_signers", sb.write(), pygit2.enums.FileMode.TREE)
+        from gitmail.core.objects import signed_commit
+
+        sig = pygit2.Signature("x", "x@gitmail.invalid", 1_700_000_000, 0)
+        h.tips.pop()
+        h.tip = signed_commit(pg, sig, sig, "directory change\n", root.write(), [h.tips[-1]], k.sign)
+        h.tips.append(h.tip)
+    elif kind == "signers_flat_in_fanout":  # the layout 1 file in a layout 2 tree
+        k = _key()
+        m["late"] = h.entry("late", k)
+        h.commit(k, m, signers=h.signers_text(m))
+    elif kind == "shard_is_a_file":  # a shard folder replaced by a file
+        k = _key()
+        m["late"] = h.entry("late", k)
+        h.commit(k, m, paths={"late": dirmod.shard("late")})
     else:
         _valid_step(h, rng, 999)
 
@@ -397,6 +483,8 @@ def _forge(h: History, rng: random.Random, kind: str) -> None:
 def _random_history(tmp: Path, seed: int) -> History:
     rng = random.Random(seed)
     h = History(tmp / f"h{seed}.git")
+    if seed % 3 == 1:
+        h.policy["directory_layout"] = 2  # a new org: fan-out from its first commit
     admin = _key()
     h.members["admin"] = h.entry("admin", admin, role="admin")
     h.keys["admin"] = admin
@@ -407,6 +495,11 @@ def _random_history(tmp: Path, seed: int) -> History:
     h.commit(k)
     for i in range(rng.randint(6, 16)):
         _valid_step(h, rng, i)
+    if seed % 3 == 2 and h.layout == 1:  # a third of the histories move to the fan-out layout here
+        h.policy = {**h.policy, "directory_layout": 2}
+        h.commit(h.keys["admin"])
+        for i in range(rng.randint(0, 4)):
+            _valid_step(h, rng, 50 + i)
     if seed % 4 != 3:  # most histories end in a forged commit, then more changes on top of it
         _forge(h, rng, FORGERIES[seed % len(FORGERIES)])
         for i in range(rng.randint(0, 2)):
@@ -488,6 +581,9 @@ def test_every_forgery_is_refused_with_the_reference_verdict(tmp_path: Path) -> 
         del h.members["bo"]
         h.gone_keys.append(h.keys.pop("bo"))
         h.commit(admin)
+        if kind in FANOUT_FORGERIES:
+            h.policy = {**h.policy, "directory_layout": 2}
+            h.commit(admin)
         good = h.tip or ""
         _forge(h, rng, kind)
         want_dir, want = ref_verify_range(h.pg, good, h.tip or "")
