@@ -22,11 +22,17 @@ the whole directory alone (in-process, on that clone), a no-op ``gitmail
 sync`` (nothing moved) and a ``gitmail sync`` that brings one new directory
 commit; then the ratios 1000/250 (target at most 4.4x) and 10000/1000 (target
 at most 11x), for gitmail, for the baseline, for the verification alone and
-for init minus clone. Each directory commit rewrites ``allowed_signers`` (about
-110 bytes a member) and the ``members`` tree (about 40 bytes a member), so the
-history itself is quadratic in bytes and so is the baseline clone: at 10,000
-members git hashes about 7 GB of objects. Times are medians of
-``--repeat`` runs (fresh clones each time).
+for init minus clone. Times are medians of ``--repeat`` runs (fresh clones each
+time).
+
+``--layout 2`` (the default; what ``gitmail init`` makes for a new org) builds the
+fan-out directory of docs/protocol.md §8 "Layouts": each commit rewrites one
+shard folder of ``members/`` and one shard file of ``allowed_signers`` (about
+N/256 entries each) plus the two 256-entry folders of shards. ``--layout 1``
+builds the flat directory of orgs made before it: each commit rewrites
+``allowed_signers`` (about 110 bytes a member) and the ``members`` tree (about 40
+bytes a member), so that history is quadratic in bytes and so is its baseline
+clone (at 10,000 members git hashes about 7 GB of objects).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gitmail.core.address import principal, to_ref  # noqa: E402
+from gitmail.core.directory import shard  # noqa: E402
 from gitmail.core.model import Member, OrgPolicy, canonical_json  # noqa: E402
 from gitmail.core.signing import Signer, public_key_line  # noqa: E402
 
@@ -106,9 +113,10 @@ def _copy(off: int, size: int) -> bytes:
     return bytes([op]) + bytes(args)
 
 
-def _insert_delta(src_len: int, at: int, new: bytes) -> bytes:
-    """The delta that turns a ``src_len``-byte object into the one with ``new`` inserted at ``at``."""
-    ops = bytearray(_varint(src_len) + _varint(src_len + len(new)))
+def _insert_delta(src_len: int, at: int, new: bytes, old_len: int = 0) -> bytes:
+    """The delta that turns a ``src_len``-byte object into the one with ``new`` inserted at ``at``
+    (in place of the ``old_len`` bytes there)."""
+    ops = bytearray(_varint(src_len) + _varint(src_len - old_len + len(new)))
     for off, end in ((0, at),):
         while off < end:
             n = min(end - off, 0xFFFFFF)
@@ -117,7 +125,7 @@ def _insert_delta(src_len: int, at: int, new: bytes) -> bytes:
     for i in range(0, len(new), 127):
         chunk = new[i : i + 127]
         ops += bytes([len(chunk)]) + chunk
-    off = at
+    off = at + old_len
     while off < src_len:
         n = min(src_len - off, 0xFFFFFF)
         ops += _copy(off, n)
@@ -183,18 +191,25 @@ class Growing:
         self.depth = 0
 
     def insert(self, pack: DeltaPack, key: bytes, part: bytes) -> bytes:
+        """Put ``part`` under ``key`` (in place of the part there, if any) and write the new version."""
         import bisect
 
-        i = bisect.bisect(self.keys, key)
+        i = bisect.bisect_left(self.keys, key)
         at = sum(len(p) for p in self.parts[:i]) if i < len(self.parts) else self.size
-        self.keys.insert(i, key)
-        self.parts.insert(i, part)
+        old = 0
+        if i < len(self.keys) and self.keys[i] == key:
+            old = len(self.parts[i])
+            self.parts[i] = part
+        else:
+            self.keys.insert(i, key)
+            self.parts.insert(i, part)
         raw = b"".join(self.parts)
         if self.offset < 0 or self.depth >= CHAIN:
             oid, self.offset = pack.add(self.type_num, raw)
             self.depth = 0
         else:
-            oid, self.offset = pack.add_delta(self.type_num, raw, self.offset, _insert_delta(self.size, at, part))
+            oid, self.offset = pack.add_delta(self.type_num, raw, self.offset,
+                                              _insert_delta(self.size, at, part, old))
             self.depth += 1
         self.size = len(raw)
         return oid
@@ -209,18 +224,23 @@ def _signer() -> Signer:
     return Signer(public_key_line(raw), key.sign, "memory")
 
 
-def build_org(path: Path, n: int, seed: int = 16) -> tuple[str, list[str]]:
+def build_org(path: Path, n: int, seed: int = 16, layout: int = 2) -> tuple[str, list[str]]:
     """A bare org at ``path`` whose directory has an admin and ``n - 1`` self-registered members,
     one signed commit each (names in random order, so entries land all over the sorted
-    files). Returns the directory tip and the member names."""
+    files), in directory layout ``layout`` (docs/protocol.md §8, "Layouts"). Returns the
+    directory tip and the member names."""
     subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
     rng = random.Random(seed)
     names = ["admin"] + [f"u{i:05d}" for i in rng.sample(range(1, n), n - 1)]
     packdir = path / "objects" / "pack"
     tmp = packdir / "tmp-build.pack"
     pack = DeltaPack(tmp)
-    members_tree, signers_file = Growing(_TREE), Growing(_BLOB)
-    org_oid, _ = pack.add(_BLOB, canonical_json(OrgPolicy().model_dump(mode="json")))
+    # layout 1: the members tree and the signers file; layout 2: the trees of the shards
+    members_tree, signers_file = Growing(_TREE), Growing(_BLOB if layout == 1 else _TREE)
+    shard_trees: dict[str, Growing] = {}
+    shard_files: dict[str, Growing] = {}
+    policy = OrgPolicy().model_copy(update={"directory_layout": layout})
+    org_oid, _ = pack.add(_BLOB, canonical_json(policy.model_dump(mode="json")))
     tip: Optional[bytes] = None
     when = int(time.time()) - n
     for i, name in enumerate(names):
@@ -229,10 +249,19 @@ def build_org(path: Path, n: int, seed: int = 16) -> tuple[str, list[str]]:
                    encryption_key=s.public_key, role="admin" if i == 0 else "member")
         blob, _ = pack.add(_BLOB, canonical_json(m.stored()))
         fname = f"{to_ref(name)}.json".encode()
-        mt = members_tree.insert(pack, fname, b"100644 " + fname + b"\0" + blob)
         line = f'{principal(name)} namespaces="git" {s.public_key}\n'.encode()
-        sg = signers_file.insert(pack, name.encode(), line)
-        root = (b"100644 allowed_signers\0" + sg + b"40000 members\0" + mt + b"100644 org.json\0" + org_oid)
+        if layout == 1:
+            mt = members_tree.insert(pack, fname, b"100644 " + fname + b"\0" + blob)
+            sg = signers_file.insert(pack, name.encode(), line)
+            sg_mode = b"100644"
+        else:
+            sh = shard(name)
+            st = shard_trees.setdefault(sh, Growing(_TREE)).insert(pack, fname, b"100644 " + fname + b"\0" + blob)
+            mt = members_tree.insert(pack, sh.encode(), b"40000 " + sh.encode() + b"\0" + st)
+            sf = shard_files.setdefault(sh, Growing(_BLOB)).insert(pack, name.encode(), line)
+            sg = signers_file.insert(pack, sh.encode(), b"100644 " + sh.encode() + b"\0" + sf)
+            sg_mode = b"40000"
+        root = (sg_mode + b" allowed_signers\0" + sg + b"40000 members\0" + mt + b"100644 org.json\0" + org_oid)
         tree, _ = pack.add(_TREE, root)
         ident = b"%s <%s> %d +0000" % (name.encode(), m.email.encode(), when + i)
         head = b"tree %s\n" % tree.hex().encode()
@@ -290,6 +319,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="250,1000,10000", help="org sizes (members), comma-separated")
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     ap.add_argument("--keep", help="build the orgs under this folder and keep them")
+    ap.add_argument("--layout", type=int, default=2, choices=(1, 2),
+                    help="directory layout of the orgs built (1 flat, as before; 2 fan-out, what new orgs get)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-dir-"))
@@ -304,10 +335,10 @@ def main() -> None:
     rows: dict[int, dict[str, float]] = {}
     try:
         for n in sizes:
-            org = base / f"org-{n}.git"
+            org = base / f"org-{n}-l{args.layout}.git"
             t = time.perf_counter()
             if not org.exists():
-                build_org(org, n)
+                build_org(org, n, layout=args.layout)
             print(f"# built org of {n} members in {time.perf_counter() - t:.1f} s", flush=True)
             row: dict[str, float] = {}
             work = base / f"run-{n}"

@@ -52,7 +52,7 @@ def member_file(name: str, layout: int) -> str:
 
 
 def signers_files(members: dict[str, Member], layout: int) -> dict[str, bytes]:
-    """The ``allowed_signers`` file(s) of ``members`` as path -> content: ``allowed_signers``
+    """The ``allowed_signers`` files of ``members`` as path -> content: ``allowed_signers``
     (layout 1), or ``allowed_signers/<shard>`` for each shard holding a member (layout 2),
     each the lines of its members sorted by name (code points), docs/protocol.md §7, §8."""
     if layout == FLAT:

@@ -1,0 +1,156 @@
+"""docs/protocol.md §8 "Layouts": new orgs are fan-out (layout 2); an org made flat (layout 1)
+moves with one admin commit, through the guard, and every member follows without losing
+mail or verification; the move is admin-only and never goes back; an auditor with stock git
+reads the sharded allowed_signers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pygit2
+import pytest
+
+from gitmail.core import directory as dirmod
+from gitmail.core.signing import generate_key
+from gitmail.guard import daemon as guard_daemon
+
+from tests.conftest import git
+from tests.core.forge import key_of
+from tests.sync.conftest import NetOrg
+from tests.sync.daemon import GitDaemon
+from tests.trust.dirforge import current_entries, entry, push_dir, write_dir_commit
+
+DIR = "refs/heads/gitmail/directory"
+
+
+def _tip_tree(bare: Path) -> pygit2.Tree:
+    pg = pygit2.Repository(str(bare))
+    c = pg[pg.references[DIR].target]
+    assert isinstance(c, pygit2.Commit)
+    return c.tree
+
+
+def _paths(tree: pygit2.Tree, prefix: str = "") -> set[str]:
+    out = set()
+    for e in tree:
+        if isinstance(e, pygit2.Tree):
+            out |= _paths(e, f"{prefix}{e.name}/")
+        else:
+            out.add(f"{prefix}{e.name}")
+    return out
+
+
+@pytest.fixture
+def flat(tmp_path: Path) -> Iterator[NetOrg]:
+    """An org behind git daemon and the guard whose directory was made in layout 1 (before
+    layout 2 existed): max (admin, the first commit written by hand as an old gitmail wrote it)
+    and alex, who joined with gitmail (so their registration is written in the org's layout 1)."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    d = GitDaemon(srv)
+    bare = d.create("org.git", guard=True)
+    d.start()
+    try:
+        o = NetOrg(tmp_path, d, bare)
+        key = generate_key(tmp_path / "max-key")
+        scratch = tmp_path / "scratch"
+        git("clone", "-q", o.url, str(scratch))
+        root = write_dir_commit(scratch, [entry("max", key.public_key, role="admin")], key, None)
+        p = push_dir(scratch, root)
+        assert p.returncode == 0, p.stderr
+        o.join("max", "--key", str(tmp_path / "max-key"))
+        o.join("alex")
+        o.ok("max", "sync")
+        yield o
+    finally:
+        d.stop()
+        guard_daemon.stop(bare)
+
+
+def test_a_new_org_is_fanned_out(net: NetOrg) -> None:
+    tree = _tip_tree(net.bare)
+    paths = _paths(tree)
+    assert json.loads(net.ok("max", "org", "--json").out)["directory_layout"] == 2
+    assert {f"members/{dirmod.shard(n)}/{n}.json" for n in ("max", "alex")} <= paths
+    assert {f"allowed_signers/{dirmod.shard(n)}" for n in ("max", "alex")} <= paths
+    assert not any(p.count("/") == 1 and p.startswith("members/") for p in paths)
+
+
+def test_a_flat_org_moves_to_the_fan_out_and_nothing_is_lost(flat: NetOrg, tmp_path: Path) -> None:
+    o = flat
+    assert {"members/max.json", "members/alex.json", "allowed_signers"} <= _paths(_tip_tree(o.bare))
+    o.ok("alex", "send", "max", "before the move")
+    # a member may not move the org (policy is an admin's), and nothing is written
+    before = str(pygit2.Repository(str(o.bare)).references[DIR].target)
+    r = o.as_("alex", "org", "directory_layout=2")
+    assert r.code != 0 and "Traceback" not in r.err and "admin" in r.err
+    assert str(pygit2.Repository(str(o.bare)).references[DIR].target) == before
+    # the admin moves it: one commit, accepted by the guard
+    o.ok("max", "org", "directory_layout=2")
+    paths = _paths(_tip_tree(o.bare))
+    assert {f"members/{dirmod.shard(n)}/{n}.json" for n in ("max", "alex")} <= paths
+    assert "members/max.json" not in paths and "allowed_signers" not in paths
+    # everyone follows: alex's clone verifies the move, a newcomer joins in layout 2
+    o.ok("alex", "sync")
+    assert json.loads(o.ok("alex", "org", "--json").out)["directory_layout"] == 2
+    o.join("ann")
+    assert f"members/{dirmod.shard('ann')}/ann.json" in _paths(_tip_tree(o.bare))
+    o.ok("alex", "send", "max", "after the move")
+    o.ok("ann", "send", "max", "from a newcomer")
+    o.ok("max", "sync")
+    got = json.loads(o.ok("max", "list", "--json").out)
+    rows = got["messages"] if isinstance(got, dict) else got
+    assert sorted(m["subject"] for m in rows) == ["after the move", "before the move", "from a newcomer"]
+    assert all(m.get("status", "good") == "good" for m in rows)
+    o.ok("alex", "sync")
+    members = json.loads(o.ok("alex", "members", "--json").out)
+    names = {m["name"] for m in (members["members"] if isinstance(members, dict) else members)}
+    assert names >= {"max", "alex", "ann"}
+    for who in ("max", "alex"):
+        r = o.as_(who, "verify", "--all")
+        assert r.code == 0, r.err
+    # an auditor with stock git and tar: the shards of allowed_signers make one signers file
+    audit = tmp_path / "audit"
+    git("clone", "-q", "--mirror", o.url, str(audit))
+    arch = subprocess.run(["git", "archive", "refs/heads/gitmail/directory", "allowed_signers"], cwd=audit,
+                          capture_output=True, check=True).stdout
+    signers = subprocess.run(["tar", "-xO"], input=arch, capture_output=True, check=True).stdout
+    (tmp_path / "signers").write_bytes(signers)
+    assert signers.count(b'namespaces="git"') == 3
+    for who in ("alex", "ann"):
+        v = subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={tmp_path / 'signers'}", "verify-commit",
+                            f"refs/heads/gitmail/mail/max/{who}"], cwd=audit, capture_output=True, text=True)
+        assert v.returncode == 0 and f'Good "git" signature for {who}' in v.stderr, v.stderr
+
+
+def test_the_layout_never_goes_back(net: NetOrg, tmp_path: Path) -> None:
+    """Even the admin, writing the flat tree by hand: the guard refuses, and a clone that
+    fetches it without the guard keeps its last good directory."""
+    tip, entries = current_entries(net.clones["max"])
+    back = write_dir_commit(net.clones["max"], entries, key_of(net, "max"), tip, policy={"directory_layout": 1})
+    p = push_dir(net.clones["max"], back)
+    assert p.returncode != 0 and "never goes back" in p.stderr
+    pg = pygit2.Repository(str(net.clones["max"]))
+    L, _ = dirmod.ledger_at(pg, tip)
+    after, problems = dirmod.advance(pg, L, back)
+    assert after.tip == tip and problems and "never goes back" in problems[0]
+
+
+def test_old_ledger_files_are_rebuilt(net: NetOrg) -> None:
+    """A ledger kept by a gitmail before layout 2 (format 1) is not trusted: rebuilt from git."""
+    from gitmail.core.repo import open_repo
+
+    repo = open_repo(net.clones["alex"])
+    want = dirmod.load(repo)
+    path = repo.data_dir / dirmod.LEDGER_FILE
+    data = json.loads(path.read_bytes())
+    assert data["format"] == dirmod.LEDGER_FORMAT == 2
+    data["format"] = 1
+    path.write_text(json.dumps(data))
+    dirmod._LEDGERS.clear()
+    with pytest.raises(ValueError):
+        dirmod.Ledger.undump(path.read_bytes())
+    assert dirmod.load(repo).members == want.members
