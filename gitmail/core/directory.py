@@ -551,6 +551,8 @@ class Ledger:
             "groups": {n: [f, b, self.group_raw[n].decode("utf-8", "surrogateescape")]
                        for n, (f, b) in self.group_files.items()},
             "history": self.history, "versions": self.versions,
+            # layout 2: each shard's allowed_signers blob id, so the next commit hashes only its own shards
+            "shards": self._shard_oids if self._shards is not None else None,
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogateescape")
 
@@ -585,6 +587,11 @@ class Ledger:
             held.setdefault(n, set()).add(k)
         L.held = {n: frozenset(ks) for n, ks in held.items()}
         L.versions = {str(n): tuple(v) for n, v in d["versions"].items()}
+        if d.get("shards") is not None:
+            L._shard_oids = {str(k): str(v) for k, v in d["shards"].items()}
+            L._shards = {}
+            for n in sorted(L.members):
+                L._shards.setdefault(shard(n), []).append(n)
         return L
 
 
@@ -1013,11 +1020,10 @@ def _check_commit(pg: "pygit2.Repository", L: Ledger, oid: str, tree: str, raw: 
 
 
 def _expected_signers_oid(L: Ledger, ch: _Change, hexlen: int) -> str:
-    """The blob id of the allowed-signers text of the members after ``ch``: hashed only when
-    a member's lines change (else the verified blob of the commit before). Updates the
-    ledger's sorted lines in place (:func:`advance` drops them if the commit is then refused)."""
-    import bisect
-
+    """The id ``allowed_signers`` must have after ``ch`` (the blob of the text in layout 1, the
+    tree of shard files in layout 2): hashed only when a member's lines change (else the
+    verified object of the commit before). Updates the ledger's sorted lines and shards in
+    place (:func:`advance` drops them if the commit is then refused)."""
     layout = ch.policy.directory_layout if ch.policy_touched and ch.policy is not None else L.layout
     if layout != L.layout:  # every file moves: the whole text, once
         after = dict(L.members)
@@ -1036,6 +1042,16 @@ def _expected_signers_oid(L: Ledger, ch: _Change, hexlen: int) -> str:
         return L.signers_oid
     if layout == FANOUT:
         return _expected_shards_oid(L, moved, hexlen)
+    return _blob_oid(b"".join(_move_lines(L, moved, True)), hexlen)
+
+
+def _move_lines(L: Ledger, moved: list[_Touched], build: bool) -> list[bytes]:
+    """Move the ledger's sorted allowed-signers lines (the whole text, by member) over the
+    members whose lines change; built first when ``build``, else left unbuilt (empty list)."""
+    import bisect
+
+    if not build and (L._sorted is None or L._chunks is None):
+        return []
     names, chunks = L.signer_chunks()
     for t in moved:
         i = bisect.bisect_left(names, t.name)
@@ -1048,7 +1064,7 @@ def _expected_signers_oid(L: Ledger, ch: _Change, hexlen: int) -> str:
         else:
             names.insert(i, t.name)
             chunks.insert(i, _signers_lines(t.name, cast(Member, t.after)))
-    return _blob_oid(b"".join(chunks), hexlen)
+    return chunks
 
 
 def _expected_shards_oid(L: Ledger, moved: list[_Touched], hexlen: int) -> str:
@@ -1057,7 +1073,7 @@ def _expected_shards_oid(L: Ledger, moved: list[_Touched], hexlen: int) -> str:
     import bisect
 
     shards, oids = L.shard_state(hexlen)
-    L._sorted = L._chunks = None  # the one sorted text (the local file) is built again when asked for
+    _move_lines(L, moved, False)  # the one sorted text (the local file), when it is built
     now = {t.name: cast(Optional[Member], t.after) for t in moved}
     dirty = set()
     for name, m in now.items():
