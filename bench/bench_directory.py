@@ -282,6 +282,11 @@ def build_org(path: Path, n: int, seed: int = 16, layout: int = 2) -> tuple[str,
     return tip.hex(), names
 
 
+def _directory_tip(org: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "refs/heads/gitmail/directory"], cwd=org, capture_output=True,
+                          check=True).stdout.decode().strip()
+
+
 def timed(cmd: list[str], env: dict[str, str], cwd: Optional[Path] = None) -> float:
     t = time.perf_counter()
     r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True)
@@ -370,9 +375,13 @@ def main() -> None:
                                                                                   env))
 
             def moved(i: int) -> float:
-                # another newcomer registers (one directory commit), then member-0 syncs it
-                timed([GITMAIL, "init", "--name", f"late{i}", "--org", str(org), "--repo", str(work / f"late-{i}")],
-                      env)
+                # another newcomer registers (one directory commit), then member-0 syncs it; a name
+                # no earlier run used (with --keep, registering a known name again writes nothing)
+                before = _directory_tip(org)
+                timed([GITMAIL, "init", "--name", f"late{i}-{os.getpid()}", "--org", str(org), "--repo",
+                       str(work / f"late-{i}")], env)
+                if _directory_tip(org) == before:
+                    raise SystemExit("the newcomer's registration did not move the directory")
                 return timed([GITMAIL, "sync", "--repo", str(m0)], env)
 
             row["sync (directory moved)"] = median_of(args.repeat, moved)
