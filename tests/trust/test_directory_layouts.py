@@ -12,6 +12,8 @@ from typing import Iterator
 
 import pygit2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitmail.core import directory as dirmod
 from gitmail.core.signing import generate_key
@@ -154,3 +156,100 @@ def test_old_ledger_files_are_rebuilt(net: NetOrg) -> None:
     with pytest.raises(ValueError):
         dirmod.Ledger.undump(path.read_bytes())
     assert dirmod.load(repo).members == want.members
+
+
+# -- property: any shape of a layout 2 tree gets the same verdict from both readers ----------
+
+_SHAPES = st.lists(st.tuples(
+    st.sampled_from(["move", "stray_file", "shard_file", "nested", "drop_shard", "shard_as_blob", "odd_shard",
+                     "signers_blob", "signers_extra", "signers_drop"]),
+    st.integers(0, 255), st.text(alphabet="abcdefxyz.-_/0123456789", min_size=1, max_size=12)), min_size=1, max_size=4)
+
+
+@pytest.fixture(scope="module")
+def fanout_history(tmp_path_factory: pytest.TempPathFactory) -> object:
+    from tests.trust.test_directory_incremental import History, _key
+
+    h = History(tmp_path_factory.mktemp("shapes") / "h.git")
+    h.policy["directory_layout"] = 2
+    admin = _key()
+    h.members["admin"] = h.entry("admin", admin, role="admin")
+    h.keys["admin"] = admin
+    h.commit(admin)
+    for n in ("max", "ann", "bo"):
+        k = _key()
+        h.members[n] = h.entry(n, k)
+        h.keys[n] = k
+        h.commit(k)
+    return h
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(shapes=_SHAPES)
+def test_any_fanout_tree_gets_the_reference_verdict(fanout_history: object, shapes: list[tuple[str, int, str]]) -> None:
+    """Hostile shapes of members/ and allowed_signers/ in a layout 2 commit signed by the admin:
+    the incremental reader (:func:`advance`, from the ledger at the good tip, as a sync and
+    the guard do) and the full reader (:func:`from_tree`, the reference) agree exactly."""
+    from tests.trust.test_directory_incremental import History, ref_verify_range
+
+    h = fanout_history
+    assert isinstance(h, History)
+    pg, good = h.pg, h.tips[-1]
+    root = pg.TreeBuilder(pg[good].peel(pygit2.Tree))
+    members = {str(e.name): pg.TreeBuilder(e.id) for e in pg[good].peel(pygit2.Tree)["members"].peel(pygit2.Tree)}
+    signers = pg.TreeBuilder(pg[good].peel(pygit2.Tree)["allowed_signers"].peel(pygit2.Tree))
+    blob = pg.create_blob(b"x")
+    extra: dict[str, object] = {}
+    for kind, n, text in shapes:
+        sh = f"{n:02x}"
+        name = sorted(h.members)[n % len(h.members)]
+        home = dirmod.shard(name)
+        if kind == "move" and home in members and members[home].get(f"{name}.json") is not None:
+            e = members[home].get(f"{name}.json")
+            members[home].remove(f"{name}.json")
+            members.setdefault(sh, pg.TreeBuilder()).insert(f"{name}.json", e.id, pygit2.enums.FileMode.BLOB)
+        elif kind == "stray_file" and "/" not in text:
+            members.setdefault(sh, pg.TreeBuilder()).insert(text, blob, pygit2.enums.FileMode.BLOB)
+        elif kind == "shard_file" and "/" not in text:
+            extra[text] = blob  # a file straight in members/
+        elif kind == "nested" and "/" not in text:
+            inner = pg.TreeBuilder()
+            inner.insert("x.json", blob, pygit2.enums.FileMode.BLOB)
+            members.setdefault(sh, pg.TreeBuilder()).insert(text, inner.write(), pygit2.enums.FileMode.TREE)
+        elif kind == "drop_shard":
+            members.pop(sh, None)
+        elif kind == "shard_as_blob":
+            members.pop(sh, None)
+            extra[sh] = blob
+        elif kind == "odd_shard" and "/" not in text and home in members and members[home].get(f"{name}.json"):
+            e = members[home].get(f"{name}.json")
+            members[home].remove(f"{name}.json")
+            members.setdefault(text, pg.TreeBuilder()).insert(f"{name}.json", e.id, pygit2.enums.FileMode.BLOB)
+        elif kind == "signers_blob":
+            signers = pg.TreeBuilder()
+            root.insert("allowed_signers", blob, pygit2.enums.FileMode.BLOB)
+        elif kind == "signers_extra":
+            signers.insert(sh, blob, pygit2.enums.FileMode.BLOB)
+        elif kind == "signers_drop" and signers.get(sh) is not None:
+            signers.remove(sh)
+    mt = pg.TreeBuilder()
+    for folder, tb in members.items():
+        if len(tb):
+            mt.insert(folder, tb.write(), pygit2.enums.FileMode.TREE)
+    for f, b in extra.items():
+        if mt.get(f) is None:
+            mt.insert(f, b, pygit2.enums.FileMode.BLOB)  # type: ignore[arg-type]
+    root.insert("members", mt.write(), pygit2.enums.FileMode.TREE)
+    if len(signers) and (root.get("allowed_signers") is None or root.get("allowed_signers").filemode
+                         == pygit2.enums.FileMode.TREE):
+        root.insert("allowed_signers", signers.write(), pygit2.enums.FileMode.TREE)
+    from gitmail.core.objects import signed_commit
+
+    sig = pygit2.Signature("x", "x@gitmail.invalid", 1_700_000_100, 0)
+    oid = signed_commit(pg, sig, sig, "shapes\n", root.write(), [good], h.keys["admin"].sign)
+    want_dir, want = ref_verify_range(pg, good, oid)
+    dirmod._LEDGERS.clear()
+    L, _ = dirmod.ledger_at(pg, good)
+    got_L, got = dirmod.advance(pg, L, oid)
+    assert got == want
+    assert got_L.tip == want_dir.tip and got_L.members == want_dir.members
