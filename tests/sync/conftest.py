@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -48,7 +48,10 @@ class NetOrg(Org):
         self.url = daemon.url(bare.name)
 
 
-def _net_org(tmp_path: Path, guard: bool) -> Iterator[NetOrg]:
+def _net_org(tmp_path: Path, guard: bool,
+             seed: Optional[Callable[[NetOrg], list[str]]] = None) -> Iterator[NetOrg]:
+    """max (admin) and alex joined to a served org; ``seed``, when given, first writes to the
+    empty org and returns the extra arguments of max's ``gitmail init``."""
     srv = tmp_path / "srv"
     srv.mkdir()
     d = GitDaemon(srv)
@@ -56,7 +59,7 @@ def _net_org(tmp_path: Path, guard: bool) -> Iterator[NetOrg]:
     d.start()
     try:
         o = NetOrg(tmp_path, d, bare)
-        o.join("max")
+        o.join("max", *(seed(o) if seed is not None else []))
         o.join("alex")
         o.ok("max", "sync")
         yield o

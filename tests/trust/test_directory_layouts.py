@@ -17,12 +17,10 @@ from hypothesis import strategies as st
 
 from gitmail.core import directory as dirmod
 from gitmail.core.signing import generate_key
-from gitmail.guard import daemon as guard_daemon
 
 from tests.conftest import git
 from tests.core.forge import key_of
-from tests.sync.conftest import NetOrg
-from tests.sync.daemon import GitDaemon
+from tests.sync.conftest import NetOrg, _net_org
 from tests.trust.dirforge import current_entries, entry, push_dir, write_dir_commit
 
 DIR = "refs/heads/gitmail/directory"
@@ -50,26 +48,16 @@ def flat(tmp_path: Path) -> Iterator[NetOrg]:
     """An org behind git daemon and the guard whose directory was made in layout 1 (before
     layout 2 existed): max (admin, the first commit written by hand as an old gitmail wrote it)
     and alex, who joined with gitmail (so their registration is written in the org's layout 1)."""
-    srv = tmp_path / "srv"
-    srv.mkdir()
-    d = GitDaemon(srv)
-    bare = d.create("org.git", guard=True)
-    d.start()
-    try:
-        o = NetOrg(tmp_path, d, bare)
+
+    def flat_root(o: NetOrg) -> list[str]:
         key = generate_key(tmp_path / "max-key")
         scratch = tmp_path / "scratch"
         git("clone", "-q", o.url, str(scratch))
-        root = write_dir_commit(scratch, [entry("max", key.public_key, role="admin")], key, None)
-        p = push_dir(scratch, root)
+        p = push_dir(scratch, write_dir_commit(scratch, [entry("max", key.public_key, role="admin")], key, None))
         assert p.returncode == 0, p.stderr
-        o.join("max", "--key", str(tmp_path / "max-key"))
-        o.join("alex")
-        o.ok("max", "sync")
-        yield o
-    finally:
-        d.stop()
-        guard_daemon.stop(bare)
+        return ["--key", str(tmp_path / "max-key")]
+
+    yield from _net_org(tmp_path, True, seed=flat_root)
 
 
 def test_a_new_org_is_fanned_out(net: NetOrg) -> None:
