@@ -155,37 +155,59 @@ _SHAPES = st.lists(st.tuples(
 
 
 @pytest.fixture(scope="module")
-def fanout_history(tmp_path_factory: pytest.TempPathFactory) -> object:
+def histories(tmp_path_factory: pytest.TempPathFactory) -> dict[int, object]:
+    """Two small directories, one made in layout 1 and one in layout 2: layout -> History."""
     from tests.trust.test_directory_incremental import History, _key
 
-    h = History(tmp_path_factory.mktemp("shapes") / "h.git")
-    h.policy["directory_layout"] = 2
-    admin = _key()
-    h.members["admin"] = h.entry("admin", admin, role="admin")
-    h.keys["admin"] = admin
-    h.commit(admin)
-    for n in ("max", "ann", "bo"):
-        k = _key()
-        h.members[n] = h.entry(n, k)
-        h.keys[n] = k
-        h.commit(k)
-    return h
+    out: dict[int, object] = {}
+    for layout in (1, 2):
+        h = History(tmp_path_factory.mktemp("shapes") / f"h{layout}.git")
+        h.policy["directory_layout"] = layout
+        admin = _key()
+        h.members["admin"] = h.entry("admin", admin, role="admin")
+        h.keys["admin"] = admin
+        h.commit(admin)
+        for n in ("max", "ann", "bo"):
+            k = _key()
+            h.members[n] = h.entry(n, k)
+            h.keys[n] = k
+            h.commit(k)
+        out[layout] = h
+    return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(shapes=_SHAPES)
-def test_any_fanout_tree_gets_the_reference_verdict(fanout_history: object, shapes: list[tuple[str, int, str]]) -> None:
-    """Hostile shapes of members/ and allowed_signers/ in a layout 2 commit signed by the admin:
-    the incremental reader (:func:`advance`, from the ledger at the good tip, as a sync and
-    the guard do) and the full reader (:func:`from_tree`, the reference) agree exactly."""
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(shapes=_SHAPES, base=st.sampled_from([1, 2]), leftover=st.booleans())
+def test_any_fanout_tree_gets_the_reference_verdict(histories: dict[int, object], shapes: list[tuple[str, int, str]],
+                                                    base: int, leftover: bool) -> None:
+    """Hostile shapes of members/ and allowed_signers/ in a layout 2 commit signed by the admin,
+    on a layout 2 directory or as the commit that moves a layout 1 one (then, with
+    ``leftover``, one flat file is left behind): the incremental reader (:func:`advance`, from
+    the ledger at the good tip, as a sync and the guard do) and the full reader
+    (:func:`from_tree`, the reference) agree exactly."""
+    from gitmail.core.model import canonical_json
+
     from tests.trust.test_directory_incremental import History, ref_verify_range
 
-    h = fanout_history
+    h = histories[base]
     assert isinstance(h, History)
     pg, good = h.pg, h.tips[-1]
     root = pg.TreeBuilder(pg[good].peel(pygit2.Tree))
-    members = {str(e.name): pg.TreeBuilder(e.id) for e in pg[good].peel(pygit2.Tree)["members"].peel(pygit2.Tree)}
-    signers = pg.TreeBuilder(pg[good].peel(pygit2.Tree)["allowed_signers"].peel(pygit2.Tree))
+    if base == 2:
+        members = {str(e.name): pg.TreeBuilder(e.id)
+                   for e in pg[good].peel(pygit2.Tree)["members"].peel(pygit2.Tree)}
+        signers = pg.TreeBuilder(pg[good].peel(pygit2.Tree)["allowed_signers"].peel(pygit2.Tree))
+    else:  # the move, as gitmail writes it: every entry at its layout 2 path, the signers in shards
+        members, signers = {}, pg.TreeBuilder()
+        for who, data in h.members.items():
+            members.setdefault(dirmod.shard(who), pg.TreeBuilder()).insert(
+                f"{who}.json", pg.create_blob(canonical_json(data)), pygit2.enums.FileMode.BLOB)
+        entries = {who: dirmod.Member.model_validate(data) for who, data in h.members.items()}
+        for spath, stext in dirmod.signers_files(entries, 2).items():
+            signers.insert(spath.split("/")[1], pg.create_blob(stext), pygit2.enums.FileMode.BLOB)
+        root.insert("org.json", pg.create_blob(canonical_json({**h.policy, "directory_layout": 2})),
+                    pygit2.enums.FileMode.BLOB)
+        root.insert("allowed_signers", signers.write(), pygit2.enums.FileMode.TREE)
     blob = pg.create_blob(b"x")
     extra: dict[str, object] = {}
     for kind, n, text in shapes:
@@ -227,6 +249,10 @@ def test_any_fanout_tree_gets_the_reference_verdict(fanout_history: object, shap
     for f, b in extra.items():
         if mt.get(f) is None:
             mt.insert(f, b, pygit2.enums.FileMode.BLOB)  # type: ignore[arg-type]
+    if base == 1 and leftover:  # a flat file the move left where it was
+        old = pg[good].peel(pygit2.Tree)["members"].peel(pygit2.Tree)["max.json"]
+        if mt.get("max.json") is None:
+            mt.insert("max.json", old.id, pygit2.enums.FileMode.BLOB)
     root.insert("members", mt.write(), pygit2.enums.FileMode.TREE)
     if len(signers) and (root.get("allowed_signers") is None or root.get("allowed_signers").filemode
                          == pygit2.enums.FileMode.TREE):
