@@ -52,7 +52,8 @@ CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
 # What the inbox shows (not archived, one copy per Message-ID), and what of it is unread.
 # Unread mail: an inbox copy not read yet. Verified receipts (type ``ack``) never count: they
 # answer the member's own --require-ack and need no attention; one that failed verification does
-# (issue 14; docs/protocol.md, "Acknowledgements"). views.is_unread is the same rule for one row.
+# (issue 14; docs/protocol.md, "Acknowledgements"). views.is_unread is the same rule for one row
+# (tests/core/test_tally.py keeps the two equal).
 SHOWN = "inbox=1 AND dup=0 AND archived=0"
 UNREAD = "read=0 AND (type != 'ack' OR status != 'good')"
 

@@ -219,3 +219,20 @@ def test_forged_copies_and_a_replay_of_a_genuine_message_are_counted_once(org: O
     assert state() == ((1, 1, 1), {"good"})
     api.read(alex, [m.id])
     assert state() == ((1, 0, 0), {"good"})
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(row, min_size=1, max_size=12))
+def test_the_one_row_unread_rule_equals_the_sql_one(rows: list[Any]) -> None:
+    """``views.is_unread`` (the listing's ``*`` mark, one row in Python) is a second copy of
+    the rule :data:`gitmail.core.cache.UNREAD` the counts and ``list --unread`` use in SQL:
+    for every row, the two agree."""
+    from gitmail.api.views import is_unread
+
+    db = fresh_db()
+    cache.insert_rows(db, (*COLUMNS, "recipients"), [(*r, "[]") for r in rows])
+    seen = 0
+    for r in db.execute(f"SELECT *, (inbox=1 AND {cache.UNREAD}) AS unread_sql FROM msg"):
+        assert is_unread(cache.Row.of(r)) == bool(r["unread_sql"]), dict(r)
+        seen += 1
+    assert seen == db.execute("SELECT COUNT(*) FROM msg").fetchone()[0] > 0
