@@ -91,8 +91,9 @@ class CountingProxy:
                 pass
 
 
-def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: int) -> list[str]:
-    """Write the org into the bare repo ``bare``: directory (self-registrations) and mail."""
+def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: int, layout: int = 2) -> list[str]:
+    """Write the org into the bare repo ``bare``: directory (self-registrations, in directory
+    layout ``layout``: docs/protocol.md §8 "Layouts") and mail."""
     import pygit2
 
     from gitmail.core import bulk, refs
@@ -105,7 +106,7 @@ def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: in
     pg = repo.pg
     names = [f"m{i:05d}" for i in range(members)]
     signers, entries = {}, {}
-    d = Directory(None, {}, {}, Directory().policy)
+    d = Directory(None, {}, {}, Directory().policy.model_copy(update={"directory_layout": layout}))
     tip = None
     for i, name in enumerate(names):
         s = signers[name] = generate_key(keys / name, comment=f"gitmail {name}")
@@ -157,6 +158,8 @@ def main() -> int:
     ap.add_argument("--members", type=int, default=1000)
     ap.add_argument("--refs-per-member", type=int, default=5, help="mailboxes each member writes to")
     ap.add_argument("--per-ref", type=int, default=3, help="messages per mailbox")
+    ap.add_argument("--layout", type=int, default=2, choices=(1, 2),
+                    help="directory layout (2: what gitmail init makes; 1: a flat org made before it)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gitmail-bench-fetch-") as tmp:
@@ -169,7 +172,7 @@ def main() -> int:
         d = GitDaemon(work / "srv")
         (work / "srv").mkdir()
         bare = d.create("org.git", guard=False)
-        names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref)
+        names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref, a.layout)
         built = time.perf_counter() - t
         me = names[len(names) // 2]
         with d:
