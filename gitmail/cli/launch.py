@@ -401,7 +401,14 @@ def in_process(argv: Sequence[str]) -> int:
     """Run the command in this process, as ``gitmail.cli.main.main`` always did."""
     from gitmail.cli.main import main as cli_main
 
-    return cli_main(list(argv))
+    code = cli_main(list(argv))
+    workers = sys.modules.get("gitmail.core.workers")
+    if workers is not None and workers.stuck():
+        # A pool thread waits for ever on a dead worker, and a normal exit would join it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -20,9 +20,22 @@ from gitmail.errors import WorkerError
 
 if TYPE_CHECKING:
     import concurrent.futures
+    import multiprocessing.process
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+WATCH = 0.5  # seconds between checks, while waiting for a result, that every worker still lives
+_WORKERS: "dict[int, list[multiprocessing.process.BaseProcess]]" = {}  # id(pool) -> its worker processes
+_stuck = False
+
+
+def stuck() -> bool:
+    """True once a worker of a pool in this process died in a way the pool did not notice
+    (see :func:`_result`). CPython's pool thread may then wait for ever for the dead worker's
+    result, and the interpreter's exit joins that thread: the console script ends with
+    ``os._exit`` instead (:func:`gitmail.cli.launch.in_process`)."""
+    return _stuck
 
 
 def cores() -> int:
@@ -65,6 +78,7 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
     import signal
     from concurrent.futures import ProcessPoolExecutor
 
+    before = {c.pid for c in multiprocessing.active_children()}
     ex = ProcessPoolExecutor(workers or cores(), mp_context=multiprocessing.get_context("fork"),
                              initializer=_worker_start, initargs=(os.getpid(),))
     try:
@@ -77,12 +91,22 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
             ex.submit(int)  # with fork, the first task starts every worker
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, was)
+        procs = _WORKERS[id(ex)] = [c for c in multiprocessing.active_children() if c.pid not in before]
         yield ex
     except BaseException:
         ex.shutdown(wait=False, cancel_futures=True)  # an error or Ctrl-C: do not wait for them
         raise
+    finally:
+        _WORKERS.pop(id(ex), None)
     # Done: the workers are idle; wait for them to exit, so that none outlives its parent
-    # even for a moment and their CPU time is counted in this process's (getrusage).
+    # even for a moment and their CPU time is counted in this process's (getrusage). Unless
+    # one died (its WorkerError was caught inside the block): then the pool's thread may
+    # never end (see _result), and waiting for it would wait for ever.
+    if any(not w.is_alive() for w in procs):
+        global _stuck
+        _stuck = True
+        ex.shutdown(wait=False, cancel_futures=True)
+        return
     ex.shutdown(wait=True, cancel_futures=True)
 
 
@@ -114,6 +138,26 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _result(p: "concurrent.futures.ProcessPoolExecutor", f: "concurrent.futures.Future[R]") -> R:
+    """``f.result()``, raising :class:`WorkerError` as soon as a worker of ``p`` is dead.
+
+    A worker killed in the middle of writing its result to the pool's pipe leaves half a
+    message there: CPython's pool thread (3.11) then waits for the rest for ever, never
+    marks the pool broken, and ``f.result()`` never returns. So the wait is cut into
+    :data:`WATCH` slices, checking between them that every worker still lives."""
+    import concurrent.futures
+
+    global _stuck
+    procs = _WORKERS.get(id(p), [])
+    while True:
+        try:
+            return f.result(timeout=WATCH)
+        except concurrent.futures.TimeoutError:
+            if any(not w.is_alive() for w in procs):
+                _stuck = True
+                raise WorkerError("a worker process ended unexpectedly (killed, or out of memory?)") from None
+
+
 @contextlib.contextmanager
 def _dead_worker_is_an_error() -> Iterator[None]:
     from concurrent.futures.process import BrokenProcessPool
@@ -141,9 +185,9 @@ def ordered_map(
         for item in items:
             pending.append(p.submit(fn, item))
             if len(pending) >= limit:
-                yield pending.popleft().result()
+                yield _result(p, pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield _result(p, pending.popleft())
 
 
 def map_now(p: "concurrent.futures.ProcessPoolExecutor", fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
@@ -155,7 +199,7 @@ def map_now(p: "concurrent.futures.ProcessPoolExecutor", fn: Callable[[T], R], i
     def results() -> Iterator[R]:
         with _dead_worker_is_an_error():
             for f in futures:
-                yield f.result()
+                yield _result(p, f)
 
     return results()
 

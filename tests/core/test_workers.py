@@ -140,3 +140,43 @@ def _running(pid: int) -> bool:
 
 def _pid_or_value(x: int) -> int:
     return x
+
+
+KILLED_WRITING = r"""
+import os, random, signal, sys, threading, time
+from gitmail.core import workers
+from gitmail.errors import WorkerError
+
+def big(i):
+    return b"x" * (8 << 20)  # a result written in many pieces: a kill can land mid-write
+
+random.seed(int(sys.argv[1]))
+t = time.monotonic()
+with workers.pool(2) as p:
+    pids = [w.pid for w in workers._WORKERS[id(p)]]
+    threading.Timer(random.random() * 0.4, os.kill, (pids[0], signal.SIGKILL)).start()
+    try:
+        for _ in workers.ordered_map(p, big, range(200), 4):
+            pass
+        print("finished")
+    except WorkerError as e:
+        print("WorkerError", round(time.monotonic() - t, 1))
+sys.stdout.flush()
+os._exit(0)  # what the console script does when workers.stuck(): a pool thread may wait for ever
+"""
+
+
+def test_a_worker_killed_while_writing_its_result_is_an_error_not_a_wait(tmp_path: Path) -> None:
+    """CPython's pool waits for ever for the rest of a result whose writer was killed half-way
+    (it never marks itself broken). gitmail watches its workers while it waits: the map
+    raises WorkerError within seconds. Several kill times, each in a fresh process (the
+    script exits with os._exit: the stuck pool thread would hold up a normal exit)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "k.py"
+    script.write_text(KILLED_WRITING)
+    for seed in range(6):
+        r = subprocess.run([sys.executable, str(script), str(seed)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.startswith("WorkerError"), (seed, r.stdout, r.stderr[-2000:])
+        assert float(r.stdout.split()[1]) < 20, r.stdout
