@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, cast
 
 from gitmail.core import problems, refs, refspecs
 from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_script, normalize, principal, skeleton,
@@ -57,10 +57,21 @@ def signers_files(members: dict[str, Member], layout: int) -> dict[str, bytes]:
     each the lines of its members sorted by name (code points), docs/protocol.md §7, §8."""
     if layout == FLAT:
         return {"allowed_signers": b"".join(_signers_lines(n, members[n]) for n in sorted(members))}
-    out: dict[str, list[bytes]] = {}
-    for n in sorted(members):
-        out.setdefault(f"allowed_signers/{shard(n)}", []).append(_signers_lines(n, members[n]))
-    return {p: b"".join(v) for p, v in sorted(out.items())}
+    return {f"allowed_signers/{s}": b"".join(_signers_lines(n, members[n]) for n in names)
+            for s, names in sorted(_by_shard(members).items())}
+
+
+def _by_shard(names: "Iterable[str]") -> dict[str, list[str]]:
+    """Layout 2: shard -> the names in it, sorted by code point."""
+    out: dict[str, list[str]] = {}
+    for n in sorted(names):
+        out.setdefault(shard(n), []).append(n)
+    return out
+
+
+def _shard_oids(members: dict[str, Member], hexlen: int) -> dict[str, str]:
+    """Layout 2: shard -> the blob id of its ``allowed_signers`` file (:func:`signers_files`)."""
+    return {p.rpartition("/")[2]: _blob_oid(t, hexlen) for p, t in signers_files(members, FANOUT).items()}
 
 
 @dataclass
@@ -163,13 +174,7 @@ class Directory:
         L = self._ledger
         if L is not None and L.tip == self.tip and L.members == self.members:
             return L.signers_text().decode("utf-8")
-        lines = []
-        for name in sorted(self.members):
-            m = self.members[name]
-            p = principal(name)
-            for key in m.all_keys():
-                lines.append(f'{p} namespaces="git" {check_stored_key(key)}')
-        return "\n".join(lines) + ("\n" if lines else "")
+        return signers_files(self.members, FLAT)["allowed_signers"].decode("utf-8")
 
     def files(self) -> dict[str, bytes]:
         """The directory's tree as path -> content, in the layout its policy names."""
@@ -179,8 +184,7 @@ class Directory:
             out["members/" + member_file(name, layout)] = canonical_json(m.stored())
         for name, g in self.groups.items():
             out[f"groups/{to_ref(name)}.json"] = canonical_json(g.model_dump(mode="json"))
-        self.allowed_signers()  # every principal can be written literally (raises AddressError)
-        out.update(signers_files(self.members, layout))
+        out.update(signers_files(self.members, layout))  # AddressError: a principal that cannot be written
         return out
 
 
@@ -203,10 +207,9 @@ def signers_oid(members: dict[str, Member], layout: int, hexlen: int) -> str:
     """The object id ``allowed_signers`` must have in a tree holding ``members``: the blob of
     the file (layout 1) or the tree of its shards (layout 2), hashed with the repository's
     object format (``hexlen`` 40: SHA-1, 64: SHA-256)."""
-    files = signers_files(members, layout)
     if layout == FLAT:
-        return _blob_oid(files["allowed_signers"], hexlen)
-    return _tree_oid({p.rpartition("/")[2]: _blob_oid(t, hexlen) for p, t in files.items()}, hexlen)
+        return _blob_oid(signers_files(members, layout)["allowed_signers"], hexlen)
+    return _tree_oid(_shard_oids(members, hexlen), hexlen)
 
 
 def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
@@ -516,12 +519,8 @@ class Ledger:
         """Layout 2: shard -> sorted member names, and shard -> blob id of its signers file
         (built once, then kept up to date by :func:`_expected_signers_oid`)."""
         if self._shards is None or self._shard_oids is None:
-            shards: dict[str, list[str]] = {}
-            for n in sorted(self.members):
-                shards.setdefault(shard(n), []).append(n)
-            self._shards = shards
-            self._shard_oids = {s: _blob_oid(b"".join(_signers_lines(n, self.members[n]) for n in ns), hexlen)
-                                for s, ns in shards.items()}
+            self._shards = _by_shard(self.members)
+            self._shard_oids = _shard_oids(self.members, hexlen)
         return self._shards, self._shard_oids
 
     def entry_versions(self, pg: "pygit2.Repository", name: str) -> list[Member]:
@@ -589,9 +588,7 @@ class Ledger:
         L.versions = {str(n): tuple(v) for n, v in d["versions"].items()}
         if d.get("shards") is not None:
             L._shard_oids = {str(k): str(v) for k, v in d["shards"].items()}
-            L._shards = {}
-            for n in sorted(L.members):
-                L._shards.setdefault(shard(n), []).append(n)
+            L._shards = _by_shard(L.members)
         return L
 
 
