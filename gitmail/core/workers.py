@@ -28,6 +28,7 @@ R = TypeVar("R")
 WATCH = 0.5  # seconds between checks, while waiting for a result, that every worker still lives
 _WORKERS: "dict[int, list[multiprocessing.process.BaseProcess]]" = {}  # id(pool) -> its worker processes
 _stuck = False
+DIED = "a worker process ended unexpectedly (killed, or out of memory?)"
 
 
 def stuck() -> bool:
@@ -102,9 +103,7 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
     # even for a moment and their CPU time is counted in this process's (getrusage). Unless
     # one died (its WorkerError was caught inside the block): then the pool's thread may
     # never end (see _result), and waiting for it would wait for ever.
-    if any(not w.is_alive() for w in procs):
-        global _stuck
-        _stuck = True
+    if _one_died(procs):
         ex.shutdown(wait=False, cancel_futures=True)
         return
     ex.shutdown(wait=True, cancel_futures=True)
@@ -138,6 +137,14 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _one_died(procs: "list[multiprocessing.process.BaseProcess]") -> bool:
+    """Whether one of ``procs`` (a pool's workers) is dead; if so, the pool may be stuck (:func:`stuck`)."""
+    global _stuck
+    died = any(not w.is_alive() for w in procs)
+    _stuck = _stuck or died
+    return died
+
+
 def _result(p: "concurrent.futures.ProcessPoolExecutor", f: "concurrent.futures.Future[R]") -> R:
     """``f.result()``, raising :class:`WorkerError` as soon as a worker of ``p`` is dead.
 
@@ -147,15 +154,13 @@ def _result(p: "concurrent.futures.ProcessPoolExecutor", f: "concurrent.futures.
     :data:`WATCH` slices, checking between them that every worker still lives."""
     import concurrent.futures
 
-    global _stuck
     procs = _WORKERS.get(id(p), [])
     while True:
         try:
             return f.result(timeout=WATCH)
         except concurrent.futures.TimeoutError:
-            if any(not w.is_alive() for w in procs):
-                _stuck = True
-                raise WorkerError("a worker process ended unexpectedly (killed, or out of memory?)") from None
+            if _one_died(procs):
+                raise WorkerError(DIED) from None
 
 
 @contextlib.contextmanager
@@ -165,7 +170,7 @@ def _dead_worker_is_an_error() -> Iterator[None]:
     try:
         yield
     except BrokenProcessPool:
-        raise WorkerError("a worker process ended unexpectedly (killed, or out of memory?)") from None
+        raise WorkerError(DIED) from None
 
 
 def ordered_map(
