@@ -8,6 +8,7 @@ content (:mod:`gitmail.core.private`).
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from datetime import datetime, timedelta, timezone
 from typing import Optional
@@ -35,6 +36,7 @@ def _control(s: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in s)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; the same few addresses recur in every message of a sync
 def _address_problem(a: str) -> Optional[str]:
     from gitmail.core.address import check_address
 

@@ -314,11 +314,14 @@ def signer_of(commit: "pygit2.Commit") -> str:
     return verify(sig, payload)
 
 
-def signers(commits: list["pygit2.Commit"]) -> list["str | VerificationError"]:
-    """:func:`signer_of` for many commits, each a key line or the error; the signature checks run on every core.
+def signers(commits: list["pygit2.Commit"], threads: bool = True) -> list["str | VerificationError"]:
+    """:func:`signer_of` for many commits, each a key line or the error; with ``threads``, the
+    signature checks run on every core.
 
     pygit2 reads stay on the calling thread; only the ed25519 checks (which
-    release the GIL in part) go to a thread pool.
+    release the GIL in part) go to a thread pool. A process that is itself one of a
+    pool of one worker per core passes ``threads=False``: more threads than cores
+    only contend for the GIL.
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
@@ -335,7 +338,7 @@ def signers(commits: list["pygit2.Commit"]) -> list["str | VerificationError"]:
             return e
 
     workers = os.cpu_count() or 1
-    if workers < 2 or len(signed) < 64:
+    if not threads or workers < 2 or len(signed) < 64:
         return [one(x) for x in signed]
     # One slice per core: a future per signature would cost more than the check.
     step = -(-len(signed) // workers)

@@ -338,8 +338,9 @@ def _check_chunk(task: tuple[list[str], str, str]) -> list[Verdict]:
     pg = _WORKER.get("pg")
     if pg is None:
         pg = _WORKER["pg"] = pygit2.Repository(str(_WORKER["path"]))
+    # threads=False: this process is one of a pool of one worker per core already.
     return _briefs(_check_many(cast("pygit2.Repository", pg), chunk, recipient, sender,
-                               cast("Directory", _WORKER["directory"])))
+                               cast("Directory", _WORKER["directory"]), threads=False))
 
 
 def _briefs(verdicts: list[tuple[Optional[Message], Check]]) -> list[Verdict]:
@@ -347,12 +348,13 @@ def _briefs(verdicts: list[tuple[Optional[Message], Check]]) -> list[Verdict]:
 
 
 def _check_many(pg: "pygit2.Repository", oids: list[str], recipient: str, sender: str,
-                directory: "Directory") -> list[tuple[Optional[Message], Check]]:
-    """:func:`check_message` of each of ``oids`` (the signatures checked first, on every core)."""
+                directory: "Directory", threads: bool = True) -> list[tuple[Optional[Message], Check]]:
+    """:func:`check_message` of each of ``oids`` (the signatures checked first, with ``threads``
+    on every core)."""
     from gitmail.core.signing import signers
 
     loaded = [load_commit(pg, o) for o in oids]
-    keyed = iter(signers([c for c in loaded if not isinstance(c, str)]))
+    keyed = iter(signers([c for c in loaded if not isinstance(c, str)], threads))
     keys = [None if isinstance(c, str) else next(keyed) for c in loaded]
     return [check_message(pg, c, recipient, sender, directory, k) for c, k in zip(loaded, keys)]
 
