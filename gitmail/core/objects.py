@@ -30,13 +30,16 @@ def tree(pg: "pygit2.Repository", oid: OidLike) -> "pygit2.Tree":
 
 
 def blob_data(pg: "pygit2.Repository", oid: OidLike) -> bytes:
-    """The bytes of blob ``oid``. Raises ``KeyError`` / ``TypeError``."""
+    """The bytes of blob ``oid``. Raises ``KeyError`` (missing), ``TypeError`` (not a blob),
+    ``ValueError`` (not an object id)."""
     import pygit2
 
-    obj = pg[oid]
-    if not isinstance(obj, pygit2.Blob):
+    # One read of the object database gives the stored type and the bytes; a lookup
+    # (``pg[oid]``) builds an object first and reads the data again (twice the time, issue 16).
+    kind, data = pg.read(oid)
+    if kind != pygit2.enums.ObjectType.BLOB:
         raise TypeError(f"{oid} is not a blob")
-    return obj.data
+    return data
 
 
 def signed_commit(

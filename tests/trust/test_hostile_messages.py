@@ -150,6 +150,17 @@ def _tree_as_json(c: Ctx) -> str:
     return raw_signed_commit(c.pg, str(tb.write()), c.parent, c.author, "hostile\n", c.signer)
 
 
+def _tree_behind_a_blob_mode(c: Ctx) -> str:
+    """``message.json`` with a regular file's mode naming a tree (written raw: pygit2's builder
+    refuses it): only the object database knows it is no blob. git's own push cannot carry it
+    (pack-objects fails), so it is checked where it would land, not through a server."""
+    inner = c.pg.TreeBuilder()
+    inner.insert("x", c.pg.create_blob(b"{}"), pygit2.enums.FileMode.BLOB)
+    raw = b"100644 message.json\0" + inner.write().raw
+    tree = c.pg.write(pygit2.enums.ObjectType.TREE, raw)
+    return raw_signed_commit(c.pg, str(tree), c.parent, c.author, "hostile\n", c.signer)
+
+
 def _gitlink(c: Ctx) -> str:
     tree = tree_with(c.pg, b"", pygit2.enums.FileMode.COMMIT, oid="1" * 40)
     return raw_signed_commit(c.pg, tree, c.parent, c.author, "hostile\n", c.signer)
@@ -270,6 +281,24 @@ def build(clone: Path, case: Case, parent: Optional[str]) -> str:
 
 
 # -- the client, without the guard -----------------------------------------------------------
+
+
+def test_a_tree_behind_a_blob_mode_is_malformed_where_it_would_land(unguarded: NetOrg) -> None:
+    """The checker every reader uses (sync, verify, the guard) asks the object database for
+    ``message.json``'s type, not the tree entry's mode: a tree named as a regular file is a
+    verdict, *malformed*, and neither a crash nor a message."""
+    from gitmail.core.store import MALFORMED, check_message
+
+    net = unguarded
+    clone = net.clones["max"]
+    net.ok("max", "send", "alex", "before")
+    net.ok("max", "sync")
+    r = open_repo(clone)
+    oid = _tree_behind_a_blob_mode(build_ctx(clone, forge.tip(clone, refs.mail_path("alex", "max"))))
+    msg, check = check_message(r.pg, oid, "alex", "max", dirmod.load(r))
+    assert (msg, check.status) == (None, MALFORMED), check
+    assert "not a readable blob (TypeError)" in check.detail, check.detail
+
 
 
 def test_every_hostile_commit_is_a_verdict_and_the_mailbox_lives_on(unguarded: NetOrg) -> None:
