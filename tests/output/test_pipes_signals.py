@@ -181,12 +181,13 @@ def _pool_workers(pid: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("what", ["import", "sync"])
+@pytest.mark.parametrize("what,entry", [("import", "script"), ("sync", "script"), ("import", "module")])
 def test_a_worker_killed_mid_way_stops_the_command_with_one_line_and_nothing_written(
-        org: Org, tmp_path: Path, what: str) -> None:
+        org: Org, tmp_path: Path, what: str, entry: str) -> None:
     """The out-of-memory killer (here SIGKILL) takes one forked worker: gitmail used to wait
     for its result for ever. Now the command stops with one line and status 1 (an import
-    writes nothing; a sync keeps the batches it committed) and running it again completes."""
+    writes nothing; a sync keeps the batches it committed) and running it again completes.
+    The same through ``python -m gitmail`` (``entry`` "module")."""
     import mailbox
     from email.message import EmailMessage
 
@@ -206,7 +207,8 @@ def test_a_worker_killed_mid_way_stops_the_command_with_one_line_and_nothing_wri
         args = ["sync"]
     clone = org.clones["alex"]
     before = git("for-each-ref", "refs/heads", "refs/gitmail", cwd=clone).stdout
-    p = subprocess.Popen([GITMAIL, *args, "--repo", str(clone)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    cmd = [GITMAIL] if entry == "script" else [sys.executable, "-m", "gitmail"]
+    p = subprocess.Popen([*cmd, *args, "--repo", str(clone)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=_env(), start_new_session=True)
     deadline = time.monotonic() + 120
     seen: set[int] = set()
