@@ -26,6 +26,7 @@ from gitmail.core.model import (
     trace_id_problem,
     type_problem,
 )
+from gitmail.core.address import GROUP_PREFIX, MAX_NAME_BYTES
 from gitmail.errors import GitmailError
 
 MAX_FUTURE = timedelta(days=1)  # how far past the verifier's clock a message date may lie
@@ -36,8 +37,18 @@ def _control(s: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in s)
 
 
-@functools.lru_cache(maxsize=4096)  # pure; the same few addresses recur in every message of a sync
+# Characters: no address is longer (a name is at most MAX_NAME_BYTES of UTF-8, a group "team:NAME").
+CACHED_ADDRESS = len(GROUP_PREFIX) + MAX_NAME_BYTES
+
+
 def _address_problem(a: str) -> Optional[str]:
+    """Why ``a`` is not an address in normal form, or None. Verdicts of short strings are
+    cached (the same few addresses recur in every message of a sync); a longer string, never
+    an address, is checked afresh, so hostile megabyte-long "addresses" cannot fill the cache."""
+    return _cached_address_problem(a) if len(a) <= CACHED_ADDRESS else _check_address(a)
+
+
+def _check_address(a: str) -> Optional[str]:
     from gitmail.core.address import check_address
 
     try:
@@ -45,6 +56,9 @@ def _address_problem(a: str) -> Optional[str]:
     except GitmailError as e:
         return str(e)
     return None
+
+
+_cached_address_problem = functools.lru_cache(maxsize=4096)(_check_address)
 
 
 def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = None) -> Optional[str]:
