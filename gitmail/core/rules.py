@@ -13,6 +13,7 @@ import unicodedata
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
+from gitmail.core.address import GROUP_PREFIX, MAX_NAME_BYTES, check_address
 from gitmail.core.model import (
     MAX_RECIPIENTS,
     PAYLOAD_MODELS,
@@ -26,7 +27,6 @@ from gitmail.core.model import (
     trace_id_problem,
     type_problem,
 )
-from gitmail.core.address import GROUP_PREFIX, MAX_NAME_BYTES
 from gitmail.errors import GitmailError
 
 MAX_FUTURE = timedelta(days=1)  # how far past the verifier's clock a message date may lie
@@ -49,8 +49,6 @@ def _address_problem(a: str) -> Optional[str]:
 
 
 def _check_address(a: str) -> Optional[str]:
-    from gitmail.core.address import check_address
-
     try:
         check_address(a)
     except GitmailError as e:

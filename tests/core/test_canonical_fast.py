@@ -111,7 +111,6 @@ def test_fast_reader_on_known_edges(data: bytes) -> None:
         assert model._canonical_fast(data) is None  # the strict path decides these
 
 
-
 _BASE = model.Message(**{"from": "alex"}, to=["max"], date="2026-11-22T02:05:58.123456Z", subject="s", body="b")
 # Floats whose shortest form Python and orjson spell differently (1e-07 / 1e-7, 1e+16 / 1e16).
 _floats = st.sampled_from([1e-07, 1e16, -2.5e-300, 1.5e300, 0.1]) | st.floats(allow_nan=False, allow_infinity=False)
