@@ -401,10 +401,16 @@ def in_process(argv: Sequence[str]) -> int:
     """Run the command in this process, as ``gitmail.cli.main.main`` always did."""
     from gitmail.cli.main import main as cli_main
 
-    code = cli_main(list(argv))
+    return finish(cli_main(list(argv)))
+
+
+def finish(code: int) -> int:
+    """``code``, after a command ran in this process; when a worker pool was left with work
+    in flight (:func:`gitmail.core.workers.stuck`: an error, Ctrl-C or a dead worker), the
+    process ends here with ``os._exit(code)`` after flushing its output: a normal exit would
+    join CPython's pool thread, which waits for those tasks (for ever, for a dead worker)."""
     workers = sys.modules.get("gitmail.core.workers")
     if workers is not None and workers.stuck():
-        # A pool thread waits for ever on a dead worker, and a normal exit would join it.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -32,10 +32,12 @@ DIED = "a worker process ended unexpectedly (killed, or out of memory?)"
 
 
 def stuck() -> bool:
-    """True once a worker of a pool in this process died in a way the pool did not notice
-    (see :func:`_result`). CPython's pool thread may then wait for ever for the dead worker's
-    result, and the interpreter's exit joins that thread: the console script ends with
-    ``os._exit`` instead (:func:`gitmail.cli.launch.in_process`)."""
+    """True once a pool in this process was left with work in flight: its block ended in an
+    error or Ctrl-C, or one of its workers died in a way the pool did not notice (see
+    :func:`_result`). The interpreter's exit joins CPython's pool thread, which waits for the
+    tasks the workers hold (for ever, for a dead worker's half-written result): the console
+    script ends with ``os._exit`` instead (:func:`gitmail.cli.launch.finish`), and the workers,
+    killed with their parent, do not finish work whose results nobody reads."""
     return _stuck
 
 
@@ -95,7 +97,9 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
         procs = _WORKERS[id(ex)] = [c for c in multiprocessing.active_children() if c.pid not in before]
         yield ex
     except BaseException:
+        global _stuck
         ex.shutdown(wait=False, cancel_futures=True)  # an error or Ctrl-C: do not wait for them
+        _stuck = True  # nor at the interpreter's exit (see stuck)
         raise
     finally:
         _WORKERS.pop(id(ex), None)

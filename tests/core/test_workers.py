@@ -180,3 +180,47 @@ def test_a_worker_killed_while_writing_its_result_is_an_error_not_a_wait(tmp_pat
         r = subprocess.run([sys.executable, str(script), str(seed)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and r.stdout.startswith("WorkerError"), (seed, r.stdout, r.stderr[-2000:])
         assert float(r.stdout.split()[1]) < 20, r.stdout
+
+
+ABANDONED = r"""
+import sys, time
+from gitmail.cli import launch
+from gitmail.core import workers
+
+def slow(i):
+    time.sleep(60)
+    return i
+
+try:
+    with workers.pool(2) as p:
+        print(*[w.pid for w in workers._WORKERS[id(p)]], flush=True)
+        futures = [p.submit(slow, i) for i in range(4)]
+        time.sleep(0.5)  # each worker holds a task
+        raise KeyboardInterrupt
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+sys.exit(launch.finish(130))
+"""
+
+
+def test_a_pool_left_by_ctrl_c_does_not_hold_up_the_exit(tmp_path: Path) -> None:
+    """Ctrl-C inside a pool's block: the command ends at once with its status, not when the
+    workers have finished the tasks they hold (CPython's exit joins the pool's thread, which
+    waits for them: a CI run once waited over 60 s after "gitmail: interrupted"). The
+    workers end with it."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "a.py"
+    script.write_text(ABANDONED)
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=45)
+    took = time.monotonic() - t
+    assert r.returncode == 130 and r.stdout.splitlines()[1:] == ["interrupted"], (r.stdout, r.stderr[-2000:])
+    assert took < 15, took
+    pids = [int(x) for x in r.stdout.split()[:2]]
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in pids):
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.05)
