@@ -212,10 +212,9 @@ class Message(BaseModel):
         The Message-ID input is taken from the stored object itself, so optional
         keys a writer left out and fields a newer writer added stay covered as stored.
         """
-        # The fast reader answers for the common blob; it also proves the object holds no float,
-        # so the Message-ID input below is dumped by orjson alone.
-        fast = _canonical_fast(data) if len(data) <= MAX_BLOB else None
-        raw = fast if fast is not None else parse_canonical(data)
+        # When the fast reader answered, the object holds no float: the Message-ID input below
+        # is dumped by orjson alone.
+        raw, no_float = _parse_canonical(data)
         try:
             msg = cls.model_validate(raw)
         except (ValueError, ValidationError) as e:
@@ -225,7 +224,7 @@ class Message(BaseModel):
                 first = f"{'.'.join(str(x) for x in err['loc']) or 'message'}: {err['msg']}"
             raise CorruptMessageError(f"corrupt message blob: {first}") from None
         content = {k: v for k, v in raw.items() if k != "id"}
-        msg._stored_id = hashlib.sha256(canonical_json(content, may_float=fast is None)).hexdigest()
+        msg._stored_id = hashlib.sha256(canonical_json(content, may_float=not no_float)).hexdigest()
         return msg
 
 
@@ -293,6 +292,12 @@ def parse_canonical(data: bytes) -> dict[str, Any]:
     with a lone surrogate, duplicate keys, and any byte sequence other than
     :func:`canonical_json` of the parsed value.
     """
+    return _parse_canonical(data)[0]
+
+
+def _parse_canonical(data: bytes) -> tuple[dict[str, Any], bool]:
+    """:func:`parse_canonical`, and whether the fast reader answered (:func:`_canonical_fast`:
+    then the object holds no float, so its canonical dump needs no float-aware writer)."""
     def refuse(why: str) -> CorruptMessageError:
         return CorruptMessageError(f"corrupt message blob: {why}")
 
@@ -300,7 +305,7 @@ def parse_canonical(data: bytes) -> dict[str, Any]:
         raise refuse(f"over {MAX_BLOB} bytes")
     fast = _canonical_fast(data)
     if fast is not None:
-        return fast
+        return fast, True
     if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth_over(data, MAX_DEPTH):
         raise refuse(f"nested deeper than {MAX_DEPTH} levels")
 
@@ -317,7 +322,7 @@ def parse_canonical(data: bytes) -> dict[str, Any]:
         raise refuse(str(e).splitlines()[0] if str(e) else "not canonical") from None
     if again != data:
         raise refuse("not in canonical form (docs/protocol.md §4)")
-    return raw
+    return raw, False
 
 
 def _canonical_fast(data: bytes) -> Optional[dict[str, Any]]:
