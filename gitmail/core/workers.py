@@ -97,9 +97,7 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
         procs = _WORKERS[id(ex)] = [c for c in multiprocessing.active_children() if c.pid not in before]
         yield ex
     except BaseException:
-        global _stuck
-        ex.shutdown(wait=False, cancel_futures=True)  # an error or Ctrl-C: do not wait for them
-        _stuck = True  # nor at the interpreter's exit (see stuck)
+        _abandon(ex)  # an error or Ctrl-C: do not wait for them
         raise
     finally:
         _WORKERS.pop(id(ex), None)
@@ -108,9 +106,17 @@ def pool(workers: Optional[int] = None) -> "Iterator[concurrent.futures.ProcessP
     # one died (its WorkerError was caught inside the block): then the pool's thread may
     # never end (see _result), and waiting for it would wait for ever.
     if _one_died(procs):
-        ex.shutdown(wait=False, cancel_futures=True)
+        _abandon(ex)
         return
     ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _abandon(ex: "concurrent.futures.ProcessPoolExecutor") -> None:
+    """Shut ``ex`` down without waiting for its workers, here or at the interpreter's exit
+    (:func:`stuck`)."""
+    global _stuck
+    ex.shutdown(wait=False, cancel_futures=True)
+    _stuck = True
 
 
 def _worker_start(parent: int) -> None:
@@ -142,11 +148,9 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _one_died(procs: "list[multiprocessing.process.BaseProcess]") -> bool:
-    """Whether one of ``procs`` (a pool's workers) is dead; if so, the pool may be stuck (:func:`stuck`)."""
-    global _stuck
-    died = any(not w.is_alive() for w in procs)
-    _stuck = _stuck or died
-    return died
+    """Whether one of ``procs`` (a pool's workers) is dead: then its pool may be stuck, and
+    :func:`pool` abandons it on the way out, whether the block ended normally or not."""
+    return any(not w.is_alive() for w in procs)
 
 
 def _result(p: "concurrent.futures.ProcessPoolExecutor", f: "concurrent.futures.Future[R]") -> R:
