@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from gitmail.api.outbox import Queued, Undelivered
     from gitmail.api.results import LogRow, MessageRow, ShowResult, SyncReport, VerifyResult
+    from gitmail.api.packing import PackReport
     from gitmail.api.state import StateResult
     from gitmail.core.model import Message
 
@@ -85,6 +86,7 @@ class SyncResult:
     problems: list[str]
     restored: list["Queued"] = field(default_factory=list)
     state: Optional["StateResult"] = None  # the shared-state round, when gitmail.syncState is on
+    packed: Optional["PackReport"] = None  # the packing this sync did (docs/protocol.md §3)
 
     def model(self) -> "SyncReport":
         """The JSON result of ``gitmail sync`` (docs/json.md, ``SyncReport``), every new message
@@ -106,7 +108,8 @@ class SyncResult:
         return SyncReport(new=new, delivered=self.delivered,
                           queued=[q.id for q in self.queued], refused={u.id: u.reason for u in self.refused},
                           outbox=[q.model() for q in self.queued], undelivered=[u.model() for u in self.refused],
-                          restored=[q.model() for q in self.restored], problems=self.problems, state=self.state)
+                          restored=[q.model() for q in self.restored], problems=self.problems, state=self.state,
+                          packed=self.packed.model() if self.packed is not None else None)
 
 
 def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False) -> SyncResult:
@@ -141,7 +144,7 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
             s.directory  # noqa: B018 - verifies the fetched directory; the session keeps the refspecs
             syncmod.fetch_new_paths(s.repo, fetched)
     restored = syncmod.recover(s.repo, lambda: s.signer if s.me in s.directory.members else None, s.me,
-                               lambda c, path: _genuine(s, c, path))
+                               lambda c, path: _genuine(s, c, path), lambda: s.directory.policy.packing)
     # The signer (directory, key) only when something is queued: a sync with nothing
     # to deliver and nothing new loads neither pydantic nor pygit2.
     queued = syncmod.outbox_paths(s.repo, s.me)
@@ -154,9 +157,22 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     new = _new_rows(s, before)
     problems = [p for ps in probmod.load(s.repo).values() for p in ps] + s.problems
     still = _queued(s) if res.queued or restored else []
+    packed = None if all_ else _pack(s, problems)
     return SyncResult(True, new, res.delivered_ids(), still,
                       _undelivered(s, {h.id for h in res.refused}) if res.refused else [], problems,
-                      _restored(s, restored, res.delivered_ids(), still), _sync_state(s, problems))
+                      _restored(s, restored, res.delivered_ids(), still), _sync_state(s, problems), packed)
+
+
+def _pack(s: Session, problems: list[str]) -> Optional["PackReport"]:
+    """The packing of a sync (:func:`gitmail.api.packing.pack_on_sync`); a failure is a problem of
+    this sync (the mail went through), never a failed sync."""
+    from gitmail.api import packing
+
+    try:
+        return packing.pack_on_sync(s)
+    except GitmailError as e:
+        problems.append(f"inbox not packed: {e.message}")
+        return None
 
 
 def _sync_state(s: Session, problems: list[str]) -> Optional["StateResult"]:
@@ -244,13 +260,39 @@ class VerifyReport:
                             bad=[BadMessage(**vars(f)) for f in self.findings], problems=self.problems)
 
 
-def _mail_refs(s: Session, all_: bool) -> dict[str, str]:
-    """Mailbox path -> tracking tip, for the member's view or (``all_``) the whole org."""
+def _mail_refs(s: Session, all_: bool, problems: Optional[list[str]] = None) -> dict[str, str]:
+    """Mailbox path -> tracking tip, for the member's view or (``all_``) the whole org.
+
+    A packed pair (docs/protocol.md §3, "Packed mailboxes") is at its packed tip
+    unless its ref continues from it: in the member's view from their verified
+    packed ref; with ``all_`` from every member's packed ref, each line checked
+    again from its root (a bad line is a problem and its pairs are read from
+    their refs alone). Problems go to ``problems`` when given.
+    """
     from gitmail import git
-    from gitmail.core import view
+    from gitmail.core import packed, view
 
     t = refs.tracking("", s.repo.remote)
     found = git.for_each_ref(s.repo.path, [f"{t}{refs.MAIL}*/*"] if all_ else view.mail_patterns(t, s.me))
+    found_problems: list[str] = []
+    pg = s.repo.pg
+    if all_:
+        for full, ptip in sorted(git.for_each_ref(s.repo.path, [f"{t}{refs.PACKED}*"]).items()):
+            owner = packed.owner_of(full[len(t):])
+            member = s.directory.members.get(owner) if owner is not None else None
+            if member is None:
+                found_problems.append(f"{full[len(t):]}: not the packed ref of a member")
+                continue
+            why, entries = packed.line_problem(pg, None, ptip, member.all_keys())
+            if why:
+                found_problems.append(f"{full[len(t):]}: {why}")
+                continue
+            found_problems += packed.effective_tips(pg, t, member.name, entries, found)
+    else:
+        entries = packed.trusted_map(pg, s.repo.ref_target(refs.verified(refs.packed_path(s.me))))
+        found_problems += packed.effective_tips(pg, t, s.me, entries, found)
+    if problems is not None:
+        problems += found_problems
     paths = {k[len(t):]: v for k, v in found.items()}
     if all_:
         return paths
@@ -327,7 +369,7 @@ def _verify_all(s: Session, problems: list[str]) -> VerifyReport:
 
     d = s.directory
     pg = s.repo.pg
-    mail = _mail_refs(s, True)
+    mail = _mail_refs(s, True, problems)
 
     def batches() -> Iterator[tuple[str, list[str], str, str]]:
         for path, tip in sorted(mail.items()):

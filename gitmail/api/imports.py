@@ -48,7 +48,9 @@ def _tip(s: Session, path: str) -> Optional[str]:
     r = s.repo
     tip = r.ref_target(refs.outbox(path) if r.remote else refs.head(path))
     if tip is None and r.remote:
-        tip = r.ref_target(refs.tracking(path, r.remote))
+        from gitmail.core.sync import known_tip
+
+        tip = known_tip(r, path)
     return tip
 
 

@@ -453,6 +453,19 @@ class StateResult(Result):
     enabled: bool = Field(description="`gitmail.syncState` is on: every `gitmail sync` pulls and pushes the state.")
 
 
+class PackResult(Result):
+    """What `gitmail pack` did (docs/protocol.md §3, "Packed mailboxes"); also the `packed` field
+    of `gitmail sync` when it packed."""
+
+    used_by = ("gitmail pack",)
+
+    member: str = Field(description="The member whose inbox was packed.")
+    ref: str = Field(description="The member's packed ref on the org repo, `refs/heads/gitmail/packed/<ref-safe member>`.")
+    commit: Optional[str] = Field(description="The packed ref's tip after this command, or null when there is none.")
+    packed: list[str] = Field(description="Senders whose mailbox ref to the member was recorded and deleted on the org repo.")
+    kept: list[str] = Field(description="Senders recorded whose ref moved before its deletion (they wrote again): packed next time.")
+
+
 class SyncReport(Result):
     """What `sync` did: new inbox mail, and the outbox's fate."""
 
@@ -470,6 +483,9 @@ class SyncReport(Result):
                                             "command, a failed shared-state round")
     state: Optional[StateResult] = Field(default=None, description="the shared-state round (pull, then push) when "
                                                                    "`gitmail.syncState` is on, else null")
+    packed: Optional[PackResult] = Field(default=None, description="the packing this sync did (the org's policy has "
+                                                                 "packing on and the member had `gitmail.packAfter` "
+                                                                 "inbox refs on the org repo), else null")
 
 
 class Outgoing(Result):
@@ -622,6 +638,8 @@ class OrgSettings(Result):
     lfs_url: Optional[str] = Field(description="the org's LFS store URL, or null (derived from the remote)")
     directory_layout: int = Field(description="how the directory's tree is laid out: 1 flat, 2 fan-out "
                                               "(docs/protocol.md §8)")
+    packing: bool = Field(default=False, description="members may pack their inbox refs "
+                                                     "(docs/protocol.md §3, \"Packed mailboxes\")")
 
 
 class KeyRotated(Result):

@@ -368,7 +368,7 @@ def _commit_and_deliver(
             path = refs.mail_path(r, s.me)
             ref = refs.outbox(path) if repo_.remote else refs.head(path)
             old = repo_.ref_target(ref)
-            base = old or (repo_.ref_target(refs.tracking(path, repo_.remote)) if repo_.remote else None)
+            base = old or (sync.known_tip(repo_, path) if repo_.remote else None)
             updates.append((ref, write_message_commit(repo_.pg, msg, member, signer, base, extra_tree), old))
         repo_.update_refs(updates, f"gitmail: message {msg.id[:SHORT_ID]}")
     if not repo_.remote:
@@ -627,7 +627,7 @@ def write_prepared(s: Session, prepared: Iterable[Prepared], *, deliver: bool = 
             for path, msgs in by_path.items():
                 ref = refs.outbox(path) if r_.remote else refs.head(path)
                 old = r_.ref_target(ref)
-                base = old or (r_.ref_target(refs.tracking(path, r_.remote)) if r_.remote else None)
+                base = old or (syncmod.known_tip(r_, path) if r_.remote else None)
                 tip = bulk.write_chain(r_, msgs, s.member, s.signer, base)
                 if tip is None or tip == base:
                     continue  # a stream that held nothing

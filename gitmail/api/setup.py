@@ -416,7 +416,7 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
             "signing_key": new.public_key,
             "previous_keys": [m.signing_key, *m.previous_keys],
             "encryption_key": new.public_key if m.encryption_key else None,
-            "retired": {**m.retired, m.signing_key: _sent_tips(s.repo, s.me)},
+            "retired": {**m.retired, m.signing_key: _sent_tips(s.repo, s.me, d.policy.packing)},
         })
         return d
 
@@ -426,11 +426,14 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     return Rotation(d.members[s.me], old.public_key, new.public_key, new_path)
 
 
-def _sent_tips(r: Repo, me: str) -> dict[str, str]:
+def _sent_tips(r: Repo, me: str, packing: bool = False) -> dict[str, str]:
     """The tips of ``me``'s sent mailboxes: the queued (outbox) tip where there is one, else the org's.
 
     Recorded when a key is retired: a message signed by that key is good only at
-    or below these tips (docs/protocol.md §8).
+    or below these tips (docs/protocol.md §8). ``packing`` (the org policy): a
+    mailbox its recipient packed has no ref on the org repo; its tip is the last one
+    this clone delivered there (``refs/gitmail/sent/``), never a recipient's word
+    for it (docs/protocol.md §3, "Packed mailboxes").
     """
     from gitmail import git
     from gitmail.core.address import to_ref
@@ -442,6 +445,13 @@ def _sent_tips(r: Repo, me: str) -> dict[str, str]:
         path = refs.MAIL + full[len(org):]
         if path.endswith(suffix) and path.count("/") == 3:
             tips[path] = oid
+    if packing:
+        from gitmail.core.sync import SENT
+
+        for full, oid in git.for_each_ref(r.path, [SENT]).items():
+            path = refs.MAIL + full[len(SENT):]
+            if path.endswith(suffix) and path.count("/") == 3 and path not in tips:
+                tips[path] = oid
     for full, oid in git.for_each_ref(r.path, [refs.OUTBOX]).items():
         path = refs.MAIL + full[len(refs.OUTBOX):]
         if path.endswith(suffix) and path.count("/") == 3:

@@ -57,6 +57,7 @@ COMMANDS = {
     "import": "import_",
     "outbox": "outbox",
     "state": "state",
+    "pack": "pack",
 }
 
 

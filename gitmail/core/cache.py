@@ -162,7 +162,8 @@ def _create_tally(db: sqlite3.Connection) -> None:
 def watched_refs(repo: "Repo", member: str) -> dict[str, str]:
     """Current tips of every ref the member's view depends on (one ``for-each-ref``)."""
     t = refs.tracking("", repo.remote)
-    return git.for_each_ref(repo.path, [*view.mail_patterns(t, member), f"{t}{refs.DIRECTORY}", refs.state(member)])
+    return git.for_each_ref(repo.path, [*view.mail_patterns(t, member), f"{t}{refs.DIRECTORY}", refs.state(member),
+                                        f"{t}{refs.packed_path(member)}"])
 
 
 def fresh(repo: "Repo", member: str, db: sqlite3.Connection) -> bool:
@@ -279,11 +280,16 @@ def _checkpoint(db: sqlite3.Connection) -> None:
 
 def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Directory") -> list[str]:
     from gitmail.core import state as state_mod
+    from gitmail.core import packed
     from gitmail.core.store import Checker
 
-    problems: list[str] = []
-    current = watched_refs(repo, member)
+    watched = watched_refs(repo, member)
     t = refs.tracking("", repo.remote)
+    # Inbox pairs the member packed away are read at their packed tips (docs/protocol.md §3).
+    entries, problems = packed.advance(repo, member, directory)
+    current = dict(watched)
+    if entries:
+        problems += packed.effective_tips(repo.pg, t, member, entries, current)
     my_groups = set(directory.groups_of(member))
     _forget_revoked(db, directory)
     known = {r["path"]: r for r in db.execute("SELECT * FROM refs")}
@@ -326,7 +332,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
         # The flags of rows indexed now were set batch by batch; older rows only change with the state blob.
         apply_state(db, st)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (st_oid or "",))
-    key = json.dumps(sorted(current.items()))
+    key = json.dumps(sorted(watched.items()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
     return problems
 

@@ -913,6 +913,10 @@ def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
         return
     if layout < L.layout:
         raise DirectoryError(f"the directory layout never goes back (from {L.layout} to {layout})")
+    if L.policy.packing and not policy.packing:
+        # Packed pairs have no ref on the server: with packing off a sender's client would
+        # take them for deleted mailboxes and send everything again (docs/protocol.md §3).
+        raise DirectoryError("packing, once on, stays on")
     holder = L.owner.get(signer_key)
     actor = L.members[holder] if holder is not None else None
     if actor is not None and actor.signing_key != signer_key:

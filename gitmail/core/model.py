@@ -719,6 +719,10 @@ class OrgPolicy(BaseModel):
     # How the directory's tree is laid out (docs/protocol.md §8, "Layouts"): 1 flat (orgs made
     # before it existed; a missing field), 2 fan-out (new orgs). Only ever raised, by an admin.
     directory_layout: int = Field(default=1, ge=1, le=2)
+    # Members may pack their inbox refs away (docs/protocol.md §3, "Packed mailboxes"): set
+    # once every member's gitmail reads packed refs (an older one would see a packed pair as
+    # deleted). Only ever switched on, by an admin.
+    packing: bool = False
 
 
 # -- read / archive state -----------------------------------------------------

@@ -8,6 +8,8 @@ In the org repo (shared, pushed):
   each component in ref-safe form (:mod:`gitmail.core.address`).
 * ``refs/heads/gitmail/state/<member>``: the member's read/archive state,
   sealed to their own key (opt-in; :mod:`gitmail.core.statesync`).
+* ``refs/heads/gitmail/packed/<member>``: the tips of the member's inbox refs
+  they have packed away (org policy ``packing``; :mod:`gitmail.core.packed`).
 
 In a clone (local, never pushed by any refspec):
 
@@ -31,6 +33,7 @@ OUTBOX = "refs/gitmail/outbox/"
 VERIFIED = "refs/gitmail/verified/"
 STATE = "refs/gitmail/state/"
 STATE_SHARED = "gitmail/state/"  # below refs/heads/ in the org repo
+PACKED = "gitmail/packed/"  # below refs/heads/ in the org repo
 STATE_LOG = "refs/gitmail/state-log/"
 STATE_BASE = "refs/gitmail/state-base/"
 ALL = SHARED + "*"  # every shared ref (sync --all, auditors; an earlier version's member refspec)
@@ -40,14 +43,15 @@ OURS = "+" + HEADS + SHARED  # how gitmail's own fetch refspecs in a remote's co
 def member_paths(member: str, groups: "list[str] | tuple[str, ...]") -> list[str]:
     """The shared refs a member fetches (docs/protocol.md §3 "What a member fetches"), as
     ref patterns below ``refs/heads/``: the directory, their inbox, the broadcast mailbox and
-    the mailbox of each group in ``groups`` (addresses ``team:NAME``), in that order.
+    the mailbox of each group in ``groups`` (addresses ``team:NAME``) and their packed ref
+    (what they packed away of their inbox), in that order.
 
     A single ref is written with a trailing ``*`` (``gitmail/directory*``): git's glob
     also matches the empty string, so a ref missing on the server is not an error, and
     protocol v2 still asks only for that prefix (``ref-prefix``).
     """
     return [exact_pattern(DIRECTORY), f"{MAIL}{to_ref(member)}/*", f"{MAIL}{to_ref(BROADCAST)}/*",
-            *[f"{MAIL}{to_ref(g)}/*" for g in sorted(set(groups))]]
+            *[f"{MAIL}{to_ref(g)}/*" for g in sorted(set(groups))], exact_pattern(packed_path(member))]
 
 
 def exact_pattern(path: str) -> str:
@@ -117,6 +121,11 @@ def state(member: str) -> str:
 def state_path(member: str) -> str:
     """``gitmail/state/<m>``: the shared path of ``member``'s state (below refs/heads/)."""
     return STATE_SHARED + to_ref(member)
+
+
+def packed_path(member: str) -> str:
+    """``gitmail/packed/<m>``: the shared path of ``member``'s packed mailboxes (below refs/heads/)."""
+    return PACKED + to_ref(member)
 
 
 def state_log(member: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 from gitmail import git
 from gitmail.core import refs, refspecs
@@ -132,14 +132,15 @@ class PushResult:
     refused: dict[str, str] = field(default_factory=dict)  # refused by the server (hook): reason
 
 
-def push(repo: "Repo", specs: list[tuple[str, str]]) -> PushResult:
-    """Push ``(src, dst)`` pairs in one ``git push --porcelain`` (never forced).
+def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = ()) -> PushResult:
+    """Push ``(src, dst)`` pairs in one ``git push --porcelain`` (never forced; an empty ``src``
+    deletes ``dst``). ``options``: more ``git push`` options (``--force-with-lease=REF:OID``).
 
     Raises :class:`RemoteUnreachableError` when the remote cannot be reached.
     """
     remote = repo.remote
     assert remote
-    args = ["push", "--porcelain", remote, *[f"{s}:{d}" for s, d in specs]]
+    args = ["push", "--porcelain", *options, remote, *[f"{s}:{d}" for s, d in specs]]
     proc = git.run(args, repo.path, check=False)
     res = PushResult()
     remote_lines = [
@@ -155,7 +156,7 @@ def push(repo: "Repo", specs: list[tuple[str, str]]) -> PushResult:
         seen = True
         flag, spec, summary = parts[0], parts[1], parts[2]
         dst = spec.rsplit(":", 1)[-1]
-        if flag in " *=+":
+        if flag in " *=+-":  # '-': a deletion that landed
             res.ok.add(dst)
         elif any(b in summary for b in _BEHIND):
             res.behind.add(dst)
@@ -211,6 +212,17 @@ NOT_TRIED = "not-tried"  # written, no delivery attempt recorded yet (e.g. the s
 # Why a message left the outbox undelivered (Undelivered kind).
 REFUSED = "refused"  # the org repo refused it (its guard's reason)
 DROPPED = "dropped"  # the member dropped it (gitmail outbox drop)
+
+
+def known_tip(repo: "Repo", path: str) -> Optional[str]:
+    """Where mailbox ``path`` ends as this clone knows it, for the next message to continue from:
+    its remote-tracking ref, else the last tip this clone delivered there
+    (``refs/gitmail/sent/<r>/<s>``). A mailbox its recipient packed (docs/protocol.md §3,
+    "Packed mailboxes"), or whose remote-tracking ref a plain ``git fetch --prune`` took
+    away, has no remote-tracking ref, and a message written on nothing would fork the
+    chain. A mailbox deleted on the org repo is the rewind check's (:func:`recover`)."""
+    track = repo.ref_target(refs.tracking(path, repo.remote))
+    return track if track is not None else repo.ref_target(sent_ref(path))
 
 
 def sent_ref(path: str) -> str:
@@ -308,8 +320,7 @@ def queued_chain(repo: "Repo", path: str, tip: Optional[str] = None) -> list[tup
     if tip is None:
         return []
     pg = repo.pg
-    track = repo.ref_target(refs.tracking(path, repo.remote))
-    base = _merge_base(repo, tip, track)
+    base = _merge_base(repo, tip, known_tip(repo, path))
     out = []
     oid: Optional[str] = tip
     while oid is not None and oid != base:  # objects.first_parent_line, memo first
@@ -558,7 +569,7 @@ def _deliver(
 
 def _on_tip(repo: "Repo", path: str, tip: str) -> bool:
     """True when the queue of ``path`` sits on the remote-tracking tip (a fast-forward)."""
-    track = repo.ref_target(refs.tracking(path, repo.remote))
+    track = known_tip(repo, path)
     chain = queued_chain(repo, path, tip)
     if not chain:
         return True
@@ -678,7 +689,7 @@ def rebuild(
     pg = repo.pg
     obref = refs.outbox(path)
     ob_tip = repo.ref_target(obref)
-    tip = repo.ref_target(refs.tracking(path, repo.remote))
+    tip = known_tip(repo, path)
     base = _merge_base(repo, ob_tip, tip)
     landed = set()
     for oid in (chain_of(pg, tip, base)[0] if tip else []):
@@ -848,7 +859,7 @@ def requeue(repo: "Repo", path: str, signer: Signer, mid: str) -> str:
         assert oid
         obref = refs.outbox(path)
         ob_tip = repo.ref_target(obref)
-        parent = ob_tip or repo.ref_target(refs.tracking(path, repo.remote))
+        parent = ob_tip or known_tip(repo, path)
         new = resign(repo.pg, commit(repo.pg, oid), parent, signer)
         repo.set_ref(obref, new, ob_tip, "gitmail: queued again")
         forget_undelivered(repo, path, mid)
@@ -859,7 +870,8 @@ def requeue(repo: "Repo", path: str, signer: Signer, mid: str) -> str:
 
 
 def recover(
-    repo: "Repo", signer: "Callable[[], Optional[Signer]]", sender: str, genuine: "Callable[[pygit2.Commit, str], bool]"
+    repo: "Repo", signer: "Callable[[], Optional[Signer]]", sender: str, genuine: "Callable[[pygit2.Commit, str], bool]",
+    packing: "Callable[[], bool]" = lambda: False,
 ) -> list[tuple[str, str, str]]:
     """Find messages this clone delivered that are no longer on the org repo; queue them again.
 
@@ -871,6 +883,14 @@ def recover(
     next delivery is a fast-forward. Returns ``(path, Message-ID, commit)`` of each one
     found. ``signer()`` is called only when something was lost; when it gives
     None they are reported but not queued.
+
+    ``packing()`` (called only when a mailbox is missing on the server): whether
+    the org's policy lets recipients pack their inbox refs (docs/protocol.md §3,
+    "Packed mailboxes"). Then a missing mailbox is taken as packed, not lost: its
+    remote-tracking ref goes back to the sent tip, on which the next message is
+    written (the recipient's packed entry is that tip, or a later one of this
+    sender's; the recipient's client and the guard check that the re-created ref
+    continues from it).
     """
     from gitmail.core.address import to_ref
 
@@ -884,6 +904,11 @@ def recover(
         path = refs.MAIL + name[len(SENT) :]
         track = found.get(refs.tracking(path, repo.remote))
         if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
+            continue
+        if track is None and packing():
+            with repo.lock():
+                tref = refs.tracking(path, repo.remote)
+                repo.set_ref(tref, sent_tip, repo.ref_target(tref), "gitmail: packed by its recipient")
             continue
         from gitmail.core.objects import commit, first_parent_line
         from gitmail.core.store import read_message
@@ -903,11 +928,12 @@ def recover(
         if lost and key is None:
             continue
         with repo.lock():
-            if lost:
-                rebuild(repo, path, key, prepend=[oid for oid, _ in lost])
-            # Remember the rewritten tip: the re-delivery's push moves it forward again.
+            # Remember the rewritten tip first (the queue is rebuilt on it): the re-delivery's
+            # push moves it forward again.
             if track:
                 repo.set_ref(name, track, sent_tip, "gitmail: mailbox rewritten on the org repo")
             else:
                 repo.delete_ref(name)
+            if lost:
+                rebuild(repo, path, key, prepend=[oid for oid, _ in lost])
     return out

@@ -3,11 +3,18 @@
 Installed into a bare org repo with ``gitmail guard install PATH``. For every
 ref a push updates under ``refs/heads/gitmail/`` it rejects:
 
-* a ref name that is neither the directory nor a valid mailbox
+* a ref name that is neither the directory, a valid mailbox
   (``gitmail/mail/<recipient>/<sender>``, canonical ref-safe components,
-  a recipient the directory knows);
-* deleting a mailbox or the directory, or a non-fast-forward update (history
-  only grows; merges are refused: mailboxes and the directory are linear);
+  a recipient the directory knows), a member's state ref nor a member's
+  packed ref (``gitmail/packed/<member>``, canonical);
+* deleting the directory, or a non-fast-forward update (history only grows;
+  merges are refused: mailboxes and the directory are linear);
+* deleting a mailbox, unless the org's policy has ``packing`` on, the recipient
+  is a member (not ``*``, not a group) and that member's packed map after this
+  push records exactly the mailbox's tip for its sender (the pair is packed,
+  :mod:`gitmail.core.packed`); creating a mailbox whose sender has an entry in
+  the recipient's packed map after this push, unless it goes on from that entry
+  (checked as an update from it);
 * a directory commit the rules refuse (:func:`gitmail.core.directory.verify_range`,
   the very function clients run: unsigned, bad signature, another member's entry
   changed, an entry field outside the grammar of docs/protocol.md §8, a key that
@@ -21,6 +28,14 @@ ref a push updates under ``refs/heads/gitmail/`` it rejects:
   not a linear fast-forward of commits signed by that member's current key, each
   holding only ``state.age`` sealed to that member's encryption key alone
   (:func:`gitmail.core.statesync.guard_problems`); deleting it;
+* an update of a member's packed ref, ``gitmail/packed/<member>``, when the org's
+  policy has ``packing`` off; deleting it; one that is not a fast-forward along the
+  first-parent line of commits each signed by that member's current key, each
+  holding one well-formed ``mailboxes`` map that never drops an entry nor moves
+  one backwards, whose extra parents are exactly the entries it adds or moves
+  (:func:`gitmail.core.packed.line_problem`); one that adds or moves an entry
+  while the pair's mailbox ref, as it stands after this push, is neither that
+  commit nor descends from it;
 * a message whose attachments break the org's bounds (:func:`gitmail.core.attachments.bounds_problems`:
   ``attachment_limit`` each, ``attachment_count_limit`` entries, ``attachment_total_limit``
   together), counted both as declared in ``message.json`` and as held by the tree
@@ -38,7 +53,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, TextIO
 
 from gitmail.core import refs
 
@@ -91,17 +106,21 @@ def check_push(pg: "pygit2.Repository", updates: list[Update], cache: Optional[d
     errors: list[str] = []
     directory, derr = _directory_after(pg, next((u for u in shared if u.ref == dir_ref), None), cache)
     errors += derr
+    after = _After(pg, shared)
     for u in shared:
         if u.ref == dir_ref:
             continue
         if u.ref.startswith(refs.HEADS + refs.STATE_SHARED):
             errors += check_state(pg, u, directory)
             continue
-        if not u.ref.startswith(refs.HEADS + refs.MAIL):
-            errors.append(f"{u.ref}: not a gitmail ref (only {dir_ref}, {refs.head(refs.MAIL)}<recipient>/<sender> "
-                          f"and {refs.head(refs.STATE_SHARED)}<member>)")
+        if u.ref.startswith(refs.HEADS + refs.PACKED):
+            errors += check_packed(pg, u, directory, after)
             continue
-        errors += check_mailbox(pg, u, directory)
+        if not u.ref.startswith(refs.HEADS + refs.MAIL):
+            errors.append(f"{u.ref}: not a gitmail ref (only {dir_ref}, {refs.head(refs.MAIL)}<recipient>/<sender>, "
+                          f"{refs.head(refs.STATE_SHARED)}<member> and {refs.head(refs.PACKED)}<member>)")
+            continue
+        errors += check_mailbox(pg, u, directory, after)
     return errors
 
 
@@ -142,8 +161,14 @@ def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
     return (d, [f"{ref}: {p}" for p in problems]) if problems else (d, [])
 
 
-def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") -> list[str]:
-    """Reasons to refuse the update ``u`` of a mailbox ref (empty: fine)."""
+def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory",
+                  after: Optional["_After"] = None) -> list[str]:
+    """Reasons to refuse the update ``u`` of a mailbox ref (empty: fine).
+
+    ``after``: the refs once the whole push is accepted (the recipient's packed ref may
+    move in it: a deletion and a re-creation are judged against the packed map as it
+    stands after the push); default: this update alone.
+    """
     from gitmail.core.objects import load_commit
     from gitmail.core.store import check_message
 
@@ -152,16 +177,24 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
     if isinstance(names, str):
         return [f"{u.ref}: {names}"]
     rcpt, sender = names
+    after = after or _After(pg, [u])
     if u.new is None:
-        return [f"{u.ref}: deleting a mailbox is not allowed (messages are never removed)"]
-    err = _linear(pg, u.ref, u.old, u.new)
+        why = _deletion_problem(u, rcpt, sender, directory, after)
+        return [f"{u.ref}: {why}"] if why else []
+    base = u.old
+    if base is None and directory.policy.packing and rcpt in directory.members:
+        # A pair packed away and written to again: its chain goes on from the packed tip.
+        base = after.packed_map(rcpt).get(sender)
+    err = _linear(pg, u.ref, base, u.new)
     if err:
+        if base is not None and base != u.old:
+            err += f" (the mailbox is packed at {base[:10]}: a new ref must go on from there)"
         return [err]
     from gitmail.core.attachments import Bounds, bounds_problems, tree_sizes
 
     errors = []
     bounds = Bounds.of(directory.policy)  # the policy in force now: a limit applies to what is sent after it changes
-    for oid in _new_commits(pg, u.old, u.new):
+    for oid in _new_commits(pg, base, u.new):
         short = oid[:10]
         c = load_commit(pg, oid)  # read once: the check and the tree sizes below share it
         msg, check = check_message(pg, oid if isinstance(c, str) else c, rcpt, sender, directory)
@@ -179,6 +212,114 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory") ->
             if line not in errors:
                 errors.append(line)
     return errors
+
+
+def _deletion_problem(u: Update, rcpt: str, sender: str, directory: "Directory", after: "_After") -> Optional[str]:
+    """Why the deletion ``u`` of mailbox ``rcpt``/``sender`` is refused, or None when the pair
+    is packed: packing on, a member's inbox, and the member's packed map after this push
+    records exactly the ref's tip for ``sender`` (so no message becomes unreachable)."""
+    if not directory.policy.packing:
+        return "deleting a mailbox is not allowed (messages are never removed)"
+    if rcpt not in directory.members:
+        return "deleting a broadcast or group mailbox is not allowed (only a member's own inbox pairs are packed)"
+    packed_ref = refs.head(refs.packed_path(rcpt))
+    entry = after.packed_map(rcpt).get(sender)
+    if entry is None:
+        return (f"deleting a mailbox is allowed only once it is packed, and {packed_ref} "
+                f"has no entry for {sender!r}")
+    if u.old is None or entry != u.old:
+        return (f"deleting a mailbox is allowed only once it is packed, and the entry of {sender!r} in "
+                f"{packed_ref} ({entry[:10]}) is not the mailbox's tip ({(u.old or 'none')[:10]})")
+    return None
+
+
+def check_packed(pg: "pygit2.Repository", u: Update, directory: "Directory",
+                 after: Optional["_After"] = None) -> list[str]:
+    """Reasons to refuse the update ``u`` of a member's packed ref (:mod:`gitmail.core.packed`).
+
+    The line must pass :func:`gitmail.core.packed.line_problem` with the owner's current
+    key (packed commits have several parents: not :func:`_linear`), and every entry it adds
+    or moves must be the tip of the pair's mailbox ref (after this push, else before it
+    when the push deletes it), or below it on its first-parent line; a pair with no ref
+    cannot be recorded. ``after``: as for :func:`check_mailbox`.
+    """
+    from gitmail.core import packed
+    from gitmail.core.objects import extends
+
+    if not directory.policy.packing:
+        return [f"{u.ref}: packing is off in this org (org policy packing); packed refs are refused"]
+    owner = packed.owner_of(u.ref[len(refs.HEADS) :])
+    if owner is None or owner not in directory.members:
+        return [f"{u.ref}: not a valid packed ref name ({refs.head(refs.PACKED)}<member>, "
+                "a member of the directory in canonical ref-safe form)"]
+    if u.new is None:
+        return [f"{u.ref}: deleting a member's packed mailboxes is not allowed"]
+    err = _bounded(pg, u.ref, u.old, u.new)
+    if err:
+        return [err]
+    old_map = packed.trusted_map(pg, u.old)
+    why, new_map = packed.line_problem(pg, u.old, u.new, [directory.members[owner].signing_key], old_map)
+    if why:
+        return [f"{u.ref}: {why}"]
+    after = after or _After(pg, [u])
+    errors = []
+    for sender, entry in new_map.items():
+        if old_map.get(sender) == entry:
+            continue
+        pair = refs.head(refs.mail_path(owner, sender))
+        # After this push, else now (a pack that deletes the pair in the same push): an
+        # entry always names a tip the guard has already checked, never commits of its own.
+        tip = after.tip(pair) or _ref(pg, pair)
+        if tip is None:
+            errors.append(f"{u.ref}: the entry of {sender!r} ({entry[:10]}) names a mailbox with no ref "
+                          f"on the org repo ({pair}); only a mailbox ref's tip can be packed")
+            continue
+        try:
+            ok = extends(pg, tip, entry)
+        except KeyError:
+            ok = False
+        if not ok:
+            errors.append(f"{u.ref}: the entry of {sender!r} ({entry[:10]}) is not on the line of {pair} "
+                          f"(its tip {tip[:10]} must be that commit or descend from it)")
+    return errors
+
+
+class _After:
+    """The shared refs as they will stand once this push is accepted: a ref the push
+    updates at its new value (None: deleted), any other at its value on the server.
+    A push is all or nothing, so a check may rely on the rest of the push: a part that
+    is refused refuses the whole."""
+
+    def __init__(self, pg: "pygit2.Repository", updates: Sequence[Update]) -> None:
+        self.pg = pg
+        self._new = {u.ref: u.new for u in updates}
+        self._maps: dict[Optional[str], dict[str, str]] = {}  # packed tip -> map: a pack deletes many refs
+
+    def tip(self, ref: str) -> Optional[str]:
+        return self._new[ref] if ref in self._new else _ref(self.pg, ref)
+
+    def packed_map(self, member: str) -> dict[str, str]:
+        """``member``'s packed map (sender -> packed tip) after this push ({} without a packed ref)."""
+        tip = self.tip(refs.head(refs.packed_path(member)))
+        if tip not in self._maps:
+            from gitmail.core import packed
+
+            self._maps[tip] = packed.trusted_map(self.pg, tip)
+        return self._maps[tip]
+
+
+def _bounded(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> Optional[str]:
+    """Why the first-parent line from ``new`` down to ``old`` is too long to check (more than
+    :data:`MAX_NEW_COMMITS` commits) or cannot be walked, or None. Merges are not judged here."""
+    from gitmail.core.objects import first_parent_line
+
+    try:
+        for n, _ in enumerate(first_parent_line(pg, new, old), 1):
+            if n > MAX_NEW_COMMITS:
+                return f"{ref}: more than {MAX_NEW_COMMITS} new commits in one push"
+    except KeyError:
+        return f"{ref}: a commit of the pushed line is missing"
+    return None
 
 
 def check_state(pg: "pygit2.Repository", u: Update, directory: "Directory") -> list[str]:

@@ -58,7 +58,7 @@ def test_a_member_fetches_their_inbox_groups_broadcast_and_sent_only(org: Org) -
     prefixes, advertised = _sync_prefixes(org.clones["alex"])
     assert sorted(prefixes) == sorted(["refs/heads/gitmail/directory", "refs/heads/gitmail/mail/alex/",
                                        "refs/heads/gitmail/mail/%2A/", "refs/heads/gitmail/mail/team%3Aops/",
-                                       "refs/heads/gitmail/mail/sam/alex"]), prefixes
+                                       "refs/heads/gitmail/mail/sam/alex", "refs/heads/gitmail/packed/alex"]), prefixes
     assert "gitmail/mail/max/sam" not in advertised and "gitmail/mail/alex/max" in advertised
     # sync --all: an auditor's full copy.
     prefixes, advertised = _sync_prefixes(org.clones["alex"], "--all")
@@ -72,7 +72,8 @@ def test_plain_git_fetch_uses_the_member_refspecs_and_follows_group_changes(org:
     assert [s for s in specs if s.startswith("+refs/heads/gitmail/")] == [
         "+refs/heads/gitmail/directory*:refs/remotes/origin/gitmail/directory*",
         "+refs/heads/gitmail/mail/alex/*:refs/remotes/origin/gitmail/mail/alex/*",
-        "+refs/heads/gitmail/mail/%2A/*:refs/remotes/origin/gitmail/mail/%2A/*"]
+        "+refs/heads/gitmail/mail/%2A/*:refs/remotes/origin/gitmail/mail/%2A/*",
+        "+refs/heads/gitmail/packed/alex*:refs/remotes/origin/gitmail/packed/alex*"]
     org.ok("max", "send", "max", "note to self", "--plain")
     org.ok("max", "send", "alex", "hello", "--plain")
     git("fetch", "--quiet", "origin", cwd=alex)

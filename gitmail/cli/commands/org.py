@@ -19,7 +19,9 @@ def command(settings: tuple[str, ...], repo: Optional[str], as_: Optional[str], 
     attachment_limit, attachment_count_limit, attachment_total_limit (sizes in bytes, each
     at least 1), attachment_storage (lfs|blob), encryption (required|default|off),
     allow_mixed_script (true|false), lfs_url, directory_layout (2 moves a flat org's
-    directory to the fan-out layout, for good; upgrade every member's gitmail first)."""
+    directory to the fan-out layout, for good; upgrade every member's gitmail first),
+    packing (true lets members pack their inbox refs, for good; upgrade every member's
+    gitmail first)."""
     from gitmail import api
     from gitmail.errors import UsageError
 

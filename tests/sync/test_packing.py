@@ -1,0 +1,230 @@
+"""Packed mailboxes end to end (docs/protocol.md §3, "Packed mailboxes"; issue 16 item 1).
+
+A member packs their inbox: one signed commit on ``gitmail/packed/<me>`` records each
+pair's tip, and the pair refs go from the org repo, so the server's refs grow with
+members, not pairs. Nothing is lost or shown twice, senders continue the recorded
+chains, auditors still verify everything, and a forged packed ref or a pair re-created
+off its recorded tip is reported, never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401
+from tests.sync import forge  # after the fixtures: they load gitmail in the order it expects
+
+from gitmail.core import packed, refs
+from gitmail.core.repo import open_repo
+
+
+def server_refs(o: NetOrg) -> list[str]:
+    out = git("for-each-ref", "--format=%(refname)", "refs/heads/gitmail/", cwd=o.bare).stdout.split()
+    return [r for r in out if r != "refs/heads/gitmail/directory"]
+
+
+def inbox(o: NetOrg, name: str) -> dict[str, bool]:
+    rows = json.loads(o.ok(name, "list", "--json").out)["messages"]
+    return {m["subject"]: m["verified"] for m in rows}
+
+
+def packing_org(o: NetOrg) -> NetOrg:
+    o.join("sam")
+    o.ok("max", "org", "packing=true")
+    for name in ("max", "alex", "sam"):
+        o.ok(name, "sync")
+    o.ok("max", "send", "alex", "from max 1", "--plain")
+    o.ok("sam", "send", "alex", "from sam 1", "--plain")
+    o.ok("max", "send", "sam", "max to sam", "--plain")
+    return o
+
+
+@pytest.fixture(params=["guard", "no guard"])
+def porg(request: pytest.FixtureRequest, tmp_path: Path) -> NetOrg:
+    o = request.getfixturevalue("net" if request.param == "guard" else "unguarded")
+    return packing_org(o)
+
+
+def test_pack_keeps_every_message_and_senders_continue_the_chain(porg: NetOrg) -> None:
+    o = porg
+    o.ok("alex", "sync")
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True}
+    r = json.loads(o.ok("alex", "pack", "--json").out)
+    assert r["packed"] == ["max", "sam"] and r["kept"] == [] and r["ref"] == "refs/heads/gitmail/packed/alex"
+    # The org repo now holds alex's packed ref instead of one ref per sender.
+    assert server_refs(o) == ["refs/heads/gitmail/mail/sam/max", "refs/heads/gitmail/packed/alex"]
+    assert git("rev-parse", "refs/heads/gitmail/packed/alex", cwd=o.bare).stdout.strip() == r["commit"]
+    # Every message still shows, verified, after another sync and in a plain verify.
+    o.ok("alex", "sync")
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True}
+    assert json.loads(o.ok("alex", "verify", "--json").out)["ok"]
+    # The senders write again: their chains go on from the recorded tips (a fast-forward).
+    entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())
+    o.ok("max", "sync")
+    o.ok("max", "send", "alex", "from max 2", "--plain")
+    first_parent = git("rev-parse", "refs/heads/gitmail/mail/alex/max^", cwd=o.bare).stdout.strip()
+    assert first_parent == entry["max"]
+    res = json.loads(o.ok("alex", "sync", "--json").out)
+    assert [m["subject"] for m in res["new"]] == ["from max 2"] and res["problems"] == []
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "from max 2": True}
+    # The senders' sent views are whole; nothing was queued again or restored.
+    sent = json.loads(o.ok("max", "sync", "--json").out)
+    assert sent["restored"] == [] and sent["delivered"] == [] and sent["problems"] == []
+    subjects = {m["subject"] for m in json.loads(o.ok("max", "list", "--sent", "--json").out)["messages"]}
+    assert subjects == {"from max 1", "from max 2", "max to sam"}
+    # Packing again records the moved tip; an auditor's copy verifies every message of the org.
+    r2 = json.loads(o.ok("alex", "pack", "--json").out)
+    assert r2["packed"] == ["max"]
+    o.ok("max", "sync", "--all")
+    v = json.loads(o.ok("max", "verify", "--all", "--json").out)
+    assert v["ok"] and v["messages"] == 4 and v["problems"] == [], v
+
+
+def test_a_key_rotated_after_packing_keeps_the_packed_mail_good(porg: NetOrg) -> None:
+    """max retires a key after alex packed max's pair: the pair has no ref on the org repo, so
+    its retired tip comes from max's own record of what it delivered, and every message
+    signed by the old key stays good for a fresh check of the whole org."""
+    o = porg
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    o.ok("max", "sync")
+    o.ok("max", "key", "rotate")
+    o.ok("max", "send", "alex", "after the rotation", "--plain")
+    for name in ("alex", "sam"):
+        o.ok(name, "sync", "--all")
+        v = json.loads(o.ok(name, "verify", "--all", "--json").out)
+        assert v["ok"] and v["messages"] == 4 and v["good"] == 4, v
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "after the rotation": True}
+
+
+def test_a_sender_whose_tracking_ref_a_plain_prune_took_continues_its_chain(porg: NetOrg) -> None:
+    """After alex packs, a plain ``git fetch --prune`` in max's clone drops the remote-tracking
+    ref of the packed pair; max's next send still continues from what max delivered."""
+    o = porg
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    mx = o.clones["max"]
+    git("fetch", "--prune", "origin", "+refs/heads/gitmail/mail/*:refs/remotes/origin/gitmail/mail/*", cwd=mx)
+    assert forge.tip(mx, "gitmail/mail/alex/max") is None
+    delivered = open_repo(mx).ref_target("refs/gitmail/sent/alex/max")
+    o.ok("max", "send", "alex", "after the prune", "--plain")
+    assert git("rev-parse", "refs/heads/gitmail/mail/alex/max^", cwd=o.bare).stdout.strip() == delivered
+    res = json.loads(o.ok("alex", "sync", "--json").out)
+    assert [m["subject"] for m in res["new"]] == ["after the prune"] and res["problems"] == []
+
+
+def test_sync_packs_once_the_inbox_has_enough_refs(porg: NetOrg, monkeypatch: pytest.MonkeyPatch) -> None:
+    o = porg
+    monkeypatch.setenv("GITMAIL_PACK_AFTER", "3")
+    assert json.loads(o.ok("alex", "sync", "--json").out)["packed"] is None  # two refs: not yet
+    monkeypatch.setenv("GITMAIL_PACK_AFTER", "2")
+    r = json.loads(o.ok("alex", "sync", "--json").out)
+    assert r["packed"]["packed"] == ["max", "sam"], r
+    assert not any(x.startswith("refs/heads/gitmail/mail/alex/") for x in server_refs(o))
+    monkeypatch.setenv("GITMAIL_PACK_AFTER", "many")
+    bad = o.as_("alex", "sync")
+    assert bad.code == 0 and "gitmail.packAfter must be a whole number" in bad.err  # a warning: the mail went through
+
+
+def test_packing_is_off_unless_the_org_turns_it_on_and_then_stays_on(net: NetOrg) -> None:  # noqa: F811
+    o = net
+    r = o.as_("alex", "pack")
+    assert r.code == 2 and r.err.strip().count("\n") == 0 and "packing is off" in r.err
+    o.ok("max", "org", "packing=true")
+    back = o.as_("max", "org", "packing=false")
+    assert back.code != 0 and "packing, once on, stays on" in back.err and "Traceback" not in back.err
+
+
+def test_a_pair_recreated_off_its_packed_tip_is_reported_and_the_packed_mail_stays(unguarded: NetOrg) -> None:  # noqa: F811
+    """No guard: max (a member turned bad) re-creates alex's pair as a new chain that drops the
+    packed messages. alex's client reads up to the packed tip and says so."""
+    o = packing_org(unguarded)
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    fork = forge.signed(o.clones["max"], "alex", "max", forge.key_of("max"), parent=None, body="a new root")
+    code, out = forge.push(o.clones["max"], fork, "refs/heads/gitmail/mail/alex/max")
+    assert code == 0, out
+    res = json.loads(o.ok("alex", "sync", "--json").out)
+    assert any("does not continue from its packed tip" in p for p in res["problems"]), res
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True}
+
+
+def test_a_forged_packed_ref_is_refused_by_the_reader(unguarded: NetOrg) -> None:  # noqa: F811
+    """No guard: max writes a packed commit for alex (signed by max's key) that records a bogus
+    tip for sam's pair and pushes it, then deletes the pair. alex's client refuses the packed
+    line (not alex's signature) and keeps reading its verified copy."""
+    o = packing_org(unguarded)
+    o.ok("alex", "sync")
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True}
+    mx = open_repo(o.clones["max"])
+    bogus = forge.signed(o.clones["max"], "max", "max", forge.key_of("max"), parent=None, body="bogus")
+    from gitmail.core import directory as dirmod
+
+    d = dirmod.load(mx)
+    oid = packed.write_commit(mx.pg, {}, {"sam": bogus}, d.members["max"], forge.key_of("max"), None)
+    code, out = forge.push(o.clones["max"], oid, "refs/heads/gitmail/packed/alex")
+    assert code == 0, out
+    code, out = forge.push(o.clones["max"], "", "refs/heads/gitmail/mail/alex/sam")
+    assert code == 0, out
+    res = json.loads(o.ok("alex", "sync", "--json").out)
+    assert any("gitmail/packed/alex" in p and "not signed by the owner's key" in p for p in res["problems"]), res
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True}
+    assert open_repo(o.clones["alex"]).ref_target(refs.verified(refs.packed_path("alex"))) is None
+
+
+@pytest.mark.parametrize("data", [
+    b"sam 0123456789012345678901234567890123456789",  # no final newline
+    b"sam 0123456789012345678901234567890123456789\nmax 0123456789012345678901234567890123456789\n",  # order
+    b"%2A 0123456789012345678901234567890123456789\n",  # broadcast is no sender
+    b"team%3Aops 0123456789012345678901234567890123456789\n",  # nor a group
+    b"%61lex 0123456789012345678901234567890123456789\n",  # not canonical
+    b"sam 0123456789012345678901234567890123456789\nsam 1123456789012345678901234567890123456789\n",  # twice
+    b"sam 0123456789ABCDEF012345678901234567890123\n",  # upper-case hex
+    b"sam  0123456789012345678901234567890123456789\n",  # two spaces
+    b"sam 0123456789012345678901234567890123456789\r\n",
+    b"sa\x1bm 0123456789012345678901234567890123456789\n",  # an escape sequence
+])
+def test_a_malformed_map_is_refused(data: bytes) -> None:
+    with pytest.raises(packed.PackedError):
+        packed.parse(data)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from gitmail.core.address import normalize  # noqa: E402
+from gitmail.errors import GitmailError  # noqa: E402
+
+
+def _name(raw: str) -> str:
+    try:
+        return normalize(raw)
+    except GitmailError:
+        return "fallback"
+
+
+names = st.one_of(st.from_regex(r"[a-z][a-z0-9_-]{0,15}", fullmatch=True),
+                  st.text(min_size=1, max_size=12).map(_name))
+oids = st.binary(min_size=20, max_size=20).map(bytes.hex)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(names, oids, max_size=20))
+def test_render_then_parse_is_the_identity(entries: dict[str, str]) -> None:
+    entries = {k: v for k, v in entries.items() if k != "*" and not k.startswith("team:")}
+    assert packed.parse(packed.render(entries)) == entries
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300) | st.lists(st.tuples(names, oids), max_size=5).map(
+    lambda rows: b"".join(f"{k} {v}\n".encode() for k, v in rows)))
+def test_any_bytes_parse_to_the_one_canonical_map_or_a_clear_refusal(data: bytes) -> None:
+    try:
+        entries = packed.parse(data)
+    except packed.PackedError as e:
+        assert str(e).startswith("mailboxes ")
+        return
+    assert packed.render(entries) == data  # one map, one spelling
