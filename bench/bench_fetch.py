@@ -16,6 +16,13 @@ byte-counting TCP proxy, and measures for one member, same run:
 * for scale, a plain ``git fetch`` of every gitmail ref (what a member fetched before),
   and one ``gitmail send`` (a push: receive-pack advertises every ref to the pusher).
 
+``--packed`` (docs/protocol.md §3, "Packed mailboxes"): the org has ``packing`` on;
+after the measurements above every member's inbox is packed on the server (one signed
+packed commit per member, written with the library as ``gitmail pack`` writes it, and
+the pair refs deleted), and the same run measures again: the refs on the server, one
+``gitmail send`` (the push's ref advertisement), the member's sync (their clone now
+reads the packed ref), a new clone's init + first sync, and one real ``gitmail pack``.
+
 Bytes are counted in both directions at the proxy (server to client, client to server).
 Everything runs in a private temporary HOME.
 """
@@ -91,9 +98,10 @@ class CountingProxy:
                 pass
 
 
-def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: int, layout: int = 2) -> list[str]:
+def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: int, layout: int = 2,
+              packing: bool = False) -> list[str]:
     """Write the org into the bare repo ``bare``: directory (self-registrations, in directory
-    layout ``layout``: docs/protocol.md §8 "Layouts") and mail."""
+    layout ``layout``: docs/protocol.md §8 "Layouts"; org policy ``packing``) and mail."""
     import pygit2
 
     from gitmail.core import bulk, refs
@@ -106,7 +114,8 @@ def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: in
     pg = repo.pg
     names = [f"m{i:05d}" for i in range(members)]
     signers, entries = {}, {}
-    d = Directory(None, {}, {}, Directory().policy.model_copy(update={"directory_layout": layout}))
+    d = Directory(None, {}, {}, Directory().policy.model_copy(update={"directory_layout": layout,
+                                                                       "packing": packing}))
     tip = None
     for i, name in enumerate(names):
         s = signers[name] = generate_key(keys / name, comment=f"gitmail {name}")
@@ -138,6 +147,48 @@ def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: in
     return names
 
 
+def pack_everyone(bare: Path, keys: Path) -> int:
+    """Pack every member's inbox on the server, as each member's ``gitmail pack`` would: one
+    signed packed commit recording the tips of their pair refs, then the pair refs deleted.
+    Returns how many pair refs went."""
+    from collections import defaultdict
+
+    from gitmail.core import directory as dirmod
+    from gitmail.core import packed, refs
+    from gitmail.core.address import to_ref
+    from gitmail.core.repo import open_repo
+    from gitmail.core.signing import load_key
+
+    repo = open_repo(bare)
+    from gitmail.core.objects import commit
+
+    tip = repo.ref_target(refs.head(refs.DIRECTORY))
+    assert tip
+    d = dirmod.from_tree(repo.pg, commit(repo.pg, tip))
+    heads = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/gitmail/mail/"],
+                           cwd=bare, capture_output=True, text=True, check=True).stdout.split("\n")
+    by_rcpt: dict[str, dict[str, str]] = defaultdict(dict)
+    for line in filter(None, heads):
+        oid, ref = line.split(" ", 1)
+        rcpt, sender = refs.split_mail_path(ref[len(refs.HEADS):])
+        if rcpt in d.members:
+            by_rcpt[rcpt][sender] = oid
+    updates, gone = [], 0
+    for rcpt, entries in sorted(by_rcpt.items()):
+        oid = packed.write_commit(repo.pg, {}, entries, d.members[rcpt], load_key(keys / to_ref(rcpt)), None)
+        updates.append(f"create {refs.head(refs.packed_path(rcpt))} {oid}\n")
+        for sender, tip in entries.items():
+            updates.append(f"delete {refs.head(refs.mail_path(rcpt, sender))} {tip}\n")
+            gone += 1
+    subprocess.run(["git", "update-ref", "--stdin"], input="".join(updates), cwd=bare, check=True, text=True)
+    return gone
+
+
+def ref_count(bare: Path) -> int:
+    return len(subprocess.run(["git", "for-each-ref", "--format=x", "refs/heads/gitmail/"], cwd=bare,
+                              capture_output=True, text=True, check=True).stdout.split())
+
+
 def measure(proxy: CountingProxy, f: Callable[[], object]) -> dict:
     proxy.reset()
     t = time.perf_counter()
@@ -160,6 +211,7 @@ def main() -> int:
     ap.add_argument("--per-ref", type=int, default=3, help="messages per mailbox")
     ap.add_argument("--layout", type=int, default=2, choices=(1, 2),
                     help="directory layout (2: what gitmail init makes; 1: a flat org made before it)")
+    ap.add_argument("--packed", action="store_true", help="packing on; measure again after every member packed")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gitmail-bench-fetch-") as tmp:
@@ -172,7 +224,7 @@ def main() -> int:
         d = GitDaemon(work / "srv")
         (work / "srv").mkdir()
         bare = d.create("org.git", guard=False)
-        names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref, a.layout)
+        names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref, a.layout, a.packed)
         built = time.perf_counter() - t
         me = names[len(names) // 2]
         with d:
@@ -205,6 +257,33 @@ def main() -> int:
             res["plain_fetch_all"] = measure(proxy, lambda: run(
                 ["git", "fetch", "--quiet", "--no-tags", url, "+refs/heads/gitmail/*:refs/remotes/o/gitmail/*"],
                 cwd=everything))
+            if a.packed:
+                res["refs_before_packing"] = ref_count(bare)
+                t = time.perf_counter()
+                res["pairs_packed"] = pack_everyone(bare, work / "keys")
+                res["pack_everyone_s"] = round(time.perf_counter() - t, 1)
+                res["refs_after_packing"] = ref_count(bare)
+                res["packed_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
+                res["packed_send"] = measure(proxy, lambda: run([*gm, "send", names[0], "after packing", "--plain",
+                                                                 "--repo", str(clone)]))
+                after = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(clone)], capture_output=True,
+                                                  text=True, check=True).stdout)
+                res["packed_inbox_messages"] = after["total"]
+                fresh = work / "fresh"
+                res["packed_init"] = measure(proxy, lambda: run([*gm, "init", "--name", me, "--org", url, "--repo",
+                                                                 str(fresh), "--key", str(work / "keys" / me)]))
+                res["packed_first_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(fresh)]))
+                fresh_inbox = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(fresh)],
+                                                        capture_output=True, text=True, check=True).stdout)
+                res["packed_fresh_inbox_messages"] = fresh_inbox["total"]
+                # One real pack: names[1] writes to me again (a new pair ref), then me packs it.
+                other = work / "other"
+                run([*gm, "init", "--name", names[1], "--org", url, "--repo", str(other), "--key",
+                     str(work / "keys" / names[1])])
+                run([*gm, "send", me, "a new pair", "--plain", "--repo", str(other)])
+                run([*gm, "sync", "--repo", str(clone)])
+                res["packed_pack"] = measure(proxy, lambda: run([*gm, "pack", "--repo", str(clone)]))
+                res["refs_after_real_pack"] = ref_count(bare)
             own_b = res["plain_fetch_own"]["bytes"]  # type: ignore[index]
             first = res["init"]["bytes"] + res["first_sync"]["bytes"]  # type: ignore[index]
             res["ratios"] = {
@@ -217,12 +296,26 @@ def main() -> int:
                     (res["init"]["wall_s"] + res["first_sync"]["wall_s"]) / res["plain_fetch_all"]["wall_s"], 2),  # type: ignore[index]
                 "plain_all_bytes_vs_plain_own": round(res["plain_fetch_all"]["bytes"] / own_b, 1),  # type: ignore[index]
             }
+            if a.packed:
+                res["ratios"]["packed_send_bytes_vs_send"] = round(  # type: ignore[index]
+                    res["packed_send"]["bytes"] / res["send"]["bytes"], 3)  # type: ignore[index]
+                res["ratios"]["packed_send_wall_vs_send"] = round(  # type: ignore[index]
+                    res["packed_send"]["wall_s"] / res["send"]["wall_s"], 2)  # type: ignore[index]
     if a.json:
         print(json.dumps(res, indent=1))
     else:
         print(f"org: {res['members']} members, {res['mailbox_refs']} mailbox refs, {res['messages']} messages "
               f"(built in {res['build_s']} s); member {me}: {res['inbox_messages']} messages in the inbox")
-        for k in ("init", "first_sync", "noop_sync", "send", "plain_fetch_own", "plain_noop_fetch_own", "plain_fetch_all"):
+        if a.packed:
+            print(f"  packing: {res['pairs_packed']:,} pair refs packed by {a.members:,} members in "
+                  f"{res['pack_everyone_s']} s; refs on the server {res['refs_before_packing']:,} -> "
+                  f"{res['refs_after_packing']:,}; after one real gitmail pack {res['refs_after_real_pack']:,}; "
+                  f"inbox {res['packed_inbox_messages']} messages (new clone: {res['packed_fresh_inbox_messages']})")
+        keys_shown = ["init", "first_sync", "noop_sync", "send", "plain_fetch_own", "plain_noop_fetch_own",
+                      "plain_fetch_all"]
+        if a.packed:
+            keys_shown += ["packed_sync", "packed_send", "packed_init", "packed_first_sync", "packed_pack"]
+        for k in keys_shown:
             v = res[k]
             print(f"  {k:22} {v['bytes']:>12,} bytes ({v['down_bytes']:,} down, {v['up_bytes']:,} up)  "  # type: ignore[index]
                   f"{v['wall_s']:.2f} s")  # type: ignore[index]

@@ -180,6 +180,8 @@ def step_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str],
         new = read_map(pg, oid)
     except PackedError as e:
         return f"commit {oid[:10]}: {e}", {}
+    except KeyError:
+        return f"commit {oid[:10]}: its {MAP_FILE} file is missing", {}
     gone = sorted(set(old) - set(new))
     if gone:
         return f"commit {oid[:10]} drops the entry of {gone[0]!r}; entries are never removed", {}
