@@ -121,11 +121,29 @@ def _recount(db: sqlite3.Connection) -> None:
 
 
 def connect(repo: "Repo", member: str) -> sqlite3.Connection:
+    """The member's cache database, prepared (:func:`prepare`).
+
+    In a folder this process cannot write (a read-only mount or backup of a clone),
+    SQLite cannot create the WAL index beside a file in WAL mode and refuses to open
+    it; then the file is read as it stands (``immutable``): reading works, and the
+    first write fails, naming the cause. Raises ``sqlite3.Error``.
+    """
+    import os
+
     d = repo.data_dir / "cache"
     if not d.is_dir():
         # Private: it holds decrypted subjects of encrypted mail.
         d.mkdir(mode=0o700, exist_ok=True)
-    return prepare(sqlite3.connect(d / f"{to_ref(member)}.sqlite3", timeout=30, isolation_level=None))
+    path = d / f"{to_ref(member)}.sqlite3"
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        return prepare(db)
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(d, os.W_OK) or not path.is_file():
+            raise
+    return prepare(sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, timeout=30,
+                                   isolation_level=None))
 
 
 def prepare(db: sqlite3.Connection) -> sqlite3.Connection:

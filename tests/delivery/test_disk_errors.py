@@ -96,6 +96,13 @@ def read_only_clone(org: Org, tmp_path: Path) -> Iterator[Path]:
     org.ok("max", "send", "alex", "hello")
     org.ok("alex", "sync")
     org.ok("max", "send", "alex", "second")
+    # A real command's process closes its cache connection at exit (SQLite then folds the WAL
+    # back and removes it). These ran in-process, and CPython's sqlite3.Connection sits in a
+    # reference cycle with its statement cache, so only the cyclic collector closes it: when,
+    # depends on what ran before. Collect now, as the exits would have.
+    import gc
+
+    gc.collect()
     ro = tmp_path / "ro"
     ro.mkdir()
     _mount("--bind", str(org.clones["alex"]), str(ro))
