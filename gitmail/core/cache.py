@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 from gitmail import git
 from gitmail.core import refs, view
 from gitmail.core.address import to_ref
+from gitmail.errors import GitmailError
 
 if TYPE_CHECKING:
     from gitmail.core.directory import Directory
@@ -346,6 +347,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
                 "INSERT OR REPLACE INTO refs(path, seen, tip, count, included) VALUES (?,?,?,?,?)",
                 (path, tip, vtip, count, int(included)),
             )
+    problems += _vanished(db, known, current, t, member, my_groups)
     if not same_state:
         # The flags of rows indexed now were set batch by batch; older rows only change with the state blob.
         apply_state(db, st)
@@ -353,6 +355,30 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
     key = json.dumps(sorted(watched.items()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
     return problems
+
+
+def _vanished(db: sqlite3.Connection, known: dict[str, sqlite3.Row], current: dict[str, str], tracking: str,
+              member: str, groups: set[str]) -> list[str]:
+    """Report, once each, the inbox mailboxes that left the org repo without being packed.
+
+    A deletion on the org repo (docs/protocol.md §7, "Verification") rejects the update
+    like a rewrite: the verified copy and its rows stay. Only the inbox counts: a sent
+    mailbox whose ref went is the rewind check's (:func:`gitmail.core.sync.recover`).
+    The mailbox's ``seen`` becomes empty, so it is said once and indexed as usual if it
+    comes back.
+    """
+    out = []
+    for path, prev in known.items():
+        if not prev["seen"] or not prev["included"] or tracking + path in current:
+            continue
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+        except GitmailError:
+            continue
+        if view.role(member, groups, rcpt, sender)[0]:
+            out.append(_DELETED.format(path=path))
+            db.execute("UPDATE refs SET seen='' WHERE path=?", (path,))
+    return out
 
 
 def _drop_rows(db: sqlite3.Connection, path: str) -> None:
@@ -417,6 +443,7 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
 
 _REWRITTEN = "{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"
 _MERGE = "{path}: history contains a merge; mailbox refs must be linear"
+_DELETED = "{path}: deleted on the org repo (and not packed); kept the verified copy"
 
 
 def parent_or_none(pg: Any, oid: str) -> Optional[str]:

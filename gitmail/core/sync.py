@@ -132,15 +132,19 @@ class PushResult:
     refused: dict[str, str] = field(default_factory=dict)  # refused by the server (hook): reason
 
 
-def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = ()) -> PushResult:
+def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = (), negotiate: bool = False) -> PushResult:
     """Push ``(src, dst)`` pairs in one ``git push --porcelain`` (never forced; an empty ``src``
     deletes ``dst``). ``options``: more ``git push`` options (``--force-with-lease=REF:OID``).
+    ``negotiate``: first find the commits the server has (git's ``push.negotiate``), for
+    a ref the server does not advertise whose history it holds (a packed mailbox written
+    to again): without it git sends that mailbox's whole history again.
 
     Raises :class:`RemoteUnreachableError` when the remote cannot be reached.
     """
     remote = repo.remote
     assert remote
-    args = ["push", "--porcelain", *options, remote, *[f"{s}:{d}" for s, d in specs]]
+    args = [*(["-c", "push.negotiate=true"] if negotiate else []), "push", "--porcelain", *options, remote,
+            *[f"{s}:{d}" for s, d in specs]]
     proc = git.run(args, repo.path, check=False)
     res = PushResult()
     remote_lines = [
@@ -477,7 +481,11 @@ def _deliver(
         failed: Optional[tuple[str, str]] = None  # the remote failed part-way: why the rest waits
         for g in groups:
             try:
-                r = push(repo, [(targets[p][0], refs.head(p)) for p in g])
+                # A mailbox with a delivered tip but no remote-tracking ref: packed by its
+                # recipient (or pruned); its history is on the server, unadvertised.
+                negotiate = any(repo.ref_target(refs.tracking(p, repo.remote)) is None
+                                and repo.ref_target(sent_ref(p)) is not None for p in g)
+                r = push(repo, [(targets[p][0], refs.head(p)) for p in g], negotiate=negotiate)
             except RemoteUnreachableError as e:
                 failed = (UNREACHABLE, e.message)
                 break
@@ -886,11 +894,10 @@ def recover(
 
     ``packing()`` (called only when a mailbox is missing on the server): whether
     the org's policy lets recipients pack their inbox refs (docs/protocol.md §3,
-    "Packed mailboxes"). Then a missing mailbox is taken as packed, not lost: its
-    remote-tracking ref goes back to the sent tip, on which the next message is
-    written (the recipient's packed entry is that tip, or a later one of this
-    sender's; the recipient's client and the guard check that the re-created ref
-    continues from it).
+    "Packed mailboxes"). Then a missing mailbox is taken as packed, not lost: the
+    next message is written on the sent tip (:func:`known_tip`; the recipient's
+    packed entry is that tip, or a later one of this sender's; the recipient's
+    client and the guard check that the re-created ref continues from it).
     """
     from gitmail.core.address import to_ref
 
@@ -906,9 +913,6 @@ def recover(
         if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
             continue
         if track is None and packing():
-            with repo.lock():
-                tref = refs.tracking(path, repo.remote)
-                repo.set_ref(tref, sent_tip, repo.ref_target(tref), "gitmail: packed by its recipient")
             continue
         from gitmail.core.objects import commit, first_parent_line
         from gitmail.core.store import read_message

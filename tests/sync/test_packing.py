@@ -228,3 +228,39 @@ def test_any_bytes_parse_to_the_one_canonical_map_or_a_clear_refusal(data: bytes
         assert str(e).startswith("mailboxes ")
         return
     assert packed.render(entries) == data  # one map, one spelling
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_an_inbox_mailbox_deleted_on_the_server_is_reported_once_and_kept(unguarded: NetOrg, packing: bool) -> None:  # noqa: F811
+    """No guard: someone deletes alex's mailbox from max on the server (no packed entry records
+    it). alex's sync says so once, and the messages stay, verified."""
+    o = packing_org(unguarded) if packing else unguarded
+    o.ok("max", "send", "alex", "kept", "--plain")
+    o.ok("alex", "sync")
+    git("update-ref", "-d", "refs/heads/gitmail/mail/alex/max", cwd=o.bare)
+    res = json.loads(o.ok("alex", "sync", "--json").out)
+    assert res["problems"] == ["gitmail/mail/alex/max: deleted on the org repo (and not packed); kept the verified copy"]
+    assert json.loads(o.ok("alex", "sync", "--json").out)["problems"] == []  # said once
+    assert inbox(o, "alex")["kept"] is True
+
+
+def test_writing_to_a_packed_pair_sends_only_the_new_message(porg: NetOrg, tmp_path: Path) -> None:
+    """The server holds the packed pair's history, but advertises no ref for it: the sender's
+    push first negotiates what the server has, instead of sending the whole history again."""
+    o = porg
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps({"to": "alex", "body": f"note {i}"}) + "\n" for i in range(60)))
+    o.ok("max", "send", "--batch", str(batch), "--plain")
+    o.ok("alex", "sync")
+    assert json.loads(o.ok("alex", "list", "--json").out)["total"] == 62
+    o.ok("alex", "pack")
+    o.ok("max", "sync")
+
+    def in_pack() -> int:
+        counts = dict(line.split(": ") for line in git("count-objects", "-v", cwd=o.bare).stdout.splitlines())
+        return int(counts["in-pack"]) + int(counts["count"])
+
+    before = in_pack()
+    o.ok("max", "send", "alex", "one more", "--plain")
+    assert in_pack() - before <= 5, (before, in_pack())  # a commit, a tree, message.json; not 180 again
+    assert json.loads(o.ok("alex", "sync", "--json").out)["new"][0]["subject"] == "one more"
