@@ -14,14 +14,16 @@ byte-counting TCP proxy, and measures for one member, same run:
   directory and their inbox ``mail/<me>/*``) into an empty repository, and a no-op
   repeat of it; target: gitmail at most 2x its bytes;
 * for scale, a plain ``git fetch`` of every gitmail ref (what a member fetched before),
-  and one ``gitmail send`` (a push: receive-pack advertises every ref to the pusher).
+  and ``gitmail send`` (a push: receive-pack advertises every ref to the pusher; the
+  median of ``--repeat`` sends).
 
 ``--packed`` (docs/protocol.md §3, "Packed mailboxes"): the org has ``packing`` on;
 after the measurements above every member's inbox is packed on the server (one signed
 packed commit per member, written with the library as ``gitmail pack`` writes it, and
-the pair refs deleted), and the same run measures again: the refs on the server, one
-``gitmail send`` (the push's ref advertisement), the member's sync (their clone now
-reads the packed ref), a new clone's init + first sync, and one real ``gitmail pack``.
+the pair refs deleted), and the same run measures again: the refs on the server,
+``gitmail send`` to mailboxes their recipients packed (each push re-creates a pair ref,
+negotiating first), the member's sync (their clone now reads the packed ref), a new
+clone's init + first sync, and one real ``gitmail pack``.
 
 Bytes are counted in both directions at the proxy (server to client, client to server).
 Everything runs in a private temporary HOME.
@@ -198,6 +200,15 @@ def measure(proxy: CountingProxy, f: Callable[[], object]) -> dict:
     return {"wall_s": round(wall, 3), "down_bytes": down, "up_bytes": up, "bytes": down + up}
 
 
+def measure_median(proxy: CountingProxy, f: Callable[[int], object], n: int) -> dict:
+    """:func:`measure` of ``f(0)`` .. ``f(n - 1)``: the median of each figure."""
+    import statistics
+
+    runs = [measure(proxy, lambda: f(i)) for i in range(n)]
+    return {k: (round(statistics.median(r[k] for r in runs), 3) if k == "wall_s" else
+                int(statistics.median(r[k] for r in runs))) for k in runs[0]}
+
+
 def run(cmd: list[str], cwd: Path | None = None) -> None:
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -212,6 +223,7 @@ def main() -> int:
     ap.add_argument("--layout", type=int, default=2, choices=(1, 2),
                     help="directory layout (2: what gitmail init makes; 1: a flat org made before it)")
     ap.add_argument("--packed", action="store_true", help="packing on; measure again after every member packed")
+    ap.add_argument("--repeat", type=int, default=3, help="sends measured each time (medians)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gitmail-bench-fetch-") as tmp:
@@ -239,8 +251,8 @@ def main() -> int:
             res["first_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
             res["noop_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
             # A push is not filtered: receive-pack advertises every ref of the org to the pusher.
-            res["send"] = measure(proxy, lambda: run([*gm, "send", names[0], "one more", "--plain", "--repo",
-                                                      str(clone)]))
+            res["send"] = measure_median(proxy, lambda i: run([*gm, "send", names[0], f"one more {i}", "--plain",
+                                                               "--repo", str(clone)]), a.repeat)
             inbox = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(clone)], capture_output=True,
                                               text=True, check=True).stdout)
             res["inbox_messages"] = inbox["total"]
@@ -264,8 +276,10 @@ def main() -> int:
                 res["pack_everyone_s"] = round(time.perf_counter() - t, 1)
                 res["refs_after_packing"] = ref_count(bare)
                 res["packed_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
-                res["packed_send"] = measure(proxy, lambda: run([*gm, "send", names[0], "after packing", "--plain",
-                                                                 "--repo", str(clone)]))
+                # To mailboxes of me's that their recipients packed: each push re-creates a packed pair.
+                res["packed_send"] = measure_median(proxy, lambda i: run(
+                    [*gm, "send", names[(len(names) // 2 + 1 + i) % len(names)], "after packing", "--plain", "--repo",
+                     str(clone)]), a.repeat)
                 after = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(clone)], capture_output=True,
                                                   text=True, check=True).stdout)
                 res["packed_inbox_messages"] = after["total"]
