@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from gitmail.core import refs
-from gitmail.errors import PushRejectedError, UsageError, VerificationError
+from gitmail.errors import GitmailError, PushRejectedError, UsageError, VerificationError
 
 from gitmail.api.session import RepoLike, Session, session
 
@@ -96,8 +96,8 @@ def pack_session(s: Session) -> PackReport:
             p = full[len(t):]
             try:
                 rcpt, sender = refs.split_mail_path(p)
-            except Exception:
-                continue
+            except GitmailError:
+                continue  # not a mailbox name: the cache reports it
             if rcpt == me and repo.ref_target(refs.verified(p)) == tip:
                 ready[sender] = tip
         report.commit = vtip

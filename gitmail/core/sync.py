@@ -201,9 +201,11 @@ def push_oid(repo: "Repo", oid: str, dst: str, expected: Optional[str]) -> bool:
 #   refs/gitmail/undelivered/<r>/<s>/<id> a message that left the outbox undelivered (refused or dropped)
 #   .git/gitmail/outbox.json             why each queued message is still queued, and since when
 #   .git/gitmail/undelivered.json        why each undelivered message left the outbox
+#   .git/gitmail/packed-sent.json        mailboxes found packed by their recipients, at which sent tip
 SENT = "refs/gitmail/sent/"
 UNDELIVERED = "refs/gitmail/undelivered/"
 REASONS_FILE = "outbox.json"
+PACKED_SENT_FILE = "packed-sent.json"  # path -> the sent tip last found packed by its recipient (recover)
 UNDELIVERED_FILE = "undelivered.json"
 
 # Why a message is still queued (Held.kind).
@@ -902,6 +904,7 @@ def recover(
     from gitmail.core.address import to_ref
 
     out: list[tuple[str, str, str]] = []
+    packed_memo: Optional[dict[str, Any]] = None
     tracking = refs.tracking(refs.MAIL, repo.remote)
     # One git call for both sides: the common case (nothing moved but by us) opens no repository.
     found = git.for_each_ref(repo.path, [SENT + "*/" + to_ref(sender), tracking + "*/" + to_ref(sender)])
@@ -912,8 +915,16 @@ def recover(
         track = found.get(refs.tracking(path, repo.remote))
         if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
             continue
-        if track is None and packing():
-            continue
+        if track is None:
+            # Asked once per delivered tip (the answer loads the directory); remembered locally.
+            if packed_memo is None:
+                packed_memo = _load(repo, PACKED_SENT_FILE)
+            if packed_memo.get(path) == sent_tip:
+                continue
+            if packing():
+                packed_memo[path] = sent_tip
+                _save(repo, PACKED_SENT_FILE, packed_memo)
+                continue
         from gitmail.core.objects import commit, first_parent_line
         from gitmail.core.store import read_message
 

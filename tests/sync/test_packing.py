@@ -264,3 +264,22 @@ def test_writing_to_a_packed_pair_sends_only_the_new_message(porg: NetOrg, tmp_p
     o.ok("max", "send", "alex", "one more", "--plain")
     assert in_pack() - before <= 5, (before, in_pack())  # a commit, a tree, message.json; not 180 again
     assert json.loads(o.ok("alex", "sync", "--json").out)["new"][0]["subject"] == "one more"
+
+
+def test_a_senders_quiet_sync_after_packing_loads_nothing(porg: NetOrg) -> None:
+    """Finding the pair packed costs one directory read, once per delivered tip: the sender's
+    next sync with nothing new opens no repository and loads no pydantic, as before packing."""
+    import subprocess
+    import sys
+
+    o = porg
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    o.ok("max", "sync")
+    o.ok("max", "sync")
+    code = ("import sys\n"
+            "from gitmail.cli.main import main\n"
+            f"assert main(['sync', '-q', '--repo', {str(o.clones['max'])!r}]) == 0\n"
+            "print('pygit2' in sys.modules, 'pydantic' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.split() == ["False", "False"], p.stdout + p.stderr
