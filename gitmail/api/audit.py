@@ -149,7 +149,9 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     # to deliver and nothing new loads neither pydantic nor pygit2.
     queued = syncmod.outbox_paths(s.repo, s.me)
     signer = s.signer if queued and s.me in s.directory.members else None
-    res = syncmod.deliver(s.repo, signer, s.me, queued)
+    from gitmail.api.packing import packed_tip_of
+
+    res = syncmod.deliver(s.repo, signer, s.me, queued, packed_tip=packed_tip_of(s))
     before = cache.max_rowid(s.db)
     s.refresh()
     from gitmail.core import problems as probmod

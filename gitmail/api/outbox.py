@@ -201,7 +201,9 @@ def retry(repo: RepoLike = None, id: Optional[str] = None, *, as_: Optional[str]
             chains = {p: sync.queued_chain(r, p, tip) for p, tip in paths.items()}
         paths = {p: tip for p, tip in paths.items() if any(mid == target for _, mid in chains[p])}
     signer = s.signer if paths else None
-    res = sync.deliver(r, signer, s.me, paths)
+    from gitmail.api.packing import packed_tip_of
+
+    res = sync.deliver(r, signer, s.me, paths, packed_tip=packed_tip_of(s))
     only = {target} if target else None
     delivered = [i for i in res.delivered_ids() if only is None or i in only]
     return Retry(delivered, _queued(s, only), _undelivered(s, {h.id for h in res.refused}))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from gitmail.core import refs
 from gitmail.errors import GitmailError, PushRejectedError, UsageError, VerificationError
@@ -144,6 +144,37 @@ def _delete(s: Session, ready: dict[str, str], report: PackReport) -> None:
             raise PushRejectedError(f"the org repo refused the deletion of {h}: {res.refused[h]}")
         else:
             report.kept.append(sender)
+
+
+def packed_tip_of(s: Session) -> "Callable[[str], Optional[str]]":
+    """For delivery (:func:`gitmail.core.sync.deliver`): ``f(path)`` gives the tip the recipient of
+    mailbox ``path`` recorded for it on their packed ref, or None (packing off, a broadcast
+    or group mailbox, no packed ref, a packed line that does not verify, no entry).
+
+    Fetches the recipient's packed ref (and with it their whole inbox: it is asked only
+    after a refusal) and checks its line from the root with the recipient's keys.
+    """
+    def tip(path: str) -> Optional[str]:
+        from gitmail.core import packed
+        from gitmail.core import sync as syncmod
+
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+            d = s.directory
+            member = d.members.get(rcpt)
+            if not d.policy.packing or member is None:
+                return None
+            ppath = refs.packed_path(rcpt)
+            syncmod.fetch(s.repo, [refs.exact_pattern(ppath)])
+        except GitmailError:
+            return None
+        ptip = s.repo.ref_target(refs.tracking(ppath, s.repo.remote))
+        if ptip is None:
+            return None
+        why, entries = packed.line_problem(s.repo.pg, None, ptip, member.all_keys())
+        return None if why else entries.get(sender)
+
+    return tip
 
 
 def _inbox_pattern(tracking: str, member: str) -> str:

@@ -380,7 +380,8 @@ DELIVER_LOCK = "deliver.lock"  # in .git/gitmail: one delivery round at a time p
 
 
 def deliver(
-    repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None, pending: Optional[dict[str, str]] = None
+    repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None, pending: Optional[dict[str, str]] = None,
+    packed_tip: "Optional[Callable[[str], Optional[str]]]" = None,
 ) -> Delivery:
     """Push every queued outbox ref (of ``sender``, or all), each message on its own.
 
@@ -401,6 +402,12 @@ def deliver(
       refused message leaves the outbox for the undelivered record (with the
       remote's reason) and the rest are re-parented and go.
     * Remote moved (lost race): fetch, drop what already landed, re-parent, retry.
+    * A refused mailbox whose recipient packed it at a tip this clone has not seen
+      (``packed_tip(path)``: that tip, from the recipient's verified packed ref, or
+      None; another clone of the sender delivered more before the pair was packed,
+      docs/protocol.md §3 "Packed mailboxes"): when the tip continues what this
+      clone delivered, it becomes the delivered tip and the queue is re-parented
+      onto it and pushed again, once.
 
     Re-parenting needs ``signer`` (re-signing, same Message-IDs); without one the
     affected mailbox stays queued. ``pending``: :func:`outbox_paths` when the
@@ -420,7 +427,7 @@ def deliver(
             held = _held_unreachable(repo, pending, since)
             if held is not None:
                 return held
-        return _deliver(repo, signer, sender, pending)
+        return _deliver(repo, signer, sender, pending, packed_tip)
 
 
 def _held_unreachable(repo: "Repo", pending: dict[str, str], since: float) -> Optional[Delivery]:
@@ -443,7 +450,8 @@ def _held_unreachable(repo: "Repo", pending: dict[str, str], since: float) -> Op
 
 
 def _deliver(
-    repo: "Repo", signer: Optional[Signer], sender: Optional[str], pending: Optional[dict[str, str]]
+    repo: "Repo", signer: Optional[Signer], sender: Optional[str], pending: Optional[dict[str, str]],
+    packed_tip: "Optional[Callable[[str], Optional[str]]]" = None,
 ) -> Delivery:
     """:func:`deliver`, the caller holding the delivery lock."""
     out = Delivery()
@@ -456,6 +464,7 @@ def _deliver(
     single: set[str] = set()  # paths pushed one message at a time after a refusal
     split = False  # one push per mailbox after a refusal
     lfs_down: list[str] = []  # the LFS reason once the store failed in this round
+    asked: set[str] = set()  # paths whose packed tip was looked up after a refusal
     for _attempt in range(MAX_RETRIES):
         targets: dict[str, tuple[str, list[str]]] = {}  # path -> (oid to push, Message-IDs it delivers)
         for p in list(pending):
@@ -501,12 +510,27 @@ def _deliver(
         if res.refused and len(groups) == 1 and len(targets) > 1:
             split = True
             continue
+        adopted = set()
+        if packed_tip is not None and signer is not None:
+            for p in targets:
+                if refs.head(p) in res.refused and p not in asked:
+                    asked.add(p)
+                    tip = packed_tip(p)
+                    if tip is not None and _adopt_packed(repo, p, tip):
+                        adopted.add(p)
         behind = []
         with repo.lock():
             for p, (oid, ids) in targets.items():
                 dst = refs.head(p)
                 if p not in pushed:
                     continue  # not tried: the remote failed before its turn
+                if p in adopted:
+                    new_tip = rebuild(repo, p, signer)
+                    if new_tip is None:
+                        pending.pop(p, None)
+                    else:
+                        pending[p] = new_tip
+                    continue
                 if dst in res.ok:
                     _landed(repo, p, oid)
                     out.delivered += [(p, i) for i in ids]
@@ -575,6 +599,24 @@ def _deliver(
         _WRITTEN.clear()  # everything went: what the writer noted has served (a long-lived process keeps no more)
     save_reasons(repo, out.queued, sender)
     return out
+
+
+def _adopt_packed(repo: "Repo", path: str, tip: str) -> bool:
+    """Take ``tip``, the packed tip of ``path`` its recipient recorded, as the tip this clone
+    delivered there, when it continues what this clone knew (else False: not the refusal's
+    cause). The stale remote-tracking ref goes (the server has no ref for the pair)."""
+    known = known_tip(repo, path)
+    try:
+        if tip == known or (known is not None and not _is_ancestor(repo, known, tip)):
+            return False
+    except KeyError:
+        return False
+    with repo.lock():
+        track = refs.tracking(path, repo.remote)
+        if repo.ref_target(track) is not None:
+            repo.delete_ref(track)
+        repo.set_ref(sent_ref(path), tip, repo.ref_target(sent_ref(path)), "gitmail: packed by its recipient")
+    return True
 
 
 def _on_tip(repo: "Repo", path: str, tip: str) -> bool:

@@ -283,3 +283,26 @@ def test_a_senders_quiet_sync_after_packing_loads_nothing(porg: NetOrg) -> None:
             "print('pygit2' in sys.modules, 'pydantic' in sys.modules)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.split() == ["False", "False"], p.stdout + p.stderr
+
+
+def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg) -> None:  # noqa: F811
+    """max's laptop delivers more to alex than max's desk has seen, then alex packs the pair.
+    The desk's next message is written on its own last tip, so the guard refuses it; the desk
+    then reads alex's packed ref, takes the recorded tip (it continues the desk's), re-parents
+    its message onto it and delivers it: nothing forks, nothing is lost or sent twice."""
+    from tests.conftest import run
+
+    o = packing_org(net)
+    laptop = o.root / "max-laptop"
+    assert run("init", "--name", "max", "--org", o.url, "--repo", str(laptop)).code == 0
+    assert run("send", "alex", "from the laptop", "--plain", "--repo", str(laptop)).code == 0
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())["max"]
+    r = json.loads(o.ok("max", "send", "alex", "from the desk", "--plain", "--json").out)
+    assert r["delivered"] is True, r
+    assert git("rev-parse", "refs/heads/gitmail/mail/alex/max^", cwd=o.bare).stdout.strip() == entry
+    res = json.loads(o.ok("alex", "sync", "--json").out)
+    assert [m["subject"] for m in res["new"]] == ["from the desk"] and res["problems"] == []
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "from the laptop": True, "from the desk": True}
+    assert json.loads(o.ok("max", "outbox", "--undelivered", "--json").out)["undelivered"] == []
