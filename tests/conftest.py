@@ -75,6 +75,20 @@ def run(*args: str, stdin: str = "") -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def heavy_imports(*argv: str) -> tuple[bool, bool]:
+    """Run the CLI with ``argv`` in a new interpreter (it must exit 0); whether it loaded
+    ``(pygit2, pydantic)``: what a quiet command must not pay for."""
+    import sys
+
+    code = ("import sys\n"
+            "from gitmail.cli.main import main\n"
+            f"assert main({list(argv)!r}) == 0\n"
+            "print('pygit2' in sys.modules, 'pydantic' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    pygit2, pydantic = p.stdout.split()
+    return pygit2 == "True", pydantic == "True"
+
+
 def git(*args: str, cwd: Path | str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check)
 

@@ -246,21 +246,7 @@ def trusted_map(pg: "pygit2.Repository", oid: Optional[str]) -> dict[str, str]:
 
 def owner_of(path: str) -> Optional[str]:
     """The member whose packed path ``path`` (``gitmail/packed/<ref-safe name>``) is, when canonical."""
-    from gitmail.core.address import BROADCAST, GROUP_PREFIX, check_address, from_ref
-    from gitmail.errors import GitmailError
-
-    if not path.startswith(refs.PACKED):
-        return None
-    rest = path[len(refs.PACKED):]
-    if "/" in rest or not rest:
-        return None
-    try:
-        name = check_address(from_ref(rest))
-    except GitmailError:
-        return None
-    if name == BROADCAST or name.startswith(GROUP_PREFIX):
-        return None
-    return name if refs.packed_path(name) == path else None
+    return refs.member_of(path, refs.PACKED)
 
 
 def effective_tip(pg: "pygit2.Repository", ref_tip: Optional[str], entry: Optional[str]) -> tuple[Optional[str], bool]:

@@ -128,6 +128,27 @@ def packed_path(member: str) -> str:
     return PACKED + to_ref(member)
 
 
+def member_of(path: str, prefix: str) -> "str | None":
+    """The member name ``path`` ends in below ``prefix`` (``gitmail/state/``, ``gitmail/packed/``),
+    when the rest is exactly one canonical ref-safe component of a member address (not ``*``,
+    not a group); else None."""
+    from gitmail.core.address import GROUP_PREFIX
+    from gitmail.errors import GitmailError
+
+    if not path.startswith(prefix):
+        return None
+    rest = path[len(prefix):]
+    if "/" in rest or not rest:
+        return None
+    try:
+        name = check_address(from_ref(rest))
+    except GitmailError:
+        return None
+    if name == BROADCAST or name.startswith(GROUP_PREFIX) or to_ref(name) != rest:
+        return None
+    return name
+
+
 def state_log(member: str) -> str:
     return STATE_LOG + to_ref(member)
 

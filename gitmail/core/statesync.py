@@ -329,19 +329,7 @@ def guard_problems(pg: "pygit2.Repository", ref: str, old: Optional[str], new: O
 
 def owner_of(path: str) -> Optional[str]:
     """The member whose state path ``path`` (``gitmail/state/<ref-safe name>``) is, when canonical."""
-    from gitmail.core.address import check_address, from_ref
-    from gitmail.errors import GitmailError
-
-    if not path.startswith(refs.STATE_SHARED):
-        return None
-    rest = path[len(refs.STATE_SHARED):]
-    if "/" in rest or not rest:
-        return None
-    try:
-        name = check_address(from_ref(rest))
-    except GitmailError:
-        return None
-    return name if refs.state_path(name) == path else None
+    return refs.member_of(path, refs.STATE_SHARED)
 
 
 # -- local state <-> events ------------------------------------------------------------------------

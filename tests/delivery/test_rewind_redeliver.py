@@ -86,15 +86,9 @@ def test_rewind_not_redelivered_when_another_clone_of_the_sender_moved_on(unguar
 
 def test_rewind_check_loads_nothing_when_nothing_moved(unguarded: NetOrg) -> None:  # noqa: F811
     """The check runs on every sync: with nothing new it opens no repository (no pygit2, no pydantic)."""
-    import subprocess
-    import sys
+    from tests.conftest import heavy_imports
 
     o = unguarded
     o.ok("max", "send", "alex", "hello")
     o.ok("max", "sync")
-    code = ("import sys\n"
-            "from gitmail.cli.main import main\n"
-            f"assert main(['sync', '-q', '--repo', {str(o.clones['max'])!r}]) == 0\n"
-            "print('pygit2' in sys.modules, 'pydantic' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert p.stdout.split() == ["False", "False"], p.stdout + p.stderr
+    assert heavy_imports("sync", "-q", "--repo", str(o.clones["max"])) == (False, False)

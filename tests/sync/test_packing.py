@@ -269,20 +269,14 @@ def test_writing_to_a_packed_pair_sends_only_the_new_message(porg: NetOrg, tmp_p
 def test_a_senders_quiet_sync_after_packing_loads_nothing(porg: NetOrg) -> None:
     """Finding the pair packed costs one directory read, once per delivered tip: the sender's
     next sync with nothing new opens no repository and loads no pydantic, as before packing."""
-    import subprocess
-    import sys
+    from tests.conftest import heavy_imports
 
     o = porg
     o.ok("alex", "sync")
     o.ok("alex", "pack")
     o.ok("max", "sync")
     o.ok("max", "sync")
-    code = ("import sys\n"
-            "from gitmail.cli.main import main\n"
-            f"assert main(['sync', '-q', '--repo', {str(o.clones['max'])!r}]) == 0\n"
-            "print('pygit2' in sys.modules, 'pydantic' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert p.stdout.split() == ["False", "False"], p.stdout + p.stderr
+    assert heavy_imports("sync", "-q", "--repo", str(o.clones["max"])) == (False, False)
 
 
 def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg) -> None:  # noqa: F811
