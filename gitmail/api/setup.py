@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from gitmail.core.model import Member
     from gitmail.core.signing import Signer
 
-from gitmail.api.session import RepoLike, session
+from gitmail.api.session import RepoLike, Session, session
 
 
 @dataclass
@@ -409,6 +409,9 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
         # The directory and every mailbox this member writes, from any of their clones:
         # the retired key stays valid up to those tips (docs/protocol.md §8).
         sync.fetch(s.repo, [refs.exact_pattern(refs.DIRECTORY), f"{refs.MAIL}*/{to_ref(s.me)}"])
+        s.reload_directory()
+        if s.directory.policy.packing:
+            _adopt_packed_tips(s)
 
     def mutate(d: "Directory") -> "Directory":
         m = d.members[s.me]
@@ -424,6 +427,28 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     git.config_add(s.repo.path, f"gitmail.{s.me}.oldkey", str(old_path))
     git.config_set(s.repo.path, f"gitmail.{s.me}.key", str(new_path))
     return Rotation(d.members[s.me], old.public_key, new.public_key, new_path)
+
+
+def _adopt_packed_tips(s: Session) -> None:
+    """Before a key is retired: for each mailbox this clone delivered to that has no ref on the
+    org repo (its recipient packed it), take the recipient's recorded tip as the delivered one
+    when it continues this clone's (another clone of the member delivered more), so the
+    retired key's tips cover it (docs/protocol.md §3, "Packed mailboxes"). Fetches each such
+    recipient's packed ref: their inbox; a key rotation is rare."""
+    from gitmail import git
+    from gitmail.api.packing import packed_tip_of
+    from gitmail.core import sync
+
+    tip_of = packed_tip_of(s)
+    suffix = "/" + to_ref(s.me)
+    for full in git.for_each_ref(s.repo.path, [sync.SENT]):
+        path = refs.MAIL + full[len(sync.SENT):]
+        if not path.endswith(suffix) or path.count("/") != 3:
+            continue
+        if s.repo.ref_target(refs.tracking(path, s.repo.remote)) is None:
+            tip = tip_of(path)
+            if tip is not None:
+                sync.adopt_packed(s.repo, path, tip)
 
 
 def _sent_tips(r: Repo, me: str, packing: bool = False) -> dict[str, str]:

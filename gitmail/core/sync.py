@@ -516,7 +516,7 @@ def _deliver(
                 if refs.head(p) in res.refused and p not in asked:
                     asked.add(p)
                     tip = packed_tip(p)
-                    if tip is not None and _adopt_packed(repo, p, tip):
+                    if tip is not None and adopt_packed(repo, p, tip):
                         adopted.add(p)
         behind = []
         with repo.lock():
@@ -601,7 +601,7 @@ def _deliver(
     return out
 
 
-def _adopt_packed(repo: "Repo", path: str, tip: str) -> bool:
+def adopt_packed(repo: "Repo", path: str, tip: str) -> bool:
     """Take ``tip``, the packed tip of ``path`` its recipient recorded, as the tip this clone
     delivered there, when it continues what this clone knew (else False: not the refusal's
     cause). The stale remote-tracking ref goes (the server has no ref for the pair)."""

@@ -300,3 +300,29 @@ def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg)
     assert [m["subject"] for m in res["new"]] == ["from the desk"] and res["problems"] == []
     assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "from the laptop": True, "from the desk": True}
     assert json.loads(o.ok("max", "outbox", "--undelivered", "--json").out)["undelivered"] == []
+
+
+def test_a_key_rotated_on_a_clone_that_missed_a_packed_delivery_keeps_that_mail_good(net: NetOrg) -> None:  # noqa: F811
+    """max's laptop delivered more to alex than the desk saw; alex packed the pair (no ref on
+    the org repo). The desk retires max's key: it reads alex's packed ref, so the retired
+    key's tip for the pair covers the laptop's message, and a full check stays good."""
+    from tests.conftest import run
+
+    o = packing_org(net)
+    laptop = o.root / "max-laptop"
+    assert run("init", "--name", "max", "--org", o.url, "--repo", str(laptop)).code == 0
+    assert run("send", "alex", "from the laptop", "--plain", "--repo", str(laptop)).code == 0
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    o.ok("max", "key", "rotate")
+    retired = json.loads(git("show", "refs/heads/gitmail/directory:" + _entry_file(o, "max"), cwd=o.bare).stdout)
+    entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())["max"]
+    assert entry in [t for tips in retired["retired"].values() for t in tips.values()], retired["retired"]
+    o.ok("sam", "sync", "--all")
+    v = json.loads(o.ok("sam", "verify", "--all", "--json").out)
+    assert v["ok"] and v["good"] == v["messages"] == 4, v
+
+
+def _entry_file(o: NetOrg, name: str) -> str:
+    files = git("ls-tree", "-r", "--name-only", "refs/heads/gitmail/directory", "members/", cwd=o.bare).stdout.split()
+    return next(f for f in files if f.endswith("/" + name + ".json") or f == f"members/{name}.json")
