@@ -54,7 +54,8 @@ steps = st.lists(st.fixed_dictionaries({s: st.one_of(st.none(), st.integers(0, C
 @given(steps)
 def test_a_line_is_good_exactly_when_entries_only_appear_or_move_forward(world: World, plan: list[dict]) -> None:
     maps = [{s: world.chains[s][i] for s, i in step.items() if i is not None} for step in plan]
-    tip, old = None, {}
+    tip: "str | None" = None
+    old: dict[str, str] = {}
     for m in maps:
         tip = packed.write_commit(world.pg, old, m, world.member, world.signer, tip)
         old = m
@@ -88,7 +89,9 @@ def test_a_step_signed_by_another_key_or_with_a_stray_parent_is_refused(world: W
     # Parents that are not exactly the moved entries: a stray one hides nothing from the rule.
     from gitmail.core.objects import signed_commit
 
-    c = world.pg[good]
+    from gitmail.core.objects import commit
+
+    c = commit(world.pg, good)
     sig = pygit2.Signature("owner", "owner@gitmail.invalid", 1_700_000_001, 0)
     stray = signed_commit(world.pg, sig, sig, packed.COMMIT_MESSAGE, str(c.tree_id),
                           [good, world.chains["bo"][0]], world.signer.sign)

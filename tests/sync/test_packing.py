@@ -279,11 +279,9 @@ def test_a_senders_quiet_sync_after_packing_loads_nothing(porg: NetOrg) -> None:
     assert heavy_imports("sync", "-q", "--repo", str(o.clones["max"])) == (False, False)
 
 
-def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg) -> None:  # noqa: F811
-    """max's laptop delivers more to alex than max's desk has seen, then alex packs the pair.
-    The desk's next message is written on its own last tip, so the guard refuses it; the desk
-    then reads alex's packed ref, takes the recorded tip (it continues the desk's), re-parents
-    its message onto it and delivers it: nothing forks, nothing is lost or sent twice."""
+def laptop_then_pack(net: NetOrg) -> NetOrg:
+    """A packing org where max's second clone (the laptop) delivered to alex after max's desk
+    did, and alex then packed the pair: the desk has not seen the packed tip."""
     from tests.conftest import run
 
     o = packing_org(net)
@@ -292,6 +290,15 @@ def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg)
     assert run("send", "alex", "from the laptop", "--plain", "--repo", str(laptop)).code == 0
     o.ok("alex", "sync")
     o.ok("alex", "pack")
+    return o
+
+
+def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg) -> None:  # noqa: F811
+    """max's laptop delivers more to alex than max's desk has seen, then alex packs the pair.
+    The desk's next message is written on its own last tip, so the guard refuses it; the desk
+    then reads alex's packed ref, takes the recorded tip (it continues the desk's), re-parents
+    its message onto it and delivers it: nothing forks, nothing is lost or sent twice."""
+    o = laptop_then_pack(net)
     entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())["max"]
     r = json.loads(o.ok("max", "send", "alex", "from the desk", "--plain", "--json").out)
     assert r["delivered"] is True, r
@@ -306,14 +313,7 @@ def test_a_key_rotated_on_a_clone_that_missed_a_packed_delivery_keeps_that_mail_
     """max's laptop delivered more to alex than the desk saw; alex packed the pair (no ref on
     the org repo). The desk retires max's key: it reads alex's packed ref, so the retired
     key's tip for the pair covers the laptop's message, and a full check stays good."""
-    from tests.conftest import run
-
-    o = packing_org(net)
-    laptop = o.root / "max-laptop"
-    assert run("init", "--name", "max", "--org", o.url, "--repo", str(laptop)).code == 0
-    assert run("send", "alex", "from the laptop", "--plain", "--repo", str(laptop)).code == 0
-    o.ok("alex", "sync")
-    o.ok("alex", "pack")
+    o = laptop_then_pack(net)
     o.ok("max", "key", "rotate")
     retired = json.loads(git("show", "refs/heads/gitmail/directory:" + _entry_file(o, "max"), cwd=o.bare).stdout)
     entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())["max"]
