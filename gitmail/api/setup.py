@@ -435,16 +435,11 @@ def _adopt_packed_tips(s: Session) -> None:
     when it continues this clone's (another clone of the member delivered more), so the
     retired key's tips cover it (docs/protocol.md §3, "Packed mailboxes"). Fetches each such
     recipient's packed ref: their inbox; a key rotation is rare."""
-    from gitmail import git
     from gitmail.api.packing import packed_tip_of
     from gitmail.core import sync
 
     tip_of = packed_tip_of(s)
-    suffix = "/" + to_ref(s.me)
-    for full in git.for_each_ref(s.repo.path, [sync.SENT]):
-        path = refs.MAIL + full[len(sync.SENT):]
-        if not path.endswith(suffix) or path.count("/") != 3:
-            continue
+    for path in sync.sent_tips(s.repo, s.me):
         if s.repo.ref_target(refs.tracking(path, s.repo.remote)) is None:
             tip = tip_of(path)
             if tip is not None:
@@ -457,8 +452,9 @@ def _sent_tips(r: Repo, me: str, packing: bool = False) -> dict[str, str]:
     Recorded when a key is retired: a message signed by that key is good only at
     or below these tips (docs/protocol.md §8). ``packing`` (the org policy): a
     mailbox its recipient packed has no ref on the org repo; its tip is the last one
-    this clone delivered there (``refs/gitmail/sent/``), never a recipient's word
-    for it (docs/protocol.md §3, "Packed mailboxes").
+    this clone delivered there (``refs/gitmail/sent/``, which :func:`_adopt_packed_tips`
+    moves to the recipient's packed tip when that continues it; docs/protocol.md §3,
+    "Packed mailboxes").
     """
     from gitmail import git
     from gitmail.core.address import to_ref
@@ -471,12 +467,9 @@ def _sent_tips(r: Repo, me: str, packing: bool = False) -> dict[str, str]:
         if path.endswith(suffix) and path.count("/") == 3:
             tips[path] = oid
     if packing:
-        from gitmail.core.sync import SENT
+        from gitmail.core.sync import sent_tips
 
-        for full, oid in git.for_each_ref(r.path, [SENT]).items():
-            path = refs.MAIL + full[len(SENT):]
-            if path.endswith(suffix) and path.count("/") == 3 and path not in tips:
-                tips[path] = oid
+        tips = {**sent_tips(r, me), **tips}
     for full, oid in git.for_each_ref(r.path, [refs.OUTBOX]).items():
         path = refs.MAIL + full[len(refs.OUTBOX):]
         if path.endswith(suffix) and path.count("/") == 3:

@@ -17,8 +17,8 @@ exactly one file, ``mailboxes`` (:data:`MAP_FILE`): one line
 ref-safe name (bytes), no duplicates, no other bytes (:func:`parse`,
 :func:`render`). Each commit's first parent is the previous packed commit (none
 for the line's root, which has no parents and an empty map); its other parents
-are exactly the commit ids of the entries it adds or moves, in map order. The rules every reader and the guard check for a
-commit (:func:`step_problem`):
+are exactly the commit ids of the entries it adds or moves, in map order. The
+rules every reader and the guard check for a commit (:func:`step_problem`):
 
 * signed by a key of ``M`` (the guard: ``M``'s current key);
 * an entry is never removed, and a moved entry's new commit descends from its
@@ -66,9 +66,6 @@ def parse(data: bytes) -> dict[str, str]:
     that name's bytes, no name twice; at most :data:`MAX_BYTES`. Raises
     :class:`PackedError` with the first rule broken.
     """
-    from gitmail.core.address import BROADCAST, GROUP_PREFIX, check_address, from_ref, to_ref
-    from gitmail.errors import GitmailError
-
     if len(data) > MAX_BYTES:
         raise PackedError(f"{MAP_FILE} is over {MAX_BYTES} bytes")
     if data and not data.endswith(b"\n"):
@@ -83,12 +80,8 @@ def parse(data: bytes) -> dict[str, str]:
         if raw <= last:
             raise PackedError(f"{MAP_FILE} line {n} is out of order or repeats a sender")
         last = raw
-        component = raw.decode("ascii")
-        try:
-            name = check_address(from_ref(component))
-        except GitmailError:
-            raise PackedError(f"{MAP_FILE} line {n} does not name a sender in canonical form") from None
-        if to_ref(name) != component or name == BROADCAST or name.startswith(GROUP_PREFIX):
+        name = refs.member_of(raw.decode("ascii"), "")
+        if name is None:
             raise PackedError(f"{MAP_FILE} line {n} does not name a sender in canonical form")
         out[name] = oid
     return out
@@ -199,13 +192,15 @@ def step_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str],
 
 
 def line_problem(pg: "pygit2.Repository", old: Optional[str], new: str, keys: Iterable[str],
-                 old_map: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], dict[str, str]]:
+                 old_map: Optional[Mapping[str, str]] = None,
+                 limit: Optional[int] = None) -> tuple[Optional[str], dict[str, str]]:
     """``(why old -> new is not a good advance of a packed ref, or None; the map at new)``.
 
     ``old`` (None: the ref is new) must be on ``new``'s first-parent line; every
     commit after it must pass :func:`step_problem`. ``old_map``: the map at
-    ``old`` when the caller has it (else it is read). Work: one signature and one
-    map per new commit.
+    ``old`` when the caller has it (else it is read). ``limit``: at most this many
+    new commits (the guard's bound on one push). Work: one signature and one map
+    per new commit.
     """
     from gitmail.core.objects import first_parent_line
 
@@ -214,6 +209,8 @@ def line_problem(pg: "pygit2.Repository", old: Optional[str], new: str, keys: It
     try:
         for oid, _ in first_parent_line(pg, new, old):
             line.append(oid)
+            if limit is not None and len(line) > limit:
+                return f"more than {limit} new commits in one push", {}
     except KeyError:
         return "a commit of the packed line is missing", {}
     if old is not None and line:

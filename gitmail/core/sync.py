@@ -102,10 +102,16 @@ def sent_paths(repo: "Repo", sender: str) -> list[str]:
     """Fetch patterns for every mailbox this clone has delivered to as ``sender``
     (``refs/gitmail/sent/<r>/<sender>``), so a rewrite of one is seen (§12) without
     asking the server for anyone else's mailboxes."""
+    return [refs.exact_pattern(path) for path in sorted(sent_tips(repo, sender))]
+
+
+def sent_tips(repo: "Repo", sender: str) -> dict[str, str]:
+    """Mailbox path -> the last tip this clone delivered there as ``sender``
+    (``refs/gitmail/sent/<r>/<sender>``; one ``for-each-ref``)."""
     from gitmail.core.address import to_ref
 
     found = git.for_each_ref(repo.path, [SENT + "*/" + to_ref(sender)])
-    return [refs.exact_pattern(refs.MAIL + name[len(SENT):]) for name in sorted(found)]
+    return {refs.MAIL + name[len(SENT):]: oid for name, oid in found.items()}
 
 
 _LOCKED = re.compile(r"cannot lock ref|unable to update local ref|some local refs could not be updated|"

@@ -254,11 +254,9 @@ def check_packed(pg: "pygit2.Repository", u: Update, directory: "Directory",
                 "a member of the directory in canonical ref-safe form)"]
     if u.new is None:
         return [f"{u.ref}: deleting a member's packed mailboxes is not allowed"]
-    err = _bounded(pg, u.ref, u.old, u.new)
-    if err:
-        return [err]
     old_map = packed.trusted_map(pg, u.old)
-    why, new_map = packed.line_problem(pg, u.old, u.new, [directory.members[owner].signing_key], old_map)
+    why, new_map = packed.line_problem(pg, u.old, u.new, [directory.members[owner].signing_key], old_map,
+                                       limit=MAX_NEW_COMMITS)
     if why:
         return [f"{u.ref}: {why}"]
     after = after or _After(pg, [u])
@@ -306,20 +304,6 @@ class _After:
 
             self._maps[tip] = packed.trusted_map(self.pg, tip)
         return self._maps[tip]
-
-
-def _bounded(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> Optional[str]:
-    """Why the first-parent line from ``new`` down to ``old`` is too long to check (more than
-    :data:`MAX_NEW_COMMITS` commits) or cannot be walked, or None. Merges are not judged here."""
-    from gitmail.core.objects import first_parent_line
-
-    try:
-        for n, _ in enumerate(first_parent_line(pg, new, old), 1):
-            if n > MAX_NEW_COMMITS:
-                return f"{ref}: more than {MAX_NEW_COMMITS} new commits in one push"
-    except KeyError:
-        return f"{ref}: a commit of the pushed line is missing"
-    return None
 
 
 def check_state(pg: "pygit2.Repository", u: Update, directory: "Directory") -> list[str]:
