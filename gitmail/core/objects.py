@@ -70,17 +70,30 @@ WINDOW_BYTES = 8 << 20  # one mapped window of a pack file (default 1 GiB)
 MAPPED_BYTES = 32 << 20
 
 
-def bound_memory() -> None:
-    """Cap libgit2's object cache and pack mappings for this process (and the workers it forks):
-    a walk over a million commits otherwise keeps hundreds of MB of parsed commits and every
-    page of the pack it touched (issue 16, item 2). Process-wide; idempotent; called by
-    :attr:`gitmail.core.repo.Repo.pg` before it opens the repository. What stays: the pack's
-    ``.idx``, mapped whole by libgit2 (28 bytes an object: about 3 objects a message)."""
+def configure_reads() -> None:
+    """Set libgit2's process-wide read settings for this process (and the workers it forks),
+    before the first read. Idempotent; called by :attr:`gitmail.core.repo.Repo.pg` and the
+    :class:`~gitmail.core.store.Checker`.
+
+    * Memory (issue 16, item 2): libgit2's object cache and pack mappings are capped; a walk
+      over a million commits otherwise keeps hundreds of MB of parsed commits and every page
+      of the pack it touched. What stays: the pack's ``.idx``, mapped whole by libgit2 (28
+      bytes an object: about 3 objects a message).
+    * Time (issue 16, item 4): libgit2 hashes every object it reads again to compare it with
+      its id ("strict hash verification", on by default; SHA-1 with collision detection);
+      git itself does not. An object's id is computed from its content when it enters the
+      object database (``index-pack`` hashes every object of a fetched or pushed pack, and
+      ``hash-object``/libgit2 every object written), which is where the id binds the bytes
+      gitmail then verifies; hashing again on each read only detects a corruption of the
+      local disk afterwards (``git fsck`` does that). Off: about 1.5 µs a read, some 7 µs
+      of the CPU of each message a first sync checks (bench/bench_scale.py).
+    """
     import pygit2
 
     pygit2.settings.cache_max_size(CACHE_BYTES)
     pygit2.settings.mwindow_size = WINDOW_BYTES
     pygit2.settings.mwindow_mapped_limit = MAPPED_BYTES
+    pygit2.settings.enable_strict_hash_verification(False)
 
 
 # -- history: the one first-parent walker, robust to hostile commits ------------------

@@ -69,9 +69,9 @@ class Repo:
         if self._pg is None:
             import pygit2
 
-            from gitmail.core.objects import bound_memory
+            from gitmail.core.objects import configure_reads
 
-            bound_memory()  # before the first read: a window mapped earlier keeps the default size
+            configure_reads()  # before the first read: a window mapped earlier keeps the default size
             self._pg = pygit2.Repository(str(self.git_dir))
         return self._pg
 

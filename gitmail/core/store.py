@@ -386,9 +386,9 @@ class Checker:
     def __init__(self, pg: "pygit2.Repository", directory: "Directory", workers: Optional[int] = None) -> None:
         import os
 
-        from gitmail.core.objects import bound_memory
+        from gitmail.core.objects import configure_reads
 
-        bound_memory()
+        configure_reads()
         self.pg = pg
         self.directory = directory
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
