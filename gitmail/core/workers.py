@@ -123,9 +123,15 @@ def _worker_start(parent: int) -> None:
     """A worker's set-up: SIGINT ignored, then unblocked; killed when ``parent`` dies."""
     import signal
 
+    import gc
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent(parent)
+    # What the worker inherited (the directory, the modules) lives as long as it does: out of
+    # the garbage collector's scans, which then visit only what the work allocates, and out of
+    # its writes to those objects' headers, which would copy the parent's pages.
+    gc.freeze()
 
 
 def _die_with_parent(parent: int) -> None:
