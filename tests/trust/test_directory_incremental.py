@@ -660,9 +660,14 @@ def test_deleted_ledger_is_rebuilt_from_git(org: Org, counting: dict[str, int]) 
     assert got.members == want.members and got.tip == want.tip
     assert counting["commits"] == len(list(first_parent_line(repo.pg, want.tip or "")))  # the history, once
     assert Ledger.undump(path.read_bytes()).tip == want.tip
-    path.write_bytes(b"not a ledger")
-    dirmod._LEDGERS.clear()
-    assert dirmod.load(repo).members == want.members
+    # Anything the ledger reader refuses costs a verification from the root, never an error:
+    # not JSON, JSON that is not an object (this crashed the reader before: AttributeError),
+    # bytes that are not UTF-8 (the fast JSON reader refuses them; the other one decides).
+    for junk in (b"not a ledger", b"[1, 2]", b"null", b'{"format": 2, "tip": "\xff"}', path.read_bytes()[:-9]):
+        path.write_bytes(junk)
+        dirmod._LEDGERS.clear()
+        assert dirmod.load(repo).members == want.members
+        assert Ledger.undump(path.read_bytes()).tip == want.tip  # and written anew
 
 
 def test_ledger_for_another_tip_is_never_trusted(org: Org, counting: dict[str, int]) -> None:
