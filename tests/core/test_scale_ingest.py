@@ -529,3 +529,37 @@ def test_the_new_mail_notice_counts_pages_and_never_holds_every_row(org: Org, mo
     assert text is not None and text.startswith("📬 5 new messages from max; newest (")
     assert text.endswith('): "subject 4"  Run: gitmail read')
     assert hooks.notice(org.clones["alex"]) is None
+
+
+def test_an_ingest_leaves_the_connection_and_the_collector_as_it_found_them(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest's bigger SQLite page cache and paused garbage collector are its own: the
+    connection's cache size and the collector's state are back afterwards, after an error too."""
+    import gc
+
+    from gitmail.api.session import session
+
+    org.ok("max", "send", "alex", "one")
+    git("fetch", "-q", "origin", cwd=org.clones["alex"])
+    s = session(org.clones["alex"], "alex")
+    s.db.execute("PRAGMA cache_size=-1234")
+    assert gc.isenabled()
+    cache.ingest(s.repo, "alex", s.db, s.directory)
+    assert s.db.execute("PRAGMA cache_size").fetchone()[0] == -1234
+    assert gc.isenabled()
+    assert [r["subject"] for r in s.db.execute("SELECT subject FROM msg")] == ["one"]
+
+    class Boom(Exception):
+        pass
+
+    def fail(*a: Any, **kw: Any) -> Any:
+        raise Boom
+
+    org.ok("max", "send", "alex", "two")
+    git("fetch", "-q", "origin", cwd=org.clones["alex"])
+    monkeypatch.setattr(cache, "_index_path", fail)
+    with pytest.raises(Boom):
+        cache.ingest(s.repo, "alex", s.db, s.directory)
+    assert s.db.execute("PRAGMA cache_size").fetchone()[0] == -1234
+    assert gc.isenabled()
