@@ -269,19 +269,7 @@ def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direct
     run one at a time (a lock file beside the database).
     """
     with _ingest_lock(repo, member), _transaction(db), _collector_paused():
-        was = db.execute("PRAGMA cache_size").fetchone()[0]
-        db.execute(f"PRAGMA cache_size=-{INGEST_CACHE_KIB}")
-        try:
-            return _ingest(repo, member, db, directory)
-        finally:
-            db.execute(f"PRAGMA cache_size={int(was)}")  # what follows gets the memory back
-
-
-# SQLite's page cache while an ingest writes (KiB; its default is 2,000): the Message-ID index
-# takes random keys, and with the default cache a long ingest reads its pages back from the
-# file again and again (300,000 rows: 18.2 against 15.1 µs a row; issue 16 item 4). Pages
-# are allocated as used, so a small ingest takes little of it.
-INGEST_CACHE_KIB = 32 * 1024
+        return _ingest(repo, member, db, directory)
 
 
 @contextmanager
