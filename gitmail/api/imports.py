@@ -30,8 +30,8 @@ from typing import Iterator, Optional, Union
 
 from gitmail.api.archives import RAW_READERS, SOURCES, Entry, Original, Skip, parse, parse_all
 from gitmail.api.results import ImportResult, SkippedEntry
-from gitmail.api.send import (CHUNK, PARALLEL_MIN, Draft, Prepared, forked_preparers, no_cycle_collection,
-                              prepare_stream, write_prepared)
+from gitmail.api.send import (CHUNK, PARALLEL_MIN, Draft, Prepared, forked_preparers, prepare_stream,
+                              write_prepared)
 from gitmail.api.session import RepoLike, Session, resolve_recipients, session
 from gitmail.core import workers
 from gitmail.errors import GitmailError, UsageError
@@ -219,7 +219,7 @@ def import_archive(
             # The workers parse (the standard library's parser makes cycles there, not here):
             # this process only gathers long-lived objects until the end, which the cycle
             # collector would walk again and again (0.4 s of a 10,000-message import).
-            stack.enter_context(no_cycle_collection())
+            stack.enter_context(workers.collector_paused())
         everything = itertools.chain(head, entries)
         try:
             if pool is not None:
@@ -258,7 +258,7 @@ def import_archive(
                 yield got
 
         # Written while the workers compose the next ones (the pack is stored only at the end).
-        with no_cycle_collection():
+        with workers.collector_paused():
             results = write_prepared(s, ready(), mailbox=mailbox_path) if originals else []
             if results and not any(x.outcome == "refused" for x in results):
                 # Every message written lies below the new tip: remember them, so that the next

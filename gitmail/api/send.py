@@ -518,28 +518,13 @@ def prepare_stream(s: Session, drafts: Iterable[Draft], encrypt: Optional[bool],
         yield from part
 
 
-@contextlib.contextmanager
-def no_cycle_collection() -> Iterator[None]:
-    """Python's cycle collector paused while a batch is composed and written: every message
-    adds long-lived objects, so the collector walks an ever larger heap again and again (a
-    tenth of an import's CPU), and composing makes no cycles worth collecting meanwhile.
-    (Parsing does, the standard library's parser holds each message in a cycle: not paused.)"""
-    import gc
-
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def _prepare_chunk(drafts: list[Draft]) -> list[Union[Prepared, GitmailError]]:
+    from gitmail.core import workers
+
     s, encrypt, clear_copies = _FORKED["session"], _FORKED["encrypt"], _FORKED["clear_copies"]
     assert isinstance(s, Session)
     out: list[Union[Prepared, GitmailError]] = []
-    with no_cycle_collection():
+    with workers.collector_paused():
         for dr in drafts:
             try:
                 p = prepare(s, dr, encrypt if isinstance(encrypt, bool) else None)

@@ -268,28 +268,14 @@ def ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direct
     message is kept but never shown as genuine. Ingests of one member's cache
     run one at a time (a lock file beside the database).
     """
-    with _ingest_lock(repo, member), _transaction(db), _collector_paused():
+    from gitmail.core.workers import collector_paused
+
+    # The collector paused (workers.collector_paused): :func:`_index_range` collects the youngest
+    # generation once per batch instead (what the batch allocated, not the whole heap: a full
+    # collection took 44 ms in an org of 10,000 members), so what cycles there are (a hostile
+    # mailbox checked in this process) stay bounded by a batch.
+    with _ingest_lock(repo, member), _transaction(db), collector_paused():
         return _ingest(repo, member, db, directory)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the block (as it was after): indexing allocates
-    rows by the hundred thousand, nearly none in cycles, and the collections this triggers
-    scan the heap again and again (about 10% of the indexing process's CPU in a first sync
-    of 30,000 messages). :func:`_index_range` collects the youngest generation once per
-    batch instead (what the batch allocated, not the whole heap: a full collection took
-    44 ms in an org of 10,000 members), so what cycles there are (a hostile mailbox checked
-    in this process) stay bounded by a batch."""
-    import gc
-
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 class _ingest_lock:
