@@ -1187,20 +1187,30 @@ def ledger_kept(pg: "pygit2.Repository", file: Path, tip: Optional[str]) -> tupl
     """
     if tip is None:
         return Ledger(), []
-    hit = _LEDGERS.get(tip)
+    hit = kept_ledger(file, tip)
     if hit is not None:
         return hit, []
-    try:
-        kept = Ledger.undump(file.read_bytes())
-        if kept.tip == tip:
-            _remember(kept)
-            return kept, []
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
     L, probs = advance(pg, Ledger(), tip)
     if L.tip == tip:
         save_ledger(file, L)
     return L, probs
+
+
+def kept_ledger(file: Path, tip: str) -> Optional[Ledger]:
+    """The verified ledger at exactly ``tip`` if this process remembers it or ``file`` holds it,
+    else None (nothing is verified here: see :func:`ledger_kept`). A file that cannot be read
+    or parsed counts as none."""
+    hit = _LEDGERS.get(tip)
+    if hit is not None:
+        return hit
+    try:
+        kept = Ledger.undump(file.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if kept.tip != tip:
+        return None
+    _remember(kept)
+    return kept
 
 
 def save_ledger(file: Path, L: Ledger) -> None:

@@ -129,36 +129,51 @@ def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
     """The directory the messages of this push are checked against, and directory errors."""
     from pathlib import Path
 
-    from gitmail.core.directory import LEDGER_FILE, Directory, from_tree, verify_range
-    from gitmail.errors import VerificationError
-
-    from gitmail.core.objects import commit as commit_at
+    from gitmail.core.directory import LEDGER_FILE, verify_range
 
     ref = refs.head(refs.DIRECTORY)
     current = _ref(pg, ref)
-    try:
-        cached = cache.get(current) if current and cache is not None else None
-        if cached is not None:
-            base = cached
-        else:
-            base = from_tree(pg, commit_at(pg, current)) if current else Directory()
-            if current and cache is not None:
-                cache.clear()  # one entry: the current tip (threads share it; a lost entry is only re-parsed)
-                cache[current] = base
-    except VerificationError:
-        base = Directory()
+    kept = Path(pg.path) / "gitmail" / LEDGER_FILE
     if u is None:
-        return base, []
+        return _directory_at(pg, current, kept, cache), []
     if u.new is None:
-        return base, [f"{ref}: deleting the directory is not allowed"]
+        return _directory_at(pg, current, kept, cache), [f"{ref}: deleting the directory is not allowed"]
     old = u.old or current
     err = _linear(pg, u.ref, old, u.new)
     if err:
-        return base, [err]
+        return _directory_at(pg, current, kept, cache), [err]
     # The ledger of the accepted tip is kept in the org repo, so a guard that starts cold (a
     # new daemon, or the in-process check) verifies only what came since, not the whole history.
-    d, problems = verify_range(pg, old, u.new, kept=Path(pg.path) / "gitmail" / LEDGER_FILE)
+    d, problems = verify_range(pg, old, u.new, kept=kept)
     return (d, [f"{ref}: {p}" for p in problems]) if problems else (d, [])
+
+
+def _directory_at(pg: "pygit2.Repository", current: Optional[str], kept: "Path",
+                  cache: Optional[dict[str, "Directory"]]) -> "Directory":
+    """The directory at the org repo's current tip ``current``: from ``cache`` (the warm
+    guard's, one entry), else from the ledger the guard kept for that tip (the tip it verified
+    when the directory last moved), else parsed from the tree (:func:`from_tree`; an
+    unreadable one is the empty directory). Reading the tree took 0.4 s at 10,000 members,
+    the kept ledger a third of that; a push that moves the directory needs neither (its
+    commits are verified from the kept ledger, :func:`verify_range`)."""
+    from gitmail.core.directory import Directory, from_tree, kept_ledger
+    from gitmail.core.objects import commit as commit_at
+    from gitmail.errors import VerificationError
+
+    if not current:
+        return Directory()
+    hit = cache.get(current) if cache is not None else None
+    if hit is not None:
+        return hit
+    ledger = kept_ledger(kept, current)
+    try:
+        d = ledger.directory() if ledger is not None else from_tree(pg, commit_at(pg, current))
+    except VerificationError:
+        return Directory()
+    if cache is not None:
+        cache.clear()  # one entry: the current tip (threads share it; a lost entry is only re-parsed)
+        cache[current] = d
+    return d
 
 
 def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory",

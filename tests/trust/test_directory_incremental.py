@@ -788,3 +788,47 @@ def test_a_cold_guard_verifies_only_the_pushed_directory_commits(org: Org, count
     dirmod._LEDGERS.clear()
     errors = check_push(pg, [Update(newer, tip, dir_ref)])
     assert len(errors) == 1 and "fast-forward" in errors[0], errors
+
+
+def test_the_guard_reads_the_current_directory_from_its_kept_ledger(
+    org: Org, counting: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a push is checked against (the directory at the org repo's tip) comes from the
+    ledger the guard kept for that tip, not from parsing the whole tree again (0.4 s at 10,000
+    members, on every push after the directory moved); a push that moves the directory reads
+    neither. A ledger kept for another tip is never used: the tree is parsed, as before."""
+    from gitmail.guard.check import Update, _directory_after, check_push
+
+    org.join("max")
+    org.join("ann")
+    pg = pygit2.Repository(org.url)
+    dir_ref = refs.head(refs.DIRECTORY)
+    kept = Path(org.url) / "gitmail" / dirmod.LEDGER_FILE
+    parsed: list[str] = []
+    real = dirmod.from_tree
+
+    def counted(pg_: Any, c: Any) -> Directory:
+        parsed.append(str(c.id))
+        return real(pg_, c)
+
+    monkeypatch.setattr(dirmod, "from_tree", counted)
+    tip = str(pg.references[dir_ref].target)
+    below = str(commit(pg, tip).parent_ids[0])
+    dirmod._LEDGERS.clear()
+    assert check_push(pg, [Update(below, tip, dir_ref)]) == []  # the guard verifies ann's registration
+    assert parsed == [] and Ledger.undump(kept.read_bytes()).tip == tip
+    reference = real(pg, commit(pg, tip))
+    for cold in (False, True):  # the warm guard's process memory, then a cold one reading the file
+        if cold:
+            dirmod._LEDGERS.clear()
+        cache: dict[str, Directory] = {}
+        d, errors = _directory_after(pg, None, cache)
+        assert errors == [] and parsed == []
+        assert (d.tip, d.members, d.groups, d.policy) == (reference.tip, reference.members, reference.groups,
+                                                          reference.policy)
+        assert cache == {tip: d}
+    # A ledger kept for another tip: the tree is parsed, with the same directory.
+    kept.write_bytes(Ledger.undump(kept.read_bytes()).dump().replace(tip.encode(), below.encode()))
+    dirmod._LEDGERS.clear()
+    d, errors = _directory_after(pg, None, {})
+    assert errors == [] and parsed == [tip] and d.members == reference.members
