@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import zlib
 from pathlib import Path
 from typing import Any
@@ -560,3 +561,41 @@ def test_an_ingest_leaves_the_collector_as_it_found_it(
     with pytest.raises(Boom):
         cache.ingest(s.repo, "alex", s.db, s.directory)
     assert gc.isenabled()
+
+
+def _rewrite_loose(clone: Path, oid: str, content: bytes, kind: bytes) -> None:
+    """Replace the loose object ``oid`` with other bytes under the same id (what a disk fault or
+    an intruder with write access to .git could do)."""
+    loose = clone / ".git" / "objects" / oid[:2] / oid[2:]
+    assert loose.exists()  # a small fetch is unpacked into loose objects (transfer.unpackLimit)
+    os.chmod(loose, 0o644)
+    loose.write_bytes(zlib.compress(kind + b" %d\0" % len(content) + content))
+
+
+def test_objects_altered_on_disk_are_reported_without_libgit2_rehashing_them(org: Org) -> None:
+    """gitmail reads objects as git does, without hashing each one again against its id
+    (``objects.configure_reads``): an object altered on disk under its old id is still caught by
+    what the message rules bind: a tree swapped for another message's, a commit whose signed
+    text was changed."""
+    org.ok("max", "send", "alex", "first")
+    org.ok("max", "send", "alex", "second")
+    org.ok("max", "send", "alex", "third")
+    org.ok("alex", "sync")
+    alex = org.clones["alex"]
+    path = refs.mail_path("alex", "max")
+    first, second, third = _chain(alex, f"refs/remotes/origin/{path}")
+    # The first message's tree now holds the second message's content (a good message itself).
+    tree1 = git("rev-parse", f"{first}^{{tree}}", cwd=alex).stdout.strip()
+    tree2 = git("rev-parse", f"{second}^{{tree}}", cwd=alex).stdout.strip()
+    raw2 = subprocess.run(["git", "cat-file", "tree", tree2], cwd=alex, capture_output=True, check=True).stdout
+    _rewrite_loose(alex, tree1, raw2, b"tree")
+    # The third commit's text changed in place; its signature no longer covers it.
+    raw3 = subprocess.run(["git", "cat-file", "commit", third], cwd=alex, capture_output=True, check=True).stdout
+    assert b"\nPriority: normal\n" in raw3
+    _rewrite_loose(alex, third, raw3.replace(b"\nPriority: normal\n", b"\nPriority: urgent\n", 1), b"commit")
+    r = org.as_("alex", "verify", "--all", "--json")
+    assert r.code == 7, r.err
+    bad = {b["oid"]: (b["status"], b["detail"]) for b in json.loads(r.out)["bad"]}
+    assert set(bad) == {first, third}, bad
+    assert bad[first][0] == "malformed" and "disagrees" in bad[first][1]
+    assert bad[third][0] == "bad-signature"
