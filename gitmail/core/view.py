@@ -54,8 +54,8 @@ def role(member: str, groups: Collection[str], recipient: str, sender: str) -> t
 def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
     """Write ``.git/gitmail/inbox-refs``: which refs the shell notice watches (docs/sync.md).
 
-    Lines ``<key> <value>``: ``format`` (:data:`INBOX_REFS_FORMAT`), ``member`` (the name), ``self`` (its ref-safe form),
-    ``directory`` (the remote-tracking directory ref), ``verified`` (the
+    Lines ``<key> <value>``: ``format`` (:data:`INBOX_REFS_FORMAT`), ``member`` (the
+    name), ``self`` (its ref-safe form), ``directory`` (the remote-tracking directory ref), ``verified`` (the
     verified directory tip this was written for: the notice defers to gitmail
     when it differs), ``inbox <prefix> <address>`` (a ref prefix whose mail is
     for the member, its own included, and the address its ``To`` must name) and
@@ -83,7 +83,8 @@ def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
     t = refs.tracking("", repo.remote)
     lines = [f"format {INBOX_REFS_FORMAT}", f"member {member}", f"self {to_ref(member)}",
              f"directory {t}{refs.DIRECTORY}", f"verified {directory.tip or ''}",
-             f"inbox {t}{refs.MAIL}{to_ref(member)}/ {member}", f"shared {t}{refs.MAIL}{to_ref(BROADCAST)}/ {BROADCAST}"]
+             f"inbox {t}{refs.MAIL}{to_ref(member)}/ {member}",
+             f"shared {t}{refs.MAIL}{to_ref(BROADCAST)}/ {BROADCAST}"]
     lines += [f"shared {t}{refs.MAIL}{to_ref(g)}/ {g}" for g in directory.groups_of(member)]
     lines.append(f"limit {directory.policy.body_limit}")
     path = repo.data_dir / INBOX_REFS
