@@ -55,9 +55,9 @@ def write_inbox_refs(repo: "Repo", member: str, directory: "Directory") -> None:
     """Write ``.git/gitmail/inbox-refs``: which refs the shell notice watches (docs/sync.md).
 
     Lines ``<key> <value>``: ``format`` (:data:`INBOX_REFS_FORMAT`), ``member`` (the
-    name), ``self`` (its ref-safe form), ``directory`` (the remote-tracking directory ref), ``verified`` (the
-    verified directory tip this was written for: the notice defers to gitmail
-    when it differs), ``inbox <prefix> <address>`` (a ref prefix whose mail is
+    name), ``self`` (its ref-safe form), ``directory`` (the remote-tracking directory
+    ref), ``verified`` (the verified directory tip this was written for: the notice
+    defers to gitmail when it differs), ``inbox <prefix> <address>`` (a ref prefix whose mail is
     for the member, its own included, and the address its ``To`` must name) and
     ``shared <prefix> <address>`` (broadcast and the member's groups: mail from
     the member itself is not inbox there), the same rule as :func:`role`;
