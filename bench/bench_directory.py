@@ -19,10 +19,13 @@ For each size it prints: the wall time of a fresh ``gitmail init --org PATH``
 the same-run baseline ``git clone --bare --no-local`` of the org (what git
 itself spends receiving and indexing the same history), the verification of
 the whole directory alone (in-process, on that clone), a no-op ``gitmail
-sync`` (nothing moved) and a ``gitmail sync`` that brings one new directory
-commit; then the ratios 1000/250 (target at most 4.4x) and 10000/1000 (target
-at most 11x), for gitmail, for the baseline, for the verification alone and
-for init minus clone. Times are medians of ``--repeat`` runs (fresh clones each
+sync`` (nothing moved), a ``gitmail sync`` that brings one new directory
+commit, and the steady state: a ``gitmail send`` to another member and that
+member's ``gitmail sync`` bringing the one message, through the warm CLI server
+(the default) and in-process (``GITMAIL_WARM=off``); then the ratios 1000/250
+(target at most 4.4x) and 10000/1000 (target at most 11x), for gitmail, for
+the baseline, for the verification alone and for init minus clone, and the
+steady state's 10000/1000. Times are medians of ``--repeat`` runs (fresh clones each
 time).
 
 ``--layout 2`` (the default; what ``gitmail init`` makes for a new org) builds the
@@ -385,6 +388,24 @@ def main() -> None:
                 return timed([GITMAIL, "sync", "--repo", str(m0)], env)
 
             row["sync (directory moved)"] = median_of(args.repeat, moved)
+            # The steady state: member-0 sends to a peer, who syncs it (the directory does not move;
+            # what still grows with the members is loading the verified directory), through the
+            # warm CLI server (the default) and in-process.
+            peer = work / "peer"
+            timed([GITMAIL, "init", "--name", f"peer-{os.getpid()}", "--org", str(org), "--repo", str(peer)], env)
+            to = subprocess.run(["git", "config", "gitmail.user"], cwd=peer, capture_output=True, text=True,
+                                check=True).stdout.strip()
+            timed([GITMAIL, "sync", "-q", "--repo", str(m0)], env)  # m0 learns the peer's registration
+            for how, e in (("warm", env), ("in-process", {**env, "GITMAIL_WARM": "off"})):
+                timed([GITMAIL, "sync", "-q", "--repo", str(peer)], e)
+                row[f"send ({how})"] = median_of(
+                    args.repeat, lambda i: timed([GITMAIL, "send", to, f"note {i}", "-q", "--repo", str(m0)], e))
+
+                def one(i: int) -> float:
+                    timed([GITMAIL, "send", to, f"mail {how} {i}", "-q", "--repo", str(m0)], e)
+                    return timed([GITMAIL, "sync", "-q", "--repo", str(peer)], e)
+
+                row[f"sync bringing one message ({how})"] = median_of(args.repeat, one)
             rows[n] = row
             print(f"{n:>6} members: " + ", ".join(f"{k} {v:.2f} s" for k, v in row.items()), flush=True)
             shutil.rmtree(work)
@@ -392,7 +413,9 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     print()
-    cols = ["gitmail init", "git clone", "verify only", "sync (nothing moved)", "sync (directory moved)"]
+    cols = ["gitmail init", "git clone", "verify only", "sync (nothing moved)", "sync (directory moved)",
+            "send (warm)", "sync bringing one message (warm)", "send (in-process)",
+            "sync bringing one message (in-process)"]
     print(f"{'members':>8} " + " ".join(f"{c:>24}" for c in cols))
     for n, row in rows.items():
         print(f"{n:>8} " + " ".join(f"{row[c]:>22.2f} s" for c in cols))
@@ -405,6 +428,8 @@ def main() -> None:
             over = ((rows[b]["gitmail init"] - rows[b]["git clone"]) / (rows[a]["gitmail init"] - rows[a]["git clone"]))
             print(f"ratio {b}/{a}: gitmail init {gi:.2f}x (target at most {target}x), git clone {gc:.2f}x, "
                   f"directory verification alone {vo:.2f}x, init minus clone {over:.2f}x")
+            steady = ", ".join(f"{c} {rows[b][c] / rows[a][c]:.2f}x" for c in cols[5:])
+            print(f"ratio {b}/{a}, steady state: {steady}")
 
 
 if __name__ == "__main__":

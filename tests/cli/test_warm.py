@@ -281,6 +281,7 @@ def test_signals_reach_the_command(org: Org, warm: Warm) -> None:
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reading_stdin(warm, pid)
     p.send_signal(signal.SIGINT)
+    p.wait(timeout=60)  # stdin open until the client ends (see the test below: communicate() closes it)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "gitmail: interrupted\n", (p.returncode, err)
     assert inbox(org, "alex") == []
@@ -536,6 +537,10 @@ def busy_worker(org: Org, warm: Warm, first: str) -> tuple[int, str, int, "subpr
 def test_a_worker_is_interrupted_like_a_child_and_retires_with_its_server(org: Org, warm: Warm) -> None:
     pid, max_, w, p = busy_worker(org, warm, "before")
     p.send_signal(signal.SIGINT)
+    # Wait for the client before reading its output: communicate() would close its stdin at
+    # once, and a worker reading that end of file before the forwarded SIGINT reaches it says
+    # "empty message" first (seen once in a full run on a loaded machine).
+    p.wait(timeout=60)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err == "gitmail: interrupted\n", (p.returncode, err)
     wait_for(lambda: w not in warm.children(pid) or None)
