@@ -559,7 +559,19 @@ class Ledger:
 
     @classmethod
     def undump(cls, blob: bytes) -> "Ledger":
-        """Parse :meth:`dump`'s bytes. Raises ``ValueError``/``KeyError``/``TypeError`` on anything else."""
+        """Parse :meth:`dump`'s bytes. Raises ``ValueError``/``KeyError``/``TypeError`` on anything else.
+
+        With Python's cycle collector paused (:func:`gitmail.core.workers.collector_paused`):
+        the parsed file and the ledger built from it are hundreds of thousands of objects at
+        10,000 members, none in a cycle, and the collections their allocation triggered took
+        half the time (120 against 60 ms)."""
+        from gitmail.core.workers import collector_paused
+
+        with collector_paused():
+            return cls._undump(blob)
+
+    @classmethod
+    def _undump(cls, blob: bytes) -> "Ledger":
         import json
 
         import orjson
