@@ -89,6 +89,22 @@ def heavy_imports(*argv: str) -> tuple[bool, bool]:
     return pygit2 == "True", pydantic == "True"
 
 
+def recorded(monkeypatch: pytest.MonkeyPatch, owner: object, name: str,
+             key: Callable[..., object] = lambda *a, **kw: a) -> list[object]:
+    """Wrap ``owner.name`` (a module's function) so that each call still runs and appends
+    ``key(*args, **kwargs)`` to the returned list: what a test counts (checks made, trees
+    parsed, fingerprints computed) without changing what happens."""
+    seen: list[object] = []
+    real = getattr(owner, name)
+
+    def wrapper(*a: object, **kw: object) -> object:
+        seen.append(key(*a, **kw))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return seen
+
+
 def git(*args: str, cwd: Path | str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check)
 

@@ -9,19 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitmail.core import signing, view
-from tests.conftest import Org
-
-
-def _calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = signing.fingerprint
-
-    def counted(line: str) -> str:
-        seen.append(line)
-        return real(line)
-
-    monkeypatch.setattr(signing, "fingerprint", counted)
-    return seen
+from tests.conftest import Org, recorded
 
 
 def _file(clone: Path) -> str:
@@ -43,7 +31,7 @@ def test_inbox_refs_is_written_again_only_when_the_directory_moved(org: Org, mon
 
     # Mail arrives, the directory stays: nothing recomputed, the file is the same.
     org.ok("max", "send", "alex", "hello")
-    calls = _calls(monkeypatch)
+    calls = recorded(monkeypatch, signing, "fingerprint")
     assert [m.subject for m in api.sync(alex, as_="alex").new] == ["hello"]
     assert calls == []
     assert _file(alex) == first

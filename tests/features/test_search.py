@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gitmail.api.search import fts_expression
 from gitmail.core import cache
-from tests.conftest import Org, run
+from tests.conftest import Org, recorded, run
 
 
 def _hits(org: Org, who: str, *args: str) -> list[dict[str, Any]]:
@@ -252,19 +252,12 @@ def test_indexing_reads_plain_messages_without_the_model(org: Org, monkeypatch: 
     api.send_batch(org.clones["max"], [api.Draft(to=["alex"], body=f"plain words number {i}") for i in range(8)],
                    encrypt=False)
     org.ok("alex", "sync")
-    reads: list[str] = []
-    real = store.read_message
-
-    def read_message(pg: Any, c: Any) -> Any:
-        reads.append(str(c.id))
-        return real(pg, c)
-
-    monkeypatch.setattr(store, "read_message", read_message)
+    reads = recorded(monkeypatch, store, "read_message", lambda pg, c: str(c.id))
     assert len(_hits(org, "alex", "plain", "words")) == 8 and reads == []
     monkeypatch.undo()
     s = session(org.clones["alex"])
     rows = [cache.Row.of(r) for r in s.db.execute("SELECT * FROM msg WHERE inbox=1")]
     stored_text = sys.modules["gitmail.api.search"]._stored_text
     for r in rows:
-        m = real(s.repo.pg, commit(s.repo.pg, r.oid))
+        m = store.read_message(s.repo.pg, commit(s.repo.pg, r.oid))
         assert stored_text(s, r) == (m.body, " ".join(a.name for a in m.attachments))

@@ -37,7 +37,7 @@ from gitmail.core.repo import open_repo
 from gitmail.core.signing import Signer, public_key_line, signer_of
 from gitmail.errors import DirectoryError, VerificationError
 
-from tests.conftest import Org, git
+from tests.conftest import Org, git, recorded
 
 # -- the reference: verification as it was before issue 16 (one full snapshot per commit) --
 
@@ -804,14 +804,8 @@ def test_the_guard_reads_the_current_directory_from_its_kept_ledger(
     pg = pygit2.Repository(org.url)
     dir_ref = refs.head(refs.DIRECTORY)
     kept = Path(org.url) / "gitmail" / dirmod.LEDGER_FILE
-    parsed: list[str] = []
     real = dirmod.from_tree
-
-    def counted(pg_: Any, c: Any) -> Directory:
-        parsed.append(str(c.id))
-        return real(pg_, c)
-
-    monkeypatch.setattr(dirmod, "from_tree", counted)
+    parsed = recorded(monkeypatch, dirmod, "from_tree", lambda pg_, c: str(c.id))
     tip = str(pg.references[dir_ref].target)
     below = str(commit(pg, tip).parent_ids[0])
     dirmod._LEDGERS.clear()
