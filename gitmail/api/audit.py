@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gitmail.api.state import StateResult
     from gitmail.core.model import Message
 
+from gitmail.api.packing import packed_tip_of
 from gitmail.api.session import RepoLike, Session, session
 
 
@@ -149,8 +150,6 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     # to deliver and nothing new loads neither pydantic nor pygit2.
     queued = syncmod.outbox_paths(s.repo, s.me)
     signer = s.signer if queued and s.me in s.directory.members else None
-    from gitmail.api.packing import packed_tip_of
-
     res = syncmod.deliver(s.repo, signer, s.me, queued, packed_tip=packed_tip_of(s))
     before = cache.max_rowid(s.db)
     s.refresh()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from gitmail.core import refs
 from gitmail.errors import AmbiguousIdError, MessageNotFoundError, UsageError
 
+from gitmail.api.packing import packed_tip_of
 from gitmail.api.session import SHORT_ID, RepoLike, Session, session
 
 if TYPE_CHECKING:
@@ -201,8 +202,6 @@ def retry(repo: RepoLike = None, id: Optional[str] = None, *, as_: Optional[str]
             chains = {p: sync.queued_chain(r, p, tip) for p, tip in paths.items()}
         paths = {p: tip for p, tip in paths.items() if any(mid == target for _, mid in chains[p])}
     signer = s.signer if paths else None
-    from gitmail.api.packing import packed_tip_of
-
     res = sync.deliver(r, signer, s.me, paths, packed_tip=packed_tip_of(s))
     only = {target} if target else None
     delivered = [i for i in res.delivered_ids() if only is None or i in only]

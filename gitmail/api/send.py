@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 from gitmail.core import cache, refs
 from gitmail.errors import GitmailError, UsageError
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gitmail.core.lfs import Progress
     from gitmail.core.model import Attachment, Message
 
+from gitmail.api.packing import packed_tip_of
 from gitmail.api.session import SHORT_ID, RepoLike, Session, resolve_id, resolve_recipients, session
 
 
@@ -373,15 +374,8 @@ def _commit_and_deliver(
         repo_.update_refs(updates, f"gitmail: message {msg.id[:SHORT_ID]}")
     if not repo_.remote:
         return SendResult(plain, msg.to, delivered=True, queued=False, stored=msg)
-    res = sync.deliver(repo_, signer, s.me, packed_tip=_packed_tip(s))
+    res = sync.deliver(repo_, signer, s.me, packed_tip=packed_tip_of(s))
     return result_of(repo_, plain, msg, [refs.mail_path(r, s.me) for r in msg.to], res)
-
-
-def _packed_tip(s: Session) -> "Callable[[str], Optional[str]]":
-    """:func:`gitmail.api.packing.packed_tip_of`, imported when a send delivers."""
-    from gitmail.api.packing import packed_tip_of
-
-    return packed_tip_of(s)
 
 
 def result_of(repo: "Repo", plain: "Message", stored: "Message", paths: list[str], res: "Delivery",
@@ -635,7 +629,7 @@ def write_prepared(s: Session, prepared: Iterable[Prepared], *, deliver: bool = 
                            outcome=QUEUED if queued else DELIVERED,
                            reason="not delivered yet: run 'gitmail sync'" if queued else None,
                            kind=syncmod.NOT_TRIED if queued else None) for p in prepared]
-    res = syncmod.deliver(r_, s.signer, s.me, packed_tip=_packed_tip(s))
+    res = syncmod.deliver(r_, s.signer, s.me, packed_tip=packed_tip_of(s))
     judge = Judge(r_, res, many=len(done) > 64)
     return [result_of(r_, p.plain, p.stored, [refs.mail_path(r, s.me) for r in p.stored.to], res, judge)
             for p in prepared]
