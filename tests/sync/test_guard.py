@@ -163,3 +163,29 @@ def test_guard_install_not_a_repo(tmp_path: Path) -> None:
     r = run("guard", "install", str(tmp_path / "nope"))
     assert r.code == 3 and r.err.startswith("gitmail: not a git repository") and "\n" == r.err[-1]
     assert r.err.count("\n") == 1
+
+
+def test_after_a_registration_the_guard_checks_pushes_against_its_kept_ledger(net: NetOrg) -> None:
+    """A newcomer registers (the directory moves past the guard, which keeps the ledger of
+    the tip it verified); the next pushes are checked against that directory, from the warm
+    guard and from a cold one that reads the kept ledger: a message forged in the newcomer's
+    name is refused, the newcomer's own message goes through."""
+    from gitmail.guard import daemon as guard_daemon
+
+    net.join("cy")
+    net.ok("max", "sync")
+    kept = dirmod.Ledger.undump((net.bare / "gitmail" / dirmod.LEDGER_FILE).read_bytes())
+    head = git("rev-parse", "refs/heads/gitmail/directory", cwd=net.bare).stdout.strip()
+    assert kept.tip == head and "cy" in kept.members
+    for cold in (False, True):
+        if cold:
+            guard_daemon.stop(net.bare)  # the next push starts a guard with nothing in memory
+        # max writes on cy's outgoing mailbox to alex, claiming to be cy, signed with max's key
+        git("fetch", "-q", "origin", "+refs/heads/gitmail/mail/alex/*:refs/remotes/origin/gitmail/mail/alex/*",
+            cwd=net.clones["max"])
+        oid = forge.signed(net.clones["max"], "alex", "cy", forge.key_of("max"), claim="cy")
+        refused(*forge.push(net.clones["max"], oid, "refs/heads/gitmail/mail/alex/cy"), "wrong-signer")
+        net.ok("cy", "send", "alex", f"from cy ({'cold' if cold else 'warm'} guard)")
+    net.ok("alex", "sync")
+    got = json.loads(net.ok("alex", "list", "--json").out)["messages"]
+    assert sorted(m["subject"] for m in got) == ["from cy (cold guard)", "from cy (warm guard)"]
