@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from gitmail.core import refs
 from gitmail.errors import GitmailError, PushRejectedError, UsageError, VerificationError
@@ -27,6 +27,7 @@ from gitmail.api.session import RepoLike, Session, session
 
 if TYPE_CHECKING:
     from gitmail.api.results import PackResult
+    from gitmail.core.model import Member
 
 MAX_RETRIES = 5
 AFTER_KEY = "gitmail.packafter"  # git config (lower-cased as git prints it)
@@ -146,35 +147,72 @@ def _delete(s: Session, ready: dict[str, str], report: PackReport) -> None:
             report.kept.append(sender)
 
 
-def packed_tip_of(s: Session) -> "Callable[[str], Optional[str]]":
-    """For delivery (:func:`gitmail.core.sync.deliver`): ``f(path)`` gives the tip the recipient of
-    mailbox ``path`` recorded for it on their packed ref, or None (packing off, a broadcast
-    or group mailbox, no packed ref, a packed line that does not verify, no entry).
+class PackedTips:
+    """For delivery (:func:`gitmail.core.sync.deliver`) and key rotation: the tip the
+    recipient of mailbox ``path`` recorded for it on their packed ref, or None (packing off,
+    a broadcast or group mailbox, no packed ref, no entry, or one that does not check).
 
-    Fetches the recipient's packed ref (and with it their whole inbox: it is asked only
-    after a refusal) and checks its line from the root with the recipient's keys.
+    ``tips(path)`` fetches the recipient's packed ref (and with it their whole inbox) and
+    checks its line from the root with the recipient's keys; ``tips.peek(path)`` reads
+    only the packed commit now on the server (:func:`gitmail.core.sync.peeked`: three
+    objects) and checks its signature: enough to tell that the entry is one this clone
+    delivered, which is the common case. Raises nothing but what ``peek`` says below.
     """
-    def tip(path: str) -> Optional[str]:
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def _pair(self, path: str) -> "Optional[tuple[Member, str, str]]":
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+        except GitmailError:
+            return None
+        d = self.s.directory
+        member = d.members.get(rcpt)
+        if not d.policy.packing or member is None:
+            return None
+        return member, rcpt, sender
+
+    def peek(self, path: str) -> Optional[str]:
+        """The entry as the recipient signed it on the server now, unchecked against the line.
+        Raises :class:`~gitmail.errors.RemoteUnreachableError` or
+        :class:`~gitmail.errors.GitError` (a server that refuses a shallow fetch)."""
         from gitmail.core import packed
         from gitmail.core import sync as syncmod
 
-        try:
-            rcpt, sender = refs.split_mail_path(path)
-            d = s.directory
-            member = d.members.get(rcpt)
-            if not d.policy.packing or member is None:
+        pair = self._pair(path)
+        if pair is None:
+            return None
+        member, rcpt, sender = pair
+        with syncmod.peeked(self.s.repo, refs.packed_path(rcpt)) as got:
+            if got is None:
                 return None
-            ppath = refs.packed_path(rcpt)
-            syncmod.fetch(s.repo, [refs.exact_pattern(ppath)])
+            why, entries = packed.tip_problem(got[0], got[1], member.all_keys())
+            return None if why else entries.get(sender)
+
+    def __call__(self, path: str) -> Optional[str]:
+        from gitmail.core import packed
+        from gitmail.core import sync as syncmod
+
+        pair = self._pair(path)
+        if pair is None:
+            return None
+        member, rcpt, sender = pair
+        ppath = refs.packed_path(rcpt)
+        try:
+            syncmod.fetch(self.s.repo, [refs.exact_pattern(ppath)])
         except GitmailError:
             return None
-        ptip = s.repo.ref_target(refs.tracking(ppath, s.repo.remote))
+        ptip = self.s.repo.ref_target(refs.tracking(ppath, self.s.repo.remote))
         if ptip is None:
             return None
-        why, entries = packed.line_problem(s.repo.pg, None, ptip, member.all_keys())
+        why, entries = packed.line_problem(self.s.repo.pg, None, ptip, member.all_keys())
         return None if why else entries.get(sender)
 
-    return tip
+
+def packed_tip_of(s: Session) -> PackedTips:
+    """:class:`PackedTips` of session ``s``."""
+    return PackedTips(s)
 
 
 def _inbox_pattern(tracking: str, member: str) -> str:

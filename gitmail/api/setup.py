@@ -433,17 +433,16 @@ def _adopt_packed_tips(s: Session) -> None:
     """Before a key is retired: for each mailbox this clone delivered to that has no ref on the
     org repo (its recipient packed it), take the recipient's recorded tip as the delivered one
     when it continues this clone's (another clone of the member delivered more), so the
-    retired key's tips cover it (docs/protocol.md §3, "Packed mailboxes"). Fetches each such
-    recipient's packed ref: their inbox; a key rotation is rare."""
+    retired key's tips cover it (docs/protocol.md §3, "Packed mailboxes"). Reads each such
+    recipient's packed commit alone, and their packed ref (their inbox) only when it records a
+    tip this clone does not know (:func:`gitmail.core.sync.packed_ahead`)."""
     from gitmail.api.packing import packed_tip_of
     from gitmail.core import sync
 
-    tip_of = packed_tip_of(s)
+    tips = packed_tip_of(s)
     for path in sync.sent_tips(s.repo, s.me):
         if s.repo.ref_target(refs.tracking(path, s.repo.remote)) is None:
-            tip = tip_of(path)
-            if tip is not None:
-                sync.adopt_packed(s.repo, path, tip)
+            sync.packed_ahead(s.repo, path, tips)
 
 
 def _sent_tips(r: Repo, me: str, packing: bool = False) -> dict[str, str]:

@@ -191,6 +191,35 @@ def step_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str],
     return None, new
 
 
+def tip_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> tuple[Optional[str], dict[str, str]]:
+    """``(why packed commit oid cannot be taken as its owner's word, or None; its map)``, for a
+    commit read alone (:func:`gitmail.core.sync.peeked`): signed by one of ``keys`` and one
+    well-formed map file. Not the line's rules (:func:`line_problem`), which need the history
+    behind it: a sender asks only what the owner signed for its own pair, and acts on an
+    entry it does not know only after checking the line. Never raises for hostile objects."""
+    from gitmail.core.objects import load_commit
+    from gitmail.core.signing import signer_of
+    from gitmail.errors import VerificationError
+
+    c = load_commit(pg, oid)
+    if isinstance(c, str):
+        return c, {}
+    try:
+        key = signer_of(c)
+    except VerificationError as e:
+        return f"commit {oid[:10]}: {e.message}", {}
+    if key not in set(keys):
+        return f"commit {oid[:10]} is not signed by the owner's key", {}
+    import pygit2
+
+    try:
+        return None, read_map(pg, oid)
+    except PackedError as e:
+        return f"commit {oid[:10]}: {e}", {}
+    except (KeyError, ValueError, pygit2.GitError):
+        return f"commit {oid[:10]}: its {MAP_FILE} file is missing or unreadable", {}
+
+
 def line_problem(pg: "pygit2.Repository", old: Optional[str], new: str, keys: Iterable[str],
                  old_map: Optional[Mapping[str, str]] = None,
                  limit: Optional[int] = None) -> tuple[Optional[str], dict[str, str]]:

@@ -12,8 +12,10 @@ already delivered, and pushes again (docs/protocol.md, "Delivery").
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 from gitmail import git
 from gitmail.core import refs, refspecs
@@ -68,6 +70,79 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
 
 
 _FETCH_TRIES = 10
+
+
+@contextmanager
+def peeked(repo: "Repo", path: str) -> "Iterator[Optional[tuple[pygit2.Repository, str]]]":
+    """The server's ``refs/heads/<path>`` commit alone, without the history behind it: yields
+    ``(a repository holding it, its id)``, or None when the server has no such ref.
+
+    A depth-1 fetch into a throwaway bare repository under ``.git/gitmail/``, which
+    includes the clone's own git config (its remote, transport and credential
+    settings) and is removed afterwards: the clone never becomes shallow and gains no
+    object or ref. One connection and three objects (commit, tree, blob) for a
+    packed ref (docs/protocol.md §3, "Packed mailboxes", "Senders"), where fetching
+    the ref itself brings its owner's whole inbox. Raises
+    :class:`RemoteUnreachableError`, or :class:`GitError` (e.g. a server that refuses
+    shallow fetches).
+    """
+    import shutil
+    import tempfile
+
+    import pygit2
+
+    remote = repo.remote
+    assert remote
+    conf = repo.git_dir / "config"
+    if "\n" in str(conf) or "\r" in str(conf):
+        raise GitError(["git", "config"], 1, b"", b"the clone's path holds a line break")
+    base = repo.git_dir / "gitmail"
+    base.mkdir(parents=True, exist_ok=True)
+    _clear_stale_peeks(base)
+    tmp = Path(tempfile.mkdtemp(prefix="peek-", dir=base))
+    try:
+        known = repo.ref_target(refs.tracking(refs.DIRECTORY, remote)) or ""
+        fmt = ["--object-format=sha256"] if len(known) == 64 else []
+        git.run(["init", "--quiet", "--bare", *fmt, str(tmp)], base)
+        quoted = str(conf).replace("\\", "\\\\").replace('"', '\\"')
+        with open(tmp / "config", "a", encoding="utf-8") as f:
+            # The clone's settings first, then what this repository must stay (bare, quiet,
+            # running none of the clone's hooks).
+            f.write(f'[include]\n\tpath = "{quoted}"\n[core]\n\tbare = true\n\thooksPath = /dev/null\n'
+                    "[maintenance]\n\tauto = false\n[gc]\n\tauto = 0\n[fetch]\n\twriteCommitGraph = false\n")
+        ref = "refs/peek"
+        try:
+            git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1", remote,
+                     f"+{refs.head(path)}:{ref}"], tmp, remote=True)
+        except RemoteUnreachableError as e:
+            e.message = unreachable_message(repo, e)
+            raise
+        except GitError as e:
+            if _NO_REF.search(e.stderr.decode("utf-8", "replace")):
+                yield None
+                return
+            raise
+        pg = pygit2.Repository(str(tmp))
+        oid = pg.references.get(ref)
+        yield None if oid is None else (pg, str(oid.target))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_NO_REF = re.compile(r"couldn't find remote ref", re.I)
+_PEEK_STALE = 3600.0  # seconds: a throwaway repository this old was left by a killed process
+
+
+def _clear_stale_peeks(base: Path) -> None:
+    import shutil
+    import time
+
+    for d in base.glob("peek-*"):
+        try:
+            if time.time() - d.stat().st_mtime > _PEEK_STALE:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
@@ -387,7 +462,7 @@ DELIVER_LOCK = "deliver.lock"  # in .git/gitmail: one delivery round at a time p
 
 def deliver(
     repo: "Repo", signer: Optional[Signer], sender: Optional[str] = None, pending: Optional[dict[str, str]] = None,
-    packed_tip: "Optional[Callable[[str], Optional[str]]]" = None,
+    packed_tip: "Optional[PackedTips]" = None,
 ) -> Delivery:
     """Push every queued outbox ref (of ``sender``, or all), each message on its own.
 
@@ -408,12 +483,13 @@ def deliver(
       refused message leaves the outbox for the undelivered record (with the
       remote's reason) and the rest are re-parented and go.
     * Remote moved (lost race): fetch, drop what already landed, re-parent, retry.
-    * A refused mailbox whose recipient packed it at a tip this clone has not seen
-      (``packed_tip(path)``: that tip, from the recipient's verified packed ref, or
-      None; another clone of the sender delivered more before the pair was packed,
-      docs/protocol.md §3 "Packed mailboxes"): when the tip continues what this
-      clone delivered, it becomes the delivered tip and the queue is re-parented
-      onto it and pushed again, once.
+    * A mailbox its recipient packed at a tip this clone has not seen (another clone
+      of the sender delivered more before the pair was packed, docs/protocol.md §3
+      "Packed mailboxes"): before the push that re-creates its ref, ``packed_tip.peek``
+      reads the recipient's entry; when this clone does not know it, and after a
+      refusal, ``packed_tip(path)`` gives the tip from the recipient's verified packed
+      ref; when that continues what this clone delivered, it becomes the delivered tip
+      and the queue is re-parented onto it, once per mailbox.
 
     Re-parenting needs ``signer`` (re-signing, same Message-IDs); without one the
     affected mailbox stays queued. ``pending``: :func:`outbox_paths` when the
@@ -457,7 +533,7 @@ def _held_unreachable(repo: "Repo", pending: dict[str, str], since: float) -> Op
 
 def _deliver(
     repo: "Repo", signer: Optional[Signer], sender: Optional[str], pending: Optional[dict[str, str]],
-    packed_tip: "Optional[Callable[[str], Optional[str]]]" = None,
+    packed_tip: "Optional[PackedTips]" = None,
 ) -> Delivery:
     """:func:`deliver`, the caller holding the delivery lock."""
     out = Delivery()
@@ -482,6 +558,13 @@ def _deliver(
                         repo.delete_ref(refs.outbox(p))
                 del pending[p]
                 continue
+            if packed_tip is not None and signer is not None and p not in asked and _recreates(repo, p):
+                caught = _catch_up_packed(repo, p, signer, packed_tip, asked)
+                if caught is not None:
+                    if not caught[1]:
+                        del pending[p]
+                        continue
+                    pending[p] = caught[1]
             t = _prepare(repo, p, signer, held.setdefault(p, {}), lfs_down, p in single)
             if t is None:
                 why.setdefault(p, (LFS, lfs_down[0] if lfs_down else "LFS upload failed"))
@@ -500,9 +583,10 @@ def _deliver(
             try:
                 # A mailbox with a delivered tip but no remote-tracking ref: packed by its
                 # recipient (or pruned); its history is on the server, unadvertised.
-                negotiate = any(repo.ref_target(refs.tracking(p, repo.remote)) is None
-                                and repo.ref_target(sent_ref(p)) is not None for p in g)
-                r = push(repo, [(targets[p][0], refs.head(p)) for p in g], negotiate=negotiate)
+                negotiate = any(_recreates(repo, p) for p in g)
+                leases = [f"--force-with-lease={refs.head(p)}:{tip}" for p in g
+                          if (tip := _lease(repo, p, targets[p][0])) is not None]
+                r = push(repo, [(targets[p][0], refs.head(p)) for p in g], leases, negotiate=negotiate)
             except RemoteUnreachableError as e:
                 failed = (UNREACHABLE, e.message)
                 break
@@ -569,7 +653,9 @@ def _deliver(
                 break
             continue
         try:
-            fetch(repo, behind)
+            # As patterns: a ref gone from the server (packed by its recipient, a lease that
+            # failed) loses its remote-tracking ref instead of failing the fetch.
+            fetch(repo, [refs.exact_pattern(p) for p in behind])
         except GitError as e:
             kind = UNREACHABLE if isinstance(e, RemoteUnreachableError) else FAILED
             for p in pending:
@@ -605,6 +691,89 @@ def _deliver(
         _WRITTEN.clear()  # everything went: what the writer noted has served (a long-lived process keeps no more)
     save_reasons(repo, out.queued, sender)
     return out
+
+
+class PackedTips(Protocol):
+    """What delivery asks of the recipients' packed refs (:class:`gitmail.api.packing.PackedTips`)."""
+
+    def __call__(self, path: str) -> Optional[str]:
+        """The recipient's entry for mailbox ``path`` from their verified packed line, or None."""
+
+    def peek(self, path: str) -> Optional[str]:
+        """The entry on the packed commit now on the server, its signature checked, or None."""
+
+
+def _lease(repo: "Repo", path: str, oid: str) -> Optional[str]:
+    """The tip the org repo must still hold for ``path`` for a push of ``oid`` to go (git's
+    ``--force-with-lease``): its remote-tracking tip, when ``oid`` continues it; else None
+    (no lease: a push that does not continue it is refused as any non-fast-forward is).
+
+    Without it, a ref its recipient packed meanwhile (gone from the server) would be
+    re-created by the push off this clone's stale tip, a fork nothing refuses where there
+    is no guard; with it, git refuses the push as ``stale info`` before sending anything,
+    and delivery fetches, finds the ref gone and continues from the recipient's packed
+    entry (:func:`packed_ahead`). As the lease turns the update into a forced one when it
+    holds, it is given only for a push that is a fast-forward of that very tip."""
+    track = repo.ref_target(refs.tracking(path, repo.remote))
+    if track is None:
+        return None
+    try:
+        return track if _is_ancestor(repo, track, oid) else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _recreates(repo: "Repo", path: str) -> bool:
+    """Whether a push to ``path`` re-creates a ref this clone delivered to and no longer sees on
+    the org repo (packed by its recipient, or pruned)."""
+    return repo.ref_target(refs.tracking(path, repo.remote)) is None and repo.ref_target(sent_ref(path)) is not None
+
+
+def _catch_up_packed(
+    repo: "Repo", path: str, signer: Signer, tips: PackedTips, asked: set[str]
+) -> Optional[tuple[str, Optional[str]]]:
+    """Before re-creating ``path``: when :func:`packed_ahead` gives a tip, re-parent the queue
+    onto it. Returns ``(that tip, the new outbox tip or None when nothing is left queued)``, or
+    None when nothing changed."""
+    ahead = packed_ahead(repo, path, tips, asked)
+    if ahead is None:
+        return None
+    with repo.lock():
+        return ahead, rebuild(repo, path, signer)
+
+
+def packed_ahead(repo: "Repo", path: str, tips: PackedTips, asked: Optional[set[str]] = None) -> Optional[str]:
+    """For a mailbox this clone delivered to and no longer sees on the org repo: the tip its
+    recipient packed it at, when that is one this clone does not know and continues what it
+    delivered (another clone of the sender delivered more), now taken as the delivered tip
+    (:func:`adopt_packed`); else None, changing nothing.
+
+    Cheap in the common case: ``tips.peek`` reads the entry alone; only an entry this clone
+    does not know, or one that cannot be read (a server refusing shallow fetches), costs
+    the recipient's verified packed line (``tips(path)``; ``path`` then joins ``asked``). An
+    unreachable remote changes nothing: the push that follows meets it too and keeps the queue.
+    """
+    from gitmail.errors import GitmailError
+
+    known = repo.ref_target(sent_ref(path))
+    try:
+        entry: Optional[str] = tips.peek(path)
+    except RemoteUnreachableError:
+        return None
+    except GitmailError:
+        entry = ""
+    if entry is None or entry == known:
+        return None
+    if entry and known is not None:
+        try:
+            if entry in repo.pg and _is_ancestor(repo, entry, known):
+                return None  # an older tip of this clone's own deliveries
+        except (KeyError, ValueError):
+            pass
+    if asked is not None:
+        asked.add(path)
+    tip = tips(path)
+    return tip if tip is not None and adopt_packed(repo, path, tip) else None
 
 
 def adopt_packed(repo: "Repo", path: str, tip: str) -> bool:

@@ -10,6 +10,8 @@ off its recorded tip is reported, never trusted.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -279,6 +281,11 @@ def test_a_senders_quiet_sync_after_packing_loads_nothing(porg: NetOrg) -> None:
     assert heavy_imports("sync", "-q", "--repo", str(o.clones["max"])) == (False, False)
 
 
+def entries(o: NetOrg, owner: str) -> dict[str, str]:
+    """The map on ``owner``'s packed ref on the server."""
+    return packed.parse(git("show", f"refs/heads/gitmail/packed/{owner}:mailboxes", cwd=o.bare).stdout.encode())
+
+
 def laptop_then_pack(net: NetOrg) -> NetOrg:
     """A packing org where max's second clone (the laptop) delivered to alex after max's desk
     did, and alex then packed the pair: the desk has not seen the packed tip."""
@@ -293,12 +300,15 @@ def laptop_then_pack(net: NetOrg) -> NetOrg:
     return o
 
 
-def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg) -> None:  # noqa: F811
+@pytest.mark.parametrize("guarded", [True, False], ids=["guard", "no guard"])
+def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(request: pytest.FixtureRequest,
+                                                                     guarded: bool) -> None:
     """max's laptop delivers more to alex than max's desk has seen, then alex packs the pair.
-    The desk's next message is written on its own last tip, so the guard refuses it; the desk
-    then reads alex's packed ref, takes the recorded tip (it continues the desk's), re-parents
-    its message onto it and delivers it: nothing forks, nothing is lost or sent twice."""
-    o = laptop_then_pack(net)
+    Before re-creating the pair ref, the desk reads alex's packed commit alone, finds an entry
+    it does not know, checks alex's packed line, takes the recorded tip (it continues the
+    desk's), re-parents its message onto it and delivers it: nothing forks, nothing is lost or
+    sent twice. The same with no guard on the server, where nothing would refuse a fork."""
+    o = laptop_then_pack(request.getfixturevalue("net" if guarded else "unguarded"))
     entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())["max"]
     r = json.loads(o.ok("max", "send", "alex", "from the desk", "--plain", "--json").out)
     assert r["delivered"] is True, r
@@ -307,6 +317,49 @@ def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(net: NetOrg)
     assert [m["subject"] for m in res["new"]] == ["from the desk"] and res["problems"] == []
     assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "from the laptop": True, "from the desk": True}
     assert json.loads(o.ok("max", "outbox", "--undelivered", "--json").out)["undelivered"] == []
+    desk = o.clones["max"] / ".git"
+    assert not (desk / "shallow").exists() and list((desk / "gitmail").glob("peek-*")) == []
+
+
+def test_a_sender_alone_reads_the_packed_commit_and_not_the_recipients_inbox(unguarded: NetOrg) -> None:  # noqa: F811
+    """The common case, one clone per sender: the entry is the tip the sender delivered, so
+    re-creating the pair reads alex's packed commit alone (one small shallow fetch into a
+    throwaway repository), never alex's packed ref with everyone else's mail to alex."""
+    o = packing_org(unguarded)
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    sams = entries(o, "alex")["sam"]
+    left = o.clones["max"] / ".git" / "gitmail" / "peek-killed"  # as a killed process leaves it
+    (left / "objects").mkdir(parents=True)
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    r = json.loads(o.ok("max", "send", "alex", "after the pack", "--plain", "--json").out)
+    assert r["delivered"] is True, r
+    desk = open_repo(o.clones["max"])
+    assert sams not in desk.pg  # sam's message to alex never came to max's clone
+    assert desk.ref_target(refs.tracking(refs.packed_path("alex"), desk.remote)) is None
+    assert not (desk.git_dir / "shallow").exists() and list((desk.git_dir / "gitmail").glob("peek-*")) == []
+    assert [m["subject"] for m in json.loads(o.ok("alex", "sync", "--json").out)["new"]] == ["after the pack"]
+
+
+def test_a_packed_commit_forged_by_another_member_moves_no_senders_tip(unguarded: NetOrg) -> None:  # noqa: F811
+    """No guard: sam replaces alex's packed ref with a commit signed by sam's key that records
+    a bogus entry for max. max's next message is not re-parented onto anything: the commit
+    is not alex's word (its signature), so max continues its own delivered tip."""
+    o = packing_org(unguarded)
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    sent = entries(o, "alex")["max"]
+    bogus = forge.signed(o.clones["sam"], "sam", "sam", forge.key_of("sam"), parent=None, body="bogus")
+    sm = open_repo(o.clones["sam"])
+    from gitmail.core import directory as dirmod
+
+    oid = packed.write_commit(sm.pg, {}, {"max": bogus, "sam": entries(o, "alex")["sam"]},
+                              dirmod.load(sm).members["sam"], forge.key_of("sam"), None)
+    code, out = forge.push(o.clones["sam"], oid, "refs/heads/gitmail/packed/alex", "--force")
+    assert code == 0, out
+    r = json.loads(o.ok("max", "send", "alex", "after the forgery", "--plain", "--json").out)
+    assert r["delivered"] is True, r
+    assert git("rev-parse", "refs/heads/gitmail/mail/alex/max^", cwd=o.bare).stdout.strip() == sent
 
 
 def test_a_key_rotated_on_a_clone_that_missed_a_packed_delivery_keeps_that_mail_good(net: NetOrg) -> None:  # noqa: F811
