@@ -21,6 +21,9 @@ byte-counting TCP proxy, and measures for one member, same run:
 after the measurements above every member's inbox is packed on the server (one signed
 packed commit per member, written with the library as ``gitmail pack`` writes it, and
 the pair refs deleted), and the same run measures again: the refs on the server,
+``gitmail send`` to a pair this clone delivered to and its recipient packed (once before
+the member's next sync: the lease on the stale tip refused, then the packed commit read
+alone; once after it: the packed commit read alone),
 ``gitmail send`` to mailboxes their recipients packed (each push re-creates a pair ref,
 negotiating first), the member's sync (their clone now reads the packed ref), a new
 clone's init + first sync, and one real ``gitmail pack``.
@@ -251,7 +254,8 @@ def main() -> int:
             res["first_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
             res["noop_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
             # A push is not filtered: receive-pack advertises every ref of the org to the pusher.
-            res["send"] = measure_median(proxy, lambda i: run([*gm, "send", names[0], f"one more {i}", "--plain",
+            # To two recipients in turn: after packing, each is a pair this clone delivered to.
+            res["send"] = measure_median(proxy, lambda i: run([*gm, "send", names[i % 2], f"one more {i}", "--plain",
                                                                "--repo", str(clone)]), a.repeat)
             inbox = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(clone)], capture_output=True,
                                               text=True, check=True).stdout)
@@ -275,7 +279,16 @@ def main() -> int:
                 res["pairs_packed"] = pack_everyone(bare, work / "keys")
                 res["pack_everyone_s"] = round(time.perf_counter() - t, 1)
                 res["refs_after_packing"] = ref_count(bare)
+                # To a pair this clone delivered to and its recipient packed since this clone's last
+                # fetch: the push's lease on the stale tip is refused, the pair is fetched (gone), the
+                # recipient's packed commit is read alone, then the push re-creates the pair.
+                res["packed_send_stale"] = measure(proxy, lambda: run(
+                    [*gm, "send", names[0], "after packing, stale", "--plain", "--repo", str(clone)]))
                 res["packed_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
+                # The same after a sync (which took the gone pair's remote-tracking ref away): the
+                # packed commit read alone, then the push.
+                res["packed_send_peek"] = measure(proxy, lambda: run(
+                    [*gm, "send", names[1], "after packing, synced", "--plain", "--repo", str(clone)]))
                 # To mailboxes of me's that their recipients packed: each push re-creates a packed pair.
                 res["packed_send"] = measure_median(proxy, lambda i: run(
                     [*gm, "send", names[(len(names) // 2 + 1 + i) % len(names)], "after packing", "--plain", "--repo",
@@ -315,6 +328,11 @@ def main() -> int:
                     res["packed_send"]["bytes"] / res["send"]["bytes"], 3)  # type: ignore[index]
                 res["ratios"]["packed_send_wall_vs_send"] = round(  # type: ignore[index]
                     res["packed_send"]["wall_s"] / res["send"]["wall_s"], 2)  # type: ignore[index]
+                for k in ("packed_send_stale", "packed_send_peek"):
+                    res["ratios"][f"{k}_bytes_vs_send"] = round(  # type: ignore[index]
+                        res[k]["bytes"] / res["send"]["bytes"], 3)  # type: ignore[index]
+                    res["ratios"][f"{k}_wall_vs_send"] = round(  # type: ignore[index]
+                        res[k]["wall_s"] / res["send"]["wall_s"], 2)  # type: ignore[index]
     if a.json:
         print(json.dumps(res, indent=1))
     else:
@@ -328,7 +346,8 @@ def main() -> int:
         keys_shown = ["init", "first_sync", "noop_sync", "send", "plain_fetch_own", "plain_noop_fetch_own",
                       "plain_fetch_all"]
         if a.packed:
-            keys_shown += ["packed_sync", "packed_send", "packed_init", "packed_first_sync", "packed_pack"]
+            keys_shown += ["packed_send_stale", "packed_sync", "packed_send_peek", "packed_send", "packed_init",
+                           "packed_first_sync", "packed_pack"]
         for k in keys_shown:
             v = res[k]
             print(f"  {k:22} {v['bytes']:>12,} bytes ({v['down_bytes']:,} down, {v['up_bytes']:,} up)  "  # type: ignore[index]

@@ -93,8 +93,8 @@ def peeked(repo: "Repo", path: str) -> "Iterator[Optional[tuple[pygit2.Repositor
 
     remote = repo.remote
     assert remote
-    conf = repo.git_dir / "config"
-    if "\n" in str(conf) or "\r" in str(conf):
+    confs = [repo.git_dir / "config", repo.git_dir / "config.worktree"]  # as repo._config_files
+    if any(c in str(repo.git_dir) for c in "\n\r"):
         raise GitError(["git", "config"], 1, b"", b"the clone's path holds a line break")
     base = repo.git_dir / "gitmail"
     base.mkdir(parents=True, exist_ok=True)
@@ -104,11 +104,12 @@ def peeked(repo: "Repo", path: str) -> "Iterator[Optional[tuple[pygit2.Repositor
         known = repo.ref_target(refs.tracking(refs.DIRECTORY, remote)) or ""
         fmt = ["--object-format=sha256"] if len(known) == 64 else []
         git.run(["init", "--quiet", "--bare", *fmt, str(tmp)], base)
-        quoted = str(conf).replace("\\", "\\\\").replace('"', '\\"')
+        quoted = [str(c).replace("\\", "\\\\").replace('"', '\\"') for c in confs]
         with open(tmp / "config", "a", encoding="utf-8") as f:
-            # The clone's settings first, then what this repository must stay (bare, quiet,
-            # running none of the clone's hooks).
-            f.write(f'[include]\n\tpath = "{quoted}"\n[core]\n\tbare = true\n\thooksPath = /dev/null\n'
+            # The clone's settings first (a missing file is skipped), then what this repository
+            # must stay (bare, quiet, running none of the clone's hooks).
+            f.write("".join(f'[include]\n\tpath = "{q}"\n' for q in quoted)
+                    + "[core]\n\tbare = true\n\thooksPath = /dev/null\n"
                     "[maintenance]\n\tauto = false\n[gc]\n\tauto = 0\n[fetch]\n\twriteCommitGraph = false\n")
         ref = "refs/peek"
         try:

@@ -379,3 +379,33 @@ def test_a_key_rotated_on_a_clone_that_missed_a_packed_delivery_keeps_that_mail_
 def _entry_file(o: NetOrg, name: str) -> str:
     files = git("ls-tree", "-r", "--name-only", "refs/heads/gitmail/directory", "members/", cwd=o.bare).stdout.split()
     return next(f for f in files if f.endswith("/" + name + ".json") or f == f"members/{name}.json")
+
+
+def test_reading_a_packed_commit_alone_leaves_the_clone_as_it_was(unguarded: NetOrg, tmp_path: Path) -> None:  # noqa: F811
+    """``peeked`` on a clone whose path holds a quote, a backslash and a space (its config is
+    included by path): the packed commit and its map are read, a ref the server lacks gives
+    None, and the clone gains no object, ref, shallow file or leftover directory."""
+    import shutil
+
+    from gitmail.core import directory as dirmod
+    from gitmail.core import sync
+
+    o = packing_org(unguarded)
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    odd = tmp_path / 'we"ird \\ clone'
+    shutil.copytree(o.clones["max"], odd, symlinks=True)
+    r = open_repo(odd)
+    before_refs = git("for-each-ref", cwd=odd).stdout
+    before_objects = git("count-objects", "-v", cwd=odd).stdout
+    with sync.peeked(r, refs.packed_path("alex")) as got:
+        assert got is not None
+        pg, oid = got
+        assert oid == git("rev-parse", "refs/heads/gitmail/packed/alex", cwd=o.bare).stdout.strip()
+        assert packed.tip_problem(pg, oid, ["ssh-ed25519 AAAA"])[0] == f"commit {oid[:10]} is not signed by the owner's key"
+        assert packed.tip_problem(pg, oid, dirmod.load(r).members["alex"].all_keys()) == (None, entries(o, "alex"))
+    with sync.peeked(r, refs.packed_path("nobody")) as got:
+        assert got is None
+    assert git("for-each-ref", cwd=odd).stdout == before_refs
+    assert git("count-objects", "-v", cwd=odd).stdout == before_objects
+    assert not (odd / ".git" / "shallow").exists() and list((odd / ".git" / "gitmail").glob("peek-*")) == []
