@@ -162,6 +162,10 @@ class PackedTips:
     def __init__(self, s: Session) -> None:
         self.s = s
 
+    @property
+    def packing(self) -> bool:
+        return bool(self.s.directory.policy.packing)
+
     def _pair(self, path: str) -> "Optional[tuple[Member, str, str]]":
         try:
             rcpt, sender = refs.split_mail_path(path)

@@ -483,14 +483,15 @@ def deliver(
     * A refused push of several messages is retried one message at a time; a
       refused message leaves the outbox for the undelivered record (with the
       remote's reason) and the rest are re-parented and go.
-    * Remote moved (lost race): fetch, drop what already landed, re-parent, retry.
-    * A mailbox its recipient packed at a tip this clone has not seen (another clone
-      of the sender delivered more before the pair was packed, docs/protocol.md §3
-      "Packed mailboxes"): before the push that re-creates its ref, ``packed_tip.peek``
-      reads the recipient's entry; when this clone does not know it, and after a
-      refusal, ``packed_tip(path)`` gives the tip from the recipient's verified packed
-      ref; when that continues what this clone delivered, it becomes the delivered tip
-      and the queue is re-parented onto it, once per mailbox.
+    * Remote moved (lost race, or a lease on the remote-tracking tip refused as
+      ``stale info``: :func:`_lease`): fetch, drop what already landed, re-parent, retry.
+    * A mailbox this clone sees no ref for, with packing on (docs/protocol.md §3
+      "Packed mailboxes", "Senders"): before the push that would create it, the
+      queue goes onto where the pair really ends (:func:`_catch_up_packed`): the
+      server's ref when a new clone finds one, else the recipient's packed entry
+      when this clone does not know it (``packed_tip.peek``, then the verified
+      ``packed_tip(path)``); after a refusal, ``packed_tip(path)`` likewise. Once
+      per mailbox and round.
 
     Re-parenting needs ``signer`` (re-signing, same Message-IDs); without one the
     affected mailbox stays queued. ``pending``: :func:`outbox_paths` when the
@@ -559,7 +560,8 @@ def _deliver(
                         repo.delete_ref(refs.outbox(p))
                 del pending[p]
                 continue
-            if packed_tip is not None and signer is not None and p not in asked and _recreates(repo, p):
+            if (packed_tip is not None and signer is not None and p not in asked
+                    and repo.ref_target(refs.tracking(p, repo.remote)) is None):
                 caught = _catch_up_packed(repo, p, signer, packed_tip, asked)
                 if caught is not None:
                     if not caught[1]:
@@ -703,6 +705,10 @@ class PackedTips(Protocol):
     def peek(self, path: str) -> Optional[str]:
         """The entry on the packed commit now on the server, its signature checked, or None."""
 
+    @property
+    def packing(self) -> bool:
+        """Whether the org has packing on (docs/protocol.md §8)."""
+
 
 def _lease(repo: "Repo", path: str, oid: str) -> Optional[str]:
     """The tip the org repo must still hold for ``path`` for a push of ``oid`` to go (git's
@@ -733,26 +739,44 @@ def _recreates(repo: "Repo", path: str) -> bool:
 def _catch_up_packed(
     repo: "Repo", path: str, signer: Signer, tips: PackedTips, asked: set[str]
 ) -> Optional[tuple[str, Optional[str]]]:
-    """Before re-creating ``path``: when :func:`packed_ahead` gives a tip, re-parent the queue
-    onto it. Returns ``(that tip, the new outbox tip or None when nothing is left queued)``, or
-    None when nothing changed."""
-    ahead = packed_ahead(repo, path, tips, asked)
+    """Before a push that would create ``path`` on the org repo (this clone sees no ref for it),
+    with packing on: put the queue where the pair really ends. Returns ``(that tip, the new
+    outbox tip or None when nothing is left queued)``, or None when nothing changed.
+
+    A clone that never delivered there (a new clone of the sender) first fetches the pair
+    itself: when the server has it, the queue goes onto its tip. Otherwise, and for a clone
+    that did deliver there, :func:`packed_ahead` gives the tip its recipient packed it at
+    when this clone does not know it. ``path`` joins ``asked`` (once per delivery round).
+    """
+    asked.add(path)
+    if not tips.packing:
+        return None
+    if repo.ref_target(sent_ref(path)) is None:
+        try:
+            fetch(repo, [refs.exact_pattern(path)])
+        except GitError:
+            return None  # unreachable or failing: the push that follows says so
+        track = repo.ref_target(refs.tracking(path, repo.remote))
+        if track is not None:
+            with repo.lock():
+                return track, rebuild(repo, path, signer)
+    ahead = packed_ahead(repo, path, tips)
     if ahead is None:
         return None
     with repo.lock():
         return ahead, rebuild(repo, path, signer)
 
 
-def packed_ahead(repo: "Repo", path: str, tips: PackedTips, asked: Optional[set[str]] = None) -> Optional[str]:
-    """For a mailbox this clone delivered to and no longer sees on the org repo: the tip its
-    recipient packed it at, when that is one this clone does not know and continues what it
-    delivered (another clone of the sender delivered more), now taken as the delivered tip
+def packed_ahead(repo: "Repo", path: str, tips: PackedTips) -> Optional[str]:
+    """For a mailbox this clone sees no ref for on the org repo: the tip its recipient packed
+    it at, when that is one this clone does not know and continues what it delivered there,
+    if anything (another clone of the sender delivered more), now taken as the delivered tip
     (:func:`adopt_packed`); else None, changing nothing.
 
     Cheap in the common case: ``tips.peek`` reads the entry alone; only an entry this clone
     does not know, or one that cannot be read (a server refusing shallow fetches), costs
-    the recipient's verified packed line (``tips(path)``; ``path`` then joins ``asked``). An
-    unreachable remote changes nothing: the push that follows meets it too and keeps the queue.
+    the recipient's verified packed line (``tips(path)``). An unreachable remote changes
+    nothing: the push that follows meets it too and keeps the queue.
     """
     from gitmail.errors import GitmailError
 
@@ -771,8 +795,6 @@ def packed_ahead(repo: "Repo", path: str, tips: PackedTips, asked: Optional[set[
                 return None  # an older tip of this clone's own deliveries
         except (KeyError, ValueError):
             pass
-    if asked is not None:
-        asked.add(path)
     tip = tips(path)
     return tip if tip is not None and adopt_packed(repo, path, tip) else None
 

@@ -92,3 +92,25 @@ def test_rewind_check_loads_nothing_when_nothing_moved(unguarded: NetOrg) -> Non
     o.ok("max", "send", "alex", "hello")
     o.ok("max", "sync")
     assert heavy_imports("sync", "-q", "--repo", str(o.clones["max"])) == (False, False)
+
+
+def test_a_send_right_after_a_rewind_puts_the_rewound_mail_back(unguarded: NetOrg) -> None:  # noqa: F811
+    """The mailbox is rewound on the server and max sends again before any sync: the push's
+    lease on max's stale remote-tracking tip is refused, delivery fetches the rewound tip,
+    and the queue it pushes holds the two lost messages and the new one, in order: nothing
+    is lost, and the next sync has nothing left to restore."""
+    o = unguarded
+    ids = [json.loads(o.ok("max", "send", "alex", f"m{i}", "--json").out)["id"] for i in range(3)]
+    code, out = forge.push(o.clones["max"], "origin/gitmail/mail/alex/max~2", MAILBOX, "--force")
+    assert code == 0, out
+    sent = git("rev-parse", "refs/gitmail/sent/alex/max", cwd=o.clones["max"]).stdout.strip()
+    git("update-ref", "refs/remotes/origin/gitmail/mail/alex/max", sent, cwd=o.clones["max"])  # stale: as max saw it
+    new = json.loads(o.ok("max", "send", "alex", "m3", "--json").out)
+    assert new["delivered"] is True, new
+    assert server_ids(o) == [*ids, new["id"]]
+    r = json.loads(o.ok("max", "sync", "--json").out)
+    assert r["restored"] == [] and r["problems"] == [], r
+    o.ok("alex", "sync")
+    got = json.loads(o.ok("alex", "list", "--json").out)["messages"]
+    assert sorted(m["subject"] for m in got) == ["m0", "m1", "m2", "m3"] and all(m["verified"] for m in got)
+

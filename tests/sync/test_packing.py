@@ -321,6 +321,29 @@ def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(request: pyt
     assert not (desk / "shallow").exists() and list((desk / "gitmail").glob("peek-*")) == []
 
 
+@pytest.mark.parametrize("guarded", [True, False], ids=["guard", "no guard"])
+def test_a_new_clone_of_the_sender_continues_a_pair_packed_before_it_existed(request: pytest.FixtureRequest,
+                                                                            guarded: bool) -> None:
+    """max delivered to alex from the desk, alex packed the pair, then max starts a new clone
+    (a new machine) and writes to alex: that clone never delivered there and sees no ref for
+    the pair, so its message would start a new chain. It reads alex's packed entry first and
+    continues it: delivered, shown, nothing forked, with or without a guard."""
+    from tests.conftest import run
+
+    o = packing_org(request.getfixturevalue("net" if guarded else "unguarded"))
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    entry = entries(o, "alex")["max"]
+    laptop = o.root / "max-new-laptop"
+    assert run("init", "--name", "max", "--org", o.url, "--repo", str(laptop)).code == 0
+    r = run("send", "alex", "from the new laptop", "--plain", "--json", "--repo", str(laptop))
+    assert r.code == 0 and json.loads(r.out)["delivered"] is True, r.out
+    assert git("rev-parse", "refs/heads/gitmail/mail/alex/max^", cwd=o.bare).stdout.strip() == entry
+    res = json.loads(o.ok("alex", "sync", "--json").out)
+    assert [m["subject"] for m in res["new"]] == ["from the new laptop"] and res["problems"] == []
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "from the new laptop": True}
+
+
 def test_a_sender_alone_reads_the_packed_commit_and_not_the_recipients_inbox(unguarded: NetOrg) -> None:  # noqa: F811
     """The common case, one clone per sender: the entry is the tip the sender delivered, so
     re-creating the pair reads alex's packed commit alone (one small shallow fetch into a
