@@ -34,7 +34,7 @@ uid; any other owner or mode and nothing warm is used), ``<h>.sock`` and
 directory and the interpreter's text settings (two installs or worktrees
 never share a server). The server holds an ``flock`` on the lock file.
 
-A command in :data:`REUSABLE` (``send``, ``reply``) is first offered to the
+A command in :data:`REUSABLE` (``send``, ``reply``, ``sync``) is first offered to the
 *workers* of this client's session, ``w<s>-<i>.wsock`` beside them (``i``
 from 0 to :data:`WORKERS` - 1, tried in order), where ``s`` hashes ``h`` and
 everything in the request but the argv (the umask, the streams' settings, the
@@ -64,7 +64,7 @@ OFF = ("off", "0", "false", "no")
 IN_PROCESS = frozenset({"mcp", "hook", "hooks", "guard", "init"})
 # Commands after which a warm child may serve the next command of the same session (the
 # hot path of an agent that sends many messages); any other command ends its process.
-REUSABLE = frozenset({"send", "reply"})
+REUSABLE = frozenset({"send", "reply", "sync"})
 WORKERS = 8  # workers of one session at most (its concurrent senders each find an idle one)
 # The server: run without the current directory on sys.path.
 BOOT = "import sys; del sys.path[0]; from gitmail.cli.warm import serve_main; sys.exit(serve_main())"

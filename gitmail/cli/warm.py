@@ -39,7 +39,9 @@ connection at a time and removes its socket
 while a command runs (other clients go to the server meanwhile), checks the
 peer's uid and gitmail's code as the server does, declines (no ack) a
 request of another session, and takes on the client's state exactly as a
-fresh child does. It exits after any other command or status, after
+fresh child does. It exits after any other command or status, after a command
+that left a worker pool in flight or took its peak memory over
+:data:`WORKER_PEAK_MAX` (a first sync of a big mailbox), after
 :data:`WORKER_MAX` commands, after ``min(WORKER_IDLE, GITMAIL_WARM_IDLE)``
 seconds without one, and when the server is gone or its socket is removed.
 What a process remembers between commands (the opened clone's config, checked
@@ -69,6 +71,10 @@ OFF_STATUS = 3  # a child's exit status when warm runs are off for its repositor
 RERUN_STATUS = 4  # ... when its command needs the terminal
 WORKER_MAX = 1000  # commands one process serves at most (its memory is bounded by it)
 WORKER_IDLE = 30.0  # seconds a worker waits for its session's next command
+# Bytes of peak resident memory above which a process serves no further command: what a big
+# command left allocated is not kept for the next (a sync at 10,000 members peaks near 90 MB,
+# a first sync of 1,000,000 messages near 205 MB).
+WORKER_PEAK_MAX = 160 * 2**20
 
 
 class _Server:
@@ -505,7 +511,7 @@ def _run(conn: socket.socket, args: list[str]) -> None:
             _finish(conn, b"O\n", status=OFF_STATUS)
         terminal.WARM_CHILD = True
         code = cli_main.main(args)
-        if code == 0 and cli_main.LAST_COMMAND in launch.REUSABLE and _release(conn):
+        if code == 0 and cli_main.LAST_COMMAND in launch.REUSABLE and _lean() and _release(conn):
             return
     except terminal.RerunHere:
         _finish(conn, b"R\n", status=RERUN_STATUS)
@@ -519,6 +525,23 @@ def _run(conn: socket.socket, args: list[str]) -> None:
         traceback.print_exc()
         _finish(conn, b"X1\n")
     _finish(conn, b"X%d\n" % (code & 0xFF if code >= 0 else 1))
+
+
+def _lean() -> bool:
+    """Whether this process may serve another command: no worker pool left in flight (an
+    interrupted check: :func:`gitmail.core.workers.stuck`) and a peak resident memory
+    within ``$GITMAIL_WARM_PEAK_MB`` (the client's environment; default :data:`WORKER_PEAK_MAX`)."""
+    import resource
+
+    workers = sys.modules.get("gitmail.core.workers")
+    if workers is not None and workers.stuck():
+        return False
+    try:
+        bound = int(os.environ.get("GITMAIL_WARM_PEAK_MB", "")) * 2**20
+    except ValueError:
+        bound = WORKER_PEAK_MAX
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) <= bound  # bytes on macOS, KiB elsewhere
 
 
 def _release(conn: socket.socket) -> bool:

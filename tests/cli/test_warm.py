@@ -481,6 +481,30 @@ def test_another_session_another_command_or_a_failure_is_not_served_by_a_worker(
     assert [m["body"] for m in inbox(org, "alex")] == ["one", "two", "three"]
 
 
+def test_a_sessions_syncs_run_in_its_worker_unless_one_grew_too_big(org: Org, warm: Warm) -> None:
+    """``sync`` is reusable: the worker that ran one runs the session's next (it keeps the
+    verified directory it loaded), prints what a fresh child prints, and is let go when a
+    command took its peak memory over ``GITMAIL_WARM_PEAK_MB``."""
+    pid = warm.up()
+    alex = str(org.clones["alex"])
+    assert warm.cli("sync", "--repo", alex).returncode == 0
+    w = worker_of(warm, pid)
+    org.ok("max", "send", "alex", "one for the worker", "--plain")
+    r = warm.cli("sync", "--repo", alex)
+    cold = warm.cli("sync", "--repo", alex, env={**warm.env, "GITMAIL_WARM": "off"})
+    assert r.returncode == 0 and r.stdout.startswith("1 new message\n") and "one for the worker" in r.stdout, r
+    assert cold.returncode == 0 and cold.stdout == "0 new messages\n", cold
+    assert worker_of(warm, pid) == w and warm.children(pid) == [w]  # the same process ran it
+    # Another session whose bound is below what any process holds: its sync runs in a fresh
+    # child, which then exits instead of becoming that session's worker (the first one stays).
+    small = {**warm.env, "GITMAIL_WARM_PEAK_MB": "1"}
+    org.ok("max", "send", "alex", "one more", "--plain")
+    r = warm.cli("sync", "--repo", alex, env=small)
+    assert r.returncode == 0 and r.stdout.startswith("1 new message\n"), r
+    assert wait_for(lambda: warm.children(pid) == [w] or None)
+    assert not [c for c in warm.children(pid) if c != w]
+
+
 def test_a_worker_declines_a_request_of_another_session(org: Org, warm: Warm) -> None:
     """A request whose environment differs from the worker's session, sent to the worker's
     socket itself: no ack, nothing run; the worker exits and the client may ask the server."""
