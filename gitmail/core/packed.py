@@ -150,13 +150,15 @@ def read_map(pg: "pygit2.Repository", oid: Optional[str]) -> dict[str, str]:
     return parse(obj.data)
 
 
-def step_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str],
-                 old: Mapping[str, str]) -> tuple[Optional[str], dict[str, str]]:
-    """``(why packed commit oid breaks a rule, or None; its map)``, given the map ``old`` of
-    its first parent (empty for a root). The rules are the module's: signed by one of
-    ``keys``, one file, no entry removed, moved entries move forward, extra parents exactly
-    :func:`changed`. Never raises for hostile objects (a missing one is a problem too)."""
-    from gitmail.core.objects import extends, load_commit, parent_ids
+def tip_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> tuple[Optional[str], dict[str, str]]:
+    """``(why packed commit oid cannot be taken as its owner's word, or None; its map)``:
+    signed by one of ``keys`` and holding one well-formed map file. For a commit read alone
+    (:func:`gitmail.core.sync.peeked`) that is all there is to check: a sender asks only
+    what the owner signed for its own pair, and acts on an entry it does not know only after
+    checking the line (:func:`line_problem`). Never raises for hostile objects."""
+    import pygit2
+
+    from gitmail.core.objects import load_commit
     from gitmail.core.signing import signer_of
     from gitmail.errors import VerificationError
 
@@ -170,11 +172,27 @@ def step_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str],
     if key not in set(keys):
         return f"commit {oid[:10]} is not signed by the owner's key", {}
     try:
-        new = read_map(pg, oid)
+        return None, read_map(pg, oid)
     except PackedError as e:
         return f"commit {oid[:10]}: {e}", {}
     except KeyError:
         return f"commit {oid[:10]}: its {MAP_FILE} file is missing", {}
+    except (ValueError, pygit2.GitError):
+        return f"commit {oid[:10]}: its {MAP_FILE} file is unreadable", {}
+
+
+def step_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str],
+                 old: Mapping[str, str]) -> tuple[Optional[str], dict[str, str]]:
+    """``(why packed commit oid breaks a rule, or None; its map)``, given the map ``old`` of
+    its first parent (empty for a root). The rules are the module's: signed by one of
+    ``keys``, one file (:func:`tip_problem`), no entry removed, moved entries move forward,
+    extra parents exactly :func:`changed`. Never raises for hostile objects (a missing one
+    is a problem too)."""
+    from gitmail.core.objects import extends, parent_ids
+
+    why, new = tip_problem(pg, oid, keys)
+    if why is not None:
+        return why, {}
     gone = sorted(set(old) - set(new))
     if gone:
         return f"commit {oid[:10]} drops the entry of {gone[0]!r}; entries are never removed", {}
@@ -189,35 +207,6 @@ def step_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str],
         if not forward:
             return f"commit {oid[:10]} moves the entry of {s!r} backwards or sideways", {}
     return None, new
-
-
-def tip_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> tuple[Optional[str], dict[str, str]]:
-    """``(why packed commit oid cannot be taken as its owner's word, or None; its map)``, for a
-    commit read alone (:func:`gitmail.core.sync.peeked`): signed by one of ``keys`` and one
-    well-formed map file. Not the line's rules (:func:`line_problem`), which need the history
-    behind it: a sender asks only what the owner signed for its own pair, and acts on an
-    entry it does not know only after checking the line. Never raises for hostile objects."""
-    from gitmail.core.objects import load_commit
-    from gitmail.core.signing import signer_of
-    from gitmail.errors import VerificationError
-
-    c = load_commit(pg, oid)
-    if isinstance(c, str):
-        return c, {}
-    try:
-        key = signer_of(c)
-    except VerificationError as e:
-        return f"commit {oid[:10]}: {e.message}", {}
-    if key not in set(keys):
-        return f"commit {oid[:10]} is not signed by the owner's key", {}
-    import pygit2
-
-    try:
-        return None, read_map(pg, oid)
-    except PackedError as e:
-        return f"commit {oid[:10]}: {e}", {}
-    except (KeyError, ValueError, pygit2.GitError):
-        return f"commit {oid[:10]}: its {MAP_FILE} file is missing or unreadable", {}
 
 
 def line_problem(pg: "pygit2.Repository", old: Optional[str], new: str, keys: Iterable[str],
