@@ -293,6 +293,18 @@ def main() -> int:
                 res["packed_send"] = measure_median(proxy, lambda i: run(
                     [*gm, "send", names[(len(names) // 2 + 1 + i) % len(names)], "after packing", "--plain", "--repo",
                      str(clone)]), a.repeat)
+                # The first of those recipients reads the message, verified, with no problem reported
+                # (a send that started a second chain on a packed pair would be reported, not shown).
+                rcpt = names[(len(names) // 2 + 1) % len(names)]
+                reader = work / "reader"
+                run([*gm, "init", "--name", rcpt, "--org", url, "--repo", str(reader), "--key",
+                     str(work / "keys" / rcpt)])
+                got = json.loads(subprocess.run([*gm, "sync", "--json", "--repo", str(reader)], capture_output=True,
+                                                text=True, check=True).stdout)
+                shown = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(reader)], capture_output=True,
+                                                  text=True, check=True).stdout)["messages"]
+                if got["problems"] or not any(m["subject"] == "after packing" and m["verified"] for m in shown):
+                    raise SystemExit(f"{rcpt} does not show the message sent after packing: {got['problems']}")
                 after = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(clone)], capture_output=True,
                                                   text=True, check=True).stdout)
                 res["packed_inbox_messages"] = after["total"]
