@@ -132,7 +132,9 @@ def check_address(address: str) -> str:
     return address
 
 
-@functools.lru_cache(maxsize=4096)  # pure, a loop per byte, and called for every mailbox path of every message
+# Pure, a loop per byte, called for every mailbox path of every message and for every member when
+# the directory moves: room for an org of 10,000 members and its mailboxes (about 8 MB at most).
+@functools.lru_cache(maxsize=32768)
 def to_ref(address: str) -> str:
     """The ref-safe form of an already-normalised address (one ref component)."""
     raw = address.encode("utf-8")

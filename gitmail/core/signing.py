@@ -9,6 +9,7 @@ are supported (docs/protocol.md, "Signatures").
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import struct
@@ -88,8 +89,12 @@ def check_stored_key(line: object) -> str:
     return line
 
 
+# Pure; a long-lived process (a warm worker, the MCP server) computes it again for every member
+# whenever the directory moves (the shell notice's inbox-refs): 8 µs each, 0.08 s at 10,000.
+@functools.lru_cache(maxsize=32768)
 def fingerprint(line: str) -> str:
-    """``SHA256:<base64, no padding>`` of the key blob, as ``ssh-keygen -l`` prints it."""
+    """``SHA256:<base64, no padding>`` of the key blob, as ``ssh-keygen -l`` prints it.
+    Raises :class:`KeyError_` (never cached)."""
     blob = _string(KEY_TYPE) + _string(parse_public_key(line))
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
