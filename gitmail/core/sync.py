@@ -561,13 +561,14 @@ def _deliver(
                 del pending[p]
                 continue
             if (packed_tip is not None and signer is not None and p not in asked
-                    and repo.ref_target(refs.tracking(p, repo.remote)) is None):
-                caught = _catch_up_packed(repo, p, signer, packed_tip, asked)
-                if caught is not None:
-                    if not caught[1]:
-                        del pending[p]
-                        continue
-                    pending[p] = caught[1]
+                    and repo.ref_target(refs.tracking(p, repo.remote)) is None
+                    and _catch_up_packed(repo, p, packed_tip, asked)):
+                with repo.lock():
+                    new_tip = rebuild(repo, p, signer)
+                if new_tip is None:
+                    del pending[p]
+                    continue
+                pending[p] = new_tip
             t = _prepare(repo, p, signer, held.setdefault(p, {}), lfs_down, p in single)
             if t is None:
                 why.setdefault(p, (LFS, lfs_down[0] if lfs_down else "LFS upload failed"))
@@ -736,35 +737,27 @@ def _recreates(repo: "Repo", path: str) -> bool:
     return repo.ref_target(refs.tracking(path, repo.remote)) is None and repo.ref_target(sent_ref(path)) is not None
 
 
-def _catch_up_packed(
-    repo: "Repo", path: str, signer: Signer, tips: PackedTips, asked: set[str]
-) -> Optional[tuple[str, Optional[str]]]:
+def _catch_up_packed(repo: "Repo", path: str, tips: PackedTips, asked: set[str]) -> bool:
     """Before a push that would create ``path`` on the org repo (this clone sees no ref for it),
-    with packing on: put the queue where the pair really ends. Returns ``(that tip, the new
-    outbox tip or None when nothing is left queued)``, or None when nothing changed.
+    with packing on: whether the queue must be re-parented because the pair ends elsewhere
+    than this clone knew (the caller rebuilds it onto :func:`known_tip`).
 
     A clone that never delivered there (a new clone of the sender) first fetches the pair
     itself: when the server has it, the queue goes onto its tip. Otherwise, and for a clone
-    that did deliver there, :func:`packed_ahead` gives the tip its recipient packed it at
+    that did deliver there, :func:`packed_ahead` adopts the tip its recipient packed it at
     when this clone does not know it. ``path`` joins ``asked`` (once per delivery round).
     """
     asked.add(path)
     if not tips.packing:
-        return None
+        return False
     if repo.ref_target(sent_ref(path)) is None:
         try:
             fetch(repo, [refs.exact_pattern(path)])
         except GitError:
-            return None  # unreachable or failing: the push that follows says so
-        track = repo.ref_target(refs.tracking(path, repo.remote))
-        if track is not None:
-            with repo.lock():
-                return track, rebuild(repo, path, signer)
-    ahead = packed_ahead(repo, path, tips)
-    if ahead is None:
-        return None
-    with repo.lock():
-        return ahead, rebuild(repo, path, signer)
+            return False  # unreachable or failing: the push that follows says so
+        if repo.ref_target(refs.tracking(path, repo.remote)) is not None:
+            return True
+    return packed_ahead(repo, path, tips) is not None
 
 
 def packed_ahead(repo: "Repo", path: str, tips: PackedTips) -> Optional[str]:

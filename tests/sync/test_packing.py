@@ -65,7 +65,7 @@ def test_pack_keeps_every_message_and_senders_continue_the_chain(porg: NetOrg) -
     assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True}
     assert json.loads(o.ok("alex", "verify", "--json").out)["ok"]
     # The senders write again: their chains go on from the recorded tips (a fast-forward).
-    entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())
+    entry = entries(o, "alex")
     o.ok("max", "sync")
     o.ok("max", "send", "alex", "from max 2", "--plain")
     first_parent = git("rev-parse", "refs/heads/gitmail/mail/alex/max^", cwd=o.bare).stdout.strip()
@@ -309,7 +309,7 @@ def test_a_second_clone_of_the_sender_continues_from_the_packed_tip(request: pyt
     desk's), re-parents its message onto it and delivers it: nothing forks, nothing is lost or
     sent twice. The same with no guard on the server, where nothing would refuse a fork."""
     o = laptop_then_pack(request.getfixturevalue("net" if guarded else "unguarded"))
-    entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())["max"]
+    entry = entries(o, "alex")["max"]
     r = json.loads(o.ok("max", "send", "alex", "from the desk", "--plain", "--json").out)
     assert r["delivered"] is True, r
     assert git("rev-parse", "refs/heads/gitmail/mail/alex/max^", cwd=o.bare).stdout.strip() == entry
@@ -392,7 +392,7 @@ def test_a_key_rotated_on_a_clone_that_missed_a_packed_delivery_keeps_that_mail_
     o = laptop_then_pack(net)
     o.ok("max", "key", "rotate")
     retired = json.loads(git("show", "refs/heads/gitmail/directory:" + _entry_file(o, "max"), cwd=o.bare).stdout)
-    entry = packed.parse(git("show", "refs/heads/gitmail/packed/alex:mailboxes", cwd=o.bare).stdout.encode())["max"]
+    entry = entries(o, "alex")["max"]
     assert entry in [t for tips in retired["retired"].values() for t in tips.values()], retired["retired"]
     o.ok("sam", "sync", "--all")
     v = json.loads(o.ok("sam", "verify", "--all", "--json").out)
