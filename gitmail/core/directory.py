@@ -117,6 +117,10 @@ class Directory:
         """Group addresses (``team:NAME``) that list member ``name``."""
         return [GROUP_PREFIX + g.name for g in self.groups.values() if name in g.members]
 
+    def names_ever(self) -> set[str]:
+        """Every member name this directory holds or held (a removed member's refs stay)."""
+        return set(self.members) | (set(self._ledger.versions) if self._ledger is not None else set())
+
     def groups_if_member(self, name: str) -> Optional[list[str]]:
         """:meth:`groups_of` for a member, None for a name that is not one."""
         return self.groups_of(name) if name in self.members else None
@@ -1448,7 +1452,7 @@ def load(repo: "Repo") -> Directory:
         d = L.directory()
         if not (repo.data_dir / "members.json").exists():
             write_signers(repo, d)
-        refspecs.keep(repo, d.tip, d.groups_if_member)
+        refspecs.keep(repo, d.tip, d.groups_if_member, d.names_ever())
         return d
     after, more = advance(pg, L, tip)
     if after.tip and after.tip != old:
@@ -1458,7 +1462,7 @@ def load(repo: "Repo") -> Directory:
     problems.record(repo, "directory", probs + more)
     d = after.directory()
     write_signers(repo, d)
-    refspecs.keep(repo, d.tip, d.groups_if_member)  # a plain git pull follows group changes from here on
+    refspecs.keep(repo, d.tip, d.groups_if_member, d.names_ever())  # a plain git pull follows group changes from here on
     return d
 
 

@@ -23,6 +23,8 @@ In a clone (local, never pushed by any refspec):
 
 from __future__ import annotations
 
+from typing import Iterable, Mapping, Sequence
+
 from gitmail.core.address import BROADCAST, check_address, from_ref, to_ref
 
 HEADS = "refs/heads/"
@@ -57,6 +59,56 @@ def member_paths(member: str, groups: "list[str] | tuple[str, ...]") -> list[str
 def exact_pattern(path: str) -> str:
     """``path`` as a fetch pattern that tolerates a missing ref (see :func:`member_paths`)."""
     return path + "*"
+
+
+def extending(components: "Iterable[str]") -> dict[str, list[str]]:
+    """For each ref-safe name that begins another (``agent1`` begins ``agent10``): the names
+    that extend it, sorted. Names with none are left out, so an org without such names maps
+    to ``{}``. Linear in the names times their length (a name has at most as many prefixes
+    as it has bytes); sorting puts every name right before those that extend it."""
+    comps = sorted(set(components))
+    out: dict[str, list[str]] = {}
+    for i, c in enumerate(comps):
+        j = i + 1
+        while j < len(comps) and comps[j].startswith(c):
+            j += 1
+        if j > i + 1:
+            out[c] = comps[i + 1 : j]
+    return out
+
+
+def exclusions(patterns: "Sequence[str]", longer: "Mapping[str, Sequence[str]]") -> list[str]:
+    """The negative refspecs (``^refs/heads/...``, git 2.29 and later) that keep each single-ref
+    pattern ``<folder>/<name>*`` in ``patterns`` (:func:`exact_pattern`) from also matching
+    the refs of the names that extend ``name`` (``packed/agent1*`` would bring
+    ``packed/agent10``): docs/protocol.md §3 "What a member fetches".
+
+    ``longer``: :func:`extending` of the directory's names. One ``^<folder>/<name><c>*``
+    per next byte ``c``; where another pattern in ``patterns`` asks for a ref below that
+    prefix (a clone holding both ``agent1`` and ``agent10``), each other name there is
+    excluded by its exact ref instead, so no wanted ref is ever excluded. A pattern whose
+    folder a ``<folder>/*`` pattern already fetches whole gets none. Refs under names
+    the directory does not hold (possible only where no guard refuses them) are not
+    excluded.
+    """
+    singles = [p[:-1] for p in patterns if p.endswith("*") and not p.endswith("/*")]
+    broad = [p[:-1] for p in patterns if p.endswith("/*")]
+    wanted = set(singles)
+    out: list[str] = []
+    for stem in singles:
+        folder, _, name = stem.rpartition("/")
+        more = longer.get(name)
+        if not more or any(stem.startswith(b) for b in broad):
+            continue
+        by_byte: dict[str, list[str]] = {}
+        for x in more:
+            by_byte.setdefault(x[len(name)], []).append(f"{folder}/{x}")
+        for c, paths in sorted(by_byte.items()):
+            if any(w.startswith(stem + c) for w in wanted):
+                out += [f"^{HEADS}{x}" for x in paths if x not in wanted]
+            else:
+                out.append(f"^{HEADS}{stem}{c}*")
+    return list(dict.fromkeys(out))
 
 
 def refspec(path: str, remote: str) -> str:

@@ -1,16 +1,16 @@
 """gitmail's fetch refspecs in a clone's git config (docs/protocol.md §3 "What a member fetches").
 
-gitmail owns exactly the ``remote.<r>.fetch`` lines that begin ``+refs/heads/gitmail/``:
-those of every member the clone holds a key for, kept in step with the verified directory
-(:func:`keep`, called whenever a directory is loaded), so that a plain ``git fetch`` or
-``git pull`` brings the member's mail and nobody else's. The user's other refspecs are
-never touched.
+gitmail owns exactly the ``remote.<r>.fetch`` lines that begin ``+refs/heads/gitmail/``
+or ``^refs/heads/gitmail/`` (negative refspecs, git 2.29 and later): those of every member
+the clone holds a key for, kept in step with the verified directory (:func:`keep`, called
+whenever a directory is loaded), so that a plain ``git fetch`` or ``git pull`` brings the
+member's mail and nobody else's. The user's other refspecs are never touched.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from gitmail import git
 from gitmail.core import refs
@@ -27,16 +27,58 @@ def configured_paths(repo: "Repo") -> list[str]:
     return [p for p in found if p]
 
 
-def configure_paths(repo: "Repo", paths: list[str]) -> None:
-    """Make gitmail's own fetch refspecs exactly ``paths``: every line of the remote's config
-    that begins ``+refs/heads/gitmail/`` is replaced; the user's other refspecs are kept."""
+def configured_exclusions(repo: "Repo") -> list[str]:
+    """gitmail's own negative fetch refspecs in the remote's config (lines that begin
+    ``^refs/heads/gitmail/``, :func:`gitmail.core.refs.exclusions`), in order."""
+    assert repo.remote
+    return [v for v in git.config_get_all(repo.path, f"remote.{repo.remote}.fetch") if v.startswith(_NOT_OURS)]
+
+
+_NOT_OURS = "^" + refs.HEADS + refs.SHARED
+
+
+def configure_paths(repo: "Repo", paths: list[str], exclude: "list[str] | tuple[str, ...]" = ()) -> None:
+    """Make gitmail's own fetch refspecs exactly ``paths`` and the negative refspecs ``exclude``:
+    every line of the remote's config that begins ``+refs/heads/gitmail/`` or
+    ``^refs/heads/gitmail/`` is replaced; the user's other refspecs are kept."""
     remote = repo.remote
     assert remote
     key = f"remote.{remote}.fetch"
     # Exit 5: no line matched (nothing of ours was there yet).
-    git.run(["config", "--local", "--unset-all", key, "^" + re.escape(refs.OURS)], repo.path, check=False)
+    ours = "^[+^]" + re.escape(refs.HEADS + refs.SHARED)
+    git.run(["config", "--local", "--unset-all", key, ours], repo.path, check=False)
     for p in dict.fromkeys(paths):
         git.config_add(repo.path, key, refs.refspec(p, remote))
+    for x in dict.fromkeys(exclude):
+        git.config_add(repo.path, key, x)
+
+
+_EXTENDING = "extending.json"  # in the clone's data dir: refs.extending() of the verified directory's names
+
+
+def extending(repo: "Repo") -> dict[str, list[str]]:
+    """The directory's names that extend another's (:func:`gitmail.core.refs.extending`), as
+    :func:`keep` last wrote them; ``{}`` when none were written (or the file is unreadable)."""
+    import json
+
+    try:
+        got = json.loads((repo.data_dir / _EXTENDING).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(got, dict):
+        return {}
+    return {k: [x for x in v if isinstance(x, str)] for k, v in got.items() if isinstance(k, str) and isinstance(v, list)}
+
+
+def fetch_refspecs(repo: "Repo", paths: list[str]) -> list[str]:
+    """The command-line refspecs that fetch ``paths`` (shared paths or patterns) into their
+    remote-tracking refs and nothing else: one forced refspec each, then the negative
+    refspecs that stop single-ref patterns matching longer names (:func:`extending`)."""
+    assert repo.remote
+    paths = list(dict.fromkeys(paths))
+    specs = [refs.refspec(p, repo.remote) for p in paths]
+    ext = extending(repo)
+    return [*specs, *refs.exclusions(paths, ext)] if ext else specs
 
 
 def group_paths(paths: list[str]) -> list[str]:
@@ -69,11 +111,12 @@ def _refspecs_key(repo: "Repo", directory_tip: Optional[str]) -> str:
 
 
 def current(repo: "Repo", directory_tip: Optional[str]) -> bool:
-    """True when the configured refspecs were computed from the directory at ``directory_tip``
-    and the clone's present identities (so a sync that brought no directory change loads
-    no directory, and no pydantic)."""
+    """True when the configured refspecs and :func:`extending` were computed from the directory
+    at ``directory_tip`` and the clone's present identities (so a sync that brought no
+    directory change loads no directory, and no pydantic)."""
     try:
-        return (repo.data_dir / _REFSPECS_MARK).read_text("utf-8") == _refspecs_key(repo, directory_tip)
+        return ((repo.data_dir / _REFSPECS_MARK).read_text("utf-8") == _refspecs_key(repo, directory_tip)
+                and (repo.data_dir / _EXTENDING).exists())
     except OSError:
         return False
 
@@ -89,17 +132,28 @@ def directory_tip(repo: "Repo") -> Optional[str]:
     return next(iter(found.values()), None)
 
 
-def keep(repo: "Repo", tip: Optional[str], groups_of: Callable[[str], Optional[list[str]]]) -> None:
+def keep(repo: "Repo", tip: Optional[str], groups_of: Callable[[str], Optional[list[str]]],
+         names: "Iterable[str]" = ()) -> None:
     """Make gitmail's fetch refspecs those of every member this clone holds a key for
     in the verified directory at ``tip`` (``groups_of(name)``: a member's group addresses,
     None for a name that is not a member): their inboxes, the broadcast
-    mailbox and their groups' mailboxes (docs/protocol.md §3). A no-op when they were
-    computed from this directory and these identities; called whenever a directory is loaded,
-    so a plain ``git pull`` follows a group change as soon as any gitmail command saw it."""
+    mailbox and their groups' mailboxes (docs/protocol.md §3), with the negative refspecs
+    that keep their single-ref patterns to their own refs; and record :func:`extending`
+    of ``names`` (every name the directory holds or held) for every later fetch. A no-op
+    when they were computed from this directory and these identities; called whenever a
+    directory is loaded, so a plain ``git pull`` follows a group change as soon as any
+    gitmail command saw it."""
     if repo.remote is None or current(repo, tip):
         return
+    import json
+
+    from gitmail.core.address import to_ref
     from gitmail.core.files import write_atomic
 
+    longer = refs.extending(to_ref(n) for n in names)
+    text = json.dumps(longer, sort_keys=True, separators=(",", ":"))
+    if not (repo.data_dir / _EXTENDING).exists() or extending(repo) != longer:
+        write_atomic(repo.data_dir / _EXTENDING, text)
     repo.reload_config()  # an identity may have been added since the repo was opened (init)
     want: list[str] = []
     for name in clone_identities(repo):
@@ -108,6 +162,7 @@ def keep(repo: "Repo", tip: Optional[str], groups_of: Callable[[str], Optional[l
             want += [p for p in refs.member_paths(name, groups) if p not in want]
     if not want:
         return  # no member's key here yet (init before registration): nothing to keep
-    if configured_paths(repo) != want:
-        configure_paths(repo, want)
+    exclude = refs.exclusions(want, longer)
+    if configured_paths(repo) != want or configured_exclusions(repo) != exclude:
+        configure_paths(repo, want, exclude)
     write_atomic(repo.data_dir / _REFSPECS_MARK, _refspecs_key(repo, tip))

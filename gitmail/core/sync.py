@@ -39,14 +39,15 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
     """Fetch the org's gitmail refs into remote-tracking refs: all of them (``paths`` None,
     what ``gitmail sync --all`` and an auditor want), or just ``paths`` (shared paths or
     patterns below ``refs/heads/``, :func:`gitmail.core.refs.member_paths`). With explicit
-    refspecs git's protocol v2 asks the server only for their prefixes.
+    refspecs git's protocol v2 asks the server only for their prefixes, and a single-ref
+    pattern brings no longer name's ref (:func:`gitmail.core.refspecs.fetch_refspecs`).
 
     Raises :class:`RemoteUnreachableError` when the remote cannot be reached.
     """
     remote = repo.remote
     assert remote
     if paths:
-        specs = [refs.refspec(p, remote) for p in dict.fromkeys(paths)]
+        specs = refspecs.fetch_refspecs(repo, paths)
     else:
         specs = [refs.refspec(refs.ALL, remote)]
     import time

@@ -128,6 +128,65 @@ def test_a_clone_with_two_identities_fetches_for_both(org: Org) -> None:
     assert [m["subject"] for m in got] == ["for bob"]
 
 
+def test_names_that_extend_a_members_bring_that_member_none_of_their_refs(org: Org) -> None:
+    """alex0 and alexa begin with alex. Fetching alex's packed ref and each mailbox alex
+    delivered to as the pattern ``<ref>*`` used to bring theirs too: alex0's whole packed
+    inbox, and alexa's mail to max. Now neither ``gitmail sync``, nor a plain ``git fetch``
+    with the refspecs gitmail writes, nor ``init`` on a new machine brings any of it; a clone
+    holding both alex and alex0 still gets both packed refs."""
+    from tests.conftest import run
+
+    org.join("alex0")
+    org.join("alexa")
+    org.ok("max", "org", "packing=true")
+    for who in ("alex0", "alexa", "alex"):
+        org.ok(who, "sync")
+        org.ok("max", "send", who, f"to {who}", "--plain")
+        org.ok(who, "send", "max", f"from {who}", "--plain")
+    for who in ("alex0", "alex"):
+        org.ok(who, "sync")
+        org.ok(who, "pack")
+    bare = Path(org.url)
+    server = set(git("for-each-ref", "--format=%(refname)", "refs/heads/gitmail/", cwd=bare).stdout.split())
+    assert {"refs/heads/gitmail/packed/alex0", "refs/heads/gitmail/packed/alex",
+            "refs/heads/gitmail/mail/max/alexa", "refs/heads/gitmail/mail/max/alex0"} <= server, server
+    others = {"gitmail/packed/alex0", "gitmail/mail/max/alexa", "gitmail/mail/max/alex0", "gitmail/packed/alexa"}
+
+    alex = org.clones["alex"]
+    org.ok("alex", "sync")
+    held = _tracking(alex)
+    assert {"gitmail/packed/alex", "gitmail/mail/max/alex"} <= held and not held & others, held
+    specs = git("config", "--get-all", "remote.origin.fetch", cwd=alex).stdout.split()
+    assert sorted(s for s in specs if s.startswith("^")) == ["^refs/heads/gitmail/packed/alex0*",
+                                                              "^refs/heads/gitmail/packed/alexa*"], specs
+    # A plain git fetch with those refspecs, into a clone that has nothing yet.
+    plain = org.root / "plain"
+    git("init", "--quiet", str(plain))
+    git("remote", "add", "origin", org.url, cwd=plain)
+    git("config", "--unset-all", "remote.origin.fetch", cwd=plain)
+    for spec in specs:
+        git("config", "--add", "remote.origin.fetch", spec, cwd=plain)
+    git("fetch", "--quiet", "origin", cwd=plain)
+    assert "gitmail/packed/alex" in _tracking(plain) and not _tracking(plain) & others
+
+    # alex on a new machine: init fetches the directory first, so even its first fetch is exact.
+    laptop = org.root / "alex-laptop"
+    assert run("init", "--name", "alex", "--org", org.url, "--repo", str(laptop)).code == 0
+    assert run("sync", "--repo", str(laptop)).code == 0
+    held = _tracking(laptop)
+    assert "gitmail/packed/alex" in held and not held & others, held
+    got = json.loads(run("list", "--all", "--json", "--repo", str(laptop)).out)["messages"]
+    assert {m["subject"] for m in got} == {"to alex"}
+
+    # One clone, both identities: each one's packed ref comes, alexa's does not.
+    assert run("init", "--name", "alex0", "--repo", str(alex)).code == 0
+    org.ok("alex", "sync", "--as", "alex")
+    held = _tracking(alex)
+    assert {"gitmail/packed/alex", "gitmail/packed/alex0"} <= held and "gitmail/packed/alexa" not in held, held
+    got = json.loads(org.ok("alex", "list", "--all", "--as", "alex0", "--json").out)["messages"]
+    assert {m["subject"] for m in got} == {"to alex0"}
+
+
 # -- the refspec parser (core/refs.refspec_path, core/refspecs.group_paths) -------------------
 
 from hypothesis import given, settings  # noqa: E402
@@ -166,3 +225,57 @@ def test_a_foreign_or_garbled_config_line_is_never_taken_for_ours(spec: str, rem
     p = refs.refspec_path(spec, remote)
     assert p is None or refs.refspec(p, remote) == spec
     refspecs.group_paths([spec])  # never raises on any text
+
+
+# -- names that extend another's (refs.extending, refs.exclusions) ---------------------------------
+
+
+def _git_selects(ref: str, specs: list[str]) -> bool:
+    """git's choice for one advertised ref (builtin/fetch.c, refspec.c): it matches a positive
+    pattern (a ``*`` at the end matches any rest, the empty one included) and no negative one."""
+    def matches(src: str) -> bool:
+        return ref.startswith(src[:-1]) if src.endswith("*") else ref == src
+
+    pos = [s[1:].partition(":")[0] for s in specs if s.startswith("+")]
+    neg = [s[1:] for s in specs if s.startswith("^")]
+    return any(matches(p) for p in pos) and not any(matches(n) for n in neg)
+
+
+_SHORT = st.text(alphabet="ab1é", min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(_SHORT, min_size=1, max_size=8, unique=True), data=st.data())
+def test_single_ref_patterns_bring_exactly_their_refs_whatever_the_names(names: list[str], data: st.DataObject) -> None:
+    """Any names (many beginning others), any identities in one clone, any mailboxes they
+    delivered to: the refspecs select exactly the refs asked for, never a longer name's and
+    never fewer."""
+    from gitmail.core import refs
+    from gitmail.core.address import normalize, to_ref
+
+    names = sorted({normalize(n) for n in names})
+    mine = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
+    sent = data.draw(st.lists(st.tuples(st.sampled_from(names), st.sampled_from(mine)), max_size=4, unique=True))
+    paths: list[str] = []
+    for me in mine:
+        paths += refs.member_paths(me, [])
+    paths += [refs.exact_pattern(refs.mail_path(r, s)) for r, s in sent]
+    specs = [refs.refspec(p, "origin") for p in paths]
+    specs += refs.exclusions(paths, refs.extending(to_ref(n) for n in names))
+    every = [refs.head(refs.packed_path(n)) for n in names]
+    every += [refs.head(refs.mail_path(r, s)) for r in names for s in names]
+    every.append(refs.head(refs.DIRECTORY))
+    want = {refs.head(refs.DIRECTORY)} | {refs.head(refs.packed_path(m)) for m in mine}
+    want |= {refs.head(refs.mail_path(m, s)) for m in mine for s in names}
+    want |= {refs.head(refs.mail_path(r, s)) for r, s in sent}
+    assert {r for r in every if _git_selects(r, specs)} == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.text(alphabet="ab1%é", max_size=6), max_size=12))
+def test_extending_names_every_longer_name_and_only_those(names: list[str]) -> None:
+    from gitmail.core import refs
+
+    got = refs.extending(names)
+    for n in set(names):
+        assert got.get(n, []) == sorted(x for x in set(names) if x != n and x.startswith(n))
