@@ -91,20 +91,28 @@ def exclusions(patterns: "Sequence[str]", longer: "Mapping[str, Sequence[str]]")
     the directory does not hold (possible only where no guard refuses them) are not
     excluded.
     """
+    from bisect import bisect_left
+
     singles = [p[:-1] for p in patterns if p.endswith("*") and not p.endswith("/*")]
-    broad = [p[:-1] for p in patterns if p.endswith("/*")]
+    broad = {p[:-1] for p in patterns if p.endswith("/*")}
     wanted = set(singles)
+    ordered = sorted(wanted)  # thousands of mailboxes delivered to: a prefix is looked up, not scanned
+
+    def asked_below(prefix: str) -> bool:
+        i = bisect_left(ordered, prefix)
+        return i < len(ordered) and ordered[i].startswith(prefix)
+
     out: list[str] = []
     for stem in singles:
         folder, _, name = stem.rpartition("/")
         more = longer.get(name)
-        if not more or any(stem.startswith(b) for b in broad):
+        if not more or any(stem[: i + 1] in broad for i, ch in enumerate(stem) if ch == "/"):
             continue
         by_byte: dict[str, list[str]] = {}
         for x in more:
             by_byte.setdefault(x[len(name)], []).append(f"{folder}/{x}")
         for c, paths in sorted(by_byte.items()):
-            if any(w.startswith(stem + c) for w in wanted):
+            if asked_below(stem + c):
                 out += [f"^{HEADS}{x}" for x in paths if x not in wanted]
             else:
                 out.append(f"^{HEADS}{stem}{c}*")

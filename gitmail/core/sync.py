@@ -56,8 +56,10 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
         try:
             # --prune: a mailbox deleted on the server loses its remote-tracking ref, so the
             # rewind check (§12) sees it gone; only refs under these refspecs are pruned.
-            git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", remote, *specs], repo.path,
-                    remote=True)
+            # The refspecs on stdin (git 2.29+): a clone that delivered to many mailboxes, each
+            # with its negative refspecs, would otherwise meet the command line's length limit.
+            git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", "--stdin", remote],
+                    repo.path, input="".join(s + "\n" for s in specs).encode("utf-8"), remote=True)
             return
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)

@@ -279,3 +279,26 @@ def test_extending_names_every_longer_name_and_only_those(names: list[str]) -> N
     got = refs.extending(names)
     for n in set(names):
         assert got.get(n, []) == sorted(x for x in set(names) if x != n and x.startswith(n))
+
+
+def test_a_fetch_of_thousands_of_single_refs_with_their_exclusions_goes_through(org: Org) -> None:
+    """A hostile member registers a name for every byte that can follow max's (max0, maxa, max-,
+    max%...): every mailbox max delivered to then fetches with 39 negative refspecs. 3,000 of
+    them (about 5 MB of refspecs, past the command line's limit) still make one fetch, which
+    brings the mailbox that exists and nothing else."""
+    from gitmail.core import refs, refspecs, sync
+    from gitmail.core.address import _SAFE
+    from gitmail.core.repo import open_repo
+
+    org.ok("max", "send", "alex", "one", "--plain")
+    repo = open_repo(org.clones["max"])
+    longer = {"max": sorted(f"max{chr(b)}" for b in _SAFE) + ["max%2E"]}
+    (repo.data_dir / "extending.json").write_text(json.dumps(longer))
+    assert refspecs.extending(repo) == longer
+    paths = [refs.exact_pattern(refs.mail_path(f"r{i}", "max")) for i in range(3000)]
+    paths.append(refs.exact_pattern(refs.mail_path("alex", "max")))
+    specs = refspecs.fetch_refspecs(repo, paths)
+    assert len(specs) == 3001 * 40 and sum(len(s) + 1 for s in specs) > 4_000_000
+    git("update-ref", "-d", "refs/remotes/origin/gitmail/mail/alex/max", cwd=org.clones["max"])
+    sync.fetch(repo, paths)
+    assert {p for p in _tracking(org.clones["max"]) if p.startswith("gitmail/mail/")} == {"gitmail/mail/alex/max"}
