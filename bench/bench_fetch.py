@@ -104,7 +104,7 @@ class CountingProxy:
 
 
 def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: int, layout: int = 2,
-              packing: bool = False) -> list[str]:
+              packing: bool = False, numbered: bool = False) -> list[str]:
     """Write the org into the bare repo ``bare``: directory (self-registrations, in directory
     layout ``layout``: docs/protocol.md §8 "Layouts"; org policy ``packing``) and mail."""
     import pygit2
@@ -117,7 +117,9 @@ def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: in
 
     repo = open_repo(bare)
     pg = repo.pg
-    names = [f"m{i:05d}" for i in range(members)]
+    # Numbered like a fleet of agents (m1 .. m1000, so m1 begins m10 .. m19 and m100 .. m199),
+    # or padded so that no name begins another (m00001).
+    names = [f"m{i}" for i in range(members)] if numbered else [f"m{i:05d}" for i in range(members)]
     signers, entries = {}, {}
     d = Directory(None, {}, {}, Directory().policy.model_copy(update={"directory_layout": layout,
                                                                        "packing": packing}))
@@ -227,6 +229,8 @@ def main() -> int:
                     help="directory layout (2: what gitmail init makes; 1: a flat org made before it)")
     ap.add_argument("--packed", action="store_true", help="packing on; measure again after every member packed")
     ap.add_argument("--repeat", type=int, default=3, help="sends measured each time (medians)")
+    ap.add_argument("--numbered", action="store_true",
+                    help="names m0 .. mN unpadded, measured as m1 (a name a tenth of the fleet's names begin with)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gitmail-bench-fetch-") as tmp:
@@ -239,9 +243,10 @@ def main() -> int:
         d = GitDaemon(work / "srv")
         (work / "srv").mkdir()
         bare = d.create("org.git", guard=False)
-        names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref, a.layout, a.packed)
+        names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref, a.layout, a.packed,
+                          a.numbered)
         built = time.perf_counter() - t
-        me = names[len(names) // 2]
+        me = "m1" if a.numbered else names[len(names) // 2]
         with d:
             proxy = CountingProxy(d.port)
             url = f"git://127.0.0.1:{proxy.port}/org.git"
@@ -315,6 +320,13 @@ def main() -> int:
                 fresh_inbox = json.loads(subprocess.run([*gm, "list", "--json", "--repo", str(fresh)],
                                                         capture_output=True, text=True, check=True).stdout)
                 res["packed_fresh_inbox_messages"] = fresh_inbox["total"]
+                # What those two need, fetched by plain git with exact refspecs: the directory, the
+                # member's inbox and their packed ref (no other member's, whatever the names).
+                plain_p = work / "plain-packed"
+                run(["git", "init", "--quiet", "--bare", str(plain_p)])
+                own_p = [*own, f"+refs/heads/gitmail/packed/{me}:refs/remotes/o/gitmail/packed/{me}"]
+                res["packed_plain_fetch_own"] = measure(proxy, lambda: run(
+                    ["git", "fetch", "--quiet", "--no-tags", url, *own_p], cwd=plain_p))
                 # One real pack: names[1] writes to me again (a new pair ref), then me packs it.
                 other = work / "other"
                 run([*gm, "init", "--name", names[1], "--org", url, "--repo", str(other), "--key",
@@ -340,6 +352,9 @@ def main() -> int:
                     res["packed_send"]["bytes"] / res["send"]["bytes"], 3)  # type: ignore[index]
                 res["ratios"]["packed_send_wall_vs_send"] = round(  # type: ignore[index]
                     res["packed_send"]["wall_s"] / res["send"]["wall_s"], 2)  # type: ignore[index]
+                res["ratios"]["packed_init_plus_first_sync_bytes_vs_plain_own"] = round(  # type: ignore[index]
+                    (res["packed_init"]["bytes"] + res["packed_first_sync"]["bytes"])  # type: ignore[index]
+                    / res["packed_plain_fetch_own"]["bytes"], 2)  # type: ignore[index]
                 for k in ("packed_send_stale", "packed_send_peek"):
                     res["ratios"][f"{k}_bytes_vs_send"] = round(  # type: ignore[index]
                         res[k]["bytes"] / res["send"]["bytes"], 3)  # type: ignore[index]
@@ -359,7 +374,7 @@ def main() -> int:
                       "plain_fetch_all"]
         if a.packed:
             keys_shown += ["packed_send_stale", "packed_sync", "packed_send_peek", "packed_send", "packed_init",
-                           "packed_first_sync", "packed_pack"]
+                           "packed_first_sync", "packed_plain_fetch_own", "packed_pack"]
         for k in keys_shown:
             v = res[k]
             print(f"  {k:22} {v['bytes']:>12,} bytes ({v['down_bytes']:,} down, {v['up_bytes']:,} up)  "  # type: ignore[index]
