@@ -158,8 +158,8 @@ def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
         conf = refspecs.configured_paths(r)
         own = [p for p in refs.member_paths(name, []) if p not in conf]
         if own:  # a second identity in this clone adds its own lines beside the first's
-            refspecs.configure_paths(r, [*(p for p in conf if p != refs.ALL), *own],
-                                     refspecs.configured_exclusions(r))
+            want = [*(p for p in conf if p != refs.ALL), *own]
+            refspecs.configure_paths(r, want, refs.exclusions(want, refspecs.extending(r)))
         # The directory first, verified: its names say which longer names' refs the
         # member's single-ref patterns must not bring (refs.exclusions).
         from gitmail.core import directory as dirmod

@@ -180,6 +180,8 @@ def test_names_that_extend_a_members_bring_that_member_none_of_their_refs(org: O
 
     # One clone, both identities: each one's packed ref comes, alexa's does not.
     assert run("init", "--name", "alex0", "--repo", str(alex)).code == 0
+    specs = git("config", "--get-all", "remote.origin.fetch", cwd=alex).stdout.split()
+    assert sorted(s for s in specs if s.startswith("^")) == ["^refs/heads/gitmail/packed/alexa*"], specs
     org.ok("alex", "sync", "--as", "alex")
     held = _tracking(alex)
     assert {"gitmail/packed/alex", "gitmail/packed/alex0"} <= held and "gitmail/packed/alexa" not in held, held
