@@ -159,7 +159,7 @@ def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
         own = [p for p in refs.member_paths(name, []) if p not in conf]
         if own:  # a second identity in this clone adds its own lines beside the first's
             want = [*(p for p in conf if p != refs.ALL), *own]
-            refspecs.configure_paths(r, want, refs.exclusions(want, refspecs.extending(r)))
+            refspecs.configure_paths(r, want, refs.exclusions(want, refspecs.longer_names(r)))
         # The directory first, verified: its names say which longer names' refs the
         # member's single-ref patterns must not bring (refs.exclusions).
         from gitmail.core import directory as dirmod

@@ -61,37 +61,31 @@ def exact_pattern(path: str) -> str:
     return path + "*"
 
 
-def extending(components: "Iterable[str]") -> dict[str, list[str]]:
-    """For each ref-safe name that begins another (``agent1`` begins ``agent10``): the names
-    that extend it, sorted. Names with none are left out, so an org without such names maps
-    to ``{}``. Linear in the names times their length (a name has at most as many prefixes
-    as it has bytes); sorting puts every name right before those that extend it."""
-    comps = sorted(set(components))
-    out: dict[str, list[str]] = {}
-    for i, c in enumerate(comps):
-        j = i + 1
-        while j < len(comps) and comps[j].startswith(c):
-            j += 1
-        if j > i + 1:
-            out[c] = comps[i + 1 : j]
-    return out
+def longer_names(components: "Iterable[str]") -> list[str]:
+    """The ref-safe names that extend another's (``agent10`` extends ``agent1``), sorted; ``[]``
+    for an org where no name begins another. At most one entry per name: a hostile member
+    registering chains of names (``x``, ``xx``, ``xxx``...) grows it by one entry per name,
+    never by the pairs. Work: each name's prefixes looked up once."""
+    have = set(components)
+    return sorted(c for c in have if any(c[:k] in have for k in range(1, len(c))))
 
 
-def exclusions(patterns: "Sequence[str]", longer: "Mapping[str, Sequence[str]]") -> list[str]:
+def exclusions(patterns: "Sequence[str]", longer: "Sequence[str]") -> list[str]:
     """The negative refspecs (``^refs/heads/...``, git 2.29 and later) that keep each single-ref
     pattern ``<folder>/<name>*`` in ``patterns`` (:func:`exact_pattern`) from also matching
     the refs of the names that extend ``name`` (``packed/agent1*`` would bring
     ``packed/agent10``): docs/protocol.md §3 "What a member fetches".
 
-    ``longer``: :func:`extending` of the directory's names. One ``^<folder>/<name><c>*``
-    per next byte ``c``; where another pattern in ``patterns`` asks for a ref below that
-    prefix (a clone holding both ``agent1`` and ``agent10``), each other name there is
-    excluded by its exact ref instead, so no wanted ref is ever excluded. A pattern whose
-    folder a ``<folder>/*`` pattern already fetches whole gets none. Refs under names
-    the directory does not hold (possible only where no guard refuses them) are not
-    excluded.
+    ``longer``: :func:`longer_names` of the directory's names (sorted). One
+    ``^<folder>/<name><c>*`` per next byte ``c``; where another pattern in ``patterns`` asks
+    for a ref below that prefix (a clone holding both ``agent1`` and ``agent10``), each other
+    name there is excluded by its exact ref instead, so no wanted ref is ever excluded. A
+    pattern whose folder a ``<folder>/*`` pattern already fetches whole gets none. Refs under
+    names the directory does not hold (possible only where no guard refuses them) are not
+    excluded. Work: a bisection per pattern, and one pass over each distinct name's longer
+    names.
     """
-    from bisect import bisect_left
+    from bisect import bisect_left, bisect_right
 
     singles = [p[:-1] for p in patterns if p.endswith("*") and not p.endswith("/*")]
     broad = {p[:-1] for p in patterns if p.endswith("/*")}
@@ -102,18 +96,25 @@ def exclusions(patterns: "Sequence[str]", longer: "Mapping[str, Sequence[str]]")
         i = bisect_left(ordered, prefix)
         return i < len(ordered) and ordered[i].startswith(prefix)
 
+    by_name: dict[str, dict[str, list[str]]] = {}  # name -> next byte -> the longer names
+
+    def after(name: str) -> dict[str, list[str]]:
+        got = by_name.get(name)
+        if got is None:
+            got = by_name[name] = {}
+            # Ref-safe names are ASCII: every name beginning with ``name`` sorts below name + DEL.
+            for x in longer[bisect_right(longer, name):bisect_left(longer, name + "\x7f")]:
+                got.setdefault(x[len(name)], []).append(x)
+        return got
+
     out: list[str] = []
     for stem in singles:
         folder, _, name = stem.rpartition("/")
-        more = longer.get(name)
-        if not more or any(stem[: i + 1] in broad for i, ch in enumerate(stem) if ch == "/"):
+        if any(stem[: i + 1] in broad for i, ch in enumerate(stem) if ch == "/"):
             continue
-        by_byte: dict[str, list[str]] = {}
-        for x in more:
-            by_byte.setdefault(x[len(name)], []).append(f"{folder}/{x}")
-        for c, paths in sorted(by_byte.items()):
+        for c, names in sorted(after(name).items()):
             if asked_below(stem + c):
-                out += [f"^{HEADS}{x}" for x in paths if x not in wanted]
+                out += [f"^{HEADS}{folder}/{x}" for x in names if f"{folder}/{x}" not in wanted]
             else:
                 out.append(f"^{HEADS}{stem}{c}*")
     return list(dict.fromkeys(out))

@@ -53,32 +53,31 @@ def configure_paths(repo: "Repo", paths: list[str], exclude: "list[str] | tuple[
         git.config_add(repo.path, key, x)
 
 
-_EXTENDING = "extending.json"  # in the clone's data dir: refs.extending() of the verified directory's names
+_LONGER = "longer-names.json"  # in the clone's data dir: refs.longer_names() of the verified directory's names
 
 
-def extending(repo: "Repo") -> dict[str, list[str]]:
-    """The directory's names that extend another's (:func:`gitmail.core.refs.extending`), as
-    :func:`keep` last wrote them; ``{}`` when none were written (or the file is unreadable)."""
+def longer_names(repo: "Repo") -> list[str]:
+    """The directory's names that extend another's (:func:`gitmail.core.refs.longer_names`,
+    ref-safe, sorted), as :func:`keep` last wrote them; ``[]`` when none were written (or the
+    file is unreadable)."""
     import json
 
     try:
-        got = json.loads((repo.data_dir / _EXTENDING).read_text("utf-8"))
+        got = json.loads((repo.data_dir / _LONGER).read_text("utf-8"))
     except (OSError, ValueError):
-        return {}
-    if not isinstance(got, dict):
-        return {}
-    return {k: [x for x in v if isinstance(x, str)] for k, v in got.items() if isinstance(k, str) and isinstance(v, list)}
+        return []
+    return sorted(x for x in got if isinstance(x, str)) if isinstance(got, list) else []
 
 
 def fetch_refspecs(repo: "Repo", paths: list[str]) -> list[str]:
     """The command-line refspecs that fetch ``paths`` (shared paths or patterns) into their
     remote-tracking refs and nothing else: one forced refspec each, then the negative
-    refspecs that stop single-ref patterns matching longer names (:func:`extending`)."""
+    refspecs that stop single-ref patterns matching longer names (:func:`longer_names`)."""
     assert repo.remote
     paths = list(dict.fromkeys(paths))
     specs = [refs.refspec(p, repo.remote) for p in paths]
-    ext = extending(repo)
-    return [*specs, *refs.exclusions(paths, ext)] if ext else specs
+    longer = longer_names(repo)
+    return [*specs, *refs.exclusions(paths, longer)] if longer else specs
 
 
 def group_paths(paths: list[str]) -> list[str]:
@@ -111,12 +110,12 @@ def _refspecs_key(repo: "Repo", directory_tip: Optional[str]) -> str:
 
 
 def current(repo: "Repo", directory_tip: Optional[str]) -> bool:
-    """True when the configured refspecs and :func:`extending` were computed from the directory
+    """True when the configured refspecs and :func:`longer_names` were computed from the directory
     at ``directory_tip`` and the clone's present identities (so a sync that brought no
     directory change loads no directory, and no pydantic)."""
     try:
         return ((repo.data_dir / _REFSPECS_MARK).read_text("utf-8") == _refspecs_key(repo, directory_tip)
-                and (repo.data_dir / _EXTENDING).exists())
+                and (repo.data_dir / _LONGER).exists())
     except OSError:
         return False
 
@@ -138,7 +137,7 @@ def keep(repo: "Repo", tip: Optional[str], groups_of: Callable[[str], Optional[l
     in the verified directory at ``tip`` (``groups_of(name)``: a member's group addresses,
     None for a name that is not a member): their inboxes, the broadcast
     mailbox and their groups' mailboxes (docs/protocol.md §3), with the negative refspecs
-    that keep their single-ref patterns to their own refs; and record :func:`extending`
+    that keep their single-ref patterns to their own refs; and record :func:`longer_names`
     of ``names`` (every name the directory holds or held) for every later fetch. A no-op
     when they were computed from this directory and these identities; called whenever a
     directory is loaded, so a plain ``git pull`` follows a group change as soon as any
@@ -150,10 +149,9 @@ def keep(repo: "Repo", tip: Optional[str], groups_of: Callable[[str], Optional[l
     from gitmail.core.address import to_ref
     from gitmail.core.files import write_atomic
 
-    longer = refs.extending(to_ref(n) for n in names)
-    text = json.dumps(longer, sort_keys=True, separators=(",", ":"))
-    if not (repo.data_dir / _EXTENDING).exists() or extending(repo) != longer:
-        write_atomic(repo.data_dir / _EXTENDING, text)
+    longer = refs.longer_names(to_ref(n) for n in names)
+    if not (repo.data_dir / _LONGER).exists() or longer_names(repo) != longer:
+        write_atomic(repo.data_dir / _LONGER, json.dumps(longer, separators=(",", ":")))
     repo.reload_config()  # an identity may have been added since the repo was opened (init)
     want: list[str] = []
     for name in clone_identities(repo):

@@ -229,7 +229,7 @@ def test_a_foreign_or_garbled_config_line_is_never_taken_for_ours(spec: str, rem
     refspecs.group_paths([spec])  # never raises on any text
 
 
-# -- names that extend another's (refs.extending, refs.exclusions) ---------------------------------
+# -- names that extend another's (refs.longer_names, refs.exclusions) -----------------------------
 
 
 def _git_selects(ref: str, specs: list[str]) -> bool:
@@ -263,7 +263,7 @@ def test_single_ref_patterns_bring_exactly_their_refs_whatever_the_names(names: 
         paths += refs.member_paths(me, [])
     paths += [refs.exact_pattern(refs.mail_path(r, s)) for r, s in sent]
     specs = [refs.refspec(p, "origin") for p in paths]
-    specs += refs.exclusions(paths, refs.extending(to_ref(n) for n in names))
+    specs += refs.exclusions(paths, refs.longer_names(to_ref(n) for n in names))
     every = [refs.head(refs.packed_path(n)) for n in names]
     every += [refs.head(refs.mail_path(r, s)) for r in names for s in names]
     every.append(refs.head(refs.DIRECTORY))
@@ -274,13 +274,31 @@ def test_single_ref_patterns_bring_exactly_their_refs_whatever_the_names(names: 
 
 
 @settings(max_examples=200, deadline=None)
-@given(names=st.lists(st.text(alphabet="ab1%é", max_size=6), max_size=12))
-def test_extending_names_every_longer_name_and_only_those(names: list[str]) -> None:
+@given(names=st.lists(st.text(alphabet="ab1%", min_size=1, max_size=6), max_size=12))
+def test_longer_names_are_exactly_those_extending_another(names: list[str]) -> None:
     from gitmail.core import refs
 
-    got = refs.extending(names)
-    for n in set(names):
-        assert got.get(n, []) == sorted(x for x in set(names) if x != n and x.startswith(n))
+    have = set(names)
+    assert refs.longer_names(names) == sorted(x for x in have if any(y != x and x.startswith(y) for y in have))
+
+
+def test_a_chain_of_hostile_names_costs_one_entry_per_name_and_few_exclusions() -> None:
+    """x, xx, ... 100 x's, in 100 chains: 10,000 names whose prefix pairs number half a million.
+    What a clone keeps grows with the names, and a pattern gets at most one line per byte."""
+    from gitmail.core import refs
+
+    names = [c * k for c in "abcdefghijklmnopqrstuvwxyz0123456789" for k in range(1, 101)]
+    names += [f"q{i}" for i in range(6400)]
+    longer = refs.longer_names(names)
+    # Every chain link but the first (36 x 99), and every q-name (each extends the chain's q).
+    assert len(longer) == 36 * 99 + 6400
+    got = refs.exclusions(["gitmail/packed/a*", "gitmail/packed/q1*"], longer)
+    assert got == ["^refs/heads/gitmail/packed/aa*", "^refs/heads/gitmail/packed/q10*",
+                   "^refs/heads/gitmail/packed/q11*", "^refs/heads/gitmail/packed/q12*",
+                   "^refs/heads/gitmail/packed/q13*", "^refs/heads/gitmail/packed/q14*",
+                   "^refs/heads/gitmail/packed/q15*", "^refs/heads/gitmail/packed/q16*",
+                   "^refs/heads/gitmail/packed/q17*", "^refs/heads/gitmail/packed/q18*",
+                   "^refs/heads/gitmail/packed/q19*"]
 
 
 def test_a_fetch_of_thousands_of_single_refs_with_their_exclusions_goes_through(org: Org) -> None:
@@ -294,9 +312,9 @@ def test_a_fetch_of_thousands_of_single_refs_with_their_exclusions_goes_through(
 
     org.ok("max", "send", "alex", "one", "--plain")
     repo = open_repo(org.clones["max"])
-    longer = {"max": sorted(f"max{chr(b)}" for b in _SAFE) + ["max%2E"]}
-    (repo.data_dir / "extending.json").write_text(json.dumps(longer))
-    assert refspecs.extending(repo) == longer
+    longer = sorted([f"max{chr(b)}" for b in _SAFE] + ["max%2E"])
+    (repo.data_dir / "longer-names.json").write_text(json.dumps(longer))
+    assert refspecs.longer_names(repo) == longer
     paths = [refs.exact_pattern(refs.mail_path(f"r{i}", "max")) for i in range(3000)]
     paths.append(refs.exact_pattern(refs.mail_path("alex", "max")))
     specs = refspecs.fetch_refspecs(repo, paths)
