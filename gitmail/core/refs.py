@@ -23,7 +23,7 @@ In a clone (local, never pushed by any refspec):
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 from gitmail.core.address import BROADCAST, check_address, from_ref, to_ref
 

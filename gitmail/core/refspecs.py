@@ -31,10 +31,10 @@ def configured_exclusions(repo: "Repo") -> list[str]:
     """gitmail's own negative fetch refspecs in the remote's config (lines that begin
     ``^refs/heads/gitmail/``, :func:`gitmail.core.refs.exclusions`), in order."""
     assert repo.remote
-    return [v for v in git.config_get_all(repo.path, f"remote.{repo.remote}.fetch") if v.startswith(_NOT_OURS)]
+    return [v for v in git.config_get_all(repo.path, f"remote.{repo.remote}.fetch") if v.startswith(_OURS_NEGATIVE)]
 
 
-_NOT_OURS = "^" + refs.HEADS + refs.SHARED
+_OURS_NEGATIVE = "^" + refs.HEADS + refs.SHARED
 
 
 def configure_paths(repo: "Repo", paths: list[str], exclude: "list[str] | tuple[str, ...]" = ()) -> None:
