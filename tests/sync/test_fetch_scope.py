@@ -159,6 +159,13 @@ def test_names_that_extend_a_members_bring_that_member_none_of_their_refs(org: O
     specs = git("config", "--get-all", "remote.origin.fetch", cwd=alex).stdout.split()
     assert sorted(s for s in specs if s.startswith("^")) == ["^refs/heads/gitmail/packed/alex0*",
                                                               "^refs/heads/gitmail/packed/alexa*"], specs
+    # A clone set up by the previous version (no negative lines, no list of longer names) gets
+    # both from its next sync, whose directory did not move.
+    git("config", "--unset-all", "remote.origin.fetch", "^\\^", cwd=alex)
+    (alex / ".git" / "gitmail" / "longer-names.json").unlink()
+    org.ok("alex", "sync")
+    assert git("config", "--get-all", "remote.origin.fetch", cwd=alex).stdout.split() == specs
+    assert json.loads((alex / ".git" / "gitmail" / "longer-names.json").read_text()) == ["alex0", "alexa"]
     # A plain git fetch with those refspecs, into a clone that has nothing yet.
     plain = org.root / "plain"
     git("init", "--quiet", str(plain))
