@@ -329,3 +329,35 @@ def test_a_fetch_of_thousands_of_single_refs_with_their_exclusions_goes_through(
     git("update-ref", "-d", "refs/remotes/origin/gitmail/mail/alex/max", cwd=org.clones["max"])
     sync.fetch(repo, paths)
     assert {p for p in _tracking(org.clones["max"]) if p.startswith("gitmail/mail/")} == {"gitmail/mail/alex/max"}
+
+
+def test_the_fetch_scope_vector_holds_for_the_code_and_for_git(tmp_path: Path) -> None:
+    """docs/protocol.md §3 "What a member fetches": the test vector's refs, selected by the
+    refspecs gitmail computes, once by git's rule as written here and once by git itself."""
+    from gitmail.core import refs
+
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
+    (body,) = re.findall(r"^```text test-vector fetch-scope\n(.*?)^```$", spec, re.S | re.M)
+    lines = body.splitlines()
+    names = lines[0].removeprefix("names: ").split()
+    paths = lines[1].removeprefix("fetch: ").split()
+    marks = {ln[2:]: ln[0] == "+" for ln in lines[2:]}
+    specs = [refs.refspec(p, "origin") for p in paths] + refs.exclusions(paths, refs.longer_names(names))
+    assert {r for r in marks if _git_selects(refs.head(r), specs)} == {r for r, want in marks.items() if want}
+
+    server = tmp_path / "server.git"
+    git("init", "--quiet", "--bare", str(server))
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=server, input="x", capture_output=True,
+                          text=True, check=True).stdout.strip()
+    tree = subprocess.run(["git", "mktree"], cwd=server, input=f"100644 blob {blob}\tf\n", capture_output=True,
+                          text=True, check=True).stdout.strip()
+    tip = git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit-tree", tree, "-m", "x",
+              cwd=server).stdout.strip()
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=server, check=True, text=True,
+                   input="".join(f"create {refs.head(r)} {tip}\n" for r in marks))
+    clone = tmp_path / "clone"
+    git("init", "--quiet", str(clone))
+    git("remote", "add", "origin", str(server), cwd=clone)
+    subprocess.run(["git", "fetch", "--quiet", "--no-tags", "--stdin", "origin"], cwd=clone, check=True, text=True,
+                   input="".join(s + "\n" for s in specs))
+    assert _tracking(clone) == {r for r, want in marks.items() if want}
