@@ -152,7 +152,8 @@ def _clear_stale_peeks(base: Path) -> None:
 def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
     """Fetch what ``member`` reads and nothing else (docs/protocol.md §3 "What a member
     fetches"): the directory, their inbox, the broadcast mailbox, the group mailboxes their
-    configured refspecs name, and each mailbox this clone has delivered to. Returns
+    configured refspecs name, and the mailboxes this clone has delivered to (up to
+    :data:`SENT_CHECKS` a sync, in turn: :func:`sent_turn`). Returns
     ``(fetched paths, configured paths)`` for :func:`fetch_new_paths`.
 
     Raises :class:`RemoteUnreachableError`.
@@ -164,8 +165,14 @@ def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
     # member's own refs; an earlier version's all-mailboxes line is not fetched again.
     paths = [*refs.member_paths(member, refspecs.group_paths(conf)), *(p for p in conf if p != refs.ALL)]
     covered = [p[:-1] for p in paths if p.endswith("/*")]
-    paths += [p for p in sent_paths(repo, member) if not any(p.startswith(c) for c in covered)]
+    sent = [p for p in sorted(sent_tips(repo, member)) if not any(p.startswith(c) for c in covered)]
+    turn = sent_turn(repo, member, sent)
+    paths += [refs.exact_pattern(p) for p in turn]
     fetch(repo, paths)
+    if len(turn) < len(sent):
+        done = _load(repo, SENT_TURN_FILE)
+        done[member] = turn[-1]
+        _save(repo, SENT_TURN_FILE, done)
     return paths, conf
 
 
@@ -177,11 +184,25 @@ def fetch_new_paths(repo: "Repo", fetched: tuple[list[str], list[str]]) -> None:
         fetch(repo, extra)
 
 
-def sent_paths(repo: "Repo", sender: str) -> list[str]:
-    """Fetch patterns for every mailbox this clone has delivered to as ``sender``
-    (``refs/gitmail/sent/<r>/<sender>``), so a rewrite of one is seen (§12) without
-    asking the server for anyone else's mailboxes."""
-    return [refs.exact_pattern(path) for path in sorted(sent_tips(repo, sender))]
+SENT_CHECKS = 128  # delivered mailboxes one sync fetches at most (the rewind check, §12); the rest in turn
+
+
+def sent_turn(repo: "Repo", sender: str, sent: list[str]) -> list[str]:
+    """Which of ``sent`` (sorted paths of the mailboxes this clone delivered to as ``sender``,
+    ``refs/gitmail/sent/<r>/<sender>``) this sync fetches, so that a rewrite of one is seen
+    (§12) without asking the server for anyone else's mailboxes: all of them, up to
+    :data:`SENT_CHECKS`; beyond, the :data:`SENT_CHECKS` that follow the last one the previous
+    sync fetched (``.git/gitmail/sent-turn.json``), wrapping round. Each costs a ``ref-prefix``
+    line and an advertised ref (about 125 bytes a sync), so a sync's cost stays bounded
+    however many members this sender writes to, and every mailbox is checked once in
+    ``ceil(len(sent) / SENT_CHECKS)`` syncs (docs/protocol.md §3 "What a member fetches")."""
+    if len(sent) <= SENT_CHECKS:
+        return sent
+    from bisect import bisect_right
+
+    last = _load(repo, SENT_TURN_FILE).get(sender)
+    i = bisect_right(sent, last) if isinstance(last, str) else 0
+    return (sent[i:] + sent[:i])[:SENT_CHECKS]
 
 
 def sent_tips(repo: "Repo", sender: str) -> dict[str, str]:
@@ -291,6 +312,7 @@ SENT = "refs/gitmail/sent/"
 UNDELIVERED = "refs/gitmail/undelivered/"
 REASONS_FILE = "outbox.json"
 PACKED_SENT_FILE = "packed-sent.json"  # path -> the sent tip last found packed by its recipient (recover)
+SENT_TURN_FILE = "sent-turn.json"  # sender -> the last delivered mailbox a sync fetched (sent_turn)
 UNDELIVERED_FILE = "undelivered.json"
 
 # Why a message is still queued (Held.kind).

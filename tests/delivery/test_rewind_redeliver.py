@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import git
 from tests.sync.conftest import NetOrg, guard_runtime, unguarded  # noqa: F401
 from tests.sync import forge  # after the fixtures: they load gitmail in the order it expects
@@ -114,3 +116,34 @@ def test_a_send_right_after_a_rewind_puts_the_rewound_mail_back(unguarded: NetOr
     got = json.loads(o.ok("alex", "list", "--json").out)["messages"]
     assert sorted(m["subject"] for m in got) == ["m0", "m1", "m2", "m3"] and all(m["verified"] for m in got)
 
+
+
+def test_a_sender_of_many_mailboxes_checks_them_in_turn(unguarded: NetOrg,  # noqa: F811
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """max has delivered to five members; with at most two delivered mailboxes fetched a sync
+    (SENT_CHECKS, 128 for real), each sync asks for two, the next two after the last it
+    asked for, round and round, so a sync's cost stays bounded however many members max
+    writes to. A mailbox deleted on the server is still found, within three syncs, and its
+    messages delivered again."""
+    from gitmail.core import sync
+    from tests.conftest import recorded
+
+    o = unguarded
+    for name in ("kim", "lee", "pat"):
+        o.join(name)
+    o.ok("max", "sync")
+    ids = {r: json.loads(o.ok("max", "send", r, f"to {r}", "--plain", "--json").out)["id"]
+           for r in ("alex", "kim", "lee", "max", "pat")}
+    monkeypatch.setattr(sync, "SENT_CHECKS", 2)
+    fetched = recorded(monkeypatch, sync, "fetch", lambda repo, paths=None: sorted(
+        p for p in (paths or []) if p.startswith("gitmail/mail/") and p.endswith("/max*")))
+    git("update-ref", "-d", "refs/heads/gitmail/mail/lee/max", cwd=o.bare)
+    restored = []
+    for _ in range(3):
+        restored += json.loads(o.ok("max", "sync", "--json").out)["restored"]
+    # max's own mailbox is fetched whole (mail/max/*), so four are checked in turn, two a sync.
+    assert fetched == [["gitmail/mail/alex/max*", "gitmail/mail/kim/max*"],
+                       ["gitmail/mail/lee/max*", "gitmail/mail/pat/max*"],
+                       ["gitmail/mail/alex/max*", "gitmail/mail/kim/max*"]], fetched
+    assert [q["id"] for q in restored] == [ids["lee"]]
+    assert git("log", "--format=%s", "refs/heads/gitmail/mail/lee/max", cwd=o.bare).stdout.split("\n")[0] == "to lee"
