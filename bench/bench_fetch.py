@@ -104,7 +104,7 @@ class CountingProxy:
 
 
 def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: int, layout: int = 2,
-              packing: bool = False, numbered: bool = False) -> list[str]:
+              packing: bool = False, numbered: bool = False, fanout: int = 0, me: str = "") -> list[str]:
     """Write the org into the bare repo ``bare``: directory (self-registrations, in directory
     layout ``layout``: docs/protocol.md §8 "Layouts"; org policy ``packing``) and mail."""
     import pygit2
@@ -147,6 +147,19 @@ def build_org(bare: Path, keys: Path, members: int, per_member: int, per_ref: in
                 parent = bulk.message_commit(pack, msg, entries[sender], signers[sender], parent, now)
             assert parent is not None
             heads.append((refs.head(refs.mail_path(rcpt, sender)), parent.hex()))
+    # ``me`` has also written one message to each of ``fanout`` more members (a coordinating agent).
+    taken = {r for r, _ in heads}
+    for rcpt in names:
+        if fanout <= 0:
+            break
+        ref = refs.head(refs.mail_path(rcpt, me))
+        if rcpt == me or ref in taken:
+            continue
+        msg = Message(**{"from": me}, to=[rcpt], date=format_date(utcnow()), subject="hello", summary="hello",
+                      body=f"hello {rcpt}\n")
+        msg.id = msg.compute_id()
+        heads.append((ref, bulk.message_commit(pack, msg, entries[me], signers[me], None, now).hex()))
+        fanout -= 1
     pack.finish(repo)
     subprocess.run(["git", "update-ref", "--stdin"], input="".join(f"create {r} {o}\n" for r, o in heads),
                    cwd=bare, check=True, text=True)
@@ -229,6 +242,9 @@ def main() -> int:
                     help="directory layout (2: what gitmail init makes; 1: a flat org made before it)")
     ap.add_argument("--packed", action="store_true", help="packing on; measure again after every member packed")
     ap.add_argument("--repeat", type=int, default=3, help="sends measured each time (medians)")
+    ap.add_argument("--fanout", type=int, default=0,
+                    help="the measured member has also written to this many more members: no-op sync bytes with "
+                         "the delivered mailboxes fetched in turn (128 a sync) and, as a baseline, all of them")
     ap.add_argument("--numbered", action="store_true",
                     help="names m0 .. mN unpadded, measured as m1 (a name a tenth of the fleet's names begin with)")
     ap.add_argument("--json", action="store_true")
@@ -243,10 +259,11 @@ def main() -> int:
         d = GitDaemon(work / "srv")
         (work / "srv").mkdir()
         bare = d.create("org.git", guard=False)
+        me = "m1" if a.numbered else f"m{a.members // 2:05d}"
         names = build_org(bare, work / "keys", a.members, a.refs_per_member, a.per_ref, a.layout, a.packed,
-                          a.numbered)
+                          a.numbered, a.fanout, me)
         built = time.perf_counter() - t
-        me = "m1" if a.numbered else names[len(names) // 2]
+        assert me in names
         with d:
             proxy = CountingProxy(d.port)
             url = f"git://127.0.0.1:{proxy.port}/org.git"
@@ -258,6 +275,25 @@ def main() -> int:
                                                       "--key", str(work / "keys" / me)]))
             res["first_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
             res["noop_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
+            if a.fanout:
+                # This clone delivered me's mail to the fanout members (as if it had sent it): each
+                # sync fetches 128 of those mailboxes in turn for the rewind check, against all of
+                # them for the baseline (the same code with the limit lifted).
+                mail = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)",
+                                       "refs/heads/gitmail/mail/"], cwd=bare, capture_output=True, text=True,
+                                      check=True).stdout.split("\n")
+                sent = [ln.split(" ") for ln in mail if ln.endswith(f"/{me}") and f"/mail/{me}/" not in ln]
+                run(["git", "fetch", "-q", "origin", f"+refs/heads/gitmail/mail/*/{me}:refs/remotes/origin/gitmail/mail/*/{me}"],
+                    cwd=clone)
+                subprocess.run(["git", "update-ref", "--stdin"], cwd=clone, check=True, text=True, input="".join(
+                    f"create refs/gitmail/sent/{r[len('refs/heads/gitmail/mail/'):]} {o}\n" for o, r in sent))
+                for _ in range(len(sent) // 128 + 1):
+                    run([*gm, "sync", "--repo", str(clone)])
+                res["delivered_mailboxes"] = len(sent)
+                res["fanout_noop_sync"] = measure(proxy, lambda: run([*gm, "sync", "--repo", str(clone)]))
+                lifted = [PY, "-c", "import sys; from gitmail.core import sync; sync.SENT_CHECKS = 10 ** 9; "
+                          "from gitmail.cli.launch import in_process; sys.exit(in_process(sys.argv[1:]))"]
+                res["fanout_noop_sync_all"] = measure(proxy, lambda: run([*lifted, "sync", "--repo", str(clone)]))
             # A push is not filtered: receive-pack advertises every ref of the org to the pusher.
             # To two recipients in turn: after packing, each is a pair this clone delivered to.
             res["send"] = measure_median(proxy, lambda i: run([*gm, "send", names[i % 2], f"one more {i}", "--plain",
@@ -372,6 +408,10 @@ def main() -> int:
                   f"inbox {res['packed_inbox_messages']} messages (new clone: {res['packed_fresh_inbox_messages']})")
         keys_shown = ["init", "first_sync", "noop_sync", "send", "plain_fetch_own", "plain_noop_fetch_own",
                       "plain_fetch_all"]
+        if a.fanout:
+            print(f"  {me} delivered to {res['delivered_mailboxes']:,} mailboxes; no-op sync with them fetched "
+                  f"128 a sync (fanout_noop_sync) and all at once (fanout_noop_sync_all)")
+            keys_shown += ["fanout_noop_sync", "fanout_noop_sync_all"]
         if a.packed:
             keys_shown += ["packed_send_stale", "packed_sync", "packed_send_peek", "packed_send", "packed_init",
                            "packed_first_sync", "packed_plain_fetch_own", "packed_pack"]
