@@ -150,8 +150,7 @@ def keep(repo: "Repo", tip: Optional[str], groups_of: Callable[[str], Optional[l
     from gitmail.core.files import write_atomic
 
     longer = refs.longer_names(to_ref(n) for n in names)
-    if not (repo.data_dir / _LONGER).exists() or longer_names(repo) != longer:
-        write_atomic(repo.data_dir / _LONGER, json.dumps(longer, separators=(",", ":")))
+    write_atomic(repo.data_dir / _LONGER, json.dumps(longer, separators=(",", ":")), only_if_changed=True)
     repo.reload_config()  # an identity may have been added since the repo was opened (init)
     want: list[str] = []
     for name in clone_identities(repo):
