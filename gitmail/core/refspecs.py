@@ -22,16 +22,17 @@ if TYPE_CHECKING:
 def configured_paths(repo: "Repo") -> list[str]:
     """The shared paths of gitmail's own fetch refspecs in the remote's config (lines that begin
     ``+refs/heads/gitmail/``; what a plain ``git fetch`` or ``git pull`` brings), in order."""
-    assert repo.remote
-    found = (refs.refspec_path(v, repo.remote) for v in git.config_get_all(repo.path, f"remote.{repo.remote}.fetch"))
-    return [p for p in found if p]
+    return configured(repo)[0]
 
 
-def configured_exclusions(repo: "Repo") -> list[str]:
-    """gitmail's own negative fetch refspecs in the remote's config (lines that begin
-    ``^refs/heads/gitmail/``, :func:`gitmail.core.refs.exclusions`), in order."""
+def configured(repo: "Repo") -> tuple[list[str], list[str]]:
+    """``(configured_paths, gitmail's own negative refspecs)`` from one read of the remote's
+    config: the lines that begin ``^refs/heads/gitmail/`` (:func:`gitmail.core.refs.exclusions`),
+    in order."""
     assert repo.remote
-    return [v for v in git.config_get_all(repo.path, f"remote.{repo.remote}.fetch") if v.startswith(_OURS_NEGATIVE)]
+    values = git.config_get_all(repo.path, f"remote.{repo.remote}.fetch")
+    found = (refs.refspec_path(v, repo.remote) for v in values)
+    return [p for p in found if p], [v for v in values if v.startswith(_OURS_NEGATIVE)]
 
 
 _OURS_NEGATIVE = "^" + refs.HEADS + refs.SHARED
@@ -160,6 +161,6 @@ def keep(repo: "Repo", tip: Optional[str], groups_of: Callable[[str], Optional[l
     if not want:
         return  # no member's key here yet (init before registration): nothing to keep
     exclude = refs.exclusions(want, longer)
-    if configured_paths(repo) != want or configured_exclusions(repo) != exclude:
+    if configured(repo) != (want, exclude):
         configure_paths(repo, want, exclude)
     write_atomic(repo.data_dir / _REFSPECS_MARK, _refspecs_key(repo, tip))
