@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Org, git
+from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401
 
 
 def _tracking(clone: Path) -> set[str]:
@@ -128,14 +131,18 @@ def test_a_clone_with_two_identities_fetches_for_both(org: Org) -> None:
     assert [m["subject"] for m in got] == ["for bob"]
 
 
-def test_names_that_extend_a_members_bring_that_member_none_of_their_refs(org: Org) -> None:
+@pytest.mark.parametrize("guarded", [True, False], ids=["guard", "no guard"])
+def test_names_that_extend_a_members_bring_that_member_none_of_their_refs(request: pytest.FixtureRequest,
+                                                                          guarded: bool) -> None:
     """alex0 and alexa begin with alex. Fetching alex's packed ref and each mailbox alex
     delivered to as the pattern ``<ref>*`` used to bring theirs too: alex0's whole packed
     inbox, and alexa's mail to max. Now neither ``gitmail sync``, nor a plain ``git fetch``
     with the refspecs gitmail writes, nor ``init`` on a new machine brings any of it; a clone
-    holding both alex and alex0 still gets both packed refs."""
+    holding both alex and alex0 still gets both packed refs. Over a real ``git daemon``
+    (protocol v2), with the guard and without."""
     from tests.conftest import run
 
+    org: NetOrg = request.getfixturevalue("net" if guarded else "unguarded")
     org.join("alex0")
     org.join("alexa")
     org.ok("max", "org", "packing=true")
@@ -146,7 +153,7 @@ def test_names_that_extend_a_members_bring_that_member_none_of_their_refs(org: O
     for who in ("alex0", "alex"):
         org.ok(who, "sync")
         org.ok(who, "pack")
-    bare = Path(org.url)
+    bare = org.bare
     server = set(git("for-each-ref", "--format=%(refname)", "refs/heads/gitmail/", cwd=bare).stdout.split())
     assert {"refs/heads/gitmail/packed/alex0", "refs/heads/gitmail/packed/alex",
             "refs/heads/gitmail/mail/max/alexa", "refs/heads/gitmail/mail/max/alex0"} <= server, server
