@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 from gitmail.errors import GitError, NotARepoError, RemoteUnreachableError
 
@@ -46,22 +46,58 @@ def run(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     remote: bool = False,
+    meanwhile: Optional[Callable[[Callable[[], bool]], object]] = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``git ARGS`` and return the completed process (stdout/stderr as bytes).
+
+    ``meanwhile``: called once git has started (and has its ``input``), with a function that
+    tells whether git has ended; for work that needs nothing git is doing, done while git
+    waits on the network (:func:`gitmail.core.sync.fetch`). git's output then goes to
+    temporary files, so neither side can block on a full pipe.
 
     Raises :class:`GitError` (command, exit code, stdout, stderr) when ``check``
     and git exits non-zero; :class:`RemoteUnreachableError` instead when
     ``remote`` is true and git's stderr says the remote could not be reached.
     """
     cmd = ["git", *args]
-    proc = subprocess.run(
-        cmd, cwd=cwd, input=input, capture_output=True, env=_env(env), check=False
-    )
+    if meanwhile is None:
+        proc = subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, env=_env(env), check=False)
+    else:
+        proc = _run_meanwhile(cmd, cwd, input, env, meanwhile)
     if check and proc.returncode != 0:
         if remote and UNREACHABLE.search(proc.stderr):
             raise RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
         raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
     return proc
+
+
+def _run_meanwhile(
+    cmd: list[str], cwd: str | Path | None, input: bytes | None, env: Mapping[str, str] | None,
+    meanwhile: Callable[[Callable[[], bool]], object],
+) -> subprocess.CompletedProcess[bytes]:
+    """:func:`run`'s ``meanwhile`` case: as :func:`subprocess.run` (git killed and waited for
+    when the caller's work raises, Ctrl-C included), with ``meanwhile`` run while git works."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE if input is not None else None, stdout=out,
+                             stderr=err, env=_env(env))
+        try:
+            if p.stdin is not None:
+                try:
+                    p.stdin.write(input or b"")
+                    p.stdin.close()
+                except BrokenPipeError:
+                    pass  # git ended without reading it all: its exit code and stderr say why
+            meanwhile(lambda: p.poll() is not None)
+            p.wait()
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, p.returncode, out.read(), err.read())
 
 
 def output(args: Iterable[str], cwd: str | Path | None = None, **kw: object) -> str:

@@ -35,12 +35,15 @@ _BEHIND = ("non-fast-forward", "fetch first", "stale info", "failed to update re
            "cannot lock ref", "incorrect old value")
 
 
-def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
+def fetch(repo: "Repo", paths: Optional[list[str]] = None,
+          meanwhile: Optional[Callable[[Callable[[], bool]], object]] = None) -> None:
     """Fetch the org's gitmail refs into remote-tracking refs: all of them (``paths`` None,
     what ``gitmail sync --all`` and an auditor want), or just ``paths`` (shared paths or
     patterns below ``refs/heads/``, :func:`gitmail.core.refs.member_paths`). With explicit
     refspecs git's protocol v2 asks the server only for their prefixes, and a single-ref
     pattern brings no longer name's ref (:func:`gitmail.core.refspecs.fetch_refspecs`).
+
+    ``meanwhile``: work done while git fetches (:func:`gitmail.git.run`), once.
 
     Raises :class:`RemoteUnreachableError` when the remote cannot be reached.
     """
@@ -59,7 +62,8 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None) -> None:
             # The refspecs on stdin (git 2.29+): a clone that delivered to many mailboxes, each
             # with its negative refspecs, would otherwise meet the command line's length limit.
             git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", "--stdin", remote],
-                    repo.path, input="".join(s + "\n" for s in specs).encode("utf-8"), remote=True)
+                    repo.path, input="".join(s + "\n" for s in specs).encode("utf-8"), remote=True,
+                    meanwhile=meanwhile if attempt == 0 else None)
             return
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
@@ -149,12 +153,14 @@ def _clear_stale_peeks(base: Path) -> None:
             pass
 
 
-def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
+def fetch_member(repo: "Repo", member: str,
+                 meanwhile: Optional[Callable[[Callable[[], bool]], object]] = None) -> tuple[list[str], list[str]]:
     """Fetch what ``member`` reads and nothing else (docs/protocol.md §3 "What a member
     fetches"): the directory, their inbox, the broadcast mailbox, the group mailboxes their
     configured refspecs name, and the mailboxes this clone has delivered to (up to
     :data:`SENT_CHECKS` a sync, in turn: :func:`sent_turn`). Returns
-    ``(fetched paths, configured paths)`` for :func:`fetch_new_paths`.
+    ``(fetched paths, configured paths)`` for :func:`fetch_new_paths`. ``meanwhile``: as
+    :func:`fetch`.
 
     Raises :class:`RemoteUnreachableError`.
     """
@@ -168,7 +174,7 @@ def fetch_member(repo: "Repo", member: str) -> tuple[list[str], list[str]]:
     sent = [p for p in sorted(sent_tips(repo, member)) if not any(p.startswith(c) for c in covered)]
     turn = sent_turn(repo, member, sent)
     paths += [refs.exact_pattern(p) for p in turn]
-    fetch(repo, paths)
+    fetch(repo, paths, meanwhile)
     if len(turn) < len(sent):
         done = _load(repo, SENT_TURN_FILE)
         done[member] = turn[-1]

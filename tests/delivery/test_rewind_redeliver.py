@@ -135,7 +135,7 @@ def test_a_sender_of_many_mailboxes_checks_them_in_turn(unguarded: NetOrg,  # no
     ids = {r: json.loads(o.ok("max", "send", r, f"to {r}", "--plain", "--json").out)["id"]
            for r in ("alex", "kim", "lee", "max", "pat")}
     monkeypatch.setattr(sync, "SENT_CHECKS", 2)
-    fetched = recorded(monkeypatch, sync, "fetch", lambda repo, paths=None: sorted(
+    fetched = recorded(monkeypatch, sync, "fetch", lambda repo, paths=None, meanwhile=None: sorted(
         p for p in (paths or []) if p.startswith("gitmail/mail/") and p.endswith("/max*")))
     git("update-ref", "-d", "refs/heads/gitmail/mail/lee/max", cwd=o.bare)
     restored = []
