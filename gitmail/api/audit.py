@@ -134,7 +134,7 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
         new = _new_rows(s, before)
         return SyncResult(False, new, [], [], [], s.problems)
     if all_:
-        syncmod.fetch(s.repo)
+        syncmod.fetch(s.repo, meanwhile=_import_while)
         s.require_member()  # after the fetch: a member registered from another clone is known now
     else:
         fetched = syncmod.fetch_member(s.repo, s.me, meanwhile=_import_while)
