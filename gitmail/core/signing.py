@@ -3,7 +3,10 @@
 A commit signature is an armored SSHSIG blob (namespace ``git``, hash ``sha512``)
 in the commit's ``gpgsig`` header, exactly what ``git commit -S`` writes with
 ``gpg.format=ssh``; stock ``git verify-commit`` accepts it. Only ed25519 keys
-are supported (docs/protocol.md, "Signatures").
+are supported (docs/protocol.md, "Signatures"). A signature is read exactly as
+``git verify-commit`` reads it (:func:`commit_signature`, :func:`dearmor`,
+:func:`verify`; docs/protocol.md §7, "What a reader accepts"): gitmail and an
+auditor's git never judge one commit differently.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import base64
 import functools
 import hashlib
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +49,18 @@ def _read_string(buf: bytes, pos: int) -> tuple[bytes, int]:
 
 def _signed_data(message: bytes, namespace: bytes, hash_alg: bytes) -> bytes:
     h = hashlib.sha512(message) if hash_alg == b"sha512" else hashlib.sha256(message)
-    return MAGIC + _string(namespace) + _string(b"") + _string(hash_alg) + _string(h.digest())
+    return _signed_prefix(namespace, hash_alg) + _string(h.digest())
 
 
+@functools.lru_cache(maxsize=16)
+def _signed_prefix(namespace: bytes, hash_alg: bytes) -> bytes:
+    """What the signed data holds before the message's hash (PROTOCOL.sshsig): the same for
+    every signature of one namespace and hash (checked by the million in a first sync)."""
+    return MAGIC + _string(namespace) + _string(b"") + _string(hash_alg)
+
+
+# Pure, and a mailbox's signatures come from a handful of keys.
+@functools.lru_cache(maxsize=4096)
 def public_key_line(raw: bytes) -> str:
     """OpenSSH one-line form (``ssh-ed25519 AAAA...``) of a raw 32-byte ed25519 key."""
     blob = _string(KEY_TYPE) + _string(raw)
@@ -140,32 +153,86 @@ class Signer:
         return cached[1]
 
 
+# OpenSSH's armor as ssh-keygen reads it (sshsig.c, sshsig_dearmor): the header line with its
+# LF at the very start, the footer after an LF.
+_HEADER = ARMOR_BEGIN.encode() + b"\n"
+_FOOTER = b"\n" + ARMOR_END.encode()
+_B64_SPACE = b" \t\n\v\f\r"  # what OpenSSH's base64 decoder skips (C isspace)
+
+
+def dearmor(armored: bytes) -> bytes:
+    """The SSHSIG blob of an armored signature, read as OpenSSH's ``ssh-keygen -Y verify`` (what
+    ``git verify-commit`` runs) reads it (docs/protocol.md §7, "What a reader accepts"):
+    ``-----BEGIN SSH SIGNATURE-----`` and LF at the very start; the base64 up to the first LF
+    followed by ``-----END SSH SIGNATURE-----``, whatever follows that ignored; white space
+    in the base64 skipped; the base64 canonical (padded, its unused bits zero, nothing after
+    the padding); a NUL byte only as its last byte. Raises :class:`VerificationError`."""
+    if not armored.startswith(_HEADER):
+        raise VerificationError("not an SSH signature")
+    rest = armored[len(_HEADER):]
+    end = rest.find(_FOOTER)
+    if end < 0:
+        raise VerificationError("not an SSH signature")
+    text = rest[:end]
+    nul = text.find(b"\0")
+    if nul >= 0:
+        if nul != len(text) - 1:
+            raise VerificationError("malformed SSH signature")
+        text = text[:-1]  # a C string's end, as OpenSSH takes it
+    compact = text.translate(None, _B64_SPACE)
+    try:
+        blob = base64.b64decode(compact, validate=True)
+    except ValueError:
+        raise VerificationError("malformed SSH signature") from None
+    if base64.b64encode(blob) != compact:
+        raise VerificationError("malformed SSH signature")
+    return blob
+
+
+def _cstring(buf: bytes, pos: int) -> tuple[bytes, int]:
+    """An SSH string that OpenSSH reads as a C string (``sshbuf_get_cstring``): a NUL byte
+    only as its last byte, and then not part of the value."""
+    value, pos = _read_string(buf, pos)
+    nul = value.find(b"\0")
+    if nul >= 0:
+        if nul != len(value) - 1:
+            raise ValueError("NUL in a string")
+        value = value[:-1]
+    return value, pos
+
+
 def verify(armored: bytes | str, message: bytes, namespace: bytes = NAMESPACE) -> str:
     """Check an armored SSHSIG over ``message``; return the signer's public key line.
 
-    The caller decides whether that key belongs to whom it should: this only
-    proves the signature was made by the embedded key over these bytes.
-    Raises :class:`VerificationError` for a malformed, wrong-namespace,
+    Accepts exactly what OpenSSH's ``ssh-keygen -Y verify`` accepts from an ed25519 key
+    (sshsig.c and ssh-ed25519.c; docs/protocol.md §7, "What a reader accepts"), so that
+    gitmail and ``git verify-commit`` never disagree on a signature: the armor as
+    :func:`dearmor` reads it; then magic ``SSHSIG``, a version of at most 1, the public key
+    (``ssh-ed25519`` and 32 bytes, nothing after), the namespace, a reserved string (any
+    content), the hash (``sha512`` or ``sha256``) and the signature (``ssh-ed25519`` and its
+    bytes, nothing after), nothing after it. The one difference is the ed25519 check
+    itself, libsodium's (:func:`ed25519_valid`). The caller decides whether that key belongs
+    to whom it should: this only proves the signature was made by the embedded key over
+    these bytes. Raises :class:`VerificationError` for a malformed, wrong-namespace,
     non-ed25519 or invalid signature.
     """
-    text = armored.decode("ascii", "replace") if isinstance(armored, bytes) else armored
-    text = text.strip()
-    if not (text.startswith(ARMOR_BEGIN) and text.endswith(ARMOR_END)):
-        raise VerificationError("not an SSH signature")
-    body = "".join(text[len(ARMOR_BEGIN) : -len(ARMOR_END)].split())
+    blob = dearmor(armored.encode("utf-8", "surrogateescape") if isinstance(armored, str) else armored)
     try:
-        blob = base64.b64decode(body, validate=True)
-        if blob[:6] != MAGIC or struct.unpack_from(">I", blob, 6)[0] != 1:
+        if blob[:6] != MAGIC or struct.unpack_from(">I", blob, 6)[0] > 1:
             raise ValueError("bad magic or version")
         pub, pos = _read_string(blob, 10)
-        ns, pos = _read_string(blob, pos)
+        ns, pos = _cstring(blob, pos)
         _reserved, pos = _read_string(blob, pos)
-        hash_alg, pos = _read_string(blob, pos)
+        hash_alg, pos = _cstring(blob, pos)
         sigblob, pos = _read_string(blob, pos)
-        kt, p2 = _read_string(pub, 0)
-        raw_pub, _ = _read_string(pub, p2)
-        st, p3 = _read_string(sigblob, 0)
-        raw_sig, _ = _read_string(sigblob, p3)
+        if pos != len(blob):
+            raise ValueError("trailing data")
+        kt, p2 = _cstring(pub, 0)
+        raw_pub, p2 = _read_string(pub, p2)
+        st, p3 = _cstring(sigblob, 0)
+        raw_sig, p3 = _read_string(sigblob, p3)
+        if kt == KEY_TYPE and (p2 != len(pub) or p3 != len(sigblob)):
+            raise ValueError("trailing data")
     except (ValueError, struct.error):
         raise VerificationError("malformed SSH signature") from None
     if ns != namespace:
@@ -311,9 +378,58 @@ def agent_signer(public_line: str, source: str = "ssh-agent") -> Signer:
     raise KeyError_(f"ssh-agent does not hold the key {source}")
 
 
+def commit_signature(raw: bytes) -> tuple[Optional[bytes], bytes]:
+    """``(signature, signed payload)`` of the raw commit object ``raw`` (its bytes, without
+    the ``commit <size>`` prefix), split exactly as git splits it for ``git verify-commit``
+    (commit.c, ``parse_buffer_signed_by_header``, for a SHA-1 repository; docs/protocol.md §7,
+    "What a reader accepts"): each header line ``gpgsig <value>`` and the continuation lines
+    (a leading space) after it go to the signature, the value and each continuation without
+    its first byte, every line with its LF; a header line that only begins ``gpgsig`` (such
+    as ``gpgsig-sha256``) and its continuations are left out of both; everything else,
+    from the blank line on whole, is the payload. The signature is None when there is no
+    ``gpgsig`` line. Not libgit2's ``git_commit_extract_signature``, whose split differs from
+    git's for a hostile commit (a second ``gpgsig`` line, a ``gpgsig-sha256`` line), so that
+    gitmail and an auditor's git never judge one commit differently."""
+    # The header lines are those before the first blank line; from it on, all is payload.
+    if raw.startswith(b"gpgsig"):
+        at = 0
+    else:
+        at = raw.find(b"\ngpgsig") + 1  # 0: none
+        if at == 0:
+            return None, raw
+    end = raw.find(b"\n\n")
+    head_end = len(raw) if end < 0 else end + 1
+    if at >= head_end or raw[:1] == b"\n":  # only in the message: no header
+        return None, raw
+    head = raw[:head_end]
+    sig: list[bytes] = []
+    payload: list[bytes] = []
+    done = 0
+    # Each block: a header line beginning "gpgsig" and the continuation lines after it. git's
+    # state machine (a continuation belongs to the block above it; any other line ends it)
+    # comes to exactly these blocks.
+    while at >= 0:
+        m = _SIG_BLOCK.match(head, at)
+        assert m is not None  # at is the start of a line beginning "gpgsig"
+        payload.append(head[done:at])
+        block = m.group()
+        if block.startswith(b"gpgsig "):
+            sig.append(block[7:].replace(b"\n ", b"\n"))  # one leading space off each continuation
+        done = m.end()
+        at = head.find(b"\ngpgsig", done - 1)
+        if at >= 0:
+            at += 1
+    payload.append(raw[done:])
+    return (b"".join(sig) if sig else None), b"".join(payload)
+
+
+_SIG_BLOCK = re.compile(rb"gpgsig[^\n]*(?:\n|\Z)(?: [^\n]*(?:\n|\Z))*")
+
+
 def signer_of(commit: "pygit2.Commit") -> str:
-    """The public key line that signed ``commit``. Raises :class:`VerificationError`."""
-    sig, payload = commit.gpg_signature
+    """The public key line that signed ``commit`` (:func:`commit_signature`, :func:`verify`).
+    Raises :class:`VerificationError`."""
+    sig, payload = commit_signature(commit.read_raw())
     if sig is None:
         raise VerificationError("unsigned")
     return verify(sig, payload)
@@ -331,7 +447,7 @@ def signers(commits: list["pygit2.Commit"], threads: bool = True) -> list["str |
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    signed = [c.gpg_signature for c in commits]
+    signed = [commit_signature(c.read_raw()) for c in commits]
 
     def one(item: tuple[Optional[bytes], bytes]) -> "str | VerificationError":
         sig, payload = item

@@ -34,6 +34,11 @@ def corpus(net: NetOrg, tmp: Path) -> dict[str, Callable[[str], str]]:
         "stranger-key": lambda p: forge.signed(clone, "alex", "max", forge.stranger_key(tmp), parent=p),
         "alex-key-claims-max": lambda p: _as_alex(net, p),
         "misfiled": lambda p: _misfiled(net, p),
+        # max's genuine message with a byte after its signature: git verify-commit calls it bad,
+        # and an outsider can do this to any genuine commit (a copy with another commit id)
+        "signature-trailing-data": lambda p: _resigned(net, p, lambda blob: blob + b"\0"),
+        # the same signature, armored with CRLF line ends (also bad to git)
+        "signature-crlf-armor": lambda p: _resigned(net, p, None),
     }
     for case in CASES:
         out[case.name] = (lambda c: lambda p: build(clone, c, p))(case)
@@ -70,6 +75,29 @@ def _misfiled(net: NetOrg, parent: str) -> str:
                                 forge.key_of("max"), parent)
 
 
+def _resigned(net: NetOrg, parent: str, change: "Callable[[bytes], bytes] | None") -> str:
+    """max's genuine message, its SSHSIG blob changed by ``change`` (None: armored with CRLF)."""
+    import base64
+
+    import pygit2
+
+    from gitmail.core.signing import ARMOR_BEGIN, ARMOR_END, commit_signature, dearmor
+
+    pg = pygit2.Repository(str(net.clones["max"]))
+    good = forge.signed(net.clones["max"], "alex", "max", forge.key_of("max"), parent=parent, body="genuine, rewrapped")
+    raw = pg.read(good)[1]
+    sig, _ = commit_signature(raw)
+    assert sig is not None
+    blob = dearmor(sig)
+    b64 = base64.b64encode(change(blob) if change else blob)
+    lf = b"\n" if change else b"\r\n"
+    armor = lf.join([ARMOR_BEGIN.encode(), *[b64[i:i + 70] for i in range(0, len(b64), 70)], ARMOR_END.encode()])
+    start = raw.index(b"gpgsig ")
+    end = raw.index(b"\n\n")
+    hostile = raw[:start] + b"gpgsig " + armor.replace(b"\n", b"\n ") + raw[end:]
+    return str(pg.write(pygit2.enums.ObjectType.COMMIT, hostile))
+
+
 def test_client_and_guard_give_the_same_verdict_on_every_commit(net: NetOrg, tmp_path: Path) -> None:
     clone = net.clones["max"]
     net.ok("max", "send", "alex", "first")
@@ -92,7 +120,7 @@ def test_client_and_guard_give_the_same_verdict_on_every_commit(net: NetOrg, tmp
         if guard_ok:
             tip = oid
             net.ok("max", "sync")
-    assert seen["good"] == 2 and seen["bad"] == len(CASES) + 4
+    assert seen["good"] == 2 and seen["bad"] == len(CASES) + 6
 
 
 def test_the_shell_notice_announces_only_what_the_client_calls_good(unguarded: NetOrg, tmp_path: Path) -> None:
@@ -110,7 +138,7 @@ def test_the_shell_notice_announces_only_what_the_client_calls_good(unguarded: N
     net.ok("max", "send", "alex", "first", "--plain")
     net.ok("alex", "sync")
     cases = corpus(net, tmp_path)
-    assert len(cases) == len(CASES) + 6
+    assert len(cases) == len(CASES) + 8
     announced: dict[str, bool] = {}
     for i, (name, make) in enumerate(cases.items()):
         net.ok("max", "sync")
