@@ -183,12 +183,15 @@ def metadata_problem(commit: "pygit2.Commit", msg: Message, member: Member,
     """Why the commit's clear metadata disagrees with the signed message, or None (§6).
 
     The expected commit text is re-rendered with :func:`commit_message` and compared
-    byte for byte; the author must be rendered (:func:`author_of`) from ``member``'s
+    byte for byte, and the commit carries no ``encoding`` header (git would show that text
+    re-encoded); the author must be rendered (:func:`author_of`) from ``member``'s
     current directory entry or one of its earlier versions, ``earlier()`` (called only
     when the current one does not match), dated the message date, ``+0000``.
     """
     if commit.raw_message != commit_message(msg).encode("utf-8"):
         return "commit message (subject, body or trailers) disagrees with message.json"
+    if commit.message_encoding is not None:  # git log would show the text re-encoded from it
+        return "commit has an encoding header: git would show its text re-encoded"
     a = commit.author
 
     def matches(m: Member) -> bool:

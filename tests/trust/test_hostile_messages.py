@@ -183,6 +183,20 @@ def _lying(field: str, value: str) -> Callable[[Ctx], str]:
     return build
 
 
+def _encoding_header(c: Ctx) -> str:
+    """A good message whose commit also says ``encoding ISO-8859-1`` (inside what max signed): git
+    log shows its text re-encoded from Latin-1, so an auditor reads other text than the message."""
+    d = _md(c, subject="café à 9h", summary="café")
+    tree = tree_with(c.pg, canonical_json(d))
+    when = seconds(d["date"])
+    head = f"tree {tree}\nparent {c.parent}\n" if c.parent else f"tree {tree}\n"
+    head += f"author {c.author} {when} +0000\ncommitter {c.author} {when} +0000\nencoding ISO-8859-1\n"
+    message = commit_message(Message.model_validate(d))
+    sig = c.signer.sign((head + "\n" + message).encode("utf-8"))
+    data = head + "gpgsig " + sig.replace("\n", "\n ") + "\n\n" + message
+    return str(c.pg.write(pygit2.enums.ObjectType.COMMIT, data.encode("utf-8")))
+
+
 def _author_alex(c: Ctx) -> str:
     return c.commit_dict(_md(c), author="alex <alex@gitmail.invalid>")
 
@@ -261,6 +275,7 @@ CASES = [
         _md(c), blob=canonical_json(_md(c))[:-1] + b',"zz":1,"zz":1}')),
     # hole 6: clear metadata bound to the signed message
     Case("author-is-alex", "git author", _author_alex),
+    Case("encoding-header", "encoding header", _encoding_header),
     Case("author-date", "author date", _author_date),
     Case("other-subject", "commit message", _lying("hostile?", "URGENT: wire money")),
     Case("lying-to", "commit message", _lying("To:", "To: bob")),
