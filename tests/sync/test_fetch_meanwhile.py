@@ -50,19 +50,25 @@ def test_a_failing_git_is_the_same_error_with_meanwhile(tmp_path: Path) -> None:
 
 
 def test_when_the_work_meanwhile_fails_git_is_killed_not_waited_for(tmp_path: Path) -> None:
-    """git reads stdin that never ends here (``cat-file --batch`` on an open pipe would wait for
-    ever): the error raised meanwhile comes out at once, and no git is left running."""
+    """git fetches from a server that takes the connection and never answers (git would wait
+    for ever): the error raised meanwhile comes out at once, and no git is left running."""
+    import socket
+
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     before = _gits(tmp_path)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"git://127.0.0.1:{server.getsockname()[1]}/org.git"
 
-    def boom(ended: object) -> None:
-        raise RuntimeError("the work done meanwhile failed")
+        def boom(ended: object) -> None:
+            server.accept()  # git has connected and waits for the server's answer
+            raise RuntimeError("the work done meanwhile failed")
 
-    t = time.monotonic()
-    with pytest.raises(RuntimeError, match="meanwhile failed"):
-        # An alias that sleeps: git itself stays up for 30 s unless killed.
-        git.run(["-c", "alias.nap=!sleep 30", "nap"], tmp_path, meanwhile=boom)
-    assert time.monotonic() - t < 10
+        t = time.monotonic()
+        with pytest.raises(RuntimeError, match="meanwhile failed"):
+            git.run(["fetch", "-q", url], tmp_path, meanwhile=boom)
+        assert time.monotonic() - t < 10
     assert _gits(tmp_path) == before
 
 
