@@ -435,9 +435,11 @@ def signer_of(commit: "pygit2.Commit") -> str:
     return verify(sig, payload)
 
 
-def signers(commits: list["pygit2.Commit"], threads: bool = True) -> list["str | VerificationError"]:
+def signers(commits: list["pygit2.Commit"], threads: bool = True,
+            raws: Optional[list[bytes]] = None) -> list["str | VerificationError"]:
     """:func:`signer_of` for many commits, each a key line or the error; with ``threads``, the
-    signature checks run on every core.
+    signature checks run on every core. ``raws``: the commits' raw bytes, when the caller has
+    read them.
 
     pygit2 reads stay on the calling thread; only the ed25519 checks (which
     release the GIL in part) go to a thread pool. A process that is itself one of a
@@ -447,7 +449,7 @@ def signers(commits: list["pygit2.Commit"], threads: bool = True) -> list["str |
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    signed = [commit_signature(c.read_raw()) for c in commits]
+    signed = [commit_signature(r) for r in (raws if raws is not None else (c.read_raw() for c in commits))]
 
     def one(item: tuple[Optional[bytes], bytes]) -> "str | VerificationError":
         sig, payload = item

@@ -8,11 +8,14 @@ A message commit (docs/protocol.md, "Message commits") has:
 * message: subject line, blank line, body, blank line, trailers
   (``Message-Id``, ``To`` (one per recipient), ``Thread``, ``In-Reply-To``,
   ``Priority``, ``Type``, ``Request-Id``, ``Trace-Id``);
-* a ``gpgsig`` header holding an armored SSHSIG (namespace ``git``).
+* committer: the same identity, the time of writing;
+* a ``gpgsig`` header holding an armored SSHSIG (namespace ``git``), and no other header
+  (:func:`header_problem`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Optional, TypeVar, Union, cast
 
@@ -179,30 +182,87 @@ class Check:
 
 
 def metadata_problem(commit: "pygit2.Commit", msg: Message, member: Member,
-                     earlier: "Callable[[], list[Member]]" = list) -> Optional[str]:
-    """Why the commit's clear metadata disagrees with the signed message, or None (§6).
+                     earlier: "Callable[[], list[Member]]" = list, raw: Optional[bytes] = None) -> Optional[str]:
+    """Why the commit disagrees with the signed message, or None (docs/protocol.md §6, "The
+    clear metadata is bound to the signed message").
 
-    The expected commit text is re-rendered with :func:`commit_message` and compared
-    byte for byte, and the commit carries no ``encoding`` header (git would show that text
-    re-encoded); the author must be rendered (:func:`author_of`) from ``member``'s
-    current directory entry or one of its earlier versions, ``earlier()`` (called only
-    when the current one does not match), dated the message date, ``+0000``.
+    Read from the raw commit object (``raw``: its bytes, when the caller has read them), as git
+    shows it, not as libgit2 parses it (the two differ on hostile lines: an author line
+    without its time zone, or with the time glued to the email). The headers must be exactly
+    what the writer writes: ``tree``, at most one ``parent``, ``author``, ``committer``, one
+    ``gpgsig`` header holding the armor line by line, and no other (an ``encoding`` header
+    would make git show the text re-encoded); :func:`header_problem`. The commit message
+    equals :func:`commit_message` byte for byte; the author's name and email are rendered
+    (:func:`author_of`) from ``member``'s current directory entry or one of its earlier
+    versions, ``earlier()`` (called only when the current one does not match); the author
+    time is the message date, ``+0000``; the committer is the same identity.
     """
-    if commit.raw_message != commit_message(msg).encode("utf-8"):
+    data = commit.read_raw() if raw is None else raw
+    end = data.find(b"\n\n")
+    if end < 0:
+        return "commit has no message"
+    if data[end + 2:] != commit_message(msg).encode("utf-8"):
         return "commit message (subject, body or trailers) disagrees with message.json"
-    if commit.message_encoding is not None:  # git log would show the text re-encoded from it
-        return "commit has an encoding header: git would show its text re-encoded"
-    a = commit.author
+    head = header_problem(data[:end])
+    if isinstance(head, str):
+        return head
+    (name, email, when), (cname, cemail) = head
 
     def matches(m: Member) -> bool:
-        name, email = author_of(m)
-        return a.raw_name == name.encode("utf-8") and a.raw_email == email.encode("utf-8")
+        n, e = author_of(m)
+        return name == n.encode("utf-8") and email == e.encode("utf-8")
 
     if not matches(member) and not any(matches(m) for m in earlier()):
         return f"git author is not {msg.from_}'s directory entry"
-    if a.time != date_seconds(msg.date) or a.offset != 0:
+    if when != date_seconds(msg.date):
         return "git author date disagrees with the message date"
+    if (cname, cemail) != (name, email):
+        return "git committer is not the author"
     return None
+
+
+# The header lines of a message commit (docs/protocol.md §6), the rule in one expression; the
+# shell notice reads them the same way (hooks/notice.sh, function commit, which also wants the
+# committer's zone +0000). An identity is a name and an email free of "<", ">" and line breaks;
+# a time is 0 or up to 11 digits without a leading zero.
+_IDENT = rb"([^<>\n]*) <([^<>\n]*)> (0|[1-9][0-9]{0,10})"
+_HEADERS = re.compile(
+    rb"tree [0-9a-f]{40}\n(?:parent [0-9a-f]{40}\n)?"
+    rb"author " + _IDENT + rb" \+0000\n"
+    rb"committer " + _IDENT + rb" [+-][0-9]{4}\n"  # any zone: the committer time is the time of writing
+    rb"gpgsig -----BEGIN SSH SIGNATURE-----\n(?: [A-Za-z0-9+/]+\n)* [A-Za-z0-9+/]+={0,2}\n -----END SSH SIGNATURE-----"
+)
+
+
+def header_problem(head: bytes) -> "str | tuple[tuple[bytes, bytes, int], tuple[bytes, bytes]]":
+    """The header lines of a message commit (``head``: the raw object up to, not including, the
+    blank line) checked against the writer's layout: ``tree <hex>``, at most one
+    ``parent <hex>``, ``author <name> <<email>> <seconds> +0000``, ``committer`` likewise (any
+    zone: the committer time is the time of writing), then
+    ``gpgsig -----BEGIN SSH SIGNATURE-----``, base64 continuation lines (padding only on the
+    last) and `` -----END SSH SIGNATURE-----``; nothing else. Returns why not, or
+    ``((author name, email, seconds), (committer name, email))``."""
+    m = _HEADERS.fullmatch(head)
+    if m is None:
+        return _header_reason(head)
+    return (m.group(1), m.group(2), int(m.group(3))), (m.group(4), m.group(5))
+
+
+def _header_reason(head: bytes) -> str:
+    """Words for why ``head`` fails :data:`_HEADERS` (the verdict is that expression's alone)."""
+    lines = head.split(b"\n")
+    names = [ln.split(b" ", 1)[0] for ln in lines if ln[:1] not in (b" ", b"")]
+    other = next((n for n in names if n not in (b"tree", b"parent", b"author", b"committer", b"gpgsig")), None)
+    if other is not None:
+        return f"commit has a header gitmail never writes ({other.decode('utf-8', 'replace')[:40]!r})"
+    for kind in (b"author", b"committer"):
+        line = next((ln for ln in lines if ln.startswith(kind + b" ")), b"")
+        zone = rb" \+0000" if kind == b"author" else rb" [+-][0-9]{4}"
+        if not re.fullmatch(kind + b" " + _IDENT + zone, line):
+            return f"git {kind.decode()} line is not NAME <EMAIL> SECONDS {'+0000' if kind == b'author' else 'ZONE'}"
+    if b"gpgsig" in names:
+        return "gpgsig header is not the armored signature as gitmail writes it"
+    return "commit headers are not tree, parent, author, committer and gpgsig in this order"
 
 
 def check_message(
@@ -212,6 +272,7 @@ def check_message(
     sender: str,
     directory: "Directory",
     signer_key: "Optional[str | VerificationError]" = None,
+    raw: Optional[bytes] = None,
 ) -> tuple[Optional[Message], Check]:
     """Check a commit (or commit id) found on ``gitmail/mail/<recipient>/<sender>``.
 
@@ -222,10 +283,11 @@ def check_message(
     from the message. Never raises for a bad commit, however hostile; the returned
     :class:`Check` says what is wrong, and the message is returned only when its
     content is valid. ``signer_key`` is the result of :func:`signer_of` when the
-    caller already computed it (e.g. in parallel).
+    caller already computed it (e.g. in parallel); ``raw`` the commit object's bytes when
+    the caller has read them.
     """
     try:
-        return _check(pg, commit, recipient, sender, directory, signer_key)
+        return _check(pg, commit, recipient, sender, directory, signer_key, raw)
     except Exception as e:  # a hostile object must become a verdict, never break the mailbox
         return None, Check(MALFORMED, f"cannot be checked: {type(e).__name__}: {str(e)[:200]}")
 
@@ -237,6 +299,7 @@ def _check(
     sender: str,
     directory: "Directory",
     signer_key: "Optional[str | VerificationError]",
+    raw: Optional[bytes] = None,
 ) -> tuple[Optional[Message], Check]:
     if isinstance(commit, str):
         loaded = load_commit(pg, commit)
@@ -276,7 +339,7 @@ def _check(
         return msg, Check(RETIRED_KEY, why, who.name)
     if recipient not in msg.to:
         return msg, Check(MISFILED, f"on {recipient}'s mailbox but addressed to {', '.join(msg.to)}", who.name)
-    problem = metadata_problem(commit, msg, who, lambda: directory.entries_of(pg, who.name))
+    problem = metadata_problem(commit, msg, who, lambda: directory.entries_of(pg, who.name), raw)
     if problem:
         return msg, Check(MALFORMED, problem, who.name)
     return msg, Check(GOOD, "", who.name)
@@ -357,9 +420,14 @@ def _check_many(pg: "pygit2.Repository", oids: list[str], recipient: str, sender
     from gitmail.core.signing import signers
 
     loaded = [load_commit(pg, o) for o in oids]
-    keyed = iter(signers([c for c in loaded if not isinstance(c, str)], threads))
-    keys = [None if isinstance(c, str) else next(keyed) for c in loaded]
-    return [check_message(pg, c, recipient, sender, directory, k) for c, k in zip(loaded, keys)]
+    commits = [c for c in loaded if not isinstance(c, str)]
+    raws = [c.read_raw() for c in commits]  # read once: for the signature and the headers
+    read = iter(zip(signers(commits, threads, raws), raws))
+    out = []
+    for c in loaded:
+        key, raw = (None, None) if isinstance(c, str) else next(read)
+        out.append(check_message(pg, c, recipient, sender, directory, key, raw))
+    return out
 
 
 class Pending:
