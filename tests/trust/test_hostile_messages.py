@@ -183,46 +183,23 @@ def _lying(field: str, value: str) -> Callable[[Ctx], str]:
     return build
 
 
-def _encoding_header(c: Ctx) -> str:
-    """A good message whose commit also says ``encoding ISO-8859-1`` (inside what max signed): git
-    log shows its text re-encoded from Latin-1, so an auditor reads other text than the message."""
-    d = _md(c, subject="café à 9h", summary="café")
-    tree = tree_with(c.pg, canonical_json(d))
-    when = seconds(d["date"])
-    head = f"tree {tree}\nparent {c.parent}\n" if c.parent else f"tree {tree}\n"
-    head += f"author {c.author} {when} +0000\ncommitter {c.author} {when} +0000\nencoding ISO-8859-1\n"
-    message = commit_message(Message.model_validate(d))
-    sig = c.signer.sign((head + "\n" + message).encode("utf-8"))
-    data = head + "gpgsig " + sig.replace("\n", "\n ") + "\n\n" + message
-    return str(c.pg.write(pygit2.enums.ObjectType.COMMIT, data.encode("utf-8")))
-
-
-def _author_line(line: Callable[[str, int], str]) -> Callable[[Ctx], str]:
-    """A good message whose author line is ``line(identity, seconds)`` (committer as written):
-    lines libgit2 reads as the sender's, dated the message date, but git shows otherwise."""
+def _headers(author: Callable[[str, int], str] = lambda who, t: f"{who} {t} +0000",
+             committer: Callable[[str, int], str] = lambda who, t: f"{who} {t} +0000", extra: str = "",
+             **over: Any) -> Callable[[Ctx], str]:
+    """A good message (``over`` applied) whose commit headers are written by hand: the author and
+    committer lines ``author(identity, seconds)`` and ``committer(...)``, then ``extra`` lines,
+    all inside what max signed; the lines libgit2 and git read differently."""
     def build(c: Ctx) -> str:
-        d = _md(c)
+        d = _md(c, **over)
         tree = tree_with(c.pg, canonical_json(d))
         when = seconds(d["date"])
         head = f"tree {tree}\nparent {c.parent}\n" if c.parent else f"tree {tree}\n"
-        head += f"author {line(c.author, when)}\ncommitter {c.author} {when} +0000\n"
+        head += f"author {author(c.author, when)}\ncommitter {committer(c.author, when)}\n{extra}"
         message = commit_message(Message.model_validate(d))
         sig = c.signer.sign((head + "\n" + message).encode("utf-8"))
         data = head + "gpgsig " + sig.replace("\n", "\n ") + "\n\n" + message
         return str(c.pg.write(pygit2.enums.ObjectType.COMMIT, data.encode("utf-8")))
     return build
-
-
-def _committer_alex(c: Ctx) -> str:
-    d = _md(c)
-    tree = tree_with(c.pg, canonical_json(d))
-    when = seconds(d["date"])
-    head = f"tree {tree}\nparent {c.parent}\n" if c.parent else f"tree {tree}\n"
-    head += f"author {c.author} {when} +0000\ncommitter alex <alex@gitmail.invalid> {when} +0000\n"
-    message = commit_message(Message.model_validate(d))
-    sig = c.signer.sign((head + "\n" + message).encode("utf-8"))
-    data = head + "gpgsig " + sig.replace("\n", "\n ") + "\n\n" + message
-    return str(c.pg.write(pygit2.enums.ObjectType.COMMIT, data.encode("utf-8")))
 
 
 def _author_alex(c: Ctx) -> str:
@@ -303,15 +280,18 @@ CASES = [
         _md(c), blob=canonical_json(_md(c))[:-1] + b',"zz":1,"zz":1}')),
     # hole 6: clear metadata bound to the signed message
     Case("author-is-alex", "git author", _author_alex),
-    Case("encoding-header", "header gitmail never writes ('encoding')", _encoding_header),
+    # git log shows the text re-encoded from Latin-1: an auditor reads other text than the message
+    Case("encoding-header", "header gitmail never writes ('encoding')",
+         _headers(extra="encoding ISO-8859-1\n", subject="café à 9h", summary="café")),
     # git shows no date; libgit2 reads the message date, +0000
-    Case("author-no-time-zone", "git author line", _author_line(lambda who, t: f"{who} {t}")),
-    # git shows the message date; libgit2 reads the time without its first digit
-    Case("author-time-glued", "git author line", _author_line(lambda who, t: f"{who}{t} +0000")),
+    Case("author-no-time-zone", "git author line", _headers(author=lambda who, t: f"{who} {t}")),
+    # git shows the date 9<message seconds> (year 4875); libgit2 skips the 9 and reads the message date
+    Case("author-time-glued", "git author line", _headers(author=lambda who, t: f"{who}9{t} +0000")),
     # git shows the email "<max@...", libgit2 "max@..."
     Case("author-email-two-brackets", "git author line",
-         _author_line(lambda who, t: who.replace(" <", " <<") + f" {t} +0000")),
-    Case("committer-is-alex", "git committer is not the author", _committer_alex),
+         _headers(author=lambda who, t: who.replace(" <", " <<") + f" {t} +0000")),
+    Case("committer-is-alex", "git committer is not the author",
+         _headers(committer=lambda who, t: f"alex <alex@gitmail.invalid> {t} +0000")),
     Case("author-date", "author date", _author_date),
     Case("other-subject", "commit message", _lying("hostile?", "URGENT: wire money")),
     Case("lying-to", "commit message", _lying("To:", "To: bob")),
