@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union, cast
 
 if TYPE_CHECKING:
@@ -116,8 +117,10 @@ def load_commit(pg: "pygit2.Repository", oid: str) -> "Union[pygit2.Commit, str]
 
 
 def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
-    """The parents of commit ``oid``, read from the raw object when git's parser refuses it
-    (so one hostile commit never hides the messages below it). Raises ``KeyError`` if missing."""
+    """The parents of commit ``oid``, read from the raw object when libgit2's parser refuses it
+    (so one hostile commit never hides the messages below it), as git reads them there (commit.c,
+    ``parse_commit_buffer``): the ``parent <hex>`` lines right after the first line, ``tree``;
+    a ``parent`` line anywhere else is no parent to git. Raises ``KeyError`` if missing."""
     c = load_commit(pg, oid)
     if not isinstance(c, str):
         return [str(p) for p in c.parent_ids]
@@ -129,16 +132,18 @@ def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
         raise KeyError(oid) from e
     if kind != pygit2.enums.ObjectType.COMMIT:
         return []
+    lines = data.split(b"\n")
+    if not (lines[0].startswith(b"tree ") and _HEX40.fullmatch(lines[0], 5)):
+        return []  # git refuses it ("bogus commit object"): no parents to follow
     out = []
-    for line in data.split(b"\n"):
-        if not line:
+    for line in lines[1:]:
+        if not (line.startswith(b"parent ") and _HEX40.fullmatch(line, 7)):
             break
-        if line.startswith(b"parent ") and len(line) == 47:
-            try:
-                out.append(line[7:].decode("ascii"))
-            except UnicodeDecodeError:
-                pass
+        out.append(line[7:].decode("ascii").lower())  # git's hex reader takes either case
     return out
+
+
+_HEX40 = re.compile(rb"[0-9a-fA-F]{40}")
 
 
 def first_parent_line(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> Iterator[tuple[str, list[str]]]:
