@@ -173,14 +173,8 @@ def dearmor(armored: bytes) -> bytes:
     end = rest.find(_FOOTER)
     if end < 0:
         raise VerificationError("not an SSH signature")
-    text = rest[:end]
-    nul = text.find(b"\0")
-    if nul >= 0:
-        if nul != len(text) - 1:
-            raise VerificationError("malformed SSH signature")
-        text = text[:-1]  # a C string's end, as OpenSSH takes it
-    compact = text.translate(None, _B64_SPACE)
     try:
+        compact = _c_string(rest[:end]).translate(None, _B64_SPACE)
         blob = base64.b64decode(compact, validate=True)
     except ValueError:
         raise VerificationError("malformed SSH signature") from None
@@ -190,15 +184,21 @@ def dearmor(armored: bytes) -> bytes:
 
 
 def _cstring(buf: bytes, pos: int) -> tuple[bytes, int]:
-    """An SSH string that OpenSSH reads as a C string (``sshbuf_get_cstring``): a NUL byte
-    only as its last byte, and then not part of the value."""
+    """An SSH string that OpenSSH reads as a C string (``sshbuf_get_cstring``, :func:`_c_string`)."""
     value, pos = _read_string(buf, pos)
+    return _c_string(value), pos
+
+
+def _c_string(value: bytes) -> bytes:
+    """``value`` as OpenSSH takes bytes for a C string (``sshbuf_get_cstring``,
+    ``sshbuf_dup_string``): a NUL byte only as the last byte, and then not part of it.
+    Raises ``ValueError``."""
     nul = value.find(b"\0")
-    if nul >= 0:
-        if nul != len(value) - 1:
-            raise ValueError("NUL in a string")
-        value = value[:-1]
-    return value, pos
+    if nul < 0:
+        return value
+    if nul != len(value) - 1:
+        raise ValueError("NUL in a string")
+    return value[:-1]
 
 
 def verify(armored: bytes | str, message: bytes, namespace: bytes = NAMESPACE) -> str:
