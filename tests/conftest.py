@@ -113,6 +113,13 @@ def git(*args: str, cwd: Path | str | None = None, check: bool = True) -> subpro
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check)
 
 
+def write_literal(repo: Path | str, kind: str, raw: bytes) -> str:
+    """The id of ``raw``, an object of type ``kind`` written into ``repo`` byte for byte as an
+    attacker would (``git hash-object --literally``: git checks nothing of its content)."""
+    return subprocess.run(["git", "hash-object", "-t", kind, "-w", "--literally", "--stdin"], cwd=repo, input=raw,
+                          capture_output=True, check=True).stdout.strip().decode()
+
+
 class Org:
     """A local bare org repo and one clone per member, as real people would have."""
 

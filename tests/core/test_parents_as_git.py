@@ -13,24 +13,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitmail.core.objects import load_commit, parent_ids
+from tests.conftest import git, write_literal
 
 
 class Repo:
     def __init__(self, root: Path) -> None:
         self.path = root
         subprocess.run(["git", "init", "-q", str(root)], check=True)
-        self.tree = self.git("hash-object", "-t", "tree", "-w", "--stdin", input=b"").decode()
+        self.tree = write_literal(root, "tree", b"")
         base = f"tree {self.tree}\nauthor a <a@x> 1700000000 +0000\ncommitter a <a@x> 1700000000 +0000\n\nbase\n"
         self.base = [self.write(base.replace("base", f"base {i}").encode()) for i in range(2)]
 
-    def git(self, *args: str, input: bytes | None = None) -> bytes:
-        return subprocess.run(["git", *args], cwd=self.path, input=input, capture_output=True, check=True).stdout.strip()
-
     def write(self, raw: bytes) -> str:
-        return self.git("hash-object", "-t", "commit", "-w", "--literally", "--stdin", input=raw).decode()
+        return write_literal(self.path, "commit", raw)
 
     def gits_parents(self, oid: str) -> list[str]:
-        return self.git("log", "-1", "--format=%P", oid).decode().split()
+        return git("log", "-1", "--format=%P", oid, cwd=self.path).stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +69,7 @@ def test_any_header_order_gives_gits_parents(repo: Repo, lines: list[str]) -> No
            .replace("parent UPPER1", f"parent {repo.base[1].upper()}").replace("P0", repo.base[0])
            .replace("P1", repo.base[1]).replace("committer C", "committer a <a@x> 1700000000 +0000") + "\nhi\n")
     oid = repo.write(raw.encode())
-    p = subprocess.run(["git", "log", "-1", "--format=%P", oid], cwd=repo.path, capture_output=True)
+    p = git("log", "-1", "--format=%P", oid, cwd=repo.path, check=False)
     if p.returncode != 0:  # git itself cannot read it ("bad parents"): nothing to compare
         return
-    assert parent_ids(pygit2.Repository(str(repo.path)), oid) == p.stdout.decode().split()
+    assert parent_ids(pygit2.Repository(str(repo.path)), oid) == p.stdout.split()

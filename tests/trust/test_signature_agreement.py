@@ -26,10 +26,28 @@ from hypothesis import strategies as st
 
 from gitmail.core import signing
 from gitmail.core.objects import load_commit
+from gitmail.errors import VerificationError
+from tests.conftest import write_literal
 
 HEAD = b"author x <x@example.com> 1700000000 +0000\ncommitter x <x@example.com> 1700000000 +0000\n"
 BODY = b"\nhello\n"
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def git_good(repo: Path, allowed: Path, oid: str, principal: str) -> bool:
+    """Stock ``git verify-commit``'s verdict on ``oid``, with the allowed-signers file ``allowed``:
+    a good signature by ``principal``."""
+    p = subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", oid], cwd=repo,
+                       capture_output=True, text=True)
+    return p.returncode == 0 and f'Good "git" signature for {principal}' in p.stderr
+
+
+def gitmail_key(repo: Path, oid: str) -> "str | VerificationError | None":
+    """gitmail's verdict on the signature of ``oid`` (:func:`gitmail.core.signing.signers`): the
+    signer's key, or why not; None when libgit2 cannot parse the commit at all (then gitmail
+    calls it malformed: never good)."""
+    c = load_commit(pygit2.Repository(str(repo)), oid)
+    return None if isinstance(c, str) else signing.signers([c], threads=False)[0]
 
 
 class Judge:
@@ -43,26 +61,20 @@ class Judge:
         self.signer = signing.load_key(key)
         self.allowed = root / "allowed_signers"
         self.allowed.write_text(f"x {self.signer.public_key}\n")
-        tree = subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--stdin"], cwd=self.repo, input=b"",
-                              capture_output=True, check=True).stdout.strip()
-        self.tree_line = b"tree " + tree + b"\n"
+        self.tree_line = b"tree " + write_literal(self.repo, "tree", b"").encode() + b"\n"
 
     def write(self, raw: bytes) -> str:
-        return subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--literally", "--stdin"], cwd=self.repo,
-                              input=raw, capture_output=True, check=True).stdout.strip().decode()
+        return write_literal(self.repo, "commit", raw)
 
     def git_good(self, oid: str) -> bool:
-        p = subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={self.allowed}", "verify-commit", oid],
-                           cwd=self.repo, capture_output=True, text=True)
-        return p.returncode == 0 and 'Good "git" signature for x' in p.stderr
+        return git_good(self.repo, self.allowed, oid, "x")
 
     def gitmail(self, oid: str) -> Optional[bool]:
         """gitmail's verdict on the signature: True good, False bad, None when libgit2 cannot
-        parse the commit at all (then gitmail calls it malformed: never good)."""
-        c = load_commit(pygit2.Repository(str(self.repo)), oid)
-        if isinstance(c, str):
+        parse the commit at all (:func:`gitmail_key`)."""
+        key = gitmail_key(self.repo, oid)
+        if key is None:
             return None
-        key = signing.signers([c], threads=False)[0]
         if isinstance(key, str):
             assert key == self.signer.public_key
             return True
@@ -282,13 +294,9 @@ def test_the_vectors_of_what_a_reader_accepts(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"alice {signer(1).public_key}\n")
-    pg = pygit2.Repository(str(repo))
     for name, good in (("clear-commit", True), ("clear-commit-trailing-byte", False)):
-        oid = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--literally", "--stdin"], cwd=repo,
-                             input=v[name], capture_output=True, check=True).stdout.strip().decode()
-        p = subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", oid], cwd=repo,
-                           capture_output=True, text=True)
-        assert (p.returncode == 0) is good, (name, p.stderr)
-        c = load_commit(pg, oid)
-        assert not isinstance(c, str)
-        assert isinstance(signing.signers([c], threads=False)[0], str) is good, name
+        oid = write_literal(repo, "commit", v[name])
+        assert git_good(repo, allowed, oid, "alice") is good, name
+        key = gitmail_key(repo, oid)
+        assert key is not None  # libgit2 parses it
+        assert isinstance(key, str) is good, name
