@@ -23,7 +23,7 @@ from gitmail.errors import GitmailError
 if TYPE_CHECKING:
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
-    from gitmail.core.store import Verdict
+    from gitmail.core.store import Brief, Check, Verdict
 
 # 7: trace_id and the payload hint of open types; 8: the trace, thread and reply indexes hold only
 # rows that have one (most have none: a first sync writes three B-trees fewer per message).
@@ -572,33 +572,17 @@ def _index_batch(
 ) -> None:
     """Write the rows of checked commits ``oids`` (ordinals from ``count + 1``): part of a batch,
     in its transaction (rows of the batch's earlier parts are rows already)."""
-    from gitmail.core.model import PRIORITY_RANK, canonical_json
-    from gitmail.core.objects import load_commit
-    from gitmail.core.private import plaintext_json
-    from gitmail.core.store import brief
-
-    pg = repo.pg
+    build = _Rows(repo.pg, opener)
     rows: list[list[Any]] = []
     # Message-IDs shown on this part (a copy twice in one push is shown once); earlier
     # parts and batches are already rows, looked up once for the whole part below.
     batch_good: set[str] = set()
     batch_bad: dict[str, list[list[Any]]] = {}  # Message-ID -> rows of this part not good (inbox)
     batch_shown: set[str] = set()  # Message-IDs with an inbox row of this part shown (dup 0)
-    to_json: dict[tuple[str, ...], str] = {}  # a mailbox's messages mostly share one list of recipients
     shown_good, shown, hidden_bad = _inbox_copies(db, [m.id for m, _ in verdicts if m is not None]) if inbox \
         else (set(), set(), set())
     for i, (oid, (msg, check)) in enumerate(zip(oids, verdicts), start=count + 1):
-        plaintext = None
-        if msg is not None and msg.sealed is not None and check.good:
-            c = load_commit(pg, oid)
-            if not isinstance(c, str):
-                opened = opener.open(pg, c, msg.sealed)
-                if opened is None:
-                    msg = msg._replace(subject="(encrypted message)")
-                else:
-                    msg = brief(opened[0])
-                    if opener.keeps_plaintext:
-                        plaintext = plaintext_json(*opened)
+        msg, plaintext = build.opened(oid, msg, check)
         dup = 0
         if msg is not None and inbox:
             # De-duplication keeps the genuine copy (docs/protocol.md §7): a good copy
@@ -615,37 +599,72 @@ def _index_batch(
                 dup = 1  # a second copy that is not good either: shown once
             if check.good and not dup:
                 batch_good.add(msg.id)
-        rows.append(
-            [
-                path, i, oid,
-                msg.id if msg else oid,
-                msg.from_ if msg else sender,
-                _recipients_json(msg.to if msg else [rcpt], to_json),
-                msg.date if msg else "",
-                msg.subject if msg else "(unreadable message)",
-                msg.summary if msg else "",
-                msg.priority if msg else "normal",
-                PRIORITY_RANK.get(msg.priority if msg else "normal", 2),
-                msg.type if msg else "text",
-                msg.request_id if msg else None,
-                msg.in_reply_to if msg else None,
-                msg.thread if msg else None,
-                int(msg.require_ack) if msg else 0,
-                msg.n_attach if msg else 0,
-                msg.attach_size if msg else 0,
-                check.status, check.detail, int(inbox), int(sent), dup, plaintext,
-                int(msg is not None and msg.encrypted),
-                msg.trace_id if msg else None,
-                canonical_json(msg.payload).decode("utf-8")[:HINT_CHARS]
-                if msg is not None and msg.payload is not None else None,
-            ]
-        )
+        rows.append(build.row(path, i, oid, msg, check, rcpt, sender, inbox, sent, dup, plaintext))
         if msg is not None and inbox:
             if not dup:
                 batch_shown.add(msg.id)  # an inbox row of this id is shown (dup 0)
             if not check.good:
                 batch_bad.setdefault(msg.id, []).append(rows[-1])  # a later good copy hides it
     insert_rows(db, ROW_COLUMNS, rows)
+
+
+class _Rows:
+    """Builds the rows of checked commits (:data:`ROW_COLUMNS`) for :func:`_index_batch` and
+    :func:`_recheck`, opening good encrypted messages with ``opener``."""
+
+    def __init__(self, pg: Any, opener: Any) -> None:
+        from gitmail.core.model import PRIORITY_RANK, canonical_json
+
+        self.pg = pg
+        self.opener = opener
+        self.rank = PRIORITY_RANK
+        self.dump = canonical_json
+        self.to_json: dict[tuple[str, ...], str] = {}  # a mailbox's messages mostly share one list of recipients
+
+    def opened(self, oid: str, msg: "Optional[Brief]", check: "Check") -> "tuple[Optional[Brief], Optional[str]]":
+        """``msg`` as its row shows it, and the plaintext JSON to keep (or None): a good encrypted
+        message is opened (its brief is the inner message's), one that cannot be opened is shown as
+        ``(encrypted message)``; anything else is ``msg`` as it is."""
+        if msg is None or msg.sealed is None or not check.good:
+            return msg, None
+        from gitmail.core.objects import load_commit
+        from gitmail.core.private import plaintext_json
+        from gitmail.core.store import brief
+
+        c = load_commit(self.pg, oid)
+        if isinstance(c, str):
+            return msg, None
+        opened = self.opener.open(self.pg, c, msg.sealed)
+        if opened is None:
+            return msg._replace(subject="(encrypted message)"), None
+        return brief(opened[0]), plaintext_json(*opened) if self.opener.keeps_plaintext else None
+
+    def row(self, path: str, ordinal: int, oid: str, msg: "Optional[Brief]", check: "Check", rcpt: str,
+            sender: str, inbox: bool, sent: bool, dup: int, plaintext: Optional[str]) -> list[Any]:
+        """The values of :data:`ROW_COLUMNS` for one checked commit (``msg`` None: unreadable)."""
+        return [
+            path, ordinal, oid,
+            msg.id if msg else oid,
+            msg.from_ if msg else sender,
+            _recipients_json(msg.to if msg else [rcpt], self.to_json),
+            msg.date if msg else "",
+            msg.subject if msg else "(unreadable message)",
+            msg.summary if msg else "",
+            msg.priority if msg else "normal",
+            self.rank.get(msg.priority if msg else "normal", 2),
+            msg.type if msg else "text",
+            msg.request_id if msg else None,
+            msg.in_reply_to if msg else None,
+            msg.thread if msg else None,
+            int(msg.require_ack) if msg else 0,
+            msg.n_attach if msg else 0,
+            msg.attach_size if msg else 0,
+            check.status, check.detail, int(inbox), int(sent), dup, plaintext,
+            int(msg is not None and msg.encrypted),
+            msg.trace_id if msg else None,
+            self.dump(msg.payload).decode("utf-8")[:HINT_CHARS]
+            if msg is not None and msg.payload is not None else None,
+        ]
 
 
 ROW_COLUMNS = ("path", "ordinal", "oid", "id", "sender", "recipients", "date", "subject", "summary", "priority",
