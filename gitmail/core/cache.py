@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 from gitmail import git
 from gitmail.core import refs, view
 from gitmail.core.address import to_ref
+from gitmail.core.verdicts import RULES
 from gitmail.errors import GitmailError
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ def prepare(db: sqlite3.Connection) -> sqlite3.Connection:
         )
         db.executescript(_DDL)
         _create_tally(db)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('rules', ?)", (str(RULES),))  # nothing recorded yet
         db.execute(f"PRAGMA user_version={SCHEMA}")
     return db
 
@@ -190,7 +192,14 @@ def fresh(repo: "Repo", member: str, db: sqlite3.Connection) -> bool:
     current = watched_refs(repo, member)
     key = json.dumps(sorted(current.items()))
     row = db.execute("SELECT value FROM meta WHERE key='watched'").fetchone()
-    return row is not None and row[0] == key
+    return row is not None and row[0] == key and _rules_of(db) == RULES
+
+
+def _rules_of(db: sqlite3.Connection) -> int:
+    """The version of the rules the recorded verdicts were given under (:data:`RULES`; 1 for a
+    cache written before versions were recorded)."""
+    row = db.execute("SELECT value FROM meta WHERE key='rules'").fetchone()
+    return int(row[0]) if row is not None and str(row[0]).isdigit() else 1
 
 
 @dataclass(slots=True)  # slots: a first sync lists every new row (a quarter of the memory per row)
@@ -317,11 +326,14 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
         problems += packed.effective_tips(repo.pg, t, member, entries, current)
     my_groups = set(directory.groups_of(member))
     _forget_revoked(db, directory)
-    known = {r["path"]: r for r in db.execute("SELECT * FROM refs")}
     st_oid, st = state_mod.load(repo, member)
     known_state = db.execute("SELECT value FROM meta WHERE key='state'").fetchone()
     same_state = known_state is not None and known_state[0] == (st_oid or "")
     with Checker(repo.pg, directory) as checker:
+        if _rules_of(db) != RULES:
+            problems += _recheck(repo, member, db, checker)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('rules', ?)", (str(RULES),))
+        known = {r["path"]: r for r in db.execute("SELECT * FROM refs")}
         for full, tip in sorted(current.items()):
             if not full.startswith(t + refs.MAIL):
                 continue
@@ -396,13 +408,18 @@ def _drop_rows(db: sqlite3.Connection, path: str) -> None:
     the mark goes back below them and the index entries of every row from there up
     are dropped, to be indexed again (from their current text) by the next search.
     """
-    lo = db.execute("SELECT MIN(rowid) FROM msg WHERE path=?", (path,)).fetchone()[0]
+    _unindex_from(db, db.execute("SELECT MIN(rowid) FROM msg WHERE path=?", (path,)).fetchone()[0])
+    with _counted(db, "path=?", (path,)):
+        db.execute("DELETE FROM msg WHERE path=?", (path,))
+
+
+def _unindex_from(db: sqlite3.Connection, lo: Optional[int]) -> None:
+    """Drop the search index's entries of every row from rowid ``lo`` up and move its mark
+    below ``lo``, so the next search indexes them again from their current text (None: nothing)."""
     mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
     if lo is not None and mark is not None and lo <= int(mark[0]):
         db.execute("DELETE FROM fts WHERE id IN (SELECT id FROM msg WHERE rowid >= ?)", (lo,))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)", (str(lo - 1),))
-    with _counted(db, "path=?", (path,)):
-        db.execute("DELETE FROM msg WHERE path=?", (path,))
 
 
 def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
@@ -445,6 +462,74 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
     with repo.lock():
         repo.set_ref(vref, tip, repo.ref_target(vref), "gitmail: verified")
     return tip, []
+
+
+def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) -> list[str]:
+    """Check every recorded message again under the current rules (:data:`RULES` differs from
+    the version the cache recorded), in place: a row whose verdict changed gets the row the
+    ingest writes now (status, detail, and what the message shows), keeping its rowid (so it is
+    not new mail), its read and archived flags; then de-duplication is done again for the
+    Message-IDs concerned (the first good inbox copy shown, else the first copy), the search
+    index forgets those rows' text and the tally is counted again. Batches of :data:`BATCH`
+    commits on the checker's workers. A mailbox with a recorded commit missing from the object
+    database is dropped from the cache, to be indexed again from its verified tip. Returns a
+    problem line when messages recorded as good are not good now."""
+    from gitmail.core.private import Opener
+    from gitmail.core.store import check_batches
+
+    pg = repo.pg
+    build = _Rows(pg, Opener(repo, member))
+    cols = [c for c in ROW_COLUMNS if c not in ("path", "ordinal", "inbox", "sent", "dup")]
+    assign = ", ".join(f"{c}=?" for c in cols)
+    at = {c: i for i, c in enumerate(ROW_COLUMNS)}
+    ids: set[str] = set()  # Message-IDs whose inbox copies are de-duplicated again
+    lowest: Optional[int] = None
+    no_longer_good = 0
+
+    def batches() -> Iterator[tuple[list[sqlite3.Row], list[str], str, str]]:
+        for (path,) in db.execute("SELECT path FROM refs WHERE included=1 ORDER BY path").fetchall():
+            try:
+                rcpt, sender = refs.split_mail_path(path)
+            except GitmailError:
+                continue
+            last = 0
+            while True:
+                rows = db.execute("SELECT rowid, * FROM msg WHERE path=? AND ordinal>? ORDER BY ordinal LIMIT ?",
+                                  (path, last, BATCH)).fetchall()
+                if not rows:
+                    break
+                last = rows[-1]["ordinal"]
+                if not all(r["oid"] in pg for r in rows):
+                    _drop_rows(db, path)
+                    db.execute("DELETE FROM refs WHERE path=?", (path,))
+                    break
+                yield rows, [r["oid"] for r in rows], rcpt, sender
+
+    for rows, oids, parts in check_batches(checker, batches()):
+        verdicts = (v for part in parts for v in part)
+        for r, (msg, check) in zip(rows, verdicts):
+            if (check.status, check.detail) == (r["status"], r["detail"]):
+                continue
+            rcpt, sender = refs.split_mail_path(r["path"])
+            msg, plaintext = build.opened(r["oid"], msg, check)
+            new = build.row(r["path"], r["ordinal"], r["oid"], msg, check, rcpt, sender, bool(r["inbox"]),
+                            bool(r["sent"]), r["dup"], plaintext)
+            db.execute(f"UPDATE msg SET {assign} WHERE rowid=?", [*(new[at[c]] for c in cols), r["rowid"]])
+            if r["inbox"]:
+                ids.update((r["id"], new[at["id"]]))
+            no_longer_good += r["status"] == "good"
+            lowest = r["rowid"] if lowest is None else min(lowest, r["rowid"])
+    for mid in ids:
+        copies = db.execute("SELECT rowid, status FROM msg WHERE id=? AND +inbox=1 ORDER BY rowid", (mid,)).fetchall()
+        if copies:
+            shown = next((c[0] for c in copies if c[1] == "good"), copies[0][0])
+            db.executemany("UPDATE msg SET dup=? WHERE rowid=?", [(int(c[0] != shown), c[0]) for c in copies])
+    _unindex_from(db, lowest)
+    _recount(db)
+    if no_longer_good:
+        return [f"{no_longer_good} message(s) recorded as genuine are not under this gitmail's checks;"
+                " `gitmail verify` lists them"]
+    return []
 
 
 _REWRITTEN = "{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"

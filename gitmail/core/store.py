@@ -27,6 +27,9 @@ from gitmail.core.model import (
 from gitmail.core.objects import blob_data, load_commit, signed_commit
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
+# The verification statuses (docs/protocol.md §7), in a module the cache reads without pydantic.
+from gitmail.core.verdicts import (BAD_SIGNATURE, GOOD, MALFORMED, MISFILED, RETIRED_KEY, UNKNOWN_SENDER, UNSIGNED,
+                                   WRONG_SIGNER)
 from gitmail.errors import CorruptMessageError, VerificationError
 
 if TYPE_CHECKING:
@@ -39,17 +42,6 @@ if TYPE_CHECKING:
 
 MESSAGE_FILE = "message.json"
 T = TypeVar("T")
-
-# Verification statuses (docs/protocol.md, "Verification").
-GOOD = "good"
-UNSIGNED = "unsigned"
-BAD_SIGNATURE = "bad-signature"
-UNKNOWN_SENDER = "unknown-sender"
-WRONG_SIGNER = "wrong-signer"
-MALFORMED = "malformed"
-MISFILED = "misfiled"
-RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the message was sent
-
 
 def author_name(s: str) -> str:
     """A string git accepts in an author name: no angle brackets or line breaks."""

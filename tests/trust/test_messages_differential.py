@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gitmail.core import directory as dirmod
 from gitmail.core import refs
@@ -19,6 +19,9 @@ from gitmail.core.store import check_message
 from tests.sync import forge
 from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401 (fixtures)
 from tests.trust.test_hostile_messages import CASES, build
+
+if TYPE_CHECKING:
+    import pygit2
 
 MAILBOX = "refs/heads/gitmail/mail/alex/max"
 
@@ -77,15 +80,23 @@ def _misfiled(net: NetOrg, parent: str) -> str:
 
 def _resigned(net: NetOrg, parent: str, change: "Callable[[bytes], bytes] | None") -> str:
     """max's genuine message, its SSHSIG blob changed by ``change`` (None: armored with CRLF)."""
+    import pygit2
+
+    pg = pygit2.Repository(str(net.clones["max"]))
+    good = forge.signed(net.clones["max"], "alex", "max", forge.key_of("max"), parent=parent, body="genuine, rewrapped")
+    return rewrapped(pg, good, change)
+
+
+def rewrapped(pg: "pygit2.Repository", oid: str, change: "Callable[[bytes], bytes] | None") -> str:
+    """Commit ``oid`` written again with its SSHSIG blob changed by ``change`` (None: the same
+    blob armored with CRLF): the same message, parent and signed payload, another commit id."""
     import base64
 
     import pygit2
 
     from gitmail.core.signing import ARMOR_BEGIN, ARMOR_END, commit_signature, dearmor
 
-    pg = pygit2.Repository(str(net.clones["max"]))
-    good = forge.signed(net.clones["max"], "alex", "max", forge.key_of("max"), parent=parent, body="genuine, rewrapped")
-    raw = pg.read(good)[1]
+    raw = pg.read(oid)[1]
     sig, _ = commit_signature(raw)
     assert sig is not None
     blob = dearmor(sig)

@@ -1,0 +1,26 @@
+"""The verdicts a reader gives a message commit (docs/protocol.md §7, "Verification"), and the
+version of the rules that give them.
+
+Light on purpose (no pygit2, no pydantic): the cache compares :data:`RULES` with the version
+it recorded on every command, and re-checks what it recorded when they differ
+(:func:`gitmail.core.cache.ingest`).
+"""
+
+from __future__ import annotations
+
+GOOD = "good"
+UNSIGNED = "unsigned"
+BAD_SIGNATURE = "bad-signature"
+UNKNOWN_SENDER = "unknown-sender"
+WRONG_SIGNER = "wrong-signer"
+MALFORMED = "malformed"
+MISFILED = "misfiled"
+RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the message was sent
+
+# The version of the rules of gitmail.core.store.check_message. Bump it with any change that can
+# give a commit another verdict: every cache then checks its recorded messages again at its next
+# ingest, so a message an older gitmail accepted is not shown as genuine for ever.
+#   1: every cache written before this number was recorded (none records one).
+#   2: signatures split and read as `git verify-commit` reads them (§7, "What a reader accepts");
+#      message headers read from the raw commit as git shows them (§6).
+RULES = 2
