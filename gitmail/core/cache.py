@@ -13,7 +13,7 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
 
 from gitmail import git
 from gitmail.core import refs, view
@@ -519,17 +519,27 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
                 ids.update((r["id"], new[at["id"]]))
             no_longer_good += r["status"] == "good"
             lowest = r["rowid"] if lowest is None else min(lowest, r["rowid"])
-    for mid in ids:
-        copies = db.execute("SELECT rowid, status FROM msg WHERE id=? AND +inbox=1 ORDER BY rowid", (mid,)).fetchall()
-        if copies:
-            shown = next((c[0] for c in copies if c[1] == "good"), copies[0][0])
-            db.executemany("UPDATE msg SET dup=? WHERE rowid=?", [(int(c[0] != shown), c[0]) for c in copies])
+    dedup_again(db, ids)
     _unindex_from(db, lowest)
     _recount(db)
     if no_longer_good:
         return [f"{no_longer_good} message(s) recorded as genuine are not under this gitmail's checks;"
                 " `gitmail verify` lists them"]
     return []
+
+
+def dedup_again(db: sqlite3.Connection, ids: Iterable[str]) -> None:
+    """De-duplicate the inbox copies of each Message-ID in ``ids`` from scratch (docs/protocol.md
+    §7): the first good copy (by rowid, the order they were indexed in) is shown, else the first
+    copy; every other copy is hidden (``dup`` 1). The incremental rule of :func:`_index_batch`
+    ends in the same flags (tests/core/test_dedup_again.py keeps the two equal). The caller
+    recounts the tally."""
+    for mid in ids:
+        copies = db.execute("SELECT rowid, status FROM msg WHERE id=? AND +inbox=1 ORDER BY rowid", (mid,)).fetchall()
+        if copies:
+            shown = next((c[0] for c in copies if c[1] == "good"), copies[0][0])
+            db.executemany("UPDATE msg SET dup=? WHERE rowid=? AND dup!=?",
+                           [(int(c[0] != shown), c[0], int(c[0] != shown)) for c in copies])
 
 
 _REWRITTEN = "{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"
