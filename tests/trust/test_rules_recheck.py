@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
 
+import pygit2
+
+from gitmail.api.session import session
 from gitmail.core import cache, refs
 from gitmail.core import directory as dirmod
+from gitmail.core import objects
+from gitmail.core.objects import signed_commit
 from gitmail.core.store import write_message_commit
+from tests.conftest import Org, org  # noqa: F401 (fixture)
+from tests.core import forge as core_forge
 from gitmail.core.repo import open_repo
 from gitmail.core.verdicts import RULES
 from tests.sync import forge
@@ -154,3 +160,54 @@ def test_a_cache_under_these_rules_is_not_checked_again(unguarded: NetOrg) -> No
         assert not cache.fresh(open_repo(net.clones["alex"]), "alex", db)
     finally:
         db.close()
+
+
+def test_an_encrypted_message_is_opened_or_closed_as_its_new_verdict_says(org: Org) -> None:
+    """An encrypted message is opened (subject and plaintext in the row, the search index) only
+    when good. Two copies of max's encrypted message: the genuine G and, above it, H, a
+    re-wrap of a second genuine commit of it. An older cache that called H good (opened and
+    shown) and G bad (closed, hidden) ends with G opened and shown and H closed and hidden;
+    both leave the search index, which then finds the subject on G."""
+    org.ok("max", "send", "alex", "the launch code is zebra quartz", "--subject", "secret plan")
+    clone = org.clones["max"]
+    pg = pygit2.Repository(str(clone))
+    g = core_forge.tip(clone, "alex", "max")
+    assert g is not None
+    c = objects.commit(pg, g)
+    twin = signed_commit(pg, c.author, c.committer, c.message, c.tree_id, [g], core_forge.key_of(org, "max").sign)
+    h = rewrapped(pg, twin, lambda b: b + b"\0")
+    core_forge.push_commit(clone, "alex", "max", h)
+    org.ok("alex", "sync")
+    org.ok("alex", "search", "secret")  # the search index holds every row's text now
+    db = cache.connect(open_repo(org.clones["alex"]), "alex")
+    cols = "status, dup, subject, plaintext IS NOT NULL"
+    try:
+        assert tuple(db.execute(f"SELECT {cols} FROM msg WHERE oid=?", (g,)).fetchone()) == ("good", 0, "secret plan", 1)
+        assert tuple(db.execute(f"SELECT {cols} FROM msg WHERE oid=?", (h,)).fetchone()) == ("bad-signature", 1, "", 0)
+        # The older code's rows: H good, opened and shown; G bad, closed, hidden.
+        opened = db.execute("SELECT plaintext FROM msg WHERE oid=?", (g,)).fetchone()[0]
+        with db:
+            db.execute("UPDATE msg SET status='good', detail='', dup=0, subject='secret plan', plaintext=? WHERE oid=?",
+                       (opened, h))
+            db.execute("UPDATE msg SET status='bad-signature', dup=1, subject='', plaintext=NULL WHERE oid=?", (g,))
+            db.execute("DELETE FROM meta WHERE key='rules'")
+            db.execute("UPDATE tally SET total=?, unread=?, urgent=?", cache.scan_counts(db))
+    finally:
+        db.close()
+    # The re-check, as a command's refresh runs it (in-process: to look at the search index
+    # before sync brings it up to date again).
+    s = session(org.clones["alex"])
+    assert not cache.fresh(s.repo, s.me, s.db)
+    problems = cache.ingest(s.repo, s.me, s.db, s.directory)
+    assert any("recorded as genuine are not" in p for p in problems), problems
+    db = s.db
+    assert tuple(db.execute(f"SELECT {cols} FROM msg WHERE oid=?", (g,)).fetchone()) == ("good", 0, "secret plan", 1)
+    assert tuple(db.execute(f"SELECT {cols} FROM msg WHERE oid=?", (h,)).fetchone()) == ("bad-signature", 1, "", 0)
+    assert cache._tally(db) == cache.scan_counts(db)
+    # The rows whose verdict changed left the search index, to be indexed again from their text now.
+    low = db.execute("SELECT MIN(rowid) FROM msg WHERE oid IN (?, ?)", (g, h)).fetchone()[0]
+    assert int(db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()[0]) < low
+    assert cache.search_pending(db)
+    db.close()
+    found = json.loads(org.ok("alex", "search", "secret", "--json").out)["messages"]
+    assert [m["commit"] for m in found] == [g]
