@@ -468,12 +468,13 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
     """Check every recorded message again under the current rules (:data:`RULES` differs from
     the version the cache recorded), in place: a row whose verdict changed gets the row the
     ingest writes now (status, detail, and what the message shows), keeping its rowid (so it is
-    not new mail), its read and archived flags; then de-duplication is done again for the
-    Message-IDs concerned (the first good inbox copy shown, else the first copy), the search
-    index forgets those rows' text and the tally is counted again. Batches of :data:`BATCH`
-    commits on the checker's workers. A mailbox with a recorded commit missing from the object
-    database is dropped from the cache, to be indexed again from its verified tip. Returns a
-    problem line when messages recorded as good are not good now."""
+    not new mail), its read and archived flags; de-duplication is done again for the
+    Message-IDs concerned (:func:`dedup_again`), the search index forgets those rows' text and
+    the tally follows. Batches of :data:`BATCH` commits on the checker's workers, each committed
+    with the progress (``meta.recheck``), so a command killed meanwhile (a hook's time limit)
+    leaves the work done so far and the next one goes on from there. A mailbox with a recorded
+    commit missing from the object database is dropped from the cache, to be indexed again from
+    its verified tip. Returns a problem line when messages recorded as good are not good now."""
     from gitmail.core.private import Opener
     from gitmail.core.store import check_batches
 
@@ -482,17 +483,19 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
     cols = [c for c in ROW_COLUMNS if c not in ("path", "ordinal", "inbox", "sent", "dup")]
     assign = ", ".join(f"{c}=?" for c in cols)
     at = {c: i for i, c in enumerate(ROW_COLUMNS)}
-    ids: set[str] = set()  # Message-IDs whose inbox copies are de-duplicated again
-    lowest: Optional[int] = None
-    no_longer_good = 0
+    row = db.execute("SELECT value FROM meta WHERE key='recheck'").fetchone()
+    done = json.loads(row[0]) if row is not None else {}
+    if done.get("rules") != RULES:  # none, or a re-check for other rules left unfinished: from the start
+        done = {"rules": RULES, "path": "", "ordinal": 0, "no_longer_good": 0}
 
     def batches() -> Iterator[tuple[list[sqlite3.Row], list[str], str, str]]:
-        for (path,) in db.execute("SELECT path FROM refs WHERE included=1 ORDER BY path").fetchall():
+        for (path,) in db.execute("SELECT path FROM refs WHERE included=1 AND path>=? ORDER BY path",
+                                  (done["path"],)).fetchall():
             try:
                 rcpt, sender = refs.split_mail_path(path)
             except GitmailError:
                 continue
-            last = 0
+            last = done["ordinal"] if path == done["path"] else 0
             while True:
                 rows = db.execute("SELECT rowid, * FROM msg WHERE path=? AND ordinal>? ORDER BY ordinal LIMIT ?",
                                   (path, last, BATCH)).fetchall()
@@ -507,6 +510,8 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
 
     for rows, oids, parts in check_batches(checker, batches()):
         verdicts = (v for part in parts for v in part)
+        changes: list[list[Any]] = []
+        ids: set[str] = set()  # Message-IDs whose inbox copies are de-duplicated again
         for r, (msg, check) in zip(rows, verdicts):
             if (check.status, check.detail) == (r["status"], r["detail"]):
                 continue
@@ -514,16 +519,22 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
             msg, plaintext = build.opened(r["oid"], msg, check)
             new = build.row(r["path"], r["ordinal"], r["oid"], msg, check, rcpt, sender, bool(r["inbox"]),
                             bool(r["sent"]), r["dup"], plaintext)
-            db.execute(f"UPDATE msg SET {assign} WHERE rowid=?", [*(new[at[c]] for c in cols), r["rowid"]])
+            changes.append([*(new[at[c]] for c in cols), r["rowid"]])
             if r["inbox"]:
                 ids.update((r["id"], new[at["id"]]))
-            no_longer_good += r["status"] == "good"
-            lowest = r["rowid"] if lowest is None else min(lowest, r["rowid"])
-    dedup_again(db, ids)
-    _unindex_from(db, lowest)
-    _recount(db)
-    if no_longer_good:
-        return [f"{no_longer_good} message(s) recorded as genuine are not under this gitmail's checks;"
+            done["no_longer_good"] += r["status"] == "good"
+        if changes:
+            # The rows written and every copy de-duplicated again carry one of ``ids``, before and after.
+            with _counted(db, "id IN (SELECT value FROM json_each(?))", (json.dumps(sorted(ids)),)):
+                db.executemany(f"UPDATE msg SET {assign} WHERE rowid=?", changes)
+                dedup_again(db, ids)
+            _unindex_from(db, min(c[-1] for c in changes))
+        done.update(path=rows[-1]["path"], ordinal=rows[-1]["ordinal"])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('recheck', ?)", (json.dumps(done),))
+        _checkpoint(db)
+    db.execute("DELETE FROM meta WHERE key='recheck'")
+    if done["no_longer_good"]:
+        return [f"{done['no_longer_good']} message(s) recorded as genuine are not under this gitmail's checks;"
                 " `gitmail verify` lists them"]
     return []
 
@@ -533,7 +544,7 @@ def dedup_again(db: sqlite3.Connection, ids: Iterable[str]) -> None:
     §7): the first good copy (by rowid, the order they were indexed in) is shown, else the first
     copy; every other copy is hidden (``dup`` 1). The incremental rule of :func:`_index_batch`
     ends in the same flags (tests/core/test_dedup_again.py keeps the two equal). The caller
-    recounts the tally."""
+    keeps the tally (the rows written carry one of ``ids``)."""
     for mid in ids:
         copies = db.execute("SELECT rowid, status FROM msg WHERE id=? AND +inbox=1 ORDER BY rowid", (mid,)).fetchall()
         if copies:

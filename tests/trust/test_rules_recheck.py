@@ -14,6 +14,7 @@ import json
 import sqlite3
 
 import pygit2
+import pytest
 
 from gitmail.api.session import session
 from gitmail.core import cache, refs
@@ -211,3 +212,49 @@ def test_an_encrypted_message_is_opened_or_closed_as_its_new_verdict_says(org: O
     db.close()
     found = json.loads(org.ok("alex", "search", "secret", "--json").out)["messages"]
     assert [m["commit"] for m in found] == [g]
+
+
+def test_a_re_check_interrupted_goes_on_where_it_stopped(unguarded: NetOrg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch is committed with the progress: a command stopped meanwhile (Ctrl-C, a hook's
+    time limit) keeps the work done, and the next one checks only the rest. In-process, with
+    batches of one message and Ctrl-C after the first batch is committed."""
+    net = unguarded
+    clone = net.clones["max"]
+    r = open_repo(clone)
+    author = dirmod.load(r).members["max"]
+    tip = forge.tip(clone, INBOX)
+    hostile: list[str] = []
+    for body in ("first forgery", "second forgery"):
+        genuine = write_message_commit(r.pg, forge.message("max", ["alex"], body), author, forge.key_of("max"), tip)
+        tip = rewrapped(r.pg, genuine, lambda b: b + b"\0")
+        hostile.append(tip)
+    _push(net, hostile[-1])
+    net.ok("alex", "sync")
+    _as_older_code(net, {h: ("good", 0) for h in hostile})
+    monkeypatch.setattr(cache, "BATCH", 1)
+    real = cache._checkpoint
+
+    def interrupted(db: sqlite3.Connection) -> None:
+        real(db)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "_checkpoint", interrupted)
+    s = session(net.clones["alex"])
+    with pytest.raises(KeyboardInterrupt):
+        cache.ingest(s.repo, s.me, s.db, s.directory)
+    s.db.close()
+    assert _rows(net) == {hostile[0]: ("bad-signature", 0), hostile[1]: ("good", 0)}  # the first batch stayed
+    monkeypatch.setattr(cache, "_checkpoint", real)
+    s = session(net.clones["alex"])
+    progress = json.loads(s.db.execute("SELECT value FROM meta WHERE key='recheck'").fetchone()[0])
+    assert progress == {"rules": RULES, "path": INBOX, "ordinal": 1, "no_longer_good": 1}
+    # Proof that the first message is not checked again: its row, written back to "good"
+    # meanwhile, stays as it is (a re-check from the start would find it bad again).
+    with s.db:
+        s.db.execute("UPDATE msg SET status='good', detail='' WHERE oid=?", (hostile[0],))
+    problems = cache.ingest(s.repo, s.me, s.db, s.directory)
+    assert any(p.startswith("2 message(s) recorded as genuine") for p in problems), problems
+    assert _rows(net) == {hostile[0]: ("good", 0), hostile[1]: ("bad-signature", 0)}
+    assert s.db.execute("SELECT value FROM meta WHERE key='recheck'").fetchone() is None
+    assert cache._rules_of(s.db) == RULES and cache._tally(s.db) == cache.scan_counts(s.db)
+    s.db.close()
