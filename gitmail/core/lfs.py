@@ -74,34 +74,31 @@ def check_oid(oid: str) -> str:
 
 
 def format_pointer(oid: str, size: int) -> bytes:
-    """The canonical pointer file (spec v1) for ``oid`` (sha256 hex) and ``size`` (bytes)."""
+    """The canonical pointer file (spec v1) for ``oid`` (sha256 hex) and ``size`` (bytes, 0 to
+    :data:`MAX_SIZE`; :class:`AttachmentError` otherwise, as for a malformed oid)."""
+    if not 0 <= int(size) <= MAX_SIZE:
+        raise AttachmentError(f"an LFS object of {size} bytes cannot be named by a pointer")
     return f"version {POINTER_VERSION}\noid sha256:{check_oid(oid)}\nsize {int(size)}\n".encode()
 
 
 def parse_pointer(data: bytes) -> Optional[tuple[str, int]]:
-    """``(oid, size)`` of a spec v1 pointer file, or None when ``data`` is not one.
+    """``(oid, size)`` of a pointer file exactly as :func:`format_pointer` writes it, or None.
 
-    Spec v1: ``key value`` lines ending in LF, ``version`` first, the other
-    keys sorted; ``oid sha256:<64 hex>`` and ``size <decimal>`` required.
-    """
-    if len(data) > POINTER_MAX or not data.startswith(b"version " + POINTER_VERSION.encode() + b"\n"):
-        return None
-    try:
-        lines = data.decode("ascii").split("\n")
-    except UnicodeDecodeError:
-        return None
-    if lines[-1] != "":
-        return None
-    fields: dict[str, str] = {}
-    for line in lines[1:-1]:
-        key, sep, value = line.partition(" ")
-        if not sep or not re.fullmatch(r"[a-z0-9.-]+", key) or key in fields or (fields and key < max(fields)):
-            return None
-        fields[key] = value
-    oid, size = fields.get("oid", ""), fields.get("size", "")
-    if not oid.startswith("sha256:") or not _OID.match(oid[7:]) or not re.fullmatch(r"0|[1-9][0-9]{0,17}", size):
-        return None
-    return oid[7:], int(size)
+    The reader's rule is the writer's form, byte for byte (docs/attachments.md, "Pointer
+    format"): ``version <spec v1 URL>``, ``oid sha256:<64 lower-case hex>``, ``size <decimal
+    without leading zeros, at most :data:`MAX_SIZE`>``, each line ending in LF, nothing else. Every such
+    blob is a pointer to the stock git-lfs client too (``git lfs pointer --check``), so a
+    checkout with it shows the object gitmail shows. The spec's other forms (extension lines,
+    which make the stored object a transformed file; keys git-lfs itself refuses; CRLF) are
+    refused: gitmail never writes them (tests/attachments/test_pointer_agreement.py)."""
+    m = _POINTER.fullmatch(data) if len(data) <= POINTER_MAX else None
+    size = int(m.group(2)) if m is not None else -1
+    return (m.group(1).decode("ascii"), size) if m is not None and size <= MAX_SIZE else None
+
+
+_POINTER = re.compile(rb"version " + re.escape(POINTER_VERSION.encode()) + rb"\noid sha256:([0-9a-f]{64})\n"
+                      rb"size (0|[1-9][0-9]{0,18})\n")
+MAX_SIZE = 2**63 - 1  # bytes: git-lfs reads a pointer's size as a signed 64-bit integer
 
 
 # -- the local layout ------------------------------------------------------------------
