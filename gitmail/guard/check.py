@@ -49,6 +49,7 @@ objects, still in git's quarantine directory, are visible.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -69,21 +70,36 @@ MAX_NEW_COMMITS = 100_000
 
 @dataclass
 class Update:
-    """One line of pre-receive input; ``old``/``new`` are None for a missing ref."""
+    """One line of pre-receive input; ``old``/``new`` are None for a missing ref. ``malformed``:
+    a line not of git's form (the push is refused; ``ref`` holds the line)."""
 
     old: Optional[str]
     new: Optional[str]
     ref: str
+    malformed: bool = False
+
+
+# Two oids and a ref name (no space or control character: git check-ref-format refuses them).
+_UPDATE = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) ([^ \x00-\x1f\x7f]+)")
 
 
 def parse_updates(text: str) -> list[Update]:
-    """Parse ``<old> <new> <ref>`` lines (pre-receive stdin)."""
+    """The ``<old-oid> <new-oid> <refname>`` lines git gives ``pre-receive`` on stdin
+    (githooks(5)), each ending in LF. Split on LF alone: a ref name may hold any character
+    ``git check-ref-format`` allows, and that includes U+0085, U+2028 and U+2029, which
+    ``str.splitlines`` also breaks at (a ref ``mail/alex/max<U+2028>zz`` was judged as
+    ``mail/alex/max``). A line of any other form becomes a ``malformed`` update, which
+    refuses the push: what the guard cannot read, it does not let through."""
     out = []
-    for line in text.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) != 3:
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # after the last LF
+    for line in lines:
+        m = _UPDATE.fullmatch(line)
+        if m is None:
+            out.append(Update(None, None, line, malformed=True))
             continue
-        old, new, ref = parts
+        old, new, ref = m.groups()
         out.append(Update(None if set(old) == {"0"} else old, None if set(new) == {"0"} else new, ref))
     return out
 
@@ -410,6 +426,10 @@ def verdict(updates: list[Update], open_repo: "Callable[[], pygit2.Repository]",
     called when a gitmail ref is updated: other pushes never pay for pygit2).
     An exception refuses the push rather than let an unchecked one through.
     """
+    bad = [u.ref for u in updates if u.malformed]
+    if bad:
+        return 1, "".join(f"gitmail guard: {line}\n" for line in
+                          ["push refused:", *(f"an update line git would not write: {b[:200]!r}" for b in bad)])
     try:
         errors = check_push(open_repo(), updates, cache) if any(_shared(u) for u in updates) else []
     except Exception as e:  # refuse rather than let an unchecked push through

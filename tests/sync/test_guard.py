@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pygit2
+import pytest
 
 from gitmail.core import directory as dirmod
 from gitmail.core.repo import open_repo
@@ -95,6 +96,33 @@ def test_bad_ref_names_refused_other_refs_pass(net: NetOrg) -> None:
     assert code == 0, out
     code, out = forge.push(clone, good, MAILBOX)
     assert code == 0, out
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\u0085"], ids=["U+2028", "U+2029", "U+0085"])
+def test_a_ref_name_with_a_unicode_line_break_is_judged_whole(net: NetOrg, sep: str) -> None:
+    """git takes these characters in a ref name; Python's ``splitlines`` breaks lines at them.
+    The guard used to read ``mail/alex/max<sep>zz`` as ``mail/alex/max`` and let a genuine
+    message create the junk ref. It reads git's lines at LF alone now, and refuses the name."""
+    clone = net.clones["max"]
+    good = forge.signed(clone, "alex", "max", forge.key_of("max"), parent=None)
+    junk = f"{MAILBOX}{sep}zz"
+    refused(*forge.push(clone, good, junk), "not a valid mailbox name")
+    assert git("for-each-ref", "--format=%(refname)", "refs/heads/gitmail/mail/", cwd=net.bare).stdout == ""
+
+
+def test_update_lines_git_would_not_write_refuse_the_push() -> None:
+    """What the guard cannot read, it does not let through (it used to skip such a line)."""
+    from gitmail.guard.check import parse_updates, verdict
+
+    def never() -> pygit2.Repository:
+        raise AssertionError("a malformed line is refused before the repository is opened")
+
+    z, a = "0" * 40, "a" * 40
+    for text in (f"{z} {a}\n", f"{z} {a} refs/heads/gitmail/mail/alex/max extra\n", f"{z} {a[:39]} refs/heads/x\n",
+                 f"{z} {a} refs/heads/x\r\n", "junk\n"):
+        code, out = verdict(parse_updates(text), never)
+        assert code == 1 and "an update line git would not write" in out, (text, out)
+    assert parse_updates("") == [] and verdict([], never) == (0, "")
 
 
 def test_attachment_pointer_over_limit_refused(net: NetOrg) -> None:
