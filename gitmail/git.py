@@ -161,12 +161,17 @@ def config_get_all(cwd: str | Path, key: str) -> list[str]:
 
 
 def for_each_ref(cwd: str | Path, patterns: list[str]) -> dict[str, str]:
-    """Map refname -> oid for the refs matching ``patterns`` (git's wildmatch)."""
+    """Map refname -> oid for the refs matching ``patterns`` (git's wildmatch).
+
+    Lines are split at LF alone: a ref name may hold U+0085, U+2028 or U+2029 (git
+    check-ref-format allows them), where ``str.splitlines`` would also break, and a ref
+    ``mail/alex/max<U+2028>zz`` pushed by anyone would then stand in for ``mail/alex/max``."""
     proc = run(["for-each-ref", "--format=%(objectname) %(refname)", *patterns], cwd)
     refs: dict[str, str] = {}
-    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+    for line in proc.stdout.decode("utf-8", "surrogateescape").split("\n"):
         oid, _, name = line.partition(" ")
-        refs[name] = oid
+        if name:
+            refs[name] = oid
     return refs
 
 

@@ -265,7 +265,7 @@ def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = 
         if line.startswith("remote: ") and line[len("remote: ") :].strip()
     ]
     seen = False
-    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+    for line in proc.stdout.decode("utf-8", "replace").split("\n"):  # LF alone: git's lines (see git.for_each_ref)
         parts = line.split("\t")
         if len(parts) < 3 or len(parts[0]) != 1:
             continue

@@ -43,6 +43,30 @@ def _listed(net: NetOrg, who: str = "alex") -> list[dict]:
     return json.loads(net.ok(who, "list", "--all", "-n", "100", "--json").out)["messages"]
 
 
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\u0085"], ids=["U+2028", "U+2029", "U+0085"])
+def test_a_ref_with_a_unicode_line_break_never_stands_in_for_a_mailbox(unguarded: NetOrg, sep: str) -> None:
+    """git allows these characters in a ref name and Python's ``splitlines`` breaks at them.
+    gitmail read ``for-each-ref`` that way, so a ref ``mail/alex/max<sep>zz`` pushed by anyone
+    (no guard) gave its tip to ``mail/alex/max``: alex's mail from max froze behind a false
+    "history was rewritten". Now the ref is read whole and reported as no mailbox."""
+    from gitmail import git as gitmod
+
+    net = unguarded
+    net.ok("max", "send", "alex", "first")
+    net.ok("alex", "sync")
+    clone = net.clones["max"]
+    junk = forge.signed(clone, "alex", "max", forge.key_of("max"), parent=None, body="junk")
+    assert forge.push(clone, junk, f"refs/heads/gitmail/mail/alex/max{sep}zz")[0] == 0
+    net.ok("max", "send", "alex", "second")
+    r = net.as_("alex", "sync")
+    assert r.code == 0, r.err
+    assert "rewritten" not in r.err and "not a valid mailbox ref name" in r.err, r.err
+    assert sorted(m["subject"] for m in _listed(net)) == ["first", "second"]
+    found = gitmod.for_each_ref(net.clones["alex"], ["refs/remotes/origin/gitmail/mail/alex/"])
+    assert set(found) == {"refs/remotes/origin/gitmail/mail/alex/max", f"refs/remotes/origin/gitmail/mail/alex/max{sep}zz"}
+    assert found[f"refs/remotes/origin/gitmail/mail/alex/max{sep}zz"] == junk
+
+
 @pytest.mark.parametrize("copy_ref", ["refs/heads/gitmail/mail/alex/%6Dax", "refs/heads/gitmail/mail/alex/%20",
                                       "refs/heads/gitmail/mail/alex/alex"])
 def test_a_copy_pushed_elsewhere_never_hides_the_genuine_message(unguarded: NetOrg, copy_ref: str) -> None:
