@@ -175,22 +175,38 @@ def tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[s
 
     import pygit2
 
+    from gitmail.core.objects import MAX_TREE, TooLargeError, blob_data, object_size, tree
+
     out: list[tuple[str, int]] = []
     try:
         entry = commit.tree[TREE_DIR]
     except KeyError:
         return out
-    stack: list[tuple[str, object]] = [(TREE_DIR, pg[entry.id])]
+    # Sizes from the objects' headers: a blob is read only when it may be a pointer (at most
+    # lfs.POINTER_MAX bytes), a tree only below MAX_TREE (a compressed object can be a thousand
+    # times its pushed size); one over it counts as too large.
+    stack: list[tuple[str, str]] = [(TREE_DIR, str(entry.id))]
     while stack:
-        prefix, obj = stack.pop()
-        if isinstance(obj, pygit2.Blob):
-            size = int(obj.size)
-            if size <= lfs.POINTER_MAX and obj.data.startswith(_POINTER_START):
-                ptr = lfs.parse_pointer(obj.data)
-                size = sys.maxsize if ptr is None else ptr[1]
-            out.append((prefix, size))
-        elif isinstance(obj, pygit2.Tree):
-            stack.extend((f"{prefix}/{e.name}", pg[e.id]) for e in obj)
+        prefix, oid = stack.pop()
+        try:
+            kind, size = pg.odb.read_header(oid)
+        except (KeyError, ValueError, pygit2.GitError):  # missing (a gitlink's commit) or unreadable
+            out.append((prefix, sys.maxsize))
+            continue
+        if kind == pygit2.enums.ObjectType.BLOB:
+            if size <= lfs.POINTER_MAX:
+                data = blob_data(pg, oid, lfs.POINTER_MAX)
+                if data.startswith(_POINTER_START):
+                    ptr = lfs.parse_pointer(data)
+                    size = sys.maxsize if ptr is None else ptr[1]
+            out.append((prefix, int(size)))
+        elif kind == pygit2.enums.ObjectType.TREE:
+            try:
+                object_size(pg, oid, kind, MAX_TREE)
+            except TooLargeError:
+                out.append((prefix, sys.maxsize))
+                continue
+            stack.extend((f"{prefix}/{e.name}", str(e.id)) for e in tree(pg, oid))
     return out
 
 
@@ -483,7 +499,7 @@ def fetch(
     lfs.check_oid(a.oid)
     if a.size > limit:
         raise AttachmentError(f"{human_size(a.size)} is over the org's limit of {human_size(limit)}; not fetched")
-    data = _tree_blob(repo, commit, a.path)
+    data = _tree_blob(repo, commit, a.path, a.size if a.storage == "blob" else lfs.POINTER_MAX)
     if a.storage == "blob":
         _verify(data, a.oid, a.size)
         return data
@@ -516,15 +532,23 @@ def _policy_lfs_url(repo: "Repo") -> Optional[str]:
     return value if isinstance(value, str) and value else None
 
 
-def _tree_blob(repo: "Repo", commit: "pygit2.Commit", path: str) -> bytes:
+def _tree_blob(repo: "Repo", commit: "pygit2.Commit", path: str, limit: int) -> bytes:
+    """The blob at ``path`` in the commit's tree, read only when its header gives at most
+    ``limit`` bytes (what the signed message says it holds). Raises :class:`AttachmentError`."""
+    from gitmail.core.objects import TooLargeError, blob_data
+
     try:
         entry = commit.tree[path]
-        obj = cast("pygit2.Blob", repo.pg[entry.id])
     except (KeyError, ValueError, TypeError):
         raise AttachmentError(f"the message commit has no entry {str(path)[:80]!r}") from None
     if entry.type_str != "blob":
         raise AttachmentError(f"the message commit's entry {str(path)[:80]!r} is not a file")
-    return bytes(obj.data)
+    try:
+        return blob_data(repo.pg, entry.id, limit)
+    except TooLargeError:
+        raise AttachmentError(f"the file at {str(path)[:80]!r} is larger than the message says; not read") from None
+    except (KeyError, ValueError, TypeError):
+        raise AttachmentError(f"the message commit has no entry {str(path)[:80]!r}") from None
 
 
 def _verify(data: bytes, oid: str, size: int) -> None:

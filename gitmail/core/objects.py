@@ -30,11 +30,46 @@ def tree(pg: "pygit2.Repository", oid: OidLike) -> "pygit2.Tree":
     return obj
 
 
-def blob_data(pg: "pygit2.Repository", oid: OidLike) -> bytes:
-    """The bytes of blob ``oid``. Raises ``KeyError`` (missing), ``TypeError`` (not a blob),
-    ``ValueError`` (not an object id)."""
+# The largest objects a reader inflates (bytes). Git compresses an object with zlib, which packs
+# about a thousand bytes of one repeated byte into one: a 1 MB push can carry a 1 GB blob, and
+# reading it whole would take a gigabyte of memory in every reader and in the guard. So the size
+# is read from the object's header first (libgit2 ``git_odb_read_header``: no inflating), and an
+# object over its bound is refused unread. A blob: message.json's bound (model.MAX_BLOB), unless
+# the caller gives a tighter one. A commit: that, plus room for the headers, the signature and
+# up to 1,000 ``To:`` trailers (the commit text repeats the body). A tree: a message's or the
+# directory's (100,000 members' entries fit).
+MAX_BLOB_READ = 16 * 1024 * 1024
+MAX_COMMIT = MAX_BLOB_READ + 1024 * 1024
+MAX_TREE = 16 * 1024 * 1024
+
+
+class TooLargeError(ValueError):
+    """An object whose header gives a size over the reader's bound (it was not read)."""
+
+
+def object_size(pg: "pygit2.Repository", oid: OidLike, kind: int, limit: int) -> int:
+    """The size (bytes) of object ``oid`` from its header, without reading it. Raises ``KeyError``
+    (missing), ``TypeError`` (not of type ``kind``, a ``pygit2.enums.ObjectType``),
+    :class:`TooLargeError` (over ``limit``), ``ValueError`` (not an object id),
+    ``pygit2.GitError`` (unreadable)."""
+    t, size = pg.odb.read_header(oid)
+    if t != kind:
+        raise TypeError(f"{str(oid)[:10]} is not a {_NAMES.get(kind, kind)}")
+    if size > limit:
+        raise TooLargeError(f"{str(oid)[:10]} is {size} bytes, over the {limit} a reader reads")
+    return int(size)
+
+
+_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+
+
+def blob_data(pg: "pygit2.Repository", oid: OidLike, limit: int = MAX_BLOB_READ) -> bytes:
+    """The bytes of blob ``oid``, read only when its header gives at most ``limit`` bytes.
+    Raises ``KeyError`` (missing), ``TypeError`` (not a blob), :class:`TooLargeError` (over
+    ``limit``: never inflated), ``ValueError`` (not an object id)."""
     import pygit2
 
+    object_size(pg, oid, pygit2.enums.ObjectType.BLOB, limit)
     # One read of the object database gives the stored type and the bytes; a lookup
     # (``pg[oid]``) builds an object first and reads the data again (twice the time, issue 16).
     kind, data = pg.read(oid)
@@ -102,13 +137,19 @@ def configure_reads() -> None:
 
 def load_commit(pg: "pygit2.Repository", oid: str) -> "Union[pygit2.Commit, str]":
     """The commit ``oid``, or why it cannot be read as one (a hostile object git stored,
-    e.g. a malformed author line). Raises ``KeyError`` for a missing object."""
+    e.g. a malformed author line, or one over :data:`MAX_COMMIT` bytes, which is not read).
+    Raises ``KeyError`` for a missing object."""
     import pygit2
 
     try:
+        object_size(pg, oid, pygit2.enums.ObjectType.COMMIT, MAX_COMMIT)
         obj = pg[oid]
     except KeyError:
         raise
+    except TooLargeError as e:
+        return f"commit {e}"
+    except TypeError:
+        return f"{oid[:10]} is not a commit"
     except (pygit2.GitError, ValueError) as e:
         return f"commit {oid[:10]} cannot be parsed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
     if not isinstance(obj, pygit2.Commit):
@@ -126,6 +167,10 @@ def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
         return [str(p) for p in c.parent_ids]
     import pygit2
 
+    try:
+        object_size(pg, oid, pygit2.enums.ObjectType.COMMIT, MAX_COMMIT)
+    except (TypeError, TooLargeError):
+        return []  # not read: the line ends here (a mailbox then keeps its verified copy)
     try:
         kind, data = pg.read(oid)
     except (pygit2.GitError, ValueError) as e:

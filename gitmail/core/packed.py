@@ -136,18 +136,18 @@ def read_map(pg: "pygit2.Repository", oid: Optional[str]) -> dict[str, str]:
         return {}
     import pygit2
 
-    from gitmail.core.objects import commit
+    from gitmail.core.objects import TooLargeError, blob_data, commit
 
     c = commit(pg, oid)
     entries = list(c.tree)
     if len(entries) != 1 or entries[0].name != MAP_FILE or entries[0].filemode != pygit2.enums.FileMode.BLOB:
         raise PackedError(f"commit {oid[:10]} must hold exactly one file, {MAP_FILE}")
-    obj = pg[entries[0].id]
-    if not isinstance(obj, pygit2.Blob):
-        raise PackedError(f"commit {oid[:10]}: {MAP_FILE} is not a file")
-    if obj.size > MAX_BYTES:
-        raise PackedError(f"{MAP_FILE} is over {MAX_BYTES} bytes")
-    return parse(obj.data)
+    try:
+        return parse(blob_data(pg, entries[0].id, MAX_BYTES))  # the size from the header first: never inflated past it
+    except TypeError:
+        raise PackedError(f"commit {oid[:10]}: {MAP_FILE} is not a file") from None
+    except TooLargeError:
+        raise PackedError(f"{MAP_FILE} is over {MAX_BYTES} bytes") from None
 
 
 def tip_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> tuple[Optional[str], dict[str, str]]:

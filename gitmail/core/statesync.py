@@ -256,10 +256,8 @@ def commit_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> "t
     A state commit has at most one parent, a good signature by one of ``keys``
     and a tree of exactly one blob, ``state.age``, of at most :data:`MAX_BYTES`.
     """
-    import pygit2
-
+    from gitmail.core.objects import TooLargeError, blob_data, load_commit
     from gitmail.core.signing import signer_of
-    from gitmail.core.objects import load_commit
 
     c = load_commit(pg, oid)
     if isinstance(c, str):
@@ -275,12 +273,12 @@ def commit_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> "t
     entries = list(c.tree)
     if len(entries) != 1 or entries[0].name != STATE_FILE:
         return f"commit {oid[:10]} must hold exactly one file, {STATE_FILE}", b""
-    obj = pg[entries[0].id]
-    if not isinstance(obj, pygit2.Blob):
+    try:
+        return None, blob_data(pg, entries[0].id, MAX_BYTES)  # the size from the header first: never inflated past it
+    except TypeError:
         return f"commit {oid[:10]}: {STATE_FILE} is not a file", b""
-    if obj.size > MAX_BYTES:
+    except TooLargeError:
         return f"commit {oid[:10]}: {STATE_FILE} is over {MAX_BYTES} bytes", b""
-    return None, obj.data
 
 
 def read_commit(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequence[object]) -> Log:

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Optional, TypeVar, Union, cast
 
 from gitmail.core.model import (
+    MAX_BLOB,
     Member,
     Message,
     date_seconds,
 )
-from gitmail.core.objects import blob_data, load_commit, signed_commit
+from gitmail.core.objects import MAX_TREE, TooLargeError, blob_data, load_commit, object_size, signed_commit
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
 # The verification statuses (docs/protocol.md §7), in a module the cache reads without pydantic.
@@ -141,10 +142,17 @@ def resign(
 def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     """The message blob of a message commit. Raises :class:`CorruptMessageError`.
 
-    ``message.json`` must be a regular file (mode 100644) holding canonical JSON (§4).
+    ``message.json`` must be a regular file (mode 100644) holding canonical JSON (§4). Neither
+    the tree nor the blob is inflated when its header gives a size over the bound
+    (:data:`gitmail.core.objects.MAX_TREE`, :data:`gitmail.core.model.MAX_BLOB`): a
+    compressed object a thousand times its pushed size cannot take a reader's memory.
     """
     import pygit2
 
+    try:
+        object_size(pg, commit.tree_id, pygit2.enums.ObjectType.TREE, MAX_TREE)
+    except (KeyError, pygit2.GitError, ValueError, TypeError) as e:
+        raise CorruptMessageError(f"commit {str(commit.id)[:10]}: unreadable tree ({e})") from None
     try:
         entry = commit.tree[MESSAGE_FILE]
     except KeyError:
@@ -154,7 +162,9 @@ def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     if entry.filemode != pygit2.enums.FileMode.BLOB:
         raise CorruptMessageError(f"{MESSAGE_FILE} is not a regular file (mode {entry.filemode:o})")
     try:
-        data = blob_data(pg, entry.id)
+        data = blob_data(pg, entry.id, MAX_BLOB)
+    except TooLargeError as e:
+        raise CorruptMessageError(f"{MESSAGE_FILE} {str(e).split(' ', 1)[1]}") from None
     except (KeyError, TypeError, ValueError, pygit2.GitError) as e:
         raise CorruptMessageError(f"{MESSAGE_FILE} is not a readable blob ({type(e).__name__})") from None
     return Message.from_blob(data)

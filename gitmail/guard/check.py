@@ -381,8 +381,9 @@ def _mailbox_names(path: str, directory: "Directory") -> tuple[str, str] | str:
 
 def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> Optional[str]:
     """Why ``old -> new`` is not a linear fast-forward, or None when it is."""
-    from gitmail.core.objects import first_parent_line
+    from gitmail.core.objects import first_parent_line, load_commit
 
+    last = new
     for n, (oid, ps) in enumerate(first_parent_line(pg, new), 1):
         if oid == old:
             return None
@@ -390,8 +391,12 @@ def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> 
             return f"{ref}: commit {oid[:10]} is a merge; gitmail history must be linear"
         if n > MAX_NEW_COMMITS:
             return f"{ref}: more than {MAX_NEW_COMMITS} new commits in one push"
+        last = oid
     if old is None:
         return None
+    why = load_commit(pg, last)  # the line ended here: say so when the commit could not be read
+    if isinstance(why, str):
+        return f"{ref}: {why}; its history cannot be followed"
     return f"{ref}: non-fast-forward update refused (gitmail history is never rewritten)"
 
 

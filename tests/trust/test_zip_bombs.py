@@ -1,0 +1,158 @@
+"""Compressed objects far larger than what was pushed ("zip bombs") are refused unread.
+
+zlib packs a run of one byte about a thousand to one, so a push of well under a megabyte can
+hold a ``message.json`` or a commit of many megabytes (a gigabyte in a few). Reading such an
+object whole takes that much memory in every reader and in the guard. gitmail reads an
+object's size from its header first (``gitmail.core.objects.object_size``) and refuses one over
+its bound without inflating it. Each test pushes the bomb with plain git to a real
+``git daemon``, then measures the peak memory of a separate Python process that runs gitmail's
+own check on it (``ru_maxrss``): the reading code before this change grew by the object's size
+twice over (libgit2's buffer and Python's copy).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pygit2
+
+from gitmail.core import objects, refs
+from gitmail.core.model import MAX_BLOB
+from gitmail.core.repo import open_repo
+from tests.sync import forge
+from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401 (fixtures)
+from tests.trust.test_hostile_messages import MAILBOX, build_ctx, raw_signed_commit
+
+BOMB = 48 * 1024 * 1024  # bytes inflated; about 48 KB compressed
+GROWTH_MAX_MB = 24  # a reader that inflates the bomb grows by twice BOMB
+
+
+def _bomb_message(clone: Path, parent: str) -> str:
+    """max's signed commit whose message.json is BOMB bytes of spaces."""
+    c = build_ctx(clone, parent)
+    tb = c.pg.TreeBuilder()
+    tb.insert("message.json", c.pg.create_blob(b" " * BOMB), pygit2.enums.FileMode.BLOB)
+    return raw_signed_commit(c.pg, str(tb.write()), parent, c.author, "bomb\n", c.signer)
+
+
+def _bomb_commit(clone: Path, parent: str) -> str:
+    """max's signed commit whose message is over objects.MAX_COMMIT bytes (a message.json of its own)."""
+    c = build_ctx(clone, parent)
+    tb = c.pg.TreeBuilder()
+    tb.insert("message.json", c.pg.create_blob(b"{}"), pygit2.enums.FileMode.BLOB)
+    return raw_signed_commit(c.pg, str(tb.write()), parent, c.author, "x" * (objects.MAX_COMMIT + 1) + "\n", c.signer)
+
+
+def _check_in_a_fresh_process(clone: Path, oid: str, rcpt: str = "alex", sender: str = "max") -> tuple[str, str, float]:
+    """``(status, detail, MB the peak memory grew by)`` of check_message on ``oid``, in a new Python."""
+    code = f"""
+import json, resource
+import pygit2
+from gitmail.core import directory
+from gitmail.core.objects import collect
+from gitmail.core.repo import open_repo
+from gitmail.core.store import check_message
+r = open_repo({str(clone)!r}); d = directory.load(r); pg = r.pg
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+collect(pg, {oid!r})  # the walk reads each commit's parents
+msg, check = check_message(pg, {oid!r}, {rcpt!r}, {sender!r}, d)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps([check.status, check.detail, grown]))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    status, detail, grown = json.loads(p.stdout)
+    return status, detail, grown
+
+
+def test_a_message_json_bomb_is_malformed_unread_and_the_mailbox_lives_on(unguarded: NetOrg) -> None:
+    net = unguarded
+    net.ok("max", "send", "alex", "before")
+    net.ok("max", "sync")
+    clone = net.clones["max"]
+    tip = forge.tip(clone, refs.mail_path("alex", "max"))
+    assert tip is not None
+    bomb = _bomb_message(clone, tip)
+    code, out = forge.push(clone, bomb, MAILBOX)
+    assert code == 0, out
+    net.ok("max", "sync")
+    net.ok("max", "send", "alex", "after")
+    r = net.as_("alex", "sync")
+    assert r.code == 0, r.err
+    listed = {m["commit"]: m for m in json.loads(net.ok("alex", "list", "--all", "--json").out)["messages"]}
+    assert listed[bomb]["status"] == "malformed"
+    assert sorted(m["subject"] for m in listed.values() if m["status"] == "good") == ["after", "before"]
+    status, detail, grown = _check_in_a_fresh_process(net.clones["alex"], bomb)
+    assert status == "malformed" and f"{BOMB} bytes, over the {MAX_BLOB}" in detail, detail
+    assert grown < GROWTH_MAX_MB, f"the check grew the reader by {grown:.0f} MB"
+
+
+def test_the_guard_refuses_a_message_json_bomb_with_its_size(net: NetOrg) -> None:
+    clone = net.clones["max"]
+    net.ok("max", "send", "alex", "before")
+    tip = forge.tip(clone, refs.mail_path("alex", "max"))
+    assert tip is not None
+    code, out = forge.push(clone, _bomb_message(clone, tip), MAILBOX)
+    assert code != 0 and "push refused" in out and f"{BOMB} bytes, over the {MAX_BLOB}" in out, out
+
+
+def test_a_commit_bomb_is_not_read_and_the_verified_copy_is_kept(unguarded: NetOrg) -> None:
+    """A commit over MAX_COMMIT bytes is neither parsed nor followed: on a mailbox it ends the
+    line there, so the update is rejected as a rewrite and the verified copy is kept (the guard
+    refuses it outright)."""
+    net = unguarded
+    net.ok("max", "send", "alex", "before")
+    net.ok("alex", "sync")
+    clone = net.clones["max"]
+    tip = forge.tip(clone, refs.mail_path("alex", "max"))
+    assert tip is not None
+    bomb = _bomb_commit(clone, tip)
+    code, out = forge.push(clone, bomb, MAILBOX)
+    assert code == 0, out
+    r = net.as_("alex", "sync")
+    assert r.code == 0 and "history was rewritten" in r.err, r.err
+    assert [m["subject"] for m in json.loads(net.ok("alex", "list", "--json").out)["messages"]] == ["before"]
+    status, detail, grown = _check_in_a_fresh_process(net.clones["alex"], bomb)
+    assert status == "malformed" and f"bytes, over the {objects.MAX_COMMIT}" in detail, detail
+    assert grown < GROWTH_MAX_MB, f"the walk and check grew the reader by {grown:.0f} MB"
+    assert objects.parent_ids(open_repo(net.clones["alex"]).pg, bomb) == []
+
+
+def test_the_guard_refuses_a_commit_bomb(net: NetOrg) -> None:
+    clone = net.clones["max"]
+    net.ok("max", "send", "alex", "before")
+    tip = forge.tip(clone, refs.mail_path("alex", "max"))
+    assert tip is not None
+    code, out = forge.push(clone, _bomb_commit(clone, tip), MAILBOX)
+    assert code != 0 and "push refused" in out and f"over the {objects.MAX_COMMIT}" in out, out
+
+
+def test_tree_sizes_reads_headers_not_blobs(tmp_path: Path) -> None:
+    """The guard's attachment bounds count a large blob by its header: a bomb under
+    attachments/ costs no memory (its size is then over the org's limit)."""
+    from gitmail.core.attachments import tree_sizes
+
+    pg = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    inner = pg.TreeBuilder()
+    inner.insert("big.bin", pg.create_blob(b"\0" * BOMB), pygit2.enums.FileMode.BLOB)
+    top = pg.TreeBuilder()
+    top.insert("attachments", inner.write(), pygit2.enums.FileMode.TREE)
+    sig = pygit2.Signature("t", "t@example.org", 0, 0)
+    oid = str(pg.create_commit(None, sig, sig, "m", top.write(), []))
+    code = f"""
+import json, resource, pygit2
+from gitmail.core.attachments import tree_sizes
+pg = pygit2.Repository({str(tmp_path / "r")!r})
+c = pg[{oid!r}]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sizes = tree_sizes(pg, c)
+print(json.dumps([sizes, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024]))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    sizes, grown = json.loads(p.stdout)
+    assert sizes == [["attachments/big.bin", BOMB]] and tree_sizes(pg, pg[oid]) == [("attachments/big.bin", BOMB)]  # type: ignore[arg-type]
+    assert grown < GROWTH_MAX_MB, f"tree_sizes grew by {grown:.0f} MB"
