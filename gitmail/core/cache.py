@@ -533,9 +533,10 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
         db.execute("INSERT OR REPLACE INTO meta VALUES ('recheck', ?)", (json.dumps(done),))
         _checkpoint(db)
     db.execute("DELETE FROM meta WHERE key='recheck'")
-    if done["no_longer_good"]:
-        return [f"{done['no_longer_good']} message(s) recorded as genuine are not under this gitmail's checks;"
-                " `gitmail verify` lists them"]
+    n = done["no_longer_good"]
+    if n:
+        return [f"{n} {'message' if n == 1 else 'messages'} recorded as genuine {'fails' if n == 1 else 'fail'}"
+                f" this gitmail's checks; `gitmail verify` lists {'it' if n == 1 else 'them'}"]
     return []
 
 

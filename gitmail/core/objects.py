@@ -47,9 +47,13 @@ class TooLargeError(ValueError):
     """An object whose header gives a size over the reader's bound (it was not read)."""
 
 
+# git's object types (pygit2.enums.ObjectType, an IntEnum): plain ints, for the reads of every message.
+COMMIT, TREE, BLOB = 1, 2, 3
+
+
 def object_size(pg: "pygit2.Repository", oid: OidLike, kind: int, limit: int) -> int:
     """The size (bytes) of object ``oid`` from its header, without reading it. Raises ``KeyError``
-    (missing), ``TypeError`` (not of type ``kind``, a ``pygit2.enums.ObjectType``),
+    (missing), ``TypeError`` (not of type ``kind``: :data:`COMMIT`, :data:`TREE`, :data:`BLOB`),
     :class:`TooLargeError` (over ``limit``), ``ValueError`` (not an object id),
     ``pygit2.GitError`` (unreadable)."""
     t, size = pg.odb.read_header(oid)
@@ -60,22 +64,17 @@ def object_size(pg: "pygit2.Repository", oid: OidLike, kind: int, limit: int) ->
     return int(size)
 
 
-_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+_NAMES = {COMMIT: "commit", TREE: "tree", BLOB: "blob", 4: "tag"}
 
 
 def blob_data(pg: "pygit2.Repository", oid: OidLike, limit: int = MAX_BLOB_READ) -> bytes:
     """The bytes of blob ``oid``, read only when its header gives at most ``limit`` bytes.
     Raises ``KeyError`` (missing), ``TypeError`` (not a blob), :class:`TooLargeError` (over
     ``limit``: never inflated), ``ValueError`` (not an object id)."""
-    import pygit2
-
-    object_size(pg, oid, pygit2.enums.ObjectType.BLOB, limit)
-    # One read of the object database gives the stored type and the bytes; a lookup
-    # (``pg[oid]``) builds an object first and reads the data again (twice the time, issue 16).
-    kind, data = pg.read(oid)
-    if kind != pygit2.enums.ObjectType.BLOB:
-        raise TypeError(f"{oid} is not a blob")
-    return data
+    object_size(pg, oid, BLOB, limit)
+    # One read of the object database gives the bytes; a lookup (``pg[oid]``) builds an object
+    # first and reads the data again (twice the time, issue 16).
+    return pg.read(oid)[1]
 
 
 def signed_commit(
@@ -142,7 +141,7 @@ def load_commit(pg: "pygit2.Repository", oid: str) -> "Union[pygit2.Commit, str]
     import pygit2
 
     try:
-        object_size(pg, oid, pygit2.enums.ObjectType.COMMIT, MAX_COMMIT)
+        object_size(pg, oid, COMMIT, MAX_COMMIT)
         obj = pg[oid]
     except KeyError:
         raise
@@ -168,7 +167,7 @@ def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
     import pygit2
 
     try:
-        object_size(pg, oid, pygit2.enums.ObjectType.COMMIT, MAX_COMMIT)
+        object_size(pg, oid, COMMIT, MAX_COMMIT)
     except (TypeError, TooLargeError):
         return []  # not read: the line ends here (a mailbox then keeps its verified copy)
     try:

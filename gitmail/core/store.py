@@ -25,7 +25,7 @@ from gitmail.core.model import (
     Message,
     date_seconds,
 )
-from gitmail.core.objects import MAX_TREE, TooLargeError, blob_data, load_commit, object_size, signed_commit
+from gitmail.core.objects import MAX_TREE, TREE, TooLargeError, blob_data, load_commit, object_size, signed_commit
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
 # The verification statuses (docs/protocol.md §7), in a module the cache reads without pydantic.
@@ -150,7 +150,7 @@ def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     import pygit2
 
     try:
-        object_size(pg, commit.tree_id, pygit2.enums.ObjectType.TREE, MAX_TREE)
+        object_size(pg, commit.tree_id, TREE, MAX_TREE)
     except (KeyError, pygit2.GitError, ValueError, TypeError) as e:
         raise CorruptMessageError(f"commit {str(commit.id)[:10]}: unreadable tree ({e})") from None
     try:

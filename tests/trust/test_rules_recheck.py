@@ -86,7 +86,7 @@ def test_a_verdict_of_good_recorded_by_older_rules_is_checked_again_and_nothing_
 
     res = json.loads(net.ok("alex", "sync", "--json").out)
     assert res["new"] == [], res  # re-checked in place: no mail is new
-    assert any("recorded as genuine are not" in p for p in res["problems"]), res["problems"]
+    assert any("recorded as genuine fails this" in p for p in res["problems"]), res["problems"]
     rows = _rows(net)
     assert rows[hostile][0] == "bad-signature", rows
     listed = {m["commit"]: m for m in json.loads(net.ok("alex", "list", "--all", "--json").out)["messages"]}
@@ -200,7 +200,7 @@ def test_an_encrypted_message_is_opened_or_closed_as_its_new_verdict_says(org: O
     s = session(org.clones["alex"])
     assert not cache.fresh(s.repo, s.me, s.db)
     problems = cache.ingest(s.repo, s.me, s.db, s.directory)
-    assert any("recorded as genuine are not" in p for p in problems), problems
+    assert any("recorded as genuine fails this" in p for p in problems), problems
     db = s.db
     assert tuple(db.execute(f"SELECT {cols} FROM msg WHERE oid=?", (g,)).fetchone()) == ("good", 0, "secret plan", 1)
     assert tuple(db.execute(f"SELECT {cols} FROM msg WHERE oid=?", (h,)).fetchone()) == ("bad-signature", 1, "", 0)
@@ -253,7 +253,7 @@ def test_a_re_check_interrupted_goes_on_where_it_stopped(unguarded: NetOrg, monk
     with s.db:
         s.db.execute("UPDATE msg SET status='good', detail='' WHERE oid=?", (hostile[0],))
     problems = cache.ingest(s.repo, s.me, s.db, s.directory)
-    assert any(p.startswith("2 message(s) recorded as genuine") for p in problems), problems
+    assert any(p.startswith("2 messages recorded as genuine fail this") for p in problems), problems
     assert _rows(net) == {hostile[0]: ("good", 0), hostile[1]: ("bad-signature", 0)}
     assert s.db.execute("SELECT value FROM meta WHERE key='recheck'").fetchone() is None
     assert cache._rules_of(s.db) == RULES and cache._tally(s.db) == cache.scan_counts(s.db)

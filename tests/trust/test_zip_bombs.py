@@ -156,3 +156,8 @@ print(json.dumps([sizes, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - b
     sizes, grown = json.loads(p.stdout)
     assert sizes == [["attachments/big.bin", BOMB]] and tree_sizes(pg, pg[oid]) == [("attachments/big.bin", BOMB)]  # type: ignore[arg-type]
     assert grown < GROWTH_MAX_MB, f"tree_sizes grew by {grown:.0f} MB"
+
+
+def test_the_object_type_numbers_are_git_s() -> None:
+    assert (objects.COMMIT, objects.TREE, objects.BLOB) == (
+        pygit2.enums.ObjectType.COMMIT, pygit2.enums.ObjectType.TREE, pygit2.enums.ObjectType.BLOB)
