@@ -12,9 +12,11 @@ OidLike = Union[str, "pygit2.Oid"]
 
 
 def commit(pg: "pygit2.Repository", oid: OidLike) -> "pygit2.Commit":
-    """The commit ``oid``. Raises ``KeyError`` if missing, ``TypeError`` if not a commit."""
+    """The commit ``oid``. Raises ``KeyError`` if missing, ``TypeError`` if not a commit,
+    :class:`TooLargeError` (not read) over :data:`MAX_COMMIT` bytes."""
     import pygit2
 
+    object_size(pg, oid, COMMIT, MAX_COMMIT)
     obj = pg[oid]
     if not isinstance(obj, pygit2.Commit):
         raise TypeError(f"{oid} is not a commit")
@@ -22,8 +24,11 @@ def commit(pg: "pygit2.Repository", oid: OidLike) -> "pygit2.Commit":
 
 
 def tree(pg: "pygit2.Repository", oid: OidLike) -> "pygit2.Tree":
+    """The tree ``oid``. Raises ``KeyError`` if missing, ``TypeError`` if not a tree,
+    :class:`TooLargeError` (not read) over :data:`MAX_TREE` bytes."""
     import pygit2
 
+    object_size(pg, oid, TREE, MAX_TREE)
     obj = pg[oid]
     if not isinstance(obj, pygit2.Tree):
         raise TypeError(f"{oid} is not a tree")

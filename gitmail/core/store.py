@@ -425,9 +425,12 @@ def _check_many(pg: "pygit2.Repository", oids: list[str], recipient: str, sender
     commits = [c for c in loaded if not isinstance(c, str)]
     raws = [c.read_raw() for c in commits]  # read once: for the signature and the headers
     read = iter(zip(signers(commits, threads, raws), raws))
-    out = []
+    out: list[tuple[Optional[Message], Check]] = []
     for c in loaded:
-        key, raw = (None, None) if isinstance(c, str) else next(read)
+        if isinstance(c, str):  # why it cannot be read: the verdict check_message gives its id
+            out.append((None, Check(MALFORMED, c)))
+            continue
+        key, raw = next(read)
         out.append(check_message(pg, c, recipient, sender, directory, key, raw))
     return out
 

@@ -370,6 +370,29 @@ def test_every_hostile_commit_is_a_verdict_and_the_mailbox_lives_on(unguarded: N
     assert r.code == 0, r.err
 
 
+def test_a_batch_gives_each_commit_the_verdict_of_a_single_check(unguarded: NetOrg) -> None:
+    """The ingest checks in batches (store._check_many, which reads each commit once for the
+    signature and the headers); the guard and ``gitmail show`` check one commit. Both give each
+    hostile commit the same status and words: a batch once gave a commit libgit2 cannot parse
+    the detail "commit commit 89b ... cannot be parsed: commit 89b65bcc7a cannot be parsed: ..."."""
+    from gitmail.core.store import _check_many, check_message
+
+    clone = unguarded.clones["max"]
+    unguarded.ok("max", "send", "alex", "before")
+    parent = forge.tip(clone, refs.mail_path("alex", "max"))
+    oids = []
+    for case in CASES:
+        parent = build(clone, case, parent)
+        oids.append(parent)
+    r = open_repo(clone)
+    d = dirmod.load(r)
+    batch = _check_many(r.pg, oids, "alex", "max", d, threads=False)
+    for oid, case, (msg, check) in zip(oids, CASES, batch):
+        one = check_message(r.pg, oid, "alex", "max", d)
+        assert (check.status, check.detail) == (one[1].status, one[1].detail), case.name
+        assert (msg is None) == (one[0] is None), case.name
+
+
 # -- the guard -----------------------------------------------------------------------------
 
 
