@@ -522,7 +522,7 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
             changes.append([*(new[at[c]] for c in cols), r["rowid"]])
             if r["inbox"]:
                 ids.update((r["id"], new[at["id"]]))
-            done["no_longer_good"] += r["status"] == "good"
+            done["no_longer_good"] += r["status"] == "good" and not check.good
         if changes:
             # The rows written and every copy de-duplicated again carry one of ``ids``, before and after.
             with _counted(db, "id IN (SELECT value FROM json_each(?))", (json.dumps(sorted(ids)),)):

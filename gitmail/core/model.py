@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gitmail.core.dates import date_seconds, parse_date  # noqa: F401 (one home, pydantic-free)
+from gitmail.core.objects import MAX_BLOB_READ
 from gitmail.errors import CorruptMessageError, UsageError
 
 SCHEMA_VERSION = 1
@@ -26,7 +27,7 @@ SUMMARY_LIMIT = 120  # characters
 MAX_RECIPIENTS = 1000
 MAX_DEPTH = 32  # nesting of arrays and objects in message.json; docs/protocol.md §4
 MAX_INT = 2**63 - 1  # every JSON integer lies in [-2^63, 2^63 - 1]
-MAX_BLOB = 16 * 1024 * 1024  # bytes of message.json a reader parses at most
+MAX_BLOB = MAX_BLOB_READ  # bytes of message.json a reader parses at most (and reads at most: objects.py)
 
 Priority = Literal["low", "normal", "high", "urgent"]  # the one list of priorities, lowest first
 PRIORITIES: tuple[str, ...] = get_args(Priority)

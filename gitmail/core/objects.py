@@ -39,8 +39,8 @@ def tree(pg: "pygit2.Repository", oid: OidLike) -> "pygit2.Tree":
 # about a thousand bytes of one repeated byte into one: a 1 MB push can carry a 1 GB blob, and
 # reading it whole would take a gigabyte of memory in every reader and in the guard. So the size
 # is read from the object's header first (libgit2 ``git_odb_read_header``: no inflating), and an
-# object over its bound is refused unread. A blob: message.json's bound (model.MAX_BLOB), unless
-# the caller gives a tighter one. A commit: that, plus room for the headers, the signature and
+# object over its bound is refused unread. A blob: message.json's bound (model.MAX_BLOB is this
+# number), unless the caller gives a tighter one. A commit: that, plus room for the headers, the signature and
 # up to 1,000 ``To:`` trailers (the commit text repeats the body). A tree: a message's or the
 # directory's (100,000 members' entries fit).
 MAX_BLOB_READ = 16 * 1024 * 1024
