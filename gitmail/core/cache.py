@@ -591,7 +591,7 @@ def _index_path(
     the verified ref moving with each batch. Memory: 20 bytes per new commit
     (:class:`~gitmail.core.objects.OidStack`) plus two batches.
     """
-    from gitmail.core.objects import OidStack, collect
+    from gitmail.core.objects import OidStack, collect, unfollowed
 
     pg = repo.pg
     vref = refs.verified(path)
@@ -600,11 +600,12 @@ def _index_path(
     vtip: Optional[str] = old
     if old != tip:
         new, merge = collect(pg, tip, old)
+        cut = unfollowed(pg, new[-1])  # a commit too large to read ends the walk early
         if old is not None and (merge or parent_or_none(pg, new[-1]) != old):
-            return old, [_REWRITTEN.format(path=path)], _index_range(
-                repo, member, db, path, rcpt, sender, old, 0, prev, inbox, sent, st, checker, None)
-        if old is None and merge:
-            return None, [_MERGE.format(path=path)], None
+            return old, [f"{path}: {cut}; kept the verified copy" if cut else _REWRITTEN.format(path=path)], \
+                _index_range(repo, member, db, path, rcpt, sender, old, 0, prev, inbox, sent, st, checker, None)
+        if old is None and (merge or cut):
+            return None, [f"{path}: {cut}" if cut else _MERGE.format(path=path)], None
         vtip = tip
     assert vtip is not None
     stop = prev["tip"] if prev is not None else None

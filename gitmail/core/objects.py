@@ -195,6 +195,19 @@ def parent_ids(pg: "pygit2.Repository", oid: str) -> list[str]:
 _HEX40 = re.compile(rb"[0-9a-fA-F]{40}")
 
 
+def unfollowed(pg: "pygit2.Repository", oid: str) -> Optional[str]:
+    """Why the first-parent line cannot be followed below commit ``oid`` (the last one a walk
+    gave), or None (a root, or below is simply not there): a commit over :data:`MAX_COMMIT`
+    bytes is not read, so its parents are not known (:func:`parent_ids` gives none)."""
+    try:
+        object_size(pg, oid, COMMIT, MAX_COMMIT)
+    except TooLargeError as e:
+        return f"commit {e}; the history below it cannot be read"
+    except Exception:  # missing, not a commit, unreadable: parent_ids decides as before
+        return None
+    return None
+
+
 def first_parent_line(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> Iterator[tuple[str, list[str]]]:
     """``(commit id, its parent ids)`` from ``tip`` down the first-parent line, newest first,
     to (not including) ``stop`` or through the root commit.

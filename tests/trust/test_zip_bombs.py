@@ -22,6 +22,7 @@ import pygit2
 from gitmail.core import objects, refs
 from gitmail.core.model import MAX_BLOB
 from gitmail.core.repo import open_repo
+from tests.conftest import run
 from tests.sync import forge
 from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401 (fixtures)
 from tests.trust.test_hostile_messages import MAILBOX, build_ctx, raw_signed_commit
@@ -99,10 +100,11 @@ def test_the_guard_refuses_a_message_json_bomb_with_its_size(net: NetOrg) -> Non
     assert code != 0 and "push refused" in out and f"{BOMB} bytes, over the {MAX_BLOB}" in out, out
 
 
-def test_a_commit_bomb_is_not_read_and_the_verified_copy_is_kept(unguarded: NetOrg) -> None:
-    """A commit over MAX_COMMIT bytes is neither parsed nor followed: on a mailbox it ends the
-    line there, so the update is rejected as a rewrite and the verified copy is kept (the guard
-    refuses it outright)."""
+def test_a_commit_bomb_is_not_read_and_the_verified_copy_is_kept(unguarded: NetOrg, tmp_path: Path) -> None:
+    """A commit over MAX_COMMIT bytes is neither parsed nor followed: on a mailbox the line ends
+    there, so the update is not taken and the verified copy is kept, saying why; a new clone
+    takes nothing of that mailbox; ``verify --all`` says its history cannot be read (the guard
+    refuses such a commit outright)."""
     net = unguarded
     net.ok("max", "send", "alex", "before")
     net.ok("alex", "sync")
@@ -113,8 +115,15 @@ def test_a_commit_bomb_is_not_read_and_the_verified_copy_is_kept(unguarded: NetO
     code, out = forge.push(clone, bomb, MAILBOX)
     assert code == 0, out
     r = net.as_("alex", "sync")
-    assert r.code == 0 and "history was rewritten" in r.err, r.err
+    assert r.code == 0 and "the history below it cannot be read; kept the verified copy" in r.err, r.err
     assert [m["subject"] for m in json.loads(net.ok("alex", "list", "--json").out)["messages"]] == ["before"]
+    v = net.as_("alex", "verify", "--all", "--json")
+    assert v.code == 7 and any("the history below it cannot be read" in p for p in json.loads(v.out)["problems"]), v.out
+    second = tmp_path / "alex-2"
+    run("init", "--name", "alex", "--org", net.url, "--repo", str(second))
+    r = run("sync", "--repo", str(second))
+    assert "the history below it cannot be read" in r.err, r.err
+    assert json.loads(run("list", "--all", "--json", "--repo", str(second)).out)["messages"] == []
     status, detail, grown = _check_in_a_fresh_process(net.clones["alex"], bomb)
     assert status == "malformed" and f"bytes, over the {objects.MAX_COMMIT}" in detail, detail
     assert grown < GROWTH_MAX_MB, f"the walk and check grew the reader by {grown:.0f} MB"
