@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pygit2
 
@@ -69,15 +70,22 @@ print(json.dumps([check.status, check.detail, grown]))
     return status, detail, grown
 
 
-def test_a_message_json_bomb_is_malformed_unread_and_the_mailbox_lives_on(unguarded: NetOrg) -> None:
-    net = unguarded
+def _push_bomb(net: NetOrg, make: "Callable[[Path, str], str]") -> tuple[str, int, str]:
+    """max sends alex "before" and alex syncs; then max pushes ``make(clone, tip)`` on top of it
+    with plain git. Returns the bomb's id and git push's exit code and output."""
     net.ok("max", "send", "alex", "before")
-    net.ok("max", "sync")
+    net.ok("alex", "sync")
     clone = net.clones["max"]
     tip = forge.tip(clone, refs.mail_path("alex", "max"))
     assert tip is not None
-    bomb = _bomb_message(clone, tip)
+    bomb = make(clone, tip)
     code, out = forge.push(clone, bomb, MAILBOX)
+    return bomb, code, out
+
+
+def test_a_message_json_bomb_is_malformed_unread_and_the_mailbox_lives_on(unguarded: NetOrg) -> None:
+    net = unguarded
+    bomb, code, out = _push_bomb(net, _bomb_message)
     assert code == 0, out
     net.ok("max", "sync")
     net.ok("max", "send", "alex", "after")
@@ -92,11 +100,7 @@ def test_a_message_json_bomb_is_malformed_unread_and_the_mailbox_lives_on(unguar
 
 
 def test_the_guard_refuses_a_message_json_bomb_with_its_size(net: NetOrg) -> None:
-    clone = net.clones["max"]
-    net.ok("max", "send", "alex", "before")
-    tip = forge.tip(clone, refs.mail_path("alex", "max"))
-    assert tip is not None
-    code, out = forge.push(clone, _bomb_message(clone, tip), MAILBOX)
+    _, code, out = _push_bomb(net, _bomb_message)
     assert code != 0 and "push refused" in out and f"{BOMB} bytes, over the {MAX_BLOB}" in out, out
 
 
@@ -106,13 +110,7 @@ def test_a_commit_bomb_is_not_read_and_the_verified_copy_is_kept(unguarded: NetO
     takes nothing of that mailbox; ``verify --all`` says its history cannot be read (the guard
     refuses such a commit outright)."""
     net = unguarded
-    net.ok("max", "send", "alex", "before")
-    net.ok("alex", "sync")
-    clone = net.clones["max"]
-    tip = forge.tip(clone, refs.mail_path("alex", "max"))
-    assert tip is not None
-    bomb = _bomb_commit(clone, tip)
-    code, out = forge.push(clone, bomb, MAILBOX)
+    bomb, code, out = _push_bomb(net, _bomb_commit)
     assert code == 0, out
     r = net.as_("alex", "sync")
     assert r.code == 0 and "the history below it cannot be read; kept the verified copy" in r.err, r.err
@@ -131,11 +129,7 @@ def test_a_commit_bomb_is_not_read_and_the_verified_copy_is_kept(unguarded: NetO
 
 
 def test_the_guard_refuses_a_commit_bomb(net: NetOrg) -> None:
-    clone = net.clones["max"]
-    net.ok("max", "send", "alex", "before")
-    tip = forge.tip(clone, refs.mail_path("alex", "max"))
-    assert tip is not None
-    code, out = forge.push(clone, _bomb_commit(clone, tip), MAILBOX)
+    _, code, out = _push_bomb(net, _bomb_commit)
     assert code != 0 and "push refused" in out and f"over the {objects.MAX_COMMIT}" in out, out
 
 
