@@ -98,7 +98,7 @@ def _not_yet_noticed(s: "Session") -> "Callable[[Row], bool]":
     from gitmail.core import cache, refs
 
     try:
-        lines = (s.repo.data_dir / "hook-seen").read_text().splitlines()
+        lines = (s.repo.data_dir / "hook-seen").read_text().split("\n")  # LF alone: ref names (git.for_each_ref)
     except OSError:
         return lambda r: True
     seen = {ref: oid for oid, _, ref in (ln.partition(" ") for ln in lines)}
