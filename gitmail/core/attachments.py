@@ -175,7 +175,7 @@ def tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[s
 
     import pygit2
 
-    from gitmail.core.objects import MAX_TREE, TooLargeError, blob_data, object_size, tree
+    from gitmail.core.objects import TooLargeError, blob_data, tree
 
     out: list[tuple[str, int]] = []
     try:
@@ -183,8 +183,8 @@ def tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[s
     except KeyError:
         return out
     # Sizes from the objects' headers: a blob is read only when it may be a pointer (at most
-    # lfs.POINTER_MAX bytes), a tree only below MAX_TREE (a compressed object can be a thousand
-    # times its pushed size); one over it counts as too large.
+    # lfs.POINTER_MAX bytes), a tree only below objects.MAX_TREE (a compressed object can be a
+    # thousand times its pushed size); one over it counts as too large.
     stack: list[tuple[str, str]] = [(TREE_DIR, str(entry.id))]
     while stack:
         prefix, oid = stack.pop()
@@ -202,11 +202,11 @@ def tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[s
             out.append((prefix, int(size)))
         elif kind == pygit2.enums.ObjectType.TREE:
             try:
-                object_size(pg, oid, kind, MAX_TREE)
+                entries = tree(pg, oid)  # over MAX_TREE: not read
             except TooLargeError:
                 out.append((prefix, sys.maxsize))
                 continue
-            stack.extend((f"{prefix}/{e.name}", str(e.id)) for e in tree(pg, oid))
+            stack.extend((f"{prefix}/{e.name}", str(e.id)) for e in entries)
     return out
 
 
