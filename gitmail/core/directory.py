@@ -218,7 +218,10 @@ def signers_oid(members: dict[str, Member], layout: int, hexlen: int) -> str:
 
 def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
     """Parse the directory at ``commit``. Raises :class:`VerificationError` if malformed."""
-    tree = commit.tree
+    try:
+        tree = objtree(pg, commit.tree_id)  # sized first: a tree over objects.MAX_TREE is not read
+    except (ValueError, KeyError, TypeError) as why:
+        raise VerificationError(f"malformed directory at {str(commit.id)[:10]}: {why}") from None
     try:
         policy = OrgPolicy.model_validate_json(blob_data(pg, tree["org.json"].id)) if "org.json" in tree else OrgPolicy()
         layout = policy.directory_layout
@@ -649,8 +652,8 @@ def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple
     import pygit2
 
     try:
-        e = cast("pygit2.Tree", pg[tree])[path]
-    except (KeyError, ValueError, pygit2.GitError):
+        e = objtree(pg, tree)[path]  # sized first: a tree over objects.MAX_TREE is not read
+    except (KeyError, ValueError, TypeError, pygit2.GitError):
         return None
     return int(e.filemode), str(e.id)
 
@@ -706,7 +709,7 @@ def _changes_in_batches(pg: "pygit2.Repository", pairs: list[tuple[str, str]]
 def _pg_changes(pg: "pygit2.Repository", old: str, new: str) -> list[tuple[str, int, str]]:
     import pygit2
 
-    a, b = pg[old] if old != _empty_tree(len(new)) else None, pg[new]
+    a, b = objtree(pg, old) if old != _empty_tree(len(new)) else None, objtree(pg, new)  # sized first
     d = cast("pygit2.Tree", a).diff_to_tree(cast("pygit2.Tree", b)) if a is not None else \
         cast("pygit2.Tree", b).diff_to_tree(swap=True)
     out = []

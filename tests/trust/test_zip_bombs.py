@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import pygit2
+import pytest
 
 from gitmail.core import objects, refs
 from gitmail.core.model import MAX_BLOB
@@ -53,6 +54,7 @@ def _check_in_a_fresh_process(clone: Path, oid: str, rcpt: str = "alex", sender:
     code = f"""
 import json, resource
 import pygit2
+import pytest
 from gitmail.core import directory
 from gitmail.core.objects import collect
 from gitmail.core.repo import open_repo
@@ -164,3 +166,21 @@ print(json.dumps([sizes, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - b
 def test_the_object_type_numbers_are_git_s() -> None:
     assert (objects.COMMIT, objects.TREE, objects.BLOB) == (
         pygit2.enums.ObjectType.COMMIT, pygit2.enums.ObjectType.TREE, pygit2.enums.ObjectType.BLOB)
+
+
+def test_a_directory_tree_over_the_bound_is_not_read(unguarded: NetOrg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory's trees are sized first too (a member can push a directory commit). With
+    the bound lowered below this org's real root tree, the directory is refused as malformed,
+    naming the size, and nothing of the tree is read."""
+    from gitmail.core import directory as dirmod
+    from gitmail.errors import VerificationError
+
+    r = open_repo(unguarded.clones["alex"])
+    tip = r.ref_target(refs.tracking(refs.DIRECTORY, r.remote))
+    assert tip is not None
+    c = objects.commit(r.pg, tip)
+    assert dirmod.from_tree(r.pg, c).members  # as it is: fine
+    size = r.pg.odb.read_header(c.tree_id)[1]
+    monkeypatch.setattr(objects, "MAX_TREE", size - 1)
+    with pytest.raises(VerificationError, match=f"is {size} bytes, over the {size - 1} a reader reads"):
+        dirmod.from_tree(r.pg, c)
