@@ -22,7 +22,7 @@ from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_sc
                                   to_ref)
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
-from gitmail.core.objects import blob_data, commit, first_parent_line, signed_commit
+from gitmail.core.objects import blob_data, commit, first_parent_line, signed_commit, unfollowed
 from gitmail.core.objects import tree as objtree
 from gitmail.core.signing import Signer, check_stored_key, signer_of
 from gitmail.errors import AddressError, DirectoryError, KeyError_, UnknownRecipientError, VerificationError
@@ -1147,8 +1147,12 @@ def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, l
         oids.append(oid)
         if len(ps) > 1:
             return L, [f"directory commit {oid[:10]} is a merge"]
-        if not ps and L.tip is not None:
-            return L, ["directory history was rewritten (not a fast-forward)"]
+        if not ps:
+            cut = unfollowed(pg, oid)  # too large to read: not read, and the walk ends there
+            if cut:
+                return L, [f"directory {cut}"]
+            if L.tip is not None:
+                return L, ["directory history was rewritten (not a fast-forward)"]
     oids.reverse()
     out = L.copy()
     commits = [commit(pg, o) for o in oids]

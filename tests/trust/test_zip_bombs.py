@@ -184,3 +184,35 @@ def test_a_directory_tree_over_the_bound_is_not_read(unguarded: NetOrg, monkeypa
     monkeypatch.setattr(objects, "MAX_TREE", size - 1)
     with pytest.raises(VerificationError, match=f"is {size} bytes, over the {size - 1} a reader reads"):
         dirmod.from_tree(r.pg, c)
+
+
+def _directory_bomb(org: NetOrg) -> tuple[int, str]:
+    """max pushes, with plain git, a commit over MAX_COMMIT bytes on top of the directory."""
+    clone = org.clones["max"]
+    r = open_repo(clone)
+    d_tip = r.ref_target(refs.tracking(refs.DIRECTORY, r.remote))
+    assert d_tip is not None
+    c = build_ctx(clone, d_tip)
+    bomb = raw_signed_commit(c.pg, str(objects.commit(c.pg, d_tip).tree_id), d_tip, c.author,
+                             "x" * (objects.MAX_COMMIT + 1) + "\n", c.signer)
+    return forge.push(clone, bomb, "refs/heads/gitmail/directory")
+
+
+def test_a_directory_commit_bomb_is_not_read(unguarded: NetOrg, tmp_path: Path) -> None:
+    """A commit over MAX_COMMIT bytes on the directory ref: a clone keeps its verified
+    directory and says why, and mail goes on; a new member's init refuses in one line."""
+    org = unguarded
+    code, out = _directory_bomb(org)
+    assert code == 0, out
+    s = org.as_("alex", "sync")
+    assert s.code == 0 and f"over the {objects.MAX_COMMIT} a reader reads" in s.err, s.err
+    org.ok("max", "send", "alex", "still here")
+    org.ok("alex", "sync")
+    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["still here"]
+    fresh = run("init", "--name", "bob", "--org", org.url, "--repo", str(tmp_path / "bob"))
+    assert fresh.code != 0 and "Traceback" not in fresh.err and len(fresh.err.strip().splitlines()) == 1, fresh.err
+
+
+def test_the_guard_refuses_a_directory_commit_bomb(net: NetOrg) -> None:
+    code, out = _directory_bomb(net)
+    assert code != 0 and "push refused" in out and f"over the {objects.MAX_COMMIT}" in out, out
