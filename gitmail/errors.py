@@ -148,6 +148,20 @@ class GitError(GitmailError):
 _GIT_DISK_WORDS = ("no space left on device", "disk quota exceeded", "read-only file system")
 
 
+class GitTooOldError(GitError):
+    """A git subprocess failed, and the git on ``PATH`` is older than gitmail needs: that is
+    said first (the failure itself is often git not knowing a newer form, e.g. a negative
+    refspec: "invalid refspec")."""
+
+    def __init__(self, cmd: list[str], returncode: int, stdout: bytes, stderr: bytes,
+                 found: tuple[int, ...], needed: tuple[int, ...]) -> None:
+        super().__init__(cmd, returncode, stdout, stderr)
+        self.found = found
+        self.message = (f"gitmail needs git {'.'.join(map(str, needed))} or later; this is git "
+                        f"{'.'.join(map(str, found))} ({self.message})")
+        self.args = (self.message,)
+
+
 class RemoteUnreachableError(GitError):
     """The org remote could not be reached (network down, server stopped)."""
 

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional
 
-from gitmail.errors import GitError, NotARepoError, RemoteUnreachableError
+from gitmail.errors import GitError, GitTooOldError, NotARepoError, RemoteUnreachableError
 
 # Messages git prints when the remote could not be reached at all (as opposed
 # to a remote that answered and refused).
@@ -65,10 +65,38 @@ def run(
     else:
         proc = _run_meanwhile(cmd, cwd, input, env, meanwhile)
     if check and proc.returncode != 0:
+        found = version()
+        if found is not None and found[:2] < MIN_VERSION:
+            raise GitTooOldError(cmd, proc.returncode, proc.stdout, proc.stderr, found, MIN_VERSION)
         if remote and UNREACHABLE.search(proc.stderr):
             raise RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
         raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
     return proc
+
+
+# Negative refspecs and refspecs on stdin (docs/protocol.md §3): git 2.29 and later. Asked only
+# when git fails (one ``git --version`` a process), so a working git costs nothing.
+MIN_VERSION = (2, 29)
+_VERSION: list[Optional[tuple[int, int, int]]] = []
+
+
+def version() -> Optional[tuple[int, int, int]]:
+    """``(major, minor, patch)`` of the git on ``PATH`` (``git --version``, read once a
+    process), or None when it cannot be read."""
+    if not _VERSION:
+        try:
+            out = subprocess.run(["git", "--version"], capture_output=True, env=_env(None), check=False).stdout
+        except OSError:
+            out = b""
+        _VERSION.append(parse_version(out.decode("utf-8", "replace")))
+    return _VERSION[0]
+
+
+def parse_version(text: str) -> Optional[tuple[int, int, int]]:
+    """The version in ``git --version``'s line (``git version 2.39.5``, ``git version
+    2.45.1.windows.1``, ``git version 2.39.3 (Apple Git-146)``), or None for anything else."""
+    m = re.match(r"git version (\d{1,6})\.(\d{1,6})(?:\.(\d{1,6}))?", text.strip())
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3] or 0))
 
 
 def _run_meanwhile(
