@@ -381,7 +381,7 @@ def _mailbox_names(path: str, directory: "Directory") -> tuple[str, str] | str:
 
 def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> Optional[str]:
     """Why ``old -> new`` is not a linear fast-forward, or None when it is."""
-    from gitmail.core.objects import first_parent_line, load_commit
+    from gitmail.core.objects import first_parent_line, unfollowed
 
     last = new
     for n, (oid, ps) in enumerate(first_parent_line(pg, new), 1):
@@ -394,9 +394,9 @@ def _linear(pg: "pygit2.Repository", ref: str, old: Optional[str], new: str) -> 
         last = oid
     if old is None:
         return None
-    why = load_commit(pg, last)  # the line ended here: say so when the commit could not be read
-    if isinstance(why, str):
-        return f"{ref}: {why}; its history cannot be followed"
+    cut = unfollowed(pg, last)  # the line ended here: say so when the commit was too large to read
+    if cut:
+        return f"{ref}: {cut}"
     return f"{ref}: non-fast-forward update refused (gitmail history is never rewritten)"
 
 
