@@ -65,13 +65,21 @@ def run(
     else:
         proc = _run_meanwhile(cmd, cwd, input, env, meanwhile)
     if check and proc.returncode != 0:
-        found = version()
-        if found is not None and found[:2] < MIN_VERSION:
-            raise GitTooOldError(cmd, proc.returncode, proc.stdout, proc.stderr, found, MIN_VERSION)
-        if remote and UNREACHABLE.search(proc.stderr):
-            raise RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
-        raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
+        raise failure(cmd, proc, remote)
     return proc
+
+
+def failure(cmd: list[str], proc: "subprocess.CompletedProcess[bytes]", remote: bool = False) -> GitError:
+    """The error for git command ``cmd`` that failed as ``proc``: :class:`GitTooOldError` when
+    the git on ``PATH`` is older than :data:`MIN_VERSION`, :class:`RemoteUnreachableError` when
+    ``remote`` and git's stderr says the remote could not be reached, else :class:`GitError`.
+    For callers that read a failed git's output first (``push --porcelain``) and :func:`run`."""
+    found = version()
+    if found is not None and found[:2] < MIN_VERSION:
+        return GitTooOldError(cmd, proc.returncode, proc.stdout, proc.stderr, found, MIN_VERSION)
+    if remote and UNREACHABLE.search(proc.stderr):
+        return RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
+    return GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
 
 
 # Negative refspecs and refspecs on stdin (docs/protocol.md §3): git 2.29 and later. Asked only

@@ -280,12 +280,10 @@ def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = 
             reason = "; ".join(remote_lines) or summary
             res.refused[dst] = reason
     if not seen and proc.returncode != 0:
-        cmd = ["git", *args]
-        if git.UNREACHABLE.search(proc.stderr):
-            err = RemoteUnreachableError(cmd, proc.returncode, proc.stdout, proc.stderr)
+        err = git.failure(["git", *args], proc, remote=True)
+        if isinstance(err, RemoteUnreachableError):
             err.message = unreachable_message(repo, err)
-            raise err
-        raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
+        raise err
     return res
 
 

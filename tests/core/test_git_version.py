@@ -61,3 +61,19 @@ def test_a_failure_under_an_older_git_says_which_git_is_needed(tmp_path: Path,
     with pytest.raises(GitError) as e2:
         git.run(["rev-parse", "--verify", "-q", "refs/heads/nope"], repo)
     assert not isinstance(e2.value, GitTooOldError)
+
+
+def test_a_push_read_after_it_failed_is_classified_the_same(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sync.push`` reads ``push --porcelain``'s output before it decides; it asks the same
+    classifier as :func:`gitmail.git.run` (git.failure)."""
+    repo = tmp_path / "r"
+    git.run(["init", "-q", str(repo)])
+    cmd = ["push", "--porcelain", str(tmp_path / "nowhere"), "HEAD:refs/heads/x"]
+    proc = git.run(cmd, repo, check=False)
+    assert proc.returncode != 0
+    monkeypatch.setattr(git, "_VERSION", [(2, 25, 1)])
+    assert isinstance(git.failure(["git", *cmd], proc, remote=True), GitTooOldError)
+    monkeypatch.setattr(git, "_VERSION", [(2, 39, 5)])
+    err = git.failure(["git", *cmd], proc, remote=True)
+    assert isinstance(err, GitError) and not isinstance(err, GitTooOldError)
