@@ -426,10 +426,10 @@ def commit_signature(raw: bytes) -> tuple[Optional[bytes], bytes]:
 _SIG_BLOCK = re.compile(rb"gpgsig[^\n]*(?:\n|\Z)(?: [^\n]*(?:\n|\Z))*")
 
 
-def signer_of(commit: "pygit2.Commit") -> str:
-    """The public key line that signed ``commit`` (:func:`commit_signature`, :func:`verify`).
-    Raises :class:`VerificationError`."""
-    sig, payload = commit_signature(commit.read_raw())
+def signer_of(commit: "pygit2.Commit", raw: Optional[bytes] = None) -> str:
+    """The public key line that signed ``commit`` (:func:`commit_signature`, :func:`verify`);
+    ``raw``: its bytes, when the caller has read them. Raises :class:`VerificationError`."""
+    sig, payload = commit_signature(commit.read_raw() if raw is None else raw)
     if sig is None:
         raise VerificationError("unsigned")
     return verify(sig, payload)

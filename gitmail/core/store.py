@@ -317,10 +317,12 @@ def _check(
         return None, Check(MALFORMED, problem)
     if msg.stored_id() != msg.id:
         return msg, Check(MALFORMED, "Message-ID does not match the content")
+    if raw is None:
+        raw = commit.read_raw()  # once: for the signature here and the headers below
     try:
         if isinstance(signer_key, VerificationError):
             raise signer_key
-        key = signer_key or signer_of(commit)
+        key = signer_key or signer_of(commit, raw)
     except VerificationError as e:
         status = UNSIGNED if str(e) == "unsigned" else BAD_SIGNATURE
         return msg, Check(status, str(e))
