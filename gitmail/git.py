@@ -136,6 +136,97 @@ def _run_meanwhile(
         return subprocess.CompletedProcess(cmd, p.returncode, out.read(), err.read())
 
 
+class Conversation:
+    """A git process that reads requests on stdin and answers each in turn, for commands that
+    echo a line they cannot parse and flush (``git diff-tree --stdin``): a request ends with a
+    marker line of random bytes, and its answer is what git writes up to that line's echo.
+    One process then serves many requests (one start, warm caches). Not for concurrent use;
+    close it (a ``with`` block) to end git.
+
+    Raises :class:`GitError` when git ends before answering.
+    """
+
+    def __init__(self, args: Iterable[str], cwd: str | Path | None = None) -> None:
+        import secrets
+
+        self.cmd = ["git", *args]
+        self.marker = b"#gitmail-" + secrets.token_hex(16).encode() + b"\n"  # no oid, no path: never in an answer
+        self.proc = subprocess.Popen(self.cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=_env(None))
+        self.err = bytearray()
+        self.err_done = False
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:  # a larger pipe: fewer wake-ups of this thread (each waits for the interpreter lock)
+                import fcntl
+
+                fcntl.fcntl(f.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)  # type: ignore[union-attr]
+            except (ImportError, OSError, AttributeError):
+                pass
+
+    def ask(self, request: bytes) -> bytes:
+        """Write ``request`` (whole lines) and return git's answer to it."""
+        import selectors
+
+        p = self.proc
+        assert p.stdin is not None and p.stdout is not None
+        data = memoryview(request + self.marker)
+        got = bytearray()
+        with selectors.DefaultSelector() as sel:
+            sel.register(p.stdin, selectors.EVENT_WRITE)
+            sel.register(p.stdout, selectors.EVENT_READ)
+            if p.stderr is not None and not self.err_done:
+                sel.register(p.stderr, selectors.EVENT_READ)  # drained, so git never blocks on it
+            os.set_blocking(p.stdin.fileno(), False)
+            while True:
+                for key, _ in sel.select():
+                    if key.fileobj is p.stderr:
+                        assert p.stderr is not None
+                        more = os.read(p.stderr.fileno(), 65536)
+                        self.err += more
+                        if not more:
+                            self.err_done = True
+                            sel.unregister(p.stderr)
+                    elif key.fileobj is p.stdin:
+                        try:
+                            n = os.write(p.stdin.fileno(), data[:65536])
+                        except BrokenPipeError:
+                            n, data = 0, data[:0]
+                        data = data[n:]
+                        if not data:
+                            sel.unregister(p.stdin)
+                    else:
+                        chunk = os.read(p.stdout.fileno(), 1 << 20)
+                        if not chunk:
+                            self.close()
+                            raise failure(self.cmd, subprocess.CompletedProcess(self.cmd, p.returncode, bytes(got),
+                                                                               bytes(self.err)))
+                        got += chunk
+                        if got.endswith(self.marker) and not data:
+                            return bytes(got[: -len(self.marker)])
+
+    def close(self) -> None:
+        p = self.proc
+        if p.stdin is not None and not p.stdin.closed:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        for f in (p.stdout, p.stderr):
+            if f is not None:
+                f.close()
+
+    def __enter__(self) -> "Conversation":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def output(args: Iterable[str], cwd: str | Path | None = None, **kw: object) -> str:
     """Run git and return its stdout decoded as UTF-8, trailing newline stripped."""
     return run(args, cwd, **kw).stdout.decode("utf-8", "replace").rstrip("\n")  # type: ignore[arg-type]

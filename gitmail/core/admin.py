@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from gitmail.core import directory, refs, sync
+from gitmail.core import directory, problems, refs, sync
 from gitmail.core.directory import Directory
 from gitmail.core.model import Member
 from gitmail.core.signing import Signer
-from gitmail.errors import DirectoryError
+from gitmail.errors import DirectoryError, VerificationError
 
 if TYPE_CHECKING:
     from gitmail.core.repo import Repo
@@ -30,10 +30,17 @@ def change(
 
     With a remote, pushes ``refs/heads/gitmail/directory``; a lost race is
     retried on the new tip (fetch, verify, re-apply). Raises
-    :class:`DirectoryError` when the rules refuse the change.
+    :class:`DirectoryError` when the rules refuse the change, :class:`VerificationError`
+    (naming the problem) when the org's directory tip does not verify.
     """
     for _attempt in range(10):
         current = directory.load(repo)
+        org_tip = repo.ref_target(refs.tracking(refs.DIRECTORY, repo.remote)) if repo.remote else None
+        if org_tip is not None and org_tip != current.tip:
+            # The org's directory does not verify past current.tip: a change built there could
+            # never be a fast-forward of it (retrying would only say "concurrent changes").
+            why = "; ".join(problems.load(repo).get("directory", [])) or "it does not verify"
+            raise VerificationError(f"the org's directory cannot be changed: {why}")
         new = mutate(Directory(current.tip, dict(current.members), dict(current.groups), current.policy))
         new = Directory(None, new.members, new.groups, new.policy)
         directory.check_change(current if current.tip else None, new, signer.public_key,

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Optional, Sequence, cast
 
-from gitmail.core import problems, refs, refspecs
+from gitmail.core import problems, refs, refspecs, treediff
 from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_script, normalize, principal, skeleton,
                                   to_ref)
 from gitmail.core.files import write_atomic
@@ -652,7 +652,15 @@ def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple
     import pygit2
 
     try:
-        e = objtree(pg, tree)[path]  # sized first: a tree over objects.MAX_TREE is not read
+        # One folder at a time, each sized first: a tree over objects.MAX_TREE is not read
+        # (libgit2's lookup by path would read the folders on the way whole).
+        t, *folders, last = [tree, *path.split("/")]
+        for name in folders:
+            e = objtree(pg, t)[name]
+            if int(e.filemode) != _TREE_MODE:
+                return None
+            t = str(e.id)
+        e = objtree(pg, t)[last]
     except (KeyError, ValueError, TypeError, pygit2.GitError):
         return None
     return int(e.filemode), str(e.id)
@@ -661,106 +669,76 @@ def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple
 _TREE_MODE = 0o040000
 
 
-GIT_DIFF_MIN = 16  # pairs from which one git process beats pygit2's diff
+def _changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> Generator[treediff.Result, None, None]:
+    """For each (old tree, new tree), in order, as the caller takes them: the paths that differ
+    as (path, new mode, new oid), mode 0 for a removed path, or why its trees are not read
+    (:mod:`gitmail.core.treediff`: every tree sized before it is read, no deeper than an entry
+    needs, a bounded amount listed at a time). For a long range, git lists the next part (in
+    its own processes, from another thread) while the caller checks this one; a part git
+    cannot read is listed with pygit2."""
+    import queue
+    import threading
 
-
-def _raw_changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> list[list[tuple[str, int, str]]]:
-    """For each (old tree, new tree): the paths that differ, recursively, as (path, new mode, new oid);
-    mode 0 for a removed path.
-
-    Large batches go through one ``git diff-tree --stdin`` (git reads big trees much
-    faster than libgit2, which does not cache large delta bases); small ones, and any
-    batch git cannot read (e.g. objects only pygit2 sees), through pygit2's tree diff.
-    """
-    if len(pairs) >= GIT_DIFF_MIN:
-        try:
-            return _git_changes(pg, pairs)
-        except Exception:
-            pass
-    return [_pg_changes(pg, a, b) for a, b in pairs]
-
-
-def _changes_in_batches(pg: "pygit2.Repository", pairs: list[tuple[str, str]]
-                        ) -> Iterator[list[list[tuple[str, int, str]]]]:
-    """:func:`_raw_changes` of ``pairs``, BATCH pairs at a time; for a long range, git reads the
-    next batch (in its own process) while the caller checks this one."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    batches = [pairs[i : i + BATCH] for i in range(0, len(pairs), BATCH)]
-    if len(batches) < 2:
-        for b in batches:
-            yield _raw_changes(pg, b)
+    if len(pairs) <= BATCH:
+        yield from treediff.each(pg, pairs, BATCH)
         return
-    pool = ThreadPoolExecutor(1)
-    futures = [pool.submit(_git_changes, pg, b) for b in batches]  # only runs git: no pygit2 in the thread
-    try:
-        for b, f in zip(batches, futures):
+    parts: "queue.Queue[tuple[int, Optional[list[treediff.Result]]]]" = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def ahead() -> None:  # only runs git (and reads object headers through its own repository)
+        try:
+            lister: Optional[treediff.Lister] = treediff.Lister(pg.path)
+        except Exception:
+            lister = None
+        try:
+            _ahead(lister)
+        finally:
+            if lister is not None:
+                lister.close()
+
+    def _ahead(lister: Optional[treediff.Lister]) -> None:
+        i = 0
+        while i < len(pairs) and not stop.is_set():
             try:
-                res = f.result()
+                part: Optional[list[treediff.Result]] = \
+                    treediff.changes_git(pg.path, pairs[i : i + BATCH], lister) if lister is not None else None
             except Exception:
-                res = [_pg_changes(pg, x, y) for x, y in b]
-            yield res
+                part = None  # the caller lists the rest with pygit2
+            while not stop.is_set():
+                try:
+                    parts.put((i, part), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if part is None:
+                return
+            i += len(part)
+
+    worker = threading.Thread(target=ahead, name="gitmail-directory-diff", daemon=True)
+    worker.start()
+    try:
+        i = 0
+        while i < len(pairs):
+            at, part = parts.get()
+            assert at == i
+            if part is None:
+                yield from treediff.each(pg, pairs[i:], BATCH)
+                return
+            yield from part
+            i += len(part)
     finally:
-        for f in futures:
-            f.cancel()
-        pool.shutdown(wait=True)
-
-
-def _pg_changes(pg: "pygit2.Repository", old: str, new: str) -> list[tuple[str, int, str]]:
-    import pygit2
-
-    a, b = objtree(pg, old) if old != _empty_tree(len(new)) else None, objtree(pg, new)  # sized first
-    d = cast("pygit2.Tree", a).diff_to_tree(cast("pygit2.Tree", b)) if a is not None else \
-        cast("pygit2.Tree", b).diff_to_tree(swap=True)
-    out = []
-    for delta in d.deltas:
-        if delta.status == pygit2.enums.DeltaStatus.DELETED:
-            out.append((delta.old_file.path, 0, "0" * len(new)))
-        else:
-            if delta.status == pygit2.enums.DeltaStatus.TYPECHANGE:
-                out.append((delta.old_file.path, 0, "0" * len(new)))
-            out.append((delta.new_file.path, int(delta.new_file.mode), str(delta.new_file.id)))
-    return out
-
-
-def _git_changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> list[list[tuple[str, int, str]]]:
-    from gitmail import git
-
-    text = "".join(f"{a} {b}\n" for a, b in pairs).encode()
-    out = git.run(["--git-dir", pg.path, "diff-tree", "--stdin", "-z", "-r", "--no-renames", "--no-abbrev"],
-                  input=text).stdout
-    found: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
-    cur: list[tuple[str, int, str]] = []
-    pos, n = 0, len(out)
-    while pos < n:
-        if out[pos] == 0x3A:  # ':' a record: ":<old mode> <new mode> <old> <new> <status>\0<path>\0"
-            meta_end = out.index(b"\0", pos)
-            fields = out[pos + 1 : meta_end].split(b" ")
-            path_end = out.index(b"\0", meta_end + 1)
-            path = out[meta_end + 1 : path_end].decode("utf-8", "surrogateescape")
-            if fields[4][:1] in (b"D",):
-                cur.append((path, 0, fields[3].decode()))
-            else:
-                cur.append((path, int(fields[1], 8), fields[3].decode()))
-            pos = path_end + 1
-        else:  # "<old tree> <new tree>\n" starts the next pair's records
-            end = out.index(b"\n", pos)
-            a, b = out[pos:end].decode().split(" ")
-            cur = found.setdefault((a, b), [])
-            pos = end + 1
-    return [found.get(p, []) for p in pairs]
+        stop.set()
+        worker.join()
 
 
 def _empty_tree(hexlen: int) -> str:
-    import hashlib
-
-    return (hashlib.sha1 if hexlen == 40 else hashlib.sha256)(b"tree 0\0").hexdigest()
+    return treediff.empty_tree(hexlen)
 
 
 _MALFORMED = (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_)
 
 
-def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[str, int, str]]) -> _Change:
+def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: treediff.Result) -> _Change:
     """Parse what one commit changes, in the order a full read of its tree would
     (``org.json``, then ``members/`` and ``groups/`` in tree order), raising the
     error that read (:func:`from_tree`) would raise (``ValueError``, ``KeyError``, ``TypeError``).
@@ -768,6 +746,8 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[
     ``raw`` only says which paths differ from the tree before; every entry that
     matters is then taken from ``tree`` itself (a type change, say a file turned
     into a folder, is seen as what it is now)."""
+    if isinstance(raw, str):
+        raise ValueError(raw)  # a tree on a changed path is too large, missing or not a tree: not read
     ch = _Change(tree=tree)
     if any(p.partition("/")[0] == "org.json" for p, _, _ in raw):
         ch.policy_touched = True
@@ -781,7 +761,10 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[
     if layout != L.layout:
         # A change of layout moves every entry: read the whole new tree (what is there, and
         # every entry the ledger holds as gone unless it is found again at its new path).
-        raw = [("members/" + f, 0, "") for f, _ in L.files.values()] + _pg_changes(pg, _empty_tree(len(tree)), tree)
+        whole = treediff.changes_pg(pg, [(_empty_tree(len(tree)), tree)])[0]
+        if isinstance(whole, str):
+            raise ValueError(whole)
+        raw = [("members/" + f, 0, "") for f, _ in L.files.values()] + whole
     touched: set[str] = set()
     kids: dict[str, dict[str, Optional[tuple[int, str]]]] = {"members": {}, "groups": {}}
     deep: dict[str, set[str]] = {"members": set(), "groups": set()}
@@ -817,6 +800,10 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: list[tuple[
         gone = []
         for kid in order:
             ke = here[kid]
+            if ke is None:
+                # git lists a file replaced by a folder of empty folders as removed alone; the
+                # tree still holds something there (a full read sees it: malformed).
+                ke = _tree_entry(pg, tree, f"{top}/{kid}")
             if ke is None:
                 was = _known_file(known, kid)
                 if was is not None:
@@ -1027,7 +1014,7 @@ def _apply(L: Ledger, ch: _Change, tip: str) -> None:
     L.tip = tip
 
 
-def _check_commit(pg: "pygit2.Repository", L: Ledger, oid: str, tree: str, raw: list[tuple[str, int, str]],
+def _check_commit(pg: "pygit2.Repository", L: Ledger, oid: str, tree: str, raw: treediff.Result,
                   signer: "str | VerificationError") -> _Change:
     """Every check of one directory commit against the ledger before it, in the order of
     docs/protocol.md §8: its tree parses and every touched entry keeps the grammar, then
@@ -1158,20 +1145,24 @@ def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, l
     commits = [commit(pg, o) for o in oids]
     trees = [str(c.tree_id) for c in commits]
     pairs = list(zip([L.tree or _empty_tree(len(new_tip))] + trees[:-1], trees))
-    for start, changes in zip(range(0, len(oids), BATCH), _changes_in_batches(pg, pairs)):
-        batch = commits[start : start + BATCH]
-        sigs = signers(batch)
-        for c, tree, raw, sig in zip(batch, trees[start : start + BATCH], changes, sigs):
-            oid = str(c.id)
-            try:
-                ch = _check_commit(pg, out, oid, tree, raw, sig)
-            except (DirectoryError, VerificationError) as e:
-                out.drop_caches()  # may hold the refused commit's lines
-                if out.tip == L.tip:
-                    return L, [f"directory commit {oid[:10]} rejected: {e}"]
-                _remember(out)
-                return out, [f"directory commit {oid[:10]} rejected: {e}"]
-            _apply(out, ch, oid)
+    changes = _changes(pg, pairs)
+    try:
+        for start in range(0, len(oids), BATCH):
+            batch = commits[start : start + BATCH]
+            sigs = signers(batch)
+            for c, tree, raw, sig in zip(batch, trees[start : start + BATCH], changes, sigs):
+                oid = str(c.id)
+                try:
+                    ch = _check_commit(pg, out, oid, tree, raw, sig)
+                except (DirectoryError, VerificationError) as e:
+                    out.drop_caches()  # may hold the refused commit's lines
+                    if out.tip == L.tip:
+                        return L, [f"directory commit {oid[:10]} rejected: {e}"]
+                    _remember(out)
+                    return out, [f"directory commit {oid[:10]} rejected: {e}"]
+                _apply(out, ch, oid)
+    finally:
+        changes.close()  # stops git listing further ahead
     _remember(out)
     return out, []
 
@@ -1345,20 +1336,18 @@ def _derive(pg: "pygit2.Repository", tip: str) -> list[Member]:
     empty = _empty_tree(len(tip))
     present: dict[str, str] = {}  # file -> blob
     last: dict[str, tuple[int, str]] = {}  # blob -> (last commit index holding it, its file there)
-    for start in range(0, len(trees), BATCH):
-        chunk = trees[start : start + BATCH]
-        prev = [trees[start - 1] if start else empty] + chunk[:-1]
-        for j, raw in enumerate(_raw_changes(pg, list(zip(prev, chunk)))):
-            i = start + j
-            for path, mode, oid in raw:
-                top, _, rest = path.partition("/")
-                if top != "members" or not rest or rest.count("/") > 1:  # either layout
-                    continue
-                old = present.pop(rest, None)
-                if old is not None:
-                    last[old] = max(last.get(old, (-1, "")), (i - 1, rest))
-                if mode and mode != _TREE_MODE:
-                    present[rest] = oid
+    for i, raw in enumerate(_changes(pg, list(zip([empty] + trees[:-1], trees)))):
+        if isinstance(raw, str):  # not read (too large, missing, not a tree): nothing derived from it
+            continue
+        for path, mode, oid in raw:
+            top, _, rest = path.partition("/")
+            if top != "members" or not rest or rest.count("/") > 1:  # either layout
+                continue
+            old = present.pop(rest, None)
+            if old is not None:
+                last[old] = max(last.get(old, (-1, "")), (i - 1, rest))
+            if mode and mode != _TREE_MODE:
+                present[rest] = oid
     for f, b in present.items():
         last[b] = max(last.get(b, (-1, "")), (len(trees) - 1, f))
     out = []

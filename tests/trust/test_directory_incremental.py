@@ -27,7 +27,7 @@ import pygit2
 import pytest
 
 from gitmail.core import directory as dirmod
-from gitmail.core import refs
+from gitmail.core import refs, treediff
 from gitmail.core.address import to_ref
 from gitmail.core.directory import Directory, Ledger, check_new_name, from_tree, validate
 from gitmail.core.model import Member, canonical_json
@@ -343,7 +343,9 @@ FORGERIES = ["other_entry", "wrong_key_join", "bad_signers", "unsigned", "bad_em
              "two_joins", "bad_file_name", "group_by_member", "not_json", "last_admin_leaves", "key_of_another",
              # the fan-out layout (docs/protocol.md §8, "Layouts")
              "wrong_shard", "flat_file_in_fanout", "layout_back", "layout_by_member", "stale_flat_after_migrate",
-             "signers_one_shard", "signers_flat_in_fanout", "shard_is_a_file"]
+             "signers_one_shard", "signers_flat_in_fanout", "shard_is_a_file",
+             # a file replaced by a folder that plain git shows as nothing (it holds one empty folder)
+             "removed_as_empty_folder"]
 FANOUT_FORGERIES = {"wrong_shard", "flat_file_in_fanout", "layout_back", "signers_one_shard",
                     "signers_flat_in_fanout", "shard_is_a_file"}  # forged on an org already in layout 2
 
@@ -472,6 +474,38 @@ def _forge(h: History, rng: random.Random, kind: str) -> None:
         k = _key()
         m["late"] = h.entry("late", k)
         h.commit(k, m, signers=h.signers_text(m))
+    elif kind == "removed_as_empty_folder" and plain:
+        # An admin "removes" a member by putting, where their file was, a folder that holds only
+        # an empty folder: git diff-tree -r lists the file's removal and nothing else, but the
+        # tree still has a folder where a file belongs (a full read: malformed).
+        who = plain[0]
+        del m[who]
+        h.commit(h.keys["admin"], m)
+        pg = h.pg
+        c = commit(pg, h.tip or "")
+        *folders, base = ("members/" + dirmod.member_file(who, h.layout)).split("/")
+        empty = pg.TreeBuilder().write()
+        inner = pg.TreeBuilder()
+        inner.insert("q", empty, pygit2.enums.FileMode.TREE)
+        node = inner.write()
+
+        def rebuilt(tree: pygit2.Tree, path: list[str]) -> pygit2.Oid:
+            tb = pg.TreeBuilder(tree)
+            if path:
+                sub = tree[path[0]] if path[0] in tree else None
+                kid = rebuilt(pg[sub.id] if sub is not None else pg[empty], path[1:])  # type: ignore[arg-type]
+                tb.insert(path[0], kid, pygit2.enums.FileMode.TREE)
+            else:
+                tb.insert(base, node, pygit2.enums.FileMode.TREE)
+            return tb.write()
+
+        from gitmail.core.objects import signed_commit
+
+        sig = pygit2.Signature("x", "x@gitmail.invalid", 1_700_000_000, 0)
+        h.tips.pop()
+        h.tip = signed_commit(pg, sig, sig, "directory change\n", rebuilt(c.tree, folders), [h.tips[-1]],
+                              h.keys["admin"].sign)
+        h.tips.append(h.tip)
     elif kind == "shard_is_a_file":  # a shard folder replaced by a file
         k = _key()
         m["late"] = h.entry("late", k)
@@ -525,7 +559,7 @@ def test_incremental_equals_from_scratch_equals_reference(tmp_path: Path, seed: 
     for batch, threshold in ((3, 16), (1024, 10**9)):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(dirmod, "BATCH", batch)
-            mp.setattr(dirmod, "GIT_DIFF_MIN", threshold)
+            mp.setattr(treediff, "GIT_MIN", threshold)
             dirmod._LEDGERS.clear()
             other, other_problems = dirmod.advance(pg, Ledger(), h.tip or "")
         assert other_problems == want_problems
@@ -600,7 +634,7 @@ def test_every_forgery_is_refused_with_the_reference_verdict(tmp_path: Path) -> 
 @pytest.fixture
 def counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     calls = {"commits": 0, "walks": 0}
-    check, walk = dirmod._check_commit, dirmod._raw_changes
+    check, walk = dirmod._check_commit, dirmod._changes
 
     def counted_check(*a: Any, **kw: Any) -> Any:
         calls["commits"] += 1
@@ -611,7 +645,7 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return walk(*a, **kw)
 
     monkeypatch.setattr(dirmod, "_check_commit", counted_check)
-    monkeypatch.setattr(dirmod, "_raw_changes", counted_walk)
+    monkeypatch.setattr(dirmod, "_changes", counted_walk)
     return calls
 
 

@@ -211,8 +211,75 @@ def test_a_directory_commit_bomb_is_not_read(unguarded: NetOrg, tmp_path: Path) 
     assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["still here"]
     fresh = run("init", "--name", "bob", "--org", org.url, "--repo", str(tmp_path / "bob"))
     assert fresh.code != 0 and "Traceback" not in fresh.err and len(fresh.err.strip().splitlines()) == 1, fresh.err
+    assert "the org's directory cannot be changed" in fresh.err and f"over the {objects.MAX_COMMIT}" in fresh.err, fresh.err
 
 
 def test_the_guard_refuses_a_directory_commit_bomb(net: NetOrg) -> None:
     code, out = _directory_bomb(net)
     assert code != 0 and "push refused" in out and f"over the {objects.MAX_COMMIT}" in out, out
+
+
+def _directory_tree_bomb(org: NetOrg) -> tuple[str, str, int, int, str]:
+    """max pushes, with plain git, a signed directory commit that adds ``members/zz``: a tree of
+    about BOMB bytes (one entry repeated, so it packs to well under a megabyte). Returns the
+    directory tip before it, the bomb commit, the big tree's size, and git push's exit code and output."""
+    clone = org.clones["max"]
+    r = open_repo(clone)
+    d_tip = r.ref_target(refs.tracking(refs.DIRECTORY, r.remote))
+    assert d_tip is not None
+    c = build_ctx(clone, d_tip)
+    pg = c.pg
+    blob = pg.create_blob(b"x")
+    entries = b"".join(b"100644 " + b"f" * 40 + b"%08d" % i + b"\0" + blob.raw for i in range(BOMB // 60))
+    big = pg.odb.write(pygit2.enums.ObjectType.TREE, entries)
+    root = objects.commit(pg, d_tip).tree
+    members = pg.TreeBuilder(root["members"].id) if "members" in root else pg.TreeBuilder()
+    members.insert("zz", big, pygit2.enums.FileMode.TREE)
+    top = pg.TreeBuilder(root)
+    top.insert("members", members.write(), pygit2.enums.FileMode.TREE)
+    bomb = raw_signed_commit(pg, str(top.write()), d_tip, c.author, "register zz\n", c.signer)
+    code, out = forge.push(clone, bomb, "refs/heads/gitmail/directory")
+    return d_tip, bomb, pg.odb.read_header(big)[1], code, out
+
+
+def test_a_directory_tree_bomb_is_not_read_and_mail_goes_on(unguarded: NetOrg, tmp_path: Path) -> None:
+    """A folder under ``members/`` of 48 MB (packed: well under one): a clone keeps its verified
+    directory and names the folder and its size; mail goes on; a new member's init refuses in
+    one line. The directory's diff reads the folder's size from its header and nothing more:
+    peak memory of a fresh process verifying the commit grows by less than the bomb (the diff
+    before this change read the folder whole, through libgit2)."""
+    org = unguarded
+    before, bomb, size, code, out = _directory_tree_bomb(org)
+    assert code == 0, out
+    assert size > objects.MAX_TREE
+    s = org.as_("alex", "sync")
+    assert s.code == 0 and f"is {size} bytes, over the {objects.MAX_TREE} a reader reads" in s.err, s.err
+    assert f"directory commit {bomb[:10]} rejected" in s.err and "members/zz: " in s.err, s.err
+    org.ok("max", "send", "alex", "still here")
+    org.ok("alex", "sync")
+    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["still here"]
+    fresh = run("init", "--name", "bob", "--org", org.url, "--repo", str(tmp_path / "bob"))
+    assert fresh.code != 0 and "Traceback" not in fresh.err and len(fresh.err.strip().splitlines()) == 1, fresh.err
+    assert "the org's directory cannot be changed" in fresh.err and f"over the {objects.MAX_TREE}" in fresh.err, fresh.err
+
+    script = f"""
+import json, resource
+from gitmail.core import directory
+from gitmail.core.repo import open_repo
+pg = open_repo({str(org.clones["max"])!r}).pg
+L, probs = directory.ledger_at(pg, {before!r})
+assert not probs, probs
+grown_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after, probs = directory.advance(pg, L, {bomb!r})
+print(json.dumps([after.tip, probs, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - grown_before) / 1024]))
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    tip, probs, grown = json.loads(p.stdout)
+    assert tip == before and len(probs) == 1 and "members/zz: " in probs[0], probs
+    assert grown < GROWTH_MAX_MB, f"verifying the commit grew peak memory by {grown:.0f} MB"
+
+
+def test_the_guard_refuses_a_directory_tree_bomb(net: NetOrg) -> None:
+    _, _, size, code, out = _directory_tree_bomb(net)
+    assert code != 0 and "push refused" in out and "members/zz: " in out and f"is {size} bytes" in out, out
