@@ -91,8 +91,8 @@ def each(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]], chunk: int =
 def changes_pg(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]]) -> list[Result]:
     """:func:`changes` read through pygit2 (any object ``pg`` sees); a prefix of ``pairs``, as there."""
 
-    def level(items: list[_Item]) -> list[list[_Entry]]:
-        return [_compare(pg, a, b, len(pairs[0][1])) for _, _, a, b in items]
+    def level(items: list[_Item]) -> list[Union[list[_Entry], str]]:
+        return [_compare_or_why(pg, a, b, len(pairs[0][1])) for _, _, a, b in items]
 
     return _walk(pairs, lambda oids: _sizes(pg, oids, missing_ok=True), level)
 
@@ -158,7 +158,7 @@ def _sizes(pg: "pygit2.Repository", oids: list[str], missing_ok: bool) -> dict[s
 
 
 def _walk(pairs: Sequence[tuple[str, str]], size: Callable[[list[str]], dict[str, tuple[int, int]]],
-          level: Callable[[list[_Item]], list[list[_Entry]]]) -> list[Result]:
+          level: Callable[[list[_Item]], Sequence[Union[list[_Entry], str]]]) -> list[Result]:
     """The level-at-a-time diff over ``size`` (oid -> (type, bytes); type 0: missing) and
     ``level`` (each item's entries that differ, one level, unread below)."""
     if not pairs:
@@ -199,6 +199,9 @@ def _walk(pairs: Sequence[tuple[str, str]], size: Callable[[list[str]], dict[str
         live = [it for it in live if it[0] < cut and it[0] not in bad]
         nxt: list[_Item] = []
         for (i, prefix, _, _), entries in zip(live, level(live)):
+            if isinstance(entries, str):  # a tree that does not parse
+                bad[i] = f"{prefix.rstrip('/') or 'the root tree'}: {entries}"
+                continue
             for name, om, oo, nm, no in entries:
                 path = prefix + name
                 if depth + 1 < DEPTH and TREE_MODE in (om, nm):
@@ -232,6 +235,16 @@ def _unreadable(oid: str, kind: int, size: int) -> Optional[str]:
     if size > objects.MAX_TREE:
         return f"{oid[:10]} is {size} bytes, over the {objects.MAX_TREE} a reader reads"
     return None
+
+
+def _compare_or_why(pg: "pygit2.Repository", a: Optional[str], b: Optional[str], hexlen: int) -> Union[list[_Entry], str]:
+    """:func:`_compare`, or why a tree of the two does not parse (libgit2's words)."""
+    import pygit2
+
+    try:
+        return _compare(pg, a, b, hexlen)
+    except (pygit2.GitError, ValueError, KeyError, TypeError) as e:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _compare(pg: "pygit2.Repository", a: Optional[str], b: Optional[str], hexlen: int) -> list[_Entry]:

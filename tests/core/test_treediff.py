@@ -221,3 +221,39 @@ def test_a_tree_named_many_times_is_refused_before_it_is_listed(repo: pygit2.Rep
         for got in (treediff.changes_pg(repo, pairs), treediff.changes_git(repo.path, pairs)):
             assert got == [want]  # the call ends with it: the next pair is listed by the next call
     assert list(treediff.each(repo, [(empty, root), ok] * 10))[:2] == [want, [("a", 0o100644, str(repo.create_blob(b"2")))]]
+
+
+def test_a_tree_that_does_not_parse_is_named_not_raised(repo: pygit2.Repository) -> None:
+    """A tree object git and libgit2 cannot parse (an entry cut short): git diff-tree dies on
+    it, pygit2's way then answers, naming it; the pairs before it are listed."""
+    bad = str(repo.odb.write(pygit2.enums.ObjectType.TREE, b"100644 x\0short"))
+    tb = repo.TreeBuilder()
+    tb.insert("members", pygit2.Oid(hex=bad), pygit2.enums.FileMode.TREE)
+    new = str(tb.write())
+    old = _write(repo, {"members": {"a.json": b"1"}})
+    ok = (_write(repo, {"a": b"1"}), _write(repo, {"a": b"2"}))
+    with pytest.raises(Exception):
+        treediff.changes_git(repo.path, [ok, (old, new)])
+    got = treediff.changes(repo, [ok, (old, new)] * 8)
+    assert got[0] == [("a", 0o100644, str(repo.create_blob(b"2")))]
+    assert isinstance(got[1], str) and got[1].startswith("members: ") and "parse" in got[1], got[1]
+
+
+def test_one_git_process_answers_many_calls(repo: pygit2.Repository) -> None:
+    """A Lister keeps one git diff-tree for many calls (each level one request, ended by a
+    marker git echoes): the answers are those of a git started for each call; a git that
+    died says why."""
+    from gitmail import git
+    from gitmail.errors import GitError
+
+    pairs = [(_write(repo, {"a": b"1", "m": {"x": b"1"}}), _write(repo, {"a": b"2", "m": {"x": b"2", "y": b"3"}})),
+             (_write(repo, {"b": b"1"}), _write(repo, {"b": {"c": {"d": b"1"}}}))]
+    with treediff.Lister(repo.path) as lister:
+        for _ in range(3):
+            for p in pairs:
+                assert treediff.changes_git(repo.path, [p], lister) == treediff.changes_git(repo.path, [p])
+    bad = str(repo.odb.write(pygit2.enums.ObjectType.TREE, b"100644 x\0short"))
+    with git.Conversation(["--git-dir", repo.path, "diff-tree", "--stdin", "-z"]) as talk:
+        assert talk.ask(f"{pairs[1][0]} {pairs[1][1]}\n".encode()).startswith(pairs[1][0].encode())
+        with pytest.raises(GitError, match="too-short tree object"):  # git's own words
+            talk.ask(f"{pairs[1][0]} {bad}\n".encode())
