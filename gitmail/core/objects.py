@@ -82,6 +82,60 @@ def blob_data(pg: "pygit2.Repository", oid: OidLike, limit: int = MAX_BLOB_READ)
     return pg.read(oid)[1]
 
 
+# The modes git itself writes (git fsck calls any other "badFilemode"): a file, an executable,
+# a symbolic link, a folder, a submodule's commit.
+TREE_MODES = frozenset((b"100644", b"100755", b"120000", b"40000", b"160000"))
+
+
+def tree_entries(pg: "pygit2.Repository", oid: OidLike, limit: int) -> list[tuple[int, str, str]]:
+    """``(mode, name, oid)`` of each entry of tree ``oid`` as git reads it, from the object's
+    bytes (read only when its header gives at most ``limit`` bytes). Raises ``KeyError``
+    (missing), ``TypeError`` (not a tree), :class:`TooLargeError`, and ``ValueError`` when the
+    bytes are not a tree in git's own form (:func:`tree_problem`): on such a tree libgit2 and
+    git may find different entries under one name (a duplicate ``message.json``: pygit2 read
+    the second, ``git show`` the first), so a reader could show what an auditor's git does not.
+    """
+    object_size(pg, oid, TREE, limit)
+    data = pg.read(oid)[1]
+    entries, problem = parse_tree(data, len(str(oid)) // 2)
+    if problem is not None:
+        raise ValueError(f"tree {str(oid)[:10]} is not in git's form: {problem}")
+    return entries
+
+
+def parse_tree(data: bytes, oid_bytes: int) -> tuple[list[tuple[int, str, str]], Optional[str]]:
+    """The entries of a tree object's bytes, ``(mode, name, oid)``, and why the bytes are not a
+    tree in the form git writes (None when they are): each entry ``<mode> <name>\\0<oid>``
+    with a mode of :data:`TREE_MODES`, a name neither empty nor ``.``/``..`` nor holding
+    ``/``, in git's order (``base_name_compare``: a folder's name sorts as if it ended in
+    ``/``), and no name twice (git fsck: ``badFilemode``, ``emptyName``, ``hasDot``,
+    ``hasDotdot``, ``fullPathname``, ``treeNotSorted``, ``duplicateEntries``)."""
+    out: list[tuple[int, str, str]] = []
+    names: set[bytes] = set()
+    last = b""
+    pos, n = 0, len(data)
+    while pos < n:
+        sp = data.find(b" ", pos)
+        nul = data.find(b"\0", sp + 1) if sp >= 0 else -1
+        if sp < 0 or nul < 0 or nul + 1 + oid_bytes > n:
+            return out, "an entry is cut short"
+        mode, name = data[pos:sp], data[sp + 1 : nul]
+        if mode not in TREE_MODES:
+            return out, f"mode {mode.decode('ascii', 'replace')!r} of {name.decode('utf-8', 'replace')!r}"
+        if not name or name in (b".", b"..") or b"/" in name:
+            return out, f"entry name {name.decode('utf-8', 'replace')!r}"
+        key = name + b"/" if mode == b"40000" else name
+        if name in names:
+            return out, f"{name.decode('utf-8', 'replace')!r} twice"
+        if out and key <= last:
+            return out, f"{name.decode('utf-8', 'replace')!r} out of order"
+        names.add(name)
+        last = key
+        out.append((int(mode, 8), name.decode("utf-8", "surrogateescape"), data[nul + 1 : nul + 1 + oid_bytes].hex()))
+        pos = nul + 1 + oid_bytes
+    return out, None
+
+
 def signed_commit(
     pg: "pygit2.Repository",
     author: "pygit2.Signature",

@@ -25,7 +25,7 @@ from gitmail.core.model import (
     Message,
     date_seconds,
 )
-from gitmail.core.objects import MAX_TREE, TREE, TooLargeError, blob_data, load_commit, object_size, signed_commit
+from gitmail.core.objects import MAX_TREE, TooLargeError, blob_data, load_commit, signed_commit, tree_entries
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
 # The verification statuses (docs/protocol.md §7), in a module the cache reads without pydantic.
@@ -150,24 +150,42 @@ def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     import pygit2
 
     try:
-        object_size(pg, commit.tree_id, TREE, MAX_TREE)
+        found = _tree_as_git_reads_it(pg, str(commit.tree_id))
     except (KeyError, pygit2.GitError, ValueError, TypeError) as e:
         raise CorruptMessageError(f"commit {str(commit.id)[:10]}: unreadable tree ({e})") from None
+    if MESSAGE_FILE not in found:
+        raise CorruptMessageError(f"commit {str(commit.id)[:10]} has no {MESSAGE_FILE}")
+    mode, oid = found[MESSAGE_FILE]
+    if mode != pygit2.enums.FileMode.BLOB:
+        raise CorruptMessageError(f"{MESSAGE_FILE} is not a regular file (mode {mode:o})")
     try:
-        entry = commit.tree[MESSAGE_FILE]
-    except KeyError:
-        raise CorruptMessageError(f"commit {str(commit.id)[:10]} has no {MESSAGE_FILE}") from None
-    except (pygit2.GitError, ValueError) as e:
-        raise CorruptMessageError(f"commit {str(commit.id)[:10]}: unreadable tree ({e})") from None
-    if entry.filemode != pygit2.enums.FileMode.BLOB:
-        raise CorruptMessageError(f"{MESSAGE_FILE} is not a regular file (mode {entry.filemode:o})")
-    try:
-        data = blob_data(pg, entry.id, MAX_BLOB)
+        data = blob_data(pg, oid, MAX_BLOB)
     except TooLargeError as e:
         raise CorruptMessageError(f"{MESSAGE_FILE} {str(e).split(' ', 1)[1]}") from None
     except (KeyError, TypeError, ValueError, pygit2.GitError) as e:
         raise CorruptMessageError(f"{MESSAGE_FILE} is not a readable blob ({type(e).__name__})") from None
     return Message.from_blob(data)
+
+
+def _tree_as_git_reads_it(pg: "pygit2.Repository", tree: str) -> dict[str, tuple[int, str]]:
+    """name -> (mode, oid) of a message's root tree, after every tree of the message (the root
+    and each folder under it: ``attachments/``) is found in git's own form
+    (:func:`gitmail.core.objects.tree_entries`, each sized first). A name then means one
+    entry, the one ``git show`` finds, for every later lookup by path (attachments, the
+    ciphertext). Raises ``ValueError`` (not git's form, too large), ``KeyError``, ``TypeError``."""
+    root = tree_entries(pg, tree, MAX_TREE)
+    folders = [oid for mode, _, oid in root if mode == TREE_MODE]
+    seen = 1
+    while folders:
+        seen += 1
+        if seen > MAX_TREES:
+            raise ValueError(f"more than {MAX_TREES} folders")
+        folders.extend(oid for mode, _, oid in tree_entries(pg, folders.pop(), MAX_TREE) if mode == TREE_MODE)
+    return {name: (mode, oid) for mode, name, oid in root}
+
+
+TREE_MODE = 0o040000
+MAX_TREES = 64  # folders in one message's tree: attachments/ (and what a hostile sender adds)
 
 
 @dataclass

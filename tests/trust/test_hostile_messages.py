@@ -232,7 +232,48 @@ def _trace_trailer(value: Optional[str]) -> Callable[[Ctx], str]:
     return build
 
 
+def _two_message_jsons(c: Ctx) -> str:
+    """Two ``message.json`` entries: git (``git show``, an auditor) finds the first, a good
+    message; libgit2's lookup found the second, another good message the commit text is
+    rendered from. Before trees were read in git's form, gitmail called it good and showed
+    the second."""
+    first = canonical_json(_md(c, body="what git shows"))
+    d = _md(c, body="what libgit2 found")
+    raw = (b"100644 message.json\0" + c.pg.create_blob(first).raw
+           + b"100644 message.json\0" + c.pg.create_blob(canonical_json(d)).raw)
+    tree = str(c.pg.odb.write(pygit2.enums.ObjectType.TREE, raw))
+    return raw_signed_commit(c.pg, tree, c.parent, c.author, commit_message(Message.model_validate(d)), c.signer,
+                             seconds(d["date"]))
+
+
+def _unsorted_tree(c: Ctx) -> str:
+    """A good message whose tree lists ``zz`` before ``message.json``: git, which reads a tree in
+    order, says the commit has no ``message.json``; libgit2 found it."""
+    d = _md(c)
+    raw = (b"100644 zz\0" + c.pg.create_blob(b"x").raw
+           + b"100644 message.json\0" + c.pg.create_blob(canonical_json(d)).raw)
+    tree = str(c.pg.odb.write(pygit2.enums.ObjectType.TREE, raw))
+    return raw_signed_commit(c.pg, tree, c.parent, c.author, commit_message(Message.model_validate(d)), c.signer,
+                             seconds(d["date"]))
+
+
+def _attachment_folder_twice(c: Ctx) -> str:
+    """A good message with an ``attachments/`` folder that names one file twice."""
+    d = _md(c)
+    blob = c.pg.create_blob(b"x").raw
+    inner = str(c.pg.odb.write(pygit2.enums.ObjectType.TREE, b"100644 a\0" + blob + b"100644 a\0" + blob))
+    tb = c.pg.TreeBuilder()
+    tb.insert("message.json", c.pg.create_blob(canonical_json(d)), pygit2.enums.FileMode.BLOB)
+    tb.insert("attachments", pygit2.Oid(hex=inner), pygit2.enums.FileMode.TREE)
+    return raw_signed_commit(c.pg, str(tb.write()), c.parent, c.author, commit_message(Message.model_validate(d)),
+                             c.signer, seconds(d["date"]))
+
+
 CASES = [
+    # trees git and libgit2 read differently (docs/protocol.md §7: a message's trees in git's form)
+    Case("two-message-jsons", "'message.json' twice", _two_message_jsons),
+    Case("unsorted-tree", "'message.json' out of order", _unsorted_tree),
+    Case("attachment-folder-twice", "'a' twice", _attachment_folder_twice),
     # hole 10: objects that used to break the mailbox
     Case("bad-author-line", "cannot be parsed", _bad_author_line),
     Case("json-is-a-tree", "not a regular file", _tree_as_json),
