@@ -22,7 +22,7 @@ from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_sc
                                   to_ref)
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
-from gitmail.core.objects import blob_data, commit, first_parent_line, signed_commit, unfollowed
+from gitmail.core.objects import blob_data, commit, first_parent_line, signed_commit, tree_entries, unfollowed
 from gitmail.core.objects import tree as objtree
 from gitmail.core.signing import Signer, check_stored_key, signer_of
 from gitmail.errors import AddressError, DirectoryError, KeyError_, UnknownRecipientError, VerificationError
@@ -192,19 +192,19 @@ class Directory:
         return out
 
 
-def _member_blobs(pg: "pygit2.Repository", members_tree: "pygit2.Oid", layout: int) -> Iterator[tuple[str, "pygit2.Oid"]]:
-    """(path under ``members/``, object id) of every member file, in tree order. Raises
-    ``ValueError`` for an entry of ``members/`` that is not a folder in layout 2."""
-    import pygit2
-
-    for e in objtree(pg, members_tree):
+def _member_blobs(pg: "pygit2.Repository", members_tree: str, layout: int) -> Iterator[tuple[str, str]]:
+    """(path under ``members/``, object id) of every member file, in tree order, each folder
+    read in git's own form (:func:`gitmail.core.objects.tree_entries`). Raises ``ValueError``
+    for an entry of ``members/`` that is not a fan-out folder in layout 2, or a folder not in
+    git's form."""
+    for mode, name, oid in tree_entries(pg, members_tree):
         if layout == FLAT:
-            yield str(e.name), e.id
+            yield name, oid
             continue
-        if e.filemode != pygit2.enums.FileMode.TREE:
-            raise ValueError(f"members/{e.name} is not a fan-out folder")
-        for f in objtree(pg, e.id):
-            yield f"{e.name}/{f.name}", f.id
+        if mode != _TREE_MODE:
+            raise ValueError(f"members/{name} is not a fan-out folder")
+        for _, f, foid in tree_entries(pg, oid):
+            yield f"{name}/{f}", foid
 
 
 def signers_oid(members: dict[str, Member], layout: int, hexlen: int) -> str:
@@ -219,33 +219,34 @@ def signers_oid(members: dict[str, Member], layout: int, hexlen: int) -> str:
 def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
     """Parse the directory at ``commit``. Raises :class:`VerificationError` if malformed."""
     try:
-        tree = objtree(pg, commit.tree_id)  # sized first: a tree over objects.MAX_TREE is not read
+        # sized first (a tree over objects.MAX_TREE is not read) and in git's own form
+        tree = {name: (mode, oid) for mode, name, oid in tree_entries(pg, commit.tree_id)}
     except (ValueError, KeyError, TypeError) as why:
         raise VerificationError(f"malformed directory at {str(commit.id)[:10]}: {why}") from None
     try:
-        policy = OrgPolicy.model_validate_json(blob_data(pg, tree["org.json"].id)) if "org.json" in tree else OrgPolicy()
+        policy = OrgPolicy.model_validate_json(blob_data(pg, tree["org.json"][1])) if "org.json" in tree else OrgPolicy()
         layout = policy.directory_layout
         members: dict[str, Member] = {}
         if "members" in tree:
-            for path, oid in _member_blobs(pg, tree["members"].id, layout):
+            for path, oid in _member_blobs(pg, tree["members"][1], layout):
                 m = Member.model_validate_json(blob_data(pg, oid))
                 if path != member_file(m.name, layout):
                     raise ValueError(f"member file {path} does not match its name")
                 members[m.name] = m
         groups: dict[str, Group] = {}
         if "groups" in tree:
-            for e in objtree(pg, tree["groups"].id):
-                g = Group.model_validate_json(blob_data(pg, e.id))
-                if e.name != to_ref(g.name) + ".json":
-                    raise ValueError(f"group file {e.name} does not match its name")
+            for _, gname, goid in tree_entries(pg, tree["groups"][1]):
+                g = Group.model_validate_json(blob_data(pg, goid))
+                if gname != to_ref(g.name) + ".json":
+                    raise ValueError(f"group file {gname} does not match its name")
                 groups[g.name] = g
         d = Directory(str(commit.id), members, groups, policy)
         validate(d)
     except (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_) as e:
         raise VerificationError(f"malformed directory at {str(commit.id)[:10]}: {str(e).splitlines()[0]}") from None
-    se = tree["allowed_signers"] if "allowed_signers" in tree else None
-    if se is None or (int(se.filemode) == _TREE_MODE) != (layout == FANOUT) \
-            or str(se.id) != signers_oid(d.members, layout, len(str(commit.id))):
+    se = tree.get("allowed_signers")
+    if se is None or (se[0] == _TREE_MODE) != (layout == FANOUT) \
+            or se[1] != signers_oid(d.members, layout, len(str(commit.id))):
         raise VerificationError(f"directory at {str(commit.id)[:10]}: allowed_signers does not match the members")
     return d
 
@@ -672,63 +673,9 @@ _TREE_MODE = 0o040000
 def _changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> Generator[treediff.Result, None, None]:
     """For each (old tree, new tree), in order, as the caller takes them: the paths that differ
     as (path, new mode, new oid), mode 0 for a removed path, or why its trees are not read
-    (:mod:`gitmail.core.treediff`: every tree sized before it is read, no deeper than an entry
-    needs, a bounded amount listed at a time). For a long range, git lists the next part (in
-    its own processes, from another thread) while the caller checks this one; a part git
-    cannot read is listed with pygit2."""
-    import queue
-    import threading
-
-    if len(pairs) <= BATCH:
-        yield from treediff.each(pg, pairs, BATCH)
-        return
-    parts: "queue.Queue[tuple[int, Optional[list[treediff.Result]]]]" = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def ahead() -> None:  # only runs git (and reads object headers through its own repository)
-        try:
-            lister: Optional[treediff.Lister] = treediff.Lister(pg.path)
-        except Exception:
-            lister = None
-        try:
-            _ahead(lister)
-        finally:
-            if lister is not None:
-                lister.close()
-
-    def _ahead(lister: Optional[treediff.Lister]) -> None:
-        i = 0
-        while i < len(pairs) and not stop.is_set():
-            try:
-                part: Optional[list[treediff.Result]] = \
-                    treediff.changes_git(pg.path, pairs[i : i + BATCH], lister) if lister is not None else None
-            except Exception:
-                part = None  # the caller lists the rest with pygit2
-            while not stop.is_set():
-                try:
-                    parts.put((i, part), timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if part is None:
-                return
-            i += len(part)
-
-    worker = threading.Thread(target=ahead, name="gitmail-directory-diff", daemon=True)
-    worker.start()
-    try:
-        i = 0
-        while i < len(pairs):
-            at, part = parts.get()
-            assert at == i
-            if part is None:
-                yield from treediff.each(pg, pairs[i:], BATCH)
-                return
-            yield from part
-            i += len(part)
-    finally:
-        stop.set()
-        worker.join()
+    (:mod:`gitmail.core.treediff`: every tree sized before it is read and in git's own form,
+    no deeper than an entry needs, a bounded amount listed at a time)."""
+    yield from treediff.each(pg, pairs, BATCH)
 
 
 def _empty_tree(hexlen: int) -> str:
@@ -761,7 +708,7 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: treediff.Re
     if layout != L.layout:
         # A change of layout moves every entry: read the whole new tree (what is there, and
         # every entry the ledger holds as gone unless it is found again at its new path).
-        whole = treediff.changes_pg(pg, [(_empty_tree(len(tree)), tree)])[0]
+        whole = treediff.changes(pg, [(_empty_tree(len(tree)), tree)])[0]
         if isinstance(whole, str):
             raise ValueError(whole)
         raw = [("members/" + f, 0, "") for f, _ in L.files.values()] + whole

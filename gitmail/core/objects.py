@@ -87,15 +87,15 @@ def blob_data(pg: "pygit2.Repository", oid: OidLike, limit: int = MAX_BLOB_READ)
 TREE_MODES = frozenset((b"100644", b"100755", b"120000", b"40000", b"160000"))
 
 
-def tree_entries(pg: "pygit2.Repository", oid: OidLike, limit: int) -> list[tuple[int, str, str]]:
+def tree_entries(pg: "pygit2.Repository", oid: OidLike, limit: Optional[int] = None) -> list[tuple[int, str, str]]:
     """``(mode, name, oid)`` of each entry of tree ``oid`` as git reads it, from the object's
-    bytes (read only when its header gives at most ``limit`` bytes). Raises ``KeyError``
+    bytes (read only when its header gives at most ``limit`` bytes, default :data:`MAX_TREE`). Raises ``KeyError``
     (missing), ``TypeError`` (not a tree), :class:`TooLargeError`, and ``ValueError`` when the
     bytes are not a tree in git's own form (:func:`tree_problem`): on such a tree libgit2 and
     git may find different entries under one name (a duplicate ``message.json``: pygit2 read
     the second, ``git show`` the first), so a reader could show what an auditor's git does not.
     """
-    object_size(pg, oid, TREE, limit)
+    object_size(pg, oid, TREE, MAX_TREE if limit is None else limit)
     data = pg.read(oid)[1]
     entries, problem = parse_tree(data, len(str(oid)) // 2)
     if problem is not None:
@@ -110,30 +110,40 @@ def parse_tree(data: bytes, oid_bytes: int) -> tuple[list[tuple[int, str, str]],
     ``/``, in git's order (``base_name_compare``: a folder's name sorts as if it ended in
     ``/``), and no name twice (git fsck: ``badFilemode``, ``emptyName``, ``hasDot``,
     ``hasDotdot``, ``fullPathname``, ``treeNotSorted``, ``duplicateEntries``)."""
-    out: list[tuple[int, str, str]] = []
-    names: set[bytes] = set()
-    last = b""
-    pos, n = 0, len(data)
-    while pos < n:
-        sp = data.find(b" ", pos)
-        nul = data.find(b"\0", sp + 1) if sp >= 0 else -1
-        if sp < 0 or nul < 0 or nul + 1 + oid_bytes > n:
-            return out, "an entry is cut short"
+    entries, _, problem = parse_tree_at(data, oid_bytes, 0, len(data))
+    return [(m, n.decode("utf-8", "surrogateescape"), h) for m, n, h, _ in entries], problem
+
+
+def parse_tree_at(data: bytes, oid_bytes: int, start: int, end: int, last: bytes = b"",
+                  names: Optional[set[bytes]] = None) -> tuple[list[tuple[int, bytes, str, bytes]], list[int], Optional[str]]:
+    """:func:`parse_tree` of ``data[start:end]`` (whole entries), after an entry whose sort key
+    is ``last`` and with ``names`` already taken: ``(mode, name, oid, sort key)`` of each
+    entry, the offset of each, and the first rule broken (None: none)."""
+    out: list[tuple[int, bytes, str, bytes]] = []
+    offsets: list[int] = []
+    seen = set() if names is None else names
+    pos = start
+    while pos < end:
+        sp = data.find(b" ", pos, end)
+        nul = data.find(b"\0", sp + 1, end) if sp >= 0 else -1
+        if sp < 0 or nul < 0 or nul + 1 + oid_bytes > end:
+            return out, offsets, "an entry is cut short"
         mode, name = data[pos:sp], data[sp + 1 : nul]
         if mode not in TREE_MODES:
-            return out, f"mode {mode.decode('ascii', 'replace')!r} of {name.decode('utf-8', 'replace')!r}"
+            return out, offsets, f"mode {mode.decode('ascii', 'replace')!r} of {name.decode('utf-8', 'replace')!r}"
         if not name or name in (b".", b"..") or b"/" in name:
-            return out, f"entry name {name.decode('utf-8', 'replace')!r}"
+            return out, offsets, f"entry name {name.decode('utf-8', 'replace')!r}"
         key = name + b"/" if mode == b"40000" else name
-        if name in names:
-            return out, f"{name.decode('utf-8', 'replace')!r} twice"
-        if out and key <= last:
-            return out, f"{name.decode('utf-8', 'replace')!r} out of order"
-        names.add(name)
+        if name in seen:
+            return out, offsets, f"{name.decode('utf-8', 'replace')!r} twice"
+        if key <= last:
+            return out, offsets, f"{name.decode('utf-8', 'replace')!r} out of order"
+        seen.add(name)
         last = key
-        out.append((int(mode, 8), name.decode("utf-8", "surrogateescape"), data[nul + 1 : nul + 1 + oid_bytes].hex()))
+        offsets.append(pos)
+        out.append((int(mode, 8), name, data[nul + 1 : nul + 1 + oid_bytes].hex(), key))
         pos = nul + 1 + oid_bytes
-    return out, None
+    return out, offsets, None
 
 
 def signed_commit(

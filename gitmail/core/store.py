@@ -25,7 +25,7 @@ from gitmail.core.model import (
     Message,
     date_seconds,
 )
-from gitmail.core.objects import MAX_TREE, TooLargeError, blob_data, load_commit, signed_commit, tree_entries
+from gitmail.core.objects import TooLargeError, blob_data, load_commit, signed_commit, tree_entries
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
 # The verification statuses (docs/protocol.md §7), in a module the cache reads without pydantic.
@@ -173,14 +173,14 @@ def _tree_as_git_reads_it(pg: "pygit2.Repository", tree: str) -> dict[str, tuple
     (:func:`gitmail.core.objects.tree_entries`, each sized first). A name then means one
     entry, the one ``git show`` finds, for every later lookup by path (attachments, the
     ciphertext). Raises ``ValueError`` (not git's form, too large), ``KeyError``, ``TypeError``."""
-    root = tree_entries(pg, tree, MAX_TREE)
+    root = tree_entries(pg, tree)
     folders = [oid for mode, _, oid in root if mode == TREE_MODE]
     seen = 1
     while folders:
         seen += 1
         if seen > MAX_TREES:
             raise ValueError(f"more than {MAX_TREES} folders")
-        folders.extend(oid for mode, _, oid in tree_entries(pg, folders.pop(), MAX_TREE) if mode == TREE_MODE)
+        folders.extend(oid for mode, _, oid in tree_entries(pg, folders.pop()) if mode == TREE_MODE)
     return {name: (mode, oid) for mode, name, oid in root}
 
 

@@ -10,26 +10,32 @@ level at a time:
   a pair holding a tree over :data:`gitmail.core.objects.MAX_TREE` bytes, or an object that is
   not a tree where its entry says tree, gets the reason instead of its changes, unread
   (docs/protocol.md §13);
+* every tree listed must be in git's own form (:func:`gitmail.core.objects.parse_tree`: sorted,
+  each name once, git's modes and names): on any other, git and libgit2 may take one name for
+  different entries (a duplicate member file: ``git diff-tree`` paired the second copy, ``git
+  show`` the first), so readers could disagree on what the directory says;
 * it descends only into trees less than :data:`DEPTH` path components deep; a changed tree at
   that depth is reported as itself (path, mode 040000, its id; removed: mode 0), unread. The
   directory's readers take any path deeper than an entry for "a folder where a file belongs",
   so they read the same either way. Where ``git diff-tree -r`` would list nothing below such a
   tree (it holds only empty folders), this still reports it, as a full read of the tree
-  (``directory.from_tree``) would find it; the empty tree itself, known by its id, is not.
+  (``directory.from_tree``) would find it; the empty tree itself, known by its id, is not;
+* at most :data:`CALL_BYTES` of trees are listed a call (a commit alone: :data:`PAIR_BYTES`).
 
 Otherwise the answer is ``git diff-tree -r --no-renames``'s: for each (old tree, new tree), the
 paths that differ as ``(path, new mode, new oid)``, mode 0 and an all-zero id for a removed path,
-a type change (file to folder or back) as the removal of one and the addition of the other.
+a type change (file to folder or back) as the removal of one and the addition of the other
+(``tests/core/test_treediff.py`` checks it against git, hypothesis).
 
-Two ways to list a level give the same answer (``tests/core/test_treediff.py``): one
-``git diff-tree --stdin`` and one ``git cat-file --batch-check`` a level for many pairs (git
-reads trees faster than Python walks them; they run in another thread, so no pygit2 there),
-and pygit2's entries compared in Python for a few pairs, and for objects only pygit2 sees
-(the guard's quarantined push).
+Consecutive directory commits change a few entries of each folder, so a new tree is read as
+the old one with its changed middle parsed anew: the bytes both share at the start and at the
+end are found by binary search (C comparisons), and only the entries between are parsed and
+compared; each tree read is kept, by id, for the next commit (bounded).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Union, cast
 
@@ -38,10 +44,7 @@ from gitmail.core import objects
 if TYPE_CHECKING:
     import pygit2
 
-    from gitmail import git
-
 DEPTH = 4  # path components; the directory's deepest entry has three
-GIT_MIN = 16  # pairs from which git's processes beat pygit2's reads
 # Tree bytes one call lists: its pairs together (the pairs past the budget are left for the
 # next call), and any one pair (over it, the pair is refused: a directory commit reads its old
 # and new trees down to its entries, a few times objects.MAX_TREE at the most).
@@ -55,10 +58,6 @@ _Entry = tuple[str, int, str, int, str]  # name, old mode, old oid, new mode, ne
 _Item = tuple[int, str, Optional[str], Optional[str]]  # pair index, path prefix, old tree, new tree
 
 
-class _GitCannot(Exception):
-    """git cannot read what pygit2 may (an object outside git's view): list the batch with pygit2."""
-
-
 def empty_tree(hexlen: int) -> str:
     """The id of the empty tree in a repository whose ids have ``hexlen`` hex digits (40: SHA-1, 64: SHA-256)."""
     return (hashlib.sha1 if hexlen == 40 else hashlib.sha256)(b"tree 0\0").hexdigest()
@@ -68,14 +67,30 @@ def changes(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]]) -> list[R
     """For the first pairs of ``pairs`` (``(old tree, new tree)`` ids; the empty tree's id for
     none), in order, each one's changes or the reason its trees are not read (see the module's
     docstring): at least one pair, fewer than all once :data:`CALL_BYTES` of trees are listed
-    (call again for the rest; :func:`each`). git lists :data:`GIT_MIN` pairs or more, pygit2
-    fewer, and any batch git cannot read."""
-    if len(pairs) >= GIT_MIN:
+    (call again for the rest; :func:`each`)."""
+
+    def level(items: list[_Item]) -> list[Union[list[_Entry], str]]:
+        return [_compare_or_why(pg, a, b, len(pairs[0][1])) for _, _, a, b in items]
+
+    return _walk(pairs, lambda oids: _sizes(pg, oids), level)
+
+
+def _sizes(pg: "pygit2.Repository", oids: list[str]) -> dict[str, tuple[int, int]]:
+    """oid -> (type, bytes) from each object's header (nothing inflated; a tree already read:
+    its bytes); type 0: missing."""
+    out: dict[str, tuple[int, int]] = {}
+    kept = _KEPT.trees
+    for o in oids:
+        t = kept.get(o)
+        if t is not None:
+            out[o] = (objects.TREE, len(t.raw))
+            continue
         try:
-            return changes_git(pg.path, pairs)
-        except Exception:
-            pass
-    return changes_pg(pg, pairs)
+            kind, n = pg.odb.read_header(o)
+            out[o] = (int(kind), int(n))
+        except KeyError:
+            out[o] = (0, 0)
+    return out
 
 
 def each(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]], chunk: int = 1024) -> Iterator[Result]:
@@ -86,75 +101,6 @@ def each(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]], chunk: int =
         part = changes(pg, pairs[i : i + chunk])
         yield from part
         i += len(part)
-
-
-def changes_pg(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]]) -> list[Result]:
-    """:func:`changes` read through pygit2 (any object ``pg`` sees); a prefix of ``pairs``, as there."""
-
-    def level(items: list[_Item]) -> list[Union[list[_Entry], str]]:
-        return [_compare_or_why(pg, a, b, len(pairs[0][1])) for _, _, a, b in items]
-
-    return _walk(pairs, lambda oids: _sizes(pg, oids, missing_ok=True), level)
-
-
-def changes_git(git_dir: str, pairs: Sequence[tuple[str, str]], lister: "Optional[Lister]" = None) -> list[Result]:
-    """:func:`changes` (a prefix of ``pairs``) listed by ``git diff-tree --stdin`` in
-    ``git_dir``, asked a level at a time (safe in any thread: sizes come from a repository
-    opened here, as libgit2 allows one a thread). ``lister``: one kept for many calls (else
-    one is made for this call). Raises when either cannot read an object (then
-    :func:`changes_pg` decides)."""
-    if lister is not None:
-        return lister.changes(pairs)
-    with Lister(git_dir) as own:
-        return own.changes(pairs)
-
-
-class Lister:
-    """One ``git diff-tree --stdin`` and one repository for object headers, kept for many
-    :func:`changes_git` calls from one thread (one git start, git's caches kept warm)."""
-
-    def __init__(self, git_dir: str) -> None:
-        import pygit2
-
-        from gitmail import git
-
-        self.repo = pygit2.Repository(git_dir)
-        self.talk = git.Conversation(["--git-dir", git_dir, "diff-tree", "--stdin", "-z", "--no-renames",
-                                      "--no-abbrev"])
-
-    def changes(self, pairs: Sequence[tuple[str, str]]) -> list[Result]:
-        empty = empty_tree(len(pairs[0][1])) if pairs else ""
-
-        def level(items: list[_Item]) -> list[list[_Entry]]:
-            wanted = [(a or empty, b or empty) for _, _, a, b in items]
-            listed = _diff_tree(self.talk, list(dict.fromkeys(wanted)))  # in history order: git's delta cache hits
-            return [listed.get(w, []) for w in wanted]
-
-        return _walk(pairs, lambda oids: _sizes(self.repo, oids, missing_ok=False), level)
-
-    def close(self) -> None:
-        self.talk.close()
-
-    def __enter__(self) -> "Lister":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _sizes(pg: "pygit2.Repository", oids: list[str], missing_ok: bool) -> dict[str, tuple[int, int]]:
-    """oid -> (type, bytes) from each object's header (nothing inflated); type 0: missing, or
-    :class:`_GitCannot` unless ``missing_ok``."""
-    out: dict[str, tuple[int, int]] = {}
-    for o in oids:
-        try:
-            t, n = pg.odb.read_header(o)
-            out[o] = (int(t), int(n))
-        except KeyError:
-            if not missing_ok:
-                raise _GitCannot(f"{o} is missing") from None
-            out[o] = (0, 0)
-    return out
 
 
 def _walk(pairs: Sequence[tuple[str, str]], size: Callable[[list[str]], dict[str, tuple[int, int]]],
@@ -238,76 +184,180 @@ def _unreadable(oid: str, kind: int, size: int) -> Optional[str]:
 
 
 def _compare_or_why(pg: "pygit2.Repository", a: Optional[str], b: Optional[str], hexlen: int) -> Union[list[_Entry], str]:
-    """:func:`_compare`, or why a tree of the two does not parse (libgit2's words)."""
+    """The entries of trees ``a`` and ``b`` (already sized; None: no tree) that differ, one
+    level, or why one of them is not read: not in git's form (:func:`objects.parse_tree`: on
+    such a tree git and libgit2 may take a name for different entries), or unparsable."""
     import pygit2
 
     try:
-        return _compare(pg, a, b, hexlen)
+        old = _KEPT.read(pg, a) if a is not None else None
+        if b is None:
+            return _merge(old.entries if old is not None else [], [], hexlen)
+        kept = _KEPT.get(b)
+        if kept is not None:
+            if old is None:
+                return _merge([], kept.entries, hexlen)
+            i, j_old, j_new = _middle(old, kept)
+            return _merge(old.entries[i:j_old], kept.entries[i:j_new], hexlen)
+        raw = _read_raw(pg, b)
+        if old is not None:
+            spliced = _splice(old, raw, hexlen // 2)
+            if spliced is not None:
+                new, i, j_old, mid = spliced
+                _KEPT.keep(b, new)
+                return _merge(old.entries[i:j_old], mid, hexlen)
+        new = _parse_whole(b, raw, hexlen // 2)
+        _KEPT.keep(b, new)
+        return _merge(old.entries if old is not None else [], new.entries, hexlen)
     except (pygit2.GitError, ValueError, KeyError, TypeError) as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def _compare(pg: "pygit2.Repository", a: Optional[str], b: Optional[str], hexlen: int) -> list[_Entry]:
-    """The entries of trees ``a`` and ``b`` (already sized; None: no tree) that differ, one level.
-    Both lists are in git's tree order (a folder's name sorts as if it ended in "/"), so they
-    are merged in one pass; as in git, a file and a folder of one name are two entries
-    (``base_name_compare``)."""
+_Row = tuple[int, bytes, str, bytes]  # mode, name, oid, sort key (objects.parse_tree_at)
+
+
+class _Tree:
+    """A tree read in git's form: its bytes, entries, and each entry's offset (and the end)."""
+
+    __slots__ = ("raw", "entries", "offsets", "names")
+
+    def __init__(self, raw: bytes, entries: list[_Row], offsets: list[int], names: set[bytes]) -> None:
+        self.raw, self.entries, self.offsets, self.names = raw, entries, offsets, names
+
+
+class _Kept:
+    """Trees already read, by id (an id names the same bytes in any repository); the new
+    tree of one directory commit is the old tree of the next. Bounded in bytes."""
+
+    LIMIT = 32 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.trees: dict[str, _Tree] = {}
+        self.bytes = 0
+
+    def get(self, oid: str) -> Optional[_Tree]:
+        return self.trees.get(oid)
+
+    def read(self, pg: "pygit2.Repository", oid: str) -> _Tree:
+        hit = self.trees.get(oid)
+        if hit is None:
+            hit = _parse_whole(oid, _read_raw(pg, oid), len(oid) // 2)
+            self.keep(oid, hit)
+        return hit
+
+    def keep(self, oid: str, t: _Tree) -> None:
+        while self.trees and self.bytes + len(t.raw) > self.LIMIT:
+            gone = self.trees.pop(next(iter(self.trees)))
+            self.bytes -= len(gone.raw)
+        if len(t.raw) <= self.LIMIT:
+            self.trees[oid] = t
+            self.bytes += len(t.raw)
+
+
+_KEPT = _Kept()
+
+
+def _read_raw(pg: "pygit2.Repository", oid: str) -> bytes:
+    kind, data = pg.read(oid)
+    if int(kind) != objects.TREE:
+        raise TypeError(f"{oid[:10]} is not a tree")
+    return bytes(data)
+
+
+def _parse_whole(oid: str, raw: bytes, oid_bytes: int) -> _Tree:
+    names: set[bytes] = set()
+    entries, offsets, problem = objects.parse_tree_at(raw, oid_bytes, 0, len(raw), names=names)
+    if problem is not None:
+        raise ValueError(f"{oid[:10]} is not in git's form: {problem}")
+    return _Tree(raw, entries, offsets + [len(raw)], names)
+
+
+def _common(a: bytes, b: bytes) -> tuple[int, int]:
+    """Lengths of the longest common prefix of ``a`` and ``b`` and of their longest common
+    suffix within what is left (binary searches of C comparisons, each over the part not yet
+    known: about twice the bytes in all)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    p = lo
+    la, lb = len(a), len(b)
+    lo, hi = 0, min(la, lb) - p
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[la - mid : la - lo] == b[lb - mid : lb - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return p, lo
+
+
+def _middle(old: _Tree, new: _Tree) -> tuple[int, int, int]:
+    """``(i, j_old, j_new)``: the entries before ``i`` and from ``j_old``/``j_new`` on are the
+    same bytes in both trees; only ``old.entries[i:j_old]`` and ``new.entries[i:j_new]`` may differ."""
+    p, s = _common(old.raw, new.raw)
+    n_old, n_new = len(old.entries), len(new.entries)
+    i = min(bisect.bisect_right(old.offsets, p, 1) - 1, bisect.bisect_right(new.offsets, p, 1) - 1)
+    c = min(n_old - bisect.bisect_left(old.offsets, len(old.raw) - s, 0, n_old),
+            n_new - bisect.bisect_left(new.offsets, len(new.raw) - s, 0, n_new), n_old - i, n_new - i)
+    return i, n_old - c, n_new - c
+
+
+def _splice(old: _Tree, raw: bytes, oid_bytes: int) -> Optional[tuple[_Tree, int, int, list[_Row]]]:
+    """The tree of bytes ``raw`` read as ``old`` with its middle parsed anew, when ``raw`` keeps
+    ``old``'s first and last entries byte for byte and the result is in git's form:
+    ``(tree, i, j_old, new middle entries)``; None otherwise (then the whole is parsed, which
+    also names the rule broken)."""
+    p, s = _common(old.raw, raw)
+    n = len(old.entries)
+    i = bisect.bisect_right(old.offsets, p, 1) - 1
+    j = max(i, bisect.bisect_left(old.offsets, len(old.raw) - s, 0, n))
+    start, tail = old.offsets[i], len(old.raw) - old.offsets[j]
+    end = len(raw) - tail
+    if end < start:
+        return None
+    mid, offs, problem = objects.parse_tree_at(raw, oid_bytes, start, end, old.entries[i - 1][3] if i else b"")
+    if problem is not None:
+        return None
+    last = mid[-1][3] if mid else (old.entries[i - 1][3] if i else b"")
+    if j < n and old.entries[j][3] <= last:
+        return None
+    was = {e[1] for e in old.entries[i:j]}
+    now = {e[1] for e in mid}
+    if now == was:
+        names = old.names  # the same names (only ids or modes changed): shared, never changed in place
+    else:
+        if any(name in old.names and name not in was for name in now):
+            return None  # a name twice: the whole is parsed, naming it
+        names = (old.names - was) | now
+    shift = len(raw) - len(old.raw)
+    rest = old.offsets[j:] if not shift else [o + shift for o in old.offsets[j:]]
+    tree = _Tree(raw, old.entries[:i] + mid + old.entries[j:], old.offsets[:i] + offs + rest, names)
+    return tree, i, j, mid
+
+
+def _merge(old: list[_Row], new: list[_Row], hexlen: int) -> list[_Entry]:
+    """The entries of two sorted lists that differ, as git pairs them (by sort key: a file and
+    a folder of one name are two entries, ``base_name_compare``)."""
     zeros = "0" * hexlen
-    xs, ys = _listing(pg, a), _listing(pg, b)
     out: list[_Entry] = []
     i = j = 0
-    while i < len(xs) or j < len(ys):
-        x = xs[i] if i < len(xs) else None
-        y = ys[j] if j < len(ys) else None
-        if y is None or (x is not None and x[0] < y[0]):
+    while i < len(old) or j < len(new):
+        x = old[i] if i < len(old) else None
+        y = new[j] if j < len(new) else None
+        if y is None or (x is not None and x[3] < y[3]):
             assert x is not None
-            out.append((x[1], x[2], x[3], 0, zeros))
+            out.append((x[1].decode("utf-8", "surrogateescape"), x[0], x[2], 0, zeros))
             i += 1
-        elif x is None or y[0] < x[0]:
-            out.append((y[1], 0, zeros, y[2], y[3]))
+        elif x is None or y[3] < x[3]:
+            out.append((y[1].decode("utf-8", "surrogateescape"), 0, zeros, y[0], y[2]))
             j += 1
         else:
-            if (x[2], x[3]) != (y[2], y[3]):
-                out.append((x[1], x[2], x[3], y[2], y[3]))
+            if (x[0], x[2]) != (y[0], y[2]):
+                out.append((x[1].decode("utf-8", "surrogateescape"), x[0], x[2], y[0], y[2]))
             i += 1
             j += 1
     return out
-
-
-def _listing(pg: "pygit2.Repository", oid: Optional[str]) -> list[tuple[bytes, str, int, str]]:
-    """(sort key, name, mode, id) of each entry of tree ``oid``, sorted as git sorts them."""
-    if oid is None:
-        return []
-    out = []
-    for e in cast("pygit2.Tree", pg[oid]):
-        raw, mode = e.raw_name or b"", int(e.filemode)
-        out.append((raw + b"/" if mode == TREE_MODE else raw, raw.decode("utf-8", "surrogateescape"), mode, str(e.id)))
-    out.sort()  # a hostile tree may be out of order; git would then pair its entries differently anyway
-    return out
-
-
-def _diff_tree(talk: "git.Conversation", pairs: list[tuple[str, str]]) -> dict[tuple[str, str], list[_Entry]]:
-    """One level of each pair, asked of a ``git diff-tree --stdin -z`` (no ``-r``: git reads
-    only the two trees of a pair)."""
-    text = "".join(f"{a} {b}\n" for a, b in pairs).encode()
-    try:
-        out = talk.ask(text)
-    except Exception as e:
-        raise _GitCannot(str(e)) from None
-    found: dict[tuple[str, str], list[_Entry]] = {}
-    cur: list[_Entry] = []
-    pos, n = 0, len(out)
-    while pos < n:
-        if out[pos] == 0x3A:  # ':' a record: ":<old mode> <new mode> <old> <new> <status>\0<path>\0"
-            meta_end = out.index(b"\0", pos)
-            f = out[pos + 1 : meta_end].split(b" ")
-            path_end = out.index(b"\0", meta_end + 1)
-            name = out[meta_end + 1 : path_end].decode("utf-8", "surrogateescape")
-            cur.append((name, int(f[0], 8), f[2].decode(), int(f[1], 8), f[3].decode()))
-            pos = path_end + 1
-        else:  # "<old tree> <new tree>\n" starts the next pair's records
-            end = out.index(b"\n", pos)
-            a, b = out[pos:end].decode().split(" ")
-            cur = found.setdefault((a, b), [])
-            pos = end + 1
-    return found

@@ -1,15 +1,15 @@
 """gitmail.core.treediff: the directory's tree diff, checked against stock ``git diff-tree -r``.
 
-Both ways of listing a level (git's processes, pygit2's entries) must give git's own recursive
-answer for every path no deeper than DEPTH components, report a changed tree at DEPTH as itself,
-and give a pair whose trees cannot be read the same reason, unread. Trees are random nested
-folders written into a real repository (hypothesis); the reference is ``git diff-tree -r``.
+The diff must give git's own recursive answer for every path no deeper than DEPTH components,
+report a changed tree at DEPTH as itself, and give a pair whose trees cannot be read (too
+large, not trees, not in git's form) the reason, unread. Trees are random nested folders
+written into a real repository (hypothesis), listed both from scratch and as changes of the
+tree before (the spliced reading); the reference is ``git diff-tree -r``.
 """
 
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any, Union
 
 import pygit2
@@ -85,26 +85,31 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> pygit2.Repository:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(st.tuples(_trees, _trees), min_size=1, max_size=4), depth=st.sampled_from([2, 3, 4]))
-def test_both_readers_give_git_s_recursive_diff_down_to_the_depth(repo: pygit2.Repository, pairs: Any, depth: int) -> None:
+def test_the_diff_is_git_s_recursive_diff_down_to_the_depth(repo: pygit2.Repository, pairs: Any, depth: int) -> None:
     oids = [(_write(repo, a), _write(repo, b)) for a, b in pairs]
     want = [_reference(repo.path, a, b, depth) for a, b in oids]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(treediff, "DEPTH", depth)
-        by_git = treediff.changes_git(repo.path, oids)
-        by_pg = treediff.changes_pg(repo, oids)
-    assert [sorted(c) for c in by_git] == want
-    assert [sorted(c) for c in by_pg] == want
+        treediff._KEPT.__init__()  # type: ignore[misc]  # nothing read before: every tree parsed whole
+        cold = treediff.changes(repo, oids)
+        warm = treediff.changes(repo, oids)  # every tree kept: changes found between kept trees
+        # a chain: each new tree read as the one before it with its middle parsed anew
+        treediff._KEPT.__init__()  # type: ignore[misc]
+        chain = [(a if i == 0 else oids[i - 1][1], b) for i, (a, b) in enumerate(oids)]
+        spliced = treediff.changes(repo, chain)
+    assert [sorted(c) for c in cold] == [sorted(c) for c in warm] == want
+    assert [sorted(c) for c in spliced] == [_reference(repo.path, a, b, depth) for a, b in chain]
 
 
 def test_the_empty_tree_stands_for_none(repo: pygit2.Repository) -> None:
     t = _write(repo, {"members": {"ab": {"x.json": b"1"}}, "org.json": b"2"})
     empty = treediff.empty_tree(len(t))
-    added = treediff.changes_pg(repo, [(empty, t)])[0]
-    removed = treediff.changes_pg(repo, [(t, empty)])[0]
+    added = treediff.changes(repo, [(empty, t)])[0]
+    removed = treediff.changes(repo, [(t, empty)])[0]
     assert isinstance(added, list) and isinstance(removed, list)
     assert sorted(p for p, _, _ in added) == sorted(p for p, _, _ in removed) == ["members/ab/x.json", "org.json"]
     assert all(m == 0 and o == "0" * len(t) for _, m, o in removed)
-    assert treediff.changes_git(repo.path, [(empty, t), (t, empty), (t, t)]) == [added, removed, []]
+    assert treediff.changes(repo, [(empty, t), (t, empty), (t, t)]) == [added, removed, []]
 
 
 def _bloated(pg: pygit2.Repository, at: str, size: int) -> tuple[str, str, str]:
@@ -132,15 +137,15 @@ def _bloated(pg: pygit2.Repository, at: str, size: int) -> tuple[str, str, str]:
 def test_a_tree_over_the_bound_on_a_changed_path_is_not_read(repo: pygit2.Repository, at: str,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Anywhere an entry can be (three components deep), a tree over MAX_TREE gives its pair
-    the reason, naming the path and the size, by both readers alike; other pairs are unharmed."""
+    the reason, naming the path and the size; other pairs are unharmed."""
     old, new, big = _bloated(repo, at, 6000)
     size = repo.odb.read_header(big)[1]
     monkeypatch.setattr(objects, "MAX_TREE", size - 1)
     ok = (_write(repo, {"a": b"1"}), _write(repo, {"a": b"2"}))
-    pairs = [ok, (old, new)] * 10  # twenty pairs: git's way is taken too
+    pairs = [ok, (old, new)] * 10
     want = f"{at}: {big[:10]} is {size} bytes, over the {size - 1} a reader reads"
-    for got in (treediff.changes(repo, pairs), treediff.changes_pg(repo, pairs), treediff.changes_git(repo.path, pairs)):
-        assert got[1] == want and got[0] == [("a", 0o100644, str(repo.create_blob(b"2")))]
+    got = treediff.changes(repo, pairs)
+    assert got[1] == want and got[0] == [("a", 0o100644, str(repo.create_blob(b"2")))]
 
 
 def test_a_tree_deeper_than_an_entry_is_reported_unread(repo: pygit2.Repository, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,12 +153,11 @@ def test_a_tree_deeper_than_an_entry_is_reported_unread(repo: pygit2.Repository,
     old, new, big = _bloated(repo, "members/ab/x.json/deeper", 6000)
     monkeypatch.setattr(objects, "MAX_TREE", 100)
     want = [("members/ab/x.json/deeper", treediff.TREE_MODE, big)]
-    assert treediff.changes_pg(repo, [(old, new)]) == [want]
-    assert treediff.changes_git(repo.path, [(old, new)]) == [want]
+    assert treediff.changes(repo, [(old, new)]) == [want]
 
 
 def test_a_folder_entry_that_is_not_a_tree_is_named(repo: pygit2.Repository) -> None:
-    """A folder's entry (mode 040000) naming a blob: both readers refuse the pair the same way."""
+    """A folder's entry (mode 040000) naming a blob: the pair is refused, naming it."""
     blob = repo.create_blob(b"not a tree")
     tb = repo.TreeBuilder()
     tb.insert("org.json", blob, pygit2.enums.FileMode.BLOB)
@@ -161,24 +165,7 @@ def test_a_folder_entry_that_is_not_a_tree_is_named(repo: pygit2.Repository) -> 
     raw = b"40000 members\0" + blob.raw + b"100644 org.json\0" + blob.raw
     new = str(repo.odb.write(pygit2.enums.ObjectType.TREE, raw))
     want = f"members: {str(blob)[:10]} is not a tree"
-    assert treediff.changes_pg(repo, [(old, new)]) == [want]
-    assert treediff.changes_git(repo.path, [(old, new)]) == [want]
-
-
-def test_git_s_way_gives_way_when_git_cannot_see_an_object(repo: pygit2.Repository, tmp_path: Path) -> None:
-    """The guard adds a push's quarantine to pygit2 only: git's processes cannot read those
-    objects, and pygit2's way answers instead."""
-    other = tmp_path / "quarantine.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(other)], check=True)
-    q = pygit2.Repository(str(other))
-    a, b = _write(q, {"a": b"1"}), _write(q, {"a": b"2", "members": {"x.json": b"3"}})
-    pg = pygit2.Repository(repo.path)
-    pg.odb.add_disk_alternate(str(other / "objects"))
-    with pytest.raises(Exception):
-        treediff.changes_git(pg.path, [(a, b)])
-    got = treediff.changes(pg, [(a, b)] * treediff.GIT_MIN)[0]
-    assert isinstance(got, list) and got == treediff.changes_pg(pg, [(a, b)])[0]
-    assert sorted(p for p, _, _ in got) == ["a", "members/x.json"]
+    assert treediff.changes(repo, [(old, new)]) == [want]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -189,13 +176,13 @@ def test_a_budgeted_call_lists_a_prefix_and_each_lists_them_all(repo: pygit2.Rep
     """A call stops once its trees pass CALL_BYTES (never before its first pair), and
     ``each`` asks again from there: the same answers as one call without a budget."""
     oids = [(_write(repo, a), _write(repo, b)) for a, b in pairs]
-    whole = treediff.changes_pg(repo, oids)
+    whole = treediff.changes(repo, oids)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(treediff, "CALL_BYTES", budget)
-        for part in (treediff.changes_pg(repo, oids), treediff.changes_git(repo.path, oids)):
-            assert 1 <= len(part) <= len(oids) and part == whole[: len(part)]
-            if budget == 10**9:
-                assert len(part) == len(oids)
+        part = treediff.changes(repo, oids)
+        assert 1 <= len(part) <= len(oids) and part == whole[: len(part)]
+        if budget == 10**9:
+            assert len(part) == len(oids)
         assert list(treediff.each(repo, oids, chunk)) == whole
 
 
@@ -203,7 +190,7 @@ def test_a_tree_named_many_times_is_refused_before_it_is_listed(repo: pygit2.Rep
     """One folder of about 100 KB named by 700 entries of a new root: git stores it once (the
     push is small), but listing the change would read 70 MB of trees and give 1.4 million
     paths. The pair is refused once its trees pass PAIR_BYTES, before that level is listed,
-    by both readers alike."""
+    the next pair left to the next call."""
     blob = repo.create_blob(b"x")
     sub = str(repo.odb.write(pygit2.enums.ObjectType.TREE, b"".join(
         b"100644 " + b"f" * 12 + b"%08d" % i + b"\0" + blob.raw for i in range(2500))))
@@ -218,42 +205,35 @@ def test_a_tree_named_many_times_is_refused_before_it_is_listed(repo: pygit2.Rep
     want = f"its trees are {total} bytes together, over the {treediff.PAIR_BYTES} a reader reads for one commit"
     ok = (_write(repo, {"a": b"1"}), _write(repo, {"a": b"2"}))
     for pairs in ([(empty, root)], [(empty, root), ok] * 10):
-        for got in (treediff.changes_pg(repo, pairs), treediff.changes_git(repo.path, pairs)):
-            assert got == [want]  # the call ends with it: the next pair is listed by the next call
+        assert treediff.changes(repo, pairs) == [want]  # the call ends with it
     assert list(treediff.each(repo, [(empty, root), ok] * 10))[:2] == [want, [("a", 0o100644, str(repo.create_blob(b"2")))]]
 
 
-def test_a_tree_that_does_not_parse_is_named_not_raised(repo: pygit2.Repository) -> None:
-    """A tree object git and libgit2 cannot parse (an entry cut short): git diff-tree dies on
-    it, pygit2's way then answers, naming it; the pairs before it are listed."""
-    bad = str(repo.odb.write(pygit2.enums.ObjectType.TREE, b"100644 x\0short"))
-    tb = repo.TreeBuilder()
-    tb.insert("members", pygit2.Oid(hex=bad), pygit2.enums.FileMode.TREE)
-    new = str(tb.write())
-    old = _write(repo, {"members": {"a.json": b"1"}})
-    ok = (_write(repo, {"a": b"1"}), _write(repo, {"a": b"2"}))
-    with pytest.raises(Exception):
-        treediff.changes_git(repo.path, [ok, (old, new)])
-    got = treediff.changes(repo, [ok, (old, new)] * 8)
-    assert got[0] == [("a", 0o100644, str(repo.create_blob(b"2")))]
-    assert isinstance(got[1], str) and got[1].startswith("members: ") and "parse" in got[1], got[1]
-
-
-def test_one_git_process_answers_many_calls(repo: pygit2.Repository) -> None:
-    """A Lister keeps one git diff-tree for many calls (each level one request, ended by a
-    marker git echoes): the answers are those of a git started for each call; a git that
-    died says why."""
-    from gitmail import git
-    from gitmail.errors import GitError
-
-    pairs = [(_write(repo, {"a": b"1", "m": {"x": b"1"}}), _write(repo, {"a": b"2", "m": {"x": b"2", "y": b"3"}})),
-             (_write(repo, {"b": b"1"}), _write(repo, {"b": {"c": {"d": b"1"}}}))]
-    with treediff.Lister(repo.path) as lister:
-        for _ in range(3):
-            for p in pairs:
-                assert treediff.changes_git(repo.path, [p], lister) == treediff.changes_git(repo.path, [p])
-    bad = str(repo.odb.write(pygit2.enums.ObjectType.TREE, b"100644 x\0short"))
-    with git.Conversation(["--git-dir", repo.path, "diff-tree", "--stdin", "-z"]) as talk:
-        assert talk.ask(f"{pairs[1][0]} {pairs[1][1]}\n".encode()).startswith(pairs[1][0].encode())
-        with pytest.raises(GitError, match="too-short tree object"):  # git's own words
-            talk.ask(f"{pairs[1][0]} {bad}\n".encode())
+def test_a_tree_not_in_git_s_form_is_named_not_raised(repo: pygit2.Repository) -> None:
+    """A folder git cannot parse (an entry cut short), one naming a file twice, one out of
+    order: the pair gets the reason (the rule broken), whether the folder is read whole or as
+    a change of the one before; the pairs before it are listed."""
+    blob = repo.create_blob(b"1").raw
+    other = repo.create_blob(b"2").raw
+    shapes = {
+        "cut short": b"100644 x\0short",
+        "'x.json' twice": b"100644 x.json\0" + blob + b"100644 x.json\0" + other,
+        "'a.json' out of order": b"100644 b.json\0" + blob + b"100644 a.json\0" + other,
+    }
+    good = repo.odb.write(pygit2.enums.ObjectType.TREE, b"100644 x.json\0" + blob)
+    for why, raw in shapes.items():
+        bad = repo.odb.write(pygit2.enums.ObjectType.TREE, raw)
+        trees = []
+        for inner in (good, bad):
+            tb = repo.TreeBuilder()
+            tb.insert("members", inner, pygit2.enums.FileMode.TREE)
+            trees.append(str(tb.write()))
+        ok = (_write(repo, {"a": b"1"}), _write(repo, {"a": b"2"}))
+        empty = treediff.empty_tree(40)
+        for pairs in ([ok, (empty, trees[1])], [ok, (trees[0], trees[1])]):
+            treediff._KEPT.__init__()  # type: ignore[misc]
+            treediff.changes(repo, [(empty, trees[0])])  # the good folder kept: the bad one read as its change
+            got = treediff.changes(repo, pairs)
+            assert got[0] == [("a", 0o100644, str(repo.create_blob(b"2")))]
+            assert isinstance(got[1], str) and got[1].startswith(f"members: {str(bad)[:10]} is not in git's form: ")
+            assert why in got[1], (why, got[1])
