@@ -79,9 +79,8 @@ def _sizes(pg: "pygit2.Repository", oids: list[str]) -> dict[str, tuple[int, int
     """oid -> (type, bytes) from each object's header (nothing inflated; a tree already read:
     its bytes); type 0: missing."""
     out: dict[str, tuple[int, int]] = {}
-    kept = _KEPT.trees
     for o in oids:
-        t = kept.get(o)
+        t = _KEPT.get(pg, o)
         if t is not None:
             out[o] = (objects.TREE, len(t.raw))
             continue
@@ -193,7 +192,7 @@ def _compare_or_why(pg: "pygit2.Repository", a: Optional[str], b: Optional[str],
         old = _KEPT.read(pg, a) if a is not None else None
         if b is None:
             return _merge(old.entries if old is not None else [], [], hexlen)
-        kept = _KEPT.get(b)
+        kept = _KEPT.get(pg, b)
         if kept is not None:
             if old is None:
                 return _merge([], kept.entries, hexlen)
@@ -204,10 +203,10 @@ def _compare_or_why(pg: "pygit2.Repository", a: Optional[str], b: Optional[str],
             spliced = _splice(old, raw, hexlen // 2)
             if spliced is not None:
                 new, i, j_old, mid = spliced
-                _KEPT.keep(b, new)
+                _KEPT.keep(pg, b, new)
                 return _merge(old.entries[i:j_old], mid, hexlen)
         new = _parse_whole(b, raw, hexlen // 2)
-        _KEPT.keep(b, new)
+        _KEPT.keep(pg, b, new)
         return _merge(old.entries if old is not None else [], new.entries, hexlen)
     except (pygit2.GitError, ValueError, KeyError, TypeError) as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -226,32 +225,38 @@ class _Tree:
 
 
 class _Kept:
-    """Trees already read, by id (an id names the same bytes in any repository); the new
-    tree of one directory commit is the old tree of the next. Bounded in bytes."""
+    """Trees already read, by repository and id; the new tree of one directory commit is the
+    old tree of the next. Bounded in bytes; safe across threads (the guard's daemon)."""
 
-    LIMIT = 32 * 1024 * 1024
+    LIMIT = 8 * 1024 * 1024  # bytes of trees; parsed, about eight times that in memory
 
     def __init__(self) -> None:
-        self.trees: dict[str, _Tree] = {}
-        self.bytes = 0
+        import threading
 
-    def get(self, oid: str) -> Optional[_Tree]:
-        return self.trees.get(oid)
+        self.trees: dict[tuple[str, str], _Tree] = {}
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, pg: "pygit2.Repository", oid: str) -> Optional[_Tree]:
+        return self.trees.get((pg.path, oid))
 
     def read(self, pg: "pygit2.Repository", oid: str) -> _Tree:
-        hit = self.trees.get(oid)
+        hit = self.trees.get((pg.path, oid))
         if hit is None:
             hit = _parse_whole(oid, _read_raw(pg, oid), len(oid) // 2)
-            self.keep(oid, hit)
+            self.keep(pg, oid, hit)
         return hit
 
-    def keep(self, oid: str, t: _Tree) -> None:
-        while self.trees and self.bytes + len(t.raw) > self.LIMIT:
-            gone = self.trees.pop(next(iter(self.trees)))
-            self.bytes -= len(gone.raw)
-        if len(t.raw) <= self.LIMIT:
-            self.trees[oid] = t
-            self.bytes += len(t.raw)
+    def keep(self, pg: "pygit2.Repository", oid: str, t: _Tree) -> None:
+        if len(t.raw) > self.LIMIT:
+            return
+        with self.lock:
+            while self.trees and self.bytes + len(t.raw) > self.LIMIT:
+                gone = self.trees.pop(next(iter(self.trees)))
+                self.bytes -= len(gone.raw)
+            if (pg.path, oid) not in self.trees:
+                self.trees[(pg.path, oid)] = t
+                self.bytes += len(t.raw)
 
 
 _KEPT = _Kept()
