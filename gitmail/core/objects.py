@@ -46,6 +46,7 @@ def tree(pg: "pygit2.Repository", oid: OidLike) -> "pygit2.Tree":
 MAX_BLOB_READ = 16 * 1024 * 1024
 MAX_COMMIT = MAX_BLOB_READ + 1024 * 1024
 MAX_TREE = 16 * 1024 * 1024
+ONE_FILE_TREE = 256  # a tree that must hold one file (a packed map, the shared state): far over one entry
 
 
 class TooLargeError(ValueError):

@@ -255,10 +255,14 @@ def test_hostile_state_is_one_line_and_leaves_local_flags_alone(unguarded: NetOr
     from gitmail.core.objects import signed_commit
 
     two_files = signed_commit(pg, c.author, c.committer, "gitmail state\n", tb.write(), [], alex.sign)
+    entry = next(iter(c.tree))  # state.age, named twice: not git's form (git show finds the first)
+    twice = pg.odb.write(pygit2.enums.ObjectType.TREE, (b"100644 " + (entry.raw_name or b"") + b"\0" + entry.id.raw) * 2)
+    named_twice = signed_commit(pg, c.author, c.committer, "gitmail state\n", twice, [], alex.sign)
     cases = {
         "unsigned": (_forge(mx, b"garbage", "alex", None, None), mx),
         "not signed by the owner's key": (_forge(mx, _sealed_to_alex(mx, valid), "max", _signer(mx, "max"), None), mx),
         "exactly one file": (two_files, a1),
+        "'state.age' twice": (named_twice, a1),
         "cannot be decrypted": (_forge(a1, b"garbage, not age", "alex", alex, None), a1),
         "not JSON": (_forge(a1, _sealed_to_alex(a1, b"\xff\xfe garbage"), "alex", alex, None), a1),
         "nested deeper": (_forge(a1, _sealed_to_alex(a1, b"[" * 200_000 + b"]" * 200_000), "alex", alex, None), a1),

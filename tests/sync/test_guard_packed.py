@@ -287,6 +287,19 @@ def test_bad_packed_commits_refused(packable: NetOrg) -> None:
         refused(*push(net, "alex", f"{oid}:{PACKED}"), why)
     two_files = raw_packed(net, {"mailboxes": packed.render({"max": tips[-1]}), "x": b"y"}, [p1])
     refused(*push(net, "alex", f"{two_files}:{PACKED}"), "exactly one file")
+    # A tree far larger than one entry (here 48 MB of entries, packed small): refused unread,
+    # from its header; and one naming the map twice (not git's form: git show finds the first).
+    pg = open_repo(net.clones["alex"]).pg
+    blob = pg.create_blob(packed.render({"max": tips[-1]}))
+    entries = b"".join(b"100644 " + b"f" * 40 + b"%08d" % i + b"\0" + blob.raw for i in range(800_000))
+    c = pg[two_files]
+    for tree, why in ((pg.odb.write(pygit2.enums.ObjectType.TREE, entries), "exactly one file"),
+                      (pg.odb.write(pygit2.enums.ObjectType.TREE, (b"100644 mailboxes\0" + blob.raw) * 2),
+                       "'mailboxes' twice")):
+        forged = signed_commit(pg, c.author, c.committer, packed.COMMIT_MESSAGE, tree, [p1], forge.key_of("alex").sign)
+        refused(*push(net, "alex", f"{forged}:{PACKED}"), why)
+        with pytest.raises(packed.PackedError, match=why):
+            packed.read_map(pg, forged)
     # Deleting the packed ref.
     refused(*push(net, "alex", f":{PACKED}"), "deleting a member's packed mailboxes is not allowed")
     # Non-fast-forwards, forced: a new empty root (forgetting every entry), the line's own root
