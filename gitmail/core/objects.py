@@ -86,6 +86,7 @@ def blob_data(pg: "pygit2.Repository", oid: OidLike, limit: int = MAX_BLOB_READ)
 # The modes git itself writes (git fsck calls any other "badFilemode"): a file, an executable,
 # a symbolic link, a folder, a submodule's commit.
 TREE_MODES = frozenset((b"100644", b"100755", b"120000", b"40000", b"160000"))
+_MODES = {m: int(m, 8) for m in TREE_MODES}
 
 
 def tree_entries(pg: "pygit2.Repository", oid: OidLike, limit: Optional[int] = None) -> list[tuple[int, str, str]]:
@@ -112,15 +113,16 @@ def parse_tree(data: bytes, oid_bytes: int) -> tuple[list[tuple[int, str, str]],
     ``/``), and no name twice (git fsck: ``badFilemode``, ``emptyName``, ``hasDot``,
     ``hasDotdot``, ``fullPathname``, ``treeNotSorted``, ``duplicateEntries``)."""
     entries, _, problem = parse_tree_at(data, oid_bytes, 0, len(data))
-    return [(m, n.decode("utf-8", "surrogateescape"), h) for m, n, h, _ in entries], problem
+    return [(m, n.decode("utf-8", "surrogateescape"), h.hex()) for m, n, h, _ in entries], problem
 
 
 def parse_tree_at(data: bytes, oid_bytes: int, start: int, end: int, last: bytes = b"",
-                  names: Optional[set[bytes]] = None) -> tuple[list[tuple[int, bytes, str, bytes]], list[int], Optional[str]]:
+                  names: Optional[set[bytes]] = None) -> tuple[list[tuple[int, bytes, bytes, bytes]], list[int], Optional[str]]:
     """:func:`parse_tree` of ``data[start:end]`` (whole entries), after an entry whose sort key
-    is ``last`` and with ``names`` already taken: ``(mode, name, oid, sort key)`` of each
-    entry, the offset of each, and the first rule broken (None: none)."""
-    out: list[tuple[int, bytes, str, bytes]] = []
+    is ``last`` and with ``names`` already taken: ``(mode, name, raw oid, sort key)`` of each
+    entry (a file's key is its name, the same object), the offset of each, and the first rule
+    broken (None: none)."""
+    out: list[tuple[int, bytes, bytes, bytes]] = []
     offsets: list[int] = []
     seen = set() if names is None else names
     pos = start
@@ -142,7 +144,7 @@ def parse_tree_at(data: bytes, oid_bytes: int, start: int, end: int, last: bytes
         seen.add(name)
         last = key
         offsets.append(pos)
-        out.append((int(mode, 8), name, data[nul + 1 : nul + 1 + oid_bytes].hex(), key))
+        out.append((_MODES[mode], name, data[nul + 1 : nul + 1 + oid_bytes], key))
         pos = nul + 1 + oid_bytes
     return out, offsets, None
 

@@ -20,7 +20,8 @@ level at a time:
   so they read the same either way. Where ``git diff-tree -r`` would list nothing below such a
   tree (it holds only empty folders), this still reports it, as a full read of the tree
   (``directory.from_tree``) would find it; the empty tree itself, known by its id, is not;
-* at most :data:`CALL_BYTES` of trees are listed a call (a commit alone: :data:`PAIR_BYTES`).
+* at most :data:`CALL_BYTES` of trees are listed a call, and a commit listing more than
+  :data:`PAIR_BYTES` is refused.
 
 Otherwise the answer is ``git diff-tree -r --no-renames``'s: for each (old tree, new tree), the
 paths that differ as ``(path, new mode, new oid)``, mode 0 and an all-zero id for a removed path,
@@ -46,10 +47,11 @@ if TYPE_CHECKING:
 
 DEPTH = 4  # path components; the directory's deepest entry has three
 # Tree bytes one call lists: its pairs together (the pairs past the budget are left for the
-# next call), and any one pair (over it, the pair is refused: a directory commit reads its old
-# and new trees down to its entries, a few times objects.MAX_TREE at the most).
-CALL_BYTES = 32 * 1024 * 1024
-PAIR_BYTES = 64 * 1024 * 1024
+# next call), and any one pair (over it, the pair is refused). A directory commit of an org of
+# 100,000 members lists about 5 MB at the most (its first, or a change of layout: every entry);
+# a listed entry takes about five times its bytes in memory while it is compared.
+CALL_BYTES = 8 * 1024 * 1024
+PAIR_BYTES = 16 * 1024 * 1024
 TREE_MODE = 0o040000
 
 Change = tuple[str, int, str]  # path, new mode (0: removed), new oid (all zeros when removed)
@@ -95,11 +97,14 @@ def _sizes(pg: "pygit2.Repository", oids: list[str]) -> dict[str, tuple[int, int
 def each(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]], chunk: int = 1024) -> Iterator[Result]:
     """:func:`changes` of every pair of ``pairs``, in order, listed ``chunk`` pairs (or a
     budget) at a time, as the caller takes them."""
-    i = 0
+    i, ask = 0, chunk
     while i < len(pairs):
-        part = changes(pg, pairs[i : i + chunk])
+        part = changes(pg, pairs[i : i + ask])
         yield from part
         i += len(part)
+        # A call the budget cut short: ask for about what fits next time (the pairs asked past
+        # the cut had their first level listed for nothing).
+        ask = chunk if len(part) == ask else min(chunk, len(part) + len(part) // 4 + 1)
 
 
 def _walk(pairs: Sequence[tuple[str, str]], size: Callable[[list[str]], dict[str, tuple[int, int]]],
@@ -212,7 +217,7 @@ def _compare_or_why(pg: "pygit2.Repository", a: Optional[str], b: Optional[str],
         return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-_Row = tuple[int, bytes, str, bytes]  # mode, name, oid, sort key (objects.parse_tree_at)
+_Row = tuple[int, bytes, bytes, bytes]  # mode, name, raw oid, sort key (objects.parse_tree_at)
 
 
 class _Tree:
@@ -355,14 +360,14 @@ def _merge(old: list[_Row], new: list[_Row], hexlen: int) -> list[_Entry]:
         y = new[j] if j < len(new) else None
         if y is None or (x is not None and x[3] < y[3]):
             assert x is not None
-            out.append((x[1].decode("utf-8", "surrogateescape"), x[0], x[2], 0, zeros))
+            out.append((x[1].decode("utf-8", "surrogateescape"), x[0], x[2].hex(), 0, zeros))
             i += 1
         elif x is None or y[3] < x[3]:
-            out.append((y[1].decode("utf-8", "surrogateescape"), 0, zeros, y[0], y[2]))
+            out.append((y[1].decode("utf-8", "surrogateescape"), 0, zeros, y[0], y[2].hex()))
             j += 1
         else:
             if (x[0], x[2]) != (y[0], y[2]):
-                out.append((x[1].decode("utf-8", "surrogateescape"), x[0], x[2], y[0], y[2]))
+                out.append((x[1].decode("utf-8", "surrogateescape"), x[0], x[2].hex(), y[0], y[2].hex()))
             i += 1
             j += 1
     return out
