@@ -9,7 +9,6 @@ and the rule, a sync and a new member's init alike; with the guard, the push is 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pygit2
@@ -18,21 +17,17 @@ from gitmail.core import directory as dirmod
 from gitmail.core import objects, refs
 from gitmail.core.model import canonical_json
 from gitmail.core.repo import open_repo
-from tests.conftest import run
 from tests.sync import forge
 from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401 (fixtures)
-from tests.trust.test_hostile_messages import build_ctx, raw_signed_commit
+from tests.trust.test_hostile_messages import raw_signed_commit
+from tests.trust.test_zip_bombs import directory_ctx, mail_goes_on_and_init_refuses
 
 
 def _twice(org: NetOrg) -> tuple[str, str, int, str]:
     """max signs and pushes a directory commit whose folder holding max's file names it twice:
     first as it is, then with another display name. Returns the tip before, the commit, and
     git push's exit code and output."""
-    clone = org.clones["max"]
-    r = open_repo(clone)
-    d_tip = r.ref_target(refs.tracking(refs.DIRECTORY, r.remote))
-    assert d_tip is not None
-    c = build_ctx(clone, d_tip)
+    d_tip, c = directory_ctx(org)
     pg = c.pg
     d = dirmod.from_tree(pg, objects.commit(pg, d_tip))
     layout = d.policy.directory_layout
@@ -56,7 +51,7 @@ def _twice(org: NetOrg) -> tuple[str, str, int, str]:
 
     new_root = rebuilt(root, folders)
     bomb = raw_signed_commit(pg, str(new_root), d_tip, c.author, "directory change\n", c.signer)
-    code, out = forge.push(clone, bomb, "refs/heads/gitmail/directory")
+    code, out = forge.push(org.clones["max"], bomb, "refs/heads/gitmail/directory")
     return d_tip, bomb, code, out
 
 
@@ -68,13 +63,8 @@ def test_a_member_file_named_twice_is_malformed_for_every_reader(unguarded: NetO
     assert s.code == 0 and f"directory commit {bomb[:10]} rejected" in s.err and "'max.json' twice" in s.err, s.err
     r = open_repo(org.clones["alex"])
     assert r.ref_target(refs.verified(refs.DIRECTORY)) == before
-    # a new member verifies the directory from its root: the same verdict
-    fresh = run("init", "--name", "bob", "--org", org.url, "--repo", str(tmp_path / "bob"))
-    assert fresh.code != 0 and "'max.json' twice" in fresh.err and len(fresh.err.strip().splitlines()) == 1, fresh.err
-    # and mail goes on
-    org.ok("max", "send", "alex", "still here")
-    org.ok("alex", "sync")
-    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["still here"]
+    # mail goes on, and a new member, verifying the directory from its root, says the same
+    mail_goes_on_and_init_refuses(org, tmp_path, "'max.json' twice")
 
 
 def test_the_guard_refuses_a_member_file_named_twice(net: NetOrg) -> None:

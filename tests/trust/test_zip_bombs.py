@@ -27,7 +27,7 @@ from gitmail.core.repo import open_repo
 from tests.conftest import run
 from tests.sync import forge
 from tests.sync.conftest import NetOrg, guard_runtime, net, unguarded  # noqa: F401 (fixtures)
-from tests.trust.test_hostile_messages import MAILBOX, build_ctx, raw_signed_commit
+from tests.trust.test_hostile_messages import MAILBOX, Ctx, build_ctx, raw_signed_commit
 
 BOMB = 48 * 1024 * 1024  # bytes inflated; about 48 KB compressed
 GROWTH_MAX_MB = 24  # a reader that inflates the bomb grows by twice BOMB
@@ -186,6 +186,26 @@ def test_a_directory_tree_over_the_bound_is_not_read(unguarded: NetOrg, monkeypa
         dirmod.from_tree(r.pg, c)
 
 
+def directory_ctx(org: NetOrg) -> "tuple[str, Ctx]":
+    """The directory tip max's clone has fetched, and a context for writing as max on it."""
+    clone = org.clones["max"]
+    r = open_repo(clone)
+    d_tip = r.ref_target(refs.tracking(refs.DIRECTORY, r.remote))
+    assert d_tip is not None
+    return d_tip, build_ctx(clone, d_tip)
+
+
+def mail_goes_on_and_init_refuses(org: NetOrg, tmp_path: Path, why: str) -> None:
+    """After a hostile directory commit: max's next message reaches alex, and a new member's
+    init refuses in one line, saying the directory cannot be changed and ``why``."""
+    org.ok("max", "send", "alex", "still here")
+    org.ok("alex", "sync")
+    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["still here"]
+    fresh = run("init", "--name", "bob", "--org", org.url, "--repo", str(tmp_path / "bob"))
+    assert fresh.code != 0 and "Traceback" not in fresh.err and len(fresh.err.strip().splitlines()) == 1, fresh.err
+    assert "the org's directory cannot be changed" in fresh.err and why in fresh.err, fresh.err
+
+
 def _directory_bomb(org: NetOrg) -> tuple[int, str]:
     """max pushes, with plain git, a commit over MAX_COMMIT bytes on top of the directory."""
     clone = org.clones["max"]
@@ -206,12 +226,7 @@ def test_a_directory_commit_bomb_is_not_read(unguarded: NetOrg, tmp_path: Path) 
     assert code == 0, out
     s = org.as_("alex", "sync")
     assert s.code == 0 and f"over the {objects.MAX_COMMIT} a reader reads" in s.err, s.err
-    org.ok("max", "send", "alex", "still here")
-    org.ok("alex", "sync")
-    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["still here"]
-    fresh = run("init", "--name", "bob", "--org", org.url, "--repo", str(tmp_path / "bob"))
-    assert fresh.code != 0 and "Traceback" not in fresh.err and len(fresh.err.strip().splitlines()) == 1, fresh.err
-    assert "the org's directory cannot be changed" in fresh.err and f"over the {objects.MAX_COMMIT}" in fresh.err, fresh.err
+    mail_goes_on_and_init_refuses(org, tmp_path, f"over the {objects.MAX_COMMIT}")
 
 
 def test_the_guard_refuses_a_directory_commit_bomb(net: NetOrg) -> None:
@@ -223,11 +238,7 @@ def _directory_tree_bomb(org: NetOrg) -> tuple[str, str, int, int, str]:
     """max pushes, with plain git, a signed directory commit that adds ``members/zz``: a tree of
     about BOMB bytes (one entry repeated, so it packs to well under a megabyte). Returns the
     directory tip before it, the bomb commit, the big tree's size, and git push's exit code and output."""
-    clone = org.clones["max"]
-    r = open_repo(clone)
-    d_tip = r.ref_target(refs.tracking(refs.DIRECTORY, r.remote))
-    assert d_tip is not None
-    c = build_ctx(clone, d_tip)
+    d_tip, c = directory_ctx(org)
     pg = c.pg
     blob = pg.create_blob(b"x")
     entries = b"".join(b"100644 " + b"f" * 40 + b"%08d" % i + b"\0" + blob.raw for i in range(BOMB // 60))
@@ -238,7 +249,7 @@ def _directory_tree_bomb(org: NetOrg) -> tuple[str, str, int, int, str]:
     top = pg.TreeBuilder(root)
     top.insert("members", members.write(), pygit2.enums.FileMode.TREE)
     bomb = raw_signed_commit(pg, str(top.write()), d_tip, c.author, "register zz\n", c.signer)
-    code, out = forge.push(clone, bomb, "refs/heads/gitmail/directory")
+    code, out = forge.push(org.clones["max"], bomb, "refs/heads/gitmail/directory")
     return d_tip, bomb, pg.odb.read_header(big)[1], code, out
 
 
@@ -255,12 +266,7 @@ def test_a_directory_tree_bomb_is_not_read_and_mail_goes_on(unguarded: NetOrg, t
     s = org.as_("alex", "sync")
     assert s.code == 0 and f"is {size} bytes, over the {objects.MAX_TREE} a reader reads" in s.err, s.err
     assert f"directory commit {bomb[:10]} rejected" in s.err and "members/zz: " in s.err, s.err
-    org.ok("max", "send", "alex", "still here")
-    org.ok("alex", "sync")
-    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["still here"]
-    fresh = run("init", "--name", "bob", "--org", org.url, "--repo", str(tmp_path / "bob"))
-    assert fresh.code != 0 and "Traceback" not in fresh.err and len(fresh.err.strip().splitlines()) == 1, fresh.err
-    assert "the org's directory cannot be changed" in fresh.err and f"over the {objects.MAX_TREE}" in fresh.err, fresh.err
+    mail_goes_on_and_init_refuses(org, tmp_path, f"over the {objects.MAX_TREE}")
 
     script = f"""
 import json, resource
