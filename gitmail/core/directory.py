@@ -468,6 +468,8 @@ class Ledger:
     _chunks: Optional[list[bytes]] = None
     _shards: Optional[dict[str, list[str]]] = None  # layout 2: shard -> its member names, sorted
     _shard_oids: Optional[dict[str, str]] = None  # layout 2: shard -> blob id of its allowed_signers file
+    _lines: Optional[dict[str, bytes]] = None  # layout 2: member -> allowed-signers lines, as needed
+    _shard_entries: Optional[dict[str, bytes]] = None  # layout 2: shard -> its entry in the tree of shards
     _parsed: dict[str, Member] = field(default_factory=dict)
 
     @property
@@ -478,6 +480,7 @@ class Ledger:
         """Forget the derived allowed-signers state (it may hold a refused commit's lines)."""
         self._sorted = self._chunks = None
         self._shards = self._shard_oids = None
+        self._lines = self._shard_entries = None
 
     def copy(self) -> "Ledger":
         c = Ledger(self.tip, self.root, self.tree, dict(self.members), dict(self.files), dict(self.raw),
@@ -490,6 +493,8 @@ class Ledger:
         if self._shard_oids is not None:
             c._shard_oids = dict(self._shard_oids)
             c._shards = {k: list(v) for k, v in self._shards.items()} if self._shards is not None else None
+            c._lines = dict(self._lines) if self._lines is not None else None
+            c._shard_entries = dict(self._shard_entries) if self._shard_entries is not None else None
         return c
 
     def directory(self) -> Directory:
@@ -1047,15 +1052,39 @@ def _expected_shards_oid(L: Ledger, moved: list[_Touched], hexlen: int) -> str:
         elif m is not None and not present:
             names.insert(i, name)
         dirty.add(s)
+    # Each member's lines and each shard's tree entry are kept between commits: a commit
+    # changes one shard, and rebuilding every line of it (parsing each key) and the whole tree
+    # of shards each time took most of a verification (issue 16 item 5).
+    if L._lines is None or L._shard_entries is None:
+        L._lines, L._shard_entries = {}, {k: _shard_entry(k, o) for k, o in oids.items()}
+    lines, entries = L._lines, L._shard_entries
+    for name, m in now.items():
+        if m is None:
+            lines.pop(name, None)
+        else:
+            lines[name] = _signers_lines(name, m)
     for s in dirty:
         names = shards[s]
         if not names:
             del shards[s]
             oids.pop(s, None)
+            entries.pop(s, None)
             continue
-        text = b"".join(_signers_lines(n, cast(Member, now[n]) if n in now else L.members[n]) for n in names)
+        text = b"".join(lines[n] if n in lines else lines.setdefault(n, _signers_lines(n, L.members[n])) for n in names)
         oids[s] = _blob_oid(text, hexlen)
-    return _tree_oid(oids, hexlen)
+        entries[s] = _shard_entry(s, oids[s])
+    import hashlib
+
+    body = b"".join(v for _, v in sorted(entries.items()))
+    h = hashlib.sha1() if hexlen == 40 else hashlib.sha256()
+    h.update(b"tree %d\0" % len(body))
+    h.update(body)
+    return h.hexdigest()
+
+
+def _shard_entry(shard_name: str, oid: str) -> bytes:
+    """The entry of a shard's allowed-signers file in the tree of shards (as :func:`_tree_oid` writes it)."""
+    return b"100644 %s\0%s" % (shard_name.encode(), bytes.fromhex(oid))
 
 
 BATCH = 1024  # directory commits read (objects, signatures, tree changes) at a time
