@@ -14,7 +14,7 @@ from typing import Any, Union
 
 import pygit2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gitmail.core import objects, treediff
@@ -237,3 +237,44 @@ def test_a_tree_not_in_git_s_form_is_named_not_raised(repo: pygit2.Repository) -
             assert got[0] == [("a", 0o100644, str(repo.create_blob(b"2")))]
             assert isinstance(got[1], str) and got[1].startswith(f"members: {str(bad)[:10]} is not in git's form: ")
             assert why in got[1], (why, got[1])
+
+
+_names_raw = st.sampled_from([b"a", b"a.b", b"a-b", b"ab", b"b", b"c", b"x.json", b"", b".", b"a/b"])
+_modes_raw = st.sampled_from([b"100644", b"100755", b"40000", b"100664"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# shapes where only the entries kept on either side show the order or a name twice
+@example(old={b"a": 0, b"b": 1, b"c": 2}, edits=[(1, True, b"100644", b"x.json", 1)])
+@example(old={b"a": 0, b"b": 1, b"c": 2}, edits=[(1, True, b"100644", b"c", 1)])
+@example(old={b"a": 0, b"b": 1, b"c": 2}, edits=[(1, False, b"100644", b"a", 0)])
+@example(old={b"a": 0, b"b": 1}, edits=[(1, False, b"40000", b"a", 1)])
+@given(old=st.dictionaries(st.sampled_from([b"a", b"a.b", b"ab", b"b", b"c", b"x.json"]), st.integers(0, 2), max_size=6),
+       edits=st.lists(st.tuples(st.integers(0, 8), st.booleans(), _modes_raw, _names_raw, st.integers(0, 2)), max_size=3))
+def test_a_spliced_reading_equals_a_whole_one(repo: pygit2.Repository, old: dict[bytes, int], edits: Any) -> None:
+    """The spliced reading (a new tree read as the kept old one with its changed middle parsed)
+    is a second copy of the whole reading, for speed: for a valid old tree and a new one made
+    by inserting, replacing or dropping entries anywhere (valid or not), both give the same
+    changes, or the same reason."""
+    blobs = [repo.create_blob(b"%d" % i) for i in range(3)]
+    rows = [(b"100644", name, k) for name, k in sorted(old.items())]
+    old_raw = b"".join(m + b" " + n + b"\0" + blobs[k].raw for m, n, k in rows)
+    for at, replace, mode, name, k in edits:
+        at = min(at, len(rows))
+        if replace and at < len(rows):
+            rows[at] = (mode, name, k)
+        elif replace and rows:
+            rows.pop()
+        else:
+            rows.insert(at, (mode, name, k))
+    new_raw = b"".join(m + b" " + n + b"\0" + blobs[k].raw for m, n, k in rows)
+    a = str(repo.odb.write(pygit2.enums.ObjectType.TREE, old_raw))
+    b = str(repo.odb.write(pygit2.enums.ObjectType.TREE, new_raw))
+    # the whole reading: both trees parsed from their first byte, then merged
+    old_rows, _, _ = objects.parse_tree_at(old_raw, 20, 0, len(old_raw))
+    new_rows, _, problem = objects.parse_tree_at(new_raw, 20, 0, len(new_raw))
+    whole = f"{b[:10]} is not in git's form: {problem}" if problem is not None else treediff._merge(old_rows, new_rows, 40)
+    treediff._KEPT.__init__()  # type: ignore[misc]
+    spliced = treediff._compare_or_why(repo, a, b, 40)  # a read (kept), b read as its change
+    again = treediff._compare_or_why(repo, a, b, 40)  # both kept when b is in git's form
+    assert spliced == whole == again
