@@ -99,7 +99,7 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
     from gitmail.core.model import IMPORTED
     from gitmail.core.objects import blob_data, chain, load_commit, parent_ids
     from gitmail.core.private import Opener
-    from gitmail.core.store import MESSAGE_FILE, read_message
+    from gitmail.core.store import message_blob, read_message
 
     r = s.repo
     tip = _tip(s, path)
@@ -116,8 +116,8 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
         if isinstance(c, str):
             continue
         try:  # only the type and payload are needed: a JSON parse, not the full model (5x faster)
-            raw = orjson.loads(blob_data(r.pg, c.tree[MESSAGE_FILE].id))
-        except (KeyError, ValueError, TypeError, pygit2.GitError):
+            raw = orjson.loads(blob_data(r.pg, message_blob(r.pg, c)))
+        except (KeyError, ValueError, TypeError, pygit2.GitError, GitmailError):
             continue
         if not isinstance(raw, dict) or raw.get("type") != IMPORTED or raw.get("from") != s.me:
             continue

@@ -122,11 +122,12 @@ def _stored_text(s: Session, row: cache.Row) -> Optional[tuple[str, str]]:
     import pygit2
 
     from gitmail.core.objects import blob_data, commit
-    from gitmail.core.store import MESSAGE_FILE
+    from gitmail.core.store import message_blob
+    from gitmail.errors import GitmailError
 
     try:
-        d = orjson.loads(blob_data(s.repo.pg, commit(s.repo.pg, row.oid).tree[MESSAGE_FILE].id))
-    except (KeyError, TypeError, ValueError, pygit2.GitError):
+        d = orjson.loads(blob_data(s.repo.pg, message_blob(s.repo.pg, commit(s.repo.pg, row.oid))))
+    except (KeyError, TypeError, ValueError, pygit2.GitError, GitmailError):
         return None
     if not isinstance(d, dict) or d.get("id") != row.id:
         return None

@@ -149,6 +149,23 @@ def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     """
     import pygit2
 
+    oid = message_blob(pg, commit)
+    try:
+        data = blob_data(pg, oid, MAX_BLOB)
+    except TooLargeError as e:
+        raise CorruptMessageError(f"{MESSAGE_FILE} {str(e).split(' ', 1)[1]}") from None
+    except (KeyError, TypeError, ValueError, pygit2.GitError) as e:
+        raise CorruptMessageError(f"{MESSAGE_FILE} is not a readable blob ({type(e).__name__})") from None
+    return Message.from_blob(data)
+
+
+def message_blob(pg: "pygit2.Repository", commit: "pygit2.Commit") -> str:
+    """The id of a message commit's ``message.json``: the entry git finds, in a tree (and
+    every folder under it) in git's own form, a regular file. Raises
+    :class:`CorruptMessageError` saying which of these fails (docs/protocol.md §7,
+    "Verification", step 2)."""
+    import pygit2
+
     try:
         found = _tree_as_git_reads_it(pg, str(commit.tree_id))
     except (KeyError, pygit2.GitError, ValueError, TypeError) as e:
@@ -158,13 +175,7 @@ def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     mode, oid = found[MESSAGE_FILE]
     if mode != pygit2.enums.FileMode.BLOB:
         raise CorruptMessageError(f"{MESSAGE_FILE} is not a regular file (mode {mode:o})")
-    try:
-        data = blob_data(pg, oid, MAX_BLOB)
-    except TooLargeError as e:
-        raise CorruptMessageError(f"{MESSAGE_FILE} {str(e).split(' ', 1)[1]}") from None
-    except (KeyError, TypeError, ValueError, pygit2.GitError) as e:
-        raise CorruptMessageError(f"{MESSAGE_FILE} is not a readable blob ({type(e).__name__})") from None
-    return Message.from_blob(data)
+    return oid
 
 
 def _tree_as_git_reads_it(pg: "pygit2.Repository", tree: str) -> dict[str, tuple[int, str]]:
