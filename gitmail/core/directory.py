@@ -22,7 +22,8 @@ from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_sc
                                   to_ref)
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
-from gitmail.core.objects import blob_data, commit, first_parent_line, signed_commit, tree_entries, unfollowed
+from gitmail.core.objects import (TREE_MODE, blob_data, commit, file_entry, first_parent_line, object_id, signed_commit,
+                                  tree_entries, unfollowed)
 from gitmail.core.objects import tree as objtree
 from gitmail.core.signing import Signer, check_stored_key, signer_of
 from gitmail.errors import AddressError, DirectoryError, KeyError_, UnknownRecipientError, VerificationError
@@ -201,7 +202,7 @@ def _member_blobs(pg: "pygit2.Repository", members_tree: str, layout: int) -> It
         if layout == FLAT:
             yield name, oid
             continue
-        if mode != _TREE_MODE:
+        if mode != TREE_MODE:
             raise ValueError(f"members/{name} is not a fan-out folder")
         for _, f, foid in tree_entries(pg, oid):
             yield f"{name}/{f}", foid
@@ -245,7 +246,7 @@ def from_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Directory:
     except (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_) as e:
         raise VerificationError(f"malformed directory at {str(commit.id)[:10]}: {str(e).splitlines()[0]}") from None
     se = tree.get("allowed_signers")
-    if se is None or (se[0] == _TREE_MODE) != (layout == FANOUT) \
+    if se is None or (se[0] == TREE_MODE) != (layout == FANOUT) \
             or se[1] != signers_oid(d.members, layout, len(str(commit.id))):
         raise VerificationError(f"directory at {str(commit.id)[:10]}: allowed_signers does not match the members")
     return d
@@ -399,24 +400,13 @@ def _descends(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
 
 def _blob_oid(data: bytes, hexlen: int) -> str:
     """The git object id of a blob holding ``data`` (sha1, or sha256 for 64-hex ids)."""
-    import hashlib
-
-    h = hashlib.sha1() if hexlen == 40 else hashlib.sha256()
-    h.update(b"blob %d\0" % len(data))
-    h.update(data)
-    return h.hexdigest()
+    return object_id(b"blob", data, hexlen)
 
 
 def _tree_oid(blobs: dict[str, str], hexlen: int) -> str:
     """The git object id of a tree of regular files ``name -> blob oid`` (git's tree format:
     ``100644 <name>\\0<binary oid>`` sorted by name; names here are plain, no folders)."""
-    import hashlib
-
-    body = b"".join(b"100644 %s\0%s" % (n.encode(), bytes.fromhex(o)) for n, o in sorted(blobs.items()))
-    h = hashlib.sha1() if hexlen == 40 else hashlib.sha256()
-    h.update(b"tree %d\0" % len(body))
-    h.update(body)
-    return h.hexdigest()
+    return object_id(b"tree", b"".join(file_entry(n, o) for n, o in sorted(blobs.items())), hexlen)
 
 
 def _signers_lines(name: str, m: Member) -> bytes:
@@ -663,7 +653,7 @@ def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple
         t, *folders, last = [tree, *path.split("/")]
         for name in folders:
             e = objtree(pg, t)[name]
-            if int(e.filemode) != _TREE_MODE:
+            if int(e.filemode) != TREE_MODE:
                 return None
             t = str(e.id)
         e = objtree(pg, t)[last]
@@ -672,19 +662,12 @@ def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple
     return int(e.filemode), str(e.id)
 
 
-_TREE_MODE = 0o040000
-
-
 def _changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> Generator[treediff.Result, None, None]:
     """For each (old tree, new tree), in order, as the caller takes them: the paths that differ
     as (path, new mode, new oid), mode 0 for a removed path, or why its trees are not read
     (:mod:`gitmail.core.treediff`: every tree sized before it is read and in git's own form,
     no deeper than an entry needs, a bounded amount listed at a time)."""
     yield from treediff.each(pg, pairs, BATCH)
-
-
-def _empty_tree(hexlen: int) -> str:
-    return treediff.empty_tree(hexlen)
 
 
 _MALFORMED = (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_)
@@ -713,7 +696,7 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: treediff.Re
     if layout != L.layout:
         # A change of layout moves every entry: read the whole new tree (what is there, and
         # every entry the ledger holds as gone unless it is found again at its new path).
-        whole = treediff.changes(pg, [(_empty_tree(len(tree)), tree)])[0]
+        whole = treediff.changes(pg, [(treediff.empty_tree(len(tree)), tree)])[0]
         if isinstance(whole, str):
             raise ValueError(whole)
         raw = [("members/" + f, 0, "") for f, _ in L.files.values()] + whole
@@ -738,8 +721,8 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: treediff.Re
             kids[top][kid] = _tree_entry(pg, tree, f"{top}/{kid}")
     for top, cls, known, current in (("members", Member, L.files, L.members), ("groups", Group, L.group_files, L.groups)):
         out: list[_Touched] = ch.members if top == "members" else ch.groups
-        e = tops.get(top, (_TREE_MODE, "")) if top in touched else (_TREE_MODE, "")
-        if e is not None and e[0] != _TREE_MODE:
+        e = tops.get(top, (TREE_MODE, "")) if top in touched else (TREE_MODE, "")
+        if e is not None and e[0] != TREE_MODE:
             objtree(pg, e[1])  # raises: not a tree
         if e is None:  # the whole folder went away
             out.extend(_Touched(n, f, current[n], None, None, None) for n, (f, _) in known.items())
@@ -748,7 +731,7 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: treediff.Re
             continue
         here = kids[top]
         order = sorted(here, key=lambda k: k.encode("utf-8", "surrogateescape")
-                       + (b"/" if (here[k] or (0, ""))[0] == _TREE_MODE else b""))
+                       + (b"/" if (here[k] or (0, ""))[0] == TREE_MODE else b""))
         gone = []
         for kid in order:
             ke = here[kid]
@@ -773,7 +756,7 @@ def _read_change(pg: "pygit2.Repository", L: Ledger, tree: str, raw: treediff.Re
         out.extend(t for t in gone if t.name not in found)  # moved by a change of layout: not gone
     if "allowed_signers" in touched:
         se = tops.get("allowed_signers")
-        ch.signers_oid = se[1] if se is not None and (se[0] == _TREE_MODE) == (layout == FANOUT) else None
+        ch.signers_oid = se[1] if se is not None and (se[0] == TREE_MODE) == (layout == FANOUT) else None
     else:
         ch.signers_oid = L.signers_oid
     return ch
@@ -1056,7 +1039,7 @@ def _expected_shards_oid(L: Ledger, moved: list[_Touched], hexlen: int) -> str:
     # changes one shard, and rebuilding every line of it (parsing each key) and the whole tree
     # of shards each time took most of a verification (issue 16 item 5).
     if L._lines is None or L._shard_entries is None:
-        L._lines, L._shard_entries = {}, {k: _shard_entry(k, o) for k, o in oids.items()}
+        L._lines, L._shard_entries = {}, {k: file_entry(k, o) for k, o in oids.items()}
     lines, entries = L._lines, L._shard_entries
     for name, m in now.items():
         if m is None:
@@ -1072,19 +1055,8 @@ def _expected_shards_oid(L: Ledger, moved: list[_Touched], hexlen: int) -> str:
             continue
         text = b"".join(lines[n] if n in lines else lines.setdefault(n, _signers_lines(n, L.members[n])) for n in names)
         oids[s] = _blob_oid(text, hexlen)
-        entries[s] = _shard_entry(s, oids[s])
-    import hashlib
-
-    body = b"".join(v for _, v in sorted(entries.items()))
-    h = hashlib.sha1() if hexlen == 40 else hashlib.sha256()
-    h.update(b"tree %d\0" % len(body))
-    h.update(body)
-    return h.hexdigest()
-
-
-def _shard_entry(shard_name: str, oid: str) -> bytes:
-    """The entry of a shard's allowed-signers file in the tree of shards (as :func:`_tree_oid` writes it)."""
-    return b"100644 %s\0%s" % (shard_name.encode(), bytes.fromhex(oid))
+        entries[s] = file_entry(s, oids[s])
+    return object_id(b"tree", b"".join(v for _, v in sorted(entries.items())), hexlen)  # as _tree_oid(oids)
 
 
 BATCH = 1024  # directory commits read (objects, signatures, tree changes) at a time
@@ -1120,7 +1092,7 @@ def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, l
     out = L.copy()
     commits = [commit(pg, o) for o in oids]
     trees = [str(c.tree_id) for c in commits]
-    pairs = list(zip([L.tree or _empty_tree(len(new_tip))] + trees[:-1], trees))
+    pairs = list(zip([L.tree or treediff.empty_tree(len(new_tip))] + trees[:-1], trees))
     changes = _changes(pg, pairs)
     try:
         for start in range(0, len(oids), BATCH):
@@ -1309,7 +1281,7 @@ def _derive(pg: "pygit2.Repository", tip: str) -> list[Member]:
     oids = [o for o, _ in first_parent_line(pg, tip)]
     oids.reverse()
     trees = [str(commit(pg, o).tree_id) for o in oids]
-    empty = _empty_tree(len(tip))
+    empty = treediff.empty_tree(len(tip))
     present: dict[str, str] = {}  # file -> blob
     last: dict[str, tuple[int, str]] = {}  # blob -> (last commit index holding it, its file there)
     for i, raw in enumerate(_changes(pg, list(zip([empty] + trees[:-1], trees)))):
@@ -1322,7 +1294,7 @@ def _derive(pg: "pygit2.Repository", tip: str) -> list[Member]:
             old = present.pop(rest, None)
             if old is not None:
                 last[old] = max(last.get(old, (-1, "")), (i - 1, rest))
-            if mode and mode != _TREE_MODE:
+            if mode and mode != TREE_MODE:
                 present[rest] = oid
     for f, b in present.items():
         last[b] = max(last.get(b, (-1, "")), (len(trees) - 1, f))

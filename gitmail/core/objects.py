@@ -83,6 +83,25 @@ def blob_data(pg: "pygit2.Repository", oid: OidLike, limit: int = MAX_BLOB_READ)
     return pg.read(oid)[1]
 
 
+def object_id(kind: bytes, body: bytes, hexlen: int) -> str:
+    """The git object id of an object of type ``kind`` (``b"blob"``, ``b"tree"``) holding
+    ``body``: SHA-1 of ``<kind> <size>\\0<body>``, or SHA-256 in a repository whose ids have
+    ``hexlen`` 64 hex digits."""
+    import hashlib
+
+    h = hashlib.sha1() if hexlen == 40 else hashlib.sha256()
+    h.update(b"%s %d\0" % (kind, len(body)))
+    h.update(body)
+    return h.hexdigest()
+
+
+def file_entry(name: str, oid: str) -> bytes:
+    """A regular file's entry in a tree object (``100644 <name>\\0<binary id>``)."""
+    return b"100644 %s\0%s" % (name.encode(), bytes.fromhex(oid))
+
+
+TREE_MODE = 0o040000  # a folder's mode in a tree entry
+
 # The modes git itself writes (git fsck calls any other "badFilemode"): a file, an executable,
 # a symbolic link, a folder, a submodule's commit.
 TREE_MODES = frozenset((b"100644", b"100755", b"120000", b"40000", b"160000"))

@@ -25,7 +25,7 @@ from gitmail.core.model import (
     Message,
     date_seconds,
 )
-from gitmail.core.objects import TooLargeError, blob_data, load_commit, signed_commit, tree_entries
+from gitmail.core.objects import TREE_MODE, TooLargeError, blob_data, load_commit, signed_commit, tree_entries
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
 # The verification statuses (docs/protocol.md §7), in a module the cache reads without pydantic.
@@ -195,7 +195,6 @@ def _tree_as_git_reads_it(pg: "pygit2.Repository", tree: str) -> dict[str, tuple
     return {name: (mode, oid) for mode, name, oid in root}
 
 
-TREE_MODE = 0o040000
 MAX_TREES = 64  # folders in one message's tree: attachments/ (and what a hostile sender adds)
 
 

@@ -37,10 +37,10 @@ compared; each tree read is kept, by id, for the next commit (bounded).
 from __future__ import annotations
 
 import bisect
-import hashlib
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Union, cast
 
 from gitmail.core import objects
+from gitmail.core.objects import TREE_MODE
 
 if TYPE_CHECKING:
     import pygit2
@@ -52,7 +52,6 @@ DEPTH = 4  # path components; the directory's deepest entry has three
 # a listed entry takes about five times its bytes in memory while it is compared.
 CALL_BYTES = 8 * 1024 * 1024
 PAIR_BYTES = 16 * 1024 * 1024
-TREE_MODE = 0o040000
 
 Change = tuple[str, int, str]  # path, new mode (0: removed), new oid (all zeros when removed)
 Result = Union[list[Change], str]  # a pair's changes, or why its trees are not read
@@ -62,7 +61,7 @@ _Item = tuple[int, str, Optional[str], Optional[str]]  # pair index, path prefix
 
 def empty_tree(hexlen: int) -> str:
     """The id of the empty tree in a repository whose ids have ``hexlen`` hex digits (40: SHA-1, 64: SHA-256)."""
-    return (hashlib.sha1 if hexlen == 40 else hashlib.sha256)(b"tree 0\0").hexdigest()
+    return objects.object_id(b"tree", b"", hexlen)
 
 
 def changes(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]]) -> list[Result]:
