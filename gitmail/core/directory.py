@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, cast
 
 from gitmail.core import problems, refs, refspecs, treediff
 from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_script, normalize, principal, skeleton,
@@ -662,12 +662,12 @@ def _tree_entry(pg: "pygit2.Repository", tree: str, path: str) -> Optional[tuple
     return int(e.filemode), str(e.id)
 
 
-def _changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> Generator[treediff.Result, None, None]:
+def _changes(pg: "pygit2.Repository", pairs: list[tuple[str, str]]) -> Iterator[treediff.Result]:
     """For each (old tree, new tree), in order, as the caller takes them: the paths that differ
     as (path, new mode, new oid), mode 0 for a removed path, or why its trees are not read
     (:mod:`gitmail.core.treediff`: every tree sized before it is read and in git's own form,
     no deeper than an entry needs, a bounded amount listed at a time)."""
-    yield from treediff.each(pg, pairs, BATCH)
+    return treediff.each(pg, pairs, BATCH)
 
 
 _MALFORMED = (ValueError, KeyError, TypeError, DirectoryError, AddressError, KeyError_)
@@ -1094,23 +1094,20 @@ def advance(pg: "pygit2.Repository", L: Ledger, new_tip: str) -> tuple[Ledger, l
     trees = [str(c.tree_id) for c in commits]
     pairs = list(zip([L.tree or treediff.empty_tree(len(new_tip))] + trees[:-1], trees))
     changes = _changes(pg, pairs)
-    try:
-        for start in range(0, len(oids), BATCH):
-            batch = commits[start : start + BATCH]
-            sigs = signers(batch)
-            for c, tree, raw, sig in zip(batch, trees[start : start + BATCH], changes, sigs):
-                oid = str(c.id)
-                try:
-                    ch = _check_commit(pg, out, oid, tree, raw, sig)
-                except (DirectoryError, VerificationError) as e:
-                    out.drop_caches()  # may hold the refused commit's lines
-                    if out.tip == L.tip:
-                        return L, [f"directory commit {oid[:10]} rejected: {e}"]
-                    _remember(out)
-                    return out, [f"directory commit {oid[:10]} rejected: {e}"]
-                _apply(out, ch, oid)
-    finally:
-        changes.close()  # stops git listing further ahead
+    for start in range(0, len(oids), BATCH):
+        batch = commits[start : start + BATCH]
+        sigs = signers(batch)
+        for c, tree, raw, sig in zip(batch, trees[start : start + BATCH], changes, sigs):
+            oid = str(c.id)
+            try:
+                ch = _check_commit(pg, out, oid, tree, raw, sig)
+            except (DirectoryError, VerificationError) as e:
+                out.drop_caches()  # may hold the refused commit's lines
+                if out.tip == L.tip:
+                    return L, [f"directory commit {oid[:10]} rejected: {e}"]
+                _remember(out)
+                return out, [f"directory commit {oid[:10]} rejected: {e}"]
+            _apply(out, ch, oid)
     _remember(out)
     return out, []
 

@@ -63,11 +63,17 @@ def object_size(pg: "pygit2.Repository", oid: OidLike, kind: int, limit: int) ->
     :class:`TooLargeError` (over ``limit``), ``ValueError`` (not an object id),
     ``pygit2.GitError`` (unreadable)."""
     t, size = pg.odb.read_header(oid)
-    if t != kind:
+    check_header(oid, int(t), int(size), kind, limit)
+    return int(size)
+
+
+def check_header(oid: OidLike, found: int, size: int, kind: int, limit: int) -> None:
+    """:func:`object_size`'s rule for a header already read (type ``found``, ``size`` bytes):
+    raises ``TypeError`` when it is not of type ``kind``, :class:`TooLargeError` over ``limit``."""
+    if found != kind:
         raise TypeError(f"{str(oid)[:10]} is not a {_NAMES.get(kind, kind)}")
     if size > limit:
         raise TooLargeError(f"{str(oid)[:10]} is {size} bytes, over the {limit} a reader reads")
-    return int(size)
 
 
 _NAMES = {COMMIT: "commit", TREE: "tree", BLOB: "blob", 4: "tag"}

@@ -37,7 +37,7 @@ compared; each tree read is kept, by id, for the next commit (bounded).
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union, cast
 
 from gitmail.core import objects
 from gitmail.core.objects import TREE_MODE
@@ -69,11 +69,70 @@ def changes(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]]) -> list[R
     none), in order, each one's changes or the reason its trees are not read (see the module's
     docstring): at least one pair, fewer than all once :data:`CALL_BYTES` of trees are listed
     (call again for the rest; :func:`each`)."""
-
-    def level(items: list[_Item]) -> list[Union[list[_Entry], str]]:
-        return [_compare_or_why(pg, a, b, len(pairs[0][1])) for _, _, a, b in items]
-
-    return _walk(pairs, lambda oids: _sizes(pg, oids), level)
+    if not pairs:
+        return []
+    hexlen = len(pairs[0][1])
+    empty, zeros = empty_tree(hexlen), "0" * hexlen
+    out: list[list[Change]] = [[] for _ in pairs]
+    bad: dict[int, str] = {}
+    spent = [0] * len(pairs)  # tree bytes listed for each pair
+    cut = len(pairs)  # pairs from here on are left for the next call
+    items: list[_Item] = [(i, "", a if a != empty else None, b if b != empty else None)
+                          for i, (a, b) in enumerate(pairs) if a != b]
+    depth = 0
+    while items:
+        sizes = _sizes(pg, list(dict.fromkeys(o for _, _, a, b in items for o in (a, b) if o is not None)))
+        live = []
+        for it in items:
+            i, prefix = it[0], it[1]
+            if i in bad:
+                continue
+            why = next((w for o in (it[2], it[3]) if o is not None
+                        for w in [_unreadable(o, *sizes[o])] if w is not None), None)
+            if why is not None:
+                bad[i] = f"{prefix.rstrip('/') or 'the root tree'}: {why}"
+                continue
+            spent[i] += sum(sizes[o][1] for o in (it[2], it[3]) if o is not None)
+            live.append(it)
+        # The budgets, before anything of this level is read: a tree may be named by many
+        # entries (git stores it once), so a small push can ask for a great many listings.
+        if spent[0] > PAIR_BYTES and 0 not in bad:
+            bad[0] = f"its trees are {spent[0]} bytes together, over the {PAIR_BYTES} a reader reads for one commit"
+        total = 0
+        for i in range(1, cut):
+            total += spent[i - 1]
+            if total + spent[i] > CALL_BYTES:
+                cut = i
+                break
+        live = [it for it in live if it[0] < cut and it[0] not in bad]
+        nxt: list[_Item] = []
+        for i, prefix, a, b in live:
+            entries = _compare_or_why(pg, a, b, hexlen)
+            if isinstance(entries, str):  # a tree that does not parse
+                bad[i] = f"{prefix.rstrip('/') or 'the root tree'}: {entries}"
+                continue
+            for name, om, oo, nm, no in entries:
+                path = prefix + name
+                if depth + 1 < DEPTH and TREE_MODE in (om, nm):
+                    # Into the tree side(s); a file on the other side is removed or added here.
+                    if om and om != TREE_MODE:
+                        out[i].append((path, 0, zeros))
+                    if nm and nm != TREE_MODE:
+                        out[i].append((path, nm, no))
+                    nxt.append((i, path + "/", oo if om == TREE_MODE else None, no if nm == TREE_MODE else None))
+                else:
+                    # Not read below here. git -r shows nothing of an empty tree, and an empty
+                    # tree's id says it is one.
+                    if om == TREE_MODE and oo == empty:
+                        om = 0
+                    if nm == TREE_MODE and no == empty:
+                        nm = 0
+                    if nm:
+                        out[i].append((path, nm, no))
+                    elif om:
+                        out[i].append((path, 0, zeros))
+        items, depth = nxt, depth + 1
+    return [bad.get(i, c) for i, c in enumerate(out[:cut])]
 
 
 def _sizes(pg: "pygit2.Repository", oids: list[str]) -> dict[str, tuple[int, int]]:
@@ -106,83 +165,15 @@ def each(pg: "pygit2.Repository", pairs: Sequence[tuple[str, str]], chunk: int =
         ask = chunk if len(part) == ask else min(chunk, len(part) + len(part) // 4 + 1)
 
 
-def _walk(pairs: Sequence[tuple[str, str]], size: Callable[[list[str]], dict[str, tuple[int, int]]],
-          level: Callable[[list[_Item]], Sequence[Union[list[_Entry], str]]]) -> list[Result]:
-    """The level-at-a-time diff over ``size`` (oid -> (type, bytes); type 0: missing) and
-    ``level`` (each item's entries that differ, one level, unread below)."""
-    if not pairs:
-        return []
-    hexlen = len(pairs[0][1])
-    empty, zeros = empty_tree(hexlen), "0" * hexlen
-    out: list[list[Change]] = [[] for _ in pairs]
-    bad: dict[int, str] = {}
-    spent = [0] * len(pairs)  # tree bytes listed for each pair
-    cut = len(pairs)  # pairs from here on are left for the next call
-    items: list[_Item] = [(i, "", a if a != empty else None, b if b != empty else None)
-                          for i, (a, b) in enumerate(pairs) if a != b]
-    depth = 0
-    while items:
-        sizes = size(list(dict.fromkeys(o for _, _, a, b in items for o in (a, b) if o is not None)))
-        live = []
-        for it in items:
-            i, prefix = it[0], it[1]
-            if i in bad:
-                continue
-            why = next((w for o in (it[2], it[3]) if o is not None
-                        for w in [_unreadable(o, *sizes[o])] if w is not None), None)
-            if why is not None:
-                bad[i] = f"{prefix.rstrip('/') or 'the root tree'}: {why}"
-                continue
-            spent[i] += sum(sizes[o][1] for o in (it[2], it[3]) if o is not None)
-            live.append(it)
-        # The budgets, before anything of this level is read: a tree may be named by many
-        # entries (git stores it once), so a small push can ask for a great many listings.
-        if spent[0] > PAIR_BYTES and 0 not in bad:
-            bad[0] = f"its trees are {spent[0]} bytes together, over the {PAIR_BYTES} a reader reads for one commit"
-        total = 0
-        for i in range(1, cut):
-            total += spent[i - 1]
-            if total + spent[i] > CALL_BYTES:
-                cut = i
-                break
-        live = [it for it in live if it[0] < cut and it[0] not in bad]
-        nxt: list[_Item] = []
-        for (i, prefix, _, _), entries in zip(live, level(live)):
-            if isinstance(entries, str):  # a tree that does not parse
-                bad[i] = f"{prefix.rstrip('/') or 'the root tree'}: {entries}"
-                continue
-            for name, om, oo, nm, no in entries:
-                path = prefix + name
-                if depth + 1 < DEPTH and TREE_MODE in (om, nm):
-                    # Into the tree side(s); a file on the other side is removed or added here.
-                    if om and om != TREE_MODE:
-                        out[i].append((path, 0, zeros))
-                    if nm and nm != TREE_MODE:
-                        out[i].append((path, nm, no))
-                    nxt.append((i, path + "/", oo if om == TREE_MODE else None, no if nm == TREE_MODE else None))
-                else:
-                    # Not read below here. git -r shows nothing of an empty tree, and an empty
-                    # tree's id says it is one.
-                    if om == TREE_MODE and oo == empty:
-                        om = 0
-                    if nm == TREE_MODE and no == empty:
-                        nm = 0
-                    if nm:
-                        out[i].append((path, nm, no))
-                    elif om:
-                        out[i].append((path, 0, zeros))
-        items, depth = nxt, depth + 1
-    return [bad.get(i, c) for i, c in enumerate(out[:cut])]
-
-
 def _unreadable(oid: str, kind: int, size: int) -> Optional[str]:
-    """Why tree ``oid`` (of type ``kind`` and ``size`` bytes by its header) is not read, or None."""
+    """Why tree ``oid`` (of type ``kind`` and ``size`` bytes by its header; type 0: missing) is
+    not read (:func:`gitmail.core.objects.check_header`), or None."""
     if kind == 0:
         return f"{oid[:10]} is missing"
-    if kind != objects.TREE:
-        return f"{oid[:10]} is not a tree"
-    if size > objects.MAX_TREE:
-        return f"{oid[:10]} is {size} bytes, over the {objects.MAX_TREE} a reader reads"
+    try:
+        objects.check_header(oid, kind, size, objects.TREE, objects.MAX_TREE)
+    except (TypeError, objects.TooLargeError) as e:
+        return str(e)
     return None
 
 
