@@ -130,6 +130,19 @@ def tree_entries(pg: "pygit2.Repository", oid: OidLike, limit: Optional[int] = N
     return entries
 
 
+def only_entry(pg: "pygit2.Repository", oid: OidLike, name: str) -> Optional[tuple[int, str]]:
+    """``(mode, oid)`` of the entry of tree ``oid`` when it holds exactly one, named ``name``
+    (a packed map, the shared state); None otherwise, a tree over :data:`ONE_FILE_TREE` bytes
+    among them (not read). Raises as :func:`tree_entries` (``ValueError``: not git's form)."""
+    try:
+        entries = tree_entries(pg, oid, ONE_FILE_TREE)
+    except TooLargeError:
+        return None
+    if len(entries) != 1 or entries[0][1] != name:
+        return None
+    return entries[0][0], entries[0][2]
+
+
 def parse_tree(data: bytes, oid_bytes: int) -> tuple[list[tuple[int, str, str]], Optional[str]]:
     """The entries of a tree object's bytes, ``(mode, name, oid)``, and why the bytes are not a
     tree in the form git writes (None when they are): each entry ``<mode> <name>\\0<oid>``

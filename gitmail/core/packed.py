@@ -136,20 +136,17 @@ def read_map(pg: "pygit2.Repository", oid: Optional[str]) -> dict[str, str]:
         return {}
     import pygit2
 
-    from gitmail.core.objects import ONE_FILE_TREE, TooLargeError, blob_data, commit, tree_entries
+    from gitmail.core.objects import TooLargeError, blob_data, commit, only_entry
 
     c = commit(pg, oid)
     try:
-        # one entry: a tree of a few dozen bytes, sized before it is read and in git's own form
-        entries = tree_entries(pg, c.tree_id, ONE_FILE_TREE)
-    except TooLargeError:
-        raise PackedError(f"commit {oid[:10]} must hold exactly one file, {MAP_FILE}") from None
+        entry = only_entry(pg, c.tree_id, MAP_FILE)
     except ValueError as e:
         raise PackedError(f"commit {oid[:10]}: {e}") from None
-    if len(entries) != 1 or entries[0][1] != MAP_FILE or entries[0][0] != pygit2.enums.FileMode.BLOB:
+    if entry is None or entry[0] != pygit2.enums.FileMode.BLOB:
         raise PackedError(f"commit {oid[:10]} must hold exactly one file, {MAP_FILE}")
     try:
-        return parse(blob_data(pg, entries[0][2], MAX_BYTES))  # the size from the header first: never inflated past it
+        return parse(blob_data(pg, entry[1], MAX_BYTES))  # the size from the header first: never inflated past it
     except TypeError:
         raise PackedError(f"commit {oid[:10]}: {MAP_FILE} is not a file") from None
     except TooLargeError:

@@ -256,7 +256,7 @@ def commit_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> "t
     A state commit has at most one parent, a good signature by one of ``keys``
     and a tree of exactly one blob, ``state.age``, of at most :data:`MAX_BYTES`.
     """
-    from gitmail.core.objects import ONE_FILE_TREE, TooLargeError, blob_data, load_commit, tree_entries
+    from gitmail.core.objects import TooLargeError, blob_data, load_commit, only_entry
     from gitmail.core.signing import signer_of
 
     c = load_commit(pg, oid)
@@ -271,16 +271,13 @@ def commit_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> "t
     if key not in set(keys):
         return f"commit {oid[:10]} is not signed by the owner's key", b""
     try:
-        # one entry: a tree of a few dozen bytes, sized before it is read and in git's own form
-        entries = tree_entries(pg, c.tree_id, ONE_FILE_TREE)
-    except TooLargeError:
-        return f"commit {oid[:10]} must hold exactly one file, {STATE_FILE}", b""
+        entry = only_entry(pg, c.tree_id, STATE_FILE)
     except (ValueError, KeyError, TypeError) as e:
         return f"commit {oid[:10]}: {e}", b""
-    if len(entries) != 1 or entries[0][1] != STATE_FILE:
+    if entry is None:
         return f"commit {oid[:10]} must hold exactly one file, {STATE_FILE}", b""
     try:
-        return None, blob_data(pg, entries[0][2], MAX_BYTES)  # the size from the header first: never inflated past it
+        return None, blob_data(pg, entry[1], MAX_BYTES)  # the size from the header first: never inflated past it
     except TypeError:
         return f"commit {oid[:10]}: {STATE_FILE} is not a file", b""
     except TooLargeError:
