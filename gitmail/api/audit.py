@@ -347,29 +347,14 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
 
 
 def _history_problem(s: Session, path: str, tip: str, vtip: Optional[str]) -> Optional[str]:
-    """Why mailbox ``path`` at ``tip`` cannot be accepted over its verified tip ``vtip``, or None."""
-    from gitmail.core.objects import collect, extends, unfollowed
+    """Why mailbox ``path`` at ``tip`` cannot be accepted over its verified tip ``vtip``, or None
+    (:func:`gitmail.core.objects.mailbox_move_problem`, the rule and words a sync uses)."""
+    from gitmail.core.objects import collect, mailbox_move_problem
 
-    pg = s.repo.pg
-    if vtip is not None:
-        if tip != vtip and not extends(pg, tip, vtip):
-            return _not_forward(pg, path, tip, vtip)
+    if tip == vtip:
         return None
-    oids, merge = collect(pg, tip)
-    if merge:
-        return f"{path}: history contains a merge at {oids[-1][:10]}"
-    cut = unfollowed(pg, oids[-1])
-    return f"{path}: {cut}" if cut else None
-
-
-def _not_forward(pg: Any, path: str, tip: str, vtip: str) -> str:
-    """Why ``tip`` is no fast-forward of the verified ``vtip``: a commit on the way too large to
-    read (the walk ends there), else a rewrite."""
-    from gitmail.core.objects import collect, unfollowed
-
-    line, _ = collect(pg, tip, vtip)
-    cut = unfollowed(pg, line[-1])
-    return f"{path}: {cut}" if cut else f"{path}: history was rewritten on the org repo (not a fast-forward)"
+    line, merge = collect(s.repo.pg, tip, vtip)
+    return mailbox_move_problem(s.repo.pg, path, line, merge, vtip)
 
 
 def _verify_new(s: Session, problems: list[str]) -> VerifyReport:
@@ -396,7 +381,7 @@ VERIFY_BATCH = 10_000  # commits per batch of verify --all: memory stays bounded
 def _verify_all(s: Session, problems: list[str]) -> VerifyReport:
     from typing import Iterator
 
-    from gitmail.core.objects import collect, extends, unfollowed
+    from gitmail.core.objects import collect, mailbox_move_problem
     from gitmail.core.store import Checker, check_batches
 
     d = s.directory
@@ -411,16 +396,16 @@ def _verify_all(s: Session, problems: list[str]) -> VerifyReport:
                 problems.append(f"{path}: not a mailbox: {e}")
                 continue
             vtip = s.repo.ref_target(refs.verified(path))
-            rewritten = vtip is not None and tip != vtip and not extends(pg, tip, vtip)
-            if rewritten:
-                assert vtip is not None
-                problems.append(_not_forward(pg, path, tip, vtip))
-            oids, merge = collect(pg, vtip if rewritten and vtip else tip)
-            if merge:
-                problems.append(f"{path}: history contains a merge at {oids[-1][:10]}")
-            cut = unfollowed(pg, oids[-1])
-            if cut:
-                problems.append(f"{path}: {cut}")
+            oids, merge = collect(pg, tip, vtip)  # above the verified tip (every commit: none)
+            why = mailbox_move_problem(pg, path, oids, merge, vtip)
+            if why is not None:
+                problems.append(why)
+            if vtip is not None:  # the verified copy, checked again too; alone, where refused
+                below, _ = collect(pg, vtip)
+                if why is None:
+                    oids.extend(below)
+                else:
+                    oids = below
             for lo in range(0, len(oids), VERIFY_BATCH):
                 yield path, [oids[i] for i in range(lo, min(lo + VERIFY_BATCH, len(oids)))], rcpt, sender
 

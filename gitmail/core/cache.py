@@ -445,20 +445,19 @@ def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
 
 
 def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str], list[str]]:
-    """Move the verified ref of ``path`` to ``tip`` if that is a fast-forward (no message checked:
-    a mailbox outside the member's view)."""
-    from gitmail.core.objects import extends, has_merge
+    """Move the verified ref of ``path`` to ``tip`` if the mailbox rule allows it
+    (:func:`gitmail.core.objects.mailbox_move_problem`; no message checked: a mailbox outside the
+    member's view)."""
+    from gitmail.core.objects import collect, mailbox_move_problem
 
     vref = refs.verified(path)
     old = repo.ref_target(vref)
     if old == tip:
         return old, []
-    pg = repo.pg
-    if old is not None:
-        if not extends(pg, tip, old):
-            return old, [_REWRITTEN.format(path=path)]
-    elif has_merge(pg, tip):
-        return None, [_MERGE.format(path=path)]
+    line, merge = collect(repo.pg, tip, old)
+    why = mailbox_move_problem(repo.pg, path, line, merge, old)
+    if why is not None:
+        return old, [why]
     with repo.lock():
         repo.set_ref(vref, tip, repo.ref_target(vref), "gitmail: verified")
     return tip, []
@@ -554,8 +553,6 @@ def dedup_again(db: sqlite3.Connection, ids: Iterable[str]) -> None:
                            [(int(c[0] != shown), c[0], int(c[0] != shown)) for c in copies])
 
 
-_REWRITTEN = "{path}: history was rewritten on the org repo (not a fast-forward); kept the verified copy"
-_MERGE = "{path}: history contains a merge; mailbox refs must be linear"
 _DELETED = "{path}: deleted on the org repo (and not packed); kept the verified copy"
 
 
@@ -591,7 +588,7 @@ def _index_path(
     the verified ref moving with each batch. Memory: 20 bytes per new commit
     (:class:`~gitmail.core.objects.OidStack`) plus two batches.
     """
-    from gitmail.core.objects import OidStack, collect, unfollowed
+    from gitmail.core.objects import OidStack, collect, mailbox_move_problem
 
     pg = repo.pg
     vref = refs.verified(path)
@@ -600,12 +597,12 @@ def _index_path(
     vtip: Optional[str] = old
     if old != tip:
         new, merge = collect(pg, tip, old)
-        cut = unfollowed(pg, new[-1])  # a commit too large to read ends the walk early
-        if old is not None and (merge or parent_or_none(pg, new[-1]) != old):
-            return old, [f"{path}: {cut}; kept the verified copy" if cut else _REWRITTEN.format(path=path)], \
+        why = mailbox_move_problem(pg, path, new, merge, old)
+        if why is not None and old is not None:
+            return old, [why], \
                 _index_range(repo, member, db, path, rcpt, sender, old, 0, prev, inbox, sent, st, checker, None)
-        if old is None and (merge or cut):
-            return None, [f"{path}: {cut}" if cut else _MERGE.format(path=path)], None
+        if why is not None:
+            return None, [why], None
         vtip = tip
     assert vtip is not None
     stop = prev["tip"] if prev is not None else None

@@ -354,6 +354,31 @@ def extends(pg: "pygit2.Repository", tip: str, base: str) -> bool:
     return last is None or last == [base]
 
 
+def mailbox_move_problem(pg: "pygit2.Repository", path: str, line: "OidStack", merge: bool,
+                         verified: Optional[str]) -> Optional[str]:
+    """Why mailbox ``path`` cannot move to the commits ``line`` (:func:`collect` from its new
+    tip down to ``verified``, its verified tip, None: never verified), or None: the one rule
+    (docs/protocol.md §7, "Verification") that a sync, ``verify`` and ``verify --all`` apply,
+    in the same words. A mailbox moves only by a fast-forward along its first-parent line,
+    with no merge; a commit too large to read (:func:`unfollowed`) ends the line, so what is
+    below it is not known. One line naming ``path``; where there is a verified copy it is
+    what the member keeps, and the line says so."""
+    if not len(line):
+        return None
+    cut = unfollowed(pg, line[-1])
+    if verified is not None:
+        parents = [] if merge else parent_ids(pg, line[-1])
+        if parents == [verified]:
+            return None
+        return f"{path}: {cut or REWRITTEN}; kept the verified copy"
+    if merge:
+        return f"{path}: history contains a merge at {line[-1][:10]}; mailbox refs must be linear"
+    return f"{path}: {cut}" if cut else None
+
+
+REWRITTEN = "history was rewritten on the org repo (not a fast-forward)"
+
+
 def has_merge(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> bool:
     """Whether the first-parent line from ``tip`` down to ``stop`` (or the root) meets a merge. Streams."""
     return any(len(ps) > 1 for _, ps in first_parent_line(pg, tip, stop))
@@ -374,6 +399,13 @@ class OidStack:
         elif len(raw) != self._w:
             raise ValueError(f"object id of another length: {oid}")
         self._b += raw
+
+    def extend(self, other: "OidStack") -> None:
+        """Append ``other``'s ids after these (the line below, when both are newest first)."""
+        if other._w and self._w and other._w != self._w:
+            raise ValueError("object ids of another length")
+        self._w = self._w or other._w
+        self._b += other._b
 
     def __len__(self) -> int:
         return len(self._b) // self._w if self._w else 0
