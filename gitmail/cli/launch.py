@@ -401,7 +401,31 @@ def in_process(argv: Sequence[str]) -> int:
     """Run the command in this process, as ``gitmail.cli.main.main`` always did."""
     from gitmail.cli.main import main as cli_main
 
+    sanitize_stdfds()
     return finish(cli_main(list(argv)))
+
+
+def sanitize_stdfds() -> None:
+    """Open /dev/null on each standard descriptor (0, 1, 2) the caller left closed (``>&-``),
+    as git does at start-up (``sanitize_stdfds``), and give Python streams to those it left
+    None. Otherwise the first file this process opens takes that number, and what is written
+    to standard output, by gitmail or by a git child inheriting it, lands in that file; and the
+    first print after the work (``Sent to alex``) failed, so a message that went out ended in
+    an internal error (exit 70) that invites sending it again."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdin is None:
+        sys.stdin = open(0, "r", closefd=False)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")
 
 
 def finish(code: int) -> int:
@@ -420,6 +444,7 @@ def finish(code: int) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The console script: the command through the warm server, else in-process; its exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    sanitize_stdfds()
     if not _enabled(args) or not _stdio_open():
         return in_process(args)
     p = paths()

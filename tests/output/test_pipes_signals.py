@@ -47,6 +47,41 @@ def test_a_closed_pipe_ends_quietly_with_status_0(org: Org) -> None:
         assert p.returncode == 0 and p.stderr == b"" and len(p.stdout.splitlines()) == 1, (cmd, p)
 
 
+def _closed_fds_run(close: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run gitmail (the console script) with the standard descriptors in ``close`` ("0", "1",
+    "2") closed, as a shell's ``>&-`` leaves them; the others captured."""
+    fds = [int(c) for c in close]
+
+    def shut() -> None:
+        for fd in fds:
+            os.close(fd)
+
+    return subprocess.run([GITMAIL, *args], capture_output=True, env=_env(), timeout=120, preexec_fn=shut)
+
+
+def test_a_closed_standard_descriptor_is_dev_null_as_git_makes_it(org: Org) -> None:
+    """stdout closed (``>&-``): the message is sent once and gitmail says nothing, exit 0 (it
+    was an internal error, exit 70, after the message had gone out: a retry sent it twice);
+    stderr closed: the error's status stays its own (4); stdin closed: an empty message,
+    refused (2), nothing sent. The warm server's path and the in-process one alike."""
+    max_, alex = str(org.clones["max"]), str(org.clones["alex"])
+    for warm in ("off", "on"):
+        env_warm = {"GITMAIL_WARM": warm}
+        os.environ.update(env_warm)
+        try:
+            p = _closed_fds_run("1", "send", "alex", f"sent with stdout closed, warm {warm}", "--repo", max_)
+            assert (p.returncode, p.stderr) == (0, b""), p
+            p = _closed_fds_run("2", "read", "deadbeef", "--repo", alex)
+            assert (p.returncode, p.stdout) == (4, b""), p
+            p = _closed_fds_run("0", "send", "alex", "-", "--repo", max_)
+            assert p.returncode == 2 and b"empty message" in p.stderr, p
+        finally:
+            os.environ["GITMAIL_WARM"] = "off"
+    org.ok("alex", "sync")
+    subjects = [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]]
+    assert sorted(subjects) == ["sent with stdout closed, warm off", "sent with stdout closed, warm on"], subjects
+
+
 def _slow_receive(org: Org) -> Path:
     """A pre-receive hook on the org repo that says it started, then waits: a push in flight."""
     started = org.root / "push-started"
