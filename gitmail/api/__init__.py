@@ -35,7 +35,7 @@ from gitmail.api.views import SHORT, ago, sender_label, row_json
 
 if TYPE_CHECKING:
     from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
-    from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, Awaiting, awaiting_ack, awaiting_json
+    from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, acks, Awaiting, awaiting_ack, awaiting_json
     from gitmail.api.audit import NewMail, SyncResult, sync, Finding, VerifyReport, verify, LogEntry, log, Shown, show
 
 # Imported on first use (PEP 562), so that a send does not pay for them (issue 15). Only modules
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 _LAZY = {"setup": ("InitResult", "init", "members", "WhoAmI", "whoami", "set_policy", "org_policy", "Rotation",
                    "rotate_key", "Revocation", "revoke_key", "org_fingerprint"),
          "protocol": ("group_create", "group_update", "group_delete", "group_list", "response_payload", "respond",
-                      "AckResult", "ack", "Awaiting", "awaiting_ack", "awaiting_json"),
+                      "AckResult", "ack", "acks", "Awaiting", "awaiting_ack", "awaiting_json"),
          "audit": ("NewMail", "SyncResult", "sync", "Finding", "VerifyReport", "verify", "LogEntry", "log", "Shown", "show")}
 _HOME = {name: mod for mod, names in _LAZY.items() for name in names}
 
@@ -112,6 +112,7 @@ __all__ = [
     "respond",
     "AckResult",
     "ack",
+    "acks",
     "Awaiting",
     "awaiting_ack",
     "awaiting_json",

@@ -255,8 +255,35 @@ def ack(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
     :class:`UsageError` (your own message, an ack, a message that failed
     verification), :class:`MessageNotFoundError`.
     """
+    return acks(repo, [id], as_=as_)[0]
+
+
+def acks(repo: RepoLike, ids: list[str], *, as_: Optional[str] = None) -> list[AckResult]:
+    """:func:`ack` of each of ``ids``, in order, once every one of them is known to be a
+    message that can be acknowledged: one that cannot raises before any receipt is sent
+    (an ack that went out cannot be taken back). The same message named twice is
+    acknowledged once (the second result says ``sent`` False)."""
     s = session(repo, as_)
     s.refresh()
+    rows = [_ackable(s, i) for i in ids]
+    out = []
+    sent: dict[str, str] = {}  # Message-ID -> the ack sent for it by this call
+    for row in rows:
+        prior = sent.get(row.id) or _existing_ack(s, row.id)
+        if prior is not None:
+            out.append(AckResult(row.id, row.sender, False, prior))
+            continue
+        res = send(s.repo, [row.sender], "", type="ack", payload={}, reply_to=row.id,
+                   summary=f"ack of {row.id[:8]}", as_=s.me)
+        sent[row.id] = res.message.id
+        out.append(AckResult(row.id, row.sender, True, res.message.id, res.delivered, res.queued, res.outcome,
+                             res.reason, res.refused, res.queued_in))
+    return out
+
+
+def _ackable(s: Session, id: str) -> cache.Row:
+    """The inbox row ``id`` names, when it can be acknowledged. Raises :class:`UsageError`,
+    :class:`MessageNotFoundError`."""
     row = resolve_id(s, id)
     if not row.inbox:
         raise UsageError(f"message {row.id[:8]} is not in your inbox: only a recipient can acknowledge it")
@@ -264,13 +291,7 @@ def ack(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> AckResult:
         raise UsageError(f"message {row.id[:8]} is itself an ack")
     if row.status != "good":
         raise UsageError(f"message {row.id[:8]} failed verification ({row.status}); not acknowledging it")
-    prior = _existing_ack(s, row.id)
-    if prior is not None:
-        return AckResult(row.id, row.sender, False, prior)
-    res = send(s.repo, [row.sender], "", type="ack", payload={}, reply_to=row.id,
-                   summary=f"ack of {row.id[:8]}", as_=s.me)
-    return AckResult(row.id, row.sender, True, res.message.id, res.delivered, res.queued, res.outcome, res.reason,
-                     res.refused, res.queued_in)
+    return row
 
 
 @dataclass

@@ -73,3 +73,21 @@ def test_duplicate_ack_while_offline_is_not_queued_twice(org: Org) -> None:
     assert _awaiting(org, "max") == []
     acks = [x for x in json.loads(org.ok("max", "list", "--json").out)["messages"] if x["type"] == "ack"]
     assert len(acks) == 1
+
+
+def test_one_unknown_id_acks_nothing_and_a_repeated_id_acks_once(org: Org) -> None:
+    """``gitmail ack GOOD dead`` refuses (exit 4) before any receipt goes out: an ack that went
+    out cannot be taken back, and the exit said nothing was done (it sent GOOD's before).
+    The same message named twice is acknowledged once."""
+    m = json.loads(org.ok("max", "send", "alex", "confirm", "--require-ack", "--json").out)
+    org.ok("alex", "sync")
+    before = org.ok("alex", "outbox", "--json").out
+    r = org.as_("alex", "ack", m["short_id"], "dead")
+    assert r.code == 4 and "no message 'dead'" in r.err and r.out == "", r
+    assert org.ok("alex", "outbox", "--json").out == before
+    assert _awaiting(org, "max")[0]["pending"] == ["alex"]  # nothing reached max
+    both = json.loads(org.ok("alex", "ack", m["short_id"], m["id"], "--json").out)["acks"]
+    assert [a["sent"] for a in both] == [True, False] and both[0]["ack_id"] == both[1]["ack_id"], both
+    assert _awaiting(org, "max") == []
+    acks = [x for x in json.loads(org.ok("max", "list", "--json").out)["messages"] if x["type"] == "ack"]
+    assert len(acks) == 1

@@ -18,7 +18,7 @@ def command(ids: tuple[str, ...], repo: Optional[str], as_: Optional[str], as_js
     """Acknowledge messages IDS to their senders (a second ack of the same message sends nothing)."""
     from gitmail import api
 
-    results = [api.ack(repo, i, as_=as_) for i in ids]
+    results = api.acks(repo, list(ids), as_=as_)
     refused = {p: why for r in results for p, why in r.refused.items()}
     if as_json:
         from gitmail.api.results import AckList
