@@ -321,6 +321,18 @@ def _refuse_malformed(msg: "Message", body_limit: int) -> None:
         raise UsageError(f"cannot send this message: {problem}")
 
 
+def _refuse_sealed(msg: "Message") -> None:
+    """Never seal what its recipients would refuse once they open it: the fields that go into
+    ``message.age`` break the rules a reader checks there (docs/protocol.md §9; a NUL in the
+    body, a payload its type does not take). The clear message is checked too
+    (:func:`_refuse_malformed`), but there those fields are empty."""
+    from gitmail.core.rules import sealed_problem
+
+    problem = sealed_problem(msg)
+    if problem:
+        raise UsageError(f"cannot send this message: {problem}")
+
+
 def _refuse_unreadable(blob: bytes) -> None:
     """Never write a ``message.json`` (``blob``) readers would refuse to parse: over 16 MiB,
     nested deeper than 32 levels, an integer beyond 64 bits (a payload can carry these; §4).
@@ -353,6 +365,7 @@ def _commit_and_deliver(
         plain = msg.model_copy(update={"attachments": [
             Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid, storage=a.storage, path=a.path)
             for x, a in zip(sources, msg.attachments)]})
+        _refuse_sealed(plain)
         msg, cipher = private.seal_message(msg, d, sealed)
         extra_tree[private.CIPHER_FILE] = (str(s.repo.pg.create_blob(cipher)), 0o100644)
         plain.id = msg.id
@@ -451,6 +464,7 @@ def prepare(s: Session, dr: Draft, encrypt: Optional[bool] = None) -> Prepared:
     msg, _ = compose(s, dr)
     plain, extra = msg, None
     if private.decide(s.directory, s.me, msg.to, encrypt):
+        _refuse_sealed(msg)
         msg, cipher = private.seal_message(msg, s.directory, [])  # sets msg.id
         extra = {private.CIPHER_FILE: cipher}
         plain.id = msg.id  # plain: the copy compose made for this call

@@ -321,3 +321,23 @@ def test_plaintext_kept_only_for_keys_without_passphrase(org: Org, tmp_path: Pat
     org.ok("max", "send", "locked", "never on disk in clear")
     org.ok("locked", "sync")
     assert _cached_plaintext(org, "locked") == [None]
+
+
+def test_what_a_recipient_would_refuse_once_opened_is_never_sealed(org: Org, tmp_path: Path) -> None:
+    """A NUL in the body of an encrypted message: the reader refuses the opened content
+    (docs/protocol.md §9), so the writer refuses to seal it (exit 2, nothing written), as it
+    refuses the same message in clear. Before, ``send`` said "Sent" and the recipient's
+    ``read`` failed. One message and a batch."""
+    before = git("for-each-ref", cwd=org.clones["max"]).stdout
+    r = org.as_("max", "send", "alex", "-", stdin="x\x00y")
+    assert r.code == 2 and "cannot send this message: subject contains a NUL" in r.err, r
+    plain = org.as_("max", "send", "alex", "-", "--plain", stdin="x\x00y")
+    assert plain.code == 2 and "NUL" in plain.err, plain
+    batch = tmp_path / "b.jsonl"
+    batch.write_text(json.dumps({"to": "alex", "body": "x\x00y"}) + "\n")
+    b = org.as_("max", "send", "--batch", str(batch))
+    assert b.code == 2 and "NUL" in b.err, b
+    assert git("for-each-ref", cwd=org.clones["max"]).stdout == before
+    org.ok("max", "send", "alex", "a clean one")  # and the next good message goes
+    org.ok("alex", "sync")
+    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["a clean one"]
