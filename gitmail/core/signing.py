@@ -295,6 +295,9 @@ def generate_key(path: Path, comment: str = "") -> Signer:
     return Signer(line, key.sign, str(path))
 
 
+MAX_KEY_FILE = 64 * 1024  # bytes: an OpenSSH ed25519 key file (private or .pub) is under 1 KiB
+
+
 def load_key(path: Path, passphrase: Optional[bytes] = None) -> Signer:
     """Load a signer from a key file.
 
@@ -309,11 +312,14 @@ def load_key(path: Path, passphrase: Optional[bytes] = None) -> Signer:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_KEY_FILE + 1)  # bounded: --key /dev/zero read until memory ran out
     except FileNotFoundError:
         raise KeyError_(f"key file not found: {path}") from None
     except OSError as e:
         raise KeyError_(f"cannot read key file {path}: {e.strerror}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise KeyError_(f"key file {path} is over {MAX_KEY_FILE} bytes: not an OpenSSH ed25519 key")
     if data.lstrip().startswith(b"ssh-"):
         return agent_signer(data.decode("ascii", "replace"), str(path))
     if passphrase is None and os.environ.get("GITMAIL_PASSPHRASE"):

@@ -29,7 +29,9 @@ def command(id: str, message: Optional[str], all_: bool, priority: str, trace_id
     if message is None:
         body = _compose(repo, as_, id)
     else:
-        body = sys.stdin.read() if message == "-" else message
+        from gitmail.cli.inputs import message_from_stdin
+
+        body = message_from_stdin() if message == "-" else message
     res = api.reply(repo, id, body, as_=as_, all_=all_, priority=priority, trace_id=trace_id)
     if as_json:
         emit_json(res.model())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING, Any, Optional
 
 import click
@@ -73,7 +72,9 @@ def command(to: tuple[str, ...], message: Optional[str], subject: Optional[str],
     if message is None:
         body, subject = _compose(repo, as_, to, subject, edit)
     else:
-        body = sys.stdin.read() if message == "-" else message
+        from gitmail.cli.inputs import message_from_stdin
+
+        body = message_from_stdin() if message == "-" else message
     data = parse_payload(payload)
     res = api.send(repo, list(to), body, subject=subject, summary=summary, priority=priority, type=type_,
                    payload=data, reply_to=reply_to, request_id=request_id, require_ack=require_ack, as_=as_,
@@ -133,15 +134,9 @@ def _send_batch(path: str, repo: Optional[str], as_: Optional[str], encrypt: Opt
                 quiet: bool) -> None:
     from gitmail.api.batch import send_jsonl
 
-    if path == "-":
-        stream = getattr(sys.stdin, "buffer", None)  # bytes, so a non-UTF-8 line is named, not a crash
-        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
-    else:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise UsageError(f"{clean(path)}: cannot be read ({e.strerror or type(e).__name__})") from None
+    from gitmail.cli.inputs import MAX_BATCH, read_bounded
+
+    data = read_bounded(path, MAX_BATCH, "the batch")  # bytes, so a non-UTF-8 line is named, not a crash
     report = send_jsonl(repo, data, as_=as_, encrypt=encrypt)
     refused = {k: v for m in report.messages for k, v in m.refused.items()}
     if as_json:
