@@ -135,17 +135,18 @@ def load_item(s: Session, row: cache.Row) -> Item:
     """Read a message's blob; decrypt it if it is encrypted and verified."""
     from gitmail.core.rules import content_problem
     from gitmail.core.objects import load_commit
-    from gitmail.core.store import read_message
+    from gitmail.core.store import layout_problem, message_and_tree
     from gitmail.errors import CorruptMessageError
 
     c = load_commit(s.repo.pg, row.oid)
     if isinstance(c, str):  # a hostile commit object: its verdict is all there is to show
         return Item(row, None)
     try:
-        msg = read_message(s.repo.pg, c)
+        msg, root = message_and_tree(s.repo.pg, c)
     except CorruptMessageError:
         return Item(row, None)
-    if content_problem(msg, s.directory.policy.body_limit) is not None:
+    # A malformed message's content is not shown (docs/protocol.md §4): the checks that make it so.
+    if (content_problem(msg, s.directory.policy.body_limit) or layout_problem(s.repo.pg, root, msg)) is not None:
         return Item(row, None)
     if msg.encrypted is None:
         return Item(row, msg)

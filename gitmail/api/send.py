@@ -243,9 +243,9 @@ def compose(
     """
     import uuid
 
-    from gitmail.core.address import BROADCAST, GROUP_PREFIX
     from gitmail.core.model import (PRIORITIES, REQUEST_TYPES, RESPONSE_OF, SUBJECT_LIMIT, SUMMARY_LIMIT, Message,
-                                    format_date, is_open_type, trace_id_problem, utcnow, validate_payload)
+                                    format_date, trace_id_problem, utcnow, validate_payload)
+    from gitmail.core.rules import recipients_problem
 
     if not dr.to:
         raise UsageError("no recipient given")
@@ -260,9 +260,9 @@ def compose(
     problem = trace_id_problem(dr.trace_id)
     if problem:
         raise UsageError(problem)
-    # Protocol messages name one recipient; an open type (e.g. agent_started) may go to many.
-    if type != "text" and not is_open_type(type) and any(r == BROADCAST or r.startswith(GROUP_PREFIX) for r in recipients):
-        raise UsageError(f"a {type} message cannot be broadcast: name one recipient")
+    problem = recipients_problem(type, recipients)  # the reader's rule (docs/protocol.md §5)
+    if problem:
+        raise UsageError(problem)
     if not body.strip() and type == "text" and not attach:
         raise UsageError("empty message")
     limit = d.policy.body_limit

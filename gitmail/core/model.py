@@ -217,7 +217,9 @@ class Message(BaseModel):
         # is dumped by orjson alone.
         raw, no_float = _parse_canonical(data)
         try:
-            msg = cls.model_validate(raw)
+            _require_keys(raw)
+            # strict: a JSON value of another type is refused, never coerced (true is no 1, "5" no 5)
+            msg = cls.model_validate(raw, strict=True)
         except (ValueError, ValidationError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             if isinstance(e, ValidationError) and e.errors():
@@ -229,13 +231,26 @@ class Message(BaseModel):
         return msg
 
 
+# The keys a stored message cannot do without (docs/protocol.md §4, "Optional keys"): every other
+# key a writer may leave out, and a reader reads it as its default; ``schema_version`` is never
+# guessed at.
+REQUIRED_KEYS = frozenset({"schema_version", "id", "from", "to", "date"})
+
+
+def _require_keys(raw: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first key of :data:`REQUIRED_KEYS` that ``raw`` lacks."""
+    missing = sorted(REQUIRED_KEYS - raw.keys())
+    if missing:
+        raise ValueError(f"{missing[0]}: a required key is missing")
+
+
 class Envelope(BaseModel):
     """The ``encrypted`` field of an encrypted message (in clear, signed)."""
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
     format: Literal["age-encryption.org/v1"] = "age-encryption.org/v1"
-    path: str = "message.age"
+    path: Literal["message.age"] = "message.age"  # docs/protocol.md §9: the one place of the ciphertext
     sha256: str  # of the ciphertext blob at ``path``
     recipients: list[str]  # member names whose keys can open it (the sender included)
     size: int = Field(ge=0, le=MAX_INT)  # plaintext size rounded up to a bucket (bytes)

@@ -13,16 +13,22 @@ import unicodedata
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from gitmail.core.address import GROUP_PREFIX, MAX_NAME_BYTES, check_address
+from pydantic import ValidationError
+
+from gitmail.core.address import BROADCAST, GROUP_PREFIX, MAX_NAME_BYTES, check_address
 from gitmail.core.model import (
+    IMPORTED,
     MAX_RECIPIENTS,
     PAYLOAD_MODELS,
+    REQUEST_TYPES,
+    RESPONSE_OF,
     SCHEMA_VERSION,
     SUBJECT_LIMIT,
     SUMMARY_LIMIT,
     Envelope,
     Message,
     is_message_id,
+    is_open_type,
     parse_date,
     trace_id_problem,
     type_problem,
@@ -105,17 +111,61 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
     p = trace_id_problem(msg.trace_id)
     if p:
         return p
+    p = recipients_problem(msg.type, msg.to) or request_id_problem(msg.type, msg.request_id)
+    if p:
+        return p
+    for i, att in enumerate(msg.attachments):
+        if not is_message_id(att.oid):  # the same form: sha256, 64 lower-case hex digits
+            return f"attachments.{i}.oid is not 64 lower-case hex digits"
     if msg.encrypted is not None:
         if msg.subject or msg.summary or msg.body or msg.payload is not None:
             return "encrypted message with subject, summary, body or payload in clear"
         try:
-            env = Envelope.model_validate(msg.encrypted)
+            env = Envelope.model_validate(msg.encrypted, strict=True)
         except ValueError as e:
-            return f"encrypted: {str(e).splitlines()[0]}"
+            err = e.errors()[0] if isinstance(e, ValidationError) and e.errors() else None
+            where = ".".join(str(x) for x in err["loc"]) if err else ""
+            return f"encrypted{'.' + where if where else ''}: {err['msg'] if err else str(e).splitlines()[0]}"
         if not is_message_id(env.sha256):
             return "encrypted.sha256 is not 64 lower-case hex digits"
-        return None
+        return _readers_problem(msg.from_, env.recipients)
     return payload_problem(msg.type, msg.payload)
+
+
+def recipients_problem(type_: str, to: list[str]) -> Optional[str]:
+    """Why a message of type ``type_`` cannot go to ``to`` (docs/protocol.md §5), or None: a
+    built-in protocol type (not ``text``, not an open type) goes to members, never to ``*`` or
+    a group; an ``imported`` message to exactly one member. The writer and every reader."""
+    if type_ == "text" or is_open_type(type_):
+        return None
+    if any(a == BROADCAST or a.startswith(GROUP_PREFIX) for a in to):
+        return f"a {type_} message cannot be broadcast (to * or a group): name its recipients"
+    if type_ == IMPORTED and len(to) != 1:
+        return "an imported message goes to one member's mailbox"
+    return None
+
+
+def request_id_problem(type_: str, request_id: Optional[str]) -> Optional[str]:
+    """Why a request or a response (docs/protocol.md §5) has no ``request_id``, or None: a
+    request gets one from its writer, and a response echoes its request's."""
+    if request_id is None and (type_ in REQUEST_TYPES or type_ in RESPONSE_OF):
+        return f"a {type_} message carries no request_id"
+    return None
+
+
+def _readers_problem(sender: str, readers: list[str]) -> Optional[str]:
+    """Why the envelope's ``recipients`` (the readers, §9) are not member names in normal form,
+    each once, the sender among them; or None. (Who they should be depends on the directory
+    when the message was sent, which a later reader does not have.)"""
+    if len(set(readers)) != len(readers):
+        return "encrypted.recipients: a reader is listed twice"
+    for r in readers:
+        p = _address_problem(r)
+        if p or r == BROADCAST or r.startswith(GROUP_PREFIX):
+            return f"encrypted.recipients: {p or 'not a member name'}"
+    if sender not in readers:
+        return "encrypted.recipients: the sender is not among the readers"
+    return None
 
 
 def _nul_problem(msg: Message) -> Optional[str]:

@@ -141,22 +141,29 @@ def resign(
 
 def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:
     """The message blob of a message commit. Raises :class:`CorruptMessageError`.
+    (:func:`message_and_tree` also gives the tree's root entries.)
 
     ``message.json`` must be a regular file (mode 100644) holding canonical JSON (§4). Neither
     the tree nor the blob is inflated when its header gives a size over the bound
     (:data:`gitmail.core.objects.MAX_TREE`, :data:`gitmail.core.model.MAX_BLOB`): a
     compressed object a thousand times its pushed size cannot take a reader's memory.
     """
+    return message_and_tree(pg, commit)[0]
+
+
+def message_and_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> tuple[Message, dict[str, tuple[int, str]]]:
+    """The message blob of a message commit and its tree's root entries (name -> (mode, oid),
+    read in git's form: :func:`message_blob`). Raises :class:`CorruptMessageError`."""
     import pygit2
 
-    oid = message_blob(pg, commit)
+    oid, root = _message_blob(pg, commit)
     try:
         data = blob_data(pg, oid, MAX_BLOB)
     except TooLargeError as e:
         raise CorruptMessageError(f"{MESSAGE_FILE} {str(e).split(' ', 1)[1]}") from None
     except (KeyError, TypeError, ValueError, pygit2.GitError) as e:
         raise CorruptMessageError(f"{MESSAGE_FILE} is not a readable blob ({type(e).__name__})") from None
-    return Message.from_blob(data)
+    return Message.from_blob(data), root
 
 
 def message_blob(pg: "pygit2.Repository", commit: "pygit2.Commit") -> str:
@@ -164,6 +171,10 @@ def message_blob(pg: "pygit2.Repository", commit: "pygit2.Commit") -> str:
     every folder under it) in git's own form, a regular file. Raises
     :class:`CorruptMessageError` saying which of these fails (docs/protocol.md §7,
     "Verification", step 2)."""
+    return _message_blob(pg, commit)[0]
+
+
+def _message_blob(pg: "pygit2.Repository", commit: "pygit2.Commit") -> tuple[str, dict[str, tuple[int, str]]]:
     import pygit2
 
     try:
@@ -175,7 +186,60 @@ def message_blob(pg: "pygit2.Repository", commit: "pygit2.Commit") -> str:
     mode, oid = found[MESSAGE_FILE]
     if mode != pygit2.enums.FileMode.BLOB:
         raise CorruptMessageError(f"{MESSAGE_FILE} is not a regular file (mode {mode:o})")
-    return oid
+    return oid, found
+
+
+def layout_problem(pg: "pygit2.Repository", root: dict[str, tuple[int, str]], msg: Message) -> Optional[str]:
+    """Why a message commit's tree (``root``: its root entries, :func:`message_and_tree`) holds
+    other than what ``msg`` says it holds (docs/protocol.md §6, "The tree"), or None:
+    ``message.json``; ``message.age`` when the message is encrypted; ``attachments/``, a folder
+    of regular files, exactly one at each attachment's ``path``, when there are attachments;
+    ``.gitattributes``, exactly the line gitmail writes, when one of them is stored in LFS.
+    Nothing else: a file no entry of ``message.json`` describes is bounded by nothing a
+    reader or the guard checks, and is no part of the signed message an auditor reads."""
+    from gitmail.core.attachments import BLOB_MODE, GITATTRIBUTES, TREE_DIR
+
+    allowed = {MESSAGE_FILE}
+    if msg.encrypted is not None:
+        allowed.add("message.age")
+    if msg.attachments:
+        allowed.add(TREE_DIR)
+    if any(a.storage == "lfs" for a in msg.attachments):
+        allowed.add(".gitattributes")
+    for name, (mode, oid) in sorted(root.items()):
+        if name not in allowed:
+            return f"the tree holds {name!r}, which this message does not describe"
+        if name != TREE_DIR and mode != BLOB_MODE:
+            return f"{name} is not a regular file (mode {mode:o})"
+    if ".gitattributes" in root:
+        try:
+            same = blob_data(pg, root[".gitattributes"][1], len(GITATTRIBUTES)) == GITATTRIBUTES
+        except (TooLargeError, KeyError, TypeError, ValueError):
+            same = False
+        if not same:
+            return ".gitattributes is not the line gitmail writes for LFS attachments"
+    if not msg.attachments:
+        return None
+    paths = [a.path for a in msg.attachments]
+    if len(set(paths)) != len(paths) or any(not p.startswith(TREE_DIR + "/") or "/" in p[len(TREE_DIR) + 1:]
+                                            for p in paths):
+        return f"an attachment's path is not a file of {TREE_DIR}/ of its own"
+    mode, folder = root.get(TREE_DIR, (0, ""))
+    if mode != TREE_MODE:
+        return f"the tree has no {TREE_DIR}/ folder"
+    held = {name: m for m, name, _ in tree_entries(pg, folder)}  # sized and in git's form already
+    want = {p[len(TREE_DIR) + 1:] for p in paths}
+    extra = sorted(held.keys() - want)
+    if extra:
+        return f"{TREE_DIR}/ holds {extra[0]!r}, which no attachment of this message names"
+    gone = sorted(want - held.keys())
+    if gone:
+        return f"{TREE_DIR}/{gone[0]} is not in the tree"
+    odd = sorted(n for n, m in held.items() if m != BLOB_MODE)
+    if odd:
+        return f"{TREE_DIR}/{odd[0]} is not a regular file (mode {held[odd[0]]:o})"
+    return None
+
 
 
 def _tree_as_git_reads_it(pg: "pygit2.Repository", tree: str) -> dict[str, tuple[int, str]]:
@@ -337,10 +401,10 @@ def _check(
             return None, Check(MALFORMED, loaded)
         commit = loaded
     try:
-        msg = read_message(pg, commit)
+        msg, root = message_and_tree(pg, commit)
     except CorruptMessageError as e:
         return None, Check(MALFORMED, str(e))
-    problem = content_problem(msg, directory.policy.body_limit)
+    problem = content_problem(msg, directory.policy.body_limit) or layout_problem(pg, root, msg)
     if problem:
         return None, Check(MALFORMED, problem)
     if msg.stored_id() != msg.id:

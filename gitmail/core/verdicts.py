@@ -23,4 +23,7 @@ RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the m
 #   1: every cache written before this number was recorded (none records one).
 #   2: signatures split and read as `git verify-commit` reads them (§7, "What a reader accepts");
 #      message headers read from the raw commit as git shows them (§6).
-RULES = 2
+#   3: message.json holds every required key, each of its JSON type (§4); protocol types'
+#      recipients and request ids (§5); attachment oids; the envelope's path and readers (§9);
+#      the tree holds what the message describes and nothing else (§6).
+RULES = 3

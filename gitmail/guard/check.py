@@ -235,7 +235,7 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory",
         assert not isinstance(c, str)  # check_message found it good
         # The declared entries and, separately, what the tree really holds (each tree entry
         # counted, even when several name one blob): both within the bounds.
-        sealed_to = _sealed_readers(msg)
+        sealed_to = _sealed_readers(msg, directory)
         declared = [(a.name, int(a.size)) for a in getattr(msg, "attachments", [])]
         for problem in [*bounds_problems(declared, bounds, sealed_to),
                         *bounds_problems(tree_sizes(pg, c), bounds, sealed_to)]:
@@ -345,14 +345,19 @@ def check_state(pg: "pygit2.Repository", u: Update, directory: "Directory") -> l
     return statesync.guard_problems(pg, u.ref, u.old, u.new, directory.members, linear)
 
 
-def _sealed_readers(msg: object) -> Optional[int]:
+def _sealed_readers(msg: object, directory: "Directory") -> Optional[int]:
     """For an encrypted message, how many readers its attachments are sealed to (their
-    sizes are ciphertext sizes); None for a clear one."""
+    sizes are ciphertext sizes; more readers, a longer age header, a smaller plaintext
+    allowed for); None for a clear one. The envelope's count, but never more than the readers
+    the directory gives now: a sender who lists made-up readers gains no allowance."""
+    from gitmail.core.private import readers
+
     env = getattr(msg, "encrypted", None)
     if not env:
         return None
     recipients = env.get("recipients") if isinstance(env, dict) else None
-    return len(recipients) if isinstance(recipients, list) else 1
+    claimed = len(recipients) if isinstance(recipients, list) else 1
+    return max(1, min(claimed, len(readers(directory, getattr(msg, "from_"), getattr(msg, "to")))))
 
 
 def _mailbox_names(path: str, directory: "Directory") -> tuple[str, str] | str:

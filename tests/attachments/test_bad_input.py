@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -223,11 +224,15 @@ def test_pointer_that_does_not_match_message_json(org: Org, tmp_path: Path) -> N
 
 
 def test_hostile_oid_never_becomes_a_path(org: Org, tmp_path: Path) -> None:
-    mid = craft(org, "max", "alex", [{"name": "p.bin", "size": 1, "oid": "../../../../etc/passwd", "storage": "lfs",
-                                      "path": "attachments/1-p.bin"}], {"attachments/1-p.bin": b"x"})
+    """An oid that is no sha256 makes the message malformed where it comes in (docs/protocol.md
+    §4), so ``attachments`` refuses it as any message that failed verification (exit 7)."""
+    craft(org, "max", "alex", [{"name": "p.bin", "size": 1, "oid": "../../../../etc/passwd", "storage": "lfs",
+                                "path": "attachments/1-p.bin"}], {"attachments/1-p.bin": b"x"})
     org.ok("alex", "sync")
-    line = _one_line_error(org.as_("alex", "attachments", mid[:10], "--save-dir", str(tmp_path / "in")))
-    assert "malformed LFS object id" in line
+    bad = json.loads(org.as_("alex", "verify", "--json").out)["bad"]
+    assert [(b["status"], b["detail"]) for b in bad] == [("malformed", "attachments.0.oid is not 64 lower-case hex digits")]
+    line = _one_line_error(org.as_("alex", "attachments", bad[0]["oid"][:10], "--save-dir", str(tmp_path / "in")), 7)
+    assert "is corrupt" in line and not (tmp_path / "in").exists(), line
 
 
 def test_declared_size_over_the_limit_is_not_fetched(org: Org, tmp_path: Path) -> None:

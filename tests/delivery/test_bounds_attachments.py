@@ -76,12 +76,15 @@ def test_bounds_guard_refuses_many_entries_of_one_blob(net: NetOrg) -> None:
 
 
 def test_bounds_guard_counts_the_tree_not_only_the_declared_entries(net: NetOrg) -> None:
-    """One declared entry, but 25 tree blobs under attachments/: the tree is counted too."""
+    """One declared entry, but 25 tree blobs under attachments/: refused before anything is
+    counted, as files no entry of the message describes (docs/protocol.md §6), whether in a
+    folder of their own or beside the declared one."""
     _clear(net)
     entries, tree = _one_blob_many_entries(1, b"small")
-    tree.update({f"attachments/extra/{i}.bin": os.urandom(100) for i in range(25)})
-    _, code, out = _craft(net, "max", "alex", entries, tree)
-    assert code != 0 and "26 attachments; the limit is 20 per message" in out, out
+    for extra in ({f"attachments/extra/{i}.bin": os.urandom(100) for i in range(25)},
+                  {f"attachments/{i}.bin": os.urandom(100) for i in range(25)}):
+        _, code, out = _craft(net, "max", "alex", entries, {**tree, **extra})
+        assert code != 0 and "which no attachment of this message names" in out, out
 
 
 def test_bounds_reader_refuses_a_message_over_the_bounds(org: Org, tmp_path: Path) -> None:

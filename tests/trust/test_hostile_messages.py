@@ -269,6 +269,37 @@ def _attachment_folder_twice(c: Ctx) -> str:
                              c.signer, seconds(d["date"]))
 
 
+def _with_files(c: Ctx, d: dict[str, Any], files: dict[str, bytes]) -> str:
+    """A good-looking commit of message ``d`` whose tree also holds ``files`` (a path with one
+    ``/`` goes into that folder), the commit text rendered from ``d``."""
+    root = c.pg.TreeBuilder()
+    root.insert("message.json", c.pg.create_blob(canonical_json(d)), pygit2.enums.FileMode.BLOB)
+    sub: dict[str, pygit2.TreeBuilder] = {}
+    for path, data in files.items():
+        head, _, rest = path.partition("/")
+        tb = sub.setdefault(head, c.pg.TreeBuilder()) if rest else root
+        tb.insert(rest or head, c.pg.create_blob(data), pygit2.enums.FileMode.BLOB)
+    for name, tb in sub.items():
+        root.insert(name, tb.write(), pygit2.enums.FileMode.TREE)
+    return raw_signed_commit(c.pg, str(root.write()), c.parent, c.author, commit_message(Message.model_validate(d)),
+                             c.signer, seconds(d["date"]))
+
+
+def _attachment(name: str = "a.txt", data: bytes = b"x", storage: str = "blob", **over: Any) -> dict[str, Any]:
+    return {"name": name, "size": len(data), "media_type": "text/plain", "oid": hashlib.sha256(data).hexdigest(),
+            "storage": storage, "path": f"attachments/1-{name}", **over}
+
+
+def _envelope(**over: Any) -> dict[str, Any]:
+    return {"format": "age-encryption.org/v1", "path": "message.age", "recipients": ["alex", "max"],
+            "sha256": "ab" * 32, "size": 1024, **over}
+
+
+def _sealed(c: Ctx, **env: Any) -> str:
+    d = _md(c, subject="", summary="", body="", encrypted=_envelope(**env))
+    return _with_files(c, d, {"message.age": b"not really age"})
+
+
 CASES = [
     # trees git and libgit2 read differently (docs/protocol.md §7: a message's trees in git's form)
     Case("two-message-jsons", "'message.json' twice", _two_message_jsons),
@@ -339,6 +370,46 @@ CASES = [
     Case("lying-priority", "commit message", _lying("Priority:", "Priority: urgent")),
     Case("lying-type", "commit message", _lying("Type:", "Type: question")),
     Case("other-message-id", "commit message", _lying("Message-Id:", f"Message-Id: <{'0' * 64}@gitmail>")),
+    # message.json read as the spec writes it: no key guessed at, no value converted (§4)
+    Case("no-schema-version", "schema_version: a required key is missing", lambda c: c.commit_dict(
+        _with_id({k: v for k, v in _md(c).items() if k != "schema_version"}))),
+    Case("schema-version-true", "schema_version: Input should be a valid integer",
+         lambda c: c.commit_dict(_md(c, schema_version=True))),
+    Case("require-ack-yes", "require_ack: Input should be a valid boolean",
+         lambda c: c.commit_dict(_md(c, require_ack="yes"))),
+    Case("attachment-size-string", "attachments.0.size: Input should be a valid integer", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(size="1")]), {"attachments/1-a.txt": b"x"})),
+    Case("attachment-oid-not-hex", "attachments.0.oid is not 64", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(oid="not-hex")]), {"attachments/1-a.txt": b"x"})),
+    # the protocol's rules on who a protocol message goes to and what it carries (§5)
+    Case("task-to-broadcast", "cannot be broadcast", lambda c: c.commit_dict(_md(
+        c, to=[c.rcpt, "*"], type="task_assign", payload={"task_id": "t1", "title": "do it"}))),
+    Case("answer-without-request-id", "carries no request_id", lambda c: c.commit_dict(_md(
+        c, type="answer", payload={"answer": "42"}))),
+    Case("question-without-request-id", "carries no request_id", lambda c: c.commit_dict(_md(
+        c, type="question", payload={"question": "?"}))),
+    Case("imported-to-two", "goes to one member", lambda c: c.commit_dict(_md(
+        c, to=[c.rcpt, c.sender], type="imported",
+        payload={"source": "mbox", "sender": "x@example.org", "message_id": "<a@b>"}))),
+    # the envelope (§9): the ciphertext in one place, the readers real names
+    Case("envelope-path-elsewhere", "message.age", lambda c: _with_files(c, _md(
+        c, subject="", summary="", body="", encrypted=_envelope(path="elsewhere.bin")), {"elsewhere.bin": b"x"})),
+    Case("envelope-without-sender", "the sender is not among the readers", lambda c: _sealed(c, recipients=["alex"])),
+    Case("envelope-reader-twice", "listed twice", lambda c: _sealed(c, recipients=["alex", "max", "alex"])),
+    # the tree holds what the message describes, nothing else (§6)
+    Case("extra-root-file", "the tree holds 'run.sh'", lambda c: _with_files(
+        c, _md(c), {"run.sh": b"#!/bin/sh\nrm -rf ~\n"})),
+    Case("attachment-folder-extra-file", "holds 'zz.bin', which no attachment", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment()]), {"attachments/1-a.txt": b"x", "attachments/zz.bin": b"y" * 100})),
+    Case("attachment-file-missing", "attachments/1-b.txt is not in the tree", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(), _attachment("b.txt")]), {"attachments/1-a.txt": b"x"})),
+    Case("attachment-folder-missing", "has no attachments/ folder", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment()]), {})),
+    Case("attachment-path-outside", "not a file of attachments/", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(path="message.json")]), {})),
+    Case("gitattributes-altered", ".gitattributes is not the line", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(storage="lfs")]),
+        {"attachments/1-a.txt": b"x", ".gitattributes": b"* filter=evil\n"})),
 ]
 
 
@@ -512,3 +583,29 @@ def test_the_writer_refuses_a_nul_that_no_commit_message_can_carry(tmp_path: Pat
         with pytest.raises(UsageError, match="contains a NUL character"):
             api.send(org.clones["max"], ["alex"], kw.get("body", "hello"), subject=kw.get("subject"), encrypt=False)
     assert list(api.sync(org.clones["alex"]).new) == []
+
+
+def test_made_up_readers_buy_an_encrypted_message_no_room_at_the_guard(net: NetOrg) -> None:
+    """The guard sees only ciphertext, so it allows each attachment the room of an age header
+    for every reader the message is sealed to. It took that number from the envelope: a
+    sender who listed 100 made-up readers (each a name in normal form, which the reader's rules
+    take) passed a file 19 KB over the org's limit. The count is now at most the readers the
+    directory gives (alex and max)."""
+    from tests.attachments.conftest import set_policy
+
+    set_policy(net, attachment_limit=1000)
+    net.ok("max", "sync")
+    clone = net.clones["max"]
+    data = b"\x00" * 5000
+    cipher = b"sealed"
+
+    def build(readers: list[str]) -> str:
+        c = build_ctx(clone, forge.tip(clone, refs.mail_path("alex", "max")))
+        att = _attachment("1.age", data)
+        d = _md(c, subject="", summary="", body="", attachments=[att],
+                encrypted=_envelope(recipients=readers, sha256=hashlib.sha256(cipher).hexdigest()))
+        return _with_files(c, d, {"message.age": cipher, "attachments/1-1.age": data})
+
+    for readers in (["alex", "max"], ["alex", "max", *(f"f{i}" for i in range(100))]):
+        code, out = forge.push(clone, build(readers), MAILBOX)
+        assert code != 0 and "the limit is 1000 bytes per attachment" in out, (len(readers), out)
