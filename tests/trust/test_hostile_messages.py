@@ -295,9 +295,13 @@ def _envelope(**over: Any) -> dict[str, Any]:
             "sha256": "ab" * 32, "size": 1024, **over}
 
 
-def _sealed(c: Ctx, **env: Any) -> str:
-    d = _md(c, subject="", summary="", body="", encrypted=_envelope(**env))
-    return _with_files(c, d, {"message.age": b"not really age"})
+def _sealed(c: Ctx, path: str = "message.age", **env: Any) -> str:
+    """An encrypted-looking message whose envelope (``env`` over the defaults) names its
+    ciphertext's real sha256: only the rule under test is broken."""
+    cipher = b"not really age"
+    d = _md(c, subject="", summary="", body="",
+            encrypted=_envelope(path=path, sha256=hashlib.sha256(cipher).hexdigest(), **env))
+    return _with_files(c, d, {path: cipher})
 
 
 CASES = [
@@ -392,8 +396,7 @@ CASES = [
         c, to=[c.rcpt, c.sender], type="imported",
         payload={"source": "mbox", "sender": "x@example.org", "message_id": "<a@b>"}))),
     # the envelope (§9): the ciphertext in one place, the readers real names
-    Case("envelope-path-elsewhere", "message.age", lambda c: _with_files(c, _md(
-        c, subject="", summary="", body="", encrypted=_envelope(path="elsewhere.bin")), {"elsewhere.bin": b"x"})),
+    Case("envelope-path-elsewhere", "message.age", lambda c: _sealed(c, path="elsewhere.bin")),
     Case("envelope-without-sender", "the sender is not among the readers", lambda c: _sealed(c, recipients=["alex"])),
     Case("envelope-reader-twice", "listed twice", lambda c: _sealed(c, recipients=["alex", "max", "alex"])),
     # the tree holds what the message describes, nothing else (§6)
