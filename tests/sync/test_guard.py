@@ -126,16 +126,20 @@ def test_update_lines_git_would_not_write_refuse_the_push() -> None:
 
 
 def test_attachment_pointer_over_limit_refused(net: NetOrg) -> None:
+    """An LFS pointer counts the size it names, not the size message.json declares for it:
+    a declared byte over a pointer past the limit is refused; within the limit it goes."""
+    from tests.delivery.test_bounds_attachments import _craft
+
     clone = net.clones["max"]
     limit = dirmod.load(open_repo(clone)).policy.attachment_limit
-    mode = int(pygit2.enums.FileMode.BLOB)
-    big = {"attachments/abc/big.bin": (forge.lfs_pointer(clone, limit + 1), mode)}
-    oid = forge.signed(clone, "alex", "max", forge.key_of("max"), extra=big)
-    refused(*forge.push(clone, oid, MAILBOX), "attachment attachments/abc/big.bin", f"limit is {limit}")
-    small = {"attachments/abc/small.bin": (forge.lfs_pointer(clone, 1000), mode)}
-    oid = forge.signed(clone, "alex", "max", forge.key_of("max"), extra=small)
-    code, out = forge.push(clone, oid, MAILBOX)
-    assert code == 0, out
+    for size, ok in ((limit + 1, False), (1000, True)):
+        pointer = open_repo(clone).pg[forge.lfs_pointer(clone, size)].read_raw()
+        entry = {"name": "big.bin", "size": 1, "oid": "ab" * 32, "storage": "lfs", "path": "attachments/1-big.bin"}
+        _, code, out = _craft(net, "max", "alex", [entry], {"attachments/1-big.bin": pointer})
+        if ok:
+            assert code == 0, out
+        else:
+            refused(code, out, "attachment attachments/1-big.bin", f"limit is {limit}")
 
 
 def test_directory_change_and_mail_in_one_push(net: NetOrg, tmp_path: Path) -> None:
