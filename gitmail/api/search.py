@@ -82,9 +82,9 @@ def update_index(s: Session, started_only: bool = False) -> int:
     if not pending:
         return 0
     entries = []
-    for r in pending:
+    for rid, r in pending:
         body, files = _text(s, r)
-        entries.append((r.id, r.subject, body, r.sender, files))
+        entries.append((rid, (r.id, r.subject, body, r.sender, files)))
     cache.search_add(s.db, entries)
     return len(entries)
 

@@ -904,29 +904,32 @@ def search_started(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM meta WHERE key='fts_rowid'").fetchone() is not None
 
 
-def search_pending(db: sqlite3.Connection) -> list[Row]:
-    """The member's messages (inbox and sent) not yet in the search index, oldest first."""
+def search_pending(db: sqlite3.Connection) -> list[tuple[int, Row]]:
+    """``(rowid, row)`` of the member's messages (inbox and sent) not yet in the search index,
+    oldest first."""
     db.execute(_FTS_DDL)
     mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
     since = int(mark[0]) if mark else 0
     rows = db.execute(
         "SELECT rowid AS rid, * FROM msg WHERE rowid > ? AND (inbox=1 OR sent=1) ORDER BY rowid", (since,)
     ).fetchall()
-    return [Row.of(r) for r in rows]
+    return [(int(r["rid"]), Row.of(r)) for r in rows]
 
 
-def search_add(db: sqlite3.Connection, entries: list[tuple[str, str, str, str, str]]) -> None:
-    """Index ``(id, subject, body, sender, files)`` entries and move the high-water mark to
-    the newest ``msg`` row (one transaction)."""
-    top = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM msg").fetchone()[0]
-    db.execute("BEGIN")
-    try:
-        db.executemany("INSERT INTO fts(id, subject, body, sender, files) VALUES (?,?,?,?,?)", entries)
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)", (str(top),))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+def search_add(db: sqlite3.Connection, entries: list[tuple[int, tuple[str, str, str, str, str]]]) -> None:
+    """Index ``(rowid, (id, subject, body, sender, files))`` entries of :func:`search_pending` and
+    move the high-water mark to the highest of those rowids, in one transaction that takes the
+    write lock first (``BEGIN IMMEDIATE``): a sync or another search writing meanwhile waits
+    for it instead of failing "database is locked", an entry another process indexed
+    meanwhile (at or below the mark it moved) is not indexed twice, and a row written since
+    :func:`search_pending` read them stays pending (the mark never passes a row no one indexed)."""
+    with _transaction(db):
+        mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
+        done = int(mark[0]) if mark else 0
+        db.executemany("INSERT INTO fts(id, subject, body, sender, files) VALUES (?,?,?,?,?)",
+                       [e for rid, e in entries if rid > done])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)",
+                   (str(max([done, *(rid for rid, _ in entries)])),))
 
 
 def search_query(
