@@ -227,6 +227,8 @@ def save_attachments(
         return [attachments.Saved(a, attachments.safe_name(a.name), error=why) for a in m.attachments]
     if it.error:
         return [attachments.Saved(a, attachments.safe_name(a.name), error=it.error) for a in m.attachments]
+    if save_dir and "\x00" in str(save_dir):
+        raise UsageError("the folder to save attachments in cannot hold a NUL byte in its path")
     dest = Path(save_dir).expanduser() if save_dir else attachments.inbox_dir(s.repo, s.me)
     if not save_dir:
         attachments.tighten_dir(dest)

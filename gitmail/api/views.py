@@ -67,6 +67,17 @@ def clean(text: Any) -> str:
     return _UNSAFE_LINE.sub(lambda m: escape_char(m.group()), s)
 
 
+ERROR_CHARS = 1000  # an error line names what it refuses; a megabyte-long id or path is cut here
+
+
+def error_line(text: Any) -> str:
+    """An error message as one safe line (:func:`clean`), cut to :data:`ERROR_CHARS` characters:
+    errors quote what they were given, which may be a hostile or giant argument."""
+    line = clean(text)
+    more = len(line) - ERROR_CHARS
+    return line if more <= 0 else line[:ERROR_CHARS] + f"... ({more} more characters)"
+
+
 def clean_text(text: Any) -> str:
     """A multi-line text another member wrote (a body), safe to print.
 

@@ -289,9 +289,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except GitmailError as e:
         if _interrupted:
             return _interrupt()
-        from gitmail.api.views import clean
+        from gitmail.api.views import error_line
 
-        _say(f"gitmail: {clean(e.message)}")
+        _say(f"gitmail: {error_line(e.message)}")
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
@@ -314,9 +314,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             return storage.exit_code
         if os.environ.get("GITMAIL_DEBUG"):
             raise
-        from gitmail.api.views import clean
+        from gitmail.api.views import error_line
 
-        _say(f"gitmail: internal error: {type(e).__name__}: {clean(e)} (set GITMAIL_DEBUG=1 for a traceback)")
+        _say(f"gitmail: internal error: {type(e).__name__}: {error_line(e)} (set GITMAIL_DEBUG=1 for a traceback)")
         return 70
 
 

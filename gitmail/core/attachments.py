@@ -281,7 +281,7 @@ def prepare(paths: Sequence[Union[str, Path]], policy: Union[int, "OrgPolicy", B
     for p in paths:
         try:
             sizes.append((str(p), Path(p).stat().st_size))
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the path
             pass  # reported by _prepare_one with its reason
     total = sum(sz for _, sz in sizes)
     if total > bounds.total:
@@ -302,6 +302,8 @@ def _prepare_one(path: Path, limit: int) -> Source:
         raise AttachmentError(f"cannot attach {shown}: no such file") from None
     except OSError as e:
         raise AttachmentError(f"cannot attach {shown}: {e.strerror}") from None
+    except ValueError:  # "embedded null byte": no file has such a name
+        raise AttachmentError(f"cannot attach {shown}: a file name cannot hold a NUL byte") from None
     if stat.S_ISDIR(st.st_mode):
         raise AttachmentError(f"cannot attach {shown}: it is a directory (attach files, or an archive of it)")
     if not stat.S_ISREG(st.st_mode):

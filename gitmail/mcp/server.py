@@ -22,7 +22,7 @@ from pydantic import Field
 from gitmail import api
 from gitmail.api.results import (Acked, Archived, AwaitingList, GroupInfo, Mailbox, Marked, MemberRow, MessageRow,
                                  OrgMembers, Outgoing, ReadMessage, SavedAttachment, SearchResult, Sent, TraceResult)
-from gitmail.api.views import SHORT, count
+from gitmail.api.views import SHORT, count, error_line
 from gitmail.errors import GitmailError, UsageError
 
 try:
@@ -72,15 +72,17 @@ def _errors_as_tool_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # One safe line (views.error_line, as the CLI prints it): an error quotes what it was
+        # given and what a remote said, and a remote's refusal may carry escape sequences.
         try:
             return fn(*args, **kwargs)
         except GitmailError as e:
-            raise ToolError(e.message) from None
-        except ToolError:
-            raise
+            raise ToolError(error_line(e.message)) from None
+        except ToolError as e:
+            raise ToolError(error_line(str(e))) from None
         except Exception as e:  # a bug: still one line, and the server lives on
             first = (str(e).splitlines() or [""])[0]
-            raise ToolError(f"internal error: {type(e).__name__}: {first}") from None
+            raise ToolError(f"internal error: {type(e).__name__}: {error_line(first)}") from None
 
     return wrapper  # type: ignore[return-value]
 

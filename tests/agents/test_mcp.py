@@ -189,3 +189,33 @@ def test_concurrent_calls_wait_for_each_other_and_index_each_message_once(org: O
     hits = json.loads(org.ok("alex", "search", "concurrent", "--json", "-n", "100").out)["messages"]
     ids = [h["id"] for h in hits]
     assert len(ids) == len(set(ids)) == 7, ids
+
+
+def test_tool_errors_are_one_safe_short_line(org: Org) -> None:
+    """What a remote says when it refuses a push reaches the tool's error: an OSC hyperlink, a
+    BEL and a bidi override went through raw. A megabyte-long argument came back whole in the
+    error; a NUL in an attachment path was an internal error. Each is now one line of printable
+    characters (views.error_line, as the CLI prints its errors), at most ERROR_CHARS long."""
+    from gitmail.api.views import ERROR_CHARS
+
+    hook = os.path.join(org.url, "hooks", "pre-receive")
+    with open(hook, "w") as f:
+        f.write("#!/bin/sh\ncat >/dev/null\nprintf 'no \\033]8;;http://evil\\007click\\342\\200\\256 here\\n' >&2\nexit 1\n")
+    os.chmod(hook, 0o755)
+
+    async def go() -> list[Any]:
+        async with Client(_params(org, "alex")) as c:
+            return [await c.call_tool("send_message", {"to": "max", "body": "refused"}),
+                    await c.call_tool("send_message", {"to": "max", "body": "x", "reply_to": "a" * 1_000_000}),
+                    await c.call_tool("send_message", {"to": "max", "body": "x", "attachments": ["/etc/hostname\x00x"]})]
+
+    refused, giant, nul = asyncio.run(go())
+    for r in (refused, giant, nul):
+        text = _text(r)
+        assert r.is_error and len(text) < ERROR_CHARS + 200, text[:300]
+        assert not any(ch in text for ch in "\x1b\x07\u202e\n"), text
+    assert "no \\x1b]8;;http://evil\\x07click\\u202e here" in _text(refused), _text(refused)
+    assert "more characters" in _text(giant)
+    assert "cannot hold a NUL byte" in _text(nul) and "internal error" not in _text(nul)
+    r = run("read", "a" * 130_000, "--repo", str(org.clones["alex"]))
+    assert r.code == 2 and len(r.err) < ERROR_CHARS + 200 and r.err.count("\n") == 1, r.err[:300]
