@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from gitmail.core.model import Message
 
 from gitmail.api.packing import packed_tip_of
-from gitmail.api.session import RepoLike, Session, session
+from gitmail.api.session import RepoLike, Session, check_limit, session
 
 
 @dataclass
@@ -447,6 +447,7 @@ def log(repo: RepoLike = None, *, as_: Optional[str] = None, limit: int = 50) ->
     from gitmail.core.objects import chain
     from gitmail.core.store import check_message
 
+    check_limit(limit)
     s = session(repo, as_)
     d = s.directory
     pg = s.repo.pg

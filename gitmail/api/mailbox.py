@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 from gitmail.core import cache
 from gitmail.errors import (
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from gitmail.core.lfs import Progress
     from gitmail.core.model import Attachment, Message, SealedAttachment
 
-from gitmail.api.session import RepoLike, Session, resolve_id, session
+from gitmail.api.session import RepoLike, Session, check_limit, resolve_id, session
 
 
 @dataclass
@@ -82,8 +82,7 @@ def _listing(
     s: Session, unread_only: bool, archived: bool, all_: bool, from_: Optional[str], limit: int, sent: bool = False,
     filters: Optional[dict[str, Any]] = None,
 ) -> Listing:
-    if limit < 1:
-        raise UsageError("--limit must be at least 1")
+    check_limit(limit)
     unread, total = cache.inbox_counts(s.db)
     if sent:
         return Listing(unread, total, cache.sent_rows(s.db, limit))
@@ -329,21 +328,27 @@ def _set_flag(s: Session, ids: list[str], flag: str, value: bool) -> int:
 
 
 def mark(repo: RepoLike, ids: list[str], *, read: bool, as_: Optional[str] = None) -> list[str]:
-    """Mark messages read or unread; returns their full Message-IDs."""
+    """Mark messages read or unread; returns their full Message-IDs (each once, however often named)."""
     s = session(repo, as_)
     s.refresh()
-    rows = [resolve_id(s, i) for i in ids]
+    rows = _distinct(resolve_id(s, i) for i in ids)
     _set_flag(s, [r.id for r in rows], "read", read)
     return [r.id for r in rows]
 
 
 def archive(repo: RepoLike, ids: list[str], *, undo: bool = False, as_: Optional[str] = None) -> list[str]:
-    """Archive messages (a soft delete: hidden from the inbox, never removed), or undo it."""
+    """Archive messages (a soft delete: hidden from the inbox, never removed), or undo it;
+    returns their full Message-IDs (each once, however often named)."""
     s = session(repo, as_)
     s.refresh()
-    rows = [resolve_id(s, i) for i in ids]
+    rows = _distinct(resolve_id(s, i) for i in ids)
     _set_flag(s, [r.id for r in rows], "archived", not undo)
     return [r.id for r in rows]
+
+
+def _distinct(rows: Iterable[cache.Row]) -> list[cache.Row]:
+    """``rows`` each once (by Message-ID), in the order first named: ``mark X X`` is one message."""
+    return list({r.id: r for r in rows}.values())
 
 
 def thread(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> list[cache.Row]:

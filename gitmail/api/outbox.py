@@ -208,6 +208,27 @@ def retry(repo: RepoLike = None, id: Optional[str] = None, *, as_: Optional[str]
     return Retry(delivered, _queued(s, only), _undelivered(s, {h.id for h in res.refused}))
 
 
+def queued_id(repo: RepoLike = None, id: str = "", *, as_: Optional[str] = None) -> str:
+    """The full Message-ID of queued message ``id`` (a unique prefix), for a question asked
+    before :func:`drop` (nothing changes). Raises :class:`MessageNotFoundError`,
+    :class:`AmbiguousIdError`."""
+    return _queued_id(_chains(session(repo, as_)), id)
+
+
+def _chains(s: Session) -> "dict[str, list[tuple[str, str]]]":
+    from gitmail.core import sync
+
+    r = s.repo
+    return {p: sync.queued_chain(r, p, tip) for p, tip in sync.outbox_paths(r, s.me).items()} if r.remote else {}
+
+
+def _queued_id(chains: "dict[str, list[tuple[str, str]]]", id: str) -> str:
+    target = _find([mid for c in chains.values() for _, mid in c], id, "queued")
+    if target is None:
+        raise MessageNotFoundError(f"no queued message {id!r} (see: gitmail outbox)")
+    return target
+
+
 def drop(repo: RepoLike = None, id: str = "", *, as_: Optional[str] = None) -> Undelivered:
     """Take queued message ``id`` out of the outbox into the undelivered record (never destroyed).
 
@@ -218,10 +239,8 @@ def drop(repo: RepoLike = None, id: str = "", *, as_: Optional[str] = None) -> U
 
     s = session(repo, as_)
     r = s.repo
-    chains = {p: sync.queued_chain(r, p, tip) for p, tip in sync.outbox_paths(r, s.me).items()} if r.remote else {}
-    target = _find([mid for c in chains.values() for _, mid in c], id, "queued")
-    if target is None:
-        raise MessageNotFoundError(f"no queued message {id!r} (see: gitmail outbox)")
+    chains = _chains(s)
+    target = _queued_id(chains, id)
     signer = s.signer
     for p, chain in chains.items():
         if any(mid == target for _, mid in chain):

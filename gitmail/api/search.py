@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 
-from gitmail.api.session import RepoLike, Session, session
+from gitmail.api.session import RepoLike, Session, check_limit, session
 from gitmail.core import cache
 from gitmail.errors import GitmailError, UsageError
 
@@ -158,8 +158,7 @@ def search(
     Raises :class:`UsageError` (empty query, bad date, limit < 1) and
     :class:`GitmailError` when this Python's SQLite lacks FTS5.
     """
-    if limit < 1:
-        raise UsageError("--limit must be at least 1")
+    check_limit(limit)
     if not cache.fts_available():
         raise GitmailError("full-text search needs SQLite with FTS5, which this Python's sqlite3 lacks")
     expr = fts_expression(query)

@@ -167,6 +167,16 @@ def resolve_recipients(s: Session, to: list[str]) -> list[str]:
     return resolve()
 
 
+LIMIT_MAX = 2**31 - 1  # rows a listing may be asked for: SQLite takes it, Python's int would overflow it
+
+
+def check_limit(limit: int) -> None:
+    """Raise :class:`UsageError` unless ``limit`` (``--limit``: how many rows to show) is 1 to
+    :data:`LIMIT_MAX`; the one rule of ``list``, ``search`` and ``log``."""
+    if not 1 <= limit <= LIMIT_MAX:
+        raise UsageError(f"--limit must be between 1 and {LIMIT_MAX}")
+
+
 def resolve_id(s: Session, prefix: str) -> cache.Row:
     """The message whose Message-ID starts with ``prefix`` in ``s.me``'s view."""
     p = prefix.strip().lower()

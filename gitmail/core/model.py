@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional, get_args
@@ -433,11 +434,17 @@ def _depth_over(data: bytes, limit: int) -> bool:
 
 
 def _check_values(obj: Any) -> None:
-    """Raise ValueError for an integer outside 64-bit signed or a string holding a lone surrogate."""
+    """Raise ValueError for an integer outside 64-bit signed, a float that is NaN or infinite
+    (no JSON number: a writer turned it into null without a word) or a string holding a lone
+    surrogate."""
     stack = [obj]
     while stack:
         o = stack.pop()
-        if isinstance(o, bool) or o is None or isinstance(o, float):
+        if isinstance(o, float):
+            if not math.isfinite(o):
+                raise ValueError(f"{o!r} is not a JSON number")
+            continue
+        if isinstance(o, bool) or o is None:
             continue
         if isinstance(o, int):
             if not -MAX_INT - 1 <= o <= MAX_INT:

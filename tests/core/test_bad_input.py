@@ -49,6 +49,16 @@ def assert_clean_error(r: object, code: int, *words: str) -> None:
         (["archive", "0000"], 4, ["no message"]),
         (["reply", "abcd", "x"], 4, ["no message"]),
         (["list", "--limit", "0"], 2, ["--limit"]),
+        # each was an internal error (exit 70) or did something else than asked
+        (["list", "--limit", "99999999999999999999"], 2, ["--limit must be between 1 and"]),
+        (["search", "hi", "--limit", "99999999999999999999"], 2, ["--limit must be between 1 and"]),
+        (["log", "--limit", "-1"], 2, ["--limit must be between 1 and"]),  # dropped the oldest message
+        (["log", "--limit", "0"], 2, ["--limit must be between 1 and"]),  # printed nothing, exit 0
+        (["send", "alex", "x", "--type", "x-big", "--payload", '{"a":' + "9" * 5000 + "}"], 2,
+         ["--payload is not valid JSON", "digits"]),
+        (["send", "alex", "x", "--type", "x-nan", "--payload", '{"a":NaN}'], 2, ["NaN is not a JSON number"]),
+        (["send", "alex", "x", "--type", "x-inf", "--payload", '{"a":-1e400}'], 2, ["-inf is not a JSON number"]),
+        (["outbox", "drop", "dead"], 4, ["no queued message"]),  # asked first, then said "not dropped" (2)
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(org: Org, args: list[str], code: int, words: list[str]) -> None:
@@ -183,3 +193,13 @@ def test_env_defaults(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
     got = json.loads(run("list", "--json").out)
     assert got["unread"] == 1
     assert os.environ["GITMAIL_USER"] == "alex"
+
+
+def test_a_message_named_twice_is_one_message(org: Org) -> None:
+    """``mark X X`` and ``archive X X`` said "2 messages" for one."""
+    m = json.loads(org.ok("max", "send", "alex", "twice", "--json").out)
+    org.ok("alex", "sync")
+    for args in (["mark", "--read"], ["archive"]):
+        r = json.loads(org.ok("alex", *args, m["short_id"], m["id"], "--json").out)
+        ids = r.get("ids") or [x.get("id") for x in r.get("messages", [])]
+        assert ids == [m["id"]], r

@@ -82,9 +82,10 @@ def drop(id: str, yes: bool, repo: Optional[str], as_: Optional[str], as_json: b
     from gitmail.errors import UsageError
 
     if not yes:
+        full = api.queued_id(repo, id, as_=as_)  # an id that names no queued message fails before the question
         need_terminal()  # a prompt: in a warm child, run in the client's own process instead
         try:
-            ok = click.confirm(f"Drop queued message {id} (it is kept in 'gitmail outbox --undelivered')?",
+            ok = click.confirm(f"Drop queued message {full[:SHORT]} (it is kept in 'gitmail outbox --undelivered')?",
                                err=True)
         except click.Abort:
             ok = False  # no answer (stdin closed)

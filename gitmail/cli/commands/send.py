@@ -95,12 +95,17 @@ def parse_payload(text: Optional[str]) -> Optional[dict[str, Any]]:
     """``--payload``: a JSON object, or None when not given. Raises :class:`UsageError` (one line)."""
     if text is None:
         return None
+    def no_constant(name: str) -> None:
+        raise ValueError(f"{name} is not a JSON number")
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=no_constant)
     except json.JSONDecodeError as e:
         raise UsageError(f"--payload is not valid JSON: {e.msg} at column {e.colno}") from None
     except RecursionError:
         raise UsageError("--payload is nested too deeply") from None
+    except ValueError as e:  # NaN, Infinity; an integer of thousands of digits
+        raise UsageError(f"--payload is not valid JSON: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise UsageError("--payload must be a JSON object")
     return data
