@@ -24,6 +24,7 @@ import click
 
 from gitmail import __version__
 from gitmail.errors import GitmailError, local_storage_error
+from gitmail.errors import UsageError as GitmailUsageError
 
 # command name -> module in gitmail.cli.commands
 COMMANDS = {
@@ -98,6 +99,7 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
         global UTC_TIMES
         if kw.pop("utc", False):  # not passed on: only the renderer needs it
             UTC_TIMES = True
+        check_text_params(kw)
         result = inner(**kw)
         ctx = click.get_current_context()
         while ctx.parent is not None and ctx.parent.parent is not None:
@@ -114,6 +116,37 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--as", "as_", metavar="NAME", envvar="GITMAIL_USER", help="Act as this member [env GITMAIL_USER; git config gitmail.user].")(f)
     f = click.option("--repo", metavar="PATH", envvar="GITMAIL_REPO", help="The clone to use [env GITMAIL_REPO; default: current directory].")(f)
     return f
+
+
+# Parameters that name files: any bytes a file system takes (Python hands undecodable ones over
+# as lone surrogates, which the os module turns back into the same bytes).
+_PATH_METAVARS = frozenset({"PATH", "DIR", "FILE", "PATH_OR_URL"})
+
+
+def check_text_params(values: dict[str, Any]) -> None:
+    """Raise :class:`~gitmail.errors.UsageError` naming the first text parameter of the current
+    command (a name, a subject, a message: anything but a file path) that is not valid UTF-8.
+    Python gives an argument or environment variable of other bytes as lone surrogates,
+    which went as far as writing a message before failing (exit 70, an internal error)."""
+    command = click.get_current_context().command
+    for p in command.params:
+        if isinstance(p.type, click.Path) or p.metavar in _PATH_METAVARS or p.name not in values:
+            continue
+        value = values[p.name]
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, str) and not _utf8(v):
+                name = next((o for o in p.opts if o.startswith("--")), p.opts[0]) if isinstance(p, click.Option) \
+                    else p.human_readable_name
+                env = f" (or ${p.envvar})" if isinstance(p, click.Option) and isinstance(p.envvar, str) else ""
+                raise GitmailUsageError(f"{name}{env} is not valid UTF-8")
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -34,7 +34,11 @@ def normalize(name: str) -> str:
     n = unicodedata.normalize("NFC", name)
     if not n:
         raise AddressError("a member name cannot be empty")
-    if len(n.encode("utf-8")) > MAX_NAME_BYTES:
+    try:
+        size = len(n.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: bytes that were not UTF-8 (an argument, a variable)
+        raise AddressError(f"member name {n.encode('utf-8', 'backslashreplace').decode()!r} is not valid UTF-8") from None
+    if size > MAX_NAME_BYTES:
         raise AddressError(f"member name too long (over {MAX_NAME_BYTES} bytes): {n[:20]!r}...")
     for ch in n:
         cat = unicodedata.category(ch)

@@ -203,3 +203,22 @@ def test_a_message_named_twice_is_one_message(org: Org) -> None:
         r = json.loads(org.ok("alex", *args, m["short_id"], m["id"], "--json").out)
         ids = r.get("ids") or [x.get("id") for x in r.get("messages", [])]
         assert ids == [m["id"]], r
+
+
+@pytest.mark.parametrize("args, words", [
+    (["send", "alex", "a\udcffb"], ["MESSAGE is not valid UTF-8"]),
+    (["send", "a\udcffb", "hi"], ["TO is not valid UTF-8"]),
+    (["send", "alex", "hi", "--subject", "a\udcffb"], ["--subject is not valid UTF-8"]),
+    (["list", "--from", "a\udcffb"], ["--from is not valid UTF-8"]),
+    (["search", "hi", "--from", "a\udcffb"], ["--from is not valid UTF-8"]),
+    (["list", "--as", "a\udcffb"], ["--as (or $GITMAIL_USER) is not valid UTF-8"]),
+])
+def test_an_argument_that_is_not_utf8_is_a_usage_error(org: Org, args: list[str], words: list[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates (``$(printf 'a\\xffb')``); each
+    of these was an internal error (exit 70), a send after composing the message. A file path
+    may hold such bytes, and is left alone (``--attach`` of such a name is found or not)."""
+    before = snapshot(org.clones["max"])
+    assert_clean_error(org.as_("max", *args), 2, *words)
+    assert snapshot(org.clones["max"]) == before
+    r = org.as_("max", "send", "alex", "x", "--attach", "/nonexistent/caf\udce9.csv")
+    assert r.code == 11 and "no such file" in r.err, r

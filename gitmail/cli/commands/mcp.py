@@ -14,6 +14,8 @@ import click
                    "several members of this clone: each tool then takes agent_name (the first is the default).")
 def command(repo: Optional[str], as_: tuple[str, ...]) -> None:
     """Run an MCP server on stdin/stdout acting as one member, or several (for 'claude mcp add')."""
+    from gitmail.cli.main import check_text_params
     from gitmail.mcp.server import serve
 
+    check_text_params({"as_": as_})
     serve(repo, list(as_) if len(as_) > 1 else (as_[0] if as_ else None))
