@@ -131,6 +131,42 @@ def _existing(box: "mboxlib.Mailbox[mboxlib.Message]") -> set[str]:
     return {str(m.get("Message-ID", "")).strip() for m in box}
 
 
+def _target(mbox: "Optional[Union[str, Path]]", maildir: "Optional[Union[str, Path]]") -> Path:
+    """Where ``export`` writes, checked before anything is read or written: an mbox is a regular
+    file that is absent, empty or begins ``From `` (an mbox's first line), a Maildir a folder or
+    absent, either in a folder that exists. Reading a device as an mbox (``--mbox /dev/full``,
+    which reads as endless zero bytes) took all memory; a file of something else got mail
+    appended to it. Raises :class:`UsageError`."""
+    import stat
+
+    given = str(mbox if mbox is not None else maildir)
+    option = "--mbox" if mbox is not None else "--maildir"
+    if not given.strip():
+        raise UsageError(f"{option}: give a {'file' if mbox is not None else 'folder'} name")
+    if "\x00" in given:
+        raise UsageError(f"{option}: a path cannot hold a NUL byte")
+    path = Path(given).expanduser()
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: no such folder {path.parent}")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror}") from None
+    if mbox is None:
+        if not stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{path}: not a folder (a Maildir is one)")
+        return path
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{path}: not a regular file (an mbox is one)")
+    if st.st_size:
+        with open(path, "rb") as f:
+            if f.read(5) != b"From ":
+                raise UsageError(f"{path}: not an mbox file (it does not begin with 'From '); nothing written")
+    return path
+
+
 def export(
     repo: RepoLike,
     *,
@@ -150,17 +186,17 @@ def export(
 
     if (mbox is None) == (maildir is None):
         raise UsageError("give exactly one of --mbox FILE or --maildir DIR")
+    path = _target(mbox, maildir)
     s = session(repo, as_)
     s.refresh()
     rows = cache.export_rows(s.db, include_all=all_, since=since_date(since))
-    path = Path(mbox or maildir or "").expanduser()
     box: "mboxlib.Mailbox[mboxlib.Message]"
     try:
         box = mboxlib.mbox(path) if mbox is not None else mboxlib.Maildir(path, create=True)
     except (mboxlib.Error, NotADirectoryError, IsADirectoryError) as ex:
         raise UsageError(f"{path}: not a usable {'mbox file' if mbox is not None else 'Maildir'} ({ex})") from None
-    box.lock()
     try:
+        box.lock()
         have = _existing(box)
         added = []
         for row in rows:

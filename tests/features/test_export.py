@@ -121,3 +121,30 @@ def test_mutt_reads_the_maildir(org: Org, tmp_path: Path) -> None:
                          env={"TERM": "xterm", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     screen = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", out.stdout).decode("utf-8", "replace")
     assert out.returncode == 0 and "For mutt" in screen and "Second one" in screen and "Msgs:2" in screen
+
+
+def test_an_export_target_is_checked_before_anything_is_read_or_written(org: Org, tmp_path: Path) -> None:
+    """``--mbox /dev/full`` read the device as an endless mbox until the kernel killed gitmail
+    (and left /dev/full.lock); a Python file got mail appended; a missing folder, a file as a
+    Maildir and an empty name were internal errors (exit 70). Each is one line, exit 2, and
+    nothing is written; a real mbox still takes new mail."""
+    org.ok("max", "send", "alex", "for the archive")
+    org.ok("alex", "sync")
+    script = tmp_path / "tool.py"
+    script.write_text("print('hi')\n")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for args, words in ((["--mbox", "/dev/full"], "not a regular file"),
+                        (["--mbox", str(script)], "not an mbox file"),
+                        (["--mbox", str(tmp_path / "nope" / "x.mbox")], "no such folder"),
+                        (["--maildir", str(afile)], "not a folder"),
+                        (["--maildir", ""], "give a folder name"),
+                        (["--mbox", " "], "give a file name")):
+        r = org.as_("alex", "export", *args)
+        assert r.code == 2 and r.err.count("\n") == 1 and words in r.err, (args, r)
+    assert script.read_text() == "print('hi')\n" and not Path("/dev/full.lock").exists()
+    assert not (tmp_path / "nope").exists()
+    box = tmp_path / "real.mbox"
+    org.ok("alex", "export", "--mbox", str(box))
+    assert box.read_bytes().startswith(b"From ")
+    org.ok("alex", "export", "--mbox", str(box))  # a second export adds only what is new
