@@ -203,15 +203,15 @@ def import_archive(
     if rcpt == BROADCAST or rcpt.startswith(GROUP_PREFIX):
         raise UsageError("an import goes to one member's mailbox: name one member with --to")
     mailbox_path = refs.mail_path(rcpt, s.me)
-    known = imported_keys(s, mailbox_path)
-    seen = set(known)
-    originals: list[Original] = []
-    plan = _Plan()
-    try:
+    try:  # the archive first: one that is not there is refused before anything is recorded
         entries = RAW_READERS[source](path)
         head = list(itertools.islice(entries, PARALLEL_MIN))  # raises UsageError: not such an archive
     except OSError as e:
         raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    known = imported_keys(s, mailbox_path)
+    seen = set(known)
+    originals: list[Original] = []
+    plan = _Plan()
     forked = len(head) == PARALLEL_MIN and workers.can_fork()
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(forked_preparers(s, encrypt, clear_copies=False)) if forked else None

@@ -16,6 +16,7 @@ from gitmail.core import refs
 from gitmail.core.address import to_ref
 from gitmail.core.repo import Repo, open_repo
 from gitmail.errors import (
+    GitmailError,
     UsageError,
 )
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from gitmail.api.results import InitReport, KeyRevoked, KeyRotated, WhoAmIReport
     from gitmail.core.directory import Directory
     from gitmail.core.model import Member
+    from gitmail.core.repo import Repo
     from gitmail.core.signing import Signer
 
 from gitmail.api.session import RepoLike, Session, session
@@ -83,15 +85,25 @@ def init(
     from gitmail.core.address import normalize
 
     name = normalize(name)
+    problem = dirmod.identity_problem(name, display_name or name, email or _default_email(name))
+    if problem:  # before a repository, a remote or a key is made
+        raise UsageError(problem)
     if fingerprint is not None:
         if not org:
             raise UsageError("--fingerprint needs --org URL (the org whose fingerprint it is)")
         _check_fingerprint(org, fingerprint)
-    r, org, created_org = _open_member_repo(repo, org)
-    _configure_remote(r, org, name)
-    signer, kp, created_key = _member_key(r, name, key)
-    member, registered = _register(r, name, signer, display_name=display_name, email=email, kind=kind,
-                                   encryption_key=encryption_key)
+    made: list[Path] = []  # what this call creates, taken away again if it fails before the member is in
+    r, org, created_org = _open_member_repo(repo, org, made)
+    try:
+        _configure_remote(r, org, name)
+        signer, kp, created_key = _member_key(r, name, key)
+        if created_key:
+            made += [kp, kp.with_name(kp.name + ".pub")]
+        member, registered = _register(r, name, signer, display_name=display_name, email=email, kind=kind,
+                                       encryption_key=encryption_key)
+    except GitmailError:
+        _undo(r, name, made)
+        raise
     from gitmail import git
 
     if not r.config.get("gitmail.user"):
@@ -103,10 +115,10 @@ def init(
     return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered, fp)
 
 
-def _open_member_repo(repo: RepoLike, org: Optional[str]) -> tuple[Repo, Optional[str], bool]:
+def _open_member_repo(repo: RepoLike, org: Optional[str], made: list[Path]) -> tuple[Repo, Optional[str], bool]:
     """The member's repository (created with ``git init`` when missing and an org is given),
     ``org`` resolved when it is a local path (a bare repo created there if nothing exists yet),
-    and whether the org repo was created."""
+    and whether the org repo was created. What it creates is added to ``made``."""
     from gitmail import git
     from gitmail.errors import NotARepoError
 
@@ -116,6 +128,7 @@ def _open_member_repo(repo: RepoLike, org: Optional[str]) -> tuple[Repo, Optiona
         orgp = Path(org).expanduser()
         if not orgp.exists():
             git.run(["init", "--quiet", "--bare", str(orgp)])
+            made.append(orgp)
             created_org = True
         org = str(orgp.resolve())
     try:
@@ -123,10 +136,33 @@ def _open_member_repo(repo: RepoLike, org: Optional[str]) -> tuple[Repo, Optiona
     except NotARepoError:
         if not org:
             raise
+        if base.exists() and not base.is_dir():
+            raise NotARepoError(f"{base} is a file, not a folder for the clone") from None
+        made.append(base / ".git" if base.exists() else base)
         base.mkdir(parents=True, exist_ok=True)
         git.run(["init", "--quiet", str(base)])
         r = open_repo(base)
     return r, org, created_org
+
+
+def _undo(r: Repo, name: str, made: list[Path]) -> None:
+    """After a failed ``init``: remove what it created (``made``: a new clone folder or its
+    ``.git``, a bare org repo, a key it generated), unless the directory this clone saw lists
+    ``name`` (the registration was published, and the key is now the member's)."""
+    import shutil
+
+    from gitmail.core import directory as dirmod
+
+    try:
+        if name in dirmod.load(r).members:
+            return
+    except GitmailError:
+        return  # not known: keep everything
+    for p in made:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
@@ -212,7 +248,7 @@ def _register(r: Repo, name: str, signer: "Signer", *, display_name: Optional[st
     member = Member(
         name=name,
         display_name=display_name or name,
-        email=email or f"{to_ref(name)}@gitmail.invalid",
+        email=email or _default_email(name),
         signing_key=signer.public_key,
         encryption_key=signer.public_key if publish else None,
         role="admin" if not d.members else "member",
@@ -229,6 +265,11 @@ def _register(r: Repo, name: str, signer: "Signer", *, display_name: Optional[st
 
     admin.change(r, signer, member, add, f"Register {name}")
     return member, True
+
+
+def _default_email(name: str) -> str:
+    """The email of a member who gave none (git needs one for the author line)."""
+    return f"{to_ref(name)}@gitmail.invalid"
 
 
 def _check_fingerprint(org: str, expected: str) -> None:
@@ -402,23 +443,25 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
 
     s = session(repo, as_)
     old, member, old_path = s.signer, s.member, s.repo.key_path(s.me)
+    given = load_key(Path(key).expanduser().resolve()) if key else None
+    if given is not None and given.public_key in member.owned_keys():
+        raise DirectoryError("that key is already one of yours (current, retired or revoked); rotate to a new key")
+    if s.repo.remote:
+        from gitmail.core import sync
+
+        # The directory and every mailbox this member writes, from any of their clones:
+        # the retired key stays valid up to those tips (docs/protocol.md §8). Before a key is
+        # made: an org out of reach leaves no new key file behind.
+        sync.fetch(s.repo, [refs.exact_pattern(refs.DIRECTORY), f"{refs.MAIL}*/{to_ref(s.me)}"])
+        s.reload_directory()
+        if s.directory.policy.packing:
+            _adopt_packed_tips(s)
     if key:
         new_path = Path(key).expanduser().resolve()
         new = load_key(new_path)
     else:
         new_path = data_home() / "keys" / f"{to_ref(s.me)}-{int(time.time())}"
         new = generate_key(new_path, comment=f"gitmail {s.me}")
-    if new.public_key in member.owned_keys():
-        raise DirectoryError("that key is already one of yours (current, retired or revoked); rotate to a new key")
-    if s.repo.remote:
-        from gitmail.core import sync
-
-        # The directory and every mailbox this member writes, from any of their clones:
-        # the retired key stays valid up to those tips (docs/protocol.md §8).
-        sync.fetch(s.repo, [refs.exact_pattern(refs.DIRECTORY), f"{refs.MAIL}*/{to_ref(s.me)}"])
-        s.reload_directory()
-        if s.directory.policy.packing:
-            _adopt_packed_tips(s)
 
     def mutate(d: "Directory") -> "Directory":
         m = d.members[s.me]
@@ -430,10 +473,28 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
         })
         return d
 
-    d = admin.change(s.repo, old, member, mutate, f"Rotate the key of {s.me}")
+    try:
+        d = admin.change(s.repo, old, member, mutate, f"Rotate the key of {s.me}")
+    except GitmailError:
+        if not key and not _key_landed(s.repo, s.me, new.public_key):
+            for f in (new_path, new_path.with_name(new_path.name + ".pub")):  # the key it made, unused
+                f.unlink(missing_ok=True)
+        raise
     git.config_add(s.repo.path, f"gitmail.{s.me}.oldkey", str(old_path))
     git.config_set(s.repo.path, f"gitmail.{s.me}.key", str(new_path))
     return Rotation(d.members[s.me], old.public_key, new.public_key, new_path)
+
+
+def _key_landed(repo: "Repo", name: str, public_key: str) -> bool:
+    """Whether the directory this clone last saw lists ``public_key`` as ``name``'s: a rotation
+    that failed after its change was published keeps the key it made. Unknown counts as yes."""
+    from gitmail.core import directory
+
+    try:
+        m = directory.load(repo).members.get(name)
+    except GitmailError:
+        return True
+    return m is None or m.signing_key == public_key
 
 
 def _adopt_packed_tips(s: Session) -> None:

@@ -272,6 +272,31 @@ def _text_ok(value: str) -> Optional[str]:
     return None
 
 
+def identity_problem(name: str, display_name: str, email: str) -> Optional[str]:
+    """Why a member entry's ``name``, ``display_name`` and ``email`` break docs/protocol.md §8
+    (:func:`validate_member`, which the directory's readers apply), or None; ``gitmail init``
+    asks it before it writes anything."""
+    import unicodedata
+
+    try:
+        if normalize(name) != name:
+            return f"member name {name!r} is not in normal form"
+    except AddressError as e:
+        return str(e)
+    who = f"member {name!r}"
+    if len(display_name.encode("utf-8", "surrogatepass")) > MAX_DISPLAY_NAME:
+        return f"{who}: display_name over {MAX_DISPLAY_NAME} bytes"
+    bad = _text_ok(display_name)
+    if bad:
+        return f"{who}: display_name contains {bad}"
+    local, at, domain = email.partition("@")
+    if (not at or not local or not domain or "@" in domain or len(email.encode("utf-8", "surrogatepass")) > MAX_EMAIL
+            or any(unicodedata.category(ch).startswith("Z") or ch.isspace() or ch == '"' for ch in email)
+            or _text_ok(email)):
+        return f"{who}: email {email[:60]!r} is not local@domain"
+    return None
+
+
 def validate_member(m: Member) -> None:
     """Check every field of a member entry against the grammar of docs/protocol.md §8.
 
@@ -284,25 +309,10 @@ def validate_member(m: Member) -> None:
     ``retired``: only keys of ``previous_keys``, each a map from this member's
     sent-mailbox paths to 40-hex commit ids. Raises :class:`DirectoryError`.
     """
-    import unicodedata
-
-    try:
-        if normalize(m.name) != m.name:
-            raise DirectoryError(f"member name {m.name!r} is not in normal form")
-    except AddressError as e:
-        raise DirectoryError(str(e)) from None
+    problem = identity_problem(m.name, m.display_name, m.email)
+    if problem:
+        raise DirectoryError(problem)
     who = f"member {m.name!r}"
-    dn = m.display_name
-    if len(dn.encode("utf-8", "surrogatepass")) > MAX_DISPLAY_NAME:
-        raise DirectoryError(f"{who}: display_name over {MAX_DISPLAY_NAME} bytes")
-    bad = _text_ok(dn)
-    if bad:
-        raise DirectoryError(f"{who}: display_name contains {bad}")
-    em = m.email
-    local, at, domain = em.partition("@")
-    if (not at or not local or not domain or "@" in domain or len(em.encode("utf-8", "surrogatepass")) > MAX_EMAIL
-            or any(unicodedata.category(ch).startswith("Z") or ch.isspace() or ch == '"' for ch in em) or _text_ok(em)):
-        raise DirectoryError(f"{who}: email {em[:60]!r} is not local@domain")
     keys = m.owned_keys() + ([m.encryption_key] if m.encryption_key is not None else [])
     if len(keys) > MAX_KEYS:
         raise DirectoryError(f"{who}: more than {MAX_KEYS} keys")

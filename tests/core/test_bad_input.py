@@ -222,3 +222,31 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error(org: Org, args: list[str]
     assert snapshot(org.clones["max"]) == before
     r = org.as_("max", "send", "alex", "x", "--attach", "/nonexistent/caf\udce9.csv")
     assert r.code == 11 and "no such file" in r.err, r
+
+
+def test_a_failed_init_or_rotation_leaves_nothing_behind(org: Org, tmp_path: Path) -> None:
+    """``init --email bad`` (exit 6 after a key and a .git were made), ``init`` of an org out
+    of reach (a .git and a key left) and ``key rotate`` with the org out of reach (a new
+    private key left in the key folder) each fail and leave nothing they made; ``import`` of
+    a missing archive recorded what it had seen before it looked for the archive."""
+    home = Path(os.environ["GITMAIL_HOME"])
+    keys_before = sorted(p.name for p in (home / "keys").iterdir())
+    fresh = tmp_path / "fresh"
+    r = run("init", "--name", "fresh", "--email", "bad", "--org", org.url, "--repo", str(fresh))
+    assert_clean_error(r, 2, "email 'bad' is not local@domain")
+    assert not fresh.exists()
+    r = run("init", "--name", "fresh", "--org", "git://127.0.0.1:9/none.git", "--repo", str(fresh))
+    assert r.code == 9 and not fresh.exists(), r
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert_clean_error(run("init", "--name", "fresh", "--org", org.url, "--repo", str(afile)), 3, "is a file")
+    clone = org.clones["max"]
+    url = git("remote", "get-url", "origin", cwd=clone).stdout.strip()
+    git("remote", "set-url", "origin", "git://127.0.0.1:9/none.git", cwd=clone)
+    try:
+        assert org.as_("max", "key", "rotate").code == 9
+    finally:
+        git("remote", "set-url", "origin", url, cwd=clone)
+    assert sorted(p.name for p in (home / "keys").iterdir()) == keys_before
+    r = org.as_("max", "import", "--mbox", str(tmp_path / "missing.mbox"))
+    assert r.code == 2 and not (clone / ".git" / "gitmail" / "imported").exists(), r
