@@ -13,6 +13,7 @@ from gitmail.core import cache, refs
 from gitmail.errors import (
     GitmailError,
     MessageNotFoundError,
+    VerificationError,
 )
 
 if TYPE_CHECKING:
@@ -144,6 +145,9 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
         if not refspecs.current(s.repo, refspecs.directory_tip(s.repo)):
             s.directory  # noqa: B018 - verifies the fetched directory; the session keeps the refspecs
             syncmod.fetch_new_paths(s.repo, fetched)
+    problem = syncmod.org_problem(s.repo)
+    if problem is not None:  # before recover re-delivers "rewound" mail into a repo that is not the org
+        raise VerificationError(problem)
     restored = syncmod.recover(s.repo, lambda: s.signer if s.me in s.directory.members else None, s.me,
                                lambda c, path: _genuine(s, c, path), lambda: s.directory.policy.packing)
     # The signer (directory, key) only when something is queued: a sync with nothing

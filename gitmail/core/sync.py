@@ -562,6 +562,32 @@ def _held_unreachable(repo: "Repo", pending: dict[str, str], since: float) -> Op
     return out
 
 
+def org_problem(repo: "Repo") -> Optional[str]:
+    """Why the org remote, as last fetched, is not the org this clone verified, or None: it
+    holds no gitmail directory, or one that is no fast-forward of the verified directory (a
+    mistyped ``gitmail.remote``, another org's repo, an empty one). Mail is never pushed
+    there: a sync took such a repo for the org with its mail rewound, and signed and pushed
+    the member's sent mail into it again. None too for a clone that verified no directory yet
+    (its first ``init``)."""
+    if repo.remote is None:
+        return None
+    vref, tref = refs.verified(refs.DIRECTORY), refs.tracking(refs.DIRECTORY, repo.remote)
+    found = git.for_each_ref(repo.path, [vref, tref])  # not pygit2: a quiet sync loads none
+    verified, tip = found.get(vref), found.get(tref)
+    if verified is None:
+        return None
+    url = repo.config.get(f"remote.{repo.remote}.url", "")
+    where = f"the org remote {repo.remote!r} ({url})"
+    if tip is None:
+        return f"{where} holds no gitmail directory: it is not this org's repo; nothing is pushed there"
+    from gitmail.core.objects import extends
+
+    if tip != verified and not extends(repo.pg, tip, verified):
+        return (f"{where} holds a gitmail directory that does not continue the one this clone verified: "
+                "it is not this org's repo, or its directory was rewritten; nothing is pushed there")
+    return None
+
+
 def _deliver(
     repo: "Repo", signer: Optional[Signer], sender: Optional[str], pending: Optional[dict[str, str]],
     packed_tip: "Optional[PackedTips]" = None,
@@ -570,6 +596,11 @@ def _deliver(
     out = Delivery()
     pending = outbox_paths(repo, sender) if pending is None else pending
     if not pending:
+        return out
+    problem = org_problem(repo)
+    if problem is not None:  # everything stays queued, saying why
+        out.queued = [Held(p, mid, FAILED, problem) for p, tip in pending.items() for _, mid in queued_chain(repo, p, tip)]
+        save_reasons(repo, out.queued, sender)
         return out
     tried = set(pending)
     why: dict[str, tuple[str, str]] = {}  # path -> why its (remaining) queue did not go

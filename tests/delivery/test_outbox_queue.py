@@ -149,3 +149,31 @@ def test_outbox_lfs_unreachable_waits_without_blocking_others(org: Org, lfs_serv
     assert server_subjects(org.url) == ["no attachment", "with data"]
     org.ok("alex", "sync")
     assert json.loads(org.ok("alex", "verify", "--json").out)["ok"]
+
+
+def test_a_remote_that_is_not_the_org_gets_no_mail(org: Org, tmp_path: Path) -> None:
+    """``gitmail.remote`` pointing at another repository (a typo, an empty repo, another org):
+    a sync took it for the org with this member's mail rewound, and signed and pushed their
+    sent mail into it again ("delivered again"); a send said "Sent". Now the sync refuses in
+    one line (exit 7) and pushes nothing, a send stays queued saying why, and once the remote
+    is the org again the next sync delivers it, once."""
+    import subprocess
+
+    org.ok("max", "send", "alex", "before")
+    org.ok("alex", "sync")
+    clone = org.clones["max"]
+    empty = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(empty)], check=True)
+    git("remote", "set-url", "origin", str(empty), cwd=clone)
+    try:
+        r = org.as_("max", "sync")
+        assert r.code == 7 and r.err.count("\n") == 1 and "holds no gitmail directory" in r.err, r
+        q = json.loads(org.ok("max", "send", "alex", "while lost", "--json").out)
+        assert q["queued"] is True and "holds no gitmail directory" in q["reason"], q
+        assert git("for-each-ref", cwd=empty).stdout == ""
+    finally:
+        git("remote", "set-url", "origin", org.url, cwd=clone)
+    org.ok("max", "sync")
+    org.ok("alex", "sync")
+    subjects = [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]]
+    assert sorted(subjects) == ["before", "while lost"], subjects
