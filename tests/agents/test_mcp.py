@@ -179,7 +179,8 @@ def test_concurrent_calls_wait_for_each_other_and_index_each_message_once(org: O
 
     async def go() -> list[Any]:
         async with Client(_params(org, "alex")) as c:
-            calls = [("send_message", {"to": ["alex", "max"], "body": f"concurrent {i}"}) for i in range(7)]
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("send_message", {"to": ["alex", "max"], "body": f"concurrent {i}"}) for i in range(7)]
             calls += [("check_mailbox", {"sync": True})] * 7 + [("search_messages", {"query": "concurrent"})] * 7
             return list(await asyncio.gather(*(c.call_tool(n, a) for n, a in calls)))
 

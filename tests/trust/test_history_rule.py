@@ -59,15 +59,24 @@ def _one(problems: list[str], path: str) -> str:
     return mine[0]
 
 
+PATH = "gitmail/mail/alex/max"
+
+
+def _merge_pushed(o: NetOrg, base: "str | None") -> tuple[str, str]:
+    """A merge of two messages on ``base`` pushed to alex's mailbox from max; ``(its id, the one
+    problem line that sync, verify and verify --all all give for the mailbox)``."""
+    clone = o.clones["max"]
+    merge = _merge(clone, _two_lines(clone, base))
+    assert forge.push(clone, merge, "refs/heads/" + PATH)[0] == 0
+    s, v, a = _reported(o)
+    assert _one(s, PATH) == _one(v, PATH) == _one(a, PATH)
+    return merge, _one(s, PATH)
+
+
 def test_a_merge_on_a_new_mailbox_is_refused_in_the_same_words_everywhere(unguarded: NetOrg) -> None:
     o = unguarded
-    clone = o.clones["max"]
-    merge = _merge(clone, _two_lines(clone, None))
-    assert forge.push(clone, merge, "refs/heads/gitmail/mail/alex/max")[0] == 0
-    s, v, a = _reported(o)
-    path = "gitmail/mail/alex/max"
-    want = f"{path}: history contains a merge at {merge[:10]}; mailbox refs must be linear"
-    assert _one(s, path) == _one(v, path) == _one(a, path) == want
+    merge, said = _merge_pushed(o, None)
+    assert said == f"{PATH}: history contains a merge at {merge[:10]}; mailbox refs must be linear"
     assert json.loads(o.ok("alex", "list", "--json").out)["messages"] == []  # nothing of it taken
 
 
@@ -75,15 +84,9 @@ def test_a_merge_above_the_verified_tip_keeps_the_verified_copy_in_the_same_word
     o = unguarded
     o.ok("max", "send", "alex", "first")
     o.ok("alex", "sync")
-    clone = o.clones["max"]
     o.ok("max", "sync")
-    base = forge.tip(clone, "gitmail/mail/alex/max")
-    merge = _merge(clone, _two_lines(clone, base))
-    assert forge.push(clone, merge, "refs/heads/gitmail/mail/alex/max")[0] == 0
-    s, v, a = _reported(o)
-    path = "gitmail/mail/alex/max"
-    want = f"{path}: {objects.REWRITTEN}; kept the verified copy"
-    assert _one(s, path) == _one(v, path) == _one(a, path) == want
+    _, said = _merge_pushed(o, forge.tip(o.clones["max"], PATH))
+    assert said == f"{PATH}: {objects.REWRITTEN}; kept the verified copy"
     assert [m["subject"] for m in json.loads(o.ok("alex", "list", "--json").out)["messages"]] == ["first"]
 
 
