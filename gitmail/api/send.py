@@ -260,6 +260,12 @@ def compose(
     problem = trace_id_problem(dr.trace_id)
     if problem:
         raise UsageError(problem)
+    # A subject or summary given over its limit is refused, not cut without a word (one made
+    # from the body, or a reply's "Re: ...", is cut: nobody wrote it to that length).
+    if subject is not None and len(subject) > SUBJECT_LIMIT:
+        raise UsageError(f"the subject is {len(subject)} characters; the limit is {SUBJECT_LIMIT}")
+    if dr.summary and len(dr.summary) > SUMMARY_LIMIT:
+        raise UsageError(f"the summary is {len(dr.summary)} characters; the limit is {SUMMARY_LIMIT}")
     problem = recipients_problem(type, recipients)  # the reader's rule (docs/protocol.md §5)
     if problem:
         raise UsageError(problem)

@@ -564,28 +564,44 @@ def _held_unreachable(repo: "Repo", pending: dict[str, str], since: float) -> Op
 
 def org_problem(repo: "Repo") -> Optional[str]:
     """Why the org remote, as last fetched, is not the org this clone verified, or None: it
-    holds no gitmail directory, or one that is no fast-forward of the verified directory (a
-    mistyped ``gitmail.remote``, another org's repo, an empty one). Mail is never pushed
-    there: a sync took such a repo for the org with its mail rewound, and signed and pushed
-    the member's sent mail into it again. None too for a clone that verified no directory yet
-    (its first ``init``)."""
+    holds no gitmail directory (a mistyped ``gitmail.remote``, an empty repository), or a
+    directory whose history has another root than the verified one (another org's repo).
+    Mail is never pushed there: a sync took an empty repository for the org with every
+    mailbox rewound, and signed and pushed the member's sent mail into it again. A directory
+    of this org that does not verify (rewritten, or cut by a commit too large to read) is no
+    reason here: the directory's own check reports it, and mail still goes to the org. None
+    too for a clone that verified no directory yet (its first ``init``)."""
     if repo.remote is None:
         return None
     vref, tref = refs.verified(refs.DIRECTORY), refs.tracking(refs.DIRECTORY, repo.remote)
-    found = git.for_each_ref(repo.path, [vref, tref])  # not pygit2: a quiet sync loads none
-    verified, tip = found.get(vref), found.get(tref)
-    if verified is None:
+    if repo._pg is not None:  # pygit2 loaded (a send): no git process to list two refs
+        verified, tip = repo.ref_target(vref), repo.ref_target(tref)
+    else:  # a quiet sync loads no pygit2
+        found = git.for_each_ref(repo.path, [vref, tref])
+        verified, tip = found.get(vref), found.get(tref)
+    if verified is None or tip == verified:
         return None
     url = repo.config.get(f"remote.{repo.remote}.url", "")
     where = f"the org remote {repo.remote!r} ({url})"
     if tip is None:
         return f"{where} holds no gitmail directory: it is not this org's repo; nothing is pushed there"
-    from gitmail.core.objects import extends
-
-    if tip != verified and not extends(repo.pg, tip, verified):
-        return (f"{where} holds a gitmail directory that does not continue the one this clone verified: "
-                "it is not this org's repo, or its directory was rewritten; nothing is pushed there")
+    theirs = _root(repo, tip, verified)
+    if theirs is not None and theirs != _root(repo, verified, None):
+        return f"{where} holds another org's directory (its first commit is not this org's); nothing is pushed there"
     return None
+
+
+def _root(repo: "Repo", tip: str, stop: Optional[str]) -> Optional[str]:
+    """The root commit of ``tip``'s first-parent line; None when the line meets ``stop`` (it
+    continues that history) or is cut by a commit too large to read (not known)."""
+    from gitmail.core.objects import first_parent_line, unfollowed
+
+    last = None
+    for oid, _ in first_parent_line(repo.pg, tip):
+        if oid == stop:
+            return None
+        last = oid
+    return None if last is None or unfollowed(repo.pg, last) else last
 
 
 def _deliver(

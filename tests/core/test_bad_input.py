@@ -59,6 +59,8 @@ def assert_clean_error(r: object, code: int, *words: str) -> None:
         (["send", "alex", "x", "--type", "x-nan", "--payload", '{"a":NaN}'], 2, ["NaN is not a JSON number"]),
         (["send", "alex", "x", "--type", "x-inf", "--payload", '{"a":-1e400}'], 2, ["-inf is not a JSON number"]),
         (["outbox", "drop", "dead"], 4, ["no queued message"]),  # asked first, then said "not dropped" (2)
+        (["send", "alex", "x", "--subject", "s" * 201], 2, ["the subject is 201 characters; the limit is 200"]),
+        (["send", "alex", "x", "--summary", "s" * 121], 2, ["the summary is 121 characters; the limit is 120"]),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(org: Org, args: list[str], code: int, words: list[str]) -> None:

@@ -171,6 +171,13 @@ def test_a_remote_that_is_not_the_org_gets_no_mail(org: Org, tmp_path: Path) -> 
         q = json.loads(org.ok("max", "send", "alex", "while lost", "--json").out)
         assert q["queued"] is True and "holds no gitmail directory" in q["reason"], q
         assert git("for-each-ref", cwd=empty).stdout == ""
+        other = tmp_path / "other.git"  # another org: a directory of its own, from its first commit
+        assert run("init", "--name", "zed", "--org", str(other), "--repo", str(tmp_path / "zed")).code == 0
+        before = git("for-each-ref", cwd=other).stdout
+        git("remote", "set-url", "origin", str(other), cwd=clone)
+        r = org.as_("max", "sync")
+        assert r.code == 7 and "holds another org's directory" in r.err, r
+        assert git("for-each-ref", cwd=other).stdout == before
     finally:
         git("remote", "set-url", "origin", org.url, cwd=clone)
     org.ok("max", "sync")

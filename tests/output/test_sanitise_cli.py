@@ -99,7 +99,8 @@ def test_hostile_directory_fields_are_refused_and_the_refusal_is_escaped(org: Or
     grammar), so such an e-mail never reaches a listing; the refusal itself is printed escaped."""
     email = "eve\x1b]0;pwn\x07\u202e@example.org"
     r = run("init", "--name", "eve", "--email", email, "--org", org.url, "--repo", str(tmp_path / "eve"))
-    assert r.code == 6 and not UNSAFE.search(r.err) and clean(email) in r.err, r
+    assert r.code == 2 and not UNSAFE.search(r.err) and clean(email) in r.err, r  # refused before anything is made
+    assert not (tmp_path / "eve").exists()
     org.ok("alex", "sync")
     names = [m["name"] for m in json.loads(org.ok("alex", "members", "--json").out)["members"]]
     assert "eve" not in names and not UNSAFE.search(org.ok("alex", "members").out)
