@@ -32,7 +32,7 @@ def test_message_text_is_never_shell(org: Org, tmp_path: Path) -> None:
     pwned = tmp_path / "pwned"
     seen = tmp_path / "seen"
     _configure(org, "alex", f"cat > '{seen}'")
-    org.ok("max", "send", "alex", "x", "--subject", f"$(touch {pwned}) `touch {pwned}`; touch {pwned}")
+    org.ok("max", "send", "alex", f"x; touch {pwned}", "--subject", f"$(touch {pwned}) `touch {pwned}`")
     org.ok("alex", "sync")
     assert not pwned.exists()
     assert f"$(touch {pwned})" in json.loads(seen.read_text())["messages"][0]["subject"]
