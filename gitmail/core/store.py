@@ -241,7 +241,6 @@ def layout_problem(pg: "pygit2.Repository", root: dict[str, tuple[int, str]], ms
     return None
 
 
-
 def _tree_as_git_reads_it(pg: "pygit2.Repository", tree: str) -> dict[str, tuple[int, str]]:
     """name -> (mode, oid) of a message's root tree, after every tree of the message (the root
     and each folder under it: ``attachments/``) is found in git's own form
