@@ -55,6 +55,21 @@ class BatchLine(BaseModel):
                      require_ack=self.require_ack, trace_id=self.trace_id)
 
 
+class _Twice(ValueError):
+    pass
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys each come once: ``{"to": "alex", "to": "max"}`` went to max
+    alone, without a word (json keeps the last)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Twice(f"key {k!r} given twice")
+        out[k] = v
+    return out
+
+
 def parse_jsonl(data: bytes) -> list[tuple[int, BatchLine]]:
     """The non-blank lines of ``data`` with their 1-based line numbers. Raises
     :class:`UsageError` ``line N: ...`` for the first line that is not UTF-8, not a JSON
@@ -64,11 +79,15 @@ def parse_jsonl(data: bytes) -> list[tuple[int, BatchLine]]:
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw.decode("utf-8"))
+            obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_once)
         except UnicodeDecodeError:
             raise UsageError(f"line {n}: not UTF-8") from None
-        except (ValueError, RecursionError) as e:
-            why = getattr(e, "msg", None) or type(e).__name__
+        except _Twice as e:
+            raise UsageError(f"line {n}: {e}") from None
+        except RecursionError:
+            raise UsageError(f"line {n}: not JSON (nested too deeply)") from None
+        except ValueError as e:
+            why = getattr(e, "msg", None) or str(e).splitlines()[0]
             raise UsageError(f"line {n}: not JSON ({why})") from None
         if not isinstance(obj, dict):
             raise UsageError(f"line {n}: not a JSON object")

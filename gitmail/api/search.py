@@ -56,8 +56,10 @@ def fts_expression(query: str) -> str:
 
 
 def since_date(value: Optional[str]) -> Optional[str]:
-    """An ISO 8601 date or date-time (UTC unless it says otherwise) as the cache's date form."""
-    if not value:
+    """An ISO 8601 date or date-time (UTC unless it says otherwise) as the cache's date form;
+    None for None. Raises :class:`UsageError` for anything else, an empty value included
+    (``--since ''`` was taken as no bound)."""
+    if value is None:
         return None
     try:
         d = datetime.fromisoformat(value.replace("Z", "+00:00"))

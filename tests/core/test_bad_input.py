@@ -252,3 +252,15 @@ def test_a_failed_init_or_rotation_leaves_nothing_behind(org: Org, tmp_path: Pat
     assert sorted(p.name for p in (home / "keys").iterdir()) == keys_before
     r = org.as_("max", "import", "--mbox", str(tmp_path / "missing.mbox"))
     assert r.code == 2 and not (clone / ".git" / "gitmail" / "imported").exists(), r
+
+
+def test_input_given_twice_or_empty_is_refused_not_guessed(org: Org, tmp_path: Path) -> None:
+    """A batch line naming a key twice went by the last ({"to": "alex", "to": "max"} went to
+    max alone); ``org k=1 k=2`` kept the last; ``--since ''`` was no bound at all."""
+    before = snapshot(org.clones["max"])
+    batch = tmp_path / "b.jsonl"
+    batch.write_text('{"to": "alex", "to": "max", "body": "which?"}\n')
+    assert_clean_error(org.as_("max", "send", "--batch", str(batch)), 2, "line 1: key 'to' given twice")
+    assert_clean_error(org.as_("max", "org", "packing=true", "packing=false"), 2, "'packing' is given twice")
+    assert_clean_error(org.as_("max", "list", "--since", ""), 2, "--since ''")
+    assert snapshot(org.clones["max"]) == before

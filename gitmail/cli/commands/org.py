@@ -31,6 +31,8 @@ def command(settings: tuple[str, ...], repo: Optional[str], as_: Optional[str], 
             key, sep, value = item.partition("=")
             if not sep:
                 raise UsageError(f"expected KEY=VALUE, got {item!r}")
+            if key.strip() in changes:  # which one was meant? (the last one won, without a word)
+                raise UsageError(f"{key.strip()!r} is given twice")
             changes[key.strip()] = value.strip()
         policy = api.set_policy(repo, changes, as_=as_)
     else:
