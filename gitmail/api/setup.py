@@ -98,7 +98,9 @@ def init(
         _configure_remote(r, org, name)
         signer, kp, created_key = _member_key(r, name, key)
         if created_key:
-            made += [kp, kp.with_name(kp.name + ".pub")]
+            from gitmail.core.signing import public_path
+
+            made += [kp, public_path(kp)]
         member, registered = _register(r, name, signer, display_name=display_name, email=email, kind=kind,
                                        encryption_key=encryption_key)
     except GitmailError:
@@ -438,12 +440,13 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     from gitmail.core import admin
     from gitmail.core.address import to_ref
     from gitmail.core.repo import data_home
-    from gitmail.core.signing import generate_key, load_key
+    from gitmail.core.signing import generate_key, load_key, public_path
     from gitmail.errors import DirectoryError
 
     s = session(repo, as_)
     old, member, old_path = s.signer, s.member, s.repo.key_path(s.me)
-    given = load_key(Path(key).expanduser().resolve()) if key else None
+    given_path = Path(key).expanduser().resolve() if key else None
+    given = load_key(given_path) if given_path is not None else None  # a bad key file fails before a fetch
     if given is not None and given.public_key in member.owned_keys():
         raise DirectoryError("that key is already one of yours (current, retired or revoked); rotate to a new key")
     if s.repo.remote:
@@ -456,9 +459,8 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
         s.reload_directory()
         if s.directory.policy.packing:
             _adopt_packed_tips(s)
-    if key:
-        new_path = Path(key).expanduser().resolve()
-        new = load_key(new_path)
+    if given_path is not None and given is not None:
+        new_path, new = given_path, given
     else:
         new_path = data_home() / "keys" / f"{to_ref(s.me)}-{int(time.time())}"
         new = generate_key(new_path, comment=f"gitmail {s.me}")
@@ -476,8 +478,8 @@ def rotate_key(repo: RepoLike, *, as_: Optional[str] = None, key: Optional[str] 
     try:
         d = admin.change(s.repo, old, member, mutate, f"Rotate the key of {s.me}")
     except GitmailError:
-        if not key and not _key_landed(s.repo, s.me, new.public_key):
-            for f in (new_path, new_path.with_name(new_path.name + ".pub")):  # the key it made, unused
+        if given is None and not _key_landed(s.repo, s.me, new.public_key):
+            for f in (new_path, public_path(new_path)):  # the key it made, unused
                 f.unlink(missing_ok=True)
         raise
     git.config_add(s.repo.path, f"gitmail.{s.me}.oldkey", str(old_path))

@@ -379,11 +379,6 @@ def mailbox_move_problem(pg: "pygit2.Repository", path: str, line: "OidStack", m
 REWRITTEN = "history was rewritten on the org repo (not a fast-forward)"
 
 
-def has_merge(pg: "pygit2.Repository", tip: str, stop: Optional[str] = None) -> bool:
-    """Whether the first-parent line from ``tip`` down to ``stop`` (or the root) meets a merge. Streams."""
-    return any(len(ps) > 1 for _, ps in first_parent_line(pg, tip, stop))
-
-
 class OidStack:
     """Commit ids in a flat byte string (20 bytes each for SHA-1): a million of them take 20 MB,
     where a Python list of hex strings takes over 90 MB. Indexed like a list."""

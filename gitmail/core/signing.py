@@ -269,6 +269,12 @@ def ed25519_valid(raw_pub: bytes, raw_sig: bytes, data: bytes) -> bool:
 # -- keys ---------------------------------------------------------------------
 
 
+def public_path(path: Path) -> Path:
+    """Where the public half of the key file ``path`` is: ``path`` with ``.pub`` added, as
+    ssh-keygen names it."""
+    return path.with_name(path.name + ".pub")
+
+
 def generate_key(path: Path, comment: str = "") -> Signer:
     """Create a new ed25519 key at ``path`` (OpenSSH format, mode 0600) and ``path.pub``.
 
@@ -291,7 +297,7 @@ def generate_key(path: Path, comment: str = "") -> Signer:
         f.write(pem)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     line = public_key_line(raw)
-    path.with_name(path.name + ".pub").write_text(f"{line} {comment}".rstrip() + "\n")
+    public_path(path).write_text(f"{line} {comment}".rstrip() + "\n")
     return Signer(line, key.sign, str(path))
 
 
@@ -343,7 +349,7 @@ def _unlock(path: Path, data: bytes, passphrase: Optional[bytes]) -> Any:
     from cryptography.hazmat.primitives import serialization
 
     if passphrase is None:
-        pub = path.with_name(path.name + ".pub")
+        pub = public_path(path)
         if pub.exists() and os.environ.get("SSH_AUTH_SOCK"):
             return agent_signer(pub.read_text(), str(path))
         raise KeyError_(
