@@ -365,13 +365,13 @@ def _commit_and_deliver(
     d = s.directory
     plain = msg
     if private.decide(d, s.me, msg.to, encrypt):
+        _refuse_sealed(msg)  # before the attachments are encrypted and stored: nothing written
         keys = [d.members[n].encryption_key or "" for n in private.readers(d, s.me, msg.to)]
         csources, sealed = attachments.encrypt_sources(sources, keys)
         msg.attachments, extra_tree = _attach_store(s, csources)
         plain = msg.model_copy(update={"attachments": [
             Attachment(name=x.name, size=x.size, media_type=x.media_type, oid=x.oid, storage=a.storage, path=a.path)
             for x, a in zip(sources, msg.attachments)]})
-        _refuse_sealed(plain)
         msg, cipher = private.seal_message(msg, d, sealed)
         extra_tree[private.CIPHER_FILE] = (str(s.repo.pg.create_blob(cipher)), 0o100644)
         plain.id = msg.id
