@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple,
 
 from gitmail.core.model import (
     MAX_BLOB,
+    MAX_INT,
     Member,
     Message,
     date_seconds,
@@ -227,7 +228,8 @@ def layout_problem(pg: "pygit2.Repository", root: dict[str, tuple[int, str]], ms
     mode, folder = root.get(TREE_DIR, (0, ""))
     if mode != TREE_MODE:
         return f"the tree has no {TREE_DIR}/ folder"
-    held = {name: m for m, name, _ in tree_entries(pg, folder)}  # sized and in git's form already
+    files = {name: (m, oid) for m, name, oid in tree_entries(pg, folder)}  # sized and in git's form already
+    held = {name: m for name, (m, _) in files.items()}
     want = {p[len(TREE_DIR) + 1:] for p in paths}
     extra = sorted(held.keys() - want)
     if extra:
@@ -238,6 +240,38 @@ def layout_problem(pg: "pygit2.Repository", root: dict[str, tuple[int, str]], ms
     odd = sorted(n for n, m in held.items() if m != BLOB_MODE)
     if odd:
         return f"{TREE_DIR}/{odd[0]} is not a regular file (mode {held[odd[0]]:o})"
+    for a in msg.attachments:
+        why = _stored_as_declared(pg, a.path, files[a.path[len(TREE_DIR) + 1:]][1], a.storage, a.oid, a.size)
+        if why is not None:
+            return why
+    return None
+
+
+def _stored_as_declared(pg: "pygit2.Repository", path: str, oid: str, storage: str, sha256: str,
+                        size: int) -> Optional[str]:
+    """Why the blob ``oid`` at ``path`` is not what its attachment entry declares, or None
+    (docs/protocol.md §6, "The tree"): for ``lfs`` storage exactly the pointer to ``sha256``
+    and ``size`` (:func:`gitmail.core.lfs.parse_pointer`, at most ``POINTER_MAX`` bytes read);
+    for ``blob`` storage ``size`` bytes, from the object's header (the content's sha256 is
+    checked when it is saved, which reads it). Otherwise a verified message could name a
+    10-byte file while its pointer asks every reader to download 9 MiB, or the reverse."""
+    import pygit2
+
+    from gitmail.core import lfs
+    from gitmail.core.objects import BLOB, object_size
+
+    try:
+        if storage == "lfs":
+            if lfs.parse_pointer(blob_data(pg, oid, lfs.POINTER_MAX)) != (sha256, size):
+                return f"{path} is not the LFS pointer its entry declares (oid and size)"
+            return None
+        held = object_size(pg, oid, BLOB, MAX_INT)
+    except TooLargeError:
+        return f"{path} is not the LFS pointer its entry declares (oid and size)"
+    except (KeyError, TypeError, ValueError, pygit2.GitError) as e:
+        return f"{path} cannot be read ({type(e).__name__})"
+    if held != size:
+        return f"{path} holds {held} bytes; its entry declares {size}"
     return None
 
 

@@ -26,4 +26,5 @@ RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the m
 #   3: message.json holds every required key, each of its JSON type (§4); protocol types'
 #      recipients and request ids (§5); attachment oids; the envelope's path and readers (§9);
 #      the tree holds what the message describes and nothing else (§6).
-RULES = 3
+#   4: each attachment's file is the LFS pointer, or a blob of the size, its entry declares (§6).
+RULES = 4

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gitmail.core import lfs
 from tests.attachments.conftest import LFSServer, craft, files_under, set_policy
 from tests.conftest import Org, Result, git
 
@@ -214,13 +215,19 @@ def test_blob_that_does_not_match_message_json(org: Org, tmp_path: Path) -> None
 
 
 def test_pointer_that_does_not_match_message_json(org: Org, tmp_path: Path) -> None:
+    """A pointer to another object than its entry declares makes the message malformed where it
+    comes in (docs/protocol.md §6, "The tree"), so ``attachments`` refuses it as any message that
+    failed verification (exit 7), and fetches nothing."""
     oid = hashlib.sha256(b"x").hexdigest()
     ptr = f"version https://git-lfs.github.com/spec/v1\noid sha256:{'0' * 64}\nsize 1\n".encode()
-    mid = craft(org, "max", "alex", [{"name": "p.bin", "size": 1, "oid": oid, "storage": "lfs",
-                                      "path": "attachments/1-p.bin"}], {"attachments/1-p.bin": ptr})
+    craft(org, "max", "alex", [{"name": "p.bin", "size": 1, "oid": oid, "storage": "lfs",
+                                "path": "attachments/1-p.bin"}], {"attachments/1-p.bin": ptr})
     org.ok("alex", "sync")
-    line = _one_line_error(org.as_("alex", "attachments", mid[:10], "--save-dir", str(tmp_path / "in")))
-    assert "does not match the message" in line
+    bad = json.loads(org.as_("alex", "verify", "--json").out)["bad"]
+    assert [(b["status"], b["detail"]) for b in bad] == [
+        ("malformed", "attachments/1-p.bin is not the LFS pointer its entry declares (oid and size)")]
+    line = _one_line_error(org.as_("alex", "attachments", bad[0]["oid"][:10], "--save-dir", str(tmp_path / "in")), 7)
+    assert "is corrupt" in line and not (tmp_path / "in").exists(), line
 
 
 def test_hostile_oid_never_becomes_a_path(org: Org, tmp_path: Path) -> None:
@@ -238,11 +245,13 @@ def test_hostile_oid_never_becomes_a_path(org: Org, tmp_path: Path) -> None:
 def test_declared_size_over_the_limit_is_not_fetched(org: Org, tmp_path: Path) -> None:
     # A reader applies the widest limit the directory ever had (docs/protocol.md §13): the
     # declared size is over the default 10 MiB, which the history had before 1000.
+    # An LFS entry, its pointer naming exactly what it declares (a blob of another size than its
+    # entry declares is malformed where it comes in): nothing is asked of any LFS store.
     set_policy(org, attachment_limit=1000)
-    data = b"y" * 2000
-    mid = craft(org, "max", "alex", [{"name": "huge.bin", "size": 11 * 2**20, "oid": hashlib.sha256(data).hexdigest(),
-                                      "storage": "blob", "path": "attachments/1-huge.bin"}],
-                {"attachments/1-huge.bin": data})
+    oid = hashlib.sha256(b"y" * 2000).hexdigest()
+    mid = craft(org, "max", "alex", [{"name": "huge.bin", "size": 11 * 2**20, "oid": oid,
+                                      "storage": "lfs", "path": "attachments/1-huge.bin"}],
+                {"attachments/1-huge.bin": lfs.format_pointer(oid, 11 * 2**20)})
     org.ok("alex", "sync")
     line = _one_line_error(org.as_("alex", "attachments", mid[:10], "--save-dir", str(tmp_path / "in")))
     assert "over the org's limit" in line and not (tmp_path / "in").exists()

@@ -18,6 +18,8 @@ from typing import Any, Callable, Optional
 
 import pygit2
 
+from gitmail.core import lfs
+from gitmail.core.attachments import GITATTRIBUTES
 from gitmail.core import directory as dirmod
 from gitmail.core import refs
 from gitmail.core.model import canonical_json, format_date, utcnow
@@ -413,6 +415,20 @@ CASES = [
     Case("gitattributes-altered", ".gitattributes is not the line", lambda c: _with_files(
         c, _md(c, attachments=[_attachment(storage="lfs")]),
         {"attachments/1-a.txt": b"x", ".gitattributes": b"* filter=evil\n"})),
+    # each attachment's file is what its entry declares (§6): a verified message never names a
+    # 1-byte file while its pointer asks every reader to download 9 MiB
+    Case("lfs-pointer-bigger-than-declared", "not the LFS pointer its entry declares", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(storage="lfs")]),
+        {"attachments/1-a.txt": lfs.format_pointer(hashlib.sha256(b"x").hexdigest(), 9 << 20),
+         ".gitattributes": GITATTRIBUTES})),
+    Case("lfs-pointer-other-object", "not the LFS pointer its entry declares", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(storage="lfs")]),
+        {"attachments/1-a.txt": lfs.format_pointer("ab" * 32, 1), ".gitattributes": GITATTRIBUTES})),
+    Case("lfs-content-not-pointer", "not the LFS pointer its entry declares", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(storage="lfs")]),
+        {"attachments/1-a.txt": b"x", ".gitattributes": GITATTRIBUTES})),
+    Case("blob-bigger-than-declared", "attachments/1-a.txt holds 100000 bytes; its entry declares 1",
+         lambda c: _with_files(c, _md(c, attachments=[_attachment()]), {"attachments/1-a.txt": b"y" * 100_000})),
 ]
 
 
