@@ -140,7 +140,7 @@ def group_list(repo: RepoLike = None) -> list["Group"]:
     from gitmail.core.repo import Repo, open_repo
 
     r = repo if isinstance(repo, Repo) else open_repo(repo)
-    d = directory.load(r)
+    d = directory.load_existing(r)
     return [d.groups[n] for n in sorted(d.groups)]
 
 

@@ -309,7 +309,7 @@ def org_fingerprint(repo: RepoLike = None) -> Optional[str]:
     from gitmail.core import directory
 
     r = repo if isinstance(repo, Repo) else open_repo(repo)
-    d = directory.load(r)
+    d = directory.load_existing(r)
     return directory.org_fingerprint(r.pg, d.tip) if d.tip else None
 
 
@@ -318,7 +318,7 @@ def members(repo: RepoLike = None) -> list["Member"]:
     from gitmail.core import directory
 
     r = repo if isinstance(repo, Repo) else open_repo(repo)
-    d = directory.load(r)
+    d = directory.load_existing(r)
     return [d.members[n] for n in sorted(d.members)]
 
 
@@ -408,7 +408,7 @@ def org_policy(repo: RepoLike = None) -> dict[str, Any]:
     from gitmail.core import directory
 
     r = repo if isinstance(repo, Repo) else open_repo(repo)
-    return directory.load(r).policy.model_dump(mode="json")
+    return directory.load_existing(r).policy.model_dump(mode="json")
 
 
 @dataclass

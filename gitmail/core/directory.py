@@ -26,7 +26,8 @@ from gitmail.core.objects import (TREE_MODE, blob_data, commit, file_entry, firs
                                   tree_entries, unfollowed)
 from gitmail.core.objects import tree as objtree
 from gitmail.core.signing import Signer, check_stored_key, signer_of
-from gitmail.errors import AddressError, DirectoryError, KeyError_, UnknownRecipientError, VerificationError
+from gitmail.errors import (AddressError, DirectoryError, KeyError_, NotInitializedError, UnknownRecipientError,
+                            VerificationError)
 
 if TYPE_CHECKING:
     import pygit2
@@ -1415,6 +1416,18 @@ def load(repo: "Repo") -> Directory:
     write_signers(repo, d)
     refspecs.keep(repo, d.tip, d.groups_if_member, d.names_ever())  # a plain git pull follows group changes from here on
     return d
+
+
+def load_existing(repo: "Repo") -> Directory:
+    """:func:`load`, for a command that only reads the org (``members``, ``org``, ``group
+    list``): raises :class:`NotInitializedError`, writing nothing, when this repository holds
+    no gitmail directory at all (neither fetched nor verified): a plain git repository has no
+    members, policy or groups to show, and showing the defaults would say there was an org."""
+    if repo.ref_target(refs.tracking(refs.DIRECTORY, repo.remote)) is None \
+            and repo.ref_target(refs.verified(refs.DIRECTORY)) is None:
+        raise NotInitializedError(f"no gitmail org here: {repo.path.resolve()} holds no gitmail directory; "
+                                  "run 'gitmail init --name NAME --org URL' (or pass --repo)")
+    return load(repo)
 
 
 def _ledger_of(repo: "Repo", tip: Optional[str]) -> tuple[Ledger, list[str]]:

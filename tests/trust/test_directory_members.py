@@ -48,3 +48,29 @@ def test_whoami_shows_where_data_would_live_but_a_non_member_is_an_error(org: Or
     d = json.loads(r.out)
     assert (d["name"], d["registered"], d["role"]) == ("nobody", False, None)
     assert org.ok("alex", "whoami", "--json").code == 0  # a member is unaffected
+
+
+def test_a_repository_without_an_org_has_no_members_policy_or_groups(tmp_path) -> None:
+    """``members``, ``org``, ``group list`` (and their library calls) in a plain git repository:
+    they printed nothing, the default policy (as if an org had it) and "No groups.", exit 0,
+    and wrote ``.git/gitmail/`` into the user's repository. Now one line, exit 3, nothing written."""
+    import subprocess
+
+    plain = tmp_path / "plain"
+    subprocess.run(["git", "init", "-q", str(plain)], check=True)
+    for args in (["members"], ["members", "--json"], ["org"], ["org", "--json"], ["group", "list"]):
+        r = run(*args, "--repo", str(plain))
+        assert (r.code, r.out) == (NotInitializedError.exit_code, ""), (args, r)
+        assert r.err == f"gitmail: no gitmail org here: {plain} holds no gitmail directory; run 'gitmail init " \
+                        "--name NAME --org URL' (or pass --repo)\n", (args, r)
+    for call in (api.members, api.org_policy, api.group_list, api.org_fingerprint):
+        with pytest.raises(NotInitializedError):
+            call(plain)
+    assert not (plain / ".git" / "gitmail").exists()
+
+
+def test_the_org_repo_itself_and_a_clone_still_show_their_org(org: Org) -> None:
+    """The check looks for a directory fetched or verified, and the org repo's own branch."""
+    assert [m.name for m in api.members(org.clones["alex"])] == ["alex", "max"]
+    assert [m.name for m in api.members(org.url)] == ["alex", "max"]
+    assert api.org_policy(org.url)["schema_version"] == 1
