@@ -148,6 +148,7 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     problem = syncmod.org_problem(s.repo)
     if problem is not None:  # before recover re-delivers "rewound" mail into a repo that is not the org
         raise VerificationError(problem)
+    syncmod.org_found(s.repo)
     restored = syncmod.recover(s.repo, lambda: s.signer if s.me in s.directory.members else None, s.me,
                                lambda c, path: _genuine(s, c, path), lambda: s.directory.policy.packing)
     # The signer (directory, key) only when something is queued: a sync with nothing

@@ -579,16 +579,84 @@ def org_problem(repo: "Repo") -> Optional[str]:
     else:  # a quiet sync loads no pygit2
         found = git.for_each_ref(repo.path, [vref, tref])
         verified, tip = found.get(vref), found.get(tref)
+    url = repo.config.get(f"remote.{repo.remote}.url", "")
+    return _not_the_org(repo, verified, tip, f"the org remote {repo.remote!r} ({url})")
+
+
+def _not_the_org(repo: "Repo", verified: Optional[str], tip: Optional[str], where: str) -> Optional[str]:
+    """:func:`org_problem`'s rule for the directory tip ``tip`` found at ``where`` (a remote, a
+    push URL; None: no directory there), against the ``verified`` one."""
     if verified is None or tip == verified:
         return None
-    url = repo.config.get(f"remote.{repo.remote}.url", "")
-    where = f"the org remote {repo.remote!r} ({url})"
     if tip is None:
         return f"{where} holds no gitmail directory: it is not this org's repo; nothing is pushed there"
     theirs = _root(repo, tip, verified)
     if theirs is not None and theirs != _root(repo, verified, None):
         return f"{where} holds another org's directory (its first commit is not this org's); nothing is pushed there"
     return None
+
+
+ORG_REMOTE_FILE = "org-remote.json"  # the org remote as configured when a fetch last found the org there
+
+
+def _remote_as_configured(repo: "Repo") -> dict[str, str]:
+    """The org remote's name and its fetch and push URLs, as the clone's git config gives them now."""
+    r = repo.remote or ""
+    return {"remote": r, "url": repo.config.get(f"remote.{r}.url", ""),
+            "pushurl": repo.config.get(f"remote.{r}.pushurl", "")}
+
+
+def org_found(repo: "Repo") -> None:
+    """Record that a fetch from the org remote, configured as it is now, found this org there
+    (:func:`org_problem` None after it): :func:`push_target_problem` then pushes without
+    fetching first. Not when the remote has a ``pushurl``: the fetch read another place than
+    a push writes to, and :func:`push_target_problem` looks there itself."""
+    conf = _remote_as_configured(repo)
+    if repo.remote is not None and not conf["pushurl"]:
+        _save(repo, ORG_REMOTE_FILE, conf)
+
+
+def push_target_problem(repo: "Repo") -> Optional[str]:
+    """:func:`org_problem` for a push: when the org remote is configured otherwise than when a
+    fetch last found the org there (``git remote set-url``, another ``gitmail.remote``, a
+    ``pushurl``; or nothing recorded yet), its directory is fetched first, and from its push
+    URL too when it has one, so that a send right after such a change never pushes mail into
+    a repository that is not the org: the remote-tracking refs it would judge by came from
+    the old place. Raises :class:`RemoteUnreachableError` or :class:`GitError` from a fetch."""
+    conf = _remote_as_configured(repo)
+    if repo.remote is None or _load(repo, ORG_REMOTE_FILE) == conf:
+        return org_problem(repo)
+    fetch(repo, [refs.exact_pattern(refs.DIRECTORY)])
+    problem = org_problem(repo)
+    if problem is None and conf["pushurl"]:
+        problem = _push_url_problem(repo, conf["pushurl"])
+    if problem is None:
+        _save(repo, ORG_REMOTE_FILE, conf)
+    return problem
+
+
+def _push_url_problem(repo: "Repo", url: str) -> Optional[str]:
+    """:func:`org_problem` for the directory the push URL ``url`` holds: fetched (git's own
+    transport and credentials, as the push will use them) into a ref of its own, judged, and
+    the ref removed."""
+    ref = "refs/gitmail/push-check"
+    try:
+        git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
+                 f"+{refs.head(refs.DIRECTORY)}:{ref}"], repo.path, remote=True)
+        tip = repo.ref_target(ref)
+    except RemoteUnreachableError as e:
+        e.message = unreachable_message(repo, e)
+        raise
+    except GitError as e:
+        if not _NO_REF.search(e.stderr.decode("utf-8", "replace")):
+            raise
+        tip = None
+    try:
+        return _not_the_org(repo, repo.ref_target(refs.verified(refs.DIRECTORY)), tip,
+                            f"the push URL of {repo.remote!r} ({url})")
+    finally:
+        if tip is not None:
+            repo.delete_ref(ref)
 
 
 def _root(repo: "Repo", tip: str, stop: Optional[str]) -> Optional[str]:
@@ -613,9 +681,15 @@ def _deliver(
     pending = outbox_paths(repo, sender) if pending is None else pending
     if not pending:
         return out
-    problem = org_problem(repo)
+    try:
+        problem = push_target_problem(repo)
+        kind = FAILED
+    except RemoteUnreachableError as e:
+        problem, kind = e.message, UNREACHABLE
+    except GitError as e:
+        problem, kind = push_failure(repo, e), FAILED
     if problem is not None:  # everything stays queued, saying why
-        out.queued = [Held(p, mid, FAILED, problem) for p, tip in pending.items() for _, mid in queued_chain(repo, p, tip)]
+        out.queued = [Held(p, mid, kind, problem) for p, tip in pending.items() for _, mid in queued_chain(repo, p, tip)]
         save_reasons(repo, out.queued, sender)
         return out
     tried = set(pending)

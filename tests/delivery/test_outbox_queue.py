@@ -184,3 +184,37 @@ def test_a_remote_that_is_not_the_org_gets_no_mail(org: Org, tmp_path: Path) -> 
     org.ok("alex", "sync")
     subjects = [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]]
     assert sorted(subjects) == ["before", "while lost"], subjects
+
+
+def test_a_send_right_after_the_remote_moved_looks_before_it_pushes(org: Org, tmp_path: Path) -> None:
+    """``git remote set-url`` (or another ``gitmail.remote``, or a push URL) and then a send, no
+    sync between: the remote-tracking refs still showed the org as last fetched from the old
+    place, so the send pushed the mail into whatever the new URL held (here an empty repo:
+    "Sent"). Now a send to a remote configured otherwise than when a fetch last found the org
+    there fetches its directory first, from the push URL too when there is one: queued, saying
+    why, nothing pushed; back at the org, the next send delivers all of it, once."""
+    import subprocess
+
+    org.ok("max", "send", "alex", "before")
+    clone = org.clones["max"]
+    empty = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(empty)], check=True)
+    git("remote", "set-url", "origin", str(empty), cwd=clone)
+    try:
+        q = json.loads(org.ok("max", "send", "alex", "while moved", "--json").out)
+        assert q["queued"] is True and "holds no gitmail directory" in q["reason"], q
+        git("remote", "set-url", "origin", org.url, cwd=clone)
+        git("remote", "set-url", "--push", "origin", str(empty), cwd=clone)  # fetch from the org, push elsewhere
+        q = json.loads(org.ok("max", "send", "alex", "push url moved", "--json").out)
+        assert q["queued"] is True and "the push URL of 'origin'" in q["reason"], q
+        assert "holds no gitmail directory" in q["reason"], q
+        assert git("for-each-ref", cwd=empty).stdout == ""
+    finally:
+        git("config", "--unset-all", "remote.origin.pushurl", cwd=clone)
+        git("remote", "set-url", "origin", org.url, cwd=clone)
+    r = json.loads(org.ok("max", "send", "alex", "back", "--json").out)
+    assert r["queued"] is False, r
+    org.ok("alex", "sync")
+    subjects = [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]]
+    assert sorted(subjects) == ["back", "before", "push url moved", "while moved"], subjects
+    assert not any(name.endswith("push-check") for name in git("for-each-ref", cwd=clone).stdout.split())
