@@ -94,6 +94,8 @@ def init(
         _check_fingerprint(org, fingerprint)
     made: list[Path] = []  # what this call creates, taken away again if it fails before the member is in
     r, org, created_org = _open_member_repo(repo, org, made)
+    before = _Before.of(r, made)
+    signer: "Optional[Signer]" = None
     try:
         _configure_remote(r, org, name)
         signer, kp, created_key = _member_key(r, name, key)
@@ -104,7 +106,7 @@ def init(
         member, registered = _register(r, name, signer, display_name=display_name, email=email, kind=kind,
                                        encryption_key=encryption_key)
     except GitmailError:
-        _undo(r, name, made)
+        _undo(r, name, signer.public_key if signer is not None else None, made, before)
         raise
     from gitmail import git
 
@@ -147,24 +149,78 @@ def _open_member_repo(repo: RepoLike, org: Optional[str], made: list[Path]) -> t
     return r, org, created_org
 
 
-def _undo(r: Repo, name: str, made: list[Path]) -> None:
+@dataclass
+class _Before:
+    """What an existing repository held before ``init`` changed it, to put back if it fails:
+    its local git config (the bytes of ``.git/config``), its remotes, whether it had
+    ``.git/gitmail/`` and any ref below ``refs/gitmail/``. None for a repository this
+    ``init`` created (removed whole instead)."""
+
+    config: bytes
+    mode: int  # the config file's permission bits
+    remotes: set[str]
+    data_dir: bool
+    gitmail_refs: bool
+
+    @classmethod
+    def of(cls, r: Repo, made: list[Path]) -> "Optional[_Before]":
+        from gitmail import git
+
+        if any(p in made for p in (r.path, r.git_dir)):
+            return None
+        try:
+            config = (r.git_dir / "config").read_bytes()
+            mode = (r.git_dir / "config").stat().st_mode & 0o7777
+        except OSError:
+            return None  # nothing can be put back: left as the failure leaves it
+        remotes = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
+        return cls(config, mode, remotes, (r.git_dir / "gitmail").exists(), bool(git.for_each_ref(r.path, ["refs/gitmail/"])))
+
+    def restore(self, r: Repo) -> None:
+        """Put the repository back: remotes ``init`` added removed (their remote-tracking refs
+        with them), the config file as it was, ``.git/gitmail/`` and ``refs/gitmail/`` removed
+        when they were not there before."""
+        import shutil
+
+        from gitmail import git
+        from gitmail.core.files import write_atomic
+
+        r.reload_config()
+        added = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")} - self.remotes
+        for remote in sorted(added):
+            git.run(["remote", "remove", remote], r.path, check=False)
+        write_atomic(r.git_dir / "config", self.config, mode=self.mode)
+        if not self.gitmail_refs:
+            for ref in git.for_each_ref(r.path, ["refs/gitmail/"]):
+                git.run(["update-ref", "-d", ref], r.path, check=False)
+        if not self.data_dir:
+            shutil.rmtree(r.git_dir / "gitmail", ignore_errors=True)
+        r.reload_config()
+
+
+def _undo(r: Repo, name: str, key: Optional[str], made: list[Path], before: "Optional[_Before]" = None) -> None:
     """After a failed ``init``: remove what it created (``made``: a new clone folder or its
-    ``.git``, a bare org repo, a key it generated), unless the directory this clone saw lists
-    ``name`` (the registration was published, and the key is now the member's)."""
+    ``.git``, a bare org repo, a key it generated) and put an existing repository back as it
+    was (``before``), unless the directory this clone saw lists ``name`` with ``key`` (the
+    public key line ``init`` used; None: it had none yet), so the registration was published
+    and the key is now the member's. A name listed with another key is someone else's."""
     import shutil
 
     from gitmail.core import directory as dirmod
 
     try:
-        if name in dirmod.load(r).members:
-            return
+        m = dirmod.load(r).members.get(name) if key is not None else None
     except GitmailError:
         return  # not known: keep everything
+    if m is not None and key in m.all_keys():
+        return
     for p in made:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+    if before is not None:
+        before.restore(r)
 
 
 def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -252,6 +253,39 @@ def test_a_failed_init_or_rotation_leaves_nothing_behind(org: Org, tmp_path: Pat
     assert sorted(p.name for p in (home / "keys").iterdir()) == keys_before
     r = org.as_("max", "import", "--mbox", str(tmp_path / "missing.mbox"))
     assert r.code == 2 and not (clone / ".git" / "gitmail" / "imported").exists(), r
+
+
+def test_a_failed_init_in_the_users_own_repository_puts_it_back(org: Org, tmp_path: Path) -> None:
+    """``init`` in a repository the user already has (a project with its own remote) of an org
+    out of reach, and of an org that refuses the registration: it left a remote ``gitmail``,
+    ``gitmail.remote`` and fetch refspecs in the user's config (and, once it had fetched,
+    ``refs/remotes/gitmail/*``, ``refs/gitmail/*`` and ``.git/gitmail/``). Now the config file
+    is byte for byte what it was, and nothing of gitmail's is left."""
+    own = tmp_path / "project"
+    git("init", "-q", str(own))
+    git("remote", "add", "origin", "https://example.invalid/project.git", cwd=own)
+    git("config", "user.name", "Someone", cwd=own)
+    (own / ".git" / "config").chmod(0o640)
+    config = (own / ".git" / "config").read_bytes()
+    refs_before = git("for-each-ref", cwd=own).stdout
+
+    def untouched() -> None:
+        assert (own / ".git" / "config").read_bytes() == config
+        assert (own / ".git" / "config").stat().st_mode & 0o777 == 0o640
+        assert git("for-each-ref", cwd=own).stdout == refs_before
+        assert not (own / ".git" / "gitmail").exists()
+
+    r = run("init", "--name", "fresh", "--org", "git://127.0.0.1:9/none.git", "--repo", str(own))
+    assert r.code == 9, r
+    untouched()
+    # An org that refuses the registration (a name held by another key), after init had
+    # fetched its directory and mail into the repository.
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    r = run("init", "--name", "max", "--org", org.url, "--repo", str(own), "--key", str(other))
+    assert r.code != 0 and "Traceback" not in r.err and "max" in r.err, r
+    untouched()
+    assert run("init", "--name", "fresh", "--org", org.url, "--repo", str(own)).code == 0  # and it can still join
 
 
 def test_input_given_twice_or_empty_is_refused_not_guessed(org: Org, tmp_path: Path) -> None:
