@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gitmail import api
@@ -50,7 +52,7 @@ def test_whoami_shows_where_data_would_live_but_a_non_member_is_an_error(org: Or
     assert org.ok("alex", "whoami", "--json").code == 0  # a member is unaffected
 
 
-def test_a_repository_without_an_org_has_no_members_policy_or_groups(tmp_path) -> None:
+def test_a_repository_without_an_org_has_no_members_policy_or_groups(tmp_path: Path) -> None:
     """``members``, ``org``, ``group list`` (and their library calls) in a plain git repository:
     they printed nothing, the default policy (as if an org had it) and "No groups.", exit 0,
     and wrote ``.git/gitmail/`` into the user's repository. Now one line, exit 3, nothing written."""
