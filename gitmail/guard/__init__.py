@@ -33,8 +33,30 @@ def install(bare: str | Path, daemon: bool = True) -> list[Action]:
     """
     from gitmail.guard import daemon as daemon_mod
 
+    why = not_bare(bare)
+    if why is not None:
+        from gitmail.errors import UsageError
+
+        raise UsageError(why)
     daemon_mod.stop(bare)
     return hookscripts.install(bare, SERVER_HOOKS, lambda text: daemon_mod.fill_hook(text, daemon), other_owner=True)
+
+
+def not_bare(bare: str | Path) -> Optional[str]:
+    """Why ``bare`` is not a bare repository the guard can go into, or None. A clone's (or a
+    folder inside one, whose hooks git finds in the clone around it) ``pre-receive`` runs only
+    when someone pushes into that clone, so the org it was meant for would stay unguarded
+    while the install said it was done. Raises :class:`NotARepoError` for no repository."""
+    from gitmail import git
+
+    gd, _ = hookscripts.repo_dirs(bare, other_owner=True)
+    p = Path(bare).resolve()
+    trust = ["-c", f"safe.directory={p}"]
+    is_bare = git.run([*trust, "rev-parse", "--is-bare-repository"], p, check=False).stdout.strip() == b"true"
+    if gd != p or not is_bare:
+        return (f"{p} is not a bare repository: the guard goes into the org repo itself (its pre-receive "
+                "runs when members push there); a clone's would run only when someone pushes into the clone")
+    return None
 
 
 def check_runnable(bare: str | Path, python: Optional[str] = None) -> Optional[str]:

@@ -197,6 +197,24 @@ def test_guard_install_not_a_repo(tmp_path: Path) -> None:
     assert r.err.count("\n") == 1
 
 
+def test_guard_install_goes_only_into_a_bare_repository(tmp_path: Path) -> None:
+    """A clone, a folder inside one (git finds the clone around it) or a clone's ``.git``:
+    the install wrote a pre-receive there and said it was done, while the org stayed unguarded
+    (a clone's hook runs only when someone pushes into that clone). Now one line, exit 2, no
+    hook written; a bare repository still takes it."""
+    clone = tmp_path / "clone"
+    git("init", "--quiet", str(clone))
+    (clone / "sub").mkdir()
+    for target in (clone, clone / "sub", clone / ".git"):
+        r = run("guard", "install", str(target))
+        assert r.code == 2 and r.out == "" and r.err.count("\n") == 1, (target, r)
+        assert f"{target.resolve()} is not a bare repository" in r.err, r.err
+        assert not (clone / ".git" / "hooks" / "pre-receive").exists()
+    bare = tmp_path / "org.git"
+    git("init", "--quiet", "--bare", str(bare))
+    assert run("guard", "install", str(bare)).code == 0 and (bare / "hooks" / "pre-receive").exists()
+
+
 def test_after_a_registration_the_guard_checks_pushes_against_its_kept_ledger(net: NetOrg) -> None:
     """A newcomer registers (the directory moves past the guard, which keeps the ledger of
     the tip it verified); the next pushes are checked against that directory, from the warm
