@@ -224,13 +224,20 @@ _LOCKED = re.compile(r"cannot lock ref|unable to update local ref|some local ref
                      r"Unable to create .*\.lock|is at [0-9a-f]+ but expected", re.I)
 
 
-def unreachable_message(repo: "Repo", e: "GitError") -> str:
-    """One line: which remote could not be reached, git's reason, and that nothing is lost."""
-    url = repo.config.get(f"remote.{repo.remote}.url", "")
+def unreachable_message(repo: "Repo", e: "GitError", url: Optional[str] = None) -> str:
+    """One line: which remote (at ``url``, default its fetch URL) could not be reached, git's
+    reason, and, when this clone has mail queued, that it stays in the outbox (said only then:
+    an ``init`` or a ``key rotate`` that cannot reach the org queued nothing)."""
+    url = repo.config.get(f"remote.{repo.remote}.url", "") if url is None else url
     lines = [ln.strip() for ln in e.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     reason = next((ln for ln in lines if _git_unreachable(ln)), lines[-1] if lines else "no answer")
     reason = reason.removeprefix("fatal: ").removeprefix("error: ")
-    return f"cannot reach the org remote {repo.remote!r} ({url}): {reason}; queued mail stays in the outbox"
+    try:
+        queued = bool(outbox_paths(repo))
+    except Exception:  # an unreadable ref store: say it, as before, rather than fail on the way out
+        queued = True
+    tail = "; queued mail stays in the outbox" if queued else ""
+    return f"cannot reach the org remote {repo.remote!r} ({url}): {reason}{tail}"
 
 
 def _git_unreachable(line: str) -> bool:
@@ -645,7 +652,7 @@ def _push_url_problem(repo: "Repo", url: str) -> Optional[str]:
                  f"+{refs.head(refs.DIRECTORY)}:{ref}"], repo.path, remote=True)
         tip = repo.ref_target(ref)
     except RemoteUnreachableError as e:
-        e.message = unreachable_message(repo, e)
+        e.message = unreachable_message(repo, e, url)
         raise
     except GitError as e:
         if not _NO_REF.search(e.stderr.decode("utf-8", "replace")):
