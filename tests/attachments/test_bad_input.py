@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitmail.core import lfs
 from tests.attachments.conftest import LFSServer, craft, files_under, set_policy
@@ -270,3 +272,48 @@ def test_lfs_server_down_while_reading(lfs_org: Org, lfs_server: LFSServer, tmp_
     git("config", "lfs.url", lfs_server.url, cwd=lfs_org.clones["alex"])
     lfs_org.ok("alex", "attachments", short, "--save-dir", str(inbox))
     assert files_under(inbox) == ["data.bin"]
+
+
+def test_a_private_key_is_never_attached(org: Org, tmp_path: Path) -> None:
+    """``send --attach`` of a private key (OpenSSH, PEM, OpenPGP, an age identity, PuTTY; alone
+    or inside a text file): one line, exit 11, nothing queued or sent. A public key goes."""
+    import subprocess
+
+    keys = {}
+    keys["ssh"] = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys["ssh"])], check=True)
+    keys["pem"] = tmp_path / "id_rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "1024", "-m", "PEM", "-N", "", "-f", str(keys["pem"])],
+                   check=True)
+    keys["age"] = tmp_path / "age.key"
+    subprocess.run(["age-keygen", "-o", str(keys["age"])], check=True, capture_output=True)
+    keys["pgp"] = tmp_path / "secret.asc"
+    keys["pgp"].write_text("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF...\n-----END PGP PRIVATE KEY BLOCK-----\n")
+    keys["putty"] = tmp_path / "key.ppk"
+    keys["putty"].write_text("PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n")
+    keys["inside"] = tmp_path / "notes.md"
+    keys["inside"].write_bytes(b"# deploy\r\n\r\n" + keys["pem"].read_bytes().replace(b"\n", b"\r\n"))
+    words = {"ssh": "an OpenSSH private key", "pem": "a PEM private key", "age": "an age identity (a private key)",
+             "pgp": "an OpenPGP private key", "putty": "a PuTTY private key", "inside": "a PEM private key"}
+    before = git("for-each-ref", cwd=org.clones["max"]).stdout
+    for kind, path in keys.items():
+        r = org.as_("max", "send", "alex", "here", "--attach", str(path))
+        line = _one_line_error(r, 11)
+        assert f"cannot attach {path}: it holds {words[kind]}; gitmail does not send private keys" in line, (kind, line)
+    assert git("for-each-ref", cwd=org.clones["max"]).stdout == before
+    org.ok("max", "send", "alex", "my public key", "--attach", str(keys["ssh"]) + ".pub")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.binary(max_size=400))
+def test_private_key_lines_are_found_wherever_a_line_begins(head: bytes, tail: bytes) -> None:
+    """Property: a line beginning a private key is found after any text ending in a line break
+    (LF or CRLF) and before anything; text with no such line is never taken for a key."""
+    from gitmail.core.attachments import private_key_kind
+
+    for line in (b"-----BEGIN OPENSSH PRIVATE KEY-----", b"AGE-SECRET-KEY-1" + b"Q" * 58,
+                 b"-----BEGIN ENCRYPTED PRIVATE KEY-----", b"PuTTY-User-Key-File-2: ssh-rsa"):
+        for nl in (b"\n", b"\r\n"):
+            assert private_key_kind(head + nl + line + tail) is not None
+    if not any(m in head for m in (b"PRIVATE KEY", b"AGE-SECRET-KEY-1", b"PuTTY-User-Key-File-")):
+        assert private_key_kind(head) is None
