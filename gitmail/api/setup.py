@@ -115,6 +115,10 @@ def init(
     git.config_set(r.path, "gpg.ssh.allowedSignersFile", str(r.data_dir / "allowed_signers"))
     d = dirmod.load(r)
     dirmod.write_signers(r, d)  # picks up the user's own allowed signers as they are now
+    from gitmail.core import sync
+
+    if r.remote is not None and sync.org_problem(r) is None:
+        sync.org_found(r)  # fetched from it just now: the first send need not look again
     fp = dirmod.org_fingerprint(r.pg, d.tip) if d.tip else None
     return InitResult(member, r.path, r.remote, kp, created_org, created_key, registered, fp)
 

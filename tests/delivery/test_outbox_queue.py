@@ -218,3 +218,12 @@ def test_a_send_right_after_the_remote_moved_looks_before_it_pushes(org: Org, tm
     subjects = [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]]
     assert sorted(subjects) == ["back", "before", "push url moved", "while moved"], subjects
     assert not any(name.endswith("push-check") for name in git("for-each-ref", cwd=clone).stdout.split())
+
+
+def test_init_records_where_it_found_the_org(org: Org, tmp_path: Path) -> None:
+    """``init`` fetched the org from its remote just now: it records so, and the first send
+    pushes without fetching the directory again."""
+    clone = tmp_path / "zed"
+    assert run("init", "--name", "zed", "--org", org.url, "--repo", str(clone)).code == 0
+    recorded = json.loads((clone / ".git" / "gitmail" / "org-remote.json").read_text())
+    assert recorded == {"remote": "origin", "url": org.url, "pushurl": ""}
