@@ -287,17 +287,23 @@ gitmail_notice() {
       when[i] = ds; subject[i] = sj; checked[i] = 1
     }
     # The visible form of what a terminal would act on, as gitmail.api.views.clean: C0 controls
-    # and DEL as \xNN (\t \n \r by name), C1 controls (UTF-8 \302\200-\237) as \xNN, and
-    # U+061C, U+200E/200F, U+2028-202E, U+2066-2069 as \uNNNN. Everything else stays.
-    function vis(s,   out, c) {
+    # and DEL as \xNN (\t \n \r by name), C1 controls (U+0080-009F) and U+00AD as \xNN; as
+    # \uNNNN U+061C, U+2028-202E and the Default_Ignorable_Code_Points but the joiners
+    # U+200C/200D and the variation selectors (U+034F, U+115F-1160, U+17B4-17B5, U+180B-180F,
+    # U+200B, U+200E/200F, U+2060-206F, U+3164, U+FEFF, U+FFA0, U+FFF0-FFF8, U+1BCA0-1BCA3,
+    # U+1D173-1D17A, U+E0000-E00FF, U+E01F0-E0FFF), each matched by its UTF-8 bytes.
+    # Everything else stays. tests/output/test_sanitise_notice.py holds it to clean().
+    function vis(s,   out, c, n, j) {
       out = ""
-      while (match(s, /[\001-\037\177]|\302[\200-\237]|\330\234|\342\200[\216\217\250-\256]|\342\201[\246-\251]/)) {
+      while (match(s, /[\001-\037\177]|\302[\200-\237\255]|\315\217|\330\234|\341\205[\237\240]|\341\236[\264\265]|\341\240[\213-\217]|\342\200[\213\216\217\250-\256]|\342\201[\240-\257]|\343\205\244|\357\273\277|\357\276\240|\357\277[\260-\270]|\360\233\262[\240-\243]|\360\235\205[\263-\272]|\363\240[\200-\203][\200-\277]|\363\240\207[\260-\277]|\363\240[\210-\277][\200-\277]/)) {
         c = substr(s, RSTART, RLENGTH); out = out substr(s, 1, RSTART - 1); s = substr(s, RSTART + RLENGTH)
         if (c == "\t") out = out "\\t"; else if (c == "\n") out = out "\\n"; else if (c == "\r") out = out "\\r"
         else if (RLENGTH == 1) out = out sprintf("\\x%02x", ord[c])
-        else if (RLENGTH == 2 && ord[substr(c, 1, 1)] == 194) out = out sprintf("\\x%02x", ord[substr(c, 2, 1)])
-        else if (RLENGTH == 2) out = out "\\u061c"
-        else out = out sprintf("\\u%04x", 8192 + (ord[substr(c, 2, 1)] - 128) * 64 + ord[substr(c, 3, 1)] - 128)
+        else {  # the code point of the UTF-8 sequence
+          n = ord[substr(c, 1, 1)] - (RLENGTH == 2 ? 192 : RLENGTH == 3 ? 224 : 240)
+          for (j = 2; j <= RLENGTH; j++) n = n * 64 + ord[substr(c, j, 1)] - 128
+          out = out sprintf(n < 256 ? "\\x%02x" : "\\u%04x", n)
+        }
       }
       return out s
     }

@@ -17,10 +17,11 @@ escaping is enough there.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from gitmail.api.session import SHORT_ID
 from gitmail.core.cache import Row
@@ -43,6 +44,13 @@ BAD_LABEL = {
 _BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
 _UNSAFE_LINE = re.compile(f"[\x00-\x1f{_BEYOND_C0}]")
 _UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f{_BEYOND_C0}]")  # newline and tab kept
+# And, in text that is not ASCII, what a renderer shows as nothing: Unicode's
+# Default_Ignorable_Code_Points (gitmail.core.address.ignorable_pattern), such as zero-width
+# spaces, U+034F, Hangul fillers and the tag characters U+E0000-E007F, which spell out text a
+# model reads and a person never sees. Kept, because ordinary text needs them and they hide
+# nothing alone: the joiners U+200C/U+200D (emoji sequences, Persian and Indic words) and the
+# variation selectors U+FE00-FE0F (the emoji form of a heart) and U+E0100-E01EF (ideographs).
+_KEPT = "\u200c\u200d\ufe00-\ufe0f\U000e0100-\U000e01ef"
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -59,12 +67,14 @@ def clean(text: Any) -> str:
     """A one-line field another member wrote (subject, name, file name, id), safe to print.
 
     Every unsafe character (C0 controls including newline and tab, DEL, C1
-    controls, bidi controls, U+2028/2029, surrogates) becomes its visible
-    escape (:func:`escape_char`); everything else, backslashes included, is
-    kept as it is. ``None`` and other values are shown with ``str``.
+    controls, bidi controls, U+2028/2029, surrogates, and the invisible
+    Default_Ignorable_Code_Points but the joiners and variation selectors of
+    :data:`_KEPT`) becomes its visible escape (:func:`escape_char`); everything
+    else, backslashes included, is kept as it is. ``None`` and other values are
+    shown with ``str``.
     """
     s = text if isinstance(text, str) else str(text)
-    return _UNSAFE_LINE.sub(lambda m: escape_char(m.group()), s)
+    return (_UNSAFE_LINE if s.isascii() else _unsafe(True)).sub(lambda m: escape_char(m.group()), s)
 
 
 ERROR_CHARS = 1000  # an error line names what it refuses; a megabyte-long id or path is cut here
@@ -85,7 +95,19 @@ def clean_text(text: Any) -> str:
     lone CR, which would let a line overwrite itself, is escaped).
     """
     s = text if isinstance(text, str) else str(text)
-    return _UNSAFE_TEXT.sub(lambda m: escape_char(m.group()), s.replace("\r\n", "\n"))
+    pat = _UNSAFE_TEXT if s.isascii() else _unsafe(False)
+    return pat.sub(lambda m: escape_char(m.group()), s.replace("\r\n", "\n"))
+
+
+@functools.lru_cache(maxsize=2)
+def _unsafe(line: bool) -> "re.Pattern[str]":
+    """:data:`_UNSAFE_LINE` (``line``) or :data:`_UNSAFE_TEXT`, and the invisible characters
+    but :data:`_KEPT`: for text that is not ASCII (compiled at first use)."""
+    import regex
+
+    c0 = "\x00-\x1f" if line else "\x00-\x08\x0b-\x1f"
+    return cast("re.Pattern[str]", regex.compile(
+        f"[{c0}{_BEYOND_C0}]|[\\p{{Default_Ignorable_Code_Point}}--[{_KEPT}]]", regex.V1))
 
 
 def flat(text: str) -> str:
@@ -104,7 +126,21 @@ def quote(value: Any) -> str:
     bidi character, so it can never read as a line of its own.
     """
     s = json.dumps(value, ensure_ascii=False)
-    return _UNSAFE_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+    if s.isascii():
+        return _UNSAFE_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+    # Lossless here, so every invisible character goes (the joiners and selectors too), as
+    # JSON's \\u form of its UTF-16 code units.
+    return _unsafe_json().sub(lambda m: json.dumps(m.group()).strip('"'), s)
+
+
+@functools.lru_cache(maxsize=1)
+def _unsafe_json() -> "re.Pattern[str]":
+    from gitmail.core.address import ignorable_pattern
+
+    import regex
+
+    return cast("re.Pattern[str]", regex.compile(
+        f"[\\x00-\\x1f{_BEYOND_C0}]|{ignorable_pattern().pattern}"))
 
 
 def count(n: int, noun: str, plural: Optional[str] = None) -> str:

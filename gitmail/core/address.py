@@ -11,10 +11,13 @@ address only by letter case (safe on case-insensitive file systems).
 from __future__ import annotations
 
 import functools
-
 import unicodedata
+from typing import TYPE_CHECKING, Optional
 
 from gitmail.errors import AddressError
+
+if TYPE_CHECKING:
+    import regex
 
 BROADCAST = "*"
 GROUP_PREFIX = "team:"
@@ -44,6 +47,9 @@ def normalize(name: str) -> str:
         cat = unicodedata.category(ch)
         if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
             raise AddressError(f"member name {n!r} contains a control character (U+{ord(ch):04X})")
+    hidden = ignorable(n)
+    if hidden is not None:  # "m\u034fax" is max to the eye, and to no look-alike check that keeps it
+        raise AddressError(f"member name {n!r} contains an invisible character (U+{ord(hidden):04X})")
     if n != n.strip():
         raise AddressError(f"member name {n!r} has leading or trailing white space")
     if "/" in n or "\\" in n:
@@ -65,6 +71,26 @@ def normalize(name: str) -> str:
 
 
 _PATTERN_CHARS = frozenset('",*?')
+
+
+@functools.lru_cache(maxsize=1)
+def ignorable_pattern() -> "regex.Pattern[str]":
+    """Unicode's Default_Ignorable_Code_Point characters (UAX #44; the ``regex`` package's
+    Unicode data): what a renderer shows as nothing (joiners, fillers, variation selectors,
+    tag characters, U+034F) unless a font draws it. Compiled at first use (the ``regex``
+    import costs some milliseconds, and ASCII text, the common case, never needs it)."""
+    import regex
+
+    return regex.compile(r"\p{Default_Ignorable_Code_Point}")
+
+
+def ignorable(text: str) -> Optional[str]:
+    """The first Default_Ignorable_Code_Point character of ``text`` (:func:`ignorable_pattern`),
+    or None."""
+    if text.isascii():
+        return None
+    m = ignorable_pattern().search(text)
+    return None if m is None else m.group()
 
 
 def principal(name: str) -> str:
@@ -104,7 +130,9 @@ def skeleton(name: str) -> str:
     """The confusable skeleton of ``name`` (TR39 section 4, with the confusable-homoglyphs data).
 
     NFKD (compatibility forms such as fullwidth letters fold to their plain
-    letters, which the TR39 data leaves out), then every character replaced by
+    letters, which the TR39 data leaves out), Default_Ignorable_Code_Point characters
+    removed (:func:`ignorable`; TR39's skeleton does so since revision 28, so that
+    ``m\u034fax`` is ``max``), then every character replaced by
     the least (by code points) of itself and its single-character homoglyphs,
     then NFD. Two names with the same skeleton look alike.
     """
@@ -112,7 +140,10 @@ def skeleton(name: str) -> str:
 
     data = confusables.confusables_data
     out = []
-    for ch in unicodedata.normalize("NFKD", name):
+    folded = unicodedata.normalize("NFKD", name)
+    if not folded.isascii():  # TR39 (revision 28 on): Default_Ignorable_Code_Points are dropped first
+        folded = ignorable_pattern().sub("", folded)
+    for ch in folded:
         alts = [h["c"] for h in data.get(ch, ()) if len(h["c"]) == 1]
         out.append(min([ch, *alts]))
     return unicodedata.normalize("NFD", "".join(out))

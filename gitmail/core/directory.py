@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, cast
 
 from gitmail.core import problems, refs, refspecs, treediff
-from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, is_mixed_script, normalize, principal, skeleton,
-                                  to_ref)
+from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, ignorable, is_mixed_script, normalize, principal,
+                                  skeleton, to_ref)
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
 from gitmail.core.objects import (TREE_MODE, blob_data, commit, file_entry, first_parent_line, object_id, signed_commit,
@@ -270,6 +270,9 @@ def _text_ok(value: str) -> Optional[str]:
             return f"a control or format character (U+{ord(ch):04X})"
         if ch in "<>":
             return f"{ch!r}"
+    hidden = ignorable(value)
+    if hidden is not None:
+        return f"an invisible character (U+{ord(hidden):04X})"
     return None
 
 
@@ -625,7 +628,9 @@ class Ledger:
         return L
 
 
-LEDGER_FORMAT = 2  # 2: member paths may hold a shard folder, signers_oid may be a tree (layout 2)
+LEDGER_FORMAT = 3  # 2: member paths may hold a shard folder, signers_oid may be a tree (layout 2);
+# 3: names and skeletons under the invisible-character rule (a kept ledger is rebuilt, so a
+#    registration an older gitmail accepted is judged again)
 LEDGER_FILE = "directory-ledger.json"
 
 

@@ -3,6 +3,7 @@ and so is a name that mixes scripts unless the org allows it (client and guard).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,41 @@ def test_guard_refuses_a_lookalike_registration(net: NetOrg, tmp_path: Path) -> 
     e = entry("b\u043eb", newcomer.public_key)
     p = push_dir(net.clones["alex"], write_dir_commit(net.clones["alex"], [*entries, e], newcomer, tip))
     assert p.returncode != 0 and "mixes scripts" in p.stderr
+
+
+# Invisible characters a renderer shows as nothing (Default_Ignorable_Code_Point): "m\u034fax"
+# was registered beside max and shown as "max" by list, read, the shell notice and the Claude
+# hooks, since neither the control-character rule nor the skeleton saw them.
+INVISIBLE = ["m\u034fax", "max\u3164", "ma\u115fx", "max\ufe0f", "max\U000e0100", "ma\u180bx"]
+
+
+@pytest.mark.parametrize("name", INVISIBLE)
+def test_a_name_with_an_invisible_character_is_refused(org: Org, name: str) -> None:
+    code, err = _join(org, name)
+    assert code == 2 and "contains an invisible character (U+" in err and err.count("\n") == 1, err
+
+
+def test_the_skeleton_drops_invisible_characters_as_tr39_does() -> None:
+    from gitmail.core.address import skeleton
+
+    assert all(skeleton(n) == skeleton("max") for n in INVISIBLE)
+
+
+def test_a_crafted_registration_with_an_invisible_character_fails_the_readers_and_the_guard(
+        net: NetOrg, tmp_path: Path) -> None:
+    """A hostile newcomer writes the directory commit themself (no client check): the guard
+    refuses it; pushed where no guard runs, every reader's directory check refuses it."""
+    from tests.conftest import git
+
+    newcomer = stranger_key(tmp_path)
+    tip, entries = current_entries(net.clones["alex"])
+    commit = write_dir_commit(net.clones["alex"], [*entries, entry("m\u034fax", newcomer.public_key)], newcomer, tip)
+    p = push_dir(net.clones["alex"], commit)
+    assert p.returncode != 0 and "invisible character (U+034F)" in p.stderr, p.stderr
+    bare = net.bare  # the same commit straight into the org repo's objects and ref: no guard on this path
+    git("fetch", "-q", str(net.clones["alex"]), commit, cwd=bare)
+    git("update-ref", "refs/heads/gitmail/directory", commit, tip, cwd=bare)
+    r = net.as_("max", "sync")
+    assert "invisible character (U+034F)" in r.err + r.out, r
+    assert [m["name"] for m in json.loads(net.ok("max", "members", "--json").out)["members"]] == \
+        ["alex", "max"]

@@ -130,19 +130,21 @@ def test_the_layout_never_goes_back(net: NetOrg, tmp_path: Path) -> None:
 
 
 def test_old_ledger_files_are_rebuilt(net: NetOrg) -> None:
-    """A ledger kept by a gitmail before layout 2 (format 1) is not trusted: rebuilt from git."""
+    """A ledger kept by a gitmail before layout 2 (format 1), or before the invisible-character
+    rule (format 2), is not trusted: rebuilt from git."""
     from gitmail.core.repo import open_repo
 
     repo = open_repo(net.clones["alex"])
     want = dirmod.load(repo)
     path = repo.data_dir / dirmod.LEDGER_FILE
     data = json.loads(path.read_bytes())
-    assert data["format"] == dirmod.LEDGER_FORMAT == 2
-    data["format"] = 1
-    path.write_text(json.dumps(data))
-    dirmod._LEDGERS.clear()
-    with pytest.raises(ValueError):
-        dirmod.Ledger.undump(path.read_bytes())
+    assert data["format"] == dirmod.LEDGER_FORMAT == 3
+    for old in (1, 2):
+        data["format"] = old
+        path.write_text(json.dumps(data))
+        dirmod._LEDGERS.clear()
+        with pytest.raises(ValueError):
+            dirmod.Ledger.undump(path.read_bytes())
     assert dirmod.load(repo).members == want.members
 
 
