@@ -130,7 +130,7 @@ def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
     from gitmail.core.rules import sealed_problem
 
     opened = opened_from(msg, inner)
-    problem = sealed_problem(opened)
+    problem = sealed_problem(opened, inner.attachments)
     if problem:  # docs/protocol.md §9: the sealed fields follow the same rules as clear ones
         raise VerificationError(f"the encrypted content breaks the rules: {problem}")
     return opened, inner.attachments

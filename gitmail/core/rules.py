@@ -9,9 +9,10 @@ content (:mod:`gitmail.core.private`).
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Optional, Sequence
 
 from pydantic import ValidationError
 
@@ -27,6 +28,7 @@ from gitmail.core.model import (
     SUMMARY_LIMIT,
     Envelope,
     Message,
+    SealedAttachment,
     is_message_id,
     is_open_type,
     parse_date,
@@ -117,6 +119,8 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
     for i, att in enumerate(msg.attachments):
         if not is_message_id(att.oid):  # the same form: sha256, 64 lower-case hex digits
             return f"attachments.{i}.oid is not 64 lower-case hex digits"
+        if not is_media_type(att.media_type):
+            return f"attachments.{i}.media_type is not a media type (type/subtype, RFC 6838)"
     if msg.encrypted is not None:
         if msg.subject or msg.summary or msg.body or msg.payload is not None:
             return "encrypted message with subject, summary, body or payload in clear"
@@ -177,15 +181,30 @@ def _nul_problem(msg: Message) -> Optional[str]:
     return None
 
 
-def sealed_problem(opened: Message) -> Optional[str]:
+def sealed_problem(opened: Message, attachments: Sequence[SealedAttachment] = ()) -> Optional[str]:
     """Why the decrypted fields of an encrypted message break §4's rules (subject and summary
-    limits, payload shape for its type), or None. The body's size is bounded by the clear
-    envelope's ``size``."""
+    limits, payload shape for its type, the media types of its sealed ``attachments``), or
+    None. The body's size is bounded by the clear envelope's ``size``."""
     if len(opened.subject) > SUBJECT_LIMIT:
         return f"subject over {SUBJECT_LIMIT} characters"
     if len(opened.summary) > SUMMARY_LIMIT:
         return f"summary over {SUMMARY_LIMIT} characters"
+    types = [a.media_type for a in attachments] or [a.media_type for a in opened.attachments]
+    for i, media_type in enumerate(types):
+        if not is_media_type(media_type):
+            return f"attachments.{i}.media_type is not a media type (type/subtype, RFC 6838)"
     return _nul_problem(opened) or payload_problem(opened.type, opened.payload)
+
+
+# RFC 6838 §4.2: type-name "/" subtype-name, each a restricted-name (a letter or digit, then up to
+# 126 of letters, digits and ! # $ & - ^ _ . +); no parameters, no white space. What the sender
+# writes (mimetypes.guess_type, or application/octet-stream); a header value once exported.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
+
+def is_media_type(value: str) -> bool:
+    """Whether ``value`` is a media type ``type/subtype`` (:data:`_MEDIA_TYPE`, ASCII only)."""
+    return value.isascii() and _MEDIA_TYPE.fullmatch(value) is not None
 
 
 def payload_problem(type_: str, payload: object) -> Optional[str]:

@@ -27,4 +27,5 @@ RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the m
 #      recipients and request ids (§5); attachment oids; the envelope's path and readers (§9);
 #      the tree holds what the message describes and nothing else (§6).
 #   4: each attachment's file is the LFS pointer, or a blob of the size, its entry declares (§6).
-RULES = 4
+#   5: each attachment's media_type is type/subtype (RFC 6838), in clear and sealed (§4, §9).
+RULES = 5

@@ -300,3 +300,20 @@ def test_input_given_twice_or_empty_is_refused_not_guessed(org: Org, tmp_path: P
     assert_clean_error(org.as_("max", "org", "packing=true", "packing=false"), 2, "'packing' is given twice")
     assert_clean_error(org.as_("max", "list", "--since", ""), 2, "--since ''")
     assert snapshot(org.clones["max"]) == before
+
+
+def test_a_sealed_attachment_media_type_follows_the_clear_rule() -> None:
+    """The media types inside an encrypted message (its sealed attachments) are held to the
+    rule of clear ones (docs/protocol.md §9), by the one function open_message asks."""
+    from gitmail.core.model import Message, SealedAttachment
+    from gitmail.core.rules import sealed_problem
+
+    opened = Message(**{"from": "max"}, to=["alex"], date="2026-01-01T00:00:00.000000Z")
+
+    def sealed(media_type: str) -> SealedAttachment:
+        return SealedAttachment(name="a", media_type=media_type, size=1, sha256="ab" * 32, cipher_oid="cd" * 32)
+
+    assert sealed_problem(opened, [sealed("text/csv")]) is None
+    for bad in ("text/x\nX-Injected: yes", "text/x; a=b", "text/\x1b[2J", "", "x"):
+        assert sealed_problem(opened, [sealed("text/csv"), sealed(bad)]) == \
+            "attachments.1.media_type is not a media type (type/subtype, RFC 6838)"

@@ -427,6 +427,13 @@ CASES = [
     Case("lfs-content-not-pointer", "not the LFS pointer its entry declares", lambda c: _with_files(
         c, _md(c, attachments=[_attachment(storage="lfs")]),
         {"attachments/1-a.txt": b"x", ".gitattributes": GITATTRIBUTES})),
+    # a media type is type/subtype (RFC 6838): it becomes a Content-Type header on export, where a
+    # line break stopped every export (exit 70) and an escape sequence went into the file raw
+    Case("media-type-newline", "attachments.0.media_type is not a media type", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(media_type="text/x\nX-Injected: yes")]), {"attachments/1-a.txt": b"x"})),
+    Case("media-type-escape", "attachments.0.media_type is not a media type", lambda c: _with_files(
+        c, _md(c, attachments=[_attachment(media_type='text/x; a="\x1b]52;c;ZXZpbA==\x07"')]),
+        {"attachments/1-a.txt": b"x"})),
     Case("blob-bigger-than-declared", "attachments/1-a.txt holds 100000 bytes; its entry declares 1",
          lambda c: _with_files(c, _md(c, attachments=[_attachment()]), {"attachments/1-a.txt": b"y" * 100_000})),
 ]
