@@ -1,9 +1,12 @@
 """Export to real mail clients: mbox or Maildir (``gitmail export``).
 
 Each message of the member's view becomes an RFC 5322 message built with the
-standard library's :mod:`email` and written with :mod:`mailbox`: From, To,
+standard library's :mod:`email` and written with :mod:`mailbox`: From and To
+(the member's display name and email as registered, neither unique, so the
+shown name also carries the member name when it differs: ``"max (mallory)"``),
 Date, Subject, Message-ID (``<ID@gitmail>``), In-Reply-To and References (so
-clients thread them), ``X-Gitmail-Verified`` (the verdict: ``good``, or the
+clients thread them), ``X-Gitmail-From`` (the member name the signature proves,
+when verified), ``X-Gitmail-Verified`` (the verdict: ``good``, or the
 status and why), ``X-Gitmail-Priority`` / ``X-Gitmail-Type``, and each
 attachment as a MIME part with its media type. Encrypted mail is decrypted
 for the member (only verified mail is ever decrypted). Incremental: messages
@@ -70,8 +73,12 @@ def _address(d: "Directory", name: str) -> "Address":
     m = d.members.get(name)
     email = m.email if m is not None else f"{to_ref(name)}@{ADDR_DOMAIN}"
     user, _, host = email.rpartition("@")
+    # The member name, which the signature proves, is always in the shown name: a display name
+    # and an email are whatever the member registered, and neither is unique (a member named
+    # mallory registered as "max <max@...>" was exported as From: max <max@...>).
+    shown = name if m is None or not m.display_name or m.display_name == name else f"{m.display_name} ({name})"
     try:
-        return Address(_one_line(m.display_name if m else name), user or "unknown", host or ADDR_DOMAIN)
+        return Address(_one_line(shown), user or "unknown", host or ADDR_DOMAIN)
     except (ValueError, IndexError):
         return Address(_one_line(name), to_ref(name) or "unknown", ADDR_DOMAIN)
 
@@ -94,6 +101,7 @@ def to_email(s: Session, it: Item, files: list[tuple[str, str, bytes]]) -> "Emai
         e["In-Reply-To"] = msgid(row.in_reply_to)
     if refs:
         e["References"] = " ".join(msgid(x) for x in refs)
+    e["X-Gitmail-From"] = _one_line(row.sender)  # the member whose key signed it (when verified)
     e["X-Gitmail-Verified"] = "good" if row.status == "good" else _one_line(f"{row.status}: {row.detail}")
     e["X-Gitmail-Priority"] = row.priority
     e["X-Gitmail-Type"] = _one_line(row.type)

@@ -148,3 +148,26 @@ def test_an_export_target_is_checked_before_anything_is_read_or_written(org: Org
     org.ok("alex", "export", "--mbox", str(box))
     assert box.read_bytes().startswith(b"From ")
     org.ok("alex", "export", "--mbox", str(box))  # a second export adds only what is new
+
+
+def test_export_names_the_member_who_signed_not_the_name_they_chose(org: Org, tmp_path: Path) -> None:
+    """mallory registers as display name "max" with max's email (neither is unique) and writes
+    to alex: the export said From: max <max@gitmail.invalid> with X-Gitmail-Verified: good,
+    byte for byte what max's own mail says. Now the member name the signature proves is in the
+    shown name ("max (mallory)") and in X-Gitmail-From."""
+    from tests.conftest import run
+
+    mallory = tmp_path / "mallory"
+    assert run("init", "--name", "mallory", "--display-name", "max", "--email", "max@gitmail.invalid",
+               "--org", org.url, "--repo", str(mallory)).code == 0
+    assert run("send", "alex", "wire the money", "--subject", "urgent", "--plain", "--repo", str(mallory)).code == 0
+    org.ok("max", "send", "alex", "the real one", "--subject", "real", "--plain")
+    org.ok("alex", "sync")
+    box = tmp_path / "alex.mbox"
+    org.ok("alex", "export", "--mbox", str(box), "--all")
+    msgs = _by_subject(list(mailbox.mbox(str(box))))
+    fake, real = msgs["urgent"], msgs["real"]
+    assert str(fake["From"]) == '"max (mallory)" <max@gitmail.invalid>' and fake["X-Gitmail-From"] == "mallory"
+    assert fake["X-Gitmail-Verified"] == "good"  # genuinely mallory's message
+    assert str(real["From"]) == "max <max@gitmail.invalid>" and real["X-Gitmail-From"] == "max"
+    assert str(fake["From"]) != str(real["From"])
