@@ -126,20 +126,24 @@ def test_update_lines_git_would_not_write_refuse_the_push() -> None:
 
 
 def test_attachment_pointer_over_limit_refused(net: NetOrg) -> None:
-    """An LFS pointer counts the size it names, not the size message.json declares for it:
-    a declared byte over a pointer past the limit is refused; within the limit it goes."""
+    """An LFS pointer counts the size it names: a pointer past the limit is refused, whether its
+    entry declares that size (over the limit) or one byte (the pointer is not what the entry
+    declares: malformed); a pointer within the limit that its entry declares goes."""
     from tests.delivery.test_bounds_attachments import _craft
 
     clone = net.clones["max"]
     limit = dirmod.load(open_repo(clone)).policy.attachment_limit
-    for size, ok in ((limit + 1, False), (1000, True)):
+    for size, declared, ok in ((limit + 1, limit + 1, False), (limit + 1, 1, False), (1000, 1000, True)):
         pointer = open_repo(clone).pg[forge.lfs_pointer(clone, size)].read_raw()
-        entry = {"name": "big.bin", "size": 1, "oid": "ab" * 32, "storage": "lfs", "path": "attachments/1-big.bin"}
+        entry = {"name": "big.bin", "size": declared, "oid": "ab" * 32, "storage": "lfs",
+                 "path": "attachments/1-big.bin"}
         _, code, out = _craft(net, "max", "alex", [entry], {"attachments/1-big.bin": pointer})
         if ok:
             assert code == 0, out
-        else:
+        elif declared == size:
             refused(code, out, "attachment attachments/1-big.bin", f"limit is {limit}")
+        else:
+            refused(code, out, "attachments/1-big.bin is not the LFS pointer its entry declares")
 
 
 def test_directory_change_and_mail_in_one_push(net: NetOrg, tmp_path: Path) -> None:
