@@ -161,7 +161,7 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     from gitmail.core import problems as probmod
 
     new = _new_rows(s, before)
-    problems = [p for ps in probmod.load(s.repo).values() for p in ps] + s.problems
+    problems = list(dict.fromkeys([p for ps in probmod.load(s.repo).values() for p in ps] + s.problems))
     still = _queued(s) if res.queued or restored else []
     packed = None if all_ else _pack(s, problems)
     return SyncResult(True, new, res.delivered_ids(), still,

@@ -321,6 +321,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
     t = refs.tracking("", repo.remote)
     # Inbox pairs the member packed away are read at their packed tips (docs/protocol.md §3).
     entries, problems = packed.advance(repo, member, directory)
+    standing: dict[str, list[str]] = {refs.packed_path(member): list(problems)}  # path -> its problems now
     current = dict(watched)
     if entries:
         problems += packed.effective_tips(repo.pg, t, member, entries, current)
@@ -359,6 +360,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
             else:
                 vtip, probs = _advance_verified(repo, path, tip)
             problems += probs
+            standing[path] = probs
             if count is None:
                 count = db.execute("SELECT COUNT(*) FROM msg WHERE path=?", (path,)).fetchone()[0]
             db.execute(
@@ -372,6 +374,9 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
     db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (st_oid or "",))
     key = json.dumps(sorted(watched.items()))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('watched', ?)", (key,))
+    from gitmail.core import problems as probmod
+
+    probmod.record_all(repo, standing)
     return problems
 
 

@@ -432,3 +432,23 @@ def test_reading_a_packed_commit_alone_leaves_the_clone_as_it_was(unguarded: Net
     assert git("for-each-ref", cwd=odd).stdout == before_refs
     assert git("count-objects", "-v", cwd=odd).stdout == before_objects
     assert not (odd / ".git" / "shallow").exists() and list((odd / ".git" / "gitmail").glob("peek-*")) == []
+
+
+def test_a_rewound_packed_ref_is_said_on_every_sync_and_by_verify(unguarded: NetOrg) -> None:  # noqa: F811
+    """No guard: someone sets alex's packed ref back to its first commit. alex's sync said so
+    once, then nothing, and ``gitmail verify`` said "0 history problems". Now every sync and
+    verify say it while it stands; the packed mail stays."""
+    o = packing_org(unguarded)
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    o.ok("max", "send", "alex", "after packing", "--plain")
+    o.ok("alex", "sync")
+    o.ok("alex", "pack")
+    root = git("rev-list", "--max-parents=0", "refs/heads/gitmail/packed/alex", cwd=o.bare).stdout.split()[0]
+    git("update-ref", "refs/heads/gitmail/packed/alex", root, cwd=o.bare)
+    want = "gitmail/packed/alex: the packed ref was rewritten (not a fast-forward); kept the verified copy"
+    for _ in range(2):
+        assert want in json.loads(o.ok("alex", "sync", "--json").out)["problems"]
+    r = o.as_("alex", "verify", "--json")
+    assert r.code == 7 and want in json.loads(r.out)["problems"], r
+    assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "after packing": True}

@@ -189,6 +189,16 @@ def test_force_pushed_mailbox_is_detected_and_local_mail_kept(unguarded: NetOrg)
     assert git("rev-list", "--count", "refs/gitmail/verified/mail/alex/max", cwd=o.clones["alex"]).stdout.strip() == "3"
     r = o.as_("alex", "verify")
     assert r.code == 7 and "history was rewritten" in r.out
+    # Said on every sync while it stands (it was said once, then "0 new messages" for ever after),
+    # and no more once the org repo holds the verified history again.
+    again = json.loads(o.ok("alex", "sync", "--json").out)["problems"]
+    assert [p for p in again if "history was rewritten" in p] == \
+        ["gitmail/mail/alex/max: history was rewritten on the org repo (not a fast-forward); kept the verified copy"], again
+    verified = git("rev-parse", "refs/gitmail/verified/mail/alex/max", cwd=o.clones["alex"]).stdout.strip()
+    git("fetch", "-q", str(o.clones["alex"]), verified, cwd=o.bare)
+    git("update-ref", "refs/heads/gitmail/mail/alex/max", verified, cwd=o.bare)
+    assert json.loads(o.ok("alex", "sync", "--json").out)["problems"] == []
+    assert o.as_("alex", "verify").code == 0
 
 
 def test_a_big_arrival_is_summed_up(net: NetOrg) -> None:
