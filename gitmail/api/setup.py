@@ -178,7 +178,8 @@ class _Before:
         except OSError:
             return None  # nothing can be put back: left as the failure leaves it
         remotes = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
-        return cls(config, mode, remotes, (r.git_dir / "gitmail").exists(), bool(git.for_each_ref(r.path, ["refs/gitmail/"])))
+        had_refs = bool(git.for_each_ref(r.path, ["refs/gitmail/"]))
+        return cls(config, mode, remotes, (r.git_dir / "gitmail").exists(), had_refs)
 
     def restore(self, r: Repo) -> None:
         """Put the repository back: remotes ``init`` added removed (their remote-tracking refs

@@ -132,7 +132,7 @@ def skeleton(name: str) -> str:
     NFKD (compatibility forms such as fullwidth letters fold to their plain
     letters, which the TR39 data leaves out), Default_Ignorable_Code_Point characters
     removed (:func:`ignorable`; TR39's skeleton does so since revision 28, so that
-    ``m\u034fax`` is ``max``), then every character replaced by
+    ``m\\u034fax`` is ``max``), then every character replaced by
     the least (by code points) of itself and its single-character homoglyphs,
     then NFD. Two names with the same skeleton look alike.
     """

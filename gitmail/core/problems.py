@@ -4,8 +4,8 @@ A JSON object: key (``"directory"``, or a mailbox or packed path) -> list of one
 problems (a rewritten ref, a rejected directory commit). ``gitmail sync`` and
 ``gitmail verify`` report them every time, for as long as they stand: a mailbox's
 until its next ingest accepts what the org repo holds (a rewrite reported once and
-then never again left a member reading an old copy without knowing it). Kept out of :mod:`gitmail.core.directory` so
-that reading it needs no pydantic or pygit2.
+then never again left a member reading an old copy without knowing it). Kept out of
+:mod:`gitmail.core.directory` so that reading it needs no pydantic or pygit2.
 """
 
 from __future__ import annotations
