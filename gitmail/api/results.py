@@ -105,6 +105,12 @@ class MessageRow(Result):
     require_ack: bool = Field(description="the sender asked for a receipt (`gitmail ack`)")
     ack_requested: bool = Field(description="a receipt is asked of you and you have not sent it yet "
                                             "(`gitmail ack ID`); false for mail you sent")
+    answers_request: Optional[bool] = Field(
+        description="for a verified response in your inbox (`answer`, `shutdown_response`, "
+                    "`plan_approval_response`): true when its `request_id` is that of a request you sent "
+                    "to its sender; false when your requests with that id went to others only (it answers "
+                    "something its sender was never asked: do not act on it); null when no request of "
+                    "yours with that id is known in this clone, and for every other message")
     read: bool = Field(description="your local read flag")
     archived: bool = Field(description="your local archived flag")
     verified: bool = Field(description="signature, sender and mailbox all check out (`status` is `good`)")
@@ -125,7 +131,8 @@ def row_fields(row: "Row") -> dict[str, Any]:
     return {"id": row.id, "short_id": row.id[:SHORT], "from": row.sender, "to": row.recipients, "date": row.date,
             "subject": row.subject, "summary": row.summary, "priority": row.priority, "type": row.type,
             "request_id": row.request_id, "in_reply_to": row.in_reply_to, "thread": row.thread or row.id,
-            "trace_id": row.trace_id, "require_ack": row.require_ack, "ack_requested": row.ack_requested, "read": row.read, "archived": row.archived,
+            "trace_id": row.trace_id, "require_ack": row.require_ack, "ack_requested": row.ack_requested,
+            "answers_request": row.answers_request, "read": row.read, "archived": row.archived,
             "verified": row.status == "good", "status": row.status, "attachments": row.n_attach,
             "encrypted": row.encrypted, "mailbox": row.path, "commit": row.oid}
 

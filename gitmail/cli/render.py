@@ -57,6 +57,8 @@ def row_line(row: Row) -> str:
     typ = "" if row.type == "text" else f"[{clean(row.type)}] "
     if row.ack_requested:
         typ += "[ack requested] "
+    if row.answers_request is False:
+        typ += "[answers no request of yours to them] "
     hint = payload_hint(row)
     return f"{mark} {clean(row.id[:SHORT])} {pri} {date}  {who:<16} {typ}{clean(row.subject)}" + (
         f"  {hint}" if hint else "")

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 # 7: trace_id and the payload hint of open types; 8: the trace, thread and reply indexes hold only
 # rows that have one (most have none: a first sync writes three B-trees fewer per message).
 # 9: the inbox tally (kept by every write to the rows), so counts never scan the inbox.
-# A cache of version 8 gains the tally (one scan); a cache of another version is rebuilt.
-SCHEMA = 9
+# 10: an index of the rows that carry a request_id (a response is related to the request it
+# answers on every listing: cache.answers).
+# A cache of version 8 gains the tally (one scan), one of 8 or 9 the request index; a cache of
+# another version is rebuilt.
+SCHEMA = 10
 HINT_CHARS = 200  # of an open type's payload (canonical JSON) kept for listings
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -49,6 +52,7 @@ CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread) WHERE thread IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to) WHERE in_reply_to IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
 CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
+CREATE INDEX IF NOT EXISTS msg_request ON msg(request_id, type) WHERE request_id IS NOT NULL;
 """
 
 # What the inbox shows (not archived, one copy per Message-ID), and what of it is unread.
@@ -155,11 +159,14 @@ def prepare(db: sqlite3.Connection) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     ver = db.execute("PRAGMA user_version").fetchone()[0]
-    if ver == SCHEMA - 1:  # 8: the same rows, without the tally; count them once
+    if ver in (8, 9):  # the same rows: 8 without the tally (count them once), either without msg_request
         with _transaction(db):
-            if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA - 1:  # not migrated meanwhile
+            now = db.execute("PRAGMA user_version").fetchone()[0]
+            if now == 8:  # not migrated meanwhile
                 db.execute("DROP TABLE IF EXISTS tally")
                 _create_tally(db)
+            if now in (8, 9):
+                db.execute("CREATE INDEX IF NOT EXISTS msg_request ON msg(request_id, type) WHERE request_id IS NOT NULL")
                 db.execute(f"PRAGMA user_version={SCHEMA}")
     elif ver != SCHEMA:
         db.executescript(
@@ -233,9 +240,12 @@ class Row:
     encrypted: bool = False
     trace_id: Optional[str] = None
     hint: Optional[str] = None  # an open type's payload: its canonical JSON, cut at HINT_CHARS characters
-    # Not a column: the sender asks this member for a receipt they have not sent yet
-    # (set by the inbox queries below, :func:`_with_acks`).
+    # Not columns: the sender asks this member for a receipt they have not sent yet; and, for a
+    # verified response in the inbox, whether it answers a request this member sent to its
+    # sender (True), one this member sent to others only (False), or none known here (None).
+    # Set by the inbox queries below (:func:`_with_acks`, :func:`answers`).
     ack_requested: bool = False
+    answers_request: Optional[bool] = None
 
     @classmethod
     def of(cls, r: sqlite3.Row, shared: Optional[dict[Any, Any]] = None) -> "Row":
@@ -256,7 +266,7 @@ class Row:
         return cls(**d)
 
 
-_ROW_FIELDS = tuple(f for f in Row.__dataclass_fields__ if f != "ack_requested")
+_ROW_FIELDS = tuple(f for f in Row.__dataclass_fields__ if f not in ("ack_requested", "answers_request"))
 _SHARED_FIELDS = ("path", "sender", "priority", "type", "status", "detail")  # few distinct values
 
 
@@ -1040,6 +1050,26 @@ def _with_acks(db: sqlite3.Connection, rows: list[Row]) -> list[Row]:
         acked.update(a[0] for a in db.execute(q, ids))
     for r in asking:
         r.ack_requested = r.id not in acked
+    return answers(db, rows)
+
+
+def answers(db: sqlite3.Connection, rows: list[Row]) -> list[Row]:
+    """``rows`` with ``answers_request`` set on each verified response in the inbox (a type of
+    :data:`gitmail.core.msgtypes.RESPONSE_OF` with a ``request_id``), from the requests this
+    member sent (the rows of their sent mail in this clone): True when a request of the
+    matching type with that ``request_id`` went to the response's sender; False when such
+    requests exist but none went to it (another member answering a request they never got,
+    docs/protocol.md §5: any member could copy a request_id from a commit's clear trailer and
+    "approve" a plan someone else was asked to); None when this clone knows no such request
+    (it may have been sent from another clone)."""
+    from gitmail.core.msgtypes import RESPONSE_OF
+
+    asking = [r for r in rows if r.inbox and r.status == "good" and r.request_id and r.type in RESPONSE_OF]
+    for r in asking:
+        sent = [json.loads(x[0]) for x in db.execute(
+            "SELECT recipients FROM msg WHERE sent=1 AND status='good' AND type=? AND request_id=?",
+            (RESPONSE_OF[r.type], r.request_id))]
+        r.answers_request = None if not sent else any(r.sender in to for to in sent)
     return rows
 
 

@@ -18,6 +18,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gitmail.core.dates import date_seconds, parse_date  # noqa: F401 (one home, pydantic-free)
+# The built-in message types (docs/protocol.md §5) live in a module without pydantic: the cache
+# relates responses to requests on every listing. Re-exported here.
+from gitmail.core.msgtypes import (IMPORTED, MESSAGE_TYPES, PROTOCOL_TYPES, REQUEST_TYPES,  # noqa: F401
+                                   RESPONSE_FOR, RESPONSE_OF)
 from gitmail.core.objects import MAX_BLOB_READ
 from gitmail.errors import CorruptMessageError, UsageError
 
@@ -34,30 +38,6 @@ Priority = Literal["low", "normal", "high", "urgent"]  # the one list of priorit
 PRIORITIES: tuple[str, ...] = get_args(Priority)
 PRIORITY_RANK = {p: i for i, p in enumerate(reversed(PRIORITIES))}  # 0 = most urgent (sorting)
 
-PROTOCOL_TYPES: tuple[str, ...] = (
-    "task_assign",
-    "task_update",
-    "handoff",
-    "question",
-    "answer",
-    "shutdown_request",
-    "shutdown_response",
-    "plan_approval_request",
-    "plan_approval_response",
-    "ack",
-)
-# ``imported``: a message brought in from another archive by ``gitmail import`` (docs/protocol.md §5).
-IMPORTED = "imported"
-MESSAGE_TYPES: tuple[str, ...] = ("text", *PROTOCOL_TYPES, IMPORTED)
-# Response types and the request type whose request_id they must echo.
-RESPONSE_OF = {
-    "shutdown_response": "shutdown_request",
-    "plan_approval_response": "plan_approval_request",
-    "answer": "question",
-}
-# Request types and the response type that answers each (the same pairs, the other way).
-RESPONSE_FOR = {req: resp for resp, req in RESPONSE_OF.items()}
-REQUEST_TYPES: tuple[str, ...] = tuple(RESPONSE_FOR)
 # Open types (docs/protocol.md §5, "Open types"): any other name of this form carries any JSON
 # object (or null) as its payload. ``x-`` names are never given a model by a later version.
 OPEN_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,63}")

@@ -69,7 +69,9 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
         if r.priority != "normal":
             click.echo(f"Priority: {clean(r.priority)}")
         if r.type != "text":
-            click.echo(f"Type: {clean(r.type)}" + (f"  (request_id {clean(r.request_id)})" if r.request_id else ""))
+            click.echo(f"Type: {clean(r.type)}" + (f"  (request_id {clean(r.request_id)})" if r.request_id else "")
+                       + ("  NOT an answer to a request of yours: your requests with this id went to others"
+                          if r.answers_request is False else ""))
         if r.in_reply_to:
             click.echo(f"In-Reply-To: {clean(r.in_reply_to[:8])}")
         if r.trace_id:
