@@ -458,6 +458,9 @@ class StateResult(Result):
     changed: int = Field(description="Messages whose local flags this command changed to match the merged log (`status`: 0).")
     pending: int = Field(description="Events about messages this clone does not have yet; applied when they arrive.")
     enabled: bool = Field(description="`gitmail.syncState` is on: every `gitmail sync` pulls and pushes the state.")
+    replaced: Optional[str] = Field(None, description="Why the shared ref held no state commit of yours (unsigned, "
+                                    "another member's, damaged), when this push wrote your state on top of it; "
+                                    "else null.")
 
 
 class PackResult(Result):

@@ -99,21 +99,40 @@ def _round(s: Session, push: bool) -> StateResult:
     for _attempt in range(MAX_RETRIES):
         _fetch(s, path, track)
         tip = s.repo.ref_target(track)
-        remote_log: "Log" = ss.read_commit(s.repo.pg, tip, member, s.identities) if tip else {}
+        why = _not_a_state_commit(s, tip) if push else None
+        replaced = f"{refs.head(path)} held no state commit of {s.me}'s ({why}): replaced by this machine's" \
+            if why else None
+        remote_log: "Log" = ss.read_commit(s.repo.pg, tip, member, s.identities) if tip and not replaced else {}
         s.refresh()
         with s.repo.lock():
             merged, recorded, changed, copies = _merge_local(s, remote_log)
-        if not push or (tip is not None and merged == remote_log):
+        if not push or (tip is not None and merged == remote_log and not replaced):
             return _result(s, merged, False, recorded, changed, copies)
         if not merged and tip is None:
             return _result(s, merged, False, recorded, changed, copies)
         cipher = ss.encode(merged, s.me, member.encryption_key)
         oid = ss.write_commit(s.repo.pg, cipher, member, s.signer, tip)
         if syncmod.push_oid(s.repo, oid, refs.head(path), tip):
-            return _result(s, merged, True, recorded, changed, copies)
+            return _result(s, merged, True, recorded, changed, copies, replaced=replaced)
         # Another machine of this member pushed first: fetch its log, merge, try again.
     raise PushRejectedError(f"could not publish the shared state: {refs.head(path)} kept moving "
                             f"({MAX_RETRIES} tries); run the command again")
+
+
+def _not_a_state_commit(s: Session, tip: Optional[str]) -> Optional[str]:
+    """Why the fetched shared state ``tip`` is no state commit of this member (unsigned, signed
+    by another key, not one file: :func:`gitmail.core.statesync.commit_problem`), or None. A
+    push round then writes this machine's log on top of it (a fast-forward, so no force is
+    needed where no guard stopped the junk): it brings no events, and readers read only the
+    tip. Before, every later round failed on it until an admin deleted the ref. Content that
+    is the member's own but cannot be read here (sealed to a key this clone lacks) is not
+    replaced: that is refused as before."""
+    from gitmail.core import statesync as ss
+
+    if tip is None:
+        return None
+    why, _ = ss.commit_problem(s.repo.pg, tip, s.member.all_keys())
+    return why
 
 
 def _fetch(s: Session, path: str, track: str) -> None:
@@ -230,11 +249,12 @@ def _copies(s: Session) -> tuple[dict[tuple[str, int], str], dict[str, list[tupl
 
 
 def _result(s: Session, log: "Log", pushed: bool, recorded: int, changed: int,
-            copies: dict[str, list[tuple[str, int]]], create: bool = True) -> StateResult:
+            copies: dict[str, list[tuple[str, int]]], create: bool = True,
+            replaced: Optional[str] = None) -> StateResult:
     path = refs.state_path(s.me)
     return StateResult(
         member=s.me, machine=machine_id(s, create), ref=refs.head(path),
         remote=s.repo.ref_target(refs.tracking(path, s.repo.remote)) if s.repo.remote else None,
         pushed=pushed, events=len(log), recorded=recorded, changed=changed,
-        pending=sum(1 for mid, _ in log if mid not in copies), enabled=enabled(s),
+        pending=sum(1 for mid, _ in log if mid not in copies), enabled=enabled(s), replaced=replaced,
     )

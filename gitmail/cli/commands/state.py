@@ -56,6 +56,10 @@ def push(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) ->
     from gitmail.api import state
 
     r = state.push(repo, as_=as_)
+    if r.replaced and not as_json:
+        from gitmail.api.views import clean
+
+        click.echo(f"gitmail: warning: {clean(r.replaced)}", err=True)
     verb = "Published" if r.pushed else "Up to date:"
     _show(r, as_json, quiet, f"{verb} the shared state of {r.member} ({count_events(r.events)})")
 
