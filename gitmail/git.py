@@ -300,7 +300,7 @@ def lfs_authenticate(
         raise GitError(cmd, proc.returncode, proc.stdout, proc.stderr)
     try:
         data = json.loads(proc.stdout)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         data = None
     if not isinstance(data, dict):
         raise GitError(cmd, proc.returncode, proc.stdout, b"git-lfs-authenticate did not answer with a JSON object")

@@ -480,6 +480,7 @@ class HTTPStore:
         self._settings = settings
         self._proxy = settings.get("http.proxy")
         self._creds: dict[str, dict[str, str]] = {}  # origin -> what git credential fill gave
+        self._asked_for: set[str] = {_origin(_split_userinfo(endpoint.url)[0])}  # origins git credential is asked for
         self._approved: set[str] = set()
         self._ssh: dict[str, tuple[str, dict[str, str]]] = {}
         self.ssh_error: Optional[str] = None
@@ -503,12 +504,16 @@ class HTTPStore:
                 self.ssh_error = git.redact(lines[-1][:200] if lines else f"exit code {e.returncode}")
                 self._ssh[operation] = (self.endpoint.url, {})
             else:
-                header = ans.get("header")
-                headers = {str(k): str(v) for k, v in header.items()} if isinstance(header, dict) else {}
+                headers = _headers(ans.get("header"), self.endpoint.shown)
                 href = ans.get("href")
                 self._ssh[operation] = (str(href).rstrip("/") if isinstance(href, str) and href else self.endpoint.url,
                                         headers)
+                self._asked_for.add(_origin(_split_userinfo(self._ssh[operation][0])[0]))
         return self._ssh[operation]
+
+    def _tls(self, operation: str) -> bool:
+        """Whether the batch API for ``operation`` is reached over https (its actions must be too)."""
+        return self._api(operation)[0].lower().startswith("https:")
 
     # -- operations
 
@@ -524,7 +529,7 @@ class HTTPStore:
         if not actions:
             progress(label, size, size)
             return
-        up = _action(actions, "upload", oid, self.endpoint.shown)
+        up = _action(actions, "upload", oid, self.endpoint.shown, self._tls("upload"))
         with open(src, "rb") as f:
             body = _ProgressReader(f, size, progress, label)
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size), **up[1]}
@@ -532,7 +537,7 @@ class HTTPStore:
         if status >= 300:
             raise _status_error(f"upload of LFS object {oid[:12]} to", up[0], status, reason)
         if "verify" in actions:
-            href, vh = _action(actions, "verify", oid, self.endpoint.shown)
+            href, vh = _action(actions, "verify", oid, self.endpoint.shown, self._tls("upload"))
             body2 = json.dumps({"oid": oid, "size": size}).encode()
             status, reason, _ = self._request("POST", href, {"Content-Type": LFS_JSON, "Accept": LFS_JSON, **vh},
                                               body2, deadline, ERROR_BODY_MAX)
@@ -544,7 +549,7 @@ class HTTPStore:
         checked while it streams, renamed into place only when both match); its path there."""
         deadline = time.monotonic() + self.timeout
         actions = self._batch("download", oid, size, deadline).get("actions") or {}
-        href, headers = _action(actions, "download", oid, self.endpoint.shown)
+        href, headers = _action(actions, "download", oid, self.endpoint.shown, self._tls("download"))
         try:
             (root / "tmp").mkdir(parents=True, exist_ok=True)
             object_path(root, oid).parent.mkdir(parents=True, exist_ok=True)
@@ -579,7 +584,7 @@ class HTTPStore:
             raise err
         try:
             reply = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             reply = None
         objs = reply.get("objects") if isinstance(reply, dict) else None
         if not isinstance(objs, list):
@@ -643,6 +648,12 @@ class HTTPStore:
                 self._creds.pop(origin, None)
                 raise AttachmentError(f"the LFS server {git.redact(target)} refused the credentials git's credential "
                                       f"helper gave (HTTP 401)")
+            if origin not in self._asked_for:
+                # Only for where the user pointed gitmail (the batch API's origin): git would
+                # otherwise ask the user's helper, or a desktop password prompt, for any host a
+                # batch reply names, and send what was typed there.
+                raise AttachmentError(f"the LFS server's URL {git.redact(target)} (another host than the batch "
+                                      "API's) asks for credentials (HTTP 401); gitmail gives none there")
             cred = git.credential_fill(self.cwd, target)
             if cred is None:
                 raise AttachmentError(f"the LFS server {git.redact(target)} asks for credentials (HTTP 401) and no git "
@@ -794,13 +805,36 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
 
 
-def _action(actions: dict[str, Any], name: str, oid: str, shown: str) -> tuple[str, dict[str, str]]:
-    """``(href, header)`` of the batch reply's ``name`` action, checked."""
+def _action(actions: dict[str, Any], name: str, oid: str, shown: str, https: bool = False) -> tuple[str, dict[str, str]]:
+    """``(href, header)`` of the batch reply's ``name`` action, checked: the header map holds
+    only what HTTP can carry (:func:`_headers`), and an endpoint reached over ``https`` gets no
+    plain ``http`` href (the content and the action's header would cross the network in clear
+    where the user configured TLS)."""
     a = actions.get(name)
     if not isinstance(a, dict) or not isinstance(a.get("href"), str):
         raise AttachmentError(f"the LFS server {shown} gave no {name} action for object {oid[:12]}")
-    header = a.get("header")
-    return a["href"], ({str(k): str(v) for k, v in header.items()} if isinstance(header, dict) else {})
+    if https and not a["href"].lower().startswith("https:"):
+        raise AttachmentError(f"the LFS server {shown} (https) gave a {name} URL that is not https for object "
+                              f"{oid[:12]}; not followed")
+    return a["href"], _headers(a.get("header"), shown)
+
+
+# An HTTP header name (RFC 9110 token) and a value gitmail sends (visible Latin-1, spaces and tabs
+# inside; no CR or LF, which http.client refuses with a ValueError of its own).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]{0,8192}")
+
+
+def _headers(header: object, shown: str) -> dict[str, str]:
+    """The header map of an LFS reply (an action's, ``git-lfs-authenticate``'s), each name and
+    value as text; raises :class:`AttachmentError` when one cannot be sent as an HTTP header."""
+    if not isinstance(header, dict):
+        return {}
+    out = {str(k): str(v) for k, v in header.items()}
+    for k, v in out.items():
+        if not _TOKEN.fullmatch(k) or not _VALUE.fullmatch(v):
+            raise AttachmentError(f"the LFS server {shown} sent a header that is not HTTP's: {k[:40]!r}")
+    return out
 
 
 def _read_limited(resp: Any, limit: int, url: str) -> bytes:
@@ -822,7 +856,7 @@ def _message(data: bytes) -> str:
     """The ``message`` of an LFS error reply (batch.md "Response Errors"), one line, or ''."""
     try:
         msg = json.loads(data).get("message", "")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return ""
     return " ".join(str(msg).split())[:200]
 
