@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 SOURCES = ("mbox", "maildir", "team-chat")
 TEAM_CHAT_LINE_LIMIT = 16 * 1024 * 1024  # bytes of one team-chat envelope line read at most
+# Bytes of one mbox or Maildir message read at most. Parsing a message costs about ten times its
+# size (a 250 MB line took 2.9 GB); what is imported is at most the body limit of text and the
+# attachments' names, so a bigger message is skipped, saying so, before it is parsed.
+MESSAGE_READ_LIMIT = 64 * 1024 * 1024
 # team-chat payload fields taken as the body, in this order (the first string found).
 TEAM_CHAT_TEXT = ("body", "message", "text", "details", "note", "summary", "question", "answer", "reason")
 
@@ -255,9 +259,22 @@ def raw_mbox(path: Path) -> Iterator[Union[Entry, Skip]]:
     box = mailbox.mbox(path, create=False)
     try:
         for n, key in enumerate(box.iterkeys(), start=1):
-            yield Entry(box.get_bytes(key), f"message {n}")
+            f = box.get_file(key)
+            try:
+                raw = f.read(MESSAGE_READ_LIMIT + 1)
+            finally:
+                f.close()
+            yield _bounded(raw, f"message {n}")
     finally:
         box.close()
+
+
+def _bounded(raw: bytes, where: str) -> Union[Entry, Skip]:
+    """``raw`` as an :class:`Entry`, or a :class:`Skip` when it is over :data:`MESSAGE_READ_LIMIT`
+    (read one byte past it to tell)."""
+    if len(raw) > MESSAGE_READ_LIMIT:
+        return Skip(where, f"message over {MESSAGE_READ_LIMIT} bytes; not read further")
+    return Entry(raw, where)
 
 
 def raw_maildir(path: Path) -> Iterator[Union[Entry, Skip]]:
@@ -267,16 +284,38 @@ def raw_maildir(path: Path) -> Iterator[Union[Entry, Skip]]:
 
     if not all((path / sub).is_dir() for sub in ("cur", "new")):
         raise UsageError(f"{path}: not a Maildir (no cur/ and new/ folders)")
-    box = mailbox.Maildir(path, factory=None, create=False)
+    import os
+    import stat
+
     from gitmail.api.views import clean
 
-    for key in sorted(box.iterkeys()):
-        try:
-            raw = box.get_bytes(key)
-        except (OSError, KeyError) as e:
-            yield Skip(clean(key), f"unreadable file ({type(e).__name__})")
+    # The files of new/ and cur/ as Python's mailbox.Maildir names them (the key: the name up to
+    # its ":2,FLAGS" info; dot files skipped), listed here because a message is opened only when
+    # it is a regular file: the mailbox module follows a symbolic link (to ~/.ssh/id_ed25519, or
+    # any file the user can read, which the import then turned into mail) and opens a pipe or a
+    # device (a FIFO hung the import; /dev/zero took all memory).
+    files = sorted((e.name.split(mailbox.Maildir.colon, 1)[0], e) for sub in ("new", "cur")
+                   for e in os.scandir(path / sub) if not e.name.startswith("."))
+    for key, e in files:
+        where = clean(key)
+        if not e.is_file(follow_symlinks=False):
+            yield Skip(where, "not a regular file (a link, a pipe or a device); not read")
             continue
-        yield Entry(raw, clean(key))
+        try:
+            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as err:
+            yield Skip(where, f"unreadable file ({err.strerror})")
+            continue
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the listing and the open
+                yield Skip(where, "not a regular file (a link, a pipe or a device); not read")
+                continue
+            try:
+                raw = f.read(MESSAGE_READ_LIMIT + 1)
+            except OSError as err:
+                yield Skip(where, f"unreadable file ({err.strerror})")
+                continue
+        yield _bounded(raw, where)
 
 
 def read_mbox(path: Path) -> Iterator[Union[Original, Skip]]:

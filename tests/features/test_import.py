@@ -413,3 +413,49 @@ def test_an_error_comes_back_from_a_worker_with_its_message_and_exit_code() -> N
     assert _portable(u) is u
     g = _portable(GitError(["git", "push", "origin"], 1, b"", b"fatal: no space left on device\n"))
     assert type(g).__name__ == "GitmailError" and g.exit_code == 8 and "no space left" in str(g)
+
+
+def test_a_maildir_imports_regular_files_only(org: Org, tmp_path: Path) -> None:
+    """A Maildir someone sent the user, holding a symbolic link to the member's own signing key
+    (and to any file), a FIFO and a link to /dev/zero: the import turned the linked files into
+    messages (with --to, into another member's mailbox), hung on the FIFO and ran out of memory on
+    /dev/zero. Now each is skipped, saying so; the real message is imported."""
+    import os
+
+    from gitmail.core.repo import open_repo
+
+    md = mailbox.Maildir(str(tmp_path / "Maildir"), create=True)
+    e = EmailMessage()
+    e["From"] = "Ann Other <ann@example.com>"
+    e["Subject"] = "the real one"
+    e["Message-ID"] = "<real@example.com>"
+    e.set_content("hello")
+    md.add(e)
+    md.close()
+    cur = tmp_path / "Maildir" / "cur"
+    key = open_repo(org.clones["max"]).key_path("max")
+    os.symlink(key, cur / "1700000002.3.host:2,S")
+    os.symlink("/dev/zero", cur / "1700000003.4.host:2,S")
+    os.mkfifo(cur / "1700000004.5.host:2,S")
+    r = _import(org, "max", "--maildir", str(tmp_path / "Maildir"))
+    assert len(r["added"]) == 1, r
+    skipped = {s["where"]: s["reason"] for s in r["skipped"]}
+    assert set(skipped) == {"1700000002.3.host", "1700000003.4.host", "1700000004.5.host"}, skipped
+    assert all(w == "not a regular file (a link, a pipe or a device); not read" for w in skipped.values())
+    bodies = json.dumps(_imported(org, "max"))
+    assert "PRIVATE KEY" not in bodies and "the real one" in bodies
+
+
+def test_a_message_over_the_read_limit_is_skipped_before_it_is_parsed(org: Org, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line of 100 MB in an mbox took 1.2 GB to parse before the body limit skipped it (2 GB
+    lines: more memory than the machine has). Now a message over the read limit is skipped
+    unread past it (the limit made small here)."""
+    from gitmail.api import archives
+
+    monkeypatch.setattr(archives, "MESSAGE_READ_LIMIT", 4096)
+    box = tmp_path / "big.mbox"
+    box.write_bytes(b"From a@b Mon Jun  1 10:00:00 2020\nSubject: big\n\n" + b"A" * 10_000 + b"\n\n"
+                    b"From a@b Mon Jun  1 10:00:00 2020\nSubject: small\nMessage-ID: <s@x>\n\nhi\n")
+    r = _import(org, "max", "--mbox", str(box))
+    assert len(r["added"]) == 1 and [s["reason"] for s in r["skipped"]] == ["message over 4096 bytes; not read further"], r
