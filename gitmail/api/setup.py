@@ -98,6 +98,12 @@ def init(
     signer: "Optional[Signer]" = None
     try:
         _configure_remote(r, org, name)
+        if org is None and r.remote is not None and r.ref_target(refs.tracking(refs.DIRECTORY, r.remote)) is None:
+            # A project's own clone: its origin is no org, and registering would push a new org's
+            # directory into the project's repository. Making an org there is said out loud.
+            url = r.config.get(f"remote.{r.remote}.url", "")
+            raise UsageError(f"the remote {r.remote!r} ({url}) holds no gitmail org; to make one there, run "
+                             f"'gitmail init --name {name} --org {url}'")
         signer, kp, created_key = _member_key(r, name, key)
         if created_key:
             from gitmail.core.signing import public_path

@@ -317,3 +317,22 @@ def test_a_sealed_attachment_media_type_follows_the_clear_rule() -> None:
     for bad in ("text/x\nX-Injected: yes", "text/x; a=b", "text/\x1b[2J", "", "x"):
         assert sealed_problem(opened, [sealed("text/csv"), sealed(bad)]) == \
             "attachments.1.media_type is not a media type (type/subtype, RFC 6838)"
+
+
+def test_init_without_org_does_not_make_a_project_remote_an_org(tmp_path: Path) -> None:
+    """``gitmail init --name bob`` in a clone of the user's project: it took the project's
+    origin for the org, registered bob as its admin and pushed a gitmail directory into the
+    project's repository. Now one line, exit 2, the clone and the project as they were; with
+    --org naming it, an org is made there on purpose."""
+    project = tmp_path / "project.git"
+    git("init", "-q", "--bare", str(project))
+    clone = tmp_path / "work"
+    git("clone", "-q", str(project), str(clone))
+    config = (clone / ".git" / "config").read_bytes()
+    r = run("init", "--name", "bob", "--repo", str(clone))
+    assert_clean_error(r, 2, f"the remote 'origin' ({project}) holds no gitmail org; to make one there, run "
+                             f"'gitmail init --name bob --org {project}'")
+    assert git("for-each-ref", cwd=project).stdout == ""
+    assert (clone / ".git" / "config").read_bytes() == config
+    assert run("init", "--name", "bob", "--org", str(project), "--repo", str(clone)).code == 0
+    assert "refs/heads/gitmail/directory" in git("for-each-ref", cwd=project).stdout
