@@ -118,7 +118,13 @@ def init(
 
     if not r.config.get("gitmail.user"):
         git.config_set(r.path, "gitmail.user", name)
-    git.config_set(r.path, "gpg.ssh.allowedSignersFile", str(r.data_dir / "allowed_signers"))
+    ours = str(r.data_dir / "allowed_signers")
+    theirs = git.run(["config", "--local", "--path", "--get", "gpg.ssh.allowedSignersFile"], r.path,
+                     check=False).stdout.decode("utf-8", "surrogateescape").strip()
+    if theirs and theirs != ours:  # the clone's own file (a project's signers): kept in gitmail's
+        git.config_set(r.path, dirmod.USER_SIGNERS_KEY, theirs)
+    git.config_set(r.path, "gpg.ssh.allowedSignersFile", ours)
+    r.reload_config()
     d = dirmod.load(r)
     dirmod.write_signers(r, d)  # picks up the user's own allowed signers as they are now
     from gitmail.core import sync

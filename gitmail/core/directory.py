@@ -1447,30 +1447,39 @@ def _save(repo: "Repo", L: Ledger) -> None:
 def write_signers(repo: "Repo", d: Directory) -> None:
     """Write the allowed-signers file (with the user's own signers appended) and the member list."""
     path = repo.data_dir / "allowed_signers"
-    write_atomic(path, _with_user_signers(d.allowed_signers()), only_if_changed=True)
+    write_atomic(path, _with_user_signers(d.allowed_signers(), repo.config.get(USER_SIGNERS_KEY.lower())),
+                 only_if_changed=True)
     import json
 
     write_atomic(repo.data_dir / "members.json", json.dumps(sorted(d.members)) + "\n", only_if_changed=True)
 
 
 USER_SIGNERS_HEADER = "# below: the allowed signers of the user's own git configuration (global/system)\n"
+# Where the clone's own gpg.ssh.allowedSignersFile pointed before ``gitmail init`` set it to
+# gitmail's file (a project that signs its commits with SSH keys has one): its lines are kept.
+USER_SIGNERS_KEY = "gitmail.userAllowedSignersFile"
 
 
-def _with_user_signers(text: str) -> str:
-    """gitmail's allowed signers, then the lines of the file the user configured globally.
+def _with_user_signers(text: str, local: Optional[str] = None) -> str:
+    """gitmail's allowed signers, then the lines of the file the user configured: the clone's
+    own from before ``gitmail init`` (``local``, :data:`USER_SIGNERS_KEY`), else the global or
+    system one.
 
     ``gitmail init`` sets ``gpg.ssh.allowedSignersFile`` in the clone, which hides
-    the user's global one; appending its lines keeps their teammates' signed
-    code commits verifying (the file is regenerated on every directory load).
+    the user's; appending its lines keeps their teammates' signed code commits
+    verifying (the file is regenerated on every directory load).
     """
     from gitmail import git
 
-    for scope in ("--global", "--system"):
-        try:
-            out = git.run(["config", scope, "--path", "--get", "gpg.ssh.allowedSignersFile"]).stdout
-        except Exception:
-            continue
-        p = out.decode("utf-8", "surrogateescape").strip()
+    for scope in ("local", "--global", "--system"):
+        if scope == "local":
+            p = local or ""
+        else:
+            try:
+                out = git.run(["config", scope, "--path", "--get", "gpg.ssh.allowedSignersFile"]).stdout
+            except Exception:
+                continue
+            p = out.decode("utf-8", "surrogateescape").strip()
         if not p:
             continue
         try:

@@ -336,3 +336,24 @@ def test_init_without_org_does_not_make_a_project_remote_an_org(tmp_path: Path) 
     assert (clone / ".git" / "config").read_bytes() == config
     assert run("init", "--name", "bob", "--org", str(project), "--repo", str(clone)).code == 0
     assert "refs/heads/gitmail/directory" in git("for-each-ref", cwd=project).stdout
+
+
+def test_init_keeps_the_projects_own_allowed_signers(org: Org, tmp_path: Path) -> None:
+    """A project that signs its commits with SSH keys has gpg.ssh.allowedSignersFile in the
+    clone's own config: init pointed it at gitmail's file, which copied only the global one, and
+    the project's signed commits stopped verifying (git verify-commit exit 1). Now its lines are
+    kept in gitmail's file, and stay there on every regeneration."""
+    proj = tmp_path / "proj"
+    git("init", "-q", str(proj))
+    key = tmp_path / "dev_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    signers = tmp_path / "proj_signers"
+    signers.write_text(f"dev@example.com {key.with_suffix('.pub').read_text().strip()}\n")
+    git("config", "gpg.ssh.allowedSignersFile", str(signers), cwd=proj)
+    git("-c", "user.name=dev", "-c", "user.email=dev@example.com", "-c", "gpg.format=ssh",
+        "-c", f"user.signingkey={key}", "commit", "-q", "-S", "--allow-empty", "-m", "signed", cwd=proj)
+    assert git("verify-commit", "HEAD", cwd=proj, check=False).returncode == 0
+    assert run("init", "--name", "proj-dev", "--org", org.url, "--repo", str(proj)).code == 0
+    assert git("verify-commit", "HEAD", cwd=proj, check=False).returncode == 0
+    run("sync", "--repo", str(proj))  # the file is written again: the lines stay
+    assert git("verify-commit", "HEAD", cwd=proj, check=False).returncode == 0
