@@ -42,6 +42,20 @@ def install(repo: str | Path) -> list[Action]:
     return hookscripts.install(repo, CLIENT_HOOKS)
 
 
+def shared_hooks_folder(repo: str | Path) -> Optional[str]:
+    """Where ``core.hooksPath`` comes from when it is not ``repo``'s own config (the user's global
+    or system config, an include): then the hooks folder is every repository's that reads that
+    config, and installing into it installs there too. None for the repository's own."""
+    from gitmail import git
+
+    proc = git.run(["config", "--show-origin", "--get", "core.hooksPath"], repo, check=False)
+    if proc.returncode != 0:
+        return None
+    origin = proc.stdout.decode("utf-8", "replace").split("\t", 1)[0]
+    local = git.run(["config", "--local", "--get", "core.hooksPath"], repo, check=False)
+    return None if local.returncode == 0 else origin
+
+
 def uninstall(repo: str | Path) -> list[Action]:
     """Remove the client hooks and put back the hooks they chained to."""
     return hookscripts.uninstall(repo, CLIENT_HOOKS)

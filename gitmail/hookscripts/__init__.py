@@ -78,6 +78,12 @@ def _installed_lfs_hooks() -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="gitmail-lfs-hooks-") as tmp:
         if git.run(["init", "-q", tmp], check=False).returncode != 0:
             return _LFS_CACHE
+        # The scratch repository's own hooks folder, whatever core.hooksPath the user's global
+        # config sets: git lfs update wrote its four hooks into that shared folder (and they ran
+        # in every repository of the user's from then on).
+        hooks = str(Path(tmp) / ".git" / "hooks")
+        if git.run(["config", "core.hooksPath", hooks], tmp, check=False).returncode != 0:
+            return _LFS_CACHE
         if git.run(["lfs", "update"], tmp, check=False).returncode != 0:
             return _LFS_CACHE
         for name in LFS_SHARED:

@@ -94,3 +94,26 @@ def test_uninstall_gives_git_lfs_its_hooks_back(org: Org) -> None:
     d = hooks_dir(clone)
     assert not is_ours(d / "post-checkout") and "git lfs post-checkout" in (d / "post-checkout").read_text()
     _lfs_install(clone)  # git-lfs recognises its own hooks again
+
+
+@needs_git_lfs
+def test_a_global_hooks_path_gets_no_lfs_hooks_of_gitmails_making(org: Org, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """core.hooksPath in the user's global config: gitmail learned git-lfs's hook text by running
+    ``git lfs update`` in a scratch repository, which wrote git-lfs's four hooks into that shared
+    folder (and uninstall left them: they ran in every repository). Now the scratch repository
+    keeps them; install says the folder is shared; uninstall leaves the folder as it was."""
+    from gitmail import hookscripts
+
+    shared = tmp_path / "global-hooks"
+    shared.mkdir()
+    cfg = tmp_path / "global.gitconfig"
+    cfg.write_text(f"[core]\n\thooksPath = {shared}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+    monkeypatch.setattr(hookscripts, "_LFS_CACHE", {})  # learned again, under this global config
+    clone = org.clones["alex"]
+    r = run("hooks", "install", "--repo", str(clone))
+    assert r.code == 0 and "warning: core.hooksPath comes from file:" in r.err and "shared" in r.err, r
+    assert sorted(p.name for p in shared.iterdir()) == ["post-checkout", "post-merge"]  # gitmail's two, no more
+    assert run("hooks", "uninstall", "--repo", str(clone)).code == 0
+    assert list(shared.iterdir()) == []

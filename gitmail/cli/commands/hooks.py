@@ -46,8 +46,14 @@ def command() -> None:
 def install(repo: Optional[str], as_json: bool, quiet: bool) -> None:
     """Install post-merge and post-checkout hooks (honours core.hooksPath; chains to existing hooks)."""
     from gitmail import hooks
+    from gitmail.api.views import clean
 
-    _report(hooks.install(repo or "."), as_json, quiet)
+    actions = hooks.install(repo or ".")
+    shared = hooks.shared_hooks_folder(repo or ".")
+    if shared is not None:  # said on stderr, --json or not: the user's other repositories run these too
+        click.echo(f"gitmail: warning: core.hooksPath comes from {clean(shared)}: its hooks folder is shared by "
+                   "every repository that reads that config, and they run these hooks too", err=True)
+    _report(actions, as_json, quiet)
 
 
 @command.command("uninstall")
