@@ -26,6 +26,7 @@ Used by the git hooks front-end (:mod:`gitmail.hooks`: ``post-merge``,
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -179,10 +180,16 @@ def template(name: str) -> str:
 
 
 def is_ours(path: Path) -> bool:
+    """Whether ``path`` is a script gitmail wrote: a line beginning ``# gitmail-hook: `` (the second
+    line of each template, or the first after git-lfs's padded head), not the word anywhere (a
+    user's hook saying "runs after our gitmail-hook setup" was overwritten, then deleted)."""
     try:
-        return MARKER in path.read_text(errors="replace")[:2000]
+        return _OURS.search(path.read_text(errors="replace")[:2000]) is not None
     except OSError:
         return False
+
+
+_OURS = re.compile(rf"^# {MARKER}: ", re.M)
 
 
 def install(repo: str | Path, names: Sequence[str], fill: Optional[Callable[[str], str]] = None,

@@ -118,6 +118,22 @@ def test_install_respects_hookspath_chains_and_uninstall_restores(net: NetOrg, t
     assert "post-merge: left alone (not gitmail's)" in r.out and "post-checkout: not installed" in r.out
 
 
+def test_a_users_hook_that_mentions_gitmail_is_still_theirs(tmp_path: Path) -> None:
+    """A user's post-merge saying "runs after our gitmail-hook setup" in a comment was taken for
+    gitmail's: install overwrote it without a backup and uninstall deleted it. Now only a line
+    beginning "# gitmail-hook: " (what gitmail writes) makes a hook gitmail's."""
+    repo = tmp_path / "r"
+    git("init", "-q", str(repo))
+    mine = repo / ".git" / "hooks" / "post-merge"
+    text = "#!/bin/sh\n# runs after our gitmail-hook setup\necho MYDEPLOY\n"
+    mine.write_text(text)
+    mine.chmod(0o755)
+    assert run("hooks", "install", "--repo", str(repo)).code == 0
+    assert (repo / ".git" / "hooks" / "post-merge.gitmail-chained").read_text() == text
+    assert run("hooks", "uninstall", "--repo", str(repo)).code == 0
+    assert mine.read_text() == text
+
+
 def test_hooks_never_fail_git(net: NetOrg, tmp_path: Path) -> None:
     code_commit(net, "max", "v1")
     clone = tracking_main(net, "alex")
