@@ -213,7 +213,7 @@ def for_each_ref(cwd: str | Path, patterns: list[str]) -> dict[str, str]:
 
 # -- credentials and ssh, for the LFS client (git-credential(1), git-lfs server-discovery.md) ----
 
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/@\s:]*):([^/@\s]*)@")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@\s:]*):([^/?#@\s]*)@")  # RFC 3986: the authority ends at / ? #
 _QUERY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]*)\?[^\s#'\"]*")
 
 

@@ -61,6 +61,10 @@ def test_redact() -> None:
     assert gitmod.redact("failed: http://a:b@h:1/p and ssh://git@h/x") == "failed: http://a:***@h:1/p and ssh://git@h/x"
     ep = lfs.Endpoint("https://u:pw@h/x.git/info/lfs", None, "test")
     assert ep.shown == "https://u:***@h/x.git/info/lfs"
+    # The authority ends at "#" or "?" (RFC 3986): a hostile href hiding another host behind one
+    # was shown as the real server with a made-up password ("http://127.0.0.1:***@127.0.0.1:18401").
+    assert gitmod.redact("http://127.0.0.1:18402#@127.0.0.1:18401/obj") == "http://127.0.0.1:18402#@127.0.0.1:18401/obj"
+    assert gitmod.redact("http://127.0.0.1:18402?@127.0.0.1:18401/obj") == "http://127.0.0.1:18402?***"
 
 
 def test_pointer_parse_is_strict() -> None:
