@@ -113,7 +113,7 @@ def test_hostile_names_on_the_receiving_side(org: Org, tmp_path: Path) -> None:
     for i, name in enumerate(hostile, 1):
         data = f"payload {i}".encode()
         atts.append({"name": name, "size": len(data), "oid": hashlib.sha256(data).hexdigest(),
-                     "storage": "blob", "path": f"attachments/{i}-x", "media_type": "text/plain\x1b[2J"})
+                     "storage": "blob", "path": f"attachments/{i}-x", "media_type": "text/plain"})  # an escape here: malformed (§4)
         tree[f"attachments/{i}-x"] = data
     craft(org, "max", "alex", atts, tree)
     org.ok("alex", "sync")
