@@ -347,8 +347,10 @@ def verify(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = Fal
     from gitmail.core import problems as probmod
 
     s = session(repo, as_)
-    problems = [p for ps in probmod.load(s.repo).values() for p in ps]
-    return _verify_all(s, problems) if all_ else _verify_new(s, problems)
+    recorded = probmod.load(s.repo)
+    if all_:
+        return _verify_all(s, [p for ps in recorded.values() for p in ps])
+    return _verify_new(s, recorded)
 
 
 def _history_problem(s: Session, path: str, tip: str, vtip: Optional[str]) -> Optional[str]:
@@ -362,9 +364,12 @@ def _history_problem(s: Session, path: str, tip: str, vtip: Optional[str]) -> Op
     return mailbox_move_problem(s.repo.pg, path, line, merge, vtip)
 
 
-def _verify_new(s: Session, problems: list[str]) -> VerifyReport:
+def _verify_new(s: Session, recorded: dict[str, list[str]]) -> VerifyReport:
     s.refresh()  # checks and records what arrived since the verified tips
     mail = _mail_refs(s, False)
+    # The recorded problems of the directory, the packed ref and the member's own mailboxes
+    # (not those of mailboxes a sync watches outside the member's view: verify --all has those).
+    problems = [p for k, ps in recorded.items() if not k.startswith(refs.MAIL) or k in mail for p in ps]
     mine = set()
     for path, tip in sorted(mail.items()):
         why = _history_problem(s, path, tip, s.repo.ref_target(refs.verified(path)))
@@ -425,7 +430,7 @@ def _verify_all(s: Session, problems: list[str]) -> VerifyReport:
                     good += 1
                 else:
                     findings.append(Finding(path, oid, msg.id if msg else "", sender, check.status, check.detail))
-    return VerifyReport(n, good, findings, problems, len(mail))
+    return VerifyReport(n, good, findings, list(dict.fromkeys(problems)), len(mail))
 
 
 @dataclass

@@ -52,8 +52,9 @@ CREATE INDEX IF NOT EXISTS msg_thread ON msg(thread) WHERE thread IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_reply ON msg(in_reply_to) WHERE in_reply_to IS NOT NULL;
 CREATE INDEX IF NOT EXISTS msg_list ON msg(inbox, dup, archived, date);
 CREATE INDEX IF NOT EXISTS msg_unread ON msg(inbox, dup, archived, read, date);
-CREATE INDEX IF NOT EXISTS msg_request ON msg(request_id, type) WHERE request_id IS NOT NULL;
 """
+_REQUEST_INDEX = "CREATE INDEX IF NOT EXISTS msg_request ON msg(request_id, type) WHERE request_id IS NOT NULL"
+_DDL += _REQUEST_INDEX + ";\n"
 
 # What the inbox shows (not archived, one copy per Message-ID), and what of it is unread.
 # Unread mail: an inbox copy not read yet. Verified receipts (type ``ack``) never count: they
@@ -166,7 +167,7 @@ def prepare(db: sqlite3.Connection) -> sqlite3.Connection:
                 db.execute("DROP TABLE IF EXISTS tally")
                 _create_tally(db)
             if now in (8, 9):
-                db.execute("CREATE INDEX IF NOT EXISTS msg_request ON msg(request_id, type) WHERE request_id IS NOT NULL")
+                db.execute(_REQUEST_INDEX)
                 db.execute(f"PRAGMA user_version={SCHEMA}")
     elif ver != SCHEMA:
         db.executescript(
