@@ -59,7 +59,10 @@ class Hostile:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
-    def stop(self) -> None:
+    def __enter__(self) -> "Hostile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
@@ -67,11 +70,8 @@ class Hostile:
 
 @pytest.fixture
 def hostile() -> Iterator[Hostile]:
-    h = Hostile()
-    try:
+    with Hostile() as h:
         yield h
-    finally:
-        h.stop()
 
 
 def _action(href: str, header: Any = None) -> Callable[[str, int, str], tuple[int, bytes]]:
@@ -157,8 +157,7 @@ def test_credentials_are_asked_only_for_the_batch_apis_host(lfs_org: Org, lfs_se
     helper.write_text(f"#!/bin/sh\ncat >> {log}\necho username=victim\necho password=typed-password\n")
     helper.chmod(0o755)
     git("config", "credential.helper", str(helper), cwd=org.clones["alex"])
-    other = Hostile()  # the "other host": every GET there answers 401
-    try:
+    with Hostile() as other:  # the "other host": every GET there answers 401
         hostile.reply = _action(other.url + "/obj")
         set_lfs_url(org, hostile.url)
         shutil_rm(org.clones["alex"] / ".git" / "lfs")
@@ -166,8 +165,6 @@ def test_credentials_are_asked_only_for_the_batch_apis_host(lfs_org: Org, lfs_se
         assert r.code == 11 and "gitmail gives none there" in r.err, r
         assert not log.exists() or f"host=127.0.0.1:{other.server.server_address[1]}" not in log.read_text()
         assert other.seen and all(s.startswith("GET") for s in other.seen)
-    finally:
-        other.stop()
 
 
 def test_an_https_endpoint_never_follows_a_plain_http_href() -> None:
