@@ -344,9 +344,17 @@ def known_tip(repo: "Repo", path: str) -> Optional[str]:
     (``refs/gitmail/sent/<r>/<s>``). A mailbox its recipient packed (docs/protocol.md §3,
     "Packed mailboxes"), or whose remote-tracking ref a plain ``git fetch --prune`` took
     away, has no remote-tracking ref, and a message written on nothing would fork the
-    chain. A mailbox deleted on the org repo is the rewind check's (:func:`recover`)."""
+    chain. A mailbox deleted on the org repo is the rewind check's (:func:`recover`). A mailbox
+    replaced there by another history (:func:`diverged`) ends where the line this clone verified
+    ends (its verified tip, or the sent tip past it): a message written on the replacement would
+    carry it along when the ref is restored."""
     track = repo.ref_target(refs.tracking(path, repo.remote))
-    return track if track is not None else repo.ref_target(sent_ref(path))
+    if track is None:
+        return repo.ref_target(sent_ref(path))
+    if diverged(repo, path) is None:
+        return track
+    verified, sent = repo.ref_target(refs.verified(path)), repo.ref_target(sent_ref(path))
+    return sent if sent is not None and verified is not None and _is_ancestor(repo, verified, sent) else verified
 
 
 def sent_ref(path: str) -> str:
@@ -666,6 +674,30 @@ def _push_url_problem(repo: "Repo", url: str) -> Optional[str]:
             repo.delete_ref(ref)
 
 
+def diverged(repo: "Repo", path: str) -> Optional[str]:
+    """Why nothing may go onto mailbox ``path`` as the org repo holds it, or None: its tip and the
+    tip this clone verified (``refs/gitmail/verified/<path>``, the sender's own sent mailbox is
+    verified by its syncs too) are on two lines, neither continuing the other. Someone without
+    the guard replaced the mailbox with another history; its recipient, who verified the same
+    old one, refuses the new line for good, so a message written on top of it would say "Sent"
+    and never be read. A rewind (the org's tip below the verified one) is no such case: the
+    sender's clone delivers its messages again as a fast-forward (:func:`recover`)."""
+    if repo.remote is None:
+        return None
+    track = repo.ref_target(refs.tracking(path, repo.remote))
+    verified = repo.ref_target(refs.verified(path))
+    if track is None or verified is None or track == verified:
+        return None
+    try:
+        if _is_ancestor(repo, verified, track) or _is_ancestor(repo, track, verified):
+            return None
+    except (KeyError, ValueError):
+        return None
+    return (f"{path} on the org repo does not continue the history this clone verified (replaced there, where no "
+            f"guard runs): its recipient refuses that line, so nothing goes onto it; an admin restores the ref, "
+            f"e.g. to {verified[:10]} (refs/gitmail/verified/{path})")
+
+
 def _root(repo: "Repo", tip: str, stop: Optional[str]) -> Optional[str]:
     """The root commit of ``tip``'s first-parent line; None when the line meets ``stop`` (it
     continues that history) or is cut by a commit too large to read (not known)."""
@@ -701,6 +733,11 @@ def _deliver(
         return out
     tried = set(pending)
     why: dict[str, tuple[str, str]] = {}  # path -> why its (remaining) queue did not go
+    for p in list(pending):
+        replaced = diverged(repo, p)
+        if replaced is not None:
+            why[p] = (FAILED, replaced)
+            del pending[p]
     held: dict[str, dict[str, str]] = {}  # path -> Message-ID -> LFS reason
     single: set[str] = set()  # paths pushed one message at a time after a refusal
     split = False  # one push per mailbox after a refusal
@@ -1305,6 +1342,8 @@ def recover(
         track = found.get(refs.tracking(path, repo.remote))
         if track == sent_tip or (track is not None and _is_ancestor(repo, sent_tip, track)):
             continue
+        if track is not None and diverged(repo, path) is not None:
+            continue  # replaced by another history: nothing is delivered onto it (deliver says why)
         if track is None:
             # Asked once per delivered tip (the answer loads the directory); remembered locally.
             if packed_memo is None:

@@ -147,3 +147,34 @@ def test_a_sender_of_many_mailboxes_checks_them_in_turn(unguarded: NetOrg,  # no
                        ["gitmail/mail/alex/max*", "gitmail/mail/kim/max*"]], fetched
     assert [q["id"] for q in restored] == [ids["lee"]]
     assert git("log", "--format=%s", "refs/heads/gitmail/mail/lee/max", cwd=o.bare).stdout.split("\n")[0] == "to lee"
+
+
+def test_a_mailbox_replaced_by_another_history_gets_no_mail_on_top(unguarded: NetOrg) -> None:  # noqa: F811
+    """No guard: someone replaces alex's mailbox from max with another line (here alex's own
+    messages to max). max's clone delivered its lost message again on top of that line and every
+    later send said "Sent" there; alex, whose verified copy is the old line, refuses the new one
+    for good: none of it was ever read. Now max's clone puts nothing on top of it: the send stays
+    queued saying why, alex's sync says the history was rewritten, and once an admin restores
+    the ref the queue goes, once."""
+    o = unguarded
+    o.ok("max", "send", "alex", "m0")
+    o.ok("alex", "send", "max", "a0")
+    o.ok("alex", "sync")
+    o.ok("max", "sync")
+    good = git("rev-parse", MAILBOX, cwd=o.bare).stdout.strip()
+    other = git("rev-parse", "refs/heads/gitmail/mail/max/alex", cwd=o.bare).stdout.strip()
+    git("update-ref", MAILBOX, other, cwd=o.bare)  # the replacement, as a force-push would leave it
+    r = o.as_("max", "sync")
+    assert r.code == 0 and "delivered again" not in r.err, r
+    q = json.loads(o.ok("max", "send", "alex", "after the replacement", "--json").out)
+    assert q["queued"] is True and "does not continue the history this clone verified" in q["reason"], q
+    assert git("rev-parse", MAILBOX, cwd=o.bare).stdout.strip() == other  # nothing went on top
+    s = json.loads(o.ok("alex", "sync", "--json").out)
+    assert any("history was rewritten" in p for p in s["problems"]), s
+    git("update-ref", MAILBOX, good, cwd=o.bare)  # an admin restores it
+    o.ok("max", "sync")
+    o.ok("alex", "sync")
+    msgs = json.loads(o.ok("alex", "list", "--json").out)["messages"]
+    subjects = sorted(m["subject"] for m in msgs)
+    assert subjects == ["after the replacement", "m0"], subjects
+    assert json.loads(o.ok("alex", "sync", "--json").out)["problems"] == []
