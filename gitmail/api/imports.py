@@ -234,7 +234,11 @@ def import_archive(
                 if isinstance(got, Skip):
                     plan.skipped.append(SkippedEntry(where=got.where, reason=got.reason))
                 elif got.key in seen:
-                    plan.already += 1
+                    if got.key in known or source == "team-chat":  # imported before; one message in two inboxes
+                        plan.already += 1
+                    else:  # a second copy in this very archive: said as such, not as "already imported"
+                        plan.skipped.append(SkippedEntry(where=got.where, reason="the same Message-ID as an earlier "
+                                                         "message of this archive (that one is imported)"))
                 else:
                     seen.add(got.key)
                     originals.append(got)

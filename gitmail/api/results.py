@@ -787,7 +787,8 @@ class HookAction(Result):
 
     hook: str = Field(description="hook name (`post-merge`, `pre-receive`, ...)")
     path: str = Field(description="the hook file")
-    action: str = Field(description="`installed`, `updated`, `chained`, `with-lfs`, `removed`, `restored`, "
+    action: str = Field(description="`installed`, `updated`, `chained`, `with-lfs`, `removed`, `restored` (the "
+                                    "hook it was chained to is back), `lfs-kept` (git-lfs's part of it stays), "
                                     "`not-ours` or `absent`")
 
 

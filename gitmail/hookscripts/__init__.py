@@ -138,7 +138,7 @@ class Action:
 
     hook: str
     path: Path
-    what: str  # installed | updated | chained | with-lfs | removed | restored | not-ours | absent
+    what: str  # installed | updated | chained | with-lfs | removed | restored | lfs-kept | not-ours | absent
 
 
 def repo_dirs(repo: str | Path, other_owner: bool = False) -> tuple[Path, Path]:
@@ -240,7 +240,7 @@ def uninstall(repo: str | Path, names: Sequence[str], other_owner: bool = False)
             continue
         if not chained.exists() and name in LFS_SHARED and _is_lfs_hook(target, name) and _lfs_here(d):
             write_atomic(target, lfs_hook(name) + "\n", mode=0o755)  # git-lfs's part stays
-            out.append(Action(name, target, "restored"))
+            out.append(Action(name, target, "lfs-kept"))
             continue
         target.unlink()
         if chained.exists():

@@ -459,3 +459,18 @@ def test_a_message_over_the_read_limit_is_skipped_before_it_is_parsed(org: Org, 
                     b"From a@b Mon Jun  1 10:00:00 2020\nSubject: small\nMessage-ID: <s@x>\n\nhi\n")
     r = _import(org, "max", "--mbox", str(box))
     assert len(r["added"]) == 1 and [s["reason"] for s in r["skipped"]] == ["message over 4096 bytes; not read further"], r
+
+
+def test_a_second_copy_in_one_archive_is_not_called_already_imported(org: Org, tmp_path: Path) -> None:
+    """Two messages of one mbox with one Message-ID, on a first import: the second was reported
+    as "1 already imported", as if an earlier import had brought it. Now it is a skipped entry
+    saying why; a second import of the archive calls both already imported."""
+    box = tmp_path / "dup.mbox"
+    box.write_text("From a@b Mon Jun  1 10:00:00 2020\nSubject: one\nMessage-ID: <same@x>\n\nfirst\n\n"
+                   "From a@b Mon Jun  1 11:00:00 2020\nSubject: two\nMessage-ID: <same@x>\n\nsecond\n")
+    r = _import(org, "max", "--mbox", str(box))
+    assert len(r["added"]) == 1 and r["already"] == 0, r
+    assert r["skipped"] == [{"where": "message 2", "reason": "the same Message-ID as an earlier message of this "
+                                                              "archive (that one is imported)"}], r
+    again = _import(org, "max", "--mbox", str(box))
+    assert again["added"] == [] and again["already"] == 2 and again["skipped"] == [], again

@@ -91,6 +91,9 @@ def test_uninstall_gives_git_lfs_its_hooks_back(org: Org) -> None:
     _gitmail_install(clone)
     r = run("hooks", "uninstall", "--repo", str(clone))
     assert r.code == 0, r.err
+    # Said as it is: git-lfs's part stays (it said "your previous hook is back" of a hook that
+    # was git-lfs's, whether or not one had been there before).
+    assert "post-checkout: removed (git-lfs's post-checkout hook stays: this repository uses git-lfs)" in r.out, r.out
     d = hooks_dir(clone)
     assert not is_ours(d / "post-checkout") and "git lfs post-checkout" in (d / "post-checkout").read_text()
     _lfs_install(clone)  # git-lfs recognises its own hooks again

@@ -15,6 +15,7 @@ _SAID = {
     "with-lfs": "installed (git-lfs's {name} hook runs first, at the head of gitmail's)",
     "removed": "removed",
     "restored": "removed (your previous hook is back)",
+    "lfs-kept": "removed (git-lfs's {name} hook stays: this repository uses git-lfs)",
     "not-ours": "left alone (not gitmail's)",
     "absent": "not installed",
 }
