@@ -167,18 +167,24 @@ def _text_of(part: "Message") -> str:
         return data.decode("utf-8", "replace")
 
 
-def _leaves(m: "Message") -> Iterator["Message"]:
+MAX_PART_DEPTH = 100  # levels of multipart nesting read (a hostile message may nest more)
+
+
+def _leaves(m: "Message", cut: Optional[list[bool]] = None) -> Iterator["Message"]:
     """The non-multipart parts of ``m``, depth first in document order (``Message.walk`` without
-    the containers), never deeper than 100 levels of nesting (a hostile message may nest more)."""
+    the containers), never deeper than :data:`MAX_PART_DEPTH` levels of nesting; ``cut[0]`` is
+    set when parts below that were left out."""
     stack: list[tuple["Message", int]] = [(m, 0)]
     while stack:
         part, depth = stack.pop()
         if not part.is_multipart():
             yield part
-        elif depth < 100:
+        elif depth < MAX_PART_DEPTH:
             kids = part.get_payload()
             if isinstance(kids, list):
                 stack.extend((k, depth + 1) for k in reversed(kids) if not isinstance(k, str))
+        elif cut is not None:
+            cut[0] = True
 
 
 def _filename(part: "Message") -> Optional[str]:
@@ -196,7 +202,8 @@ def _body(m: "Message") -> str:
     naming the attachments that were left out (an import carries text only)."""
     plain = html = None
     names = []
-    for part in _leaves(m):
+    cut = [False]
+    for part in _leaves(m, cut):
         filename = _filename(part)
         ctype = part.get_content_type()
         if filename or part.get_content_disposition() == "attachment":
@@ -214,6 +221,8 @@ def _body(m: "Message") -> str:
 
         text += f"\n\n[not imported: {count(len(names), 'attachment')}: " + ", ".join(
             _line(_decoded(n), 200) for n in names) + "]"
+    if cut[0]:  # said, not dropped silently (a message nested deeper came out empty, with no word)
+        text += f"\n\n[not imported: parts nested deeper than {MAX_PART_DEPTH} levels]"
     return _valid(text)
 
 

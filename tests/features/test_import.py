@@ -474,3 +474,17 @@ def test_a_second_copy_in_one_archive_is_not_called_already_imported(org: Org, t
                                                               "archive (that one is imported)"}], r
     again = _import(org, "max", "--mbox", str(box))
     assert again["added"] == [] and again["already"] == 2 and again["skipped"] == [], again
+
+
+def test_parts_nested_past_the_depth_read_are_named_not_dropped(org: Org, tmp_path: Path) -> None:
+    """A message whose text sits 150 multipart levels down came out with an empty body and no
+    word of why. Now the body says what was left out."""
+    inner = "Content-Type: text/plain\n\nthe text\n"
+    for i in range(150):
+        inner = f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n{inner}--b{i}--\n'
+    box = tmp_path / "deep.mbox"
+    box.write_text("From a@b Mon Jun  1 10:00:00 2020\nSubject: deep\nMessage-ID: <deep@x>\n" + inner)
+    r = _import(org, "max", "--mbox", str(box))
+    assert len(r["added"]) == 1, r
+    [m] = [m for m in _imported(org, "max") if m["subject"] == "deep"]
+    assert "[not imported: parts nested deeper than 100 levels]" in m["body"], m["body"][:300]
