@@ -278,6 +278,9 @@ def raw_mbox(path: Path) -> Iterator[Union[Entry, Skip]]:
         box.close()
 
 
+_NOT_REGULAR = "not a regular file (a link, a pipe or a device); not read"
+
+
 def _bounded(raw: bytes, where: str) -> Union[Entry, Skip]:
     """``raw`` as an :class:`Entry`, or a :class:`Skip` when it is over :data:`MESSAGE_READ_LIMIT`
     (read one byte past it to tell)."""
@@ -308,7 +311,7 @@ def raw_maildir(path: Path) -> Iterator[Union[Entry, Skip]]:
     for key, e in files:
         where = clean(key)
         if not e.is_file(follow_symlinks=False):
-            yield Skip(where, "not a regular file (a link, a pipe or a device); not read")
+            yield Skip(where, _NOT_REGULAR)
             continue
         try:
             fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -317,7 +320,7 @@ def raw_maildir(path: Path) -> Iterator[Union[Entry, Skip]]:
             continue
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the listing and the open
-                yield Skip(where, "not a regular file (a link, a pipe or a device); not read")
+                yield Skip(where, _NOT_REGULAR)
                 continue
             try:
                 raw = f.read(MESSAGE_READ_LIMIT + 1)

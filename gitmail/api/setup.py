@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from gitmail.api.results import InitReport, KeyRevoked, KeyRotated, WhoAmIReport
     from gitmail.core.directory import Directory
     from gitmail.core.model import Member
-    from gitmail.core.repo import Repo
     from gitmail.core.signing import Signer
 
 from gitmail.api.session import RepoLike, Session, session
@@ -189,7 +188,7 @@ class _Before:
             mode = (r.git_dir / "config").stat().st_mode & 0o7777
         except OSError:
             return None  # nothing can be put back: left as the failure leaves it
-        remotes = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
+        remotes = set(_remote_urls(r))
         had_refs = bool(git.for_each_ref(r.path, ["refs/gitmail/"]))
         return cls(config, mode, remotes, (r.git_dir / "gitmail").exists(), had_refs)
 
@@ -203,7 +202,7 @@ class _Before:
         from gitmail.core.files import write_atomic
 
         r.reload_config()
-        added = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")} - self.remotes
+        added = set(_remote_urls(r)) - self.remotes
         for remote in sorted(added):
             git.run(["remote", "remove", remote], r.path, check=False)
         write_atomic(r.git_dir / "config", self.config, mode=self.mode)
@@ -240,6 +239,13 @@ def _undo(r: Repo, name: str, key: Optional[str], made: list[Path], before: "Opt
         before.restore(r)
 
 
+def _remote_urls(r: Repo) -> dict[str, str]:
+    """Remote name -> fetch URL, as the clone's git config gives them (``remote.<name>.url``; a
+    name may hold dots)."""
+    return {k[len("remote."):-len(".url")]: v for k, v in r.config.items()
+            if k.startswith("remote.") and k.endswith(".url")}
+
+
 def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
     """Point ``gitmail.remote`` at the org (an existing remote with that URL, else ``origin``
     or ``gitmail``), add member ``name``'s fetch refspecs unless gitmail's are there, and fetch them."""
@@ -247,7 +253,7 @@ def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
     from gitmail.core import sync
 
     if org:
-        remotes = {k.split(".")[1]: v for k, v in r.config.items() if k.startswith("remote.") and k.endswith(".url")}
+        remotes = _remote_urls(r)
         chosen = next((n for n, u in remotes.items() if u == org), None)
         if chosen is None:
             chosen = "origin" if "origin" not in remotes else "gitmail"
@@ -257,8 +263,7 @@ def _configure_remote(r: Repo, org: Optional[str], name: str) -> None:
             git.run(["config", "--local", "--unset-all", f"remote.{chosen}.fetch"], r.path)
         git.config_set(r.path, "gitmail.remote", chosen)
     elif not r.remote:
-        names = {k.split(".")[1] for k in r.config if k.startswith("remote.") and k.endswith(".url")}
-        if "origin" in names:
+        if "origin" in _remote_urls(r):
             git.config_set(r.path, "gitmail.remote", "origin")
     r.reload_config()
     if r.remote:

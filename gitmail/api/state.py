@@ -99,10 +99,9 @@ def _round(s: Session, push: bool) -> StateResult:
     for _attempt in range(MAX_RETRIES):
         _fetch(s, path, track)
         tip = s.repo.ref_target(track)
-        why = _not_a_state_commit(s, tip) if push else None
+        remote_log, why = ss.read_commit(s.repo.pg, tip, member, s.identities, replaceable=push) if tip else ({}, None)
         replaced = f"{refs.head(path)} held no state commit of {s.me}'s ({why}): replaced by this machine's" \
             if why else None
-        remote_log: "Log" = ss.read_commit(s.repo.pg, tip, member, s.identities) if tip and not replaced else {}
         s.refresh()
         with s.repo.lock():
             merged, recorded, changed, copies = _merge_local(s, remote_log)
@@ -117,22 +116,6 @@ def _round(s: Session, push: bool) -> StateResult:
         # Another machine of this member pushed first: fetch its log, merge, try again.
     raise PushRejectedError(f"could not publish the shared state: {refs.head(path)} kept moving "
                             f"({MAX_RETRIES} tries); run the command again")
-
-
-def _not_a_state_commit(s: Session, tip: Optional[str]) -> Optional[str]:
-    """Why the fetched shared state ``tip`` is no state commit of this member (unsigned, signed
-    by another key, not one file: :func:`gitmail.core.statesync.commit_problem`), or None. A
-    push round then writes this machine's log on top of it (a fast-forward, so no force is
-    needed where no guard stopped the junk): it brings no events, and readers read only the
-    tip. Before, every later round failed on it until an admin deleted the ref. Content that
-    is the member's own but cannot be read here (sealed to a key this clone lacks) is not
-    replaced: that is refused as before."""
-    from gitmail.core import statesync as ss
-
-    if tip is None:
-        return None
-    why, _ = ss.commit_problem(s.repo.pg, tip, s.member.all_keys())
-    return why
 
 
 def _fetch(s: Session, path: str, track: str) -> None:

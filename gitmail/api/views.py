@@ -105,9 +105,11 @@ def _unsafe(line: bool) -> "re.Pattern[str]":
     but :data:`_KEPT`: for text that is not ASCII (compiled at first use)."""
     import regex
 
+    from gitmail.core.address import ignorable_pattern
+
     c0 = "\x00-\x1f" if line else "\x00-\x08\x0b-\x1f"
     return cast("re.Pattern[str]", regex.compile(
-        f"[{c0}{_BEYOND_C0}]|[\\p{{Default_Ignorable_Code_Point}}--[{_KEPT}]]", regex.V1))
+        f"[{c0}{_BEYOND_C0}]|[{ignorable_pattern().pattern}--[{_KEPT}]]", regex.V1))
 
 
 def flat(text: str) -> str:
@@ -135,9 +137,9 @@ def quote(value: Any) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _unsafe_json() -> "re.Pattern[str]":
-    from gitmail.core.address import ignorable_pattern
-
     import regex
+
+    from gitmail.core.address import ignorable_pattern
 
     return cast("re.Pattern[str]", regex.compile(
         f"[\\x00-\\x1f{_BEYOND_C0}]|{ignorable_pattern().pattern}"))

@@ -1469,19 +1469,8 @@ def _with_user_signers(text: str, local: Optional[str] = None) -> str:
     the user's; appending its lines keeps their teammates' signed code commits
     verifying (the file is regenerated on every directory load).
     """
-    from gitmail import git
-
-    for scope in ("local", "--global", "--system"):
-        if scope == "local":
-            p = local or ""
-        else:
-            try:
-                out = git.run(["config", scope, "--path", "--get", "gpg.ssh.allowedSignersFile"]).stdout
-            except Exception:
-                continue
-            p = out.decode("utf-8", "surrogateescape").strip()
-        if not p:
-            continue
+    p = local or _configured_signers_file()
+    if p:
         try:
             theirs = open(os.path.expanduser(p), encoding="utf-8", errors="surrogateescape").read()
         except OSError:
@@ -1490,6 +1479,20 @@ def _with_user_signers(text: str, local: Optional[str] = None) -> str:
             theirs += "\n"
         return text + USER_SIGNERS_HEADER + theirs
     return text
+
+
+def _configured_signers_file() -> str:
+    """The ``gpg.ssh.allowedSignersFile`` of the user's global, else system, git config ('' for none)."""
+    from gitmail import git
+
+    for scope in ("--global", "--system"):
+        try:
+            p = git.run(["config", scope, "--path", "--get", "gpg.ssh.allowedSignersFile"]).stdout
+        except Exception:
+            continue
+        if p.strip():
+            return p.decode("utf-8", "surrogateescape").strip()
+    return ""
 
 
 # -- the org fingerprint (docs/protocol.md §7, "Trust on first use") -----------

@@ -284,16 +284,25 @@ def commit_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> "t
         return f"commit {oid[:10]}: {STATE_FILE} is over {MAX_BYTES} bytes", b""
 
 
-def read_commit(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequence[object]) -> Log:
-    """The log on the shared state commit ``oid`` of ``member``.
+def read_commit(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequence[object],
+                replaceable: bool = False) -> "tuple[Log, Optional[str]]":
+    """``(the log on the shared state commit oid of member, None)``.
 
     Checks before decrypting (:func:`commit_problem`: signed by a key of the
-    member that is not revoked, one file); raises :class:`StateError`.
+    member that is not revoked, one file); raises :class:`StateError`. With
+    ``replaceable`` (a push round), a tip that is no state commit of the member's
+    (unsigned, another key, not one file, too large) gives ``({}, why)`` instead:
+    the round writes the member's log on top of it, a fast-forward (readers read
+    only the tip), where before every later round failed on it until an admin
+    deleted the ref. Content that is the member's own but cannot be read here
+    (sealed to a key this clone lacks) is refused either way.
     """
     why, cipher = commit_problem(pg, oid, member.all_keys())
+    if why and replaceable:
+        return {}, why
     if why:
         raise StateError(f"the shared read state on {refs.head(refs.state_path(member.name))} is not usable: {why}")
-    return decode(cipher, member.name, identities)
+    return decode(cipher, member.name, identities), None
 
 
 def guard_problems(pg: "pygit2.Repository", ref: str, old: Optional[str], new: Optional[str],

@@ -48,12 +48,12 @@ def shared_hooks_folder(repo: str | Path) -> Optional[str]:
     config, and installing into it installs there too. None for the repository's own."""
     from gitmail import git
 
-    proc = git.run(["config", "--show-origin", "--get", "core.hooksPath"], repo, check=False)
+    # One git call: the scope (git 2.26+) and the origin of the value git uses, the last one set.
+    proc = git.run(["config", "--show-scope", "--show-origin", "--get", "core.hooksPath"], repo, check=False)
     if proc.returncode != 0:
         return None
-    origin = proc.stdout.decode("utf-8", "replace").split("\t", 1)[0]
-    local = git.run(["config", "--local", "--get", "core.hooksPath"], repo, check=False)
-    return None if local.returncode == 0 else origin
+    scope, origin = (proc.stdout.decode("utf-8", "replace").split("\t") + ["", ""])[:2]
+    return None if scope in ("local", "worktree") else origin
 
 
 def uninstall(repo: str | Path) -> list[Action]:
