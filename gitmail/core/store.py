@@ -229,17 +229,16 @@ def layout_problem(pg: "pygit2.Repository", root: dict[str, tuple[int, str]], ms
     if mode != TREE_MODE:
         return f"the tree has no {TREE_DIR}/ folder"
     files = {name: (m, oid) for m, name, oid in tree_entries(pg, folder)}  # sized and in git's form already
-    held = {name: m for name, (m, _) in files.items()}
     want = {p[len(TREE_DIR) + 1:] for p in paths}
-    extra = sorted(held.keys() - want)
+    extra = sorted(files.keys() - want)
     if extra:
         return f"{TREE_DIR}/ holds {extra[0]!r}, which no attachment of this message names"
-    gone = sorted(want - held.keys())
+    gone = sorted(want - files.keys())
     if gone:
         return f"{TREE_DIR}/{gone[0]} is not in the tree"
-    odd = sorted(n for n, m in held.items() if m != BLOB_MODE)
+    odd = sorted(n for n, (m, _) in files.items() if m != BLOB_MODE)
     if odd:
-        return f"{TREE_DIR}/{odd[0]} is not a regular file (mode {held[odd[0]]:o})"
+        return f"{TREE_DIR}/{odd[0]} is not a regular file (mode {files[odd[0]][0]:o})"
     for a in msg.attachments:
         why = _stored_as_declared(pg, a.path, files[a.path[len(TREE_DIR) + 1:]][1], a.storage, a.oid, a.size)
         if why is not None:
