@@ -132,20 +132,16 @@ class Item:
 
 def load_item(s: Session, row: cache.Row) -> Item:
     """Read a message's blob; decrypt it if it is encrypted and verified."""
-    from gitmail.core.rules import content_problem
     from gitmail.core.objects import load_commit
-    from gitmail.core.store import layout_problem, message_and_tree
+    from gitmail.core.store import wellformed_message
     from gitmail.errors import CorruptMessageError
 
     c = load_commit(s.repo.pg, row.oid)
     if isinstance(c, str):  # a hostile commit object: its verdict is all there is to show
         return Item(row, None)
-    try:
-        msg, root = message_and_tree(s.repo.pg, c)
+    try:  # a malformed message's content is not shown (docs/protocol.md §4)
+        msg = wellformed_message(s.repo.pg, c, s.directory.policy.body_limit)
     except CorruptMessageError:
-        return Item(row, None)
-    # A malformed message's content is not shown (docs/protocol.md §4): the checks that make it so.
-    if (content_problem(msg, s.directory.policy.body_limit) or layout_problem(s.repo.pg, root, msg)) is not None:
         return Item(row, None)
     if msg.encrypted is None:
         return Item(row, msg)

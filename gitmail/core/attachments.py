@@ -166,51 +166,6 @@ def bounds_problems(sizes: Sequence[tuple[str, int]], bounds: Bounds, sealed_to:
     return out
 
 
-def tree_sizes(pg: "pygit2.Repository", commit: "pygit2.Commit") -> list[tuple[str, int]]:
-    """``(path, bytes)`` of every blob under a message commit's ``attachments/`` tree, for
-    :func:`bounds_problems`: an LFS pointer counts its object's size (:func:`lfs.parse_pointer`),
-    and a blob that starts like a pointer but is not a valid one counts as ``sys.maxsize``
-    (refused: nobody can tell what it stands for). Never raises for a hostile tree."""
-    import sys
-
-    import pygit2
-
-    from gitmail.core.objects import TooLargeError, blob_data, tree
-
-    out: list[tuple[str, int]] = []
-    try:
-        entry = commit.tree[TREE_DIR]
-    except KeyError:
-        return out
-    # Sizes from the objects' headers: a blob is read only when it may be a pointer (at most
-    # lfs.POINTER_MAX bytes), a tree only below objects.MAX_TREE (a compressed object can be a
-    # thousand times its pushed size); one over it counts as too large.
-    stack: list[tuple[str, str]] = [(TREE_DIR, str(entry.id))]
-    while stack:
-        prefix, oid = stack.pop()
-        try:
-            kind, size = pg.odb.read_header(oid)
-        except (KeyError, ValueError, pygit2.GitError):  # missing (a gitlink's commit) or unreadable
-            out.append((prefix, sys.maxsize))
-            continue
-        if kind == pygit2.enums.ObjectType.BLOB:
-            if size <= lfs.POINTER_MAX:
-                data = blob_data(pg, oid, lfs.POINTER_MAX)
-                if data.startswith(_POINTER_START):
-                    ptr = lfs.parse_pointer(data)
-                    size = sys.maxsize if ptr is None else ptr[1]
-            out.append((prefix, int(size)))
-        elif kind == pygit2.enums.ObjectType.TREE:
-            try:
-                entries = tree(pg, oid)  # over MAX_TREE: not read
-            except TooLargeError:
-                out.append((prefix, sys.maxsize))
-                continue
-            stack.extend((f"{prefix}/{e.name}", str(e.id)) for e in entries)
-    return out
-
-
-_POINTER_START = f"version {lfs.POINTER_VERSION}".encode()
 
 
 _READ_BOUNDS: dict[str, Bounds] = {}

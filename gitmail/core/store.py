@@ -167,6 +167,21 @@ def message_and_tree(pg: "pygit2.Repository", commit: "pygit2.Commit") -> tuple[
     return Message.from_blob(data), root
 
 
+def wellformed_message(pg: "pygit2.Repository", commit: "pygit2.Commit", body_limit: int) -> Message:
+    """The message of a message commit that passes step 2 of docs/protocol.md §7,
+    "Verification": its trees in git's form, ``message.json`` a regular file whose content
+    passes every check of §4 "What a reader checks" (:func:`gitmail.core.rules.content_problem`,
+    ``body_limit`` in bytes, the org's policy) and the tree's layout (:func:`layout_problem`).
+    The one home of that step: a verdict (:func:`check_message`) and what a reader shows
+    (a malformed message's content is not) both come from here. Raises
+    :class:`CorruptMessageError` with the rule that failed."""
+    msg, root = message_and_tree(pg, commit)
+    problem = content_problem(msg, body_limit) or layout_problem(pg, root, msg)
+    if problem is not None:
+        raise CorruptMessageError(problem)
+    return msg
+
+
 def message_blob(pg: "pygit2.Repository", commit: "pygit2.Commit") -> str:
     """The id of a message commit's ``message.json``: the entry git finds, in a tree (and
     every folder under it) in git's own form, a regular file. Raises
@@ -433,12 +448,9 @@ def _check(
             return None, Check(MALFORMED, loaded)
         commit = loaded
     try:
-        msg, root = message_and_tree(pg, commit)
+        msg = wellformed_message(pg, commit, directory.policy.body_limit)
     except CorruptMessageError as e:
         return None, Check(MALFORMED, str(e))
-    problem = content_problem(msg, directory.policy.body_limit) or layout_problem(pg, root, msg)
-    if problem:
-        return None, Check(MALFORMED, problem)
     if msg.stored_id() != msg.id:
         return msg, Check(MALFORMED, "Message-ID does not match the content")
     if raw is None:

@@ -233,31 +233,38 @@ def test_bounds_problems_unit() -> None:
     assert attachments.Bounds.of(OrgPolicy(attachment_limit=100 * MIB)).total == 100 * MIB
 
 
-def test_tree_sizes_reads_pointers_with_the_one_lfs_parser(tmp_path: Path) -> None:
-    """The guard counts what the tree holds through lfs.parse_pointer: a valid pointer counts its
-    object's size, a blob that starts like a pointer but is not one is refused (maxsize)."""
-    import sys
-
+def test_lfs_pointers_are_read_with_the_one_lfs_parser(tmp_path: Path) -> None:
+    """A reader and the guard take an LFS attachment's file through lfs.parse_pointer: only the
+    pointer to exactly the declared object and size passes; a blob that starts like a pointer
+    but is not one (a size with a leading zero, no size, keys out of order) and a plain file
+    are refused, whatever size they would claim."""
     import pygit2
 
     from gitmail.core import lfs
+    from gitmail.core.attachments import GITATTRIBUTES
+    from gitmail.core.model import Attachment, Message
+    from gitmail.core.store import _tree_as_git_reads_it, layout_problem
 
     pg = pygit2.init_repository(str(tmp_path / "r"), bare=True)
     oid = "ab" * 32
     blobs = {
         "ok": lfs.format_pointer(oid, 5 * MIB),
         "plain": b"just a file\n",
-        "size-leading-zero": f"version {lfs.POINTER_VERSION}\noid sha256:{oid}\nsize 05\n".encode(),
+        "size-leading-zero": f"version {lfs.POINTER_VERSION}\noid sha256:{oid}\nsize 05242880\n".encode(),
         "no-size": f"version {lfs.POINTER_VERSION}\noid sha256:{oid}\n".encode(),
-        "keys-unsorted": f"version {lfs.POINTER_VERSION}\nsize 5\noid sha256:{oid}\n".encode(),
+        "keys-unsorted": f"version {lfs.POINTER_VERSION}\nsize {5 * MIB}\noid sha256:{oid}\n".encode(),
+        "other-size": lfs.format_pointer(oid, 5 * MIB + 1),
     }
-    inner = pg.TreeBuilder()
+    seen = {}
     for name, data in blobs.items():
-        inner.insert(name, pg.create_blob(data), pygit2.enums.FileMode.BLOB)
-    top = pg.TreeBuilder()
-    top.insert("attachments", inner.write(), pygit2.enums.FileMode.TREE)
-    sig = pygit2.Signature("t", "t@example.org", 0, 0)
-    commit = pg[pg.create_commit(None, sig, sig, "m", top.write(), [])]
-    sizes = dict(attachments.tree_sizes(pg, commit))  # type: ignore[arg-type]
-    assert sizes == {"attachments/ok": 5 * MIB, "attachments/plain": 12, "attachments/size-leading-zero": sys.maxsize,
-                     "attachments/no-size": sys.maxsize, "attachments/keys-unsorted": sys.maxsize}
+        inner = pg.TreeBuilder()
+        inner.insert(f"1-{name}", pg.create_blob(data), pygit2.enums.FileMode.BLOB)
+        top = pg.TreeBuilder()
+        top.insert("message.json", pg.create_blob(b"{}"), pygit2.enums.FileMode.BLOB)
+        top.insert(".gitattributes", pg.create_blob(GITATTRIBUTES), pygit2.enums.FileMode.BLOB)
+        top.insert("attachments", inner.write(), pygit2.enums.FileMode.TREE)
+        msg = Message(**{"from": "alex"}, to=["max"], date="2026-01-01T00:00:00Z", subject="s", attachments=[
+            Attachment(name=name, size=5 * MIB, oid=oid, storage="lfs", path=f"attachments/1-{name}")])
+        seen[name] = layout_problem(pg, _tree_as_git_reads_it(pg, str(top.write())), msg)
+    assert seen == {"ok": None, **{n: f"attachments/1-{n} is not the LFS pointer its entry declares (oid and size)"
+                                   for n in blobs if n != "ok"}}

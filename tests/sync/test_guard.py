@@ -141,7 +141,7 @@ def test_attachment_pointer_over_limit_refused(net: NetOrg) -> None:
         if ok:
             assert code == 0, out
         elif declared == size:
-            refused(code, out, "attachment attachments/1-big.bin", f"limit is {limit}")
+            refused(code, out, "attachment big.bin is", f"limit is {limit}")
         else:
             refused(code, out, "attachments/1-big.bin is not the LFS pointer its entry declares")
 

@@ -135,32 +135,36 @@ def test_the_guard_refuses_a_commit_bomb(net: NetOrg) -> None:
     assert code != 0 and "push refused" in out and f"over the {objects.MAX_COMMIT}" in out, out
 
 
-def test_tree_sizes_reads_headers_not_blobs(tmp_path: Path) -> None:
-    """The guard's attachment bounds count a large blob by its header: a bomb under
-    attachments/ costs no memory (its size is then over the org's limit)."""
-    from gitmail.core.attachments import tree_sizes
-
+def test_the_layout_check_reads_headers_not_blobs(tmp_path: Path) -> None:
+    """A reader (and the guard) checks that a blob attachment holds its declared size by the
+    object's header: a bomb under attachments/ costs no memory, and a size that disagrees
+    with the header by one byte is refused."""
     pg = pygit2.init_repository(str(tmp_path / "r"), bare=True)
     inner = pg.TreeBuilder()
-    inner.insert("big.bin", pg.create_blob(b"\0" * BOMB), pygit2.enums.FileMode.BLOB)
+    inner.insert("1-big.bin", pg.create_blob(b"\0" * BOMB), pygit2.enums.FileMode.BLOB)
     top = pg.TreeBuilder()
+    top.insert("message.json", pg.create_blob(b"{}"), pygit2.enums.FileMode.BLOB)
     top.insert("attachments", inner.write(), pygit2.enums.FileMode.TREE)
-    sig = pygit2.Signature("t", "t@example.org", 0, 0)
-    oid = str(pg.create_commit(None, sig, sig, "m", top.write(), []))
+    tree = str(top.write())
     code = f"""
-import json, resource, pygit2
-from gitmail.core.attachments import tree_sizes
+import json, resource, sys, pygit2
+from gitmail.core.model import Attachment, Message
+from gitmail.core.store import _tree_as_git_reads_it, layout_problem
 pg = pygit2.Repository({str(tmp_path / "r")!r})
-c = pg[{oid!r}]
+root = _tree_as_git_reads_it(pg, {tree!r})
+def msg(size):
+    return Message(**{{"from": "alex"}}, to=["max"], date="2026-01-01T00:00:00Z", subject="s",
+                   attachments=[Attachment(name="big.bin", size=size, oid="ab" * 32, path="attachments/1-big.bin")])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-sizes = tree_sizes(pg, c)
-print(json.dumps([sizes, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024]))
+out = [layout_problem(pg, root, msg({BOMB})), layout_problem(pg, root, msg({BOMB} - 1))]
+print(json.dumps([out, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024]))
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    sizes, grown = json.loads(p.stdout)
-    assert sizes == [["attachments/big.bin", BOMB]] and tree_sizes(pg, pg[oid]) == [("attachments/big.bin", BOMB)]  # type: ignore[arg-type]
-    assert grown < GROWTH_MAX_MB, f"tree_sizes grew by {grown:.0f} MB"
+    (same, off_by_one), grown = json.loads(p.stdout)
+    assert same is None, same
+    assert off_by_one == f"attachments/1-big.bin holds {BOMB} bytes; its entry declares {BOMB - 1}", off_by_one
+    assert grown < GROWTH_MAX_MB, f"the layout check grew by {grown:.0f} MB"
 
 
 def test_the_object_type_numbers_are_git_s() -> None:
