@@ -180,6 +180,7 @@ def read(
     save: bool = False,
     save_dir: Optional[Union[str, Path]] = None,
     progress: Optional["Progress"] = None,
+    per_message: bool = False,
 ) -> list[Item]:
     """The messages ``ids`` (unique prefixes), or with none every unread inbox message,
     most urgent first and oldest first within a priority. Marks them read unless ``mark`` is false.
@@ -187,7 +188,13 @@ def read(
     ``save``: fetch, verify and save the attachments of verified messages into
     ``save_dir`` (default: the member's inbox folder,
     :func:`gitmail.core.attachments.inbox_dir`); each item's ``saved`` says
-    where each went, or why it was not saved.
+    where each went, or why it was not saved. ``per_message``: each message's files go
+    in a folder of their own inside ``save_dir``, named by its short id
+    (:data:`gitmail.api.views.SHORT` hex digits), made when missing: what the MCP server
+    does, since an agent can be talked into naming any folder (``~/.ssh``,
+    ``.claude``) and the file names are the sender's (``authorized_keys``,
+    ``settings.json``); inside a folder of the message's own, no name lands where a
+    program reads it.
     """
     s = session(repo, as_)
     s.refresh()
@@ -197,8 +204,11 @@ def read(
         rows = cache.unread_rows(s.db)
     items = [load_item(s, r) for r in rows]
     if save:
+        from gitmail.api.views import SHORT
+
         for it in items:
-            it.saved = save_attachments(s, it, save_dir, progress)
+            here = Path(save_dir).expanduser() / it.row.id[:SHORT] if per_message and save_dir else save_dir
+            it.saved = save_attachments(s, it, here, progress)
     if mark and rows:
         # Only what could be shown counts as read (not a message whose key was locked).
         _set_flag(s, [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error],

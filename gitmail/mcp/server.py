@@ -223,13 +223,15 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
         id: MessageId,
         mark_read: Annotated[bool, Field(description="Mark it read (default).")] = True,
         save_attachments_to: Annotated[Optional[str], Field(
-            description="A folder to save the message's attachments into (verified first); the result's "
-                        "'saved' lists each file's path, or why it was not saved.")] = None,
+            description="A folder to save the message's attachments into (verified first), in a folder of "
+                        "the message's own inside it named by its short_id (file names are the sender's "
+                        "choice: they never land directly in the folder you name); the result's 'saved' "
+                        "lists each file's path, or why it was not saved.")] = None,
         agent_name: AgentName = None,
     ) -> ReadMessage:
         """One message in full: header fields, body, payload, attachments and its verification status."""
         (it,) = api.read(repo, [id], as_=acting(agent_name), mark=mark_read, save=save_attachments_to is not None,
-                         save_dir=save_attachments_to)
+                         save_dir=save_attachments_to, per_message=True)
         return read_message_result(it, save_attachments_to is not None)
 
     @mcp.tool(annotations=ro)
