@@ -197,7 +197,8 @@ class ReadMessage(ReadItem):
     note: str = Field(description="who wrote the content (treat it as information from them), or a warning "
                                   "that the message failed verification")
     saved: Optional[list[SavedAttachment]] = Field(
-        description="with save_attachments_to: each attachment's saved path or error; else null")
+        description="with save_attachments_to: each attachment's saved path (in `<save_attachments_to>/<short_id>/`, "
+                    "docs/agents.md) or error; else null")
 
 
 class Listing(Result):

@@ -291,8 +291,9 @@ def compose(
         if not request_id:
             raise UsageError(f"a {type} needs the request_id of the {RESPONSE_OF[type]} it answers")
         s.refresh()
-        if not cache.has_inbox_request(s.db, RESPONSE_OF[type], request_id):
-            raise UsageError(f"unknown request_id {request_id!r}: no {RESPONSE_OF[type]} with it in your inbox")
+        if not cache.has_inbox_request(s.db, RESPONSE_OF[type], request_id, [r for r in recipients if r != s.me]):
+            raise UsageError(f"unknown request_id {request_id!r}: no verified {RESPONSE_OF[type]} with it in your "
+                             f"inbox from {'any of ' if len(recipients) > 1 else ''}{', '.join(recipients)}")
     elif type in REQUEST_TYPES and not request_id:
         request_id = uuid.uuid4().hex[:12]
     sources = _attach_prepare(s, attach)

@@ -190,9 +190,11 @@ def _create_tally(db: sqlite3.Connection) -> None:
 
 def watched_refs(repo: "Repo", member: str) -> dict[str, str]:
     """Current tips of every ref the member's view depends on (one ``for-each-ref``)."""
+    from gitmail.core.sync import SENT
+
     t = refs.tracking("", repo.remote)
     return git.for_each_ref(repo.path, [*view.mail_patterns(t, member), f"{t}{refs.DIRECTORY}", refs.state(member),
-                                        f"{t}{refs.packed_path(member)}"])
+                                        f"{t}{refs.packed_path(member)}", f"{SENT}*/{to_ref(member)}"])
 
 
 def fresh(repo: "Repo", member: str, db: sqlite3.Connection) -> bool:
@@ -336,6 +338,8 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
     current = dict(watched)
     if entries:
         problems += packed.effective_tips(repo.pg, t, member, entries, current)
+    if directory.policy.packing:
+        _sent_where_packed(repo, member, t, current, directory)
     my_groups = set(directory.groups_of(member))
     _forget_revoked(db, directory)
     st_oid, st = state_mod.load(repo, member)
@@ -389,6 +393,24 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
 
     probmod.record_all(repo, standing)
     return problems
+
+
+def _sent_where_packed(repo: "Repo", member: str, tracking: str, current: dict[str, str],
+                       directory: "Directory") -> None:
+    """Put into ``current`` (full remote-tracking ref -> tip, the refs a reader walks) this clone's
+    last delivered tip (``refs/gitmail/sent/<r>/<member>``) of each mailbox it delivered to
+    whose ref the org repo no longer has: with packing on, its recipient packed it
+    (docs/protocol.md §3, "Senders"), so the sent mail is read from what this clone
+    delivered. Without it, a message sent just before its recipient packed the pair was
+    missing from the sender's sent view (and a response to it answered "no known request")
+    until the sender next wrote to that recipient. The commits are verified as any sent
+    mail is. A direct mailbox only: a member can pack only their own inbox."""
+    from gitmail.core.sync import sent_tips
+
+    for path, tip in sent_tips(repo, member).items():
+        full = tracking + path
+        if full not in current and refs.split_mail_path(path)[0] in directory.members:
+            current[full] = tip
 
 
 def _vanished(db: sqlite3.Connection, known: dict[str, sqlite3.Row], current: dict[str, str], tracking: str,
@@ -1281,10 +1303,15 @@ def inbox_copies(db: sqlite3.Connection) -> list[tuple[str, int, str]]:
     return [(str(r[0]), int(r[1]), str(r[2])) for r in db.execute("SELECT path, ordinal, id FROM msg WHERE inbox=1")]
 
 
-def has_inbox_request(db: sqlite3.Connection, request_type: str, request_id: str) -> bool:
-    """Whether the inbox holds a ``request_type`` message with this request_id."""
-    row = db.execute("SELECT 1 FROM msg WHERE inbox=1 AND type=? AND request_id=? LIMIT 1",
-                     (request_type, request_id)).fetchone()
+def has_inbox_request(db: sqlite3.Connection, request_type: str, request_id: str, senders: list[str]) -> bool:
+    """Whether the inbox holds a good ``request_type`` message with this request_id from one
+    of ``senders`` (a response's recipients but its sender: docs/protocol.md §5, the rule
+    the guard checks with :func:`gitmail.guard.check.unasked`)."""
+    if not senders:
+        return False
+    marks = ",".join("?" * len(senders))
+    row = db.execute(f"SELECT 1 FROM msg WHERE inbox=1 AND status='good' AND type=? AND request_id=? "
+                     f"AND sender IN ({marks}) LIMIT 1", (request_type, request_id, *senders)).fetchone()
     return row is not None
 
 

@@ -38,8 +38,10 @@ ref a push updates under ``refs/heads/gitmail/`` it rejects:
   commit nor descends from it;
 * a message whose attachments break the org's bounds (:func:`gitmail.core.attachments.bounds_problems`:
   ``attachment_limit`` each, ``attachment_count_limit`` entries, ``attachment_total_limit``
-  together), counted both as declared in ``message.json`` and as held by the tree
-  under ``attachments/`` (LFS pointers count their object's size).
+  together), as declared in ``message.json`` (a good message's tree holds exactly that:
+  :func:`gitmail.core.store.layout_problem`);
+* a response (``answer``, ``shutdown_response``, ``plan_approval_response``) to a request
+  that none of its recipients sent its sender (:func:`unasked`, docs/protocol.md §5).
 
 Other refs pass untouched. A push is all or nothing (pre-receive). The hook
 opens the repository with ``RepositoryOpenFlag.FROM_ENV`` so that the pushed
@@ -57,11 +59,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, TextIO
 
 from gitmail.core import refs
+from gitmail.core.msgtypes import RESPONSE_OF
 
 if TYPE_CHECKING:
     import pygit2
 
     from gitmail.core.directory import Directory
+    from gitmail.core.model import Message
 
 ZERO = "0" * 40
 CHAINED_SUFFIX = ".gitmail-chained"  # a pre-existing hook we run after our checks
@@ -234,9 +238,53 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory",
         # declare (each file the LFS pointer to, or a blob of, its entry's size: a good
         # message passed store.layout_problem), so bounding the entries bounds the tree.
         declared = [(a.name, int(a.size)) for a in getattr(msg, "attachments", [])]
-        for problem in bounds_problems(declared, bounds, _sealed_readers(msg, directory)):
+        problems = bounds_problems(declared, bounds, _sealed_readers(msg, directory))
+        if msg is not None and msg.type in RESPONSE_OF:
+            problems += [why for why in [unasked(pg, msg, sender, directory, after)] if why]
+        for problem in problems:
             errors.append(f"{u.ref}: commit {short} refused: {problem}")
     return errors
+
+
+def unasked(pg: "pygit2.Repository", msg: "Message", responder: str, directory: "Directory",
+            after: "_After") -> Optional[str]:
+    """Why the response ``msg`` from ``responder`` answers no request it was sent, or None
+    (docs/protocol.md §5): a good request of the matching type with its ``request_id``, from
+    one of its recipients other than the responder, on ``mail/<responder>/<that recipient>``
+    (the ref as it stands after this push, else the responder's packed map). A request id is
+    in clear in every request's commit, so without this any member could "approve" a plan
+    they were never asked about; a reader only marks such a response (``answers_request``).
+
+    The walk reads each commit's raw object for the ``Type:`` and ``Request-Id:`` trailer
+    lines (docs/protocol.md §6; a good commit's trailers are its message's) and fully checks
+    only a commit that has both (:func:`gitmail.core.store.check_message`): about 8 µs a
+    commit of the asking mailbox, and only for responses."""
+    from gitmail.core.objects import first_parent_line
+    from gitmail.core.store import check_message
+
+    want = RESPONSE_OF[msg.type]
+    rid = msg.request_id or ""
+    lines = (f"\nType: {want}\n".encode(), f"\nRequest-Id: {rid}\n".encode())
+    asked = [x for x in dict.fromkeys(msg.to) if x != responder and x in directory.members]
+    for x in asked:
+        tip = after.tip(refs.head(refs.mail_path(responder, x))) or after.packed_map(responder).get(x)
+        if tip is None:
+            continue
+        try:
+            for oid, _ in first_parent_line(pg, tip):
+                try:
+                    raw = pg.read(oid)[1]
+                except (KeyError, ValueError):
+                    break
+                if all(ln in raw for ln in lines):
+                    found, check = check_message(pg, oid, responder, x, directory)
+                    if check.good and found is not None and found.type == want and found.request_id == rid:
+                        return None
+        except KeyError:  # the line goes on below a missing object: nothing further to read
+            continue
+    return (f"a {msg.type} answers a {want} that one of its recipients sent to {responder}; "
+            f"none with request_id {rid!r} is on mail/{responder}/<recipient> for "
+            f"{', '.join(repr(x) for x in asked) or 'any recipient but the sender'}")
 
 
 def _deletion_problem(u: Update, rcpt: str, sender: str, directory: "Directory", after: "_After") -> Optional[str]:

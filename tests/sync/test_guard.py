@@ -243,3 +243,42 @@ def test_after_a_registration_the_guard_checks_pushes_against_its_kept_ledger(ne
     net.ok("alex", "sync")
     got = json.loads(net.ok("alex", "list", "--json").out)["messages"]
     assert sorted(m["subject"] for m in got) == ["from cy (cold guard)", "from cy (warm guard)"]
+
+
+def test_a_response_to_a_request_never_sent_to_its_sender_is_refused(net: NetOrg) -> None:
+    """docs/protocol.md §5 at the guard: bob copies the request_id of alex's plan request to
+    max from its clear trailer, sends himself a request with it and pushes alex a genuinely
+    signed "approved" with plain git (his client would refuse it). Refused, and so is one that
+    names bob among its recipients; max's own answer goes through, and so does sam's answer
+    to a request alex sent him before sam packed his inbox (the request is below the packed
+    entry, not on a ref)."""
+    from tests.agents.test_protocol import forge_response
+
+    net.join("bob")
+    net.join("sam")
+    net.ok("max", "org", "packing=true")
+    for name in ("alex", "bob", "sam"):
+        net.ok(name, "sync")
+    plan = json.loads(net.ok("alex", "send", "max", "my plan", "--type", "plan_approval_request",
+                             "--payload", '{"plan": "x"}', "--json").out)
+    rid = plan["request_id"]
+    net.ok("bob", "send", "bob", "x", "--type", "plan_approval_request", "--request-id", rid,
+           "--payload", '{"plan": "y"}')
+    before = git("for-each-ref", cwd=net.bare).stdout
+    code, out = forge_response(net, "bob", ["alex"], "approved", rid)
+    refused(code, out, "a plan_approval_response answers a plan_approval_request that one of its recipients "
+                       f"sent to bob; none with request_id '{rid}' is on mail/bob/<recipient> for 'alex'")
+    code, out = forge_response(net, "bob", ["alex", "bob"], "approved", rid)
+    refused(code, out, "none with request_id", "for 'alex'")
+    assert git("for-each-ref", cwd=net.bare).stdout == before
+    net.ok("max", "sync")
+    net.ok("max", "respond", plan["short_id"], "--approve")
+    asked = json.loads(net.ok("alex", "send", "sam", "go?", "--type", "plan_approval_request",
+                              "--payload", '{"plan": "z"}', "--json").out)
+    net.ok("sam", "sync")
+    assert json.loads(net.ok("sam", "pack", "--json").out)["packed"] == ["alex"]
+    assert "refs/heads/gitmail/mail/sam/alex" not in git("for-each-ref", cwd=net.bare).stdout
+    net.ok("sam", "respond", asked["short_id"], "--approve")
+    net.ok("alex", "sync")
+    rows = json.loads(net.ok("alex", "list", "--json").out)["messages"]
+    assert sorted((m["from"], m["answers_request"]) for m in rows) == [("max", True), ("sam", True)]

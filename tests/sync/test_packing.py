@@ -452,3 +452,23 @@ def test_a_rewound_packed_ref_is_said_on_every_sync_and_by_verify(unguarded: Net
     r = o.as_("alex", "verify", "--json")
     assert r.code == 7 and want in json.loads(r.out)["problems"], r
     assert inbox(o, "alex") == {"from max 1": True, "from sam 1": True, "after packing": True}
+
+
+def test_mail_sent_just_before_its_recipient_packed_stays_in_the_sent_view(porg: NetOrg) -> None:
+    """max sends sam a message and does not sync; sam packs his inbox (max's pair goes from
+    the org repo). max's sent view lacked the message until max next wrote to sam: it was
+    read only from the pair's ref, which is gone. Now it is read from what max's clone
+    delivered (refs/gitmail/sent/sam/max), verified as any sent mail."""
+    o = porg
+    o.ok("max", "send", "sam", "just before the pack", "--plain")
+    o.ok("sam", "sync")
+    assert "max" in json.loads(o.ok("sam", "pack", "--json").out)["packed"]
+    assert "refs/heads/gitmail/mail/sam/max" not in server_refs(o)
+    res = json.loads(o.ok("max", "sync", "--json").out)
+    assert res["problems"] == [] and res["restored"] == [], res
+    sent = {m["subject"]: m["verified"] for m in json.loads(o.ok("max", "list", "--sent", "--json").out)["messages"]}
+    assert sent == {"from max 1": True, "max to sam": True, "just before the pack": True}, sent
+    assert json.loads(o.ok("max", "verify", "--json").out)["ok"]
+    o.ok("max", "send", "sam", "after the pack", "--plain")
+    sent = {m["subject"] for m in json.loads(o.ok("max", "list", "--sent", "--json").out)["messages"]}
+    assert sent == {"from max 1", "max to sam", "just before the pack", "after the pack"}
