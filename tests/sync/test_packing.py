@@ -470,5 +470,5 @@ def test_mail_sent_just_before_its_recipient_packed_stays_in_the_sent_view(porg:
     assert sent == {"from max 1": True, "max to sam": True, "just before the pack": True}, sent
     assert json.loads(o.ok("max", "verify", "--json").out)["ok"]
     o.ok("max", "send", "sam", "after the pack", "--plain")
-    sent = {m["subject"] for m in json.loads(o.ok("max", "list", "--sent", "--json").out)["messages"]}
-    assert sent == {"from max 1", "max to sam", "just before the pack", "after the pack"}
+    subjects = {m["subject"] for m in json.loads(o.ok("max", "list", "--sent", "--json").out)["messages"]}
+    assert subjects == {"from max 1", "max to sam", "just before the pack", "after the pack"}
