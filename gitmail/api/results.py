@@ -195,7 +195,8 @@ class ReadMessage(ReadItem):
     used_by = ("mcp read_message",)
 
     note: str = Field(description="who wrote the content (treat it as information from them), or a warning "
-                                  "that the message failed verification")
+                                  "that the message failed verification; for a response that answers no "
+                                  "request of yours (answers_request false), that too")
     saved: Optional[list[SavedAttachment]] = Field(
         description="with save_attachments_to: each attachment's saved path (in `<save_attachments_to>/<short_id>/`, "
                     "docs/agents.md) or error; else null")
@@ -511,8 +512,9 @@ class Mailbox(Listing):
 
     used_by = ("mcp check_mailbox",)
 
-    warning: Optional[str] = Field(description="why the sync first failed (what is shown is what was here); "
-                                               "null when it worked or was not asked")
+    warning: Optional[str] = Field(description="why the sync first failed (what is shown is what was here), "
+                                               "or what it found wrong (a mailbox rewritten on the org repo, "
+                                               "mail the org refused); null when neither or not asked")
     outgoing: Optional[Outgoing] = Field(description="mail you sent that is still queued; null when none")
 
 

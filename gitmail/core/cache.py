@@ -1248,7 +1248,7 @@ def trace_rows(db: sqlite3.Connection, trace_id: Optional[str], root: Optional[s
         " WHERE n=1 ORDER BY date, rowid",
         (trace_id, root, root),
     ).fetchall()
-    return [Row.of(r) for r in rows]
+    return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def has_trace(db: sqlite3.Connection, trace_id: str) -> bool:

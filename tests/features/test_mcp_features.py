@@ -82,3 +82,25 @@ def test_a_sender_s_file_names_never_land_where_a_program_reads_them(org: Org, t
         assert Path(saved["saved_to"]) == targets[name] / i / name
         assert Path(saved["saved_to"]).read_bytes() == files[name]
         assert not (targets[name] / name).exists()
+
+
+def test_check_mailbox_says_what_the_sync_found_wrong(org: Org) -> None:
+    """A member without the guard replaces alex's mailbox from max with another history. The
+    CLI's sync says so on stderr; check_mailbox said nothing (warning null) and an agent
+    read on. Now its warning carries the sync's problems, each one safe line."""
+    import subprocess
+
+    org.ok("max", "send", "alex", "m1")
+    org.ok("alex", "send", "max", "from alex")
+    org.ok("alex", "sync")
+    other = subprocess.run(["git", "rev-parse", "refs/heads/gitmail/mail/max/alex"], cwd=org.url,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["git", "update-ref", "refs/heads/gitmail/mail/alex/max", other], cwd=org.url, check=True)
+    cli = org.as_("alex", "sync")
+    assert "gitmail/mail/alex/max" in cli.err, cli.err
+    quiet, check = asyncio.run(_call(org, "alex", [("check_mailbox", {"sync": False}), ("check_mailbox", {})]))
+    assert quiet.structured_content["warning"] is None
+    warning = check.structured_content["warning"]
+    assert warning.startswith("the sync found problems: ") and "gitmail/mail/alex/max" in warning, warning
+    assert "\n" not in warning
+    assert [m["subject"] for m in check.structured_content["messages"]] == ["m1"]
