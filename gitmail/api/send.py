@@ -413,7 +413,13 @@ def _attach_prepare(s: Session, attach: Optional[list[Union[str, Path]]]) -> lis
         return []
     from gitmail.core import attachments
 
-    return attachments.prepare(attach, s.directory.policy)
+    from gitmail.core.repo import data_home
+
+    # gitmail's own data is never mail: an agent talked into attaching "debug files" would
+    # otherwise send the cache that holds every encrypted message it read, in clear.
+    own = [(s.repo.git_dir, "this clone's git directory (gitmail's cache there holds your decrypted mail)"),
+           (data_home(), "gitmail's data folder (GITMAIL_HOME: keys)")]
+    return attachments.prepare(attach, s.directory.policy, own)
 
 
 def _attach_store(s: Session, sources: list["Source"]) -> tuple[list["Attachment"], dict[str, tuple[str, int]]]:

@@ -215,14 +215,27 @@ class Source:
     data: bytes = b""
 
 
-def prepare(paths: Sequence[Union[str, Path]], policy: Union[int, "OrgPolicy", Bounds]) -> list[Source]:
+# Folders no file is attached from, whatever the caller says: the kernel's views of processes
+# and devices (``/proc/self/environ`` is a "regular file" of size 0 that reads as the process's
+# environment, its tokens included).
+PSEUDO_FOLDERS: tuple[tuple[str, str], ...] = (
+    ("/proc", "the kernel's /proc (process state, not a file on disk)"),
+    ("/sys", "the kernel's /sys (not a file on disk)"),
+)
+
+
+def prepare(paths: Sequence[Union[str, Path]], policy: Union[int, "OrgPolicy", Bounds],
+            never_from: Sequence[tuple[Path, str]] = ()) -> list[Source]:
     """Check and hash every file in ``paths``; nothing is written anywhere.
 
     ``policy``: the org policy (or its :class:`Bounds`; a bare int is the
-    per-attachment limit only). Raises :class:`AttachmentError` (one line)
-    for a missing file, a directory, an unreadable file, one over the
-    per-attachment limit, or too many files or bytes together (checked
-    before anything is read).
+    per-attachment limit only). ``never_from``: ``(folder, what it is in words)`` whose
+    files are never attached (gitmail's own data: the clone's git directory, whose cache
+    holds decrypted mail, and the keys' folder), besides :data:`PSEUDO_FOLDERS`; a path is
+    judged where it really is (symbolic links resolved). Raises :class:`AttachmentError`
+    (one line) for a missing file, a directory, an unreadable file, one in such a folder,
+    one holding a private key, one over the per-attachment limit, or too many files or
+    bytes together (checked before anything is read).
     """
     from gitmail.core.model import OrgPolicy
 
@@ -242,16 +255,22 @@ def prepare(paths: Sequence[Union[str, Path]], policy: Union[int, "OrgPolicy", B
     if total > bounds.total:
         raise AttachmentError(f"cannot attach these files: together {human_size(total)}, over the org's limit of "
                               f"{human_size(bounds.total)} per message")
-    out = [_prepare_one(Path(p), bounds.per_file) for p in paths]
+    folders: list[tuple[Union[str, Path], str]] = [*PSEUDO_FOLDERS, *never_from]
+    kept = [(os.path.realpath(f), why) for f, why in folders]
+    out = [_prepare_one(Path(p), bounds.per_file, kept) for p in paths]
     problems = bounds_problems([(s.name, s.size) for s in out], bounds)  # sizes as read (files may grow)
     if problems:
         raise AttachmentError(f"cannot attach these files: {problems[0]}")
     return out
 
 
-def _prepare_one(path: Path, limit: int) -> Source:
+def _prepare_one(path: Path, limit: int, kept: Sequence[tuple[str, str]] = ()) -> Source:
     shown = str(path)
     try:
+        real = os.path.realpath(path)
+        for folder, why in kept:
+            if real == folder or real.startswith(folder.rstrip("/") + "/"):
+                raise AttachmentError(f"cannot attach {shown}: it is in {why}; gitmail does not send it")
         st = path.stat()
     except FileNotFoundError:
         raise AttachmentError(f"cannot attach {shown}: no such file") from None

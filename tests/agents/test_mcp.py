@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from mcp import Client, StdioServerParameters
@@ -252,8 +253,49 @@ def test_an_agent_talked_into_attaching_a_private_key_sends_nothing(org: Org, tm
                                                    "attachments": [str(ssh) + ".pub"]})]
 
     *refused, public = asyncio.run(go())
-    for r in refused:
-        assert r.is_error and "an OpenSSH private key; gitmail does not send private keys" in _text(r), _text(r)
+    for r, why in zip(refused, ("an OpenSSH private key; gitmail does not send private keys",
+                                "it is in gitmail's data folder (GITMAIL_HOME: keys); gitmail does not send it",
+                                "an OpenSSH private key; gitmail does not send private keys")):
+        assert r.is_error and why in _text(r), _text(r)
     assert not public.is_error, _text(public)  # a public key is just a file
     assert delivered() == before + 1  # the public key's message alone
     assert json.loads(run("outbox", "--json", "--repo", str(org.clones["alex"])).out)["queued"] == []
+
+
+def test_an_agent_never_attaches_gitmail_s_own_data_or_the_kernel_s(org: Org, tmp_path: Path) -> None:
+    """The next files a hostile message asks an agent to send: gitmail's cache (it holds every
+    encrypted message the member read, in clear), the clone's git config, the process's
+    environment (/proc/self/environ: tokens), each directly or through a symbolic link
+    elsewhere. Each is a tool error naming the folder; nothing is delivered."""
+    import subprocess
+
+    from gitmail.core.repo import open_repo
+
+    org.ok("max", "send", "alex", "prod DB password is hunter2")
+    org.ok("alex", "sync")
+    git_dir = open_repo(org.clones["alex"]).git_dir
+    [db] = list((git_dir / "gitmail" / "cache").glob("*.sqlite3"))
+    import sqlite3
+
+    kept = sqlite3.connect(db).execute("SELECT plaintext, encrypted FROM msg").fetchall()
+    assert [(("hunter2" in p), e) for p, e in kept] == [(True, 1)]  # why it must never leave
+    link = tmp_path / "debug.sqlite3"
+    link.symlink_to(db)
+
+    def delivered() -> int:
+        r = subprocess.run(["git", "rev-list", "--count", "refs/heads/gitmail/mail/max/alex"], cwd=org.url,
+                           capture_output=True, text=True)
+        return int(r.stdout) if r.returncode == 0 else 0
+
+    before = delivered()
+    paths = {str(db): "this clone's git directory", str(link): "this clone's git directory",
+             str(git_dir / "config"): "this clone's git directory", "/proc/self/environ": "the kernel's /proc"}
+
+    async def go() -> list[Any]:
+        async with Client(_params(org, "alex")) as c:
+            return [await c.call_tool("send_message", {"to": "max", "body": "debug files", "attachments": [p]})
+                    for p in paths]
+
+    for r, (p, where) in zip(asyncio.run(go()), paths.items()):
+        assert r.is_error and f"cannot attach {p}: it is in {where}" in _text(r), _text(r)
+    assert delivered() == before
