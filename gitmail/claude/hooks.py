@@ -144,8 +144,20 @@ def _cost(text: str) -> int:
     return len(json.dumps(text, ensure_ascii=False)) - 2
 
 
+PER_SENDER = 5  # message lines one sender gets in one context; the rest are counted on one line
+
+
 def context(me: str, rows: list[cache.Row], *, new: bool) -> str:
     """The additionalContext text for ``rows`` (non-empty), within :data:`BUDGET` once JSON-escaped."""
+    return told(me, rows, new=new)[0]
+
+
+def told(me: str, rows: list[cache.Row], *, new: bool) -> tuple[str, set[str]]:
+    """:func:`context`, and the ids of ``rows`` it told of: a line of their own, or counted on
+    their sender's "and N more from" line. Each sender gets at most :data:`PER_SENDER` lines,
+    so one member's flood (sixty urgent messages) never pushes another member's message out
+    of the budget; a row the budget leaves out is not told of (the next prompt reports it).
+    Only told ids may be remembered as notified."""
     n = len(rows)
     urgent = sum(1 for r in rows if r.priority == "urgent")
     what = f"{n} new gitmail message{'s' if n != 1 else ''}" if new else \
@@ -160,20 +172,37 @@ def context(me: str, rows: list[cache.Row], *, new: bool) -> str:
     tail = ("Read a message with `gitmail read ID` (or the gitmail MCP tool read_message with that id); "
             "`gitmail read` shows every unread message.")
     used = sum(_cost(x) + 1 for x in head) + _cost(tail) + 200
+    from gitmail.api.views import quote
+
     lines = list(head)
-    shown = 0
+    said: set[str] = set()
+    per: dict[str, int] = {}
+    over: dict[str, list[str]] = {}  # sender -> ids past their PER_SENDER lines, in order
+    full = False
     for r in rows:
+        if per.get(r.sender, 0) >= PER_SENDER:
+            over.setdefault(r.sender, []).append(r.id)
+            continue
         line = message_line(r)
         c = _cost(line) + 1
-        if used + c > BUDGET:
-            break
+        if full or used + c > BUDGET:
+            full = True  # the rest of the lines are not told of; a sender's count still is
+            continue
         lines.append(line)
         used += c
-        shown += 1
-    if shown < n:
-        lines.append(f"... and {n - shown} more not shown here (run `gitmail list --unread`).")
+        said.add(r.id)
+        per[r.sender] = per.get(r.sender, 0) + 1
+    for sender, ids in over.items():
+        line = (f"... and {count(len(ids), 'more message')} from {quote(sender)} not shown here "
+                f"(run `gitmail list --unread`).")
+        if used + _cost(line) + 1 <= BUDGET:
+            lines.append(line)
+            used += _cost(line) + 1
+            said.update(ids)
+    if len(said) < n:
+        lines.append(f"... and {n - len(said)} more not shown here (run `gitmail list --unread`).")
     lines.append(tail)
-    return "\n".join(lines)
+    return "\n".join(lines), said
 
 
 def hook_json(event: str, text: str) -> str:
@@ -204,11 +233,12 @@ def session_start(repo: api.RepoLike = None, *, as_: Optional[str] = None, sync:
     elif background_sync:
         start_background_sync(s)
     rows = _unread(s)
-    _save_notified(s, {r.id for r in rows})
+    text, said = told(s.me, rows, new=False) if rows else ("", set())
+    _save_notified(s, said)  # what it did not tell of, the next prompt does
     stuck = _stuck(s, only_new=False)
     if not rows and not stuck:
         return None
-    text = "\n".join(([context(s.me, rows, new=False)] if rows else []) + ([stuck] if stuck else []))
+    text = "\n".join(([text] if rows else []) + ([stuck] if stuck else []))
     return hook_json(SESSION_START, text)
 
 
@@ -221,13 +251,14 @@ def prompt(repo: api.RepoLike = None, *, as_: Optional[str] = None,
     rows = _unread(s)
     seen = _notified(s)
     fresh = [r for r in rows if r.id not in seen]
-    keep = (seen & {r.id for r in rows}) | {r.id for r in fresh}
+    text, said = told(s.me, fresh, new=True) if fresh else ("", set())
+    keep = (seen & {r.id for r in rows}) | said
     if keep != seen:
         _save_notified(s, keep)
     stuck = _stuck(s, only_new=True)
     if not fresh and not stuck:
         return None
-    text = "\n".join(([context(s.me, fresh, new=True)] if fresh else []) + ([stuck] if stuck else []))
+    text = "\n".join(([text] if fresh else []) + ([stuck] if stuck else []))
     return hook_json(PROMPT, text)
 
 

@@ -78,18 +78,48 @@ def test_acks_do_not_notify(org: Org) -> None:
 
 
 def test_output_capped_with_count_of_what_was_left_out(org: Org) -> None:
+    """Five senders with five long messages each: more than the budget holds. What is left out
+    is counted, and is not remembered as told: the next prompt reports it."""
     from gitmail import api
 
     subject = "long " * 38
-    for i in range(120):
-        api.send(org.clones["max"], ["alex"], f"body {i} " + "word " * 60, subject=f"{i} {subject}",
-                 as_="max")
+    senders = ["max", "s1", "s2", "s3", "s4"]
+    for name in senders[1:]:
+        org.join(name)
+    for who in senders:
+        for i in range(5):
+            api.send(org.clones[who], ["alex"], f"body {i} " + "word " * 60, subject=f"{who} {i} {subject}", as_=who)
     org.ok("alex", "sync")
     r = org.as_("alex", "hook", "claude", "session-start")
     assert r.code == 0 and len(r.out) < CAP
     ctx = json.loads(r.out)["hookSpecificOutput"]["additionalContext"]
     shown = sum(1 for ln in ctx.splitlines() if ln.startswith("- message {"))
-    assert 0 < shown < 120 and f"... and {120 - shown} more not shown here" in ctx
+    assert 0 < shown < 25 and f"... and {25 - shown} more not shown here" in ctx
+    later = json.loads(org.ok("alex", "hook", "claude", "prompt").out)["hookSpecificOutput"]["additionalContext"]
+    assert sum(1 for ln in later.splitlines() if ln.startswith("- message {")) == 25 - shown, later
+    assert org.ok("alex", "hook", "claude", "prompt").out.strip() == ""
+
+
+def test_one_senders_flood_never_hides_another_members_message(org: Org) -> None:
+    """mallory sends sixty urgent messages, then bob one: "STOP the deploy now". Every line went
+    to mallory's oldest, bob's fell past the budget, and both hooks remembered every row as
+    told, so no later prompt said it either. Now a sender gets five lines and a count."""
+    org.join("mallory")
+    org.join("bob")
+    batch = "".join(json.dumps({"to": ["alex"], "body": f"urgent {i} " + "pad " * 40, "priority": "urgent"}) + "\n"
+                    for i in range(60))
+    org.ok("mallory", "send", "--batch", "-", stdin=batch)
+    org.ok("bob", "send", "alex", "STOP the deploy now", "--priority", "urgent")
+    org.ok("alex", "sync")
+    for event in ("session-start", "prompt"):
+        marker = org.clones["alex"] / ".git" / "gitmail" / "claude-notified-alex.json"
+        marker.unlink(missing_ok=True)
+        ctx = json.loads(org.ok("alex", "hook", "claude", event).out)["hookSpecificOutput"]["additionalContext"]
+        lines = ctx.splitlines()
+        assert sum(1 for ln in lines if ln.startswith("- message {") and '"from": "mallory"' in ln) == 5, ctx
+        assert any(ln.startswith("- message {") and "STOP the deploy now" in ln for ln in lines), ctx
+        assert '... and 55 more messages from "mallory" not shown here' in ctx, ctx
+        assert org.ok("alex", "hook", "claude", "prompt").out.strip() == ""  # all 61 were told of
 
 
 def test_never_fails_outside_a_repo_or_on_bad_input(tmp_path: Path, org: Org) -> None:

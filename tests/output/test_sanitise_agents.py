@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from gitmail.api.views import quote
 from gitmail.claude import hooks
 from gitmail.core import directory as dirmod
@@ -73,7 +75,8 @@ def test_request_id_type_and_subject_with_newlines_stay_data(org: Org) -> None:
     assert good["verified"] is True and good["from"] == "max"
 
 
-def test_hostile_corpus_in_subjects_never_leaves_a_json_string(org: Org) -> None:
+def test_hostile_corpus_in_subjects_never_leaves_a_json_string(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hooks, "PER_SENDER", len(HOSTILE))  # every line of the one sender shown
     for s in HOSTILE:
         org.ok("max", "send", "alex", f"{s} body", "--subject", s, "--plain")
     org.ok("alex", "sync")
