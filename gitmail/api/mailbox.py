@@ -162,7 +162,7 @@ def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Ite
         opened, sealed = private.opened_from(msg, inner), inner.attachments
     else:
         try:
-            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities)
+            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities, s.directory.policy.body_limit)
         except GitmailError as e:
             return Item(row, msg, encrypted=True, error=e.message)
     shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,

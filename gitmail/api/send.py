@@ -328,14 +328,14 @@ def _refuse_malformed(msg: "Message", body_limit: int) -> None:
         raise UsageError(f"cannot send this message: {problem}")
 
 
-def _refuse_sealed(msg: "Message") -> None:
+def _refuse_sealed(msg: "Message", body_limit: int) -> None:
     """Never seal what its recipients would refuse once they open it: the fields that go into
     ``message.age`` break the rules a reader checks there (docs/protocol.md §9; a NUL in the
     body, a payload its type does not take). The clear message is checked too
     (:func:`_refuse_malformed`), but there those fields are empty."""
     from gitmail.core.rules import sealed_problem
 
-    problem = sealed_problem(msg)
+    problem = sealed_problem(msg, (), body_limit)
     if problem:
         raise UsageError(f"cannot send this message: {problem}")
 
@@ -366,7 +366,7 @@ def _commit_and_deliver(
     d = s.directory
     plain = msg
     if private.decide(d, s.me, msg.to, encrypt):
-        _refuse_sealed(msg)  # before the attachments are encrypted and stored: nothing written
+        _refuse_sealed(msg, d.policy.body_limit)  # before the attachments are encrypted and stored: nothing written
         keys = [d.members[n].encryption_key or "" for n in private.readers(d, s.me, msg.to)]
         csources, sealed = attachments.encrypt_sources(sources, keys)
         msg.attachments, extra_tree = _attach_store(s, csources)
@@ -477,7 +477,7 @@ def prepare(s: Session, dr: Draft, encrypt: Optional[bool] = None) -> Prepared:
     msg, _ = compose(s, dr)
     plain, extra = msg, None
     if private.decide(s.directory, s.me, msg.to, encrypt):
-        _refuse_sealed(msg)
+        _refuse_sealed(msg, s.directory.policy.body_limit)
         msg, cipher = private.seal_message(msg, s.directory, [])  # sets msg.id
         extra = {private.CIPHER_FILE: cipher}
         plain.id = msg.id  # plain: the copy compose made for this call

@@ -159,18 +159,55 @@ def identity(key_path: Path, passphrase: Optional[bytes] = None) -> "pyrage.ssh.
         raise KeyError_(f"key {key_path} cannot decrypt age files: {e}") from None
 
 
+HEADER_FIXED = 256  # bytes of an age header besides its stanzas: version line, MAC line, slack
+STANZA_MAX = 192  # bytes one recipient stanza takes at most (an ssh-ed25519 one takes about 110)
+
+
+def header_problem(cipher: bytes, readers: int) -> Optional[str]:
+    """Why the age header of ``cipher`` is not one ``readers`` readers need, or None
+    (docs/protocol.md §9, "What a reader accepts"): the version line
+    ``age-encryption.org/v1``, at most ``readers + 1`` recipient stanzas (one per reader;
+    age implementations add one "grease" stanza of a made-up type), and the header,
+    through its ``---`` line, within ``HEADER_FIXED + STANZA_MAX * (readers + 1)`` bytes.
+    Reads only that many bytes. An age decryptor's time grows with the square of the
+    stanzas (rage: 1,600 stanzas, 21 s through ``pyrage.decrypt``): a hostile sender's
+    header of 2,400 stanzas cost each reader 52 s of every sync, read and export."""
+    most = readers + 1
+    limit = HEADER_FIXED + STANZA_MAX * most
+    head = cipher[:limit]
+    if not head.startswith(b"age-encryption.org/v1\n"):
+        return "not an age file (age-encryption.org/v1)"
+    end = head.find(b"\n---")
+    if end < 0:
+        return f"an age header longer than {readers} readers need ({limit} bytes)"
+    stanzas = head[:end].count(b"\n-> ")
+    if stanzas > most:
+        return f"an age header of {stanzas} recipient stanzas; {readers} readers need at most {most}"
+    return None
+
+
 def open_(cipher: bytes, identities: Sequence["pyrage.ssh.Identity"], recipients: Sequence[str]) -> bytes:
-    """Decrypt with any of ``identities``.
+    """Decrypt with any of ``identities``; ``recipients``: the readers the envelope names.
 
     Raises :class:`NotARecipientError` (``encrypted for alex, bob; you are not a
     recipient``) when none matches, :class:`DecryptionError` when the ciphertext
-    is damaged.
+    is damaged or its header is not one those readers need (:func:`header_problem`,
+    checked before anything is decrypted).
     """
+    import io
+
     import pyrage
 
+    problem = header_problem(cipher, len(recipients))
+    if problem is not None:
+        raise DecryptionError(f"cannot decrypt: {problem}")
+    out = io.BytesIO()
     try:
-        return pyrage.decrypt(cipher, list(identities))
-    except pyrage.DecryptError as e:
+        # decrypt_io, not decrypt: the same rage decryptor reading the header from a stream,
+        # 17 to 58 times faster on headers of 400 to 1,600 stanzas (measured), as fast on one.
+        pyrage.decrypt_io(io.BytesIO(cipher), out, list(identities))
+        return out.getvalue()
+    except (pyrage.DecryptError, OSError) as e:  # decrypt_io says OSError for a damaged payload
         text = str(e).lower()
         if "no matching keys" in text or "no identity matched" in text:
             raise NotARecipientError(

@@ -263,6 +263,15 @@ class Sealed(BaseModel):
     payload: Optional[dict[str, Any]] = None
     attachments: list[SealedAttachment] = Field(default_factory=list)
 
+    @classmethod
+    def from_plaintext(cls, data: bytes) -> "Sealed":
+        """The sealed content from its bytes, padding removed: canonical JSON within the bounds
+        of ``message.json`` (docs/protocol.md §4: nesting, 64-bit integers, no NaN, the
+        canonical form; :func:`parse_canonical`), then the model, strictly typed. Raises
+        :class:`CorruptMessageError` or ``ValueError``."""
+        raw, _ = _parse_canonical(data)
+        return cls.model_validate(raw, strict=True)
+
 
 def canonical_json(obj: Any, may_float: bool = True) -> bytes:
     """Sorted keys, no insignificant white space, UTF-8 (not ASCII-escaped).

@@ -105,24 +105,37 @@ def check_ciphertext(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Mess
         raise VerificationError(f"encrypted message without its {env.path}") from None
     if hashlib.sha256(data).hexdigest() != env.sha256:
         raise VerificationError("the ciphertext does not match the signed envelope")
+    problem = crypto.header_problem(data, len(env.recipients))
+    if problem is not None:
+        raise VerificationError(f"{env.path}: {problem}")
     return data
 
 
 def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
-                 identities: Sequence[object]) -> tuple[Message, list[SealedAttachment]]:
+                 identities: Sequence[object], body_limit: int) -> tuple[Message, list[SealedAttachment]]:
     """Decrypt ``msg``: a copy with subject, summary, body and payload restored, and the
-    sealed attachment entries (names, types, plaintext hashes).
+    sealed attachment entries (names, types, plaintext hashes). ``body_limit``: the org
+    policy's, in bytes, as for a clear message (docs/protocol.md §9: the sealed fields follow
+    the rules of clear ones).
 
-    Raises :class:`crypto.NotARecipientError`, :class:`crypto.DecryptionError`,
-    or :class:`VerificationError` when the sealed content contradicts the
-    clear message (recipients or sender altered, attachments swapped).
+    Raises :class:`crypto.NotARecipientError`, :class:`crypto.DecryptionError`
+    (damaged; not canonical JSON within §4's bounds; longer than the envelope's ``size``),
+    or :class:`VerificationError` when the sealed content contradicts the clear message
+    (recipients or sender altered, attachments swapped) or breaks a rule.
     """
+    from gitmail.errors import CorruptMessageError
+
     env = envelope(msg)
     plain = crypto.open_(check_ciphertext(pg, commit, msg), identities, env.recipients)
+    content = plain.rstrip(b" ")  # the padding (canonical JSON ends in "}")
+    if len(content) > env.size:
+        raise crypto.DecryptionError(f"the decrypted content is {len(content)} bytes; the envelope says at most "
+                                     f"{env.size}")
     try:
-        inner = Sealed.model_validate_json(plain)
-    except ValueError:
-        raise crypto.DecryptionError("the decrypted content is not a gitmail message") from None
+        inner = Sealed.from_plaintext(content)
+    except (ValueError, CorruptMessageError) as e:
+        why = str(e).removeprefix("corrupt message blob: ").splitlines()[0] if str(e) else type(e).__name__
+        raise crypto.DecryptionError(f"the decrypted content is not a gitmail message ({why})") from None
     if inner.to != msg.to or inner.from_ != msg.from_:
         raise VerificationError("the encrypted recipients or sender differ from the clear ones (altered)")
     if [a.cipher_oid for a in inner.attachments] != [a.oid for a in msg.attachments]:
@@ -130,7 +143,7 @@ def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
     from gitmail.core.rules import sealed_problem
 
     opened = opened_from(msg, inner)
-    problem = sealed_problem(opened, inner.attachments)
+    problem = sealed_problem(opened, inner.attachments, body_limit)
     if problem:  # docs/protocol.md §9: the sealed fields follow the same rules as clear ones
         raise VerificationError(f"the encrypted content breaks the rules: {problem}")
     return opened, inner.attachments
@@ -152,8 +165,8 @@ def plaintext_json(opened: Message, sealed: list[SealedAttachment]) -> str:
 class Opener:
     """Decrypts messages for one member, loading their keys once; never raises."""
 
-    def __init__(self, repo: "Repo", member: str) -> None:
-        self.repo, self.member = repo, member
+    def __init__(self, repo: "Repo", member: str, body_limit: int) -> None:
+        self.repo, self.member, self.body_limit = repo, member, body_limit
         self._ids: Optional[list[object]] = None
         self._plain: Optional[bool] = None
         self.key_error: Optional[str] = None
@@ -172,7 +185,7 @@ class Opener:
         if msg.encrypted is None or self.member not in envelope(msg).recipients or not self.ids():
             return None
         try:
-            return open_message(pg, commit, msg, self.ids())
+            return open_message(pg, commit, msg, self.ids(), self.body_limit)
         except (crypto.NotARecipientError, crypto.DecryptionError, VerificationError):
             return None
 

@@ -132,7 +132,7 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
             return f"encrypted{'.' + where if where else ''}: {err['msg'] if err else str(e).splitlines()[0]}"
         if not is_message_id(env.sha256):
             return "encrypted.sha256 is not 64 lower-case hex digits"
-        return _readers_problem(msg.from_, env.recipients)
+        return _readers_problem(msg.from_, env.recipients, msg.to)
     return payload_problem(msg.type, msg.payload)
 
 
@@ -157,10 +157,11 @@ def request_id_problem(type_: str, request_id: Optional[str]) -> Optional[str]:
     return None
 
 
-def _readers_problem(sender: str, readers: list[str]) -> Optional[str]:
+def _readers_problem(sender: str, readers: list[str], to: Sequence[str]) -> Optional[str]:
     """Why the envelope's ``recipients`` (the readers, §9) are not member names in normal form,
-    each once, the sender among them; or None. (Who they should be depends on the directory
-    when the message was sent, which a later reader does not have.)"""
+    each once, the sender and every member ``to`` names directly among them; or None. (Who a
+    group or ``*`` stood for depends on the directory when the message was sent, which a
+    later reader does not have; a member named in ``to`` needs no directory.)"""
     if len(set(readers)) != len(readers):
         return "encrypted.recipients: a reader is listed twice"
     for r in readers:
@@ -169,6 +170,9 @@ def _readers_problem(sender: str, readers: list[str]) -> Optional[str]:
             return f"encrypted.recipients: {p or 'not a member name'}"
     if sender not in readers:
         return "encrypted.recipients: the sender is not among the readers"
+    left = [t for t in to if t != BROADCAST and not t.startswith(GROUP_PREFIX) and t not in readers]
+    if left:
+        return f"encrypted.recipients: {left[0]!r}, a recipient, is not among the readers"
     return None
 
 
@@ -181,10 +185,13 @@ def _nul_problem(msg: Message) -> Optional[str]:
     return None
 
 
-def sealed_problem(opened: Message, attachments: Sequence[SealedAttachment] = ()) -> Optional[str]:
+def sealed_problem(opened: Message, attachments: Sequence[SealedAttachment], body_limit: int) -> Optional[str]:
     """Why the decrypted fields of an encrypted message break §4's rules (subject and summary
-    limits, payload shape for its type, the media types of its sealed ``attachments``), or
-    None. The body's size is bounded by the clear envelope's ``size``."""
+    limits, the body within ``body_limit`` bytes, payload shape for its type, the media types
+    of its sealed ``attachments``), or None. The whole sealed content is also bounded by the
+    clear envelope's ``size`` (:func:`gitmail.core.private.open_message`)."""
+    if len(opened.body.encode("utf-8")) > body_limit:
+        return f"body over the org's limit of {body_limit} bytes"
     if len(opened.subject) > SUBJECT_LIMIT:
         return f"subject over {SUBJECT_LIMIT} characters"
     if len(opened.summary) > SUMMARY_LIMIT:

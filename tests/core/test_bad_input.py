@@ -313,9 +313,9 @@ def test_a_sealed_attachment_media_type_follows_the_clear_rule() -> None:
     def sealed(media_type: str) -> SealedAttachment:
         return SealedAttachment(name="a", media_type=media_type, size=1, sha256="ab" * 32, cipher_oid="cd" * 32)
 
-    assert sealed_problem(opened, [sealed("text/csv")]) is None
+    assert sealed_problem(opened, [sealed("text/csv")], 100) is None
     for bad in ("text/x\nX-Injected: yes", "text/x; a=b", "text/\x1b[2J", "", "x"):
-        assert sealed_problem(opened, [sealed("text/csv"), sealed(bad)]) == \
+        assert sealed_problem(opened, [sealed("text/csv"), sealed(bad)], 100) == \
             "attachments.1.media_type is not a media type (type/subtype, RFC 6838)"
 
 

@@ -150,9 +150,32 @@ def test_recipient_list_altered_in_clear_is_detected(org: Org) -> None:
     push_commit(clone, "alex", "max", oid, force=True)
     org.ok("alex", "sync")
     m = json.loads(org.ok("alex", "list", "--json").out)["messages"][0]
-    assert m["verified"] is True  # signed by max: the signature alone cannot tell
+    # Signed by max, so the signature alone cannot tell; but bob, named in to, is not among the
+    # envelope's readers: the clear message says so before anything is decrypted.
+    assert (m["verified"], m["status"]) == (False, "malformed"), m
+    r = org.as_("alex", "read", m["short_id"], "--json")
+    item = json.loads(r.out)["messages"][0]
+    assert "'bob', a recipient, is not among the readers" in item["verification"], item
+    assert "just us" not in r.out
+
+
+def test_a_recipient_taken_out_of_to_in_clear_is_detected(org: Org) -> None:
+    """The other way (bob taken out of the clear to, still a reader): only the sealed copy can tell."""
+    org.join("bob")
+    org.ok("max", "send", "alex", "bob", "all of us")
+    clone = org.clones["max"]
+    org.ok("max", "sync")
+
+    def drop_bob(d: dict, files: dict) -> None:
+        d["to"] = ["alex"]
+
+    oid = _resign(org, clone, f"refs/remotes/{MAIL}", drop_bob)
+    push_commit(clone, "alex", "max", oid, force=True)
+    org.ok("alex", "sync")
+    m = json.loads(org.ok("alex", "list", "--json").out)["messages"][0]
+    assert m["verified"] is True  # signed by max, every recipient among the readers
     r = org.as_("alex", "read", m["short_id"])
-    assert r.code == 12 and "recipients or sender differ" in r.err and "just us" not in r.out
+    assert r.code == 12 and "recipients or sender differ" in r.err and "all of us" not in r.out
 
 
 def test_truncated_ciphertext(org: Org) -> None:

@@ -297,13 +297,24 @@ def _envelope(**over: Any) -> dict[str, Any]:
             "sha256": "ab" * 32, "size": 1024, **over}
 
 
-def _sealed(c: Ctx, path: str = "message.age", **env: Any) -> str:
+def _sealed(c: Ctx, path: str = "message.age", cipher: bytes = b"not really age", to: Optional[list[str]] = None,
+            **env: Any) -> str:
     """An encrypted-looking message whose envelope (``env`` over the defaults) names its
     ciphertext's real sha256: only the rule under test is broken."""
-    cipher = b"not really age"
     d = _md(c, subject="", summary="", body="",
-            encrypted=_envelope(path=path, sha256=hashlib.sha256(cipher).hexdigest(), **env))
+            encrypted=_envelope(path=path, sha256=hashlib.sha256(cipher).hexdigest(), **env),
+            **({"to": to} if to is not None else {}))
     return _with_files(c, d, {path: cipher})
+
+
+def _age_header(stanzas: int, end: bool = True, short: bool = False) -> bytes:
+    """An age file's header of ``stanzas`` ssh-ed25519 stanzas (made-up keys), then its MAC line
+    (``end``) and a little payload: what a hostile sender writes to make readers' decryption
+    slow (its time grows with the square of the stanzas)."""
+    b64 = "A" * 43
+    stanza = b"-> x\n" if short else f"-> ssh-ed25519 AAAAAA {b64}\n{b64}".encode()  # short: a grease stanza
+    lines = [b"age-encryption.org/v1"] + [stanza] * stanzas
+    return b"\n".join(lines) + (b"\n--- " + b64.encode() if end else b"") + b"\n" + bytes(64)
 
 
 CASES = [
@@ -401,6 +412,17 @@ CASES = [
     Case("envelope-path-elsewhere", "message.age", lambda c: _sealed(c, path="elsewhere.bin")),
     Case("envelope-without-sender", "the sender is not among the readers", lambda c: _sealed(c, recipients=["alex"])),
     Case("envelope-reader-twice", "listed twice", lambda c: _sealed(c, recipients=["alex", "max", "alex"])),
+    # docs/protocol.md §9, "What a reader accepts": every member to names is a reader; the age
+    # header is one its readers need, sized before anything is decrypted
+    Case("envelope-without-a-recipient", "'bob', a recipient, is not among the readers",
+         lambda c: _sealed(c, to=[c.rcpt, "bob"])),
+    Case("age-stanza-bomb", "an age header longer than 2 readers need (832 bytes)",
+         lambda c: _sealed(c, cipher=_age_header(2400))),
+    Case("age-extra-stanzas", "an age header of 5 recipient stanzas; 2 readers need at most 3",
+         lambda c: _sealed(c, cipher=_age_header(5, short=True))),
+    Case("age-header-without-end", "an age header longer than 2 readers need",
+         lambda c: _sealed(c, cipher=_age_header(3, end=False))),
+    Case("not-age", "not an age file", lambda c: _sealed(c, cipher=b"PK\x03\x04 a zip file")),
     # the tree holds what the message describes, nothing else (§6)
     Case("extra-root-file", "the tree holds 'run.sh'", lambda c: _with_files(
         c, _md(c), {"run.sh": b"#!/bin/sh\nrm -rf ~\n"})),
@@ -623,7 +645,12 @@ def test_made_up_readers_buy_an_encrypted_message_no_room_at_the_guard(net: NetO
     net.ok("max", "sync")
     clone = net.clones["max"]
     data = b"\x00" * 5000
-    cipher = b"sealed"
+    from gitmail.core import crypto
+    from gitmail.core import directory as dirmod
+    from gitmail.core.repo import open_repo
+
+    members = dirmod.load(open_repo(clone)).members
+    cipher = crypto.seal(b"{}", [members[n].encryption_key or "" for n in ("alex", "max")])  # a real age header
 
     def build(readers: list[str]) -> str:
         c = build_ctx(clone, forge.tip(clone, refs.mail_path("alex", "max")))

@@ -46,6 +46,14 @@ texts = st.lists(st.one_of(st.sampled_from(_TRICKY), st.characters(exclude_categ
 hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 # Addresses in normal form: printable ASCII ones (the notice checks those itself) and others.
 addresses = st.sampled_from(["bob", "*", "team:ops", "Max Power", "o'neil", "a  b", "x_y-z", "bob", "*", "José", "小克"])
+# An age header a reader takes (docs/protocol.md §9: one stanza per reader and one more, within
+# bounds); what follows it is not looked at before decrypting, so any bytes.
+AGE_HEAD = b"age-encryption.org/v1\n-> ssh-ed25519 AAAAAA BBBB\nCCCC\n--- DDDD\n"
+
+
+def readers_of(to: list[str]) -> list[str]:
+    """The envelope's readers for ``to``: the sender and every member ``to`` names directly."""
+    return sorted({"max", *(a for a in to if a != "*" and not a.startswith("team:"))})
 
 
 @dataclass
@@ -79,8 +87,8 @@ def specs(draw: st.DrawFn) -> Spec:
     }
     cipher = None
     if encrypted:
-        cipher = draw(st.binary(min_size=1, max_size=300))
-        fields["encrypted"] = {"format": "age-encryption.org/v1", "path": "message.age", "recipients": ["alex", "max"],
+        cipher = AGE_HEAD + draw(st.binary(min_size=1, max_size=300))
+        fields["encrypted"] = {"format": "age-encryption.org/v1", "path": "message.age", "recipients": readers_of(to),
                                "sha256": hashlib.sha256(cipher).hexdigest(), "size": draw(st.integers(0, 2**40))}
     else:
         body = draw(texts)
@@ -296,8 +304,8 @@ def test_every_mutation_is_handed_over(shell: dict[str, Any]) -> None:
                     body="" if encrypted else "\n\nline one\n\nline two\u2028\n", summary="" if encrypted else "sum")
         cipher = None
         if encrypted:
-            cipher = b"age-encryption.org/v1\n\x00\xff\n"
-            m.encrypted = {"format": "age-encryption.org/v1", "path": "message.age", "recipients": ["alex", "max"],
+            cipher = AGE_HEAD + b"\x00\xff\n"
+            m.encrypted = {"format": "age-encryption.org/v1", "path": "message.age", "recipients": readers_of(m.to),
                            "sha256": hashlib.sha256(cipher).hexdigest(), "size": 1024}
         m.id = m.compute_id()
         return Spec(m, cipher)
