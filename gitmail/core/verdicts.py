@@ -28,4 +28,6 @@ RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the m
 #      the tree holds what the message describes and nothing else (§6).
 #   4: each attachment's file is the LFS pointer, or a blob of the size, its entry declares (§6).
 #   5: each attachment's media_type is type/subtype (RFC 6838), in clear and sealed (§4, §9).
-RULES = 5
+#   6: an encrypted message's readers hold every member its to names, and its age header is one
+#      those readers need (§9, "Verification before decryption").
+RULES = 6
