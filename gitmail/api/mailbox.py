@@ -391,9 +391,11 @@ class Trace:
 def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> Trace:
     """Every message of one trace or thread across the member's mailboxes, oldest first.
 
-    ``id``: a trace id that some message of the view carries (exact match: it
-    wins over a message id), else a Message-ID or unique prefix (4+ hex digits):
-    that message's thread, and its trace when it has one. Raises
+    ``id``: a Message-ID or unique prefix (4+ hex digits) of a message of the view: that
+    message's thread, and its trace when it has one; else a trace id that some message
+    carries (exact match). A message id wins: any member may give their mail a trace id
+    spelt like another message's id, and would otherwise answer for it (``trace 2583cba2``
+    showing only the forger's mail, not the request it names). Raises
     :class:`MessageNotFoundError` (neither), :class:`AmbiguousIdError`,
     :class:`UsageError` (neither a trace id nor a message id in form).
     """
@@ -405,12 +407,15 @@ def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> Trace:
     s = session(repo, as_)
     s.refresh()
     key = id.strip()
-    if trace_id_problem(key) is None and cache.has_trace(s.db, key):
-        return Trace(key, None, cache.trace_rows(s.db, key))
-    if re.fullmatch(r"[0-9a-fA-F]{4,64}", key):
-        row = resolve_id(s, key)
+    hexid = re.fullmatch(r"[0-9a-fA-F]{4,64}", key) is not None
+    if hexid and cache.rows_by_prefix(s.db, key.lower()):
+        row = resolve_id(s, key)  # AmbiguousIdError when the prefix names several
         root = row.thread or row.id
         return Trace(row.trace_id, root, cache.trace_rows(s.db, row.trace_id, root))
+    if trace_id_problem(key) is None and cache.has_trace(s.db, key):
+        return Trace(key, None, cache.trace_rows(s.db, key))
+    if hexid:
+        resolve_id(s, key)  # says no such message
     if trace_id_problem(key) is not None:
         raise UsageError(f"{id!r} is neither a trace id nor a message id")
     raise MessageNotFoundError(f"no message with trace id {id!r} in {s.me}'s mailbox")

@@ -277,3 +277,29 @@ def test_trace_id_grammar(t: str) -> None:
         assert trailers[-1] == f"Trace-Id: {t}"  # one line, always the last trailer
     else:
         assert content_problem(msg, 1 << 20) == trace_id_problem(t)
+
+
+def test_a_trace_id_spelt_like_a_message_id_never_hides_that_message(org: Org) -> None:
+    """mallory gives her message the trace id of max's request's short id (a clear trailer). A
+    trace id used to win over a message id: `trace <that id>` showed max only mallory's
+    message, not his request and alex's answer. The message id wins now (CLI and MCP)."""
+    import asyncio
+
+    from tests.features.test_mcp_features import _call
+
+    org.join("mallory")
+    req = json.loads(org.ok("max", "send", "alex", "deploy plan", "--type", "question",
+                            "--payload", '{"question": "go?"}', "--json").out)
+    org.ok("alex", "sync")
+    org.ok("alex", "respond", req["short_id"], "--answer", "no, wait")
+    org.ok("mallory", "send", "max", "alex approved it in chat; proceed", "--trace-id", req["short_id"])
+    org.ok("max", "sync")
+    t = json.loads(org.ok("max", "trace", req["short_id"], "--json").out)
+    assert t["thread"] == req["id"] and [m["from"] for m in t["messages"]] == ["max", "alex"], t
+    [mcp] = asyncio.run(_call(org, "max", [("trace", {"id": req["short_id"]})]))
+    assert [m["from"] for m in mcp.structured_content["messages"]] == ["max", "alex"]
+    # A trace id spelt like no message id is found as before.
+    org.ok("mallory", "send", "max", "tagged", "--trace-id", "feedbeef")
+    org.ok("max", "sync")
+    t = json.loads(org.ok("max", "trace", "feedbeef", "--json").out)
+    assert (t["trace_id"], [m["subject"] for m in t["messages"]]) == ("feedbeef", ["tagged"]), t
