@@ -354,7 +354,9 @@ def known_tip(repo: "Repo", path: str) -> Optional[str]:
     if diverged(repo, path) is None:
         return track
     verified, sent = repo.ref_target(refs.verified(path)), repo.ref_target(sent_ref(path))
-    return sent if sent is not None and verified is not None and _is_ancestor(repo, verified, sent) else verified
+    if verified is None:  # delivered, never verified since: what it delivered is its line
+        return sent
+    return sent if sent is not None and _is_ancestor(repo, verified, sent) else verified
 
 
 def sent_ref(path: str) -> str:
@@ -681,11 +683,15 @@ def diverged(repo: "Repo", path: str) -> Optional[str]:
     the guard replaced the mailbox with another history; its recipient, who verified the same
     old one, refuses the new line for good, so a message written on top of it would say "Sent"
     and never be read. A rewind (the org's tip below the verified one) is no such case: the
-    sender's clone delivers its messages again as a fast-forward (:func:`recover`)."""
+    sender's clone delivers its messages again as a fast-forward (:func:`recover`). Before a
+    sync has verified the mailbox (a first message to it, no sync since), the tip this clone
+    delivered (``refs/gitmail/sent/<path>``, which the org repo accepted) stands for it."""
     if repo.remote is None:
         return None
     track = repo.ref_target(refs.tracking(path, repo.remote))
     verified = repo.ref_target(refs.verified(path))
+    if verified is None:
+        verified = repo.ref_target(sent_ref(path))
     if track is None or verified is None or track == verified:
         return None
     try:
@@ -693,9 +699,9 @@ def diverged(repo: "Repo", path: str) -> Optional[str]:
             return None
     except (KeyError, ValueError):
         return None
-    return (f"{path} on the org repo does not continue the history this clone verified (replaced there, where no "
-            f"guard runs): its recipient refuses that line, so nothing goes onto it; an admin restores the ref, "
-            f"e.g. to {verified[:10]} (refs/gitmail/verified/{path})")
+    return (f"{path} on the org repo does not continue the history this clone verified or delivered (replaced "
+            f"there, where no guard runs): its recipient refuses that line, so nothing goes onto it; an admin "
+            f"restores the ref, e.g. to {verified[:10]}")
 
 
 def _root(repo: "Repo", tip: str, stop: Optional[str]) -> Optional[str]:
@@ -859,6 +865,12 @@ def _deliver(
             for p in pending:
                 why[p] = (kind, e.message if kind == UNREACHABLE else push_failure(repo, e))
             break
+        for p in behind:
+            replaced = diverged(repo, p)  # the mailbox moved to another line since this round began
+            if replaced is not None:
+                why[p] = (FAILED, replaced)
+                pending.pop(p, None)
+        behind = [p for p in behind if p in pending]
         with repo.lock():
             for p in behind:
                 before = {i for _, i in queued_chain(repo, p)} if repo.ref_target(refs.outbox(p)) else set()

@@ -178,3 +178,21 @@ def test_a_mailbox_replaced_by_another_history_gets_no_mail_on_top(unguarded: Ne
     subjects = sorted(m["subject"] for m in msgs)
     assert subjects == ["after the replacement", "m0"], subjects
     assert json.loads(o.ok("alex", "sync", "--json").out)["problems"] == []
+
+
+def test_a_mailbox_replaced_before_the_sender_ever_synced_gets_no_mail_on_top(unguarded: NetOrg) -> None:  # noqa: F811
+    """The same replacement, right after max's first message to alex and before any sync of
+    max's verified the mailbox: there was no verified tip to compare with, so max's next message
+    went on top of the replacement and said "Sent" (and alex, who had read m0, refused that
+    line). The tip max delivered stands for the verified one now."""
+    o = unguarded
+    o.ok("alex", "send", "max", "a0")
+    o.ok("max", "send", "alex", "m0")
+    o.ok("alex", "sync")
+    assert git("rev-parse", "-q", "--verify", f"refs/gitmail/verified/{MAILBOX[len('refs/heads/'):]}",
+               cwd=o.clones["max"], check=False).returncode != 0  # max never verified it
+    other = git("rev-parse", "refs/heads/gitmail/mail/max/alex", cwd=o.bare).stdout.strip()
+    git("update-ref", MAILBOX, other, cwd=o.bare)
+    q = json.loads(o.ok("max", "send", "alex", "STOP: do not run the migration", "--json").out)
+    assert q["queued"] is True and "does not continue the history this clone verified or delivered" in q["reason"], q
+    assert git("rev-parse", MAILBOX, cwd=o.bare).stdout.strip() == other  # nothing went on top
