@@ -41,7 +41,8 @@ ref a push updates under ``refs/heads/gitmail/`` it rejects:
   together), as declared in ``message.json`` (a good message's tree holds exactly that:
   :func:`gitmail.core.store.layout_problem`);
 * a response (``answer``, ``shutdown_response``, ``plan_approval_response``) to a request
-  that none of its recipients sent its sender (:func:`unasked`, docs/protocol.md §5).
+  that none of its recipients sent its sender (:func:`unasked`, docs/protocol.md §5);
+* a message in clear while the org's policy is ``encryption=required`` (§9).
 
 Other refs pass untouched. A push is all or nothing (pre-receive). The hook
 opens the repository with ``RepositoryOpenFlag.FROM_ENV`` so that the pushed
@@ -239,6 +240,10 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory",
         # message passed store.layout_problem), so bounding the entries bounds the tree.
         declared = [(a.name, int(a.size)) for a in getattr(msg, "attachments", [])]
         problems = bounds_problems(declared, bounds, _sealed_readers(msg, directory))
+        if msg is not None and msg.encrypted is None and directory.policy.encryption == "required":
+            # The sender's rule (docs/protocol.md §9, "When"), which a hostile writer skips: the
+            # org repo is where it can be held for every reader.
+            problems.append("the org requires encryption (encryption=required): clear mail is refused")
         if msg is not None and msg.type in RESPONSE_OF:
             problems += [why for why in [unasked(pg, msg, sender, directory, after)] if why]
         for problem in problems:

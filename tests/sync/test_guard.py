@@ -282,3 +282,26 @@ def test_a_response_to_a_request_never_sent_to_its_sender_is_refused(net: NetOrg
     net.ok("alex", "sync")
     rows = json.loads(net.ok("alex", "list", "--json").out)["messages"]
     assert sorted((m["from"], m["answers_request"]) for m in rows) == [("max", True), ("sam", True)]
+
+
+def test_clear_mail_is_refused_when_the_org_requires_encryption(net: NetOrg) -> None:
+    """encryption=required: max's client encrypts, but a hostile max signs a clear message with
+    the library and pushes it with plain git. The guard took it (alex read it as good mail in
+    clear); it refuses it now. Encrypted mail still goes."""
+    from gitmail import api
+    from gitmail.core import refs as refmod
+    from gitmail.core import sync
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.store import write_message_commit
+
+    net.ok("max", "org", "encryption=required")
+    net.ok("alex", "sync")
+    s = api.session(net.clones["max"])
+    msg = Message(**{"from": "max"}, to=["alex"], date=format_date(utcnow()), subject="CLEAR", body="in clear")
+    msg.id = msg.compute_id()
+    sync.fetch(s.repo)
+    path = refmod.mail_path("alex", "max")
+    oid = write_message_commit(s.repo.pg, msg, s.member, s.signer, s.repo.ref_target(refmod.tracking(path, s.repo.remote)))
+    refused(*forge.push(net.clones["max"], oid, MAILBOX), "the org requires encryption (encryption=required)")
+    sent = json.loads(net.ok("max", "send", "alex", "sealed", "--json").out)
+    assert sent["encrypted"] is True and sent["delivered"] is True, sent
