@@ -4,7 +4,10 @@
 Same run, same machine, plaintext as the baseline:
 1. sending and reading 1,000 encrypted 4 KB messages vs the same in clear (target <= 1.3x), twice:
    sent as one batch (the strictest: crypto is the largest share), and one send() each;
-2. a 10 MB attachment sent and received (sync + read + save) encrypted vs in clear (target <= 1.3x).
+2. a 10 MB attachment sent and received (sync + read + save) encrypted vs in clear (target <= 1.3x);
+3. decrypting one message sealed to 2, 400 and 1,600 readers: ``gitmail.core.crypto.open_`` (rage
+   reading from a stream, ``pyrage.decrypt_io``) against ``pyrage.decrypt`` (rage reading from
+   bytes, what it called before: time that grows with the square of the header's stanzas).
 """
 
 from __future__ import annotations
@@ -84,6 +87,30 @@ def attachment(base: Path, env: dict, size: int, encrypt: bool) -> float:
     return took
 
 
+def decrypt_times(readers: int, rounds: int) -> tuple[float, float]:
+    """Seconds per decryption of a 4 KB message sealed to ``readers`` keys, by one of them:
+    ``(pyrage.decrypt, crypto.open_)``, best of ``rounds``."""
+    import pyrage
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gitmail.core import crypto
+
+    keys = [Ed25519PrivateKey.generate() for _ in range(readers)]
+    lines = [k.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+             for k in keys]
+    me = pyrage.ssh.Identity.from_buffer(keys[0].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    cipher = crypto.seal(os.urandom(4096), lines)
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for i, fn in enumerate((lambda: pyrage.decrypt(cipher, [me]), lambda: crypto.open_(cipher, [me], lines))):
+            t = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best[0], best[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 messages and a 2 MB file")
@@ -93,6 +120,10 @@ def main() -> int:
     env = dict(os.environ, GITMAIL_HOME=str(base / "keys"), GITMAIL_NOTICE="never", GITMAIL_INBOX=str(base / "in"))
     os.environ.update(env)
     try:
+        for readers, rounds in ((2, 200), (400, 5), (1600, 2)):
+            old, now = decrypt_times(readers, rounds)
+            print(f"decrypt one message sealed to {readers} readers: pyrage.decrypt {old * 1e3:.2f} ms, "
+                  f"crypto.open_ {now * 1e3:.2f} ms ({now / old:.2f}x)")
         ps, pr = messages(base / "plain", env, n, False)
         es, er = messages(base / "enc", env, n, True)
         print(f"{n} x 4 KB messages, send: clear {ps:.2f} s, encrypted {es:.2f} s ({es / ps:.2f}x); "
