@@ -152,7 +152,7 @@ def context(me: str, rows: list[cache.Row], *, new: bool) -> str:
     return told(me, rows, new=new)[0]
 
 
-def told(me: str, rows: list[cache.Row], *, new: bool) -> tuple[str, set[str]]:
+def told(me: str, rows: list[cache.Row], *, new: bool, budget: int = BUDGET) -> tuple[str, set[str]]:
     """:func:`context`, and the ids of ``rows`` it told of: a line of their own, or counted on
     their sender's "and N more from" line. Each sender gets at most :data:`PER_SENDER` lines,
     so one member's flood (sixty urgent messages) never pushes another member's message out
@@ -185,7 +185,7 @@ def told(me: str, rows: list[cache.Row], *, new: bool) -> tuple[str, set[str]]:
             continue
         line = message_line(r)
         c = _cost(line) + 1
-        if full or used + c > BUDGET:
+        if full or used + c > budget:
             full = True  # the rest of the lines are not told of; a sender's count still is
             continue
         lines.append(line)
@@ -195,7 +195,7 @@ def told(me: str, rows: list[cache.Row], *, new: bool) -> tuple[str, set[str]]:
     for sender, ids in over.items():
         line = (f"... and {count(len(ids), 'more message')} from {quote(sender)} not shown here "
                 f"(run `gitmail list --unread`).")
-        if used + _cost(line) + 1 <= BUDGET:
+        if used + _cost(line) + 1 <= budget:
             lines.append(line)
             used += _cost(line) + 1
             said.update(ids)
@@ -233,12 +233,13 @@ def session_start(repo: api.RepoLike = None, *, as_: Optional[str] = None, sync:
     elif background_sync:
         start_background_sync(s)
     rows = _unread(s)
-    text, said = told(s.me, rows, new=False) if rows else ("", set())
+    extra = [x for x in (_stuck(s, only_new=False), _troubles(s, only_new=False)) if x]
+    room = BUDGET - sum(_cost(x) + 1 for x in extra)
+    text, said = told(s.me, rows, new=False, budget=room) if rows else ("", set())
     _save_notified(s, said)  # what it did not tell of, the next prompt does
-    stuck = _stuck(s, only_new=False)
-    if not rows and not stuck:
+    if not rows and not extra:
         return None
-    text = "\n".join(([text] if rows else []) + ([stuck] if stuck else []))
+    text = "\n".join(([text] if rows else []) + extra)
     return hook_json(SESSION_START, text)
 
 
@@ -251,15 +252,55 @@ def prompt(repo: api.RepoLike = None, *, as_: Optional[str] = None,
     rows = _unread(s)
     seen = _notified(s)
     fresh = [r for r in rows if r.id not in seen]
-    text, said = told(s.me, fresh, new=True) if fresh else ("", set())
+    extra = [x for x in (_stuck(s, only_new=True), _troubles(s, only_new=True)) if x]
+    room = BUDGET - sum(_cost(x) + 1 for x in extra)
+    text, said = told(s.me, fresh, new=True, budget=room) if fresh else ("", set())
     keep = (seen & {r.id for r in rows}) | said
     if keep != seen:
         _save_notified(s, keep)
-    stuck = _stuck(s, only_new=True)
-    if not fresh and not stuck:
+    if not fresh and not extra:
         return None
-    text = "\n".join(([text] if fresh else []) + ([stuck] if stuck else []))
+    text = "\n".join(([text] if fresh else []) + extra)
     return hook_json(PROMPT, text)
+
+
+PROBLEMS_SHOWN = 5  # standing history problems a notice quotes; the rest are counted
+PROBLEM_CHARS = 300  # characters of one problem quoted
+
+
+def _troubles(s: api.Session, *, only_new: bool) -> Optional[str]:
+    """One line about the history problems that stand in this clone (a mailbox replaced or
+    rewound on the org repo, a directory commit refused: ``.git/gitmail/problems.json``, what
+    every ``gitmail sync`` says on stderr), or None. An agent reading its mail through the
+    hooks was never told that what it reads is not what the org repo holds. ``only_new``: as
+    :func:`_stuck` (``.git/gitmail/claude-problems-<member>`` keeps what was said)."""
+    import hashlib
+
+    from gitmail.api.views import quote
+    from gitmail.core import problems
+    from gitmail.core.address import to_ref
+
+    try:
+        lines = sorted({p for ps in problems.load(s.repo).values() for p in ps})
+    except (OSError, ValueError, AttributeError):
+        return None
+    keys = {hashlib.sha256(x.encode("utf-8", "replace")).hexdigest()[:16] for x in lines}
+    marker = s.repo.data_dir / f"claude-problems-{to_ref(s.me)}"
+    try:
+        seen = set(marker.read_text("utf-8").split())
+    except OSError:
+        seen = set()
+    if keys != seen:
+        try:
+            write_atomic(marker, "".join(f"{k}\n" for k in sorted(keys)))
+        except OSError:
+            pass
+    if not lines or (only_new and keys <= seen):
+        return None
+    quoted = "; ".join(quote(x[:PROBLEM_CHARS]) for x in lines[:PROBLEMS_SHOWN])
+    more = f"; and {len(lines) - PROBLEMS_SHOWN} more" if len(lines) > PROBLEMS_SHOWN else ""
+    return ("gitmail: the org repo does not hold what this clone verified, so mail may be missing or replaced "
+            f"(`gitmail sync` says more; each problem is quoted): {quoted}{more}.")
 
 
 def _stuck(s: api.Session, *, only_new: bool) -> Optional[str]:

@@ -236,3 +236,27 @@ def test_imported_mail_is_not_presented_as_the_members_own_words(org: Org, tmp_p
     ctx = json.loads(org.ok("alex", "hook", "claude", "session-start").out)["hookSpecificOutput"]["additionalContext"]
     line = [ln for ln in ctx.splitlines() if "do it now" in ln][0]
     assert '"type": "imported"' in line and "written by its original sender, someone else" in line, line
+
+
+def test_the_hooks_say_when_the_org_repo_does_not_hold_what_was_verified(org: Org) -> None:
+    """A member without the guard replaces alex's mailbox from max. `gitmail sync` says so on
+    stderr every time; the hooks, an agent's way to its mail, said nothing. session-start says
+    it now, quoted, and a prompt says it once."""
+    import subprocess
+
+    org.ok("max", "send", "alex", "m1")
+    org.ok("alex", "send", "max", "from alex")
+    org.ok("alex", "sync")
+    assert _hook(org, "alex", "prompt") is not None and _hook(org, "alex", "prompt") is None  # m1 told of
+    other = subprocess.run(["git", "rev-parse", "refs/heads/gitmail/mail/max/alex"], cwd=org.url,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["git", "update-ref", "refs/heads/gitmail/mail/alex/max", other], cwd=org.url, check=True)
+    org.as_("alex", "sync")
+    said = _hook(org, "alex", "prompt")  # said once by a prompt
+    assert said is not None and "does not hold" in said["hookSpecificOutput"]["additionalContext"]
+    assert _hook(org, "alex", "prompt") is None
+    out = _hook(org, "alex", "session-start")
+    assert out is not None
+    ctx = out["hookSpecificOutput"]["additionalContext"]
+    [line] = [ln for ln in ctx.splitlines() if "does not hold what this clone verified" in ln]
+    assert line.startswith("gitmail: ") and '"gitmail/mail/alex/max' in line, line
