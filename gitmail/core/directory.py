@@ -1380,9 +1380,11 @@ def write_commit(
         return tb.write()
 
     root = write(top)
-    name = " ".join((author.display_name or author.name).replace("<", "").replace(">", "").split())
-    sig = pygit2.Signature(name, author.email, int(time.time()), 0)
-    return signed_commit(pg, sig, sig, subject + "\n", root, [parent] if parent else [], signer.sign)
+    from gitmail.core.objects import author_name, ident
+
+    name = author_name(author.display_name or author.name)
+    sig = ident(name, author_name(author.email), int(time.time()))
+    return signed_commit(pg, sig, sig, subject + "\n", str(root), [parent] if parent else [], signer.sign)
 
 
 # -- loading with verification -------------------------------------------------

@@ -187,20 +187,47 @@ def parse_tree_at(data: bytes, oid_bytes: int, start: int, end: int, last: bytes
     return out, offsets, None
 
 
+def author_name(s: str) -> str:
+    """A string git accepts in an author name or email: no angle brackets or line breaks
+    (docs/protocol.md §6)."""
+    return " ".join(s.replace("<", "").replace(">", "").split()) or "unknown"
+
+
+def ident(name: str, email: str, when: int) -> str:
+    """An author or committer value as git writes it, ``Name <email> <seconds> +0000``, with
+    ``name`` and ``email`` exactly as given (the caller has removed ``<``, ``>`` and line
+    breaks: :func:`gitmail.core.store.author_name`). Not through ``pygit2.Signature``:
+    libgit2 trims ``' " , : ; \\``, white space and control characters from both ends, so a
+    display name ``'Bob'`` or an email ending in ``;`` was written as other than the directory
+    entry readers compare it with, and every message of that member was refused."""
+    return f"{name} <{email}> {int(when)} +0000"
+
+
+def _ident_of(who: "Union[str, pygit2.Signature]") -> str:
+    if isinstance(who, str):
+        return who
+    off = who.offset
+    return f"{who.name} <{who.email}> {who.time} {'-' if off < 0 else '+'}{abs(off) // 60:02d}{abs(off) % 60:02d}"
+
+
 def signed_commit(
     pg: "pygit2.Repository",
-    author: "pygit2.Signature",
-    committer: "pygit2.Signature",
+    author: "Union[str, pygit2.Signature]",
+    committer: "Union[str, pygit2.Signature]",
     message: str,
     tree_id: OidLike,
     parents: Sequence[str],
     sign: "Callable[[bytes], str]",
 ) -> str:
-    """Write a commit signed by ``sign(commit bytes) -> armored signature``; return its hex oid."""
-    import pygit2
+    """Write a commit signed by ``sign(commit bytes) -> armored signature``; return its hex oid.
 
-    plist: list[Union[str, pygit2.Oid]] = [pygit2.Oid(hex=p) for p in parents]
-    text = cast(str, pg.create_commit_string(author, committer, message, tree_id, plist))
+    ``author``/``committer``: the header value (:func:`ident`), or a ``pygit2.Signature``
+    (a test's). The commit text is git's (``tree``, ``parent`` lines, ``author``,
+    ``committer``, a blank line, ``message`` as given), written here so that the identity
+    is exactly the one given (docs/protocol.md §6)."""
+    head = [f"tree {tree_id}", *(f"parent {p}" for p in parents),
+            f"author {_ident_of(author)}", f"committer {_ident_of(committer)}"]
+    text = "\n".join(head) + "\n\n" + message
     return str(pg.create_commit_with_signature(text, sign(text.encode("utf-8")), "gpgsig"))
 
 

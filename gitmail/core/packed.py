@@ -115,18 +115,17 @@ def write_commit(pg: "pygit2.Repository", old: Mapping[str, str], new: Mapping[s
 
     import pygit2
 
-    from gitmail.core.objects import signed_commit
+    from gitmail.core.objects import ident, signed_commit
     from gitmail.core.store import author_of
 
-    name, email = author_of(member)
-    who = pygit2.Signature(name, email, int(time.time()), 0)
+    who = ident(*author_of(member), int(time.time()))
     if parent is None and new:
         parent = write_commit(pg, {}, {}, member, signer, None)
         old = {}
     tb = pg.TreeBuilder()
     tb.insert(MAP_FILE, pg.create_blob(render(new)), pygit2.enums.FileMode.BLOB)
     parents = ([parent] if parent else []) + changed(old, new)
-    return signed_commit(pg, who, who, COMMIT_MESSAGE, tb.write(), parents, signer.sign)
+    return signed_commit(pg, who, who, COMMIT_MESSAGE, str(tb.write()), parents, signer.sign)
 
 
 def read_map(pg: "pygit2.Repository", oid: Optional[str]) -> dict[str, str]:

@@ -240,14 +240,13 @@ def write_commit(pg: "pygit2.Repository", cipher: bytes, member: "Member", signe
 
     import pygit2
 
-    from gitmail.core.objects import signed_commit
+    from gitmail.core.objects import ident, signed_commit
     from gitmail.core.store import author_of
 
     tb = pg.TreeBuilder()
     tb.insert(STATE_FILE, pg.create_blob(cipher), pygit2.enums.FileMode.BLOB)
-    name, email = author_of(member)
-    who = pygit2.Signature(name, email, int(time.time()), 0)
-    return signed_commit(pg, who, who, COMMIT_MESSAGE, tb.write(), [parent] if parent else [], signer.sign)
+    who = ident(*author_of(member), int(time.time()))
+    return signed_commit(pg, who, who, COMMIT_MESSAGE, str(tb.write()), [parent] if parent else [], signer.sign)
 
 
 def commit_problem(pg: "pygit2.Repository", oid: str, keys: Iterable[str]) -> "tuple[Optional[str], bytes]":

@@ -26,7 +26,8 @@ from gitmail.core.model import (
     Message,
     date_seconds,
 )
-from gitmail.core.objects import TREE_MODE, TooLargeError, blob_data, load_commit, signed_commit, tree_entries
+from gitmail.core.objects import (TREE_MODE, TooLargeError, author_name, blob_data, load_commit, signed_commit,
+                                  tree_entries)
 from gitmail.core.rules import content_problem
 from gitmail.core.signing import Signer, signer_of
 # The verification statuses (docs/protocol.md §7), in a module the cache reads without pydantic.
@@ -44,11 +45,6 @@ if TYPE_CHECKING:
 
 MESSAGE_FILE = "message.json"
 T = TypeVar("T")
-
-def author_name(s: str) -> str:
-    """A string git accepts in an author name: no angle brackets or line breaks."""
-    return " ".join(s.replace("<", "").replace(">", "").split()) or "unknown"
-
 
 def author_of(member: Member) -> tuple[str, str]:
     """``(name, email)`` of a message commit's author and committer for ``member`` (§6)."""
@@ -103,13 +99,14 @@ def write_message_commit(
     if extra_tree:
         _insert_paths(pg, tb, extra_tree)
     tree = tb.write()
-    when = date_seconds(msg.date)
-    name, email = author_of(author)
-    a = pygit2.Signature(name, email, when, 0)
     import time
 
-    c = pygit2.Signature(name, email, int(time.time()) if committed is None else committed, 0)
-    return signed_commit(pg, a, c, commit_message(msg), tree, [parent] if parent else [], signer.sign)
+    from gitmail.core.objects import ident
+
+    name, email = author_of(author)
+    a = ident(name, email, date_seconds(msg.date))
+    c = ident(name, email, int(time.time()) if committed is None else committed)
+    return signed_commit(pg, a, c, commit_message(msg), str(tree), [parent] if parent else [], signer.sign)
 
 
 def _insert_paths(pg: "pygit2.Repository", tb: "pygit2.TreeBuilder", paths: dict[str, tuple[str, int]]) -> None:
@@ -133,11 +130,14 @@ def resign(
 ) -> str:
     """Re-parent an unpushed message commit onto ``parent`` and sign it again.
 
-    Tree, author, date and message stay the same, so the Message-ID does too.
+    Tree, author, committer, date and message stay the same, byte for byte (read from the
+    raw commit: libgit2's parsed signature is trimmed), so the Message-ID does too.
     """
-    return signed_commit(
-        pg, commit.author, commit.committer, commit.message, commit.tree_id, [parent] if parent else [], signer.sign
-    )
+    raw = commit.read_raw()
+    head, _, message = raw.partition(b"\n\n")
+    who = {k: v for k, _, v in (ln.partition(b" ") for ln in head.split(b"\n")) if k in (b"author", b"committer")}
+    return signed_commit(pg, who[b"author"].decode("utf-8"), who[b"committer"].decode("utf-8"),
+                         message.decode("utf-8"), str(commit.tree_id), [parent] if parent else [], signer.sign)
 
 
 def read_message(pg: "pygit2.Repository", commit: "pygit2.Commit") -> Message:

@@ -305,3 +305,29 @@ def test_clear_mail_is_refused_when_the_org_requires_encryption(net: NetOrg) -> 
     refused(*forge.push(net.clones["max"], oid, MAILBOX), "the org requires encryption (encryption=required)")
     sent = json.loads(net.ok("max", "send", "alex", "sealed", "--json").out)
     assert sent["encrypted"] is True and sent["delivered"] is True, sent
+
+
+def test_names_libgit2_would_trim_are_written_as_the_directory_has_them(net: NetOrg) -> None:
+    """A display name "'Bob'", an email ending in ';' and a member named 'build:' are within the
+    grammar (docs/protocol.md §2, §8), but the commit's author went through pygit2.Signature,
+    which trims ' " , : ; \\ from both ends: every message of theirs was refused by the guard
+    ("git author is not bob's directory entry") and would be malformed to every reader. Now
+    each goes, first time and re-parented onto mail that landed meanwhile (store.resign)."""
+    net.join("bob", "--display-name", "'Bob'")
+    net.join("eve", "--email", "eve@example.org;")
+    net.join("build:")
+    for who in ("bob", "eve", "build:"):
+        net.ok(who, "sync")
+        sent = json.loads(net.ok(who, "send", "max", f"hi from {who}", "--plain", "--json").out)
+        assert sent["delivered"] is True, sent
+    net.daemon.stop()
+    queued = json.loads(net.ok("bob", "send", "max", "queued while offline", "--plain", "--json").out)
+    assert queued["queued"] is True
+    net.daemon.start()
+    net.ok("eve", "send", "max", "landed first", "--plain")
+    assert json.loads(net.ok("bob", "sync", "--json").out)["delivered"] != []
+    net.ok("max", "sync")
+    rows = json.loads(net.ok("max", "list", "--json").out)["messages"]
+    assert sorted((m["from"], m["verified"]) for m in rows) == sorted(
+        [("bob", True), ("eve", True), ("build:", True), ("bob", True), ("eve", True)]), rows
+    assert json.loads(net.ok("max", "verify", "--all", "--json").out)["ok"]
