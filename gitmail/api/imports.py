@@ -110,7 +110,7 @@ def imported_keys(s: Session, path: str) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     if known_tip is not None and (tip == known_tip or (oids and parent_ids(r.pg, oids[-1]) == [known_tip])):
         out = known  # the remembered tip is below this one: read only what lies above it
-    opener = Opener(r, s.me, s.directory.policy.body_limit)
+    opener = Opener(r, s.me, s.directory.read_body_limit)
     for oid in oids:
         c = load_commit(r.pg, oid)
         if isinstance(c, str):

@@ -140,7 +140,7 @@ def load_item(s: Session, row: cache.Row) -> Item:
     if isinstance(c, str):  # a hostile commit object: its verdict is all there is to show
         return Item(row, None)
     try:  # a malformed message's content is not shown (docs/protocol.md §4)
-        msg = wellformed_message(s.repo.pg, c, s.directory.policy.body_limit)
+        msg = wellformed_message(s.repo.pg, c, s.directory.read_body_limit)
     except CorruptMessageError:
         return Item(row, None)
     if msg.encrypted is None:
@@ -162,7 +162,7 @@ def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Ite
         opened, sealed = private.opened_from(msg, inner), inner.attachments
     else:
         try:
-            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities, s.directory.policy.body_limit)
+            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities, s.directory.read_body_limit)
         except GitmailError as e:
             return Item(row, msg, encrypted=True, error=e.message)
     shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,

@@ -516,7 +516,7 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
     from gitmail.core.store import check_batches
 
     pg = repo.pg
-    build = _Rows(pg, Opener(repo, member, checker.directory.policy.body_limit))
+    build = _Rows(pg, Opener(repo, member, checker.directory.read_body_limit))
     cols = [c for c in ROW_COLUMNS if c not in ("path", "ordinal", "inbox", "sent", "dup")]
     assign = ", ".join(f"{c}=?" for c in cols)
     at = {c: i for i, c in enumerate(ROW_COLUMNS)}
@@ -678,7 +678,7 @@ def _index_range(
         count = 0
     from gitmail.core.private import Opener
 
-    opener = Opener(repo, member, checker.directory.policy.body_limit)
+    opener = Opener(repo, member, checker.directory.read_body_limit)
     vref = refs.verified(path)
     # Oldest first, BATCH at a time; the next batch is being checked (on the other
     # cores) while this one is indexed.

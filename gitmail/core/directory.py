@@ -84,11 +84,23 @@ class Directory:
     members: dict[str, Member] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     policy: OrgPolicy = field(default_factory=OrgPolicy)
+    # The widest body_limit of the verified history up to ``tip`` (bytes; 0: not known, the
+    # policy's): what a reader checks a body against (docs/protocol.md §13).
+    body_limit_read: int = 0
     # The verified ledger this snapshot was read from (:func:`load`, :func:`verify_range`), if any.
     _ledger: Optional["Ledger"] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_key = {k: m for m in self.members.values() for k in m.owned_keys()}
+
+    @property
+    def read_body_limit(self) -> int:
+        """The body limit a reader applies (bytes): the largest ``body_limit`` the org's policy
+        had in any verified directory commit up to ``tip``, so lowering it never makes mail
+        sent before unreadable (docs/protocol.md §13, as for the attachment limits,
+        :func:`gitmail.core.attachments.read_bounds`). The guard and the writer apply
+        ``policy.body_limit``: the limit in force for what is sent now."""
+        return max(self.body_limit_read, self.policy.body_limit)
 
     def member_by_key(self, key: str) -> Optional[Member]:
         return self._by_key.get(key)
@@ -467,6 +479,7 @@ class Ledger:
     versions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     signers_oid: Optional[str] = None
     admins: int = 0
+    body_read: int = 0  # the widest policy.body_limit of the history up to tip (Directory.read_body_limit)
     _by_skeleton: Optional[dict[str, tuple[str, ...]]] = None
     _sorted: Optional[list[str]] = None
     _chunks: Optional[list[bytes]] = None
@@ -490,7 +503,7 @@ class Ledger:
         c = Ledger(self.tip, self.root, self.tree, dict(self.members), dict(self.files), dict(self.raw),
                    dict(self.groups), dict(self.group_files), dict(self.group_raw), self.policy, self.policy_raw,
                    dict(self.owner), dict(self.history), dict(self.held), dict(self.skeletons), dict(self.versions),
-                   self.signers_oid, self.admins)
+                   self.signers_oid, self.admins, self.body_read)
         c._by_skeleton = dict(self._by_skeleton) if self._by_skeleton is not None else None
         c._sorted = list(self._sorted) if self._sorted is not None else None
         c._chunks = list(self._chunks) if self._chunks is not None else None
@@ -503,7 +516,8 @@ class Ledger:
 
     def directory(self) -> Directory:
         """The directory at ``tip`` (its own dicts: callers may change them)."""
-        d = Directory(self.tip, dict(self.members), dict(self.groups), self.policy)
+        d = Directory(self.tip, dict(self.members), dict(self.groups), self.policy,
+                      max(self.body_read, self.policy.body_limit))
         d._ledger = self
         return d
 
@@ -562,7 +576,7 @@ class Ledger:
 
         data = {
             "format": LEDGER_FORMAT, "tip": self.tip, "root": self.root, "tree": self.tree,
-            "signers_oid": self.signers_oid,
+            "signers_oid": self.signers_oid, "body_read": self.body_read,
             "policy": self.policy_raw.decode("utf-8", "surrogateescape") if self.policy_raw is not None else None,
             "members": {n: [f, b, self.raw[n].decode("utf-8", "surrogateescape"), self.skeletons.get(n)]
                         for n, (f, b) in self.files.items()},
@@ -599,7 +613,7 @@ class Ledger:
             d = json.loads(blob.decode("utf-8", "surrogateescape"))
         if not isinstance(d, dict) or d.get("format") != LEDGER_FORMAT:
             raise ValueError("another ledger format")
-        L = cls(d["tip"], d["root"], d["tree"], signers_oid=d["signers_oid"])
+        L = cls(d["tip"], d["root"], d["tree"], signers_oid=d["signers_oid"], body_read=int(d["body_read"]))
         if d["policy"] is not None:
             L.policy_raw = d["policy"].encode("utf-8", "surrogateescape")
             L.policy = OrgPolicy.model_validate_json(L.policy_raw)
@@ -628,9 +642,10 @@ class Ledger:
         return L
 
 
-LEDGER_FORMAT = 3  # 2: member paths may hold a shard folder, signers_oid may be a tree (layout 2);
+LEDGER_FORMAT = 4  # 2: member paths may hold a shard folder, signers_oid may be a tree (layout 2);
 # 3: names and skeletons under the invisible-character rule (a kept ledger is rebuilt, so a
-#    registration an older gitmail accepted is judged again)
+#    registration an older gitmail accepted is judged again);
+# 4: the widest body_limit of the history (body_read: a kept ledger is rebuilt to learn it)
 LEDGER_FILE = "directory-ledger.json"
 
 
@@ -959,6 +974,7 @@ def _apply(L: Ledger, ch: _Change, tip: str) -> None:
             L.group_raw[t.name] = cast(bytes, t.raw)
     if ch.policy_touched and ch.policy is not None:
         L.policy, L.policy_raw = ch.policy, ch.policy_raw
+    L.body_read = max(L.body_read, L.policy.body_limit)
     L.signers_oid = ch.signers_oid
     L.tree = ch.tree
     L.root = L.root or tip

@@ -414,6 +414,7 @@ def check_message(
     directory: "Directory",
     signer_key: "Optional[str | VerificationError]" = None,
     raw: Optional[bytes] = None,
+    sending: bool = False,
 ) -> tuple[Optional[Message], Check]:
     """Check a commit (or commit id) found on ``gitmail/mail/<recipient>/<sender>``.
 
@@ -425,10 +426,13 @@ def check_message(
     :class:`Check` says what is wrong, and the message is returned only when its
     content is valid. ``signer_key`` is the result of :func:`signer_of` when the
     caller already computed it (e.g. in parallel); ``raw`` the commit object's bytes when
-    the caller has read them.
+    the caller has read them. ``sending``: the guard's view, a message being pushed now, whose
+    body is held to the org's limit in force (``policy.body_limit``); a reader holds every
+    message to the widest limit of the directory's history (``Directory.read_body_limit``,
+    docs/protocol.md §13).
     """
     try:
-        return _check(pg, commit, recipient, sender, directory, signer_key, raw)
+        return _check(pg, commit, recipient, sender, directory, signer_key, raw, sending)
     except Exception as e:  # a hostile object must become a verdict, never break the mailbox
         return None, Check(MALFORMED, f"cannot be checked: {type(e).__name__}: {str(e)[:200]}")
 
@@ -441,6 +445,7 @@ def _check(
     directory: "Directory",
     signer_key: "Optional[str | VerificationError]",
     raw: Optional[bytes] = None,
+    sending: bool = False,
 ) -> tuple[Optional[Message], Check]:
     if isinstance(commit, str):
         loaded = load_commit(pg, commit)
@@ -448,7 +453,7 @@ def _check(
             return None, Check(MALFORMED, loaded)
         commit = loaded
     try:
-        msg = wellformed_message(pg, commit, directory.policy.body_limit)
+        msg = wellformed_message(pg, commit, directory.policy.body_limit if sending else directory.read_body_limit)
     except CorruptMessageError as e:
         return None, Check(MALFORMED, str(e))
     if msg.stored_id() != msg.id:

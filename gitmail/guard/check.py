@@ -231,7 +231,7 @@ def check_mailbox(pg: "pygit2.Repository", u: Update, directory: "Directory",
     bounds = Bounds.of(directory.policy)  # the policy in force now: a limit applies to what is sent after it changes
     for oid in _new_commits(pg, base, u.new):
         short = oid[:10]
-        msg, check = check_message(pg, oid, rcpt, sender, directory)
+        msg, check = check_message(pg, oid, rcpt, sender, directory, sending=True)
         if not check.good:
             errors.append(f"{u.ref}: commit {short} refused: {check.status}: {check.detail}")
             continue

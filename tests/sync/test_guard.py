@@ -331,3 +331,37 @@ def test_names_libgit2_would_trim_are_written_as_the_directory_has_them(net: Net
     assert sorted((m["from"], m["verified"]) for m in rows) == sorted(
         [("bob", True), ("eve", True), ("build:", True), ("bob", True), ("eve", True)]), rows
     assert json.loads(net.ok("max", "verify", "--all", "--json").out)["ok"]
+
+
+def test_lowering_body_limit_applies_to_what_is_sent_after_it(net: NetOrg) -> None:
+    """docs/protocol.md §13: an admin lowers body_limit from 64 KiB to 1,000 bytes. Readers held
+    every message to the limit of the day they read it: alex's 5,000-byte message, which the
+    guard took, became malformed for `verify --all` and could no longer be read. Now readers apply the widest limit of the directory's history; the
+    guard and the writer apply the new one to what is sent after it."""
+    body = "x" * 5000
+    sent = json.loads(net.ok("alex", "send", "max", body, "--subject", "release notes", "--plain", "--json").out)
+    net.ok("max", "sync")
+    net.ok("max", "org", "body_limit=1000")
+    net.ok("max", "sync")
+    late = json.loads(net.ok("max", "verify", "--all", "--json").out)
+    assert late["ok"] and late["bad"] == [], late
+    read = json.loads(net.ok("max", "read", sent["short_id"], "--json").out)["messages"][0]
+    assert read["status"] == "good" and read["body"] == body, read
+    net.ok("alex", "sync")
+    refused_now = net.as_("alex", "send", "max", body, "--plain")
+    assert refused_now.code == 2 and "the limit is 1000" in refused_now.err, refused_now.err
+    # A hostile writer skipping that check: the guard applies the new limit.
+    from gitmail import api
+    from gitmail.core import refs as refmod
+    from gitmail.core import sync
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.store import write_message_commit
+
+    s = api.session(net.clones["alex"])
+    msg = Message(**{"from": "alex"}, to=["max"], date=format_date(utcnow()), subject="big", body=body)
+    msg.id = msg.compute_id()
+    sync.fetch(s.repo)
+    path = refmod.mail_path("max", "alex")
+    oid = write_message_commit(s.repo.pg, msg, s.member, s.signer, s.repo.ref_target(refmod.tracking(path, s.repo.remote)))
+    refused(*forge.push(net.clones["alex"], oid, "refs/heads/gitmail/mail/max/alex"),
+            "body over the org's limit of 1000 bytes")

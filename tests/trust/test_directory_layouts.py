@@ -130,16 +130,17 @@ def test_the_layout_never_goes_back(net: NetOrg, tmp_path: Path) -> None:
 
 
 def test_old_ledger_files_are_rebuilt(net: NetOrg) -> None:
-    """A ledger kept by a gitmail before layout 2 (format 1), or before the invisible-character
-    rule (format 2), is not trusted: rebuilt from git."""
+    """A ledger kept by a gitmail before layout 2 (format 1), before the invisible-character
+    rule (format 2), or before it kept the widest body limit (format 3), is not trusted:
+    rebuilt from git."""
     from gitmail.core.repo import open_repo
 
     repo = open_repo(net.clones["alex"])
     want = dirmod.load(repo)
     path = repo.data_dir / dirmod.LEDGER_FILE
     data = json.loads(path.read_bytes())
-    assert data["format"] == dirmod.LEDGER_FORMAT == 3
-    for old in (1, 2):
+    assert data["format"] == dirmod.LEDGER_FORMAT == 4
+    for old in (1, 2, 3):
         data["format"] = old
         path.write_text(json.dumps(data))
         dirmod._LEDGERS.clear()
