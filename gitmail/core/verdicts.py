@@ -29,5 +29,6 @@ RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the m
 #   4: each attachment's file is the LFS pointer, or a blob of the size, its entry declares (§6).
 #   5: each attachment's media_type is type/subtype (RFC 6838), in clear and sealed (§4, §9).
 #   6: an encrypted message's readers hold every member its to names, and its age header is one
-#      those readers need (§9, "Verification before decryption").
+#      those readers need (§9, "Verification before decryption"); a body is held to the widest
+#      body_limit of the directory's history (§13).
 RULES = 6
