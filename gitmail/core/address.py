@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 BROADCAST = "*"
 GROUP_PREFIX = "team:"
 MAX_NAME_BYTES = 100
+# The ref-safe form (to_ref) of a name at most this long: it is a component of refs
+# (refs/gitmail/outbox/<r>/<s>.lock) and of files named after a member (keys/<name>.pub,
+# claude-notified-<name>.json), and a file system takes names of at most 255 bytes.
+MAX_REF_NAME = 200
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -43,6 +47,9 @@ def normalize(name: str) -> str:
         raise AddressError(f"member name {n.encode('utf-8', 'backslashreplace').decode()!r} is not valid UTF-8") from None
     if size > MAX_NAME_BYTES:
         raise AddressError(f"member name too long (over {MAX_NAME_BYTES} bytes): {n[:20]!r}...")
+    if len(to_ref(n)) > MAX_REF_NAME:
+        raise AddressError(f"member name too long for a ref: its ref-safe form is {len(to_ref(n))} characters, "
+                           f"over {MAX_REF_NAME} (each byte outside a-z 0-9 _ - takes 3): {n[:20]!r}...")
     for ch in n:
         cat = unicodedata.category(ch)
         if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):

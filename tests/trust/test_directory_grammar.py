@@ -178,3 +178,43 @@ def test_hostile_key_text_is_refused_or_exactly_canonical(prefix: str, suffix: s
             dirmod.validate_member(Member(name="max", email="m@x", signing_key=text))
         return
     assert k == _KEY and len(k.split(" ")) == 2 and "\n" not in k
+
+
+@pytest.mark.parametrize("name", ["小" * 23, "A" * 67, "é" * 34])
+def test_names_whose_ref_safe_form_is_too_long_are_refused(name: str, tmp_path: Path) -> None:
+    """Within 100 bytes, but the ref-safe form is over 200 characters: the name registered, then
+    every send crashed ('File name too long' on refs/gitmail/outbox/.../<name>.lock) and so did
+    init without --key (its key file). Refused at registration and on read now; the longest
+    names that fit still go through the whole chain (tests below use such names)."""
+    from gitmail.core.address import MAX_REF_NAME, to_ref
+
+    assert len(name.encode()) <= 100 and len(to_ref(name)) > MAX_REF_NAME
+    with pytest.raises(AddressError, match="too long for a ref"):
+        normalize(name)
+    m = Member(name=name, email="x@gitmail.invalid", signing_key=public_key_line(bytes(32)))
+    with pytest.raises(DirectoryError):
+        dirmod.validate_member(m)
+    for fits in (name[: len(name) - 1],) if len(to_ref(name[:-1])) <= MAX_REF_NAME else ():
+        assert normalize(fits) == fits
+
+
+def test_the_longest_names_that_fit_send_and_receive(tmp_path: Path) -> None:
+    """A member named with 22 CJK characters (a 198-character ref-safe form) and one of 66
+    capitals: init, a message each way, verified."""
+    import json
+
+    from tests.conftest import run
+
+    org = tmp_path / "org.git"
+    a, b = "小" * 22, "A" * 66
+    for i, who in enumerate(("max", a, b)):
+        r = run("init", "--name", who, "--org", str(org), "--repo", str(tmp_path / f"c{i}"))
+        assert r.code == 0, r.err
+    assert run("sync", "--repo", str(tmp_path / "c0")).code == 0
+    for i, (src, dst) in enumerate(((1, b), (2, a))):
+        r = run("send", dst, f"hello from {i}", "--repo", str(tmp_path / f"c{src}"))
+        assert r.code == 0, r.err
+    for i, who in ((1, a), (2, b)):
+        assert run("sync", "--repo", str(tmp_path / f"c{i}")).code == 0
+        rows = json.loads(run("list", "--json", "--repo", str(tmp_path / f"c{i}")).out)["messages"]
+        assert [m["verified"] for m in rows] == [True], (who, rows)
