@@ -264,6 +264,24 @@ def prompt(repo: api.RepoLike = None, *, as_: Optional[str] = None,
     return hook_json(PROMPT, text)
 
 
+def _said_before(s: api.Session, what: str, now: set[str]) -> set[str]:
+    """The keys a notice said before about ``what`` (``.git/gitmail/claude-<what>-<member>``, one
+    a line), then ``now`` remembered in their place; never raises (a read-only clone says again)."""
+    from gitmail.core.address import to_ref
+
+    marker = s.repo.data_dir / f"claude-{what}-{to_ref(s.me)}"
+    try:
+        seen = set(marker.read_text("utf-8").split())
+    except OSError:
+        seen = set()
+    if now != seen:
+        try:
+            write_atomic(marker, "".join(f"{k}\n" for k in sorted(now)))
+        except OSError:
+            pass
+    return seen
+
+
 PROBLEMS_SHOWN = 5  # standing history problems a notice quotes; the rest are counted
 PROBLEM_CHARS = 300  # characters of one problem quoted
 
@@ -278,23 +296,13 @@ def _troubles(s: api.Session, *, only_new: bool) -> Optional[str]:
 
     from gitmail.api.views import quote
     from gitmail.core import problems
-    from gitmail.core.address import to_ref
 
     try:
         lines = sorted({p for ps in problems.load(s.repo).values() for p in ps})
     except (OSError, ValueError, AttributeError):
         return None
     keys = {hashlib.sha256(x.encode("utf-8", "replace")).hexdigest()[:16] for x in lines}
-    marker = s.repo.data_dir / f"claude-problems-{to_ref(s.me)}"
-    try:
-        seen = set(marker.read_text("utf-8").split())
-    except OSError:
-        seen = set()
-    if keys != seen:
-        try:
-            write_atomic(marker, "".join(f"{k}\n" for k in sorted(keys)))
-        except OSError:
-            pass
+    seen = _said_before(s, "problems", keys)
     if not lines or (only_new and keys <= seen):
         return None
     quoted = "; ".join(quote(x[:PROBLEM_CHARS]) for x in lines[:PROBLEMS_SHOWN])
@@ -310,22 +318,10 @@ def _stuck(s: api.Session, *, only_new: bool) -> Optional[str]:
     says it once, not on every prompt). The ids mentioned are kept in
     ``.git/gitmail/claude-stuck-<member>``.
     """
-    from gitmail.core.address import to_ref
-    from gitmail.core.files import write_atomic
-
     queued = api.outbox(s.repo, as_=s.me)
     gone = api.undelivered(s.repo, as_=s.me)
     ids = {q.id for q in queued} | {u.id for u in gone}
-    marker = s.repo.data_dir / f"claude-stuck-{to_ref(s.me)}"
-    try:
-        seen = set(marker.read_text("utf-8").split())
-    except OSError:
-        seen = set()
-    if ids != seen:
-        try:
-            write_atomic(marker, "".join(f"{i}\n" for i in sorted(ids)))
-        except OSError:
-            pass
+    seen = _said_before(s, "stuck", ids)
     if not ids or (only_new and ids <= seen):
         return None
     parts = []
