@@ -158,6 +158,7 @@ def sync(repo: RepoLike = None, *, as_: Optional[str] = None, all_: bool = False
     res = syncmod.deliver(s.repo, signer, s.me, queued, packed_tip=packed_tip_of(s))
     before = cache.max_rowid(s.db)
     s.refresh()
+    _fetch_asking_mailboxes(s, before)
     from gitmail.core import problems as probmod
 
     new = _new_rows(s, before)
@@ -239,6 +240,27 @@ def _genuine(s: Session, c: Any, path: str) -> bool:
 
     rcpt, sender = refs.split_mail_path(path)
     return sender == s.me and check_message(s.repo.pg, c, rcpt, sender, s.directory)[1].good
+
+def _fetch_asking_mailboxes(s: Session, since: int) -> None:
+    """A response arrived (rows after ``since``) to a request this clone knows nothing of: the
+    member may have sent it from another clone (docs/protocol.md §5: ``answers_request`` null).
+    Fetch exactly the mailbox that request went to, ``mail/<responder>/<member>``, when this
+    clone has no copy of it (docs/protocol.md §3: "where a sent copy must be re-read, fetch
+    exactly that ref"), and index it as sent mail, verified as any; the response is then
+    related to it. A failed fetch leaves it null, as before."""
+    from gitmail.core import sync as syncmod
+
+    asking = [refs.mail_path(r, s.me) for r in sorted(cache.unknown_requests(s.db, since))
+              if r in s.directory.members and r != s.me]
+    missing = [p for p in asking if s.repo.ref_target(refs.tracking(p, s.repo.remote or "")) is None]
+    if not missing or s.repo.remote is None:
+        return
+    try:
+        syncmod.fetch(s.repo, [refs.exact_pattern(p) for p in missing])
+    except GitmailError:
+        return
+    s.refresh()
+
 
 def _new_rows(s: Session, before: int) -> NewMail:
     """The inbox rows indexed after rowid ``before`` (what a sync brought), lazily. Also brings a

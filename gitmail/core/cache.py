@@ -1084,7 +1084,8 @@ def answers(db: sqlite3.Connection, rows: list[Row]) -> list[Row]:
     requests exist but none went to it (another member answering a request they never got,
     docs/protocol.md §5: any member could copy a request_id from a commit's clear trailer and
     "approve" a plan someone else was asked to); None when this clone knows no such request
-    (it may have been sent from another clone)."""
+    (a sync fetches the responder's mailbox from the member first when it has no copy of it:
+    :func:`unknown_requests`)."""
     from gitmail.core.msgtypes import RESPONSE_OF
 
     asking = [r for r in rows if r.inbox and r.status == "good" and r.request_id and r.type in RESPONSE_OF]
@@ -1094,6 +1095,24 @@ def answers(db: sqlite3.Connection, rows: list[Row]) -> list[Row]:
             (RESPONSE_OF[r.type], r.request_id))]
         r.answers_request = None if not sent else any(r.sender in to for to in sent)
     return rows
+
+
+def unknown_requests(db: sqlite3.Connection, since: int) -> set[str]:
+    """The senders of the verified responses in the inbox indexed after rowid ``since`` whose
+    request this clone knows nothing of (no sent request of the matching type with that
+    ``request_id``: :func:`answers` would say None): the member may have sent it from another
+    clone, and its copy is on the org repo's ``mail/<sender>/<member>``."""
+    from gitmail.core.msgtypes import RESPONSE_OF
+
+    out = set()
+    for sender, type_, rid in db.execute(
+            "SELECT sender, type, request_id FROM msg WHERE rowid > ? AND +inbox=1 AND +status='good' "
+            "AND request_id IS NOT NULL", (since,)):
+        if type_ in RESPONSE_OF and db.execute(
+                "SELECT 1 FROM msg WHERE sent=1 AND type=? AND request_id=? LIMIT 1",
+                (RESPONSE_OF[type_], rid)).fetchone() is None:
+            out.add(str(sender))
+    return out
 
 
 def max_rowid(db: sqlite3.Connection) -> int:

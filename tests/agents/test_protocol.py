@@ -219,3 +219,24 @@ def test_a_cache_of_schema_9_gains_the_request_index_in_place(tmp_path) -> None:
         "EXPLAIN QUERY PLAN SELECT recipients FROM msg WHERE sent=1 AND status='good' AND type=? AND request_id=?",
         ("question", "r")))
     assert "msg_request" in plan, plan
+
+
+def test_a_response_to_a_request_sent_from_another_clone_is_related_to_it(org: Org) -> None:
+    """alex asks max from one clone and reads the answer in another (a laptop and an agent's
+    worktree). The second clone held no copy of the request (a member fetches only their own
+    inbox), so answers_request was null there. Its sync now fetches exactly the mailbox the
+    request went to and relates the answer: true; bob's forged "approval" stays false."""
+    from tests.conftest import run
+
+    second = org.root / "alex-2"
+    assert run("init", "--name", "alex", "--org", org.url, "--repo", str(second)).code == 0
+    plan, _ = _copied_request(org)
+    org.ok("max", "sync")
+    org.ok("max", "respond", plan["short_id"], "--approve")
+    assert forge_response(org, "bob", ["alex"], "approved", plan["request_id"])[0] == 0
+    assert run("sync", "--repo", str(second)).code == 0
+    rows = json.loads(run("list", "--json", "--repo", str(second)).out)["messages"]
+    got = {m["from"]: m["answers_request"] for m in rows if m["type"] == "plan_approval_response"}
+    assert got == {"max": True, "bob": False}, rows
+    sent = json.loads(run("list", "--sent", "--json", "--repo", str(second)).out)["messages"]
+    assert [m["subject"] for m in sent] == ["my plan"] and sent[0]["verified"] is True
