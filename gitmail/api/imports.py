@@ -41,16 +41,33 @@ from gitmail.errors import GitmailError, UsageError
 
 
 def _tip(s: Session, path: str) -> Optional[str]:
-    """The member's local tip of mailbox ``path``: the outbox when it holds unsent mail, else
-    the last fetched state (the org's ref itself in a clone without a remote)."""
+    """The member's tip of mailbox ``path``: the outbox when it holds unsent mail, else the last
+    fetched state (the org's ref itself in a clone without a remote). A clone that has neither
+    a copy of the pair nor delivered to it (a second clone of the member, another member's
+    pair never written to from here) fetches it first, and with packing on reads the
+    recipient's packed entry when the org repo has no ref for it (docs/protocol.md §3): the
+    imported messages already there are found, not imported again (§5, "Importing the same
+    archive twice therefore adds nothing")."""
     from gitmail.core import refs
 
     r = s.repo
     tip = r.ref_target(refs.outbox(path) if r.remote else refs.head(path))
     if tip is None and r.remote:
-        from gitmail.core.sync import known_tip
+        from gitmail.core.sync import fetch, known_tip
 
         tip = known_tip(r, path)
+        if tip is None:
+            from gitmail.errors import GitError
+
+            try:
+                fetch(r, [refs.exact_pattern(path)])
+                tip = known_tip(r, path)
+                if tip is None and s.directory.policy.packing:
+                    from gitmail.api.packing import packed_tip_of
+
+                    tip = packed_tip_of(s)(path)
+            except GitError:
+                pass  # offline: imported as before; delivery re-parents onto the pair's tip later
     return tip
 
 
@@ -203,6 +220,12 @@ def import_archive(
     if rcpt == BROADCAST or rcpt.startswith(GROUP_PREFIX):
         raise UsageError("an import goes to one member's mailbox: name one member with --to")
     mailbox_path = refs.mail_path(rcpt, s.me)
+    from gitmail.core import private
+
+    # The policy's answer once, for every entry: --plain under encryption=required (or --encrypt
+    # with a reader without a key) is an error of the command (exit 2), as for send, not a
+    # skipped entry each while the import "succeeds" with nothing imported.
+    private.decide(s.directory, s.me, [rcpt], encrypt)
     try:  # the archive first: one that is not there is refused before anything is recorded
         entries = RAW_READERS[source](path)
         head = list(itertools.islice(entries, PARALLEL_MIN))  # raises UsageError: not such an archive

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from datetime import datetime, timezone
-from typing import Any, Literal, Optional, get_args
+from typing import Any, ClassVar, Literal, Optional, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -571,6 +571,9 @@ class Imported(_Payload):
     original_type: Optional[str] = Field(default=None, max_length=IMPORT_TEXT_LIMIT)
     trace_id: Optional[str] = Field(default=None, max_length=IMPORT_TEXT_LIMIT)
     task_id: Optional[str] = Field(default=None, max_length=IMPORT_TEXT_LIMIT)
+    # Keys written only when known (docs/protocol.md §5: "absent when unknown"); a reader also
+    # takes null, which gitmail wrote for them before 2026-12-01.
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("original_type", "trace_id", "task_id")
 
     @field_validator("sender", "message_id", "original_type", "trace_id", "task_id")
     @classmethod
@@ -640,11 +643,15 @@ def validate_payload(type_: str, payload: Optional[dict[str, Any]]) -> Optional[
     if model is None:
         return payload
     try:
-        return model.model_validate(payload or {}).model_dump(mode="json")
+        out = model.model_validate(payload or {}).model_dump(mode="json")
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "payload"
         raise UsageError(f"payload for {type_}: {loc}: {err['msg']}") from None
+    for k in getattr(model, "OMIT_WHEN_NONE", ()):
+        if out.get(k) is None:
+            out.pop(k, None)
+    return out
 
 
 # -- directory ----------------------------------------------------------------

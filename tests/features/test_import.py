@@ -488,3 +488,64 @@ def test_parts_nested_past_the_depth_read_are_named_not_dropped(org: Org, tmp_pa
     assert len(r["added"]) == 1, r
     [m] = [m for m in _imported(org, "max") if m["subject"] == "deep"]
     assert "[not imported: parts nested deeper than 100 levels]" in m["body"], m["body"][:300]
+
+
+def _two(tmp_path: Path) -> Path:
+    box = tmp_path / "a.mbox"
+    box.write_text("From a@b Mon Jun  1 10:00:00 2020\nSubject: one\nMessage-ID: <m1@ex>\n\nfirst\n\n"
+                   "From a@b Mon Jun  1 11:00:00 2020\nSubject: two\nMessage-ID: <m2@ex>\n\nsecond\n")
+    return box
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_an_archive_imported_from_another_clone_is_not_imported_again(net: NetOrg, tmp_path: Path,  # noqa: F811
+                                                                      packing: bool) -> None:
+    """alex imports an archive into their own mailbox and into max's, then (packing on) packs
+    their inbox; a second clone of alex imports the same archive. It held no copy of max's
+    pair (never written from there) and read its own packed pair from the packed entry, while
+    import looked only at refs it had: both were imported a second time, the guard taking
+    them. Now the second clone fetches the pair, or reads the packed entry: already imported."""
+    from tests.conftest import run
+
+    box = _two(tmp_path)
+    if packing:
+        net.ok("max", "org", "packing=true")
+        net.ok("alex", "sync")
+    for to in ("alex", "max"):
+        assert len(_import(net, "alex", "--mbox", str(box), "--to", to, "--plain")["added"]) == 2
+    net.ok("alex", "sync")
+    if packing:
+        assert "alex" in json.loads(net.ok("alex", "pack", "--json").out)["packed"]
+    second = tmp_path / "alex-2"
+    assert run("init", "--name", "alex", "--org", net.url, "--repo", str(second)).code == 0
+    net.clones["alex-2"] = second
+    net.ok("alex-2", "sync")
+    for to in ("alex", "max"):
+        again = _import(net, "alex-2", "--mbox", str(box), "--to", to, "--plain")
+        assert again["added"] == [] and again["already"] == 2, (to, again)
+    net.ok("max", "sync")
+    assert len(_ids(net, "max")) == 2
+
+
+def test_plain_under_required_encryption_is_an_error_not_an_empty_success(org: Org, tmp_path: Path) -> None:
+    """send --plain under encryption=required exits 2; import --plain said 'Imported 0 messages
+    (2 skipped)' and exited 0, each entry skipped for the same reason. Now one line, exit 2,
+    nothing written."""
+    org.ok("max", "org", "encryption=required")
+    before = git("for-each-ref", cwd=org.clones["max"]).stdout
+    r = org.as_("max", "import", "--mbox", str(_two(tmp_path)), "--plain")
+    assert r.code == 2 and r.err == "gitmail: the org requires encryption: --plain is not allowed\n", r
+    assert git("for-each-ref", cwd=org.clones["max"]).stdout == before
+    assert len(_import(org, "max", "--mbox", str(_two(tmp_path)))["added"]) == 2  # encrypted: fine
+
+
+def test_unknown_original_fields_are_absent_not_null(org: Org, tmp_path: Path) -> None:
+    """docs/protocol.md §5: original_type, trace_id and task_id are absent when unknown; the
+    writer stored them as null (the pydantic dump put them back)."""
+    _import(org, "max", "--mbox", str(_two(tmp_path)), "--plain")
+    blob = git("show", "refs/gitmail/outbox/gitmail/mail/max/max:message.json", cwd=org.clones["max"],
+               check=False)
+    if blob.returncode != 0:
+        blob = git("show", "refs/heads/gitmail/mail/max/max:message.json", cwd=org.url)
+    payload = json.loads(blob.stdout)["payload"]
+    assert payload["source"] == "mbox" and not {"original_type", "trace_id", "task_id"} & set(payload), payload
