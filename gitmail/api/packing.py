@@ -142,9 +142,50 @@ def _delete(s: Session, ready: dict[str, str], report: PackReport) -> None:
                 if repo.ref_target(track) == tip:
                     repo.delete_ref(track)
         elif h in res.refused:
-            raise PushRejectedError(f"the org repo refused the deletion of {h}: {res.refused[h]}")
+            _remember_refusal(s, res.refused[h])
+            raise PushRejectedError(
+                f"the org repo refused the deletion of {h} ({res.refused[h]}): it refuses ref deletions "
+                "(receive.denyDeletes, or a forge rule restricting deletions of gitmail/**), so packing cannot "
+                "work there; nothing is lost (the packed commit records the pair at its tip). Leave packing "
+                "off there, or let members delete their own inbox refs (docs/hosting.md, \"Packing\")")
         else:
             report.kept.append(sender)
+    _remember_refusal(s, None)
+
+
+REFUSED_FILE = "pack-refused.json"  # when the org repo last refused a packing deletion, and why
+REFUSED_QUIET = 86400  # seconds a sync does not try packing again after such a refusal
+
+
+def _remember_refusal(s: Session, why: Optional[str]) -> None:
+    """Record (``why``) or clear (None) that the org repo refused the deletions packing needs
+    (``.git/gitmail/pack-refused.json``): :func:`pack_on_sync` then leaves packing alone for
+    :data:`REFUSED_QUIET` seconds instead of failing, and warning, on every sync of a host that
+    protects its refs from deletion. ``gitmail pack`` always tries."""
+    import json
+    import time
+
+    from gitmail.core.files import write_atomic
+
+    path = s.repo.data_dir / REFUSED_FILE
+    try:
+        if why is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomic(path, json.dumps({"when": int(time.time()), "why": why[:500]}))
+    except OSError:
+        pass
+
+
+def _refused_lately(s: Session) -> bool:
+    import json
+    import time
+
+    try:
+        when = json.loads((s.repo.data_dir / REFUSED_FILE).read_text("utf-8"))["when"]
+        return isinstance(when, int) and 0 <= time.time() - when < REFUSED_QUIET
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 class PackedTips:
@@ -246,7 +287,8 @@ def pack_after(s: Session) -> int:
 
 def pack_on_sync(s: Session) -> Optional[PackReport]:
     """The packing a ``gitmail sync`` does after verifying: when the org's policy has packing on
-    and the member has at least :func:`pack_after` inbox refs on the server; None otherwise."""
+    and the member has at least :func:`pack_after` inbox refs on the server, and the org repo did
+    not refuse a packing deletion in the last :data:`REFUSED_QUIET` seconds; None otherwise."""
     from gitmail import git
 
     if s.repo.remote is None:
@@ -256,6 +298,6 @@ def pack_on_sync(s: Session) -> Optional[PackReport]:
         return None
     # Counted first: the common sync (few inbox refs) loads neither the directory nor pygit2.
     held = git.for_each_ref(s.repo.path, [_inbox_pattern(refs.tracking("", s.repo.remote), s.me)])
-    if len(held) < after or not s.directory.policy.packing:
+    if len(held) < after or not s.directory.policy.packing or _refused_lately(s):
         return None
     return pack_session(s)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import git
 from tests.sync import forge
 from tests.sync.conftest import NetOrg
@@ -49,3 +51,25 @@ def test_without_the_guard_clients_still_flag_forgeries(unguarded: NetOrg, tmp_p
     o.ok("alex", "sync")
     rows = json.loads(o.ok("alex", "list", "--json").out)["messages"]
     assert [(r["verified"], r["status"]) for r in rows] == [(False, "unknown-sender")]
+
+
+def test_packing_on_a_host_that_refuses_deletions_says_so_once(unguarded: NetOrg,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/hosting.md's settings and packing: `gitmail pack` failed with git's 'denying ref
+    deletion' and every later sync warned 'inbox not packed' for ever. Now pack says why in one
+    line (exit 10), nothing is lost, and syncs leave packing alone for a day."""
+    o = unguarded
+    _protect(o)
+    o.ok("max", "org", "packing=true")
+    o.ok("max", "send", "alex", "m1")
+    o.ok("alex", "sync")
+    r = o.as_("alex", "pack")
+    assert r.code == 10 and "it refuses ref deletions (receive.denyDeletes" in r.err and r.err.count("\n") == 1, r
+    heads = git("for-each-ref", "--format=%(refname)", "refs/heads/gitmail/", cwd=o.bare).stdout.split()
+    assert "refs/heads/gitmail/mail/alex/max" in heads and "refs/heads/gitmail/packed/alex" in heads
+    monkeypatch.setenv("GITMAIL_PACK_AFTER", "1")
+    o.ok("max", "send", "alex", "m2")
+    s = o.as_("alex", "sync")
+    assert s.code == 0 and "not packed" not in s.err, s
+    assert sorted(m["subject"] for m in json.loads(o.ok("alex", "list", "--json").out)["messages"]) == ["m1", "m2"]
+    assert json.loads(o.ok("alex", "verify", "--all", "--json").out)["ok"]
