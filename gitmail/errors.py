@@ -138,10 +138,12 @@ class GitError(GitmailError):
         self.stdout = stdout
         self.stderr = stderr
         last = stderr.decode("utf-8", "replace").strip().splitlines()
-        # git often ends with a generic line ("unpack-objects failed"); a line naming a
-        # full or read-only disk says more.
+        # git often ends with a generic line ("unpack-objects failed", "expected flush after
+        # ref listing"); a line naming a full or read-only disk, or one of git's own "BUG:"
+        # lines (a setting git cannot work with, e.g. http.postBuffer under 64 KiB), says more.
         disk = [ln for ln in last if any(w in ln.lower() for w in _GIT_DISK_WORDS)]
-        detail = disk[-1] if disk else last[-1] if last else f"exit code {returncode}"
+        bug = [ln for ln in last if ln.startswith("BUG: ")]
+        detail = disk[-1] if disk else bug[0] if bug else last[-1] if last else f"exit code {returncode}"
         super().__init__(f"git {' '.join(cmd[1:3])} failed: {detail}")
 
 

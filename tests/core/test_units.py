@@ -177,3 +177,17 @@ def test_date_form_is_the_strftime_form(d: datetime) -> None:
     from gitmail.core.model import format_date
 
     assert format_date(d) == d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_a_git_error_names_git_s_own_bug_line_over_its_generic_last_line() -> None:
+    """git 2.39 with http.postBuffer=1024 over protocol v2 says "BUG: remote-curl.c:1495: The
+    entire rpc->buf should be larger than LARGE_PACKET_MAX", then ends with "fatal: expected
+    flush after ref listing": the one line gitmail showed pointed nowhere (helper's run)."""
+    from gitmail.errors import GitError
+
+    stderr = (b"BUG: remote-curl.c:1495: The entire rpc->buf should be larger than LARGE_PACKET_MAX\n"
+              b"error: git-remote-http died of signal 6\nfatal: expected flush after ref listing\n")
+    e = GitError(["git", "fetch", "--quiet"], 128, b"", stderr)
+    assert e.message == ("git fetch --quiet failed: BUG: remote-curl.c:1495: The entire rpc->buf should be "
+                         "larger than LARGE_PACKET_MAX")
+    assert GitError(["git", "fetch"], 1, b"", b"fatal: no\n").message == "git fetch failed: fatal: no"
