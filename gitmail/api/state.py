@@ -94,6 +94,15 @@ def _round(s: Session, push: bool) -> StateResult:
     if not member.encryption_key:
         raise KeyError_(f"{s.me} has published no encryption key: the shared state is sealed to it "
                         "(gitmail key rotate publishes one)")
+    # A clone whose key was rotated on another machine: said as send says it (exit 5), not as
+    # "encrypted for alex; you are not a recipient" once the state is sealed to the new key.
+    # (Other key problems are the round's own to meet, or not: a pull needs no signing key.)
+    try:
+        s.signer  # noqa: B018
+    except KeyError_ as e:
+        if "is a retired key of" in e.message:
+            raise KeyError_(f"{e.message} (rotated on another machine): the shared state is sealed to the new "
+                            "key; copy it to this machine") from None
     path = refs.state_path(s.me)
     track = refs.tracking(path, s.repo.remote)
     for _attempt in range(MAX_RETRIES):

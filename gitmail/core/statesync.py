@@ -185,6 +185,11 @@ def decode(cipher: bytes, member: str, identities: Sequence[object]) -> Log:
         raise StateError(f"the shared read state is not usable: over {MAX_BYTES} bytes")
     try:
         data = crypto.open_(cipher, identities, [member])
+    except crypto.NotARecipientError:
+        # Sealed to the member alone, so to a key of theirs this machine does not hold: rotated
+        # on another machine (a key of someone else's is the guard's and the signature's case).
+        raise StateError(f"the shared read state is sealed to a key of {member}'s this machine does not hold "
+                         "(rotated on another machine? 'gitmail sync' then says so; copy the new key here)") from None
     except GitmailError as e:
         raise StateError(f"the shared read state cannot be decrypted: {e.message}") from None
     return parse(data, member)

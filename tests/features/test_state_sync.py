@@ -401,3 +401,61 @@ def test_record_then_apply_gives_back_the_local_flags(positions: list[tuple[str,
 
 
 _ID = [c * 64 for c in "0123456789"]
+
+
+def test_a_clone_whose_key_was_rotated_elsewhere_is_told_so(net: NetOrg, tmp_path: Path) -> None:
+    """alex rotates the key on one machine and pushes the shared state, sealed to the new key.
+    The other machine's pull said "encrypted for alex; you are not a recipient", as if alex
+    were a stranger; it says what send says: a retired key (exit 5)."""
+    from tests.conftest import run
+
+    other = tmp_path / "alex-other"
+    home = tmp_path / "other-home"
+    import os
+    import shutil
+
+    shutil.copytree(os.environ["GITMAIL_HOME"], home)  # the other machine's copy of the old key
+    env_home = os.environ["GITMAIL_HOME"]
+    os.environ["GITMAIL_HOME"] = str(home)
+    try:
+        assert run("init", "--name", "alex", "--org", net.url, "--repo", str(other)).code == 0
+    finally:
+        os.environ["GITMAIL_HOME"] = env_home
+    net.ok("max", "send", "alex", "hello")
+    net.ok("alex", "sync")
+    [row] = json.loads(net.ok("alex", "list", "--json").out)["messages"]
+    net.ok("alex", "archive", row["short_id"])
+    net.ok("alex", "key", "rotate")
+    net.ok("alex", "state", "push")
+    os.environ["GITMAIL_HOME"] = str(home)
+    try:
+        run("sync", "--repo", str(other))
+        after = run("state", "pull", "--repo", str(other))
+    finally:
+        os.environ["GITMAIL_HOME"] = env_home
+    assert after.code == 5 and "is a retired key of alex (rotated on another machine)" in after.err, after
+    assert after.err.count("\n") == 1
+
+
+def test_a_state_sealed_to_a_key_this_machine_lacks_says_so() -> None:
+    """The state blob itself, sealed to a key of the member's that this machine does not hold."""
+    import pytest
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gitmail.core import crypto
+    from gitmail.errors import StateError
+
+    def key() -> tuple[str, object]:
+        k = Ed25519PrivateKey.generate()
+        line = k.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+        import pyrage
+
+        return line, pyrage.ssh.Identity.from_buffer(k.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+
+    (new_line, _), (_, old_identity) = key(), key()
+    cipher = statesync.encode({}, "alex", new_line)
+    with pytest.raises(StateError, match="sealed to a key of alex's this machine does not hold"):
+        statesync.decode(cipher, "alex", [old_identity])
+    assert crypto.header_problem(cipher, 1) is None
