@@ -244,19 +244,19 @@ def _genuine(s: Session, c: Any, path: str) -> bool:
 def _fetch_asking_mailboxes(s: Session, since: int) -> None:
     """A response arrived (rows after ``since``) to a request this clone knows nothing of: the
     member may have sent it from another clone (docs/protocol.md §5: ``answers_request`` null).
-    Fetch exactly the mailbox that request went to, ``mail/<responder>/<member>``, when this
-    clone has no copy of it (docs/protocol.md §3: "where a sent copy must be re-read, fetch
-    exactly that ref"), and index it as sent mail, verified as any; the response is then
-    related to it. A failed fetch leaves it null, as before."""
+    Fetch exactly the mailbox that request went to, ``mail/<responder>/<member>`` (docs/protocol.md
+    §3: "where a sent copy must be re-read, fetch exactly that ref"; a copy fetched before may
+    be stale, since later syncs fetch only what this clone delivered to), and index it as sent
+    mail, verified as any; the response is then related to it. Only for responses that just
+    arrived, so once each. A failed fetch leaves it null, as before."""
     from gitmail.core import sync as syncmod
 
     asking = [refs.mail_path(r, s.me) for r in sorted(cache.unknown_requests(s.db, since))
               if r in s.directory.members and r != s.me]
-    missing = [p for p in asking if s.repo.ref_target(refs.tracking(p, s.repo.remote or "")) is None]
-    if not missing or s.repo.remote is None:
+    if not asking or s.repo.remote is None:
         return
     try:
-        syncmod.fetch(s.repo, [refs.exact_pattern(p) for p in missing])
+        syncmod.fetch(s.repo, [refs.exact_pattern(p) for p in asking])
     except GitmailError:
         return
     s.refresh()

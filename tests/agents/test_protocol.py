@@ -240,3 +240,10 @@ def test_a_response_to_a_request_sent_from_another_clone_is_related_to_it(org: O
     assert got == {"max": True, "bob": False}, rows
     sent = json.loads(run("list", "--sent", "--json", "--repo", str(second)).out)["messages"]
     assert [m["subject"] for m in sent] == ["my plan"] and sent[0]["verified"] is True
+    # Again: the copy the second clone fetched is stale now; the next answer fetches it again.
+    q = _send(org, "alex", "max", "which db?", "--type", "question", "--payload", '{"question": "?"}')
+    org.ok("max", "sync")
+    org.ok("max", "respond", q["short_id"], "--answer", "SQLite")
+    assert run("sync", "--repo", str(second)).code == 0
+    rows = json.loads(run("list", "--json", "--repo", str(second)).out)["messages"]
+    assert [m["answers_request"] for m in rows if m["type"] == "answer"] == [True], rows
