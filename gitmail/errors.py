@@ -106,6 +106,10 @@ class KeyError_(GitmailError):
     exit_code = 5
 
 
+class RetiredKeyError(KeyError_):
+    """This clone's key is a retired key of its member (rotated, perhaps on another machine)."""
+
+
 class DirectoryError(GitmailError):
     """A directory change that the rules forbid (e.g. replacing another member's key)."""
 

@@ -241,6 +241,7 @@ def _genuine(s: Session, c: Any, path: str) -> bool:
     rcpt, sender = refs.split_mail_path(path)
     return sender == s.me and check_message(s.repo.pg, c, rcpt, sender, s.directory)[1].good
 
+
 def _fetch_asking_mailboxes(s: Session, since: int) -> None:
     """A response arrived (rows after ``since``) to a request this clone knows nothing of: the
     member may have sent it from another clone (docs/protocol.md §5: ``answers_request`` null).

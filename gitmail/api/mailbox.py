@@ -407,15 +407,19 @@ def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> Trace:
     s = session(repo, as_)
     s.refresh()
     key = id.strip()
-    hexid = re.fullmatch(r"[0-9a-fA-F]{4,64}", key) is not None
-    if hexid and cache.rows_by_prefix(s.db, key.lower()):
-        row = resolve_id(s, key)  # AmbiguousIdError when the prefix names several
-        root = row.thread or row.id
-        return Trace(row.trace_id, root, cache.trace_rows(s.db, row.trace_id, root))
+    missing: Optional[MessageNotFoundError] = None
+    if re.fullmatch(r"[0-9a-fA-F]{4,64}", key):
+        try:
+            row = resolve_id(s, key)  # AmbiguousIdError when the prefix names several
+        except MessageNotFoundError as e:
+            missing = e
+        else:
+            root = row.thread or row.id
+            return Trace(row.trace_id, root, cache.trace_rows(s.db, row.trace_id, root))
     if trace_id_problem(key) is None and cache.has_trace(s.db, key):
         return Trace(key, None, cache.trace_rows(s.db, key))
-    if hexid:
-        resolve_id(s, key)  # says no such message
+    if missing is not None:
+        raise missing
     if trace_id_problem(key) is not None:
         raise UsageError(f"{id!r} is neither a trace id nor a message id")
     raise MessageNotFoundError(f"no message with trace id {id!r} in {s.me}'s mailbox")

@@ -99,7 +99,9 @@ class Session:
             if s.public_key not in self.member.all_keys():
                 raise KeyError_(f"key {s.source} is not {self.me}'s key in the directory")
             if s.public_key != self.member.signing_key:
-                raise KeyError_(f"key {s.source} is a retired key of {self.me}")
+                from gitmail.errors import RetiredKeyError
+
+                raise RetiredKeyError(f"key {s.source} is a retired key of {self.me}")
             self._signer = s
         return self._signer
 

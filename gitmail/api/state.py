@@ -18,7 +18,7 @@ import secrets
 from typing import TYPE_CHECKING, Optional
 
 from gitmail.core import refs
-from gitmail.errors import GitError, KeyError_, PushRejectedError, UsageError
+from gitmail.errors import GitError, KeyError_, PushRejectedError, RetiredKeyError, UsageError
 
 if TYPE_CHECKING:
     from gitmail.core.model import State
@@ -99,10 +99,11 @@ def _round(s: Session, push: bool) -> StateResult:
     # (Other key problems are the round's own to meet, or not: a pull needs no signing key.)
     try:
         s.signer  # noqa: B018
-    except KeyError_ as e:
-        if "is a retired key of" in e.message:
-            raise KeyError_(f"{e.message} (rotated on another machine): the shared state is sealed to the new "
-                            "key; copy it to this machine") from None
+    except RetiredKeyError as e:
+        raise RetiredKeyError(f"{e.message} (rotated on another machine): the shared state is sealed to the new "
+                              "key; copy it to this machine") from None
+    except KeyError_:
+        pass
     path = refs.state_path(s.me)
     track = refs.tracking(path, s.repo.remote)
     for _attempt in range(MAX_RETRIES):

@@ -166,8 +166,6 @@ def bounds_problems(sizes: Sequence[tuple[str, int]], bounds: Bounds, sealed_to:
     return out
 
 
-
-
 _READ_BOUNDS: dict[str, Bounds] = {}
 
 

@@ -1101,18 +1101,13 @@ def unknown_requests(db: sqlite3.Connection, since: int) -> set[str]:
     """The senders of the verified responses in the inbox indexed after rowid ``since`` whose
     request this clone knows nothing of (no sent request of the matching type with that
     ``request_id``: :func:`answers` would say None): the member may have sent it from another
-    clone, and its copy is on the org repo's ``mail/<sender>/<member>``."""
+    clone, and its copy is on the org repo's ``mail/<sender>/<member>``. The rows :func:`answers`
+    leaves at None, by that function itself."""
     from gitmail.core.msgtypes import RESPONSE_OF
 
-    out = set()
-    for sender, type_, rid in db.execute(
-            "SELECT sender, type, request_id FROM msg WHERE rowid > ? AND +inbox=1 AND +status='good' "
-            "AND request_id IS NOT NULL", (since,)):
-        if type_ in RESPONSE_OF and db.execute(
-                "SELECT 1 FROM msg WHERE sent=1 AND type=? AND request_id=? LIMIT 1",
-                (RESPONSE_OF[type_], rid)).fetchone() is None:
-            out.add(str(sender))
-    return out
+    rows = [Row.of(r) for r in db.execute(
+        "SELECT * FROM msg WHERE rowid > ? AND +inbox=1 AND +status='good' AND request_id IS NOT NULL", (since,))]
+    return {r.sender for r in answers(db, rows) if r.type in RESPONSE_OF and r.answers_request is None}
 
 
 def max_rowid(db: sqlite3.Connection) -> int:

@@ -165,7 +165,7 @@ STANZA_MAX = 192  # bytes one recipient stanza takes at most (an ssh-ed25519 one
 
 def header_problem(cipher: bytes, readers: int) -> Optional[str]:
     """Why the age header of ``cipher`` is not one ``readers`` readers need, or None
-    (docs/protocol.md §9, "What a reader accepts"): the version line
+    (docs/protocol.md §9, "Verification before decryption"): the version line
     ``age-encryption.org/v1``, at most ``readers + 1`` recipient stanzas (one per reader;
     age implementations add one "grease" stanza of a made-up type), and the header,
     through its ``---`` line, within ``HEADER_FIXED + STANZA_MAX * (readers + 1)`` bytes.

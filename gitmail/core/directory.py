@@ -516,8 +516,7 @@ class Ledger:
 
     def directory(self) -> Directory:
         """The directory at ``tip`` (its own dicts: callers may change them)."""
-        d = Directory(self.tip, dict(self.members), dict(self.groups), self.policy,
-                      max(self.body_read, self.policy.body_limit))
+        d = Directory(self.tip, dict(self.members), dict(self.groups), self.policy, self.body_read)
         d._ledger = self
         return d
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
 if TYPE_CHECKING:
     import pygit2
@@ -196,7 +196,7 @@ def author_name(s: str) -> str:
 def ident(name: str, email: str, when: int) -> str:
     """An author or committer value as git writes it, ``Name <email> <seconds> +0000``, with
     ``name`` and ``email`` exactly as given (the caller has removed ``<``, ``>`` and line
-    breaks: :func:`gitmail.core.store.author_name`). Not through ``pygit2.Signature``:
+    breaks: :func:`author_name`). Not through ``pygit2.Signature``:
     libgit2 trims ``' " , : ; \\``, white space and control characters from both ends, so a
     display name ``'Bob'`` or an email ending in ``;`` was written as other than the directory
     entry readers compare it with, and every message of that member was refused."""

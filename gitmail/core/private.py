@@ -114,9 +114,9 @@ def check_ciphertext(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Mess
 def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
                  identities: Sequence[object], body_limit: int) -> tuple[Message, list[SealedAttachment]]:
     """Decrypt ``msg``: a copy with subject, summary, body and payload restored, and the
-    sealed attachment entries (names, types, plaintext hashes). ``body_limit``: the org
-    policy's, in bytes, as for a clear message (docs/protocol.md §9: the sealed fields follow
-    the rules of clear ones).
+    sealed attachment entries (names, types, plaintext hashes). ``body_limit``: in bytes,
+    the reader's, as for a clear message (``Directory.read_body_limit``; docs/protocol.md §9:
+    the sealed fields follow the rules of clear ones).
 
     Raises :class:`crypto.NotARecipientError`, :class:`crypto.DecryptionError`
     (damaged; not canonical JSON within §4's bounds; longer than the envelope's ``size``),

@@ -704,6 +704,21 @@ def diverged(repo: "Repo", path: str) -> Optional[str]:
             f"restores the ref, e.g. to {verified[:10]}")
 
 
+def _hold_diverged(repo: "Repo", paths: list[str], pending: dict[str, str],
+                   why: dict[str, tuple[str, str]]) -> list[str]:
+    """Take out of ``pending`` each of ``paths`` whose mailbox :func:`diverged`, recording why its
+    queue stays; the others of ``paths``, in order."""
+    out = []
+    for p in paths:
+        replaced = diverged(repo, p)
+        if replaced is None:
+            out.append(p)
+        else:
+            why[p] = (FAILED, replaced)
+            pending.pop(p, None)
+    return out
+
+
 def _root(repo: "Repo", tip: str, stop: Optional[str]) -> Optional[str]:
     """The root commit of ``tip``'s first-parent line; None when the line meets ``stop`` (it
     continues that history) or is cut by a commit too large to read (not known)."""
@@ -739,11 +754,7 @@ def _deliver(
         return out
     tried = set(pending)
     why: dict[str, tuple[str, str]] = {}  # path -> why its (remaining) queue did not go
-    for p in list(pending):
-        replaced = diverged(repo, p)
-        if replaced is not None:
-            why[p] = (FAILED, replaced)
-            del pending[p]
+    _hold_diverged(repo, list(pending), pending, why)
     held: dict[str, dict[str, str]] = {}  # path -> Message-ID -> LFS reason
     single: set[str] = set()  # paths pushed one message at a time after a refusal
     split = False  # one push per mailbox after a refusal
@@ -865,12 +876,7 @@ def _deliver(
             for p in pending:
                 why[p] = (kind, e.message if kind == UNREACHABLE else push_failure(repo, e))
             break
-        for p in behind:
-            replaced = diverged(repo, p)  # the mailbox moved to another line since this round began
-            if replaced is not None:
-                why[p] = (FAILED, replaced)
-                pending.pop(p, None)
-        behind = [p for p in behind if p in pending]
+        behind = _hold_diverged(repo, behind, pending, why)  # moved to another line since the round began
         with repo.lock():
             for p in behind:
                 before = {i for _, i in queued_chain(repo, p)} if repo.ref_target(refs.outbox(p)) else set()
