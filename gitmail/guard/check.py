@@ -128,6 +128,16 @@ def check_push(pg: "pygit2.Repository", updates: list[Update], cache: Optional[d
     directory, derr = _directory_after(pg, next((u for u in shared if u.ref == dir_ref), None), cache)
     errors += derr
     after = _After(pg, shared)
+    try:
+        _check_refs(pg, shared, directory, after, dir_ref, errors)
+    finally:
+        after.requests.close()
+    return errors
+
+
+def _check_refs(pg: "pygit2.Repository", shared: list[Update], directory: "Directory", after: "_After",
+                dir_ref: str, errors: list[str]) -> None:
+    """Append to ``errors`` every reason to refuse an update of ``shared`` but the directory's."""
     for u in shared:
         if u.ref == dir_ref:
             continue
@@ -142,7 +152,6 @@ def check_push(pg: "pygit2.Repository", updates: list[Update], cache: Optional[d
                           f"{refs.head(refs.STATE_SHARED)}<member> and {refs.head(refs.PACKED)}<member>)")
             continue
         errors += check_mailbox(pg, u, directory, after)
-    return errors
 
 
 def _directory_after(pg: "pygit2.Repository", u: Optional[Update],
@@ -260,33 +269,27 @@ def unasked(pg: "pygit2.Repository", msg: "Message", responder: str, directory: 
     in clear in every request's commit, so without this any member could "approve" a plan
     they were never asked about; a reader only marks such a response (``answers_request``).
 
-    The walk reads each commit's raw object for the ``Type:`` and ``Request-Id:`` trailer
-    lines (docs/protocol.md §6; a good commit's trailers are its message's) and fully checks
-    only a commit that has both (:func:`gitmail.core.store.check_message`): about 8 µs a
-    commit of the asking mailbox, and only for responses."""
-    from gitmail.core.objects import first_parent_line
+    Candidates are the commits whose trailer paragraph names that request
+    (:mod:`gitmail.guard.requests`, an index kept in the org repo, so only what arrived
+    since the last push is read); each is checked in full
+    (:func:`gitmail.core.store.check_message`) before it counts."""
     from gitmail.core.store import check_message
 
     want = RESPONSE_OF[msg.type]
     rid = msg.request_id or ""
-    lines = (f"\nType: {want}\n".encode(), f"\nRequest-Id: {rid}\n".encode())
     asked = [x for x in dict.fromkeys(msg.to) if x != responder and x in directory.members]
     for x in asked:
-        tip = after.tip(refs.head(refs.mail_path(responder, x))) or after.packed_map(responder).get(x)
+        path = refs.mail_path(responder, x)
+        tip = after.tip(refs.head(path)) or after.packed_map(responder).get(x)
         if tip is None:
             continue
-        try:
-            for oid, _ in first_parent_line(pg, tip):
-                try:
-                    raw = pg.read(oid)[1]
-                except (KeyError, ValueError):
-                    break
-                if all(ln in raw for ln in lines):
-                    found, check = check_message(pg, oid, responder, x, directory)
-                    if check.good and found is not None and found.type == want and found.request_id == rid:
-                        return None
-        except KeyError:  # the line goes on below a missing object: nothing further to read
-            continue
+        for oid in after.requests.candidates(path, tip, want, rid):
+            try:
+                found, check = check_message(pg, oid, responder, x, directory)
+            except KeyError:
+                continue
+            if check.good and found is not None and found.type == want and found.request_id == rid:
+                return None
     return (f"a {msg.type} answers a {want} that one of its recipients sent to {responder}; "
             f"none with request_id {rid!r} is on mail/{responder}/<recipient> for "
             f"{', '.join(repr(x) for x in asked) or 'any recipient but the sender'}")
@@ -370,13 +373,30 @@ class _After:
         self.pg = pg
         self._new = {u.ref: u.new for u in updates}
         self._maps: dict[Optional[str], dict[str, str]] = {}  # packed tip -> map: a pack deletes many refs
+        from gitmail.guard.requests import Requests
+
+        self.requests = Requests(pg, self.before)
 
     def tip(self, ref: str) -> Optional[str]:
         return self._new[ref] if ref in self._new else _ref(self.pg, ref)
 
     def packed_map(self, member: str) -> dict[str, str]:
         """``member``'s packed map (sender -> packed tip) after this push ({} without a packed ref)."""
-        tip = self.tip(refs.head(refs.packed_path(member)))
+        return self._map_at(self.tip(refs.head(refs.packed_path(member))))
+
+    def before(self, path: str) -> Optional[str]:
+        """Mailbox ``path``'s tip on the server before this push: its ref, else its
+        recipient's packed entry (None: neither)."""
+        tip = _ref(self.pg, refs.head(path))
+        if tip is not None:
+            return tip
+        try:
+            rcpt, sender = refs.split_mail_path(path)
+        except Exception:
+            return None
+        return self._map_at(_ref(self.pg, refs.head(refs.packed_path(rcpt)))).get(sender)
+
+    def _map_at(self, tip: Optional[str]) -> dict[str, str]:
         if tip not in self._maps:
             from gitmail.core import packed
 
