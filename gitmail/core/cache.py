@@ -456,7 +456,7 @@ def _unindex_from(db: sqlite3.Connection, lo: Optional[int]) -> None:
     below ``lo``, so the next search indexes them again from their current text (None: nothing)."""
     mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
     if lo is not None and mark is not None and lo <= int(mark[0]):
-        db.execute("DELETE FROM fts WHERE id IN (SELECT id FROM msg WHERE rowid >= ?)", (lo,))
+        db.execute("DELETE FROM fts WHERE rowid >= ?", (lo,))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)", (str(lo - 1),))
 
 
@@ -919,8 +919,12 @@ def apply_state(db: sqlite3.Connection, st: Any, since: int = 0) -> None:
 #
 # An FTS5 table beside ``msg``, filled lazily: :func:`search_pending` lists the rows written
 # since the last indexing (by rowid), the caller supplies their text, :func:`search_add`
-# stores it. A rebuilt ``msg`` table gets new rowids, so everything is indexed again; stale
-# entries never show because a hit must join a current ``msg`` row with the same id.
+# stores it under the ``msg`` row's own rowid, and a hit is joined to exactly that row (and
+# its Message-ID): the text shown with a row is that row's. Joined by Message-ID alone, a
+# hostile copy filed under a genuine message's id lent its subject to the genuine row's
+# snippet. A rebuilt ``msg`` table gets new rowids, so everything is indexed again; the
+# entries of rows rewritten or dropped are dropped with them (:func:`_unindex_from`).
+# ``fts_keyed`` marks an index built this way (an older one is dropped and built again).
 
 _FTS_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5("
@@ -945,6 +949,12 @@ def search_started(db: sqlite3.Connection) -> bool:
 def search_pending(db: sqlite3.Connection) -> list[tuple[int, Row]]:
     """``(rowid, row)`` of the member's messages (inbox and sent) not yet in the search index,
     oldest first."""
+    if db.execute("SELECT 1 FROM meta WHERE key='fts_keyed'").fetchone() is None:
+        with _transaction(db):
+            db.execute("DROP TABLE IF EXISTS fts")
+            db.execute("DELETE FROM meta WHERE key='fts_rowid'")
+            db.execute(_FTS_DDL)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_keyed', '1')")
     db.execute(_FTS_DDL)
     mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
     since = int(mark[0]) if mark else 0
@@ -964,8 +974,8 @@ def search_add(db: sqlite3.Connection, entries: list[tuple[int, tuple[str, str, 
     with _transaction(db):
         mark = db.execute("SELECT value FROM meta WHERE key='fts_rowid'").fetchone()
         done = int(mark[0]) if mark else 0
-        db.executemany("INSERT INTO fts(id, subject, body, sender, files) VALUES (?,?,?,?,?)",
-                       [e for rid, e in entries if rid > done])
+        db.executemany("INSERT INTO fts(rowid, id, subject, body, sender, files) VALUES (?,?,?,?,?,?)",
+                       [(rid, *e) for rid, e in entries if rid > done])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('fts_rowid', ?)",
                    (str(max([done, *(rid for rid, _ in entries)])),))
 
@@ -1004,7 +1014,8 @@ def search_query(
     if len(picked) < limit and len(top) == k:
         rows = db.execute(
             "WITH h AS MATERIALIZED (SELECT rowid AS fid, id, bm25(fts) AS score FROM fts WHERE fts MATCH ?)"
-            " SELECT h.fid, h.score, m.rowid AS mid, m.id, m.inbox FROM h JOIN msg m ON m.id = h.id WHERE " + cond,
+            " SELECT h.fid, h.score, m.rowid AS mid, m.id, m.inbox FROM h JOIN msg m ON m.rowid = h.fid AND m.id = h.id"
+            " WHERE " + cond,
             (match, *args)).fetchall()
         picked = _pick(rows, limit)
     if not picked:
@@ -1026,7 +1037,7 @@ def _best_copies(db: sqlite3.Connection, ranked: list[tuple[int, float]], cond: 
         return []
     score = dict(ranked)
     rows = db.execute(
-        "SELECT f.rowid AS fid, m.rowid AS mid, m.id, m.inbox FROM fts f JOIN msg m ON m.id = f.id"
+        "SELECT f.rowid AS fid, m.rowid AS mid, m.id, m.inbox FROM fts f JOIN msg m ON m.rowid = f.rowid AND m.id = f.id"
         " WHERE f.rowid IN (%s) AND %s" % (",".join("?" * len(ranked)), cond), (*score, *args)).fetchall()
     return _pick([(r[0], score[r[0]], r[1], r[2], r[3]) for r in rows], limit)
 
@@ -1053,9 +1064,7 @@ def export_rows(db: sqlite3.Connection, *, include_all: bool, since: Optional[st
     if since:
         where.append("date>=?")
         args.append(since)
-    rows = db.execute(
-        f"SELECT * FROM msg WHERE {' AND '.join(where)} GROUP BY id ORDER BY date, rowid", args
-    ).fetchall()
+    rows = db.execute(*_once(" AND ".join(where), "date, rowid", args)).fetchall()
     return [Row.of(r) for r in rows]
 
 
@@ -1223,10 +1232,26 @@ def inbox_rows(db: sqlite3.Connection, *, archived: bool = False, include_archiv
     return _with_acks(db, [Row.of(r) for r in rows])
 
 
+# Which copy of a Message-ID a view shows when several of the member's rows carry it (a
+# message sits in several mailboxes; a hostile member can file a copy claiming its id):
+# a good one first (docs/protocol.md §7, "One message, shown once"), then the one
+# de-duplication shows, then an inbox copy, then the first indexed.
+BEST_COPY = "status != 'good', dup, inbox DESC, rowid"
+
+
+def _once(where: str, order: str, args: Sequence[Any] = (), limit: Optional[int] = None) -> tuple[str, list[Any]]:
+    """SQL (and its arguments) for the rows of ``msg`` matching ``where``, one per Message-ID
+    (its :data:`BEST_COPY`), ordered by ``order``."""
+    sql = (f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY {BEST_COPY}) AS n_copy"
+           f" FROM msg WHERE {where}) WHERE n_copy=1 ORDER BY {order}")
+    if limit is None:
+        return sql, list(args)
+    return sql + " LIMIT ?", [*args, limit]
+
+
 def sent_rows(db: sqlite3.Connection, limit: int) -> list[Row]:
     """Messages the member sent, newest first, once each."""
-    rows = db.execute("SELECT * FROM msg WHERE sent=1 GROUP BY id ORDER BY date DESC LIMIT ?", (limit,)).fetchall()
-    return [Row.of(r) for r in rows]
+    return [Row.of(r) for r in db.execute(*_once("sent=1", "date DESC", limit=limit))]
 
 
 def unread_rows(db: sqlite3.Connection) -> list[Row]:
@@ -1236,32 +1261,27 @@ def unread_rows(db: sqlite3.Connection) -> list[Row]:
 
 
 def rows_by_prefix(db: sqlite3.Connection, prefix: str) -> list[Row]:
-    """Rows of the member's view whose Message-ID starts with the hex ``prefix``; inbox copies first."""
+    """Rows of the member's view whose Message-ID starts with the hex ``prefix``, each id's
+    :data:`BEST_COPY` before its other copies."""
     rows = db.execute(
-        "SELECT * FROM msg WHERE id >= ? AND id < ? AND (inbox=1 OR sent=1) ORDER BY inbox DESC, dup",
+        f"SELECT * FROM msg WHERE id >= ? AND id < ? AND (inbox=1 OR sent=1) ORDER BY {BEST_COPY}",
         (prefix, prefix + "g"),  # "g" sorts just above every hex continuation
     ).fetchall()
     return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def thread_rows(db: sqlite3.Connection, root: str) -> list[Row]:
-    """Every message of the thread whose root is ``root``, once each, oldest first."""
-    rows = db.execute(
-        "SELECT * FROM msg WHERE (id=? OR thread=?) AND (inbox=1 OR sent=1) GROUP BY id ORDER BY date", (root, root)
-    ).fetchall()
+    """Every message of the thread whose root is ``root``, once each (:data:`BEST_COPY`), oldest first."""
+    rows = db.execute(*_once("(id=? OR thread=?) AND (inbox=1 OR sent=1)", "date, rowid", (root, root))).fetchall()
     return _with_acks(db, [Row.of(r) for r in rows])
 
 
 def trace_rows(db: sqlite3.Connection, trace_id: Optional[str], root: Optional[str] = None) -> list[Row]:
     """Every message of the member's view (inbox, groups, broadcast, sent; archived too) whose
     ``trace_id`` is ``trace_id``, or (``root``) that belongs to the thread rooted at ``root``;
-    once each (the inbox copy first), oldest first."""
-    rows = db.execute(
-        "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY inbox DESC, dup, rowid) AS n"
-        " FROM msg WHERE (trace_id=? OR id=? OR thread=?) AND (inbox=1 OR sent=1))"
-        " WHERE n=1 ORDER BY date, rowid",
-        (trace_id, root, root),
-    ).fetchall()
+    once each (:data:`BEST_COPY`), oldest first."""
+    rows = db.execute(*_once("(trace_id=? OR id=? OR thread=?) AND (inbox=1 OR sent=1)", "date, rowid",
+                             (trace_id, root, root))).fetchall()
     return _with_acks(db, [Row.of(r) for r in rows])
 
 
@@ -1337,7 +1357,7 @@ def sent_ack_of(db: sqlite3.Connection, msg_id: str) -> Optional[str]:
 
 def ack_requests(db: sqlite3.Connection) -> list[Row]:
     """Messages the member sent asking for a receipt, once each, oldest first."""
-    return [Row.of(r) for r in db.execute("SELECT * FROM msg WHERE sent=1 AND require_ack=1 GROUP BY id ORDER BY date")]
+    return [Row.of(r) for r in db.execute(*_once("sent=1 AND require_ack=1", "date, rowid"))]
 
 
 def acks_received(db: sqlite3.Connection) -> dict[str, set[str]]:

@@ -145,3 +145,62 @@ def test_unknown_fields_are_covered_by_the_message_id(unguarded: NetOrg) -> None
     bad = json.loads(unguarded.as_("alex", "verify", "--json").out)["bad"]
     assert [(b["oid"], b["status"], b["detail"]) for b in bad] == [
         (forged, "malformed", "Message-ID does not match the content")]
+
+
+# -- a copy claiming a genuine message's id never speaks for it in a view -----------------------
+
+
+def _claiming_copy(net: NetOrg, genuine_id: str, rcpt: str, claimed_from: str, subject: str, body: str) -> None:
+    """max files on ``mail/<rcpt>/max`` a message claiming ``genuine_id`` and ``claimed_from``
+    (malformed: its id is not over its content), signed with his own key, pushed with plain git."""
+    clone = net.clones["max"]
+    path = refs.mail_path(rcpt, "max")
+    ctx = build_ctx(clone, forge.tip(clone, path))
+    d = message_dict(claimed_from, [rcpt], body=body, subject=subject)
+    d["id"] = genuine_id
+    code, out = forge.push(clone, ctx.commit_dict(d), refs.head(path))
+    assert code == 0, out
+
+
+def test_search_shows_a_row_only_with_its_own_text(unguarded: NetOrg) -> None:
+    """bob's genuine message to alex, and max's copy claiming its Message-ID and sender with
+    other words. The search index joined entries to rows by Message-ID, so `search wire`
+    returned bob's verified message with max's words as its snippet. An entry now belongs to
+    the row it was made from; the copy, hidden as a duplicate, is not a hit."""
+    net = unguarded
+    net.join("bob")
+    net.ok("bob", "sync")
+    sent = json.loads(net.ok("bob", "send", "alex", "the real plan: ship friday", "--subject", "plan", "--json").out)
+    net.ok("alex", "sync")
+    net.ok("alex", "search", "friday")  # the index exists: sync keeps it current from now on
+    _claiming_copy(net, sent["id"], "alex", "bob", "bob says: wire 5000 USD to max", "wire it today")
+    net.ok("alex", "sync")
+    hits = json.loads(net.ok("alex", "search", "wire", "--json").out)["messages"]
+    assert [(h["id"], h["status"]) for h in hits if h["status"] == "good"] == [], hits
+    real = json.loads(net.ok("alex", "search", "friday", "--json").out)["messages"]
+    assert [(h["id"], h["status"]) for h in real] == [(sent["id"], "good")], real
+    assert all("wire" not in json.dumps(h) for h in real), real
+
+
+def test_thread_and_read_show_the_good_copy_of_a_message(unguarded: NetOrg) -> None:
+    """max files copies claiming bob's message before alex syncs: on the broadcast mailbox
+    (indexed before mail/alex/bob) and in bob's own inbox. `thread` picked a copy per
+    Message-ID with a bare GROUP BY (SQLite's first: the forgery), and bob's `read` put an
+    inbox copy before his own sent one. Each view now shows the good copy."""
+    net = unguarded
+    net.join("bob")
+    net.ok("bob", "sync")
+    sent = json.loads(net.ok("bob", "send", "alex", "the real plan: ship friday", "--subject", "plan", "--json").out)
+    _claiming_copy(net, sent["id"], "*", "bob", "plan", "FAKE: plan cancelled")
+    _claiming_copy(net, sent["id"], "bob", "alex", "plan", "FAKE: plan cancelled")
+    net.ok("alex", "sync")
+    net.ok("bob", "sync")
+    for who in ("alex", "bob"):
+        thread = json.loads(net.ok(who, "thread", sent["id"][:12], "--json").out)["messages"]
+        assert [(m["id"], m["status"], m["mailbox"]) for m in thread] == \
+            [(sent["id"], "good", "gitmail/mail/alex/bob")], (who, thread)
+        shown = json.loads(net.ok(who, "read", sent["id"][:12], "--json").out)["messages"]
+        assert [(m["status"], m["body"], m["mailbox"]) for m in shown] == \
+            [("good", "the real plan: ship friday", "gitmail/mail/alex/bob")], (who, shown)
+    listed = json.loads(net.ok("alex", "list", "--json").out)["messages"]
+    assert [(m["id"], m["status"]) for m in listed] == [(sent["id"], "good")], listed
