@@ -22,8 +22,8 @@ from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, ignorable, 
                                   skeleton, to_ref)
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
-from gitmail.core.objects import (TREE_MODE, blob_data, commit, file_entry, first_parent_line, object_id, signed_commit,
-                                  tree_entries, unfollowed)
+from gitmail.core.objects import (TREE_MODE, blob_data, commit, file_entry, first_parent_line, object_id, on_line,
+                                  signed_commit, tree_entries, unfollowed)
 from gitmail.core.objects import tree as objtree
 from gitmail.core.signing import Signer, check_stored_key, signer_of
 from gitmail.errors import (AddressError, DirectoryError, KeyError_, NotInitializedError, UnknownRecipientError,
@@ -166,7 +166,7 @@ class Directory:
         if key in m.revoked_keys:
             return f"signed with a revoked key of {m.name}"
         tip = m.retired.get(key, {}).get(refs.mail_path(recipient, sender))
-        if tip is not None and (tip == commit_id or _descends(pg, tip, commit_id)):
+        if tip is not None and on_line(pg, tip, commit_id):
             return None
         return f"signed with a key {m.name} retired before this message was sent"
 
@@ -400,15 +400,6 @@ def check_new_name(name: str, others: list[str], policy: OrgPolicy) -> None:
             raise DirectoryError(f"member name {name!r} looks like the member name {other!r} (confusable)")
     if not policy.allow_mixed_script and is_mixed_script(name):
         raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
-
-
-def _descends(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
-    import pygit2
-
-    try:
-        return bool(pg.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=oid)))
-    except (KeyError, ValueError, pygit2.GitError):
-        return False
 
 
 # -- verification: a ledger advanced one directory commit at a time --------------

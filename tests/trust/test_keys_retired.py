@@ -108,3 +108,63 @@ def test_revoke_flags_every_message_of_the_key(net: NetOrg) -> None:
     assert old.public_key not in signers and key_of(net, "alex").public_key in signers
     r = net.as_("alex", "key", "revoke", old.public_key)
     assert r.code == 2 and "already revoked" in r.err
+
+
+def test_a_commit_libgit2_cannot_parse_leaves_mail_below_a_retired_tip_good(unguarded: NetOrg) -> None:
+    """alex mails max twice; someone pushes onto mail/max/alex a commit git reads but libgit2
+    cannot parse (a gpgsig header before the author line); alex then rotates, recording that
+    commit as the mailbox's tip. The check of the two earlier messages asked libgit2 whether
+    they lie below it, libgit2 failed, and both became retired-key. Parents are now read as
+    git reads them: both stay good, the junk commit alone is malformed."""
+    from tests.conftest import git, write_literal
+
+    o = unguarded
+    o.ok("alex", "send", "max", "first")
+    o.ok("alex", "send", "max", "second")
+    top = tip(o.clones["alex"], "max", "alex")
+    assert top is not None
+    tree = git("rev-parse", f"{top}^{{tree}}", cwd=o.clones["alex"]).stdout.strip()
+    raw = f"tree {tree}\nparent {top}\ngpgsig x\nauthor x <x> 1 +0000\ncommitter x <x> 1 +0000\n\njunk\n"
+    junk = write_literal(o.clones["alex"], "commit", raw.encode())
+    push_commit(o.clones["alex"], "max", "alex", junk)
+    o.ok("alex", "sync")
+    o.ok("alex", "key", "rotate")
+    o.ok("max", "sync")
+    r = o.as_("max", "verify", "--all", "--json")
+    got = json.loads(r.out)
+    assert got["good"] == 2 and [(b["oid"], b["status"]) for b in got["bad"]] == [(junk, "malformed")], got
+
+
+def test_a_retired_tip_line_is_walked_once_for_all_the_mail_below_it(tmp_path: Any) -> None:
+    """Each message a retired key signed asks whether it lies below the recorded tip. Asked of
+    libgit2 (descendant_of) that walked the line between the two every time: quadratic in
+    the mailbox (a rotated member's 100,000 messages: hours). objects.on_line walks it once."""
+    import subprocess
+
+    import pygit2
+
+    from gitmail.core import objects
+    from tests.conftest import git
+
+    repo = tmp_path / "r"
+    git("init", "-q", "--bare", str(repo))
+    script = "".join(f"commit refs/heads/m\nmark :{i + 1}\ncommitter a <a@b> {1700000000 + i} +0000\ndata 3\nm{i % 10}\n"
+                     + (f"from :{i}\n" if i else "") + "\n" for i in range(2000))
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=script, text=True, check=True)
+    ids = git("rev-list", "--first-parent", "m", cwd=repo).stdout.split()
+    pg = pygit2.Repository(str(repo))
+    reads = 0
+    real = objects.parent_ids
+
+    def counted(p: Any, oid: str) -> list[str]:
+        nonlocal reads
+        reads += 1
+        return real(p, oid)
+
+    objects.parent_ids = counted  # type: ignore[assignment]
+    try:
+        assert all(objects.on_line(pg, ids[500], o) for o in reversed(ids[500:]))  # oldest first, as a sync asks
+        assert not any(objects.on_line(pg, ids[500], o) for o in ids[:500])  # above the tip
+    finally:
+        objects.parent_ids = real  # type: ignore[assignment]
+    assert reads == 1500, reads  # each commit of the line once, not once per question
