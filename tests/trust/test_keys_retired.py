@@ -166,5 +166,5 @@ def test_a_retired_tip_line_is_walked_once_for_all_the_mail_below_it(tmp_path: A
         assert all(objects.on_line(pg, ids[500], o) for o in reversed(ids[500:]))  # oldest first, as a sync asks
         assert not any(objects.on_line(pg, ids[500], o) for o in ids[:500])  # above the tip
     finally:
-        objects.parent_ids = real  # type: ignore[assignment]
+        objects.parent_ids = real
     assert reads == 1500, reads  # each commit of the line once, not once per question
