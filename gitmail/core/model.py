@@ -643,7 +643,7 @@ def validate_payload(type_: str, payload: Optional[dict[str, Any]]) -> Optional[
     if model is None:
         return payload
     try:
-        out = model.model_validate(payload or {}).model_dump(mode="json")
+        out = model.model_validate(payload or {}, strict=True).model_dump(mode="json")  # §4: nothing converted
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "payload"

@@ -229,7 +229,7 @@ def payload_problem(type_: str, payload: object) -> Optional[str]:
     if model is None:
         return None if payload is None or isinstance(payload, dict) else f"payload for {type_}: not a JSON object"
     try:
-        model.model_validate(payload if payload is not None else {})
+        model.model_validate(payload if payload is not None else {}, strict=True)  # §4: a reader converts nothing
     except ValueError as e:
         errs = getattr(e, "errors", None)
         if callable(errs):

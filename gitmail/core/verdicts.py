@@ -31,4 +31,6 @@ RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the m
 #   6: an encrypted message's readers hold every member its to names, and its age header is one
 #      those readers need (§9, "Verification before decryption"); a body is held to the widest
 #      body_limit of the directory's history (§13).
-RULES = 6
+#   7: a protocol payload's values have their JSON types exactly (§5; {"approve": "no"} was read as
+#      true); a retired key's mail is below its recorded tip as git reads the parents (§7).
+RULES = 7

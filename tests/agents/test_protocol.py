@@ -247,3 +247,15 @@ def test_a_response_to_a_request_sent_from_another_clone_is_related_to_it(org: O
     assert run("sync", "--repo", str(second)).code == 0
     rows = json.loads(run("list", "--json", "--repo", str(second)).out)["messages"]
     assert [m["answers_request"] for m in rows if m["type"] == "answer"] == [True], rows
+
+
+def test_the_writer_converts_no_payload_value(org: Org) -> None:
+    """§5: a payload value has its JSON type exactly. The writer took {"task_id": 5} and
+    {"approve": "yes"} through pydantic's lax mode (a number became a string, "yes" became
+    true); now it refuses them, as every reader does, and writes nothing."""
+    before = org.ok("alex", "log", "--json").out
+    for typ, payload, where in (("task_assign", '{"task_id": 5, "title": "t"}', "task_id"),
+                                ("shutdown_request", '{"reason": 0}', "reason")):
+        r = org.as_("alex", "send", "max", "x", "--type", typ, "--payload", payload)
+        assert r.code == 2 and f"payload for {typ}: {where}:" in r.err and "Traceback" not in r.err, r
+    assert org.ok("alex", "log", "--json").out == before
