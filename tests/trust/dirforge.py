@@ -46,16 +46,20 @@ def _policy_at(pg: pygit2.Repository, oid: Optional[str]) -> dict[str, Any]:
 
 
 def write_dir_commit(clone: Path, entries: list[dict[str, Any]], signer: Signer, parent: Optional[str],
-                     policy: Optional[dict[str, Any]] = None, signers: Optional[bytes] = None) -> str:
+                     policy: Optional[dict[str, Any]] = None, signers: Optional[bytes] = None,
+                     raw: Optional[dict[str, bytes]] = None, policy_raw: Optional[bytes] = None) -> str:
     """A signed directory commit holding exactly ``entries``, written with pygit2 in the layout
-    of its policy: the parent's org.json with ``policy``'s fields over it (docs/protocol.md §8)."""
+    of its policy: the parent's org.json with ``policy``'s fields over it (docs/protocol.md §8).
+    ``raw``: the bytes of some entries' files as given (by name), not their canonical JSON;
+    ``policy_raw``: org.json's bytes as given."""
+    raw = raw or {}
     pg = pygit2.Repository(str(clone))
     pol = {**_policy_at(pg, parent), **(policy or {})}
     fanout = pol.get("directory_layout", 1) == 2
     shards: dict[str, pygit2.TreeBuilder] = {}
     mb = pg.TreeBuilder()
     for e in entries:
-        blob = pg.create_blob(canonical_json(e))
+        blob = pg.create_blob(raw.get(e["name"], canonical_json(e)))
         if fanout:
             shards.setdefault(shard(e["name"]), pg.TreeBuilder()).insert(f"{to_ref(e['name'])}.json", blob,
                                                                          pygit2.enums.FileMode.BLOB)
@@ -65,7 +69,8 @@ def write_dir_commit(clone: Path, entries: list[dict[str, Any]], signer: Signer,
         mb.insert(sh, tb.write(), pygit2.enums.FileMode.TREE)
     root = pg.TreeBuilder()
     root.insert("members", mb.write(), pygit2.enums.FileMode.TREE)
-    root.insert("org.json", pg.create_blob(canonical_json(pol)), pygit2.enums.FileMode.BLOB)
+    root.insert("org.json", pg.create_blob(policy_raw if policy_raw is not None else canonical_json(pol)),
+                pygit2.enums.FileMode.BLOB)
     if fanout and signers is None:
         sb = pg.TreeBuilder()
         for sh in {shard(e["name"]) for e in entries}:
