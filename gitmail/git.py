@@ -17,13 +17,15 @@ from typing import Callable, Iterable, Mapping, Optional
 
 from gitmail.errors import GitError, GitTooOldError, NotARepoError, RemoteUnreachableError
 
+STALL_WORDS = rb"sent and took no data for"  # the line :func:`run` gives a git it stopped
+
 # Messages git prints when the remote could not be reached at all (as opposed
 # to a remote that answered and refused).
 UNREACHABLE = re.compile(
     rb"(Could not read from remote|unable to connect|Connection refused|"
     rb"does not appear to be a git repository|Could not resolve host|"
     rb"unable to access|Connection timed out|No route to host|"
-    rb"remote end hung up unexpectedly|not a git repository)",
+    rb"remote end hung up unexpectedly|not a git repository|" + STALL_WORDS + rb")",
     re.I,
 )
 
@@ -47,6 +49,7 @@ def run(
     env: Mapping[str, str] | None = None,
     remote: bool = False,
     meanwhile: Optional[Callable[[Callable[[], bool]], object]] = None,
+    stall: Optional[float] = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``git ARGS`` and return the completed process (stdout/stderr as bytes).
 
@@ -55,12 +58,22 @@ def run(
     waits on the network (:func:`gitmail.core.sync.fetch`). git's output then goes to
     temporary files, so neither side can block on a full pipe.
 
+    ``stall``: seconds git (with every process it started: ssh, a remote helper, index-pack)
+    may go without reading or writing a byte before it is stopped (:func:`stall_timeout`):
+    a server that takes the connection and then says nothing (a half-dead host, a stuck
+    proxy) held a send, its outbox lock and every later delivery of the clone for ever.
+    A stopped git ends with exit code -9 and the stderr line "the remote sent and took no
+    data for N s" (:data:`UNREACHABLE` matches it). Counted from ``/proc/<pid>/io`` (Linux);
+    where that cannot be read, git is waited for as before.
+
     Raises :class:`GitError` (command, exit code, stdout, stderr) when ``check``
     and git exits non-zero; :class:`RemoteUnreachableError` instead when
     ``remote`` is true and git's stderr says the remote could not be reached.
     """
     cmd = ["git", *args]
-    if meanwhile is None:
+    if stall:
+        proc = _run_meanwhile(cmd, cwd, input, env, meanwhile or (lambda done: None), stall)
+    elif meanwhile is None:
         proc = subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, env=_env(env), check=False)
     else:
         proc = _run_meanwhile(cmd, cwd, input, env, meanwhile)
@@ -109,10 +122,11 @@ def parse_version(text: str) -> Optional[tuple[int, int, int]]:
 
 def _run_meanwhile(
     cmd: list[str], cwd: str | Path | None, input: bytes | None, env: Mapping[str, str] | None,
-    meanwhile: Callable[[Callable[[], bool]], object],
+    meanwhile: Callable[[Callable[[], bool]], object], stall: Optional[float] = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """:func:`run`'s ``meanwhile`` case: as :func:`subprocess.run` (git killed and waited for
-    when the caller's work raises, Ctrl-C included), with ``meanwhile`` run while git works."""
+    """:func:`run`'s ``meanwhile`` and ``stall`` cases: as :func:`subprocess.run` (git killed and
+    waited for when the caller's work raises, Ctrl-C included), with ``meanwhile`` run while
+    git works, then git watched for ``stall`` seconds without I/O."""
     import tempfile
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -126,14 +140,104 @@ def _run_meanwhile(
                 except BrokenPipeError:
                     pass  # git ended without reading it all: its exit code and stderr say why
             meanwhile(lambda: p.poll() is not None)
-            p.wait()
+            stopped = False
+            if stall:
+                stopped = _watch(p, stall)
+            else:
+                p.wait()
         except BaseException:
             p.kill()
             p.wait()
             raise
         out.seek(0)
         err.seek(0)
-        return subprocess.CompletedProcess(cmd, p.returncode, out.read(), err.read())
+        said = err.read()
+        if stopped:
+            said += b"fatal: the remote " + STALL_WORDS + f" {stall:g} s (git config gitmail.remoteTimeout)\n".encode()
+        return subprocess.CompletedProcess(cmd, p.returncode, out.read(), said)
+
+
+STALL_TIMEOUT = 120.0  # seconds (git config gitmail.remoteTimeout, GITMAIL_REMOTE_TIMEOUT; 0: never)
+STALL_KEY = "gitmail.remoteTimeout"
+
+
+def stall_timeout(config: Mapping[str, str]) -> Optional[float]:
+    """Seconds a fetch or push may go without I/O (:func:`run`'s ``stall``): ``$GITMAIL_REMOTE_TIMEOUT``,
+    else git config ``gitmail.remoteTimeout`` (``config``: lower-cased keys), else 120; 0 or
+    a value that is not a number of seconds up to a day: None (never stopped)."""
+    raw = os.environ.get("GITMAIL_REMOTE_TIMEOUT") or config.get(STALL_KEY.lower()) or ""
+    if not raw.strip():
+        return STALL_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        return STALL_TIMEOUT
+    return value if 0 < value <= 86400 else None
+
+
+def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
+    """Wait for ``p``; stop it and every process under it after ``stall`` seconds in which none
+    of them read or wrote a byte (sockets, pipes and files alike: ``rchar`` + ``wchar``).
+    True when it was stopped. Checked once a second; an exit is seen at once."""
+    import time
+
+    last = _io_tree(p.pid)
+    quiet_since = time.monotonic()
+    while True:
+        try:
+            p.wait(timeout=1.0)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        now = _io_tree(p.pid)
+        if now is None or now[0] != (last[0] if last else None):
+            last, quiet_since = now, time.monotonic()
+            if now is None:  # no /proc here: wait as before
+                p.wait()
+                return False
+            continue
+        if time.monotonic() - quiet_since >= stall:
+            import signal
+
+            for pid in reversed(now[1]):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            p.wait()
+            return True
+
+
+def _io_tree(root: int) -> Optional[tuple[int, list[int]]]:
+    """Bytes read and written so far by ``root`` and its descendants, and their pids (root
+    first), from ``/proc``; None where ``/proc/<root>/io`` cannot be read."""
+    kids: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for n in names:
+        if not n.isdigit():
+            continue
+        try:
+            with open(f"/proc/{n}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(n))
+    pids, total = [root], 0
+    for pid in pids:
+        pids.extend(kids.get(pid, []))
+    for i, pid in enumerate(pids):
+        try:
+            with open(f"/proc/{pid}/io", "rb") as f:
+                for line in f:
+                    if line.startswith((b"rchar:", b"wchar:")):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            if i == 0:
+                return None
+    return total, pids
 
 
 def output(args: Iterable[str], cwd: str | Path | None = None, **kw: object) -> str:

@@ -369,7 +369,8 @@ def _check_fingerprint(org: str, expected: str) -> None:
     with tempfile.TemporaryDirectory(prefix="gitmail-tofu-") as tmp:
         git.run(["init", "--quiet", "--bare", tmp])
         try:
-            git.run(["fetch", "--quiet", org, f"+{refs.head(refs.DIRECTORY)}:refs/heads/d"], Path(tmp))
+            git.run(["fetch", "--quiet", org, f"+{refs.head(refs.DIRECTORY)}:refs/heads/d"], Path(tmp),
+                    stall=git.stall_timeout({}))
         except Exception:
             raise VerificationError(f"cannot read the directory of {org} to check its fingerprint") from None
         pg = pygit2.Repository(tmp)

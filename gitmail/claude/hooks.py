@@ -360,14 +360,30 @@ def start_background_sync(s: api.Session) -> bool:
             return False
     except OSError:
         pass
-    stamp.touch()
-    subprocess.Popen(
-        # -c with sys.path[0] (the cwd: a work tree anyone can push files to) removed, not -m.
-        [sys.executable, "-c", "import sys; del sys.path[0]; from gitmail.cli.main import main; sys.exit(main())",
-         "sync", "--quiet", "--repo", str(s.repo.path), "--as", s.me],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True, env={**os.environ, "GITMAIL_NOTICE": "never"},
-    )
+    # One background sync at a time: it holds a lock (inherited, so it lasts exactly as long as
+    # that process) that the next hook tries first. A sync that hangs is stopped by its own
+    # timeout (gitmail.remoteTimeout); until then no second one piles up behind it.
+    import fcntl
+
+    try:
+        fd = os.open(s.repo.data_dir / f"claude-sync-{to_ref(s.me)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # the last one is still running
+        stamp.touch()
+        subprocess.Popen(
+            # -c with sys.path[0] (the cwd: a work tree anyone can push files to) removed, not -m.
+            [sys.executable, "-c", "import sys; del sys.path[0]; from gitmail.cli.main import main; sys.exit(main())",
+             "sync", "--quiet", "--repo", str(s.repo.path), "--as", s.me],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, pass_fds=(fd,), env={**os.environ, "GITMAIL_NOTICE": "never"},
+        )
+    finally:
+        os.close(fd)
     return True
 
 

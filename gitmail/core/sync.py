@@ -63,7 +63,7 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None,
             # with its negative refspecs, would otherwise meet the command line's length limit.
             git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", "--stdin", remote],
                     repo.path, input="".join(s + "\n" for s in specs).encode("utf-8"), remote=True,
-                    meanwhile=meanwhile if attempt == 0 else None)
+                    meanwhile=meanwhile if attempt == 0 else None, stall=git.stall_timeout(repo.config))
             return
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
@@ -121,7 +121,7 @@ def peeked(repo: "Repo", path: str) -> "Iterator[Optional[tuple[pygit2.Repositor
         ref = "refs/peek"
         try:
             git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1", remote,
-                     f"+{refs.head(path)}:{ref}"], tmp, remote=True)
+                     f"+{refs.head(path)}:{ref}"], tmp, remote=True, stall=git.stall_timeout(repo.config))
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
             raise
@@ -264,7 +264,7 @@ def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = 
     assert remote
     args = [*(["-c", "push.negotiate=true"] if negotiate else []), "push", "--porcelain", *options, remote,
             *[f"{s}:{d}" for s, d in specs]]
-    proc = git.run(args, repo.path, check=False)
+    proc = git.run(args, repo.path, check=False, stall=git.stall_timeout(repo.config))
     res = PushResult()
     remote_lines = [
         line[len("remote: ") :].strip()
@@ -659,7 +659,8 @@ def _push_url_problem(repo: "Repo", url: str) -> Optional[str]:
     ref = "refs/gitmail/push-check"
     try:
         git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
-                 f"+{refs.head(refs.DIRECTORY)}:{ref}"], repo.path, remote=True)
+                 f"+{refs.head(refs.DIRECTORY)}:{ref}"], repo.path, remote=True,
+                stall=git.stall_timeout(repo.config))
         tip = repo.ref_target(ref)
     except RemoteUnreachableError as e:
         e.message = unreachable_message(repo, e, url)

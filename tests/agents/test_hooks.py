@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import Org, chdir, run
+from tests.delivery.test_stalled_remote import silent_host  # noqa: F401 (fixture)
 
 CAP = 10_000
 
@@ -260,3 +263,46 @@ def test_the_hooks_say_when_the_org_repo_does_not_hold_what_was_verified(org: Or
     ctx = out["hookSpecificOutput"]["additionalContext"]
     [line] = [ln for ln in ctx.splitlines() if "does not hold what this clone verified" in ln]
     assert line.startswith("gitmail: ") and '"gitmail/mail/alex/max' in line, line
+
+
+def test_background_syncs_never_pile_up_behind_a_hung_one(org: Org, silent_host: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prompt hook started a detached sync every minute whether or not the last had ended:
+    against a host that never answers, one more hung process a minute. Now the next hook
+    starts none while the last still runs, and the hung one gives up on its own."""
+    import fcntl
+    import os
+    import time
+
+    from gitmail import api, git
+    from gitmail.claude import hooks as claude_hooks
+
+    monkeypatch.setenv("GITMAIL_REMOTE_TIMEOUT", "3")
+    clone = org.clones["alex"]
+    git.run(["config", "remote.origin.url", silent_host], clone)
+    s = api.session(clone)
+    stamp = s.repo.data_dir / "claude-sync-alex.stamp"
+    lock = s.repo.data_dir / "claude-sync-alex.lock"
+
+    def running() -> bool:
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+
+    assert claude_hooks.start_background_sync(s)
+    assert running()
+    os.utime(stamp, (0, 0))  # a minute has passed
+    assert not claude_hooks.start_background_sync(s)  # the first is still waiting on the host
+    deadline = time.monotonic() + 60
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running()  # stopped by its own timeout
+    os.utime(stamp, (0, 0))
+    assert claude_hooks.start_background_sync(s)
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)

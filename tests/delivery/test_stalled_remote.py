@@ -1,0 +1,102 @@
+"""A remote that takes the connection and then says nothing (a half-dead host, a stuck proxy):
+gitmail stops git after gitmail.remoteTimeout seconds without a byte either way, says so in
+one line, keeps the mail queued, and delivers it once the host answers again."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from gitmail import git
+from tests.conftest import Org
+
+STALL = 2
+
+
+@pytest.fixture
+def silent_host() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte:
+    ``git://127.0.0.1:PORT/org.git``."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])  # kept open, never answered
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield f"git://127.0.0.1:{srv.getsockname()[1]}/org.git"
+    stop.set()
+    t.join()
+    for c in held:
+        c.close()
+    srv.close()
+
+
+def _gitmail(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GITMAIL_REMOTE_TIMEOUT": str(STALL), "GITMAIL_WARM": "off"}
+    return subprocess.run([sys.executable, "-m", "gitmail", *args, "--repo", str(clone)], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_a_silent_host_is_given_up_on_and_the_mail_stays_queued(org: Org, silent_host: str) -> None:
+    """Before, `send` and `sync` waited for ever (a stuck round also held the clone's delivery
+    lock, so every later send waited too). Now each gives up after STALL s of silence."""
+    clone = org.clones["alex"]
+    real = git.output(["config", "remote.origin.url"], clone)
+    git.run(["config", "remote.origin.url", silent_host], clone)
+    t = time.monotonic()
+    sent = _gitmail(clone, "send", "max", "while the host hangs", "--json")
+    took = time.monotonic() - t
+    assert sent.returncode == 0, sent.stderr
+    out = json.loads(sent.stdout)
+    assert (out["delivered"], out["queued"]) == (False, True), out
+    assert f"sent and took no data for {STALL} s (git config gitmail.remoteTimeout)" in sent.stdout, sent.stdout
+    assert took < 60, took
+    synced = _gitmail(clone, "sync")
+    assert synced.returncode == 9, synced
+    assert synced.stderr.count("\n") == 1 and "cannot reach the org remote" in synced.stderr \
+        and "queued mail stays in the outbox" in synced.stderr, synced.stderr
+    git.run(["config", "remote.origin.url", real], clone)  # the host answers again
+    assert _gitmail(clone, "sync").returncode == 0
+    org.ok("max", "sync")
+    got = json.loads(org.ok("max", "list", "--json").out)["messages"]
+    assert [m["subject"] for m in got] == ["while the host hangs"]
+
+
+def test_the_stall_timeout_setting() -> None:
+    """`gitmail.remoteTimeout` (lower-cased as git prints it), the environment first; 0 or
+    nonsense: never stopped, or the default."""
+    assert git.stall_timeout({}) == git.STALL_TIMEOUT or os.environ.get("GITMAIL_REMOTE_TIMEOUT")
+    assert git.stall_timeout({"gitmail.remotetimeout": "30"}) == 30
+    assert git.stall_timeout({"gitmail.remotetimeout": "0"}) is None
+    assert git.stall_timeout({"gitmail.remotetimeout": "soon"}) == git.STALL_TIMEOUT
+
+
+def test_a_slow_but_moving_transfer_is_not_stopped(tmp_path: Path) -> None:
+    """Only silence counts: a git that keeps reading and writing runs past the timeout."""
+    script = tmp_path / "slow"
+    script.write_text("#!/bin/sh\nfor i in 1 2 3 4 5 6; do echo tick; sleep 0.5; done\n")
+    script.chmod(0o755)
+    t = time.monotonic()
+    p = git.run(["-c", f"alias.slow=!{script}", "slow"], tmp_path, check=False, stall=1)
+    assert p.returncode == 0 and p.stdout.count(b"tick") == 6 and time.monotonic() - t >= 2.5, p
+    q = git.run(["-c", "alias.quiet=!sleep 30", "quiet"], tmp_path, check=False, stall=1)
+    assert q.returncode != 0 and git.STALL_WORDS in q.stderr, q
