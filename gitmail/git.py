@@ -179,16 +179,16 @@ def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
     """Wait for ``p``; stop it and every process under it after ``stall`` seconds in which none
     of them read or wrote a byte (sockets, pipes and files alike: ``rchar`` + ``wchar``).
     True when it was stopped. Checked once a second; an exit is seen at once."""
+    import threading
     import time
 
+    ended = threading.Event()  # set by a blocking wait: Popen.wait(timeout) polls, up to 50 ms late
+    threading.Thread(target=lambda: (p.wait(), ended.set()), daemon=True).start()
     last = _io_tree(p.pid)
     quiet_since = time.monotonic()
     while True:
-        try:
-            p.wait(timeout=1.0)
+        if ended.wait(1.0):
             return False
-        except subprocess.TimeoutExpired:
-            pass
         now = _io_tree(p.pid)
         if now is None or now[0] != (last[0] if last else None):
             last, quiet_since = now, time.monotonic()
