@@ -183,7 +183,11 @@ def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
     import time
 
     ended = threading.Event()  # set by a blocking wait: Popen.wait(timeout) polls, up to 50 ms late
-    threading.Thread(target=lambda: (p.wait(), ended.set()), daemon=True).start()
+    def waiter() -> None:
+        p.wait()
+        ended.set()
+
+    threading.Thread(target=waiter, daemon=True).start()
     last = _io_tree(p.pid)
     quiet_since = time.monotonic()
     while True:

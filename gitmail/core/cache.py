@@ -202,7 +202,19 @@ def fresh(repo: "Repo", member: str, db: sqlite3.Connection) -> bool:
     current = watched_refs(repo, member)
     key = json.dumps(sorted(current.items()))
     row = db.execute("SELECT value FROM meta WHERE key='watched'").fetchone()
-    return row is not None and row[0] == key and _rules_of(db) == RULES
+    return row is not None and row[0] == key and _rules_of(db) == RULES and not _future_due(db)
+
+
+def _future_due(db: sqlite3.Connection) -> bool:
+    """Whether messages judged dated in the future are due to be checked again (:func:`_recheck_future`)."""
+    row = db.execute("SELECT value FROM meta WHERE key='future'").fetchone()
+    if row is None:
+        return False
+    from datetime import datetime
+
+    from gitmail.core.rules import MAX_FUTURE, clock  # only then: the rules' import is not on list's fast path
+
+    return datetime.fromisoformat(row[0]) <= clock() + MAX_FUTURE
 
 
 def _rules_of(db: sqlite3.Connection) -> int:
@@ -349,6 +361,7 @@ def _ingest(repo: "Repo", member: str, db: sqlite3.Connection, directory: "Direc
         if _rules_of(db) != RULES:
             problems += _recheck(repo, member, db, checker)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('rules', ?)", (str(RULES),))
+        _recheck_future(repo, member, db, checker)
         known = {r["path"]: r for r in db.execute("SELECT * FROM refs")}
         for full, tip in sorted(current.items()):
             if not full.startswith(t + refs.MAIL):
@@ -501,7 +514,8 @@ def _advance_verified(repo: "Repo", path: str, tip: str) -> tuple[Optional[str],
     return tip, []
 
 
-def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) -> list[str]:
+def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any,
+             only: Optional[tuple[str, tuple[Any, ...]]] = None) -> list[str]:
     """Check every recorded message again under the current rules (:data:`RULES` differs from
     the version the cache recorded), in place: a row whose verdict changed gets the row the
     ingest writes now (status, detail, and what the message shows), keeping its rowid (so it is
@@ -511,7 +525,10 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
     with the progress (``meta.recheck``), so a command killed meanwhile (a hook's time limit)
     leaves the work done so far and the next one goes on from there. A mailbox with a recorded
     commit missing from the object database is dropped from the cache, to be indexed again from
-    its verified tip. Returns a problem line when messages recorded as good are not good now."""
+    its verified tip. Returns a problem line when messages recorded as good are not good now.
+
+    ``only``: ``(SQL condition, its arguments)``: just the rows matching it, at once (no
+    progress kept: a handful of rows, :func:`_recheck_future`)."""
     from gitmail.core.private import Opener
     from gitmail.core.store import check_batches
 
@@ -545,7 +562,23 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
                     break
                 yield rows, [r["oid"] for r in rows], rcpt, sender
 
-    for rows, oids, parts in check_batches(checker, batches()):
+    def some() -> Iterator[tuple[list[sqlite3.Row], list[str], str, str]]:
+        import itertools
+
+        assert only is not None
+        found = db.execute(f"SELECT rowid, * FROM msg WHERE {only[0]} ORDER BY path, ordinal", only[1]).fetchall()
+        for path, group in itertools.groupby(found, key=lambda r: r["path"]):
+            try:
+                rcpt, sender = refs.split_mail_path(path)
+            except GitmailError:
+                continue
+            rows = list(group)
+            for i in range(0, len(rows), BATCH):
+                part = [r for r in rows[i:i + BATCH] if r["oid"] in pg]
+                if part:
+                    yield part, [r["oid"] for r in part], rcpt, sender
+
+    for rows, oids, parts in check_batches(checker, batches() if only is None else some()):
         verdicts = (v for part in parts for v in part)
         changes: list[list[Any]] = []
         ids: set[str] = set()  # Message-IDs whose inbox copies are de-duplicated again
@@ -566,15 +599,47 @@ def _recheck(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) ->
                 db.executemany(f"UPDATE msg SET {assign} WHERE rowid=?", changes)
                 dedup_again(db, ids)
             _unindex_from(db, min(c[-1] for c in changes))
-        done.update(path=rows[-1]["path"], ordinal=rows[-1]["ordinal"])
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('recheck', ?)", (json.dumps(done),))
+        if only is None:
+            done.update(path=rows[-1]["path"], ordinal=rows[-1]["ordinal"])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('recheck', ?)", (json.dumps(done),))
         _checkpoint(db)
-    db.execute("DELETE FROM meta WHERE key='recheck'")
+    if only is None:
+        db.execute("DELETE FROM meta WHERE key='recheck'")
     n = done["no_longer_good"]
     if n:
         return [f"{n} {'message' if n == 1 else 'messages'} recorded as genuine {'fails' if n == 1 else 'fail'}"
                 f" this gitmail's checks; `gitmail verify` lists {'it' if n == 1 else 'them'}"]
     return []
+
+
+def _note_future(db: sqlite3.Connection, detail: str) -> None:
+    """Remember the earliest date a "lies more than a day in the future" verdict was given for
+    (``meta.future``): the verdict depends on the clock, so it is checked again once that date
+    is within a day of it (:func:`_recheck_future`)."""
+    from gitmail.core.rules import future_claim
+
+    claim = future_claim(detail)
+    if claim is None:
+        return
+    row = db.execute("SELECT value FROM meta WHERE key='future'").fetchone()
+    if row is None or claim.isoformat() < row[0]:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('future', ?)", (claim.isoformat(),))
+
+
+def _recheck_future(repo: "Repo", member: str, db: sqlite3.Connection, checker: Any) -> None:
+    """Check again the messages judged dated in the future once the clock has come within a day
+    of the earliest such date (docs/protocol.md §4: a reader whose clock was behind, or mail
+    sent at the edge of the day allowed, would otherwise keep a good message malformed for
+    good). Costs one ``meta`` lookup a sync until then."""
+    from gitmail.core.rules import FUTURE_WORDS
+
+    if not _future_due(db):
+        return
+    cond = ("status='malformed' AND instr(detail, ?) > 0", (FUTURE_WORDS,))
+    _recheck(repo, member, db, checker, only=cond)
+    db.execute("DELETE FROM meta WHERE key='future'")
+    for (detail,) in db.execute(f"SELECT detail FROM msg WHERE {cond[0]}", cond[1]).fetchall():
+        _note_future(db, detail)
 
 
 def dedup_again(db: sqlite3.Connection, ids: Iterable[str]) -> None:
@@ -715,6 +780,8 @@ def _index_batch(
 ) -> None:
     """Write the rows of checked commits ``oids`` (ordinals from ``count + 1``): part of a batch,
     in its transaction (rows of the batch's earlier parts are rows already)."""
+    from gitmail.core.rules import FUTURE_WORDS
+
     build = _Rows(repo.pg, opener)
     rows: list[list[Any]] = []
     # Message-IDs shown on this part (a copy twice in one push is shown once); earlier
@@ -743,6 +810,8 @@ def _index_batch(
             if check.good and not dup:
                 batch_good.add(msg.id)
         rows.append(build.row(path, i, oid, msg, check, rcpt, sender, inbox, sent, dup, plaintext))
+        if not check.good and FUTURE_WORDS in check.detail:
+            _note_future(db, check.detail)
         if msg is not None and inbox:
             if not dup:
                 batch_shown.add(msg.id)  # an inbox row of this id is shown (dup 0)

@@ -38,6 +38,22 @@ from gitmail.core.model import (
 from gitmail.errors import GitmailError
 
 MAX_FUTURE = timedelta(days=1)  # how far past the verifier's clock a message date may lie
+FUTURE_WORDS = "lies more than a day in the future"  # the one verdict that depends on when it is given
+_FUTURE = re.compile(r"date (\S+) " + FUTURE_WORDS)
+
+
+def clock() -> datetime:
+    """The verifier's clock (UTC): the one source of "now" for the rules."""
+    return datetime.now(timezone.utc)
+
+
+def future_claim(detail: str) -> Optional[datetime]:
+    """The date a "date ... lies more than a day in the future" verdict was given for, or
+    None for any other verdict: such a verdict stands only until the verifier's clock comes
+    within :data:`MAX_FUTURE` of it (a reader whose clock was behind, or mail sent near the
+    edge), so a cache checks those messages again then (:func:`gitmail.core.cache.ingest`)."""
+    m = _FUTURE.search(detail or "")
+    return parse_date(m.group(1)) if m else None
 REQUEST_ID_MAX = 64  # characters
 
 
@@ -93,8 +109,8 @@ def content_problem(msg: Message, body_limit: int, now: Optional[datetime] = Non
     d = parse_date(msg.date)
     if d is None:
         return f"date {msg.date[:40]!r} is not RFC 3339 UTC in the form 2026-11-22T02:05:58.123456Z (year 1970 or later)"
-    if d > (now or datetime.now(timezone.utc)) + MAX_FUTURE:
-        return f"date {msg.date} lies more than a day in the future"
+    if d > (now or clock()) + MAX_FUTURE:
+        return f"date {msg.date} {FUTURE_WORDS}"
     if len(msg.subject) > SUBJECT_LIMIT:
         return f"subject over {SUBJECT_LIMIT} characters"
     if len(msg.summary) > SUMMARY_LIMIT:

@@ -258,3 +258,31 @@ def test_a_re_check_interrupted_goes_on_where_it_stopped(unguarded: NetOrg, monk
     assert s.db.execute("SELECT value FROM meta WHERE key='recheck'").fetchone() is None
     assert cache._rules_of(s.db) == RULES and cache._tally(s.db) == cache.scan_counts(s.db)
     s.db.close()
+
+
+def test_a_message_judged_dated_in_the_future_is_checked_again_when_its_day_comes(
+        unguarded: NetOrg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/protocol.md §4 refuses a date more than a day past the reader's clock, the one
+    verdict that depends on when it is given. alex's clock is two days behind when max's
+    message arrives: malformed, and the cache kept that for good, after the clock was fixed
+    (list showed "(unreadable message)", verify --all said good). Now the cache notes the
+    date and checks the message again once the clock has come within a day of it."""
+    from datetime import timedelta
+
+    from gitmail.core import rules
+
+    net = unguarded
+    sent = json.loads(net.ok("max", "send", "alex", "quarterly numbers", "--json").out)
+    real = rules.clock
+    monkeypatch.setattr(rules, "clock", lambda: real() - timedelta(days=2))  # alex's laptop, booted without NTP
+    net.ok("alex", "sync")
+    got = json.loads(net.ok("alex", "list", "--json").out)["messages"]
+    assert [m["status"] for m in got] == ["malformed"], got
+    assert [r[0] for r in _db(net).execute("SELECT detail FROM msg")] == [f"date {sent['date']} {rules.FUTURE_WORDS}"]
+    monkeypatch.setattr(rules, "clock", real)  # the clock is right again
+    net.ok("alex", "sync")
+    got = json.loads(net.ok("alex", "list", "--json").out)["messages"]
+    assert [(m["id"], m["status"], m["subject"]) for m in got] == [(sent["id"], "good", "quarterly numbers")], got
+    shown = json.loads(net.ok("alex", "read", sent["id"][:12], "--json").out)["messages"]
+    assert [(m["status"], m["body"]) for m in shown] == [("good", "quarterly numbers")]
+    assert _db(net).execute("SELECT value FROM meta WHERE key='future'").fetchone() is None
