@@ -139,21 +139,68 @@ def skeleton(name: str) -> str:
     NFKD (compatibility forms such as fullwidth letters fold to their plain
     letters, which the TR39 data leaves out), Default_Ignorable_Code_Point characters
     removed (:func:`ignorable`; TR39's skeleton does so since revision 28, so that
-    ``m\\u034fax`` is ``max``), then every character replaced by
-    the least (by code points) of itself and its single-character homoglyphs,
-    then NFD. Two names with the same skeleton look alike.
+    ``m\u034fax`` is ``max``), then every character replaced by the least (by code
+    points) character of its look-alike class (:func:`_prototypes`), then NFD. Two names
+    with the same skeleton look alike.
     """
-    from confusable_homoglyphs import confusables
-
-    data = confusables.confusables_data
-    out = []
+    protos = _prototypes()
     folded = unicodedata.normalize("NFKD", name)
     if not folded.isascii():  # TR39 (revision 28 on): Default_Ignorable_Code_Points are dropped first
         folded = ignorable_pattern().sub("", folded)
-    for ch in folded:
-        alts = [h["c"] for h in data.get(ch, ()) if len(h["c"]) == 1]
-        out.append(min([ch, *alts]))
-    return unicodedata.normalize("NFD", "".join(out))
+    return unicodedata.normalize("NFD", "".join(protos.get(ch, ch) for ch in folded))
+
+
+@functools.lru_cache(maxsize=1)
+def _prototypes() -> dict[str, str]:
+    """Character -> the least (by code point) character of its look-alike class: the classes
+    are the connected groups of the data's single-character homoglyph pairs (direction marks
+    around a right-to-left homoglyph dropped), so that look-alike is transitive. Taking the
+    least of a character and its direct homoglyphs alone was not: ``l`` went to ``1`` but
+    ``I`` (whose only listed homoglyph is ``l``) stayed ``I``, so ``aIice`` registered beside
+    ``alice``. (Joining each character with its NFKD fold as well would make ``f`` and ``s``
+    one class, through the long s.) About 10 ms, once a process."""
+    from confusable_homoglyphs import confusables
+
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def join(x: str, y: str) -> None:
+        a, b = find(x), find(y)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    for ch, alts in confusables.confusables_data.items():
+        if len(ch) != 1:
+            continue
+        for h in alts:
+            c = h["c"].replace("\u200e", "").replace("\u200f", "")
+            if len(c) == 1:
+                join(ch, c)
+    return {ch: find(ch) for ch in parent}
+
+
+_RESERVED_LOOKS = ("*", ".", "..")
+
+
+def reserved_lookalike(name: str) -> Optional[str]:
+    """The reserved address ``name`` looks like (docs/protocol.md §2: ``*``, ``.``, ``..``, or a
+    group address ``team:...``), or None. :func:`normalize` refuses those forms exactly; a
+    look-alike (``＊``, ``team：ops`` with a fullwidth colon) would be listed as the sender of
+    broadcast or group mail."""
+    sk = skeleton(name)
+    for r in _RESERVED_LOOKS:
+        if sk == skeleton(r):
+            return r
+    if sk.startswith(skeleton(GROUP_PREFIX)):
+        return GROUP_PREFIX + "..."
+    return None
 
 
 def normalize_group(name: str) -> str:

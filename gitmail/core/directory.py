@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, T
 
 from gitmail.core import problems, refs, refspecs, treediff
 from gitmail.core.address import (BROADCAST, GROUP_PREFIX, from_ref, ignorable, is_mixed_script, normalize, principal,
-                                  skeleton, to_ref)
+                                  reserved_lookalike, skeleton, to_ref)
 from gitmail.core.files import write_atomic
 from gitmail.core.model import Group, Member, OrgPolicy, canonical_json
 from gitmail.core.objects import (TREE_MODE, blob_data, commit, file_entry, first_parent_line, object_id, on_line,
@@ -429,8 +429,16 @@ def check_new_name(name: str, others: list[str], policy: OrgPolicy) -> None:
     for other in others:
         if skeleton(other) == sk:
             raise DirectoryError(f"member name {name!r} looks like the member name {other!r} (confusable)")
+    _reserved_problem(name)
     if not policy.allow_mixed_script and is_mixed_script(name):
         raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
+
+
+def _reserved_problem(name: str) -> None:
+    """Raise :class:`DirectoryError` when a name being registered looks like a reserved address."""
+    look = reserved_lookalike(name)
+    if look is not None:
+        raise DirectoryError(f"member name {name!r} looks like the reserved address {look!r} (confusable)")
 
 
 # -- verification: a ledger advanced one directory commit at a time --------------
@@ -663,10 +671,11 @@ class Ledger:
         return L
 
 
-LEDGER_FORMAT = 4  # 2: member paths may hold a shard folder, signers_oid may be a tree (layout 2);
+LEDGER_FORMAT = 5  # 2: member paths may hold a shard folder, signers_oid may be a tree (layout 2);
 # 3: names and skeletons under the invisible-character rule (a kept ledger is rebuilt, so a
 #    registration an older gitmail accepted is judged again);
-# 4: the widest body_limit of the history (body_read: a kept ledger is rebuilt to learn it)
+# 4: the widest body_limit of the history (body_read: a kept ledger is rebuilt to learn it);
+# 5: skeletons of transitive look-alike classes, names that look like reserved addresses refused
 LEDGER_FILE = "directory-ledger.json"
 
 
@@ -874,6 +883,7 @@ def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
             if others:
                 other = min(others, key=lambda n: member_file(n, layout).encode("utf-8", "surrogateescape"))
                 raise DirectoryError(f"member name {name!r} looks like the member name {other!r} (confusable)")
+            _reserved_problem(name)
             if not policy.allow_mixed_script and is_mixed_script(name):
                 raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
     history = L.history

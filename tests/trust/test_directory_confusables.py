@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gitmail.errors import DirectoryError
 
@@ -104,3 +106,62 @@ def test_a_crafted_registration_with_an_invisible_character_fails_the_readers_an
     assert "invisible character (U+034F)" in r.err + r.out, r
     assert [m["name"] for m in json.loads(net.ok("max", "members", "--json").out)["members"]] == \
         ["alex", "max"]
+
+
+# -- look-alike is transitive, and reserved addresses have no look-alikes ----------------------
+
+
+def test_a_lookalike_through_a_third_character_is_refused(org: Org) -> None:
+    """`aIex` (capital i) beside alex: the skeleton took each character's least direct homoglyph,
+    and l -> 1 but I -> I (its only listed homoglyph is l), so it registered. Now the classes
+    are transitive: l, I and 1 are one class. So are S-comma and S-cedilla."""
+    from gitmail.core.address import skeleton
+
+    assert skeleton("alex") == skeleton("aIex") == skeleton("a1ex")
+    assert skeleton("\u0218tefan") == skeleton("\u015etefan")
+    code, err = _join(org, "aIex")
+    assert code == DirectoryError.exit_code and "looks like the member name 'alex'" in err, err
+
+
+@pytest.mark.parametrize("name,looks", [("\uff0a", "*"), ("\u2217", "*"), ("team\uff1aops", "team:..."),
+                                        ("\uff54\uff45\uff41\uff4d:ops", "team:..."), ("\uff0e\uff0e", "..")])
+def test_a_name_that_looks_like_a_reserved_address_is_refused(org: Org, name: str, looks: str) -> None:
+    """`＊` or `team：ops` (fullwidth) passed normalize, which refuses only the exact forms, and
+    listings showed broadcast-looking mail "from *" or group mail "from team:ops"."""
+    code, err = _join(org, name)
+    assert code == DirectoryError.exit_code and f"looks like the reserved address {looks!r}" in err, err
+
+
+def test_guard_refuses_a_name_that_looks_like_a_group(net: NetOrg, tmp_path: Path) -> None:
+    newcomer = stranger_key(tmp_path)
+    tip, entries = current_entries(net.clones["alex"])
+    e = entry("team\uff1aops", newcomer.public_key)
+    p = push_dir(net.clones["alex"], write_dir_commit(net.clones["alex"], [*entries, e], newcomer, tip))
+    assert p.returncode != 0 and "looks like the reserved address 'team:...'" in p.stderr, p.stderr
+
+
+def _pairs() -> list[tuple[str, str]]:
+    import unicodedata
+
+    from confusable_homoglyphs import confusables
+
+    out = []
+    for ch, alts in confusables.confusables_data.items():
+        for h in alts:
+            c = h["c"].replace("\u200e", "").replace("\u200f", "")
+            # the skeleton folds NFKD first: pairs of characters it keeps as they are
+            if len(ch) == 1 and len(c) == 1 and all(unicodedata.normalize("NFKD", x) == x for x in (ch, c)):
+                out.append((ch, c))
+    return out
+
+
+@given(st.sampled_from(_pairs()), st.sampled_from(_pairs()))
+def test_every_homoglyph_pair_shares_a_skeleton_and_look_alike_is_transitive(p: tuple[str, str],
+                                                                              q: tuple[str, str]) -> None:
+    from gitmail.core.address import skeleton
+
+    a, b = p
+    assert skeleton("x" + a) == skeleton("x" + b)
+    c, d = q
+    if skeleton(b) == skeleton(c):  # a ~ b ~ c ~ d: a looks like d
+        assert skeleton(a) == skeleton(d)

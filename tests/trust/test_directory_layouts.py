@@ -139,8 +139,8 @@ def test_old_ledger_files_are_rebuilt(net: NetOrg) -> None:
     want = dirmod.load(repo)
     path = repo.data_dir / dirmod.LEDGER_FILE
     data = json.loads(path.read_bytes())
-    assert data["format"] == dirmod.LEDGER_FORMAT == 4
-    for old in (1, 2, 3):
+    assert data["format"] == dirmod.LEDGER_FORMAT == 5
+    for old in (1, 2, 3, 4):
         data["format"] = old
         path.write_text(json.dumps(data))
         dirmod._LEDGERS.clear()
