@@ -207,13 +207,41 @@ def read(
         from gitmail.api.views import SHORT
 
         for it in items:
-            here = Path(save_dir).expanduser() / it.row.id[:SHORT] if per_message and save_dir else save_dir
+            saving = it.message is not None and it.message.attachments and it.row.status == "good" and not it.error
+            here = _own_folder(Path(save_dir).expanduser(), it.row.id[:SHORT]) \
+                if per_message and save_dir and saving else save_dir
             it.saved = save_attachments(s, it, here, progress)
     if mark and rows:
         # Only what could be shown counts as read (not a message whose key was locked).
         _set_flag(s, [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error],
                   "read", True)
     return items
+
+
+def _own_folder(parent: Path, name: str) -> Path:
+    """A folder this call creates under ``parent``: ``name``, else ``name-1``, ``name-2``, ...
+    (the first that ``mkdir`` makes: never one that was already there). The short id is
+    known to its sender in advance (``send --json``), so in a folder others can write to
+    (a shared or group-writable one) they could plant ``<short id>`` as a symlink to
+    ``~/.ssh`` and have ``authorized_keys`` written there; a folder made now is this
+    call's. Where ``parent`` cannot be written, ``parent/name`` is returned and the save
+    reports why."""
+    from gitmail.core.attachments import DIR_MODE_MAX, make_private_dirs
+
+    try:
+        make_private_dirs(parent)
+    except (OSError, ValueError):  # ValueError: a NUL in the path (refused with one line by the save)
+        return parent / name
+    for n in range(100):
+        here = parent / (name if n == 0 else f"{name}-{n}")
+        try:
+            here.mkdir(mode=DIR_MODE_MAX)
+            return here
+        except FileExistsError:
+            continue
+        except (OSError, ValueError):
+            return here
+    return parent / name
 
 
 def save_attachments(

@@ -75,10 +75,10 @@ def safe_name(name: str) -> str:
     s = parts[-1] if parts else ""
     s = "".join(_safe_char(c) for c in s)
     s = re.sub(r" {2,}", " ", s).lstrip(".- ").rstrip(". ")
+    if s.split(".")[0].rstrip(" ").upper() in _RESERVED:
+        s = "_" + s  # before shortening: the prefix counts toward the bound (else 201 bytes, and not idempotent)
     if len(s.encode("utf-8")) > NAME_MAX_BYTES:
         s = _shorten(s)
-    if s.split(".")[0].rstrip(" ").upper() in _RESERVED:
-        s = "_" + s
     return s or FALLBACK_NAME
 
 
@@ -510,8 +510,11 @@ def fetch(
     if lfs.has_local(cache, a.oid, a.size):
         try:
             return lfs.read_local(cache, a.oid, a.size)
-        except AttachmentError:
-            pass  # a damaged cache copy: fetch it again
+        except AttachmentError:  # a damaged cache copy: dropped (has_local checks its size only), fetched again
+            try:
+                os.unlink(lfs.object_path(cache, a.oid))
+            except OSError:
+                pass
     st = lfs.open_store(lfs.discover(repo, "download", _policy_lfs_url(repo)), repo)
     st.fetch_into(cache, a.oid, a.size, progress, f"Downloading {safe_name(a.name)}")  # streamed and verified
     return lfs.read_local(cache, a.oid, a.size)

@@ -176,7 +176,7 @@ def write_local(root: Path, oid: str, size: int, src: Path | bytes, verified: bo
         (root / "tmp").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise AttachmentError(f"cannot create the LFS store {root}: {e.strerror}") from None
-    if isinstance(src, Path) and src.name == oid and _try_link(src, dst):
+    if isinstance(src, Path) and src.name == oid and _hash_of(src, size) == oid and _try_link(src, dst):
         return dst
     fd, tmp = tempfile.mkstemp(dir=root / "tmp", prefix=oid[:12] + "-")
     try:
@@ -193,6 +193,27 @@ def write_local(root: Path, oid: str, size: int, src: Path | bytes, verified: bo
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dst
+
+
+def _hash_of(src: Path, size: int) -> Optional[str]:
+    """sha256 of file ``src`` when it holds exactly ``size`` bytes, else None (read in chunks).
+    A store's file is hashed before it is linked into another store: a damaged or altered
+    one would otherwise be the reader's cached copy for good (it was linked unverified, and
+    ``has_local`` checks sizes only)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    done = 0
+    try:
+        with open(src, "rb") as f:
+            while chunk := f.read(CHUNK):
+                done += len(chunk)
+                if done > size:
+                    return None
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest() if done == size else None
 
 
 def _try_link(src: Path, dst: Path) -> bool:
@@ -420,7 +441,8 @@ class LocalStore:
         try:
             dst = write_local(root, oid, size, src)
         except AttachmentError:
-            raise AttachmentError(f"LFS object {oid[:12]} in the org's store ({self.root}) does not match its oid") from None
+            raise AttachmentError(f"LFS object {oid[:12]} in the org's store ({self.root}) does not match its "
+                                  "sha256 (content altered or corrupt)") from None
         progress(label, size, size)
         return dst
 
@@ -608,7 +630,11 @@ class HTTPStore:
                  sink: Optional["_DownloadSink"] = None, hops: int = 0) -> tuple[int, str, bytes]:
         """``(status, reason, body up to limit)``; a 401 is answered with git's credentials once;
         redirects (301, 302, 303, 307, 308; a body is sent again only on 307/308) are followed
-        up to :data:`MAX_REDIRECTS` times, credentials dropped when the origin changes."""
+        up to :data:`MAX_REDIRECTS` times, never from ``https`` to plain ``http``; when the origin
+        changes, every header but the content's own is dropped (an action's header is a
+        credential: docs/attachments.md). A URL Python cannot read (a port out of range, a
+        broken IPv6 host) is this object's refusal, not an internal error."""
+        _usable(url)
         status, reason, data, location = self._authed(method, url, headers, body, deadline, limit, sink)
         if status not in (301, 302, 303, 307, 308) or not location:
             return status, reason, data
@@ -618,8 +644,12 @@ class HTTPStore:
 
         target, _ = _split_userinfo(url)
         new = urljoin(target, location)
+        _usable(new, f"the LFS server {git.redact(url)} redirected to")
+        if urlsplit(target).scheme == "https" and urlsplit(new).scheme != "https":
+            raise AttachmentError(f"the LFS server {git.redact(url)} redirected from https to "
+                                  f"{urlsplit(new).scheme or 'a URL without a scheme'}; not followed")
         if _origin(_split_userinfo(new)[0]) != _origin(target):
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            headers = {k: v for k, v in headers.items() if k.lower() in _CONTENT_HEADERS}
         if status in (307, 308) and body is not None:
             if hasattr(body, "seek"):
                 body.seek(0)
@@ -792,6 +822,22 @@ def _split_userinfo(url: str) -> tuple[str, Optional[tuple[str, str]]]:
     user, sep, password = userinfo.partition(":")
     bare = urlunsplit((p.scheme, hostport, p.path, p.query, p.fragment))
     return bare, ((unquote(user), unquote(password)) if sep else None)
+
+
+_CONTENT_HEADERS = ("accept", "content-type", "content-length")  # kept across origins: no credential
+
+
+def _usable(url: str, said: str = "the LFS server gave") -> None:
+    """Raise :class:`AttachmentError` unless ``url`` is an ``http``/``https`` URL with a host and a
+    port Python can read."""
+    try:
+        p = urlsplit(url)
+        p.port  # noqa: B018 (raises ValueError for a port out of range or not a number)
+        ok = p.scheme in ("http", "https") and bool(p.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise AttachmentError(f"{said} a URL gitmail cannot use ({git.redact(url)[:200]!r}); not followed")
 
 
 def _origin(url: str) -> str:
