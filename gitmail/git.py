@@ -250,17 +250,21 @@ def output(args: Iterable[str], cwd: str | Path | None = None, **kw: object) -> 
 
 
 def git_dir(path: str | Path) -> Path:
-    """Absolute ``.git`` directory of the repository containing ``path``.
+    """Absolute ``.git`` directory of the repository containing ``path``: the one every
+    worktree of it shares (``--git-common-dir``), where its objects, its refs and gitmail's
+    data live. In a linked worktree (``git worktree add``) the worktree's own git directory
+    held a second gitmail data folder (another lock, cache and allowed-signers file, which
+    the shared config then pointed at and lost with ``git worktree remove``).
 
     Raises :class:`NotARepoError` when ``path`` is not inside a git repository.
     """
     p = Path(path)
     if not p.is_dir():
         raise NotARepoError(f"not a git repository: {path} (no such directory)")
-    proc = run(["rev-parse", "--absolute-git-dir"], p, check=False)
+    proc = run(["rev-parse", "--git-common-dir"], p, check=False)  # (--path-format: git 2.31)
     if proc.returncode != 0:
         raise NotARepoError(f"not a git repository: {p.resolve()}")
-    return Path(proc.stdout.decode().strip())
+    return Path(os.path.normpath(p.resolve() / proc.stdout.decode().strip()))
 
 
 def config_all(cwd: str | Path, origins: Optional[set[Path]] = None) -> dict[str, str]:

@@ -22,6 +22,8 @@ from gitmail.core.verdicts import RULES
 from gitmail.errors import GitmailError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gitmail.core.directory import Directory
     from gitmail.core.repo import Repo
     from gitmail.core.store import Brief, Check, Verdict
@@ -1447,3 +1449,55 @@ def verdicts(db: sqlite3.Connection) -> tuple[dict[str, tuple[int, int]], list[t
            for r in db.execute("SELECT path, oid, id, status, detail FROM msg WHERE status != 'good'"
                                " ORDER BY path, ordinal DESC")]
     return counts, bad
+
+
+# -- the guard's index of requests (gitmail.guard.requests: which format, and why) -------------
+
+
+def open_request_index(file: "Path") -> Optional[sqlite3.Connection]:
+    """The guard's request index at ``file`` (tables made if need be), or None where SQLite
+    cannot use it."""
+    try:
+        db = sqlite3.connect(file, timeout=5, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS walked(path TEXT PRIMARY KEY, tip TEXT NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS req(path TEXT NOT NULL, type TEXT NOT NULL, rid TEXT NOT NULL, "
+                   "oid TEXT NOT NULL, UNIQUE(path, type, rid, oid))")
+        return db
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def request_index_tip(db: sqlite3.Connection, path: str) -> Optional[str]:
+    """The tip of mailbox ``path`` the index was read up to (None: none, or unreadable)."""
+    try:
+        row = db.execute("SELECT tip FROM walked WHERE path=?", (path,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def request_index_oids(db: sqlite3.Connection, path: str, typ: str, rid: str) -> list[str]:
+    """Commits of ``path`` the index names for request ``(typ, rid)``, newest first. Raises
+    ``sqlite3.Error``."""
+    return [str(r[0]) for r in db.execute("SELECT oid FROM req WHERE path=? AND type=? AND rid=? ORDER BY rowid DESC",
+                                          (path, typ, rid))]
+
+
+def request_index_save(db: sqlite3.Connection, path: str, stored: Optional[str], replace: bool, tip: str,
+                       rows: list[tuple[str, str, str]]) -> None:
+    """Add ``rows`` (``(type, rid, oid)``, oldest first) to ``path``'s entries (``replace``:
+    instead of them) and record ``tip`` as read up to, in one transaction, unless the recorded
+    tip is no longer ``stored`` (another push moved it). Raises ``sqlite3.Error``."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if request_index_tip(db, path) == stored:
+            if replace:
+                db.execute("DELETE FROM req WHERE path=?", (path,))
+            db.executemany("INSERT OR IGNORE INTO req(path, type, rid, oid) VALUES (?,?,?,?)",
+                           [(path, t, r, oid) for t, r, oid in rows])
+            db.execute("INSERT OR REPLACE INTO walked(path, tip) VALUES (?,?)", (path, tip))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -30,6 +30,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from gitmail.core import cache
 from gitmail.core.msgtypes import REQUEST_TYPES
 
 if TYPE_CHECKING:
@@ -90,8 +91,7 @@ class Requests:
         out = list(read.get((typ, rid), []))
         if rest_in_file and self._db is not None:
             try:
-                out += [str(r[0]) for r in self._db.execute(
-                    "SELECT oid FROM req WHERE path=? AND type=? AND rid=? ORDER BY rowid DESC", (path, typ, rid))]
+                out += cache.request_index_oids(self._db, path, typ, rid)
             except sqlite3.Error:  # the rest cannot be read from the file: read the line whole
                 self._lines[key] = self._read(path, tip, use_file=False)
                 return list(self._lines[key][0].get((typ, rid), []))
@@ -103,7 +103,7 @@ class Requests:
         from gitmail.core.objects import first_parent_line
 
         db = self._conn() if use_file else None
-        stored = _walked(db, path) if db is not None else None
+        stored = cache.request_index_tip(db, path) if db is not None else None
         base = self.accepted(path)
         found: list[tuple[str, tuple[str, str]]] = []  # newest first
         kept: list[tuple[str, tuple[str, str]]] = []  # those on the server already (at or below base)
@@ -139,18 +139,8 @@ class Requests:
         the file held when the line met ``stored``, else instead of it. Nothing is written
         when another push moved the path's entry meanwhile (its entry is as good as ours)."""
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if _walked(db, path) == stored:
-                    if not met_stored:
-                        db.execute("DELETE FROM req WHERE path=?", (path,))
-                    db.executemany("INSERT OR IGNORE INTO req(path, type, rid, oid) VALUES (?,?,?,?)",
-                                   [(path, t, r, oid) for oid, (t, r) in reversed(kept)])
-                    db.execute("INSERT OR REPLACE INTO walked(path, tip) VALUES (?,?)", (path, base))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            cache.request_index_save(db, path, stored, not met_stored, base,
+                                     [(t, r, oid) for oid, (t, r) in reversed(kept)])
         except sqlite3.Error:
             pass
 
@@ -166,23 +156,10 @@ class Requests:
             self._db = None
 
 
-def _walked(db: sqlite3.Connection, path: str) -> Optional[str]:
-    try:
-        row = db.execute("SELECT tip FROM walked WHERE path=?", (path,)).fetchone()
-    except sqlite3.Error:
-        return None
-    return str(row[0]) if row else None
-
-
 def open_index(file: Path) -> Optional[sqlite3.Connection]:
     """The index file, created if need be (private), or None where it cannot be used."""
     try:
         file.parent.mkdir(mode=0o700, exist_ok=True)
-        db = sqlite3.connect(file, timeout=5, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE IF NOT EXISTS walked(path TEXT PRIMARY KEY, tip TEXT NOT NULL)")
-        db.execute("CREATE TABLE IF NOT EXISTS req(path TEXT NOT NULL, type TEXT NOT NULL, rid TEXT NOT NULL, "
-                   "oid TEXT NOT NULL, UNIQUE(path, type, rid, oid))")
-        return db
-    except (OSError, sqlite3.Error):
+    except OSError:
         return None
+    return cache.open_request_index(file)
