@@ -118,10 +118,10 @@ def init(
     if not r.config.get("gitmail.user"):
         git.config_set(r.path, "gitmail.user", name)
     ours = str(r.data_dir / "allowed_signers")
-    theirs = git.run(["config", "--local", "--path", "--get", "gpg.ssh.allowedSignersFile"], r.path,
+    theirs = git.run(["config", "--local", "--includes", "--path", "--get", "gpg.ssh.allowedSignersFile"], r.path,
                      check=False).stdout.decode("utf-8", "surrogateescape").strip()
-    if theirs and theirs != ours:  # the clone's own file (a project's signers): kept in gitmail's
-        git.config_set(r.path, dirmod.USER_SIGNERS_KEY, theirs)
+    if theirs and theirs != ours:  # the clone's own file (a project's signers): kept in gitmail's, as an absolute path
+        git.config_set(r.path, dirmod.USER_SIGNERS_KEY, dirmod.absolute_signers_path(theirs, r.path))
     git.config_set(r.path, "gpg.ssh.allowedSignersFile", ours)
     r.reload_config()
     d = dirmod.load(r)

@@ -12,6 +12,7 @@ signer may make.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1499,7 +1500,7 @@ def _save(repo: "Repo", L: Ledger) -> None:
 def write_signers(repo: "Repo", d: Directory) -> None:
     """Write the allowed-signers file (with the user's own signers appended) and the member list."""
     path = repo.data_dir / "allowed_signers"
-    write_atomic(path, _with_user_signers(d.allowed_signers(), repo.config.get(USER_SIGNERS_KEY.lower())),
+    write_atomic(path, _with_user_signers(d.allowed_signers(), repo.config.get(USER_SIGNERS_KEY.lower()), repo.path),
                  only_if_changed=True)
     import json
 
@@ -1512,16 +1513,20 @@ USER_SIGNERS_HEADER = "# below: the allowed signers of the user's own git config
 USER_SIGNERS_KEY = "gitmail.userAllowedSignersFile"
 
 
-def _with_user_signers(text: str, local: Optional[str] = None) -> str:
+def _with_user_signers(text: str, local: Optional[str] = None, cwd: Optional[Path] = None) -> str:
     """gitmail's allowed signers, then the lines of the file the user configured: the clone's
-    own from before ``gitmail init`` (``local``, :data:`USER_SIGNERS_KEY`), else the global or
-    system one.
+    own from before ``gitmail init`` (``local``, :data:`USER_SIGNERS_KEY`), else the one the
+    user's global or system config gives in this repository (``cwd``; includes followed, so an
+    ``includeIf "gitdir:..."`` work identity counts).
 
     ``gitmail init`` sets ``gpg.ssh.allowedSignersFile`` in the clone, which hides
     the user's; appending its lines keeps their teammates' signed code commits
-    verifying (the file is regenerated on every directory load).
+    verifying (the file is regenerated on every directory load). The user's trust wins: a
+    member whose name is one of the user's principals (or matches one of their patterns)
+    gets no line here, so a member who registers as ``boss@team.example`` cannot sign code
+    commits that git shows as a teammate's.
     """
-    p = local or _configured_signers_file()
+    p = absolute_signers_path(local, cwd) if local else _configured_signers_file(cwd)
     if p:
         try:
             theirs = open(os.path.expanduser(p), encoding="utf-8", errors="surrogateescape").read()
@@ -1529,22 +1534,57 @@ def _with_user_signers(text: str, local: Optional[str] = None) -> str:
             return text
         if theirs and not theirs.endswith("\n"):
             theirs += "\n"
+        taken = _principals(theirs)
+        if taken:
+            text = "".join(ln for ln in text.splitlines(keepends=True)
+                           if not any(fnmatch.fnmatchcase(n, pat) for n in _principals(ln) for pat in taken))
         return text + USER_SIGNERS_HEADER + theirs
     return text
 
 
-def _configured_signers_file() -> str:
-    """The ``gpg.ssh.allowedSignersFile`` of the user's global, else system, git config ('' for none)."""
+def _principals(text: str) -> list[str]:
+    """The principal patterns of an allowed-signers text (ssh-keygen(1), ALLOWED SIGNERS: the
+    first field of each line, a comma-separated list, quoted when it holds spaces; ``!``
+    negations left out)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith('"'):
+            field = line[1:].split('"', 1)[0]
+        else:
+            field = line.split(None, 1)[0]
+        out += [pat for pat in field.split(",") if pat and not pat.startswith("!")]
+    return out
+
+
+def _configured_signers_file(cwd: Optional[Path] = None) -> str:
+    """The ``gpg.ssh.allowedSignersFile`` of the user's global, else system, git config, as git
+    reads it in the repository at ``cwd`` (includes and ``includeIf`` followed), absolute ('' for none)."""
     from gitmail import git
 
     for scope in ("--global", "--system"):
         try:
-            p = git.run(["config", scope, "--path", "--get", "gpg.ssh.allowedSignersFile"]).stdout
+            p = git.run(["config", scope, "--includes", "--path", "--get", "gpg.ssh.allowedSignersFile"], cwd).stdout
         except Exception:
             continue
         if p.strip():
-            return p.decode("utf-8", "surrogateescape").strip()
+            return absolute_signers_path(p.decode("utf-8", "surrogateescape").strip(), cwd)
     return ""
+
+
+def absolute_signers_path(value: str, cwd: Optional[Path]) -> str:
+    """``gpg.ssh.allowedSignersFile``'s value as a path gitmail can open from anywhere: ``~``
+    expanded, a relative one taken from the top of the work tree (where git runs ssh-keygen;
+    it was read from gitmail's own current directory, so a sync from a subfolder lost it)."""
+    from gitmail import git
+
+    value = os.path.expanduser(value)
+    if os.path.isabs(value) or cwd is None:
+        return value
+    top = git.run(["rev-parse", "--show-toplevel"], cwd, check=False).stdout.decode("utf-8", "surrogateescape").strip()
+    return os.path.join(top or str(cwd), value)
 
 
 # -- the org fingerprint (docs/protocol.md §7, "Trust on first use") -----------
