@@ -202,13 +202,35 @@ def install(repo: str | Path, names: Sequence[str], fill: Optional[Callable[[str
     """
     d = hooks_dir(repo, other_owner)
     d.mkdir(parents=True, exist_ok=True)
-    return [_install_one(d, n, fill) for n in names]
+    lfs = shutil.which("git-lfs") is not None and _uses_lfs(Path(repo), d)
+    return [_install_one(d, n, fill, lfs) for n in names]
 
 
-def _install_one(d: Path, name: str, fill: Optional[Callable[[str], str]]) -> Action:
+def _uses_lfs(repo: Path, d: Path) -> bool:
+    """Whether Git LFS is set up for this repository: git-lfs's own hooks are in ``d``, its
+    filter is configured (``filter.lfs.process``: what ``git lfs install`` writes, globally by
+    default), or the top of the work tree has a ``.gitattributes`` naming the lfs filter.
+    Only then do gitmail's post-checkout and post-merge start with git-lfs's part (so that a
+    later ``git lfs install`` finds its own hooks): where git-lfs was merely on the PATH, a
+    git without it (an IDE's, or after git-lfs was removed) failed every checkout of a
+    repository that never used LFS ("configured for Git LFS but 'git-lfs' was not found")."""
+    if _lfs_here(d):
+        return True
+    from gitmail import git
+
+    if git.run(["config", "--includes", "--get", "filter.lfs.process"], repo, check=False).stdout.strip():
+        return True
+    top = git.run(["rev-parse", "--show-toplevel"], repo, check=False).stdout.decode("utf-8", "surrogateescape").strip()
+    try:
+        return bool(top) and "filter=lfs" in (Path(top) / ".gitattributes").read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def _install_one(d: Path, name: str, fill: Optional[Callable[[str], str]], uses_lfs: bool = False) -> Action:
     target, chained = d / name, d / (name + CHAINED)
     what = "installed"
-    lfs = name in LFS_SHARED and shutil.which("git-lfs") is not None
+    lfs = name in LFS_SHARED and uses_lfs
     if target.exists() or target.is_symlink():
         if is_ours(target):
             what = "updated"

@@ -5,7 +5,9 @@ their work and gitmail's new-mail notice still shows after ``git pull``."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,7 @@ def test_hooks_order_both_work(org: Org, order: str) -> None:
     org.ok("max", "org", "encryption=off")
     _code_commit(org, "max", "v1")
     clone = org.clones["alex"]
+    git("lfs", "install", "--skip-repo")  # the one-time setup of a git-lfs user (its filters, globally)
     # A clone gitmail made fetches only the member's mail refs (docs/protocol.md §3); the
     # developer adds the code branch they work on, as they would in any narrow clone.
     git("config", "--add", "remote.origin.fetch", "+refs/heads/main:refs/remotes/origin/main", cwd=clone)
@@ -120,3 +123,32 @@ def test_a_global_hooks_path_gets_no_lfs_hooks_of_gitmails_making(org: Org, tmp_
     assert sorted(p.name for p in shared.iterdir()) == ["post-checkout", "post-merge"]  # gitmail's two, no more
     assert run("hooks", "uninstall", "--repo", str(clone)).code == 0
     assert list(shared.iterdir()) == []
+
+
+def test_without_git_lfs_set_up_a_checkout_never_needs_it(org: Org, tmp_path: Path) -> None:
+    """git-lfs on the PATH but never set up, in a repository without LFS: gitmail's hooks began
+    with git-lfs's part all the same, so a git without git-lfs on its PATH (an IDE's) failed
+    every checkout. Now they do not; should the user set LFS up later, `git lfs install` says
+    its hooks are taken and `gitmail hooks install` again merges both."""
+    _code_commit(org, "max", "v1")
+    clone = org.clones["alex"]
+    git("config", "--add", "remote.origin.fetch", "+refs/heads/main:refs/remotes/origin/main", cwd=clone)
+    git("fetch", "-q", "origin", cwd=clone)
+    git("checkout", "-q", "-B", "main", "--track", "origin/main", cwd=clone)
+    _gitmail_install(clone)
+    d = hooks_dir(clone)
+    assert "git lfs" not in (d / "post-checkout").read_text()
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("git", "sh", "cat", "cksum", "printf", "dirname"):  # a PATH with git but no git-lfs
+        found = shutil.which(tool)
+        if found:
+            (bare / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(bare)}
+    p = subprocess.run(["git", "checkout", "-q", "-b", "side"], cwd=clone, env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and "git-lfs" not in p.stderr, p.stderr
+    later = git("lfs", "install", cwd=clone, check=False)
+    assert later.returncode != 0 and "Hook already exists" in later.stdout + later.stderr
+    _gitmail_install(clone)  # now LFS is set up here: git-lfs's part heads gitmail's hooks
+    _lfs_install(clone)
+    assert all((d / h).is_file() for h in LFS_HOOKS) and is_ours(d / "post-checkout")
