@@ -29,17 +29,43 @@ if TYPE_CHECKING:
 CLIENT_HOOKS = ("post-merge", "post-checkout")
 
 
-def install(repo: str | Path) -> list[Action]:
+def install(repo: str | Path, force: bool = False) -> list[Action]:
     """Install the client hooks (``post-merge``, ``post-checkout``) into ``repo``.
 
     Idempotent. Raises :class:`UsageError` for a foreign hook that cannot be
-    chained, or if ``gitmail.noticeSubjects`` has a bad value (an error now,
-    not a silent hook later).
+    chained, if ``gitmail.noticeSubjects`` has a bad value (an error now,
+    not a silent hook later), or (unless ``force``) when the hooks folder lies inside the
+    work tree: a project's own hooks folder (``core.hooksPath`` as husky and others set it),
+    where gitmail's hooks, with this machine's Python path in them, showed as changes, were
+    committed with ``git commit -a`` and stopped checkouts of branches that changed them.
     """
     from gitmail.core.repo import open_repo
 
     notice_subjects(open_repo(repo))
+    if not force:
+        inside = _in_work_tree(repo, hookscripts.hooks_dir(repo))
+        if inside is not None:
+            raise UsageError(f"the hooks folder {inside} is inside the work tree (core.hooksPath: the project's own "
+                             "hooks, committed with it); gitmail's hooks would be part of the project. "
+                             "Use --force to install there anyway")
     return hookscripts.install(repo, CLIENT_HOOKS)
+
+
+def _in_work_tree(repo: str | Path, d: Path) -> Optional[Path]:
+    """``d`` when it lies inside ``repo``'s work tree (and not in its git directory), else None."""
+    from gitmail import git
+
+    top = git.run(["rev-parse", "--show-toplevel"], repo, check=False).stdout.decode("utf-8", "surrogateescape").strip()
+    if not top:
+        return None
+    here = d.resolve()
+    for where, inside in ((git.git_dir(repo), False), (Path(top), True)):
+        try:
+            here.relative_to(where.resolve())
+            return d if inside else None
+        except ValueError:
+            continue
+    return None
 
 
 def shared_hooks_folder(repo: str | Path) -> Optional[str]:

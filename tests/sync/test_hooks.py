@@ -366,3 +366,22 @@ def test_shell_notice_counts_one_message_on_two_inbox_refs_once(net: NetOrg) -> 
     code_commit(net, "max", "v2")
     code, out = pull(clone)
     assert '📬 1 new message from max (just now): "one message"' in out, out
+
+
+def test_hooks_are_not_installed_into_a_folder_the_project_tracks(org: Org) -> None:
+    """core.hooksPath=.husky (the project's own hooks, committed with it): install wrote there
+    with no word, so `git status` showed gitmail's hooks (with this machine's Python path) as
+    changes, `git commit -a` took them into the project and checkouts of branches that changed
+    them stopped. Refused now, exit 2 and nothing written; --force installs anyway."""
+    clone = org.clones["alex"]
+    husky = clone / ".husky"
+    husky.mkdir()
+    (husky / "post-checkout").write_text("#!/bin/sh\necho project hook\n")
+    (husky / "post-checkout").chmod(0o755)
+    git("config", "core.hooksPath", ".husky", cwd=clone)
+    before = sorted(p.name for p in husky.iterdir())
+    r = run("hooks", "install", "--repo", str(clone))
+    assert r.code == 2 and "inside the work tree" in r.err and r.err.count("\n") == 1, r
+    assert sorted(p.name for p in husky.iterdir()) == before
+    assert run("hooks", "install", "--force", "--repo", str(clone)).code == 0
+    assert "post-merge" in {p.name for p in husky.iterdir()}

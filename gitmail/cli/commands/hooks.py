@@ -44,12 +44,13 @@ def command() -> None:
 @click.option("--repo", metavar="PATH", envvar="GITMAIL_REPO", help="The clone [default: current directory].")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def install(repo: Optional[str], as_json: bool, quiet: bool) -> None:
+@click.option("--force", is_flag=True, help="Install even into a hooks folder inside the work tree (the project's own).")
+def install(repo: Optional[str], as_json: bool, quiet: bool, force: bool) -> None:
     """Install post-merge and post-checkout hooks (honours core.hooksPath; chains to existing hooks)."""
     from gitmail import hooks
     from gitmail.api.views import clean
 
-    actions = hooks.install(repo or ".")
+    actions = hooks.install(repo or ".", force=force)
     shared = hooks.shared_hooks_folder(repo or ".")
     if shared is not None:  # said on stderr, --json or not: the user's other repositories run these too
         click.echo(f"gitmail: warning: core.hooksPath comes from {clean(shared)}: its hooks folder is shared by "
