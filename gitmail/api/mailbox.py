@@ -416,40 +416,51 @@ class Trace:
                            messages=[MessageRow.of(r) for r in self.messages])
 
 
-def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None) -> Trace:
+def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None, kind: Optional[str] = None) -> Trace:
     """Every message of one trace or thread across the member's mailboxes, oldest first.
 
-    ``id``: a Message-ID or unique prefix (4+ hex digits) of a message of the view: that
-    message's thread, and its trace when it has one; else a trace id that some message
-    carries (exact match). A message id wins: any member may give their mail a trace id
-    spelt like another message's id, and would otherwise answer for it (``trace 2583cba2``
-    showing only the forger's mail, not the request it names). Raises
+    ``id``: a trace id that some message carries (exact match), or a Message-ID or unique
+    prefix (4+ hex digits) of a message of the view: that message's thread, and its trace
+    when it has one. ``kind``: ``"trace"`` or ``"message"`` to take ``id`` only as that.
+    When ``id`` is both (a ticket number as a trace id, and the start of a message's id)
+    neither wins: any member can send mail with a trace id spelt like a message's id, or
+    mint a message whose id starts like a trace id (a second of hashing for four hex
+    digits), and would otherwise answer for the other; that is
+    :class:`AmbiguousIdError` naming both, to be asked again with ``kind``. Raises
     :class:`MessageNotFoundError` (neither), :class:`AmbiguousIdError`,
-    :class:`UsageError` (neither a trace id nor a message id in form).
+    :class:`UsageError` (neither a trace id nor a message id in form, or a bad ``kind``).
     """
     import re
 
     from gitmail.core.model import trace_id_problem
-    from gitmail.errors import MessageNotFoundError
+    from gitmail.errors import AmbiguousIdError, MessageNotFoundError
 
+    if kind not in (None, "trace", "message"):
+        raise UsageError(f"kind must be 'trace' or 'message', not {kind!r}")
     s = session(repo, as_)
     s.refresh()
     key = id.strip()
     missing: Optional[MessageNotFoundError] = None
-    if re.fullmatch(r"[0-9a-fA-F]{4,64}", key):
+    row = None
+    if kind != "trace" and re.fullmatch(r"[0-9a-fA-F]{4,64}", key):
         try:
             row = resolve_id(s, key)  # AmbiguousIdError when the prefix names several
         except MessageNotFoundError as e:
             missing = e
-        else:
-            root = row.thread or row.id
-            return Trace(row.trace_id, root, cache.trace_rows(s.db, row.trace_id, root))
-    if trace_id_problem(key) is None and cache.has_trace(s.db, key):
+    carried = kind != "message" and trace_id_problem(key) is None and cache.has_trace(s.db, key)
+    if row is not None and carried:
+        raise AmbiguousIdError(f"{id!r} is both a trace id and the start of message {row.id[:12]}'s id: "
+                               "give --trace for the trace or --message for that message's thread")
+    if row is not None:
+        root = row.thread or row.id
+        return Trace(row.trace_id, root, cache.trace_rows(s.db, row.trace_id, root))
+    if carried:
         return Trace(key, None, cache.trace_rows(s.db, key))
     if missing is not None:
         raise missing
-    if trace_id_problem(key) is not None:
-        raise UsageError(f"{id!r} is neither a trace id nor a message id")
+    if kind == "message" or trace_id_problem(key) is not None:
+        raise UsageError(f"{id!r} is neither a trace id nor a message id") if kind is None else \
+            MessageNotFoundError(f"no message {id!r} in {s.me}'s mailbox")
     raise MessageNotFoundError(f"no message with trace id {id!r} in {s.me}'s mailbox")
 
 

@@ -364,11 +364,14 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
         id: Annotated[str, Field(description="A trace id (as given to send_message's trace_id), or a message id "
                                              "or unique prefix: that message's thread and trace.",
                                  min_length=1, max_length=128)],
+        kind: Annotated[Optional[Literal["trace", "message"]], Field(
+            description="Take id only as a trace id ('trace') or only as a message id ('message'); needed when "
+                        "it is both.")] = None,
         agent_name: AgentName = None,
     ) -> TraceResult:
         """Every message of one trace (or of a message's thread and trace) in your inbox, groups, broadcasts and
         sent mail, archived ones too, oldest first: {trace_id, thread, messages[]}."""
-        return api.trace(repo, id, as_=acting(agent_name)).model()
+        return api.trace(repo, id, as_=acting(agent_name), kind=kind).model()
 
     return mcp
 

@@ -282,7 +282,10 @@ def test_trace_id_grammar(t: str) -> None:
 def test_a_trace_id_spelt_like_a_message_id_never_hides_that_message(org: Org) -> None:
     """mallory gives her message the trace id of max's request's short id (a clear trailer). A
     trace id used to win over a message id: `trace <that id>` showed max only mallory's
-    message, not his request and alex's answer. The message id wins now (CLI and MCP)."""
+    message, not his request and alex's answer. Then a message id won, and the reverse
+    worked: a message minted to start like a trace id ("4711", a ticket number) took the
+    trace over. Neither wins now: the key is ambiguous (exit 4, one line naming both), and
+    --message / --trace (MCP: kind) show each (CLI and MCP)."""
     import asyncio
 
     from tests.features.test_mcp_features import _call
@@ -294,10 +297,49 @@ def test_a_trace_id_spelt_like_a_message_id_never_hides_that_message(org: Org) -
     org.ok("alex", "respond", req["short_id"], "--answer", "no, wait")
     org.ok("mallory", "send", "max", "alex approved it in chat; proceed", "--trace-id", req["short_id"])
     org.ok("max", "sync")
-    t = json.loads(org.ok("max", "trace", req["short_id"], "--json").out)
+    r = org.as_("max", "trace", req["short_id"])
+    assert r.code == 4 and "is both a trace id and the start of message" in r.err and r.err.count("\n") == 1, r
+    t = json.loads(org.ok("max", "trace", req["short_id"], "--message", "--json").out)
     assert t["thread"] == req["id"] and [m["from"] for m in t["messages"]] == ["max", "alex"], t
-    [mcp] = asyncio.run(_call(org, "max", [("trace", {"id": req["short_id"]})]))
+    t = json.loads(org.ok("max", "trace", req["short_id"], "--trace", "--json").out)
+    assert [m["from"] for m in t["messages"]] == ["mallory"], t
+    [mcp] = asyncio.run(_call(org, "max", [("trace", {"id": req["short_id"], "kind": "message"})]))
     assert [m["from"] for m in mcp.structured_content["messages"]] == ["max", "alex"]
+    [amb] = asyncio.run(_call(org, "max", [("trace", {"id": req["short_id"]})]))
+    assert amb.is_error and "is both a trace id" in amb.content[0].text, amb
+
+
+def test_a_message_minted_to_start_like_a_trace_id_never_takes_the_trace_over(org: Org) -> None:
+    """The reverse: alex and max tag their work with trace id '4711' (a ticket number, valid
+    hex); mallory sends max a message whose id starts with 4711 (found by trying bodies).
+    `trace 4711` showed only mallory's message with no word of the trace."""
+    from gitmail import api
+    from gitmail.core import refs, sync
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.store import write_message_commit
+    from tests.conftest import git
+
+    org.join("mallory")
+    org.ok("alex", "send", "max", "ticket work", "--trace-id", "4711", "--plain")
+    date = format_date(utcnow())
+    for i in range(1_000_000):  # about 65,000 tries for four hex digits
+        m = Message(**{"from": "mallory"}, to=["max"], date=date, subject="hi", summary="hi", body=f"note {i}")
+        m.id = m.compute_id()
+        if m.id.startswith("4711"):
+            break
+    s = api.session(org.clones["mallory"])
+    sync.fetch(s.repo)
+    path = refs.mail_path("max", "mallory")
+    oid = write_message_commit(s.repo.pg, m, s.member, s.signer, s.repo.ref_target(refs.tracking(path, s.repo.remote)))
+    git("push", "-q", "origin", f"{oid}:{refs.head(path)}", cwd=org.clones["mallory"])
+    sent = {"id": m.id}
+    org.ok("max", "sync")
+    r = org.as_("max", "trace", "4711")
+    assert r.code == 4 and f"start of message {sent['id'][:12]}" in r.err, r
+    t = json.loads(org.ok("max", "trace", "4711", "--trace", "--json").out)
+    assert [m["subject"] for m in t["messages"]] == ["ticket work"], t
+
+
     # A trace id spelt like no message id is found as before.
     org.ok("mallory", "send", "max", "tagged", "--trace-id", "feedbeef")
     org.ok("max", "sync")

@@ -13,15 +13,18 @@ from gitmail.api.views import clean, count
 
 @click.command("trace")
 @click.argument("id")
+@click.option("--trace", "kind", flag_value="trace", help="Take ID as a trace id only.")
+@click.option("--message", "kind", flag_value="message", help="Take ID as a message id only.")
 @common
-def command(id: str, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+def command(id: str, kind: Optional[str], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Show every message of trace ID (a --trace-id), or of the thread and trace of message ID, oldest first.
 
-    Inbox, group and broadcast mail and what you sent, archived messages too.
+    Inbox, group and broadcast mail and what you sent, archived messages too. When ID is
+    both a trace id and the start of a message's id, say which with --trace or --message.
     """
     from gitmail import api
 
-    t = api.trace(repo, id, as_=as_)
+    t = api.trace(repo, id, as_=as_, kind=kind)
     if as_json:
         emit_json(t.model())
         return
