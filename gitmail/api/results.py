@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, U
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gitmail.core import msgtypes, verdicts
+
 if TYPE_CHECKING:
     from gitmail.core.attachments import Saved
     from gitmail.core.cache import Row
@@ -78,6 +80,14 @@ RefusedF = Annotated[dict[str, str], Field(description="mailbox path -> the org 
 QueuedInF = Annotated[dict[str, str], Field(description="mailbox path -> why, for each mailbox where it "
                                                         "is still queued")]
 
+def _ticked(words: "tuple[str, ...]") -> str:
+    return ", ".join(f"`{w}`" for w in words)
+
+
+STATUS_DOC = "`good`, or why not (docs/protocol.md §7): " + _ticked(verdicts.FAILED)
+TYPE_DOC = ("`text`, a built-in protocol type (docs/protocol.md §5: " + _ticked(msgtypes.MESSAGE_TYPES[1:]) +
+            "), or an open type such as `x-build-done` (lower-case, at most 64 characters)")
+
 
 # -- messages --------------------------------------------------------------------------
 
@@ -95,9 +105,7 @@ class MessageRow(Result):
     subject: str = Field(description="subject line (decrypted for you when encrypted and readable)")
     summary: str = Field(description="short preview")
     priority: str = Field(description="`low`, `normal`, `high` or `urgent`")
-    type: str = Field(description="`text` or a protocol type (docs/protocol.md): `task_assign`, `task_update`, "
-                                  "`handoff`, `question`, `answer`, `shutdown_request`, `shutdown_response`, "
-                                  "`plan_approval_request`, `plan_approval_response`, `ack`")
+    type: str = Field(description=TYPE_DOC)
     request_id: Optional[str] = Field(description="a request's id, echoed by its response; else null")
     in_reply_to: Optional[str] = Field(description="Message-ID this one answers, or null")
     thread: str = Field(description="Message-ID of the thread's first message (its own id for a first message)")
@@ -114,8 +122,7 @@ class MessageRow(Result):
     read: bool = Field(description="your local read flag")
     archived: bool = Field(description="your local archived flag")
     verified: bool = Field(description="signature, sender and mailbox all check out (`status` is `good`)")
-    status: str = Field(description="`good`, or why not: `unsigned`, `bad-signature`, `unknown-sender`, "
-                                    "`wrong-signer`, `malformed`, `misfiled`")
+    status: str = Field(description=STATUS_DOC)
     attachments: int = Field(description="number of attachments")
     encrypted: bool = Field(description="sent end-to-end encrypted (docs/protocol.md §9)")
     mailbox: str = Field(description="the shared ref it lives on (`gitmail/mail/<recipient>/<sender>`)")
@@ -829,7 +836,7 @@ class NotifyMessage(Result):
     date: Date
     subject: Optional[str] = Field(description="null unless the message is verified and could be opened here")
     priority: str = Field(description="`low`, `normal`, `high` or `urgent`")
-    type: str = Field(description="`text` or a protocol type")
+    type: str = Field(description=TYPE_DOC)
     verified: bool = Field(description="signature, sender and mailbox all check out")
     encrypted: bool = Field(description="sent end-to-end encrypted")
 

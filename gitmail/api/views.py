@@ -34,6 +34,7 @@ BAD_LABEL = {
     "wrong-signer": "FORGED",
     "malformed": "MALFORMED",
     "misfiled": "MISFILED",
+    "retired-key": "RETIRED-KEY",
 }
 
 

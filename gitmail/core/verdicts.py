@@ -16,6 +16,8 @@ WRONG_SIGNER = "wrong-signer"
 MALFORMED = "malformed"
 MISFILED = "misfiled"
 RETIRED_KEY = "retired-key"  # signed by a key retired (or revoked) before the message was sent
+# Every verdict but good, in the order of §7's checks (docs and labels are made from it).
+FAILED = (UNSIGNED, BAD_SIGNATURE, UNKNOWN_SENDER, WRONG_SIGNER, RETIRED_KEY, MISFILED, MALFORMED)
 
 # The version of the rules of gitmail.core.store.check_message. Bump it with any change that can
 # give a commit another verdict: every cache then checks its recorded messages again at its next

@@ -99,3 +99,45 @@ def test_a_command_that_never_reads_is_stopped_after_the_timeout(org: Org, monke
     org.ok("max", "send", "alex", "x" * 100_000)
     r = org.ok("alex", "sync", "--json")
     assert json.loads(r.out)["problems"] == ["gitmail.notifyCommand did not finish within 1 s"]
+
+
+def _documented_commands() -> list[str]:
+    """The notifyCommand examples of docs/json.md and README.md, as `git config` would store them."""
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "json.md").read_text() + (root / "README.md").read_text()
+    out = []
+    for m in re.finditer(r"git config gitmail\.notifyCommand \\?\s*((?:'[^']*'|\"[^\"]*\"|[^\s#])+)", text):
+        out.append(shlex.split(m.group(1))[0])
+    return out
+
+
+def test_the_documented_commands_never_announce_a_forgery_as_its_claimed_sender(org: Org, tmp_path: Path) -> None:
+    """The examples printed `from` whatever `verified` said: a message eve signed claiming to be
+    alex (no guard) was announced as "alex: (encrypted)". Each example, run as gitmail runs it
+    (sh -c, the JSON on stdin; notify-send and curl stood in for), says UNVERIFIED for it."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("jq") is None:
+        raise AssertionError("jq is needed (scripts/test installs it)")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    said = tmp_path / "said"
+    for tool in ("notify-send", "curl"):
+        (bin_ / tool).write_text(f'#!/bin/sh\nfor a; do printf "%s\\n" "$a"; done >>"{said}"\ncat >>"{said}"\n')
+        (bin_ / tool).chmod(0o755)
+    page = {"messages": [{"from": "alex", "subject": None, "verified": False},
+                         {"from": "max", "subject": "lunch?", "verified": True}]}
+    commands = _documented_commands()
+    assert len(commands) == 3, commands
+    for cmd in commands:
+        said.write_text("")
+        env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "SLACK_WEBHOOK_URL": "http://127.0.0.1:9/x"}
+        p = subprocess.run(["sh", "-c", cmd], input=json.dumps(page), text=True, env=env, capture_output=True)
+        assert p.returncode == 0, (cmd, p.stderr)
+        out = said.read_text()
+        assert "UNVERIFIED" in out and "alex:" not in out, (cmd, out)
