@@ -78,9 +78,23 @@ def _address(d: "Directory", name: str) -> "Address":
     # mallory registered as "max <max@...>" was exported as From: max <max@...>).
     shown = name if m is None or not m.display_name or m.display_name == name else f"{m.display_name} ({name})"
     try:
-        return Address(_one_line(shown), user or "unknown", host or ADDR_DOMAIN)
+        a = Address(_one_line(shown), user or "unknown", host or ADDR_DOMAIN)
+        if _one_address(a):
+            return a
     except (ValueError, IndexError):
-        return Address(_one_line(name), to_ref(name) or "unknown", ADDR_DOMAIN)
+        pass
+    return Address(_one_line(shown), to_ref(name) or "unknown", ADDR_DOMAIN)
+
+
+def _one_address(a: "Address") -> bool:
+    """Whether a mail reader parses ``a`` back as exactly this one address: the directory's
+    grammar lets an email hold what RFC 5322 does not (``max@corp.example,Max``), and the
+    header then read as two addresses, the first another member's. Such an email is shown
+    as the member's ref-safe name at :data:`ADDR_DOMAIN` instead."""
+    from email.utils import getaddresses
+
+    got = getaddresses([str(a)])
+    return len(got) == 1 and got[0][1] == a.addr_spec
 
 
 def to_email(s: Session, it: Item, files: list[tuple[str, str, bytes]]) -> "EmailMessage":

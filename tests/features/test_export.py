@@ -171,3 +171,23 @@ def test_export_names_the_member_who_signed_not_the_name_they_chose(org: Org, tm
     assert fake["X-Gitmail-Verified"] == "good"  # genuinely mallory's message
     assert str(real["From"]) == "max <max@gitmail.invalid>" and real["X-Gitmail-From"] == "max"
     assert str(fake["From"]) != str(real["From"])
+
+
+def test_an_email_a_mail_reader_would_split_is_not_exported_as_given(org: Org, tmp_path: Path) -> None:
+    """eve registers the email 'max@corp.example,Max' (within the directory's grammar): the
+    export said From: eve <max@corp.example,Max>, which a mail reader takes for two
+    addresses, the first another member's. Now each header holds exactly one address."""
+    from email.utils import getaddresses
+
+    from tests.conftest import run
+
+    eve = tmp_path / "eve"
+    assert run("init", "--name", "eve", "--email", "max@corp.example,Max", "--org", org.url,
+               "--repo", str(eve)).code == 0
+    assert run("send", "alex", "hello", "--subject", "hi", "--plain", "--repo", str(eve)).code == 0
+    org.ok("alex", "sync")
+    box = tmp_path / "alex.mbox"
+    org.ok("alex", "export", "--mbox", str(box), "--all")
+    [msg] = list(mailbox.mbox(str(box)))
+    got = getaddresses([str(msg["From"])])
+    assert len(got) == 1 and got[0][1] == "eve@gitmail.invalid", got
