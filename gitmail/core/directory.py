@@ -960,6 +960,10 @@ def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
     m = cast(Member, after[name])
     if m.signing_key != signer_key or m.role != "member":
         raise DirectoryError(f"registration of {name} must be signed by its own key, as a member")
+    if name in L.versions:
+        # A name a member held (and an admin removed): a newcomer taking it would be listed in
+        # the groups that still name it and be shown as the sender of its earlier mail.
+        raise DirectoryError(f"the name {name!r} was a member's; only an admin may give it again")
     if signer_key in L.owner:
         raise DirectoryError("that key is already registered to another member")
 

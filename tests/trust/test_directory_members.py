@@ -76,3 +76,42 @@ def test_the_org_repo_itself_and_a_clone_still_show_their_org(org: Org) -> None:
     assert [m.name for m in api.members(org.clones["alex"])] == ["alex", "max"]
     assert [m.name for m in api.members(org.url)] == ["alex", "max"]
     assert api.org_policy(org.url)["schema_version"] == 1
+
+
+def test_a_removed_members_name_is_not_given_to_a_newcomer(tmp_path: Path) -> None:
+    """An admin removes alex (a hand-written commit: the CLI has no remove) and leaves the
+    group that lists alex as it was. Anyone could then `init --name alex`: listed in team:ops,
+    sealed its mail, and shown as the sender of alex's earlier mail. A newcomer may not take
+    a name a member held now; the guard refuses it, and so does every reader."""
+    import json as _json
+
+    from gitmail.core.signing import generate_key
+    from tests.core.forge import key_of
+    from tests.sync.conftest import _net_org
+    from tests.trust.dirforge import current_entries, entry, push_dir, write_dir_commit
+
+    for guarded in (True, False):
+        root = tmp_path / ("guarded" if guarded else "open")
+        root.mkdir()
+        gen = _net_org(root, guard=guarded)
+        o = next(gen)
+        try:
+            o.ok("max", "group", "create", "ops", "alex")
+            tip, entries = current_entries(o.clones["max"])
+            gone = write_dir_commit(o.clones["max"], [e for e in entries if e["name"] != "alex"], key_of(o, "max"), tip)
+            assert push_dir(o.clones["max"], gone).returncode == 0
+            o.ok("max", "sync")
+            thief = generate_key(root / "thief")
+            tip, entries = current_entries(o.clones["max"])
+            grab = write_dir_commit(o.clones["max"], [*entries, entry("alex", thief.public_key)], thief, tip)
+            p = push_dir(o.clones["max"], grab)
+            if guarded:
+                assert p.returncode != 0 and "was a member's; only an admin may give it again" in p.stderr, p.stderr
+            else:
+                assert p.returncode == 0
+                r = o.as_("max", "sync")
+                assert "was a member's; only an admin may give it again" in r.err, r.err
+                names = {m["name"] for m in _json.loads(o.ok("max", "members", "--json").out)["members"]}
+                assert "alex" not in names
+        finally:
+            next(gen, None)
