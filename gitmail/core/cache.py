@@ -476,7 +476,8 @@ def _unindex_from(db: sqlite3.Connection, lo: Optional[int]) -> None:
 
 
 def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
-    """Drop the indexed mail of senders with a newly revoked key, so it is checked again.
+    """Drop the indexed mail of senders with a newly revoked key, or whose keys left the
+    directory (a removed member), so it is checked again.
 
     A revoked key invalidates messages it signed long ago (docs/protocol.md §8),
     which the incremental ingest would otherwise never look at again.
@@ -485,6 +486,17 @@ def _forget_revoked(db: sqlite3.Connection, directory: "Directory") -> None:
     row = db.execute("SELECT value FROM meta WHERE key='revoked'").fetchone()
     before = set(json.loads(row[0])) if row is not None else set()
     senders = {name for k, name in revoked.items() if k not in before}
+    # A member removed from the directory: their keys no member holds now (§7 step 6), so mail
+    # recorded as theirs is checked again (it stayed good in the cache while verify --all said
+    # unknown-sender). Read only when the directory moved.
+    tip = db.execute("SELECT value FROM meta WHERE key='keys_tip'").fetchone()
+    if tip is None or tip[0] != (directory.tip or ""):
+        held = {k: m.name for m in directory.members.values() for k in m.all_keys()}
+        row = db.execute("SELECT value FROM meta WHERE key='held'").fetchone()
+        was = json.loads(row[0]) if row is not None else {}
+        senders |= {name for k, name in was.items() if k not in held}
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('held', ?)", (json.dumps(held, sort_keys=True),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('keys_tip', ?)", (directory.tip or "",))
     if senders:
         for (path,) in db.execute("SELECT path FROM refs").fetchall():
             try:

@@ -115,3 +115,30 @@ def test_a_removed_members_name_is_not_given_to_a_newcomer(tmp_path: Path) -> No
                 assert "alex" not in names
         finally:
             next(gen, None)
+
+
+def test_mail_of_a_removed_member_is_judged_again(tmp_path: Path) -> None:
+    """After an admin removed alex, max's `verify --all` said unknown-sender for alex's earlier
+    mail, while `verify` and `list` kept the verdict the cache recorded (good). The cache
+    now checks a sender's mail again when their keys leave the directory."""
+    import json as _json
+
+    from tests.core.forge import key_of
+    from tests.sync.conftest import _net_org
+    from tests.trust.dirforge import current_entries, push_dir, write_dir_commit
+
+    gen = _net_org(tmp_path, guard=False)
+    o = next(gen)
+    try:
+        o.ok("alex", "send", "max", "before I leave")
+        o.ok("max", "sync")
+        assert [m["status"] for m in _json.loads(o.ok("max", "list", "--json").out)["messages"]] == ["good"]
+        tip, entries = current_entries(o.clones["max"])
+        gone = write_dir_commit(o.clones["max"], [e for e in entries if e["name"] != "alex"], key_of(o, "max"), tip)
+        assert push_dir(o.clones["max"], gone).returncode == 0
+        o.as_("max", "sync")
+        listed = [m["status"] for m in _json.loads(o.ok("max", "list", "--json").out)["messages"]]
+        full = _json.loads(o.as_("max", "verify", "--all", "--json").out)
+        assert listed == ["unknown-sender"] and [b["status"] for b in full["bad"]] == listed, (listed, full)
+    finally:
+        next(gen, None)
