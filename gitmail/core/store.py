@@ -396,6 +396,12 @@ def _header_reason(head: bytes) -> str:
     other = next((n for n in names if n not in (b"tree", b"parent", b"author", b"committer", b"gpgsig")), None)
     if other is not None:
         return f"commit has a header gitmail never writes ({other.decode('utf-8', 'replace')[:40]!r})"
+    for kind in (b"tree", b"parent"):  # git reads either case of hex (§7 step 1); gitmail writes lower case
+        for ln in lines:
+            if ln.startswith(kind + b" ") and not re.fullmatch(kind + rb" [0-9a-f]{40}", ln):
+                return f"git {kind.decode()} line is not {kind.decode()} and 40 lower-case hex digits"
+    if names.count(b"parent") > 1:
+        return "commit has more than one parent line"
     for kind in (b"author", b"committer"):
         line = next((ln for ln in lines if ln.startswith(kind + b" ")), b"")
         zone = rb" \+0000" if kind == b"author" else rb" [+-][0-9]{4}"

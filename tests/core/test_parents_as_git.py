@@ -73,3 +73,19 @@ def test_any_header_order_gives_gits_parents(repo: Repo, lines: list[str]) -> No
     if p.returncode != 0:  # git itself cannot read it ("bad parents"): nothing to compare
         return
     assert parent_ids(pygit2.Repository(str(repo.path)), oid) == p.stdout.split()
+
+
+def test_an_upper_case_parent_is_named_as_the_fault() -> None:
+    """git reads a parent in either case of hex (§7 step 1); gitmail writes lower case, so such
+    a commit is malformed (§6). The reason said "gpgsig header is not the armored signature as
+    gitmail writes it", which sent a reader looking at a good signature."""
+    from gitmail.core.store import header_problem
+
+    sig = b"gpgsig -----BEGIN SSH SIGNATURE-----\n AAAA\n -----END SSH SIGNATURE-----"
+    ident = b"author a <b> 1 +0000\ncommitter a <b> 1 +0000\n"
+    good = b"tree " + b"a" * 40 + b"\nparent " + b"b" * 40 + b"\n" + ident + sig
+    assert not isinstance(header_problem(good), str)
+    upper = good.replace(b"parent " + b"b" * 40, b"parent " + b"B" * 40)
+    assert header_problem(upper) == "git parent line is not parent and 40 lower-case hex digits"
+    two = good.replace(b"\nauthor", b"\nparent " + b"c" * 40 + b"\nauthor")
+    assert header_problem(two) == "commit has more than one parent line"
