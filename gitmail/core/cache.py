@@ -219,6 +219,11 @@ def _future_due(db: sqlite3.Connection) -> bool:
     return datetime.fromisoformat(row[0]) <= clock() + MAX_FUTURE
 
 
+def indexed_tips(db: sqlite3.Connection) -> dict[str, str]:
+    """Mailbox path -> the tip the cache has indexed it up to."""
+    return {str(p): str(t) for p, t in db.execute("SELECT path, tip FROM refs WHERE tip IS NOT NULL")}
+
+
 def _rules_of(db: sqlite3.Connection) -> int:
     """The version of the rules the recorded verdicts were given under (:data:`RULES`; 1 for a
     cache written before versions were recorded)."""

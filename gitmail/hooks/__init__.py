@@ -102,6 +102,10 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
     from gitmail.core import cache
 
     s = api.session(repo, as_)
+    many = _too_many_to_check(s)
+    if many is not None:
+        return (f"📬 {many} new messages arrived: too many to check during a git command; "
+                "run `gitmail sync` to check and list them")
     before = cache.max_rowid(s.db)
     s.refresh()
     # Counted as the rows are read, a page at a time: a first fetch of a big mailbox (a plain
@@ -129,6 +133,39 @@ def notice(repo: str | Path, as_: Optional[str] = None) -> Optional[str]:
 
         lines.append(f"⚠️  {count(bad, 'new message')} failed verification. Run: gitmail verify")
     return "\n".join(lines) or None
+
+
+NOTICE_CHECK_MAX = 1000  # new messages a hook checks during the git command that runs it
+
+
+def _too_many_to_check(s: "Session") -> Optional[int]:
+    """The number of new commits on the member's mailboxes when over :data:`NOTICE_CHECK_MAX`,
+    else None. Counted with one ``git rev-list`` (the moved tips, not what the cache holds):
+    a flood of mail (5,000 messages from a hostile member) made the developer's next ``git
+    pull`` verify every one inline, 2.9 s and 100 MB, growing with the flood."""
+    from gitmail import git
+    from gitmail.core import cache, refs
+
+    if s.repo.remote is None:
+        return None
+    t = refs.tracking("", s.repo.remote)
+    known = cache.indexed_tips(s.db)
+    revs = []
+    for full, tip in cache.watched_refs(s.repo, s.me).items():
+        if not full.startswith(t + refs.MAIL) or known.get(full[len(t):]) == tip:
+            continue
+        revs.append(tip)
+        if known.get(full[len(t):]):
+            revs.append("^" + known[full[len(t):]])
+    if not revs:
+        return None
+    p = git.run(["rev-list", "--count", "--first-parent", "--stdin"], s.repo.path, check=False,
+                input="".join(r + "\n" for r in revs).encode())
+    try:
+        n = int(p.stdout.decode().strip() or 0)
+    except ValueError:
+        return None
+    return n if n > NOTICE_CHECK_MAX else None
 
 
 def _not_yet_noticed(s: "Session") -> "Callable[[Row], bool]":

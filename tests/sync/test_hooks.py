@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pygit2
+import pytest
 
 from gitmail import hooks as hooks_mod
 from gitmail.core.objects import signed_commit
@@ -385,3 +386,26 @@ def test_hooks_are_not_installed_into_a_folder_the_project_tracks(org: Org) -> N
     assert sorted(p.name for p in husky.iterdir()) == before
     assert run("hooks", "install", "--force", "--repo", str(clone)).code == 0
     assert "post-merge" in {p.name for p in husky.iterdir()}
+
+
+def test_a_flood_of_mail_is_counted_not_checked_during_a_pull(net: NetOrg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """5,000 messages from one member made the developer's next `git pull` check every one of
+    them inline (2.9 s, 100 MB, growing with the flood). Past NOTICE_CHECK_MAX new commits the
+    notice counts them with one git rev-list and says to run `gitmail sync`; nothing is
+    checked or cached until then (here the bound is lowered to 5, with 7 messages)."""
+    from gitmail.core import cache
+
+    monkeypatch.setattr(hooks_mod, "NOTICE_CHECK_MAX", 5)
+    clone = net.clones["alex"]
+    net.ok("alex", "sync")
+    for i in range(7):
+        net.ok("max", "send", "alex", f"flood {i}", "--plain")
+    git("fetch", "-q", "origin", cwd=clone)
+    before = cache.max_rowid(cache.connect(open_repo(clone), "alex"))
+    text = hooks_mod.notice(clone)
+    assert text is not None and text.startswith("📬 7 new messages arrived: too many to check") \
+        and "gitmail sync" in text, text
+    assert cache.max_rowid(cache.connect(open_repo(clone), "alex")) == before
+    net.ok("alex", "sync")
+    assert json.loads(net.ok("alex", "list", "--json").out)["unread"] == 7
+    assert hooks_mod.notice(clone) is None  # nothing new since
