@@ -15,7 +15,7 @@ from gitmail.core.objects import signed_commit
 from gitmail.core.repo import open_repo
 from tests.sync import forge
 
-from tests.conftest import git, run
+from tests.conftest import Org, git, run
 from tests.sync.conftest import NetOrg
 
 ID = re.compile(r"Run: gitmail read ([0-9a-f]{8})$")
