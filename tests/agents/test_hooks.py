@@ -270,11 +270,10 @@ def test_background_syncs_never_pile_up_behind_a_hung_one(org: Org, silent_host:
     """The prompt hook started a detached sync every minute whether or not the last had ended:
     against a host that never answers, one more hung process a minute. Now the next hook
     starts none while the last still runs, and the hung one gives up on its own."""
-    import fcntl
     import os
     import time
 
-    from gitmail import api, git
+    from gitmail import api, git, rundir
     from gitmail.claude import hooks as claude_hooks
 
     monkeypatch.setenv("GITMAIL_REMOTE_TIMEOUT", "3")
@@ -285,14 +284,7 @@ def test_background_syncs_never_pile_up_behind_a_hung_one(org: Org, silent_host:
     lock = s.repo.data_dir / "claude-sync-alex.lock"
 
     def running() -> bool:
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except OSError:
-            return True
-        finally:
-            os.close(fd)
+        return rundir.held(str(lock))
 
     assert claude_hooks.start_background_sync(s)
     assert running()

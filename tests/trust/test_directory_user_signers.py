@@ -10,12 +10,17 @@ from gitmail.core.signing import generate_key
 from tests.conftest import Org, git
 
 
+def _global_signers(home: Path, text: str) -> None:
+    """The user's own allowed signers, named by their global git config as ~/.ssh/allowed_signers."""
+    ssh = home / ".ssh"
+    ssh.mkdir()
+    (ssh / "allowed_signers").write_text(text)
+    git("config", "--global", "gpg.ssh.allowedSignersFile", "~/.ssh/allowed_signers")
+
+
 def test_teammates_signed_code_commit_still_verifies_after_init(tmp_path: Path, isolated_env: Path) -> None:
     teammate = generate_key(tmp_path / "teammate")
-    ssh = isolated_env / ".ssh"
-    ssh.mkdir()
-    (ssh / "allowed_signers").write_text(f"teammate@example.com {teammate.public_key}\n")
-    git("config", "--global", "gpg.ssh.allowedSignersFile", "~/.ssh/allowed_signers")
+    _global_signers(isolated_env, f"teammate@example.com {teammate.public_key}\n")
     org = Org(tmp_path)
     clone = org.join("max")
     git("-c", "user.name=Teammate", "-c", "user.email=teammate@example.com", "-c", "gpg.format=ssh",
@@ -52,10 +57,7 @@ def test_a_member_named_like_a_trusted_principal_cannot_sign_as_them(tmp_path: P
     gitmail clone git said: Good "git" signature for boss@team.example. The user's
     principals win now: that member gets no line in gitmail's file."""
     boss = generate_key(tmp_path / "boss")
-    ssh = isolated_env / ".ssh"
-    ssh.mkdir()
-    (ssh / "allowed_signers").write_text(f"boss@team.example {boss.public_key}\n*@partner.example {boss.public_key}\n")
-    git("config", "--global", "gpg.ssh.allowedSignersFile", "~/.ssh/allowed_signers")
+    _global_signers(isolated_env, f"boss@team.example {boss.public_key}\n*@partner.example {boss.public_key}\n")
     org = Org(tmp_path)
     clone = org.join("max")
     for name in ("boss@team.example", "eve@partner.example"):
