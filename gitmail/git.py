@@ -158,13 +158,19 @@ def _run_meanwhile(
 
 
 STALL_TIMEOUT = 120.0  # seconds (git config gitmail.remoteTimeout, GITMAIL_REMOTE_TIMEOUT; 0: never)
+STALL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a stalled transfer
 STALL_KEY = "gitmail.remoteTimeout"
 
 
-def stall_timeout(config: Mapping[str, str]) -> Optional[float]:
+def stall_timeout(config: Mapping[str, str], url: Optional[str] = None) -> Optional[float]:
     """Seconds a fetch or push may go without I/O (:func:`run`'s ``stall``): ``$GITMAIL_REMOTE_TIMEOUT``,
     else git config ``gitmail.remoteTimeout`` (``config``: lower-cased keys), else 120; 0 or
-    a value that is not a number of seconds up to a day: None (never stopped)."""
+    a value that is not a number of seconds up to a day: None (never stopped). None too for a
+    remote ``url`` on this machine (a path or ``file://``): git runs the server's side there
+    (receive-pack, its pre-receive guard) as its own children, whose silence is work, not a
+    stalled network."""
+    if url is not None and is_local_url(url):
+        return None
     raw = os.environ.get("GITMAIL_REMOTE_TIMEOUT") or config.get(STALL_KEY.lower()) or ""
     if not raw.strip():
         return STALL_TIMEOUT
@@ -173,6 +179,17 @@ def stall_timeout(config: Mapping[str, str]) -> Optional[float]:
     except ValueError:
         return STALL_TIMEOUT
     return value if 0 < value <= 86400 else None
+
+
+def is_local_url(url: str) -> bool:
+    """Whether git reaches ``url`` on this machine: ``file://``, or a path (no ``scheme://``
+    and no scp-like ``host:path``; git's own rule, connect.c ``url_is_local_not_ssh``)."""
+    if url.startswith("file://"):
+        return True
+    if "://" in url:
+        return False
+    colon, slash = url.find(":"), url.find("/")
+    return colon < 0 or (0 <= slash < colon)
 
 
 def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
@@ -203,11 +220,17 @@ def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
         if time.monotonic() - quiet_since >= stall:
             import signal
 
-            for pid in reversed(now[1]):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            # SIGTERM first: git cleans up its lock and temporary files, and ssh puts back a
+            # terminal it had taken for a passphrase prompt (SIGKILL left echo off); then SIGKILL
+            # what has not ended within the grace.
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                for pid in reversed(now[1]):
+                    try:
+                        os.kill(pid, sig)
+                    except OSError:
+                        pass
+                if ended.wait(STALL_GRACE):
+                    break
             p.wait()
             return True
 

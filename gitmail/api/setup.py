@@ -370,7 +370,7 @@ def _check_fingerprint(org: str, expected: str) -> None:
         git.run(["init", "--quiet", "--bare", tmp])
         try:
             git.run(["fetch", "--quiet", org, f"+{refs.head(refs.DIRECTORY)}:refs/heads/d"], Path(tmp),
-                    stall=git.stall_timeout({}))
+                    stall=git.stall_timeout({}, org))
         except Exception:
             raise VerificationError(f"cannot read the directory of {org} to check its fingerprint") from None
         pg = pygit2.Repository(tmp)

@@ -512,6 +512,7 @@ class Ledger:
     admins: int = 0
     body_read: int = 0  # the widest policy.body_limit of the history up to tip (Directory.read_body_limit)
     _by_skeleton: Optional[dict[str, tuple[str, ...]]] = None
+    _former: Optional[dict[str, set[str]]] = None  # skeleton -> names members held and no member holds now
     _sorted: Optional[list[str]] = None
     _chunks: Optional[list[bytes]] = None
     _shards: Optional[dict[str, list[str]]] = None  # layout 2: shard -> its member names, sorted
@@ -536,6 +537,7 @@ class Ledger:
                    dict(self.owner), dict(self.history), dict(self.held), dict(self.skeletons), dict(self.versions),
                    self.signers_oid, self.admins, self.body_read)
         c._by_skeleton = dict(self._by_skeleton) if self._by_skeleton is not None else None
+        c._former = {k: set(v) for k, v in self._former.items()} if self._former is not None else None
         c._sorted = list(self._sorted) if self._sorted is not None else None
         c._chunks = list(self._chunks) if self._chunks is not None else None
         if self._shard_oids is not None:
@@ -556,6 +558,16 @@ class Ledger:
         if sk is None:
             sk = self.skeletons[name] = skeleton(name)
         return sk
+
+    def former(self, sk: str) -> list[str]:
+        """Names with skeleton ``sk`` that members held and no member holds now (an admin removed
+        them), sorted; indexed once a process, then kept with each change (:func:`_apply`)."""
+        if self._former is None:
+            self._former = {}
+            for n in self.versions:
+                if n not in self.members:
+                    self._former.setdefault(self.skeleton(n), set()).add(n)
+        return sorted(self._former.get(sk, ()))
 
     def by_skeleton(self) -> dict[str, tuple[str, ...]]:
         if self._by_skeleton is None:
@@ -885,6 +897,11 @@ def _check_rules(L: Ledger, ch: _Change, signer_key: str) -> None:
                 other = min(others, key=lambda n: member_file(n, layout).encode("utf-8", "surrogateescape"))
                 raise DirectoryError(f"member name {name!r} looks like the member name {other!r} (confusable)")
             _reserved_problem(name)
+            if name not in L.members:  # nor a look-alike of a name a removed member held
+                former = [n for n in L.former(sk) if n != name]
+                if former:
+                    raise DirectoryError(f"member name {name!r} looks like {former[0]!r}, a former member's name "
+                                         "(confusable)")
             if not policy.allow_mixed_script and is_mixed_script(name):
                 raise DirectoryError(f"member name {name!r} mixes scripts (the org policy allow_mixed_script is off)")
     history = L.history
@@ -982,11 +999,15 @@ def _apply(L: Ledger, ch: _Change, tip: str) -> None:
         if after is None:
             if name in L.members:
                 del L.members[name], L.files[name], L.raw[name]
+                if L._former is not None:
+                    L._former.setdefault(L.skeleton(name), set()).add(name)
                 if L._by_skeleton is not None:
                     sk = L.skeleton(name)
                     L._by_skeleton[sk] = tuple(n for n in L._by_skeleton.get(sk, ()) if n != name)
             continue
         L.members[name] = after
+        if L._former is not None:
+            L._former.get(L.skeleton(name), set()).discard(name)
         L.files[name] = (t.file, cast(str, t.blob))
         L.raw[name] = cast(bytes, t.raw)
         for k in after.owned_keys():
@@ -1540,8 +1561,11 @@ def _with_user_signers(text: str, local: Optional[str] = None, cwd: Optional[Pat
             theirs += "\n"
         taken = _principals(theirs)
         if taken:
+            # a literal principal also covers its look-alikes ('Iisa@team.example' for 'lisa@...')
+            looks = {skeleton(p) for p in taken if not any(c in p for c in "*?")}
             text = "".join(ln for ln in text.splitlines(keepends=True)
-                           if not any(fnmatch.fnmatchcase(n, pat) for n in _principals(ln) for pat in taken))
+                           if not any(fnmatch.fnmatchcase(n, pat) for n in _principals(ln) for pat in taken)
+                           and not any(skeleton(n) in looks for n in _principals(ln)))
         return text + USER_SIGNERS_HEADER + theirs
     return text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
 if TYPE_CHECKING:
@@ -363,8 +364,6 @@ class _Line:
     a commit: a set of raw ids)."""
 
     def __init__(self, tip: str) -> None:
-        import threading
-
         self.seen: set[bytes] = set()
         self.next: Optional[str] = tip
         self.lock = threading.Lock()  # the warm guard checks pushes on several threads
@@ -392,6 +391,7 @@ class _Line:
 
 _LINES: "dict[str, _Line]" = {}
 _LINES_KEPT = 4
+_LINES_LOCK = threading.Lock()
 
 
 def on_line(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
@@ -402,10 +402,11 @@ def on_line(pg: "pygit2.Repository", tip: str, oid: str) -> bool:
     line is walked once per process and kept (the last :data:`_LINES_KEPT` tips; a line below
     a commit id never changes): a walk per question made a first sync of a rotated member's
     100,000 messages quadratic (libgit2's ``descendant_of`` takes 4 µs a commit between the two)."""
-    line = _LINES.pop(tip, None) or _Line(tip)
-    _LINES[tip] = line  # most recently used last
-    while len(_LINES) > _LINES_KEPT:
-        del _LINES[next(iter(_LINES))]
+    with _LINES_LOCK:  # the warm guard's threads share the memo
+        line = _LINES.pop(tip, None) or _Line(tip)
+        _LINES[tip] = line  # most recently used last
+        while len(_LINES) > _LINES_KEPT:
+            del _LINES[next(iter(_LINES))]
     return line.holds(pg, oid)
 
 

@@ -63,7 +63,8 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None,
             # with its negative refspecs, would otherwise meet the command line's length limit.
             git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", "--stdin", remote],
                     repo.path, input="".join(s + "\n" for s in specs).encode("utf-8"), remote=True,
-                    meanwhile=meanwhile if attempt == 0 else None, stall=git.stall_timeout(repo.config))
+                    meanwhile=meanwhile if attempt == 0 else None,
+                    stall=git.stall_timeout(repo.config, _remote_url(repo)))
             return
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
@@ -121,7 +122,8 @@ def peeked(repo: "Repo", path: str) -> "Iterator[Optional[tuple[pygit2.Repositor
         ref = "refs/peek"
         try:
             git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1", remote,
-                     f"+{refs.head(path)}:{ref}"], tmp, remote=True, stall=git.stall_timeout(repo.config))
+                     f"+{refs.head(path)}:{ref}"], tmp, remote=True,
+                    stall=git.stall_timeout(repo.config, _remote_url(repo)))
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
             raise
@@ -224,6 +226,11 @@ _LOCKED = re.compile(r"cannot lock ref|unable to update local ref|some local ref
                      r"Unable to create .*\.lock|is at [0-9a-f]+ but expected", re.I)
 
 
+def _remote_url(repo: "Repo") -> str:
+    """The org remote's URL as git config names it ('' when unknown)."""
+    return repo.config.get(f"remote.{repo.remote}.url", "") if repo.remote else ""
+
+
 def unreachable_message(repo: "Repo", e: "GitError", url: Optional[str] = None) -> str:
     """One line: which remote (at ``url``, default its fetch URL) could not be reached, git's
     reason, and, when this clone has mail queued, that it stays in the outbox (said only then:
@@ -264,7 +271,7 @@ def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = 
     assert remote
     args = [*(["-c", "push.negotiate=true"] if negotiate else []), "push", "--porcelain", *options, remote,
             *[f"{s}:{d}" for s, d in specs]]
-    proc = git.run(args, repo.path, check=False, stall=git.stall_timeout(repo.config))
+    proc = git.run(args, repo.path, check=False, stall=git.stall_timeout(repo.config, _remote_url(repo)))
     res = PushResult()
     remote_lines = [
         line[len("remote: ") :].strip()
@@ -660,7 +667,7 @@ def _push_url_problem(repo: "Repo", url: str) -> Optional[str]:
     try:
         git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
                  f"+{refs.head(refs.DIRECTORY)}:{ref}"], repo.path, remote=True,
-                stall=git.stall_timeout(repo.config))
+                stall=git.stall_timeout(repo.config, url))
         tip = repo.ref_target(ref)
     except RemoteUnreachableError as e:
         e.message = unreachable_message(repo, e, url)

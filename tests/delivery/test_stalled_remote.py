@@ -100,3 +100,25 @@ def test_a_slow_but_moving_transfer_is_not_stopped(tmp_path: Path) -> None:
     assert p.returncode == 0 and p.stdout.count(b"tick") == 6 and time.monotonic() - t >= 2.5, p
     q = git.run(["-c", "alias.quiet=!sleep 30", "quiet"], tmp_path, check=False, stall=1)
     assert q.returncode != 0 and git.STALL_WORDS in q.stderr, q
+
+
+def test_a_remote_on_this_machine_is_never_stopped() -> None:
+    """For a path or file:// remote git runs the server's side (receive-pack, the guard's
+    pre-receive) as its own children: a slow guard looked like a silent network and was
+    killed on every try, its quarantine left behind. Such remotes get no stall timeout."""
+    for url in ("/srv/git/org.git", "../org.git", "org.git", "file:///srv/git/org.git", "./a:b"):
+        assert git.is_local_url(url) and git.stall_timeout({}, url) is None, url
+    for url in ("git://host/org.git", "ssh://host/org.git", "host:org.git", "https://host/org.git",
+                "git@host:team/org.git"):
+        assert not git.is_local_url(url) and git.stall_timeout({}, url) is not None, url
+
+
+def test_a_stalled_git_is_asked_to_stop_before_it_is_killed(tmp_path: Path) -> None:
+    """SIGTERM first (git removes its locks, ssh gives back a terminal it took for a
+    passphrase: SIGKILL left the user's shell without echo), SIGKILL only after the grace."""
+    marker = tmp_path / "termed"
+    script = tmp_path / "quiet"
+    script.write_text(f"#!/bin/sh\ntrap 'echo term > {marker}; exit 143' TERM\nsleep 30 & wait\n")
+    script.chmod(0o755)
+    q = git.run(["-c", f"alias.quiet=!{script}", "quiet"], tmp_path, check=False, stall=1)
+    assert git.STALL_WORDS in q.stderr and marker.read_text() == "term\n", q

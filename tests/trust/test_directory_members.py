@@ -142,3 +142,27 @@ def test_mail_of_a_removed_member_is_judged_again(tmp_path: Path) -> None:
         assert listed == ["unknown-sender"] and [b["status"] for b in full["bad"]] == listed, (listed, full)
     finally:
         next(gen, None)
+
+
+def test_a_look_alike_of_a_removed_members_name_is_refused(tmp_path: Path) -> None:
+    """After an admin removed alex, `aIex` (capital i) registered: the look-alike rule compared
+    only with the members there are now, so the newcomer's mail read like the departed
+    member's. Names members held are compared too."""
+    from gitmail.core.signing import generate_key
+    from tests.core.forge import key_of
+    from tests.sync.conftest import _net_org
+    from tests.trust.dirforge import current_entries, entry, push_dir, write_dir_commit
+
+    gen = _net_org(tmp_path, guard=True)
+    o = next(gen)
+    try:
+        tip, entries = current_entries(o.clones["max"])
+        gone = write_dir_commit(o.clones["max"], [e for e in entries if e["name"] != "alex"], key_of(o, "max"), tip)
+        assert push_dir(o.clones["max"], gone).returncode == 0
+        thief = generate_key(tmp_path / "thief")
+        tip, entries = current_entries(o.clones["max"])
+        p = push_dir(o.clones["max"], write_dir_commit(o.clones["max"], [*entries, entry("aIex", thief.public_key)],
+                                                       thief, tip))
+        assert p.returncode != 0 and "looks like 'alex', a former member's name" in p.stderr, p.stderr
+    finally:
+        next(gen, None)

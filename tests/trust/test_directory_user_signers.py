@@ -109,3 +109,22 @@ def test_a_signers_file_from_an_included_config_is_kept(tmp_path: Path, isolated
     oid = _signed_code_commit(clone, tmp_path / "dev", "dev@team.example")
     v = git("verify-commit", oid, cwd=clone, check=False)
     assert v.returncode == 0 and 'Good "git" signature for dev@team.example' in v.stderr, v.stderr
+
+
+def test_a_look_alike_of_a_trusted_principal_gets_no_line(tmp_path: Path, isolated_env: Path) -> None:
+    """The user trusts lisa@team.example; a member named Iisa@team.example (capital i) kept its
+    line in gitmail's file, so git showed its code commits as signed by a name the user
+    reads as lisa's. A literal principal covers its look-alikes."""
+    from gitmail.core.repo import open_repo
+
+    lisa = generate_key(tmp_path / "lisa")
+    _global_signers(isolated_env, f"lisa@team.example {lisa.public_key}\n")
+    org = Org(tmp_path)
+    clone = org.join("max")
+    org.join("Iisa@team.example")
+    org.ok("max", "sync")
+    assert "Iisa@team.example" not in (open_repo(clone).data_dir / "allowed_signers").read_text()
+    oid = _signed_code_commit(clone, open_repo(org.clones["Iisa@team.example"]).key_path("Iisa@team.example"),
+                              "Iisa@team.example")
+    v = git("verify-commit", oid, cwd=clone, check=False)
+    assert v.returncode != 0 and "No principal matched" in v.stderr, v.stderr

@@ -168,3 +168,45 @@ def test_a_retired_tip_line_is_walked_once_for_all_the_mail_below_it(tmp_path: A
     finally:
         objects.parent_ids = real
     assert reads == 1500, reads  # each commit of the line once, not once per question
+
+
+def test_the_line_memo_is_safe_across_threads(tmp_path: Any) -> None:
+    """The warm guard checks pushes on several threads: the memo's own bookkeeping (evicting
+    the oldest line) raised "dictionary changed size during iteration" under contention."""
+    import subprocess
+    import sys
+    import threading
+
+    import pygit2
+
+    from gitmail.core import objects
+    from tests.conftest import git
+
+    repo = tmp_path / "r"
+    git("init", "-q", "--bare", str(repo))
+    script = "".join(f"commit refs/heads/m\nmark :{i + 1}\ncommitter a <a@b> {1700000000 + i} +0000\ndata 3\nm{i % 10}\n"
+                     + (f"from :{i}\n" if i else "") + "\n" for i in range(40))
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=script, text=True, check=True)
+    ids = git("rev-list", "--first-parent", "m", cwd=repo).stdout.split()
+    errors: list[BaseException] = []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    def work(k: int) -> None:
+        pg = pygit2.Repository(str(repo))
+        try:
+            for i in range(300):
+                tip = ids[(i * 7 + k) % 20]
+                assert objects.on_line(pg, tip, ids[-1])
+        except BaseException as e:  # noqa: BLE001 (collected, then asserted)
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
