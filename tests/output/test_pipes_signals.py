@@ -47,6 +47,24 @@ def test_a_closed_pipe_ends_quietly_with_status_0(org: Org) -> None:
         assert p.returncode == 0 and p.stderr == b"" and len(p.stdout.splitlines()) == 1, (cmd, p)
 
 
+def test_read_into_a_pipe_closed_early_marks_only_what_was_written(org: Org) -> None:
+    """`gitmail read | head` marked every unread message read before printing any: the reader
+    saw two lines of the first and the inbox said 0 unread. Messages are marked once written;
+    a pipe that closes on the first (200 kB: more than a pipe holds) leaves all unread."""
+    big = "word " * 40_000
+    for i in range(3):
+        org.ok("max", "send", "alex", big, "--subject", f"big {i}", "--plain")
+    org.ok("alex", "sync")
+    repo = str(org.clones["alex"])
+    p = subprocess.run(["bash", "-c", f"set -o pipefail; {GITMAIL} read --repo {repo} | head -2"], capture_output=True,
+                       env=_env(), timeout=120)
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 2, p
+    assert json.loads(org.ok("alex", "list", "--json").out)["unread"] == 3
+    p = subprocess.run([GITMAIL, "read", "--repo", repo], capture_output=True, env=_env(), timeout=120)
+    assert p.returncode == 0 and p.stdout.count(b"Subject: big") == 3
+    assert json.loads(org.ok("alex", "list", "--json").out)["unread"] == 0
+
+
 def _closed_fds_run(close: str, *args: str) -> subprocess.CompletedProcess[bytes]:
     """Run gitmail (the console script) with the standard descriptors in ``close`` ("0", "1",
     "2") closed, as a shell's ``>&-`` leaves them; the others captured."""

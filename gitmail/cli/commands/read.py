@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import sys
+from typing import TYPE_CHECKING, Callable, Optional
 
 import click
 
@@ -11,6 +12,7 @@ from gitmail.cli.render import emit_json, long_time
 from gitmail.api.views import clean, clean_text, imported_note, sender_label
 
 if TYPE_CHECKING:
+    from gitmail.api.mailbox import Item
     from gitmail.core.model import Message
 
 
@@ -29,20 +31,40 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
     (docs/attachments.md); an existing file is never overwritten.
     """
     from gitmail import api
-    from gitmail.cli.commands.attachments import fail_if_unsaved, progress_for, saved_line
+    from gitmail.cli.commands.attachments import progress_for
 
-    items = api.read(repo, list(ids) or None, as_=as_, mark=not no_mark, save=not no_save, save_dir=save_dir,
+    # Marked read only once written: marking first, a reader that stops early (`| head`,
+    # quitting a pager) left every message read though none past the first was seen.
+    items = api.read(repo, list(ids) or None, as_=as_, mark=False, save=not no_save, save_dir=save_dir,
                      progress=progress_for(as_json, quiet))
+    shown: list[str] = []
+
+    def done(its: list) -> None:
+        sys.stdout.flush()  # BrokenPipeError here: the reader went away, and these are not marked
+        shown.extend(it.row.id for it in its if it.row.inbox and it.message is not None and not it.error)
+
+    try:
+        _show(items, as_json, quiet, done)
+    finally:
+        if shown and not no_mark:
+            api.mark(repo, shown, read=True, as_=as_)
+
+
+def _show(items: list, as_json: bool, quiet: bool, done: "Callable[[list], None]") -> None:
+    from gitmail.cli.commands.attachments import fail_if_unsaved, saved_line
+
     saved = [s for it in items for s in it.saved]
     if as_json:
         from gitmail.api.results import ReadResult
 
         emit_json(ReadResult(messages=[it.model() for it in items]))
+        done(items)
         _fail_on_locked(items)
         fail_if_unsaved(saved)
         return
     bad = [it.row for it in items if it.message is None]
     if quiet:
+        done(items)
         _fail_on_corrupt(bad)
         _fail_on_locked(items)
         fail_if_unsaved(saved)
@@ -85,20 +107,26 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
         if it.error:
             click.echo(f"(not shown: {it.error})")
             continue
-        if m.body:
-            click.echo(clean_text(m.body.rstrip("\n")))
-        if m.payload is not None:
-            from gitmail.api.views import payload_text
-
-            click.echo(payload_text(m.payload))
-        if it.saved:
-            for sv in it.saved:
-                click.echo(saved_line(sv))
-        else:
-            _list_attachments(m)
+        _body(it, m, saved_line)
+        done([it])
     _fail_on_corrupt(bad)
     _fail_on_locked(items)
     fail_if_unsaved(saved)
+
+
+def _body(it: "Item", m: "Message", saved_line: "Callable[..., str]") -> None:
+    """The body, payload and attachment lines of one shown message."""
+    if m.body:
+        click.echo(clean_text(m.body.rstrip("\n")))
+    if m.payload is not None:
+        from gitmail.api.views import payload_text
+
+        click.echo(payload_text(m.payload))
+    if it.saved:
+        for sv in it.saved:
+            click.echo(saved_line(sv))
+    else:
+        _list_attachments(m)
 
 
 def _fail_on_locked(items: list) -> None:
