@@ -409,15 +409,32 @@ def raw_team_chat(path: Path) -> Iterator[Union[Entry, Skip]]:
     """The lines of a team-chat team folder (``inboxes/*.jsonl``; a folder of ``*.jsonl``
     files is taken as the inboxes folder itself), files by name, lines in order. Raises
     :class:`UsageError` when there is no inbox file."""
+    import os
+    import stat
+
     from gitmail.api.views import clean
 
     inboxes = path / "inboxes" if (path / "inboxes").is_dir() else path
-    files = sorted(p for p in inboxes.glob("*.jsonl") if p.is_file()) if inboxes.is_dir() else []
-    if not files:
+    # As a Maildir's entries (raw_maildir): an inbox file that is a link (to another team's
+    # inbox, to any file of the user's) is not read, nor one replaced by something else
+    # between the listing and the open.
+    files = sorted(inboxes.glob("*.jsonl")) if inboxes.is_dir() else []
+    if not any(f.is_file() for f in files):
         raise UsageError(f"{path}: not a team-chat folder (no inboxes/*.jsonl)")
     for f in files:
         name = clean(f.relative_to(path)) if f.is_relative_to(path) else clean(f.name)
-        with open(f, "rb") as fh:
+        if f.is_symlink() or not f.is_file():
+            yield Skip(name, _NOT_REGULAR)
+            continue
+        try:
+            fd = os.open(f, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as err:
+            yield Skip(name, f"unreadable file ({err.strerror})")
+            continue
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                yield Skip(name, _NOT_REGULAR)
+                continue
             n = 0
             while True:
                 raw = fh.readline(TEAM_CHAT_LINE_LIMIT + 1)

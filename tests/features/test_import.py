@@ -549,3 +549,16 @@ def test_unknown_original_fields_are_absent_not_null(org: Org, tmp_path: Path) -
         blob = git("show", "refs/heads/gitmail/mail/max/max:message.json", cwd=org.url)
     payload = json.loads(blob.stdout)["payload"]
     assert payload["source"] == "mbox" and not {"original_type", "trace_id", "task_id"} & set(payload), payload
+
+
+def test_a_team_chat_inbox_that_is_a_link_is_not_read(org: Org, tmp_path: Path) -> None:
+    """An archive's inboxes/dev.jsonl linking to a file elsewhere (another team's inbox, any
+    JSONL file of the user's) was read and imported, with --to delivered to a colleague.
+    Skipped now, as a Maildir's links are."""
+    team = _team(tmp_path, {"lead": [_env(id="msg_1")]})
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text(_env(id="msg_secret", payload={"subject": "PRIVATE", "details": "outside the archive"}) + "\n")
+    (team / "inboxes" / "dev.jsonl").symlink_to(elsewhere)
+    r = org.as_("alex", "import", "--team-chat", str(team))
+    assert r.code == 0 and "gitmail: skipped inboxes/dev.jsonl: not a regular file" in r.err, r.err
+    assert [m["payload"]["message_id"] for m in _imported(org, "alex")] == ["msg_1"]
