@@ -17,6 +17,7 @@ API (:mod:`gitmail.api`).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -179,6 +180,12 @@ def _target(mbox: "Optional[Union[str, Path]]", maildir: "Optional[Union[str, Pa
     if mbox is None:
         if not stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{path}: not a folder (a Maildir is one)")
+        parts = {p.name for p in path.iterdir()} if os.access(path, os.R_OK | os.X_OK) else None
+        if parts is not None and parts and not {"cur", "new", "tmp"} <= parts:
+            raise UsageError(f"{path}: a folder that is not a Maildir (no cur, new and tmp); nothing written")
+        if parts == set():  # an empty folder made for it: a Maildir's three folders (OSError: exit 13)
+            for sub in ("tmp", "new", "cur"):
+                (path / sub).mkdir(mode=0o700)
         return path
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{path}: not a regular file (an mbox is one)")

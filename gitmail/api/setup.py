@@ -144,7 +144,7 @@ def _open_member_repo(repo: RepoLike, org: Optional[str], made: list[Path]) -> t
     base = Path(repo.path if isinstance(repo, Repo) else (repo or os.environ.get("GITMAIL_REPO") or "."))
     created_org = False
     if org and _is_local_path(org):
-        orgp = Path(org).expanduser()
+        orgp = Path(org).expanduser().absolute()  # never a leading '-' git would read as an option
         if not orgp.exists():
             git.run(["init", "--quiet", "--bare", str(orgp)])
             made.append(orgp)
@@ -159,7 +159,7 @@ def _open_member_repo(repo: RepoLike, org: Optional[str], made: list[Path]) -> t
             raise NotARepoError(f"{base} is a file, not a folder for the clone") from None
         made.append(base / ".git" if base.exists() else base)
         base.mkdir(parents=True, exist_ok=True)
-        git.run(["init", "--quiet", str(base)])
+        git.run(["init", "--quiet", str(base.absolute())])  # ('--bare' as a folder name is a folder)
         r = open_repo(base)
     return r, org, created_org
 

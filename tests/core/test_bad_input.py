@@ -357,3 +357,19 @@ def test_init_keeps_the_projects_own_allowed_signers(org: Org, tmp_path: Path) -
     assert git("verify-commit", "HEAD", cwd=proj, check=False).returncode == 0
     run("sync", "--repo", str(proj))  # the file is written again: the lines stay
     assert git("verify-commit", "HEAD", cwd=proj, check=False).returncode == 0
+
+
+def test_paths_that_look_like_options_are_paths(tmp_path: Path) -> None:
+    """`init --org=--shared=all` ran `git init --quiet --bare --shared=all`: the current folder
+    became a group-writable bare repository; `--repo=--bare` made it one too. Each value is a
+    path now (a folder named so), and the current folder is left alone."""
+    from tests.conftest import chdir, run
+
+    here = tmp_path / "here"
+    here.mkdir()
+    with chdir(here):
+        run("init", "--name", "bob", "--org=--shared=all", "--repo", str(tmp_path / "c1"))
+        assert not (here / "config").exists() and not (here / "HEAD").exists()
+        assert (here / "--shared=all" / "HEAD").is_file()  # the org repo, at that path
+        run("init", "--name", "ann", "--org", str(here / "--shared=all"), "--repo=--bare")
+        assert not (here / "config").exists() and (here / "--bare" / ".git").is_dir()

@@ -227,3 +227,20 @@ def test_init_records_where_it_found_the_org(org: Org, tmp_path: Path) -> None:
     assert run("init", "--name", "zed", "--org", org.url, "--repo", str(clone)).code == 0
     recorded = json.loads((clone / ".git" / "gitmail" / "org-remote.json").read_text())
     assert recorded == {"remote": "origin", "url": org.url, "pushurl": ""}
+
+
+def test_options_before_the_subcommand_apply_to_it(org: Org) -> None:
+    """`gitmail outbox --repo X retry` ignored --repo (the subcommand took its own default, the
+    current folder): it retried, or dropped from, another clone's outbox. The group's options
+    are the subcommand's defaults now."""
+    from gitmail import git as gitmod
+    from tests.conftest import run
+
+    clone = org.clones["max"]
+    url = gitmod.output(["config", "remote.origin.url"], clone)
+    gitmod.run(["config", "remote.origin.url", str(clone.parent / "nowhere.git")], clone)
+    assert json.loads(org.ok("max", "send", "alex", "queued", "--json").out)["queued"] is True
+    gitmod.run(["config", "remote.origin.url", url], clone)
+    r = run("outbox", "--repo", str(clone), "--json", "retry")
+    assert r.code == 0 and json.loads(r.out)["delivered"], r
+    assert json.loads(run("outbox", "--repo", str(clone), "--json").out)["queued"] == []

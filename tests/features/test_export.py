@@ -191,3 +191,21 @@ def test_an_email_a_mail_reader_would_split_is_not_exported_as_given(org: Org, t
     [msg] = list(mailbox.mbox(str(box)))
     got = getaddresses([str(msg["From"])])
     assert len(got) == 1 and got[0][1] == "eve@gitmail.invalid", got
+
+
+def test_an_empty_folder_becomes_a_maildir_and_another_folder_is_refused(org: Org, tmp_path: Path) -> None:
+    """`mkdir out && gitmail export --maildir out` exited 70 (FileNotFoundError: out/cur): the
+    stdlib makes cur, new and tmp only for a folder it creates. An empty folder is made a
+    Maildir now; a folder holding anything else is refused (exit 2) and left as it was."""
+    org.ok("max", "send", "alex", "hello", "--subject", "hi", "--plain")
+    org.ok("alex", "sync")
+    out = tmp_path / "out"
+    out.mkdir()
+    org.ok("alex", "export", "--maildir", str(out), "--all")
+    assert [m["Subject"] for m in mailbox.Maildir(str(out))] == ["hi"]
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "a.jpg").write_bytes(b"x")
+    r = org.as_("alex", "export", "--maildir", str(other), "--all")
+    assert r.code == 2 and "not a Maildir" in r.err and r.err.count("\n") == 1, r
+    assert sorted(p.name for p in other.iterdir()) == ["a.jpg"]

@@ -31,6 +31,10 @@ def command(ctx: click.Context, gone: bool, repo: Optional[str], as_: Optional[s
             quiet: bool) -> None:
     """List queued messages and why each is still queued (or, with --undelivered, the undelivered ones)."""
     if ctx.invoked_subcommand is not None:
+        # `gitmail outbox --repo X retry`: the options given before the subcommand are its
+        # defaults (they were ignored, and retry or drop acted on the clone in the current folder).
+        given = {k: v for k, v in (("repo", repo), ("as_", as_), ("as_json", as_json), ("quiet", quiet)) if v}
+        ctx.default_map = {name: dict(given) for name in ("retry", "drop")}
         return
     from gitmail import api
 
