@@ -263,6 +263,10 @@ def local_storage_error(e: BaseException, places: "Sequence[str | os.PathLike[st
             return LocalStorageError(f"cannot write {where}: it is read-only")
         if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
             return LocalStorageError(f"cannot open {where}: the folder is read-only, full or missing")
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or name == "SQLITE_IOERR_SHORT_READ" \
+                or "malformed" in text or "not a database" in text:  # SHORT_READ: a file cut short
+            return LocalStorageError(f"{where} is damaged ({text}): delete the folder .git/gitmail/cache and run the "
+                                     "command again; it is rebuilt from git, read and archive flags included")
         if name.startswith("SQLITE_IOERR") or "disk i/o error" in text:
             probed = _probe(places)
             if probed is not None:

@@ -147,12 +147,28 @@ def connect(repo: "Repo", member: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         return prepare(db)
-    except sqlite3.OperationalError:
+    except sqlite3.DatabaseError as e:
         db.close()
-        if os.access(d, os.W_OK) or not path.is_file():
+        if _damaged(e) and os.access(d, os.W_OK):
+            # Not a database at all (a truncated or overwritten file): the cache is only a cache
+            # of what git holds (read and archive flags included, in refs): set it aside, rebuild.
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.replace(f"{path}{suffix}", f"{path}.damaged{suffix}")
+                except OSError:
+                    pass
+            return prepare(sqlite3.connect(path, timeout=30, isolation_level=None))
+        if not isinstance(e, sqlite3.OperationalError) or os.access(d, os.W_OK) or not path.is_file():
             raise
     return prepare(sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, timeout=30,
                                    isolation_level=None))
+
+
+def _damaged(e: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is not a (sound) database."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    return (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or name == "SQLITE_IOERR_SHORT_READ"
+            or "not a database" in str(e) or "malformed" in str(e))
 
 
 def prepare(db: sqlite3.Connection) -> sqlite3.Connection:

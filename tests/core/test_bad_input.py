@@ -373,3 +373,32 @@ def test_paths_that_look_like_options_are_paths(tmp_path: Path) -> None:
         assert (here / "--shared=all" / "HEAD").is_file()  # the org repo, at that path
         run("init", "--name", "ann", "--org", str(here / "--shared=all"), "--repo=--bare")
         assert not (here / "config").exists() and (here / "--bare" / ".git").is_dir()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "half"])
+def test_a_damaged_cache_is_rebuilt_or_named_never_a_bug(org: Org, damage: str) -> None:
+    """A cache file overwritten or cut short (a crash, a backup tool) made list, sync and
+    verify exit 70 (internal error: database disk image is malformed). A file that is no
+    database is set aside and rebuilt from git, read flags included; damage found later is
+    one line naming the cache and what to do (exit 13)."""
+    import json as _json
+
+    org.ok("max", "send", "alex", "one", "--plain")
+    org.ok("max", "send", "alex", "two", "--plain")
+    org.ok("alex", "sync")
+    first = _json.loads(org.ok("alex", "list", "--json").out)["messages"][0]["id"]
+    org.ok("alex", "read", first[:8])
+    [db] = (org.clones["alex"] / ".git" / "gitmail" / "cache").glob("*.sqlite3")
+    for extra in db.parent.glob("*.sqlite3-*"):
+        extra.unlink()
+    data = db.read_bytes()
+    db.write_bytes(os.urandom(4096) if damage == "garbage" else data[: len(data) // 2])
+    r = org.as_("alex", "list", "--json")
+    if r.code == 0:
+        got = _json.loads(r.out)
+        assert (got["total"], got["unread"]) == (2, 1), got
+    else:
+        assert r.code == 13 and "is damaged" in r.err and "delete the folder .git/gitmail/cache" in r.err \
+            and r.err.count("\n") == 1, r
+    if damage == "garbage":
+        assert r.code == 0, r
