@@ -330,6 +330,12 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return e.exit_code
     except SystemExit as e:  # a command chose its own exit status
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except click.UsageError as e:  # bad arguments: one line, as every error (click's own shows four)
+        from gitmail.api.views import error_line
+
+        where = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        _say(f"gitmail: {error_line(e.format_message())}{where}")
+        return e.exit_code
     except click.ClickException as e:
         try:
             e.show()

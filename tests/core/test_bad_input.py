@@ -402,3 +402,11 @@ def test_a_damaged_cache_is_rebuilt_or_named_never_a_bug(org: Org, damage: str) 
             and r.err.count("\n") == 1, r
     if damage == "garbage":
         assert r.code == 0, r
+
+
+@pytest.mark.parametrize("args", [["list", "-n", "abc"], ["list", "--bogus"], ["send"], ["trace"]])
+def test_bad_arguments_are_one_line(org: Org, args: list[str]) -> None:
+    """click's own report is four lines (Usage, Try, a blank line, Error) without the
+    `gitmail:` every other error starts with; now one line naming where --help is."""
+    r = org.as_("alex", *args)
+    assert r.code == 2 and r.err.startswith("gitmail: ") and r.err.count("\n") == 1 and "--help" in r.err, r
