@@ -132,10 +132,11 @@ def _recount(db: sqlite3.Connection) -> None:
 def connect(repo: "Repo", member: str) -> sqlite3.Connection:
     """The member's cache database, prepared (:func:`prepare`).
 
-    In a folder this process cannot write (a read-only mount or backup of a clone),
-    SQLite cannot create the WAL index beside a file in WAL mode and refuses to open
-    it; then the file is read as it stands (``immutable``): reading works, and the
-    first write fails, naming the cause. Raises ``sqlite3.Error``.
+    In a folder this process cannot write (a read-only mount or backup of a clone), or on a
+    full disk, SQLite cannot create the WAL index beside a file in WAL mode and refuses to
+    open it; then the file is read as it stands (``immutable``): reading works, and the
+    first write fails, naming the cause. A file that is no database is set aside and the
+    cache rebuilt. Raises ``sqlite3.Error``.
     """
     import os
 
@@ -144,6 +145,10 @@ def connect(repo: "Repo", member: str) -> sqlite3.Connection:
         # Private: it holds decrypted subjects of encrypted mail.
         d.mkdir(mode=0o700, exist_ok=True)
     path = d / f"{to_ref(member)}.sqlite3"
+    try:
+        had = path.stat().st_size > 0  # a cache to read as it stands, should it come to that
+    except OSError:
+        had = False
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         return prepare(db)
@@ -158,7 +163,11 @@ def connect(repo: "Repo", member: str) -> sqlite3.Connection:
                 except OSError:
                     pass
             return prepare(sqlite3.connect(path, timeout=30, isolation_level=None))
-        if not isinstance(e, sqlite3.OperationalError) or os.access(d, os.W_OK) or not path.is_file():
+        # A full disk, like a read-only folder, keeps SQLite from making the WAL index: an
+        # existing cache is still read as it stands (list, search, read --no-mark work).
+        full = (getattr(e, "sqlite_errorname", "") in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE")
+                or "disk is full" in str(e))
+        if not isinstance(e, sqlite3.OperationalError) or not had or (os.access(d, os.W_OK) and not full):
             raise
     return prepare(sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, timeout=30,
                                    isolation_level=None))

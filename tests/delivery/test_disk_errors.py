@@ -142,3 +142,27 @@ def test_disk_classification() -> None:
     assert local_storage_error(OSError(errno.ECONNREFUSED, "refused")) is None
     g = GitError(["git", "fetch", "-q"], 128, b"", b"error: unable to write: No space left on device\nfatal: unpack-objects failed\n")
     assert g.message == "git fetch -q failed: error: unable to write: No space left on device"
+
+
+def test_a_full_disk_still_lets_the_cache_be_read(small_disk: Path) -> None:
+    """list, search and read --no-mark need nothing written when nothing new came in, but on
+    a full disk they exited 13 (SQLite could not make the cache's WAL index), while on a
+    read-only file system they worked. The cache is read as it stands on a full disk too."""
+    import gc
+
+    org = Org(small_disk)
+    org.join("max")
+    org.join("alex")
+    org.ok("max", "sync")
+    org.ok("max", "send", "alex", "before the disk filled up", "--plain")
+    org.ok("alex", "sync")
+    org.ok("alex", "search", "filled")
+    gc.collect()  # the in-process commands' connections, closed as a real exit closes them
+    filler = _fill(small_disk)
+    try:
+        r = org.as_("alex", "list")
+        assert r.code == 0 and "before the disk filled up" in r.out, r
+        assert org.as_("alex", "read", "--no-mark").code == 0
+        assert "before the disk" in org.ok("alex", "search", "filled").out
+    finally:
+        filler.unlink()
