@@ -13,6 +13,7 @@ API (:mod:`gitmail.api`).
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -248,6 +249,9 @@ def from_email_bytes(raw: bytes, source: str, where: str) -> Union[Original, Ski
                 date = _utc(parsedate_to_datetime(d))
             except (TypeError, ValueError, IndexError, OverflowError):
                 date = None
+            year = re.search(r"\b(\d{4})\b", d)
+            if date is not None and year is not None and int(year.group(1)) < 1970:
+                date = None  # §5: before 1970 is unknown (the stdlib reads year 0001 as 2001, a two-digit year)
         mid = _line(_header(h, "message-id"), IMPORT_TEXT_LIMIT).strip()
         if not mid:
             mid = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -265,6 +269,10 @@ def raw_mbox(path: Path) -> Iterator[Union[Entry, Skip]]:
 
     if not path.is_file():
         raise UsageError(f"{path}: not an mbox file")
+    with open(path, "rb") as head:
+        first = head.read(5)
+    if first and first != b"From ":  # an mbox begins with its first message's From line
+        raise UsageError(f"{path}: not an mbox file (it does not begin with a 'From ' line); nothing imported")
     box = mailbox.mbox(path, create=False)
     try:
         for n, key in enumerate(box.iterkeys(), start=1):

@@ -214,6 +214,8 @@ def import_archive(
     if len(given) != 1:
         raise UsageError("give exactly one of --mbox FILE, --maildir DIR or --team-chat DIR")
     source, raw_path = given[0]
+    if not str(raw_path).strip():  # Path("") is the current folder: never taken for an archive
+        raise UsageError(f"--{source}: give a {'file' if source == 'mbox' else 'folder'} name")
     path = Path(raw_path).expanduser()
     s = session(repo, as_)
     [rcpt] = resolve_recipients(s, [to or s.me])

@@ -562,3 +562,22 @@ def test_a_team_chat_inbox_that_is_a_link_is_not_read(org: Org, tmp_path: Path) 
     r = org.as_("alex", "import", "--team-chat", str(team))
     assert r.code == 0 and "gitmail: skipped inboxes/dev.jsonl: not a regular file" in r.err, r.err
     assert [m["payload"]["message_id"] for m in _imported(org, "alex")] == ["msg_1"]
+
+
+def test_what_is_not_an_archive_is_refused_and_old_dates_are_unknown(org: Org, tmp_path: Path) -> None:
+    """`import --mbox` of a file that is not an mbox said "Imported 0 messages" (exit 0); an
+    empty path was read as the current folder; a Date in year 0001 was stored as 2000 (the
+    stdlib's two-digit-year rule). Refused with one line (exit 2), and null before 1970."""
+    eml = tmp_path / "one.eml"
+    eml.write_text("Subject: hi\n\nbody\n")
+    r = org.as_("alex", "import", "--mbox", str(eml))
+    assert r.code == 2 and "does not begin with a 'From ' line" in r.err and r.err.count("\n") == 1, r
+    for opt in ("--mbox", "--maildir", "--team-chat"):
+        r = org.as_("alex", "import", opt, "")
+        assert r.code == 2 and "give a" in r.err, (opt, r)
+    box = tmp_path / "old.mbox"
+    box.write_text("From a@b Mon Jan  1 00:00:00 2001\nFrom: a@b\nSubject: ancient\n"
+                   "Date: Mon, 01 Jan 0001 00:00:00 +0100\nMessage-ID: <old@x>\n\nbody\n")
+    org.ok("alex", "import", "--mbox", str(box))
+    [got] = _imported(org, "alex")
+    assert got["payload"].get("date") is None, got["payload"]
