@@ -71,15 +71,27 @@ def run(
     ``remote`` is true and git's stderr says the remote could not be reached.
     """
     cmd = ["git", *args]
-    if stall:
-        proc = _run_meanwhile(cmd, cwd, input, env, meanwhile or (lambda done: None), stall)
-    elif meanwhile is None:
-        proc = subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, env=_env(env), check=False)
-    else:
-        proc = _run_meanwhile(cmd, cwd, input, env, meanwhile)
+    try:
+        if stall:
+            proc = _run_meanwhile(cmd, cwd, input, env, meanwhile or (lambda done: None), stall)
+        elif meanwhile is None:
+            proc = subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, env=_env(env), check=False)
+        else:
+            proc = _run_meanwhile(cmd, cwd, input, env, meanwhile)
+    except FileNotFoundError:
+        if shutil_which("git", env) is None:  # no git at all: a setup problem, not a bug (it said exit 70)
+            raise GitError(cmd, 127, b"", b"git is not installed or not on PATH; gitmail needs git 2.29 or later")
+        raise
     if check and proc.returncode != 0:
         raise failure(cmd, proc, remote)
     return proc
+
+
+def shutil_which(name: str, env: Mapping[str, str] | None = None) -> Optional[str]:
+    """Where ``name`` is on the ``PATH`` git would be run with."""
+    import shutil
+
+    return shutil.which(name, path=(_env(env)).get("PATH"))
 
 
 def failure(cmd: list[str], proc: "subprocess.CompletedProcess[bytes]", remote: bool = False) -> GitError:

@@ -410,3 +410,14 @@ def test_bad_arguments_are_one_line(org: Org, args: list[str]) -> None:
     `gitmail:` every other error starts with; now one line naming where --help is."""
     r = org.as_("alex", *args)
     assert r.code == 2 and r.err.startswith("gitmail: ") and r.err.count("\n") == 1 and "--help" in r.err, r
+
+
+def test_no_git_on_the_path_is_one_line_not_a_bug(tmp_path: Path) -> None:
+    """With no git on PATH every command exited 70 (internal error: FileNotFoundError: 'git')."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": str(tmp_path / "empty")}
+    p = subprocess.run([sys.executable, "-m", "gitmail", "list", "--repo", str(tmp_path)], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert p.returncode == 8 and p.stderr.count("\n") == 1 and "git is not installed or not on PATH" in p.stderr, p
