@@ -25,7 +25,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_scale import fill  # noqa: E402
-from bench_sync import isolate, join, serve, stop_guard  # noqa: E402
+from bench_sync import served_org  # noqa: E402
 
 
 def commit(clone: Path, to: str, typ: str, rid: str | None, n: int) -> str:
@@ -66,36 +65,29 @@ def main() -> int:
     a = ap.parse_args()
     from gitmail.core import refs
 
-    with tempfile.TemporaryDirectory(prefix="gitmail-bench-") as tmp:
-        work = Path(tmp)
-        isolate(work)
-        d, bare = serve(work / "srv", guard=True)
-        with d:
-            url = d.url()
-            sender = join(url, work, "sender")
-            reader = join(url, work, "reader")
-            fill(bare, sender, "reader", "sender", a.n)
-            index = bare / "gitmail" / "requests.sqlite"
-            answer_ref = refs.head(refs.mail_path("sender", "reader"))
-            note_ref = refs.head(refs.mail_path("reader", "sender"))
-            t, code, err = push(sender, url, commit(sender, "reader", "text", None, -1), note_ref)  # warms the guard
-            assert code == 0, err
-            times: dict[str, list[float]] = {"no index": [], "index": [], "plain": []}
-            for r in range(a.rounds):
-                for kind in ("no index", "index", "plain"):
-                    if kind == "no index":
-                        for f in index.parent.glob(index.name + "*"):
-                            f.unlink()
-                    if kind == "plain":
-                        t, code, err = push(sender, url, commit(sender, "reader", "text", None, r), note_ref)
-                        assert code == 0, err
-                    else:
-                        t, code, err = push(reader, url, commit(reader, "sender", "answer", f"never-{kind}-{r}", r),
-                                            answer_ref)
-                        assert code != 0 and "none with request_id" in err, err
-                    times[kind].append(t)
-                    print(f"  round {r + 1} {kind:<9} {t:.3f} s", file=sys.stderr, flush=True)
-        stop_guard(bare)
+    with served_org(["sender", "reader"], guard=True) as (url, bare, clones):
+        sender, reader = clones["sender"], clones["reader"]
+        fill(bare, sender, "reader", "sender", a.n)
+        index = bare / "gitmail" / "requests.sqlite"
+        answer_ref = refs.head(refs.mail_path("sender", "reader"))
+        note_ref = refs.head(refs.mail_path("reader", "sender"))
+        t, code, err = push(sender, url, commit(sender, "reader", "text", None, -1), note_ref)  # warms the guard
+        assert code == 0, err
+        times: dict[str, list[float]] = {"no index": [], "index": [], "plain": []}
+        for r in range(a.rounds):
+            for kind in ("no index", "index", "plain"):
+                if kind == "no index":
+                    for f in index.parent.glob(index.name + "*"):
+                        f.unlink()
+                if kind == "plain":
+                    t, code, err = push(sender, url, commit(sender, "reader", "text", None, r), note_ref)
+                    assert code == 0, err
+                else:
+                    t, code, err = push(reader, url, commit(reader, "sender", "answer", f"never-{kind}-{r}", r),
+                                        answer_ref)
+                    assert code != 0 and "none with request_id" in err, err
+                times[kind].append(t)
+                print(f"  round {r + 1} {kind:<9} {t:.3f} s", file=sys.stderr, flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"asking mailbox: {a.n:,} messages; medians of {a.rounds}")
     for k, v in med.items():

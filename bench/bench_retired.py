@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_scale import fill  # noqa: E402
-from bench_sync import GITMAIL, isolate, join, serve, sh  # noqa: E402
+from bench_sync import GITMAIL, served_org, sh  # noqa: E402
 
 
 def first_sync(url: str, root: Path, name: str) -> float:
@@ -47,22 +46,14 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gitmail-bench-") as tmp:
-        work = Path(tmp)
-        isolate(work)
-        d, bare = serve(work / "srv", guard=False)
-        with d:
-            url = d.url()
-            rotating = join(url, work, "rotating")
-            steady = join(url, work, "steady")
-            join(url, work, "reader")
-            join(url, work, "other")
-            fill(bare, rotating, "reader", "rotating", a.n)
-            fill(bare, steady, "other", "steady", a.n)
-            sh(GITMAIL, "sync", "-q", "--repo", str(rotating))
-            sh(GITMAIL, "key", "rotate", "-q", "--repo", str(rotating))
-            t_rot = first_sync(url, work / "r", "reader")
-            t_base = first_sync(url, work / "b", "other")
+    with served_org(["rotating", "steady", "reader", "other"], guard=False) as (url, bare, clones):
+        fill(bare, clones["rotating"], "reader", "rotating", a.n)
+        fill(bare, clones["steady"], "other", "steady", a.n)
+        sh(GITMAIL, "sync", "-q", "--repo", str(clones["rotating"]))
+        sh(GITMAIL, "key", "rotate", "-q", "--repo", str(clones["rotating"]))
+        work = clones["reader"].parent
+        t_rot = first_sync(url, work / "r", "reader")
+        t_base = first_sync(url, work / "b", "other")
     print(f"{a.n:,} messages: first sync {t_rot:.2f} s where the sender rotated, {t_base:.2f} s where not "
           f"({t_rot / t_base:.2f}x)")
     return 0

@@ -24,6 +24,7 @@ Everything runs in a private temporary HOME; nothing outside it is touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,6 +76,21 @@ def stop_guard(bare: Path) -> None:
     from gitmail.guard import daemon as guard_daemon
 
     guard_daemon.stop(bare)
+
+
+@contextlib.contextmanager
+def served_org(names: "Sequence[str]", guard: bool) -> "Iterator[tuple[str, Path, dict[str, Path]]]":
+    """A private HOME and an org served by ``git daemon`` with a clone for each of ``names``
+    (the first its admin): ``(url, bare repo, clones)``, the daemon stopped at the end."""
+    with tempfile.TemporaryDirectory(prefix="gitmail-bench-") as tmp:
+        work = Path(tmp)
+        isolate(work)
+        d, bare = serve(work / "srv", guard=guard)
+        with d:
+            url = d.url()
+            yield url, bare, {n: join(url, work, n) for n in names}
+        if guard:
+            stop_guard(bare)
 
 
 def serve(srv: Path, guard: bool) -> tuple[GitDaemon, Path]:

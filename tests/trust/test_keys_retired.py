@@ -135,23 +135,29 @@ def test_a_commit_libgit2_cannot_parse_leaves_mail_below_a_retired_tip_good(ungu
     assert got["good"] == 2 and [(b["oid"], b["status"]) for b in got["bad"]] == [(junk, "malformed")], got
 
 
-def test_a_retired_tip_line_is_walked_once_for_all_the_mail_below_it(tmp_path: Any) -> None:
-    """Each message a retired key signed asks whether it lies below the recorded tip. Asked of
-    libgit2 (descendant_of) that walked the line between the two every time: quadratic in
-    the mailbox (a rotated member's 100,000 messages: hours). objects.on_line walks it once."""
+def _linear_repo(tmp_path: Any, n: int) -> "tuple[Any, list[str]]":
+    """A bare repository whose branch m is a line of ``n`` commits, and their ids newest first."""
     import subprocess
 
-    import pygit2
-
-    from gitmail.core import objects
     from tests.conftest import git
 
     repo = tmp_path / "r"
     git("init", "-q", "--bare", str(repo))
     script = "".join(f"commit refs/heads/m\nmark :{i + 1}\ncommitter a <a@b> {1700000000 + i} +0000\ndata 3\nm{i % 10}\n"
-                     + (f"from :{i}\n" if i else "") + "\n" for i in range(2000))
+                     + (f"from :{i}\n" if i else "") + "\n" for i in range(n))
     subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=script, text=True, check=True)
-    ids = git("rev-list", "--first-parent", "m", cwd=repo).stdout.split()
+    return repo, git("rev-list", "--first-parent", "m", cwd=repo).stdout.split()
+
+
+def test_a_retired_tip_line_is_walked_once_for_all_the_mail_below_it(tmp_path: Any) -> None:
+    """Each message a retired key signed asks whether it lies below the recorded tip. Asked of
+    libgit2 (descendant_of) that walked the line between the two every time: quadratic in
+    the mailbox (a rotated member's 100,000 messages: hours). objects.on_line walks it once."""
+    import pygit2
+
+    from gitmail.core import objects
+
+    repo, ids = _linear_repo(tmp_path, 2000)
     pg = pygit2.Repository(str(repo))
     reads = 0
     real = objects.parent_ids
@@ -173,21 +179,14 @@ def test_a_retired_tip_line_is_walked_once_for_all_the_mail_below_it(tmp_path: A
 def test_the_line_memo_is_safe_across_threads(tmp_path: Any) -> None:
     """The warm guard checks pushes on several threads: the memo's own bookkeeping (evicting
     the oldest line) raised "dictionary changed size during iteration" under contention."""
-    import subprocess
     import sys
     import threading
 
     import pygit2
 
     from gitmail.core import objects
-    from tests.conftest import git
 
-    repo = tmp_path / "r"
-    git("init", "-q", "--bare", str(repo))
-    script = "".join(f"commit refs/heads/m\nmark :{i + 1}\ncommitter a <a@b> {1700000000 + i} +0000\ndata 3\nm{i % 10}\n"
-                     + (f"from :{i}\n" if i else "") + "\n" for i in range(40))
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=script, text=True, check=True)
-    ids = git("rev-list", "--first-parent", "m", cwd=repo).stdout.split()
+    repo, ids = _linear_repo(tmp_path, 40)
     errors: list[BaseException] = []
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
