@@ -90,6 +90,19 @@ def _line(text: Any, limit: int) -> str:
     return clean(flat(_valid(str(text))))[:limit]
 
 
+def _message_id(value: Any) -> str:
+    """The original's Message-ID as stored (the key that makes imports idempotent, §5): one
+    line; one over :data:`IMPORT_TEXT_LIMIT` characters as ``sha256:<hex>`` of the whole of it.
+    Cut short, two different ids sharing their first 998 characters were one message: the
+    second was skipped as a copy, and later counted as already imported."""
+    from gitmail.core.model import IMPORT_TEXT_LIMIT
+
+    text = _line(value, 10 * IMPORT_TEXT_LIMIT + 1).strip()
+    if len(text) <= IMPORT_TEXT_LIMIT:
+        return text
+    return "sha256:" + hashlib.sha256(_valid(str(value)).encode("utf-8")).hexdigest()
+
+
 def _valid(text: str) -> str:
     """``text`` with lone surrogates (undecodable bytes) replaced, so it can be stored as UTF-8,
     and NUL as U+FFFD (a commit message cannot carry it: docs/protocol.md §4)."""
@@ -252,7 +265,7 @@ def from_email_bytes(raw: bytes, source: str, where: str) -> Union[Original, Ski
             year = re.search(r"\b(\d{4})\b", d)
             if date is not None and year is not None and int(year.group(1)) < 1970:
                 date = None  # §5: before 1970 is unknown (the stdlib reads year 0001 as 2001, a two-digit year)
-        mid = _line(_header(h, "message-id"), IMPORT_TEXT_LIMIT).strip()
+        mid = _message_id(_header(h, "message-id"))
         if not mid:
             mid = "sha256:" + hashlib.sha256(raw).hexdigest()
         return Original(source=source, where=where, sender=_line(_header(h, "from"), IMPORT_TEXT_LIMIT) or "(unknown)",
@@ -407,7 +420,7 @@ def from_team_chat_line(line: bytes, where: str) -> Union[Original, Skip, None]:
 
     return Original(source="team-chat", where=where, sender=_line(env["from"], IMPORT_TEXT_LIMIT),
                     to=[_line(t, IMPORT_TEXT_LIMIT) for t in to if isinstance(t, str)][:IMPORT_MAX_TO],
-                    date=_team_chat_date(env["created_at"]), message_id=_line(env["id"], IMPORT_TEXT_LIMIT),
+                    date=_team_chat_date(env["created_at"]), message_id=_message_id(env["id"]),
                     subject=_line(subject, SUBJECT_LIMIT), body=_valid(body), priority=str(priority),
                     original_type=_line(env["type"], IMPORT_TEXT_LIMIT), trace_id=opt("trace_id"), task_id=task_id
                     and _line(task_id, IMPORT_TEXT_LIMIT))

@@ -581,3 +581,18 @@ def test_what_is_not_an_archive_is_refused_and_old_dates_are_unknown(org: Org, t
     org.ok("alex", "import", "--mbox", str(box))
     [got] = _imported(org, "alex")
     assert got["payload"].get("date") is None, got["payload"]
+
+
+def test_two_long_message_ids_sharing_their_start_are_two_messages(org: Org, tmp_path: Path) -> None:
+    """Message-IDs were cut to 998 characters before the duplicate check: two messages whose
+    ids share that much were one (the second skipped as a copy). A longer id is kept as
+    sha256:<hex> of the whole of it."""
+    stem = "x" * 1200
+    box = tmp_path / "long.mbox"
+    box.write_text("".join(f"From a@b Mon Jan  1 00:00:00 2024\nFrom: a@b\nSubject: s{i}\n"
+                           f"Message-ID: <{stem}{i}@x>\n\nbody {i}\n\n" for i in range(2)))
+    r = org.ok("alex", "import", "--mbox", str(box))
+    assert "Imported 2 messages" in r.out, r.out
+    ids = sorted(m["payload"]["message_id"] for m in _imported(org, "alex"))
+    assert all(i.startswith("sha256:") for i in ids) and len(set(ids)) == 2, ids
+    assert "Imported 0 messages" in org.ok("alex", "import", "--mbox", str(box)).out  # and again: none
