@@ -54,6 +54,11 @@ class Repo:
     def remote(self) -> Optional[str]:
         """The org remote's name, or None when this repo is the org repo itself."""
         r = os.environ.get("GITMAIL_REMOTE") or self.config.get("gitmail.remote")
+        if r and (not r.isprintable() or any(0xDC80 <= ord(c) <= 0xDCFF for c in r)):
+            from gitmail.errors import UsageError
+
+            # bytes that are not UTF-8 (or control characters) make no ref name gitmail can read
+            raise UsageError("the org remote's name (GITMAIL_REMOTE or gitmail.remote) is not a git remote name")
         return r or None
 
     @property

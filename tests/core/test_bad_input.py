@@ -421,3 +421,11 @@ def test_no_git_on_the_path_is_one_line_not_a_bug(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "gitmail", "list", "--repo", str(tmp_path)], capture_output=True,
                        text=True, env=env, timeout=60)
     assert p.returncode == 8 and p.stderr.count("\n") == 1 and "git is not installed or not on PATH" in p.stderr, p
+
+
+def test_a_remote_name_that_is_not_text_is_one_line(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GITMAIL_REMOTE holding bytes that are not UTF-8 ended in exit 70 (UnicodeDecodeError in
+    libgit2's ref lookup); one line now, exit 2."""
+    monkeypatch.setenv("GITMAIL_REMOTE", "\udcff")
+    r = org.as_("alex", "list")
+    assert r.code == 2 and "is not a git remote name" in r.err and r.err.count("\n") == 1, r
