@@ -238,6 +238,21 @@ _DISK_CAUSES = (  # (errnos, words of the message, verb, cause)
 FULL_BELOW = 1024 * 1024  # bytes free under which a failed write is put down to a full disk
 
 
+def sqlite_full(e: BaseException) -> bool:
+    """Whether SQLite error ``e`` says the disk is full (SHMSIZE: growing the WAL index, ``-shm``,
+    failed, which SQLite documents as a full disk)."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    return name in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE") or "disk is full" in str(e).lower()
+
+
+def sqlite_damaged(e: BaseException) -> bool:
+    """Whether SQLite error ``e`` says the file is no sound database (SHORT_READ: a file cut short)."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    text = str(e).lower()
+    return (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or name == "SQLITE_IOERR_SHORT_READ"
+            or "malformed" in text or "not a database" in text)
+
+
 def local_storage_error(e: BaseException, places: "Sequence[str | os.PathLike[str]]" = ()) -> "LocalStorageError | None":
     """The :class:`LocalStorageError` an unexpected exception stands for, or None.
 
@@ -256,15 +271,13 @@ def local_storage_error(e: BaseException, places: "Sequence[str | os.PathLike[st
         name = getattr(e, "sqlite_errorname", "") or ""
         text = str(e).lower()
         where = "the local cache (.git/gitmail/cache)"
-        # SHMSIZE: growing the WAL index (-shm) failed, which SQLite documents as a full disk.
-        if name in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE") or "disk is full" in text:
+        if sqlite_full(e):
             return LocalStorageError(f"cannot write {where}: no space left on the device")
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
             return LocalStorageError(f"cannot write {where}: it is read-only")
         if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
             return LocalStorageError(f"cannot open {where}: the folder is read-only, full or missing")
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or name == "SQLITE_IOERR_SHORT_READ" \
-                or "malformed" in text or "not a database" in text:  # SHORT_READ: a file cut short
+        if sqlite_damaged(e):
             return LocalStorageError(f"{where} is damaged ({text}): delete the folder .git/gitmail/cache and run the "
                                      "command again; it is rebuilt from git, read and archive flags included")
         if name.startswith("SQLITE_IOERR") or "disk i/o error" in text:

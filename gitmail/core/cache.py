@@ -19,7 +19,7 @@ from gitmail import git
 from gitmail.core import refs, view
 from gitmail.core.address import to_ref
 from gitmail.core.verdicts import RULES
-from gitmail.errors import GitmailError
+from gitmail.errors import GitmailError, sqlite_damaged, sqlite_full
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -154,7 +154,7 @@ def connect(repo: "Repo", member: str) -> sqlite3.Connection:
         return prepare(db)
     except sqlite3.DatabaseError as e:
         db.close()
-        if _damaged(e) and os.access(d, os.W_OK):
+        if sqlite_damaged(e) and os.access(d, os.W_OK):
             # Not a database at all (a truncated or overwritten file): the cache is only a cache
             # of what git holds (read and archive flags included, in refs): set it aside, rebuild.
             for suffix in ("", "-wal", "-shm"):
@@ -165,19 +165,10 @@ def connect(repo: "Repo", member: str) -> sqlite3.Connection:
             return prepare(sqlite3.connect(path, timeout=30, isolation_level=None))
         # A full disk, like a read-only folder, keeps SQLite from making the WAL index: an
         # existing cache is still read as it stands (list, search, read --no-mark work).
-        full = (getattr(e, "sqlite_errorname", "") in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE")
-                or "disk is full" in str(e))
-        if not isinstance(e, sqlite3.OperationalError) or not had or (os.access(d, os.W_OK) and not full):
+        if not isinstance(e, sqlite3.OperationalError) or not had or (os.access(d, os.W_OK) and not sqlite_full(e)):
             raise
     return prepare(sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, timeout=30,
                                    isolation_level=None))
-
-
-def _damaged(e: sqlite3.Error) -> bool:
-    """Whether SQLite says the file is not a (sound) database."""
-    name = getattr(e, "sqlite_errorname", "") or ""
-    return (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or name == "SQLITE_IOERR_SHORT_READ"
-            or "not a database" in str(e) or "malformed" in str(e))
 
 
 def prepare(db: sqlite3.Connection) -> sqlite3.Connection:
@@ -1150,7 +1141,8 @@ def _best_copies(db: sqlite3.Connection, ranked: list[tuple[int, float]], cond: 
         return []
     score = dict(ranked)
     rows = db.execute(
-        "SELECT f.rowid AS fid, m.rowid AS mid, m.id, m.inbox FROM fts f JOIN msg m ON m.rowid = f.rowid AND m.id = f.id"
+        "SELECT f.rowid AS fid, m.rowid AS mid, m.id, m.inbox FROM fts f"
+        " JOIN msg m ON m.rowid = f.rowid AND m.id = f.id"
         " WHERE f.rowid IN (%s) AND %s" % (",".join("?" * len(ranked)), cond), (*score, *args)).fetchall()
     return _pick([(r[0], score[r[0]], r[1], r[2], r[3]) for r in rows], limit)
 
@@ -1531,15 +1523,10 @@ def request_index_save(db: sqlite3.Connection, path: str, stored: Optional[str],
     """Add ``rows`` (``(type, rid, oid)``, oldest first) to ``path``'s entries (``replace``:
     instead of them) and record ``tip`` as read up to, in one transaction, unless the recorded
     tip is no longer ``stored`` (another push moved it). Raises ``sqlite3.Error``."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db):
         if request_index_tip(db, path) == stored:
             if replace:
                 db.execute("DELETE FROM req WHERE path=?", (path,))
             db.executemany("INSERT OR IGNORE INTO req(path, type, rid, oid) VALUES (?,?,?,?)",
                            [(path, t, r, oid) for t, r, oid in rows])
             db.execute("INSERT OR REPLACE INTO walked(path, tip) VALUES (?,?)", (path, tip))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
