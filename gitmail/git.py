@@ -302,6 +302,13 @@ def git_dir(path: str | Path) -> Path:
     return Path(os.path.normpath(p.resolve() / proc.stdout.decode().strip()))
 
 
+def work_tree(path: str | Path) -> Optional[Path]:
+    """The top of the work tree holding ``path`` (``git rev-parse --show-toplevel``), or None
+    (a bare repository, a git directory, not a repository)."""
+    top = run(["rev-parse", "--show-toplevel"], path, check=False).stdout.decode("utf-8", "surrogateescape").strip()
+    return Path(top) if top else None
+
+
 def config_all(cwd: str | Path, origins: Optional[set[Path]] = None) -> dict[str, str]:
     """Every ``gitmail.*`` and ``remote.*`` config entry, last value wins.
 

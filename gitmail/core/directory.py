@@ -1611,8 +1611,7 @@ def absolute_signers_path(value: str, cwd: Optional[Path]) -> str:
     value = os.path.expanduser(value)
     if os.path.isabs(value) or cwd is None:
         return value
-    top = git.run(["rev-parse", "--show-toplevel"], cwd, check=False).stdout.decode("utf-8", "surrogateescape").strip()
-    return os.path.join(top or str(cwd), value)
+    return os.path.join(git.work_tree(cwd) or cwd, value)
 
 
 # -- the org fingerprint (docs/protocol.md §7, "Trust on first use") -----------

@@ -63,8 +63,7 @@ def fetch(repo: "Repo", paths: Optional[list[str]] = None,
             # with its negative refspecs, would otherwise meet the command line's length limit.
             git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", "--stdin", remote],
                     repo.path, input="".join(s + "\n" for s in specs).encode("utf-8"), remote=True,
-                    meanwhile=meanwhile if attempt == 0 else None,
-                    stall=git.stall_timeout(repo.config, _remote_url(repo)))
+                    meanwhile=meanwhile if attempt == 0 else None, stall=_stall(repo))
             return
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
@@ -122,8 +121,7 @@ def peeked(repo: "Repo", path: str) -> "Iterator[Optional[tuple[pygit2.Repositor
         ref = "refs/peek"
         try:
             git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1", remote,
-                     f"+{refs.head(path)}:{ref}"], tmp, remote=True,
-                    stall=git.stall_timeout(repo.config, _remote_url(repo)))
+                     f"+{refs.head(path)}:{ref}"], tmp, remote=True, stall=_stall(repo))
         except RemoteUnreachableError as e:
             e.message = unreachable_message(repo, e)
             raise
@@ -231,11 +229,17 @@ def _remote_url(repo: "Repo") -> str:
     return repo.config.get(f"remote.{repo.remote}.url", "") if repo.remote else ""
 
 
+def _stall(repo: "Repo", url: Optional[str] = None) -> Optional[float]:
+    """How long a fetch or push of ``repo`` (to ``url``, default the org remote) may go silent
+    (:func:`gitmail.git.stall_timeout`)."""
+    return git.stall_timeout(repo.config, _remote_url(repo) if url is None else url)
+
+
 def unreachable_message(repo: "Repo", e: "GitError", url: Optional[str] = None) -> str:
     """One line: which remote (at ``url``, default its fetch URL) could not be reached, git's
     reason, and, when this clone has mail queued, that it stays in the outbox (said only then:
     an ``init`` or a ``key rotate`` that cannot reach the org queued nothing)."""
-    url = repo.config.get(f"remote.{repo.remote}.url", "") if url is None else url
+    url = _remote_url(repo) if url is None else url
     lines = [ln.strip() for ln in e.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     reason = next((ln for ln in lines if _git_unreachable(ln)), lines[-1] if lines else "no answer")
     reason = reason.removeprefix("fatal: ").removeprefix("error: ")
@@ -271,7 +275,7 @@ def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = 
     assert remote
     args = [*(["-c", "push.negotiate=true"] if negotiate else []), "push", "--porcelain", *options, remote,
             *[f"{s}:{d}" for s, d in specs]]
-    proc = git.run(args, repo.path, check=False, stall=git.stall_timeout(repo.config, _remote_url(repo)))
+    proc = git.run(args, repo.path, check=False, stall=_stall(repo))
     res = PushResult()
     remote_lines = [
         line[len("remote: ") :].strip()
@@ -666,8 +670,7 @@ def _push_url_problem(repo: "Repo", url: str) -> Optional[str]:
     ref = "refs/gitmail/push-check"
     try:
         git.run(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
-                 f"+{refs.head(refs.DIRECTORY)}:{ref}"], repo.path, remote=True,
-                stall=git.stall_timeout(repo.config, url))
+                 f"+{refs.head(refs.DIRECTORY)}:{ref}"], repo.path, remote=True, stall=_stall(repo, url))
         tip = repo.ref_target(ref)
     except RemoteUnreachableError as e:
         e.message = unreachable_message(repo, e, url)

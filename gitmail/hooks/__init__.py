@@ -55,11 +55,11 @@ def _in_work_tree(repo: str | Path, d: Path) -> Optional[Path]:
     """``d`` when it lies inside ``repo``'s work tree (and not in its git directory), else None."""
     from gitmail import git
 
-    top = git.run(["rev-parse", "--show-toplevel"], repo, check=False).stdout.decode("utf-8", "surrogateescape").strip()
-    if not top:
+    top = git.work_tree(repo)
+    if top is None:
         return None
     here = d.resolve()
-    for where, inside in ((git.git_dir(repo), False), (Path(top), True)):
+    for where, inside in ((git.git_dir(repo), False), (top, True)):
         try:
             here.relative_to(where.resolve())
             return d if inside else None

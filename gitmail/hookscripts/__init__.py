@@ -220,9 +220,9 @@ def _uses_lfs(repo: Path, d: Path) -> bool:
 
     if git.run(["config", "--includes", "--get", "filter.lfs.process"], repo, check=False).stdout.strip():
         return True
-    top = git.run(["rev-parse", "--show-toplevel"], repo, check=False).stdout.decode("utf-8", "surrogateescape").strip()
+    top = git.work_tree(repo)
     try:
-        return bool(top) and "filter=lfs" in (Path(top) / ".gitattributes").read_text(errors="replace")
+        return top is not None and "filter=lfs" in (top / ".gitattributes").read_text(errors="replace")
     except OSError:
         return False
 
