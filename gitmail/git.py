@@ -62,8 +62,8 @@ def run(
     may go without reading or writing a byte before it is stopped (:func:`stall_timeout`):
     a server that takes the connection and then says nothing (a half-dead host, a stuck
     proxy) held a send, its outbox lock and every later delivery of the clone for ever.
-    A stopped git ends with exit code -9 and the stderr line "the remote sent and took no
-    data for N s" (:data:`UNREACHABLE` matches it). Counted from ``/proc/<pid>/io`` (Linux);
+    A stopped git (SIGTERM, then SIGKILL after :data:`STALL_GRACE`) gets the stderr line "the
+    remote sent and took no data for N s" (:data:`UNREACHABLE` matches it). Counted from ``/proc/<pid>/io`` (Linux);
     where that cannot be read, git is waited for as before.
 
     Raises :class:`GitError` (command, exit code, stdout, stderr) when ``check``
@@ -212,6 +212,7 @@ def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
     import time
 
     ended = threading.Event()  # set by a blocking wait: Popen.wait(timeout) polls, up to 50 ms late
+
     def waiter() -> None:
         p.wait()
         ended.set()

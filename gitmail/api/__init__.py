@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from gitmail.api.session import RepoLike, SHORT_ID, Session, session, resolve_recipients, resolve_id
 from gitmail.api.send import SendResult, send, reply, Draft, send_batch, DELIVERED, QUEUED, REFUSED
 from gitmail.api.outbox import Queued, Undelivered, Retry, outbox, undelivered, retry, drop, queued_id
-from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, archive, thread, thread_items, Trace, trace, unread_count
+from gitmail.api.mailbox import Listing, mailbox, Item, read, fetch_attachments, mark, mark_shown, archive, thread, thread_items, Trace, trace, unread_count
 from gitmail.api.search import SearchHit, search
 from gitmail.api.export import ExportResult, export
 from gitmail.api.views import SHORT, ago, sender_label, row_json
@@ -99,6 +99,7 @@ __all__ = [
     "read",
     "fetch_attachments",
     "mark",
+    "mark_shown",
     "archive",
     "thread",
     "Trace",

@@ -13,8 +13,8 @@ API (:mod:`gitmail.api`).
 from __future__ import annotations
 
 import hashlib
-import re
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path

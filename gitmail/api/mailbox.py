@@ -212,10 +212,20 @@ def read(
                 if per_message and save_dir and saving else save_dir
             it.saved = save_attachments(s, it, here, progress)
     if mark and rows:
-        # Only what could be shown counts as read (not a message whose key was locked).
-        _set_flag(s, [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error],
-                  "read", True)
+        _set_flag(s, _shown(items), "read", True)
     return items
+
+
+def _shown(items: list[Item]) -> list[str]:
+    """The ids of ``items`` that count as read once shown: inbox mail that could be shown (not
+    a message whose key was locked, nor one whose blob is corrupt)."""
+    return [it.row.id for it in items if it.row.inbox and it.message is not None and not it.error]
+
+
+def mark_shown(repo: RepoLike, items: list[Item], *, as_: Optional[str] = None) -> int:
+    """Mark read what of ``items`` (from :func:`read` with ``mark=False``) a front-end has shown,
+    by :func:`read`'s rule; returns how many messages changed."""
+    return _set_flag(session(repo, as_), _shown(items), "read", True)
 
 
 def _own_folder(parent: Path, name: str) -> Path:
@@ -458,9 +468,10 @@ def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None, kind: Optional[
         return Trace(key, None, cache.trace_rows(s.db, key))
     if missing is not None:
         raise missing
-    if kind == "message" or trace_id_problem(key) is not None:
-        raise UsageError(f"{id!r} is neither a trace id nor a message id") if kind is None else \
-            MessageNotFoundError(f"no message {id!r} in {s.me}'s mailbox")
+    if kind == "message" or (kind == "trace" and trace_id_problem(key) is not None):
+        raise MessageNotFoundError(f"no message {id!r} in {s.me}'s mailbox")
+    if trace_id_problem(key) is not None:
+        raise UsageError(f"{id!r} is neither a trace id nor a message id")
     raise MessageNotFoundError(f"no message with trace id {id!r} in {s.me}'s mailbox")
 
 

@@ -80,6 +80,7 @@ RefusedF = Annotated[dict[str, str], Field(description="mailbox path -> the org 
 QueuedInF = Annotated[dict[str, str], Field(description="mailbox path -> why, for each mailbox where it "
                                                         "is still queued")]
 
+
 def _ticked(words: "tuple[str, ...]") -> str:
     return ", ".join(f"`{w}`" for w in words)
 

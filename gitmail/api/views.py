@@ -34,7 +34,6 @@ BAD_LABEL = {
     "wrong-signer": "FORGED",
     "malformed": "MALFORMED",
     "misfiled": "MISFILED",
-    "retired-key": "RETIRED-KEY",
 }
 
 

@@ -284,6 +284,8 @@ def parse_file(cls: "type[M]", data: bytes) -> "M":
     type exactly (nothing converted), and the fields this version does not know at most
     :data:`MAX_UNKNOWN` bytes as canonical JSON (kept and ignored; unbounded, 20 compressed
     self-registrations of 15 MiB each made every member's ledger 315 MB). Raises ``ValueError``."""
+    from pydantic import ValidationError
+
     from gitmail.core.model import parse_canonical
     from gitmail.errors import CorruptMessageError
 
@@ -291,8 +293,6 @@ def parse_file(cls: "type[M]", data: bytes) -> "M":
         raw = parse_canonical(data)
     except CorruptMessageError as e:
         raise ValueError("not canonical JSON: " + e.message.partition(": ")[2]) from None
-    from pydantic import ValidationError
-
     try:
         obj = cls.model_validate(raw, strict=True)
     except ValidationError as e:
@@ -302,6 +302,8 @@ def parse_file(cls: "type[M]", data: bytes) -> "M":
     if extra and len(canonical_json(extra)) > MAX_UNKNOWN:
         raise ValueError(f"unknown fields over {MAX_UNKNOWN} bytes")
     return obj
+
+
 _BAD_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 _HEX40 = frozenset("0123456789abcdef")
 
@@ -1563,9 +1565,11 @@ def _with_user_signers(text: str, local: Optional[str] = None, cwd: Optional[Pat
         if taken:
             # a literal principal also covers its look-alikes ('Iisa@team.example' for 'lisa@...')
             looks = {skeleton(p) for p in taken if not any(c in p for c in "*?")}
-            text = "".join(ln for ln in text.splitlines(keepends=True)
-                           if not any(fnmatch.fnmatchcase(n, pat) for n in _principals(ln) for pat in taken)
-                           and not any(skeleton(n) in looks for n in _principals(ln)))
+
+            def theirs_too(name: str) -> bool:
+                return skeleton(name) in looks or any(fnmatch.fnmatchcase(name, pat) for pat in taken)
+
+            text = "".join(ln for ln in text.splitlines(keepends=True) if not any(map(theirs_too, _principals(ln))))
         return text + USER_SIGNERS_HEADER + theirs
     return text
 

@@ -176,7 +176,7 @@ def write_local(root: Path, oid: str, size: int, src: Path | bytes, verified: bo
         (root / "tmp").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise AttachmentError(f"cannot create the LFS store {root}: {e.strerror}") from None
-    if isinstance(src, Path) and src.name == oid and _hash_of(src, size) == oid and _try_link(src, dst):
+    if isinstance(src, Path) and src.name == oid and _matches(src, oid, size) and _try_link(src, dst):
         return dst
     fd, tmp = tempfile.mkstemp(dir=root / "tmp", prefix=oid[:12] + "-")
     try:
@@ -195,25 +195,16 @@ def write_local(root: Path, oid: str, size: int, src: Path | bytes, verified: bo
     return dst
 
 
-def _hash_of(src: Path, size: int) -> Optional[str]:
-    """sha256 of file ``src`` when it holds exactly ``size`` bytes, else None (read in chunks).
-    A store's file is hashed before it is linked into another store: a damaged or altered
-    one would otherwise be the reader's cached copy for good (it was linked unverified, and
-    ``has_local`` checks sizes only)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    done = 0
+def _matches(src: Path, oid: str, size: int) -> bool:
+    """Whether file ``src`` holds exactly the object ``oid`` of ``size`` bytes. A store's file is
+    checked before it is linked into another store: a damaged or altered one would otherwise be
+    the reader's cached copy for good (it was linked unverified, and ``has_local`` checks sizes
+    only)."""
     try:
-        with open(src, "rb") as f:
-            while chunk := f.read(CHUNK):
-                done += len(chunk)
-                if done > size:
-                    return None
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest() if done == size else None
+        _copy_verified(src, None, oid, size)
+    except (AttachmentError, OSError):
+        return False
+    return True
 
 
 def _try_link(src: Path, dst: Path) -> bool:
@@ -226,17 +217,21 @@ def _try_link(src: Path, dst: Path) -> bool:
         return False
 
 
-def _copy_verified(src: Path | bytes, out: IO[bytes], oid: str, size: int) -> None:
+def _copy_verified(src: Path | bytes, out: Optional[IO[bytes]], oid: str, size: int) -> None:
+    """Copy ``src`` to ``out`` (None: only read it), checking its size and sha256 against
+    ``size`` and ``oid``. Raises :class:`AttachmentError` (``OSError`` reading a file)."""
     h, n = hashlib.sha256(), 0
     if isinstance(src, bytes):
         h.update(src)
-        out.write(src)
+        if out is not None:
+            out.write(src)
         n = len(src)
     else:
         with open(src, "rb") as f:
             while chunk := f.read(CHUNK):
                 h.update(chunk)
-                out.write(chunk)
+                if out is not None:
+                    out.write(chunk)
                 n += len(chunk)
     if n != size or h.hexdigest() != oid:
         raise AttachmentError(f"{src if isinstance(src, Path) else 'content'} changed while it was being attached; try again")

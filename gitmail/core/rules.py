@@ -54,6 +54,8 @@ def future_claim(detail: str) -> Optional[datetime]:
     edge), so a cache checks those messages again then (:func:`gitmail.core.cache.ingest`)."""
     m = _FUTURE.search(detail or "")
     return parse_date(m.group(1)) if m else None
+
+
 REQUEST_ID_MAX = 64  # characters
 
 

@@ -152,11 +152,10 @@ def _too_many_to_check(s: "Session") -> Optional[int]:
     known = cache.indexed_tips(s.db)
     revs = []
     for full, tip in cache.watched_refs(s.repo, s.me).items():
-        if not full.startswith(t + refs.MAIL) or known.get(full[len(t):]) == tip:
+        had = known.get(full[len(t):])
+        if not full.startswith(t + refs.MAIL) or had == tip:
             continue
-        revs.append(tip)
-        if known.get(full[len(t):]):
-            revs.append("^" + known[full[len(t):]])
+        revs += [tip, "^" + had] if had else [tip]
     if not revs:
         return None
     p = git.run(["rev-list", "--count", "--first-parent", "--stdin"], s.repo.path, check=False,

@@ -37,21 +37,21 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
     # quitting a pager) left every message read though none past the first was seen.
     items = api.read(repo, list(ids) or None, as_=as_, mark=False, save=not no_save, save_dir=save_dir,
                      progress=progress_for(as_json, quiet))
-    shown: list[str] = []
+    shown: list["Item"] = []
 
     def done(its: list) -> None:
         sys.stdout.flush()  # BrokenPipeError here: the reader went away, and these are not marked
-        shown.extend(it.row.id for it in its if it.row.inbox and it.message is not None and not it.error)
+        shown.extend(its)
 
     try:
         _show(items, as_json, quiet, done)
     finally:
         if shown and not no_mark:
-            api.mark(repo, shown, read=True, as_=as_)
+            api.mark_shown(repo, shown, as_=as_)
 
 
 def _show(items: list, as_json: bool, quiet: bool, done: "Callable[[list], None]") -> None:
-    from gitmail.cli.commands.attachments import fail_if_unsaved, saved_line
+    from gitmail.cli.commands.attachments import fail_if_unsaved
 
     saved = [s for it in items for s in it.saved]
     if as_json:
@@ -107,15 +107,17 @@ def _show(items: list, as_json: bool, quiet: bool, done: "Callable[[list], None]
         if it.error:
             click.echo(f"(not shown: {it.error})")
             continue
-        _body(it, m, saved_line)
+        _body(it, m)
         done([it])
     _fail_on_corrupt(bad)
     _fail_on_locked(items)
     fail_if_unsaved(saved)
 
 
-def _body(it: "Item", m: "Message", saved_line: "Callable[..., str]") -> None:
+def _body(it: "Item", m: "Message") -> None:
     """The body, payload and attachment lines of one shown message."""
+    from gitmail.cli.commands.attachments import saved_line
+
     if m.body:
         click.echo(clean_text(m.body.rstrip("\n")))
     if m.payload is not None:
