@@ -3,11 +3,14 @@ with status 130 and one line, leaving nothing half-written. Real processes, pipe
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -63,6 +66,37 @@ def test_read_into_a_pipe_closed_early_marks_only_what_was_written(org: Org) -> 
     p = subprocess.run([GITMAIL, "read", "--repo", repo], capture_output=True, env=_env(), timeout=120)
     assert p.returncode == 0 and p.stdout.count(b"Subject: big") == 3
     assert json.loads(org.ok("alex", "list", "--json").out)["unread"] == 0
+
+
+def test_a_write_cut_short_by_the_reader_leaving_is_not_taken_for_shown(org: Org) -> None:
+    """The reader leaves while gitmail is blocked writing a body bigger than the pipe holds:
+    write(2) returns part of it, and CPython's buffered stdout dropped the rest with no error
+    (seen with 3.11: 65,536 of 200,001 bytes written, then nothing, no exception), so the
+    message was marked read though its reader saw 64 kB of it. Reproduced without relying on
+    timing: the pipe is left full (FIONREAD) before its read end closes."""
+    big = "word " * 40_000
+    for i in range(2):
+        org.ok("max", "send", "alex", big, "--subject", f"big {i}", "--plain")
+    org.ok("alex", "sync")
+    repo = str(org.clones["alex"])
+    r, w = os.pipe()
+    capacity = fcntl.fcntl(w, 1032)  # F_GETPIPE_SZ
+    p = subprocess.Popen([GITMAIL, "read", "--repo", repo], stdout=w, stderr=subprocess.PIPE, env=_env())
+    os.close(w)
+    try:
+        deadline = time.monotonic() + 60
+        held = array.array("i", [0])
+        while time.monotonic() < deadline and p.poll() is None:
+            fcntl.ioctl(r, termios.FIONREAD, held)
+            if held[0] >= capacity - 4096:
+                break
+            time.sleep(0.02)
+        assert held[0] >= capacity - 4096, held[0]
+        time.sleep(0.2)  # gitmail is now blocked inside the body's write
+    finally:
+        os.close(r)
+    assert p.wait(timeout=120) == 0 and p.stderr is not None and p.stderr.read() == b""
+    assert json.loads(org.ok("alex", "list", "--json").out)["unread"] == 2
 
 
 def _closed_fds_run(close: str, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Callable, Optional
 
 import click
 
 from gitmail.cli.main import common
-from gitmail.cli.render import emit_json, long_time
+from gitmail.cli.render import emit_json, flush_to_reader, long_time
 from gitmail.api.views import clean, clean_text, imported_note, sender_label
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ def command(ids: tuple[str, ...], no_mark: bool, save_dir: Optional[str], no_sav
     shown: list["Item"] = []
 
     def done(its: list) -> None:
-        sys.stdout.flush()  # BrokenPipeError here: the reader went away, and these are not marked
+        flush_to_reader()  # BrokenPipeError here: the reader went away, and these are not marked
         shown.extend(its)
 
     try:
