@@ -76,7 +76,8 @@ def test_guard_hung_daemon_status_and_stop_do_not_wait(net: NetOrg) -> None:
         t = time.monotonic()
         with pytest.raises(TimeoutError):
             guard_daemon.request(sock, [b"ping", b"", b"", b"", b"", b""], timeout=30)
-        assert time.monotonic() - t < guard_daemon.ACK_TIMEOUT + 1
+        # Well under the request's own 30 s: the ack timeout ended it (slack for a loaded machine).
+        assert time.monotonic() - t < guard_daemon.ACK_TIMEOUT + 5
     finally:
         os.kill(pid, signal.SIGCONT)
 
