@@ -408,7 +408,9 @@ def settings_path(repo: api.RepoLike, scope: str) -> Path:
         raise UsageError(f"unknown scope {scope!r}; use project, local or user")
     base = Path(str(repo.path if isinstance(repo, Repo) else (repo or os.environ.get("GITMAIL_REPO") or ".")))
     git.git_dir(base)  # NotARepoError outside a repository
-    top = Path(git.output(["rev-parse", "--show-toplevel"], base) or base)
+    top = git.work_tree(base)
+    if top is None:
+        raise UsageError(f"scope {scope} keeps its settings in a work tree, and {base} has none; use --scope user")
     return top / ".claude" / ("settings.json" if scope == "project" else "settings.local.json")
 
 

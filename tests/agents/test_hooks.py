@@ -189,6 +189,28 @@ def test_install_merges_without_clobbering_and_is_idempotent(org: Org) -> None:
     assert local["settings"].endswith(".claude/settings.local.json")
 
 
+def test_project_scope_settings_in_a_bare_repository_or_a_non_utf8_folder(org: Org, tmp_path: Path) -> None:
+    """The project's top was asked of git a second way (its own rev-parse call, decoded with
+    replacement characters): a work tree under a folder whose name is not UTF-8 got its
+    settings written into a folder named with U+FFFD, and a bare repository failed with git's
+    "fatal" (exit 8). Now the one helper (git.work_tree) answers, and a bare repository is
+    told in one line to use --scope user (exit 2), nothing written."""
+    import os
+
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    r = run("hook", "claude", "install", "--scope", "project", "--repo", str(bare))
+    assert r.code == 2 and r.err.count("\n") == 1 and "--scope user" in r.err, r
+    assert not (bare / ".claude").exists() and not (tmp_path / ".claude").exists()
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    odd.mkdir()
+    subprocess.run(["git", "init", "-q", str(odd)], check=True)
+    got = json.loads(run("hook", "claude", "install", "--scope", "project", "--repo", str(odd), "--json").out)
+    assert Path(got["settings"]) == odd / ".claude" / "settings.json"
+    assert (odd / ".claude" / "settings.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if "\ufffd" in p.name] == []
+
+
 def test_install_writes_through_a_link_keeps_the_mode_and_leaves_a_users_wrapper(org: Org) -> None:
     """A settings.json that is a link into a dotfiles folder, mode 0600 (it holds an API key), with
     the user's own hook ``gitmail-wrapper hook claude prompt --my-flag``: install replaced the
