@@ -27,7 +27,7 @@ from gitmail.api.mailbox import Item, load_item, save_attachments
 from gitmail.api.search import since_date
 from gitmail.api.session import RepoLike, Session, session
 from gitmail.core import cache
-from gitmail.errors import UsageError
+from gitmail.errors import UsageError, local_storage_error
 
 if TYPE_CHECKING:
     import mailbox as mboxlib
@@ -224,6 +224,12 @@ def export(
         box = mboxlib.mbox(path) if mbox is not None else mboxlib.Maildir(path, create=True)
     except (mboxlib.Error, NotADirectoryError, IsADirectoryError) as ex:
         raise UsageError(f"{path}: not a usable {'mbox file' if mbox is not None else 'Maildir'} ({ex})") from None
+    except OSError as ex:
+        # A folder that takes no new file (``/proc/self``: ENOENT on create); a full or
+        # read-only disk and a denied permission keep their own exit codes (errors.py).
+        if local_storage_error(ex) is not None:
+            raise
+        raise UsageError(f"{path}: cannot be created here ({ex.strerror or ex}); nothing written") from None
     try:
         box.lock()
         have = _existing(box)

@@ -126,7 +126,8 @@ def test_mutt_reads_the_maildir(org: Org, tmp_path: Path) -> None:
 def test_an_export_target_is_checked_before_anything_is_read_or_written(org: Org, tmp_path: Path) -> None:
     """``--mbox /dev/full`` read the device as an endless mbox until the kernel killed gitmail
     (and left /dev/full.lock); a Python file got mail appended; a missing folder, a file as a
-    Maildir and an empty name were internal errors (exit 70). Each is one line, exit 2, and
+    Maildir, an empty name and an mbox in a folder that takes no new file (``/proc/self``)
+    were internal errors (exit 70). Each is one line, exit 2, and
     nothing is written; a real mbox still takes new mail."""
     org.ok("max", "send", "alex", "for the archive")
     org.ok("alex", "sync")
@@ -139,7 +140,9 @@ def test_an_export_target_is_checked_before_anything_is_read_or_written(org: Org
                         (["--mbox", str(tmp_path / "nope" / "x.mbox")], "no such folder"),
                         (["--maildir", str(afile)], "not a folder"),
                         (["--maildir", ""], "give a folder name"),
-                        (["--mbox", " "], "give a file name")):
+                        (["--mbox", " "], "give a file name"),
+                        # a folder that takes no new file: was exit 70 (FileNotFoundError on create)
+                        (["--mbox", "/proc/self/x.mbox"], "cannot be created here")):
         r = org.as_("alex", "export", *args)
         assert r.code == 2 and r.err.count("\n") == 1 and words in r.err, (args, r)
     assert script.read_text() == "print('hi')\n" and not Path("/dev/full.lock").exists()
