@@ -206,10 +206,21 @@ def read(
     if save:
         from gitmail.api.views import SHORT
 
+        if per_message and save_dir is not None and not str(save_dir).strip():
+            raise UsageError("give a folder to save the attachments in (an empty name is none)")
         for it in items:
             saving = it.message is not None and it.message.attachments and it.row.status == "good" and not it.error
-            here = _own_folder(Path(save_dir).expanduser(), it.row.id[:SHORT]) \
-                if per_message and save_dir and saving else save_dir
+            here = save_dir
+            if per_message and save_dir and saving and "\x00" not in str(save_dir):  # NUL: refused by the save
+                try:
+                    here = _own_folder(Path(save_dir).expanduser(), it.row.id[:SHORT])
+                except OSError as e:
+                    from gitmail.core.attachments import Saved, safe_name
+
+                    assert it.message is not None
+                    why = f"not saved: no folder of its own can be made in {save_dir} ({e.strerror or e})"
+                    it.saved = [Saved(a, safe_name(a.name), error=why) for a in it.message.attachments]
+                    continue
             it.saved = save_attachments(s, it, here, progress)
     if mark and rows:
         _set_flag(s, _shown(items), "read", True)
@@ -229,29 +240,27 @@ def mark_shown(repo: RepoLike, items: list[Item], *, as_: Optional[str] = None) 
 
 
 def _own_folder(parent: Path, name: str) -> Path:
-    """A folder this call creates under ``parent``: ``name``, else ``name-1``, ``name-2``, ...
-    (the first that ``mkdir`` makes: never one that was already there). The short id is
-    known to its sender in advance (``send --json``), so in a folder others can write to
-    (a shared or group-writable one) they could plant ``<short id>`` as a symlink to
-    ``~/.ssh`` and have ``authorized_keys`` written there; a folder made now is this
-    call's. Where ``parent`` cannot be written, ``parent/name`` is returned and the save
-    reports why."""
+    """A folder this call creates under ``parent`` (absolute): ``name``, else ``name-`` and a
+    random suffix (:func:`tempfile.mkdtemp`); never one that was already there. The short
+    id is known to its sender in advance (``send --json``), so in a folder others can write
+    to (a shared one, or a project whose files a member commits) they could plant
+    ``<short id>`` as a symlink to ``~/.ssh`` or ``.claude`` and have ``authorized_keys``
+    written there; a folder made now is this call's. Numbered names (``-1`` to ``-99``)
+    could be planted as well, and the last fallback was the planted name itself.
+
+    Raises ``OSError`` when no folder can be made there (``parent`` cannot be created or
+    written), ``ValueError`` for a NUL in the path."""
+    import tempfile
+
     from gitmail.core.attachments import DIR_MODE_MAX, make_private_dirs
 
+    parent = parent.absolute()
+    make_private_dirs(parent)
     try:
-        make_private_dirs(parent)
-    except (OSError, ValueError):  # ValueError: a NUL in the path (refused with one line by the save)
+        (parent / name).mkdir(mode=DIR_MODE_MAX)
         return parent / name
-    for n in range(100):
-        here = parent / (name if n == 0 else f"{name}-{n}")
-        try:
-            here.mkdir(mode=DIR_MODE_MAX)
-            return here
-        except FileExistsError:
-            continue
-        except (OSError, ValueError):
-            return here
-    return parent / name
+    except FileExistsError:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))  # 0700, a name nobody could plant
 
 
 def save_attachments(

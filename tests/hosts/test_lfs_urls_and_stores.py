@@ -158,10 +158,13 @@ def test_a_damaged_object_in_the_embedded_store_never_stays_in_the_readers_cache
     assert (tmp_path / "in2" / "d.bin").read_bytes() == data
 
 
-def test_the_mcp_message_folder_is_one_this_call_made(org: Org, tmp_path: Path) -> None:
+def test_the_mcp_message_folder_is_one_this_call_made(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """read_message saves into <folder>/<short id>; the sender knows the id in advance and, in a
     folder others can write to, planted it as a symlink to a stand-in for ~/.ssh: the file
-    named authorized_keys landed there. Now a folder made by this call is used."""
+    named authorized_keys landed there. Then ``<id>-1`` to ``<id>-99`` were tried, and with
+    those planted too (empty folders) the planted ``<id>`` link itself was used: the file
+    landed in .ssh again, and the result named the link's path (relative, where the result
+    documents an absolute path). Now a folder this call made, with a name nobody can plant."""
     from gitmail.mcp.server import build_server
 
     set_policy(org, encryption="off")
@@ -173,11 +176,46 @@ def test_the_mcp_message_folder_is_one_this_call_made(org: Org, tmp_path: Path) 
     ssh = tmp_path / "victim-home" / ".ssh"
     ssh.mkdir(parents=True)
     os.symlink(ssh, shared / mid[:8])
+    for n in range(1, 100):
+        (shared / f"{mid[:8]}-{n}").mkdir()
     org.ok("alex", "sync")
     srv = build_server(org.clones["alex"], "alex")
-    asyncio.run(srv.call_tool("read_message", {"id": mid[:10], "save_attachments_to": str(shared)}))
+    monkeypatch.chdir(tmp_path)  # the folder as an agent names it: relative to the server's working folder
+    got = asyncio.run(srv.call_tool("read_message", {"id": mid[:10], "save_attachments_to": "shared"}))
+    saved = got.structured_content["attachments"][0]["saved_to"]
     assert os.listdir(ssh) == []
-    assert (shared / f"{mid[:8]}-1" / "authorized_keys").read_text() == "ssh-ed25519 AAAA...attacker\n"
+    assert Path(saved).is_absolute() and Path(saved).parent.parent == shared, saved
+    assert Path(saved).parent.name.startswith(f"{mid[:8]}-") and not Path(saved).parent.is_symlink()
+    assert Path(saved).read_text() == "ssh-ed25519 AAAA...attacker\n"
+    assert all(not any((shared / f"{mid[:8]}-{n}").iterdir()) for n in range(1, 100))
+
+
+def test_the_mcp_save_folder_empty_or_unwritable(org: Org, tmp_path: Path) -> None:
+    """``save_attachments_to: ""`` saved straight into the default inbox folder, not into a
+    folder of the message's own; now refused in one line. A folder that cannot be written
+    gives each attachment its reason, nothing written, and is never taken for one of ours."""
+    from gitmail.mcp.server import build_server
+
+    set_policy(org, encryption="off")
+    f = tmp_path / "notes.txt"
+    f.write_text("notes\n")
+    mid = json.loads(org.ok("max", "send", "alex", "see attached", "--attach", str(f), "--json").out)["id"]
+    org.ok("alex", "sync")
+    srv = build_server(org.clones["alex"], "alex")
+    with pytest.raises(Exception, match="give a folder"):
+        asyncio.run(srv.call_tool("read_message", {"id": mid[:10], "save_attachments_to": " "}))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        got = asyncio.run(srv.call_tool("read_message", {"id": mid[:10], "save_attachments_to": str(locked)}))
+        [a] = got.structured_content["attachments"]
+        if os.geteuid() != 0:  # root writes anywhere: then the folder is made and used
+            assert a["saved_to"] is None and "no folder of its own" in a["error"], a
+            assert os.listdir(locked) == []
+        else:
+            assert Path(a["saved_to"]).parent.parent == locked
+    finally:
+        locked.chmod(0o700)
 
 
 def test_a_device_name_with_a_long_extension_is_bounded_and_stable() -> None:
