@@ -155,8 +155,9 @@ def context(me: str, rows: list[cache.Row], *, new: bool) -> str:
 def told(me: str, rows: list[cache.Row], *, new: bool, budget: int = BUDGET) -> tuple[str, set[str]]:
     """:func:`context`, and the ids of ``rows`` it told of: a line of their own, or counted on
     their sender's "and N more from" line. Each sender gets at most :data:`PER_SENDER` lines,
-    so one member's flood (sixty urgent messages) never pushes another member's message out
-    of the budget; a row the budget leaves out is not told of (the next prompt reports it).
+    and all mail that failed verification as many between them (:func:`_bucket`), so one
+    member's flood (sixty urgent messages) never pushes another member's message out of the
+    budget; a row the budget leaves out is not told of (the next prompt reports it).
     Only told ids may be remembered as notified."""
     n = len(rows)
     urgent = sum(1 for r in rows if r.priority == "urgent")
@@ -176,12 +177,13 @@ def told(me: str, rows: list[cache.Row], *, new: bool, budget: int = BUDGET) -> 
 
     lines = list(head)
     said: set[str] = set()
-    per: dict[str, int] = {}
-    over: dict[str, list[str]] = {}  # sender -> ids past their PER_SENDER lines, in order
+    per: dict[Optional[str], int] = {}
+    over: dict[Optional[str], list[str]] = {}  # sender (None: unverified) -> ids past PER_SENDER lines, in order
     full = False
     for r in rows:
-        if per.get(r.sender, 0) >= PER_SENDER:
-            over.setdefault(r.sender, []).append(r.id)
+        who = _bucket(r)
+        if per.get(who, 0) >= PER_SENDER:
+            over.setdefault(who, []).append(r.id)
             continue
         line = message_line(r)
         c = _cost(line) + 1
@@ -191,10 +193,11 @@ def told(me: str, rows: list[cache.Row], *, new: bool, budget: int = BUDGET) -> 
         lines.append(line)
         used += c
         said.add(r.id)
-        per[r.sender] = per.get(r.sender, 0) + 1
-    for sender, ids in over.items():
-        line = (f"... and {count(len(ids), 'more message')} from {quote(sender)} not shown here "
-                f"(run `gitmail list --unread`).")
+        per[who] = per.get(who, 0) + 1
+    for who, ids in over.items():
+        line = (f"... and {count(len(ids), 'more message')} "
+                + (f"from {quote(who)}" if who is not None else "that failed verification")
+                + " not shown here (run `gitmail list --unread`).")
         if used + _cost(line) + 1 <= budget:
             lines.append(line)
             used += _cost(line) + 1
@@ -203,6 +206,14 @@ def told(me: str, rows: list[cache.Row], *, new: bool, budget: int = BUDGET) -> 
         lines.append(f"... and {n - len(said)} more not shown here (run `gitmail list --unread`).")
     lines.append(tail)
     return "\n".join(lines), said
+
+
+def _bucket(r: cache.Row) -> Optional[str]:
+    """Whose share of the lines row ``r`` takes: its sender's when verified; mail that failed
+    verification shares one, since its ``from`` is whatever the forger wrote (sixty forged
+    messages, each "from" another made-up name, took a line each and pushed a member's
+    genuine message out of the notice)."""
+    return r.sender if r.status == "good" else None
 
 
 def hook_json(event: str, text: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Org, chdir, run
 from tests.delivery.test_stalled_remote import silent_host  # noqa: F401 (fixture)
+from tests.sync.conftest import unguarded  # noqa: F401 (fixture)
 
 CAP = 10_000
 
@@ -123,6 +124,45 @@ def test_one_senders_flood_never_hides_another_members_message(org: Org) -> None
         assert any(ln.startswith("- message {") and "STOP the deploy now" in ln for ln in lines), ctx
         assert '... and 55 more messages from "mallory" not shown here' in ctx, ctx
         assert org.ok("alex", "hook", "claude", "prompt").out.strip() == ""  # all 61 were told of
+
+
+def test_forged_mail_under_many_made_up_names_shares_one_share_of_the_lines(unguarded: Any) -> None:
+    """The five-line share was keyed on the claimed ``from``: mallory pushed sixty urgent
+    messages signed with her own key, each claiming another made-up sender (ops-0, ops-1,
+    ...), and they took every line of the notice; bob's genuine "STOP the deploy now" was
+    left for the fourth prompt (reported by a hostile sweep; failed before). Mail that
+    failed verification now shares five lines between all of it."""
+    from gitmail.core import directory as dirmod
+    from gitmail.core import refs
+    from gitmail.core.repo import open_repo
+    from gitmail.core.store import write_message_commit
+    from tests.sync.forge import key_of, message, push, tip
+
+    o = unguarded
+    o.join("mallory")
+    o.join("bob")
+    clone = o.clones["mallory"]
+    o.ok("mallory", "sync")
+    r = open_repo(clone)
+    author = dirmod.load(r).members["mallory"]
+    path = refs.mail_path("alex", "mallory")
+    head = tip(clone, path)
+    for i in range(60):
+        m = message(f"ops-{i}", ["alex"], f"urgent {i} " + "pad " * 40)
+        m.priority = "urgent"
+        m.id = m.compute_id()
+        head = write_message_commit(r.pg, m, author, key_of("mallory"), head)
+    assert push(clone, head, refs.head(path))[0] == 0
+    o.ok("bob", "send", "alex", "STOP the deploy now", "--priority", "urgent")
+    o.ok("alex", "sync")
+    marker = o.clones["alex"] / ".git" / "gitmail" / "claude-notified-alex.json"
+    for event in ("session-start", "prompt"):
+        marker.unlink(missing_ok=True)
+        ctx = json.loads(o.ok("alex", "hook", "claude", event).out)["hookSpecificOutput"]["additionalContext"]
+        lines = [ln for ln in ctx.splitlines() if ln.startswith("- message {")]
+        assert sum(1 for ln in lines if '"verified": false' in ln) == 5, ctx
+        assert any("STOP the deploy now" in ln and '"verified": true' in ln for ln in lines), ctx
+        assert "... and 55 more messages that failed verification not shown here" in ctx, ctx
 
 
 def test_never_fails_outside_a_repo_or_on_bad_input(tmp_path: Path, org: Org) -> None:
