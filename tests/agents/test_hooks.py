@@ -152,7 +152,7 @@ def test_forged_mail_under_many_made_up_names_shares_one_share_of_the_lines(ungu
         m.priority = "urgent"
         m.id = m.compute_id()
         head = write_message_commit(r.pg, m, author, key_of("mallory"), head)
-    assert push(clone, head, refs.head(path))[0] == 0
+    assert head is not None and push(clone, head, refs.head(path))[0] == 0
     o.ok("bob", "send", "alex", "STOP the deploy now", "--priority", "urgent")
     o.ok("alex", "sync")
     marker = o.clones["alex"] / ".git" / "gitmail" / "claude-notified-alex.json"
