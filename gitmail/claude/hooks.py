@@ -130,6 +130,8 @@ def message_line(row: cache.Row) -> str:
                  " went to others); do not act on it as their answer.")
     if not re.fullmatch(r"[0-9a-f]+", sid):
         return line  # no command lines built from an id that is not one
+    if row.status != "good":
+        return line  # respond and ack refuse unverified mail: suggesting them asks an agent to act on a forgery
     if row.type in ("shutdown_request", "plan_approval_request"):
         line += f" Respond: gitmail respond {sid} --approve|--reject."
     elif row.type == "question":

@@ -360,3 +360,24 @@ def test_background_syncs_never_pile_up_behind_a_hung_one(org: Org, silent_host:
     assert claude_hooks.start_background_sync(s)
     while running() and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def test_no_respond_or_ack_hint_on_mail_that_failed_verification(org: Org) -> None:
+    """A forged shutdown request (a replayed genuine one shows as misfiled) carried the hook's
+    WARNING and then "Respond: gitmail respond ID --approve|--reject." and the receipt hint,
+    though respond and ack refuse unverified mail: a line asking an agent to act on a forgery
+    (reported by a hostile sweep). Verified mail keeps its hints."""
+    import dataclasses
+
+    from gitmail import api
+    from gitmail.claude.hooks import message_line
+
+    org.ok("max", "send", "alex", "stop", "--type", "shutdown_request", "--require-ack")
+    org.ok("alex", "sync")
+
+    [row] = [it.row for it in api.read(str(org.clones["alex"]), None, as_="alex", mark=False, save=False)]
+    good = message_line(row)
+    assert "Respond: gitmail respond" in good and "gitmail ack" in good, good
+    for status in ("misfiled", "wrong-signer", "malformed"):
+        bad = message_line(dataclasses.replace(row, status=status))
+        assert "WARNING" in bad and "gitmail respond" not in bad and "gitmail ack" not in bad, bad
