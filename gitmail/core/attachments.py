@@ -295,27 +295,29 @@ def _prepare_one(path: Path, limit: int, kept: Sequence[tuple[str, str]] = ()) -
     return Source(path, name, len(data), hashlib.sha256(data).hexdigest(), media, data)
 
 
-# Private keys by the line that starts them (docs/attachments.md, "Private keys"): PEM (OpenSSH,
-# PKCS#1/#8, EC, encrypted or not), OpenPGP, age identities and PuTTY key files.
+# Private keys by what starts them (docs/attachments.md, "Private keys"): PEM (OpenSSH,
+# PKCS#1/#8, EC, encrypted or not), OpenPGP and age identities anywhere (inside a JSON string,
+# as a cloud service account's "private_key" holds one, or an indented YAML block), PuTTY key
+# files at a line's start.
 _PRIVATE_KEYS = re.compile(
-    rb"^(?:-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-    rb"|AGE-SECRET-KEY-1[0-9A-Z]{20}"
-    rb"|PuTTY-User-Key-File-[0-9]+:)", re.M)
+    rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    rb"|(?<![0-9A-Z-])AGE-SECRET-KEY-1[0-9A-Z]{20}"
+    rb"|^[ \t]*PuTTY-User-Key-File-[0-9]+:", re.M)
 _KINDS = ((b"-----BEGIN OPENSSH", "an OpenSSH private key"), (b"-----BEGIN PGP", "an OpenPGP private key"),
           (b"-----BEGIN", "a PEM private key"), (b"AGE-SECRET-KEY-1", "an age identity (a private key)"),
           (b"PuTTY", "a PuTTY private key"))
 
 
 def private_key_kind(data: bytes) -> Optional[str]:
-    """What private key ``data`` holds, in words ("an OpenSSH private key"), or None: a line
-    that begins one (:data:`_PRIVATE_KEYS`) anywhere in it. A sender never attaches one: an
+    """What private key ``data`` holds, in words ("an OpenSSH private key"), or None: what
+    begins one (:data:`_PRIVATE_KEYS`) anywhere in it, a line's start for PuTTY's. A sender never attaches one: an
     agent a hostile message talked into attaching ``~/.ssh/id_ed25519`` or its own gitmail
     key would hand the sender its identity. Anything else (an archive, a key inside another
     format) is not looked into."""
     m = _PRIVATE_KEYS.search(data)
     if m is None:
         return None
-    return next(words for start, words in _KINDS if m.group().startswith(start))
+    return next(words for start, words in _KINDS if m.group().lstrip(b" \t").startswith(start))
 
 
 def _read_file(path: Path, shown: str, limit: int, size: int) -> bytes:

@@ -293,8 +293,14 @@ def test_a_private_key_is_never_attached(org: Org, tmp_path: Path) -> None:
     keys["putty"].write_text("PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n")
     keys["inside"] = tmp_path / "notes.md"
     keys["inside"].write_bytes(b"# deploy\r\n\r\n" + keys["pem"].read_bytes().replace(b"\n", b"\r\n"))
+    # A cloud service account's key file: the PEM inside a JSON string (was attached).
+    keys["account"] = tmp_path / "service-account.json"
+    keys["account"].write_text(json.dumps({"type": "service_account", "private_key": keys["pem"].read_text()}))
+    keys["yaml"] = tmp_path / "deploy.yaml"  # indented in a YAML block (was attached)
+    keys["yaml"].write_text("key: |\n" + "".join("    " + ln + "\n" for ln in keys["pem"].read_text().splitlines()))
     words = {"ssh": "an OpenSSH private key", "pem": "a PEM private key", "age": "an age identity (a private key)",
-             "pgp": "an OpenPGP private key", "putty": "a PuTTY private key", "inside": "a PEM private key"}
+             "pgp": "an OpenPGP private key", "putty": "a PuTTY private key", "inside": "a PEM private key",
+             "account": "a PEM private key", "yaml": "a PEM private key"}
     before = git("for-each-ref", cwd=org.clones["max"]).stdout
     for kind, path in keys.items():
         r = org.as_("max", "send", "alex", "here", "--attach", str(path))
@@ -307,13 +313,19 @@ def test_a_private_key_is_never_attached(org: Org, tmp_path: Path) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400), st.binary(max_size=400))
 def test_private_key_lines_are_found_wherever_a_line_begins(head: bytes, tail: bytes) -> None:
-    """Property: a line beginning a private key is found after any text ending in a line break
-    (LF or CRLF) and before anything; text with no such line is never taken for a key."""
+    """Property: a private key is found after any text ending in a line break (LF or CRLF),
+    indented or not, and before anything; a PEM key or an age identity after any text at all
+    (a JSON string: a service account's "private_key" was attached, as was a key indented in
+    YAML; reported by a hostile sweep); text with no such start is never taken for a key."""
     from gitmail.core.attachments import private_key_kind
 
     for line in (b"-----BEGIN OPENSSH PRIVATE KEY-----", b"AGE-SECRET-KEY-1" + b"Q" * 58,
                  b"-----BEGIN ENCRYPTED PRIVATE KEY-----", b"PuTTY-User-Key-File-2: ssh-rsa"):
-        for nl in (b"\n", b"\r\n"):
+        for nl in (b"\n", b"\r\n", b"\n    ", b"\n\t"):
             assert private_key_kind(head + nl + line + tail) is not None
+    for key in (b"-----BEGIN PRIVATE KEY-----", b"-----BEGIN OPENSSH PRIVATE KEY-----"):
+        assert private_key_kind(head + b'{"private_key": "' + key + b"\\nMIIE...\\n" + tail) is not None
+    if not head[-1:].isalnum() and not head.endswith(b"-"):
+        assert private_key_kind(head + b"AGE-SECRET-KEY-1" + b"Q" * 58 + tail) is not None
     if not any(m in head for m in (b"PRIVATE KEY", b"AGE-SECRET-KEY-1", b"PuTTY-User-Key-File-")):
         assert private_key_kind(head) is None
