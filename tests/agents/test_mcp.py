@@ -60,6 +60,10 @@ async def _session(org: Org) -> dict[str, Any]:
             "missing": ("send_message", {"body": "no recipient"}),
             "wrong_type": ("check_mailbox", {"limit": "lots"}),
             "wrong_type2": ("mark_message", {"id": first["short_id"], "status": "maybe"}),
+            # Coerced before (a true limit ran as 1, "5" as 5; reported by a hostile sweep).
+            "bool_for_int": ("check_mailbox", {"limit": True, "sync": False}),
+            "string_for_int": ("check_mailbox", {"limit": "5", "sync": False}),
+            "string_for_bool": ("check_mailbox", {"sync": "false"}),
             "unknown_rcpt": ("send_message", {"to": "nobody", "body": "hi"}),
             "unknown_id": ("read_message", {"id": "0000"}),
             "bad_payload": ("send_message", {"to": "max", "type": "task_update", "payload": {"task_id": "t"}}),
@@ -97,7 +101,7 @@ def test_mcp_server_end_to_end(org: Org) -> None:
     first = out["first"]
     r = out["read"].structured_content
     assert r["body"] == "Domain research is done. Pick your top 3?" and r["from"] == "max" and r["verified"]
-    assert "written by max" in r["note"]
+    assert "written by \"max\";" in r["note"]  # the name quoted, as the hooks quote it
     assert out["check2"].structured_content["unread"] == 1
     assert out["mark"].structured_content == {"ids": [first["id"]], "read": False}
     c3 = out["check3"].structured_content
@@ -120,6 +124,9 @@ def test_mcp_server_end_to_end(org: Org) -> None:
         "missing": "to\n  Field required",
         "wrong_type": "limit\n  Input should be a valid integer",
         "wrong_type2": "status\n  Input should be 'read' or 'unread'",
+        "bool_for_int": "limit\n  Input should be a valid integer",
+        "string_for_int": "limit\n  Input should be a valid integer",
+        "string_for_bool": "sync\n  Input should be a valid boolean",
         "unknown_rcpt": "unknown member 'nobody'",
         "unknown_id": "no message '0000' in alex's mailbox",
         "bad_payload": "payload for task_update: status: Field required",
