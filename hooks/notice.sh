@@ -111,6 +111,7 @@ gitmail_notice() {
         if (split(l, f, "\t") == 5 && f[1] == "sender") { aname[f[2]] = f[4]; amail[f[2]] = f[5]; continue }
         k = l; sub(/ .*/, "", k)
         if (k == "limit") limit = substr(l, 7) + 0
+        if (k == "member") me = substr(l, 8)
         if (k == "inbox" || k == "shared") { l = substr(l, length(k) + 2); p = l; sub(/ .*/, "", p); addr[p] = substr(l, length(p) + 2) }
       }
       if (limit < 1) bad = 1
@@ -224,7 +225,7 @@ gitmail_notice() {
       era = int(yy / 400); yoe = yy - era * 400; doy = int((153 * m + 2) / 5) + dd - 1
       return ((era * 146097 + yoe * 365 + int(yoe / 4) - int(yoe / 100) + doy - 719468) * 86400) + h * 3600 + mi * 60 + s
     }
-    function message(data,   a, b, body, date, from, id, irt, pri, rid, subj, summ, thr, to, T, nt, j, seen_, out, enc, env, ds, sj, bd) {
+    function message(data,   a, b, body, date, from, id, irt, pri, rid, subj, summ, thr, to, T, nt, j, seen_, out, enc, env, ds, sj, bd, x, n_) {
       if (otype != "blob" || size > 16777216 || !(i in rawmsg)) fail("message.json")
       # valid UTF-8 throughout (no surrogates, no overlong forms), as Python decodes it
       if (data !~ /^([\001-\177]|[\302-\337][\200-\277]|\340[\240-\277][\200-\277]|[\341-\354\356\357][\200-\277][\200-\277]|\355[\200-\237][\200-\277]|\360[\220-\277][\200-\277][\200-\277]|[\361-\363][\200-\277][\200-\277][\200-\277]|\364[\200-\217][\200-\277][\200-\277])*$/) fail("message.json: UTF-8")
@@ -235,7 +236,8 @@ gitmail_notice() {
       if (substr(r, 1, 4) == "null") { r = substr(r, 5); enc = 0 }
       else {
         lit("{\"format\":\"age-encryption.org/v1\",\"path\":\"message.age\",\"recipients\":[")
-        if (substr(r, 1, 1) != "]") { str(); while (substr(r, 1, 1) == ",") { r = substr(r, 2); str() } }
+        nr = 0; split("", RD)
+        if (substr(r, 1, 1) != "]") { RD[str()] = ++nr; while (substr(r, 1, 1) == ",") { r = substr(r, 2); RD[str()] = ++nr } }
         lit("],\"sha256\":"); env = hex()
         lit(",\"size\":")
         if (!match(r, /^(0|[1-9][0-9]*)}/) || RLENGTH > 19) fail("encrypted.size")
@@ -263,6 +265,14 @@ gitmail_notice() {
       if (r != "" || nt > 1000) fail("message.json: trailing")
       # content_problem (rules.py), the fast-path subset
       if (from != who_[i] || !name_ok(from) || !(addr[box[i]] in seen_)) fail("from or to")
+      if (enc) {
+        # The readers of the envelope (docs/protocol.md §9): each once, the sender and every member
+        # `to` names directly among them, each a name a member holds or held. Here only the
+        # sender and this member, names known to be held; other readers: gitmail checks.
+        n_ = 0; for (x in RD) { n_++; if (x != from && x != me) fail("encrypted.recipients") }
+        if (n_ != nr || !(from in RD)) fail("encrypted.recipients")
+        for (j = 1; j <= nt; j++) if (T[j] != "*" && substr(T[j], 1, 5) != "team:" && !(T[j] in RD)) fail("encrypted.recipients")
+      }
       ds = epoch(date)
       if (ds >= now + 86399) fail("date in the future")  # a day ahead of the clock at most (a second to spare)
       if (chars(subj) > 200 || chars(summ) > 120 || length(body) > limit) fail("limits")

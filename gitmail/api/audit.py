@@ -555,7 +555,7 @@ def show(repo: RepoLike, rev: str, *, as_: Optional[str] = None) -> Shown:
     if not check.good:
         return Shown(str(c.id), msg, check.status, check.detail, True, "not decrypted: the message failed verification")
     try:
-        opened, _ = private.open_message(s.repo.pg, c, msg, s.identities, s.directory.read_body_limit)
+        opened, _ = private.open_message(s.repo.pg, c, msg, s.identities, s.directory.read_body_limit, s.me)
     except GitmailError as e:
         return Shown(str(c.id), msg, check.status, check.detail, True, e.message)
     return Shown(str(c.id), opened, check.status, check.detail, True, None)

@@ -162,7 +162,7 @@ def _open(s: Session, row: cache.Row, c: "pygit2.Commit", msg: "Message") -> Ite
         opened, sealed = private.opened_from(msg, inner), inner.attachments
     else:
         try:
-            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities, s.directory.read_body_limit)
+            opened, sealed = private.open_message(s.repo.pg, c, msg, s.identities, s.directory.read_body_limit, s.me)
         except GitmailError as e:
             return Item(row, msg, encrypted=True, error=e.message)
     shown = [Attachment(name=se.name, size=se.size, media_type=se.media_type, oid=se.sha256, storage=a.storage,
@@ -322,7 +322,8 @@ def _save_sealed(
             if se.size > bounds.per_file:
                 raise AttachmentError(f"{attachments.human_size(se.size)} is over the org's limit of "
                                       f"{attachments.human_size(bounds.per_file)}; not fetched")
-            plain = crypto.open_(attachments.fetch(s.repo, clear, commit, cipher_limit, progress), ids, env.recipients)
+            plain = crypto.open_(attachments.fetch(s.repo, clear, commit, cipher_limit, progress), ids, env.recipients,
+                                 s.me)
             plain = crypto.unpad(plain, se.size)
             if hashlib.sha256(plain).hexdigest() != se.sha256:
                 raise DecryptionError("decrypted content does not match its sealed sha256; not saved")

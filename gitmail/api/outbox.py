@@ -101,7 +101,7 @@ def _message(s: Session, oid: str) -> "Message":
     from gitmail.core import private
 
     try:
-        return private.open_message(s.repo.pg, c, msg, s.identities, s.directory.read_body_limit)[0]
+        return private.open_message(s.repo.pg, c, msg, s.identities, s.directory.read_body_limit, s.me)[0]
     except (GitmailError, ValueError):
         return msg  # shown as "(encrypted)"
 

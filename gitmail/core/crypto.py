@@ -186,11 +186,14 @@ def header_problem(cipher: bytes, readers: int) -> Optional[str]:
     return None
 
 
-def open_(cipher: bytes, identities: Sequence["pyrage.ssh.Identity"], recipients: Sequence[str]) -> bytes:
-    """Decrypt with any of ``identities``; ``recipients``: the readers the envelope names.
+def open_(cipher: bytes, identities: Sequence["pyrage.ssh.Identity"], recipients: Sequence[str],
+          me: Optional[str] = None) -> bytes:
+    """Decrypt with any of ``identities``; ``recipients``: the readers the envelope names;
+    ``me``: whose identities they are, when known.
 
     Raises :class:`NotARecipientError` (``encrypted for alex, bob; you are not a
-    recipient``) when none matches, :class:`DecryptionError` when the ciphertext
+    recipient``, or, when ``me`` is listed, that the sender did not seal it to their key:
+    a sender can list a reader and leave them out) when none matches, :class:`DecryptionError` when the ciphertext
     is damaged or its header is not one those readers need (:func:`header_problem`,
     checked before anything is decrypted).
     """
@@ -210,7 +213,8 @@ def open_(cipher: bytes, identities: Sequence["pyrage.ssh.Identity"], recipients
     except (pyrage.DecryptError, OSError) as e:  # decrypt_io says OSError for a damaged payload
         text = str(e).lower()
         if "no matching keys" in text or "no identity matched" in text:
-            raise NotARecipientError(
-                f"encrypted for {', '.join(recipients)}; you are not a recipient"
-            ) from None
+            names = ", ".join(recipients[:10]) + (f" and {len(recipients) - 10} more" if len(recipients) > 10 else "")
+            why = "you are listed as a reader, but the sender did not seal it to your key" \
+                if me is not None and me in recipients else "you are not a recipient"
+            raise NotARecipientError(f"encrypted for {names}; {why}") from None
         raise DecryptionError(f"cannot decrypt: the ciphertext is damaged ({e})") from None

@@ -135,6 +135,10 @@ class Directory:
         """Group addresses (``team:NAME``) that list member ``name``."""
         return [GROUP_PREFIX + g.name for g in self.groups.values() if name in g.members]
 
+    def held(self, name: str) -> bool:
+        """Whether a member holds or held ``name`` (:meth:`names_ever` without building the set)."""
+        return name in self.members or (self._ledger is not None and name in self._ledger.versions)
+
     def names_ever(self) -> set[str]:
         """Every member name this directory holds or held (a removed member's refs stay)."""
         return set(self.members) | (set(self._ledger.versions) if self._ledger is not None else set())

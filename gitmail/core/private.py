@@ -94,11 +94,23 @@ def envelope(msg: Message) -> Envelope:
         raise VerificationError("malformed encryption envelope") from None
 
 
-def check_ciphertext(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message) -> bytes:
-    """The ciphertext blob of an encrypted message commit, checked against the envelope."""
+def check_ciphertext(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
+                     directory: "Optional[Directory]" = None) -> bytes:
+    """The ciphertext blob of an encrypted message commit, checked against the envelope
+    (docs/protocol.md §9, "Verification before decryption"). With ``directory``, every
+    reader the envelope lists must be a name a member holds or held: the age header's
+    bound grows with the readers, so made-up names (12,000 of them: 35 s of each reader's
+    sync for one message, through the guard too) bought a header an age decryptor spends
+    minutes on. Raises :class:`VerificationError`."""
     from gitmail.core.objects import blob_data
 
     env = envelope(msg)
+    if directory is not None:
+        unknown = [r for r in env.recipients if not directory.held(r)]
+        if unknown:
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise VerificationError(f"encrypted.recipients: {unknown[0][:100]!r}{more} is no member's name, "
+                                    "nor was it")
     try:
         data = blob_data(pg, commit.tree[env.path].id)
     except (KeyError, TypeError):
@@ -112,7 +124,8 @@ def check_ciphertext(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Mess
 
 
 def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
-                 identities: Sequence[object], body_limit: int) -> tuple[Message, list[SealedAttachment]]:
+                 identities: Sequence[object], body_limit: int,
+                 me: Optional[str] = None) -> tuple[Message, list[SealedAttachment]]:
     """Decrypt ``msg``: a copy with subject, summary, body and payload restored, and the
     sealed attachment entries (names, types, plaintext hashes). ``body_limit``: in bytes,
     the reader's, as for a clear message (``Directory.read_body_limit``; docs/protocol.md §9:
@@ -126,7 +139,7 @@ def open_message(pg: "pygit2.Repository", commit: "pygit2.Commit", msg: Message,
     from gitmail.errors import CorruptMessageError
 
     env = envelope(msg)
-    plain = crypto.open_(check_ciphertext(pg, commit, msg), identities, env.recipients)
+    plain = crypto.open_(check_ciphertext(pg, commit, msg), identities, env.recipients, me)
     content = plain.rstrip(b" ")  # the padding (canonical JSON ends in "}")
     if len(content) > env.size:
         raise crypto.DecryptionError(f"the decrypted content is {len(content)} bytes; the envelope says at most "
@@ -185,7 +198,7 @@ class Opener:
         if msg.encrypted is None or self.member not in envelope(msg).recipients or not self.ids():
             return None
         try:
-            return open_message(pg, commit, msg, self.ids(), self.body_limit)
+            return open_message(pg, commit, msg, self.ids(), self.body_limit, self.member)
         except (crypto.NotARecipientError, crypto.DecryptionError, VerificationError):
             return None
 

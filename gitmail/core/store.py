@@ -477,7 +477,7 @@ def _check(
         from gitmail.core.private import check_ciphertext
 
         try:
-            check_ciphertext(pg, commit, msg)
+            check_ciphertext(pg, commit, msg, directory)
         except VerificationError as e:
             return msg, Check(MALFORMED, str(e))
     who = directory.member_by_key(key)

@@ -364,3 +364,112 @@ def test_what_a_recipient_would_refuse_once_opened_is_never_sealed(org: Org, tmp
     org.ok("max", "send", "alex", "a clean one")  # and the next good message goes
     org.ok("alex", "sync")
     assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["a clean one"]
+
+
+def _list_made_up_readers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, n: int) -> None:
+    """max's next send lists ``n`` made-up readers (``r00000``...) beside the real ones, with a
+    stanza for each (sealed to a few stranger keys, cycled): the header bound grows with the
+    readers listed, and an age decryptor's time with the square of the stanzas."""
+    import hashlib
+
+    from gitmail.core import crypto, private
+    from gitmail.core.model import Envelope, Sealed
+    from gitmail.core.signing import generate_key
+
+    strangers = [generate_key(tmp_path / f"k{i}").public_key for i in range(5)]
+
+    def hostile_seal(msg: Message, d: object, sealed_atts: list) -> tuple[Message, bytes]:
+        names = private.readers(d, msg.from_, msg.to)  # type: ignore[arg-type]
+        keys = [d.members[x].encryption_key or "" for x in names]  # type: ignore[attr-defined]
+        fake = [f"r{i:05d}" for i in range(n)]
+        inner = Sealed(from_=msg.from_, to=msg.to, subject=msg.subject, summary=msg.summary, body=msg.body,
+                       payload=msg.payload, attachments=sealed_atts)
+        plain = private.canonical_json(inner.model_dump(by_alias=True, mode="json"))
+        cipher = crypto.seal(private._pad(plain, b" "), keys + [strangers[i % 5] for i in range(n)])
+        env = Envelope(sha256=hashlib.sha256(cipher).hexdigest(), recipients=sorted(names + fake),
+                       size=crypto.bucket(len(plain)))
+        clear = msg.model_copy(update={"subject": "", "summary": "", "body": "", "payload": None,
+                                       "encrypted": env.model_dump(mode="json")})
+        clear.id = clear.compute_id()
+        return clear, cipher
+
+    monkeypatch.setattr(private, "seal_message", hostile_seal)
+
+
+def test_made_up_readers_buy_no_bigger_age_header(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The age header's bound grew with whatever readers the envelope listed: 12,000 made-up
+    names (one stanza each) cost alex 35 s of sync for one message, through the guard too
+    (reported by a hostile sweep). A listed reader must be a name a member holds or held,
+    else the message is malformed, before its ciphertext is read; a removed member's name
+    still counts (old mail to them stays good)."""
+    _list_made_up_readers(monkeypatch, tmp_path, 40)
+    org.ok("max", "send", "alex", "a header for forty strangers", "--encrypt")
+    monkeypatch.undo()
+    org.ok("alex", "sync")
+    [m] = json.loads(org.ok("alex", "list", "--json").out)["messages"]
+    assert m["status"] == "malformed", m
+    shown = org.as_("alex", "read", m["id"][:12], "--no-mark")
+    assert "'r00000' (and 39 more) is no member's name" in shown.out + shown.err, shown
+
+
+def test_the_guard_refuses_made_up_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.sync.conftest import _net_org
+
+    gen = _net_org(tmp_path, guard=True)
+    o = next(gen)
+    try:
+        _list_made_up_readers(monkeypatch, tmp_path, 40)
+        r = o.as_("max", "send", "alex", "a header for forty strangers", "--encrypt")
+        monkeypatch.undo()
+        assert r.code != 0 and "is no member's name" in r.err, r
+    finally:
+        next(gen, None)
+
+
+def test_a_listed_reader_left_out_is_told_so(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender listed bob as a reader and sealed to everyone else: bob read "you are not a
+    recipient", beside a list that names him (reported by a hostile sweep). Now he is told
+    the sender did not seal it to his key."""
+    from gitmail.core import crypto
+
+    org.join("bob")
+    real = crypto.seal
+
+    def leave_bob_out(plain: bytes, lines: list) -> bytes:
+        from gitmail.core import directory as dirmod
+        from gitmail.core.repo import open_repo
+
+        bob = dirmod.load(open_repo(org.clones["max"])).members["bob"].encryption_key
+        return real(plain, [x for x in lines if x != bob])
+
+    monkeypatch.setattr(crypto, "seal", leave_bob_out)
+    org.ok("max", "send", "alex", "bob", "for both of you", "--encrypt")
+    monkeypatch.undo()
+    org.ok("bob", "sync")
+    r = org.as_("bob", "read")
+    assert r.code == 12 and "you are listed as a reader, but the sender did not seal it to your key" in r.err, r
+
+
+def test_mail_sealed_to_a_member_later_removed_stays_good(tmp_path: Path) -> None:
+    """The readers rule counts names members held: after an admin removes bob, max's earlier
+    encrypted mail to alex and bob is still good for alex (sync and verify --all)."""
+    from tests.sync.conftest import _net_org
+    from tests.trust.dirforge import current_entries, push_dir, write_dir_commit
+
+    gen = _net_org(tmp_path, guard=False)
+    o = next(gen)
+    try:
+        o.join("bob")
+        o.ok("max", "sync")
+        o.ok("max", "send", "alex", "bob", "for both of you", "--encrypt")
+        tip_, entries = current_entries(o.clones["max"])
+        gone = write_dir_commit(o.clones["max"], [e for e in entries if e["name"] != "bob"], key_of(o, "max"), tip_)
+        assert push_dir(o.clones["max"], gone).returncode == 0
+        o.ok("alex", "sync")
+        assert "bob" not in o.ok("alex", "members").out
+        [m] = json.loads(o.ok("alex", "list", "--json").out)["messages"]
+        assert m["status"] == "good", m
+        full = json.loads(o.as_("alex", "verify", "--all", "--json").out)
+        assert full["bad"] == [], full
+    finally:
+        next(gen, None)

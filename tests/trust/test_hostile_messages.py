@@ -664,6 +664,8 @@ def test_made_up_readers_buy_an_encrypted_message_no_room_at_the_guard(net: NetO
                 encrypted=_envelope(recipients=readers, sha256=hashlib.sha256(cipher).hexdigest()))
         return _with_files(c, d, {"message.age": cipher, "attachments/1-1.age": data})
 
-    for readers in (["alex", "max"], ["alex", "max", *(f"f{i}" for i in range(100))]):
-        code, out = forge.push(clone, build(readers), MAILBOX)
-        assert code != 0 and "the limit is 1000 bytes per attachment" in out, (len(readers), out)
+    code, out = forge.push(clone, build(["alex", "max"]), MAILBOX)
+    assert code != 0 and "the limit is 1000 bytes per attachment" in out, out
+    # Since session 23 made-up readers are refused as such (docs/protocol.md §9): no name, no room.
+    code, out = forge.push(clone, build(["alex", "max", *(f"f{i}" for i in range(100))]), MAILBOX)
+    assert code != 0 and "'f0' (and 99 more) is no member's name" in out, out
