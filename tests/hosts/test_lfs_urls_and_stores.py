@@ -165,6 +165,8 @@ def test_the_mcp_message_folder_is_one_this_call_made(org: Org, tmp_path: Path, 
     those planted too (empty folders) the planted ``<id>`` link itself was used: the file
     landed in .ssh again, and the result named the link's path (relative, where the result
     documents an absolute path). Now a folder this call made, with a name nobody can plant."""
+    from mcp.types import CallToolResult
+
     from gitmail.mcp.server import build_server
 
     set_policy(org, encryption="off")
@@ -182,6 +184,7 @@ def test_the_mcp_message_folder_is_one_this_call_made(org: Org, tmp_path: Path, 
     srv = build_server(org.clones["alex"], "alex")
     monkeypatch.chdir(tmp_path)  # the folder as an agent names it: relative to the server's working folder
     got = asyncio.run(srv.call_tool("read_message", {"id": mid[:10], "save_attachments_to": "shared"}))
+    assert isinstance(got, CallToolResult) and got.structured_content is not None
     saved = got.structured_content["attachments"][0]["saved_to"]
     assert os.listdir(ssh) == []
     assert Path(saved).is_absolute() and Path(saved).parent.parent == shared, saved
@@ -194,6 +197,8 @@ def test_the_mcp_save_folder_empty_or_unwritable(org: Org, tmp_path: Path) -> No
     """``save_attachments_to: ""`` saved straight into the default inbox folder, not into a
     folder of the message's own; now refused in one line. A folder that cannot be written
     gives each attachment its reason, nothing written, and is never taken for one of ours."""
+    from mcp.types import CallToolResult
+
     from gitmail.mcp.server import build_server
 
     set_policy(org, encryption="off")
@@ -208,6 +213,7 @@ def test_the_mcp_save_folder_empty_or_unwritable(org: Org, tmp_path: Path) -> No
     locked.mkdir(mode=0o500)
     try:
         got = asyncio.run(srv.call_tool("read_message", {"id": mid[:10], "save_attachments_to": str(locked)}))
+        assert isinstance(got, CallToolResult) and got.structured_content is not None
         [a] = got.structured_content["attachments"]
         if os.geteuid() != 0:  # root writes anywhere: then the folder is made and used
             assert a["saved_to"] is None and "no folder of its own" in a["error"], a
