@@ -35,6 +35,14 @@ _BEHIND = ("non-fast-forward", "fetch first", "stale info", "failed to update re
            "cannot lock ref", "incorrect old value")
 
 
+def _blocked(remote_lines: list[str], dst: str) -> bool:
+    """Whether the server could not create ``dst`` because a longer ref is in its way (git:
+    "'refs/heads/a/b/x' exists; cannot create 'refs/heads/a/b'"): someone squatted it where no
+    guard runs. No retry gets past that, so it is a refusal, not a race lost (which a round
+    retried ten times and then called "kept moving")."""
+    return any("exists; cannot create" in ln and f"'{dst}'" in ln for ln in remote_lines)
+
+
 def fetch(repo: "Repo", paths: Optional[list[str]] = None,
           meanwhile: Optional[Callable[[Callable[[], bool]], object]] = None) -> None:
     """Fetch the org's gitmail refs into remote-tracking refs: all of them (``paths`` None,
@@ -292,7 +300,7 @@ def push(repo: "Repo", specs: list[tuple[str, str]], options: "Sequence[str]" = 
         dst = spec.rsplit(":", 1)[-1]
         if flag in " *=+-":  # '-': a deletion that landed
             res.ok.add(dst)
-        elif any(b in summary for b in _BEHIND):
+        elif any(b in summary for b in _BEHIND) and not _blocked(remote_lines, dst):
             res.behind.add(dst)
         else:
             reason = "; ".join(remote_lines) or summary

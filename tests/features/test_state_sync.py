@@ -459,3 +459,19 @@ def test_a_state_sealed_to_a_key_this_machine_lacks_says_so() -> None:
     with pytest.raises(StateError, match="sealed to a key of alex's this machine does not hold"):
         statesync.decode(cipher, "alex", [old_identity])
     assert crypto.header_problem(cipher, 1) is None
+
+
+def test_a_squatted_longer_ref_is_reported_as_such(unguarded: NetOrg) -> None:
+    """Without the guard another member pushed any commit to ``gitmail/state/alex/x``: git
+    then cannot create ``gitmail/state/alex`` ("... exists; cannot create"), and the round
+    took that for a lost race, retried ten times and said the ref "kept moving" (reported
+    by a hostile sweep). The push is refused, in one line naming what git said."""
+    o = unguarded
+    a1, _a2, m = three(o)
+    mx = o.clones["max"]
+    head = git("rev-parse", "refs/remotes/origin/gitmail/directory", cwd=mx).stdout.strip()  # any commit
+    assert git("push", "-q", "origin", f"{head}:refs/heads/gitmail/state/alex/x", cwd=mx).returncode == 0
+    at(a1, "mark", m["one"], "--read")
+    r = run("state", "push", "--repo", str(a1))
+    assert r.code != 0 and r.err.count("\n") == 1, r
+    assert "kept moving" not in r.err and "exists" in r.err, r
