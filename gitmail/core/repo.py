@@ -144,7 +144,28 @@ class Repo:
             raise GitmailError(f"ref {name} moved while updating it; try again")
         import pygit2
 
-        self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+        try:
+            self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+        except (OSError, pygit2.GitError) as e:
+            if "failed to lock file" not in str(e) or not self._drop_stale_locks([name]):
+                raise
+            self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+
+    def _drop_stale_locks(self, names: list[str]) -> bool:
+        """Remove the ``<ref>.lock`` files of gitmail's own local refs ``names`` (``refs/gitmail/``:
+        written only by gitmail, under :meth:`lock`, which the caller holds): a process killed
+        while it moved one left its lock file, and every later send then failed to lock the ref
+        (exit 70). Returns whether one was removed. Other refs' locks are git's business."""
+        dropped = False
+        for n in names:
+            if not n.startswith("refs/gitmail/") or ".." in n.split("/"):
+                continue
+            try:
+                os.unlink(self.git_dir / (n + ".lock"))
+                dropped = True
+            except FileNotFoundError:
+                pass
+        return dropped
 
     def update_refs(self, updates: list[tuple[str, str, Optional[str]]], message: str = "gitmail") -> None:
         """Move several refs at once, all or none: ``(name, new oid, expected old oid or None)``.
@@ -157,14 +178,24 @@ class Repo:
             self.set_ref(updates[0][0], updates[0][1], updates[0][2], message)
             return
         zero = "0" * 40
+        self._drop_stale_locks([n for n, _, _ in updates])  # the caller holds lock(): any such file is a dead process's
         lines = ["start"] + [f"update {n} {new} {old or zero}" for n, new, old in updates] + ["prepare", "commit", ""]
         git.run(["update-ref", "--stdin", "-m", message], self.path, input="\n".join(lines).encode())
 
     def delete_ref(self, name: str) -> None:
+        import pygit2
+
         try:
             self.pg.references.delete(name)
         except KeyError:
             pass
+        except (OSError, pygit2.GitError) as e:  # a dead process's lock file: see _drop_stale_locks
+            if "failed to lock file" not in str(e) or not self._drop_stale_locks([name]):
+                raise
+            try:
+                self.pg.references.delete(name)
+            except KeyError:
+                pass
 
 
 def open_repo(path: Optional[str | Path] = None) -> Repo:

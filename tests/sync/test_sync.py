@@ -211,3 +211,32 @@ def test_a_big_arrival_is_summed_up(net: NetOrg) -> None:
     net.ok("max", "send", "alex", "one more")
     r = net.ok("alex", "sync", "--json")
     assert len(json.loads(r.out)["new"]) == 1
+
+
+def test_a_lock_file_left_by_a_killed_send_does_not_stop_the_next(net: NetOrg) -> None:
+    """A send killed while it moved its outbox ref left ``refs/gitmail/outbox/alex/max.lock``;
+    every later send then failed with libgit2's "failed to lock file" (exit 70; CI caught it
+    in test_killed_send_is_queued_or_delivered_never_half_or_twice under load). gitmail's own
+    local refs are written only under its clone lock, so such a file is a dead process's:
+    removed, for one recipient (libgit2) and several (one git update-ref transaction)."""
+    net.join("bob")
+    net.ok("max", "sync")
+    clone = net.clones["max"]
+    gd = clone / ".git" / "refs" / "gitmail" / "outbox"
+    for rcpt in ("alex", "bob"):
+        (gd / rcpt).mkdir(parents=True, exist_ok=True)
+        (gd / rcpt / "max.lock").write_text("")
+    net.ok("max", "send", "alex", "after a crash")
+    assert not (gd / "alex" / "max.lock").exists()
+    net.ok("max", "send", "alex", "bob", "to both after a crash")
+    assert not (gd / "bob" / "max.lock").exists()
+    net.ok("alex", "sync")
+    subjects = {m["subject"] for m in json.loads(net.ok("alex", "list", "--json").out)["messages"]}
+    assert subjects == {"after a crash", "to both after a crash"}
+    # A lock of a ref gitmail does not own is left to git.
+    (clone / ".git" / "refs" / "heads" / "main.lock").write_text("")
+    try:
+        net.ok("max", "send", "alex", "still fine")
+        assert (clone / ".git" / "refs" / "heads" / "main.lock").exists()
+    finally:
+        (clone / ".git" / "refs" / "heads" / "main.lock").unlink()
