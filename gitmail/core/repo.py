@@ -23,7 +23,7 @@ import fcntl
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from gitmail import git
 from gitmail.core.address import normalize, to_ref
@@ -144,12 +144,21 @@ class Repo:
             raise GitmailError(f"ref {name} moved while updating it; try again")
         import pygit2
 
+        self._past_a_stale_lock(name, lambda: self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True,
+                                                                                message=message))
+
+    def _past_a_stale_lock(self, name: str, write: "Callable[[], object]") -> None:
+        """``write()`` (libgit2 moving or deleting ref ``name``), once more after removing the
+        lock file a dead process left on it (:meth:`_drop_stale_locks`) when libgit2 could not
+        lock the ref; any other error, or a lock that is not gitmail's to remove, is raised."""
+        import pygit2
+
         try:
-            self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+            write()
         except (OSError, pygit2.GitError) as e:
             if "failed to lock file" not in str(e) or not self._drop_stale_locks([name]):
                 raise
-            self.pg.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+            write()
 
     def _drop_stale_locks(self, names: list[str]) -> bool:
         """Remove the ``<ref>.lock`` files of gitmail's own local refs ``names`` (``refs/gitmail/``:
@@ -183,19 +192,13 @@ class Repo:
         git.run(["update-ref", "--stdin", "-m", message], self.path, input="\n".join(lines).encode())
 
     def delete_ref(self, name: str) -> None:
-        import pygit2
-
-        try:
-            self.pg.references.delete(name)
-        except KeyError:
-            pass
-        except (OSError, pygit2.GitError) as e:  # a dead process's lock file: see _drop_stale_locks
-            if "failed to lock file" not in str(e) or not self._drop_stale_locks([name]):
-                raise
+        def delete() -> None:
             try:
                 self.pg.references.delete(name)
             except KeyError:
                 pass
+
+        self._past_a_stale_lock(name, delete)
 
 
 def open_repo(path: Optional[str | Path] = None) -> Repo:
