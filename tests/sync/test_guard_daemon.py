@@ -347,7 +347,10 @@ def test_upgraded_gitmail_retires_the_old_daemon(net: NetOrg) -> None:
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # as a reinstall would
     try:
         send(net, "checked although the daemon is stale")  # declined by the daemon, checked by the hook
-        wait_for(lambda: (guard_daemon.status(net.bare) or {"pid": -1})["pid"] != pid)
+        # Gone means its lock is free: between removing its socket and releasing its lock, a push
+        # finds no daemon to ask and none to start (the lock is still held), and is checked in-process.
+        _, lock = files(net.bare)
+        wait_for(lambda: not guard_daemon._locked(lock))
         oid = forge.unsigned(net.clones["max"], "alex", "max")
         refused(*forge.push(net.clones["max"], oid, MAILBOX), "unsigned")
         new = wait_for(lambda: guard_daemon.status(net.bare))
