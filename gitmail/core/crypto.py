@@ -156,7 +156,7 @@ def identity(key_path: Path, passphrase: Optional[bytes] = None) -> "pyrage.ssh.
     try:
         return pyrage.ssh.Identity.from_buffer(clear)
     except pyrage.IdentityError as e:
-        raise KeyError_(f"key {key_path} cannot decrypt age files: {e}") from None
+        raise KeyError_(f"key {key_path} cannot decrypt age files: {_one_line(e)}") from None
 
 
 HEADER_FIXED = 256  # bytes of an age header besides its stanzas: version line, MAC line, slack
@@ -217,4 +217,10 @@ def open_(cipher: bytes, identities: Sequence["pyrage.ssh.Identity"], recipients
             why = "you are listed as a reader, but the sender did not seal it to your key" \
                 if me is not None and me in recipients else "you are not a recipient"
             raise NotARecipientError(f"encrypted for {names}; {why}") from None
-        raise DecryptionError(f"cannot decrypt: the ciphertext is damaged ({e})") from None
+        raise DecryptionError(f"cannot decrypt: the ciphertext is damaged ({_one_line(e)})") from None
+
+
+def _one_line(e: BaseException) -> str:
+    """pyrage's message on one line: some have two ("Unknown age format.\nHave you tried
+    upgrading..."), and ours end up in one-line fields (``--json`` ``error``, hook lines)."""
+    return " ".join(str(e).split())

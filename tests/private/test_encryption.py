@@ -195,6 +195,28 @@ def test_truncated_ciphertext(org: Org) -> None:
     assert r.code == 12 and "damaged" in r.err and r.err.count("\n") == 1
 
 
+def test_damaged_header_error_is_one_line_in_json(org: Org) -> None:
+    """pyrage's message for a header it cannot parse has two lines ("Unknown age format.\nHave
+    you tried upgrading..."): the ``error`` field of ``--json`` is still one line."""
+    org.ok("max", "send", "alex", "header to be mangled")
+    clone = org.clones["max"]
+    org.ok("max", "sync")
+
+    def mangle(d: dict, files: dict) -> None:
+        import hashlib
+
+        files["message.age"] = files["message.age"].replace(b"\n---", b"\n--- x", 1)
+        d["encrypted"]["sha256"] = hashlib.sha256(files["message.age"]).hexdigest()
+
+    push_commit(clone, "alex", "max", _resign(org, clone, f"refs/remotes/{MAIL}", mangle), force=True)
+    org.ok("alex", "sync")
+    r = org.as_("alex", "read", "--json")
+    item = json.loads(r.out)["messages"][0]
+    assert item["verified"] is True and item["error"].startswith("cannot decrypt"), item
+    assert "\n" not in item["error"] and "Unknown age format. Have you tried" in item["error"], item
+    assert "header to be mangled" not in r.out
+
+
 def test_attachment_swapped_for_another_messages(org: Org, tmp_path: Path) -> None:
     org.ok("max", "send", "alex", "A", "--attach", str(_file(tmp_path, "a.txt", b"AAAA")))
     org.ok("max", "send", "alex", "B", "--attach", str(_file(tmp_path, "b.txt", b"BBBB")))
