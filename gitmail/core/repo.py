@@ -192,6 +192,9 @@ class Repo:
         git.run(["update-ref", "--stdin", "-m", message], self.path, input="\n".join(lines).encode())
 
     def delete_ref(self, name: str) -> None:
+        """Delete ``name`` if it exists (callers hold :meth:`lock`). Raises ``OSError`` or
+        ``pygit2.GitError`` when libgit2 cannot (a live lock on a ref that is not gitmail's)."""
+
         def delete() -> None:
             try:
                 self.pg.references.delete(name)
