@@ -17,7 +17,7 @@ import functools
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, TypeVar, Union
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt  # strict: true is a boolean, "5" is no integer (docs/agents.md)
 
 from gitmail import api
 from gitmail.api.results import (Acked, Archived, AwaitingList, GroupInfo, Mailbox, Marked, MemberRow, MessageRow,
@@ -189,7 +189,7 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
         reply_to: Annotated[Optional[str], Field(
             description="Id of a message this answers (same thread).")] = None,
         summary: Annotated[Optional[str], Field(description="A 5-10 word preview.", max_length=120)] = None,
-        require_ack: Annotated[bool, Field(strict=True, description="Ask each recipient for a signed receipt.")] = False,
+        require_ack: Annotated[StrictBool, Field(description="Ask each recipient for a signed receipt.")] = False,
         request_id: Annotated[Optional[str], Field(
             description="For answer/shutdown_response/plan_approval_response: the request_id of the request "
                         "[default: taken from reply_to].")] = None,
@@ -211,13 +211,13 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
     @mcp.tool(annotations=ro)
     @_errors_as_tool_errors
     def check_mailbox(
-        unread_only: Annotated[bool, Field(strict=True, description="Only unread messages.")] = False,
-        include_archived: Annotated[bool, Field(strict=True, description="Archived messages too.")] = False,
-        limit: Annotated[int, Field(strict=True, description="At most this many messages, newest first.", ge=1, le=500)] = 30,
-        sync: Annotated[bool, Field(strict=True, description="Fetch new mail from the org first.")] = True,
+        unread_only: Annotated[StrictBool, Field(description="Only unread messages.")] = False,
+        include_archived: Annotated[StrictBool, Field(description="Archived messages too.")] = False,
+        limit: Annotated[StrictInt, Field(description="At most this many messages, newest first.", ge=1, le=500)] = 30,
+        sync: Annotated[StrictBool, Field(description="Fetch new mail from the org first.")] = True,
         priority: Annotated[Optional[PriorityT], Field(description="Only messages of this priority.")] = None,
         type: Annotated[Optional[str], Field(description="Only messages of this type (text, question, ...).")] = None,
-        urgent_first: Annotated[bool, Field(strict=True, description="Most urgent first (the order read uses), "
+        urgent_first: Annotated[StrictBool, Field(description="Most urgent first (the order read uses), "
                                                         "instead of newest first.")] = False,
         agent_name: AgentName = None,
     ) -> Mailbox:
@@ -248,7 +248,7 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
     @_errors_as_tool_errors
     def read_message(
         id: MessageId,
-        mark_read: Annotated[bool, Field(strict=True, description="Mark it read (default).")] = True,
+        mark_read: Annotated[StrictBool, Field(description="Mark it read (default).")] = True,
         save_attachments_to: Annotated[Optional[str], Field(
             description="A folder to save the message's attachments into (verified first), in a folder of "
                         "the message's own inside it named by its short_id (file names are the sender's "
@@ -270,8 +270,8 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
         from_member: Annotated[Optional[str], Field(description="Only messages from this member.")] = None,
         since: Annotated[Optional[str], Field(description="Only messages sent on or after this ISO date.")] = None,
         type: Annotated[Optional[str], Field(description="Only messages of this type.")] = None,
-        include_archived: Annotated[bool, Field(strict=True, description="Archived messages too.")] = False,
-        limit: Annotated[int, Field(strict=True, description="At most this many results, best first.", ge=1, le=200)] = 20,
+        include_archived: Annotated[StrictBool, Field(description="Archived messages too.")] = False,
+        limit: Annotated[StrictInt, Field(description="At most this many results, best first.", ge=1, le=200)] = 20,
         agent_name: AgentName = None,
     ) -> SearchResult:
         """Full-text search of your mailbox (inbox and sent), best matches first, each with a snippet
@@ -295,7 +295,7 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
     @_errors_as_tool_errors
     def archive_message(
         id: MessageId,
-        undo: Annotated[bool, Field(strict=True, description="Bring an archived message back instead.")] = False,
+        undo: Annotated[StrictBool, Field(description="Bring an archived message back instead.")] = False,
         agent_name: AgentName = None,
     ) -> Archived:
         """Archive a message: hidden from the inbox, never deleted (check_mailbox include_archived shows it)."""
@@ -307,7 +307,7 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
     def reply_message(
         id: MessageId,
         body: Annotated[str, Field(description="The reply text (markdown).", min_length=1)],
-        reply_all: Annotated[bool, Field(strict=True, description="Also to the message's other recipients.")] = False,
+        reply_all: Annotated[StrictBool, Field(description="Also to the message's other recipients.")] = False,
         priority: Annotated[PriorityT, Field(description="low, normal, high or urgent.")] = "normal",
         trace_id: Annotated[Optional[str], Field(
             description="Trace id [default: the trace id of the message replied to].", max_length=128)] = None,
@@ -343,7 +343,7 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
     @_errors_as_tool_errors
     def respond_to_request(
         id: MessageId,
-        approve: Annotated[Optional[bool], Field(strict=True, 
+        approve: Annotated[Optional[StrictBool], Field(
             description="For shutdown_request and plan_approval_request: true to approve, false to reject.")] = None,
         reason: Annotated[Optional[str], Field(
             description="Why (shutdown) or feedback on the plan (plan approval).")] = None,
