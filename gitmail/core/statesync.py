@@ -295,18 +295,61 @@ def read_commit(pg: "pygit2.Repository", oid: str, member: "Member", identities:
     Checks before decrypting (:func:`commit_problem`: signed by a key of the
     member that is not revoked, one file); raises :class:`StateError`. With
     ``replaceable`` (a push round), a tip that is no state commit of the member's
-    (unsigned, another key, not one file, too large) gives ``({}, why)`` instead:
-    the round writes the member's log on top of it, a fast-forward (readers read
-    only the tip), where before every later round failed on it until an admin
-    deleted the ref. Content that is the member's own but cannot be read here
+    (unsigned, another key, not one file, too large) gives ``(log, why)`` instead,
+    ``log`` the merged logs of the member's newest state commits under it
+    (:func:`_under`): the round writes the member's log on top of it, a
+    fast-forward (readers read only the tip), where before every later round
+    failed on it until an admin deleted the ref. Content that is the member's own but cannot be read here
     (sealed to a key this clone lacks) is refused either way.
     """
     why, cipher = commit_problem(pg, oid, member.all_keys())
     if why and replaceable:
-        return {}, why
+        return _under(pg, oid, member, identities), why
     if why:
         raise StateError(f"the shared read state on {refs.head(refs.state_path(member.name))} is not usable: {why}")
     return decode(cipher, member.name, identities), None
+
+
+WALK_MAX = 256  # commits looked at under a tip that is no state commit of the member's
+
+
+def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequence[object]) -> Log:
+    """The merged logs of the member's newest state commits under ``oid`` (itself none): junk
+    pushed on top of the genuine tip where no guard runs hides another machine's events, and
+    replacing it must not drop them. Walks parents breadth-first, not past a state commit of the
+    member's, at most :data:`WALK_MAX` commits and :data:`MAX_BYTES` of ``state.age`` in all; a
+    commit that cannot be read ends its branch. A state commit of the member's that cannot be
+    opened here raises :class:`StateError`, as at the tip."""
+    from collections import deque
+
+    from gitmail.core.objects import load_commit
+
+    keys = member.all_keys()
+    logs: list[Log] = []
+    budget = MAX_BYTES  # what one tip may cost: a junk merge naming every old state commit buys no more
+    seen = {oid}
+    todo: deque[str] = deque()
+
+    def parents(o: str) -> None:
+        c = load_commit(pg, o)
+        if not isinstance(c, str):
+            todo.extend(str(p) for p in c.parent_ids)
+
+    parents(oid)
+    while todo and len(seen) < WALK_MAX:
+        o = todo.popleft()
+        if o in seen:
+            continue
+        seen.add(o)
+        why, cipher = commit_problem(pg, o, keys)
+        if why is None:
+            budget -= len(cipher)
+            if budget < 0:
+                break
+            logs.append(decode(cipher, member.name, identities))
+        else:
+            parents(o)
+    return merge(*logs)
 
 
 def guard_problems(pg: "pygit2.Repository", ref: str, old: Optional[str], new: Optional[str],

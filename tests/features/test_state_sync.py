@@ -310,6 +310,53 @@ def test_hostile_state_is_one_line_and_leaves_local_flags_alone(unguarded: NetOr
     assert flags(_a2)["one"] == (True, False)
 
 
+def test_junk_on_top_of_the_state_hides_no_other_machine_s_events(unguarded: NetOrg) -> None:
+    """Where no guard runs, another member pushes a junk commit on top of alex's genuine state
+    tip. a1's next push replaces it, and keeps what the commits under it hold: a2's change (which
+    a1 never saw) is not dropped until a2 pushes again; a new machine finds both. Junk on junk,
+    and a junk merge whose second parent is the genuine tip, likewise."""
+    o = unguarded
+    a1, a2, m = three(o)
+    at(a1, "mark", m["one"], "--read")
+    at(a1, "state", "push")
+    at(a2, "mark", m["three"], "--read")
+    at(a2, "state", "push")  # the org's tip now holds both; a1's own log only "one"
+    mx = o.clones["max"]
+    git("fetch", "-q", "origin", f"{REF}:refs/x/alex-state", cwd=mx)
+    genuine = git("rev-parse", "refs/x/alex-state", cwd=mx).stdout.strip()
+    junk = _forge(mx, b"garbage", "alex", None, genuine)
+    junk = _forge(mx, b"more garbage", "alex", None, junk)
+    assert git("push", "--force", "origin", f"{junk}:{REF}", cwd=mx, check=False).returncode == 0
+    r = json.loads(at(a1, "state", "push", "--json").out)
+    assert r["pushed"] and "unsigned" in r["replaced"] and r["events"] == 2, r
+    a3 = o.root / "alex-3"
+    assert run("init", "--name", "alex", "--org", o.url, "--repo", str(a3)).code == 0
+    at(a3, "sync")
+    at(a3, "state", "pull")
+    assert flags(a3) == {"one": (True, False), "two": (False, False), "three": (True, False)}
+    # A junk merge: the genuine tip as its second parent, junk as its first.
+    import pygit2
+
+    from gitmail.core.repo import open_repo
+
+    git("fetch", "-q", "origin", f"+{REF}:refs/x/alex-state", cwd=mx)
+    genuine = git("rev-parse", "refs/x/alex-state", cwd=mx).stdout.strip()
+    at(a2, "mark", m["two"], "--read")
+    at(a2, "state", "push")  # a2's change: on the org only
+    git("fetch", "-q", "origin", f"+{REF}:refs/x/alex-state", cwd=mx)
+    newest = git("rev-parse", "refs/x/alex-state", cwd=mx).stdout.strip()
+    pg = open_repo(mx).pg
+    c = pg.get(_forge(mx, b"junk", "alex", None, None))
+    assert isinstance(c, pygit2.Commit)
+    merge = pg.create_commit(None, c.author, c.committer, "junk\n", c.tree_id,
+                             [pygit2.Oid(hex=_forge(mx, b"junk 2", "alex", None, genuine)), pygit2.Oid(hex=newest)])
+    assert git("push", "--force", "origin", f"{merge}:{REF}", cwd=mx, check=False).returncode == 0
+    r = json.loads(at(a1, "state", "push", "--json").out)
+    assert r["pushed"] and r["replaced"] and r["events"] == 3, r
+    at(a3, "state", "pull")
+    assert flags(a3)["two"] == (True, False)
+
+
 # -- the merge and the parser, as properties -------------------------------------------------------
 
 from hypothesis import given, settings  # noqa: E402
