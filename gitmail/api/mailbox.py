@@ -114,7 +114,7 @@ class Item:
         from gitmail.api.results import SavedAttachment, row_fields
 
         m = self.message
-        d = row_fields(self.row)
+        d = row_fields(self.row, all_recipients=True)
         d["attachments"] = ([SavedAttachment.of_saved(s) for s in self.saved] if self.saved else
                             [SavedAttachment.unsaved(a) for a in m.attachments] if m else [])
         d.update({"body": m.body if m else None, "payload": m.payload if m else None,

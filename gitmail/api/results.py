@@ -93,6 +93,9 @@ TYPE_DOC = ("`text`, a built-in protocol type (docs/protocol.md §5: " + _ticked
 # -- messages --------------------------------------------------------------------------
 
 
+ROW_RECIPIENTS = 20  # recipients a message row lists (read lists all): docs/json.md, MessageRow
+
+
 class MessageRow(Result):
     """A message as listings show it (the message row). `read` and the MCP `read_message` add its
     content; `search`, `list --awaiting-ack` add a few fields."""
@@ -101,7 +104,10 @@ class MessageRow(Result):
     id: MessageId
     short_id: ShortId
     from_: str = Field(alias="from", description="sender (member name); trust it only when `verified` is true")
-    to: list[str] = Field(description="recipients as addressed: member names, `*`, `team:NAME`")
+    to: list[str] = Field(description="recipients as addressed: member names, `*`, `team:NAME`; a row lists the "
+                                      f"first {ROW_RECIPIENTS} (`read` lists them all)")
+    to_more: int = Field(description="recipients the row leaves out of `to` (0 when it lists them all): a sender "
+                                     "may address up to 1,000, made-up names too, and every row would repeat them")
     date: Date
     subject: str = Field(description="subject line (decrypted for you when encrypted and readable)")
     summary: str = Field(description="short preview")
@@ -134,9 +140,12 @@ class MessageRow(Result):
         return cls.model_validate(row_fields(row))
 
 
-def row_fields(row: "Row") -> dict[str, Any]:
-    """The message-row fields of a cache row, by JSON name (for :class:`MessageRow` and its extensions)."""
-    return {"id": row.id, "short_id": row.id[:SHORT], "from": row.sender, "to": row.recipients, "date": row.date,
+def row_fields(row: "Row", all_recipients: bool = False) -> dict[str, Any]:
+    """The message-row fields of a cache row, by JSON name (for :class:`MessageRow` and its extensions);
+    ``to`` cut to :data:`ROW_RECIPIENTS` names unless ``all_recipients`` (``read``)."""
+    to = row.recipients if all_recipients else row.recipients[:ROW_RECIPIENTS]
+    return {"id": row.id, "short_id": row.id[:SHORT], "from": row.sender, "to": to,
+            "to_more": len(row.recipients) - len(to), "date": row.date,
             "subject": row.subject, "summary": row.summary, "priority": row.priority, "type": row.type,
             "request_id": row.request_id, "in_reply_to": row.in_reply_to, "thread": row.thread or row.id,
             "trace_id": row.trace_id, "require_ack": row.require_ack, "ack_requested": row.ack_requested,

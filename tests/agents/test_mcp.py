@@ -306,3 +306,47 @@ def test_an_agent_never_attaches_gitmail_s_own_data_or_the_kernel_s(org: Org, tm
     for r, (p, where) in zip(asyncio.run(go()), paths.items()):
         assert r.is_error and f"cannot attach {p}: it is in {where}" in _text(r), _text(r)
     assert delivered() == before
+
+
+def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
+    """A member may address 1,000 names, made-up ones too, and the message still verifies: every
+    row repeated them, and 30 such messages made check_mailbox return 3.4 M characters into an
+    agent's context (a hostile sweep). A row now lists 20 and counts the rest (`to_more`); `read`
+    and read_message list them all."""
+    import pygit2
+
+    from gitmail.core import directory
+    from gitmail.core.model import Message, format_date, utcnow
+    from gitmail.core.repo import open_repo
+    from gitmail.core.store import write_message_commit
+    from tests.core.forge import key_of, push_commit, tip
+
+    names = ["alex"] + [f"made-up-recipient-{i:04d}-" + "x" * 30 for i in range(999)]
+    clone = org.clones["max"]
+    parent = tip(clone, "alex", "max")
+    max_ = directory.load(open_repo(clone)).members["max"]
+    for k in range(3):
+        m = Message(**{"from": "max"}, to=names, date=format_date(utcnow()), subject=f"wide {k}", body="hi")
+        m.id = m.compute_id()
+        parent = write_message_commit(pygit2.Repository(str(clone)), m, max_, key_of(org, "max"), parent)
+    assert parent
+    push_commit(clone, "alex", "max", parent)
+    org.ok("alex", "sync")
+    rows = json.loads(org.ok("alex", "list", "--json").out)["messages"]
+    wide = [r for r in rows if r["subject"].startswith("wide")]
+    assert len(wide) == 3 and all(r["verified"] for r in wide), wide[0]["status"]
+    assert all(r["to"] == names[:20] and r["to_more"] == 980 for r in wide)
+    assert all(r["to_more"] == 0 for r in rows if r not in wide)
+    item = json.loads(org.ok("alex", "read", wide[0]["short_id"], "--json").out)["messages"][0]
+    assert item["to"] == names and item["to_more"] == 0
+
+    async def go() -> list[Any]:
+        async with Client(_params(org, "alex")) as c:
+            return [await c.call_tool("check_mailbox", {"sync": False}),
+                    await c.call_tool("read_message", {"id": wide[1]["short_id"], "mark_read": False})]
+
+    check, read = asyncio.run(go())
+    got = [r for r in check.structured_content["messages"] if r["subject"].startswith("wide")]
+    assert [(len(r["to"]), r["to_more"]) for r in got] == [(20, 980)] * 3
+    assert len(json.dumps(check.structured_content)) < 20_000 * 3
+    assert len(read.structured_content["to"]) == 1000
