@@ -421,22 +421,32 @@ class Trace:
     ``trace_id``: the trace shown (None when ID named a message that has none);
     ``thread``: the thread id when ID named a message, else None; ``messages``:
     every message of the trace and of that thread in the member's view (inbox,
-    groups, broadcast, sent; archived ones too), once each, oldest first.
+    groups, broadcast, sent; archived ones too), once each, oldest first (only the
+    newest ``limit`` when :func:`trace` was given one); ``more``: the earlier ones left out.
     """
 
     trace_id: Optional[str]
     thread: Optional[str]
     messages: list[cache.Row]
+    more: int = 0
 
     def model(self) -> "TraceResult":
         """The JSON result of ``gitmail trace`` and the MCP ``trace`` tool (docs/json.md, ``TraceResult``)."""
         from gitmail.api.results import MessageRow, TraceResult
 
         return TraceResult(trace_id=self.trace_id, thread=self.thread,
-                           messages=[MessageRow.of(r) for r in self.messages])
+                           messages=[MessageRow.of(r) for r in self.messages], more=self.more)
+
+    def newest(self, limit: Optional[int]) -> "Trace":
+        """Only the newest ``limit`` messages (still oldest first), the rest counted in ``more``."""
+        if limit is None or len(self.messages) <= limit:
+            return self
+        cut = len(self.messages) - limit
+        return Trace(self.trace_id, self.thread, self.messages[cut:], self.more + cut)
 
 
-def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None, kind: Optional[str] = None) -> Trace:
+def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None, kind: Optional[str] = None,
+          limit: Optional[int] = None) -> Trace:
     """Every message of one trace or thread across the member's mailboxes, oldest first.
 
     ``id``: a trace id that some message carries (exact match), or a Message-ID or unique
@@ -448,8 +458,16 @@ def trace(repo: RepoLike, id: str, *, as_: Optional[str] = None, kind: Optional[
     digits), and would otherwise answer for the other; that is
     :class:`AmbiguousIdError` naming both, to be asked again with ``kind``. Raises
     :class:`MessageNotFoundError` (neither), :class:`AmbiguousIdError`,
-    :class:`UsageError` (neither a trace id nor a message id in form, or a bad ``kind``).
+    :class:`UsageError` (neither a trace id nor a message id in form, a bad ``kind``, or a
+    ``limit`` under 1). ``limit``: only the newest that many (any member can tag mail with a
+    trace id, or reply in a thread, as often as they like).
     """
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be at least 1, not {limit}")
+    return _trace(repo, id, as_, kind).newest(limit)
+
+
+def _trace(repo: RepoLike, id: str, as_: Optional[str], kind: Optional[str]) -> Trace:
     import re
 
     from gitmail.core.model import trace_id_problem

@@ -649,7 +649,9 @@ class TraceResult(Result):
     trace_id: Optional[str] = Field(description="the trace shown, or null when the id named a message without one")
     thread: Optional[str] = Field(description="the thread's Message-ID when the id named a message, else null")
     messages: list[MessageRow] = Field(description="the member's view of the trace and thread: inbox, groups, "
-                                                   "broadcast and sent, archived too, once each, oldest first")
+                                                   "broadcast and sent, archived too, once each, oldest first "
+                                                   "(the newest `limit` when one was given)")
+    more: int = Field(description="earlier messages of the trace left out by `limit` (0: none)")
 
 
 class OrgSettings(Result):

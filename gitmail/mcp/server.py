@@ -372,11 +372,13 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
         kind: Annotated[Optional[Literal["trace", "message"]], Field(
             description="Take id only as a trace id ('trace') or only as a message id ('message'); needed when "
                         "it is both.")] = None,
+        limit: Annotated[StrictInt, Field(description="Only the newest this many messages (still oldest first); "
+                                                      "'more' counts the earlier ones.", ge=1, le=500)] = 100,
         agent_name: AgentName = None,
     ) -> TraceResult:
         """Every message of one trace (or of a message's thread and trace) in your inbox, groups, broadcasts and
-        sent mail, archived ones too, oldest first: {trace_id, thread, messages[]}."""
-        return api.trace(repo, id, as_=acting(agent_name), kind=kind).model()
+        sent mail, archived ones too, oldest first (the newest 'limit'): {trace_id, thread, messages[], more}."""
+        return api.trace(repo, id, as_=acting(agent_name), kind=kind, limit=limit).model()
 
     return mcp
 

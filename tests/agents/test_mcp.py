@@ -326,7 +326,8 @@ def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
     parent = tip(clone, "alex", "max")
     max_ = directory.load(open_repo(clone)).members["max"]
     for k in range(3):
-        m = Message(**{"from": "max"}, to=names, date=format_date(utcnow()), subject=f"wide {k}", body="hi")
+        m = Message(**{"from": "max"}, to=names, date=format_date(utcnow()), subject=f"wide {k}", body="hi",
+                    trace_id="tr_wide")
         m.id = m.compute_id()
         parent = write_message_commit(pygit2.Repository(str(clone)), m, max_, key_of(org, "max"), parent)
     assert parent
@@ -343,9 +344,15 @@ def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
     async def go() -> list[Any]:
         async with Client(_params(org, "alex")) as c:
             return [await c.call_tool("check_mailbox", {"sync": False}),
-                    await c.call_tool("read_message", {"id": wide[1]["short_id"], "mark_read": False})]
+                    await c.call_tool("read_message", {"id": wide[1]["short_id"], "mark_read": False}),
+                    await c.call_tool("trace", {"id": "tr_wide", "limit": 2}),
+                    await c.call_tool("trace", {"id": "tr_wide"})]
 
-    check, read = asyncio.run(go())
+    check, read, trace2, trace = asyncio.run(go())
+    # trace: the newest `limit` (default 100), oldest first, the rest counted.
+    assert [m["subject"] for m in trace2.structured_content["messages"]] == ["wide 1", "wide 2"]
+    assert trace2.structured_content["more"] == 1 and trace.structured_content["more"] == 0
+    assert all(len(m["to"]) == 20 for m in trace.structured_content["messages"])
     got = [r for r in check.structured_content["messages"] if r["subject"].startswith("wide")]
     assert [(len(r["to"]), r["to_more"]) for r in got] == [(20, 980)] * 3
     assert len(json.dumps(check.structured_content)) < 20_000 * 3

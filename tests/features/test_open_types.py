@@ -183,6 +183,15 @@ def test_trace_ids_are_a_header_inherited_by_replies_and_shown_by_trace(org: Org
     # Archived mail stays in the trace.
     org.ok("alex", "archive", first[:8])
     assert len(json.loads(org.ok("alex", "trace", "tr_001", "--json").out)["messages"]) == 4
+    assert json.loads(org.ok("alex", "trace", "tr_001", "--json").out)["more"] == 0
+    # --limit: the newest N, still oldest first, the rest counted (anyone can tag mail tr_001).
+    t = json.loads(org.ok("alex", "trace", "tr_001", "--limit", "2", "--json").out)
+    assert [m["type"] for m in t["messages"]] == ["status_update", "x-done"] and t["more"] == 2
+    out = org.ok("alex", "trace", "tr_001", "-n", "3").out
+    assert out.splitlines()[0] == "trace tr_001: 4 messages (the newest 3; 1 earlier not shown)", out
+    assert len(out.splitlines()) == 4
+    r = org.as_("alex", "trace", "tr_001", "--limit", "0")
+    assert r.code == 2 and r.err.count("\n") == 1 and "--limit" in r.err, r.err
 
 
 def test_trace_errors_are_one_line_with_the_right_exit_code(org: Org) -> None:

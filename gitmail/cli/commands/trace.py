@@ -15,8 +15,11 @@ from gitmail.api.views import clean, count
 @click.argument("id")
 @click.option("--trace", "kind", flag_value="trace", help="Take ID as a trace id only.")
 @click.option("--message", "kind", flag_value="message", help="Take ID as a message id only.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None,
+              help="Only the newest N messages (still oldest first); the rest are counted.")
 @common
-def command(id: str, kind: Optional[str], repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+def command(id: str, kind: Optional[str], limit: Optional[int], repo: Optional[str], as_: Optional[str],
+            as_json: bool, quiet: bool) -> None:
     """Show every message of trace ID (a --trace-id), or of the thread and trace of message ID, oldest first.
 
     Inbox, group and broadcast mail and what you sent, archived messages too. When ID is
@@ -24,7 +27,7 @@ def command(id: str, kind: Optional[str], repo: Optional[str], as_: Optional[str
     """
     from gitmail import api
 
-    t = api.trace(repo, id, as_=as_, kind=kind)
+    t = api.trace(repo, id, as_=as_, kind=kind, limit=limit)
     if as_json:
         emit_json(t.model())
         return
@@ -33,6 +36,7 @@ def command(id: str, kind: Optional[str], repo: Optional[str], as_: Optional[str
     what = [f"trace {clean(t.trace_id)}"] if t.trace_id else []
     if t.thread:
         what.append(f"thread {clean(t.thread[:8])}")
-    click.echo(f"{' and '.join(what)}: {count(len(t.messages), 'message')}")
+    shown = f" (the newest {len(t.messages)}; {t.more} earlier not shown)" if t.more else ""
+    click.echo(f"{' and '.join(what)}: {count(len(t.messages) + t.more, 'message')}{shown}")
     for r in t.messages:
         click.echo(row_line(r))
