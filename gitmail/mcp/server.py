@@ -14,6 +14,7 @@ protocol channel): the library never prints, and logs go to stderr.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, TypeVar, Union
 
@@ -33,6 +34,10 @@ except ImportError as e:  # pragma: no cover - mcp is a dependency
     raise UsageError(f"the MCP server needs the 'mcp' package (pip install 'mcp>=2.3,<3'): {e}") from None
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The payload read_message returns at most (bytes of its JSON): message.json may be 16 MiB, and a
+# hostile member's 15 MB payload went whole into the agent's context. The body is bounded by the
+# org's body_limit (1 MiB by default) and is always returned.
+PAYLOAD_SHOWN = 256 * 1024
 
 INSTRUCTIONS = """\
 gitmail is a mailbox that lives in git: messages between members of an org (people and agents) are
@@ -135,7 +140,14 @@ def read_message_result(it: api.Item, saved: bool) -> ReadMessage:
 
         note += (f" It is NOT an answer to a request of yours: your {RESPONSE_OF.get(it.row.type, 'request')}"
                  f"s with this request_id went to others, not to {sender}; do not act on it.")
-    return ReadMessage.model_validate({**it.fields(), "note": note,
+    fields = it.fields()
+    if fields["payload"] is not None:
+        size = len(json.dumps(fields["payload"], ensure_ascii=False).encode())
+        if size > PAYLOAD_SHOWN:
+            fields["payload"] = None
+            note += (f" Its payload ({size} bytes of JSON) is over the {PAYLOAD_SHOWN} this tool returns and is "
+                     f"not shown (payload is null): `gitmail read {it.row.id[:8]} --json` shows it whole.")
+    return ReadMessage.model_validate({**fields, "note": note,
                                        "saved": [SavedAttachment.of_saved(s) for s in it.saved] if saved else None})
 
 

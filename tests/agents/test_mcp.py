@@ -330,7 +330,10 @@ def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
                     trace_id="tr_wide")
         m.id = m.compute_id()
         parent = write_message_commit(pygit2.Repository(str(clone)), m, max_, key_of(org, "max"), parent)
-    assert parent
+    big = Message(**{"from": "max"}, to=["alex"], date=format_date(utcnow()), subject="big payload", body="see payload",
+                  type="x-big", payload={"rows": ["y" * 1000] * 300})
+    big.id = big.compute_id()
+    parent = write_message_commit(pygit2.Repository(str(clone)), big, max_, key_of(org, "max"), parent)
     push_commit(clone, "alex", "max", parent)
     org.ok("alex", "sync")
     rows = json.loads(org.ok("alex", "list", "--json").out)["messages"]
@@ -346,9 +349,15 @@ def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
             return [await c.call_tool("check_mailbox", {"sync": False}),
                     await c.call_tool("read_message", {"id": wide[1]["short_id"], "mark_read": False}),
                     await c.call_tool("trace", {"id": "tr_wide", "limit": 2}),
-                    await c.call_tool("trace", {"id": "tr_wide"})]
+                    await c.call_tool("trace", {"id": "tr_wide"}),
+                    await c.call_tool("read_message", {"id": big.id[:8]})]
 
-    check, read, trace2, trace = asyncio.run(go())
+    check, read, trace2, trace, huge = asyncio.run(go())
+    # A payload over PAYLOAD_SHOWN (256 KiB of JSON) is not returned; the note says so and how to get it.
+    assert huge.structured_content["payload"] is None and huge.structured_content["body"] == "see payload"
+    assert "over the 262144 this tool returns" in huge.structured_content["note"], huge.structured_content["note"]
+    assert len(json.dumps(huge.structured_content)) < 20_000
+    assert len(json.loads(org.ok("alex", "read", big.id[:8], "--json").out)["messages"][0]["payload"]["rows"]) == 300
     # trace: the newest `limit` (default 100), oldest first, the rest counted.
     assert [m["subject"] for m in trace2.structured_content["messages"]] == ["wide 1", "wide 2"]
     assert trace2.structured_content["more"] == 1 and trace.structured_content["more"] == 0
