@@ -208,10 +208,11 @@ def read(
 
         if per_message and save_dir is not None and not str(save_dir).strip():
             raise UsageError("give a folder to save the attachments in (an empty name is none)")
+        _check_save_dir(save_dir)
         for it in items:
             saving = it.message is not None and it.message.attachments and it.row.status == "good" and not it.error
             here = save_dir
-            if per_message and save_dir and saving and "\x00" not in str(save_dir):  # NUL: refused by the save
+            if per_message and save_dir and saving:
                 try:
                     here = _own_folder(Path(save_dir).expanduser(), it.row.id[:SHORT])
                 except OSError as e:
@@ -225,6 +226,13 @@ def read(
     if mark and rows:
         _set_flag(s, _shown(items), "read", True)
     return items
+
+
+def _check_save_dir(save_dir: Optional[Union[str, Path]]) -> None:
+    """Refuse, before anything is read or saved, a folder no file can be saved in: a NUL in its
+    path (the OS takes none; Python's ``ValueError`` would be an internal error)."""
+    if save_dir and "\x00" in str(save_dir):
+        raise UsageError("the folder to save attachments in cannot hold a NUL byte in its path")
 
 
 def _shown(items: list[Item]) -> list[str]:
@@ -249,7 +257,7 @@ def _own_folder(parent: Path, name: str) -> Path:
     could be planted as well, and the last fallback was the planted name itself.
 
     Raises ``OSError`` when no folder can be made there (``parent`` cannot be created or
-    written), ``ValueError`` for a NUL in the path."""
+    written), ``ValueError`` for a NUL in the path (:func:`read` refuses one first)."""
     import tempfile
 
     from gitmail.core.attachments import DIR_MODE_MAX, make_private_dirs
@@ -279,8 +287,6 @@ def save_attachments(
         return [attachments.Saved(a, attachments.safe_name(a.name), error=why) for a in m.attachments]
     if it.error:
         return [attachments.Saved(a, attachments.safe_name(a.name), error=it.error) for a in m.attachments]
-    if save_dir and "\x00" in str(save_dir):
-        raise UsageError("the folder to save attachments in cannot hold a NUL byte in its path")
     dest = Path(save_dir).expanduser() if save_dir else attachments.inbox_dir(s.repo, s.me)
     if not save_dir:
         attachments.tighten_dir(dest)
@@ -349,6 +355,7 @@ def fetch_attachments(
     """
     from gitmail.errors import VerificationError
 
+    _check_save_dir(save_dir)
     s = session(repo, as_)
     s.refresh()
     it = load_item(s, resolve_id(s, id))

@@ -350,9 +350,12 @@ def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
                     await c.call_tool("read_message", {"id": wide[1]["short_id"], "mark_read": False}),
                     await c.call_tool("trace", {"id": "tr_wide", "limit": 2}),
                     await c.call_tool("trace", {"id": "tr_wide"}),
-                    await c.call_tool("read_message", {"id": big.id[:8]})]
+                    await c.call_tool("read_message", {"id": big.id[:8]}),
+                    await c.call_tool("read_message", {"id": big.id[:8], "save_attachments_to": "in\x00box"})]
 
-    check, read, trace2, trace, huge = asyncio.run(go())
+    check, read, trace2, trace, huge, nul = asyncio.run(go())
+    # A folder with a NUL is refused before anything is read, attachments or not.
+    assert nul.is_error and "cannot hold a NUL byte" in _text(nul), _text(nul)
     # A payload over PAYLOAD_SHOWN (256 KiB of JSON) is not returned; the note says so and how to get it.
     assert huge.structured_content["payload"] is None and huge.structured_content["body"] == "see payload"
     assert "over the 262144 this tool returns" in huge.structured_content["note"], huge.structured_content["note"]
