@@ -317,12 +317,13 @@ def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequ
     """The merged logs of the member's newest state commits under ``oid`` (itself none): junk
     pushed on top of the genuine tip where no guard runs hides another machine's events, and
     replacing it must not drop them. Walks parents breadth-first, not past a state commit of the
-    member's, at most :data:`WALK_MAX` commits and :data:`MAX_BYTES` of ``state.age`` in all; a
-    commit that cannot be read ends its branch. A state commit of the member's that cannot be
-    opened here raises :class:`StateError`, as at the tip."""
+    member's, at most :data:`WALK_MAX` commits and :data:`MAX_BYTES` of ``state.age`` in all;
+    parents as git reads them (:func:`gitmail.core.objects.parent_ids`), a missing commit ending
+    its branch. A state commit of the member's that cannot be opened here raises
+    :class:`StateError`, as at the tip."""
     from collections import deque
 
-    from gitmail.core.objects import load_commit
+    from gitmail.core.objects import parent_ids
 
     keys = member.all_keys()
     logs: list[Log] = []
@@ -331,9 +332,10 @@ def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequ
     todo: deque[str] = deque()
 
     def parents(o: str) -> None:
-        c = load_commit(pg, o)
-        if not isinstance(c, str):
-            todo.extend(str(p) for p in c.parent_ids)
+        try:
+            todo.extend(parent_ids(pg, o))  # as git reads them: a commit libgit2 refuses hides nothing
+        except KeyError:
+            pass  # not here (a lax server): that branch ends
 
     parents(oid)
     while todo and len(seen) < WALK_MAX:
@@ -341,7 +343,10 @@ def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequ
         if o in seen:
             continue
         seen.add(o)
-        why, cipher = commit_problem(pg, o, keys)
+        try:
+            why, cipher = commit_problem(pg, o, keys)
+        except KeyError:
+            continue
         if why is None:
             budget -= len(cipher)
             if budget < 0:

@@ -355,6 +355,21 @@ def test_junk_on_top_of_the_state_hides_no_other_machine_s_events(unguarded: Net
     assert r["pushed"] and r["replaced"] and r["events"] == 3, r
     at(a3, "state", "pull")
     assert flags(a3)["two"] == (True, False)
+    # A junk commit libgit2 refuses (no ">" in its author line) and git stores: its parent as git reads it.
+    from tests.conftest import write_literal
+
+    at(a2, "archive", m["one"])
+    at(a2, "state", "push")
+    git("fetch", "-q", "origin", f"+{REF}:refs/x/alex-state", cwd=mx)
+    newest = git("rev-parse", "refs/x/alex-state", cwd=mx).stdout.strip()
+    tree = git("rev-parse", f"{newest}^{{tree}}", cwd=mx).stdout.strip()
+    raw = f"tree {tree}\nparent {newest}\nauthor a <a@x 1 +0000\ncommitter a <a@x> 1 +0000\n\njunk\n"
+    broken = write_literal(mx, "commit", raw.encode())
+    assert git("push", "--force", "origin", f"{broken}:{REF}", cwd=mx, check=False).returncode == 0
+    r = json.loads(at(a1, "state", "push", "--json").out)
+    assert r["pushed"] and "cannot be parsed" in r["replaced"] and r["events"] == 4, r
+    at(a3, "state", "pull")
+    assert flags(a3)["one"] == (True, True)
 
 
 # -- the merge and the parser, as properties -------------------------------------------------------
