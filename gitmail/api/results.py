@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gitmail.core import msgtypes, verdicts
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from gitmail.core.attachments import Saved
     from gitmail.core.cache import Row
     from gitmail.core.model import Attachment, Group, Member
@@ -608,11 +610,15 @@ class GroupInfo(Result):
 
     name: str = Field(description="group name")
     address: str = Field(description="how to address it: `team:NAME`")
-    members: list[str] = Field(description="member names")
+    members: list[str] = Field(description="member names, as the group lists them")
+    former: list[str] = Field(description="names the group lists that no member holds now (an admin removed them "
+                                          "from the directory): mail to the group does not reach them")
 
     @classmethod
-    def of(cls, g: "Group") -> "GroupInfo":
-        return cls(name=g.name, address=f"team:{g.name}", members=list(g.members))
+    def of(cls, g: "Group", current: "Collection[str]") -> "GroupInfo":
+        """``current``: the names the directory's members hold now."""
+        return cls(name=g.name, address=f"team:{g.name}", members=list(g.members),
+                   former=[n for n in g.members if n not in current])
 
 
 class GroupList(Result):

@@ -118,7 +118,9 @@ class Directory:
 
     def expand(self, recipients: "Sequence[str]") -> set[str]:
         """The member names ``recipients`` reach: ``*`` is every member, ``team:NAME`` the
-        group's members (none for a group the directory does not hold), a name itself.
+        group's members that the directory holds now (none for a group it does not hold: an
+        admin who removes a member with plain git may leave the name in a group, and mail to
+        the group must neither be sealed to it nor wait for its receipt), a name itself.
         The one recipient expansion (readers of encrypted mail, who owes an ack)."""
         out: set[str] = set()
         for r in recipients:
@@ -126,7 +128,7 @@ class Directory:
                 out |= set(self.members)
             elif r.startswith(GROUP_PREFIX):
                 g = self.groups.get(r[len(GROUP_PREFIX):])
-                out |= set(g.members) if g else set()
+                out |= {n for n in g.members if n in self.members} if g else set()
             else:
                 out.add(r)
         return out

@@ -337,7 +337,7 @@ def build_server(repo: api.RepoLike, as_: Union[Optional[str], list[str]]) -> MC
         ms = api.members(repo)
         gs = api.group_list(repo)
         me = api.session(repo, as_).me
-        return OrgMembers(me=me, members=[MemberRow.of(m) for m in ms], groups=[GroupInfo.of(g) for g in gs],
+        return OrgMembers(me=me, members=[MemberRow.of(m) for m in ms], groups=[GroupInfo.of(g, {m.name for m in ms}) for g in gs],
                           identities=identities)
 
     @mcp.tool()

@@ -25,7 +25,8 @@ def _objects_bytes(repo: str) -> int:
 def test_group_admin_only_and_crud(org: Org) -> None:
     org.join("bob")
     r = org.ok("max", "group", "create", "backend", "alex", "bob", "--json")
-    assert json.loads(r.out) == {"name": "backend", "address": "team:backend", "members": ["alex", "bob"]}
+    assert json.loads(r.out) == {"name": "backend", "address": "team:backend", "members": ["alex", "bob"],
+                                  "former": []}
     denied = org.as_("alex", "group", "create", "rogue", "alex")
     assert denied.code == 6 and "only an admin" in denied.err and "\n" not in denied.err.strip()
     assert org.as_("alex", "group", "add", "backend", "alex").code == 6
@@ -39,7 +40,7 @@ def test_group_admin_only_and_crud(org: Org) -> None:
     assert notin.code == 2 and "not a member of team:backend" in notin.err
     org.ok("alex", "sync")
     assert json.loads(org.ok("alex", "group", "list", "--json").out)["groups"] == [
-        {"name": "backend", "address": "team:backend", "members": ["alex", "max"]}]
+        {"name": "backend", "address": "team:backend", "members": ["alex", "max"], "former": []}]
     org.ok("max", "group", "delete", "backend")
     gone = org.as_("max", "send", "team:backend", "hello?")
     assert gone.code == 4 and "unknown group 'team:backend'" in gone.err
@@ -106,3 +107,43 @@ def test_broadcast_of_protocol_message_refused_nothing_written(org: Org) -> None
     assert r.code == 4 and "unknown member 'nobody'" in r.err
     assert _org_refs(org) == before
     assert git("for-each-ref", "refs/gitmail/outbox/", cwd=org.clones["max"]).stdout == ""
+
+
+def test_a_removed_member_a_group_still_lists_is_never_addressed(org: Org, tmp_path: Path) -> None:
+    """An admin removes bob from the directory with plain git; team:dev still lists him. Encrypted
+    mail to the group was refused ("no encryption key published by bob"), and a receipt asked of
+    the group waited on bob for ever. A group reaches the members it lists that the directory
+    holds now; `group list` says which names are no member's any more."""
+    org.join("bob")
+    org.ok("max", "group", "create", "dev", "alex", "bob", "max")
+    org.ok("max", "sync")
+    # The admin's removal, with stock git: the entry and its signers line go, signed with max's key.
+    adm = tmp_path / "adm"
+    git("clone", "-q", "--no-checkout", org.url, str(adm))
+    git("checkout", "-q", "origin/gitmail/directory", cwd=adm)
+    gone = [str(p.relative_to(adm)) for p in adm.rglob("*") if p.is_file() and ".git" not in p.parts
+            and (p.name == "bob.json" or (p.parent.name == "allowed_signers" and '"bob"' in p.read_text()))]
+    assert any(g.endswith("bob.json") for g in gone), gone
+    git("rm", "-q", *gone, cwd=adm)
+    key = git("config", "gitmail.max.key", cwd=org.clones["max"]).stdout.strip()
+    git("-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "-c", "user.name=max",
+        "-c", "user.email=max@gitmail.invalid", "commit", "-q", "-S", "-m", "remove bob", cwd=adm)
+    p = git("push", "origin", "HEAD:refs/heads/gitmail/directory", cwd=adm, check=False)
+    assert p.returncode == 0, p.stderr
+    org.ok("alex", "sync")
+    assert "bob" not in org.ok("alex", "members").out
+    groups = json.loads(org.ok("alex", "group", "list", "--json").out)["groups"]
+    assert groups == [{"name": "dev", "address": "team:dev", "members": ["alex", "bob", "max"], "former": ["bob"]}]
+    assert org.ok("alex", "group", "list").out.split() == ["team:dev", "alex,", "max", "(no", "longer", "members:",
+                                                          "bob)"]
+    r = org.as_("alex", "send", "team:dev", "sealed to the group", "--encrypt", "--json")
+    assert r.code == 0, r.err
+    org.ok("alex", "send", "team:dev", "receipt please", "--require-ack")
+    waiting = json.loads(org.ok("alex", "list", "--awaiting-ack", "--json").out)["messages"]
+    assert [m["pending"] for m in waiting] == [["max"]], waiting
+    org.ok("max", "sync")
+    sealed = [m for m in json.loads(org.ok("max", "list", "--json").out)["messages"]
+              if m["subject"] == "sealed to the group"]
+    assert len(sealed) == 1 and sealed[0]["verified"] and sealed[0]["encrypted"], sealed
+    assert json.loads(org.ok("max", "read", sealed[0]["short_id"], "--json").out)["messages"][0]["body"] == \
+        "sealed to the group"

@@ -11,13 +11,27 @@ from gitmail.cli.render import emit_json
 from gitmail.api.views import clean
 
 
-def _show(g: Any, verb: str, as_json: bool, quiet: bool) -> None:
+def _current(repo: Optional[str]) -> set[str]:
+    """The names the directory's members hold now."""
+    from gitmail import api
+
+    return {m.name for m in api.members(repo)}
+
+
+def _names(g: Any, current: set[str]) -> str:
+    """The group's members, then the names it lists that no member holds any more."""
+    now = ", ".join(clean(n) for n in g.members if n in current) or "(no members)"
+    former = [clean(n) for n in g.members if n not in current]
+    return now + (f" (no longer members: {', '.join(former)})" if former else "")
+
+
+def _show(g: Any, verb: str, repo: Optional[str], as_json: bool, quiet: bool) -> None:
     if as_json:
         from gitmail.api.results import GroupInfo
 
-        emit_json(GroupInfo.of(g))
+        emit_json(GroupInfo.of(g, _current(repo)))
     elif not quiet:
-        click.echo(f"{verb} team:{clean(g.name)}: {', '.join(clean(n) for n in g.members) or '(no members)'}")
+        click.echo(f"{verb} team:{clean(g.name)}: {_names(g, _current(repo))}")
 
 
 @click.group("group")
@@ -34,7 +48,7 @@ def create(name: str, members: tuple[str, ...], repo: Optional[str], as_: Option
     """Create group NAME with MEMBERS (admins only)."""
     from gitmail import api
 
-    _show(api.group_create(repo, name, list(members), as_=as_), "Created", as_json, quiet)
+    _show(api.group_create(repo, name, list(members), as_=as_), "Created", repo, as_json, quiet)
 
 
 @command.command("add")
@@ -46,7 +60,7 @@ def add(name: str, members: tuple[str, ...], repo: Optional[str], as_: Optional[
     """Add MEMBERS to group NAME (admins only)."""
     from gitmail import api
 
-    _show(api.group_update(repo, name, list(members), [], as_=as_), "Updated", as_json, quiet)
+    _show(api.group_update(repo, name, list(members), [], as_=as_), "Updated", repo, as_json, quiet)
 
 
 @command.command("remove")
@@ -58,7 +72,7 @@ def remove(name: str, members: tuple[str, ...], repo: Optional[str], as_: Option
     """Remove MEMBERS from group NAME (admins only)."""
     from gitmail import api
 
-    _show(api.group_update(repo, name, [], list(members), as_=as_), "Updated", as_json, quiet)
+    _show(api.group_update(repo, name, [], list(members), as_=as_), "Updated", repo, as_json, quiet)
 
 
 @command.command("delete")
@@ -84,12 +98,13 @@ def list_(repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -
     from gitmail import api
 
     gs = api.group_list(repo)
+    current = _current(repo)
     if as_json:
         from gitmail.api.results import GroupInfo, GroupList
 
-        emit_json(GroupList(groups=[GroupInfo.of(g) for g in gs]))
+        emit_json(GroupList(groups=[GroupInfo.of(g, current) for g in gs]))
     elif not quiet:
         if not gs:
             click.echo("No groups.")
         for g in gs:
-            click.echo(f"team:{clean(g.name):<18} {', '.join(clean(n) for n in g.members)}")
+            click.echo(f"team:{clean(g.name):<18} {_names(g, current)}")
