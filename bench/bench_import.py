@@ -10,7 +10,8 @@ import adds to writing (the machine's load moves both alike):
    stdlib, compose, sign, one pack, one push to the org repo), encrypted (the
    org's default policy) and in clear (`--plain`);
 2. the same import again (idempotent: nothing added);
-3. `gitmail send --batch` of N JSON lines (a whole process, one push).
+3. `gitmail send --batch` of N JSON lines (a whole process, one push);
+4. the peak memory of an import of N messages of about 4 KB each, against the archive's size.
 
 Each command runs two ways: in-process (``GITMAIL_WARM=off``: a whole new
 Python process, interpreter start included) and through the warm CLI server,
@@ -113,6 +114,46 @@ def bulk_baseline(base: Path, env: dict[str, str], n: int) -> tuple[float, float
     return time.perf_counter() - t, time.process_time() - c
 
 
+PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def _long_mbox(path: Path, n: int) -> int:
+    """An archive of n messages of about 4 KB each; its size in bytes."""
+    mb = mailbox.mbox(str(path))
+    mb.lock()
+    for i in range(n):
+        e = EmailMessage()
+        e["From"] = f"Person {i % 50} <p{i % 50}@example.com>"
+        e["Subject"] = f"Long report {i}"
+        e["Date"] = f"Mon, {1 + i % 28:02d} Jun 2025 {i % 24:02d}:{i % 60:02d}:00 +0000"
+        e["Message-ID"] = f"<long-{i}@example.com>"
+        e.set_content((f"line {i} of the long report " * 5 + "\n") * 25)
+        mb.add(e)
+    mb.flush()
+    mb.unlock()
+    mb.close()
+    return path.stat().st_size
+
+
+def import_peak(base: Path, env: dict[str, str], n: int) -> None:
+    """Peak memory of one in-process `import --mbox --plain` (the largest process: gitmail or one
+    of its workers, from getrusage in a process of its own) of n messages of about 4 KB each,
+    less the same import of one message (the interpreter and its modules), against the archive's
+    size: what the import holds grows with the bodies."""
+    peaks = []
+    for k in (1, n):
+        size = _long_mbox(base / f"long-{k}.mbox", k)
+        maxc = make_org(base / f"peak-{k}", env)[1]
+        kib = int(sh(PY, "-c", PEAK, *GITMAIL, "import", "--mbox", str(base / f"long-{k}.mbox"), "--plain",
+                     "--repo", str(maxc), env=env))
+        peaks.append(kib * 1024)
+    grown = peaks[1] - peaks[0]
+    print(f"import --mbox --plain peak memory: {peaks[1] / 1e6:.0f} MB for a {size / 1e6:.1f} MB archive of {n:,} "
+          f"messages; {peaks[0] / 1e6:.0f} MB for one message; the growth, {grown / 1e6:.0f} MB, is "
+          f"{grown / size:.1f}x the archive")
+
+
 def report(label: str, n: int, secs: float, cpu: float, base_t: float, bulk_t: float) -> None:
     print(f"{label}: {n:,} messages in {secs:.2f} s = {n / secs:,.0f} msg/s (target >= 1,000); "
           f"CPU {cpu:.2f} s = {n / cpu:,.0f} msg per CPU-second; "
@@ -154,6 +195,7 @@ def main() -> int:
                                              "--repo", str(maxc)], e, server=srv)
                 assert res["added"] == [] and res["already"] == n
                 print(f"  again (idempotent, nothing added): {secs:.2f} s, CPU {cpu:.2f} s")
+        import_peak(base, env, n)
         lines = "".join(json.dumps({"to": "alex", "body": f"batch message {i}", "subject": f"Batch {i}"}) + "\n"
                         for i in range(n)).encode()
         for way, e, srv, cli in ways:

@@ -271,19 +271,23 @@ def import_archive(
             raise UsageError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
         # Oldest first, so the mailbox reads in the original order; undated ones after, as found.
         originals.sort(key=lambda o: (o.date is None, o.date or ""))
-        written: list[tuple[Original, Prepared]] = []
+        written: list[tuple[str, str]] = []  # the keys of the originals written
 
         def ready() -> Iterator[Prepared]:
             """The prepared messages, in order, as the workers finish them; rule-breaking
-            ones listed as skipped."""
+            ones listed as skipped. Each original is let go once its message is prepared
+            (the draft generator has passed it): the archive is not held twice till the end."""
             outcomes = prepare_stream(s, (_draft(rcpt, o) for o in originals), encrypt, pool)
-            for o, got in zip(originals, outcomes):
+            for i, got in enumerate(outcomes):
+                o = originals[i]
+                originals[i] = None  # type: ignore[call-overload]  # freed: its key and place are kept below
                 if isinstance(got, GitmailError):
                     if not isinstance(got, UsageError):
                         raise got  # a key or recipient problem concerns every message: stop, nothing written
                     plan.skipped.append(SkippedEntry(where=o.where, reason=str(got)))
                     continue
-                written.append((o, got))
+                written.append(o.key)
+                del o
                 yield got
 
         # Written while the workers compose the next ones (the pack is stored only at the end).
@@ -294,7 +298,7 @@ def import_archive(
                 # import reads only what is newer (a re-parented delivery just means a full read).
                 tip = _tip(s, mailbox_path)
                 if tip is not None:
-                    _save_memo(s, mailbox_path, tip, known | {o.key for o, _ in written})
+                    _save_memo(s, mailbox_path, tip, known | set(written))
             outcome = reason = None
             for want in ("refused", "queued", "delivered"):
                 hit = next((x for x in results if x.outcome == want), None)
