@@ -206,8 +206,9 @@ def is_local_url(url: str) -> bool:
 
 def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
     """Wait for ``p``; stop it and every process under it after ``stall`` seconds in which none
-    of them read or wrote a byte (sockets, pipes and files alike: ``rchar`` + ``wchar``).
-    True when it was stopped. Checked once a second; an exit is seen at once."""
+    of them read or wrote a byte (sockets, pipes and files alike: ``rchar`` + ``wchar``) nor
+    held the terminal open for a prompt (:func:`_asking`). True when it was stopped. Checked
+    once a second; an exit is seen at once."""
     import threading
     import time
 
@@ -224,7 +225,7 @@ def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
         if ended.wait(1.0):
             return False
         now = _io_tree(p.pid)
-        if now is None or now[0] != (last[0] if last else None):
+        if now is None or now[0] != (last[0] if last else None) or _asking(now[1]):
             last, quiet_since = now, time.monotonic()
             if now is None:  # no /proc here: wait as before
                 p.wait()
@@ -246,6 +247,25 @@ def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
                     break
             p.wait()
             return True
+
+
+def _asking(pids: list[int]) -> bool:
+    """Whether one of ``pids`` holds ``/dev/tty`` open: ssh asking for a key's passphrase or to
+    trust a new host key opens the terminal itself, and a person's time to answer is no stalled
+    network (a prompt left for 120 s was stopped as one). Without a terminal (agents, hooks,
+    cron) nothing can open it, and the watchdog stops a silent transfer as before."""
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/tty":
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def _io_tree(root: int) -> Optional[tuple[int, list[int]]]:

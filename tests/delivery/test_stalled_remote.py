@@ -122,3 +122,35 @@ def test_a_stalled_git_is_asked_to_stop_before_it_is_killed(tmp_path: Path) -> N
     script.chmod(0o755)
     q = git.run(["-c", f"alias.quiet=!{script}", "quiet"], tmp_path, check=False, stall=1)
     assert git.STALL_WORDS in q.stderr and marker.read_text() == "term\n", q
+
+
+def test_a_prompt_on_the_terminal_is_not_a_stall(tmp_path: Path) -> None:
+    """ssh asking for a key's passphrase (or to trust a new host key) opens /dev/tty and waits for
+    a person: no byte moves meanwhile, and a prompt left for gitmail.remoteTimeout seconds was
+    stopped as a stalled network. Run under a real terminal (a pty): a git whose child holds
+    /dev/tty open and says nothing for 3 s runs past a 1 s timeout; the same silence without the
+    terminal open is still stopped."""
+    import pty
+
+    prompt = tmp_path / "prompt"
+    prompt.write_text("#!/bin/sh\nexec 3</dev/tty\nsleep 3\necho answered\n")
+    prompt.chmod(0o755)
+    code = ("import sys; from gitmail import git\n"
+            f"p = git.run(['-c', 'alias.ask=!{prompt}', 'ask'], {str(tmp_path)!r}, check=False, stall=1)\n"
+            "q = git.run(['-c', 'alias.quiet=!sleep 3', 'quiet'], " + repr(str(tmp_path)) + ", check=False, stall=1)\n"
+            "print('RESULT', p.returncode, b'answered' in p.stdout, q.returncode != 0 and git.STALL_WORDS in q.stderr)\n")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session with this pty as its controlling terminal
+        os.execve(sys.executable, [sys.executable, "-c", code], {**os.environ, "PYTHONPATH": os.getcwd()})
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"RESULT 0 True True" in out, out
