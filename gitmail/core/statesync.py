@@ -311,19 +311,24 @@ def read_commit(pg: "pygit2.Repository", oid: str, member: "Member", identities:
 
 
 WALK_MAX = 256  # commits looked at under a tip that is no state commit of the member's
+WALK_COMMIT_MAX = 64 * 1024  # bytes of a commit looked at there (a genuine state commit takes about 1 KB)
 
 
 def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequence[object]) -> Log:
     """The merged logs of the member's newest state commits under ``oid`` (itself none): junk
     pushed on top of the genuine tip where no guard runs hides another machine's events, and
     replacing it must not drop them. Walks parents breadth-first, not past a state commit of the
-    member's, at most :data:`WALK_MAX` commits and :data:`MAX_BYTES` of ``state.age`` in all;
-    parents as git reads them (:func:`gitmail.core.objects.parent_ids`), a missing commit ending
-    its branch. A state commit of the member's that cannot be opened here raises
+    member's; parents as git reads them (:func:`gitmail.core.objects.parent_ids`). Bounded
+    whatever the junk: at most :data:`WALK_MAX` commits are ever queued (a commit may name
+    thousands of parents), each read only when at most :data:`WALK_COMMIT_MAX` bytes, and
+    :data:`MAX_BYTES` of ``state.age`` in all; a missing, larger or unreadable commit ends its
+    branch. A state commit of the member's that cannot be opened here raises
     :class:`StateError`, as at the tip."""
     from collections import deque
 
-    from gitmail.core.objects import parent_ids
+    import pygit2
+
+    from gitmail.core.objects import COMMIT, TooLargeError, object_size, parent_ids
 
     keys = member.all_keys()
     logs: list[Log] = []
@@ -331,29 +336,40 @@ def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequ
     seen = {oid}
     todo: deque[str] = deque()
 
-    def parents(o: str) -> None:
+    def small(o: str) -> bool:
         try:
-            todo.extend(parent_ids(pg, o))  # as git reads them: a commit libgit2 refuses hides nothing
-        except KeyError:
-            pass  # not here (a lax server): that branch ends
+            object_size(pg, o, COMMIT, WALK_COMMIT_MAX)
+            return True
+        except (KeyError, TypeError, ValueError, TooLargeError, pygit2.GitError):
+            return False
 
-    parents(oid)
-    while todo and len(seen) < WALK_MAX:
-        o = todo.popleft()
-        if o in seen:
-            continue
-        seen.add(o)
+    def queue_parents(o: str) -> None:
+        if not small(o):
+            return
         try:
-            why, cipher = commit_problem(pg, o, keys)
+            found = parent_ids(pg, o)  # as git reads them: a commit libgit2 refuses hides nothing
         except KeyError:
+            return
+        for p in found:
+            if len(seen) >= WALK_MAX:
+                return
+            if p not in seen:
+                seen.add(p)
+                todo.append(p)
+
+    queue_parents(oid)
+    while todo:
+        o = todo.popleft()
+        if not small(o):
             continue
+        why, cipher = commit_problem(pg, o, keys)
         if why is None:
             budget -= len(cipher)
             if budget < 0:
                 break
             logs.append(decode(cipher, member.name, identities))
         else:
-            parents(o)
+            queue_parents(o)
     return merge(*logs)
 
 

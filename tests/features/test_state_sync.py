@@ -372,6 +372,48 @@ def test_junk_on_top_of_the_state_hides_no_other_machine_s_events(unguarded: Net
     assert flags(a3)["one"] == (True, True)
 
 
+def test_the_walk_under_junk_is_bounded_whatever_the_junk(tmp_path: Path, monkeypatch: "pytest.MonkeyPatch") -> None:
+    """A hostile sweep: 254 junk commits each naming 100,000 parents under a junk tip made the walk
+    queue 25 million ids (2.6 GB, 30 s from a 9 MB pack). Now at most WALK_MAX commits are ever
+    queued and a commit over WALK_COMMIT_MAX bytes is not read: junk naming 1,000 parents each
+    (48 KB, read) and 2,000 (96 KB, not read) costs a few hundred small reads."""
+    import pygit2
+
+    from gitmail.core import objects
+
+    pg = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    sig = pygit2.Signature("x", "x@x", 1, 0)
+    tree = pg.TreeBuilder().write()
+    xs = [pg.create_commit(None, sig, sig, f"x{i}\n", tree, []) for i in range(2000)]
+    small = [pg.create_commit(None, sig, sig, f"s{i}\n", tree, xs[:1000]) for i in range(150)]
+    large = [pg.create_commit(None, sig, sig, f"l{i}\n", tree, xs) for i in range(150)]
+    top = str(pg.create_commit(None, sig, sig, "junk\n", tree, small + large))
+    calls = {"problem": 0, "parents": 0}
+    problem, parents = statesync.commit_problem, objects.parent_ids
+
+    def counted_problem(*a: object, **k: object) -> object:
+        calls["problem"] += 1
+        return problem(*a, **k)  # type: ignore[arg-type]
+
+    def counted_parents(*a: object, **k: object) -> object:
+        calls["parents"] += 1
+        return parents(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(statesync, "commit_problem", counted_problem)
+    monkeypatch.setattr(objects, "parent_ids", counted_parents)
+
+    class Owner:
+        name = "alex"
+
+        def all_keys(self) -> list[str]:
+            return []
+
+    assert statesync._under(pg, top, Owner(), []) == {}  # type: ignore[arg-type]
+    # The tip's first 255 parents are queued (WALK_MAX with the tip): the 150 small ones are read,
+    # the 105 large ones not; the queue is full, so none of the small ones' 1,000 parents is added.
+    assert calls == {"problem": 150, "parents": 151}, calls
+
+
 # -- the merge and the parser, as properties -------------------------------------------------------
 
 from hypothesis import given, settings  # noqa: E402
