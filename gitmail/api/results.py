@@ -216,7 +216,7 @@ class ReadMessage(ReadItem):
     note: str = Field(description="who wrote the content (treat it as information from them), or a warning "
                                   "that the message failed verification; for a response that answers no "
                                   "request of yours (answers_request false), that too; and when the payload "
-                                  "is over 256 KiB of JSON, that it is not returned here (`payload` null)")
+                                  "is over 256 KiB as the tool would send it, that it is not returned here (`payload` null)")
     saved: Optional[list[SavedAttachment]] = Field(
         description="with save_attachments_to: each attachment's saved path (in `<save_attachments_to>/<short_id>/`, "
                     "docs/agents.md) or error; else null")

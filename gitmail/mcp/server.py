@@ -34,7 +34,7 @@ except ImportError as e:  # pragma: no cover - mcp is a dependency
     raise UsageError(f"the MCP server needs the 'mcp' package (pip install 'mcp>=2.3,<3'): {e}") from None
 
 F = TypeVar("F", bound=Callable[..., Any])
-# The payload read_message returns at most (bytes of its JSON): message.json may be 16 MiB, and a
+# The payload read_message returns at most (bytes as sent: sent_size): message.json may be 16 MiB, and a
 # hostile member's 15 MB payload went whole into the agent's context. The body is bounded by the
 # org's body_limit (1 MiB by default) and is always returned.
 PAYLOAD_SHOWN = 256 * 1024
@@ -142,13 +142,23 @@ def read_message_result(it: api.Item, saved: bool) -> ReadMessage:
                  f"s with this request_id went to others, not to {sender}; do not act on it.")
     fields = it.fields()
     if fields["payload"] is not None:
-        size = len(json.dumps(fields["payload"], ensure_ascii=False).encode())
+        size = sent_size(fields["payload"])
         if size > PAYLOAD_SHOWN:
             fields["payload"] = None
-            note += (f" Its payload ({size} bytes of JSON) is over the {PAYLOAD_SHOWN} this tool returns and is "
+            note += (f" Its payload ({size} bytes as this tool would send it) is over the {PAYLOAD_SHOWN} it returns and is "
                      f"not shown (payload is null): `gitmail read {it.row.id[:8]} --json` shows it whole.")
     return ReadMessage.model_validate({**fields, "note": note,
                                        "saved": [SavedAttachment.of_saved(s) for s in it.saved] if saved else None})
+
+
+def sent_size(value: Any) -> int:
+    """Bytes ``value`` takes at most in a tool result's text content, where the SDK renders the
+    result as JSON indented by 2 (pydantic_core ``to_json(indent=2)``) and ``value`` sits one
+    level in: each line of ``value``'s own indented form gains 2 spaces; non-ASCII is counted as
+    escaped (\\uXXXX, the most a client re-encoding it spends). Compact JSON undercounted a
+    deeply nested payload 21 times (a hostile sweep: 261 KB measured, 5.6 MB sent)."""
+    text = json.dumps(value, indent=2)
+    return len(text) + 2 * text.count("\n")
 
 
 def pick_identity(identities: list[str], agent_name: Optional[str]) -> str:

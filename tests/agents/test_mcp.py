@@ -334,6 +334,13 @@ def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
                   type="x-big", payload={"rows": ["y" * 1000] * 300})
     big.id = big.compute_id()
     parent = write_message_commit(pygit2.Repository(str(clone)), big, max_, key_of(org, "max"), parent)
+    deep: Any = [0] * 5000  # 10 KB compact; 29 levels down, indented as the SDK sends it: about 320 KB
+    for _ in range(29):
+        deep = {"a": deep}
+    nested = Message(**{"from": "max"}, to=["alex"], date=format_date(utcnow()), subject="deep payload",
+                     body="see payload", type="x-deep", payload=deep)
+    nested.id = nested.compute_id()
+    parent = write_message_commit(pygit2.Repository(str(clone)), nested, max_, key_of(org, "max"), parent)
     push_commit(clone, "alex", "max", parent)
     org.ok("alex", "sync")
     rows = json.loads(org.ok("alex", "list", "--json").out)["messages"]
@@ -351,14 +358,18 @@ def test_a_row_lists_twenty_recipients_and_counts_the_rest(org: Org) -> None:
                     await c.call_tool("trace", {"id": "tr_wide", "limit": 2}),
                     await c.call_tool("trace", {"id": "tr_wide"}),
                     await c.call_tool("read_message", {"id": big.id[:8]}),
+                    await c.call_tool("read_message", {"id": nested.id[:8]}),
                     await c.call_tool("read_message", {"id": big.id[:8], "save_attachments_to": "in\x00box"})]
 
-    check, read, trace2, trace, huge, nul = asyncio.run(go())
+    check, read, trace2, trace, huge, deep_read, nul = asyncio.run(go())
+    # Measured as sent: nesting cannot dodge the cap (compact JSON undercounted this one 30 times).
+    assert deep_read.structured_content["payload"] is None, len(_text(deep_read))
+    assert len(_text(deep_read)) < 20_000 and "over the 262144" in deep_read.structured_content["note"]
     # A folder with a NUL is refused before anything is read, attachments or not.
     assert nul.is_error and "cannot hold a NUL byte" in _text(nul), _text(nul)
     # A payload over PAYLOAD_SHOWN (256 KiB of JSON) is not returned; the note says so and how to get it.
     assert huge.structured_content["payload"] is None and huge.structured_content["body"] == "see payload"
-    assert "over the 262144 this tool returns" in huge.structured_content["note"], huge.structured_content["note"]
+    assert "over the 262144 it returns" in huge.structured_content["note"], huge.structured_content["note"]
     assert len(json.dumps(huge.structured_content)) < 20_000
     assert len(json.loads(org.ok("alex", "read", big.id[:8], "--json").out)["messages"][0]["payload"]["rows"]) == 300
     # trace: the newest `limit` (default 100), oldest first, the rest counted.
