@@ -34,7 +34,7 @@ from gitmail.api.export import ExportResult, export
 from gitmail.api.views import SHORT, ago, sender_label, row_json
 
 if TYPE_CHECKING:
-    from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint
+    from gitmail.api.setup import InitResult, init, members, WhoAmI, whoami, set_policy, org_policy, Rotation, rotate_key, Revocation, revoke_key, org_fingerprint, Deinit, deinit
     from gitmail.api.protocol import group_create, group_update, group_delete, group_list, response_payload, respond, AckResult, ack, acks, Awaiting, awaiting_ack, awaiting_json
     from gitmail.api.audit import NewMail, SyncResult, sync, Finding, VerifyReport, verify, LogEntry, log, Shown, show
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 # whose names no function here shadows can be lazy: importing gitmail.api.X binds api.X to the
 # module, which would hide a lazily bound function X (send, search, export, outbox, session).
 _LAZY = {"setup": ("InitResult", "init", "members", "WhoAmI", "whoami", "set_policy", "org_policy", "Rotation",
-                   "rotate_key", "Revocation", "revoke_key", "org_fingerprint"),
+                   "rotate_key", "Revocation", "revoke_key", "org_fingerprint", "Deinit", "deinit"),
          "protocol": ("group_create", "group_update", "group_delete", "group_list", "response_payload", "respond",
                       "AckResult", "ack", "acks", "Awaiting", "awaiting_ack", "awaiting_json"),
          "audit": ("NewMail", "SyncResult", "sync", "Finding", "VerifyReport", "verify", "LogEntry", "log", "Shown", "show")}

@@ -557,6 +557,17 @@ class InitReport(Result):
     fingerprint: Optional[str] = Field(description="the org fingerprint (root commit and its signer's key)")
 
 
+class DeinitReport(Result):
+    """`gitmail deinit --json`: what was taken out of the clone, and what stays."""
+
+    used_by = ("gitmail deinit",)
+
+    repo: str = Field(description="absolute path of the clone")
+    removed: list[str] = Field(description="what was removed, one line each (empty: nothing of gitmail's was here)")
+    kept: list[str] = Field(description="what stays, one line each (the org registration, keys, the user's remote)")
+    dropped_queued: int = Field(description="mailboxes whose undelivered mail was dropped (only with `--force`)")
+
+
 class WhoAmIReport(Result):
     """`gitmail whoami --json`: the acting identity and where its data lives."""
 

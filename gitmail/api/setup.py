@@ -239,6 +239,124 @@ def _undo(r: Repo, name: str, key: Optional[str], made: list[Path], before: "Opt
         before.restore(r)
 
 
+@dataclass
+class Deinit:
+    """What :func:`deinit` did: ``removed`` and ``kept``, one line each."""
+
+    repo: Path
+    removed: list[str]
+    kept: list[str]
+    dropped_queued: int
+
+    def model(self) -> "Any":
+        """The JSON result of ``gitmail deinit`` (docs/json.md, ``DeinitReport``)."""
+        from gitmail.api.results import DeinitReport
+
+        return DeinitReport(repo=str(self.repo), removed=self.removed, kept=self.kept,
+                            dropped_queued=self.dropped_queued)
+
+
+def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
+    """Take gitmail out of the clone at ``repo``: what ``init`` and later commands put there.
+
+    Removes gitmail's client hooks (putting back the hooks they chained to), its fetch
+    refspecs (and the remote itself when nothing else is fetched through it: ``init``
+    added it), every ``gitmail.*`` setting, ``gpg.ssh.allowedSignersFile`` where it names
+    gitmail's file (the user's own file put back when ``init`` recorded one), the refs
+    below ``refs/gitmail/`` (this clone's outbox and read and archive flags) and the
+    remote's ``gitmail/`` remote-tracking refs, and ``.git/gitmail/``. The user's other
+    settings, remotes, branches and refs are not touched. What stays: the member's
+    registration in the org's directory, their keys (other clones may use them) and the
+    mail on the org repo. Idempotent: a clone without gitmail gives an empty ``removed``.
+
+    Raises :class:`NotARepoError`, :class:`UsageError` when mail is still queued for
+    delivery (``refs/gitmail/outbox/``) and ``force`` is false (nothing is changed then).
+    """
+    import shutil
+
+    from gitmail import git
+    from gitmail import hooks as client_hooks
+    from gitmail.core import directory as dirmod
+    from gitmail.core import refspecs
+
+    r = repo if isinstance(repo, Repo) else open_repo(repo)
+    data = r.git_dir / "gitmail"  # not r.data_dir, which makes the folder
+    had_data = data.exists()
+    queued = sorted(git.for_each_ref(r.path, [refs.OUTBOX]))
+    if queued and not force:
+        shown = ", ".join(q[len(refs.OUTBOX):] for q in queued[:5]) + (f" and {len(queued) - 5} more"
+                                                                       if len(queued) > 5 else "")
+        raise UsageError(f"mail is still queued for delivery ({shown}): run 'gitmail sync' to deliver it "
+                         "first, or --force to drop it")
+    removed: list[str] = []
+    kept: list[str] = []
+    for a in client_hooks.uninstall(r.path):
+        if a.what not in ("absent", "not-ours"):
+            removed.append(f"the {a.hook} hook ({a.what})")
+    config = {k: v for k, v in r.config.items()}
+    remote = r.remote
+    if remote:
+        before = git.config_get_all(r.path, f"remote.{remote}.fetch")
+        refspecs.configure_paths(r, [], ())
+        after = git.config_get_all(r.path, f"remote.{remote}.fetch")
+        if len(after) < len(before):
+            removed.append(f"gitmail's fetch refspecs of the remote {remote!r} ({len(before) - len(after)})")
+        url = config.get(f"remote.{remote}.url", "")
+        if not after and before:  # it fetched gitmail's refs and nothing else: init added it
+            git.run(["remote", "remove", remote], r.path, check=False)
+            removed.append(f"the remote {remote!r} ({url}), which fetched only gitmail's refs")
+        else:
+            kept.append(f"the remote {remote!r} ({url})")
+    ours = str(data / "allowed_signers")
+    signers = git.run(["config", "--local", "--get", "gpg.ssh.allowedSignersFile"], r.path,
+                      check=False).stdout.decode("utf-8", "surrogateescape").strip()
+    if signers == ours:
+        theirs = config.get(dirmod.USER_SIGNERS_KEY.lower())
+        if theirs:
+            git.config_set(r.path, "gpg.ssh.allowedSignersFile", theirs)
+            removed.append(f"gpg.ssh.allowedSignersFile pointing at gitmail's file (yours, {theirs}, put back)")
+        else:
+            git.run(["config", "--local", "--unset", "gpg.ssh.allowedSignersFile"], r.path, check=False)
+            removed.append("gpg.ssh.allowedSignersFile pointing at gitmail's file")
+            _drop_empty_section(r, "gpg.ssh", "gpg")
+    names = git.run(["config", "--local", "--null", "--name-only", "--get-regexp", r"^gitmail\."], r.path,
+                    check=False).stdout.decode("utf-8", "surrogateescape").split("\0")
+    sections = sorted({n.rsplit(".", 1)[0] for n in names if n}, key=len, reverse=True)
+    for sec in sections:
+        git.run(["config", "--local", "--remove-section", sec], r.path, check=False)
+    if sections:
+        removed.append(f"gitmail's settings ({sum(1 for n in names if n)} in git config)")
+    gone = sorted(git.for_each_ref(r.path, ["refs/gitmail/", *([f"refs/remotes/{remote}/gitmail/"] if remote else [])]))
+    if gone:
+        lines = "".join(f"delete {ref}\n" for ref in gone)
+        git.run(["update-ref", "--no-deref", "--stdin"], r.path, input=lines.encode())
+        removed.append(f"{len(gone)} refs below refs/gitmail/ and the remote's gitmail/ (outbox, read and "
+                       "archive flags of this clone, remote-tracking copies)")
+    if data.exists():
+        shutil.rmtree(data)
+    if had_data:
+        removed.append(f"{data} (the cache, locks, ledgers)")
+    for k, v in sorted(config.items()):
+        if k.startswith("gitmail.") and k.endswith(".key") and k.count(".") >= 2:
+            kept.append(f"the key of {k[len('gitmail.'):-len('.key')]} ({v}): other clones may use it")
+    if removed:
+        kept.append("the registration in the org's directory, and the mail on the org repo")
+    return Deinit(Path(r.path).absolute(), removed, kept, len(queued))
+
+
+def _drop_empty_section(r: Repo, section: str, *more: str) -> None:
+    """Remove ``section`` (then each of ``more``) from the local config when no key is left in it
+    (git keeps an empty ``[gpg "ssh"]`` header after the last key is unset)."""
+    from gitmail import git
+
+    for sec in (section, *more):
+        left = git.run(["config", "--local", "--name-only", "--get-regexp", "^" + re.escape(sec) + r"\."],
+                       r.path, check=False).stdout.strip()
+        if left:
+            return
+        git.run(["config", "--local", "--remove-section", sec], r.path, check=False)
+
+
 def _remote_urls(r: Repo) -> dict[str, str]:
     """Remote name -> fetch URL, as the clone's git config gives them (``remote.<name>.url``; a
     name may hold dots)."""

@@ -59,6 +59,7 @@ COMMANDS = {
     "outbox": "outbox",
     "state": "state",
     "pack": "pack",
+    "deinit": "deinit",
 }
 
 
@@ -79,7 +80,7 @@ class LazyGroup(click.Group):
 # Top-level commands without the unread notice: setup and the machine-facing front-ends
 # (their output is read by git, Claude Code or an MCP client). Every other command that
 # takes the common options ends with it (on a terminal; never with --json or --quiet).
-NO_NOTICE = {"init", "mcp", "hook", "hooks", "guard"}
+NO_NOTICE = {"init", "deinit", "mcp", "hook", "hooks", "guard"}
 
 
 # --utc / GITMAIL_UTC: times for people in UTC instead of the local zone (gitmail.cli.render).

@@ -1,0 +1,38 @@
+"""``gitmail deinit``: take gitmail out of this clone (what ``init`` and later commands put there)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from gitmail.cli.main import common
+from gitmail.cli.render import emit_json
+from gitmail.api.views import clean
+
+
+@click.command("deinit")
+@click.option("--force", is_flag=True, help="Also when mail is still queued for delivery (it is dropped).")
+@common
+def command(force: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
+    """Take gitmail out of this clone: its hooks, settings, refspecs, local refs and data.
+
+    Your other settings, remotes, branches and refs stay as they are, and so do your
+    registration in the org, your keys and the mail on the org repo: 'gitmail init'
+    brings the clone back. Refused while mail is queued for delivery (run 'gitmail
+    sync' first), unless --force.
+    """
+    from gitmail import api
+
+    res = api.deinit(repo, force=force)
+    if as_json:
+        emit_json(res.model())
+    elif not quiet:
+        if not res.removed:
+            click.echo(f"Nothing of gitmail's in {clean(str(res.repo))}.")
+            return
+        click.echo(f"Took gitmail out of {clean(str(res.repo))}:")
+        for line in res.removed:
+            click.echo(f"  removed {clean(line)}")
+        for line in res.kept:
+            click.echo(f"  kept {clean(line)}")
