@@ -250,16 +250,20 @@ def _watch(p: "subprocess.Popen[bytes]", stall: float) -> bool:
 
 
 def _asking(pids: list[int]) -> bool:
-    """Whether one of ``pids`` holds ``/dev/tty`` open: ssh asking for a key's passphrase or to
-    trust a new host key opens the terminal itself, and a person's time to answer is no stalled
-    network (a prompt left for 120 s was stopped as one). Without a terminal (agents, hooks,
-    cron) nothing can open it, and the watchdog stops a silent transfer as before."""
+    """Whether one of ``pids`` holds ``/dev/tty`` open beyond its standard streams: ssh asking for
+    a key's passphrase or to trust a new host key opens the terminal itself (a new descriptor),
+    and a person's time to answer is no stalled network (a prompt left for 120 s was stopped as
+    one). A standard stream on the terminal is only inherited (``exec </dev/tty`` in a wrapper
+    made every silent transfer wait for ever). Without a terminal (agents, hooks, cron) nothing
+    can open it, and the watchdog stops a silent transfer as before."""
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
         for fd in fds:
+            if fd in ("0", "1", "2"):
+                continue  # inherited (a hook's `exec </dev/tty`): a prompt opens the terminal afresh
             try:
                 if os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/tty":
                     return True

@@ -135,9 +135,13 @@ def test_a_prompt_on_the_terminal_is_not_a_stall(tmp_path: Path) -> None:
     prompt = tmp_path / "prompt"
     prompt.write_text("#!/bin/sh\nexec 3</dev/tty\nsleep 3\necho answered\n")
     prompt.chmod(0o755)
+    # Its standard input on the terminal (a wrapper's `exec </dev/tty`) is no prompt: it waited for ever.
+    quiet = tmp_path / "quiet"
+    quiet.write_text("#!/bin/sh\nexec </dev/tty\nsleep 3\n")
+    quiet.chmod(0o755)
     code = ("import sys; from gitmail import git\n"
             f"p = git.run(['-c', 'alias.ask=!{prompt}', 'ask'], {str(tmp_path)!r}, check=False, stall=1)\n"
-            "q = git.run(['-c', 'alias.quiet=!sleep 3', 'quiet'], " + repr(str(tmp_path)) + ", check=False, stall=1)\n"
+            f"q = git.run(['-c', 'alias.quiet=!{quiet}', 'quiet'], {str(tmp_path)!r}, check=False, stall=1)\n"
             "print('RESULT', p.returncode, b'answered' in p.stdout, q.returncode != 0 and git.STALL_WORDS in q.stderr)\n")
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session with this pty as its controlling terminal
