@@ -259,18 +259,22 @@ class Deinit:
 def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
     """Take gitmail out of the clone at ``repo``: what ``init`` and later commands put there.
 
-    Removes gitmail's client hooks (putting back the hooks they chained to), its fetch
-    refspecs (and the remote itself when nothing else is fetched through it: ``init``
-    added it), every ``gitmail.*`` setting, ``gpg.ssh.allowedSignersFile`` where it names
+    Removes gitmail's client hooks (putting back the hooks they chained to; not in a hooks
+    folder shared through the user's global ``core.hooksPath``, which other repositories run),
+    its fetch refspecs (and the remote itself when nothing else is fetched through it and
+    the config holds nothing else of it: ``init`` added it), every ``gitmail.*`` setting, ``gpg.ssh.allowedSignersFile`` where it names
     gitmail's file (the user's own file put back when ``init`` recorded one), the refs
     below ``refs/gitmail/`` (this clone's outbox and read and archive flags) and the
     remote's ``gitmail/`` remote-tracking refs, and ``.git/gitmail/``. The user's other
     settings, remotes, branches and refs are not touched. What stays: the member's
     registration in the org's directory, their keys (other clones may use them) and the
-    mail on the org repo. Idempotent: a clone without gitmail gives an empty ``removed``.
+    mail on the org repo; ``kept`` ends with the way back (``gitmail init --name NAME``, with
+    ``--org URL`` when the remote went). Idempotent: a clone without gitmail gives an empty
+    ``removed``.
 
     Raises :class:`NotARepoError`, :class:`UsageError` when mail is still queued for
-    delivery (``refs/gitmail/outbox/``) and ``force`` is false (nothing is changed then).
+    delivery (``refs/gitmail/outbox/``) and ``force`` is false (nothing is changed then),
+    :class:`GitmailError` when ``.git/gitmail`` cannot be removed (saying what was).
     """
     import shutil
 
@@ -290,23 +294,33 @@ def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
                          "first, or --force to drop it")
     removed: list[str] = []
     kept: list[str] = []
-    for a in client_hooks.uninstall(r.path):
-        if a.what not in ("absent", "not-ours"):
-            removed.append(f"the {a.hook} hook ({a.what})")
+    shared = client_hooks.shared_hooks_folder(r.path)
+    if shared is None:
+        for a in client_hooks.uninstall(r.path):
+            if a.what not in ("absent", "not-ours"):
+                removed.append(f"the {a.hook} hook ({a.what})")
+    else:  # core.hooksPath from the user's global config: other repositories run those hooks too
+        kept.append(f"the hooks in the hooks folder shared through {shared} (other repositories run them: "
+                    "'gitmail hooks uninstall' removes them for all)")
     config = {k: v for k, v in r.config.items()}
+    user = config.get("gitmail.user", "")
     remote = r.remote
+    come_back = f"gitmail init --name {user}" if user else "gitmail init --name NAME"
     if remote:
         before = git.config_get_all(r.path, f"remote.{remote}.fetch")
         refspecs.configure_paths(r, [], ())
         after = git.config_get_all(r.path, f"remote.{remote}.fetch")
         if len(after) < len(before):
             removed.append(f"gitmail's fetch refspecs of the remote {remote!r} ({len(before) - len(after)})")
-        url = config.get(f"remote.{remote}.url", "")
-        if not after and before:  # it fetched gitmail's refs and nothing else: init added it
+        url = git.run(["config", "--local", "--get", f"remote.{remote}.url"], r.path,
+                      check=False).stdout.decode("utf-8", "surrogateescape").strip()
+        if not after and before and not _remote_in_use(r, remote):
+            # It fetched gitmail's refs and nothing else, and holds nothing of the user's: init added it.
             git.run(["remote", "remove", remote], r.path, check=False)
             removed.append(f"the remote {remote!r} ({url}), which fetched only gitmail's refs")
+            come_back += f" --org {url}"
         else:
-            kept.append(f"the remote {remote!r} ({url})")
+            kept.append(f"the remote {remote!r} ({url})" + ("" if after else ", now without a fetch refspec"))
     ours = str(data / "allowed_signers")
     signers = git.run(["config", "--local", "--get", "gpg.ssh.allowedSignersFile"], r.path,
                       check=False).stdout.decode("utf-8", "surrogateescape").strip()
@@ -332,8 +346,16 @@ def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
         git.run(["update-ref", "--no-deref", "--stdin"], r.path, input=lines.encode())
         removed.append(f"{len(gone)} refs below refs/gitmail/ and the remote's gitmail/ (outbox, read and "
                        "archive flags of this clone, remote-tracking copies)")
-    if data.exists():
-        shutil.rmtree(data)
+    try:
+        if data.is_symlink() or (data.exists() and not data.is_dir()):
+            data.unlink()  # not gitmail's folder: a file or a link where it belongs
+        elif data.exists():
+            shutil.rmtree(data)
+    except OSError as e:
+        from gitmail.errors import GitmailError
+
+        done = "; ".join(removed) or "nothing else"
+        raise GitmailError(f"{data} could not be removed ({e.strerror or e}); removed before it: {done}") from None
     if had_data:
         removed.append(f"{data} (the cache, locks, ledgers)")
     for k, v in sorted(config.items()):
@@ -341,7 +363,30 @@ def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
             kept.append(f"the key of {k[len('gitmail.'):-len('.key')]} ({v}): other clones may use it")
     if removed:
         kept.append("the registration in the org's directory, and the mail on the org repo")
+        kept.append(f"the way back: {come_back}")
     return Deinit(Path(r.path).absolute(), removed, kept, len(queued))
+
+
+def _remote_in_use(r: Repo, remote: str) -> bool:
+    """Whether the user's config holds anything of ``remote`` besides its URL: other keys of its
+    own (``pushurl``, ``prune``, ...), a branch that tracks or pushes to it, or the default push
+    remote (``git remote remove`` would drop all of those)."""
+    from gitmail import git
+
+    def names(pattern: str) -> list[tuple[str, str]]:
+        out = git.run(["config", "--local", "--null", "--get-regexp", pattern], r.path,
+                      check=False).stdout.decode("utf-8", "surrogateescape").split("\0")
+        pairs = []
+        for entry in out:
+            if entry:
+                key, _, value = entry.partition("\n")  # --null: KEY LF VALUE NUL
+                pairs.append((key, value))
+        return pairs
+
+    ere = "".join("\\" + c if c in ".[]{}()*+?^$|\\" else c for c in remote)  # git's regex is POSIX ERE
+    own = [k for k, _ in names("^remote\\." + ere + "\\.") if k != f"remote.{remote}.url"]
+    uses = [v for _, v in names("^branch\\..*\\.(remote|pushremote)$") + names("^remote\\.pushdefault$")]
+    return bool(own) or remote in uses
 
 
 def _drop_empty_section(r: Repo, section: str, *more: str) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 from tests.conftest import Org, git, run
 
@@ -84,3 +88,59 @@ def test_a_remote_init_added_goes_with_it(org: Org) -> None:
     assert r.code == 0 and "removed the remote 'origin'" in r.out, r.out
     assert git("remote", cwd=clone).stdout == "" and _refs(clone) == ""
     assert _local_config(clone) == [ln for ln in _local_config(clone) if ln.split("=")[0].startswith("core.")]
+
+
+def test_a_remote_holding_anything_of_the_user_s_is_kept(org: Org) -> None:
+    """A hostile sweep: after init added `origin`, the user gave it a push URL and made a branch
+    track it; deinit removed the remote, and git took the push URL and the upstream with it."""
+    clone = org.clones["alex"]
+    git("config", "remote.origin.pushurl", "/elsewhere/mine.git", cwd=clone)
+    git("config", "branch.main.remote", "origin", cwd=clone)
+    git("config", "branch.main.merge", "refs/heads/main", cwd=clone)
+    r = org.as_("alex", "deinit", "--json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert any("the remote 'origin'" in k and "without a fetch refspec" in k for k in res["kept"]), res
+    assert git("config", "remote.origin.pushurl", cwd=clone).stdout.strip() == "/elsewhere/mine.git"
+    assert git("config", "branch.main.remote", cwd=clone).stdout.strip() == "origin"
+    assert res["kept"][-1] == "the way back: gitmail init --name alex", res["kept"]
+
+
+def test_the_way_back_names_the_org_when_the_remote_went(org: Org) -> None:
+    """Plain 'gitmail init --name alex' in a clone without its remote starts a new org: the last
+    line gives the org's URL, and following it brings alex's clone and mail back."""
+    org.ok("max", "send", "alex", "before leaving")
+    clone = org.clones["alex"]
+    r = org.as_("alex", "deinit")
+    way = r.out.splitlines()[-1]
+    assert r.code == 0 and way == f"  kept the way back: gitmail init --name alex --org {org.url}", r.out
+    assert run(*way.split(": ", 1)[1].split()[1:], "--repo", str(clone)).code == 0
+    org.ok("alex", "sync")
+    assert [m["subject"] for m in json.loads(org.ok("alex", "list", "--json").out)["messages"]] == ["before leaving"]
+
+
+def test_a_file_where_the_data_folder_belongs_is_removed_too(org: Org) -> None:
+    clone = org.clones["alex"]
+    import shutil
+
+    shutil.rmtree(clone / ".git" / "gitmail")
+    (clone / ".git" / "gitmail").write_text("x")
+    r = org.as_("alex", "deinit")
+    assert r.code == 0 and not (clone / ".git" / "gitmail").exists(), (r.code, r.err)
+    again = org.as_("alex", "deinit")
+    assert again.code == 0 and "Nothing of gitmail's" in again.out
+
+
+def test_hooks_in_a_shared_hooks_folder_are_left_for_the_other_repositories(
+        org: Org, tmp_path: Path, monkeypatch: "pytest.MonkeyPatch") -> None:
+    shared = tmp_path / "shared-hooks"
+    shared.mkdir()
+    glob_cfg = tmp_path / "gitconfig"
+    glob_cfg.write_text(f"[core]\n\thooksPath = {shared}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(glob_cfg))
+    org.ok("alex", "hooks", "install")
+    org.ok("max", "hooks", "install")
+    r = org.as_("alex", "deinit", "--json")
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in shared.iterdir()) == ["post-checkout", "post-merge"]
+    assert any("shared" in k and "hooks uninstall" in k for k in json.loads(r.out)["kept"]), r.out

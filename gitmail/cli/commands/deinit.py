@@ -18,9 +18,10 @@ def command(force: bool, repo: Optional[str], as_: Optional[str], as_json: bool,
     """Take gitmail out of this clone: its hooks, settings, refspecs, local refs and data.
 
     Your other settings, remotes, branches and refs stay as they are, and so do your
-    registration in the org, your keys and the mail on the org repo: 'gitmail init'
-    brings the clone back. Refused while mail is queued for delivery (run 'gitmail
-    sync' first), unless --force.
+    registration in the org, your keys and the mail on the org repo; the last line
+    says how to come back (gitmail init --name NAME, with --org URL when the remote
+    went). Refused while mail is queued for delivery (run 'gitmail sync' first),
+    unless --force.
     """
     from gitmail import api
 
