@@ -49,21 +49,24 @@ from bench_core import GITMAIL, PY, cli_env, make_org, sh  # noqa: E402  (bench/
 from bench_send import GITMAIL as SCRIPT, WarmServer  # noqa: E402  (the console script: warm by default)
 
 
-def write_mbox(path: Path, n: int) -> None:
+def write_mbox(path: Path, n: int, long: bool = False) -> int:
+    """An mbox of n status reports (``long``: of about 4 KB each, else one line); its size in bytes."""
     box = mailbox.mbox(str(path))
     box.lock()
     for i in range(n):
         e = EmailMessage()
         e["From"] = f"Person {i % 50} <p{i % 50}@example.com>"
         e["To"] = "team@example.com"
-        e["Subject"] = f"Status report {i}"
+        e["Subject"] = f"{'Long' if long else 'Status'} report {i}"
         e["Date"] = f"Mon, {1 + i % 28:02d} Jun 2025 {i % 24:02d}:{i % 60:02d}:00 +0000"
-        e["Message-ID"] = f"<report-{i}@example.com>"
-        e.set_content(f"Report {i}: the domain research is done, pick your top 3.\n")
+        e["Message-ID"] = f"<{'long' if long else 'report'}-{i}@example.com>"
+        e.set_content((f"line {i} of the long report " * 5 + "\n") * 25 if long else
+                      f"Report {i}: the domain research is done, pick your top 3.\n")
         box.add(e)
     box.flush()
     box.unlock()
     box.close()
+    return path.stat().st_size
 
 
 def fast_import_baseline(base: Path, n: int) -> float:
@@ -118,24 +121,6 @@ PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=Tr
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def _long_mbox(path: Path, n: int) -> int:
-    """An archive of n messages of about 4 KB each; its size in bytes."""
-    mb = mailbox.mbox(str(path))
-    mb.lock()
-    for i in range(n):
-        e = EmailMessage()
-        e["From"] = f"Person {i % 50} <p{i % 50}@example.com>"
-        e["Subject"] = f"Long report {i}"
-        e["Date"] = f"Mon, {1 + i % 28:02d} Jun 2025 {i % 24:02d}:{i % 60:02d}:00 +0000"
-        e["Message-ID"] = f"<long-{i}@example.com>"
-        e.set_content((f"line {i} of the long report " * 5 + "\n") * 25)
-        mb.add(e)
-    mb.flush()
-    mb.unlock()
-    mb.close()
-    return path.stat().st_size
-
-
 def import_peak(base: Path, env: dict[str, str], n: int) -> None:
     """Peak memory of one in-process `import --mbox --plain` (the largest process: gitmail or one
     of its workers, from getrusage in a process of its own) of n messages of about 4 KB each,
@@ -143,7 +128,7 @@ def import_peak(base: Path, env: dict[str, str], n: int) -> None:
     size: what the import holds grows with the bodies."""
     peaks = []
     for k in (1, n):
-        size = _long_mbox(base / f"long-{k}.mbox", k)
+        size = write_mbox(base / f"long-{k}.mbox", k, long=True)
         maxc = make_org(base / f"peak-{k}", env)[1]
         kib = int(sh(PY, "-c", PEAK, *GITMAIL, "import", "--mbox", str(base / f"long-{k}.mbox"), "--plain",
                      "--repo", str(maxc), env=env))

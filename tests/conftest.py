@@ -25,6 +25,21 @@ os.environ["GITMAIL_WARM"] = "off"
 T = TypeVar("T")
 
 
+def read_terminal(master: int) -> bytes:
+    """Everything written to the pseudo-terminal whose master side is ``master``, until the
+    process on it closes it (Linux then says EIO, not end of file)."""
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def wait_for(what: Callable[[], Optional[T]], timeout: float = 30.0) -> T:
     """Poll ``what`` every 50 ms until it returns something true; that value (an assertion
     error after ``timeout`` seconds). For processes the tests start in the background."""

@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 
 from gitmail import git
-from tests.conftest import Org
+from tests.conftest import Org, read_terminal
 
 STALL = 2
 
@@ -146,15 +146,7 @@ def test_a_prompt_on_the_terminal_is_not_a_stall(tmp_path: Path) -> None:
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session with this pty as its controlling terminal
         os.execve(sys.executable, [sys.executable, "-c", code], {**os.environ, "PYTHONPATH": os.getcwd()})
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
+    out = read_terminal(fd)
     os.waitpid(pid, 0)
     os.close(fd)
     assert b"RESULT 0 True True" in out, out

@@ -17,7 +17,7 @@ import pytest
 
 from gitmail.cli import main as cli_main
 from gitmail.cli.render import long_time, short_time
-from tests.conftest import Org
+from tests.conftest import Org, read_terminal
 
 
 # -- times: the local zone shown, --utc, "5 min ago" when recent; --json exact UTC ---------------------
@@ -187,15 +187,7 @@ def _on_tty(*args: str) -> tuple[int, str]:
     p = subprocess.Popen([sys.executable, "-m", "gitmail.cli.main", *args], stdin=slave, stdout=slave,
                          stderr=slave, close_fds=True)
     os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
+    out = read_terminal(master)
     os.close(master)
     return p.wait(timeout=60), out.decode("utf-8", "replace").replace("\r\n", "\n")
 
