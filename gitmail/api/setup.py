@@ -259,16 +259,16 @@ class Deinit:
 def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
     """Take gitmail out of the clone at ``repo``: what ``init`` and later commands put there.
 
-    Removes gitmail's client hooks (putting back the hooks they chained to; not in a hooks
-    folder shared through the user's global ``core.hooksPath``, which other repositories run),
-    its fetch refspecs (and the remote itself when nothing else is fetched through it and
+    Removes gitmail's fetch refspecs (and the remote itself when nothing else is fetched through it and
     the config holds nothing else of it: ``init`` added it), every ``gitmail.*`` setting, ``gpg.ssh.allowedSignersFile`` where it names
     gitmail's file (the user's own file put back when ``init`` recorded one), the refs
     below ``refs/gitmail/`` (this clone's outbox and read and archive flags) and the
     remote's ``gitmail/`` remote-tracking refs, and ``.git/gitmail/``. The user's other
     settings, remotes, branches and refs are not touched. What stays: the member's
     registration in the org's directory, their keys (other clones may use them) and the
-    mail on the org repo; ``kept`` ends with the way back (``gitmail init --name NAME``, with
+    mail on the org repo. The client hooks are the front-end's to remove
+    (:func:`gitmail.hooks.uninstall`; ``gitmail deinit`` does, after this). ``kept`` ends
+    with the way back (``gitmail init --name NAME``, with
     ``--org URL`` when the remote went). Idempotent: a clone without gitmail gives an empty
     ``removed``.
 
@@ -279,7 +279,6 @@ def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
     import shutil
 
     from gitmail import git
-    from gitmail import hooks as client_hooks
     from gitmail.core import directory as dirmod
     from gitmail.core import refspecs
 
@@ -294,14 +293,6 @@ def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
                          "first, or --force to drop it")
     removed: list[str] = []
     kept: list[str] = []
-    shared = client_hooks.shared_hooks_folder(r.path)
-    if shared is None:
-        for a in client_hooks.uninstall(r.path):
-            if a.what not in ("absent", "not-ours"):
-                removed.append(f"the {a.hook} hook ({a.what})")
-    else:  # core.hooksPath from the user's global config: other repositories run those hooks too
-        kept.append(f"the hooks in the hooks folder shared through {shared} (other repositories run them: "
-                    "'gitmail hooks uninstall' removes them for all)")
     config = {k: v for k, v in r.config.items()}
     user = config.get("gitmail.user", "")
     remote = r.remote

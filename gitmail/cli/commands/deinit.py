@@ -17,15 +17,25 @@ from gitmail.api.views import clean
 def command(force: bool, repo: Optional[str], as_: Optional[str], as_json: bool, quiet: bool) -> None:
     """Take gitmail out of this clone: its hooks, settings, refspecs, local refs and data.
 
+    Hooks in a hooks folder shared through your global core.hooksPath stay (other
+    repositories run them).
+
     Your other settings, remotes, branches and refs stay as they are, and so do your
     registration in the org, your keys and the mail on the org repo; the last line
     says how to come back (gitmail init --name NAME, with --org URL when the remote
     went). Refused while mail is queued for delivery (run 'gitmail sync' first),
     unless --force.
     """
-    from gitmail import api
+    from gitmail import api, hooks
 
-    res = api.deinit(repo, force=force)
+    res = api.deinit(repo, force=force)  # refused while mail is queued: nothing changed then
+    shared = hooks.shared_hooks_folder(res.repo)
+    if shared is None:  # the hooks gitmail installed, the ones they chained to put back
+        res.removed[:0] = [f"the {a.hook} hook ({a.what})" for a in hooks.uninstall(res.repo)
+                           if a.what not in ("absent", "not-ours")]
+    else:  # core.hooksPath from the user's global config: other repositories run those hooks too
+        res.kept.insert(0, f"the hooks in the hooks folder shared through {shared} (other repositories run "
+                           "them: 'gitmail hooks uninstall' removes them for all)")
     if as_json:
         emit_json(res.model())
     elif not quiet:
