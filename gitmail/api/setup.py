@@ -259,18 +259,18 @@ class Deinit:
 def deinit(repo: RepoLike = None, *, force: bool = False) -> Deinit:
     """Take gitmail out of the clone at ``repo``: what ``init`` and later commands put there.
 
-    Removes gitmail's fetch refspecs (and the remote itself when nothing else is fetched through it and
-    the config holds nothing else of it: ``init`` added it), every ``gitmail.*`` setting, ``gpg.ssh.allowedSignersFile`` where it names
-    gitmail's file (the user's own file put back when ``init`` recorded one), the refs
-    below ``refs/gitmail/`` (this clone's outbox and read and archive flags) and the
-    remote's ``gitmail/`` remote-tracking refs, and ``.git/gitmail/``. The user's other
-    settings, remotes, branches and refs are not touched. What stays: the member's
-    registration in the org's directory, their keys (other clones may use them) and the
-    mail on the org repo. The client hooks are the front-end's to remove
-    (:func:`gitmail.hooks.uninstall`; ``gitmail deinit`` does, after this). ``kept`` ends
-    with the way back (``gitmail init --name NAME``, with
-    ``--org URL`` when the remote went). Idempotent: a clone without gitmail gives an empty
-    ``removed``.
+    Removes gitmail's fetch refspecs (and the remote itself when nothing else is fetched
+    through it and the config holds nothing else of it: ``init`` added it), every
+    ``gitmail.*`` setting, ``gpg.ssh.allowedSignersFile`` where it names gitmail's file (the
+    user's own file put back when ``init`` recorded one), the refs below ``refs/gitmail/``
+    (this clone's outbox and read and archive flags) and the remote's ``gitmail/``
+    remote-tracking refs, and ``.git/gitmail/``. The user's other settings, remotes,
+    branches and refs are not touched. What stays: the member's registration in the org's
+    directory, their keys (other clones may use them) and the mail on the org repo. The
+    client hooks are the front-end's to remove (:func:`gitmail.hooks.uninstall`; ``gitmail
+    deinit`` does, after this). ``kept`` ends with the way back (``gitmail init --name
+    NAME``, with ``--org URL`` when the remote went). Idempotent: a clone without gitmail
+    gives an empty ``removed``.
 
     Raises :class:`NotARepoError`, :class:`UsageError` when mail is still queued for
     delivery (``refs/gitmail/outbox/``) and ``force`` is false (nothing is changed then),
