@@ -128,20 +128,21 @@ def test_a_prompt_on_the_terminal_is_not_a_stall(tmp_path: Path) -> None:
     """ssh asking for a key's passphrase (or to trust a new host key) opens /dev/tty and waits for
     a person: no byte moves meanwhile, and a prompt left for gitmail.remoteTimeout seconds was
     stopped as a stalled network. Run under a real terminal (a pty): a git whose child holds
-    /dev/tty open and says nothing for 3 s runs past a 1 s timeout; the same silence without the
-    terminal open is still stopped."""
+    /dev/tty open and says nothing for 6 s runs past a 2 s timeout (2 s, not 1: a starved child
+    must not look silent before it opens the terminal); the same silence with only its standard
+    input on the terminal is still stopped."""
     import pty
 
     prompt = tmp_path / "prompt"
-    prompt.write_text("#!/bin/sh\nexec 3</dev/tty\nsleep 3\necho answered\n")
+    prompt.write_text("#!/bin/sh\nexec 3</dev/tty\nsleep 6\necho answered\n")
     prompt.chmod(0o755)
     # Its standard input on the terminal (a wrapper's `exec </dev/tty`) is no prompt: it waited for ever.
     quiet = tmp_path / "quiet"
-    quiet.write_text("#!/bin/sh\nexec </dev/tty\nsleep 3\n")
+    quiet.write_text("#!/bin/sh\nexec </dev/tty\nsleep 6\n")
     quiet.chmod(0o755)
     code = ("import sys; from gitmail import git\n"
-            f"p = git.run(['-c', 'alias.ask=!{prompt}', 'ask'], {str(tmp_path)!r}, check=False, stall=1)\n"
-            f"q = git.run(['-c', 'alias.quiet=!{quiet}', 'quiet'], {str(tmp_path)!r}, check=False, stall=1)\n"
+            f"p = git.run(['-c', 'alias.ask=!{prompt}', 'ask'], {str(tmp_path)!r}, check=False, stall=2)\n"
+            f"q = git.run(['-c', 'alias.quiet=!{quiet}', 'quiet'], {str(tmp_path)!r}, check=False, stall=2)\n"
             "print('RESULT', p.returncode, b'answered' in p.stdout, q.returncode != 0 and git.STALL_WORDS in q.stderr)\n")
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session with this pty as its controlling terminal
