@@ -196,6 +196,10 @@ def read(
     ``settings.json``); inside a folder of the message's own, no name lands where a
     program reads it.
     """
+    if save:  # bad input refused before anything is read
+        if per_message and save_dir is not None and not str(save_dir).strip():
+            raise UsageError("give a folder to save the attachments in (an empty name is none)")
+        _check_save_dir(save_dir)
     s = session(repo, as_)
     s.refresh()
     if ids:
@@ -206,9 +210,6 @@ def read(
     if save:
         from gitmail.api.views import SHORT
 
-        if per_message and save_dir is not None and not str(save_dir).strip():
-            raise UsageError("give a folder to save the attachments in (an empty name is none)")
-        _check_save_dir(save_dir)
         for it in items:
             saving = it.message is not None and it.message.attachments and it.row.status == "good" and not it.error
             here = save_dir

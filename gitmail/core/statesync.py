@@ -343,9 +343,7 @@ def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequ
         except (KeyError, TypeError, ValueError, TooLargeError, pygit2.GitError):
             return False
 
-    def queue_parents(o: str) -> None:
-        if not small(o):
-            return
+    def queue_parents(o: str) -> None:  # o: a commit small() passed
         try:
             found = parent_ids(pg, o)  # as git reads them: a commit libgit2 refuses hides nothing
         except KeyError:
@@ -357,7 +355,8 @@ def _under(pg: "pygit2.Repository", oid: str, member: "Member", identities: Sequ
                 seen.add(p)
                 todo.append(p)
 
-    queue_parents(oid)
+    if small(oid):
+        queue_parents(oid)
     while todo:
         o = todo.popleft()
         if not small(o):

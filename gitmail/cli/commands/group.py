@@ -19,10 +19,13 @@ def _current(repo: Optional[str]) -> set[str]:
 
 
 def _names(g: Any, current: set[str]) -> str:
-    """The group's members, then the names it lists that no member holds any more."""
-    now = ", ".join(clean(n) for n in g.members if n in current) or "(no members)"
-    former = [clean(n) for n in g.members if n not in current]
-    return now + (f" (no longer members: {', '.join(former)})" if former else "")
+    """The group's members, then the names it lists that no member holds any more
+    (:meth:`GroupInfo.of <gitmail.api.results.GroupInfo.of>` tells them apart)."""
+    from gitmail.api.results import GroupInfo
+
+    info = GroupInfo.of(g, current)
+    now = ", ".join(clean(n) for n in info.members if n not in info.former) or "(no members)"
+    return now + (f" (no longer members: {', '.join(clean(n) for n in info.former)})" if info.former else "")
 
 
 def _show(g: Any, verb: str, repo: Optional[str], as_json: bool, quiet: bool) -> None:
